@@ -1,0 +1,255 @@
+"""The `agentctl` command: parse, call one use case in service.py, render the result.
+
+The one error handler lives here: an AgentctlError becomes one red line (and the next command to
+try) and its exit code; Ctrl-C, SIGTERM and SIGHUP become exit 130 with the resume command, which
+is safe because every step was checkpointed before the next began. --debug or AGENTCTL_DEBUG=1
+shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+
+from agentctl import render, service
+from agentctl.config import Settings
+from agentctl.errors import AgentctlError, ExitCode
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="agentctl",
+    help="Run agents whose sessions are checkpointed locally: pause, resume, roll back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URL: sqlite:///FILE or json:///DIR (env AGENTCTL_STORE)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SessionArg = Annotated[str, typer.Argument(help="Session id or a unique prefix of it.")]
+MaxTurnsOpt = Annotated[
+    int | None, typer.Option("--max-turns", min=1, help="Most model calls in this run.")
+]
+NoInputOpt = Annotated[
+    bool,
+    typer.Option("--no-input", help="Never prompt: save and exit 3 when the agent asks something."),
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Model name ('scripted' for the task's script).")
+]
+
+
+def _settings(store: str | None = None, model: str | None = None) -> Settings:
+    return Settings.load(store=store, model=model)
+
+
+def _debug() -> bool:
+    return os.environ.get("AGENTCTL_DEBUG", "") not in ("", "0", "false") or "--debug" in sys.argv
+
+
+def _guarded(action: Callable[[], T], view: render.RunView | None = None) -> T:
+    """Run a use case; turn every failure into one line and an exit code."""
+    try:
+        return action()
+    except AgentctlError as exc:
+        if view:
+            view.close()
+        if _debug():
+            raise
+        render.error(exc.message, exc.hint)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        if view:
+            view.close()
+        sid = view.session_id if view else None
+        render.error("interrupted; everything up to the last step is saved")
+        if sid:
+            render.note(f"continue with: agentctl resume {sid}")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _interrupt_on_hangup() -> None:
+    """A closed terminal or a `kill` should stop a run as Ctrl-C does: at a safe point, saved."""
+
+    def handler(signum: int, frame: FrameType | None) -> NoReturn:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def _finish_run(report: service.RunReport, as_json: bool) -> None:
+    from agentctl.runner import Stop
+
+    session = report.session
+    sid = session.info.id
+    task = session.task
+    if as_json:
+        render.print_json(
+            {
+                "id": sid,
+                "stop": report.stop.value,
+                "state": session.state.value,
+                "head": session.checkpoint.id,
+                "question": task.pending_question.question if task.pending_question else None,
+                "outcome": task.outcome.value if task.outcome else None,
+                "result": task.result,
+            }
+        )
+    if report.stop is Stop.DONE:
+        if not as_json:
+            render.out.print(task.result or "(no result)")
+        if task.outcome is not None and task.outcome.value != "succeeded":
+            raise typer.Exit(int(ExitCode.ERROR))
+        return
+    if report.stop is Stop.PAUSED:
+        question = task.pending_question.question if task.pending_question else ""
+        render.note(f"session {sid} is waiting for input: {question}")
+        render.note(f'answer with: agentctl resume {sid} --input "…"')
+        raise typer.Exit(int(ExitCode.PAUSED))
+    render.error(task.last_error or "stopped", f"agentctl resume {sid}")
+    raise typer.Exit(int(ExitCode.ERROR))
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="A task file (.toml) or a goal in quotes.")],
+    model: ModelOpt = None,
+    store: StoreOpt = None,
+    no_input: NoInputOpt = False,
+    max_turns: MaxTurnsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a session on a task and work on it until done or it needs input."""
+    from agentctl.tasks import goal_task, load_task_file, looks_like_task_file
+
+    view = render.RunView(quiet=as_json)
+    _interrupt_on_hangup()
+
+    def action() -> service.RunReport:
+        spec = load_task_file(task) if looks_like_task_file(task) else goal_task(task)
+        return service.start_session(
+            _settings(store, model),
+            spec,
+            max_turns=max_turns,
+            ask=None if no_input else render.ask,
+            on_event=view,
+        )
+
+    report = _guarded(action, view)
+    view.close()
+    _finish_run(report, as_json)
+
+
+@app.command()
+def resume(
+    session: Annotated[
+        str | None, typer.Argument(help="Session id or prefix (default: the latest unfinished).")
+    ] = None,
+    input_text: Annotated[
+        str | None, typer.Option("--input", help="The answer to the question the session asked.")
+    ] = None,
+    model: ModelOpt = None,
+    store: StoreOpt = None,
+    no_input: NoInputOpt = False,
+    max_turns: MaxTurnsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a session from its head, in this or any other terminal."""
+    view = render.RunView(quiet=as_json)
+    _interrupt_on_hangup()
+    report = _guarded(
+        lambda: service.resume_session(
+            _settings(store, model),
+            session,
+            answer=input_text,
+            max_turns=max_turns,
+            ask=None if no_input else render.ask,
+            on_event=view,
+        ),
+        view,
+    )
+    view.close()
+    _finish_run(report, as_json)
+
+
+@app.command()
+def rollback(
+    session: SessionArg,
+    to: Annotated[int | None, typer.Option("--to", help="Checkpoint number to return to.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="How many checkpoints back.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Move a session's head back to an earlier checkpoint. Nothing is deleted."""
+    head, target = _guarded(
+        lambda: service.rollback_session(_settings(store), session, to=to, steps=steps)
+    )
+    render.out.print(
+        f"session rolled back to checkpoint {target} ({head.to_state.value}); "
+        f"new head is checkpoint {head.id}"
+    )
+
+
+@app.command("list")
+def list_(
+    state: Annotated[
+        str | None, typer.Option("--status", help="Only sessions in this state.")
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List sessions, most recently active first."""
+    sessions = _guarded(lambda: service.list_sessions(_settings(store), state))
+    if as_json:
+        render.print_json([render.summary_json(s) for s in sessions])
+    else:
+        render.sessions_table(sessions)
+
+
+@app.command()
+def show(
+    session: SessionArg,
+    at: Annotated[
+        int | None, typer.Option("--at", help="Show the state at this checkpoint.")
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a session's task, plan, progress and conversation size."""
+    state = _guarded(lambda: service.show_session(_settings(store), session, at))
+    if as_json:
+        render.print_json(render.session_json(state))
+    else:
+        render.show_session(state)
+
+
+@app.command()
+def history(session: SessionArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every checkpoint of a session: event, state transition, time, and branches."""
+    session_id, checkpoints = _guarded(lambda: service.session_history(_settings(store), session))
+    if as_json:
+        render.print_json([render.checkpoint_json(c) for c in checkpoints])
+    else:
+        render.history_table(session_id, checkpoints)
+
+
+def main() -> None:
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+        os.environ["AGENTCTL_DEBUG"] = "1"
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The one error hierarchy and the exit codes of the CLI contract.
+
+Every failure a user can cause or meet is an `AgentctlError` subclass that carries its exit code
+and, where it helps, the next command to try; `cli.py` turns it into one red line. Nothing here
+imports the rest of agentctl.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2  # usage or bad argument: unknown session, bad task file, bad rollback target
+    PAUSED = 3  # waiting for input and --no-input was given
+    BUSY = 4  # the session is running elsewhere
+    MODEL = 5  # model unreachable, auth failed, retries exhausted
+    STORE = 6  # store corrupt, newer schema, unwritable
+    INTERRUPTED = 130  # Ctrl-C; state saved
+
+
+class AgentctlError(Exception):
+    """Base of every error agentctl reports to a user."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint  # the next command to try, shown after the message
+
+
+class UsageError(AgentctlError):
+    exit_code = ExitCode.USAGE
+
+
+class UnknownSessionError(UsageError):
+    pass
+
+
+class AmbiguousSessionError(UsageError):
+    pass
+
+
+class TaskFileError(UsageError):
+    pass
+
+
+class RollbackTargetError(UsageError):
+    pass
+
+
+class NotWaitingError(UsageError):
+    """--input was given for a session that is not waiting for input."""
+
+
+class SessionBusyError(AgentctlError):
+    exit_code = ExitCode.BUSY
+
+
+class ModelError(AgentctlError):
+    exit_code = ExitCode.MODEL
+
+
+class StoreError(AgentctlError):
+    exit_code = ExitCode.STORE
+
+
+class HeadMovedError(SessionBusyError):
+    """A commit found that another writer extended the session first (optimistic check)."""
+
+
+class InvalidStateError(StoreError):
+    """A stored state failed validation or was written by a newer agentctl."""
+
+
+class InvalidTransition(Exception):
+    """A lifecycle event that the transition table does not allow from the current state.
+
+    Not an AgentctlError: the runner turns it into a tool error for the model, it never reaches
+    a user as such.
+    """
+
+    def __init__(self, state: str, event: str) -> None:
+        super().__init__(f"event {event!r} is not allowed in state {state!r}")
+        self.state = state
+        self.event = event

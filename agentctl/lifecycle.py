@@ -1,0 +1,61 @@
+"""The session lifecycle: states, events and the one transition table (pure, no I/O).
+
+The runner asks `transition(state, event)` before it acts; anything the table does not declare
+raises `InvalidTransition`. Errors do not have a state of their own: a failed call leaves the
+session where it was (design.md §2).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from agentctl.errors import InvalidTransition
+
+
+class State(StrEnum):
+    IDLE = "idle"
+    PLANNING = "planning"
+    EXECUTING = "executing"
+    WAITING_FEEDBACK = "waiting_feedback"
+    DONE = "done"
+
+
+class Event(StrEnum):
+    NEW_TASK = "new_task"
+    PLAN_READY = "plan_ready"
+    STEP_COMPLETE = "step_complete"
+    NEEDS_INPUT = "needs_input"
+    INPUT_RECEIVED = "input_received"
+    TASK_COMPLETE = "task_complete"
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (State.IDLE, Event.NEW_TASK): State.PLANNING,
+    (State.PLANNING, Event.PLAN_READY): State.EXECUTING,
+    (State.EXECUTING, Event.STEP_COMPLETE): State.EXECUTING,
+    (State.EXECUTING, Event.NEEDS_INPUT): State.WAITING_FEEDBACK,
+    (State.WAITING_FEEDBACK, Event.INPUT_RECEIVED): State.EXECUTING,
+    (State.EXECUTING, Event.TASK_COMPLETE): State.DONE,
+}
+
+
+def transition(state: State, event: Event) -> State:
+    """The state after `event` in `state`, or InvalidTransition naming both."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise InvalidTransition(state.value, event.value) from None
+
+
+def allowed_events(state: State) -> list[Event]:
+    return [event for (source, event) in TRANSITIONS if source is state]
+
+
+def is_final(state: State) -> bool:
+    return not allowed_events(state)

@@ -1,0 +1,444 @@
+"""The agent loop: lifecycle + model + tools + store, each reached through its protocol.
+
+One decision shapes this module: every turn of the loop takes exactly one action, chosen only
+from the session state loaded from the store, and commits exactly one checkpoint for it before the
+next turn. So a process killed anywhere resumes from the head and does the next thing — never a
+model call whose reply is stored, never a tool whose result is stored (design.md §4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from agentctl import prompts
+from agentctl.context import TokenCounter
+from agentctl.errors import AgentctlError, InvalidTransition, ModelError
+from agentctl.lifecycle import Event, Outcome, State, transition
+from agentctl.llm import ModelClient
+from agentctl.state import (
+    Checkpoint,
+    Message,
+    PendingQuestion,
+    SessionInfo,
+    SessionState,
+    StepRecord,
+    TaskState,
+    ToolCall,
+    Usage,
+)
+from agentctl.store.base import CheckpointDraft, Store
+from agentctl.tools import ToolOutcome, ToolRegistry
+
+# -- what the loop reports while it works (render.py shows these) ----------------------------
+
+
+@dataclass(frozen=True)
+class ModelCallStarted:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    checkpoint: Checkpoint
+
+
+RunEvent = ModelCallStarted | TextDelta | Checkpointed
+
+
+class Stop(StrEnum):
+    DONE = "done"
+    PAUSED = "paused"  # waiting for input that was not given
+    TURN_LIMIT = "turn_limit"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    stop: Stop
+    session: SessionState
+
+
+Ask = Callable[[str], str | None]  # shows a question, returns the answer or None (no terminal)
+
+
+def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
+    """Tool calls of the newest assistant message that have no result yet, in order."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "assistant":
+            answered = {m.tool_call_id for m in messages[index + 1 :] if m.role == "tool"}
+            return [c for c in messages[index].tool_calls if c.id not in answered]
+    return []
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What handling one tool call produced: the checkpoint to write."""
+
+    event: str
+    to_state: State
+    task: TaskState
+    result: str
+    detail: dict[str, Any]
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        model: Callable[[], ModelClient],
+        counter: Callable[[], TokenCounter],
+        tools: ToolRegistry,
+        clock: Callable[[], str],
+        on_event: Callable[[RunEvent], None] = lambda _event: None,
+    ) -> None:
+        # The model and counter are built on first use: resuming only to find the session
+        # waiting for input must not start a model client.
+        self._store = store
+        self._model_factory = model
+        self._counter_factory = counter
+        self._model: ModelClient | None = None
+        self._counter: TokenCounter | None = None
+        self._tools = tools
+        self._clock = clock
+        self._emit = on_event
+
+    # -- public -----------------------------------------------------------------------------
+
+    def start(self, info: SessionInfo, system_prompt: str) -> SessionState:
+        """Create the session: its first checkpoint is `new_task` (idle → planning)."""
+        task = TaskState(goal=info.spec.goal)
+        messages = (
+            self._counted(Message(role="system", content=system_prompt)),
+            self._counted(Message(role="user", content=prompts.goal_message(info.spec.goal))),
+        )
+        draft = CheckpointDraft(
+            parent=None,
+            event=Event.NEW_TASK.value,
+            from_state=State.IDLE.value,
+            to_state=transition(State.IDLE, Event.NEW_TASK).value,
+            created_at=self._clock(),
+            task=task,
+            usage=Usage(),
+            new_messages=messages,
+        )
+        checkpoint = self._store.create_session(info, draft)
+        self._emit(Checkpointed(checkpoint))
+        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+
+    def run(
+        self, session_id: str, *, answer: str | None, ask: Ask | None, max_turns: int
+    ) -> RunResult:
+        """Work from the head until done, paused for input, or `max_turns` model calls."""
+        session = self._store.load(session_id)
+        turns = 0
+        while True:
+            state = session.state
+            if state is State.DONE:
+                return RunResult(Stop.DONE, session)
+            if state is State.WAITING_FEEDBACK:
+                question = session.task.pending_question
+                text = answer if answer is not None else None
+                answer = None  # given input answers one question only
+                if text is None and ask is not None and question is not None:
+                    text = ask(question.question)
+                if text is None:
+                    return RunResult(Stop.PAUSED, session)
+                session = self._receive_input(session, text)
+                continue
+            calls = pending_calls(session.messages)
+            if calls:
+                session = self._handle_call(session, calls[0])
+                continue
+            last = session.messages[-1]
+            if last.role == "assistant" and not last.tool_calls:
+                session = self._after_text_reply(session, last.content or "")
+                continue
+            if turns >= max_turns:
+                message = f"stopped after {turns} model calls (max_turns); resume to continue"
+                session = self._record_error(session, message)
+                return RunResult(Stop.TURN_LIMIT, session)
+            session = self._call_model(session)
+            turns += 1
+
+    # -- one action each ------------------------------------------------------------------
+
+    def _call_model(self, session: SessionState) -> SessionState:
+        if self._model is None:
+            self._model = self._model_factory()
+        self._emit(ModelCallStarted(session.info.id))
+        tools = prompts.CONTROL_TOOLS + self._tools.schemas()
+        try:
+            reply = self._model.complete(
+                [m.to_openai() for m in session.messages],
+                tools,
+                lambda text: self._emit(TextDelta(text)),
+            )
+        except ModelError as exc:
+            self._record_error(session, exc.message)
+            exc.hint = exc.hint or f"agentctl resume {session.info.id}"
+            raise
+        task = session.task
+        update: dict[str, Any] = {"last_error": None}
+        if reply.message.tool_calls:
+            update["nudged"] = False
+        return self._commit(
+            session,
+            "model_reply",
+            session.state,
+            task.model_copy(update=update),
+            new_messages=(self._counted(reply.message),),
+            detail={"tools": [c.name for c in reply.message.tool_calls]},
+            usage=session.checkpoint.usage + reply.usage,
+        )
+
+    def _after_text_reply(self, session: SessionState, text: str) -> SessionState:
+        """A reply without a tool call: nudge once; a second one is a question to the user."""
+        task = session.task
+        if session.state is State.EXECUTING and task.nudged:
+            to_state = transition(State.EXECUTING, Event.NEEDS_INPUT)
+            task = task.model_copy(
+                update={
+                    "nudged": False,
+                    "pending_question": PendingQuestion(question=text, tool_call_id=None),
+                }
+            )
+            return self._commit(
+                session, Event.NEEDS_INPUT.value, to_state, task, detail={"question": text}
+            )
+        nudge = prompts.NUDGE_PLANNING if session.state is State.PLANNING else prompts.NUDGE
+        return self._commit(
+            session,
+            "nudge",
+            session.state,
+            task.model_copy(update={"nudged": True}),
+            new_messages=(self._counted(Message(role="user", content=nudge)),),
+        )
+
+    def _receive_input(self, session: SessionState, text: str) -> SessionState:
+        question = session.task.pending_question
+        if question is not None and question.tool_call_id is not None:
+            message = Message(role="tool", tool_call_id=question.tool_call_id, content=text)
+        else:
+            message = Message(role="user", content=text)
+        return self._commit(
+            session,
+            Event.INPUT_RECEIVED.value,
+            transition(session.state, Event.INPUT_RECEIVED),
+            session.task.model_copy(update={"pending_question": None}),
+            new_messages=(self._counted(message),),
+            detail={"input": text},
+        )
+
+    def _handle_call(self, session: SessionState, call: ToolCall) -> SessionState:
+        try:
+            arguments = json.loads(call.arguments or "{}")
+            if not isinstance(arguments, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            return self._tool_error(session, call, f"arguments are not valid JSON: {exc}")
+        if call.name in prompts.CONTROL_TOOL_NAMES:
+            try:
+                step = self._control(session, call, arguments)
+            except InvalidTransition as exc:
+                return self._tool_error(
+                    session, call, f"{call.name} is not allowed while {exc.state}"
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                return self._tool_error(session, call, f"bad arguments for {call.name}: {exc}")
+            if step.to_state is State.WAITING_FEEDBACK:  # answered later, by the user
+                return self._commit(
+                    session, step.event, step.to_state, step.task, detail=step.detail
+                )
+            return self._commit(
+                session,
+                step.event,
+                step.to_state,
+                step.task,
+                new_messages=(self._tool_message(call, step.result),),
+                detail=step.detail,
+            )
+        return self._work_tool(session, call, arguments)
+
+    def _control(self, session: SessionState, call: ToolCall, args: dict[str, Any]) -> _Step:
+        state, task = session.state, session.task
+        detail: dict[str, Any] = {"tool": call.name}
+        if call.name == prompts.SUBMIT_PLAN:
+            steps = [str(s) for s in args["steps"]]
+            if not steps:
+                raise ValueError("steps must not be empty")
+            if state is State.PLANNING:
+                task = task.model_copy(update={"plan": tuple(steps)})
+                note = prompts.progress_note(task.plan, task.current_step)
+                return _Step(
+                    Event.PLAN_READY.value,
+                    transition(state, Event.PLAN_READY),
+                    task,
+                    f"Plan accepted ({len(steps)} steps). {note}",
+                    {**detail, "steps": steps},
+                )
+            if state is not State.EXECUTING:
+                raise InvalidTransition(state.value, "plan_revised")
+            plan = task.plan[: task.current_step] + tuple(steps)
+            task = task.model_copy(update={"plan": plan})
+            note = prompts.progress_note(plan, task.current_step)
+            return _Step(
+                "plan_revised", state, task, f"Plan revised. {note}", {**detail, "steps": steps}
+            )
+        if call.name == prompts.COMPLETE_STEP:
+            to_state = transition(state, Event.STEP_COMPLETE)
+            summary = str(args["summary"])
+            data = args.get("data") or {}
+            if not isinstance(data, dict):
+                raise TypeError("data must be an object")
+            name = (
+                task.plan[task.current_step]
+                if task.current_step < len(task.plan)
+                else "(extra step)"
+            )
+            task = task.model_copy(
+                update={
+                    "completed": (*task.completed, StepRecord(step=name, summary=summary)),
+                    "data": {**task.data, **data},
+                }
+            )
+            note = prompts.progress_note(task.plan, task.current_step)
+            return _Step(
+                Event.STEP_COMPLETE.value,
+                to_state,
+                task,
+                f"Step complete. {note}",
+                {**detail, "step": name, "summary": summary},
+            )
+        if call.name == prompts.ASK_USER:
+            question = str(args["question"])
+            to_state = transition(state, Event.NEEDS_INPUT)
+            task = task.model_copy(
+                update={
+                    "pending_question": PendingQuestion(question=question, tool_call_id=call.id)
+                }
+            )
+            return _Step(
+                Event.NEEDS_INPUT.value, to_state, task, "", {**detail, "question": question}
+            )
+        if call.name == prompts.FINISH:
+            result = str(args["result"])
+            outcome = Outcome(args.get("outcome") or Outcome.SUCCEEDED.value)
+            to_state = transition(state, Event.TASK_COMPLETE)
+            task = task.model_copy(update={"outcome": outcome, "result": result})
+            return _Step(
+                Event.TASK_COMPLETE.value,
+                to_state,
+                task,
+                "Task complete.",
+                {**detail, "outcome": outcome.value},
+            )
+        if call.name == prompts.REMEMBER:
+            key, value = str(args["key"]), str(args["value"])
+            # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
+            self._store.save_profile(self._store.load_profile().remember(key, value))
+            return _Step(
+                "remember",
+                state,
+                task,
+                f"Remembered {key} = {value}.",
+                {**detail, "key": key, "value": value},
+            )
+        raise AssertionError(f"unhandled control tool {call.name}")
+
+    def _work_tool(
+        self, session: SessionState, call: ToolCall, args: dict[str, Any]
+    ) -> SessionState:
+        tool = self._tools.get(call.name)
+        if tool is None:
+            known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
+            return self._tool_error(session, call, f"unknown tool {call.name!r}; tools: {known}")
+        detail = {"tool": call.name, "tool_call_id": call.id, "side_effect": tool.side_effect.value}
+        if not tool.side_effect.idempotent:
+            head = session.checkpoint
+            if head.event == "tool_started" and head.detail.get("tool_call_id") == call.id:
+                # We crashed while it ran: the effect may or may not have happened.
+                return self._tool_error(
+                    session,
+                    call,
+                    f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
+                    "unknown. Check the current state before trying again.",
+                )
+            session = self._commit(
+                session, "tool_started", session.state, session.task, detail=detail
+            )
+        try:
+            outcome = tool.run(args)
+        except Exception as exc:
+            outcome = ToolOutcome(f"{call.name} failed: {exc}", is_error=True)
+        return self._commit(
+            session,
+            "tool_result",
+            session.state,
+            session.task,
+            new_messages=(self._tool_message(call, outcome.content),),
+            detail={**detail, "error": outcome.is_error},
+        )
+
+    def _tool_error(self, session: SessionState, call: ToolCall, text: str) -> SessionState:
+        return self._commit(
+            session,
+            "tool_result",
+            session.state,
+            session.task,
+            new_messages=(self._tool_message(call, f"Error: {text}"),),
+            detail={"tool": call.name, "error": True, "message": text},
+        )
+
+    def _record_error(self, session: SessionState, message: str) -> SessionState:
+        """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
+        task = session.task.model_copy(update={"last_error": message})
+        return self._commit(session, "error", session.state, task, detail={"error": message})
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _tool_message(self, call: ToolCall, content: str) -> Message:
+        return self._counted(Message(role="tool", tool_call_id=call.id, content=content))
+
+    def _counted(self, message: Message) -> Message:
+        if self._counter is None:
+            self._counter = self._counter_factory()
+        return message.model_copy(update={"tokens": self._counter.count(message.to_openai())})
+
+    def _commit(
+        self,
+        session: SessionState,
+        event: str,
+        to_state: State,
+        task: TaskState,
+        *,
+        new_messages: tuple[Message, ...] = (),
+        detail: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+    ) -> SessionState:
+        draft = CheckpointDraft(
+            parent=session.checkpoint.id,
+            event=event,
+            from_state=session.state.value,
+            to_state=to_state.value,
+            created_at=self._clock(),
+            task=task,
+            usage=usage or session.checkpoint.usage,
+            detail=detail or {},
+            new_messages=new_messages,
+        )
+        checkpoint = self._store.append(session.info.id, session.checkpoint.id, draft)
+        self._emit(Checkpointed(checkpoint))
+        return SessionState(
+            info=session.info, checkpoint=checkpoint, messages=session.messages + new_messages
+        )
+
+
+__all__ = ["AgentctlError", "Ask", "RunEvent", "RunResult", "Runner", "Stop", "pending_calls"]

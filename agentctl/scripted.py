@@ -1,0 +1,246 @@
+"""The scripted model: an OpenAI-compatible Chat Completions server on 127.0.0.1 replaying a script.
+
+Demos and tests talk to it through the real `openai` client (HTTP, SSE streaming, tool-call
+deltas, usage). The reply is chosen from the conversation it is sent — the number of assistant
+turns in it — never from a counter of its own, so a resumed or rolled-back session gets the reply
+that belongs at that point. `{{last_input}}` in a scripted text or argument is replaced by the
+newest user or tool message, so a branch taken with other input reads differently.
+Faults (HTTP errors, malformed replies) can be queued for tests; it fails loudly when the script
+runs out.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from agentctl.state import ScriptTurn
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Fault:
+    """One injected failure, served instead of the next reply `times` times."""
+
+    status: int = 500
+    times: int = 1
+    retry_after: float | None = None
+    hang: float = 0.0  # seconds to wait before answering (a slow server / timeout)
+
+
+@dataclass
+class ScriptedModel:
+    """The script and what the server has seen; shared by the handler threads."""
+
+    turns: Sequence[ScriptTurn]
+    delay: float = 0.0  # added to every reply (AGENTCTL_SCRIPTED_DELAY)
+    request_log: Path | None = None  # a line per request, kept across processes for tests
+    faults: list[Fault] = field(default_factory=list)
+    requests: Counter[int] = field(default_factory=Counter)  # turn index -> requests seen
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_fault(self) -> Fault | None:
+        with self.lock:
+            if not self.faults:
+                return None
+            fault = self.faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                self.faults.pop(0)
+            return fault
+
+
+def turn_index(messages: list[Json]) -> int:
+    """Which scripted reply belongs after this conversation: one per assistant turn in it."""
+    return sum(1 for m in messages if m.get("role") == "assistant")
+
+
+def last_input(messages: list[Json]) -> str:
+    for m in reversed(messages):
+        if m.get("role") in ("user", "tool") and isinstance(m.get("content"), str):
+            return str(m["content"])
+    return ""
+
+
+def render_turn(turn: ScriptTurn, index: int, messages: list[Json]) -> Json:
+    """The assistant message of a scripted turn, with deterministic tool-call ids."""
+    said = last_input(messages)
+
+    def fill(text: str) -> str:
+        return text.replace("{{last_input}}", said)
+
+    calls = []
+    for n, call in enumerate(turn.tool_calls):
+        args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+        calls.append(
+            {
+                "id": f"call_{index}_{n}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": fill(args)},
+            }
+        )
+    message: Json = {"role": "assistant", "content": fill(turn.content) if turn.content else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # stay quiet: the terminal belongs to agentctl's own output
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        else:
+            self._error(404, f"no route {self.path}")
+
+    def do_POST(self) -> None:
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._error(404, f"no route {self.path}")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            request = json.loads(self.rfile.read(length))
+            messages = request["messages"]
+        except (ValueError, KeyError):
+            self._error(400, "request body is not a chat completion request")
+            return
+        model = self.server.model
+        index = turn_index(messages)
+        with model.lock:
+            model.requests[index] += 1
+            if model.request_log is not None:
+                with model.request_log.open("a") as log:
+                    log.write(f"{index}\n")
+        fault = model.take_fault()
+        if fault is not None:
+            time.sleep(fault.hang)
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            self._error(fault.status, f"injected fault {fault.status}", headers)
+            return
+        if index >= len(model.turns):
+            self._error(
+                400,
+                f"the scripted model has no reply for turn {index + 1}: "
+                f"its script has {len(model.turns)} turns",
+            )
+            return
+        turn = model.turns[index]
+        time.sleep(model.delay + turn.delay)
+        reply = render_turn(turn, index, messages)
+        prompt_tokens = sum(_approx_tokens(json.dumps(m)) for m in messages)
+        completion_tokens = _approx_tokens(json.dumps(reply))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        finish = "tool_calls" if reply.get("tool_calls") else "stop"
+        if request.get("stream"):
+            include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+            self._stream(reply, finish, usage if include_usage else None)
+        else:
+            self._json(
+                200,
+                {
+                    "id": f"chatcmpl-scripted-{index}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": request.get("model", "scripted"),
+                    "choices": [{"index": 0, "message": reply, "finish_reason": finish}],
+                    "usage": usage,
+                },
+            )
+
+    def _stream(self, reply: Json, finish: str, usage: Json | None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        for chunk in _chunks(reply, finish, usage):
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _json(self, status: int, body: Json, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        kind = "rate_limit_error" if status == 429 else "invalid_request_error"
+        self._json(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
+
+
+def _chunks(reply: Json, finish: str, usage: Json | None) -> Iterator[Json]:
+    """The reply as a client would receive it from a streaming server: small deltas."""
+    base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0}
+    base["model"] = "scripted"
+
+    def chunk(delta: Json, finish_reason: str | None = None) -> Json:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    text = reply.get("content") or ""
+    for start in range(0, len(text), 12):
+        yield chunk({"content": text[start : start + 12]})
+    for n, call in enumerate(reply.get("tool_calls", [])):
+        fn = call["function"]
+        head = {"index": n, "id": call["id"], "type": "function"}
+        yield chunk({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]})
+        args = fn["arguments"]
+        for start in range(0, len(args), 16):
+            piece = {"index": n, "function": {"arguments": args[start : start + 16]}}
+            yield chunk({"tool_calls": [piece]})
+    yield chunk({}, finish)
+    if usage is not None:
+        yield {**base, "choices": [], "usage": usage}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    model: ScriptedModel
+
+
+class ScriptedServer:
+    """A running scripted model; use as a context manager. `base_url` goes to the openai client."""
+
+    def __init__(self, model: ScriptedModel) -> None:
+        self.model = model
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.model = model
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,311 @@
+"""Use cases: start, resume, rollback, list, show, history.
+
+The one place that turns Settings into concrete things — a store from the URL, a model client
+(the real `openai` one or the scripted server), a token counter — and hands them to the runner.
+It knows nothing of rich or typer: progress goes out through the `on_event` callback.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from agentctl.config import Settings
+from agentctl.errors import (
+    AmbiguousSessionError,
+    ModelError,
+    NotWaitingError,
+    RollbackTargetError,
+    UnknownSessionError,
+    UsageError,
+)
+from agentctl.store import Store, open_store
+from agentctl.store.base import CheckpointSummary, SessionSummary
+
+if TYPE_CHECKING:
+    from agentctl.context import TokenCounter
+    from agentctl.llm import ModelClient
+    from agentctl.runner import Ask, RunEvent, Runner, Stop
+    from agentctl.state import Checkpoint, SessionState, TaskSpec
+
+SCRIPTED = "scripted"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A one-line remark for the user (which session, which model runs)."""
+
+    text: str
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    stop: Stop
+    session: SessionState
+
+
+@contextmanager
+def opened_store(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings.store_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def resolve_session(store: Store, prefix: str) -> str:
+    """The one session an id or unique id prefix names."""
+    matches = store.match_sessions(prefix) if prefix else []
+    if prefix in matches:
+        return prefix
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UnknownSessionError(f"no session matches {prefix!r}", hint="agentctl list")
+    shown = ", ".join(matches[:5]) + (" …" if len(matches) > 5 else "")
+    raise AmbiguousSessionError(f"{prefix!r} matches {len(matches)} sessions: {shown}")
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def start_session(
+    settings: Settings,
+    spec: TaskSpec,
+    *,
+    max_turns: int | None,
+    ask: Ask | None,
+    on_event: Callable[[RunEvent | Notice], None],
+) -> RunReport:
+    from agentctl import prompts
+    from agentctl.state import SessionInfo
+
+    model_name = _choose_model(settings, spec, session_model=None)
+    with opened_store(settings) as store, ExitStack() as stack:
+        runner = _runner(settings, store, spec, model_name, stack, on_event)
+        profile = store.load_profile()
+        info = SessionInfo(id=_new_id(store), spec=spec, model=model_name, created_at=now())
+        system = prompts.system_prompt(profile.preferences, spec.instructions, [])
+        on_event(Notice(f"session {info.id} started", session_id=info.id))
+        runner.start(info, system)
+        store.save_profile(profile.with_goal(spec.goal))
+        result = runner.run(info.id, answer=None, ask=ask, max_turns=max_turns or spec.max_turns)
+        return RunReport(result.stop, result.session)
+
+
+def resume_session(
+    settings: Settings,
+    prefix: str | None,
+    *,
+    answer: str | None,
+    max_turns: int | None,
+    ask: Ask | None,
+    on_event: Callable[[RunEvent | Notice], None],
+) -> RunReport:
+    from agentctl.lifecycle import State
+
+    with opened_store(settings) as store, ExitStack() as stack:
+        session_id = resolve_session(store, prefix) if prefix else _latest_unfinished(store)
+        session = store.load(session_id)
+        if answer is not None and session.state is not State.WAITING_FEEDBACK:
+            raise NotWaitingError(
+                f"session {session_id} is {session.state.value}, not waiting for input; "
+                "resume it without --input"
+            )
+        spec = session.info.spec
+        model_name = _choose_model(settings, spec, session_model=session.info.model)
+        on_event(
+            Notice(
+                f"resuming session {session_id} at checkpoint {session.checkpoint.id}",
+                session_id=session_id,
+            )
+        )
+        runner = _runner(settings, store, spec, model_name, stack, on_event)
+        result = runner.run(
+            session_id, answer=answer, ask=ask, max_turns=max_turns or spec.max_turns
+        )
+        return RunReport(result.stop, result.session)
+
+
+def _latest_unfinished(store: Store) -> str:
+    for summary in store.list_sessions():
+        if summary.state != "done":
+            return summary.id
+    raise UnknownSessionError("there is no unfinished session to resume", hint="agentctl list")
+
+
+def _choose_model(settings: Settings, spec: TaskSpec, session_model: str | None) -> str:
+    """--model, else the session's own model, else configuration; a script runs when none is."""
+    if settings.model:
+        chosen = settings.model
+    elif session_model:
+        chosen = session_model
+    elif spec.model and (settings.api_key or settings.base_url):
+        chosen = spec.model
+    elif spec.script is not None:
+        chosen = SCRIPTED
+    else:
+        raise ModelError(
+            "no model is configured and the task has no script: set OPENAI_API_KEY (or "
+            "OPENAI_BASE_URL) and AGENTCTL_MODEL, or pass --model"
+        )
+    if chosen == SCRIPTED and spec.script is None:
+        raise UsageError("--model scripted needs a task file with a [[script]]")
+    return chosen
+
+
+def _runner(
+    settings: Settings,
+    store: Store,
+    spec: TaskSpec,
+    model_name: str,
+    stack: ExitStack,
+    on_event: Callable[[RunEvent | Notice], None],
+) -> Runner:
+    from agentctl.runner import Runner
+    from agentctl.tools import ToolRegistry
+
+    if model_name == SCRIPTED:
+        on_event(Notice("no model configured: running on the task's scripted model"))
+
+    def model() -> ModelClient:
+        from agentctl.llm import ModelConfig, OpenAIModelClient
+
+        if model_name == SCRIPTED:
+            from agentctl.scripted import ScriptedModel, ScriptedServer
+
+            assert spec.script is not None
+            scripted = ScriptedModel(
+                spec.script, delay=settings.scripted_delay, request_log=settings.scripted_log
+            )
+            server = stack.enter_context(ScriptedServer(scripted))
+            config = ModelConfig(
+                model=SCRIPTED, base_url=server.base_url, api_key=None, max_retries=0
+            )
+        else:
+            config = ModelConfig(
+                model=model_name, base_url=settings.base_url, api_key=settings.api_key
+            )
+        return OpenAIModelClient(config)
+
+    def counter() -> TokenCounter:
+        from agentctl.context import TiktokenCounter
+
+        return TiktokenCounter(model_name)
+
+    return Runner(store, model, counter, ToolRegistry(), now, on_event)
+
+
+def _new_id(store: Store) -> str:
+    while True:
+        candidate = secrets.token_hex(4)
+        if not store.match_sessions(candidate):
+            return candidate
+
+
+# -- time travel ----------------------------------------------------------------------------
+
+
+def rollback_session(
+    settings: Settings, prefix: str, *, to: int | None, steps: int | None
+) -> tuple[Checkpoint, int]:
+    """Move the head back by appending a `rollback` checkpoint whose parent is the target.
+
+    Returns the new head and the checkpoint it stands on. Nothing is deleted: rolling back to a
+    checkpoint of the abandoned branch undoes a rollback.
+    """
+    from agentctl.store.base import CheckpointDraft
+
+    if (to is None) == (steps is None):
+        raise UsageError("give exactly one of --to CHECKPOINT or --steps N")
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        history = store.history(session_id)
+        head = history[-1]
+        target = _target(session_id, history, to=to, steps=steps)
+        if target.id == _effective(history, head).id:
+            raise RollbackTargetError(
+                f"session {session_id} already stands on checkpoint {target.id}"
+            )
+        target_state = store.get_checkpoint(session_id, target.id)
+        current = store.get_checkpoint(session_id, head.id)
+        draft = CheckpointDraft(
+            parent=target.id,
+            event="rollback",
+            from_state=head.to_state,
+            to_state=target.to_state,
+            created_at=now(),
+            task=target_state.task,
+            usage=current.usage,  # what was spent stays spent
+            detail={"to": target.id, "from": head.id},
+        )
+        return store.append(session_id, head.id, draft), target.id
+
+
+def _effective(
+    history: list[CheckpointSummary], checkpoint: CheckpointSummary
+) -> CheckpointSummary:
+    """A rollback checkpoint stands for the checkpoint it returned to."""
+    while checkpoint.event == "rollback" and checkpoint.parent is not None:
+        checkpoint = history[checkpoint.parent - 1]
+    return checkpoint
+
+
+def _target(
+    session_id: str, history: list[CheckpointSummary], *, to: int | None, steps: int | None
+) -> CheckpointSummary:
+    if to is not None:
+        if not 1 <= to <= len(history):
+            raise RollbackTargetError(
+                f"session {session_id} has checkpoints 1 to {len(history)}; there is no {to}",
+                hint=f"agentctl history {session_id}",
+            )
+        return _effective(history, history[to - 1])
+    assert steps is not None
+    if steps < 1:
+        raise RollbackTargetError("--steps must be 1 or more")
+    current = _effective(history, history[-1])
+    for taken in range(steps):
+        if current.parent is None:
+            raise RollbackTargetError(
+                f"session {session_id} is only {taken} steps from its first checkpoint; "
+                f"cannot go back {steps}",
+                hint=f"agentctl history {session_id}",
+            )
+        current = _effective(history, history[current.parent - 1])
+    return current
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def list_sessions(settings: Settings, state: str | None = None) -> list[SessionSummary]:
+    with opened_store(settings) as store:
+        sessions = store.list_sessions()
+    return [s for s in sessions if state is None or s.state == state]
+
+
+def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionState:
+    from agentctl.store.base import UnknownCheckpointError
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        try:
+            return store.load(session_id, at)
+        except UnknownCheckpointError as exc:
+            raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+
+
+def session_history(settings: Settings, prefix: str) -> tuple[str, list[CheckpointSummary]]:
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        return session_id, store.history(session_id)

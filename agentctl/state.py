@@ -1,0 +1,188 @@
+"""The persisted models: conversation, task and user state, task specs and checkpoints.
+
+Every model that is written to a store carries `schema_version`; `store/codec.py` refuses newer
+versions and upgrades older ones, so a state is either loaded whole and valid or not at all.
+Models are frozen where they are history (messages, checkpoints) and copied with
+`model_copy(update=...)` where they evolve (task state).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentctl.lifecycle import Outcome, State
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolCall(_Model):
+    id: str
+    name: str
+    arguments: str  # raw JSON text as the model sent it: it may be malformed, and that is data
+
+
+class Message(_Model):
+    """One message of the conversation, stored once and shared by every branch that has it."""
+
+    schema_version: Literal[1] = 1
+    role: Role
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    tokens: int = 0  # counted once, when the message is created
+
+    def to_openai(self) -> dict[str, Any]:
+        """The Chat Completions form of this message."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+class StepRecord(_Model):
+    step: str
+    summary: str
+
+
+class PendingQuestion(_Model):
+    question: str
+    tool_call_id: str | None  # the ask_user call to answer; None when the model asked in plain text
+
+
+class TaskState(_Model):
+    """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
+
+    schema_version: Literal[1] = 1
+    goal: str
+    plan: tuple[str, ...] = ()
+    completed: tuple[StepRecord, ...] = ()
+    data: dict[str, Any] = Field(default_factory=dict)
+    pending_question: PendingQuestion | None = None
+    last_error: str | None = None
+    outcome: Outcome | None = None
+    result: str | None = None
+    nudged: bool = False  # the model got one reminder to call a tool; the next text is a question
+
+    @property
+    def current_step(self) -> int:
+        """Index into `plan` of the step being worked on (== len(plan) when all are done)."""
+        return len(self.completed)
+
+    @property
+    def remaining(self) -> tuple[str, ...]:
+        return self.plan[len(self.completed) :]
+
+
+class Usage(_Model):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class ScriptToolCall(_Model):
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)  # a str is sent verbatim
+
+
+class ScriptTurn(_Model):
+    """One reply of the scripted model."""
+
+    content: str | None = None
+    tool_calls: tuple[ScriptToolCall, ...] = ()
+    delay: float = 0.0
+
+
+class TaskSpec(_Model):
+    """A task as the user gave it: a task file or a goal on the command line."""
+
+    schema_version: Literal[1] = 1
+    goal: str
+    title: str | None = None
+    instructions: str | None = None
+    model: str | None = None
+    max_turns: int = Field(default=40, ge=1)
+    script: tuple[ScriptTurn, ...] | None = None
+    source: str | None = None  # the task file it came from, for display only
+
+
+class UserProfile(_Model):
+    """User state: what outlives sessions and is injected into every new system prompt."""
+
+    schema_version: Literal[1] = 1
+    preferences: dict[str, str] = Field(default_factory=dict)
+    recent_goals: tuple[str, ...] = ()
+
+    def remember(self, key: str, value: str) -> UserProfile:
+        return self.model_copy(update={"preferences": {**self.preferences, key: value}})
+
+    def with_goal(self, goal: str, keep: int = 10) -> UserProfile:
+        goals = (goal, *[g for g in self.recent_goals if g != goal])[:keep]
+        return self.model_copy(update={"recent_goals": goals})
+
+
+class SessionInfo(_Model):
+    """The immutable facts of a session, written once when it is created."""
+
+    schema_version: Literal[1] = 1
+    id: str
+    spec: TaskSpec
+    model: str  # "scripted" or the model name; never a key or a URL with credentials
+    created_at: str
+
+
+class Checkpoint(_Model):
+    """One event and the session state right after it. Immutable; numbered 1, 2, 3… per session."""
+
+    schema_version: Literal[1] = 1
+    id: int
+    parent: int | None
+    event: str
+    from_state: State
+    to_state: State
+    created_at: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    task: TaskState
+    usage: Usage = Usage()
+    message_tip: int | None = None  # id of the last message of the conversation at this point
+
+
+class SessionState(_Model):
+    """A session loaded at one checkpoint: the facts, the checkpoint and the whole conversation."""
+
+    info: SessionInfo
+    checkpoint: Checkpoint
+    messages: tuple[Message, ...]
+
+    @property
+    def state(self) -> State:
+        return self.checkpoint.to_state
+
+    @property
+    def task(self) -> TaskState:
+        return self.checkpoint.task
+
+    @property
+    def context_tokens(self) -> int:
+        return sum(m.tokens for m in self.messages)

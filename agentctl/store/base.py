@@ -1,0 +1,129 @@
+"""The one store contract every backend implements, and the light records it returns.
+
+A session is an append-only tree of checkpoints; the head is always the newest checkpoint, so a
+rollback is a new checkpoint whose parent is an old one (a fork), never a rewrite. Messages are
+stored once, each pointing to its predecessor, so a checkpoint costs the same whatever the length
+of the session. `SessionSummary` and `CheckpointSummary` are plain dataclasses built from index
+columns: `list` and `history` must not pay pydantic's import cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from agentctl.state import (
+        Checkpoint,
+        Message,
+        SessionInfo,
+        SessionState,
+        TaskState,
+        Usage,
+        UserProfile,
+    )
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: str
+    state: str
+    goal: str
+    title: str | None
+    head: int
+    created_at: str
+    updated_at: str
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    id: int
+    parent: int | None
+    event: str
+    from_state: str
+    to_state: str
+    created_at: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointDraft:
+    """A checkpoint before the store numbers it. `new_messages` extend the parent's conversation."""
+
+    parent: int | None
+    event: str
+    from_state: str
+    to_state: str
+    created_at: str
+    task: TaskState
+    usage: Usage
+    detail: dict[str, Any] = field(default_factory=dict)
+    new_messages: tuple[Message, ...] = ()
+
+
+class Store(Protocol):
+    """Durable sessions. Every method is atomic; `append` is one transaction."""
+
+    def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
+        """Create a session whose first checkpoint is `first` (parent None)."""
+        ...
+
+    def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
+        """Add a checkpoint and make it the head.
+
+        Raises HeadMovedError when the head is no longer `expected_head` (another writer won).
+        `draft.parent` is usually the head; a rollback names an older checkpoint.
+        """
+        ...
+
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
+        """The session at a checkpoint (default: the head), conversation included."""
+        ...
+
+    def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
+        """One checkpoint without its conversation; UnknownCheckpoint if there is none."""
+        ...
+
+    def list_sessions(self) -> list[SessionSummary]:
+        """All sessions, most recently updated first."""
+        ...
+
+    def history(self, session_id: str) -> list[CheckpointSummary]:
+        """Every checkpoint of a session in order of creation (all branches)."""
+        ...
+
+    def match_sessions(self, prefix: str) -> list[str]:
+        """Ids of the sessions that start with `prefix`."""
+        ...
+
+    def load_profile(self) -> UserProfile: ...
+
+    def save_profile(self, profile: UserProfile) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class UnknownCheckpointError(LookupError):
+    def __init__(self, session_id: str, checkpoint_id: int) -> None:
+        super().__init__(f"session {session_id} has no checkpoint {checkpoint_id}")
+        self.session_id = session_id
+        self.checkpoint_id = checkpoint_id
+
+
+def number_checkpoint(draft: CheckpointDraft, checkpoint_id: int, tip: int | None) -> Checkpoint:
+    """The stored form of a draft: its number and the id of its last message."""
+    from agentctl.state import Checkpoint
+
+    return Checkpoint(
+        id=checkpoint_id,
+        parent=draft.parent,
+        event=draft.event,
+        from_state=draft.from_state,  # type: ignore[arg-type]  # validated by pydantic
+        to_state=draft.to_state,  # type: ignore[arg-type]
+        created_at=draft.created_at,
+        detail=draft.detail,
+        task=draft.task,
+        usage=draft.usage,
+        message_tip=tip,
+    )

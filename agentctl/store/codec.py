@@ -1,0 +1,83 @@
+"""JSON encoding of persisted models, with schema versions checked and upgraded on load.
+
+Backends store the text this module gives them and index only ids, parents, states and times.
+A payload newer than this code is refused (never half-loaded); an older one is upgraded by the
+functions in UPGRADES, one version at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from agentctl.errors import InvalidStateError
+from agentctl.state import Checkpoint, Message, SessionInfo, TaskState, UserProfile
+
+M = TypeVar("M", bound=BaseModel)
+
+# model name -> {version: function upgrading a payload of that version to the next}
+UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+
+def encode(model: BaseModel) -> str:
+    return model.model_dump_json(exclude_defaults=False)
+
+
+def to_payload(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+def decode(cls: type[M], data: str | bytes | dict[str, Any], *, where: str = "") -> M:
+    """Validate a stored payload into `cls`, upgrading old versions; InvalidStateError if not."""
+    place = f" in {where}" if where else ""
+    try:
+        payload = json.loads(data) if isinstance(data, (str, bytes)) else dict(data)
+    except json.JSONDecodeError as exc:
+        raise InvalidStateError(f"stored {cls.__name__}{place} is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidStateError(f"stored {cls.__name__}{place} is not a JSON object")
+    payload = upgrade(cls, payload, place)
+    try:
+        return cls.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise InvalidStateError(
+            f"stored {cls.__name__}{place} is invalid: {loc}: {first['msg']}"
+        ) from None
+
+
+def upgrade(cls: type[BaseModel], payload: dict[str, Any], place: str = "") -> dict[str, Any]:
+    field = cls.model_fields.get("schema_version")
+    if field is None:
+        return payload
+    current = int(field.default)
+    version = payload.get("schema_version", 1)
+    if not isinstance(version, int):
+        raise InvalidStateError(f"stored {cls.__name__}{place} has no valid schema_version")
+    if version > current:
+        raise InvalidStateError(
+            f"stored {cls.__name__}{place} has schema version {version}, newer than this "
+            f"agentctl understands ({current}); upgrade agentctl"
+        )
+    steps = UPGRADES.get(cls.__name__, {})
+    while version < current:
+        payload = steps[version](payload)
+        version += 1
+        payload["schema_version"] = version
+    return payload
+
+
+__all__ = [
+    "Checkpoint",
+    "Message",
+    "SessionInfo",
+    "TaskState",
+    "UserProfile",
+    "decode",
+    "encode",
+    "to_payload",
+]

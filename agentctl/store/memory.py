@@ -1,0 +1,128 @@
+"""An in-process store: the reference behaviour of the contract, and the fastest for unit tests."""
+
+from __future__ import annotations
+
+import threading
+
+from agentctl.errors import HeadMovedError, UnknownSessionError
+from agentctl.state import Checkpoint, Message, SessionInfo, SessionState, UserProfile
+from agentctl.store.base import (
+    CheckpointDraft,
+    CheckpointSummary,
+    SessionSummary,
+    UnknownCheckpointError,
+    number_checkpoint,
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._info: dict[str, SessionInfo] = {}
+        self._checkpoints: dict[str, list[Checkpoint]] = {}
+        self._messages: dict[int, tuple[int | None, Message]] = {}  # id -> (parent, message)
+        self._profile = UserProfile()
+
+    def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
+        with self._lock:
+            if info.id in self._info:
+                raise ValueError(f"session {info.id} exists")
+            self._info[info.id] = info
+            self._checkpoints[info.id] = []
+            return self._add(info.id, first)
+
+    def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
+        with self._lock:
+            head = len(self._rows(session_id))
+            if head != expected_head:
+                raise HeadMovedError(
+                    f"session {session_id} moved on to checkpoint {head} (expected {expected_head})"
+                )
+            return self._add(session_id, draft)
+
+    def _add(self, session_id: str, draft: CheckpointDraft) -> Checkpoint:
+        rows = self._checkpoints[session_id]
+        tip = rows[draft.parent - 1].message_tip if draft.parent else None
+        for message in draft.new_messages:
+            new_id = len(self._messages) + 1
+            self._messages[new_id] = (tip, message)
+            tip = new_id
+        checkpoint = number_checkpoint(draft, len(rows) + 1, tip)
+        rows.append(checkpoint)
+        return checkpoint
+
+    def _rows(self, session_id: str) -> list[Checkpoint]:
+        try:
+            return self._checkpoints[session_id]
+        except KeyError:
+            raise UnknownSessionError(f"no session {session_id!r}") from None
+
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
+        with self._lock:
+            rows = self._rows(session_id)
+            checkpoint = rows[-1] if checkpoint_id is None else self._get(session_id, checkpoint_id)
+            chain: list[Message] = []
+            tip = checkpoint.message_tip
+            while tip is not None:
+                tip, message = self._messages[tip]
+                chain.append(message)
+            return SessionState(
+                info=self._info[session_id], checkpoint=checkpoint, messages=tuple(reversed(chain))
+            )
+
+    def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
+        with self._lock:
+            return self._get(session_id, checkpoint_id)
+
+    def _get(self, session_id: str, checkpoint_id: int) -> Checkpoint:
+        rows = self._rows(session_id)
+        if not 1 <= checkpoint_id <= len(rows):
+            raise UnknownCheckpointError(session_id, checkpoint_id)
+        return rows[checkpoint_id - 1]
+
+    def list_sessions(self) -> list[SessionSummary]:
+        with self._lock:
+            out = []
+            for sid, info in self._info.items():
+                head = self._checkpoints[sid][-1]
+                out.append(
+                    SessionSummary(
+                        id=sid,
+                        state=head.to_state.value,
+                        goal=info.spec.goal,
+                        title=info.spec.title,
+                        head=head.id,
+                        created_at=info.created_at,
+                        updated_at=head.created_at,
+                        outcome=head.task.outcome.value if head.task.outcome else None,
+                    )
+                )
+            return sorted(out, key=lambda s: (s.updated_at, s.id), reverse=True)
+
+    def history(self, session_id: str) -> list[CheckpointSummary]:
+        with self._lock:
+            return [
+                CheckpointSummary(
+                    id=c.id,
+                    parent=c.parent,
+                    event=c.event,
+                    from_state=c.from_state.value,
+                    to_state=c.to_state.value,
+                    created_at=c.created_at,
+                    detail=dict(c.detail),
+                )
+                for c in self._rows(session_id)
+            ]
+
+    def match_sessions(self, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted(sid for sid in self._info if sid.startswith(prefix))
+
+    def load_profile(self) -> UserProfile:
+        return self._profile
+
+    def save_profile(self, profile: UserProfile) -> None:
+        self._profile = profile
+
+    def close(self) -> None:
+        pass

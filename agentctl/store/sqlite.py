@@ -1,0 +1,293 @@
+"""The default store: one SQLite file, WAL, one IMMEDIATE transaction per checkpoint.
+
+synchronous=FULL: a checkpoint that `append` returned survives power loss, not only a killed
+process. The codec (and so pydantic) is imported only by the methods that decode state, so
+`list` and `history` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl.errors import HeadMovedError, StoreError, UnknownSessionError
+from agentctl.store.base import (
+    CheckpointDraft,
+    CheckpointSummary,
+    SessionSummary,
+    UnknownCheckpointError,
+    number_checkpoint,
+)
+from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from agentctl.state import Checkpoint, SessionInfo, SessionState, UserProfile
+
+BUSY_TIMEOUT_S = 10.0
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {path}: {exc}") from exc
+
+
+class SQLiteStore:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        ensure_private_dir(self.path.parent)
+        if not self.path.exists():
+            # Create the file private before SQLite opens it; its -wal and -shm copy this mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        with _translated(self.path):
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._open()
+
+    def _open(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise StoreError(
+                f"store {self.path} has schema version {version}, newer than this agentctl "
+                f"({SCHEMA_VERSION}); upgrade agentctl to use it"
+            )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:
+            with self._transaction():
+                # Re-read inside the write lock: another process may have migrated meanwhile.
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                for _name, sql in MIGRATIONS[version:]:
+                    for statement in _statements(sql):
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
+        from agentctl.store.codec import encode
+
+        with _translated(self.path), self._transaction() as db:
+            db.execute(
+                "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                (
+                    info.id,
+                    encode(info),
+                    info.spec.goal,
+                    info.spec.title,
+                    info.created_at,
+                    info.created_at,
+                    first.from_state,
+                ),
+            )
+            return self._insert(db, info.id, 1, first)
+
+    def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
+        with _translated(self.path), self._transaction() as db:
+            row = db.execute("SELECT head FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            if row[0] != expected_head:
+                raise HeadMovedError(
+                    f"session {session_id} moved on to checkpoint {row[0]} "
+                    f"(expected {expected_head}): another process is writing to it"
+                )
+            return self._insert(db, session_id, expected_head + 1, draft)
+
+    def _insert(
+        self, db: sqlite3.Connection, session_id: str, checkpoint_id: int, draft: CheckpointDraft
+    ) -> Checkpoint:
+        from agentctl.store.codec import encode
+
+        tip: int | None = None
+        if draft.parent is not None:
+            found = db.execute(
+                "SELECT message_tip FROM checkpoints WHERE session_id = ? AND id = ?",
+                (session_id, draft.parent),
+            ).fetchone()
+            if found is None:
+                raise UnknownCheckpointError(session_id, draft.parent)
+            tip = found[0]
+        for message in draft.new_messages:
+            cursor = db.execute(
+                "INSERT INTO messages (session_id, parent, body) VALUES (?, ?, ?)",
+                (session_id, tip, encode(message)),
+            )
+            tip = cursor.lastrowid
+        checkpoint = number_checkpoint(draft, checkpoint_id, tip)
+        db.execute(
+            "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"
+            " created_at, detail, task, usage, message_tip) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                session_id,
+                checkpoint_id,
+                draft.parent,
+                draft.event,
+                draft.from_state,
+                draft.to_state,
+                draft.created_at,
+                json.dumps(draft.detail),
+                encode(draft.task),
+                encode(draft.usage),
+                tip,
+            ),
+        )
+        db.execute(
+            "UPDATE sessions SET head = ?, state = ?, updated_at = ?, outcome = ? WHERE id = ?",
+            (
+                checkpoint_id,
+                draft.to_state,
+                draft.created_at,
+                draft.task.outcome.value if draft.task.outcome else None,
+                session_id,
+            ),
+        )
+        return checkpoint
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
+        from agentctl.state import Message, SessionInfo, SessionState
+        from agentctl.store.codec import decode
+
+        with _translated(self.path):
+            row = self._db.execute(
+                "SELECT info, head FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            info = decode(SessionInfo, row[0], where=f"session {session_id}")
+            checkpoint = self._checkpoint(session_id, checkpoint_id or row[1])
+            bodies = self._db.execute(
+                """
+                WITH RECURSIVE chain (id, parent, body, depth) AS (
+                    SELECT id, parent, body, 0 FROM messages WHERE id = ?
+                    UNION ALL
+                    SELECT m.id, m.parent, m.body, chain.depth + 1
+                    FROM messages AS m JOIN chain ON m.id = chain.parent
+                )
+                SELECT body FROM chain ORDER BY depth DESC
+                """,
+                (checkpoint.message_tip,),
+            ).fetchall()
+            where = f"session {session_id}"
+            messages = tuple(decode(Message, body, where=where) for (body,) in bodies)
+        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+
+    def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
+        with _translated(self.path):
+            return self._checkpoint(session_id, checkpoint_id)
+
+    def _checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
+        from agentctl.state import Checkpoint, TaskState, Usage
+        from agentctl.store.codec import decode
+
+        row = self._db.execute(
+            "SELECT id, parent, event, from_state, to_state, created_at, detail, task, usage,"
+            " message_tip FROM checkpoints WHERE session_id = ? AND id = ?",
+            (session_id, checkpoint_id),
+        ).fetchone()
+        if row is None:
+            raise UnknownCheckpointError(session_id, checkpoint_id)
+        where = f"session {session_id} checkpoint {checkpoint_id}"
+        return Checkpoint(
+            id=row[0],
+            parent=row[1],
+            event=row[2],
+            from_state=row[3],
+            to_state=row[4],
+            created_at=row[5],
+            detail=json.loads(row[6]),
+            task=decode(TaskState, row[7], where=where),
+            usage=decode(Usage, row[8], where=where),
+            message_tip=row[9],
+        )
+
+    def list_sessions(self) -> list[SessionSummary]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT id, state, goal, title, head, created_at, updated_at, outcome"
+                " FROM sessions ORDER BY updated_at DESC, id DESC"
+            ).fetchall()
+        return [SessionSummary(*row) for row in rows]
+
+    def history(self, session_id: str) -> list[CheckpointSummary]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT id, parent, event, from_state, to_state, created_at, detail"
+                " FROM checkpoints WHERE session_id = ? ORDER BY id",
+                (session_id,),
+            ).fetchall()
+        if not rows and not self.match_sessions(session_id):
+            raise UnknownSessionError(f"no session {session_id!r}")
+        return [CheckpointSummary(*row[:6], detail=_json_object(row[6])) for row in rows]
+
+    def match_sessions(self, prefix: str) -> list[str]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT id FROM sessions WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
+                (prefix,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def load_profile(self) -> UserProfile:
+        from agentctl.state import UserProfile
+        from agentctl.store.codec import decode
+
+        with _translated(self.path):
+            row = self._db.execute("SELECT body FROM profile WHERE id = 1").fetchone()
+        return UserProfile() if row is None else decode(UserProfile, row[0], where="profile")
+
+    def save_profile(self, profile: UserProfile) -> None:
+        from agentctl.store.codec import encode
+
+        with _translated(self.path), self._transaction() as db:
+            db.execute(
+                "INSERT INTO profile (id, body) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                (encode(profile),),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements. Not executescript(): it would COMMIT our transaction."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}

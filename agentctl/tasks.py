@@ -1,0 +1,53 @@
+"""Task files (TOML) and goals typed on the command line, turned into a validated TaskSpec.
+
+Every error names the file and the field (`plan_trip.toml: script[2].tool_calls[0]: name: Field
+required`), because a task file is written by hand.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from agentctl.errors import TaskFileError
+from agentctl.state import TaskSpec
+
+
+def looks_like_task_file(argument: str) -> bool:
+    return argument.endswith(".toml") or Path(argument).is_file()
+
+
+def load_task_file(path: str | Path) -> TaskSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaskFileError(f"task file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskFileError(f"task file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskFileError(f"{path}: not valid TOML: {exc}") from None
+    data.setdefault("source", str(path))
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _location(first["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise TaskFileError(f"{path}: {where}: {first['msg']}{more}") from None
+
+
+def goal_task(goal: str) -> TaskSpec:
+    goal = goal.strip()
+    if not goal:
+        raise TaskFileError("the goal is empty: give a task file or a goal in quotes")
+    return TaskSpec(goal=goal)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
