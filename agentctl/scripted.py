@@ -230,7 +230,10 @@ class ScriptedServer:
         self.model = model
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.model = model
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for it, and tests start many servers.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:

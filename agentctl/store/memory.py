@@ -42,7 +42,7 @@ class MemoryStore:
 
     def _add(self, session_id: str, draft: CheckpointDraft) -> Checkpoint:
         rows = self._checkpoints[session_id]
-        tip = rows[draft.parent - 1].message_tip if draft.parent else None
+        tip = self._get(session_id, draft.parent).message_tip if draft.parent else None
         for message in draft.new_messages:
             new_id = len(self._messages) + 1
             self._messages[new_id] = (tip, message)

@@ -1,0 +1,63 @@
+"""Shared fixtures: every test gets a private AGENTCTL_HOME and no real model configuration.
+
+The autouse fixture also strips OPENAI_* variables, so a developer's key can never reach a test
+(and a test can never reach the network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_tasks"
+CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTCTL_MODEL", "AGENTCTL_STORE",
+           "AGENTCTL_SCRIPTED_DELAY", "AGENTCTL_SCRIPTED_LOG", "AGENTCTL_DEBUG")
+
+
+@pytest.fixture(autouse=True)
+def agentctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    monkeypatch.setenv("AGENTCTL_HOME", str(home))
+    for name in CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    yield home
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    """Run the real `agentctl` in a new process, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(params=["sqlite", "json"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend a user can choose, as a URL for --store / AGENTCTL_STORE."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'store' / 'agentctl.db'}"
+    return f"json://{tmp_path / 'jsonstore'}"

@@ -1,0 +1,72 @@
+"""Encoding of persisted models: round trips, version checks, upgrades, clear failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentctl.errors import InvalidStateError
+from agentctl.state import Message, TaskState, ToolCall, UserProfile
+from agentctl.store import codec
+
+text = st.text(max_size=50)
+
+
+@given(
+    goal=st.text(min_size=1, max_size=50),
+    plan=st.lists(text, max_size=5),
+    data=st.dictionaries(text, st.integers() | text, max_size=4),
+)
+def test_task_state_round_trips(goal: str, plan: list[str], data: dict[str, Any]) -> None:
+    task = TaskState(goal=goal, plan=tuple(plan), data=data)
+    assert codec.decode(TaskState, codec.encode(task)) == task
+
+
+def test_messages_with_tool_calls_round_trip() -> None:
+    message = Message(
+        role="assistant",
+        content=None,
+        tool_calls=(ToolCall(id="c1", name="finish", arguments='{"result": "x"'),),
+        tokens=7,
+    )
+    assert codec.decode(Message, codec.encode(message)) == message
+
+
+def test_a_newer_payload_is_refused_whole() -> None:
+    payload = json.loads(codec.encode(TaskState(goal="g")))
+    payload["schema_version"] = 2
+    with pytest.raises(InvalidStateError, match="schema version 2, newer than this agentctl"):
+        codec.decode(TaskState, payload, where="checkpoint 3")
+
+
+def test_an_invalid_payload_names_the_field() -> None:
+    with pytest.raises(InvalidStateError, match=r"TaskState in x is invalid: plan: "):
+        codec.decode(TaskState, {"goal": "g", "plan": 5}, where="x")
+    with pytest.raises(InvalidStateError, match="not valid JSON"):
+        codec.decode(TaskState, "{nope")
+    with pytest.raises(InvalidStateError, match="surprise: Extra inputs"):
+        codec.decode(TaskState, {"goal": "g", "surprise": 1})
+
+
+def test_old_payloads_are_upgraded_one_version_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend UserProfile is at version 3 and check that a version-1 payload walks up to it.
+    field = UserProfile.model_fields["schema_version"]
+    monkeypatch.setattr(field, "default", 3)
+    calls = []
+
+    def one_to_two(p: dict[str, Any]) -> dict[str, Any]:
+        calls.append(1)
+        return {**p, "preferences": {k.lower(): v for k, v in p["preferences"].items()}}
+
+    def two_to_three(p: dict[str, Any]) -> dict[str, Any]:
+        calls.append(2)
+        return p
+
+    monkeypatch.setitem(codec.UPGRADES, "UserProfile", {1: one_to_two, 2: two_to_three})
+    upgraded = codec.upgrade(UserProfile, {"schema_version": 1, "preferences": {"Airline": "Delta"}})
+    assert calls == [1, 2]
+    assert upgraded == {"schema_version": 3, "preferences": {"airline": "Delta"}}

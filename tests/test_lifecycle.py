@@ -1,0 +1,67 @@
+"""The lifecycle table is the whole truth: property tests over random event sequences."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentctl.errors import InvalidTransition
+from agentctl.lifecycle import TRANSITIONS, Event, State, allowed_events, is_final, transition
+
+
+def test_the_happy_path_reaches_done() -> None:
+    state = State.IDLE
+    for event in (
+        Event.NEW_TASK,
+        Event.PLAN_READY,
+        Event.STEP_COMPLETE,
+        Event.NEEDS_INPUT,
+        Event.INPUT_RECEIVED,
+        Event.TASK_COMPLETE,
+    ):
+        state = transition(state, event)
+    assert state is State.DONE
+
+
+def test_an_undeclared_transition_names_state_and_event() -> None:
+    with pytest.raises(InvalidTransition, match="'task_complete' is not allowed in state 'planning'"):
+        transition(State.PLANNING, Event.TASK_COMPLETE)
+
+
+def test_only_done_is_final() -> None:
+    assert [s for s in State if is_final(s)] == [State.DONE]
+    assert allowed_events(State.WAITING_FEEDBACK) == [Event.INPUT_RECEIVED]
+
+
+@given(st.lists(st.sampled_from(list(Event)), max_size=40))
+def test_random_events_never_reach_an_undeclared_state(events: list[Event]) -> None:
+    state = State.IDLE
+    for event in events:
+        try:
+            after = transition(state, event)
+        except InvalidTransition:
+            assert (state, event) not in TRANSITIONS
+            continue
+        assert (state, event) in TRANSITIONS
+        assert after in State
+        state = after
+
+
+@given(st.lists(st.sampled_from(list(Event)), max_size=20))
+def test_done_absorbs(events: list[Event]) -> None:
+    for event in events:
+        with pytest.raises(InvalidTransition):
+            transition(State.DONE, event)
+
+
+def test_every_state_is_reachable_from_idle() -> None:
+    seen, frontier = {State.IDLE}, [State.IDLE]
+    while frontier:
+        state = frontier.pop()
+        for event in allowed_events(state):
+            after = transition(state, event)
+            if after not in seen:
+                seen.add(after)
+                frontier.append(after)
+    assert seen == set(State)

@@ -1,0 +1,134 @@
+"""What each backend promises beyond the shared contract: files, damage, size, versions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from agentctl.errors import InvalidStateError, StoreError
+from agentctl.store.jsonl import JsonlStore
+from agentctl.store.migrations import SCHEMA_VERSION
+from agentctl.store.sqlite import SQLiteStore
+from tests.test_store_conformance import build, contents, draft
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sqlite_files_are_private(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "data" / "agentctl.db")
+    build(store, 3)
+    assert mode(tmp_path / "data") == 0o700
+    assert mode(tmp_path / "data" / "agentctl.db") == 0o600
+    assert mode(tmp_path / "data" / "agentctl.db-wal") == 0o600  # exists while open
+    store.close()
+
+
+def test_jsonl_files_are_private(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "j")
+    build(store, 2)
+    files = [p for p in (tmp_path / "j").rglob("*")]
+    assert files
+    for path in files:
+        assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+    assert mode(tmp_path / "j") == 0o700
+
+
+def test_sqlite_stores_each_message_once_and_checkpoints_stay_small(tmp_path: Path) -> None:
+    path = tmp_path / "agentctl.db"
+    store = SQLiteStore(path)
+    build(store, 400)
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 400
+    sizes = dict(
+        db.execute(
+            "SELECT id, length(detail) + length(task) + length(usage) FROM checkpoints"
+            " WHERE id IN (10, 400)"
+        ).fetchall()
+    )
+    # Same state size at both ends: the row does not carry the conversation.
+    assert abs(sizes[400] - sizes[10]) <= 4, sizes
+
+
+def test_a_newer_sqlite_store_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "agentctl.db"
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer than this agentctl"):
+        SQLiteStore(path)
+    assert path.read_bytes() == before
+
+
+def test_a_file_that_is_not_sqlite_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "agentctl.db"
+    path.write_bytes(b"this is not a database, it is a text file" * 100)
+    with pytest.raises(StoreError, match="not a database"):
+        SQLiteStore(path)
+
+
+def test_a_stored_state_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "agentctl.db"
+    store = SQLiteStore(path)
+    build(store, 2)
+    store.close()
+    db = sqlite3.connect(path)
+    task = json.loads(db.execute("SELECT task FROM checkpoints WHERE id = 2").fetchone()[0])
+    task["schema_version"] = 99
+    db.execute("UPDATE checkpoints SET task = ? WHERE id = 2", (json.dumps(task),))
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    with pytest.raises(InvalidStateError, match="schema version 99, newer"):
+        store.load("abc123")
+    assert contents(store, at=1) == ["m1"]  # the rest still loads
+    store.close()
+
+
+def test_jsonl_ignores_a_torn_last_line_and_cuts_it_before_appending(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "j")
+    build(store, 3)
+    log = tmp_path / "j" / "sessions" / "abc123" / "events.jsonl"
+    with log.open("ab") as f:
+        f.write(b'{"checkpoint": {"id": 4, "par')  # a crash in the middle of an append
+    assert len(store.history("abc123")) == 3
+    assert [s.head for s in store.list_sessions()] == [3]
+    store.append("abc123", 3, draft(3, 4, "after the crash"))
+    assert contents(store) == ["m1", "m2", "m3", "after the crash"]
+    assert all(json.loads(line) for line in log.read_text().splitlines())
+
+
+def test_jsonl_rebuilds_a_stale_summary_from_the_log(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "j")
+    build(store, 3)
+    head = tmp_path / "j" / "sessions" / "abc123" / "head.json"
+    stale = json.loads(head.read_text())
+    store.append("abc123", 3, draft(3, 4, "m4"))
+    head.write_text(json.dumps(stale))  # as if the process died before replacing it
+    assert [(s.id, s.head) for s in store.list_sessions()] == [("abc123", 4)]
+
+
+def test_jsonl_corruption_before_the_last_line_is_an_error(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path / "j")
+    build(store, 3)
+    log = tmp_path / "j" / "sessions" / "abc123" / "events.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    lines[1] = "garbage\n"
+    log.write_text("".join(lines))
+    with pytest.raises(StoreError, match="line 2 is corrupt"):
+        store.load("abc123")
+
+
+def test_a_newer_jsonl_store_is_refused(tmp_path: Path) -> None:
+    JsonlStore(tmp_path / "j")
+    (tmp_path / "j" / "store.json").write_text(json.dumps({"format": "agentctl-jsonl", "version": 9}))
+    with pytest.raises(StoreError, match="newer than this agentctl"):
+        JsonlStore(tmp_path / "j")

@@ -1,0 +1,179 @@
+"""One contract, every backend: the same tests run against memory, SQLite and JSON lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentctl.errors import HeadMovedError, UnknownSessionError
+from agentctl.lifecycle import Outcome
+from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, Usage, UserProfile
+from agentctl.store import Store, open_store
+from agentctl.store.base import CheckpointDraft, UnknownCheckpointError
+
+BACKENDS = ["memory", "sqlite", "json"]
+
+
+def url_for(kind: str, tmp_path: Path) -> str:
+    return {
+        "memory": "memory:",
+        "sqlite": f"sqlite://{tmp_path / 'db' / 'agentctl.db'}",
+        "json": f"json://{tmp_path / 'jsonl'}",
+    }[kind]
+
+
+@pytest.fixture(params=BACKENDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(kind: str, tmp_path: Path) -> Iterator[Store]:
+    s = open_store(url_for(kind, tmp_path))
+    yield s
+    s.close()
+
+
+def info(session_id: str = "abc123", goal: str = "test goal") -> SessionInfo:
+    return SessionInfo(id=session_id, spec=TaskSpec(goal=goal), model="scripted", created_at="2026-01-01T00:00:00.000+00:00")
+
+
+def draft(
+    parent: int | None,
+    n: int,
+    *messages: str,
+    state: str = "executing",
+    task: TaskState | None = None,
+    event: str = "model_reply",
+) -> CheckpointDraft:
+    return CheckpointDraft(
+        parent=parent,
+        event=event,
+        from_state="planning" if parent is None else state,
+        to_state=state,
+        created_at=f"2026-01-01T00:00:{n:02d}.000+00:00",
+        task=task or TaskState(goal="test goal", data={"n": n}),
+        usage=Usage(calls=n),
+        detail={"n": n},
+        new_messages=tuple(Message(role="user", content=m, tokens=len(m)) for m in messages),
+    )
+
+
+def build(store: Store, length: int, session_id: str = "abc123") -> None:
+    store.create_session(info(session_id), draft(None, 1, "m1"))
+    for n in range(2, length + 1):
+        store.append(session_id, n - 1, draft(n - 1, n, f"m{n}"))
+
+
+def contents(store: Store, session_id: str = "abc123", at: int | None = None) -> list[str | None]:
+    return [m.content for m in store.load(session_id, at).messages]
+
+
+def test_a_new_session_loads_back_whole(store: Store) -> None:
+    first = store.create_session(info(), draft(None, 1, "hello", "world"))
+    assert first.id == 1 and first.parent is None
+    loaded = store.load("abc123")
+    assert loaded.info == info()
+    assert loaded.checkpoint == first
+    assert [m.content for m in loaded.messages] == ["hello", "world"]
+    assert loaded.context_tokens == 10
+
+
+def test_checkpoints_are_numbered_and_chained(store: Store) -> None:
+    build(store, 5)
+    history = store.history("abc123")
+    assert [c.id for c in history] == [1, 2, 3, 4, 5]
+    assert [c.parent for c in history] == [None, 1, 2, 3, 4]
+    assert history[2].detail == {"n": 3}
+    assert contents(store) == ["m1", "m2", "m3", "m4", "m5"]
+    assert store.load("abc123").checkpoint.task.data == {"n": 5}
+
+
+def test_an_older_checkpoint_loads_as_it_was(store: Store) -> None:
+    build(store, 5)
+    assert contents(store, at=3) == ["m1", "m2", "m3"]
+    assert store.get_checkpoint("abc123", 2).usage.calls == 2
+
+
+def test_a_stale_head_is_refused_and_changes_nothing(store: Store) -> None:
+    build(store, 3)
+    with pytest.raises(HeadMovedError):
+        store.append("abc123", 2, draft(2, 9, "late"))
+    assert len(store.history("abc123")) == 3
+    assert contents(store) == ["m1", "m2", "m3"]
+
+
+def test_a_fork_shares_the_prefix_and_drops_the_abandoned_branch(store: Store) -> None:
+    build(store, 5)
+    fork = store.append("abc123", 5, draft(3, 6, event="rollback"))
+    assert (fork.id, fork.parent) == (6, 3)
+    assert contents(store) == ["m1", "m2", "m3"]
+    store.append("abc123", 6, draft(6, 7, "branch"))
+    assert contents(store) == ["m1", "m2", "m3", "branch"]
+    assert contents(store, at=5) == ["m1", "m2", "m3", "m4", "m5"]  # nothing was deleted
+
+
+def test_unknown_sessions_and_checkpoints(store: Store) -> None:
+    build(store, 2)
+    with pytest.raises(UnknownSessionError):
+        store.load("nope")
+    with pytest.raises(UnknownSessionError):
+        store.history("nope")
+    with pytest.raises(UnknownSessionError):
+        store.append("nope", 1, draft(1, 2))
+    with pytest.raises(UnknownCheckpointError):
+        store.load("abc123", 9)
+    with pytest.raises(UnknownCheckpointError):
+        store.get_checkpoint("abc123", 0)
+    with pytest.raises(UnknownCheckpointError):
+        store.append("abc123", 2, draft(7, 3))
+
+
+def test_sessions_are_listed_newest_first_and_matched_by_prefix(store: Store) -> None:
+    build(store, 2, "aa11")
+    build(store, 4, "aa22")
+    store.append("aa11", 2, draft(2, 30, state="done", task=TaskState(goal="g", outcome=Outcome.SUCCEEDED)))
+    listed = store.list_sessions()
+    assert [s.id for s in listed] == ["aa11", "aa22"]
+    assert (listed[0].state, listed[0].head, listed[0].outcome) == ("done", 3, "succeeded")
+    assert (listed[1].state, listed[1].head, listed[1].goal) == ("executing", 4, "test goal")
+    assert store.match_sessions("aa") == ["aa11", "aa22"]
+    assert store.match_sessions("aa2") == ["aa22"]
+    assert store.match_sessions("b") == []
+
+
+def test_the_profile_outlives_sessions(store: Store) -> None:
+    assert store.load_profile() == UserProfile()
+    store.save_profile(UserProfile().remember("airline", "Delta"))
+    assert store.load_profile().preferences == {"airline": "Delta"}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "json"])
+def test_everything_survives_reopening(kind: str, tmp_path: Path) -> None:
+    url = url_for(kind, tmp_path)
+    first = open_store(url)
+    build(first, 4)
+    first.save_profile(UserProfile().remember("seat", "aisle"))
+    before = first.load("abc123")
+    first.close()
+    again = open_store(url)
+    assert again.load("abc123") == before
+    assert again.load_profile().preferences == {"seat": "aisle"}
+    again.close()
+
+
+def test_two_handles_on_one_store_see_each_other(kind: str, tmp_path: Path) -> None:
+    if kind == "memory":
+        pytest.skip("a memory store is one process's")
+    url = url_for(kind, tmp_path)
+    a, b = open_store(url), open_store(url)
+    build(a, 2)
+    b.append("abc123", 2, draft(2, 3, "from b"))
+    with pytest.raises(HeadMovedError):
+        a.append("abc123", 2, draft(2, 3, "from a"))
+    assert contents(a) == ["m1", "m2", "from b"]
+    a.close()
+    b.close()
+
