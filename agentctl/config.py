@@ -40,7 +40,9 @@ class Settings:
             import platformdirs
 
             home = Path(platformdirs.user_data_dir(APP))
-        store_url = store or env.get("AGENTCTL_STORE") or f"sqlite://{(home / 'agentctl.db').absolute()}"
+        store_url = (
+            store or env.get("AGENTCTL_STORE") or f"sqlite://{(home / 'agentctl.db').absolute()}"
+        )
         return cls(
             home=home,
             store_url=store_url,

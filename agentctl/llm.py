@@ -67,10 +67,12 @@ class OpenAIModelClient:
     ) -> ModelReply:
         openai = self._openai
         try:
-            stream = self._client.chat.completions.create(
+            # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
+            # describe the same shapes.
+            stream = self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.name,
-                messages=list(messages),  # type: ignore[arg-type]
-                tools=list(tools),  # type: ignore[arg-type]
+                messages=list(messages),
+                tools=list(tools),
                 stream=True,
                 stream_options={"include_usage": True},
             )

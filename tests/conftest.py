@@ -19,8 +19,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_tasks"
-CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTCTL_MODEL", "AGENTCTL_STORE",
-           "AGENTCTL_SCRIPTED_DELAY", "AGENTCTL_SCRIPTED_LOG", "AGENTCTL_DEBUG")
+CLEARED = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AGENTCTL_MODEL",
+    "AGENTCTL_STORE",
+    "AGENTCTL_SCRIPTED_DELAY",
+    "AGENTCTL_SCRIPTED_LOG",
+    "AGENTCTL_DEBUG",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +36,7 @@ def agentctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("AGENTCTL_HOME", str(home))
     for name in CLEARED:
         monkeypatch.delenv(name, raising=False)
-    yield home
+    return home
 
 
 @dataclass

@@ -67,6 +67,8 @@ def test_old_payloads_are_upgraded_one_version_at_a_time(monkeypatch: pytest.Mon
         return p
 
     monkeypatch.setitem(codec.UPGRADES, "UserProfile", {1: one_to_two, 2: two_to_three})
-    upgraded = codec.upgrade(UserProfile, {"schema_version": 1, "preferences": {"Airline": "Delta"}})
+    upgraded = codec.upgrade(
+        UserProfile, {"schema_version": 1, "preferences": {"Airline": "Delta"}}
+    )
     assert calls == [1, 2]
     assert upgraded == {"schema_version": 3, "preferences": {"airline": "Delta"}}

@@ -25,7 +25,9 @@ def test_the_happy_path_reaches_done() -> None:
 
 
 def test_an_undeclared_transition_names_state_and_event() -> None:
-    with pytest.raises(InvalidTransition, match="'task_complete' is not allowed in state 'planning'"):
+    with pytest.raises(
+        InvalidTransition, match="'task_complete' is not allowed in state 'planning'"
+    ):
         transition(State.PLANNING, Event.TASK_COMPLETE)
 
 

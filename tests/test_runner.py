@@ -34,9 +34,15 @@ def turn(*calls: ScriptToolCall, content: str | None = None) -> ScriptTurn:
 
 TRIP = (
     turn(call("submit_plan", steps=["prefs", "dates", "book"]), content="Planning."),
-    turn(call("remember", key="airline", value="Delta"), call("complete_step", summary="Delta", data={"a": 1})),
+    turn(
+        call("remember", key="airline", value="Delta"),
+        call("complete_step", summary="Delta", data={"a": 1}),
+    ),
     turn(call("ask_user", question="What dates?")),
-    turn(call("complete_step", summary="dates: {{last_input}}"), call("finish", result="Booked for {{last_input}}")),
+    turn(
+        call("complete_step", summary="dates: {{last_input}}"),
+        call("finish", result="Booked for {{last_input}}"),
+    ),
 )
 
 
@@ -77,11 +83,17 @@ class Harness:
         config = ModelConfig(model="scripted", base_url=self.base_url, api_key=None, max_retries=0)
         clock = iter(f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}" for n in range(10_000))
         return Runner(
-            store or self.store, lambda: OpenAIModelClient(config), CharCounter, self.tools, lambda: next(clock)
+            store or self.store,
+            lambda: OpenAIModelClient(config),
+            CharCounter,
+            self.tools,
+            lambda: next(clock),
         )
 
     def start(self, session_id: str = "s1") -> None:
-        info = SessionInfo(id=session_id, spec=TaskSpec(goal="trip"), model="scripted", created_at="t0")
+        info = SessionInfo(
+            id=session_id, spec=TaskSpec(goal="trip"), model="scripted", created_at="t0"
+        )
         self.runner().start(info, "system prompt")
 
     def events(self, session_id: str = "s1") -> list[str]:
@@ -91,7 +103,6 @@ class Harness:
 @pytest.fixture(params=["memory", "sqlite"])
 def harness_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     with ExitStack() as stack:
-
         made = iter(range(1000))
 
         def make(script: tuple[ScriptTurn, ...], tools: ToolRegistry | None = None) -> Harness:
@@ -124,8 +135,18 @@ def test_a_task_pauses_for_input_and_resumes_to_done(harness_factory: Any) -> No
     assert task.data == {"a": 1}
     assert h.model.requests == {0: 1, 1: 1, 2: 1, 3: 1}  # every turn asked exactly once
     assert h.events() == [
-        "new_task", "model_reply", "plan_ready", "model_reply", "remember", "step_complete",
-        "model_reply", "needs_input", "input_received", "model_reply", "step_complete", "task_complete",
+        "new_task",
+        "model_reply",
+        "plan_ready",
+        "model_reply",
+        "remember",
+        "step_complete",
+        "model_reply",
+        "needs_input",
+        "input_received",
+        "model_reply",
+        "step_complete",
+        "task_complete",
     ]
     assert done.session.checkpoint.usage.calls == 4
 
@@ -134,7 +155,9 @@ def test_an_interactive_answer_is_asked_for_at_the_terminal(harness_factory: Any
     h = harness_factory(TRIP)
     h.start()
     asked: list[str] = []
-    result = h.runner().run("s1", answer=None, ask=lambda q: asked.append(q) or "Friday", max_turns=10)
+    result = h.runner().run(
+        "s1", answer=None, ask=lambda q: asked.append(q) or "Friday", max_turns=10
+    )
     assert asked == ["What dates?"]
     assert result.session.task.result == "Booked for Friday"
 
@@ -151,7 +174,9 @@ def final_view(h: Harness) -> list[Any]:
 
 
 @pytest.mark.parametrize("after_commit", [True, False], ids=["after-commit", "before-commit"])
-def test_a_crash_at_any_commit_resumes_to_the_same_end(harness_factory: Any, after_commit: bool) -> None:
+def test_a_crash_at_any_commit_resumes_to_the_same_end(
+    harness_factory: Any, after_commit: bool
+) -> None:
     reference = clean_run(harness_factory(TRIP))
     n_appends = len(reference[2]) - 1  # all but the create
     for crash_at in range(1, n_appends + 1):
@@ -170,7 +195,9 @@ def test_a_crash_at_any_commit_resumes_to_the_same_end(harness_factory: Any, aft
 def test_malformed_arguments_and_unknown_tools_go_back_to_the_model(harness_factory: Any) -> None:
     h = harness_factory(
         (
-            ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments='{"steps": ["a"'),)),
+            ScriptTurn(
+                tool_calls=(ScriptToolCall(name="submit_plan", arguments='{"steps": ["a"'),)
+            ),
             turn(call("submit_plan", steps=[])),
             turn(call("complete_step", summary="too early")),
             turn(call("teleport", to="Lisbon")),
@@ -181,7 +208,11 @@ def test_malformed_arguments_and_unknown_tools_go_back_to_the_model(harness_fact
     h.start()
     result = h.runner().run("s1", answer=None, ask=None, max_turns=10)
     assert result.stop is Stop.DONE
-    errors = [m.content for m in result.session.messages if m.role == "tool" and (m.content or "").startswith("Error")]
+    errors = [
+        m.content
+        for m in result.session.messages
+        if m.role == "tool" and (m.content or "").startswith("Error")
+    ]
     assert len(errors) == 4
     assert "arguments are not valid JSON" in errors[0]
     assert "steps must not be empty" in errors[1]
@@ -206,7 +237,8 @@ def test_text_without_tools_is_nudged_once_then_taken_as_a_question(harness_fact
     assert "nudge" in h.events()
     done = h.runner().run("s1", answer="Porto", ask=None, max_turns=10)
     assert done.session.task.result == "for Porto"
-    assert done.session.messages[-3].role == "user" and done.session.messages[-3].content == "Porto"
+    assert done.session.messages[-3].role == "user"
+    assert done.session.messages[-3].content == "Porto"
 
 
 def test_the_plan_can_be_revised_while_executing(harness_factory: Any) -> None:
@@ -215,7 +247,11 @@ def test_the_plan_can_be_revised_while_executing(harness_factory: Any) -> None:
             turn(call("submit_plan", steps=["a", "b"])),
             turn(call("complete_step", summary="a done")),
             turn(call("submit_plan", steps=["b1", "b2"])),
-            turn(call("complete_step", summary="b1"), call("complete_step", summary="b2"), call("finish", result="r")),
+            turn(
+                call("complete_step", summary="b1"),
+                call("complete_step", summary="b2"),
+                call("finish", result="r"),
+            ),
         )
     )
     h.start()
@@ -244,7 +280,8 @@ def test_a_model_error_keeps_the_state_records_it_and_resume_retries(harness_fac
         h.runner().run("s1", answer=None, ask=None, max_turns=10)
     assert info.value.hint == "agentctl resume s1"
     head = h.store.load("s1")
-    assert head.state is State.PLANNING and head.checkpoint.event == "error"
+    assert head.state is State.PLANNING
+    assert head.checkpoint.event == "error"
     assert "500" in (head.task.last_error or "")
     assert h.runner().run("s1", answer="x", ask=None, max_turns=10).stop is Stop.DONE
     assert h.store.load("s1").task.last_error is None
@@ -273,13 +310,17 @@ PAY = (
 )
 
 
-def test_a_side_effect_interrupted_mid_flight_is_not_repeated(harness_factory: Any, tmp_path: Path) -> None:
+def test_a_side_effect_interrupted_mid_flight_is_not_repeated(
+    harness_factory: Any, tmp_path: Path
+) -> None:
     ledger = tmp_path / "ledger"
     h = harness_factory(PAY, ToolRegistry([CountingTool(ledger)]))
     h.start()
     # Crash right after the tool ran but before its result was stored (append 5 = tool_result).
     with pytest.raises(Crash):
-        h.runner(CrashingStore(h.store, 5, after_commit=False)).run("s1", answer=None, ask=None, max_turns=10)
+        h.runner(CrashingStore(h.store, 5, after_commit=False)).run(
+            "s1", answer=None, ask=None, max_turns=10
+        )
     assert ledger.read_text() == "charged\n"
     assert h.events()[-1] == "tool_started"
     result = h.runner().run("s1", answer=None, ask=None, max_turns=10)
@@ -288,12 +329,16 @@ def test_a_side_effect_interrupted_mid_flight_is_not_repeated(harness_factory: A
     assert any("outcome is unknown" in (c or "") for c in tool_results)
 
 
-def test_a_side_effect_whose_result_is_stored_never_runs_again(harness_factory: Any, tmp_path: Path) -> None:
+def test_a_side_effect_whose_result_is_stored_never_runs_again(
+    harness_factory: Any, tmp_path: Path
+) -> None:
     ledger = tmp_path / "ledger"
     h = harness_factory(PAY, ToolRegistry([CountingTool(ledger)]))
     h.start()
     with pytest.raises(Crash):
-        h.runner(CrashingStore(h.store, 5, after_commit=True)).run("s1", answer=None, ask=None, max_turns=10)
+        h.runner(CrashingStore(h.store, 5, after_commit=True)).run(
+            "s1", answer=None, ask=None, max_turns=10
+        )
     h.runner().run("s1", answer=None, ask=None, max_turns=10)
     assert ledger.read_text() == "charged\n"
     assert json.dumps(h.events()).count("tool_result") == 1

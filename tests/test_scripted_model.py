@@ -17,7 +17,10 @@ SCRIPT = (
     ScriptTurn(
         content="Two calls:",
         tool_calls=(
-            ScriptToolCall(name="complete_step", arguments={"summary": "got {{last_input}}", "data": {"k": [1, 2]}}),
+            ScriptToolCall(
+                name="complete_step",
+                arguments={"summary": "got {{last_input}}", "data": {"k": [1, 2]}},
+            ),
             ScriptToolCall(name="finish", arguments='{"result": "broken'),
         ),
     ),
@@ -34,13 +37,17 @@ def served() -> Iterator[tuple[ScriptedModel, OpenAIModelClient]]:
         yield model, client
 
 
-def test_text_streams_in_pieces_and_arrives_whole(served: tuple[ScriptedModel, OpenAIModelClient]) -> None:
+def test_text_streams_in_pieces_and_arrives_whole(
+    served: tuple[ScriptedModel, OpenAIModelClient],
+) -> None:
     _, client = served
     pieces: list[str] = []
     reply = client.complete([{"role": "user", "content": "hi"}], [], pieces.append)
     assert len(pieces) > 2
     assert "".join(pieces) == reply.message.content == SCRIPT[0].content
-    assert reply.usage.calls == 1 and reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    assert reply.usage.calls == 1
+    assert reply.usage.prompt_tokens > 0
+    assert reply.usage.completion_tokens > 0
 
 
 def test_the_reply_is_chosen_by_the_conversation_not_a_counter(
@@ -70,7 +77,9 @@ def test_a_finished_script_fails_loudly(served: tuple[ScriptedModel, OpenAIModel
         client.complete(conversation, [], lambda _t: None)
 
 
-def test_injected_http_errors_become_model_errors(served: tuple[ScriptedModel, OpenAIModelClient]) -> None:
+def test_injected_http_errors_become_model_errors(
+    served: tuple[ScriptedModel, OpenAIModelClient],
+) -> None:
     model, client = served
     model.faults.append(Fault(status=500))
     with pytest.raises(ModelError, match="answered 500: injected fault 500"):
@@ -81,9 +90,13 @@ def test_injected_http_errors_become_model_errors(served: tuple[ScriptedModel, O
 
 def test_an_unreachable_server_is_a_model_error() -> None:
     client = OpenAIModelClient(
-        ModelConfig(model="m", base_url="http://127.0.0.1:9/v1", api_key="sk-secret-123", max_retries=0)
+        ModelConfig(
+            model="m", base_url="http://127.0.0.1:9/v1", api_key="sk-secret-123", max_retries=0
+        )
     )
-    with pytest.raises(ModelError, match=r"cannot reach the model server at http://127\.0\.0\.1:9/v1") as info:
+    with pytest.raises(
+        ModelError, match=r"cannot reach the model server at http://127\.0\.0\.1:9/v1"
+    ) as info:
         client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
     assert "sk-secret-123" not in str(info.value)
 

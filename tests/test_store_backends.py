@@ -129,6 +129,8 @@ def test_jsonl_corruption_before_the_last_line_is_an_error(tmp_path: Path) -> No
 
 def test_a_newer_jsonl_store_is_refused(tmp_path: Path) -> None:
     JsonlStore(tmp_path / "j")
-    (tmp_path / "j" / "store.json").write_text(json.dumps({"format": "agentctl-jsonl", "version": 9}))
+    (tmp_path / "j" / "store.json").write_text(
+        json.dumps({"format": "agentctl-jsonl", "version": 9})
+    )
     with pytest.raises(StoreError, match="newer than this agentctl"):
         JsonlStore(tmp_path / "j")

@@ -37,7 +37,12 @@ def store(kind: str, tmp_path: Path) -> Iterator[Store]:
 
 
 def info(session_id: str = "abc123", goal: str = "test goal") -> SessionInfo:
-    return SessionInfo(id=session_id, spec=TaskSpec(goal=goal), model="scripted", created_at="2026-01-01T00:00:00.000+00:00")
+    return SessionInfo(
+        id=session_id,
+        spec=TaskSpec(goal=goal),
+        model="scripted",
+        created_at="2026-01-01T00:00:00.000+00:00",
+    )
 
 
 def draft(
@@ -73,7 +78,8 @@ def contents(store: Store, session_id: str = "abc123", at: int | None = None) ->
 
 def test_a_new_session_loads_back_whole(store: Store) -> None:
     first = store.create_session(info(), draft(None, 1, "hello", "world"))
-    assert first.id == 1 and first.parent is None
+    assert first.id == 1
+    assert first.parent is None
     loaded = store.load("abc123")
     assert loaded.info == info()
     assert loaded.checkpoint == first
@@ -134,7 +140,9 @@ def test_unknown_sessions_and_checkpoints(store: Store) -> None:
 def test_sessions_are_listed_newest_first_and_matched_by_prefix(store: Store) -> None:
     build(store, 2, "aa11")
     build(store, 4, "aa22")
-    store.append("aa11", 2, draft(2, 30, state="done", task=TaskState(goal="g", outcome=Outcome.SUCCEEDED)))
+    store.append(
+        "aa11", 2, draft(2, 30, state="done", task=TaskState(goal="g", outcome=Outcome.SUCCEEDED))
+    )
     listed = store.list_sessions()
     assert [s.id for s in listed] == ["aa11", "aa22"]
     assert (listed[0].state, listed[0].head, listed[0].outcome) == ("done", 3, "succeeded")
@@ -176,4 +184,3 @@ def test_two_handles_on_one_store_see_each_other(kind: str, tmp_path: Path) -> N
     assert contents(a) == ["m1", "m2", "from b"]
     a.close()
     b.close()
-

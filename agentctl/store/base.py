@@ -119,8 +119,8 @@ def number_checkpoint(draft: CheckpointDraft, checkpoint_id: int, tip: int | Non
         id=checkpoint_id,
         parent=draft.parent,
         event=draft.event,
-        from_state=draft.from_state,  # type: ignore[arg-type]  # validated by pydantic
-        to_state=draft.to_state,  # type: ignore[arg-type]
+        from_state=draft.from_state,  # a str, validated into State by pydantic
+        to_state=draft.to_state,
         created_at=draft.created_at,
         detail=draft.detail,
         task=draft.task,

@@ -244,7 +244,18 @@ class SQLiteStore:
             ).fetchall()
         if not rows and not self.match_sessions(session_id):
             raise UnknownSessionError(f"no session {session_id!r}")
-        return [CheckpointSummary(*row[:6], detail=_json_object(row[6])) for row in rows]
+        return [
+            CheckpointSummary(
+                id=row[0],
+                parent=row[1],
+                event=row[2],
+                from_state=row[3],
+                to_state=row[4],
+                created_at=row[5],
+                detail=_json_object(row[6]),
+            )
+            for row in rows
+        ]
 
     def match_sessions(self, prefix: str) -> list[str]:
         with _translated(self.path):
