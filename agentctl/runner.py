@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from agentctl import prompts
+from agentctl import faults, prompts
 from agentctl.context import TokenCounter
 from agentctl.errors import AgentctlError, InvalidTransition, ModelError
 from agentctl.lifecycle import Event, Outcome, State, transition
@@ -185,6 +185,7 @@ class Runner:
             self._record_error(session, exc.message)
             exc.hint = exc.hint or f"agentctl resume {session.info.id}"
             raise
+        faults.hit("model_reply_received")
         task = session.task
         update: dict[str, Any] = {"last_error": None}
         if reply.message.tool_calls:
@@ -435,6 +436,7 @@ class Runner:
             new_messages=new_messages,
         )
         checkpoint = self._store.append(session.info.id, session.checkpoint.id, draft)
+        faults.hit("commit_done")
         self._emit(Checkpointed(checkpoint))
         return SessionState(
             info=session.info, checkpoint=checkpoint, messages=session.messages + new_messages

@@ -8,14 +8,17 @@ It knows nothing of rich or typer: progress goes out through the `on_event` call
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from agentctl import faults
 from agentctl.config import Settings
 from agentctl.errors import (
+    AgentctlError,
     AmbiguousSessionError,
     ModelError,
     NotWaitingError,
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from agentctl.llm import ModelClient
     from agentctl.runner import Ask, RunEvent, Runner, Stop
     from agentctl.state import Checkpoint, SessionState, TaskSpec
+    from agentctl.tools import ToolRegistry
 
 SCRIPTED = "scripted"
 
@@ -51,6 +55,39 @@ class Notice:
 class RunReport:
     stop: Stop
     session: SessionState
+
+
+@contextmanager
+def held_lease(settings: Settings, store: Store, session_id: str) -> Iterator[None]:
+    """Hold the session's lease while the block runs, renewed by a heartbeat thread."""
+    from agentctl.store.lease import DEFAULT_TTL_S, Lease
+
+    lease = Lease.mine(secrets.token_hex(8))
+    store.acquire_lease(session_id, lease)
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        # Its own store handle: SQLite connections belong to the thread that opened them.
+        try:
+            other = open_store(settings.store_url)
+        except AgentctlError:
+            return
+        try:
+            while not stop.wait(DEFAULT_TTL_S / 3):
+                other.acquire_lease(session_id, lease.renewed())
+        except AgentctlError:
+            pass  # lost to a takeover: the head check on every commit stops our writes
+        finally:
+            other.close()
+
+    beat = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+        store.release_lease(session_id, lease.token)
 
 
 @contextmanager
@@ -85,20 +122,24 @@ def start_session(
     max_turns: int | None,
     ask: Ask | None,
     on_event: Callable[[RunEvent | Notice], None],
+    tools: ToolRegistry | None = None,
 ) -> RunReport:
     from agentctl import prompts
     from agentctl.state import SessionInfo
 
     model_name = _choose_model(settings, spec, session_model=None)
     with opened_store(settings) as store, ExitStack() as stack:
-        runner = _runner(settings, store, spec, model_name, stack, on_event)
+        runner = _runner(settings, store, spec, model_name, stack, on_event, tools)
         profile = store.load_profile()
         info = SessionInfo(id=_new_id(store), spec=spec, model=model_name, created_at=now())
-        system = prompts.system_prompt(profile.preferences, spec.instructions, [])
+        work_tools = tools.names if tools else []
+        system = prompts.system_prompt(profile.preferences, spec.instructions, work_tools)
         on_event(Notice(f"session {info.id} started", session_id=info.id))
         runner.start(info, system)
         store.save_profile(profile.with_goal(spec.goal))
-        result = runner.run(info.id, answer=None, ask=ask, max_turns=max_turns or spec.max_turns)
+        with held_lease(settings, store, info.id):
+            turns = max_turns or spec.max_turns
+            result = runner.run(info.id, answer=None, ask=ask, max_turns=turns)
         return RunReport(result.stop, result.session)
 
 
@@ -110,11 +151,13 @@ def resume_session(
     max_turns: int | None,
     ask: Ask | None,
     on_event: Callable[[RunEvent | Notice], None],
+    tools: ToolRegistry | None = None,
 ) -> RunReport:
     from agentctl.lifecycle import State
 
     with opened_store(settings) as store, ExitStack() as stack:
         session_id = resolve_session(store, prefix) if prefix else _latest_unfinished(store)
+        stack.enter_context(held_lease(settings, store, session_id))
         session = store.load(session_id)
         if answer is not None and session.state is not State.WAITING_FEEDBACK:
             raise NotWaitingError(
@@ -129,7 +172,7 @@ def resume_session(
                 session_id=session_id,
             )
         )
-        runner = _runner(settings, store, spec, model_name, stack, on_event)
+        runner = _runner(settings, store, spec, model_name, stack, on_event, tools)
         result = runner.run(
             session_id, answer=answer, ask=ask, max_turns=max_turns or spec.max_turns
         )
@@ -170,6 +213,7 @@ def _runner(
     model_name: str,
     stack: ExitStack,
     on_event: Callable[[RunEvent | Notice], None],
+    tools: ToolRegistry | None,
 ) -> Runner:
     from agentctl.runner import Runner
     from agentctl.tools import ToolRegistry
@@ -202,7 +246,7 @@ def _runner(
 
         return TiktokenCounter(model_name)
 
-    return Runner(store, model, counter, ToolRegistry(), now, on_event)
+    return Runner(store, model, counter, tools or ToolRegistry(), now, on_event)
 
 
 def _new_id(store: Store) -> str:
@@ -221,34 +265,38 @@ def rollback_session(
     """Move the head back by appending a `rollback` checkpoint whose parent is the target.
 
     Returns the new head and the checkpoint it stands on. Nothing is deleted: rolling back to a
-    checkpoint of the abandoned branch undoes a rollback.
+    checkpoint of the abandoned branch undoes a rollback. A session running elsewhere is busy.
     """
-    from agentctl.store.base import CheckpointDraft
-
     if (to is None) == (steps is None):
         raise UsageError("give exactly one of --to CHECKPOINT or --steps N")
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
-        history = store.history(session_id)
-        head = history[-1]
-        target = _target(session_id, history, to=to, steps=steps)
-        if target.id == _effective(history, head).id:
-            raise RollbackTargetError(
-                f"session {session_id} already stands on checkpoint {target.id}"
-            )
-        target_state = store.get_checkpoint(session_id, target.id)
-        current = store.get_checkpoint(session_id, head.id)
-        draft = CheckpointDraft(
-            parent=target.id,
-            event="rollback",
-            from_state=head.to_state,
-            to_state=target.to_state,
-            created_at=now(),
-            task=target_state.task,
-            usage=current.usage,  # what was spent stays spent
-            detail={"to": target.id, "from": head.id},
-        )
-        return store.append(session_id, head.id, draft), target.id
+        with held_lease(settings, store, session_id):
+            return _append_rollback(store, session_id, to=to, steps=steps)
+
+
+def _append_rollback(
+    store: Store, session_id: str, *, to: int | None, steps: int | None
+) -> tuple[Checkpoint, int]:
+    from agentctl.store.base import CheckpointDraft
+
+    history = store.history(session_id)
+    head = history[-1]
+    target = _target(session_id, history, to=to, steps=steps)
+    if target.id == _effective(history, head).id:
+        raise RollbackTargetError(f"session {session_id} already stands on checkpoint {target.id}")
+    faults.hit("rollback_started")
+    draft = CheckpointDraft(
+        parent=target.id,
+        event="rollback",
+        from_state=head.to_state,
+        to_state=target.to_state,
+        created_at=now(),
+        task=store.get_checkpoint(session_id, target.id).task,
+        usage=store.get_checkpoint(session_id, head.id).usage,  # what was spent stays spent
+        detail={"to": target.id, "from": head.id},
+    )
+    return store.append(session_id, head.id, draft), target.id
 
 
 def _effective(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agentctl.errors import HeadMovedError, UnknownSessionError
+from agentctl.errors import HeadMovedError, SessionBusyError, UnknownSessionError
 from agentctl.lifecycle import Outcome
 from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, Usage, UserProfile
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft, UnknownCheckpointError
+from agentctl.store.lease import Lease
 
 BACKENDS = ["memory", "sqlite", "json"]
 
@@ -184,3 +189,48 @@ def test_two_handles_on_one_store_see_each_other(kind: str, tmp_path: Path) -> N
     assert contents(a) == ["m1", "m2", "from b"]
     a.close()
     b.close()
+
+
+def dead_pid() -> int:
+    """A pid that belonged to a process that has exited."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_lease_makes_the_session_busy_naming_the_holder(store: Store) -> None:
+    build(store, 1)
+    mine = Lease.mine("token-a")
+    store.acquire_lease("abc123", mine)
+    store.acquire_lease("abc123", mine.renewed())  # renewing one's own lease is fine
+    other = Lease.mine("token-b")
+    with pytest.raises(SessionBusyError, match=f"running in process {os.getpid()} on "):
+        store.acquire_lease("abc123", other)
+    store.release_lease("abc123", "token-b")  # not the holder: nothing happens
+    with pytest.raises(SessionBusyError):
+        store.acquire_lease("abc123", other)
+    store.release_lease("abc123", "token-a")
+    store.acquire_lease("abc123", other)
+
+
+def test_a_lease_whose_holder_died_on_this_host_is_taken_over_at_once(store: Store) -> None:
+    build(store, 1)
+    gone = Lease(socket.gethostname(), dead_pid(), "token-dead", time.time() + 3600)
+    store.acquire_lease("abc123", gone)
+    store.acquire_lease("abc123", Lease.mine("token-new"))
+
+
+def test_a_lease_held_on_another_host_is_taken_over_only_after_expiry(store: Store) -> None:
+    build(store, 1)
+    remote = Lease("some-other-host", 1, "token-remote", time.time() + 3600)
+    store.acquire_lease("abc123", remote)
+    with pytest.raises(SessionBusyError, match="on some-other-host"):
+        store.acquire_lease("abc123", Lease.mine("token-local"))
+    store.release_lease("abc123", "token-remote")
+    store.acquire_lease("abc123", Lease("some-other-host", 1, "token-remote", time.time() - 1))
+    store.acquire_lease("abc123", Lease.mine("token-local"))  # expired: taken over
+
+
+def test_a_lease_for_an_unknown_session_is_refused(store: Store) -> None:
+    with pytest.raises(UnknownSessionError):
+        store.acquire_lease("nope", Lease.mine("t"))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Usage,
         UserProfile,
     )
+    from agentctl.store.lease import Lease
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,14 @@ class Store(Protocol):
 
     def match_sessions(self, prefix: str) -> list[str]:
         """Ids of the sessions that start with `prefix`."""
+        ...
+
+    def acquire_lease(self, session_id: str, lease: Lease) -> None:
+        """Take (or renew) the session's lease; SessionBusyError naming the holder if held."""
+        ...
+
+    def release_lease(self, session_id: str, token: str) -> None:
+        """Give the lease up if `token` still holds it."""
         ...
 
     def load_profile(self) -> UserProfile: ...

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentctl import faults
 from agentctl.errors import HeadMovedError, StoreError, UnknownSessionError
 from agentctl.store.base import (
     CheckpointDraft,
@@ -25,6 +26,7 @@ from agentctl.store.base import (
     UnknownCheckpointError,
     number_checkpoint,
 )
+from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
     from agentctl.state import Checkpoint, SessionInfo, SessionState, UserProfile
@@ -124,7 +126,11 @@ class JsonlStore:
                 if os.read(fd, 1) != b"\n":  # cut off a torn line left by a crash
                     data = (path / "events.jsonl").read_bytes()
                     os.ftruncate(fd, data.rfind(b"\n") + 1)
-            os.write(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+            line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+            half = len(line) // 2
+            os.write(fd, line[:half])
+            faults.hit("commit_started")  # a torn line, as a crash mid-append leaves it
+            os.write(fd, line[half:])
             os.fsync(fd)
             return os.fstat(fd).st_size
         finally:
@@ -272,6 +278,27 @@ class JsonlStore:
             for p in self.sessions_dir.iterdir()
             if p.name.startswith(prefix) and (p / "info.json").exists()
         )
+
+    def acquire_lease(self, session_id: str, lease: Lease) -> None:
+        path = self._dir(session_id)
+        with self._locked(path):
+            held = None
+            try:
+                data = json.loads((path / "lease.json").read_text())
+                held = Lease(data["host"], data["pid"], data["token"], data["expires_at"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # none, or unreadable: a lease is advisory, the head check is the guard
+            check_takeover(session_id, held, lease)
+            write_private_atomic(path / "lease.json", json.dumps(lease.__dict__))
+
+    def release_lease(self, session_id: str, token: str) -> None:
+        path = self._dir(session_id)
+        with self._locked(path):
+            try:
+                if json.loads((path / "lease.json").read_text()).get("token") == token:
+                    (path / "lease.json").unlink()
+            except (OSError, ValueError):
+                pass
 
     def load_profile(self) -> UserProfile:
         from agentctl.state import UserProfile

@@ -13,6 +13,7 @@ from agentctl.store.base import (
     UnknownCheckpointError,
     number_checkpoint,
 )
+from agentctl.store.lease import Lease, check_takeover
 
 
 class MemoryStore:
@@ -22,6 +23,7 @@ class MemoryStore:
         self._checkpoints: dict[str, list[Checkpoint]] = {}
         self._messages: dict[int, tuple[int | None, Message]] = {}  # id -> (parent, message)
         self._profile = UserProfile()
+        self._leases: dict[str, Lease] = {}
 
     def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
         with self._lock:
@@ -117,6 +119,18 @@ class MemoryStore:
     def match_sessions(self, prefix: str) -> list[str]:
         with self._lock:
             return sorted(sid for sid in self._info if sid.startswith(prefix))
+
+    def acquire_lease(self, session_id: str, lease: Lease) -> None:
+        with self._lock:
+            self._rows(session_id)
+            check_takeover(session_id, self._leases.get(session_id), lease)
+            self._leases[session_id] = lease
+
+    def release_lease(self, session_id: str, token: str) -> None:
+        with self._lock:
+            held = self._leases.get(session_id)
+            if held is not None and held.token == token:
+                del self._leases[session_id]
 
     def load_profile(self) -> UserProfile:
         return self._profile

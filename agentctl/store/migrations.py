@@ -53,6 +53,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "m002_leases",
+        """
+        -- One writer per session: who holds it and until when (see store/lease.py).
+        CREATE TABLE leases (
+            session_id TEXT PRIMARY KEY REFERENCES sessions (id),
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            token TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

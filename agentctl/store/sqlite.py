@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentctl import faults
 from agentctl.errors import HeadMovedError, StoreError, UnknownSessionError
 from agentctl.store.base import (
     CheckpointDraft,
@@ -23,6 +24,7 @@ from agentctl.store.base import (
     UnknownCheckpointError,
     number_checkpoint,
 )
+from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -156,6 +158,7 @@ class SQLiteStore:
                 tip,
             ),
         )
+        faults.hit("commit_started")  # everything written, COMMIT not yet run
         db.execute(
             "UPDATE sessions SET head = ?, state = ?, updated_at = ?, outcome = ? WHERE id = ?",
             (
@@ -264,6 +267,26 @@ class SQLiteStore:
                 (prefix,),
             ).fetchall()
         return [row[0] for row in rows]
+
+    def acquire_lease(self, session_id: str, lease: Lease) -> None:
+        with _translated(self.path), self._transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            row = db.execute(
+                "SELECT host, pid, token, expires_at FROM leases WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            check_takeover(session_id, Lease(*row) if row else None, lease)
+            db.execute(
+                "INSERT INTO leases (session_id, host, pid, token, expires_at) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (session_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
+                " token = excluded.token, expires_at = excluded.expires_at",
+                (session_id, lease.host, lease.pid, lease.token, lease.expires_at),
+            )
+
+    def release_lease(self, session_id: str, token: str) -> None:
+        with _translated(self.path), self._transaction() as db:
+            db.execute("DELETE FROM leases WHERE session_id = ? AND token = ?", (session_id, token))
 
     def load_profile(self) -> UserProfile:
         from agentctl.state import UserProfile

@@ -1,0 +1,36 @@
+"""Named points where a crash test can make this process die exactly as `kill -9` would.
+
+Unarmed (always, outside tests), `hit` is one comparison. A test arms one point and an
+occurrence in a child process; the n-th time that point is reached, the process SIGKILLs itself,
+so nothing after it — no finally, no flush, no atexit — runs. This reaches places a timer cannot:
+between a model reply and its checkpoint, inside a commit, inside a tool.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = (
+    "model_reply_received",  # the reply is in memory, not yet checkpointed
+    "commit_started",  # inside the store's write: transaction open, or half a line appended
+    "commit_done",  # the checkpoint is durable; the loop has not acted on it yet
+    "rollback_started",  # the rollback target is chosen, nothing written yet
+)
+
+_armed: tuple[str, int] | None = None
+_seen: dict[str, int] = {}
+
+
+def arm(point: str, occurrence: int) -> None:
+    global _armed
+    _armed = (point, occurrence)
+    _seen.clear()
+
+
+def hit(point: str) -> None:
+    if _armed is None or _armed[0] != point:
+        return
+    _seen[point] = _seen.get(point, 0) + 1
+    if _seen[point] == _armed[1]:
+        os.kill(os.getpid(), signal.SIGKILL)

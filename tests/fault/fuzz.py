@@ -1,0 +1,352 @@
+"""Crash fuzzing: SIGKILL real agentctl processes at every named fault point, resume, check.
+
+Each kill point is (point, n): a forked child arms `agentctl.faults` and drives a scenario —
+start, answer questions, finish, roll back, answer again, finish — and dies the n-th time it
+reaches the point. Fresh children then drive the same scenario from wherever the store says it
+stands, until it is complete. Children are forked from an interpreter that has already imported
+everything, so a kill point costs a fraction of a second instead of a Python start-up.
+
+After every scenario: checkpoints numbered without gaps or repeats, parents forming a tree,
+the same events, task state and conversation as a clean run, no stored model reply asked for
+twice, a side effect never run twice, `PRAGMA integrity_check` ok, every JSON-lines line parsed.
+
+    python -m tests.fault.fuzz --rounds 3          # the longer run: adds random double faults
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentctl import faults, service
+from agentctl.config import Settings
+from agentctl.lifecycle import State
+from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
+from agentctl.store import open_store
+from agentctl.tasks import load_task_file
+from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL_POINTS = ("tool_before_effect", "tool_after_effect")
+
+
+@dataclass
+class ChargeCard:
+    """A side effect counted in a ledger outside the store."""
+
+    ledger: Path
+    name: str = "charge_card"
+    description: str = "Charge the customer's card."
+    side_effect: SideEffect = SideEffect.WRITE
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {"amount": {"type": "number"}}}
+    )
+
+    def run(self, arguments: dict[str, Any]) -> ToolOutcome:
+        faults.hit("tool_before_effect")
+        with self.ledger.open("a") as f:
+            f.write(f"charged {arguments.get('amount')}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        faults.hit("tool_after_effect")
+        return ToolOutcome(f"charged {arguments.get('amount')}")
+
+
+def _call(name: str, **arguments: Any) -> ScriptToolCall:
+    return ScriptToolCall(name=name, arguments=arguments)
+
+
+PAY = TaskSpec(
+    goal="Pay invoice 1042",
+    script=(
+        ScriptTurn(tool_calls=(_call("submit_plan", steps=["charge", "confirm"]),)),
+        ScriptTurn(tool_calls=(_call("charge_card", amount=120),)),
+        ScriptTurn(tool_calls=(_call("complete_step", summary="charged"),)),
+        ScriptTurn(tool_calls=(_call("finish", result="paid: {{last_input}}"),)),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    spec: TaskSpec
+    rollback_steps: int | None = None  # after the first done: roll back, answer again, finish
+    answers: tuple[str, str] = ("June", "July")
+
+
+SCENARIOS = [
+    Scenario(
+        "plan_trip", load_task_file(ROOT / "sample_tasks" / "plan_trip.toml"), rollback_steps=3
+    ),
+    Scenario("release_notes", load_task_file(ROOT / "sample_tasks" / "release_notes.toml")),
+    Scenario("standup", load_task_file(ROOT / "sample_tasks" / "standup.toml")),
+    Scenario("pay", PAY),
+]
+
+
+@dataclass
+class World:
+    """One scenario's files: the store, the model's request log, the side-effect ledger."""
+
+    root: Path
+    backend: str
+
+    @property
+    def settings(self) -> Settings:
+        url = (
+            f"sqlite://{self.root / 'agentctl.db'}"
+            if self.backend == "sqlite"
+            else f"json://{self.root / 'jsonl'}"
+        )
+        return Settings(
+            home=self.root,
+            store_url=url,
+            model=None,
+            base_url=None,
+            api_key=None,
+            scripted_delay=0.0,
+            scripted_log=self.root / "requests.log",
+            debug=False,
+        )
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger"
+
+
+def drive(world: World, scenario: Scenario) -> None:
+    """Take the scenario from wherever the store says it stands to its end (idempotent)."""
+    settings = world.settings
+    tools = ToolRegistry([ChargeCard(world.ledger)])
+    quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
+    if not service.list_sessions(settings):
+        service.start_session(
+            settings, scenario.spec, max_turns=None, ask=None, on_event=quiet, tools=tools
+        )
+    while True:
+        [summary] = service.list_sessions(settings)
+        _, history = service.session_history(settings, summary.id)
+        rolled = any(c.event == "rollback" for c in history)
+        if summary.state == State.DONE.value:
+            if scenario.rollback_steps and not rolled:
+                service.rollback_session(
+                    settings, summary.id, to=None, steps=scenario.rollback_steps
+                )
+                continue
+            return
+        answer = None
+        if summary.state == State.WAITING_FEEDBACK.value:
+            answer = scenario.answers[1 if rolled else 0]
+        service.resume_session(
+            settings,
+            summary.id,
+            answer=answer,
+            max_turns=None,
+            ask=None,
+            on_event=quiet,
+            tools=tools,
+        )
+
+
+def in_child(action: Callable[[], None], armed: tuple[str, int] | None) -> bool:
+    """Run `action` in a forked process; True if it was killed by its armed fault."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the parent's code
+        code = 0
+        try:
+            if armed:
+                faults.arm(*armed)
+            action()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        return True
+    if os.WEXITSTATUS(status) != 0:
+        raise AssertionError(
+            f"a child failed with exit {os.WEXITSTATUS(status)} (see its traceback)"
+        )
+    return False
+
+
+def observe(world: World) -> dict[str, Any]:
+    """What must be equal to a clean run: events, task state, conversation, side effects."""
+    store = open_store(world.settings.store_url)
+    try:
+        [summary] = store.list_sessions()
+        history = store.history(summary.id)
+        session = store.load(summary.id)
+    finally:
+        store.close()
+    return {
+        "events": [(c.event, c.parent, c.from_state, c.to_state) for c in history],
+        "task": session.task.model_dump(),
+        "messages": [m.model_dump(exclude={"tokens"}) for m in session.messages],
+        "ids": [c.id for c in history],
+    }
+
+
+def check_invariants(world: World, clean: dict[str, Any], kills: int) -> list[str]:
+    """Every promise the store makes after a crash; returns what was broken."""
+    problems = []
+    seen = observe(world)
+    n = len(seen["ids"])
+    if seen["ids"] != list(range(1, n + 1)):
+        problems.append(f"checkpoint ids are not 1..{n}: {seen['ids']}")
+    for checkpoint_id, (event, parent, _, _) in enumerate(seen["events"], 1):
+        if checkpoint_id == 1:
+            ok = parent is None
+        elif event == "rollback":
+            ok = parent is not None and parent < checkpoint_id
+        else:
+            ok = parent == checkpoint_id - 1
+        if not ok:
+            problems.append(f"checkpoint {checkpoint_id} ({event}) has parent {parent}")
+    ledger = world.ledger.read_text().splitlines() if world.ledger.exists() else []
+    in_flight = any("outcome is unknown" in (m.get("content") or "") for m in seen["messages"])
+    if len(ledger) > 1:
+        problems.append(f"a side effect ran {len(ledger)} times")
+    if not in_flight:
+        for key in ("events", "task", "messages"):
+            if seen[key] != clean[key]:
+                problems.append(f"{key} differ from a clean run")
+        if len(ledger) != len(clean["ledger"]):
+            problems.append(f"side effects: {len(ledger)}, clean run: {len(clean['ledger'])}")
+    # A reply lost with a killed process is asked for again (at most once per kill); a stored
+    # one never is. A rollback asks again legitimately, and the clean run does so too.
+    turns = (world.root / "requests.log").read_text().split()
+    if len(turns) > len(clean["requests"]) + kills:
+        problems.append(f"model asked again for stored replies: {sorted(turns)}")
+    if world.backend == "sqlite":
+        db = sqlite3.connect(world.root / "agentctl.db")
+        verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
+        broken_keys = db.execute("PRAGMA foreign_key_check").fetchall()
+        db.close()
+        if verdict != "ok" or broken_keys:
+            problems.append(f"integrity_check: {verdict}; foreign keys: {broken_keys}")
+    else:
+        for log in (world.root / "jsonl").rglob("events.jsonl"):
+            for number, line in enumerate(log.read_bytes().split(b"\n")[:-1], 1):
+                try:
+                    json.loads(line)
+                except ValueError:
+                    problems.append(f"{log} line {number} does not parse")
+    return problems
+
+
+def prewarm() -> None:
+    """Import openai and load the vocabulary once, here: forked children inherit both."""
+    import openai  # noqa: F401
+
+    from agentctl.context import TiktokenCounter
+
+    TiktokenCounter("scripted")
+
+
+def clean_run(root: Path, backend: str, scenario: Scenario) -> dict[str, Any]:
+    # In this process, not a child: it also warms every lazy import the children will inherit.
+    prewarm()
+    world = World(root, backend)
+    root.mkdir(parents=True)
+    drive(world, scenario)
+    observed = observe(world)
+    observed["ledger"] = world.ledger.read_text().splitlines() if world.ledger.exists() else []
+    observed["requests"] = (root / "requests.log").read_text().split()
+    return observed
+
+
+@dataclass
+class Report:
+    kill_points: int = 0
+    scenarios: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def fuzz_scenario(
+    root: Path,
+    backend: str,
+    scenario: Scenario,
+    report: Report,
+    *,
+    stride: int = 1,
+    double_faults: random.Random | None = None,
+) -> None:
+    """Kill at every (point, n) — every `stride`-th n — then resume and check."""
+    clean = clean_run(root / "clean", backend, scenario)
+    points = faults.POINTS + (TOOL_POINTS if scenario.name == "pay" else ())
+    for point in points:
+        occurrence = 1
+        while True:
+            world = World(root / f"{point}-{occurrence}", backend)
+            world.root.mkdir(parents=True)
+            if not in_child(lambda world=world: drive(world, scenario), (point, occurrence)):
+                break  # the scenario reaches this point fewer than `occurrence` times
+            report.kill_points += 1
+            kills = 1
+            if double_faults is not None:  # kill the recovery too, somewhere random
+                second = (double_faults.choice(faults.POINTS), double_faults.randint(1, 4))
+                kills += in_child(lambda world=world: drive(world, scenario), second)
+                report.kill_points += kills - 1
+            assert not in_child(lambda world=world: drive(world, scenario), None)
+            report.scenarios += 1
+            for problem in check_invariants(world, clean, kills):
+                report.problems.append(
+                    f"{scenario.name}/{backend} killed at {point}#{occurrence}: {problem}"
+                )
+            occurrence += stride
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds with random double faults")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", type=Path, default=None)
+    args = parser.parse_args()
+    import tempfile
+
+    base = args.dir or Path(tempfile.mkdtemp(prefix="agentctl-fuzz-"))
+    report = Report()
+    started = time.monotonic()
+    for round_number in range(args.rounds):
+        rng = random.Random(args.seed + round_number) if round_number else None
+        for backend in ("sqlite", "json"):
+            for scenario in SCENARIOS:
+                root = base / f"r{round_number}" / backend / scenario.name
+                fuzz_scenario(root, backend, scenario, report, double_faults=rng)
+        print(
+            f"round {round_number + 1}: {report.kill_points} kill points, {len(report.problems)} problems"
+        )
+    elapsed = time.monotonic() - started
+    print(
+        json.dumps(
+            {
+                "kill_points": report.kill_points,
+                "scenarios": report.scenarios,
+                "problems": len(report.problems),
+                "seconds": round(elapsed, 1),
+            }
+        )
+    )
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    sys.exit(1 if report.problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Real parallel processes: one writer per session, and sessions that do not block each other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLES, cli
+
+TASK = str(SAMPLES / "release_notes.toml")
+
+
+def unfinished_session(env: dict[str, str]) -> str:
+    """A session left half done: its run stopped at the turn limit."""
+    assert cli("run", TASK, "--max-turns", "1", env=env).code == 1
+    return str(cli("list", "--json", env=env).json()[0]["id"])
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentctl", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("racers", [2, 5])
+def test_of_several_resumes_of_one_session_exactly_one_proceeds(
+    store_url: str, racers: int
+) -> None:
+    env = {"AGENTCTL_STORE": store_url}
+    sid = unfinished_session(env)
+    slow = {**env, "AGENTCTL_SCRIPTED_DELAY": "0.5"}
+    procs = [spawn(["resume", sid], slow) for _ in range(racers)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0] + [4] * (racers - 1), results
+    winner = next(p for p, (code, _) in zip(procs, results, strict=True) if code == 0)
+    for code, stderr in results:
+        if code == 4:
+            assert f"session {sid} is running in process {winner.pid}" in stderr
+    history = cli("history", sid, "--json", env=env).json()
+    assert [c["id"] for c in history] == list(range(1, len(history) + 1))
+    assert history[-1]["to_state"] == "done"
+    assert sum(c["event"] == "task_complete" for c in history) == 1
+
+
+def test_rollback_of_a_running_session_is_busy(store_url: str) -> None:
+    env = {"AGENTCTL_STORE": store_url}
+    sid = unfinished_session(env)
+    runner = spawn(["resume", sid], {**env, "AGENTCTL_SCRIPTED_DELAY": "1.0"})
+    try:
+        while len(cli("history", sid, "--json", env=env).json()) < 4:
+            assert runner.poll() is None
+        busy = cli("rollback", sid, "--to", "1", env=env)
+        assert busy.code == 4, busy.stderr
+        assert "is running in process" in busy.stderr
+    finally:
+        assert runner.wait(timeout=60) == 0
+
+
+def test_different_sessions_run_in_parallel(store_url: str, tmp_path: Path) -> None:
+    env = {"AGENTCTL_STORE": store_url}
+    first, second = unfinished_session(env), unfinished_session(env)
+    slow = {**env, "AGENTCTL_SCRIPTED_DELAY": "0.4"}
+    procs = [spawn(["resume", sid], slow) for sid in (first, second)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    spans = []
+    for sid in (first, second):
+        times = [c["created_at"] for c in cli("history", sid, "--json", env=env).json()[3:]]
+        spans.append((min(times), max(times)))
+    # Their resumed checkpoints interleave in time: neither waited for the other to finish.
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans
