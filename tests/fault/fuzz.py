@@ -329,9 +329,8 @@ def main() -> None:
             for scenario in SCENARIOS:
                 root = base / f"r{round_number}" / backend / scenario.name
                 fuzz_scenario(root, backend, scenario, report, double_faults=rng)
-        print(
-            f"round {round_number + 1}: {report.kill_points} kill points, {len(report.problems)} problems"
-        )
+        found = len(report.problems)
+        print(f"round {round_number + 1}: {report.kill_points} kill points, {found} problems")
     elapsed = time.monotonic() - started
     print(
         json.dumps(
