@@ -244,6 +244,32 @@ def history(session: SessionArg, store: StoreOpt = None, as_json: JsonOpt = Fals
         render.history_table(session_id, checkpoints)
 
 
+@app.command()
+def verify(
+    session: Annotated[
+        str | None, typer.Argument(help="Session id or prefix (default: all).")
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check sessions against their events, the checkpoint tree and the store's integrity."""
+    store_problems, reports = _guarded(lambda: service.verify(_settings(store), session))
+    if as_json:
+        render.print_json(
+            {
+                "store": store_problems,
+                "sessions": [
+                    {"id": r.session_id, "checkpoints": r.checkpoints, "problems": r.problems}
+                    for r in reports
+                ],
+            }
+        )
+    else:
+        render.verify_report(store_problems, reports)
+    if store_problems or any(r.problems for r in reports):
+        raise typer.Exit(int(ExitCode.STORE))
+
+
 def main() -> None:
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")

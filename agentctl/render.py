@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from agentctl.service import Notice
     from agentctl.state import SessionState
     from agentctl.store.base import CheckpointSummary, SessionSummary
+    from agentctl.verify import SessionReport
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -230,6 +231,26 @@ def history_table(session_id: str, history: list[CheckpointSummary]) -> None:
             describe_checkpoint(c.event, c.detail) + marker,
         )
     out.print(table)
+
+
+def verify_report(store_problems: list[str], reports: list[SessionReport]) -> None:
+    for problem in store_problems:
+        out.print(f"[red]store:[/] {escape(problem)}")
+    for r in reports:
+        if r.problems:
+            out.print(
+                f"[red]✗[/] {r.session_id}: {len(r.problems)} problems "
+                f"in {r.checkpoints} checkpoints"
+            )
+            for problem in r.problems:
+                out.print(f"    {escape(problem)}")
+        else:
+            out.print(f"[green]✓[/] {r.session_id}: {r.checkpoints} checkpoints")
+    bad = sum(1 for r in reports if r.problems) + (1 if store_problems else 0)
+    out.print(
+        f"{len(reports)} sessions checked, "
+        + (f"[red]{bad} with problems[/]" if bad else "all sound")
+    )
 
 
 def session_json(s: SessionState, approximate: bool | None = None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from agentctl.runner import Ask, RunEvent, Runner, Stop
     from agentctl.state import Checkpoint, SessionState, TaskSpec
     from agentctl.tools import ToolRegistry
+    from agentctl.verify import SessionReport
 
 SCRIPTED = "scripted"
 
@@ -351,6 +352,14 @@ def show_session(settings: Settings, prefix: str, at: int | None = None) -> Sess
             return store.load(session_id, at)
         except UnknownCheckpointError as exc:
             raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+
+
+def verify(settings: Settings, prefix: str | None) -> tuple[list[str], list[SessionReport]]:
+    from agentctl.verify import verify_store
+
+    with opened_store(settings) as store:
+        ids = [resolve_session(store, prefix)] if prefix else None
+        return verify_store(store, ids)
 
 
 def session_history(settings: Settings, prefix: str) -> tuple[str, list[CheckpointSummary]]:

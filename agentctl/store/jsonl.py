@@ -300,6 +300,18 @@ class JsonlStore:
             except (OSError, ValueError):
                 pass
 
+    def check(self) -> list[str]:
+        problems = []
+        for path in sorted(self.sessions_dir.iterdir()):
+            if not (path / "info.json").exists():
+                problems.append(f"{path.name}: a session directory without info.json")
+                continue
+            try:
+                self._read_log(path)
+            except StoreError as exc:
+                problems.append(exc.message)
+        return problems
+
     def load_profile(self) -> UserProfile:
         from agentctl.state import UserProfile
         from agentctl.store.codec import decode

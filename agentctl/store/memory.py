@@ -132,6 +132,9 @@ class MemoryStore:
             if held is not None and held.token == token:
                 del self._leases[session_id]
 
+    def check(self) -> list[str]:
+        return []
+
     def load_profile(self) -> UserProfile:
         return self._profile
 

@@ -288,6 +288,14 @@ class SQLiteStore:
         with _translated(self.path), self._transaction() as db:
             db.execute("DELETE FROM leases WHERE session_id = ? AND token = ?", (session_id, token))
 
+    def check(self) -> list[str]:
+        with _translated(self.path):
+            verdicts = [row[0] for row in self._db.execute("PRAGMA integrity_check")]
+            broken = self._db.execute("PRAGMA foreign_key_check").fetchall()
+        problems = [] if verdicts == ["ok"] else [f"integrity_check: {v}" for v in verdicts]
+        problems += [f"foreign key broken: {row}" for row in broken]
+        return problems
+
     def load_profile(self) -> UserProfile:
         from agentctl.state import UserProfile
         from agentctl.store.codec import decode

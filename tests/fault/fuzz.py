@@ -36,6 +36,7 @@ from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
 from agentctl.store import open_store
 from agentctl.tasks import load_task_file
 from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+from agentctl.verify import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL_POINTS = ("tool_before_effect", "tool_after_effect")
@@ -231,6 +232,13 @@ def check_invariants(world: World, clean: dict[str, Any], kills: int) -> list[st
     turns = (world.root / "requests.log").read_text().split()
     if len(turns) > len(clean["requests"]) + kills:
         problems.append(f"model asked again for stored replies: {sorted(turns)}")
+    store = open_store(world.settings.store_url)
+    try:
+        store_problems, reports = verify_store(store)
+    finally:
+        store.close()
+    problems += [f"verify: {p}" for p in store_problems]
+    problems += [f"verify: {p}" for r in reports for p in r.problems]
     if world.backend == "sqlite":
         db = sqlite3.connect(world.root / "agentctl.db")
         verdict = db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -1,0 +1,135 @@
+"""`agentctl verify`: rebuild each session from its events and compare with what is stored.
+
+Replays the lifecycle through the transition table (every stored from/to state must be what the
+table gives), checks that checkpoints form a tree numbered without gaps, that every checkpoint's
+conversation extends its parent's, that every stored state decodes, that the session index agrees
+with the head, and asks the backend for its own integrity check. Read-only: it takes no lease.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agentctl.errors import AgentctlError, InvalidTransition
+from agentctl.lifecycle import Event, State, transition
+from agentctl.store.base import CheckpointSummary, SessionSummary, Store
+
+LIFECYCLE_EVENTS = {e.value for e in Event}
+
+
+@dataclass
+class SessionReport:
+    session_id: str
+    checkpoints: int
+    problems: list[str] = field(default_factory=list)
+
+
+def verify_store(
+    store: Store, session_ids: list[str] | None = None
+) -> tuple[list[str], list[SessionReport]]:
+    """Store-wide problems and a report per session: damage is reported, never raised."""
+    store_problems = store.check() if session_ids is None else []
+    try:
+        summaries = {s.id: s for s in store.list_sessions()}
+    except AgentctlError as exc:
+        store_problems.append(f"the session index cannot be read: {exc.message}")
+        summaries = {}
+    ids = session_ids if session_ids is not None else store.match_sessions("")
+    reports = []
+    for sid in ids:
+        try:
+            reports.append(verify_session(store, sid, summaries.get(sid)))
+        except AgentctlError as exc:
+            reports.append(SessionReport(sid, 0, [f"cannot be read: {exc.message}"]))
+    return store_problems, reports
+
+
+def verify_session(store: Store, session_id: str, summary: SessionSummary | None) -> SessionReport:
+    history = store.history(session_id)
+    report = SessionReport(session_id, len(history))
+    problems = report.problems
+    if [c.id for c in history] != list(range(1, len(history) + 1)):
+        problems.append(f"checkpoints are not numbered 1..{len(history)} without gaps")
+        return report
+    for checkpoint in history:
+        problems.extend(_check_links(history, checkpoint))
+    if summary is not None and history:
+        head = history[-1]
+        if (summary.head, summary.state) != (head.id, head.to_state):
+            problems.append(
+                f"the session index says head {summary.head} ({summary.state}), the checkpoints "
+                f"say {head.id} ({head.to_state})"
+            )
+    problems.extend(_check_conversations(store, session_id, history))
+    return report
+
+
+def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list[str]:
+    where = f"checkpoint {c.id} ({c.event})"
+    if c.id == 1:
+        if c.parent is not None or c.from_state != State.IDLE.value:
+            return [f"{where}: the first checkpoint must start from idle with no parent"]
+        return _check_transition(where, c)
+    problems = []
+    previous = history[c.id - 2]  # the head when this checkpoint was written
+    if c.from_state != previous.to_state:
+        problems.append(
+            f"{where}: starts from {c.from_state} but the head before it was {previous.to_state}"
+        )
+    if c.event == "rollback":
+        if c.parent is None or not 1 <= c.parent < c.id:
+            return [*problems, f"{where}: rolls back to {c.parent}, not an earlier checkpoint"]
+        target = history[c.parent - 1]
+        if c.to_state != target.to_state:
+            problems.append(f"{where}: lands in {c.to_state}, its target was in {target.to_state}")
+        return problems
+    if c.parent != c.id - 1:
+        problems.append(f"{where}: parent {c.parent}, expected {c.id - 1}")
+    return problems + _check_transition(where, c)
+
+
+def _check_transition(where: str, c: CheckpointSummary) -> list[str]:
+    try:
+        before = State(c.from_state)
+        after = State(c.to_state)
+    except ValueError:
+        return [f"{where}: unknown state {c.from_state!r} or {c.to_state!r}"]
+    if c.event in LIFECYCLE_EVENTS:
+        try:
+            expected = transition(before, Event(c.event))
+        except InvalidTransition as exc:
+            return [f"{where}: {exc}"]
+        if expected is not after:
+            return [
+                f"{where}: {c.event} from {before.value} leads to {expected.value}, "
+                f"not {after.value}"
+            ]
+    elif before is not after:
+        return [
+            f"{where}: a {c.event} event must not change the state ({before.value} → {after.value})"
+        ]
+    return []
+
+
+def _check_conversations(
+    store: Store, session_id: str, history: list[CheckpointSummary]
+) -> list[str]:
+    """Every checkpoint loads, and its conversation extends its parent's (shared prefix)."""
+    problems = []
+    lengths: dict[int, int] = {}
+    tips: dict[int, object] = {}
+    for c in history:
+        try:
+            state = store.load(session_id, c.id)
+        except AgentctlError as exc:
+            problems.append(f"checkpoint {c.id} does not load: {exc.message}")
+            continue
+        lengths[c.id] = len(state.messages)
+        tips[c.id] = state.messages[-1] if state.messages else None
+        if c.parent is not None and c.parent in lengths:
+            n = lengths[c.parent]
+            if len(state.messages) < n or (n and state.messages[n - 1] != tips[c.parent]):
+                problems.append(
+                    f"checkpoint {c.id}: its conversation does not extend checkpoint {c.parent}'s"
+                )
+    return problems
