@@ -78,22 +78,20 @@ def tamper(db_path: Path, sql: str) -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("pristine", ["sqlite"], indirect=True)
 def test_damage_to_a_sqlite_store_is_named(
     tmp_path: Path, walked: tuple[dict[str, str], str], sql: str, needle: str
 ) -> None:
     env, _sid = walked
-    if not env["AGENTCTL_STORE"].startswith("sqlite"):
-        pytest.skip("tampering by SQL")
     tamper(Path(env["AGENTCTL_STORE"].removeprefix("sqlite://")), sql)
     result = cli("verify", env=env)
     assert result.code == 6
     assert needle in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("pristine", ["json"], indirect=True)
 def test_a_corrupt_json_lines_log_is_named(walked: tuple[dict[str, str], str]) -> None:
     env, sid = walked
-    if not env["AGENTCTL_STORE"].startswith("json"):
-        pytest.skip("JSON lines only")
     log = Path(env["AGENTCTL_STORE"].removeprefix("json://")) / "sessions" / sid / "events.jsonl"
     lines = log.read_text().splitlines(keepends=True)
     lines[3] = lines[3][:20] + "\n"
