@@ -42,16 +42,22 @@ def _translated(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"store {path}: {exc}") from exc
+        text = str(exc)
+        if "disk I/O error" in text or "disk is full" in text:
+            text += " (is the disk full, or the file too large for its file system?)"
+        raise StoreError(f"store {path}: {text}") from exc
 
 
 class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        ensure_private_dir(self.path.parent)
-        if not self.path.exists():
-            # Create the file private before SQLite opens it; its -wal and -shm copy this mode.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            ensure_private_dir(self.path.parent)
+            if not self.path.exists():
+                # Create the file private before SQLite opens it; -wal and -shm copy its mode.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StoreError(f"store {self.path}: {exc.strerror or exc}") from None
         with _translated(self.path):
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._open()
