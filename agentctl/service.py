@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from agentctl.llm import ModelClient
     from agentctl.runner import Ask, RunEvent, Runner, Stop
     from agentctl.state import Checkpoint, SessionState, TaskSpec
+    from agentctl.store.base import CheckpointDraft
     from agentctl.tools import ToolRegistry
     from agentctl.verify import SessionReport
 
@@ -158,13 +159,15 @@ def resume_session(
 
     with opened_store(settings) as store, ExitStack() as stack:
         session_id = resolve_session(store, prefix) if prefix else _latest_unfinished(store)
-        stack.enter_context(held_lease(settings, store, session_id))
         session = store.load(session_id)
         if answer is not None and session.state is not State.WAITING_FEEDBACK:
             raise NotWaitingError(
                 f"session {session_id} is {session.state.value}, not waiting for input; "
                 "resume it without --input"
             )
+        # Validated before the lease, so bad input writes nothing; the runner reloads the head
+        # under the lease, and every commit checks it.
+        stack.enter_context(held_lease(settings, store, session_id))
         spec = session.info.spec
         model_name = _choose_model(settings, spec, session_model=session.info.model)
         on_event(
@@ -272,22 +275,27 @@ def rollback_session(
         raise UsageError("give exactly one of --to CHECKPOINT or --steps N")
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
+        history = store.history(session_id)
+        head = history[-1]
+        target = _target(session_id, history, to=to, steps=steps)
+        if target.id == _effective(history, head).id:
+            raise RollbackTargetError(
+                f"session {session_id} already stands on checkpoint {target.id}"
+            )
+        # Validated before the lease, so a bad target writes nothing; if the head moves
+        # meanwhile, append's head check refuses the rollback.
         with held_lease(settings, store, session_id):
-            return _append_rollback(store, session_id, to=to, steps=steps)
+            faults.hit("rollback_started")
+            draft = _rollback_draft(store, session_id, head, target)
+            return store.append(session_id, head.id, draft), target.id
 
 
-def _append_rollback(
-    store: Store, session_id: str, *, to: int | None, steps: int | None
-) -> tuple[Checkpoint, int]:
+def _rollback_draft(
+    store: Store, session_id: str, head: CheckpointSummary, target: CheckpointSummary
+) -> CheckpointDraft:
     from agentctl.store.base import CheckpointDraft
 
-    history = store.history(session_id)
-    head = history[-1]
-    target = _target(session_id, history, to=to, steps=steps)
-    if target.id == _effective(history, head).id:
-        raise RollbackTargetError(f"session {session_id} already stands on checkpoint {target.id}")
-    faults.hit("rollback_started")
-    draft = CheckpointDraft(
+    return CheckpointDraft(
         parent=target.id,
         event="rollback",
         from_state=head.to_state,
@@ -297,7 +305,6 @@ def _append_rollback(
         usage=store.get_checkpoint(session_id, head.id).usage,  # what was spent stays spent
         detail={"to": target.id, "from": head.id},
     )
-    return store.append(session_id, head.id, draft), target.id
 
 
 def _effective(

@@ -62,9 +62,25 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> R
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def _url(kind: str, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite://{tmp_path / 'store' / 'agentctl.db'}"
+    return f"json://{tmp_path / 'jsonstore'}"
+
+
 @pytest.fixture(params=["sqlite", "json"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each backend a user can choose, as a URL for --store / AGENTCTL_STORE."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path / 'store' / 'agentctl.db'}"
-    return f"json://{tmp_path / 'jsonstore'}"
+    return _url(request.param, tmp_path)
+
+
+@pytest.fixture
+def store_kind(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL of the backend a test names with indirect parametrization."""
+    return _url(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """For tests of mechanisms above the store, where one backend is enough."""
+    return _url("sqlite", tmp_path)

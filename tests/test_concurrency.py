@@ -31,10 +31,13 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("racers", [2, 5])
+@pytest.mark.parametrize(
+    ("store_kind", "racers"), [("sqlite", 5), ("json", 3)], indirect=["store_kind"]
+)
 def test_of_several_resumes_of_one_session_exactly_one_proceeds(
-    store_url: str, racers: int
+    store_kind: str, racers: int
 ) -> None:
+    store_url = store_kind
     env = {"AGENTCTL_STORE": store_url}
     sid = unfinished_session(env)
     slow = {**env, "AGENTCTL_SCRIPTED_DELAY": "0.5"}
@@ -52,7 +55,8 @@ def test_of_several_resumes_of_one_session_exactly_one_proceeds(
     assert sum(c["event"] == "task_complete" for c in history) == 1
 
 
-def test_rollback_of_a_running_session_is_busy(store_url: str) -> None:
+def test_rollback_of_a_running_session_is_busy(sqlite_url: str) -> None:
+    store_url = sqlite_url
     env = {"AGENTCTL_STORE": store_url}
     sid = unfinished_session(env)
     runner = spawn(["resume", sid], {**env, "AGENTCTL_SCRIPTED_DELAY": "1.0"})
@@ -66,7 +70,8 @@ def test_rollback_of_a_running_session_is_busy(store_url: str) -> None:
         assert runner.wait(timeout=60) == 0
 
 
-def test_different_sessions_run_in_parallel(store_url: str, tmp_path: Path) -> None:
+def test_different_sessions_run_in_parallel(sqlite_url: str, tmp_path: Path) -> None:
+    store_url = sqlite_url
     env = {"AGENTCTL_STORE": store_url}
     first, second = unfinished_session(env), unfinished_session(env)
     slow = {**env, "AGENTCTL_SCRIPTED_DELAY": "0.4"}

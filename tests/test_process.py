@@ -43,10 +43,15 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, 
 
 # Model calls follow checkpoints 1, 3 and 5 of this task; the others are followed at once by a
 # commit, so killing "after 2" or "after 4" lands anywhere from a commit to the next model call.
-@pytest.mark.parametrize("kill_after", [1, 2, 4])
+@pytest.mark.parametrize(
+    ("store_kind", "kill_after"),
+    [("sqlite", 1), ("sqlite", 4), ("json", 2)],
+    indirect=["store_kind"],
+)
 def test_kill_9_midway_then_resume_reaches_done(
-    tmp_path: Path, store_url: str, kill_after: int, reference: list[tuple[str, str, str]]
+    tmp_path: Path, store_kind: str, kill_after: int, reference: list[tuple[str, str, str]]
 ) -> None:
+    store_url = store_kind
     log = tmp_path / "requests.log"
     env = {"AGENTCTL_STORE": store_url, "AGENTCTL_SCRIPTED_LOG": str(log)}
     proc = subprocess.Popen(
@@ -78,7 +83,11 @@ def test_kill_9_midway_then_resume_reaches_done(
     assert sorted(set(turns)) == ["0", "1", "2"]
 
 
-def test_ctrl_c_saves_and_exits_130_with_the_resume_command(tmp_path: Path, store_url: str) -> None:
+# Signals are handled above the store: one backend is enough.
+def test_ctrl_c_saves_and_exits_130_with_the_resume_command(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    store_url = sqlite_url
     env = {"AGENTCTL_STORE": store_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentctl", "run", TASK],
@@ -99,7 +108,8 @@ def test_ctrl_c_saves_and_exits_130_with_the_resume_command(tmp_path: Path, stor
     assert cli("resume", sid, env=env).code == 0
 
 
-def test_a_closed_terminal_sighup_is_handled_like_ctrl_c(tmp_path: Path, store_url: str) -> None:
+def test_a_closed_terminal_sighup_is_handled_like_ctrl_c(tmp_path: Path, sqlite_url: str) -> None:
+    store_url = sqlite_url
     env = {"AGENTCTL_STORE": store_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentctl", "run", TASK],

@@ -290,14 +290,15 @@ def fuzz_scenario(
     scenario: Scenario,
     report: Report,
     *,
+    start: int = 1,
     stride: int = 1,
     double_faults: random.Random | None = None,
 ) -> None:
-    """Kill at every (point, n) — every `stride`-th n — then resume and check."""
+    """Kill at every (point, n) for n = start, start + stride, …; resume each and check."""
     clean = clean_run(root / "clean", backend, scenario)
     points = faults.POINTS + (TOOL_POINTS if scenario.name == "pay" else ())
     for point in points:
-        occurrence = 1
+        occurrence = start
         while True:
             world = World(root / f"{point}-{occurrence}", backend)
             world.root.mkdir(parents=True)
