@@ -159,20 +159,21 @@ def resume_session(
 
     with opened_store(settings) as store, ExitStack() as stack:
         session_id = resolve_session(store, prefix) if prefix else _latest_unfinished(store)
-        session = store.load(session_id)
-        if answer is not None and session.state is not State.WAITING_FEEDBACK:
+        head = store.head(session_id)
+        if answer is not None and head.to_state is not State.WAITING_FEEDBACK:
             raise NotWaitingError(
-                f"session {session_id} is {session.state.value}, not waiting for input; "
+                f"session {session_id} is {head.to_state.value}, not waiting for input; "
                 "resume it without --input"
             )
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
         stack.enter_context(held_lease(settings, store, session_id))
-        spec = session.info.spec
-        model_name = _choose_model(settings, spec, session_model=session.info.model)
+        info = store.info(session_id)
+        spec = info.spec
+        model_name = _choose_model(settings, spec, session_model=info.model)
         on_event(
             Notice(
-                f"resuming session {session_id} at checkpoint {session.checkpoint.id}",
+                f"resuming session {session_id} at checkpoint {head.id}",
                 session_id=session_id,
             )
         )

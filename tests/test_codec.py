@@ -72,3 +72,12 @@ def test_old_payloads_are_upgraded_one_version_at_a_time(monkeypatch: pytest.Mon
     )
     assert calls == [1, 2]
     assert upgraded == {"schema_version": 3, "preferences": {"airline": "Delta"}}
+
+
+def test_a_conversation_decodes_in_one_call_and_names_a_bad_message() -> None:
+    good = [codec.encode(Message(role="user", content=str(n))) for n in range(3)]
+    assert [m.content for m in codec.decode_messages("[" + ",".join(good) + "]")] == ["0", "1", "2"]
+    assert codec.decode_messages("[]") == ()
+    bad = "[" + ",".join([*good, '{"role": "robot"}']) + "]"
+    with pytest.raises(InvalidStateError, match=r"Message in s1 is invalid: role: "):
+        codec.decode_messages(bad, where="s1")

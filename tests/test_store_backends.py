@@ -134,3 +134,17 @@ def test_a_newer_jsonl_store_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(StoreError, match="newer than this agentctl"):
         JsonlStore(tmp_path / "j")
+
+
+def test_jsonl_append_does_not_read_the_log(tmp_path: Path) -> None:
+    # The head comes from head.json while it matches the log's size, so an append costs the same
+    # at checkpoint 5 as at 50,000. Shown by damage the log reader would refuse: an append still
+    # succeeds, and loading (which does read the log) names the damage.
+    store = JsonlStore(tmp_path / "j")
+    build(store, 3)
+    log = tmp_path / "j" / "sessions" / "abc123" / "events.jsonl"
+    data = log.read_bytes()
+    log.write_bytes(b"X" + data[1:])  # same size: head.json still matches
+    store.append("abc123", 3, draft(3, 4, "m4"))
+    with pytest.raises(StoreError, match="line 1 is corrupt"):
+        store.load("abc123")

@@ -234,3 +234,15 @@ def test_a_lease_held_on_another_host_is_taken_over_only_after_expiry(store: Sto
 def test_a_lease_for_an_unknown_session_is_refused(store: Store) -> None:
     with pytest.raises(UnknownSessionError):
         store.acquire_lease("nope", Lease.mine("t"))
+
+
+def test_the_head_and_the_facts_load_without_the_conversation(store: Store) -> None:
+    build(store, 4)
+    assert store.head("abc123") == store.load("abc123").checkpoint
+    assert store.info("abc123") == info()
+    store.append("abc123", 4, draft(2, 5, event="rollback"))
+    assert store.head("abc123").id == 5
+    with pytest.raises(UnknownSessionError):
+        store.head("nope")
+    with pytest.raises(UnknownSessionError):
+        store.info("nope")

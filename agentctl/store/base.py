@@ -10,7 +10,7 @@ columns: `list` and `history` must not pay pydantic's import cost.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from agentctl.state import (
@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from agentctl.store.lease import Lease
 
 
-@dataclass(frozen=True)
-class SessionSummary:
+class SessionSummary(NamedTuple):
+    """A NamedTuple, like CheckpointSummary: `history` builds thousands, and a tuple is built
+    in C where a frozen dataclass pays a Python __setattr__ per field."""
+
     id: str
     state: str
     goal: str
@@ -37,15 +39,14 @@ class SessionSummary:
     outcome: str | None = None
 
 
-@dataclass(frozen=True)
-class CheckpointSummary:
+class CheckpointSummary(NamedTuple):
     id: int
     parent: int | None
     event: str
     from_state: str
     to_state: str
     created_at: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ class Store(Protocol):
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         """One checkpoint without its conversation; UnknownCheckpoint if there is none."""
+        ...
+
+    def head(self, session_id: str) -> Checkpoint:
+        """The head checkpoint without its conversation: state, task state, usage."""
+        ...
+
+    def info(self, session_id: str) -> SessionInfo:
+        """The facts written when the session was created: id, task spec, model."""
         ...
 
     def list_sessions(self) -> list[SessionSummary]:

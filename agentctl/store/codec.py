@@ -11,12 +11,14 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agentctl.errors import InvalidStateError
 from agentctl.state import Checkpoint, Message, SessionInfo, TaskState, UserProfile
 
 M = TypeVar("M", bound=BaseModel)
+
+_MESSAGES = TypeAdapter(tuple[Message, ...])
 
 # model name -> {version: function upgrading a payload of that version to the next}
 UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
@@ -48,6 +50,16 @@ def decode(cls: type[M], data: str | bytes | dict[str, Any], *, where: str = "")
         raise InvalidStateError(
             f"stored {cls.__name__}{place} is invalid: {loc}: {first['msg']}"
         ) from None
+
+
+def decode_messages(array: str | bytes, *, where: str = "") -> tuple[Message, ...]:
+    """A JSON array of stored messages, validated in one call (the fast path for a whole
+    conversation). A message at an older schema version falls back to one-by-one upgrades."""
+    try:
+        return _MESSAGES.validate_json(array)
+    except ValidationError:
+        items = json.loads(array)
+        return tuple(decode(Message, item, where=where) for item in items)
 
 
 def upgrade(cls: type[BaseModel], payload: dict[str, Any], place: str = "") -> dict[str, Any]:

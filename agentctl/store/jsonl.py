@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +146,7 @@ class JsonlStore:
         try:
             path.mkdir(mode=0o700)
             with self._locked(path):
-                checkpoint = self._write(path, info.id, [], first, info_json=encode(info))
+                checkpoint = self._write(path, info.id, _Tail(0, None, 1), first, encode(info))
                 return checkpoint
         except FileExistsError:
             raise ValueError(f"session {info.id} exists") from None
@@ -156,48 +157,66 @@ class JsonlStore:
         path = self._dir(session_id)
         try:
             with self._locked(path):
-                records = self._read_log(path)
-                if len(records) != expected_head:
+                tail = self._tail(path)
+                if tail.head != expected_head:
                     raise HeadMovedError(
-                        f"session {session_id} moved on to checkpoint {len(records)} "
+                        f"session {session_id} moved on to checkpoint {tail.head} "
                         f"(expected {expected_head}): another process is writing to it"
                     )
-                return self._write(path, session_id, records, draft)
+                return self._write(path, session_id, tail, draft)
         except OSError as exc:
             raise StoreError(f"store {self.root}: {exc}") from exc
+
+    def _tail(self, path: Path) -> _Tail:
+        """Where the log ends. From head.json while it matches the log's size (O(1) per
+        append, whatever the session's length); from the log itself after a crash."""
+        try:
+            data = json.loads((path / "head.json").read_text())
+            if data.get("log_size") == (path / "events.jsonl").stat().st_size:
+                return _Tail(data["head"], data["message_tip"], data["next_message_id"])
+        except (OSError, ValueError, KeyError):
+            pass
+        records = self._read_log(path)
+        if not records:
+            return _Tail(0, None, 1)
+        return _Tail(
+            len(records),
+            records[-1]["checkpoint"]["message_tip"],
+            1 + sum(len(r["messages"]) for r in records),
+        )
 
     def _write(
         self,
         path: Path,
         session_id: str,
-        records: list[dict[str, Any]],
+        tail: _Tail,
         draft: CheckpointDraft,
         info_json: str | None = None,
     ) -> Checkpoint:
         from agentctl.store.codec import to_payload
 
         tip: int | None = None
-        if draft.parent is not None:
+        if draft.parent == tail.head and draft.parent:
+            tip = tail.tip
+        elif draft.parent is not None:  # a fork from an older checkpoint: look it up
+            records = self._read_log(path)
             if not 1 <= draft.parent <= len(records):
                 raise UnknownCheckpointError(session_id, draft.parent)
             tip = records[draft.parent - 1]["checkpoint"]["message_tip"]
-        next_id = 1 + sum(len(r["messages"]) for r in records)
+        next_id = tail.next_message_id
         new = []
         for message in draft.new_messages:
             new.append({"id": next_id, "parent": tip, "message": to_payload(message)})
             tip, next_id = next_id, next_id + 1
-        checkpoint = number_checkpoint(draft, len(records) + 1, tip)
+        checkpoint = number_checkpoint(draft, tail.head + 1, tip)
         if info_json is not None:  # the session's facts, before its first event
             write_private_atomic(path / "info.json", info_json)
         size = self._append_line(path, {"checkpoint": to_payload(checkpoint), "messages": new})
         info = json.loads(info_json) if info_json else json.loads((path / "info.json").read_text())
-        self._write_summary(path, info, checkpoint.model_dump(mode="json"), size)
+        summary = _summary(info, checkpoint.model_dump(mode="json"), size)
+        summary["next_message_id"] = next_id
+        write_private_atomic(path / "head.json", json.dumps(summary))
         return checkpoint
-
-    def _write_summary(
-        self, path: Path, info: dict[str, Any], checkpoint: dict[str, Any], size: int
-    ) -> None:
-        write_private_atomic(path / "head.json", json.dumps(_summary(info, checkpoint, size)))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -231,17 +250,34 @@ class JsonlStore:
             raise UnknownCheckpointError(session_id, checkpoint_id)
         return decode(Checkpoint, records[checkpoint_id - 1]["checkpoint"], where=session_id)
 
+    def info(self, session_id: str) -> SessionInfo:
+        from agentctl.state import SessionInfo
+        from agentctl.store.codec import decode
+
+        path = self._dir(session_id)
+        return decode(SessionInfo, (path / "info.json").read_text(), where=f"session {session_id}")
+
+    def head(self, session_id: str) -> Checkpoint:
+        from agentctl.state import Checkpoint
+        from agentctl.store.codec import decode
+
+        path = self._dir(session_id)
+        records = self._read_log(path)
+        if not records:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        return decode(Checkpoint, records[-1]["checkpoint"], where=session_id)
+
     def list_sessions(self) -> list[SessionSummary]:
         out = []
         for path in self.sessions_dir.iterdir():
             if not (path / "info.json").exists():
                 continue  # a session whose creation did not finish
-            summary = self._summary(path)
+            summary = self._read_summary(path)
             if summary is not None:
                 out.append(summary)
         return sorted(out, key=lambda s: (s.updated_at, s.id), reverse=True)
 
-    def _summary(self, path: Path) -> SessionSummary | None:
+    def _read_summary(self, path: Path) -> SessionSummary | None:
         fields = ("id", "state", "goal", "title", "head", "created_at", "updated_at", "outcome")
         try:
             data = json.loads((path / "head.json").read_text())
@@ -331,6 +367,13 @@ class JsonlStore:
         pass
 
 
+@dataclass(frozen=True)
+class _Tail:
+    head: int  # the newest checkpoint's id (0: none yet)
+    tip: int | None  # its last message
+    next_message_id: int
+
+
 def _summary(info: dict[str, Any], checkpoint: dict[str, Any], log_size: int) -> dict[str, Any]:
     """The head.json record: what `list` shows, and the log size it was written for."""
     return {
@@ -342,5 +385,6 @@ def _summary(info: dict[str, Any], checkpoint: dict[str, Any], log_size: int) ->
         "created_at": info["created_at"],
         "updated_at": checkpoint["created_at"],
         "outcome": checkpoint["task"].get("outcome"),
+        "message_tip": checkpoint["message_tip"],
         "log_size": log_size,
     }

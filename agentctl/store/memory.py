@@ -76,6 +76,15 @@ class MemoryStore:
         with self._lock:
             return self._get(session_id, checkpoint_id)
 
+    def info(self, session_id: str) -> SessionInfo:
+        with self._lock:
+            self._rows(session_id)
+            return self._info[session_id]
+
+    def head(self, session_id: str) -> Checkpoint:
+        with self._lock:
+            return self._rows(session_id)[-1]
+
     def _get(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         rows = self._rows(session_id)
         if not 1 <= checkpoint_id <= len(rows):

@@ -1,0 +1,92 @@
+"""Fresh-process reads: `python -m bench.probe SUBJECT PATH` prints a JSON object of seconds.
+
+Run in a new interpreter so nothing is warm but the OS page cache, as for a user who opens a
+session in another terminal. Imports happen before the clocks start: start-up cost is measured
+separately (bench/startup.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from typing import Any
+
+SESSION = "bench0001"
+
+
+def timed(action: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def probe_agentctl(url: str) -> dict[str, float]:
+    import agentctl.state
+    import agentctl.store.codec  # noqa: F401
+    from agentctl.store import open_store
+
+    store = open_store(url)
+    # The head: lifecycle state, task state, usage (what `resume` and `show` need first).
+    load_s, head = timed(lambda: store.head(SESSION))
+    history_s, history = timed(lambda: store.history(SESSION))
+    conversation_s, messages = timed(lambda: [m.content for m in store.load(SESSION).messages])
+    assert len(history) > 1
+    assert head.task
+    assert messages
+    store.close()
+    return {"load_head": load_s, "history": history_s, "conversation": conversation_s}
+
+
+def probe_langgraph(path: str) -> dict[str, float]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(path, check_same_thread=False)
+    saver = SqliteSaver(conn)
+    config = {"configurable": {"thread_id": SESSION, "checkpoint_ns": ""}}
+    load_s, head = timed(lambda: saver.get_tuple(config))
+    # What `agentctl history` shows: id, parent, step/event of every checkpoint.
+    history_s, history = timed(
+        lambda: [(t.config, t.parent_config, t.metadata.get("step")) for t in saver.list(config)]
+    )
+    conversation_s, messages = timed(
+        lambda: [
+            m["content"] for m in saver.get_tuple(config).checkpoint["channel_values"]["messages"]
+        ]  # type: ignore[union-attr]
+    )
+    assert head is not None
+    assert history
+    assert messages
+    conn.close()
+    return {"load_head": load_s, "history": history_s, "conversation": conversation_s}
+
+
+def probe_raw(path: str) -> dict[str, float]:
+    db = sqlite3.connect(path)
+    load_s, _ = timed(
+        lambda: db.execute("SELECT body FROM log ORDER BY id DESC LIMIT 1").fetchone()
+    )
+    history_s, _ = timed(lambda: db.execute("SELECT id FROM log").fetchall())
+    conversation_s, _ = timed(
+        lambda: [json.loads(b) for (b,) in db.execute("SELECT body FROM log")]
+    )
+    db.close()
+    return {"load_head": load_s, "history": history_s, "conversation": conversation_s}
+
+
+def main() -> None:
+    name, path = sys.argv[1], sys.argv[2]
+    if name == "agentctl-sqlite":
+        result = probe_agentctl(f"sqlite://{path}")
+    elif name == "agentctl-jsonl":
+        result = probe_agentctl(f"json://{path}")
+    elif name == "langgraph-sqlite":
+        result = probe_langgraph(path)
+    else:
+        result = probe_raw(path)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
