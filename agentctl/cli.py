@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn, TypeVar
 
@@ -44,6 +45,9 @@ MaxTurnsOpt = Annotated[
 NoInputOpt = Annotated[
     bool,
     typer.Option("--no-input", help="Never prompt: save and exit 3 when the agent asks something."),
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Allow file writes and shell commands without asking.")
 ]
 ModelOpt = Annotated[
     str | None, typer.Option("--model", help="Model name ('scripted' for the task's script).")
@@ -127,7 +131,12 @@ def run(
     task: Annotated[str, typer.Argument(help="A task file (.toml) or a goal in quotes.")],
     model: ModelOpt = None,
     store: StoreOpt = None,
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", help="Folder the file and shell tools work in (default: .)."),
+    ] = None,
     no_input: NoInputOpt = False,
+    yes: YesOpt = False,
     max_turns: MaxTurnsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -145,6 +154,8 @@ def run(
             max_turns=max_turns,
             ask=None if no_input else render.ask,
             on_event=view,
+            workspace=workspace,
+            yes=yes,
         )
 
     report = _guarded(action, view)
@@ -163,6 +174,7 @@ def resume(
     model: ModelOpt = None,
     store: StoreOpt = None,
     no_input: NoInputOpt = False,
+    yes: YesOpt = False,
     max_turns: MaxTurnsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -177,6 +189,7 @@ def resume(
             max_turns=max_turns,
             ask=None if no_input else render.ask,
             on_event=view,
+            yes=yes,
         ),
         view,
     )
@@ -268,6 +281,43 @@ def verify(
         render.verify_report(store_problems, reports)
     if store_problems or any(r.problems for r in reports):
         raise typer.Exit(int(ExitCode.STORE))
+
+
+profile_app = typer.Typer(
+    help="Your preferences: every new session's system prompt carries them.",
+    no_args_is_help=True,
+)
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.command("show")
+def profile_show(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Show preferences and recent goals."""
+    profile = _guarded(lambda: service.show_profile(_settings(store)))
+    if as_json:
+        render.print_json(profile.model_dump(mode="json"))
+    else:
+        render.show_profile(profile)
+
+
+@profile_app.command("set")
+def profile_set(
+    key: Annotated[str, typer.Argument(help="Preference name, e.g. airline.")],
+    value: Annotated[str, typer.Argument(help="Its value, e.g. Delta.")],
+    store: StoreOpt = None,
+) -> None:
+    """Set a preference."""
+    _guarded(lambda: service.set_preference(_settings(store), key, value))
+    render.out.print(f"{key} = {value}")
+
+
+@profile_app.command("unset")
+def profile_unset(
+    key: Annotated[str, typer.Argument(help="Preference name.")], store: StoreOpt = None
+) -> None:
+    """Remove a preference."""
+    _guarded(lambda: service.set_preference(_settings(store), key, None))
+    render.out.print(f"{key} removed")
 
 
 def main() -> None:

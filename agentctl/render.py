@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from agentctl.runner import RunEvent
     from agentctl.service import Notice
-    from agentctl.state import SessionState
+    from agentctl.state import SessionState, UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
     from agentctl.verify import SessionReport
 
@@ -264,6 +264,17 @@ def verify_report(store_problems: list[str], reports: list[SessionReport]) -> No
         f"{len(reports)} sessions checked, "
         + (f"[red]{bad} with problems[/]" if bad else "all sound")
     )
+
+
+def show_profile(profile: UserProfile) -> None:
+    if not profile.preferences:
+        note("no preferences yet: agentctl profile set KEY VALUE (or the agent remembers them)")
+    for key, value in sorted(profile.preferences.items()):
+        out.print(f"{escape(key)} = {escape(value)}")
+    if profile.recent_goals:
+        out.print("[dim]recent goals:[/]")
+        for goal in profile.recent_goals:
+            out.print(f"  [dim]- {escape(goal)}[/]")
 
 
 def session_json(s: SessionState, approximate: bool | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from agentctl.state import (
     Usage,
 )
 from agentctl.store.base import CheckpointDraft, Store
-from agentctl.tools import ToolOutcome, ToolRegistry
+from agentctl.tools import ToolOutcome, ToolRegistry, describe_call
 
 # -- what the loop reports while it works (render.py shows these) ----------------------------
 
@@ -225,6 +225,8 @@ class Runner:
 
     def _receive_input(self, session: SessionState, text: str) -> SessionState:
         question = session.task.pending_question
+        if question is not None and question.kind == "approval" and question.tool_call_id:
+            return self._receive_approval(session, question.tool_call_id, text)
         if question is not None and question.tool_call_id is not None:
             message = Message(role="tool", tool_call_id=question.tool_call_id, content=text)
         else:
@@ -237,6 +239,40 @@ class Runner:
             new_messages=(self._counted(message),),
             detail={"input": text},
         )
+
+    def _receive_approval(self, session: SessionState, call_id: str, text: str) -> SessionState:
+        """Yes: the call is marked approved and runs next turn. No: the model is told."""
+        allowed = text.strip().lower() in ("y", "yes", "ok", "allow")
+        task = session.task.model_copy(update={"pending_question": None})
+        messages: tuple[Message, ...] = ()
+        if allowed:
+            task = task.model_copy(update={"approved": (*task.approved, call_id)})
+        else:
+            refusal = "Error: the user did not allow this action. Do something else or ask them."
+            messages = (self._counted(Message(role="tool", tool_call_id=call_id, content=refusal)),)
+        return self._commit(
+            session,
+            Event.INPUT_RECEIVED.value,
+            transition(session.state, Event.INPUT_RECEIVED),
+            task,
+            new_messages=messages,
+            detail={"input": text, "approved": allowed},
+        )
+
+    def _ask_approval(
+        self, session: SessionState, call: ToolCall, args: dict[str, Any]
+    ) -> SessionState:
+        question = f"Allow {describe_call(call.name, args)}? [y/N]"
+        try:
+            to_state = transition(session.state, Event.NEEDS_INPUT)
+        except InvalidTransition:
+            return self._tool_error(
+                session, call, f"{call.name} needs the user's approval; submit a plan first"
+            )
+        pending = PendingQuestion(question=question, tool_call_id=call.id, kind="approval")
+        task = session.task.model_copy(update={"pending_question": pending})
+        detail = {"question": question, "approval": call.name}
+        return self._commit(session, Event.NEEDS_INPUT.value, to_state, task, detail=detail)
 
     def _handle_call(self, session: SessionState, call: ToolCall) -> SessionState:
         try:
@@ -362,6 +398,8 @@ class Runner:
             known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
             return self._tool_error(session, call, f"unknown tool {call.name!r}; tools: {known}")
         detail = {"tool": call.name, "tool_call_id": call.id, "side_effect": tool.side_effect.value}
+        if call.id not in session.task.approved and self._tools.policy.needs_approval(tool, args):
+            return self._ask_approval(session, call, args)
         if not tool.side_effect.idempotent:
             head = session.checkpoint
             if head.event == "tool_started" and head.detail.get("tool_call_id") == call.id:

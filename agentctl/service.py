@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentctl import faults
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from agentctl.context import TokenCounter
     from agentctl.llm import ModelClient
     from agentctl.runner import Ask, RunEvent, Runner, Stop
-    from agentctl.state import Checkpoint, SessionState, TaskSpec
+    from agentctl.state import Checkpoint, SessionState, TaskSpec, UserProfile
     from agentctl.store.base import CheckpointDraft
     from agentctl.tools import ToolRegistry
     from agentctl.verify import SessionReport
@@ -124,6 +125,8 @@ def start_session(
     max_turns: int | None,
     ask: Ask | None,
     on_event: Callable[[RunEvent | Notice], None],
+    workspace: Path | None = None,
+    yes: bool = False,
     tools: ToolRegistry | None = None,
 ) -> RunReport:
     from agentctl import prompts
@@ -131,11 +134,14 @@ def start_session(
 
     model_name = _choose_model(settings, spec, session_model=None)
     with opened_store(settings) as store, ExitStack() as stack:
+        root = str((workspace or Path.cwd()).resolve())
+        tools = tools or _work_tools(root, spec, yes)
         runner = _runner(settings, store, spec, model_name, stack, on_event, tools)
         profile = store.load_profile()
-        info = SessionInfo(id=_new_id(store), spec=spec, model=model_name, created_at=now())
-        work_tools = tools.names if tools else []
-        system = prompts.system_prompt(profile.preferences, spec.instructions, work_tools)
+        info = SessionInfo(
+            id=_new_id(store), spec=spec, model=model_name, created_at=now(), workspace=root
+        )
+        system = prompts.system_prompt(profile.preferences, spec.instructions, tools.names)
         on_event(Notice(f"session {info.id} started", session_id=info.id))
         runner.start(info, system)
         store.save_profile(profile.with_goal(spec.goal))
@@ -153,6 +159,7 @@ def resume_session(
     max_turns: int | None,
     ask: Ask | None,
     on_event: Callable[[RunEvent | Notice], None],
+    yes: bool = False,
     tools: ToolRegistry | None = None,
 ) -> RunReport:
     from agentctl.lifecycle import State
@@ -177,11 +184,18 @@ def resume_session(
                 session_id=session_id,
             )
         )
+        tools = tools or _work_tools(info.workspace or str(Path.cwd()), spec, yes)
         runner = _runner(settings, store, spec, model_name, stack, on_event, tools)
         result = runner.run(
             session_id, answer=answer, ask=ask, max_turns=max_turns or spec.max_turns
         )
         return RunReport(result.stop, result.session)
+
+
+def _work_tools(root: str, spec: TaskSpec, yes: bool) -> ToolRegistry:
+    from agentctl.tools import ApprovalPolicy, work_tools
+
+    return work_tools(Path(root), ApprovalPolicy(yes=yes, allow=spec.allow))
 
 
 def _latest_unfinished(store: Store) -> str:
@@ -360,6 +374,29 @@ def show_session(settings: Settings, prefix: str, at: int | None = None) -> Sess
             return store.load(session_id, at)
         except UnknownCheckpointError as exc:
             raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+
+
+def show_profile(settings: Settings) -> UserProfile:
+    with opened_store(settings) as store:
+        return store.load_profile()
+
+
+def set_preference(settings: Settings, key: str, value: str | None) -> UserProfile:
+    """Set (or with value None, remove) one preference."""
+    key = key.strip()
+    if not key:
+        raise UsageError("a preference needs a name")
+    with opened_store(settings) as store:
+        profile = store.load_profile()
+        if value is None:
+            if key not in profile.preferences:
+                known = ", ".join(sorted(profile.preferences)) or "none"
+                raise UsageError(f"no preference {key!r} to unset (known: {known})")
+            profile = profile.forget(key)
+        else:
+            profile = profile.remember(key, value)
+        store.save_profile(profile)
+        return profile
 
 
 def verify(settings: Settings, prefix: str | None) -> tuple[list[str], list[SessionReport]]:

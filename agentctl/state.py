@@ -61,13 +61,14 @@ class StepRecord(_Model):
 
 class PendingQuestion(_Model):
     question: str
-    tool_call_id: str | None  # the ask_user call to answer; None when the model asked in plain text
+    tool_call_id: str | None  # the call to answer; None when the model asked in plain text
+    kind: Literal["question", "approval"] = "question"  # approval: may this tool call run?
 
 
 class TaskState(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2  # 2: pending_question.kind, approved
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -77,6 +78,7 @@ class TaskState(_Model):
     outcome: Outcome | None = None
     result: str | None = None
     nudged: bool = False  # the model got one reminder to call a tool; the next text is a question
+    approved: tuple[str, ...] = ()  # tool-call ids the user allowed to run
 
     @property
     def current_step(self) -> int:
@@ -117,7 +119,7 @@ class ScriptTurn(_Model):
 class TaskSpec(_Model):
     """A task as the user gave it: a task file or a goal on the command line."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2  # 2: allow
     goal: str
     title: str | None = None
     instructions: str | None = None
@@ -125,6 +127,7 @@ class TaskSpec(_Model):
     max_turns: int = Field(default=40, ge=1)
     script: tuple[ScriptTurn, ...] | None = None
     source: str | None = None  # the task file it came from, for display only
+    allow: tuple[str, ...] = ()  # actions that need no approval: "write_file", "run_shell:pytest*"
 
 
 class UserProfile(_Model):
@@ -137,6 +140,11 @@ class UserProfile(_Model):
     def remember(self, key: str, value: str) -> UserProfile:
         return self.model_copy(update={"preferences": {**self.preferences, key: value}})
 
+    def forget(self, key: str) -> UserProfile:
+        return self.model_copy(
+            update={"preferences": {k: v for k, v in self.preferences.items() if k != key}}
+        )
+
     def with_goal(self, goal: str, keep: int = 10) -> UserProfile:
         goals = (goal, *[g for g in self.recent_goals if g != goal])[:keep]
         return self.model_copy(update={"recent_goals": goals})
@@ -145,11 +153,12 @@ class UserProfile(_Model):
 class SessionInfo(_Model):
     """The immutable facts of a session, written once when it is created."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2  # 2: workspace
     id: str
     spec: TaskSpec
     model: str  # "scripted" or the model name; never a key or a URL with credentials
     created_at: str
+    workspace: str | None = None  # absolute path the file and shell tools are confined to
 
 
 class Checkpoint(_Model):

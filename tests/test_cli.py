@@ -225,3 +225,24 @@ def test_the_console_script_and_module_agree() -> None:
     assert proc.returncode == 0
     for command in ("run", "resume", "rollback", "list", "show", "history"):
         assert command in proc.stdout
+
+
+def test_profile_set_show_unset_and_its_effect_on_new_sessions() -> None:
+    assert cli("profile", "set", "seat", "aisle").code == 0
+    assert cli("profile", "set", "airline", "KLM").code == 0
+    assert cli("profile", "show", "--json").json()["preferences"] == {
+        "airline": "KLM",
+        "seat": "aisle",
+    }
+    one_error_line(cli("profile", "unset", "meal"), 2, "no preference 'meal' to unset")
+    assert cli("profile", "unset", "airline").code == 0
+    assert cli("run", TRIP, "--no-input").code == 3
+    sid = cli("list", "--json").json()[0]["id"]
+    system = cli("show", sid, "--json").json()["messages"][0]["content"]
+    assert "seat = aisle" in system
+    assert "KLM" not in system
+    # The agent's remember tool wrote to the same profile.
+    assert cli("profile", "show", "--json").json()["preferences"] == {
+        "airline": "Delta",
+        "seat": "aisle",
+    }

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentctl.errors import InvalidStateError
-from agentctl.state import Message, TaskState, ToolCall, UserProfile
+from agentctl.state import Message, SessionInfo, TaskState, ToolCall, UserProfile
 from agentctl.store import codec
 
 text = st.text(max_size=50)
@@ -38,8 +38,8 @@ def test_messages_with_tool_calls_round_trip() -> None:
 
 def test_a_newer_payload_is_refused_whole() -> None:
     payload = json.loads(codec.encode(TaskState(goal="g")))
-    payload["schema_version"] = 2
-    with pytest.raises(InvalidStateError, match="schema version 2, newer than this agentctl"):
+    payload["schema_version"] = 3
+    with pytest.raises(InvalidStateError, match="schema version 3, newer than this agentctl"):
         codec.decode(TaskState, payload, where="checkpoint 3")
 
 
@@ -81,3 +81,25 @@ def test_a_conversation_decodes_in_one_call_and_names_a_bad_message() -> None:
     bad = "[" + ",".join([*good, '{"role": "robot"}']) + "]"
     with pytest.raises(InvalidStateError, match=r"Message in s1 is invalid: role: "):
         codec.decode_messages(bad, where="s1")
+
+
+def test_version_1_payloads_are_upgraded_nested_models_included() -> None:
+    # As agentctl 0.1.0 wrote them (tests/fixtures holds whole stores of this age).
+    task_v1 = {
+        "schema_version": 1,
+        "goal": "g",
+        "pending_question": {"question": "q?", "tool_call_id": "c1"},
+    }
+    task = codec.decode(TaskState, task_v1)
+    assert task.schema_version == 2
+    assert task.pending_question is not None
+    assert task.pending_question.kind == "question"
+    info_v1 = {
+        "schema_version": 1,
+        "id": "s1",
+        "spec": {"schema_version": 1, "goal": "g"},
+        "model": "scripted",
+        "created_at": "t",
+    }
+    info = codec.decode(SessionInfo, info_v1)
+    assert (info.schema_version, info.spec.schema_version, info.workspace) == (2, 2, None)

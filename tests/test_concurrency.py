@@ -59,9 +59,12 @@ def test_rollback_of_a_running_session_is_busy(sqlite_url: str) -> None:
     store_url = sqlite_url
     env = {"AGENTCTL_STORE": store_url}
     sid = unfinished_session(env)
+    before = len(cli("history", sid, "--json", env=env).json())
     runner = spawn(["resume", sid], {**env, "AGENTCTL_SCRIPTED_DELAY": "1.0"})
     try:
-        while len(cli("history", sid, "--json", env=env).json()) < 4:
+        # Once the resumer has written a checkpoint it holds the lease (and its next model
+        # call takes a second): only then is the rollback sure to meet a running session.
+        while len(cli("history", sid, "--json", env=env).json()) <= before:
             assert runner.poll() is None
         busy = cli("rollback", sid, "--to", "1", env=env)
         assert busy.code == 4, busy.stderr

@@ -21,7 +21,7 @@ from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
 from agentctl.state import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
-from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools import ApprovalPolicy, SideEffect, ToolOutcome, ToolRegistry
 
 
 def call(name: str, **arguments: Any) -> ScriptToolCall:
@@ -314,7 +314,7 @@ def test_a_side_effect_interrupted_mid_flight_is_not_repeated(
     harness_factory: Any, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger"
-    h = harness_factory(PAY, ToolRegistry([CountingTool(ledger)]))
+    h = harness_factory(PAY, ToolRegistry([CountingTool(ledger)], ApprovalPolicy(yes=True)))
     h.start()
     # Crash right after the tool ran but before its result was stored (append 5 = tool_result).
     with pytest.raises(Crash):
@@ -333,7 +333,7 @@ def test_a_side_effect_whose_result_is_stored_never_runs_again(
     harness_factory: Any, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger"
-    h = harness_factory(PAY, ToolRegistry([CountingTool(ledger)]))
+    h = harness_factory(PAY, ToolRegistry([CountingTool(ledger)], ApprovalPolicy(yes=True)))
     h.start()
     with pytest.raises(Crash):
         h.runner(CrashingStore(h.store, 5, after_commit=True)).run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,38 @@ def test_there_are_at_least_three_samples() -> None:
     assert len(TASKS) >= 3
 
 
+WORKSPACES = {"summarize_notes": "notes"}  # a task's bundled workspace, copied for the test
+
+
 @pytest.mark.parametrize("task", TASKS, ids=lambda p: p.stem)
-def test_a_sample_task_runs_to_done(task: Path) -> None:
+def test_a_sample_task_runs_to_done(task: Path, tmp_path: Path) -> None:
     spec = load_task_file(task)
     assert spec.script, f"{task.name} needs a script to run offline"
-    result = cli("run", str(task), "--no-input")
-    for _ in range(5):  # answer each question the task asks
+    workspace = tmp_path / "ws"
+    if task.stem in WORKSPACES:
+        shutil.copytree(SAMPLES / WORKSPACES[task.stem], workspace)
+    else:
+        workspace.mkdir()
+    result = cli("run", str(task), "--no-input", "--workspace", str(workspace))
+    for _ in range(5):  # answer each question the task asks, and allow what it wants to do
         if result.code != 3:
             break
-        result = cli("resume", "--input", "tomorrow")
+        [session] = cli("list", "--json").json()
+        question = cli("show", session["id"], "--json").json()["task"]["pending_question"]
+        answer = "y" if question["kind"] == "approval" else "tomorrow"
+        result = cli("resume", "--input", answer)
     assert result.code == 0, result.stderr
     [session] = cli("list", "--json").json()
     assert (session["state"], session["outcome"]) == ("done", "succeeded")
+
+
+def test_the_notes_sample_writes_its_summary_in_the_workspace_only(tmp_path: Path) -> None:
+    workspace = tmp_path / "notes"
+    shutil.copytree(SAMPLES / "notes", workspace)
+    result = cli(
+        "run", str(SAMPLES / "summarize_notes.toml"), "--workspace", str(workspace), "--yes"
+    )
+    assert result.code == 0, result.stderr
+    summary = (workspace / "summary.md").read_text()
+    assert "Who tells support about the cut-over?" in summary
+    assert not (SAMPLES / "notes" / "summary.md").exists()

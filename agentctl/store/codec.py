@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -20,8 +20,18 @@ M = TypeVar("M", bound=BaseModel)
 
 _MESSAGES = TypeAdapter(tuple[Message, ...])
 
+
+def _unchanged(payload: dict[str, Any]) -> dict[str, Any]:
+    """For versions that only added fields with defaults."""
+    return payload
+
+
 # model name -> {version: function upgrading a payload of that version to the next}
-UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "TaskState": {1: _unchanged},  # 2 added pending_question.kind and approved
+    "TaskSpec": {1: _unchanged},  # 2 added allow
+    "SessionInfo": {1: _unchanged},  # 2 added workspace
+}
 
 
 def encode(model: BaseModel) -> str:
@@ -80,6 +90,20 @@ def upgrade(cls: type[BaseModel], payload: dict[str, Any], place: str = "") -> d
         payload = steps[version](payload)
         version += 1
         payload["schema_version"] = version
+    return _upgrade_nested(cls, payload, place)
+
+
+def _upgrade_nested(cls: type[BaseModel], payload: dict[str, Any], place: str) -> dict[str, Any]:
+    """Versioned models inside this one (a Checkpoint's TaskState, a SessionInfo's TaskSpec)
+    carry their own schema_version: upgrade them too."""
+    for name, field in cls.model_fields.items():
+        inner = payload.get(name)
+        if not isinstance(inner, dict):
+            continue
+        for candidate in (field.annotation, *get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                payload = {**payload, name: upgrade(candidate, inner, place)}
+                break
     return payload
 
 

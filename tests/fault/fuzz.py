@@ -35,7 +35,7 @@ from agentctl.lifecycle import State
 from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
 from agentctl.store import open_store
 from agentctl.tasks import load_task_file
-from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools import ApprovalPolicy, SideEffect, ToolOutcome, ToolRegistry
 from agentctl.verify import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ class World:
 def drive(world: World, scenario: Scenario) -> None:
     """Take the scenario from wherever the store says it stands to its end (idempotent)."""
     settings = world.settings
-    tools = ToolRegistry([ChargeCard(world.ledger)])
+    tools = ToolRegistry([ChargeCard(world.ledger)], ApprovalPolicy(yes=True))
     quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
     if not service.list_sessions(settings):
         service.start_session(
