@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -37,8 +36,7 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 def test_of_several_resumes_of_one_session_exactly_one_proceeds(
     store_kind: str, racers: int
 ) -> None:
-    store_url = store_kind
-    env = {"AGENTCTL_STORE": store_url}
+    env = {"AGENTCTL_STORE": store_kind}
     sid = unfinished_session(env)
     slow = {**env, "AGENTCTL_SCRIPTED_DELAY": "0.5"}
     procs = [spawn(["resume", sid], slow) for _ in range(racers)]
@@ -56,8 +54,7 @@ def test_of_several_resumes_of_one_session_exactly_one_proceeds(
 
 
 def test_rollback_of_a_running_session_is_busy(sqlite_url: str) -> None:
-    store_url = sqlite_url
-    env = {"AGENTCTL_STORE": store_url}
+    env = {"AGENTCTL_STORE": sqlite_url}
     sid = unfinished_session(env)
     before = len(cli("history", sid, "--json", env=env).json())
     runner = spawn(["resume", sid], {**env, "AGENTCTL_SCRIPTED_DELAY": "1.0"})
@@ -73,9 +70,8 @@ def test_rollback_of_a_running_session_is_busy(sqlite_url: str) -> None:
         assert runner.wait(timeout=60) == 0
 
 
-def test_different_sessions_run_in_parallel(sqlite_url: str, tmp_path: Path) -> None:
-    store_url = sqlite_url
-    env = {"AGENTCTL_STORE": store_url}
+def test_different_sessions_run_in_parallel(sqlite_url: str) -> None:
+    env = {"AGENTCTL_STORE": sqlite_url}
     first, second = unfinished_session(env), unfinished_session(env)
     slow = {**env, "AGENTCTL_SCRIPTED_DELAY": "0.4"}
     procs = [spawn(["resume", sid], slow) for sid in (first, second)]

@@ -31,6 +31,25 @@ def checkpoints(env: dict[str, str]) -> int:
     return sessions[0].head if sessions else 0
 
 
+def slow_run(
+    env: dict[str, str], *, delay: float, until: int, output: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """Start `agentctl run` with slow model replies; return once it has `until` checkpoints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentctl", "run", TASK],
+        env={**os.environ, **env, "AGENTCTL_SCRIPTED_DELAY": str(delay)},
+        stdout=output,
+        stderr=output,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while checkpoints(env) < until:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, str]]:
     """The checkpoints of an uninterrupted run: what every killed-and-resumed run must end with."""
@@ -51,20 +70,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, 
 def test_kill_9_midway_then_resume_reaches_done(
     tmp_path: Path, store_kind: str, kill_after: int, reference: list[tuple[str, str, str]]
 ) -> None:
-    store_url = store_kind
     log = tmp_path / "requests.log"
-    env = {"AGENTCTL_STORE": store_url, "AGENTCTL_SCRIPTED_LOG": str(log)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentctl", "run", TASK],
-        env={**os.environ, **env, "AGENTCTL_SCRIPTED_DELAY": "0.4"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while checkpoints(env) < kill_after:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    env = {"AGENTCTL_STORE": store_kind, "AGENTCTL_SCRIPTED_LOG": str(log)}
+    proc = slow_run(env, delay=0.4, until=kill_after)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = checkpoints(env)
@@ -84,22 +92,9 @@ def test_kill_9_midway_then_resume_reaches_done(
 
 
 # Signals are handled above the store: one backend is enough.
-def test_ctrl_c_saves_and_exits_130_with_the_resume_command(
-    tmp_path: Path, sqlite_url: str
-) -> None:
-    store_url = sqlite_url
-    env = {"AGENTCTL_STORE": store_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentctl", "run", TASK],
-        env={**os.environ, **env, "AGENTCTL_SCRIPTED_DELAY": "0.5"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while checkpoints(env) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+def test_ctrl_c_saves_and_exits_130_with_the_resume_command(sqlite_url: str) -> None:
+    env = {"AGENTCTL_STORE": sqlite_url}
+    proc = slow_run(env, delay=0.5, until=2, output=subprocess.PIPE)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
@@ -108,19 +103,9 @@ def test_ctrl_c_saves_and_exits_130_with_the_resume_command(
     assert cli("resume", sid, env=env).code == 0
 
 
-def test_a_closed_terminal_sighup_is_handled_like_ctrl_c(tmp_path: Path, sqlite_url: str) -> None:
-    store_url = sqlite_url
-    env = {"AGENTCTL_STORE": store_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentctl", "run", TASK],
-        env={**os.environ, **env, "AGENTCTL_SCRIPTED_DELAY": "0.5"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while checkpoints(env) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+def test_a_closed_terminal_sighup_is_handled_like_ctrl_c(sqlite_url: str) -> None:
+    env = {"AGENTCTL_STORE": sqlite_url}
+    proc = slow_run(env, delay=0.5, until=2)
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=30) == 130
     assert cli("resume", env=env).code == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,13 @@ class Workspace:
         if not target.is_relative_to(root):
             raise OutsideWorkspaceError(f"{relative}: outside the workspace")
         return target
+
+
+def visible(base: Path, root: Path) -> Iterator[Path]:
+    """Everything under `base`, sorted, skipping hidden trees (.git, .venv, …) below `root`."""
+    for path in sorted(base.rglob("*")):
+        if not any(part.startswith(".") for part in path.relative_to(root).parts):
+            yield path
 
 
 def bounded(text: str, limit: int = MAX_OUTPUT) -> str:
@@ -83,9 +91,7 @@ class ListFiles:
         base = self.workspace.resolve(arguments.get("path") or ".")
         root = self.workspace.root.resolve()
         entries = []
-        for path in sorted(base.rglob("*")):
-            if any(part.startswith(".") for part in path.relative_to(root).parts):
-                continue  # .git, .venv and other hidden trees
+        for path in visible(base, root):
             entries.append(str(path.relative_to(root)) + ("/" if path.is_dir() else ""))
             if len(entries) >= MAX_ENTRIES:
                 entries.append(f"[… stopped at {MAX_ENTRIES} entries]")
@@ -111,10 +117,8 @@ class SearchFiles:
         base = self.workspace.resolve(arguments.get("path") or ".")
         root = self.workspace.root.resolve()
         hits = []
-        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+        for path in (p for p in visible(base, root) if p.is_file()):
             relative = path.relative_to(root)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except (UnicodeDecodeError, OSError):
