@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -104,3 +105,30 @@ def test_an_unreachable_server_is_a_model_error() -> None:
 def test_no_key_and_no_server_is_a_clear_model_error() -> None:
     with pytest.raises(ModelError, match="set OPENAI_API_KEY"):
         OpenAIModelClient(ModelConfig(model="gpt-4o-mini", base_url=None, api_key=None))
+
+
+def test_429_with_retry_after_and_500_are_retried_then_succeed() -> None:
+    model = ScriptedModel(SCRIPT)
+    model.faults += [Fault(status=429, retry_after=0.3), Fault(status=500)]
+    with ScriptedServer(model) as server:
+        client = OpenAIModelClient(
+            ModelConfig(model="scripted", base_url=server.base_url, api_key=None, max_retries=2)
+        )
+        started = time.monotonic()
+        reply = client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
+        waited = time.monotonic() - started
+    assert reply.message.content == SCRIPT[0].content
+    assert model.requests == {0: 3}  # two failures, then the reply
+    assert waited >= 0.3  # Retry-After was honoured
+
+
+def test_retries_run_out_with_a_clear_error() -> None:
+    model = ScriptedModel(SCRIPT)
+    model.faults.append(Fault(status=429, retry_after=0.05, times=5))
+    with ScriptedServer(model) as server:
+        client = OpenAIModelClient(
+            ModelConfig(model="scripted", base_url=server.base_url, api_key=None, max_retries=2)
+        )
+        with pytest.raises(ModelError, match="answered 429"):
+            client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
+    assert model.requests == {0: 3}
