@@ -56,10 +56,6 @@ class Settings:
             debug=env.get("AGENTCTL_DEBUG", "") not in ("", "0", "false"),
         )
 
-    @property
-    def model_configured(self) -> bool:
-        return bool(self.model) and bool(self.api_key or self.base_url)
-
 
 def _float(value: str | None, name: str) -> float:
     if not value:

@@ -50,7 +50,7 @@ def note(message: str) -> None:
 
 
 def _state(state: str) -> str:
-    return f"[{STATE_STYLE.get(state.split(' ')[0], 'white')}]{state}[/]"
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 
 
 # -- the live view of a run ------------------------------------------------------------------
@@ -195,7 +195,8 @@ def sessions_table(sessions: list[SessionSummary]) -> None:
         if len(goal) > goal_w:
             goal = goal[: goal_w - 1] + "…"
         lines.append(
-            f"{s.id:{id_w}}  {_state(state)}{' ' * (state_w - len(state))}  {s.head:>{head_w}}  "
+            f"{s.id:{id_w}}  {_state(s.state)}{state[len(s.state) :]}"
+            f"{' ' * (state_w - len(state))}  {s.head:>{head_w}}  "
             f"{s.updated_at[:19].replace('T', ' '):19}  {escape(goal)}"
         )
     out.print("\n".join(lines))

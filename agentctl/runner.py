@@ -16,7 +16,7 @@ from typing import Any
 
 from agentctl import faults, prompts
 from agentctl.context import TokenCounter
-from agentctl.errors import AgentctlError, InvalidTransition, ModelError
+from agentctl.errors import InvalidTransition, ModelError
 from agentctl.lifecycle import Event, Outcome, State, transition
 from agentctl.llm import ModelClient
 from agentctl.state import (
@@ -145,8 +145,7 @@ class Runner:
                 return RunResult(Stop.DONE, session)
             if state is State.WAITING_FEEDBACK:
                 question = session.task.pending_question
-                text = answer if answer is not None else None
-                answer = None  # given input answers one question only
+                text, answer = answer, None  # given input answers one question only
                 if text is None and ask is not None and question is not None:
                     text = ask(question.question)
                 if text is None:
@@ -481,4 +480,4 @@ class Runner:
         )
 
 
-__all__ = ["AgentctlError", "Ask", "RunEvent", "RunResult", "Runner", "Stop", "pending_calls"]
+__all__ = ["Ask", "RunEvent", "RunResult", "Runner", "Stop", "pending_calls"]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, get_args
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agentctl.errors import InvalidStateError
-from agentctl.state import Checkpoint, Message, SessionInfo, TaskState, UserProfile
+from agentctl.state import Message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -105,15 +105,3 @@ def _upgrade_nested(cls: type[BaseModel], payload: dict[str, Any], place: str) -
                 payload = {**payload, name: upgrade(candidate, inner, place)}
                 break
     return payload
-
-
-__all__ = [
-    "Checkpoint",
-    "Message",
-    "SessionInfo",
-    "TaskState",
-    "UserProfile",
-    "decode",
-    "encode",
-    "to_payload",
-]

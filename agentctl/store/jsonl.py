@@ -61,6 +61,7 @@ class JsonlStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.sessions_dir = self.root / "sessions"
+        self._infos: dict[str, dict[str, Any]] = {}  # session id -> info.json, immutable
         try:
             self.sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.root, 0o700)
@@ -104,9 +105,8 @@ class JsonlStore:
             data = (path / "events.jsonl").read_bytes()
         except FileNotFoundError:
             return []
-        lines = data.split(b"\n")
-        complete, torn = lines[:-1], lines[-1]
-        del torn  # no trailing newline: an append that did not finish
+        # The part after the last newline, if any, is an append that did not finish: left out.
+        complete = data.split(b"\n")[:-1]
         records = []
         for number, line in enumerate(complete, 1):
             try:
@@ -167,6 +167,13 @@ class JsonlStore:
         except OSError as exc:
             raise StoreError(f"store {self.root}: {exc}") from exc
 
+    def _info_of(self, path: Path, written: str | None = None) -> dict[str, Any]:
+        """A session's info.json, read once: it never changes after the session is created."""
+        if path.name not in self._infos:
+            text = written if written is not None else (path / "info.json").read_text()
+            self._infos[path.name] = json.loads(text)
+        return self._infos[path.name]
+
     def _tail(self, path: Path) -> _Tail:
         """Where the log ends. From head.json while it matches the log's size (O(1) per
         append, whatever the session's length); from the log itself after a crash."""
@@ -212,8 +219,7 @@ class JsonlStore:
         if info_json is not None:  # the session's facts, before its first event
             write_private_atomic(path / "info.json", info_json)
         size = self._append_line(path, {"checkpoint": to_payload(checkpoint), "messages": new})
-        info = json.loads(info_json) if info_json else json.loads((path / "info.json").read_text())
-        summary = _summary(info, checkpoint.model_dump(mode="json"), size)
+        summary = _summary(self._info_of(path, info_json), checkpoint.model_dump(mode="json"), size)
         summary["next_message_id"] = next_id
         write_private_atomic(path / "head.json", json.dumps(summary))
         return checkpoint
@@ -288,9 +294,8 @@ class JsonlStore:
             records = self._read_log(path)
             if not records:
                 return None
-            info = json.loads((path / "info.json").read_text())
             size = (path / "events.jsonl").stat().st_size
-            data = _summary(info, records[-1]["checkpoint"], size)
+            data = _summary(self._info_of(path), records[-1]["checkpoint"], size)
         return SessionSummary(*(data[f] for f in fields))
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
