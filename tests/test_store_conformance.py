@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,22 @@ def test_a_fork_shares_the_prefix_and_drops_the_abandoned_branch(store: Store) -
     store.append("abc123", 6, draft(6, 7, "branch"))
     assert contents(store) == ["m1", "m2", "m3", "branch"]
     assert contents(store, at=5) == ["m1", "m2", "m3", "m4", "m5"]  # nothing was deleted
+
+
+def test_a_compaction_keeps_a_prefix_and_the_full_record(store: Store) -> None:
+    build(store, 6)
+    compacted = replace(draft(6, 7, "summary", "m6"), keep_messages=2)
+    store.append("abc123", 6, compacted)
+    assert contents(store) == ["m1", "m2", "summary", "m6"]
+    assert store.load("abc123").context_tokens == 2 + 2 + 7 + 2
+    store.append("abc123", 7, draft(7, 8, "m8"))
+    assert contents(store) == ["m1", "m2", "summary", "m6", "m8"]
+    assert contents(store, at=6) == ["m1", "m2", "m3", "m4", "m5", "m6"]  # originals stay
+    store.append("abc123", 8, draft(6, 9, event="rollback"))  # and can be returned to
+    assert contents(store) == ["m1", "m2", "m3", "m4", "m5", "m6"]
+    with pytest.raises(ValueError):
+        store.append("abc123", 9, replace(draft(9, 10, "x"), keep_messages=7))
+    assert len(store.history("abc123")) == 9
 
 
 def test_unknown_sessions_and_checkpoints(store: Store) -> None:

@@ -9,6 +9,7 @@ columns: `list` and `history` must not pay pydantic's import cost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -51,7 +52,12 @@ class CheckpointSummary(NamedTuple):
 
 @dataclass(frozen=True)
 class CheckpointDraft:
-    """A checkpoint before the store numbers it. `new_messages` extend the parent's conversation."""
+    """A checkpoint before the store numbers it.
+
+    `new_messages` extend the parent's conversation; with `keep_messages` = N they follow only
+    its first N messages instead (a compaction: the conversation is rebuilt shorter, while the
+    parent's full conversation stays in the store, reachable from the parent).
+    """
 
     parent: int | None
     event: str
@@ -62,6 +68,7 @@ class CheckpointDraft:
     usage: Usage
     detail: dict[str, Any] = field(default_factory=dict)
     new_messages: tuple[Message, ...] = ()
+    keep_messages: int | None = None
 
 
 class Store(Protocol):
@@ -131,6 +138,17 @@ class UnknownCheckpointError(LookupError):
         super().__init__(f"session {session_id} has no checkpoint {checkpoint_id}")
         self.session_id = session_id
         self.checkpoint_id = checkpoint_id
+
+
+def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: int) -> int | None:
+    """The id of message number `keep` (1-based) of the chain ending at `tip`; None for 0."""
+    chain = []
+    while tip is not None:
+        chain.append(tip)
+        tip = parent_of(tip)
+    if not 0 <= keep <= len(chain):
+        raise ValueError(f"cannot keep {keep} of a conversation of {len(chain)} messages")
+    return chain[len(chain) - keep] if keep else None
 
 
 def number_checkpoint(draft: CheckpointDraft, checkpoint_id: int, tip: int | None) -> Checkpoint:

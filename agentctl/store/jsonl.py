@@ -26,6 +26,7 @@ from agentctl.store.base import (
     SessionSummary,
     UnknownCheckpointError,
     number_checkpoint,
+    prefix_tip,
 )
 from agentctl.store.lease import Lease, check_takeover
 
@@ -210,6 +211,9 @@ class JsonlStore:
             if not 1 <= draft.parent <= len(records):
                 raise UnknownCheckpointError(session_id, draft.parent)
             tip = records[draft.parent - 1]["checkpoint"]["message_tip"]
+        if draft.keep_messages is not None:  # a compaction: rare, so reading the log is fine
+            parents = {m["id"]: m["parent"] for r in self._read_log(path) for m in r["messages"]}
+            tip = prefix_tip(tip, parents.__getitem__, draft.keep_messages)
         next_id = tail.next_message_id
         new = []
         for message in draft.new_messages:

@@ -12,6 +12,7 @@ from agentctl.store.base import (
     SessionSummary,
     UnknownCheckpointError,
     number_checkpoint,
+    prefix_tip,
 )
 from agentctl.store.lease import Lease, check_takeover
 
@@ -45,6 +46,8 @@ class MemoryStore:
     def _add(self, session_id: str, draft: CheckpointDraft) -> Checkpoint:
         rows = self._checkpoints[session_id]
         tip = self._get(session_id, draft.parent).message_tip if draft.parent else None
+        if draft.keep_messages is not None:
+            tip = prefix_tip(tip, lambda m: self._messages[m][0], draft.keep_messages)
         for message in draft.new_messages:
             new_id = len(self._messages) + 1
             self._messages[new_id] = (tip, message)

@@ -23,6 +23,7 @@ from agentctl.store.base import (
     SessionSummary,
     UnknownCheckpointError,
     number_checkpoint,
+    prefix_tip,
 )
 from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -140,6 +141,11 @@ class SQLiteStore:
             if found is None:
                 raise UnknownCheckpointError(session_id, draft.parent)
             tip = found[0]
+        if draft.keep_messages is not None:  # a compaction: rare, one walk of the chain
+            parent_sql = "SELECT parent FROM messages WHERE id = ?"
+            tip = prefix_tip(
+                tip, lambda m: db.execute(parent_sql, (m,)).fetchone()[0], draft.keep_messages
+            )
         for message in draft.new_messages:
             cursor = db.execute(
                 "INSERT INTO messages (session_id, parent, body) VALUES (?, ?, ?)",
