@@ -320,6 +320,41 @@ def profile_unset(
     render.out.print(f"{key} removed")
 
 
+config_app = typer.Typer(
+    help="Settings: model, server, key, store, context window. Flags and AGENTCTL_* win.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(as_json: JsonOpt = False) -> None:
+    """Show every setting, the value in effect and where it comes from (secrets masked)."""
+    path, rows = _guarded(lambda: service.show_config(_settings()))
+    if as_json:
+        render.print_json(render.config_json(path, rows))
+    else:
+        render.show_config(path, rows)
+
+
+@config_app.command("set")
+def config_set(
+    key: Annotated[str, typer.Argument(help="model, base_url, api_key, store, timeout, …")],
+    value: Annotated[str, typer.Argument(help="Its value.")],
+) -> None:
+    """Write one setting to the settings file (created private, mode 0600)."""
+    path = _guarded(lambda: service.set_config(_settings(), key, value))
+    shown = "****" if key == "api_key" else value
+    render.out.print(f"{key} = {shown}  [dim]({path})[/]")
+
+
+@config_app.command("unset")
+def config_unset(key: Annotated[str, typer.Argument(help="The setting to remove.")]) -> None:
+    """Remove one setting from the settings file."""
+    path = _guarded(lambda: service.set_config(_settings(), key, None))
+    render.out.print(f"{key} removed  [dim]({path})[/]")
+
+
 def main() -> None:
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")

@@ -1,29 +1,82 @@
-"""Settings: built once from flags, environment and platform directories, then passed down.
+"""Settings: built once from flags, environment, the settings file and platform directories.
 
-Nothing below service.py reads os.environ; it receives these values. The API key is held here
-only to hand to the model client: it is never written to a store, an export or a log.
+Nothing below service.py reads os.environ or the settings file; it receives these values. The API
+key is held here only to hand to the model client: it is never written to a store, an export or
+a log (the settings file is the user's own, mode 0600).
+
+Precedence, most specific first: a flag, then AGENTCTL_* variables, then the settings file, then
+the generic OPENAI_* variables (shared with every other OpenAI tool on the machine, so agentctl's
+own file beats them), then defaults. `agentctl config show` says which one each value came from.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentctl.errors import UsageError
+
 APP = "agentctl"
+STRATEGIES = ("summarize", "drop")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting the file may hold, and the variables that may set it instead."""
+
+    name: str
+    help: str
+    env_over: str | None = None  # beats the file
+    env_under: str | None = None  # loses to the file
+    secret: bool = False
+    kind: type = str
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("model", "model name for sessions whose task names none", env_over="AGENTCTL_MODEL"),
+        Key(
+            "base_url",
+            "OpenAI-compatible server, e.g. http://localhost:11434/v1",
+            env_under="OPENAI_BASE_URL",
+        ),
+        Key("api_key", "API key (shown masked)", env_under="OPENAI_API_KEY", secret=True),
+        Key("store", "store URL: sqlite:///FILE or json:///DIR", env_over="AGENTCTL_STORE"),
+        Key("timeout", "seconds to wait for one model reply", kind=float),
+        Key(
+            "context_window",
+            "tokens the model accepts (default: known per model, else 8192)",
+            env_over="AGENTCTL_CONTEXT_WINDOW",
+            kind=int,
+        ),
+        Key(
+            "context_strategy",
+            "summarize (default) or drop the oldest turns when full",
+            env_over="AGENTCTL_CONTEXT_STRATEGY",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path  # data directory: the default store lives here
+    config_path: Path  # the settings file (it need not exist)
     store_url: str
-    model: str | None
+    model: str | None  # --model: beats the task file
+    default_model: str | None  # AGENTCTL_MODEL or the file: loses to the task file
     base_url: str | None
     api_key: str | None
+    timeout: float | None
+    context_window: int | None
+    context_strategy: str | None
     scripted_delay: float
     scripted_log: Path | None
     debug: bool
+    sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
 
     @classmethod
     def load(
@@ -40,29 +93,148 @@ class Settings:
             import platformdirs
 
             home = Path(platformdirs.user_data_dir(APP))
-        store_url = (
-            store or env.get("AGENTCTL_STORE") or f"sqlite://{(home / 'agentctl.db').absolute()}"
-        )
+        path = config_path(env)
+        values, sources = resolve(read_file(path), env)
+        if store:
+            values["store"], sources["store"] = store, "--store"
+        if model:
+            sources["model"] = "--model"
+        default_store = f"sqlite://{(home / 'agentctl.db').absolute()}"
         return cls(
             home=home,
-            store_url=store_url,
-            model=model or env.get("AGENTCTL_MODEL") or None,
-            base_url=env.get("OPENAI_BASE_URL") or None,
-            api_key=env.get("OPENAI_API_KEY") or None,
-            scripted_delay=_float(env.get("AGENTCTL_SCRIPTED_DELAY"), "AGENTCTL_SCRIPTED_DELAY"),
+            config_path=path,
+            store_url=str(values.get("store") or default_store),
+            model=model or None,
+            default_model=_str(values.get("model")),
+            base_url=_str(values.get("base_url")),
+            api_key=_str(values.get("api_key")),
+            timeout=_opt_float(values.get("timeout")),
+            context_window=_opt_int(values.get("context_window")),
+            context_strategy=_str(values.get("context_strategy")),
+            scripted_delay=_seconds(env.get("AGENTCTL_SCRIPTED_DELAY"), "AGENTCTL_SCRIPTED_DELAY"),
             scripted_log=Path(env["AGENTCTL_SCRIPTED_LOG"])
             if env.get("AGENTCTL_SCRIPTED_LOG")
             else None,
             debug=env.get("AGENTCTL_DEBUG", "") not in ("", "0", "false"),
+            sources=sources,
         )
 
 
-def _float(value: str | None, name: str) -> float:
+def config_path(env: Mapping[str, str]) -> Path:
+    """AGENTCTL_CONFIG, else config.toml beside the data of AGENTCTL_HOME, else the platform's
+    config directory (~/.config/agentctl on Linux)."""
+    if env.get("AGENTCTL_CONFIG"):
+        return Path(env["AGENTCTL_CONFIG"]).expanduser()
+    if env.get("AGENTCTL_HOME"):
+        return Path(env["AGENTCTL_HOME"]).expanduser() / "config.toml"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def resolve(
+    file_values: Mapping[str, object], env: Mapping[str, str]
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Each key's value and its source, by the precedence in the module docstring."""
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for key in KEYS.values():
+        candidates = (
+            (env.get(key.env_over) if key.env_over else None, f"env {key.env_over}"),
+            (file_values.get(key.name), "config file"),
+            (env.get(key.env_under) if key.env_under else None, f"env {key.env_under}"),
+        )
+        for value, source in candidates:
+            if value not in (None, ""):
+                values[key.name] = parse_value(key.name, value, source)
+                sources[key.name] = source
+                break
+    return values, sources
+
+
+def parse_value(name: str, value: object, source: str | None = None) -> object:
+    """A value of the right type, or a UsageError that names the key and where it came from."""
+    key = KEYS[name]
+    source = f" ({source})" if source else ""
+    try:
+        if key.kind is int:
+            number = int(str(value))
+            if number < 1:
+                raise ValueError
+            return number
+        if key.kind is float:
+            seconds = float(str(value))
+            if seconds <= 0:
+                raise ValueError
+            return seconds
+    except ValueError:
+        noun = "a whole number above 0" if key.kind is int else "a number of seconds above 0"
+        raise UsageError(f"{name}{source} must be {noun}, not {value!r}") from None
+    text = str(value)
+    if name == "context_strategy" and text not in STRATEGIES:
+        raise UsageError(f"{name}{source} must be one of {', '.join(STRATEGIES)}, not {text!r}")
+    return text
+
+
+def read_file(path: Path) -> dict[str, object]:
+    if not path.exists():
+        return {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"settings file {path}: {exc}") from None
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise UsageError(
+            f"settings file {path}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})"
+        )
+    return data
+
+
+def write_file(path: Path, values: Mapping[str, object]) -> None:
+    """Write the settings file privately (it may hold the API key), replacing it atomically."""
+    import json
+
+    lines = ["# agentctl settings: edit with `agentctl config set KEY VALUE`\n"]
+    for name in KEYS:  # a stable order
+        if name in values:
+            value = values[name]
+            # A JSON string is a valid TOML basic string; numbers are written bare.
+            text = json.dumps(value) if isinstance(value, str) else str(value)
+            lines.append(f"{name} = {text}\n")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def mask(value: str) -> str:
+    """Enough of a secret to tell two keys apart, not enough to use one."""
+    return "****" + value[-4:] if len(value) > 12 else "****"
+
+
+def _str(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _opt_int(value: object) -> int | None:
+    return int(str(value)) if value is not None else None
+
+
+def _opt_float(value: object) -> float | None:
+    return float(str(value)) if value is not None else None
+
+
+def _seconds(value: str | None, name: str) -> float:
     if not value:
         return 0.0
     try:
         return float(value)
     except ValueError:
-        from agentctl.errors import UsageError
-
         raise UsageError(f"{name} must be a number of seconds, not {value!r}") from None

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from agentctl.runner import RunEvent
-    from agentctl.service import Notice
+    from agentctl.service import ConfigRow, Notice
     from agentctl.state import SessionState, UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
     from agentctl.verify import SessionReport
@@ -276,6 +276,21 @@ def show_profile(profile: UserProfile) -> None:
         out.print("[dim]recent goals:[/]")
         for goal in profile.recent_goals:
             out.print(f"  [dim]- {escape(goal)}[/]")
+
+
+def show_config(path: object, rows: list[ConfigRow]) -> None:
+    out.print(f"[dim]settings file: {escape(str(path))}[/]")
+    width = max(len(r.key) for r in rows)
+    for r in rows:
+        value = escape(r.value) if r.value is not None else "[dim]-[/]"
+        out.print(f"{r.key:<{width}} = {value}  [dim]({escape(r.source)})[/]")
+
+
+def config_json(path: object, rows: list[ConfigRow]) -> dict[str, Any]:
+    return {
+        "path": str(path),
+        "settings": {r.key: {"value": r.value, "source": r.source} for r in rows},
+    }
 
 
 def session_json(s: SessionState, approximate: bool | None = None) -> dict[str, Any]:

@@ -206,19 +206,24 @@ def _latest_unfinished(store: Store) -> str:
 
 
 def _choose_model(settings: Settings, spec: TaskSpec, session_model: str | None) -> str:
-    """--model, else the session's own model, else configuration; a script runs when none is."""
+    """--model, else the session's own model, else the task file's, else the configured default;
+    a task with a script runs on it when no model is configured."""
+    connected = bool(settings.api_key or settings.base_url)
     if settings.model:
         chosen = settings.model
     elif session_model:
         chosen = session_model
-    elif spec.model and (settings.api_key or settings.base_url):
-        chosen = spec.model
+    elif spec.model and connected:
+        chosen = spec.model  # without a server to send it to, a task's model falls to its script
+    elif settings.default_model:
+        chosen = settings.default_model
     elif spec.script is not None:
         chosen = SCRIPTED
     else:
         raise ModelError(
             "no model is configured and the task has no script: set OPENAI_API_KEY (or "
-            "OPENAI_BASE_URL) and AGENTCTL_MODEL, or pass --model"
+            "OPENAI_BASE_URL) and a model (--model, AGENTCTL_MODEL or `agentctl config set "
+            "model NAME`)"
         )
     if chosen == SCRIPTED and spec.script is None:
         raise UsageError("--model scripted needs a task file with a [[script]]")
@@ -256,7 +261,10 @@ def _runner(
             )
         else:
             config = ModelConfig(
-                model=model_name, base_url=settings.base_url, api_key=settings.api_key
+                model=model_name,
+                base_url=settings.base_url,
+                api_key=settings.api_key,
+                timeout=settings.timeout or ModelConfig.timeout,
             )
         return OpenAIModelClient(config)
 
@@ -411,3 +419,59 @@ def session_history(settings: Settings, prefix: str) -> tuple[str, list[Checkpoi
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         return session_id, store.history(session_id)
+
+
+# -- settings file --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    key: str
+    value: str | None  # secrets masked; None when not set
+    source: str  # "config file", "env AGENTCTL_MODEL", "default", "not set"
+    help: str
+
+
+def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
+    """Every setting with the value in effect and where it came from; secrets masked."""
+    from agentctl.config import KEYS, mask
+
+    effective = {
+        "model": settings.default_model,
+        "base_url": settings.base_url,
+        "api_key": settings.api_key,
+        "store": settings.store_url,
+        "timeout": settings.timeout,
+        "context_window": settings.context_window,
+        "context_strategy": settings.context_strategy,
+    }
+    rows = []
+    for key in KEYS.values():
+        value = effective[key.name]
+        source = settings.sources.get(key.name, "default" if value is not None else "not set")
+        text = None if value is None else str(value)
+        if text is not None and key.secret:
+            text = mask(text)
+        rows.append(ConfigRow(key.name, text, source, key.help))
+    return settings.config_path, rows
+
+
+def set_config(settings: Settings, key: str, value: str | None) -> Path:
+    """Set (or with value None, remove) one key of the settings file."""
+    from agentctl.config import KEYS, parse_value, read_file, write_file
+
+    if key not in KEYS:
+        raise UsageError(f"unknown setting {key!r} (known: {', '.join(KEYS)})")
+    path = settings.config_path
+    values = read_file(path)
+    if value is None:
+        if key not in values:
+            raise UsageError(f"{key} is not set in {path}")
+        del values[key]
+    else:
+        values[key] = parse_value(key, value)
+    try:
+        write_file(path, values)
+    except OSError as exc:
+        raise UsageError(f"cannot write settings file {path}: {exc.strerror or exc}") from None
+    return path

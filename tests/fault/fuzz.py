@@ -111,15 +111,12 @@ class World:
             if self.backend == "sqlite"
             else f"json://{self.root / 'jsonl'}"
         )
-        return Settings(
-            home=self.root,
-            store_url=url,
-            model=None,
-            base_url=None,
-            api_key=None,
-            scripted_delay=0.0,
-            scripted_log=self.root / "requests.log",
-            debug=False,
+        return Settings.load(
+            {
+                "AGENTCTL_HOME": str(self.root),
+                "AGENTCTL_STORE": url,
+                "AGENTCTL_SCRIPTED_LOG": str(self.root / "requests.log"),
+            }
         )
 
     @property
