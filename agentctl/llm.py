@@ -69,12 +69,14 @@ class OpenAIModelClient:
         try:
             # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
             # describe the same shapes.
+            # An empty `tools` list is an error to the OpenAI API: leave it out instead.
+            extra = {"tools": list(tools)} if tools else {}
             stream = self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.name,
                 messages=list(messages),
-                tools=list(tools),
                 stream=True,
                 stream_options={"include_usage": True},
+                **extra,
             )
             return _collect(stream, on_text)
         except openai.AuthenticationError:

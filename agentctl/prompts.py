@@ -7,6 +7,7 @@ the runner; only their shape is here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -112,3 +113,63 @@ def progress_note(plan: Sequence[str], done: int) -> str:
     if done >= len(plan):
         return "All planned steps are complete. Call finish with the result."
     return f"Now step {done + 1} of {len(plan)}: {plan[done]}"
+
+
+# -- context compaction (design.md §6) -------------------------------------------------------
+
+SUMMARIZER = (
+    "You condense the older part of an AI agent's working conversation so the agent can go on "
+    "without it. Keep what the agent will need: facts learned, decisions made, files read or "
+    "changed, results of commands, what the user said or asked for, and open questions. Drop "
+    "chatter. Write plain text, at most 200 words."
+)
+
+# The note that replaces compacted turns starts with the number of model replies before it: it
+# tells the model how far the work has come, and the scripted model counts it as replies given.
+_COMPACTED = re.compile(r"^\[context compacted: (\d+) model replies before this point")
+
+
+def compaction_note(replies: int, summary: str | None, plan: Sequence[str], done: int) -> str:
+    how = (
+        "the older part of the conversation is summarized below"
+        if summary is not None
+        else "the older part of the conversation was dropped"
+    )
+    parts = [f"[context compacted: {replies} model replies before this point; {how}]"]
+    if summary is not None:
+        parts.append("Summary of the earlier work:\n" + summary.strip())
+    if plan:
+        steps = "\n".join(
+            f"{n + 1}. {step}{' (done)' if n < done else ''}" for n, step in enumerate(plan)
+        )
+        parts.append(f"Plan:\n{steps}\n{progress_note(plan, done)}")
+    return "\n\n".join(parts)
+
+
+def compacted_replies(content: str | None) -> int:
+    """The model replies a compaction note stands for (0 for any other text)."""
+    found = _COMPACTED.match(content or "")
+    return int(found.group(1)) if found else 0
+
+
+def transcript(messages: Sequence[Mapping[str, Any]], max_chars: int) -> str:
+    """Messages as plain text for the summarizer, bounded: each message is cut to a share of
+    `max_chars`, so one huge tool result cannot crowd out the rest."""
+    share = max(200, max_chars // max(1, len(messages)))
+    lines = []
+    for m in messages:
+        text = str(m.get("content") or "")
+        for call in m.get("tool_calls") or ():
+            fn = call["function"]
+            text += f" [calls {fn['name']}({fn['arguments']})]"
+        if len(text) > share:
+            text = text[:share] + f" … ({len(text) - share} characters cut)"
+        lines.append(f"{m['role']}: {text.strip()}")
+    return "\n".join(lines)
+
+
+def summary_request(text: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": SUMMARIZER},
+        {"role": "user", "content": f"Condense this conversation:\n\n{text}"},
+    ]

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from agentctl.runner import RunEvent
-    from agentctl.service import ConfigRow, Notice
-    from agentctl.state import SessionState, UserProfile
+    from agentctl.service import ConfigRow, Notice, SessionView
+    from agentctl.state import UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
     from agentctl.verify import SessionReport
 
@@ -142,6 +142,12 @@ def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
         return "[dim]reminded the model to call a tool[/]"
     if event == "error":
         return f"[red]error:[/] {e(detail.get('error', ''))}"
+    if event == "context_compacted":
+        how = "summarized" if detail.get("strategy") == "summarize" else "dropped"
+        return (
+            f"[magenta]context compacted:[/] {detail.get('dropped')} older messages {how} "
+            f"({detail.get('tokens_before')} → {detail.get('tokens_after')} tokens)"
+        )
     if event == "rollback":
         return f"[magenta]rolled back[/] from #{detail.get('from')} to #{detail.get('to')}"
     return e(event)
@@ -293,7 +299,8 @@ def config_json(path: object, rows: list[ConfigRow]) -> dict[str, Any]:
     }
 
 
-def session_json(s: SessionState, approximate: bool | None = None) -> dict[str, Any]:
+def session_json(view: SessionView) -> dict[str, Any]:
+    s, budget = view.session, view.budget
     c = s.checkpoint
     return {
         "id": s.info.id,
@@ -310,11 +317,22 @@ def session_json(s: SessionState, approximate: bool | None = None) -> dict[str, 
         "task": c.task.model_dump(mode="json") | {"current_step": c.task.current_step},
         "usage": c.usage.model_dump(mode="json"),
         "context_tokens": s.context_tokens,
+        "context": {
+            "tokens": s.context_tokens,
+            "budget": budget.prompt_limit,
+            "window": budget.window,
+            "reply_reserve": budget.reply_reserve,
+            "window_source": budget.source,
+            "strategy": view.strategy,
+            "tokenizer": s.info.tokenizer,
+            "approximate": s.info.approximate_tokens,
+        },
         "messages": [m.model_dump(mode="json", exclude_defaults=True) for m in s.messages],
     }
 
 
-def show_session(s: SessionState) -> None:
+def show_session(view: SessionView) -> None:
+    s, budget = view.session, view.budget
     task = s.task
     c = s.checkpoint
     out.print(f"[bold]session {s.info.id}[/]  {_state(s.state.value)}  at checkpoint {c.id}")
@@ -345,5 +363,15 @@ def show_session(s: SessionState) -> None:
     u = c.usage
     out.print(
         f"usage:    {u.calls} model calls, {u.prompt_tokens} prompt + {u.completion_tokens} "
-        f"completion tokens; context {s.context_tokens} tokens in {len(s.messages)} messages"
+        "completion tokens"
+    )
+    if s.info.approximate_tokens is None:
+        counted = "counted by an older agentctl"
+    else:
+        exact = "approximate" if s.info.approximate_tokens else "exact"
+        counted = f"{exact}, {s.info.tokenizer}"
+    out.print(
+        f"context:  {s.context_tokens:,} of {budget.prompt_limit:,} tokens in {len(s.messages)} "
+        f"messages ({counted}); window {budget.window:,} ({escape(budget.source)}) less "
+        f"{budget.reply_reserve:,} for the reply; when full: {view.strategy}"
     )

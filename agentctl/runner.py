@@ -15,10 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 from agentctl import faults, prompts
-from agentctl.context import TokenCounter
+from agentctl.context import Budget, TokenCounter, compaction_split
 from agentctl.errors import InvalidTransition, ModelError
 from agentctl.lifecycle import Event, Outcome, State, transition
-from agentctl.llm import ModelClient
+from agentctl.llm import ModelClient, ModelReply
 from agentctl.state import (
     Checkpoint,
     Message,
@@ -89,6 +89,10 @@ class _Step:
     detail: dict[str, Any]
 
 
+# The messages every context keeps: the system prompt and the goal (design.md §6).
+KEEP_HEAD = 2
+
+
 class Runner:
     def __init__(
         self,
@@ -98,6 +102,8 @@ class Runner:
         tools: ToolRegistry,
         clock: Callable[[], str],
         on_event: Callable[[RunEvent], None] = lambda _event: None,
+        budget: Budget | None = None,
+        strategy: str = "summarize",
     ) -> None:
         # The model and counter are built on first use: resuming only to find the session
         # waiting for input must not start a model client.
@@ -109,12 +115,19 @@ class Runner:
         self._tools = tools
         self._clock = clock
         self._emit = on_event
+        self._budget = budget  # None: no limit (tests of other things)
+        self._strategy = strategy  # "summarize" or "drop" the older turns when over budget
+        self._schema_tokens: int | None = None
 
     # -- public -----------------------------------------------------------------------------
 
     def start(self, info: SessionInfo, system_prompt: str) -> SessionState:
         """Create the session: its first checkpoint is `new_task` (idle → planning)."""
         task = TaskState(goal=info.spec.goal)
+        counter = self._ensure_counter()
+        info = info.model_copy(
+            update={"tokenizer": counter.encoding_name, "approximate_tokens": counter.approximate}
+        )
         messages = (
             self._counted(Message(role="system", content=system_prompt)),
             self._counted(Message(role="user", content=prompts.goal_message(info.spec.goal))),
@@ -164,27 +177,42 @@ class Runner:
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
                 session = self._record_error(session, message)
                 return RunResult(Stop.TURN_LIMIT, session)
+            split = self._compaction_split(session)
+            if split is not None:
+                session = self._compact(session, split)
+                continue
             session = self._call_model(session)
             turns += 1
 
     # -- one action each ------------------------------------------------------------------
 
-    def _call_model(self, session: SessionState) -> SessionState:
+    def _ask_model(
+        self,
+        session: SessionState,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        on_text: Callable[[str], None],
+    ) -> ModelReply:
+        """One model call; a failure is recorded on a checkpoint and `resume` retries it."""
         if self._model is None:
             self._model = self._model_factory()
         self._emit(ModelCallStarted(session.info.id))
-        tools = prompts.CONTROL_TOOLS + self._tools.schemas()
         try:
-            reply = self._model.complete(
-                [m.to_openai() for m in session.messages],
-                tools,
-                lambda text: self._emit(TextDelta(text)),
-            )
+            reply = self._model.complete(messages, tools, on_text)
         except ModelError as exc:
             self._record_error(session, exc.message)
             exc.hint = exc.hint or f"agentctl resume {session.info.id}"
             raise
         faults.hit("model_reply_received")
+        return reply
+
+    def _call_model(self, session: SessionState) -> SessionState:
+        reply = self._ask_model(
+            session,
+            [m.to_openai() for m in session.messages],
+            self._tool_schemas(),
+            lambda text: self._emit(TextDelta(text)),
+        )
         task = session.task
         update: dict[str, Any] = {"last_error": None}
         if reply.message.tool_calls:
@@ -198,6 +226,57 @@ class Runner:
             detail={"tools": [c.name for c in reply.message.tool_calls]},
             usage=session.checkpoint.usage + reply.usage,
         )
+
+    def _compaction_split(self, session: SessionState) -> int | None:
+        if self._budget is None or session.checkpoint.event == "context_compacted":
+            return None  # just compacted: whatever is left over goes to the model as it is
+        if self._schema_tokens is None:
+            schemas = json.dumps(self._tool_schemas())
+            self._schema_tokens = self._ensure_counter().count({"content": schemas})
+        limit = self._budget.prompt_limit - self._schema_tokens
+        return compaction_split(session.messages, limit, KEEP_HEAD)
+
+    def _compact(self, session: SessionState, split: int) -> SessionState:
+        """Replace the turns before `split` by a note (with the model's summary of them, or
+        nothing when dropping). One checkpoint; the originals stay in the store, in the
+        parent's conversation, so `show --at` and rollback still reach them."""
+        assert self._budget is not None
+        messages, task = session.messages, session.task
+        dropped, kept = messages[KEEP_HEAD:split], messages[split:]
+        replies = sum(
+            1 if m.role == "assistant" else prompts.compacted_replies(m.content) for m in dropped
+        )
+        usage = session.checkpoint.usage
+        summary = None
+        if self._strategy == "summarize":
+            text = prompts.transcript(
+                [m.to_openai() for m in dropped], max_chars=self._budget.prompt_limit * 3
+            )
+            reply = self._ask_model(session, prompts.summary_request(text), [], lambda _: None)
+            summary = reply.message.content or "(the model gave no summary)"
+            usage = usage + reply.usage
+        note = prompts.compaction_note(replies, summary, task.plan, task.current_step)
+        new = (self._counted(Message(role="user", content=note)), *kept)
+        detail = {
+            "strategy": self._strategy,
+            "dropped": len(dropped),
+            "kept": len(kept),
+            "tokens_before": session.context_tokens,
+            "tokens_after": sum(m.tokens for m in (*messages[:KEEP_HEAD], *new)),
+        }
+        return self._commit(
+            session,
+            "context_compacted",
+            session.state,
+            task,
+            new_messages=new,
+            keep_messages=KEEP_HEAD,
+            detail=detail,
+            usage=usage,
+        )
+
+    def _tool_schemas(self) -> list[dict[str, Any]]:
+        return prompts.CONTROL_TOOLS + self._tools.schemas()
 
     def _after_text_reply(self, session: SessionState, text: str) -> SessionState:
         """A reply without a tool call: nudge once; a second one is a question to the user."""
@@ -422,7 +501,8 @@ class Runner:
             session.state,
             session.task,
             new_messages=(self._tool_message(call, outcome.content),),
-            detail={**detail, "error": outcome.is_error},
+            detail={**detail, "error": outcome.is_error}
+            | ({"message": outcome.content.split("\n", 1)[0][:120]} if outcome.is_error else {}),
         )
 
     def _tool_error(self, session: SessionState, call: ToolCall, text: str) -> SessionState:
@@ -445,10 +525,14 @@ class Runner:
     def _tool_message(self, call: ToolCall, content: str) -> Message:
         return self._counted(Message(role="tool", tool_call_id=call.id, content=content))
 
-    def _counted(self, message: Message) -> Message:
+    def _ensure_counter(self) -> TokenCounter:
         if self._counter is None:
             self._counter = self._counter_factory()
-        return message.model_copy(update={"tokens": self._counter.count(message.to_openai())})
+        return self._counter
+
+    def _counted(self, message: Message) -> Message:
+        count = self._ensure_counter().count(message.to_openai())
+        return message.model_copy(update={"tokens": count})
 
     def _commit(
         self,
@@ -460,6 +544,7 @@ class Runner:
         new_messages: tuple[Message, ...] = (),
         detail: dict[str, Any] | None = None,
         usage: Usage | None = None,
+        keep_messages: int | None = None,
     ) -> SessionState:
         draft = CheckpointDraft(
             parent=session.checkpoint.id,
@@ -471,13 +556,13 @@ class Runner:
             usage=usage or session.checkpoint.usage,
             detail=detail or {},
             new_messages=new_messages,
+            keep_messages=keep_messages,
         )
         checkpoint = self._store.append(session.info.id, session.checkpoint.id, draft)
         faults.hit("commit_done")
         self._emit(Checkpointed(checkpoint))
-        return SessionState(
-            info=session.info, checkpoint=checkpoint, messages=session.messages + new_messages
-        )
+        kept = session.messages if keep_messages is None else session.messages[:keep_messages]
+        return SessionState(info=session.info, checkpoint=checkpoint, messages=kept + new_messages)
 
 
 __all__ = ["Ask", "RunEvent", "RunResult", "Runner", "Stop", "pending_calls"]

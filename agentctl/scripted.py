@@ -2,11 +2,12 @@
 
 Demos and tests talk to it through the real `openai` client (HTTP, SSE streaming, tool-call
 deltas, usage). The reply is chosen from the conversation it is sent — the number of assistant
-turns in it — never from a counter of its own, so a resumed or rolled-back session gets the reply
-that belongs at that point. `{{last_input}}` in a scripted text or argument is replaced by the
-newest user or tool message, so a branch taken with other input reads differently.
-Faults (HTTP errors, malformed replies) can be queued for tests; it fails loudly when the script
-runs out.
+turns in it, counting those a compaction note stands for — never from a counter of its own, so a
+resumed or rolled-back session gets the reply that belongs at that point. `{{last_input}}` in a
+scripted text or argument is replaced by the newest user or tool message, so a branch taken with
+other input reads differently. A request to condense a conversation (agentctl's summarizer
+prompt) gets a short extractive summary. Faults (HTTP errors, malformed replies) can be queued for
+tests; it fails loudly when the script runs out.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from agentctl import prompts
 from agentctl.state import ScriptTurn
 
 Json = dict[str, Any]
@@ -45,6 +47,7 @@ class ScriptedModel:
     request_log: Path | None = None  # a line per request, kept across processes for tests
     faults: list[Fault] = field(default_factory=list)
     requests: Counter[int] = field(default_factory=Counter)  # turn index -> requests seen
+    summaries: int = 0  # requests to condense a conversation
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_fault(self) -> Fault | None:
@@ -59,8 +62,23 @@ class ScriptedModel:
 
 
 def turn_index(messages: list[Json]) -> int:
-    """Which scripted reply belongs after this conversation: one per assistant turn in it."""
-    return sum(1 for m in messages if m.get("role") == "assistant")
+    """Which scripted reply belongs after this conversation: one per assistant turn in it, and
+    those a compaction note says it replaced."""
+    return sum(
+        1
+        if m.get("role") == "assistant"
+        else prompts.compacted_replies(m.get("content") if m.get("role") == "user" else None)
+        for m in messages
+    )
+
+
+def summarize(messages: list[Json]) -> str:
+    """The scripted model's answer to a request to condense a conversation: the opening words
+    of each line of the last user message. Deterministic, so tests can predict it, and short,
+    as a real summary is."""
+    lines = last_input(messages).splitlines()
+    gist = [" ".join(line.split()[:10]) for line in lines if ":" in line[:12]]
+    return ("Scripted summary: " + "; ".join(gist))[:600]
 
 
 def last_input(messages: list[Json]) -> str:
@@ -122,16 +140,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         model = self.server.model
         index = turn_index(messages)
+        asks_summary = bool(messages) and messages[0].get("content") == prompts.SUMMARIZER
         with model.lock:
-            model.requests[index] += 1
+            if asks_summary:
+                model.summaries += 1
+            else:
+                model.requests[index] += 1
             if model.request_log is not None:
                 with model.request_log.open("a") as log:
-                    log.write(f"{index}\n")
+                    log.write("summary\n" if asks_summary else f"{index}\n")
         fault = model.take_fault()
         if fault is not None:
             time.sleep(fault.hang)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
             self._error(fault.status, f"injected fault {fault.status}", headers)
+            return
+        if asks_summary:
+            time.sleep(model.delay)
+            self._reply(request, {"role": "assistant", "content": summarize(messages)}, index)
             return
         if index >= len(model.turns):
             self._error(
@@ -142,7 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         turn = model.turns[index]
         time.sleep(model.delay + turn.delay)
-        reply = render_turn(turn, index, messages)
+        self._reply(request, render_turn(turn, index, messages), index)
+
+    def _reply(self, request: Json, reply: Json, index: int) -> None:
+        messages = request["messages"]
         prompt_tokens = sum(_approx_tokens(json.dumps(m)) for m in messages)
         completion_tokens = _approx_tokens(json.dumps(reply))
         usage = {

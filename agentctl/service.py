@@ -31,7 +31,7 @@ from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary, SessionSummary
 
 if TYPE_CHECKING:
-    from agentctl.context import TokenCounter
+    from agentctl.context import Budget, TokenCounter
     from agentctl.llm import ModelClient
     from agentctl.runner import Ask, RunEvent, Runner, Stop
     from agentctl.state import Checkpoint, SessionState, TaskSpec, UserProfile
@@ -128,9 +128,15 @@ def start_session(
     workspace: Path | None = None,
     yes: bool = False,
     tools: ToolRegistry | None = None,
+    context_strategy: str | None = None,
 ) -> RunReport:
     from agentctl import prompts
+    from agentctl.config import parse_value
     from agentctl.state import SessionInfo
+
+    if context_strategy is not None:  # kept in the spec: a resume goes on the same way
+        parse_value("context_strategy", context_strategy, "--context-strategy")
+        spec = spec.model_copy(update={"context_strategy": context_strategy})
 
     model_name = _choose_model(settings, spec, session_model=None)
     with opened_store(settings) as store, ExitStack() as stack:
@@ -273,7 +279,16 @@ def _runner(
 
         return TiktokenCounter(model_name)
 
-    return Runner(store, model, counter, tools or ToolRegistry(), now, on_event)
+    return Runner(
+        store,
+        model,
+        counter,
+        tools or ToolRegistry(),
+        now,
+        on_event,
+        budget=context_budget(settings, spec, model_name),
+        strategy=strategy(settings, spec),
+    )
 
 
 def _new_id(store: Store) -> str:
@@ -373,15 +388,44 @@ def list_sessions(settings: Settings, state: str | None = None) -> list[SessionS
     return [s for s in sessions if state is None or s.state == state]
 
 
-def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionState:
+@dataclass(frozen=True)
+class SessionView:
+    """A session as `show` presents it: its state and the context budget it runs under."""
+
+    session: SessionState
+    budget: Budget
+    strategy: str
+
+
+def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionView:
     from agentctl.store.base import UnknownCheckpointError
 
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         try:
-            return store.load(session_id, at)
+            session = store.load(session_id, at)
         except UnknownCheckpointError as exc:
             raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+    spec = session.info.spec
+    return SessionView(
+        session, context_budget(settings, spec, session.info.model), strategy(settings, spec)
+    )
+
+
+def context_budget(settings: Settings, spec: TaskSpec, model_name: str) -> Budget:
+    """The task file's window, else the configured one, else the model's known one."""
+    from agentctl.context import budget_for
+
+    if spec.context_window:
+        return budget_for(model_name, spec.context_window, "task file")
+    if settings.context_window:
+        source = settings.sources.get("context_window", "config file")
+        return budget_for(model_name, settings.context_window, source)
+    return budget_for(model_name)
+
+
+def strategy(settings: Settings, spec: TaskSpec) -> str:
+    return spec.context_strategy or settings.context_strategy or "summarize"
 
 
 def show_profile(settings: Settings) -> UserProfile:

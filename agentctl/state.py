@@ -119,7 +119,7 @@ class ScriptTurn(_Model):
 class TaskSpec(_Model):
     """A task as the user gave it: a task file or a goal on the command line."""
 
-    schema_version: Literal[2] = 2  # 2: allow
+    schema_version: Literal[3] = 3  # 2: allow; 3: context_window, context_strategy
     goal: str
     title: str | None = None
     instructions: str | None = None
@@ -128,6 +128,8 @@ class TaskSpec(_Model):
     script: tuple[ScriptTurn, ...] | None = None
     source: str | None = None  # the task file it came from, for display only
     allow: tuple[str, ...] = ()  # actions that need no approval: "write_file", "run_shell:pytest*"
+    context_window: int | None = Field(default=None, ge=512)  # tokens; None: known or configured
+    context_strategy: Literal["summarize", "drop"] | None = None  # None: configured, or summarize
 
 
 class UserProfile(_Model):
@@ -153,12 +155,14 @@ class UserProfile(_Model):
 class SessionInfo(_Model):
     """The immutable facts of a session, written once when it is created."""
 
-    schema_version: Literal[2] = 2  # 2: workspace
+    schema_version: Literal[3] = 3  # 2: workspace; 3: tokenizer, approximate_tokens
     id: str
     spec: TaskSpec
     model: str  # "scripted" or the model name; never a key or a URL with credentials
     created_at: str
     workspace: str | None = None  # absolute path the file and shell tools are confined to
+    tokenizer: str | None = None  # the encoding that counted the messages' tokens
+    approximate_tokens: bool | None = None  # True when it is not the model's own encoding
 
 
 class Checkpoint(_Model):

@@ -9,10 +9,14 @@ with the head, and asks the backend for its own integrity check. Read-only: it t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agentctl.errors import AgentctlError, InvalidTransition
 from agentctl.lifecycle import Event, State, transition
 from agentctl.store.base import CheckpointSummary, SessionSummary, Store
+
+if TYPE_CHECKING:
+    from agentctl.state import Message
 
 LIFECYCLE_EVENTS = {e.value for e in Event}
 
@@ -128,8 +132,24 @@ def _check_conversations(
         tips[c.id] = state.messages[-1] if state.messages else None
         if c.parent is not None and c.parent in lengths:
             n = lengths[c.parent]
-            if len(state.messages) < n or (n and state.messages[n - 1] != tips[c.parent]):
+            if c.event == "context_compacted":
+                problems.extend(_check_compaction(store, session_id, c, state.messages))
+            elif len(state.messages) < n or (n and state.messages[n - 1] != tips[c.parent]):
                 problems.append(
                     f"checkpoint {c.id}: its conversation does not extend checkpoint {c.parent}'s"
                 )
     return problems
+
+
+def _check_compaction(
+    store: Store, session_id: str, c: CheckpointSummary, messages: tuple[Message, ...]
+) -> list[str]:
+    """A compaction keeps the parent's head (system prompt, goal) and its newest turns."""
+    parent = store.load(session_id, c.parent).messages
+    kept = int(c.detail.get("kept", 0))
+    head = len(messages) - 1 - kept  # the rest of the new conversation: one note, then the turns
+    if head < 0 or messages[:head] != parent[:head]:
+        return [f"checkpoint {c.id}: the compacted conversation lost checkpoint {c.parent}'s head"]
+    if kept and messages[-kept:] != parent[-kept:]:
+        return [f"checkpoint {c.id}: the compacted conversation lost the newest turns"]
+    return []

@@ -102,4 +102,4 @@ def test_version_1_payloads_are_upgraded_nested_models_included() -> None:
         "created_at": "t",
     }
     info = codec.decode(SessionInfo, info_v1)
-    assert (info.schema_version, info.spec.schema_version, info.workspace) == (2, 2, None)
+    assert (info.schema_version, info.spec.schema_version, info.workspace) == (3, 3, None)

@@ -29,8 +29,8 @@ def _unchanged(payload: dict[str, Any]) -> dict[str, Any]:
 # model name -> {version: function upgrading a payload of that version to the next}
 UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "TaskState": {1: _unchanged},  # 2 added pending_question.kind and approved
-    "TaskSpec": {1: _unchanged},  # 2 added allow
-    "SessionInfo": {1: _unchanged},  # 2 added workspace
+    "TaskSpec": {1: _unchanged, 2: _unchanged},  # 2 added allow; 3 the context settings
+    "SessionInfo": {1: _unchanged, 2: _unchanged},  # 2 added workspace; 3 the tokenizer
 }
 
 
