@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ def test_there_are_at_least_three_samples() -> None:
     assert len(TASKS) >= 3
 
 
-WORKSPACES = {"summarize_notes": "notes"}  # a task's bundled workspace, copied for the test
+# A task's bundled workspace, copied for the test.
+WORKSPACES = {"summarize_notes": "notes", "fix_failing_test": "invoice"}
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda p: p.stem)
@@ -52,3 +55,21 @@ def test_the_notes_sample_writes_its_summary_in_the_workspace_only(tmp_path: Pat
     summary = (workspace / "summary.md").read_text()
     assert "Who tells support about the cut-over?" in summary
     assert not (SAMPLES / "notes" / "summary.md").exists()
+
+
+def test_the_failing_test_sample_fixes_the_code_and_the_tests_pass(tmp_path: Path) -> None:
+    workspace = tmp_path / "invoice"
+    shutil.copytree(SAMPLES / "invoice", workspace)
+    tests = [sys.executable, "-m", "unittest", "-q"]
+    assert subprocess.run(tests, cwd=workspace, capture_output=True).returncode == 1
+    # The task's allow-list lets it run the tests; the edit waits for approval.
+    paused = cli(
+        "run", str(SAMPLES / "fix_failing_test.toml"), "--workspace", str(workspace), "--no-input"
+    )
+    assert paused.code == 3, paused.stderr
+    assert "Allow edit_file invoice.py?" in paused.stderr
+    assert "run_shell: exit 1" in paused.stderr  # the first test run failed, and it says so
+    done = cli("resume", "--input", "y")
+    assert done.code == 0, done.stderr
+    assert subprocess.run(tests, cwd=workspace, capture_output=True).returncode == 0
+    assert "percent // 10\n" in (SAMPLES / "invoice" / "invoice.py").read_text()  # untouched
