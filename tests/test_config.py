@@ -1,0 +1,144 @@
+"""The settings file and model selection: precedence, privacy, masking and clear errors."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from agentctl import service
+from agentctl.config import Settings
+from agentctl.errors import ModelError, UsageError
+from agentctl.state import ScriptTurn, TaskSpec
+from tests.conftest import SAMPLES, cli
+
+SECRET = "sk-proj-CONFIG-FILE-TEST-KEY-98765"
+
+
+def test_config_set_writes_a_private_file_and_show_masks_the_key(agentctl_home: Path) -> None:
+    assert cli("config", "set", "model", "llama3.2").code == 0
+    assert cli("config", "set", "base_url", "http://localhost:11434/v1").code == 0
+    set_key = cli("config", "set", "api_key", SECRET)
+    assert set_key.code == 0
+    assert SECRET not in set_key.stdout + set_key.stderr
+    path = agentctl_home / "config.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    shown = cli("config", "show")
+    assert SECRET not in shown.stdout
+    assert "****8765" in shown.stdout
+    settings = cli("config", "show", "--json").json()["settings"]
+    assert settings["model"] == {"value": "llama3.2", "source": "config file"}
+    assert settings["api_key"] == {"value": "****8765", "source": "config file"}
+    assert settings["timeout"] == {"value": None, "source": "not set"}
+    assert cli("config", "unset", "model").code == 0
+    assert cli("config", "show", "--json").json()["settings"]["model"]["value"] is None
+
+
+def test_agentctl_variables_beat_the_file_and_the_file_beats_openai_variables() -> None:
+    cli("config", "set", "model", "from-file")
+    cli("config", "set", "base_url", "http://file.example/v1")
+    env = {
+        "AGENTCTL_MODEL": "from-env",
+        "OPENAI_BASE_URL": "http://env.example/v1",
+        "OPENAI_API_KEY": "sk-only-in-the-environment-0000",
+    }
+    settings = cli("config", "show", "--json", env=env).json()["settings"]
+    assert settings["model"] == {"value": "from-env", "source": "env AGENTCTL_MODEL"}
+    assert settings["base_url"] == {"value": "http://file.example/v1", "source": "config file"}
+    assert settings["api_key"] == {"value": "****0000", "source": "env OPENAI_API_KEY"}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["set", "colour", "red"], "unknown setting 'colour'"),
+        (["set", "context_window", "many"], "context_window must be a whole number"),
+        (["set", "timeout", "0"], "timeout must be a number of seconds above 0"),
+        (["set", "context_strategy", "forget"], "must be one of summarize, drop"),
+        (["unset", "model"], "model is not set in"),
+    ],
+)
+def test_bad_settings_are_one_line_exit_2(args: list[str], needle: str) -> None:
+    result = cli("config", *args)
+    assert result.code == 2
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_broken_settings_file_names_itself(agentctl_home: Path) -> None:
+    agentctl_home.mkdir(parents=True)
+    (agentctl_home / "config.toml").write_text("model = \n")
+    result = cli("list")
+    assert result.code == 2
+    assert f"settings file {agentctl_home / 'config.toml'}" in result.stderr
+    (agentctl_home / "config.toml").write_text('modle = "x"\n')
+    assert "unknown key 'modle'" in cli("list").stderr
+
+
+def test_a_key_in_the_settings_file_never_reaches_the_store(tmp_path: Path) -> None:
+    config = tmp_path / "elsewhere" / "config.toml"
+    env = {"AGENTCTL_CONFIG": str(config)}
+    cli("config", "set", "api_key", SECRET, env=env)
+    cli("config", "set", "base_url", "http://127.0.0.1:9/v1", env=env)  # nothing listens
+    result = cli("run", "a goal for a real model", "--model", "gpt-4o-mini", env=env)
+    assert result.code == 5
+    assert "cannot reach the model server at http://127.0.0.1:9/v1" in result.stderr
+    [session] = cli("list", "--json", env=env).json()
+    outputs = [result.stdout, result.stderr]
+    for command in (["show", "--json"], ["history", "--json"], ["config", "show"]):
+        shown = cli(
+            *command[:1],
+            *([session["id"]] if command[0] != "config" else []),
+            *command[1:],
+            env=env,
+        )
+        outputs += [shown.stdout, shown.stderr]
+    assert all(SECRET not in text for text in outputs)
+    store_files = [p for p in (tmp_path / "home").rglob("*") if p.is_file()]
+    assert store_files
+    assert all(SECRET.encode() not in p.read_bytes() for p in store_files)
+
+
+# -- which model runs -------------------------------------------------------------------------
+
+SCRIPT = (ScriptTurn(content="hi"),)
+
+
+def settings(**env: str) -> Settings:
+    return Settings.load({"AGENTCTL_HOME": "/nonexistent", **env}, model=env.pop("FLAG", None))
+
+
+@pytest.mark.parametrize(
+    ("env", "spec_model", "session_model", "chosen"),
+    [
+        ({"FLAG": "flag-model", "AGENTCTL_MODEL": "env"}, "task", "session", "flag-model"),
+        ({"AGENTCTL_MODEL": "env", "OPENAI_API_KEY": "k"}, "task", "session", "session"),
+        ({"AGENTCTL_MODEL": "env", "OPENAI_API_KEY": "k"}, "task", None, "task"),
+        ({"AGENTCTL_MODEL": "env", "OPENAI_BASE_URL": "http://x/v1"}, None, None, "env"),
+        ({}, "task", None, "scripted"),  # a task's model needs a server; its script runs
+        ({}, None, None, "scripted"),
+    ],
+)
+def test_the_model_is_the_flag_then_the_session_then_the_task_then_the_default(
+    env: dict[str, str], spec_model: str | None, session_model: str | None, chosen: str
+) -> None:
+    spec = TaskSpec(goal="g", model=spec_model, script=SCRIPT)
+    assert service._choose_model(settings(**env), spec, session_model) == chosen
+
+
+def test_no_model_and_no_script_is_a_model_error_naming_every_way_to_configure() -> None:
+    with pytest.raises(ModelError, match="agentctl config set model NAME"):
+        service._choose_model(settings(), TaskSpec(goal="g"), None)
+    with pytest.raises(UsageError, match="needs a task file with a"):
+        service._choose_model(settings(FLAG="scripted"), TaskSpec(goal="g"), None)
+
+
+def test_a_sample_runs_on_its_script_when_the_file_names_no_server() -> None:
+    cli("config", "set", "context_window", "16000")
+    result = cli("run", str(SAMPLES / "release_notes.toml"))
+    assert result.code == 0, result.stderr
+    [session] = cli("list", "--json").json()
+    context = cli("show", session["id"], "--json").json()["context"]
+    assert (context["window"], context["window_source"]) == (16000, "config file")
