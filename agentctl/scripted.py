@@ -168,9 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         turn = model.turns[index]
         time.sleep(model.delay + turn.delay)
-        self._reply(request, render_turn(turn, index, messages), index)
+        self._reply(request, render_turn(turn, index, messages), index, turn.stream_delay)
 
-    def _reply(self, request: Json, reply: Json, index: int) -> None:
+    def _reply(self, request: Json, reply: Json, index: int, pause: float = 0.0) -> None:
         messages = request["messages"]
         prompt_tokens = sum(_approx_tokens(json.dumps(m)) for m in messages)
         completion_tokens = _approx_tokens(json.dumps(reply))
@@ -182,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         finish = "tool_calls" if reply.get("tool_calls") else "stop"
         if request.get("stream"):
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-            self._stream(reply, finish, usage if include_usage else None)
+            self._stream(reply, finish, usage if include_usage else None, pause)
         else:
             self._json(
                 200,
@@ -196,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
 
-    def _stream(self, reply: Json, finish: str, usage: Json | None) -> None:
+    def _stream(self, reply: Json, finish: str, usage: Json | None, pause: float) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -204,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         for chunk in _chunks(reply, finish, usage):
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
+            time.sleep(pause)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

@@ -113,7 +113,8 @@ class ScriptTurn(_Model):
 
     content: str | None = None
     tool_calls: tuple[ScriptToolCall, ...] = ()
-    delay: float = 0.0
+    delay: float = 0.0  # seconds before the reply starts
+    stream_delay: float = 0.0  # seconds between streamed pieces, to watch a reply arrive
 
 
 class TaskSpec(_Model):
