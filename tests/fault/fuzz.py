@@ -64,6 +64,23 @@ class ChargeCard:
         return ToolOutcome(f"charged {arguments.get('amount')}")
 
 
+@dataclass(frozen=True)
+class LookUp:
+    """A read with a long answer: enough of them overflow a small context window."""
+
+    name: str = "look_up"
+    description: str = "Look up a customer record."
+    side_effect: SideEffect = SideEffect.READ
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {"id": {"type": "integer"}}}
+    )
+
+    def run(self, arguments: dict[str, Any]) -> ToolOutcome:
+        n = int(arguments.get("id", 0))
+        fields = " ".join(f"field{k}=value{n * k % 97}" for k in range(60))
+        return ToolOutcome(f"record {n}: {fields}")
+
+
 def _call(name: str, **arguments: Any) -> ScriptToolCall:
     return ScriptToolCall(name=name, arguments=arguments)
 
@@ -75,6 +92,20 @@ PAY = TaskSpec(
         ScriptTurn(tool_calls=(_call("charge_card", amount=120),)),
         ScriptTurn(tool_calls=(_call("complete_step", summary="charged"),)),
         ScriptTurn(tool_calls=(_call("finish", result="paid: {{last_input}}"),)),
+    ),
+)
+
+
+# Four long reads in a 1,536-token window: the context is compacted (summarized by the model)
+# three times on the way, so kills land inside summary calls and compaction commits too.
+COMPACT = TaskSpec(
+    goal="Collect records 1 to 4",
+    context_window=1536,
+    script=(
+        ScriptTurn(tool_calls=(_call("submit_plan", steps=["collect"]),)),
+        *(ScriptTurn(tool_calls=(_call("look_up", id=n),)) for n in range(1, 5)),
+        ScriptTurn(tool_calls=(_call("complete_step", summary="collected"),)),
+        ScriptTurn(tool_calls=(_call("finish", result="four records"),)),
     ),
 )
 
@@ -94,6 +125,7 @@ SCENARIOS = [
     Scenario("release_notes", load_task_file(ROOT / "sample_tasks" / "release_notes.toml")),
     Scenario("standup", load_task_file(ROOT / "sample_tasks" / "standup.toml")),
     Scenario("pay", PAY),
+    Scenario("compact", COMPACT),
 ]
 
 
@@ -127,7 +159,7 @@ class World:
 def drive(world: World, scenario: Scenario) -> None:
     """Take the scenario from wherever the store says it stands to its end (idempotent)."""
     settings = world.settings
-    tools = ToolRegistry([ChargeCard(world.ledger)], ApprovalPolicy(yes=True))
+    tools = ToolRegistry([ChargeCard(world.ledger), LookUp()], ApprovalPolicy(yes=True))
     quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
     if not service.list_sessions(settings):
         service.start_session(
