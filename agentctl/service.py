@@ -263,7 +263,11 @@ def _runner(
             )
             server = stack.enter_context(ScriptedServer(scripted))
             config = ModelConfig(
-                model=SCRIPTED, base_url=server.base_url, api_key=None, max_retries=0
+                model=SCRIPTED,
+                base_url=server.base_url,
+                api_key=None,
+                timeout=settings.timeout or ModelConfig.timeout,
+                max_retries=0,
             )
         else:
             config = ModelConfig(

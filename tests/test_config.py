@@ -142,3 +142,35 @@ def test_a_sample_runs_on_its_script_when_the_file_names_no_server() -> None:
     [session] = cli("list", "--json").json()
     context = cli("show", session["id"], "--json").json()["context"]
     assert (context["window"], context["window_source"]) == (16000, "config file")
+
+
+def test_a_slow_model_times_out_with_exit_5_and_resumes_once_it_answers(tmp_path: Path) -> None:
+    task = tmp_path / "slow.toml"
+    task.write_text(
+        """
+goal = "wait"
+[[script]]
+delay = 2.0
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = { steps = ["wait"] }
+[[script]]
+[[script.tool_calls]]
+name = "complete_step"
+arguments = { summary = "ok" }
+[[script.tool_calls]]
+name = "finish"
+arguments = { result = "waited" }
+"""
+    )
+    cli("config", "set", "timeout", "0.5")
+    slow = cli("run", str(task))
+    assert slow.code == 5
+    assert "did not answer in time" in slow.stderr
+    [session] = cli("list", "--json").json()
+    shown = cli("show", session["id"], "--json").json()
+    assert shown["task"]["last_error"].endswith("did not answer in time")
+    cli("config", "unset", "timeout")
+    done = cli("resume", session["id"])
+    assert done.code == 0, done.stderr
+    assert done.stdout == "waited\n"
