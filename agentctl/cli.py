@@ -351,8 +351,10 @@ def config_set(
     value: Annotated[str, typer.Argument(help="Its value.")],
 ) -> None:
     """Write one setting to the settings file (created private, mode 0600)."""
+    from agentctl.config import KEYS, mask
+
     path = _guarded(lambda: service.set_config(_settings(), key, value))
-    shown = "****" if key == "api_key" else value
+    shown = mask(value) if KEYS[key].secret else value
     render.out.print(f"{key} = {shown}  [dim]({path})[/]")
 
 

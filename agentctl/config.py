@@ -27,7 +27,6 @@ class Key:
     """One setting the file may hold, and the variables that may set it instead."""
 
     name: str
-    help: str
     env_over: str | None = None  # beats the file
     env_under: str | None = None  # loses to the file
     secret: bool = False
@@ -37,26 +36,13 @@ class Key:
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
-        Key("model", "model name for sessions whose task names none", env_over="AGENTCTL_MODEL"),
-        Key(
-            "base_url",
-            "OpenAI-compatible server, e.g. http://localhost:11434/v1",
-            env_under="OPENAI_BASE_URL",
-        ),
-        Key("api_key", "API key (shown masked)", env_under="OPENAI_API_KEY", secret=True),
-        Key("store", "store URL: sqlite:///FILE or json:///DIR", env_over="AGENTCTL_STORE"),
-        Key("timeout", "seconds to wait for one model reply", kind=float),
-        Key(
-            "context_window",
-            "tokens the model accepts (default: known per model, else 8192)",
-            env_over="AGENTCTL_CONTEXT_WINDOW",
-            kind=int,
-        ),
-        Key(
-            "context_strategy",
-            "summarize (default) or drop the oldest turns when full",
-            env_over="AGENTCTL_CONTEXT_STRATEGY",
-        ),
+        Key("model", env_over="AGENTCTL_MODEL"),  # for sessions whose task names no model
+        Key("base_url", env_under="OPENAI_BASE_URL"),  # an OpenAI-compatible server
+        Key("api_key", env_under="OPENAI_API_KEY", secret=True),
+        Key("store", env_over="AGENTCTL_STORE"),  # sqlite:///FILE or json:///DIR
+        Key("timeout", kind=float),  # seconds to wait for one model reply
+        Key("context_window", env_over="AGENTCTL_CONTEXT_WINDOW", kind=int),  # tokens
+        Key("context_strategy", env_over="AGENTCTL_CONTEXT_STRATEGY"),  # summarize or drop
     )
 }
 

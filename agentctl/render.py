@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.status import Status
 
     from agentctl.runner import RunEvent
@@ -284,7 +286,7 @@ def show_profile(profile: UserProfile) -> None:
             out.print(f"  [dim]- {escape(goal)}[/]")
 
 
-def show_config(path: object, rows: list[ConfigRow]) -> None:
+def show_config(path: Path, rows: list[ConfigRow]) -> None:
     out.print(f"[dim]settings file: {escape(str(path))}[/]")
     width = max(len(r.key) for r in rows)
     for r in rows:
@@ -292,7 +294,7 @@ def show_config(path: object, rows: list[ConfigRow]) -> None:
         out.print(f"{r.key:<{width}} = {value}  [dim]({escape(r.source)})[/]")
 
 
-def config_json(path: object, rows: list[ConfigRow]) -> dict[str, Any]:
+def config_json(path: Path, rows: list[ConfigRow]) -> dict[str, Any]:
     return {
         "path": str(path),
         "settings": {r.key: {"value": r.value, "source": r.source} for r in rows},

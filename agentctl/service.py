@@ -477,7 +477,6 @@ class ConfigRow:
     key: str
     value: str | None  # secrets masked; None when not set
     source: str  # "config file", "env AGENTCTL_MODEL", "default", "not set"
-    help: str
 
 
 def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
@@ -500,7 +499,7 @@ def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
         text = None if value is None else str(value)
         if text is not None and key.secret:
             text = mask(text)
-        rows.append(ConfigRow(key.name, text, source, key.help))
+        rows.append(ConfigRow(key.name, text, source))
     return settings.config_path, rows
 
 

@@ -90,7 +90,14 @@ def loaded_heavy_modules(command: list[str]) -> str:
 # pydantic too: `list` and `history` read index columns only (typer is capped below 0.29, whose
 # parameter parsing imports pydantic).
 @pytest.mark.parametrize(
-    "command", [["--help"], ["list"], ["list", "--json"], ["history", "nosuchsession"]]
+    "command",
+    [
+        ["--help"],
+        ["list"],
+        ["list", "--json"],
+        ["history", "nosuchsession"],
+        ["config", "show"],
+    ],
 )
 def test_commands_that_call_no_model_do_not_load_heavy_modules(command: list[str]) -> None:
     assert "HEAVY []" in loaded_heavy_modules(command)

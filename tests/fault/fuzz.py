@@ -96,16 +96,16 @@ PAY = TaskSpec(
 )
 
 
-# Four long reads in a 1,536-token window: the context is compacted (summarized by the model)
-# three times on the way, so kills land inside summary calls and compaction commits too.
+# Three long reads in a 1,536-token window: the context is compacted (summarized by the model)
+# twice on the way, so kills land inside summary calls and compaction commits too.
 COMPACT = TaskSpec(
-    goal="Collect records 1 to 4",
+    goal="Collect records 1 to 3",
     context_window=1536,
     script=(
         ScriptTurn(tool_calls=(_call("submit_plan", steps=["collect"]),)),
-        *(ScriptTurn(tool_calls=(_call("look_up", id=n),)) for n in range(1, 5)),
+        *(ScriptTurn(tool_calls=(_call("look_up", id=n),)) for n in range(1, 4)),
         ScriptTurn(tool_calls=(_call("complete_step", summary="collected"),)),
-        ScriptTurn(tool_calls=(_call("finish", result="four records"),)),
+        ScriptTurn(tool_calls=(_call("finish", result="three records"),)),
     ),
 )
 
