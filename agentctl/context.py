@@ -128,7 +128,7 @@ def compaction_split(messages: Sequence[Counted], limit: int, keep_head: int) ->
     target = limit // 2
     tail = 0
     best: int | None = None
-    for index in range(len(messages) - 1, keep_head, -1):  # message keep_head is always dropped
+    for index in range(len(messages) - 1, keep_head, -1):  # message keep_head goes, at least
         tail += messages[index].tokens
         if messages[index].role == "tool":
             continue  # its call comes before it: not a boundary

@@ -153,8 +153,8 @@ def compacted_replies(content: str | None) -> int:
 
 
 def transcript(messages: Sequence[Mapping[str, Any]], max_chars: int) -> str:
-    """Messages as plain text for the summarizer, bounded: each message is cut to a share of
-    `max_chars`, so one huge tool result cannot crowd out the rest."""
+    """Messages as plain text for the summarizer, bounded: each message is cut to its share of
+    `max_chars` (200 characters at least), so one huge tool result cannot crowd out the rest."""
     share = max(200, max_chars // max(1, len(messages)))
     lines = []
     for m in messages:

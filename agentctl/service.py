@@ -291,7 +291,7 @@ def _runner(
         now,
         on_event,
         budget=context_budget(settings, spec, model_name),
-        strategy=strategy(settings, spec),
+        strategy=compaction_strategy(settings, spec),
     )
 
 
@@ -412,7 +412,9 @@ def show_session(settings: Settings, prefix: str, at: int | None = None) -> Sess
             raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
     spec = session.info.spec
     return SessionView(
-        session, context_budget(settings, spec, session.info.model), strategy(settings, spec)
+        session,
+        context_budget(settings, spec, session.info.model),
+        compaction_strategy(settings, spec),
     )
 
 
@@ -428,7 +430,7 @@ def context_budget(settings: Settings, spec: TaskSpec, model_name: str) -> Budge
     return budget_for(model_name)
 
 
-def strategy(settings: Settings, spec: TaskSpec) -> str:
+def compaction_strategy(settings: Settings, spec: TaskSpec) -> str:
     return spec.context_strategy or settings.context_strategy or "summarize"
 
 
