@@ -107,7 +107,8 @@ SCRIPT = (ScriptTurn(content="hi"),)
 
 
 def settings(**env: str) -> Settings:
-    return Settings.load({"AGENTCTL_HOME": "/nonexistent", **env}, model=env.pop("FLAG", None))
+    flag = env.pop("FLAG", None)  # stands for --model
+    return Settings.load({"AGENTCTL_HOME": "/nonexistent", **env}, model=flag)
 
 
 @pytest.mark.parametrize(
