@@ -113,7 +113,7 @@ def _finish_run(report: service.RunReport, as_json: bool) -> None:
         )
     if report.stop is Stop.DONE:
         if not as_json:
-            render.out.print(task.result or "(no result)")
+            render.result(task.result or "(no result)")
         if task.outcome is not None and task.outcome.value != "succeeded":
             raise typer.Exit(int(ExitCode.ERROR))
         return
@@ -213,13 +213,10 @@ def rollback(
     store: StoreOpt = None,
 ) -> None:
     """Move a session's head back to an earlier checkpoint. Nothing is deleted."""
-    head, target = _guarded(
+    report = _guarded(
         lambda: service.rollback_session(_settings(store), session, to=to, steps=steps)
     )
-    render.out.print(
-        f"session rolled back to checkpoint {target} ({head.to_state.value}); "
-        f"new head is checkpoint {head.id}"
-    )
+    render.rolled_back(report)
 
 
 @app.command("list")
@@ -316,7 +313,7 @@ def profile_set(
 ) -> None:
     """Set a preference."""
     _guarded(lambda: service.set_preference(_settings(store), key, value))
-    render.out.print(f"{key} = {value}")
+    render.setting_written(key, value, None)
 
 
 @profile_app.command("unset")
@@ -325,7 +322,7 @@ def profile_unset(
 ) -> None:
     """Remove a preference."""
     _guarded(lambda: service.set_preference(_settings(store), key, None))
-    render.out.print(f"{key} removed")
+    render.setting_written(key, None, None)
 
 
 config_app = typer.Typer(
@@ -351,18 +348,15 @@ def config_set(
     value: Annotated[str, typer.Argument(help="Its value.")],
 ) -> None:
     """Write one setting to the settings file (created private, mode 0600)."""
-    from agentctl.config import KEYS, mask
-
-    path = _guarded(lambda: service.set_config(_settings(), key, value))
-    shown = mask(value) if KEYS[key].secret else value
-    render.out.print(f"{key} = {shown}  [dim]({path})[/]")
+    path, shown = _guarded(lambda: service.set_config(_settings(), key, value))
+    render.setting_written(key, shown, path)
 
 
 @config_app.command("unset")
 def config_unset(key: Annotated[str, typer.Argument(help="The setting to remove.")]) -> None:
     """Remove one setting from the settings file."""
-    path = _guarded(lambda: service.set_config(_settings(), key, None))
-    render.out.print(f"{key} removed  [dim]({path})[/]")
+    path, _ = _guarded(lambda: service.set_config(_settings(), key, None))
+    render.setting_written(key, None, path)
 
 
 def main() -> None:

@@ -12,9 +12,11 @@ own file beats them), then defaults. `agentctl config show` says which one each 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentctl.errors import UsageError
 
@@ -61,8 +63,8 @@ class Settings:
     context_strategy: str | None
     scripted_delay: float
     scripted_log: Path | None
-    debug: bool
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
+    environ: Mapping[str, str] = field(default_factory=dict)  # what tools' environments start from
 
     @classmethod
     def load(
@@ -101,8 +103,8 @@ class Settings:
             scripted_log=Path(env["AGENTCTL_SCRIPTED_LOG"])
             if env.get("AGENTCTL_SCRIPTED_LOG")
             else None,
-            debug=env.get("AGENTCTL_DEBUG", "") not in ("", "0", "false"),
             sources=sources,
+            environ=dict(env),
         )
 
 
@@ -190,14 +192,95 @@ def write_file(path: Path, values: Mapping[str, object]) -> None:
             # A JSON string is a valid TOML basic string; numbers are written bare.
             text = json.dumps(value) if isinstance(value, str) else str(value)
             lines.append(f"{name} = {text}\n")
+    write_private(path, "".join(lines).encode("utf-8"))
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, mode 0600, atomically: a temporary file of a fresh name
+    (O_EXCL, so neither a planted file nor a link is written through), fsync, rename, fsync
+    the folder. A crash leaves the old file or the new one."""
+    import secrets
+
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.writelines(lines)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, 0o600)  # whatever the umask
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+# Query parameters that carry credentials in the URLs of proxies and hosted endpoints.
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|sig|auth|credential", re.IGNORECASE)
+# Environment variables that tools do not get unless the task passes them by name (the same
+# default as Codex's shell environment policy), besides agentctl's own.
+_SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
+_OWN_VARS = ("AGENTCTL_", "OPENAI_", "PGPASSWORD")
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password and secret-looking query parameters masked, for display and
+    for anything stored: `http://user:****@host/v1?api-key=****`."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:****@{host}" if ":" in userinfo else f"****@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            masked = [(k, "****" if _SECRET_PARAM.search(k) else v) for k, v in pairs]
+            query = urlencode(masked, safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+
+
+def tool_environment(
+    env: Mapping[str, str], secrets: Iterable[str | None], passed: Iterable[str] = ()
+) -> dict[str, str]:
+    """The environment shell commands run with: agentctl's own, less its variables
+    (AGENTCTL_*, OPENAI_*), secret-looking ones (*KEY*, *TOKEN*, *SECRET*, *PASSWORD*) and any
+    that holds one of `secrets`; variables named in `passed` go through all the same."""
+    hidden = {s for s in secrets if s and len(s) >= 8}
+    keep = set(passed)
+    return {
+        name: value
+        for name, value in env.items()
+        if name in keep
+        or not (
+            name.startswith(_OWN_VARS)
+            or _SECRET_VAR.search(name)
+            or any(secret in value for secret in hidden)
+        )
+    }
+
+
+def shown_value(name: str, value: str) -> str:
+    """A setting's value as it may be printed: secrets masked, URLs without credentials."""
+    if KEYS[name].secret:
+        return mask(value)
+    if name in ("base_url", "store"):
+        return redact_url(value)
+    return value
 
 
 def mask(value: str) -> str:

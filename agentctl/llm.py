@@ -60,7 +60,10 @@ class OpenAIModelClient:
             timeout=config.timeout,
             max_retries=config.max_retries,
         )
-        self._where = config.base_url or "the OpenAI API"
+        from agentctl.config import redact_url
+
+        # Shown in errors and stored on error checkpoints: never with credentials in it.
+        self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
 
     def complete(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], on_text: TextSink
@@ -92,7 +95,8 @@ class OpenAIModelClient:
             raise ModelError(f"model call failed: {self._redact(str(exc))}") from None
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        # Only a key long enough to be a secret is masked: masking "x" would mangle the text.
+        return text.replace(self._secret, "***") if len(self._secret) >= 8 else text
 
 
 def _error_message(exc: Any) -> str:
@@ -128,8 +132,9 @@ def _collect(stream: Any, on_text: TextSink) -> ModelReply:
                     call["name"] += part.function.name or ""
                     call["arguments"] += part.function.arguments or ""
     tool_calls = tuple(
-        ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
-        for i, c in sorted(calls.items())
+        # A missing id stays empty: the runner gives it one that is unique in the session.
+        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
+        for _, c in sorted(calls.items())
     )
     message = Message(role="assistant", content="".join(text) or None, tool_calls=tool_calls)
     return ModelReply(message=message, usage=usage)

@@ -8,11 +8,12 @@ JSON with --json); without a terminal, output is plain text with no colour or sp
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _escape_markup
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,10 +24,39 @@ if TYPE_CHECKING:
     from agentctl.service import ConfigRow, Notice, SessionView
     from agentctl.state import UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
+    from agentctl.timetravel import RollbackReport
     from agentctl.verify import SessionReport
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: `:smile:` in a model's text is text. highlight=False: no guessing at colours.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+# Characters a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
+# controls (0x9b is a CSI on its own), and the bidirectional overrides that reorder text.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _show(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """Text from outside (a model, a tool, a file, a store, a user) as plain characters: every
+    control character shown as an escape (`\\x1b`), so it cannot move the cursor, recolour,
+    retitle or rewrite what the user reads."""
+    return _UNSAFE.sub(_show, text)
+
+
+def escape(text: str) -> str:
+    """Outside text made safe to embed in our markup: visible, with markup escaped."""
+    return _escape_markup(visible(text))
+
+
+def plain(console: Console, text: str) -> None:
+    """Print outside text as it is: no markup, no emoji, control characters visible."""
+    console.print(visible(text), markup=False, emoji=False, highlight=False)
+
 
 STATE_STYLE = {
     "idle": "dim",
@@ -38,7 +68,9 @@ STATE_STYLE = {
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    # json.dumps escapes C0 controls; C1 controls and bidi overrides are escaped here.
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    sys.stdout.write(_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -52,7 +84,7 @@ def note(message: str) -> None:
 
 
 def _state(state: str) -> str:
-    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+    return f"[{STATE_STYLE.get(state, 'white')}]{escape(state)}[/]"
 
 
 # -- the live view of a run ------------------------------------------------------------------
@@ -135,7 +167,13 @@ def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
     if event == "remember":
         return f"remembered {e(detail.get('key', ''))} = {e(detail.get('value', ''))}"
     if event == "tool_started":
-        return f"[dim]running {e(detail.get('tool', ''))}…[/]"
+        command = detail.get("command")
+        what = (
+            f"{e(str(detail.get('tool', '')))}: {e(str(command))}"
+            if command
+            else e(str(detail.get("tool", "")))
+        )
+        return f"[dim]running {what}…[/]"
     if event == "tool_result":
         if detail.get("error"):
             return f"[red]✗ {e(detail.get('tool', ''))}:[/] {e(detail.get('message', 'failed'))}"
@@ -147,11 +185,15 @@ def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
     if event == "context_compacted":
         how = "summarized" if detail.get("strategy") == "summarize" else "dropped"
         return (
-            f"[magenta]context compacted:[/] {detail.get('dropped')} older messages {how} "
-            f"({detail.get('tokens_before')} → {detail.get('tokens_after')} tokens)"
+            f"[magenta]context compacted:[/] {e(str(detail.get('dropped')))} older messages "
+            f"{how} ({e(str(detail.get('tokens_before')))} → "
+            f"{e(str(detail.get('tokens_after')))} tokens)"
         )
     if event == "rollback":
-        return f"[magenta]rolled back[/] from #{detail.get('from')} to #{detail.get('to')}"
+        return (
+            f"[magenta]rolled back[/] from #{e(str(detail.get('from')))} "
+            f"to #{e(str(detail.get('to')))}"
+        )
     return e(event)
 
 
@@ -203,7 +245,7 @@ def sessions_table(sessions: list[SessionSummary]) -> None:
         if len(goal) > goal_w:
             goal = goal[: goal_w - 1] + "…"
         lines.append(
-            f"{s.id:{id_w}}  {_state(s.state)}{state[len(s.state) :]}"
+            f"{escape(s.id):{id_w}}  {_state(s.state)}{state[len(s.state) :]}"
             f"{' ' * (state_w - len(state))}  {s.head:>{head_w}}  "
             f"{s.updated_at[:19].replace('T', ' '):19}  {escape(goal)}"
         )
@@ -233,7 +275,7 @@ def history_table(session_id: str, history: list[CheckpointSummary]) -> None:
     ]
     t_width = max([len("transition"), *map(len, transitions)])
     lines = [
-        f"[bold]session {session_id}[/]",
+        f"[bold]session {escape(session_id)}[/]",
         f"[bold]{'#':>{id_width}}  {'parent':>{id_width + 1}}  {'time':8}  "
         f"{'transition':{t_width}}  event[/]",
     ]
@@ -243,12 +285,14 @@ def history_table(session_id: str, history: list[CheckpointSummary]) -> None:
         parent_cell = f"{parent:>{id_width + 1}}"
         if fork:
             parent_cell = f"[magenta]{parent_cell}[/]"
-        styled = text
-        for state in {c.from_state, c.to_state}:
-            styled = styled.replace(state, _state(state))
+        styled = (
+            _state(c.from_state)
+            if c.from_state == c.to_state
+            else f"{_state(c.from_state)} → {_state(c.to_state)}"
+        )
         marker = " [bold]← head[/]" if c.id == head else ""
         lines.append(
-            f"{c.id:>{id_width}}  {parent_cell}  {c.created_at[11:19]:8}  "
+            f"{c.id:>{id_width}}  {parent_cell}  {escape(c.created_at[11:19]):8}  "
             f"{styled}{' ' * (t_width - len(text))}  "
             f"{describe_checkpoint(c.event, c.detail)}{marker}"
         )
@@ -261,13 +305,13 @@ def verify_report(store_problems: list[str], reports: list[SessionReport]) -> No
     for r in reports:
         if r.problems:
             out.print(
-                f"[red]✗[/] {r.session_id}: {len(r.problems)} problems "
+                f"[red]✗[/] {escape(r.session_id)}: {len(r.problems)} problems "
                 f"in {r.checkpoints} checkpoints"
             )
             for problem in r.problems:
                 out.print(f"    {escape(problem)}")
         else:
-            out.print(f"[green]✓[/] {r.session_id}: {r.checkpoints} checkpoints")
+            out.print(f"[green]✓[/] {escape(r.session_id)}: {r.checkpoints} checkpoints")
     bad = sum(1 for r in reports if r.problems) + (1 if store_problems else 0)
     out.print(
         f"{len(reports)} sessions checked, "
@@ -337,10 +381,13 @@ def show_session(view: SessionView) -> None:
     s, budget = view.session, view.budget
     task = s.task
     c = s.checkpoint
-    out.print(f"[bold]session {s.info.id}[/]  {_state(s.state.value)}  at checkpoint {c.id}")
+    out.print(
+        f"[bold]session {escape(s.info.id)}[/]  {_state(s.state.value)}  at checkpoint {c.id}"
+    )
     out.print(f"goal:     {escape(task.goal)}")
     out.print(
-        f"model:    {escape(s.info.model)}   created {s.info.created_at[:19].replace('T', ' ')}"
+        f"model:    {escape(s.info.model)}   "
+        f"created {escape(s.info.created_at[:19].replace('T', ' '))}"
     )
     if task.plan:
         out.print("plan:")
@@ -377,3 +424,36 @@ def show_session(view: SessionView) -> None:
         f"messages ({counted}); window {budget.window:,} ({escape(budget.source)}) less "
         f"{budget.reply_reserve:,} for the reply; when full: {view.strategy}"
     )
+
+
+def result(text: str) -> None:
+    """A session's result on stdout: the model's words, printed as they are."""
+    plain(out, text)
+
+
+def setting_written(key: str, value: str | None, path: Path | None) -> None:
+    """`config set`/`profile set` echo: the value as data, never markup."""
+    shown = "removed" if value is None else f"= {escape(value)}"
+    where = f"  [dim]({escape(str(path))})[/]" if path else ""
+    out.print(f"{escape(key)} {shown}{where}")
+
+
+def rolled_back(report: RollbackReport) -> None:
+    head = report.head
+    out.print(
+        f"session rolled back to checkpoint {report.target} ({head.to_state.value}); "
+        f"new head is checkpoint {head.id}"
+    )
+    if report.kept_preferences:
+        names = ", ".join(report.kept_preferences)
+        note(
+            f"preferences remembered after checkpoint {report.target} stay in your profile: "
+            f"{names} (agentctl profile unset KEY removes one)"
+        )
+    if report.shell_commands:
+        count = len(report.shell_commands)
+        listed = "; ".join(report.shell_commands[:5]) + (" …" if count > 5 else "")
+        note(
+            f"{count} shell command{'s' if count > 1 else ''} after checkpoint {report.target} "
+            f"may have changed things a rollback cannot undo: {listed}"
+        )

@@ -14,24 +14,24 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from agentctl import faults, prompts
+from agentctl import control, faults, prompts
 from agentctl.context import Budget, TokenCounter, compaction_split
 from agentctl.errors import InvalidTransition, ModelError
-from agentctl.lifecycle import Event, Outcome, State, transition
+from agentctl.lifecycle import Event, State, transition
 from agentctl.llm import ModelClient, ModelReply
 from agentctl.state import (
+    Approval,
     Checkpoint,
     Message,
     PendingQuestion,
     SessionInfo,
     SessionState,
-    StepRecord,
     TaskState,
     ToolCall,
     Usage,
 )
 from agentctl.store.base import CheckpointDraft, Store
-from agentctl.tools import ToolOutcome, ToolRegistry, describe_call
+from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
 
 # -- what the loop reports while it works (render.py shows these) ----------------------------
 
@@ -78,15 +78,26 @@ def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
     return []
 
 
-@dataclass(frozen=True)
-class _Step:
-    """What handling one tool call produced: the checkpoint to write."""
+def _in_flight(session: SessionState, call: ToolCall) -> bool:
+    if session.task.in_flight == call.id:
+        return True
+    # Checkpoints written before task states carried `in_flight` (schema 2) say it by kind.
+    head = session.checkpoint
+    return head.event == "tool_started" and head.detail.get("tool_call_id") == call.id
 
-    event: str
-    to_state: State
-    task: TaskState
-    result: str
-    detail: dict[str, Any]
+
+def unique_call_ids(reply: Message, history: tuple[Message, ...], checkpoint: int) -> Message:
+    """The reply with every tool call id unique within the session: servers that send none
+    (or repeat one) get ids agentctl makes from the checkpoint number, so an approval or a
+    result can never attach to another call."""
+    seen = {c.id for m in history for c in m.tool_calls}
+    calls = []
+    for n, c in enumerate(reply.tool_calls):
+        if not c.id or c.id in seen:
+            c = c.model_copy(update={"id": f"agentctl_{checkpoint}_{n}"})
+        seen.add(c.id)
+        calls.append(c)
+    return reply.model_copy(update={"tool_calls": tuple(calls)})
 
 
 # The messages every context keeps: the system prompt and the goal (design.md §6).
@@ -214,16 +225,18 @@ class Runner:
             lambda text: self._emit(TextDelta(text)),
         )
         task = session.task
-        update: dict[str, Any] = {"last_error": None}
+        # A new reply ends whatever approval was given for the previous one.
+        update: dict[str, Any] = {"last_error": None, "approval": None}
         if reply.message.tool_calls:
             update["nudged"] = False
+        message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)
         return self._commit(
             session,
             "model_reply",
             session.state,
             task.model_copy(update=update),
-            new_messages=(self._counted(reply.message),),
-            detail={"tools": [c.name for c in reply.message.tool_calls]},
+            new_messages=(self._counted(message),),
+            detail={"tools": [c.name for c in message.tool_calls]},
             usage=session.checkpoint.usage + reply.usage,
         )
 
@@ -319,12 +332,14 @@ class Runner:
         )
 
     def _receive_approval(self, session: SessionState, call_id: str, text: str) -> SessionState:
-        """Yes: the call is marked approved and runs next turn. No: the model is told."""
-        allowed = text.strip().lower() in ("y", "yes", "ok", "allow")
+        """Yes: this one call may run, once (the approval names it and the question's
+        checkpoint). No: the model is told."""
+        allowed = approval.is_yes(text)
         task = session.task.model_copy(update={"pending_question": None})
         messages: tuple[Message, ...] = ()
         if allowed:
-            task = task.model_copy(update={"approved": (*task.approved, call_id)})
+            granted = Approval(call_id=call_id, asked_at=session.checkpoint.id)
+            task = task.model_copy(update={"approval": granted})
         else:
             refusal = "Error: the user did not allow this action. Do something else or ask them."
             messages = (self._counted(Message(role="tool", tool_call_id=call_id, content=refusal)),)
@@ -337,10 +352,7 @@ class Runner:
             detail={"input": text, "approved": allowed},
         )
 
-    def _ask_approval(
-        self, session: SessionState, call: ToolCall, args: dict[str, Any]
-    ) -> SessionState:
-        question = f"Allow {describe_call(call.name, args)}? [y/N]"
+    def _ask_approval(self, session: SessionState, call: ToolCall, question: str) -> SessionState:
         try:
             to_state = transition(session.state, Event.NEEDS_INPUT)
         except InvalidTransition:
@@ -352,6 +364,11 @@ class Runner:
         detail = {"question": question, "approval": call.name}
         return self._commit(session, Event.NEEDS_INPUT.value, to_state, task, detail=detail)
 
+    @staticmethod
+    def _approved(session: SessionState, call: ToolCall) -> bool:
+        granted = session.task.approval
+        return granted is not None and granted.call_id == call.id
+
     def _handle_call(self, session: SessionState, call: ToolCall) -> SessionState:
         try:
             arguments = json.loads(call.arguments or "{}")
@@ -359,114 +376,34 @@ class Runner:
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:
             return self._tool_error(session, call, f"arguments are not valid JSON: {exc}")
-        if call.name in prompts.CONTROL_TOOL_NAMES:
-            try:
-                step = self._control(session, call, arguments)
-            except InvalidTransition as exc:
-                return self._tool_error(
-                    session, call, f"{call.name} is not allowed while {exc.state}"
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                return self._tool_error(session, call, f"bad arguments for {call.name}: {exc}")
-            if step.to_state is State.WAITING_FEEDBACK:  # answered later, by the user
-                return self._commit(
-                    session, step.event, step.to_state, step.task, detail=step.detail
-                )
-            return self._commit(
-                session,
-                step.event,
-                step.to_state,
-                step.task,
-                new_messages=(self._tool_message(call, step.result),),
-                detail=step.detail,
-            )
-        return self._work_tool(session, call, arguments)
-
-    def _control(self, session: SessionState, call: ToolCall, args: dict[str, Any]) -> _Step:
-        state, task = session.state, session.task
-        detail: dict[str, Any] = {"tool": call.name}
-        if call.name == prompts.SUBMIT_PLAN:
-            steps = [str(s) for s in args["steps"]]
-            if not steps:
-                raise ValueError("steps must not be empty")
-            if state is State.PLANNING:
-                task = task.model_copy(update={"plan": tuple(steps)})
-                note = prompts.progress_note(task.plan, task.current_step)
-                return _Step(
-                    Event.PLAN_READY.value,
-                    transition(state, Event.PLAN_READY),
-                    task,
-                    f"Plan accepted ({len(steps)} steps). {note}",
-                    {**detail, "steps": steps},
-                )
-            if state is not State.EXECUTING:
-                raise InvalidTransition(state.value, "plan_revised")
-            plan = task.plan[: task.current_step] + tuple(steps)
-            task = task.model_copy(update={"plan": plan})
-            note = prompts.progress_note(plan, task.current_step)
-            return _Step(
-                "plan_revised", state, task, f"Plan revised. {note}", {**detail, "steps": steps}
-            )
-        if call.name == prompts.COMPLETE_STEP:
-            to_state = transition(state, Event.STEP_COMPLETE)
-            summary = str(args["summary"])
-            data = args.get("data") or {}
-            if not isinstance(data, dict):
-                raise TypeError("data must be an object")
-            name = (
-                task.plan[task.current_step]
-                if task.current_step < len(task.plan)
-                else "(extra step)"
-            )
-            task = task.model_copy(
-                update={
-                    "completed": (*task.completed, StepRecord(step=name, summary=summary)),
-                    "data": {**task.data, **data},
-                }
-            )
-            note = prompts.progress_note(task.plan, task.current_step)
-            return _Step(
-                Event.STEP_COMPLETE.value,
-                to_state,
-                task,
-                f"Step complete. {note}",
-                {**detail, "step": name, "summary": summary},
-            )
-        if call.name == prompts.ASK_USER:
-            question = str(args["question"])
-            to_state = transition(state, Event.NEEDS_INPUT)
-            task = task.model_copy(
-                update={
-                    "pending_question": PendingQuestion(question=question, tool_call_id=call.id)
-                }
-            )
-            return _Step(
-                Event.NEEDS_INPUT.value, to_state, task, "", {**detail, "question": question}
-            )
-        if call.name == prompts.FINISH:
-            result = str(args["result"])
-            outcome = Outcome(args.get("outcome") or Outcome.SUCCEEDED.value)
-            to_state = transition(state, Event.TASK_COMPLETE)
-            task = task.model_copy(update={"outcome": outcome, "result": result})
-            return _Step(
-                Event.TASK_COMPLETE.value,
-                to_state,
-                task,
-                "Task complete.",
-                {**detail, "outcome": outcome.value},
-            )
-        if call.name == prompts.REMEMBER:
-            key, value = str(args["key"]), str(args["value"])
+        handler = control.HANDLERS.get(call.name)
+        if handler is None:
+            return self._work_tool(session, call, arguments)
+        try:
+            step = handler(session.state, session.task, call, arguments)
+        except InvalidTransition as exc:
+            return self._tool_error(session, call, f"{call.name} is not allowed while {exc.state}")
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._tool_error(session, call, f"bad arguments for {call.name}: {exc}")
+        if step.preference is not None:
+            key, value = step.preference
+            if self._tools.policy.needs_approval_to_remember() and not self._approved(
+                session, call
+            ):
+                return self._ask_approval(session, call, approval.remember_question(key, value))
             # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
             self._store.save_profile(self._store.load_profile().remember(key, value))
-            return _Step(
-                "remember",
-                state,
-                task,
-                f"Remembered {key} = {value}.",
-                {**detail, "key": key, "value": value},
-            )
-        raise AssertionError(f"unhandled control tool {call.name}")
+        task = step.task.model_copy(update={"approval": None})
+        if step.to_state is State.WAITING_FEEDBACK:  # answered later, by the user
+            return self._commit(session, step.kind, step.to_state, task, detail=step.detail)
+        return self._commit(
+            session,
+            step.kind,
+            step.to_state,
+            task,
+            new_messages=(self._tool_message(call, step.result),),
+            detail=step.detail,
+        )
 
     def _work_tool(
         self, session: SessionState, call: ToolCall, args: dict[str, Any]
@@ -475,22 +412,32 @@ class Runner:
         if tool is None:
             known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
             return self._tool_error(session, call, f"unknown tool {call.name!r}; tools: {known}")
-        detail = {"tool": call.name, "tool_call_id": call.id, "side_effect": tool.side_effect.value}
-        if call.id not in session.task.approved and self._tools.policy.needs_approval(tool, args):
-            return self._ask_approval(session, call, args)
-        if not tool.side_effect.idempotent:
-            head = session.checkpoint
-            if head.event == "tool_started" and head.detail.get("tool_call_id") == call.id:
-                # We crashed while it ran: the effect may or may not have happened.
-                return self._tool_error(
-                    session,
-                    call,
-                    f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
-                    "unknown. Check the current state before trying again.",
-                )
-            session = self._commit(
-                session, "tool_started", session.state, session.task, detail=detail
+        if _in_flight(session, call):
+            # It started and we have no result: after a crash, or a rollback to this point,
+            # the effect may or may not have happened. Never run it again.
+            return self._tool_error(
+                session,
+                call,
+                f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
+                "unknown. Check the current state before trying again.",
             )
+        if not tool.side_effect.idempotent and session.state is State.PLANNING:
+            # One rule whatever the approval mode: nothing changes before there is a plan.
+            return self._tool_error(session, call, f"{call.name} may run once a plan is submitted")
+        if not self._approved(session, call) and self._tools.policy.needs_approval(tool, args):
+            return self._ask_approval(session, call, approval.question(tool, args))
+        return self._run_tool(session, call, tool, args)
+
+    def _run_tool(
+        self, session: SessionState, call: ToolCall, tool: Tool, args: dict[str, Any]
+    ) -> SessionState:
+        detail = {"tool": call.name, "tool_call_id": call.id, "side_effect": tool.side_effect.value}
+        if "command" in args:
+            detail["command"] = str(args["command"])[:500]  # what a rollback may not undo
+        task = session.task.model_copy(update={"approval": None})  # consumed by this call
+        if not tool.side_effect.idempotent:
+            started = task.model_copy(update={"in_flight": call.id})
+            session = self._commit(session, "tool_started", session.state, started, detail=detail)
         try:
             outcome = tool.run(args)
         except Exception as exc:
@@ -499,7 +446,7 @@ class Runner:
             session,
             "tool_result",
             session.state,
-            session.task,
+            task.model_copy(update={"in_flight": None}),
             new_messages=(self._tool_message(call, outcome.content),),
             detail={**detail, "error": outcome.is_error}
             | ({"message": outcome.content.split("\n", 1)[0][:120]} if outcome.is_error else {}),
@@ -510,7 +457,7 @@ class Runner:
             session,
             "tool_result",
             session.state,
-            session.task,
+            session.task.model_copy(update={"in_flight": None, "approval": None}),
             new_messages=(self._tool_message(call, f"Error: {text}"),),
             detail={"tool": call.name, "error": True, "message": text},
         )

@@ -48,6 +48,7 @@ class ScriptedModel:
     faults: list[Fault] = field(default_factory=list)
     requests: Counter[int] = field(default_factory=Counter)  # turn index -> requests seen
     summaries: int = 0  # requests to condense a conversation
+    omit_call_ids: bool = False  # behave like servers that send tool calls without ids
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_fault(self) -> Fault | None:
@@ -168,7 +169,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         turn = model.turns[index]
         time.sleep(model.delay + turn.delay)
-        self._reply(request, render_turn(turn, index, messages), index, turn.stream_delay)
+        reply = render_turn(turn, index, messages)
+        if model.omit_call_ids:
+            for call in reply.get("tool_calls", []):
+                call["id"] = None
+        self._reply(request, reply, index, turn.stream_delay)
 
     def _reply(self, request: Json, reply: Json, index: int, pause: float = 0.0) -> None:
         messages = request["messages"]
@@ -237,7 +242,7 @@ def _chunks(reply: Json, finish: str, usage: Json | None) -> Iterator[Json]:
         yield chunk({"content": text[start : start + 12]})
     for n, call in enumerate(reply.get("tool_calls", [])):
         fn = call["function"]
-        head = {"index": n, "id": call["id"], "type": "function"}
+        head = {"index": n, "type": "function"} | ({"id": call["id"]} if call["id"] else {})
         yield chunk({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]})
         args = fn["arguments"]
         for start in range(0, len(args), 16):

@@ -23,7 +23,6 @@ from agentctl.errors import (
     AmbiguousSessionError,
     ModelError,
     NotWaitingError,
-    RollbackTargetError,
     UnknownSessionError,
     UsageError,
 )
@@ -34,8 +33,8 @@ if TYPE_CHECKING:
     from agentctl.context import Budget, TokenCounter
     from agentctl.llm import ModelClient
     from agentctl.runner import Ask, RunEvent, Runner, Stop
-    from agentctl.state import Checkpoint, SessionState, TaskSpec, UserProfile
-    from agentctl.store.base import CheckpointDraft
+    from agentctl.state import SessionState, TaskSpec, UserProfile
+    from agentctl.timetravel import RollbackReport
     from agentctl.tools import ToolRegistry
     from agentctl.verify import SessionReport
 
@@ -139,9 +138,9 @@ def start_session(
         spec = spec.model_copy(update={"context_strategy": context_strategy})
 
     model_name = _choose_model(settings, spec, session_model=None)
+    root = str(_workspace(settings, workspace))
     with opened_store(settings) as store, ExitStack() as stack:
-        root = str((workspace or Path.cwd()).resolve())
-        tools = tools or _work_tools(root, spec, yes)
+        tools = tools or _work_tools(settings, root, spec, yes)
         runner = _runner(settings, store, spec, model_name, stack, on_event, tools)
         profile = store.load_profile()
         info = SessionInfo(
@@ -190,7 +189,7 @@ def resume_session(
                 session_id=session_id,
             )
         )
-        tools = tools or _work_tools(info.workspace or str(Path.cwd()), spec, yes)
+        tools = tools or _work_tools(settings, info.workspace or str(Path.cwd()), spec, yes)
         runner = _runner(settings, store, spec, model_name, stack, on_event, tools)
         result = runner.run(
             session_id, answer=answer, ask=ask, max_turns=max_turns or spec.max_turns
@@ -198,10 +197,34 @@ def resume_session(
         return RunReport(result.stop, result.session)
 
 
-def _work_tools(root: str, spec: TaskSpec, yes: bool) -> ToolRegistry:
-    from agentctl.tools import ApprovalPolicy, work_tools
+def _workspace(settings: Settings, given: Path | None) -> Path:
+    """The folder the tools work in. The current folder is taken only when it is not the home
+    folder or `/`: there every private file would be one read away. --workspace says it is
+    meant."""
+    root = (given or Path.cwd()).resolve()
+    home = settings.environ.get("HOME")
+    if given is None and (root == Path("/") or (home and root == Path(home).resolve())):
+        raise UsageError(
+            f"the workspace would be {root}, where the file tools could read every private "
+            "file; run agentctl from a project folder or pass --workspace DIR",
+            hint=f"agentctl run … --workspace {root}  (if you really mean it)",
+        )
+    return root
 
-    return work_tools(Path(root), ApprovalPolicy(yes=yes, allow=spec.allow))
+
+def _work_tools(settings: Settings, root: str, spec: TaskSpec, yes: bool) -> ToolRegistry:
+    from agentctl.config import tool_environment
+    from agentctl.store import store_paths
+    from agentctl.tools import work_tools
+    from agentctl.tools.approval import ApprovalPolicy
+
+    # Tools never see agentctl's settings, data or store, wherever the workspace is.
+    forbidden = (settings.config_path, settings.home, *store_paths(settings.store_url))
+    if settings.config_path.parent.name == "agentctl":
+        forbidden += (settings.config_path.parent,)
+    env = tool_environment(settings.environ, [settings.api_key], spec.pass_env)
+    policy = ApprovalPolicy(yes=yes, allow=spec.allow)
+    return work_tools(Path(root), policy, forbidden=forbidden, shell_env=env)
 
 
 def _latest_unfinished(store: Store) -> str:
@@ -307,80 +330,19 @@ def _new_id(store: Store) -> str:
 
 def rollback_session(
     settings: Settings, prefix: str, *, to: int | None, steps: int | None
-) -> tuple[Checkpoint, int]:
-    """Move the head back by appending a `rollback` checkpoint whose parent is the target.
+) -> RollbackReport:
+    """Roll a session back (a fork: see timetravel.py) under its lease; a session running
+    elsewhere is busy. The target is validated before the lease, so a bad one writes nothing."""
+    from agentctl import timetravel
 
-    Returns the new head and the checkpoint it stands on. Nothing is deleted: rolling back to a
-    checkpoint of the abandoned branch undoes a rollback. A session running elsewhere is busy.
-    """
     if (to is None) == (steps is None):
         raise UsageError("give exactly one of --to CHECKPOINT or --steps N")
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
-        history = store.history(session_id)
-        head = history[-1]
-        target = _target(session_id, history, to=to, steps=steps)
-        if target.id == _effective(history, head).id:
-            raise RollbackTargetError(
-                f"session {session_id} already stands on checkpoint {target.id}"
-            )
-        # Validated before the lease, so a bad target writes nothing; if the head moves
-        # meanwhile, append's head check refuses the rollback.
+        plan = timetravel.plan_rollback(store, session_id, to=to, steps=steps)
         with held_lease(settings, store, session_id):
             faults.hit("rollback_started")
-            draft = _rollback_draft(store, session_id, head, target)
-            return store.append(session_id, head.id, draft), target.id
-
-
-def _rollback_draft(
-    store: Store, session_id: str, head: CheckpointSummary, target: CheckpointSummary
-) -> CheckpointDraft:
-    from agentctl.store.base import CheckpointDraft
-
-    return CheckpointDraft(
-        parent=target.id,
-        event="rollback",
-        from_state=head.to_state,
-        to_state=target.to_state,
-        created_at=now(),
-        task=store.get_checkpoint(session_id, target.id).task,
-        usage=store.get_checkpoint(session_id, head.id).usage,  # what was spent stays spent
-        detail={"to": target.id, "from": head.id},
-    )
-
-
-def _effective(
-    history: list[CheckpointSummary], checkpoint: CheckpointSummary
-) -> CheckpointSummary:
-    """A rollback checkpoint stands for the checkpoint it returned to."""
-    while checkpoint.event == "rollback" and checkpoint.parent is not None:
-        checkpoint = history[checkpoint.parent - 1]
-    return checkpoint
-
-
-def _target(
-    session_id: str, history: list[CheckpointSummary], *, to: int | None, steps: int | None
-) -> CheckpointSummary:
-    if to is not None:
-        if not 1 <= to <= len(history):
-            raise RollbackTargetError(
-                f"session {session_id} has checkpoints 1 to {len(history)}; there is no {to}",
-                hint=f"agentctl history {session_id}",
-            )
-        return _effective(history, history[to - 1])
-    assert steps is not None
-    if steps < 1:
-        raise RollbackTargetError("--steps must be 1 or more")
-    current = _effective(history, history[-1])
-    for taken in range(steps):
-        if current.parent is None:
-            raise RollbackTargetError(
-                f"session {session_id} is only {taken} steps from its first checkpoint; "
-                f"cannot go back {steps}",
-                hint=f"agentctl history {session_id}",
-            )
-        current = _effective(history, history[current.parent - 1])
-    return current
+            return timetravel.commit_rollback(store, plan, now())
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -441,9 +403,16 @@ def show_profile(settings: Settings) -> UserProfile:
 
 def set_preference(settings: Settings, key: str, value: str | None) -> UserProfile:
     """Set (or with value None, remove) one preference."""
+    from agentctl.control import preference
+
     key = key.strip()
     if not key:
         raise UsageError("a preference needs a name")
+    if value is not None:
+        try:  # the same bounds as the agent's `remember`: one short line of data
+            key, value = preference({"key": key, "value": value})
+        except ValueError as exc:
+            raise UsageError(f"preference {key!r}: {exc}") from None
     with opened_store(settings) as store:
         profile = store.load_profile()
         if value is None:
@@ -483,7 +452,7 @@ class ConfigRow:
 
 def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
     """Every setting with the value in effect and where it came from; secrets masked."""
-    from agentctl.config import KEYS, mask
+    from agentctl.config import KEYS, shown_value
 
     effective = {
         "model": settings.default_model,
@@ -498,16 +467,15 @@ def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
     for key in KEYS.values():
         value = effective[key.name]
         source = settings.sources.get(key.name, "default" if value is not None else "not set")
-        text = None if value is None else str(value)
-        if text is not None and key.secret:
-            text = mask(text)
+        text = None if value is None else shown_value(key.name, str(value))
         rows.append(ConfigRow(key.name, text, source))
     return settings.config_path, rows
 
 
-def set_config(settings: Settings, key: str, value: str | None) -> Path:
-    """Set (or with value None, remove) one key of the settings file."""
-    from agentctl.config import KEYS, parse_value, read_file, write_file
+def set_config(settings: Settings, key: str, value: str | None) -> tuple[Path, str | None]:
+    """Set (or with value None, remove) one key of the settings file. Returns the file and the
+    value as it may be shown (secrets masked)."""
+    from agentctl.config import KEYS, parse_value, read_file, shown_value, write_file
 
     if key not in KEYS:
         raise UsageError(f"unknown setting {key!r} (known: {', '.join(KEYS)})")
@@ -523,4 +491,4 @@ def set_config(settings: Settings, key: str, value: str | None) -> Path:
         write_file(path, values)
     except OSError as exc:
         raise UsageError(f"cannot write settings file {path}: {exc.strerror or exc}") from None
-    return path
+    return path, None if value is None else shown_value(key, str(values[key]))

@@ -65,10 +65,19 @@ class PendingQuestion(_Model):
     kind: Literal["question", "approval"] = "question"  # approval: may this tool call run?
 
 
+class Approval(_Model):
+    """The user's yes to one tool call: consumed when the call starts, cleared by the next
+    model reply, never carried by a rollback (design.md §4)."""
+
+    call_id: str
+    asked_at: int  # the checkpoint that put the question
+
+
 class TaskState(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
-    schema_version: Literal[2] = 2  # 2: pending_question.kind, approved
+    # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight
+    schema_version: Literal[3] = 3
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -78,16 +87,15 @@ class TaskState(_Model):
     outcome: Outcome | None = None
     result: str | None = None
     nudged: bool = False  # the model got one reminder to call a tool; the next text is a question
-    approved: tuple[str, ...] = ()  # tool-call ids the user allowed to run
+    approval: Approval | None = None  # the one call the user allowed to run next
+    # A side-effecting call that started and has no result yet. It travels with rollback and
+    # fork: a session that stands here has an effect of unknown outcome, never one to re-run.
+    in_flight: str | None = None
 
     @property
     def current_step(self) -> int:
         """Index into `plan` of the step being worked on (== len(plan) when all are done)."""
         return len(self.completed)
-
-    @property
-    def remaining(self) -> tuple[str, ...]:
-        return self.plan[len(self.completed) :]
 
 
 class Usage(_Model):
@@ -120,8 +128,9 @@ class ScriptTurn(_Model):
 class TaskSpec(_Model):
     """A task as the user gave it: a task file or a goal on the command line."""
 
-    schema_version: Literal[3] = 3  # 2: allow; 3: context_window, context_strategy
-    goal: str
+    # 2: allow; 3: context_window, context_strategy; 4: pass_env
+    schema_version: Literal[4] = 4
+    goal: str = Field(pattern=r"\S")  # not empty, not only blanks
     title: str | None = None
     instructions: str | None = None
     model: str | None = None
@@ -131,6 +140,9 @@ class TaskSpec(_Model):
     allow: tuple[str, ...] = ()  # actions that need no approval: "write_file", "run_shell:pytest*"
     context_window: int | None = Field(default=None, ge=512)  # tokens; None: known or configured
     context_strategy: Literal["summarize", "drop"] | None = None  # None: configured, or summarize
+    # Environment variables shell commands get although agentctl keeps them back (secrets):
+    # names only; the values come from the environment agentctl runs in.
+    pass_env: tuple[str, ...] = ()
 
 
 class UserProfile(_Model):

@@ -25,7 +25,8 @@ from agentctl.scripted import ScriptedModel, ScriptedServer
 from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
-from agentctl.tools import ApprovalPolicy, work_tools
+from agentctl.tools import work_tools
+from agentctl.tools.approval import ApprovalPolicy
 from agentctl.verify import verify_store
 from tests.conftest import cli
 

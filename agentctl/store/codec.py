@@ -26,10 +26,17 @@ def _unchanged(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _task_state_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """3 replaced `approved` (call ids, for the rest of the session) by `approval` (one call,
+    once). An old approval is dropped: the user is asked again rather than a call run twice."""
+    return {k: v for k, v in payload.items() if k != "approved"}
+
+
 # model name -> {version: function upgrading a payload of that version to the next}
 UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-    "TaskState": {1: _unchanged},  # 2 added pending_question.kind and approved
-    "TaskSpec": {1: _unchanged, 2: _unchanged},  # 2 added allow; 3 the context settings
+    "TaskState": {1: _unchanged, 2: _task_state_2},  # 2 added pending_question.kind
+    # 2 added allow; 3 the context settings; 4 pass_env
+    "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged},
     "SessionInfo": {1: _unchanged, 2: _unchanged},  # 2 added workspace; 3 the tokenizer
 }
 

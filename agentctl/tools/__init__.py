@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from agentctl.tools.approval import ApprovalPolicy
 
 
 class SideEffect(StrEnum):
@@ -48,39 +52,12 @@ class Tool(Protocol):
     def run(self, arguments: dict[str, Any]) -> ToolOutcome: ...
 
 
-@dataclass(frozen=True)
-class ApprovalPolicy:
-    """Which calls run without asking: reads always; the rest with --yes or when the task's
-    allow-list names them (`write_file`, or `run_shell:pytest*` for matching commands)."""
-
-    yes: bool = False
-    allow: tuple[str, ...] = ()
-
-    def needs_approval(self, tool: Tool, arguments: dict[str, Any]) -> bool:
-        if tool.side_effect is SideEffect.READ or self.yes:
-            return False
-        for rule in self.allow:
-            name, _, pattern = rule.partition(":")
-            if name == tool.name and (
-                not pattern or fnmatchcase(str(arguments.get("command", "")), pattern)
-            ):
-                return False
-        return True
-
-
-def describe_call(name: str, arguments: dict[str, Any]) -> str:
-    """How an action is put to the user for approval."""
-    if "command" in arguments:
-        return f"{name}: {arguments['command']}"
-    if "path" in arguments:
-        return f"{name} {arguments['path']}"
-    return name
-
-
 class ToolRegistry:
     def __init__(
         self, tools: list[Tool] | None = None, policy: ApprovalPolicy | None = None
     ) -> None:
+        from agentctl.tools.approval import ApprovalPolicy
+
         self._tools = {t.name: t for t in tools or []}
         self.policy = policy or ApprovalPolicy()
 
@@ -105,8 +82,15 @@ class ToolRegistry:
         ]
 
 
-def work_tools(workspace: Path, policy: ApprovalPolicy) -> ToolRegistry:
-    """The standard tools, confined to `workspace`."""
+def work_tools(
+    workspace: Path,
+    policy: ApprovalPolicy,
+    *,
+    forbidden: tuple[Path, ...] = (),
+    shell_env: Mapping[str, str] | None = None,
+) -> ToolRegistry:
+    """The standard tools, confined to `workspace` and kept out of `forbidden` (agentctl's own
+    settings and data); shell commands get `shell_env`."""
     from agentctl.tools.files import (
         EditFile,
         ListFiles,
@@ -117,13 +101,13 @@ def work_tools(workspace: Path, policy: ApprovalPolicy) -> ToolRegistry:
     )
     from agentctl.tools.shell import RunShell
 
-    ws = Workspace(workspace)
+    ws = Workspace(workspace, tuple(p.resolve() for p in forbidden))
     tools: list[Tool] = [
         ReadFile(ws),
         ListFiles(ws),
         SearchFiles(ws),
         WriteFile(ws),
         EditFile(ws),
-        RunShell(ws),
+        RunShell(ws, env=shell_env),
     ]
     return ToolRegistry(tools, policy)

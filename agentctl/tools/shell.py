@@ -1,25 +1,97 @@
-"""run_shell: a command in the workspace, with a time limit and bounded output.
+"""run_shell: a command in the workspace, with a time limit, bounded output and no secrets.
 
-Its side effects are unknowable, so it is never re-run after a crash and always needs approval
-(unless --yes or the task's allow-list names it).
+Its side effects are unknowable, so it is never re-run after a crash and needs approval unless
+--yes or a rule of the task's allow-list names it. The command runs in a session (process group)
+of its own; when it ends, times out or agentctl is interrupted, the whole group is stopped (TERM,
+then KILL after a grace period), so pipelines and background children never outlive the call.
+Output is read as it comes and only its head and tail are kept, so memory stays bounded
+whatever the command prints. The environment is agentctl's less its own secrets (service.py
+decides which), plus what the task passes explicitly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from agentctl.tools import SideEffect, ToolOutcome
-from agentctl.tools.files import Workspace, bounded
+from agentctl.tools.files import MAX_OUTPUT, Workspace
 
 TIMEOUT_S = 120.0
+GRACE_S = 2.0  # between TERM and KILL
+KEEP_BYTES = MAX_OUTPUT // 2  # of each stream's head and tail
+
+
+class Capture:
+    """Keeps the first and last KEEP_BYTES of a stream and counts the rest."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := stream.read1(1 << 16):  # type: ignore[attr-defined]
+                self.total += len(chunk)
+                room = KEEP_BYTES - len(self.head)
+                if room > 0:
+                    self.head += chunk[:room]
+                    chunk = chunk[room:]
+                if chunk:
+                    self.tail = (self.tail + chunk)[-KEEP_BYTES:]
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def text(self) -> str:
+        cut = self.total - len(self.head) - len(self.tail)
+        middle = f"\n[… {cut} bytes cut …]\n" if cut > 0 else ""
+        data = bytes(self.head) + middle.encode() + bytes(self.tail)
+        return data.decode("utf-8", errors="replace")
+
+
+def _group_gone(proc: subprocess.Popen[bytes], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        proc.poll()  # reap the shell itself, or it lingers in the group as a zombie
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = GRACE_S) -> None:
+    """TERM the command's whole process group, then KILL what is left after `grace`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break  # the group is gone
+        if _group_gone(proc, grace):
+            break
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
 
 
 @dataclass(frozen=True)
 class RunShell:
     workspace: Workspace
     timeout: float = TIMEOUT_S
+    env: Mapping[str, str] | None = None  # None: inherit (tests); service.py passes a clean one
+    grace: float = GRACE_S
     name: str = "run_shell"
     description: str = "Run a shell command in the workspace and return its exit code and output."
     side_effect: SideEffect = SideEffect.EXEC
@@ -34,19 +106,36 @@ class RunShell:
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
         command = str(arguments["command"])
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=self.workspace.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(self.env) if self.env is not None else None,
+            start_new_session=True,  # its own process group, so the whole group can be stopped
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        out, err = Capture(proc.stdout), Capture(proc.stderr)
+        timed_out = False
         try:
-            done = subprocess.run(
-                command,
-                shell=True,
-                cwd=self.workspace.root,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                stdin=subprocess.DEVNULL,
-            )
+            proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            return ToolOutcome(f"timed out after {self.timeout:.0f} s: {command}", is_error=True)
-        output = f"exit {done.returncode}\n{done.stdout}"
-        if done.stderr:
-            output += f"\n[stderr]\n{done.stderr}"
-        return ToolOutcome(bounded(output), is_error=done.returncode != 0)
+            timed_out = True
+        finally:
+            # On success, timeout or an interrupt (KeyboardInterrupt from Ctrl-C, SIGTERM or
+            # SIGHUP): nothing the command started may keep running after this call.
+            stop_group(proc, self.grace)
+            # Children that ignored TERM were KILLed, so the pipes close; don't wait longer.
+            out.join(self.grace)
+            err.join(self.grace)
+            proc.stdout.close()
+            proc.stderr.close()
+        if timed_out:
+            output = f"timed out after {self.timeout:g} s (stopped): {command}\n{out.text()}"
+            return ToolOutcome(output, is_error=True)
+        output = f"exit {proc.returncode}\n{out.text()}"
+        if err.total:
+            output += f"\n[stderr]\n{err.text()}"
+        return ToolOutcome(output, is_error=proc.returncode != 0)

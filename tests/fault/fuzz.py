@@ -35,7 +35,8 @@ from agentctl.lifecycle import State
 from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
 from agentctl.store import open_store
 from agentctl.tasks import load_task_file
-from agentctl.tools import ApprovalPolicy, SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools.approval import ApprovalPolicy
 from agentctl.verify import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,145 @@
+"""Time travel: rollback targets, the rollback checkpoint, and what a rollback cannot undo.
+
+A rollback never rewrites history: it appends a `rollback` checkpoint whose parent is the
+target, so the session's history is a tree and the abandoned branch stays addressable (rolling
+back to one of its checkpoints undoes the rollback). What travels back is the target's task
+state with two exceptions that keep side effects safe: an approval is never carried (the user
+is asked again; it covered one call, once), and a call that was in flight at the target stays
+outcome-unknown. Preferences remembered and shell commands run on the abandoned branch are
+reported: the profile and the world outside the workspace are not rewound.
+
+Everything but `plan_rollback`/`commit_rollback` is pure over checkpoint summaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from agentctl.errors import RollbackTargetError
+
+if TYPE_CHECKING:
+    from agentctl.state import Checkpoint, TaskState, Usage
+    from agentctl.store.base import CheckpointDraft, CheckpointSummary, Store
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    session_id: str
+    head: CheckpointSummary
+    target: CheckpointSummary
+    abandoned: list[CheckpointSummary]  # on the head's path, not on the target's
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    head: Checkpoint  # the new `rollback` checkpoint
+    target: int  # the checkpoint it stands on
+    kept_preferences: list[str]  # remembered on the abandoned branch: they stay in the profile
+    shell_commands: list[str]  # run on the abandoned branch: their effects are not undone
+
+
+def effective(history: list[CheckpointSummary], c: CheckpointSummary) -> CheckpointSummary:
+    """A rollback checkpoint stands for the checkpoint it returned to."""
+    for _ in range(len(history)):  # bounded: a damaged parent chain cannot loop for ever
+        if c.event != "rollback" or c.parent is None:
+            return c
+        c = history[c.parent - 1]
+    return c
+
+
+def resolve_target(
+    session_id: str, history: list[CheckpointSummary], *, to: int | None, steps: int | None
+) -> CheckpointSummary:
+    """The checkpoint `--to N` or `--steps N` names, or RollbackTargetError saying why not."""
+    if to is not None:
+        if not 1 <= to <= len(history):
+            raise RollbackTargetError(
+                f"session {session_id} has checkpoints 1 to {len(history)}; there is no {to}",
+                hint=f"agentctl history {session_id}",
+            )
+        target = effective(history, history[to - 1])
+    else:
+        assert steps is not None
+        if steps < 1:
+            raise RollbackTargetError("--steps must be 1 or more")
+        target = effective(history, history[-1])
+        for taken in range(steps):
+            if target.parent is None:
+                raise RollbackTargetError(
+                    f"session {session_id} is only {taken} steps from its first checkpoint; "
+                    f"cannot go back {steps}",
+                    hint=f"agentctl history {session_id}",
+                )
+            target = effective(history, history[target.parent - 1])
+    if target.id == effective(history, history[-1]).id:
+        raise RollbackTargetError(f"session {session_id} already stands on checkpoint {target.id}")
+    return target
+
+
+def ancestors(history: list[CheckpointSummary], c: CheckpointSummary) -> list[int]:
+    """Ids from `c` up to the first checkpoint (bounded by the history's length)."""
+    chain: list[int] = []
+    current: int | None = c.id
+    while current is not None and len(chain) <= len(history):
+        chain.append(current)
+        current = history[current - 1].parent
+    return chain
+
+
+def abandoned(
+    history: list[CheckpointSummary], head: CheckpointSummary, target: CheckpointSummary
+) -> list[CheckpointSummary]:
+    keep = set(ancestors(history, target))
+    return [history[i - 1] for i in reversed(ancestors(history, head)) if i not in keep]
+
+
+def rollback_draft(
+    head: CheckpointSummary, target: CheckpointSummary, task: TaskState, usage: Usage, now: str
+) -> CheckpointDraft:
+    """The `rollback` checkpoint: the target's task state without an approval, and with a
+    call in flight at the target still in flight (so never re-run); the usage of the head
+    (what was spent stays spent)."""
+    from agentctl.store.base import CheckpointDraft
+
+    in_flight = task.in_flight
+    if target.event == "tool_started":  # also for checkpoints written before `in_flight`
+        in_flight = str(target.detail.get("tool_call_id") or in_flight or "") or None
+    return CheckpointDraft(
+        parent=target.id,
+        event="rollback",
+        from_state=head.to_state,
+        to_state=target.to_state,
+        created_at=now,
+        task=task.model_copy(update={"approval": None, "in_flight": in_flight}),
+        usage=usage,
+        detail={"to": target.id, "from": head.id},
+    )
+
+
+def plan_rollback(
+    store: Store, session_id: str, *, to: int | None, steps: int | None
+) -> RollbackPlan:
+    history = store.history(session_id)
+    head = history[-1]
+    target = resolve_target(session_id, history, to=to, steps=steps)
+    return RollbackPlan(session_id, head, target, abandoned(history, head, target))
+
+
+def commit_rollback(store: Store, plan: RollbackPlan, now: str) -> RollbackReport:
+    """Append the rollback checkpoint (append's head check refuses it if the head moved)."""
+    sid = plan.session_id
+    task = store.get_checkpoint(sid, plan.target.id).task
+    usage = store.get_checkpoint(sid, plan.head.id).usage
+    draft = rollback_draft(plan.head, plan.target, task, usage, now)
+    checkpoint = store.append(sid, plan.head.id, draft)
+    return RollbackReport(
+        checkpoint,
+        plan.target.id,
+        [str(c.detail.get("key")) for c in plan.abandoned if c.event == "remember"],
+        [
+            str(c.detail.get("command", ""))
+            for c in plan.abandoned
+            if c.event == "tool_started" and c.detail.get("tool") == "run_shell"
+        ],
+    )

@@ -1,0 +1,138 @@
+"""Approval: which tool calls may run without asking, how the question is put, how it is answered.
+
+The one decision a reader must know: an approval covers exactly one call, once. The runner
+records it on the task state keyed to the call's id (ids are unique within a session) and the
+checkpoint that asked; it is consumed when the call starts, cleared by every new model reply and
+never carried by a rollback (design.md §4). Allow-list rules approve only the command they name:
+they match the parsed argument vector, and a command with shell control syntax is never
+auto-approved, whatever the rule.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from agentctl.tools import Tool
+
+# Characters that make `sh -c` do more than run one program with arguments: chaining (; & |),
+# redirection (< >), substitution ($ `), subshells ( ), and a second line. Any of them, even
+# quoted, means the command needs a human's yes.
+SHELL_CONTROL = frozenset(";&|<>$`()\n\r")
+
+YES = frozenset({"y", "yes", "ok", "allow"})
+
+
+def is_yes(answer: str) -> bool:
+    return answer.strip().lower() in YES
+
+
+def has_control_syntax(command: str) -> bool:
+    return any(ch in SHELL_CONTROL or (ord(ch) < 32 and ch != "\t") for ch in command)
+
+
+def command_words(command: str) -> list[str] | None:
+    """The argument vector `sh -c` would run, or None when it is not one plain command."""
+    if has_control_syntax(command):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes
+        return None
+    return words or None
+
+
+def words_match(rule: list[str], words: list[str]) -> bool:
+    """Each rule word is a glob for one argument; a final lone `*` stands for any further
+    arguments (none included)."""
+    if rule and rule[-1] == "*":
+        fixed = rule[:-1]
+        return len(words) >= len(fixed) and all(
+            fnmatchcase(w, r) for r, w in zip(fixed, words, strict=False)
+        )
+    return len(words) == len(rule) and all(
+        fnmatchcase(w, r) for r, w in zip(rule, words, strict=True)
+    )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of a task's `allow` list: `write_file`, `write_file:notes/*`,
+    `run_shell:pytest *` (pytest with any arguments), `run_shell:python3 -m unittest`."""
+
+    tool: str
+    pattern: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        tool, sep, pattern = text.partition(":")
+        return cls(tool.strip(), pattern.strip() if sep else None)
+
+    def allows(self, tool: str, arguments: dict[str, Any]) -> bool:
+        if tool != self.tool:
+            return False
+        if "command" in arguments:
+            # A shell command is approved only by a rule that names it.
+            words = command_words(str(arguments["command"]))
+            if words is None or self.pattern is None:
+                return False
+            try:
+                rule_words = shlex.split(self.pattern)
+            except ValueError:
+                return False
+            return words_match(rule_words, words)
+        if self.pattern is None:
+            return True
+        path = str(arguments.get("path", ""))
+        return bool(path) and fnmatchcase(path, self.pattern)
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Which calls run without asking: reads always; the rest with --yes or when a rule of the
+    task's allow-list names them."""
+
+    yes: bool = False
+    allow: tuple[str, ...] = ()
+
+    def needs_approval(self, tool: Tool, arguments: dict[str, Any]) -> bool:
+        from agentctl.tools import SideEffect
+
+        if tool.side_effect is SideEffect.READ or self.yes:
+            return False
+        return not any(Rule.parse(rule).allows(tool.name, arguments) for rule in self.allow)
+
+    def needs_approval_to_remember(self) -> bool:
+        """A preference outlives the session and goes into every later system prompt, so the
+        user sees it first unless they said --yes or the task allows `remember`."""
+        return not (self.yes or any(Rule.parse(r).tool == "remember" for r in self.allow))
+
+
+@runtime_checkable
+class Previewable(Protocol):
+    """A tool that can say what a call would change (a write's path, size and diff)."""
+
+    def preview(self, arguments: dict[str, Any]) -> str: ...
+
+
+def question(tool: Tool, arguments: dict[str, Any]) -> str:
+    """The exact action put to the user: the whole command, or the path and what changes.
+    Rendering makes control characters visible; the text itself is kept exact."""
+    if "command" in arguments:
+        return f"Allow {tool.name}?\n  $ {arguments['command']}\n[y/N]"
+    detail = ""
+    if isinstance(tool, Previewable):
+        try:
+            detail = "\n" + tool.preview(arguments)
+        except Exception as exc:  # a preview must never stop the question from being asked
+            detail = f"\n(no preview: {exc})"
+    if "path" in arguments:
+        return f"Allow {tool.name} {arguments['path']}?{detail}\n[y/N]"
+    return f"Allow {tool.name}?{detail}\n[y/N]"
+
+
+def remember_question(key: str, value: str) -> str:
+    return f"Remember for all future sessions: {key} = {value!r}? [y/N]"
