@@ -254,6 +254,20 @@ def redact_url(url: str) -> str:
         return "(a URL that cannot be parsed)"
 
 
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+_SECRET_IN_QUERY = re.compile(
+    r"([?&;][^=&\s]*(?:key|token|secret|passw|sig|auth|credential)[^=&\s]*=)[^&\s'\"]+",
+    re.IGNORECASE,
+)
+
+
+def redact_text(text: str) -> str:
+    """An error text (ours or a server's, which may echo the URL it was sent) with every URL's
+    credentials and every secret-looking query parameter masked."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+    return _SECRET_IN_QUERY.sub(lambda m: m.group(1) + "****", text)
+
+
 def tool_environment(
     env: Mapping[str, str], secrets: Iterable[str | None], passed: Iterable[str] = ()
 ) -> dict[str, str]:

@@ -95,8 +95,12 @@ class OpenAIModelClient:
             raise ModelError(f"model call failed: {self._redact(str(exc))}") from None
 
     def _redact(self, text: str) -> str:
+        from agentctl.config import redact_text
+
         # Only a key long enough to be a secret is masked: masking "x" would mangle the text.
-        return text.replace(self._secret, "***") if len(self._secret) >= 8 else text
+        if len(self._secret) >= 8:
+            text = text.replace(self._secret, "***")
+        return redact_text(text)
 
 
 def _error_message(exc: Any) -> str:
