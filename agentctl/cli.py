@@ -74,7 +74,10 @@ def _guarded(action: Callable[[], T], view: render.RunView | None = None) -> T:
         render.error(exc.message, exc.hint)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
+        # A second Ctrl-C while we say goodbye must not turn exit 130 into death by SIGINT.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if view:
+            view.flush()
             view.close()
         sid = view.session_id if view else None
         render.error("interrupted; everything up to the last step is saved")

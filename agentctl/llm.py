@@ -2,12 +2,19 @@
 
 The only module that imports openai, and only when a client is built: the import costs about a
 second, which commands that do not call a model must not pay. Replies are streamed (text is
-passed on as it arrives) and returned only once complete, so a checkpoint never holds half a
-reply. SDK exceptions become ModelError with a message that never contains the API key.
+passed on as it arrives) and returned only once complete — a finish reason arrived — so a
+checkpoint never holds half a reply; anything else that goes wrong while a reply is read is a
+ModelError (exit 5, resumable). `timeout` bounds each whole reply, not each socket read.
+Retries are ours, not the SDK's, so the user is told each one and the total stays bounded: 429,
+5xx and refused connections are retried with backoff (Retry-After honoured); a timeout is not,
+since a server that did not answer in `timeout` seconds will rarely answer in the next.
+Error texts never contain the API key or a URL's credentials.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,11 +23,14 @@ from agentctl.errors import ModelError
 from agentctl.state import Message, ToolCall, Usage
 
 TextSink = Callable[[str], None]
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 8.0
+MAX_RETRY_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
 class ModelReply:
-    message: Message  # role assistant; tokens not yet counted
+    message: Message  # role assistant; tokens not yet counted; finish_reason set
     usage: Usage
 
 
@@ -32,6 +42,14 @@ class ModelClient(Protocol):
     ) -> ModelReply: ...
 
 
+class ContextTooLongError(ModelError):
+    """The server refused the request as longer than the model's window."""
+
+    def __init__(self, message: str, window: int | None) -> None:
+        super().__init__(message)
+        self.window = window  # the server's figure, when its message gives one
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     model: str
@@ -41,9 +59,19 @@ class ModelConfig:
     max_retries: int = 3
 
 
+class _Retry(Exception):
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        self.reason = reason
+        self.wait = wait
+
+
 class OpenAIModelClient:
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(
+        self, config: ModelConfig, notify: Callable[[str], None] = lambda _text: None
+    ) -> None:
         import openai
+
+        from agentctl.config import redact_url
 
         if not config.api_key and not config.base_url:
             raise ModelError(
@@ -51,29 +79,50 @@ class OpenAIModelClient:
                 "server) and a model with --model or AGENTCTL_MODEL"
             )
         self.name = config.model
+        self._config = config
         self._secret = config.api_key or ""
         self._openai = openai
+        self._notify = notify
         self._client = openai.OpenAI(
             # Local servers (Ollama, vLLM, LM Studio) ignore the key, but the SDK insists on one.
             api_key=config.api_key or "not-needed",
             base_url=config.base_url,
             timeout=config.timeout,
-            max_retries=config.max_retries,
+            max_retries=0,  # ours: see the module docstring
         )
-        from agentctl.config import redact_url
-
         # Shown in errors and stored on error checkpoints: never with credentials in it.
         self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
 
     def complete(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], on_text: TextSink
     ) -> ModelReply:
+        attempts = self._config.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._attempt(messages, tools, on_text)
+            except _Retry as retry:
+                if attempt == attempts:
+                    raise ModelError(
+                        f"{retry.reason} (gave up after {attempts} attempts)"
+                    ) from None
+                wait = (
+                    retry.wait if retry.wait is not None else min(MAX_BACKOFF_S, 0.5 * 2**attempt)
+                )
+                self._notify(f"{retry.reason}; retrying in {wait:g} s ({attempt + 1}/{attempts})")
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _attempt(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], on_text: TextSink
+    ) -> ModelReply:
         openai = self._openai
+        started = False  # once a chunk arrived, a failure cuts the reply: it is not retried
         try:
             # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
-            # describe the same shapes.
-            # An empty `tools` list is an error to the OpenAI API: leave it out instead.
-            extra = {"tools": list(tools)} if tools else {}
+            # describe the same shapes. An empty `tools` list is an error to the OpenAI API,
+            # and some servers (llama-cpp-python) ignore `tools` without `tool_choice`.
+            extra = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
+            deadline = time.monotonic() + self._config.timeout
             stream = self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.name,
                 messages=list(messages),
@@ -81,18 +130,47 @@ class OpenAIModelClient:
                 stream_options={"include_usage": True},
                 **extra,
             )
-            return _collect(stream, on_text)
+
+            def on_chunk() -> None:
+                nonlocal started
+                started = True
+                if time.monotonic() > deadline:
+                    raise ModelError(
+                        f"{self._where} took longer than {self._config.timeout:g} s to reply "
+                        "(the timeout setting bounds each reply)"
+                    )
+
+            return _collect(stream, on_text, on_chunk)
+        except ModelError:
+            raise
         except openai.AuthenticationError:
             raise ModelError(f"{self._where} refused the API key (authentication failed)") from None
         except openai.APITimeoutError:
-            raise ModelError(f"{self._where} did not answer in time") from None
+            if started:
+                raise ModelError(f"the reply from {self._where} was cut: it stalled") from None
+            raise ModelError(
+                f"{self._where} did not answer within {self._config.timeout:g} s"
+            ) from None
         except openai.APIConnectionError:
-            raise ModelError(f"cannot reach the model server at {self._where}") from None
+            if started:
+                raise ModelError(
+                    f"the reply from {self._where} was cut: the connection closed mid-reply"
+                ) from None
+            raise _Retry(f"cannot reach the model server at {self._where}") from None
         except openai.APIStatusError as exc:
             detail = self._redact(_error_message(exc))
-            raise ModelError(f"{self._where} answered {exc.status_code}: {detail}") from None
-        except openai.OpenAIError as exc:
-            raise ModelError(f"model call failed: {self._redact(str(exc))}") from None
+            message = f"{self._where} answered {exc.status_code}: {detail}"
+            if _context_exceeded(exc.status_code, detail):
+                raise ContextTooLongError(message, _window_in(detail)) from None
+            if exc.status_code in RETRY_STATUS:
+                raise _Retry(message, _retry_after(exc)) from None
+            raise ModelError(message) from None
+        except Exception as exc:  # a malformed chunk, a reply of the wrong shape
+            kind = type(exc).__name__
+            detail = self._redact(str(exc).splitlines()[0] if str(exc) else kind)
+            raise ModelError(
+                f"{self._where} sent a reply agentctl cannot read ({kind}: {detail})"
+            ) from None
 
     def _redact(self, text: str) -> str:
         from agentctl.config import redact_text
@@ -104,20 +182,55 @@ class OpenAIModelClient:
 
 
 def _error_message(exc: Any) -> str:
+    """The server's own message, on one line (some servers answer with a multi-line body)."""
     body = getattr(exc, "body", None)
+    text = None
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(exc, "message", exc))
+            text = str(inner["message"])
+        elif isinstance(inner, str):
+            text = inner
+    text = text or str(getattr(exc, "message", exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else "no message")[:300]
 
 
-def _collect(stream: Any, on_text: TextSink) -> ModelReply:
-    """Assemble streamed chunks into one assistant message (tool-call deltas merged by index)."""
+_CONTEXT_WORDS = re.compile(
+    r"context[_ ]length[_ ]exceeded|maximum context length|context window|too many tokens|"
+    r"exceeds the context|prompt is too long",
+    re.IGNORECASE,
+)
+_WINDOW_FIGURE = re.compile(r"(?:maximum context length|context window) (?:is|of) (\d+)", re.I)
+
+
+def _context_exceeded(status: int, detail: str) -> bool:
+    return status in (400, 413) and bool(_CONTEXT_WORDS.search(detail))
+
+
+def _window_in(detail: str) -> int | None:
+    found = _WINDOW_FIGURE.search(detail)
+    return int(found.group(1)) if found else None
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(value))) if value else None
+    except ValueError:
+        return None
+
+
+def _collect(stream: Any, on_text: TextSink, on_chunk: Callable[[], None]) -> ModelReply:
+    """Assemble streamed chunks into one assistant message (tool-call deltas merged by index).
+    A reply is complete only when a finish reason arrived."""
     text: list[str] = []
     calls: dict[int, dict[str, str]] = {}
     usage = Usage(calls=1)
+    finish: str | None = None
     for chunk in stream:
+        on_chunk()
         if chunk.usage is not None:
             usage = Usage(
                 calls=1,
@@ -125,20 +238,33 @@ def _collect(stream: Any, on_text: TextSink) -> ModelReply:
                 completion_tokens=chunk.usage.completion_tokens or 0,
             )
         for choice in chunk.choices:
+            finish = choice.finish_reason or finish
             delta = choice.delta
-            if delta.content:
-                text.append(delta.content)
-                on_text(delta.content)
+            if delta is None:
+                continue
+            # A refusal is the model's answer too: shown and stored as its text.
+            for piece in (delta.content, getattr(delta, "refusal", None)):
+                if piece:
+                    text.append(piece)
+                    on_text(piece)
             for part in delta.tool_calls or ():
-                call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
-                call["id"] = part.id or call["id"]
+                call = calls.setdefault(part.index or 0, {"id": "", "name": "", "arguments": ""})
+                call["id"] = call["id"] or part.id or ""
                 if part.function is not None:
-                    call["name"] += part.function.name or ""
+                    name = part.function.name or ""
+                    # The name arrives once; servers that repeat it in every delta
+                    # (llama-cpp-python) must not turn it into `submit_plansubmit_plan`.
+                    if name and name != call["name"]:
+                        call["name"] += name
                     call["arguments"] += part.function.arguments or ""
+    if finish is None:
+        raise ModelError("the reply was cut: the server ended the stream before it was complete")
     tool_calls = tuple(
         # A missing id stays empty: the runner gives it one that is unique in the session.
-        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
+        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
         for _, c in sorted(calls.items())
     )
-    message = Message(role="assistant", content="".join(text) or None, tool_calls=tool_calls)
+    message = Message(
+        role="assistant", content="".join(text), tool_calls=tool_calls, finish_reason=finish
+    )
     return ModelReply(message=message, usage=usage)

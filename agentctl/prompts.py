@@ -83,6 +83,15 @@ NUDGE = (
     "ask_user if you need information from the user, finish when the task is complete."
 )
 NUDGE_PLANNING = "Please call submit_plan with the ordered steps of your plan."
+NUDGE_EMPTY = "Your last reply was empty. Please continue by calling one of the tools."
+NUDGE_CUT = (
+    "Your last reply was cut off at the output limit. Please continue, more briefly, by "
+    "calling one of the tools."
+)
+NUDGE_FILTERED = (
+    "Your last reply was stopped by the content filter. Please continue by calling one of "
+    "the tools."
+)
 
 
 def system_prompt(

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     from rich.status import Status
 
-    from agentctl.runner import RunEvent
-    from agentctl.service import ConfigRow, Notice, SessionView
+    from agentctl.records import RunEvent
+    from agentctl.service import ConfigRow, SessionView
     from agentctl.state import UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
     from agentctl.timetravel import RollbackReport
@@ -75,8 +75,13 @@ def print_json(value: Any) -> None:
 
 def error(message: str, hint: str | None = None) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}")
-    if hint:
-        err.print(f"[dim]try:[/] {escape(hint)}")
+    try_next(hint)
+
+
+def try_next(command: str | None) -> None:
+    """The next command to try, under an error."""
+    if command:
+        err.print(f"[dim]try:[/] {escape(command)}")
 
 
 def note(message: str) -> None:
@@ -96,12 +101,23 @@ class RunView:
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.session_id: str | None = None
+        # An error checkpoint's line waits for the next event: when the run stops on that
+        # error, the one error line comes from the caller, so it is never printed twice.
+        self._held_error: str | None = None
         self._status: Status | None = None
         self._streaming = False
 
-    def __call__(self, event: RunEvent | Notice) -> None:
-        from agentctl.runner import Checkpointed, ModelCallStarted, TextDelta
-        from agentctl.service import Notice
+    def flush(self) -> None:
+        """Print a held error line: the run went on after it."""
+        if self._held_error is not None:
+            err.print(self._held_error)
+            self._held_error = None
+
+    def __call__(self, event: RunEvent) -> None:
+        from agentctl.records import Checkpointed, ModelCallStarted, Notice, TextDelta
+
+        if not isinstance(event, Notice):
+            self.flush()
 
         if isinstance(event, Notice):
             self.session_id = event.session_id or self.session_id
@@ -126,7 +142,10 @@ class RunView:
                 err.print()
                 self._streaming = False
             line = describe_checkpoint(event.checkpoint.event, event.checkpoint.detail)
-            if line:
+            self.flush()
+            if event.checkpoint.event == "error":
+                self._held_error = f"[dim]#{event.checkpoint.id}[/] {line}"
+            elif line:
                 err.print(f"[dim]#{event.checkpoint.id}[/] {line}")
 
     def _stop_spinner(self) -> None:

@@ -18,10 +18,10 @@ from agentctl import control, faults, prompts
 from agentctl.context import Budget, TokenCounter, compaction_split
 from agentctl.errors import InvalidTransition, ModelError
 from agentctl.lifecycle import Event, State, transition
-from agentctl.llm import ModelClient, ModelReply
+from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
+from agentctl.records import Checkpointed, ModelCallStarted, RunEvent, TextDelta
 from agentctl.state import (
     Approval,
-    Checkpoint,
     Message,
     PendingQuestion,
     SessionInfo,
@@ -33,31 +33,12 @@ from agentctl.state import (
 from agentctl.store.base import CheckpointDraft, Store
 from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
 
-# -- what the loop reports while it works (render.py shows these) ----------------------------
-
-
-@dataclass(frozen=True)
-class ModelCallStarted:
-    session_id: str
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class Checkpointed:
-    checkpoint: Checkpoint
-
-
-RunEvent = ModelCallStarted | TextDelta | Checkpointed
-
 
 class Stop(StrEnum):
     DONE = "done"
     PAUSED = "paused"  # waiting for input that was not given
     TURN_LIMIT = "turn_limit"
+    NO_PLAN = "no_plan"  # the model answered in text, twice, instead of submitting a plan
 
 
 @dataclass(frozen=True)
@@ -102,6 +83,80 @@ def unique_call_ids(reply: Message, history: tuple[Message, ...], checkpoint: in
 
 # The messages every context keeps: the system prompt and the goal (design.md §6).
 KEEP_HEAD = 2
+
+
+# -- what to do next: a pure function of the loaded session ------------------------------------
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The session is done."""
+
+
+@dataclass(frozen=True)
+class AwaitInput:
+    """The session waits for the user's answer (a question or an approval)."""
+
+    question: PendingQuestion | None
+
+
+@dataclass(frozen=True)
+class RunCall:
+    """Run (or refuse) the first tool call of the newest reply that has no result yet."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """The model replied without a tool call: remind it (once; every time for an empty or
+    cut reply, which says nothing)."""
+
+    reply: Message
+
+
+@dataclass(frozen=True)
+class AskInText:
+    """A second text reply in a row while executing: the model is asking the user."""
+
+    question: str
+
+
+@dataclass(frozen=True)
+class GiveUpPlanning:
+    """A second text reply in a row while planning: stop and say so; resume tries again."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class CallModel:
+    """Ask the model for its next reply (after fitting the context, within max_turns)."""
+
+
+Action = Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | CallModel
+SAYS_NOTHING = ("length", "content_filter")  # finish reasons of replies cut short
+
+
+def next_action(session: SessionState) -> Action:
+    """The one thing to do next, decided from durable state alone: so a process killed anywhere
+    resumes by doing exactly what it would have done."""
+    if session.state is State.DONE:
+        return Finish()
+    if session.state is State.WAITING_FEEDBACK:
+        return AwaitInput(session.task.pending_question)
+    calls = pending_calls(session.messages)
+    if calls:
+        return RunCall(calls[0])
+    last = session.messages[-1]
+    if last.role != "assistant" or last.tool_calls:
+        return CallModel()
+    text = last.content or ""
+    if not session.task.nudged or not text.strip() or last.finish_reason in SAYS_NOTHING:
+        return Nudge(last)
+    if session.state is State.EXECUTING:
+        return AskInText(text)
+    return GiveUpPlanning(text)
 
 
 class Runner:
@@ -164,36 +219,38 @@ class Runner:
         session = self._store.load(session_id)
         turns = 0
         while True:
-            state = session.state
-            if state is State.DONE:
+            action = next_action(session)
+            if isinstance(action, Finish):
                 return RunResult(Stop.DONE, session)
-            if state is State.WAITING_FEEDBACK:
-                question = session.task.pending_question
+            if isinstance(action, AwaitInput):
                 text, answer = answer, None  # given input answers one question only
-                if text is None and ask is not None and question is not None:
-                    text = ask(question.question)
+                if text is None and ask is not None and action.question is not None:
+                    text = ask(action.question.question)
                 if text is None:
                     return RunResult(Stop.PAUSED, session)
                 session = self._receive_input(session, text)
-                continue
-            calls = pending_calls(session.messages)
-            if calls:
-                session = self._handle_call(session, calls[0])
-                continue
-            last = session.messages[-1]
-            if last.role == "assistant" and not last.tool_calls:
-                session = self._after_text_reply(session, last.content or "")
-                continue
-            if turns >= max_turns:
+            elif isinstance(action, RunCall):
+                session = self._handle_call(session, action.call)
+            elif isinstance(action, Nudge):
+                session = self._nudge(session, action.reply)
+            elif isinstance(action, AskInText):
+                session = self._ask_in_text(session, action.question)
+            elif isinstance(action, GiveUpPlanning):
+                message = (
+                    "the model answered in text instead of submitting a plan, twice: "
+                    f"{action.text[:200]!r}; resume to try again, or rephrase the goal"
+                )
+                # nudged=False: a resume reminds the model once more instead of stopping again.
+                return RunResult(Stop.NO_PLAN, self._record_error(session, message, nudged=False))
+            elif turns >= max_turns:
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
                 session = self._record_error(session, message)
                 return RunResult(Stop.TURN_LIMIT, session)
-            split = self._compaction_split(session)
-            if split is not None:
+            elif (split := self._compaction_split(session)) is not None:
                 session = self._compact(session, split)
-                continue
-            session = self._call_model(session)
-            turns += 1
+            else:
+                session = self._call_model(session)
+                turns += 1
 
     # -- one action each ------------------------------------------------------------------
 
@@ -210,6 +267,8 @@ class Runner:
         self._emit(ModelCallStarted(session.info.id))
         try:
             reply = self._model.complete(messages, tools, on_text)
+        except ContextTooLongError:
+            raise  # handled by the caller: compact, not record-and-stop
         except ModelError as exc:
             self._record_error(session, exc.message)
             exc.hint = exc.hint or f"agentctl resume {session.info.id}"
@@ -218,12 +277,15 @@ class Runner:
         return reply
 
     def _call_model(self, session: SessionState) -> SessionState:
-        reply = self._ask_model(
-            session,
-            [m.to_openai() for m in session.messages],
-            self._tool_schemas(),
-            lambda text: self._emit(TextDelta(text)),
-        )
+        try:
+            reply = self._ask_model(
+                session,
+                [m.to_openai() for m in session.messages],
+                self._tool_schemas(),
+                lambda text: self._emit(TextDelta(text)),
+            )
+        except ContextTooLongError as exc:
+            return self._shrink_window(session, exc)
         task = session.task
         # A new reply ends whatever approval was given for the previous one.
         update: dict[str, Any] = {"last_error": None, "approval": None}
@@ -240,14 +302,27 @@ class Runner:
             usage=session.checkpoint.usage + reply.usage,
         )
 
-    def _compaction_split(self, session: SessionState) -> int | None:
-        if self._budget is None or session.checkpoint.event == "context_compacted":
-            return None  # just compacted: whatever is left over goes to the model as it is
+    def _schema_count(self) -> int:
         if self._schema_tokens is None:
             schemas = json.dumps(self._tool_schemas())
             self._schema_tokens = self._ensure_counter().count({"content": schemas})
-        limit = self._budget.prompt_limit - self._schema_tokens
-        return compaction_split(session.messages, limit, KEEP_HEAD)
+        return self._schema_tokens
+
+    def _compaction_split(self, session: SessionState) -> int | None:
+        if session.checkpoint.event == "context_compacted":
+            return None  # just compacted: whatever is left over goes to the model as it is
+        return self._split(session.messages, session.task.context_limit)
+
+    def _split(self, messages: tuple[Message, ...], learned: int | None) -> int | None:
+        """Where to cut the conversation to fit the budget (and a window the server taught
+        us, when it refused a longer one); None when it fits or nothing can be cut."""
+        if self._budget is None and learned is None:
+            return None
+        reserve = self._budget.reply_reserve if self._budget else 0
+        limits = [self._budget.prompt_limit] if self._budget else []
+        if learned is not None:
+            limits.append(learned - reserve)
+        return compaction_split(messages, min(limits) - self._schema_count(), KEEP_HEAD)
 
     def _compact(self, session: SessionState, split: int) -> SessionState:
         """Replace the turns before `split` by a note (with the model's summary of them, or
@@ -291,28 +366,47 @@ class Runner:
     def _tool_schemas(self) -> list[dict[str, Any]]:
         return prompts.CONTROL_TOOLS + self._tools.schemas()
 
-    def _after_text_reply(self, session: SessionState, text: str) -> SessionState:
-        """A reply without a tool call: nudge once; a second one is a question to the user."""
-        task = session.task
-        if session.state is State.EXECUTING and task.nudged:
-            to_state = transition(State.EXECUTING, Event.NEEDS_INPUT)
-            task = task.model_copy(
-                update={
-                    "nudged": False,
-                    "pending_question": PendingQuestion(question=text, tool_call_id=None),
-                }
-            )
-            return self._commit(
-                session, Event.NEEDS_INPUT.value, to_state, task, detail={"question": text}
-            )
-        nudge = prompts.NUDGE_PLANNING if session.state is State.PLANNING else prompts.NUDGE
+    def _nudge(self, session: SessionState, reply: Message) -> SessionState:
+        if reply.finish_reason == "length":
+            nudge = prompts.NUDGE_CUT
+        elif reply.finish_reason == "content_filter":
+            nudge = prompts.NUDGE_FILTERED
+        elif not (reply.content or "").strip():
+            nudge = prompts.NUDGE_EMPTY
+        else:
+            nudge = prompts.NUDGE_PLANNING if session.state is State.PLANNING else prompts.NUDGE
         return self._commit(
             session,
             "nudge",
             session.state,
-            task.model_copy(update={"nudged": True}),
+            session.task.model_copy(update={"nudged": True}),
             new_messages=(self._counted(Message(role="user", content=nudge)),),
+            detail={"reason": reply.finish_reason or "text"},
         )
+
+    def _ask_in_text(self, session: SessionState, text: str) -> SessionState:
+        to_state = transition(session.state, Event.NEEDS_INPUT)
+        pending = PendingQuestion(question=text, tool_call_id=None)
+        task = session.task.model_copy(update={"nudged": False, "pending_question": pending})
+        return self._commit(
+            session, Event.NEEDS_INPUT.value, to_state, task, detail={"question": text}
+        )
+
+    def _shrink_window(self, session: SessionState, exc: ContextTooLongError) -> SessionState:
+        """The server refused the conversation as too long for its window: lower the session's
+        window (to the server's figure when it gives one) and compact on the next turn. When
+        nothing is left to compact, it is a model error like any other."""
+        reserve = self._budget.reply_reserve if self._budget else 0
+        sent = session.context_tokens + self._schema_count()
+        window = min(exc.window or sent, int(sent * 0.85) + reserve)
+        if session.task.context_limit:
+            window = min(window, int(session.task.context_limit * 0.85))
+        if self._split(session.messages, window) is None:
+            self._record_error(session, exc.message)
+            exc.hint = exc.hint or f"agentctl resume {session.info.id}"
+            raise ModelError(f"{exc.message} — and there is nothing left to compact", hint=exc.hint)
+        message = f"{exc.message}; lowering the context window to {window} tokens and compacting"
+        return self._record_error(session, message, context_limit=window)
 
     def _receive_input(self, session: SessionState, text: str) -> SessionState:
         question = session.task.pending_question
@@ -462,9 +556,9 @@ class Runner:
             detail={"tool": call.name, "error": True, "message": text},
         )
 
-    def _record_error(self, session: SessionState, message: str) -> SessionState:
+    def _record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
-        task = session.task.model_copy(update={"last_error": message})
+        task = session.task.model_copy(update={"last_error": message, **update})
         return self._commit(session, "error", session.state, task, detail={"error": message})
 
     # -- plumbing ---------------------------------------------------------------------------

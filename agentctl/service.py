@@ -26,13 +26,15 @@ from agentctl.errors import (
     UnknownSessionError,
     UsageError,
 )
+from agentctl.records import Notice
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary, SessionSummary
 
 if TYPE_CHECKING:
     from agentctl.context import Budget, TokenCounter
     from agentctl.llm import ModelClient
-    from agentctl.runner import Ask, RunEvent, Runner, Stop
+    from agentctl.records import RunEvent
+    from agentctl.runner import Ask, Runner, Stop
     from agentctl.state import SessionState, TaskSpec, UserProfile
     from agentctl.timetravel import RollbackReport
     from agentctl.tools import ToolRegistry
@@ -43,14 +45,6 @@ SCRIPTED = "scripted"
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A one-line remark for the user (which session, which model runs)."""
-
-    text: str
-    session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +117,7 @@ def start_session(
     *,
     max_turns: int | None,
     ask: Ask | None,
-    on_event: Callable[[RunEvent | Notice], None],
+    on_event: Callable[[RunEvent], None],
     workspace: Path | None = None,
     yes: bool = False,
     tools: ToolRegistry | None = None,
@@ -163,7 +157,7 @@ def resume_session(
     answer: str | None,
     max_turns: int | None,
     ask: Ask | None,
-    on_event: Callable[[RunEvent | Notice], None],
+    on_event: Callable[[RunEvent], None],
     yes: bool = False,
     tools: ToolRegistry | None = None,
 ) -> RunReport:
@@ -265,7 +259,7 @@ def _runner(
     spec: TaskSpec,
     model_name: str,
     stack: ExitStack,
-    on_event: Callable[[RunEvent | Notice], None],
+    on_event: Callable[[RunEvent], None],
     tools: ToolRegistry | None,
 ) -> Runner:
     from agentctl.runner import Runner
@@ -299,7 +293,7 @@ def _runner(
                 api_key=settings.api_key,
                 timeout=settings.timeout or ModelConfig.timeout,
             )
-        return OpenAIModelClient(config)
+        return OpenAIModelClient(config, notify=lambda text: on_event(Notice(text)))
 
     def counter() -> TokenCounter:
         from agentctl.context import TiktokenCounter

@@ -8,6 +8,7 @@ Models are frozen where they are history (messages, checkpoints) and copied with
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,28 +31,49 @@ class ToolCall(_Model):
 class Message(_Model):
     """One message of the conversation, stored once and shared by every branch that has it."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2  # 2: finish_reason
     role: Role
     content: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     tokens: int = 0  # counted once, when the message is created
+    # Why the model stopped (assistant messages): "stop", "tool_calls", "length" (cut at the
+    # output limit), "content_filter". Kept for the record; never sent.
+    finish_reason: str | None = None
 
     def to_openai(self) -> dict[str, Any]:
-        """The Chat Completions form of this message."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        """The Chat Completions form of this message, as every OpenAI-compatible server takes
+        it: an assistant turn always has content (`""` beside tool calls: llama-cpp-python
+        refuses null; a placeholder for an empty reply: vLLM and sglang refuse empty turns),
+        and tool-call arguments always parse (vLLM parses every earlier turn's)."""
+        content = self.content
+        if self.role == "assistant":
+            content = content or ("" if self.tool_calls else EMPTY_REPLY)
+        out: dict[str, Any] = {"role": self.role, "content": content}
         if self.tool_calls:
             out["tool_calls"] = [
                 {
                     "id": c.id,
                     "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
+                    "function": {"name": c.name, "arguments": sendable_arguments(c.arguments)},
                 }
                 for c in self.tool_calls
             ]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         return out
+
+
+EMPTY_REPLY = "(empty reply)"
+
+
+def sendable_arguments(arguments: str) -> str:
+    """Arguments as received when they are a JSON object, else `{}`: the tool error that
+    answered the call tells the model what was wrong with them."""
+    try:
+        return arguments if isinstance(json.loads(arguments), dict) else "{}"
+    except ValueError:
+        return "{}"
 
 
 class StepRecord(_Model):
@@ -91,6 +113,8 @@ class TaskState(_Model):
     # A side-effecting call that started and has no result yet. It travels with rollback and
     # fork: a session that stands here has an effect of unknown outcome, never one to re-run.
     in_flight: str | None = None
+    # The window the server accepts, when it refused a longer conversation (below the budget).
+    context_limit: int | None = None
 
     @property
     def current_step(self) -> int:

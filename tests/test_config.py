@@ -167,10 +167,10 @@ arguments = { result = "waited" }
     cli("config", "set", "timeout", "0.3")
     slow = cli("run", str(task))
     assert slow.code == 5
-    assert "did not answer in time" in slow.stderr
+    assert "did not answer within 0.3 s" in slow.stderr
     [session] = cli("list", "--json").json()
     shown = cli("show", session["id"], "--json").json()
-    assert shown["task"]["last_error"].endswith("did not answer in time")
+    assert shown["task"]["last_error"].endswith("did not answer within 0.3 s")
     cli("config", "unset", "timeout")
     done = cli("resume", session["id"])
     assert done.code == 0, done.stderr
