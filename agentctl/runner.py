@@ -67,6 +67,11 @@ def _in_flight(session: SessionState, call: ToolCall) -> bool:
     return head.event == "tool_started" and head.detail.get("tool_call_id") == call.id
 
 
+def _reply_of(messages: tuple[Message, ...], call: ToolCall) -> Message:
+    """The assistant message a pending call belongs to (the newest one)."""
+    return next(m for m in reversed(messages) if m.role == "assistant" and call in m.tool_calls)
+
+
 def unique_call_ids(reply: Message, history: tuple[Message, ...], checkpoint: int) -> Message:
     """The reply with every tool call id unique within the session: servers that send none
     (or repeat one) get ids agentctl makes from the checkpoint number, so an approval or a
@@ -311,24 +316,29 @@ class Runner:
     def _compaction_split(self, session: SessionState) -> int | None:
         if session.checkpoint.event == "context_compacted":
             return None  # just compacted: whatever is left over goes to the model as it is
-        return self._split(session.messages, session.task.context_limit)
+        return self._split(session)
 
-    def _split(self, messages: tuple[Message, ...], learned: int | None) -> int | None:
-        """Where to cut the conversation to fit the budget (and a window the server taught
-        us, when it refused a longer one); None when it fits or nothing can be cut."""
-        if self._budget is None and learned is None:
-            return None
+    def _prompt_limit(self, session: SessionState, learned: int | None = None) -> int:
+        """Tokens the conversation may take: the budget's, or less when the server taught us
+        a smaller window (when it refused a longer conversation)."""
+        learned = learned or session.task.context_limit
         reserve = self._budget.reply_reserve if self._budget else 0
         limits = [self._budget.prompt_limit] if self._budget else []
         if learned is not None:
             limits.append(learned - reserve)
-        return compaction_split(messages, min(limits) - self._schema_count(), KEEP_HEAD)
+        return min(limits)
+
+    def _split(self, session: SessionState, learned: int | None = None) -> int | None:
+        """Where to cut the conversation to fit; None when it fits or nothing can be cut."""
+        if self._budget is None and (learned or session.task.context_limit) is None:
+            return None
+        limit = self._prompt_limit(session, learned) - self._schema_count()
+        return compaction_split(session.messages, limit, KEEP_HEAD)
 
     def _compact(self, session: SessionState, split: int) -> SessionState:
         """Replace the turns before `split` by a note (with the model's summary of them, or
         nothing when dropping). One checkpoint; the originals stay in the store, in the
         parent's conversation, so `show --at` and rollback still reach them."""
-        assert self._budget is not None
         messages, task = session.messages, session.task
         dropped, kept = messages[KEEP_HEAD:split], messages[split:]
         replies = sum(
@@ -338,7 +348,7 @@ class Runner:
         summary = None
         if self._strategy == "summarize":
             text = prompts.transcript(
-                [m.to_openai() for m in dropped], max_chars=self._budget.prompt_limit * 3
+                [m.to_openai() for m in dropped], max_chars=self._prompt_limit(session) * 3
             )
             reply = self._ask_model(session, prompts.summary_request(text), [], lambda _: None)
             summary = reply.message.content or "(the model gave no summary)"
@@ -401,7 +411,7 @@ class Runner:
         window = min(exc.window or sent, int(sent * 0.85) + reserve)
         if session.task.context_limit:
             window = min(window, int(session.task.context_limit * 0.85))
-        if self._split(session.messages, window) is None:
+        if self._split(session, window) is None:
             self._record_error(session, exc.message)
             exc.hint = exc.hint or f"agentctl resume {session.info.id}"
             raise ModelError(f"{exc.message} — and there is nothing left to compact", hint=exc.hint)
@@ -469,6 +479,13 @@ class Runner:
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:
+            if _reply_of(session.messages, call).finish_reason == "length":
+                return self._tool_error(
+                    session,
+                    call,
+                    "your reply was cut off at the output limit, so these arguments are "
+                    "incomplete; call the tool again with shorter arguments",
+                )
             return self._tool_error(session, call, f"arguments are not valid JSON: {exc}")
         handler = control.HANDLERS.get(call.name)
         if handler is None:

@@ -12,6 +12,7 @@ tests; it fails loudly when the script runs out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agentctl import prompts
 from agentctl.state import ScriptTurn
@@ -36,6 +37,10 @@ class Fault:
     times: int = 1
     retry_after: float | None = None
     hang: float = 0.0  # seconds to wait before answering (a slow server / timeout)
+    message: str | None = None  # the error text (default: "injected fault STATUS")
+    # "status": answer `status` with an error body; "cut": stream part of the reply, then close
+    # cleanly without a finish reason; "garbage": a chunk that is not JSON
+    kind: Literal["status", "cut", "garbage"] = "status"
 
 
 @dataclass
@@ -49,6 +54,8 @@ class ScriptedModel:
     requests: Counter[int] = field(default_factory=Counter)  # turn index -> requests seen
     summaries: int = 0  # requests to condense a conversation
     omit_call_ids: bool = False  # behave like servers that send tool calls without ids
+    repeat_names: bool = False  # like llama-cpp-python: the tool name in every delta
+    kept: list[Json] | None = None  # a list to keep every request body in, for tests
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_fault(self) -> Fault | None:
@@ -96,6 +103,10 @@ def render_turn(turn: ScriptTurn, index: int, messages: list[Json]) -> Json:
     def fill(text: str) -> str:
         return text.replace("{{last_input}}", said)
 
+    def fill_json(args: str) -> str:
+        # Inside JSON the answer is a string's content: escaped, so a `"` cannot break it.
+        return args.replace("{{last_input}}", json.dumps(said)[1:-1])
+
     calls = []
     for n, call in enumerate(turn.tool_calls):
         args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
@@ -103,10 +114,12 @@ def render_turn(turn: ScriptTurn, index: int, messages: list[Json]) -> Json:
             {
                 "id": f"call_{index}_{n}",
                 "type": "function",
-                "function": {"name": call.name, "arguments": fill(args)},
+                "function": {"name": call.name, "arguments": fill_json(args)},
             }
         )
     message: Json = {"role": "assistant", "content": fill(turn.content) if turn.content else None}
+    if turn.refusal:
+        message["refusal"] = fill(turn.refusal)
     if calls:
         message["tool_calls"] = calls
     return message
@@ -143,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
         index = turn_index(messages)
         asks_summary = bool(messages) and messages[0].get("content") == prompts.SUMMARIZER
         with model.lock:
+            if model.kept is not None:
+                model.kept.append(request)
             if asks_summary:
                 model.summaries += 1
             else:
@@ -150,11 +165,15 @@ class _Handler(BaseHTTPRequestHandler):
             if model.request_log is not None:
                 with model.request_log.open("a") as log:
                     log.write("summary\n" if asks_summary else f"{index}\n")
+        problem = request_problem(request)
+        if problem is not None:
+            self._error(400, problem)
+            return
         fault = model.take_fault()
-        if fault is not None:
+        if fault is not None and fault.kind == "status":
             time.sleep(fault.hang)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            self._error(fault.status, f"injected fault {fault.status}", headers)
+            self._error(fault.status, fault.message or f"injected fault {fault.status}", headers)
             return
         if asks_summary:
             time.sleep(model.delay)
@@ -173,9 +192,17 @@ class _Handler(BaseHTTPRequestHandler):
         if model.omit_call_ids:
             for call in reply.get("tool_calls", []):
                 call["id"] = None
-        self._reply(request, reply, index, turn.stream_delay)
+        self._reply(request, reply, index, turn.stream_delay, turn.finish_reason, fault)
 
-    def _reply(self, request: Json, reply: Json, index: int, pause: float = 0.0) -> None:
+    def _reply(
+        self,
+        request: Json,
+        reply: Json,
+        index: int,
+        pause: float = 0.0,
+        finish_reason: str | None = None,
+        fault: Fault | None = None,
+    ) -> None:
         messages = request["messages"]
         prompt_tokens = sum(_approx_tokens(json.dumps(m)) for m in messages)
         completion_tokens = _approx_tokens(json.dumps(reply))
@@ -184,10 +211,12 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
-        finish = "tool_calls" if reply.get("tool_calls") else "stop"
+        finish = finish_reason or ("tool_calls" if reply.get("tool_calls") else "stop")
         if request.get("stream"):
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-            self._stream(reply, finish, usage if include_usage else None, pause)
+            repeat = self.server.model.repeat_names
+            chunks = list(_chunks(reply, finish, usage if include_usage else None, repeat))
+            self._stream(chunks, pause, fault)
         else:
             self._json(
                 200,
@@ -201,17 +230,32 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
 
-    def _stream(self, reply: Json, finish: str, usage: Json | None, pause: float) -> None:
+    def _stream(self, chunks: list[Json], pause: float, fault: Fault | None) -> None:
+        # The client may give up (a timeout): there is nothing to say to it then.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send_stream(chunks, pause, fault)
+
+    def _send_stream(self, chunks: list[Json], pause: float, fault: Fault | None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
-        for chunk in _chunks(reply, finish, usage):
+        if fault is not None and fault.kind == "cut":
+            # Half the reply, then a clean end of the stream: no finish reason, no [DONE].
+            chunks = [c for c in chunks[: max(1, len(chunks) // 2)] if c.get("choices")]
+            for c in chunks:
+                for choice in c["choices"]:
+                    choice["finish_reason"] = None
+        for n, chunk in enumerate(chunks):
+            if fault is not None and fault.kind == "garbage" and n == 1:
+                self.wfile.write(b'data: {"choices": [{"delta": {"content": "oops"\n\n')
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             time.sleep(pause)
-        self.wfile.write(b"data: [DONE]\n\n")
+        if fault is None or fault.kind != "cut":
+            self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+        self.close_connection = True
 
     def _json(self, status: int, body: Json, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -228,8 +272,30 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
 
 
-def _chunks(reply: Json, finish: str, usage: Json | None) -> Iterator[Json]:
-    """The reply as a client would receive it from a streaming server: small deltas."""
+def request_problem(request: Json) -> str | None:
+    """What the strictest OpenAI-compatible servers refuse, so tests meet it here: an assistant
+    turn with null content (llama-cpp-python), an empty one without tool calls (vLLM, sglang),
+    tool-call arguments that do not parse (vLLM parses every earlier turn's)."""
+    for n, m in enumerate(request.get("messages") or []):
+        if m.get("role") != "assistant":
+            continue
+        if m.get("content") is None:
+            return f"messages[{n}]: assistant content must be a string, not null"
+        if not m.get("tool_calls") and not str(m["content"]).strip():
+            return f"messages[{n}]: assistant message must have content or tool_calls"
+        for call in m.get("tool_calls") or []:
+            try:
+                json.loads(call["function"]["arguments"])
+            except (ValueError, KeyError, TypeError):
+                return f"messages[{n}]: tool call arguments are not valid JSON"
+    return None
+
+
+def _chunks(
+    reply: Json, finish: str, usage: Json | None, repeat_names: bool = False
+) -> Iterator[Json]:
+    """The reply as a client would receive it from a streaming server: small deltas (with
+    `repeat_names`, every tool-call delta repeats the name, as llama-cpp-python's server does)."""
     base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0}
     base["model"] = "scripted"
 
@@ -240,13 +306,19 @@ def _chunks(reply: Json, finish: str, usage: Json | None) -> Iterator[Json]:
     text = reply.get("content") or ""
     for start in range(0, len(text), 12):
         yield chunk({"content": text[start : start + 12]})
+    refusal = reply.get("refusal") or ""
+    for start in range(0, len(refusal), 12):
+        yield chunk({"refusal": refusal[start : start + 12]})
     for n, call in enumerate(reply.get("tool_calls", [])):
         fn = call["function"]
         head = {"index": n, "type": "function"} | ({"id": call["id"]} if call["id"] else {})
         yield chunk({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]})
         args = fn["arguments"]
         for start in range(0, len(args), 16):
-            piece = {"index": n, "function": {"arguments": args[start : start + 16]}}
+            function = {"arguments": args[start : start + 16]}
+            if repeat_names:
+                function["name"] = fn["name"]
+            piece = {"index": n, "function": function}
             yield chunk({"tool_calls": [piece]})
     yield chunk({}, finish)
     if usage is not None:

@@ -145,8 +145,11 @@ class ScriptTurn(_Model):
 
     content: str | None = None
     tool_calls: tuple[ScriptToolCall, ...] = ()
-    delay: float = 0.0  # seconds before the reply starts
-    stream_delay: float = 0.0  # seconds between streamed pieces, to watch a reply arrive
+    delay: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # seconds before the reply
+    # seconds between streamed pieces, to watch a reply arrive
+    stream_delay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    refusal: str | None = None  # streamed in the `refusal` field instead of `content`
+    finish_reason: str | None = None  # e.g. "length": the reply was cut at the output limit
 
 
 class TaskSpec(_Model):

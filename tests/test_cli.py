@@ -92,7 +92,7 @@ def test_the_profile_keeps_what_the_agent_remembered(agentctl_home: Path) -> Non
     assert cli("run", TRIP, "--no-input").code == 3
     sid = cli("list", "--json").json()[0]["id"]
     system = cli("show", sid, "--json").json()["messages"][0]["content"]
-    assert "\n- \"airline\": \"Delta\"" in system  # quoted data, not an instruction
+    assert '\n- "airline": "Delta"' in system  # quoted data, not an instruction
 
 
 def store_digest(home: Path) -> str:
@@ -239,7 +239,7 @@ def test_profile_set_show_unset_and_its_effect_on_new_sessions() -> None:
     assert cli("run", TRIP, "--no-input").code == 3
     sid = cli("list", "--json").json()[0]["id"]
     system = cli("show", sid, "--json").json()["messages"][0]["content"]
-    assert "- \"seat\": \"aisle\"" in system
+    assert '- "seat": "aisle"' in system
     assert "KLM" not in system
     # The agent's remember tool wrote to the same profile.
     assert cli("profile", "show", "--json").json()["preferences"] == {
