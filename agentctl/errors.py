@@ -68,6 +68,26 @@ class StoreError(AgentctlError):
     exit_code = ExitCode.STORE
 
 
+class UnknownCheckpointError(UsageError):
+    """A checkpoint number the session does not have."""
+
+    def __init__(self, session_id: str, checkpoint_id: int) -> None:
+        super().__init__(
+            f"session {session_id} has no checkpoint {checkpoint_id}",
+            hint=f"agentctl history {session_id}",
+        )
+        self.session_id = session_id
+        self.checkpoint_id = checkpoint_id
+
+
+class InvalidDraftError(AgentctlError):
+    """A checkpoint draft that cannot apply to its parent (a caller's mistake, not damage)."""
+
+
+class SessionExistsError(StoreError):
+    """create_session with an id the store already has."""
+
+
 class HeadMovedError(SessionBusyError):
     """A commit found that another writer extended the session first (optimistic check)."""
 

@@ -95,6 +95,22 @@ def opened_store(settings: Settings) -> Iterator[Store]:
         store.close()
 
 
+def refuse_if_damaged(store: Store, session_id: str) -> None:
+    """A session is written to only while the path its head stands on is sound: damage is
+    never extended (exit 6, nothing written). Reading commands still show what they can."""
+    from agentctl.errors import StoreError
+    from agentctl.verify import path_problems
+
+    history = store.history(session_id)
+    problems = path_problems(history, history[-1].id if history else 0)
+    if problems:
+        raise StoreError(
+            f"session {session_id} is damaged ({problems[0]}); nothing was written",
+            hint=f"agentctl verify {session_id}, then agentctl rollback {session_id} --to N "
+            "(a sound checkpoint)",
+        )
+
+
 def resolve_session(store: Store, prefix: str) -> str:
     """The one session an id or unique id prefix names."""
     matches = store.match_sessions(prefix) if prefix else []
@@ -164,7 +180,10 @@ def resume_session(
     from agentctl.lifecycle import State
 
     with opened_store(settings) as store, ExitStack() as stack:
-        session_id = resolve_session(store, prefix) if prefix else _latest_unfinished(store)
+        session_id = (
+            resolve_session(store, prefix) if prefix is not None else _latest_unfinished(store)
+        )
+        refuse_if_damaged(store, session_id)
         head = store.head(session_id)
         if answer is not None and head.to_state is not State.WAITING_FEEDBACK:
             raise NotWaitingError(
@@ -358,7 +377,7 @@ class SessionView:
 
 
 def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionView:
-    from agentctl.store.base import UnknownCheckpointError
+    from agentctl.errors import UnknownCheckpointError
 
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)

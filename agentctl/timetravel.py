@@ -120,9 +120,20 @@ def rollback_draft(
 def plan_rollback(
     store: Store, session_id: str, *, to: int | None, steps: int | None
 ) -> RollbackPlan:
+    from agentctl.errors import StoreError
+    from agentctl.verify import path_problems
+
     history = store.history(session_id)
     head = history[-1]
     target = resolve_target(session_id, history, to=to, steps=steps)
+    # Rolling back is how a user leaves damage behind: only the target's path must be sound.
+    problems = path_problems(history, target.id)
+    if problems:
+        raise StoreError(
+            f"session {session_id} is damaged at or before checkpoint {target.id} "
+            f"({problems[0]}); nothing was written",
+            hint=f"agentctl verify {session_id}",
+        )
     return RollbackPlan(session_id, head, target, abandoned(history, head, target))
 
 

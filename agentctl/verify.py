@@ -8,6 +8,7 @@ with the head, and asks the backend for its own integrity check. Read-only: it t
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,39 +34,94 @@ def verify_store(
 ) -> tuple[list[str], list[SessionReport]]:
     """Store-wide problems and a report per session: damage is reported, never raised."""
     store_problems = store.check() if session_ids is None else []
-    try:
-        summaries = {s.id: s for s in store.list_sessions()}
-    except AgentctlError as exc:
-        store_problems.append(f"the session index cannot be read: {exc.message}")
-        summaries = {}
     ids = session_ids if session_ids is not None else store.match_sessions("")
-    reports = []
+    reports: list[SessionReport] = []
+    heads: dict[str, CheckpointSummary] = {}
     for sid in ids:
         try:
-            reports.append(verify_session(store, sid, summaries.get(sid)))
+            history = store.history(sid)
+            report = verify_session(store, sid, history)
+            if history and not report.problems:
+                heads[sid] = history[-1]
         except AgentctlError as exc:
-            reports.append(SessionReport(sid, 0, [f"cannot be read: {exc.message}"]))
+            report = SessionReport(sid, 0, [f"cannot be read: {exc.message}"])
+        reports.append(report)
+    # The index (what `list` shows) is read after the histories: a session that moved on
+    # meanwhile (verify takes no lease) shows a newer head there, never an older one.
+    try:
+        index = {s.id: s for s in store.list_sessions()}
+    except AgentctlError as exc:
+        return [*store_problems, f"the session index cannot be read: {exc.message}"], reports
+    for report in reports:
+        head = heads.get(report.session_id)
+        if head is not None:
+            report.problems.extend(_index_problems(store, head, index.get(report.session_id)))
     return store_problems, reports
 
 
-def verify_session(store: Store, session_id: str, summary: SessionSummary | None) -> SessionReport:
-    history = store.history(session_id)
+def verify_session(
+    store: Store, session_id: str, history: list[CheckpointSummary]
+) -> SessionReport:
     report = SessionReport(session_id, len(history))
-    problems = report.problems
+    report.problems.extend(tree_problems(history))
+    if not report.problems:
+        report.problems.extend(_check_conversations(store, session_id, history))
+    return report
+
+
+def _index_problems(
+    store: Store, head: CheckpointSummary, summary: SessionSummary | None
+) -> list[str]:
+    if summary is None:
+        return ["the session index does not list it"]
+    if (summary.head, summary.state) == (head.id, head.to_state):
+        return []
+    if summary.head > head.id:  # it moved on after its history was read: look again
+        newer = store.history(summary.id)[-1]
+        if (summary.head, summary.state) == (newer.id, newer.to_state) or summary.head < newer.id:
+            return []
+    return [
+        f"the session index says head {summary.head} ({summary.state}), the checkpoints "
+        f"say {head.id} ({head.to_state})"
+    ]
+
+
+def tree_problems(history: list[CheckpointSummary]) -> list[str]:
+    """Everything wrong with a history's shape, pure: numbering, parents, lifecycle
+    transitions, time order."""
     if [c.id for c in history] != list(range(1, len(history) + 1)):
-        problems.append(f"checkpoints are not numbered 1..{len(history)} without gaps")
-        return report
+        return [f"checkpoints are not numbered 1..{len(history)} without gaps"]
+    problems = []
     for checkpoint in history:
         problems.extend(_check_links(history, checkpoint))
-    if summary is not None and history:
-        head = history[-1]
-        if (summary.head, summary.state) != (head.id, head.to_state):
+    for before, after in itertools.pairwise(history):
+        if after.created_at < before.created_at:
             problems.append(
-                f"the session index says head {summary.head} ({summary.state}), the checkpoints "
-                f"say {head.id} ({head.to_state})"
+                f"checkpoint {after.id} is dated {after.created_at}, before checkpoint "
+                f"{before.id} ({before.created_at})"
             )
-    problems.extend(_check_conversations(store, session_id, history))
-    return report
+    return problems
+
+
+def path_problems(history: list[CheckpointSummary], checkpoint_id: int) -> list[str]:
+    """What is wrong on the path from `checkpoint_id` back to the first checkpoint: the part
+    of a history a session stands on. Damage on an abandoned branch is not on it, so a
+    rollback past damage makes a session writable again."""
+    if not history or [c.id for c in history] != list(range(1, len(history) + 1)):
+        return [f"checkpoints are not numbered 1..{len(history)} without gaps"]
+    problems: list[str] = []
+    current: int | None = checkpoint_id
+    for _ in range(len(history)):  # bounded: a damaged parent chain cannot loop
+        if current is None:
+            return problems
+        if not 1 <= current <= len(history):
+            return [*problems, f"a parent points to checkpoint {current}, which is not there"]
+        c = history[current - 1]
+        problems.extend(_check_links(history, c))
+        if c.parent is not None and c.parent >= c.id:
+            return [*problems, f"checkpoint {c.id} has parent {c.parent}, not an earlier one"]
+        current = c.parent
+    return problems
 
 
 def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list[str]:

@@ -217,7 +217,7 @@ def test_rolling_back_past_a_compaction_restores_the_whole_conversation(bench: A
             event="rollback",
             from_state=head.to_state.value,
             to_state=target.to_state.value,
-            created_at="t9",
+            created_at=head.created_at,  # the clock of the runner goes on from there
             task=target.task,
             usage=head.usage,
             detail={"to": first.parent, "from": head.id},

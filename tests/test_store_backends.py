@@ -106,14 +106,16 @@ def test_jsonl_ignores_a_torn_last_line_and_cuts_it_before_appending(tmp_path: P
     assert all(json.loads(line) for line in log.read_text().splitlines())
 
 
-def test_jsonl_rebuilds_a_stale_summary_from_the_log(tmp_path: Path) -> None:
+def test_jsonl_trusts_only_the_log_never_a_summary_file(tmp_path: Path) -> None:
     store = JsonlStore(tmp_path / "j")
     build(store, 3)
-    head = tmp_path / "j" / "sessions" / "abc123" / "head.json"
-    stale = json.loads(head.read_text())
     store.append("abc123", 3, draft(3, 4, "m4"))
-    head.write_text(json.dumps(stale))  # as if the process died before replacing it
+    # head.json, as agentctl 0.1 wrote it, stale or forged: the log alone is the truth.
+    head = tmp_path / "j" / "sessions" / "abc123" / "head.json"
+    head.write_text(json.dumps({"head": 1, "message_tip": 1, "next_message_id": 2}))
     assert [(s.id, s.head) for s in store.list_sessions()] == [("abc123", 4)]
+    store.append("abc123", 4, draft(4, 5, "m5"))  # not "busy", no duplicate message ids
+    assert contents(store) == ["m1", "m2", "m3", "m4", "m5"]
 
 
 def test_jsonl_corruption_before_the_last_line_is_an_error(tmp_path: Path) -> None:
@@ -137,14 +139,14 @@ def test_a_newer_jsonl_store_is_refused(tmp_path: Path) -> None:
 
 
 def test_jsonl_append_does_not_read_the_log(tmp_path: Path) -> None:
-    # The head comes from head.json while it matches the log's size, so an append costs the same
+    # The head comes from the log's last line, read from the end, so an append costs the same
     # at checkpoint 5 as at 50,000. Shown by damage the log reader would refuse: an append still
     # succeeds, and loading (which does read the log) names the damage.
     store = JsonlStore(tmp_path / "j")
     build(store, 3)
     log = tmp_path / "j" / "sessions" / "abc123" / "events.jsonl"
     data = log.read_bytes()
-    log.write_bytes(b"X" + data[1:])  # same size: head.json still matches
+    log.write_bytes(b"X" + data[1:])  # line 1 damaged; the last line intact
     store.append("abc123", 3, draft(3, 4, "m4"))
     with pytest.raises(StoreError, match="line 1 is corrupt"):
         store.load("abc123")

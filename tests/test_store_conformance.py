@@ -12,11 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.errors import HeadMovedError, SessionBusyError, UnknownSessionError
+from agentctl.errors import (
+    HeadMovedError,
+    InvalidDraftError,
+    SessionBusyError,
+    SessionExistsError,
+    UnknownCheckpointError,
+    UnknownSessionError,
+)
 from agentctl.lifecycle import Outcome
 from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, Usage, UserProfile
 from agentctl.store import Store, open_store
-from agentctl.store.base import CheckpointDraft, UnknownCheckpointError
+from agentctl.store.base import CheckpointDraft
 from agentctl.store.lease import Lease
 
 BACKENDS = ["memory", "sqlite", "json"]
@@ -138,7 +145,7 @@ def test_a_compaction_keeps_a_prefix_and_the_full_record(store: Store) -> None:
     assert contents(store, at=6) == ["m1", "m2", "m3", "m4", "m5", "m6"]  # originals stay
     store.append("abc123", 8, draft(6, 9, event="rollback"))  # and can be returned to
     assert contents(store) == ["m1", "m2", "m3", "m4", "m5", "m6"]
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidDraftError):
         store.append("abc123", 9, replace(draft(9, 10, "x"), keep_messages=7))
     assert len(store.history("abc123")) == 9
 
@@ -157,6 +164,18 @@ def test_unknown_sessions_and_checkpoints(store: Store) -> None:
         store.get_checkpoint("abc123", 0)
     with pytest.raises(UnknownCheckpointError):
         store.append("abc123", 2, draft(7, 3))
+    for read in (store.history, store.head, store.info, store.load):
+        with pytest.raises(UnknownSessionError):
+            read("abc")  # a prefix is not an id: only the service resolves prefixes
+    assert store.match_sessions("abc") == ["abc123"]
+    assert store.match_sessions("abd") == []
+
+
+def test_a_session_id_is_created_once(store: Store) -> None:
+    build(store, 2)
+    with pytest.raises(SessionExistsError):
+        build(store, 1)
+    assert len(store.history("abc123")) == 2
 
 
 def test_sessions_are_listed_newest_first_and_matched_by_prefix(store: Store) -> None:

@@ -133,21 +133,21 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class UnknownCheckpointError(LookupError):
-    def __init__(self, session_id: str, checkpoint_id: int) -> None:
-        super().__init__(f"session {session_id} has no checkpoint {checkpoint_id}")
-        self.session_id = session_id
-        self.checkpoint_id = checkpoint_id
-
-
 def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: int) -> int | None:
-    """The id of message number `keep` (1-based) of the chain ending at `tip`; None for 0."""
+    """The id of message number `keep` (1-based) of the chain ending at `tip`; None for 0.
+    Parents point backwards (a smaller id), so the walk ends; a store where one does not is
+    damaged, and that is a StoreError, not a loop."""
+    from agentctl.errors import InvalidDraftError, StoreError
+
     chain = []
     while tip is not None:
         chain.append(tip)
-        tip = parent_of(tip)
+        parent = parent_of(tip)
+        if parent is not None and not parent < tip:
+            raise StoreError(f"message {tip} has parent {parent}: the message chain is damaged")
+        tip = parent
     if not 0 <= keep <= len(chain):
-        raise ValueError(f"cannot keep {keep} of a conversation of {len(chain)} messages")
+        raise InvalidDraftError(f"cannot keep {keep} of a conversation of {len(chain)} messages")
     return chain[len(chain) - keep] if keep else None
 
 

@@ -1,10 +1,14 @@
 """The JSON-lines store: one append-only `events.jsonl` per session, readable with `jq`.
 
-Event sourcing in its plainest form. Each line is one checkpoint with the messages it added; the
-head is the last line. `head.json` is a summary for `list`, replaced atomically after each append
-and trusted only while the log's size matches the size it records, so a crash between the two
-writes costs nothing. A torn last line (a crash during an append) is ignored on read and cut off
-before the next append. Loading a session reads its whole log: O(checkpoints), unlike SQLite.
+Event sourcing in its plainest form. Each line is one checkpoint with the messages it added and
+the next message id; the head is the last line. The log is the only truth: the head, the
+summary `list` shows and where the next append goes are all read from its last line (found by
+reading backwards from the end, so O(1) in the session's length), never from a side file that
+could disagree with it. A torn last line (a crash during an append) is ignored on read and cut
+off before the next append. Every line is validated when read — its shape, its checkpoint
+number, message ids that only grow, parents that point backwards — so damage is a StoreError
+naming the session and the line, and no walk of a chain can loop. Loading a whole session reads
+its whole log: O(checkpoints), unlike SQLite.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl import faults
-from agentctl.errors import HeadMovedError, StoreError, UnknownSessionError
+from agentctl.errors import (
+    HeadMovedError,
+    SessionExistsError,
+    StoreError,
+    UnknownCheckpointError,
+    UnknownSessionError,
+)
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
     SessionSummary,
-    UnknownCheckpointError,
     number_checkpoint,
     prefix_tip,
 )
@@ -64,30 +73,43 @@ class JsonlStore:
         self.sessions_dir = self.root / "sessions"
         self._infos: dict[str, dict[str, Any]] = {}  # session id -> info.json, immutable
         try:
-            self.sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.root, 0o700)
             marker = self.root / "store.json"
-            if marker.exists():
+            if marker.is_file():
                 meta = json.loads(marker.read_text())
-                if meta.get("format") != FORMAT:
+                if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                     raise StoreError(f"{self.root} is not an agentctl JSON-lines store")
-                if meta.get("version", 0) > FORMAT_VERSION:
+                if not isinstance(meta.get("version"), int) or meta["version"] > FORMAT_VERSION:
                     raise StoreError(
-                        f"store {self.root} has format version {meta['version']}, newer than this"
-                        f" agentctl ({FORMAT_VERSION}); upgrade agentctl to use it"
+                        f"store {self.root} has format version {meta.get('version')!r}, newer "
+                        f"than this agentctl ({FORMAT_VERSION}); upgrade agentctl to use it"
                     )
-            else:
-                write_private_atomic(
-                    marker, json.dumps({"format": FORMAT, "version": FORMAT_VERSION})
+                if not self.sessions_dir.is_dir():
+                    raise StoreError(f"store {self.root}: sessions/ is missing or not a folder")
+                return
+            # Create a store only where nothing else is: a folder of someone else's files is
+            # never written into, nor chmodded.
+            if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+                raise StoreError(
+                    f"{self.root} is not an agentctl JSON-lines store (no store.json) and not "
+                    "empty; nothing was changed. Point --store at a new or empty folder"
                 )
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StoreError(f"store {self.root}: {exc}") from exc
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)  # ours: empty or just made
+            self.sessions_dir.mkdir(mode=0o700, exist_ok=True)
+            write_private_atomic(marker, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"store {self.root}: {exc}") from None
 
     # -- files and locking ----------------------------------------------------------------
 
     def _dir(self, session_id: str) -> Path:
         path = self.sessions_dir / session_id
-        if "/" in session_id or session_id.startswith(".") or not (path / "info.json").exists():
+        if (
+            not session_id
+            or "/" in session_id
+            or session_id.startswith(".")
+            or not (path / "info.json").exists()
+        ):
             raise UnknownSessionError(f"no session {session_id!r}")
         return path
 
@@ -101,22 +123,51 @@ class JsonlStore:
             os.close(fd)
 
     def _read_log(self, path: Path) -> list[dict[str, Any]]:
-        """Every complete line of the log; a torn last line is left out."""
+        """Every complete line of the log, validated; a torn last line is left out."""
         try:
             data = (path / "events.jsonl").read_bytes()
         except FileNotFoundError:
             return []
         # The part after the last newline, if any, is an append that did not finish: left out.
         complete = data.split(b"\n")[:-1]
-        records = []
+        records: list[dict[str, Any]] = []
+        next_id = 1
         for number, line in enumerate(complete, 1):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise StoreError(
-                    f"{path / 'events.jsonl'} line {number} is corrupt (not a torn last line)"
-                ) from None
+            record = _parse_line(line, number, path)
+            next_id = _check_record(record, number, next_id, path)
+            records.append(record)
         return records
+
+    def _last_record(self, path: Path) -> dict[str, Any] | None:
+        """The log's last complete line, read backwards from the end: O(1) in the log's
+        length. Checked for shape; its place in the whole log is checked by full reads."""
+        try:
+            fd = os.open(path / "events.jsonl", os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            end = size
+            data = b""
+            while end > 0:  # find the end of the last complete line, then its start
+                start = max(0, end - (1 << 16))
+                data = os.pread(fd, end - start, start) + data
+                end = start
+                last_nl = data.rfind(b"\n")
+                if last_nl != -1 and data.rfind(b"\n", 0, last_nl) != -1:
+                    break
+            last_nl = data.rfind(b"\n")
+            if last_nl == -1:
+                return None
+            line = data[data.rfind(b"\n", 0, last_nl) + 1 : last_nl]
+        finally:
+            os.close(fd)
+        record = _parse_line(line, None, path)
+        number = record["checkpoint"]["id"] if isinstance(record.get("checkpoint"), dict) else 0
+        if not isinstance(number, int) or number < 1:
+            raise StoreError(f"{_where(path, None)}: the last checkpoint has no valid number")
+        _check_record(record, number, None, path)
+        return record
 
     def _append_line(self, path: Path, record: dict[str, Any]) -> int:
         log = path / "events.jsonl"
@@ -150,7 +201,7 @@ class JsonlStore:
                 checkpoint = self._write(path, info.id, _Tail(0, None, 1), first, encode(info))
                 return checkpoint
         except FileExistsError:
-            raise ValueError(f"session {info.id} exists") from None
+            raise SessionExistsError(f"session {info.id} exists") from None
         except OSError as exc:
             raise StoreError(f"store {self.root}: {exc}") from exc
 
@@ -176,22 +227,19 @@ class JsonlStore:
         return self._infos[path.name]
 
     def _tail(self, path: Path) -> _Tail:
-        """Where the log ends. From head.json while it matches the log's size (O(1) per
-        append, whatever the session's length); from the log itself after a crash."""
-        try:
-            data = json.loads((path / "head.json").read_text())
-            if data.get("log_size") == (path / "events.jsonl").stat().st_size:
-                return _Tail(data["head"], data["message_tip"], data["next_message_id"])
-        except (OSError, ValueError, KeyError):
-            pass
-        records = self._read_log(path)
-        if not records:
+        """Where the log ends, from its last line (O(1) per append, whatever the session's
+        length); logs written before lines carried `next_message_id` are read whole once."""
+        last = self._last_record(path)
+        if last is None:
             return _Tail(0, None, 1)
-        return _Tail(
-            len(records),
-            records[-1]["checkpoint"]["message_tip"],
-            1 + sum(len(r["messages"]) for r in records),
-        )
+        checkpoint = last["checkpoint"]
+        next_id = last.get("next_message_id")
+        if last["messages"] and next_id != last["messages"][-1]["id"] + 1:
+            raise StoreError(f"{_where(path, None)}: next_message_id {next_id!r} is wrong")
+        if not isinstance(next_id, int):
+            records = self._read_log(path)
+            next_id = 1 + sum(len(r["messages"]) for r in records)
+        return _Tail(checkpoint["id"], checkpoint["message_tip"], next_id)
 
     def _write(
         self,
@@ -213,7 +261,7 @@ class JsonlStore:
             tip = records[draft.parent - 1]["checkpoint"]["message_tip"]
         if draft.keep_messages is not None:  # a compaction: rare, so reading the log is fine
             parents = {m["id"]: m["parent"] for r in self._read_log(path) for m in r["messages"]}
-            tip = prefix_tip(tip, parents.__getitem__, draft.keep_messages)
+            tip = prefix_tip(tip, parents.get, draft.keep_messages)
         next_id = tail.next_message_id
         new = []
         for message in draft.new_messages:
@@ -222,10 +270,8 @@ class JsonlStore:
         checkpoint = number_checkpoint(draft, tail.head + 1, tip)
         if info_json is not None:  # the session's facts, before its first event
             write_private_atomic(path / "info.json", info_json)
-        size = self._append_line(path, {"checkpoint": to_payload(checkpoint), "messages": new})
-        summary = _summary(self._info_of(path, info_json), checkpoint.model_dump(mode="json"), size)
-        summary["next_message_id"] = next_id
-        write_private_atomic(path / "head.json", json.dumps(summary))
+        record = {"checkpoint": to_payload(checkpoint), "messages": new, "next_message_id": next_id}
+        self._append_line(path, record)
         return checkpoint
 
     # -- reads ----------------------------------------------------------------------------
@@ -235,87 +281,104 @@ class JsonlStore:
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
-        records = self._read_log(path)
         where = f"session {session_id}"
-        info = decode(SessionInfo, (path / "info.json").read_text(), where=where)
-        number = checkpoint_id or len(records)
-        if not 1 <= number <= len(records):
-            raise UnknownCheckpointError(session_id, number)
-        checkpoint = decode(Checkpoint, records[number - 1]["checkpoint"], where=where)
-        by_id = {m["id"]: m for r in records for m in r["messages"]}
-        chain = []
-        tip = checkpoint.message_tip
-        while tip is not None:
-            entry = by_id[tip]
-            chain.append(decode(Message, entry["message"], where=where))
-            tip = entry["parent"]
+        with _reading(path):
+            records = self._read_log(path)
+            info = decode(SessionInfo, (path / "info.json").read_text(), where=where)
+            number = checkpoint_id or len(records)
+            if not 1 <= number <= len(records):
+                raise UnknownCheckpointError(session_id, number)
+            checkpoint = decode(Checkpoint, records[number - 1]["checkpoint"], where=where)
+            by_id = {m["id"]: m for r in records for m in r["messages"]}
+            chain = []
+            tip = checkpoint.message_tip
+            while tip is not None:  # parents point backwards (checked on read): it ends
+                entry = by_id[tip]
+                chain.append(decode(Message, entry["message"], where=where))
+                tip = entry["parent"]
         return SessionState(info=info, checkpoint=checkpoint, messages=tuple(reversed(chain)))
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         from agentctl.state import Checkpoint
         from agentctl.store.codec import decode
 
-        records = self._read_log(self._dir(session_id))
-        if not 1 <= checkpoint_id <= len(records):
-            raise UnknownCheckpointError(session_id, checkpoint_id)
-        return decode(Checkpoint, records[checkpoint_id - 1]["checkpoint"], where=session_id)
+        path = self._dir(session_id)
+        with _reading(path):
+            records = self._read_log(path)
+            if not 1 <= checkpoint_id <= len(records):
+                raise UnknownCheckpointError(session_id, checkpoint_id)
+            return decode(Checkpoint, records[checkpoint_id - 1]["checkpoint"], where=session_id)
 
     def info(self, session_id: str) -> SessionInfo:
         from agentctl.state import SessionInfo
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
-        return decode(SessionInfo, (path / "info.json").read_text(), where=f"session {session_id}")
+        with _reading(path):
+            return decode(
+                SessionInfo, (path / "info.json").read_text(), where=f"session {session_id}"
+            )
 
     def head(self, session_id: str) -> Checkpoint:
         from agentctl.state import Checkpoint
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
-        records = self._read_log(path)
-        if not records:
-            raise UnknownSessionError(f"no session {session_id!r}")
-        return decode(Checkpoint, records[-1]["checkpoint"], where=session_id)
+        with _reading(path):
+            last = self._last_record(path)
+            if last is None:
+                raise StoreError(f"session {session_id} has no checkpoints")
+            return decode(Checkpoint, last["checkpoint"], where=session_id)
 
     def list_sessions(self) -> list[SessionSummary]:
         out = []
-        for path in self.sessions_dir.iterdir():
+        with _reading(self.sessions_dir):
+            paths = list(self.sessions_dir.iterdir())
+        for path in paths:
             if not (path / "info.json").exists():
                 continue  # a session whose creation did not finish
-            summary = self._read_summary(path)
+            try:
+                with _reading(path):
+                    summary = self._read_summary(path)
+            except StoreError as exc:  # one damaged session does not hide the others
+                summary = SessionSummary(path.name, "damaged", exc.message, None, 0, "", "")
             if summary is not None:
                 out.append(summary)
         return sorted(out, key=lambda s: (s.updated_at, s.id), reverse=True)
 
     def _read_summary(self, path: Path) -> SessionSummary | None:
-        fields = ("id", "state", "goal", "title", "head", "created_at", "updated_at", "outcome")
-        try:
-            data = json.loads((path / "head.json").read_text())
-            fresh = data.get("log_size") == (path / "events.jsonl").stat().st_size
-        except (OSError, json.JSONDecodeError):
-            fresh = False
-        if not fresh:  # a crash between the log append and the summary: rebuild from the log
-            records = self._read_log(path)
-            if not records:
-                return None
-            size = (path / "events.jsonl").stat().st_size
-            data = _summary(self._info_of(path), records[-1]["checkpoint"], size)
-        return SessionSummary(*(data[f] for f in fields))
+        last = self._last_record(path)
+        if last is None:
+            return None
+        info, checkpoint = self._info_of(path), last["checkpoint"]
+        task = checkpoint.get("task") if isinstance(checkpoint.get("task"), dict) else {}
+        return SessionSummary(
+            str(info["id"]),
+            str(checkpoint["to_state"]),
+            str(info["spec"]["goal"]),
+            info["spec"].get("title"),
+            checkpoint["id"],
+            str(info["created_at"]),
+            str(checkpoint["created_at"]),
+            task.get("outcome"),
+        )
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
-        records = self._read_log(self._dir(session_id))
-        return [
-            CheckpointSummary(
-                id=c["id"],
-                parent=c["parent"],
-                event=c["event"],
-                from_state=c["from_state"],
-                to_state=c["to_state"],
-                created_at=c["created_at"],
-                detail=c.get("detail", {}),
-            )
-            for c in (r["checkpoint"] for r in records)
-        ]
+        path = self._dir(session_id)
+        with _reading(path):
+            records = self._read_log(path)
+            return [
+                CheckpointSummary(
+                    id=c["id"],
+                    parent=c["parent"],
+                    event=c["event"],
+                    from_state=c["from_state"],
+                    to_state=c["to_state"],
+                    created_at=c["created_at"],
+                    detail=c["detail"],
+                )
+                for c in (r["checkpoint"] for r in records)
+            ]
 
     def match_sessions(self, prefix: str) -> list[str]:
         return sorted(
@@ -326,7 +389,7 @@ class JsonlStore:
 
     def acquire_lease(self, session_id: str, lease: Lease) -> None:
         path = self._dir(session_id)
-        with self._locked(path):
+        with _reading(path), self._locked(path):
             held = None
             try:
                 data = json.loads((path / "lease.json").read_text())
@@ -338,7 +401,7 @@ class JsonlStore:
 
     def release_lease(self, session_id: str, token: str) -> None:
         path = self._dir(session_id)
-        with self._locked(path):
+        with _reading(path), self._locked(path):
             try:
                 if json.loads((path / "lease.json").read_text()).get("token") == token:
                     (path / "lease.json").unlink()
@@ -347,12 +410,20 @@ class JsonlStore:
 
     def check(self) -> list[str]:
         problems = []
+        for name in ("store.json", "profile.json"):
+            if (self.root / name).exists() and not (self.root / name).is_file():
+                problems.append(f"{name} is not a file")
         for path in sorted(self.sessions_dir.iterdir()):
             if not (path / "info.json").exists():
                 problems.append(f"{path.name}: a session directory without info.json")
                 continue
+            for name in ("info.json", "events.jsonl", "lock", "lease.json"):
+                if (path / name).exists() and not (path / name).is_file():
+                    problems.append(f"{path.name}: {name} is not a file")
             try:
-                self._read_log(path)
+                with _reading(path):
+                    self._read_log(path)
+                    json.loads((path / "info.json").read_text())
             except StoreError as exc:
                 problems.append(exc.message)
         return problems
@@ -362,9 +433,10 @@ class JsonlStore:
         from agentctl.store.codec import decode
 
         path = self.root / "profile.json"
-        if not path.exists():
-            return UserProfile()
-        return decode(UserProfile, path.read_text(), where=str(path))
+        with _reading(path):
+            if not path.exists():
+                return UserProfile()
+            return decode(UserProfile, path.read_text(), where=str(path))
 
     def save_profile(self, profile: UserProfile) -> None:
         from agentctl.store.codec import encode
@@ -383,17 +455,75 @@ class _Tail:
     next_message_id: int
 
 
-def _summary(info: dict[str, Any], checkpoint: dict[str, Any], log_size: int) -> dict[str, Any]:
-    """The head.json record: what `list` shows, and the log size it was written for."""
-    return {
-        "id": info["id"],
-        "state": checkpoint["to_state"],
-        "goal": info["spec"]["goal"],
-        "title": info["spec"].get("title"),
-        "head": checkpoint["id"],
-        "created_at": info["created_at"],
-        "updated_at": checkpoint["created_at"],
-        "outcome": checkpoint["task"].get("outcome"),
-        "message_tip": checkpoint["message_tip"],
-        "log_size": log_size,
-    }
+def _where(path: Path, line: int | None) -> str:
+    at = f" line {line}" if line is not None else ""
+    return f"session {path.name}: events.jsonl{at}"
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Whatever a damaged file raises (a folder where a file belongs, bytes that are not
+    UTF-8, a key or a type that is not there) becomes one StoreError naming the place."""
+    try:
+        yield
+    except (StoreError, UnknownSessionError):
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(
+            f"store {path}: cannot be read ({type(exc).__name__}: {detail[:200]})",
+            hint="agentctl verify",
+        ) from None
+
+
+def _parse_line(line: bytes, number: int | None, path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        raise StoreError(
+            f"{_where(path, number)} is corrupt (not a torn last line)", hint="agentctl verify"
+        ) from None
+    if not isinstance(record, dict):
+        raise StoreError(f"{_where(path, number)} is not a JSON object", hint="agentctl verify")
+    return record
+
+
+def _check_record(record: dict[str, Any], number: int, next_id: int | None, path: Path) -> int:
+    """Raise StoreError unless `record` is line `number` of a sound log: a checkpoint numbered
+    `number` whose parent is earlier, messages numbered on from `next_id` (when known) whose
+    parents point backwards. Returns the next message id."""
+    where = _where(path, number)
+    checkpoint, messages = record.get("checkpoint"), record.get("messages")
+    if not isinstance(checkpoint, dict) or not isinstance(messages, list):
+        raise StoreError(f"{where}: no checkpoint or messages", hint="agentctl verify")
+    if checkpoint.get("id") != number:
+        raise StoreError(f"{where}: holds checkpoint {checkpoint.get('id')!r}, not {number}")
+    parent = checkpoint.get("parent")
+    if not (parent is None if number == 1 else isinstance(parent, int) and 1 <= parent < number):
+        raise StoreError(f"{where}: checkpoint {number} has parent {parent!r}")
+    for key in ("event", "from_state", "to_state", "created_at"):
+        if not isinstance(checkpoint.get(key), str):
+            raise StoreError(f"{where}: checkpoint {number} has no valid {key}")
+    if not isinstance(checkpoint.get("detail", {}), dict):
+        raise StoreError(f"{where}: checkpoint {number} has a detail that is not an object")
+    checkpoint.setdefault("detail", {})
+    first = next_id if next_id is not None else None
+    for entry in messages:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
+            raise StoreError(f"{where}: a message without a valid id")
+        if first is not None and entry["id"] != first:
+            raise StoreError(f"{where}: message {entry['id']} where {first} was due")
+        mparent = entry.get("parent")
+        if mparent is not None and not (isinstance(mparent, int) and 1 <= mparent < entry["id"]):
+            raise StoreError(f"{where}: message {entry['id']} has parent {mparent!r}")
+        if not isinstance(entry.get("message"), dict):
+            raise StoreError(f"{where}: message {entry['id']} has no body")
+        first = entry["id"] + 1 if first is not None else None
+    tip = checkpoint.get("message_tip")
+    highest = (first - 1) if first is not None else max((m["id"] for m in messages), default=tip)
+    if tip is not None and not (isinstance(tip, int) and 1 <= tip <= (highest or 0)):
+        raise StoreError(f"{where}: checkpoint {number} ends at message {tip!r}, not there")
+    due = record.get("next_message_id", first)
+    if first is not None and due != first:
+        raise StoreError(f"{where}: next_message_id {due!r}, not {first}")
+    return first if first is not None else 0

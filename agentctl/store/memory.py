@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import threading
 
-from agentctl.errors import HeadMovedError, UnknownSessionError
+from agentctl.errors import (
+    HeadMovedError,
+    SessionExistsError,
+    UnknownCheckpointError,
+    UnknownSessionError,
+)
 from agentctl.state import Checkpoint, Message, SessionInfo, SessionState, UserProfile
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
     SessionSummary,
-    UnknownCheckpointError,
     number_checkpoint,
     prefix_tip,
 )
@@ -29,7 +33,7 @@ class MemoryStore:
     def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
         with self._lock:
             if info.id in self._info:
-                raise ValueError(f"session {info.id} exists")
+                raise SessionExistsError(f"session {info.id} exists")
             self._info[info.id] = info
             self._checkpoints[info.id] = []
             return self._add(info.id, first)

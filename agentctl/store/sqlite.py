@@ -3,6 +3,13 @@
 synchronous=FULL: a checkpoint that `append` returned survives power loss, not only a killed
 process. The codec (and so pydantic) is imported only by the methods that decode state, so
 `list` and `history` start fast.
+
+The file is hostile input. It is created, switched to WAL or migrated only when it is empty or
+carries agentctl's `application_id` (or an older agentctl's tables); anyone else's database is
+refused with nothing written. A file we may not write is opened read-only, to list, show and
+verify. The head is the newest checkpoint itself (`sessions.head` is an index for `list`, never
+trusted for a write), a message chain is walked only towards smaller ids so damage cannot loop,
+and every read failure is a StoreError naming the session.
 """
 
 from __future__ import annotations
@@ -16,12 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl import faults
-from agentctl.errors import HeadMovedError, StoreError, UnknownSessionError
+from agentctl.errors import (
+    HeadMovedError,
+    SessionExistsError,
+    StoreError,
+    UnknownCheckpointError,
+    UnknownSessionError,
+)
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
     SessionSummary,
-    UnknownCheckpointError,
     number_checkpoint,
     prefix_tip,
 )
@@ -32,6 +44,8 @@ if TYPE_CHECKING:
     from agentctl.state import Checkpoint, SessionInfo, SessionState, UserProfile
 
 BUSY_TIMEOUT_S = 10.0
+APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
+OUR_TABLES = frozenset({"sessions", "messages", "checkpoints", "profile", "leases"})
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -39,42 +53,80 @@ def ensure_private_dir(path: Path) -> None:
 
 
 @contextmanager
-def _translated(path: Path) -> Iterator[None]:
+def _translated(path: Path, session_id: str | None = None) -> Iterator[None]:
+    """SQLite's errors, and whatever damaged rows make the decoding raise, as one StoreError."""
+    where = f"store {path}" + (f", session {session_id}" if session_id else "")
     try:
         yield
     except sqlite3.DatabaseError as exc:
         text = str(exc)
         if "disk I/O error" in text or "disk is full" in text:
             text += " (is the disk full, or the file too large for its file system?)"
-        raise StoreError(f"store {path}: {text}") from exc
+        raise StoreError(f"{where}: {text}") from None
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise StoreError(
+            f"{where}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
+            hint="agentctl verify",
+        ) from None
 
 
 class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.read_only = False
         try:
-            ensure_private_dir(self.path.parent)
-            if not self.path.exists():
+            if self.path.exists():
+                if not self.path.is_file():
+                    raise StoreError(f"store {self.path} is not a regular file")
+                self.read_only = not os.access(self.path, os.W_OK) or not os.access(
+                    self.path.parent, os.W_OK
+                )
+            else:
+                ensure_private_dir(self.path.parent)
                 # Create the file private before SQLite opens it; -wal and -shm copy its mode.
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise StoreError(f"store {self.path}: {exc.strerror or exc}") from None
         with _translated(self.path):
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self._open()
+            if self.read_only:  # an archive: list, show and verify it, write nothing
+                uri = f"file:{self.path}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                self._open()
+            except BaseException:
+                self._db.close()
+                raise
 
     def _open(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        owner = self._db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {
+            row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        ours = owner == APPLICATION_ID or (owner == 0 and version > 0 and "sessions" in tables)
+        if not ours and (owner != 0 or version != 0 or tables):
+            raise StoreError(
+                f"{self.path} is not an agentctl store (another program's database); nothing "
+                "was changed. Point --store at a new file"
+            )
         if version > SCHEMA_VERSION:
-            self._db.close()
             raise StoreError(
                 f"store {self.path} has schema version {version}, newer than this agentctl "
                 f"({SCHEMA_VERSION}); upgrade agentctl to use it"
             )
+        if self.read_only:
+            if version < SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} is read-only and written by an older agentctl: it "
+                    "needs an upgrade this agentctl cannot write"
+                )
+            return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION or owner != APPLICATION_ID:
             with self._transaction():
                 # Re-read inside the write lock: another process may have migrated meanwhile.
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -82,6 +134,7 @@ class SQLiteStore:
                     for statement in _statements(sql):
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -100,6 +153,8 @@ class SQLiteStore:
         from agentctl.store.codec import encode
 
         with _translated(self.path), self._transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (info.id,)).fetchone():
+                raise SessionExistsError(f"session {info.id} exists")
             db.execute(
                 "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state)"
                 " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
@@ -116,16 +171,27 @@ class SQLiteStore:
             return self._insert(db, info.id, 1, first)
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
-        with _translated(self.path), self._transaction() as db:
-            row = db.execute("SELECT head FROM sessions WHERE id = ?", (session_id,)).fetchone()
-            if row is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            if row[0] != expected_head:
+        with _translated(self.path, session_id), self._transaction() as db:
+            head = self._head_id(session_id)
+            if head != expected_head:
                 raise HeadMovedError(
-                    f"session {session_id} moved on to checkpoint {row[0]} "
+                    f"session {session_id} moved on to checkpoint {head} "
                     f"(expected {expected_head}): another process is writing to it"
                 )
             return self._insert(db, session_id, expected_head + 1, draft)
+
+    def _head_id(self, session_id: str) -> int:
+        """The newest checkpoint, from the checkpoints themselves (primary key: O(log n))."""
+        row = self._db.execute(
+            "SELECT (SELECT 1 FROM sessions WHERE id = ?1),"
+            " (SELECT max(id) FROM checkpoints WHERE session_id = ?1)",
+            (session_id,),
+        ).fetchone()
+        if row[0] is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        if row[1] is None:
+            raise StoreError(f"session {session_id} has no checkpoints", hint="agentctl verify")
+        return int(row[1])
 
     def _insert(
         self, db: sqlite3.Connection, session_id: str, checkpoint_id: int, draft: CheckpointDraft
@@ -143,9 +209,14 @@ class SQLiteStore:
             tip = found[0]
         if draft.keep_messages is not None:  # a compaction: rare, one walk of the chain
             parent_sql = "SELECT parent FROM messages WHERE id = ?"
-            tip = prefix_tip(
-                tip, lambda m: db.execute(parent_sql, (m,)).fetchone()[0], draft.keep_messages
-            )
+
+            def parent_of(message: int) -> int | None:
+                row = db.execute(parent_sql, (message,)).fetchone()
+                if row is None:
+                    raise StoreError(f"session {session_id}: message {message} is missing")
+                return None if row[0] is None else int(row[0])
+
+            tip = prefix_tip(tip, parent_of, draft.keep_messages)
         for message in draft.new_messages:
             cursor = db.execute(
                 "INSERT INTO messages (session_id, parent, body) VALUES (?, ?, ?)",
@@ -189,56 +260,59 @@ class SQLiteStore:
         from agentctl.state import SessionInfo, SessionState
         from agentctl.store.codec import decode, decode_messages
 
-        with _translated(self.path):
+        with _translated(self.path, session_id):
             row = self._db.execute(
-                "SELECT info, head FROM sessions WHERE id = ?", (session_id,)
+                "SELECT info FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
             if row is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
             info = decode(SessionInfo, row[0], where=f"session {session_id}")  # as info() does
-            checkpoint = self._checkpoint(session_id, checkpoint_id or row[1])
+            checkpoint = self._checkpoint(session_id, checkpoint_id or self._head_id(session_id))
             # The chain as one JSON array, validated in one call: ~5x faster than a
-            # validation per message on a 1,000-message session.
-            (array,) = self._db.execute(
+            # validation per message on a 1,000-message session. Each step must go to a
+            # smaller id (parents are written first), so a damaged chain cannot loop.
+            (array, count, last_parent) = self._db.execute(
                 """
                 WITH RECURSIVE chain (id, parent, body, depth) AS (
                     SELECT id, parent, body, 0 FROM messages WHERE id = ?
                     UNION ALL
                     SELECT m.id, m.parent, m.body, chain.depth + 1
-                    FROM messages AS m JOIN chain ON m.id = chain.parent
+                    FROM messages AS m JOIN chain ON m.id = chain.parent AND m.id < chain.id
                 )
-                SELECT '[' || coalesce(group_concat(body, ','), '') || ']'
+                SELECT '[' || coalesce(group_concat(body, ','), '') || ']', count(*),
+                       (SELECT parent FROM chain ORDER BY depth DESC LIMIT 1)
                 FROM (SELECT body FROM chain ORDER BY depth DESC)
                 """,
                 (checkpoint.message_tip,),
             ).fetchone()
+            if last_parent is not None or (checkpoint.message_tip is not None and not count):
+                raise StoreError(
+                    f"session {session_id}: the conversation of checkpoint {checkpoint.id} is "
+                    "broken (a message points to one that is missing or not before it)",
+                    hint=f"agentctl verify {session_id}",
+                )
             messages = decode_messages(array, where=f"session {session_id}")
         return SessionState(info=info, checkpoint=checkpoint, messages=messages)
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        with _translated(self.path):
+        with _translated(self.path, session_id):
             return self._checkpoint(session_id, checkpoint_id)
 
     def info(self, session_id: str) -> SessionInfo:
         from agentctl.state import SessionInfo
         from agentctl.store.codec import decode
 
-        with _translated(self.path):
+        with _translated(self.path, session_id):
             row = self._db.execute(
                 "SELECT info FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
-        if row is None:
-            raise UnknownSessionError(f"no session {session_id!r}")
-        return decode(SessionInfo, row[0], where=f"session {session_id}")
-
-    def head(self, session_id: str) -> Checkpoint:
-        with _translated(self.path):
-            row = self._db.execute(
-                "SELECT head FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
             if row is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
-            return self._checkpoint(session_id, row[0])
+            return decode(SessionInfo, row[0], where=f"session {session_id}")
+
+    def head(self, session_id: str) -> Checkpoint:
+        with _translated(self.path, session_id):
+            return self._checkpoint(session_id, self._head_id(session_id))
 
     def _checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         from agentctl.state import Checkpoint, TaskState, Usage
@@ -252,6 +326,11 @@ class SQLiteStore:
         if row is None:
             raise UnknownCheckpointError(session_id, checkpoint_id)
         where = f"session {session_id} checkpoint {checkpoint_id}"
+        detail = json.loads(row[6])
+        if not isinstance(detail, dict):
+            raise StoreError(f"{where}: its detail is not a JSON object")
+        # A row that does not validate raises pydantic's ValidationError, a ValueError: the
+        # caller's _translated makes it a StoreError.
         return Checkpoint(
             id=row[0],
             parent=row[1],
@@ -259,7 +338,7 @@ class SQLiteStore:
             from_state=row[3],
             to_state=row[4],
             created_at=row[5],
-            detail=json.loads(row[6]),
+            detail=detail,
             task=decode(TaskState, row[7], where=where),
             usage=decode(Usage, row[8], where=where),
             message_tip=row[9],
@@ -274,18 +353,21 @@ class SQLiteStore:
         return [SessionSummary(*row) for row in rows]
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
-        with _translated(self.path):
+        with _translated(self.path, session_id):
             rows = self._db.execute(
                 "SELECT id, parent, event, from_state, to_state, created_at, detail"
                 " FROM checkpoints WHERE session_id = ? ORDER BY id",
                 (session_id,),
             ).fetchall()
-        if not rows and not self.match_sessions(session_id):
-            raise UnknownSessionError(f"no session {session_id!r}")
-        return [
-            CheckpointSummary(row[0], row[1], row[2], row[3], row[4], row[5], _json_object(row[6]))
-            for row in rows
-        ]
+        if not rows:
+            self._head_id(session_id)  # UnknownSessionError, or StoreError: none at all
+        with _translated(self.path, session_id):
+            return [
+                CheckpointSummary(
+                    row[0], row[1], row[2], row[3], row[4], row[5], _json_object(row[6])
+                )
+                for row in rows
+            ]
 
     def match_sessions(self, prefix: str) -> list[str]:
         with _translated(self.path):
@@ -319,7 +401,12 @@ class SQLiteStore:
         with _translated(self.path):
             verdicts = [row[0] for row in self._db.execute("PRAGMA integrity_check")]
             broken = self._db.execute("PRAGMA foreign_key_check").fetchall()
+            tables = {
+                row[0]
+                for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
         problems = [] if verdicts == ["ok"] else [f"integrity_check: {v}" for v in verdicts]
+        problems += [f"table {name} is missing" for name in sorted(OUR_TABLES - tables)]
         problems += [f"foreign key broken: {row}" for row in broken]
         return problems
 
@@ -361,4 +448,6 @@ def _json_object(text: str) -> dict[str, Any]:
     if text == "{}":  # most checkpoints: skip the parser
         return {}
     value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        raise ValueError("a checkpoint's detail is not a JSON object")
+    return value
