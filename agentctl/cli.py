@@ -242,7 +242,7 @@ def list_(
 def show(
     session: SessionArg,
     at: Annotated[
-        int | None, typer.Option("--at", help="Show the state at this checkpoint.")
+        int | None, typer.Option("--at", min=1, help="Show the state at this checkpoint.")
     ] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,

@@ -11,6 +11,7 @@ own file beats them), then defaults. `agentctl config show` says which one each 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,8 @@ from agentctl.errors import UsageError
 
 APP = "agentctl"
 STRATEGIES = ("summarize", "drop")
+MIN_WINDOW = 512  # tokens: less cannot hold a system prompt, the tools and one turn
+STORE_SCHEMES = ("sqlite", "json", "jsonl", "memory", "postgresql", "postgres")
 
 
 @dataclass(frozen=True)
@@ -147,20 +150,38 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
     try:
         if key.kind is int:
             number = int(str(value))
-            if number < 1:
+            if number < (MIN_WINDOW if name == "context_window" else 1):
                 raise ValueError
             return number
         if key.kind is float:
             seconds = float(str(value))
-            if seconds <= 0:
+            if not 0 < seconds < math.inf:
                 raise ValueError
             return seconds
     except ValueError:
-        noun = "a whole number above 0" if key.kind is int else "a number of seconds above 0"
+        noun = (
+            f"a whole number of at least {MIN_WINDOW}"
+            if name == "context_window"
+            else "a whole number above 0"
+            if key.kind is int
+            else "a number of seconds above 0"
+        )
         raise UsageError(f"{name}{source} must be {noun}, not {value!r}") from None
     text = str(value)
     if name == "context_strategy" and text not in STRATEGIES:
         raise UsageError(f"{name}{source} must be one of {', '.join(STRATEGIES)}, not {text!r}")
+    if name == "base_url":
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                f"base_url{source} must be an http(s) URL such as http://localhost:11434/v1, "
+                f"not {redact_url(text)!r}"
+            )
+    if name == "store" and text.partition(":")[0] not in STORE_SCHEMES:
+        raise UsageError(
+            f"store{source} must be a URL such as sqlite:///FILE or json:///DIR, "
+            f"not {redact_url(text)!r}"
+        )
     return text
 
 
@@ -318,6 +339,9 @@ def _seconds(value: str | None, name: str) -> float:
     if not value:
         return 0.0
     try:
-        return float(value)
+        seconds = float(value)
+        if not 0 <= seconds < math.inf:
+            raise ValueError
+        return seconds
     except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, not {value!r}") from None
+        raise UsageError(f"{name} must be a number of seconds (0 or more), not {value!r}") from None

@@ -362,6 +362,11 @@ def rollback_session(
 
 
 def list_sessions(settings: Settings, state: str | None = None) -> list[SessionSummary]:
+    from agentctl.lifecycle import State
+
+    states = [s.value for s in State if s is not State.IDLE]
+    if state is not None and state not in states:
+        raise UsageError(f"--status must be one of {', '.join(states)}, not {state!r}")
     with opened_store(settings) as store:
         sessions = store.list_sessions()
     return [s for s in sessions if state is None or s.state == state]

@@ -6,6 +6,7 @@ required`), because a task file is written by hand.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -16,7 +17,16 @@ from agentctl.state import TaskSpec
 
 
 def looks_like_task_file(argument: str) -> bool:
-    return argument.endswith(".toml") or Path(argument).is_file()
+    """A path, not a goal: a file, a folder, a .toml name, or one word that looks like a file
+    name or a path (`plan_trip.tml`, `tasks/x`). A goal has spaces or is a plain word."""
+    if argument.endswith(".toml") or Path(argument).exists():
+        return True
+    word = argument.strip()
+    return (
+        bool(word)
+        and " " not in word
+        and ("/" in word or re.search(r"\.[A-Za-z]\w{0,4}$", word) is not None)
+    )
 
 
 def load_task_file(path: str | Path) -> TaskSpec:
@@ -24,7 +34,11 @@ def load_task_file(path: str | Path) -> TaskSpec:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TaskFileError(f"task file {path} does not exist") from None
+        raise TaskFileError(
+            f"task file {path} does not exist (a goal in quotes with spaces is taken as a goal)"
+        ) from None
+    except IsADirectoryError:
+        raise TaskFileError(f"{path} is a folder, not a task file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskFileError(f"task file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -42,7 +42,7 @@ class RollbackReport:
 def effective(history: list[CheckpointSummary], c: CheckpointSummary) -> CheckpointSummary:
     """A rollback checkpoint stands for the checkpoint it returned to."""
     for _ in range(len(history)):  # bounded: a damaged parent chain cannot loop for ever
-        if c.event != "rollback" or c.parent is None:
+        if c.event != "rollback" or c.parent is None or not 1 <= c.parent <= len(history):
             return c
         c = history[c.parent - 1]
     return c
@@ -81,7 +81,7 @@ def ancestors(history: list[CheckpointSummary], c: CheckpointSummary) -> list[in
     """Ids from `c` up to the first checkpoint (bounded by the history's length)."""
     chain: list[int] = []
     current: int | None = c.id
-    while current is not None and len(chain) <= len(history):
+    while current is not None and 1 <= current <= len(history) and len(chain) <= len(history):
         chain.append(current)
         current = history[current - 1].parent
     return chain

@@ -146,6 +146,10 @@ def main() -> None:
     parser.add_argument("--peer-max", type=int, default=1000, help="largest N for the peer")
     parser.add_argument("--no-startup", action="store_true")
     args = parser.parse_args()
+    try:
+        import langgraph.checkpoint.sqlite  # noqa: F401  (the peer every run compares with)
+    except ImportError:
+        sys.exit('python -m bench needs the peer: pip install -e ".[bench]"')
     sizes = [100] if args.quick else [int(n) for n in args.steps.split(",")]
     report: dict[str, Any] = {"quick": args.quick, "runs": []}
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-") as tmp:

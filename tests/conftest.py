@@ -65,6 +65,20 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> R
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    """Run `agentctl` in this process (typer's CliRunner): for exit-code and output contracts
+    that need no real process. A Python exception escaping the CLI fails the test, as a
+    traceback would fail the user."""
+    from typer.testing import CliRunner
+
+    from agentctl.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=env, input=stdin)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
 def _url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite://{tmp_path / 'store' / 'agentctl.db'}"

@@ -16,7 +16,15 @@ def _split(url: str) -> tuple[str, str]:
     scheme, sep, rest = url.partition(":")
     if not sep:
         raise UsageError(f"store URL {url!r} has no scheme; use sqlite:///FILE or json:///DIR")
-    return scheme, rest[2:] if rest.startswith("//") else rest  # scheme:///abs or scheme:rel
+    path = rest[2:] if rest.startswith("//") else rest  # scheme:///abs or scheme:rel
+    return scheme, path.split("?", 1)[0]
+
+
+def _read_only(url: str) -> bool:
+    """`?mode=ro`: open an archive to list, show and verify it, with nothing written."""
+    from urllib.parse import parse_qs
+
+    return parse_qs(url.partition("?")[2]).get("mode") == ["ro"]
 
 
 def store_paths(url: str) -> tuple[Path, ...]:
@@ -33,14 +41,16 @@ def store_paths(url: str) -> tuple[Path, ...]:
 def open_store(url: str) -> Store:
     """Open (creating if needed) the store a URL names."""
     scheme, path = _split(url)
+    if not path and scheme != "memory":
+        raise UsageError(f"store URL {url!r} names no file or folder")
     if scheme == "sqlite":
         from agentctl.store.sqlite import SQLiteStore
 
-        return SQLiteStore(Path(path).expanduser())
+        return SQLiteStore(Path(path).expanduser(), read_only=_read_only(url))
     if scheme in ("json", "jsonl"):
         from agentctl.store.jsonl import JsonlStore
 
-        return JsonlStore(Path(path).expanduser())
+        return JsonlStore(Path(path).expanduser(), read_only=_read_only(url))
     if scheme == "memory":
         from agentctl.store.memory import MemoryStore
 

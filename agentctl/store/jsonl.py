@@ -68,8 +68,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 class JsonlStore:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], read_only: bool = False) -> None:
         self.root = Path(root)
+        self.read_only = read_only
         self.sessions_dir = self.root / "sessions"
         self._infos: dict[str, dict[str, Any]] = {}  # session id -> info.json, immutable
         try:
@@ -86,6 +87,8 @@ class JsonlStore:
                 if not self.sessions_dir.is_dir():
                     raise StoreError(f"store {self.root}: sessions/ is missing or not a folder")
                 return
+            if read_only:
+                raise StoreError(f"{self.root} is not an agentctl JSON-lines store")
             # Create a store only where nothing else is: a folder of someone else's files is
             # never written into, nor chmodded.
             if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
@@ -115,6 +118,10 @@ class JsonlStore:
 
     @contextmanager
     def _locked(self, path: Path) -> Iterator[None]:
+        """The write lock of a session (or of the store, for the profile). Every write takes
+        it, so a read-only store refuses here, before anything is written."""
+        if self.read_only:
+            raise StoreError(f"store {self.root} is open read-only (?mode=ro): nothing written")
         fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -195,6 +202,8 @@ class JsonlStore:
         from agentctl.store.codec import encode
 
         path = self.sessions_dir / info.id
+        if self.read_only:
+            raise StoreError(f"store {self.root} is open read-only (?mode=ro): nothing written")
         try:
             path.mkdir(mode=0o700)
             with self._locked(path):
@@ -499,7 +508,7 @@ def _check_record(record: dict[str, Any], number: int, next_id: int | None, path
     if checkpoint.get("id") != number:
         raise StoreError(f"{where}: holds checkpoint {checkpoint.get('id')!r}, not {number}")
     parent = checkpoint.get("parent")
-    if not (parent is None if number == 1 else isinstance(parent, int) and 1 <= parent < number):
+    if parent is not None and not isinstance(parent, int):  # where it points: verify's concern
         raise StoreError(f"{where}: checkpoint {number} has parent {parent!r}")
     for key in ("event", "from_state", "to_state", "created_at"):
         if not isinstance(checkpoint.get(key), str):

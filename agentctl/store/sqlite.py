@@ -71,16 +71,18 @@ def _translated(path: Path, session_id: str | None = None) -> Iterator[None]:
 
 
 class SQLiteStore:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
         self.path = Path(path)
-        self.read_only = False
+        self.read_only = read_only
         try:
             if self.path.exists():
                 if not self.path.is_file():
                     raise StoreError(f"store {self.path} is not a regular file")
-                self.read_only = not os.access(self.path, os.W_OK) or not os.access(
-                    self.path.parent, os.W_OK
+                self.read_only = read_only or not (
+                    os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
                 )
+            elif read_only:
+                raise StoreError(f"store {self.path} does not exist (opened read-only)")
             else:
                 ensure_private_dir(self.path.parent)
                 # Create the file private before SQLite opens it; -wal and -shm copy its mode.
