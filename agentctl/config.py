@@ -213,36 +213,9 @@ def write_file(path: Path, values: Mapping[str, object]) -> None:
             # A JSON string is a valid TOML basic string; numbers are written bare.
             text = json.dumps(value) if isinstance(value, str) else str(value)
             lines.append(f"{name} = {text}\n")
+    from agentctl.atomic import write_private
+
     write_private(path, "".join(lines).encode("utf-8"))
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`, mode 0600, atomically: a temporary file of a fresh name
-    (O_EXCL, so neither a planted file nor a link is written through), fsync, rename, fsync
-    the folder. A crash leaves the old file or the new one."""
-    import secrets
-
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fchmod(fd, 0o600)  # whatever the umask
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 # -- secrets ---------------------------------------------------------------------------------

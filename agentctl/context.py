@@ -136,3 +136,54 @@ def compaction_split(messages: Sequence[Counted], limit: int, keep_head: int) ->
             return best if best is not None else index
         best = index
     return best
+
+
+# -- what is sent ----------------------------------------------------------------------------
+
+SUMMARY_TOKENS = 300  # a summary is asked for, and cut to, this many tokens: it must shrink
+# Before a server has said how it counts, approximate counts (another model's vocabulary) are
+# taken this much too low: SmolLM2's tokenizer gives 1.10x cl100k_base on the same text.
+APPROXIMATE_MARGIN = 1.15
+
+
+def calibrated(limit: int, ratio: float | None, approximate: bool | None) -> int:
+    """`limit` in our counts: the server's tokens per token we count is `ratio` once a reply
+    said (usage), else a margin when our counts are approximate."""
+    factor = ratio if ratio is not None else (APPROXIMATE_MARGIN if approximate else 1.0)
+    return int(limit / max(1.0, factor))
+
+
+def cut_text(text: str, tokens: int, keep: int) -> str:
+    """`text` (counted `tokens`) cut to about `keep` tokens, saying so."""
+    if tokens <= keep or not text:
+        return text
+    chars = max(1, len(text) * keep // tokens)
+    return text[:chars] + f"\n[… cut to fit the context window: {len(text) - chars} characters]"
+
+
+def fit_request(
+    messages: list[dict[str, Any]], tokens: Sequence[int], limit: int
+) -> list[dict[str, Any]]:
+    """The messages to send: when they are over `limit` (after a compaction only the newest
+    turn can be, and it can never be compacted away), the largest contents and tool-call
+    arguments are cut until they fit, so no turn can wedge a session. The store keeps the
+    originals."""
+    total = sum(tokens)
+    if total <= limit:
+        return messages
+    cap = max(64, limit // 4)
+    out = list(messages)
+    for index in sorted(range(len(out)), key=lambda i: tokens[i], reverse=True):
+        if total <= limit or tokens[index] <= cap:
+            break
+        message = dict(out[index])
+        if message.get("content"):
+            message["content"] = cut_text(str(message["content"]), tokens[index], cap)
+        if message.get("tool_calls"):  # cut JSON would not parse: sent as {} (see Message)
+            message["tool_calls"] = [
+                {**c, "function": {**c["function"], "arguments": "{}"}}
+                for c in message["tool_calls"]
+            ]
+        out[index] = message
+        total -= tokens[index] - cap
+    return out

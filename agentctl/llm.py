@@ -38,8 +38,14 @@ class ModelClient(Protocol):
     name: str
 
     def complete(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], on_text: TextSink
-    ) -> ModelReply: ...
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        on_text: TextSink,
+        max_tokens: int | None = None,
+    ) -> ModelReply:
+        """One complete reply. `max_tokens` bounds the reply (the budget's reply reserve)."""
+        ...
 
 
 class ContextTooLongError(ModelError):
@@ -92,14 +98,19 @@ class OpenAIModelClient:
         )
         # Shown in errors and stored on error checkpoints: never with credentials in it.
         self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
+        self._limit_field = output_limit_field(config.base_url)
 
     def complete(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], on_text: TextSink
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        on_text: TextSink,
+        max_tokens: int | None = None,
     ) -> ModelReply:
         attempts = self._config.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(messages, tools, on_text)
+                return self._attempt(messages, tools, on_text, max_tokens)
             except _Retry as retry:
                 if attempt == attempts:
                     raise ModelError(
@@ -113,7 +124,11 @@ class OpenAIModelClient:
         raise AssertionError("unreachable")
 
     def _attempt(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], on_text: TextSink
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        on_text: TextSink,
+        max_tokens: int | None,
     ) -> ModelReply:
         openai = self._openai
         started = False  # once a chunk arrived, a failure cuts the reply: it is not retried
@@ -121,7 +136,9 @@ class OpenAIModelClient:
             # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
             # describe the same shapes. An empty `tools` list is an error to the OpenAI API,
             # and some servers (llama-cpp-python) ignore `tools` without `tool_choice`.
-            extra = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
+            extra: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
+            if max_tokens is not None:
+                extra[self._limit_field] = max_tokens
             deadline = time.monotonic() + self._config.timeout
             stream = self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.name,
@@ -181,6 +198,16 @@ class OpenAIModelClient:
         return redact_text(text)
 
 
+def output_limit_field(base_url: str | None) -> str:
+    """The request field that bounds a reply. The OpenAI API takes `max_completion_tokens` (its
+    reasoning models refuse `max_tokens`); every other OpenAI-compatible server (llama.cpp,
+    llama-cpp-python, vLLM, Ollama, LM Studio, sglang) takes `max_tokens`."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(base_url).hostname if base_url else "api.openai.com"
+    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+
+
 def _error_message(exc: Any) -> str:
     """The server's own message, on one line (some servers answer with a multi-line body)."""
     body = getattr(exc, "body", None)
@@ -227,7 +254,7 @@ def _collect(stream: Any, on_text: TextSink, on_chunk: Callable[[], None]) -> Mo
     A reply is complete only when a finish reason arrived."""
     text: list[str] = []
     calls: dict[int, dict[str, str]] = {}
-    usage = Usage(calls=1)
+    usage = Usage(calls=1, unreported=1)  # until the server says otherwise
     finish: str | None = None
     for chunk in stream:
         on_chunk()

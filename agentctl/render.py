@@ -384,6 +384,8 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "context_tokens": s.context_tokens,
         "context": {
             "tokens": s.context_tokens,
+            "tools_tokens": c.task.tools_tokens,
+            "token_ratio": c.task.token_ratio,
             "budget": budget.prompt_limit,
             "window": budget.window,
             "reply_reserve": budget.reply_reserve,
@@ -429,19 +431,29 @@ def show_session(view: SessionView) -> None:
     if task.result:
         out.print(f"result:   {escape(task.result)}")
     u = c.usage
-    out.print(
-        f"usage:    {u.calls} model calls, {u.prompt_tokens} prompt + {u.completion_tokens} "
-        "completion tokens"
-    )
+    if u.calls and u.unreported == u.calls:
+        out.print(f"usage:    {u.calls} model calls; usage not reported by the server")
+    else:
+        unreported = f" ({u.unreported} calls' usage not reported)" if u.unreported else ""
+        out.print(
+            f"usage:    {u.calls} model calls, {u.prompt_tokens} prompt + "
+            f"{u.completion_tokens} completion tokens{unreported}"
+        )
     if s.info.approximate_tokens is None:
         counted = "counted by an older agentctl"
     else:
         exact = "approximate" if s.info.approximate_tokens else "exact"
         counted = f"{exact}, {s.info.tokenizer}"
+        if task.token_ratio is not None:
+            counted += f"; the server counts {task.token_ratio:g}x"
+    tools = task.tools_tokens
+    sent = s.context_tokens + (tools or 0)
+    with_tools = f" (+{tools:,} for the tool schemas)" if tools else ""
     out.print(
-        f"context:  {s.context_tokens:,} of {budget.prompt_limit:,} tokens in {len(s.messages)} "
-        f"messages ({counted}); window {budget.window:,} ({escape(budget.source)}) less "
-        f"{budget.reply_reserve:,} for the reply; when full: {view.strategy}"
+        f"context:  {sent:,} of {budget.prompt_limit:,} tokens: {s.context_tokens:,} in "
+        f"{len(s.messages)} messages{with_tools} ({counted}); window {budget.window:,} "
+        f"({escape(budget.source)}) less {budget.reply_reserve:,} for the reply; "
+        f"when full: {view.strategy}"
     )
 
 

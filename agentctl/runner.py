@@ -15,7 +15,15 @@ from enum import StrEnum
 from typing import Any
 
 from agentctl import control, faults, prompts
-from agentctl.context import Budget, TokenCounter, compaction_split
+from agentctl.context import (
+    SUMMARY_TOKENS,
+    Budget,
+    TokenCounter,
+    calibrated,
+    compaction_split,
+    cut_text,
+    fit_request,
+)
 from agentctl.errors import InvalidTransition, ModelError
 from agentctl.lifecycle import Event, State, transition
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
@@ -265,13 +273,14 @@ class Runner:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         on_text: Callable[[str], None],
+        max_tokens: int | None,
     ) -> ModelReply:
         """One model call; a failure is recorded on a checkpoint and `resume` retries it."""
         if self._model is None:
             self._model = self._model_factory()
         self._emit(ModelCallStarted(session.info.id))
         try:
-            reply = self._model.complete(messages, tools, on_text)
+            reply = self._model.complete(messages, tools, on_text, max_tokens)
         except ContextTooLongError:
             raise  # handled by the caller: compact, not record-and-stop
         except ModelError as exc:
@@ -282,18 +291,29 @@ class Runner:
         return reply
 
     def _call_model(self, session: SessionState) -> SessionState:
+        tools = self._schema_count()
+        messages = fit_request(
+            [m.to_openai() for m in session.messages],
+            [m.tokens for m in session.messages],
+            self._prompt_limit(session) - tools,
+        )
         try:
             reply = self._ask_model(
                 session,
-                [m.to_openai() for m in session.messages],
+                messages,
                 self._tool_schemas(),
                 lambda text: self._emit(TextDelta(text)),
+                self._budget.reply_reserve if self._budget else None,
             )
         except ContextTooLongError as exc:
             return self._shrink_window(session, exc)
         task = session.task
         # A new reply ends whatever approval was given for the previous one.
-        update: dict[str, Any] = {"last_error": None, "approval": None}
+        update: dict[str, Any] = {"last_error": None, "approval": None, "tools_tokens": tools}
+        if session.info.approximate_tokens and not reply.usage.unreported:
+            # How the server counts what we sent, against how we counted it (design: calibrate).
+            ours = session.context_tokens + tools
+            update["token_ratio"] = round(max(1.0, reply.usage.prompt_tokens / max(1, ours)), 3)
         if reply.message.tool_calls:
             update["nudged"] = False
         message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)
@@ -326,7 +346,10 @@ class Runner:
         limits = [self._budget.prompt_limit] if self._budget else []
         if learned is not None:
             limits.append(learned - reserve)
-        return min(limits)
+        if not limits:
+            return 1 << 30  # no budget (tests of other things)
+        task, approximate = session.task, session.info.approximate_tokens
+        return calibrated(min(limits), task.token_ratio, approximate)
 
     def _split(self, session: SessionState, learned: int | None = None) -> int | None:
         """Where to cut the conversation to fit; None when it fits or nothing can be cut."""
@@ -338,29 +361,41 @@ class Runner:
     def _compact(self, session: SessionState, split: int) -> SessionState:
         """Replace the turns before `split` by a note (with the model's summary of them, or
         nothing when dropping). One checkpoint; the originals stay in the store, in the
-        parent's conversation, so `show --at` and rollback still reach them."""
+        parent's conversation, so `show --at` and rollback still reach them. A summary is
+        bounded, and one that does not make the conversation smaller is dropped instead."""
         messages, task = session.messages, session.task
         dropped, kept = messages[KEEP_HEAD:split], messages[split:]
         replies = sum(
             1 if m.role == "assistant" else prompts.compacted_replies(m.content) for m in dropped
         )
         usage = session.checkpoint.usage
-        summary = None
-        if self._strategy == "summarize":
+        strategy, summary = self._strategy, None
+        if strategy == "summarize":
             text = prompts.transcript(
                 [m.to_openai() for m in dropped], max_chars=self._prompt_limit(session) * 3
             )
-            reply = self._ask_model(session, prompts.summary_request(text), [], lambda _: None)
+            request = prompts.summary_request(text)
+            reply = self._ask_model(session, request, [], lambda _: None, SUMMARY_TOKENS)
             summary = reply.message.content or "(the model gave no summary)"
+            counted = self._ensure_counter().count({"content": summary})
+            summary = cut_text(summary, counted, SUMMARY_TOKENS)
             usage = usage + reply.usage
-        note = prompts.compaction_note(replies, summary, task.plan, task.current_step)
-        new = (self._counted(Message(role="user", content=note)), *kept)
+
+        def rebuilt(summary: str | None) -> tuple[Message, ...]:
+            note = prompts.compaction_note(replies, summary, task.plan, task.current_step)
+            return (self._counted(Message(role="user", content=note)), *kept)
+
+        new = rebuilt(summary)
+        after = sum(m.tokens for m in (*messages[:KEEP_HEAD], *new))
+        if summary is not None and after >= session.context_tokens:
+            strategy, new = "drop", rebuilt(None)  # the summary did not help
+            after = sum(m.tokens for m in (*messages[:KEEP_HEAD], *new))
         detail = {
-            "strategy": self._strategy,
+            "strategy": strategy,
             "dropped": len(dropped),
             "kept": len(kept),
             "tokens_before": session.context_tokens,
-            "tokens_after": sum(m.tokens for m in (*messages[:KEEP_HEAD], *new)),
+            "tokens_after": after,
         }
         return self._commit(
             session,

@@ -56,6 +56,13 @@ class ScriptedModel:
     omit_call_ids: bool = False  # behave like servers that send tool calls without ids
     repeat_names: bool = False  # like llama-cpp-python: the tool name in every delta
     kept: list[Json] | None = None  # a list to keep every request body in, for tests
+    # Like a small local server: it counts tokens its own way (usage_scale times the default
+    # estimate), refuses a prompt over `window` tokens, may ramble when asked to summarize,
+    # and may not report usage at all.
+    usage_scale: float = 1.0
+    window: int | None = None
+    summary_text: str | None = None
+    report_usage: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_fault(self) -> Fault | None:
@@ -129,6 +136,12 @@ def _approx_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def prompt_tokens(request: Json, scale: float = 1.0) -> int:
+    """The scripted model's own count of a request: messages and tool schemas."""
+    text = json.dumps(request.get("messages")) + json.dumps(request.get("tools") or [])
+    return int(_approx_tokens(text) * scale)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
@@ -169,6 +182,14 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             self._error(400, problem)
             return
+        counted = prompt_tokens(request, model.usage_scale)
+        if model.window is not None and counted > model.window:
+            self._error(
+                400,
+                f"This model's maximum context length is {model.window} tokens. However, "
+                f"your messages resulted in {counted} tokens.",
+            )
+            return
         fault = model.take_fault()
         if fault is not None and fault.kind == "status":
             time.sleep(fault.hang)
@@ -177,7 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if asks_summary:
             time.sleep(model.delay)
-            self._reply(request, {"role": "assistant", "content": summarize(messages)}, index)
+            text = model.summary_text or summarize(messages)
+            self._reply(request, {"role": "assistant", "content": text}, index)
             return
         if index >= len(model.turns):
             self._error(
@@ -203,18 +225,20 @@ class _Handler(BaseHTTPRequestHandler):
         finish_reason: str | None = None,
         fault: Fault | None = None,
     ) -> None:
-        messages = request["messages"]
-        prompt_tokens = sum(_approx_tokens(json.dumps(m)) for m in messages)
+        model = self.server.model
+        prompt = prompt_tokens(request, model.usage_scale)
         completion_tokens = _approx_tokens(json.dumps(reply))
-        usage = {
-            "prompt_tokens": prompt_tokens,
+        usage: Json | None = {
+            "prompt_tokens": prompt,
             "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
+            "total_tokens": prompt + completion_tokens,
         }
+        if not model.report_usage:
+            usage = None
         finish = finish_reason or ("tool_calls" if reply.get("tool_calls") else "stop")
         if request.get("stream"):
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-            repeat = self.server.model.repeat_names
+            repeat = model.repeat_names
             chunks = list(_chunks(reply, finish, usage if include_usage else None, repeat))
             self._stream(chunks, pause, fault)
         else:

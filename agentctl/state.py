@@ -115,6 +115,10 @@ class TaskState(_Model):
     in_flight: str | None = None
     # The window the server accepts, when it refused a longer conversation (below the budget).
     context_limit: int | None = None
+    # Server prompt tokens per token we counted, from the last reply's usage (approximate
+    # counts only): the budget is calibrated with it.
+    token_ratio: float | None = None
+    tools_tokens: int | None = None  # what the tool schemas take of every call, as we count
 
     @property
     def current_step(self) -> int:
@@ -126,12 +130,14 @@ class Usage(_Model):
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    unreported: int = 0  # calls whose server reported no usage (their tokens are not above)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             calls=self.calls + other.calls,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
+            unreported=self.unreported + other.unreported,
         )
 
 

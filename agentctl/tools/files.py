@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentctl.atomic import write_all
 from agentctl.tools import SideEffect, ToolOutcome
 
 MAX_OUTPUT = 16_000  # characters returned to the model at most
@@ -144,9 +145,7 @@ class Workspace:
             )
             try:
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    write_all(fd, data)
                     os.fchmod(fd, mode)
                     os.fsync(fd)
                 finally:
