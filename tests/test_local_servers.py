@@ -176,3 +176,39 @@ def test_show_counts_the_tool_schemas_and_says_when_usage_was_not_reported(
         assert s.run() is Stop.DONE
         usage = s.store.head("s1").usage
         assert (usage.calls, usage.unreported, usage.prompt_tokens) == (2, 2, 0)
+
+
+def test_a_multi_line_server_error_is_one_clean_line_and_a_short_key_mangles_nothing() -> None:
+    from agentctl.errors import ModelError
+    from agentctl.scripted import Fault
+
+    body = "Input validation error: maximum context exceeded\n  File /srv/app.py, line 3\nx"
+    with ScriptedServer(ScriptedModel((), faults=[Fault(status=400, message=body)])) as srv:
+        config = ModelConfig(model="m", base_url=srv.base_url, api_key="x", max_retries=0)
+        with pytest.raises(ModelError) as caught:
+            OpenAIModelClient(config).complete([{"role": "user", "content": "hi"}], [], print)
+    assert "\n" not in caught.value.message
+    assert caught.value.message.endswith("Input validation error: maximum context exceeded")
+
+
+def test_work_tools_wait_for_a_plan_whatever_the_approval_mode(tmp_path: Path) -> None:
+    from agentctl.tools import work_tools
+
+    script = (
+        turn(call("write_file", path="early.txt", content="too soon")),
+        turn(call("submit_plan", steps=["write"])),
+        turn(call("finish", result="ok")),
+    )
+    with ExitStack() as stack:
+        s = Local(stack, tmp_path / "a.db", ScriptedModel(script), 8192)
+        tools = work_tools(tmp_path, ApprovalPolicy(yes=True))
+        config = ModelConfig(model="local", base_url=s.url, api_key=None, max_retries=0)
+        clock = iter(f"2026-01-01T00:00:{n:02d}" for n in range(60))
+        runner = Runner(
+            s.store, lambda: OpenAIModelClient(config), Approximate, tools, lambda: next(clock)
+        )
+        runner.start(SessionInfo(id="s1", spec=TaskSpec(goal="g"), model="m", created_at="t"), "")
+        assert runner.run("s1", answer=None, ask=None, max_turns=10).stop is Stop.DONE
+        results = [m.content for m in s.store.load("s1").messages if m.role == "tool"]
+    assert not (tmp_path / "early.txt").exists()
+    assert "write_file may run once a plan is submitted" in (results[0] or "")
