@@ -33,6 +33,24 @@ CLEARED = (
 )
 
 
+# What makes a test slow is a real process (each `agentctl` pays the ~1 s openai import): a test
+# whose code starts one is in the `process` tier, found from its source so the tier cannot go
+# stale. `pytest -m "not process"` is the edit-test loop; plain `pytest` runs everything.
+PROCESS_WORDS = ("cli(", "subprocess.", "Popen(", "run_in_terminal(", "fork", "kill(")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    import inspect
+
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None or item.get_closest_marker("process"):
+            continue
+        source = inspect.getsource(function)
+        if any(word in source for word in PROCESS_WORDS):
+            item.add_marker(pytest.mark.process)
+
+
 @pytest.fixture(autouse=True)
 def agentctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "home"

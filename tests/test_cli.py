@@ -14,7 +14,7 @@ import pytest
 from agentctl.state import SessionInfo, TaskSpec, TaskState, Usage
 from agentctl.store import open_store
 from agentctl.store.base import CheckpointDraft
-from tests.conftest import SAMPLES, Result, cli
+from tests.conftest import SAMPLES, Result, cli, run
 
 TRIP = str(SAMPLES / "plan_trip.toml")
 
@@ -84,14 +84,14 @@ def test_the_readme_walk_through(store_url: str) -> None:
 
 
 def test_the_profile_keeps_what_the_agent_remembered(agentctl_home: Path) -> None:
-    assert cli("run", TRIP, "--no-input").code == 3
+    assert run("run", TRIP, "--no-input").code == 3
     store = open_store(f"sqlite://{agentctl_home / 'agentctl.db'}")
     assert store.load_profile().preferences == {"airline": "Delta"}
     store.close()
     # The next session's system prompt carries it.
-    assert cli("run", TRIP, "--no-input").code == 3
-    sid = cli("list", "--json").json()[0]["id"]
-    system = cli("show", sid, "--json").json()["messages"][0]["content"]
+    assert run("run", TRIP, "--no-input").code == 3
+    sid = run("list", "--json").json()[0]["id"]
+    system = run("show", sid, "--json").json()["messages"][0]["content"]
     assert '\n- "airline": "Delta"' in system  # quoted data, not an instruction
 
 
@@ -141,7 +141,7 @@ def two_sessions(agentctl_home: Path) -> str:
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     agentctl_home: Path, two_sessions: str, args: tuple[str, ...], needles: tuple[str, ...]
 ) -> None:
-    one_error_line(cli(*args), 2, *needles)
+    one_error_line(run(*args), 2, *needles)
     assert store_digest(agentctl_home) == two_sessions
 
 
@@ -161,17 +161,17 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 def test_a_bad_task_file_names_file_and_field(tmp_path: Path, content: str, needle: str) -> None:
     task = tmp_path / "bad.toml"
     task.write_text(content)
-    one_error_line(cli("run", str(task)), 2, "bad.toml", needle)
-    assert cli("list", "--json").json() == []
+    one_error_line(run("run", str(task)), 2, "bad.toml", needle)
+    assert run("list", "--json").json() == []
 
 
 def test_a_missing_task_file_is_a_usage_error(tmp_path: Path) -> None:
-    one_error_line(cli("run", str(tmp_path / "nope.toml")), 2, "does not exist")
+    one_error_line(run("run", str(tmp_path / "nope.toml")), 2, "does not exist")
 
 
 def test_a_goal_with_no_model_is_a_model_error() -> None:
-    one_error_line(cli("run", "book a table for two"), 5, "no model is configured")
-    assert cli("list", "--json").json() == []
+    one_error_line(run("run", "book a table for two"), 5, "no model is configured")
+    assert run("list", "--json").json() == []
 
 
 def test_an_unreachable_model_leaves_the_session_resumable(agentctl_home: Path) -> None:
@@ -179,11 +179,11 @@ def test_an_unreachable_model_leaves_the_session_resumable(agentctl_home: Path) 
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
         "OPENAI_API_KEY": "sk-test-not-a-real-key-42",
     }
-    result = cli("run", "book a table for two", "--model", "some-model", env=env)
+    result = run("run", "book a table for two", "--model", "some-model", env=env)
     one_error_line(result, 5, "cannot reach the model server")
-    [session] = cli("list", "--json").json()
+    [session] = run("list", "--json").json()
     assert session["state"] == "planning"
-    shown = cli("show", session["id"], "--json").json()
+    shown = run("show", session["id"], "--json").json()
     assert "cannot reach" in shown["task"]["last_error"]
     # The key reached neither the store nor the output.
     for path in agentctl_home.rglob("*"):
@@ -195,23 +195,23 @@ def test_an_unreachable_model_leaves_the_session_resumable(agentctl_home: Path) 
 def test_a_corrupt_store_is_exit_6(agentctl_home: Path) -> None:
     agentctl_home.mkdir(parents=True)
     (agentctl_home / "agentctl.db").write_bytes(b"garbage" * 1000)
-    one_error_line(cli("list"), 6, "not a database")
+    one_error_line(run("list"), 6, "not a database")
 
 
 def test_a_newer_store_is_exit_6_and_untouched(agentctl_home: Path) -> None:
-    assert cli("list").code == 0
+    assert run("list").code == 0
     db = sqlite3.connect(agentctl_home / "agentctl.db")
     db.execute("PRAGMA user_version = 99")
     db.close()
     before = store_digest(agentctl_home)
-    one_error_line(cli("list"), 6, "newer than this agentctl", "upgrade agentctl")
+    one_error_line(run("list"), 6, "newer than this agentctl", "upgrade agentctl")
     assert store_digest(agentctl_home) == before
 
 
 def test_json_store_urls_work_from_the_flag(tmp_path: Path) -> None:
     url = f"json://{tmp_path / 'j'}"
-    assert cli("run", str(SAMPLES / "release_notes.toml"), "--store", url).code == 0
-    assert [s["state"] for s in cli("list", "--json", "--store", url).json()] == ["done"]
+    assert run("run", str(SAMPLES / "release_notes.toml"), "--store", url).code == 0
+    assert [s["state"] for s in run("list", "--json", "--store", url).json()] == ["done"]
     assert (tmp_path / "j" / "sessions").is_dir()
 
 
@@ -228,21 +228,21 @@ def test_the_console_script_and_module_agree() -> None:
 
 
 def test_profile_set_show_unset_and_its_effect_on_new_sessions() -> None:
-    assert cli("profile", "set", "seat", "aisle").code == 0
-    assert cli("profile", "set", "airline", "KLM").code == 0
-    assert cli("profile", "show", "--json").json()["preferences"] == {
+    assert run("profile", "set", "seat", "aisle").code == 0
+    assert run("profile", "set", "airline", "KLM").code == 0
+    assert run("profile", "show", "--json").json()["preferences"] == {
         "airline": "KLM",
         "seat": "aisle",
     }
-    one_error_line(cli("profile", "unset", "meal"), 2, "no preference 'meal' to unset")
-    assert cli("profile", "unset", "airline").code == 0
-    assert cli("run", TRIP, "--no-input").code == 3
-    sid = cli("list", "--json").json()[0]["id"]
-    system = cli("show", sid, "--json").json()["messages"][0]["content"]
+    one_error_line(run("profile", "unset", "meal"), 2, "no preference 'meal' to unset")
+    assert run("profile", "unset", "airline").code == 0
+    assert run("run", TRIP, "--no-input").code == 3
+    sid = run("list", "--json").json()[0]["id"]
+    system = run("show", sid, "--json").json()["messages"][0]["content"]
     assert '- "seat": "aisle"' in system
     assert "KLM" not in system
     # The agent's remember tool wrote to the same profile.
-    assert cli("profile", "show", "--json").json()["preferences"] == {
+    assert run("profile", "show", "--json").json()["preferences"] == {
         "airline": "Delta",
         "seat": "aisle",
     }

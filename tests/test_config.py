@@ -11,40 +11,40 @@ from agentctl import service
 from agentctl.config import Settings
 from agentctl.errors import ModelError, UsageError
 from agentctl.state import ScriptTurn, TaskSpec
-from tests.conftest import SAMPLES, cli
+from tests.conftest import SAMPLES, run
 
 SECRET = "sk-proj-CONFIG-FILE-TEST-KEY-98765"
 
 
 def test_config_set_writes_a_private_file_and_show_masks_the_key(agentctl_home: Path) -> None:
-    assert cli("config", "set", "model", "llama3.2").code == 0
-    assert cli("config", "set", "base_url", "http://localhost:11434/v1").code == 0
-    set_key = cli("config", "set", "api_key", SECRET)
+    assert run("config", "set", "model", "llama3.2").code == 0
+    assert run("config", "set", "base_url", "http://localhost:11434/v1").code == 0
+    set_key = run("config", "set", "api_key", SECRET)
     assert set_key.code == 0
     assert SECRET not in set_key.stdout + set_key.stderr
     path = agentctl_home / "config.toml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    shown = cli("config", "show")
+    shown = run("config", "show")
     assert SECRET not in shown.stdout
     assert "****8765" in shown.stdout
-    settings = cli("config", "show", "--json").json()["settings"]
+    settings = run("config", "show", "--json").json()["settings"]
     assert settings["model"] == {"value": "llama3.2", "source": "config file"}
     assert settings["api_key"] == {"value": "****8765", "source": "config file"}
     assert settings["timeout"] == {"value": None, "source": "not set"}
-    assert cli("config", "unset", "model").code == 0
-    assert cli("config", "show", "--json").json()["settings"]["model"]["value"] is None
+    assert run("config", "unset", "model").code == 0
+    assert run("config", "show", "--json").json()["settings"]["model"]["value"] is None
 
 
 def test_agentctl_variables_beat_the_file_and_the_file_beats_openai_variables() -> None:
-    cli("config", "set", "model", "from-file")
-    cli("config", "set", "base_url", "http://file.example/v1")
+    run("config", "set", "model", "from-file")
+    run("config", "set", "base_url", "http://file.example/v1")
     env = {
         "AGENTCTL_MODEL": "from-env",
         "OPENAI_BASE_URL": "http://env.example/v1",
         "OPENAI_API_KEY": "sk-only-in-the-environment-0000",
     }
-    settings = cli("config", "show", "--json", env=env).json()["settings"]
+    settings = run("config", "show", "--json", env=env).json()["settings"]
     assert settings["model"] == {"value": "from-env", "source": "env AGENTCTL_MODEL"}
     assert settings["base_url"] == {"value": "http://file.example/v1", "source": "config file"}
     assert settings["api_key"] == {"value": "****0000", "source": "env OPENAI_API_KEY"}
@@ -61,7 +61,7 @@ def test_agentctl_variables_beat_the_file_and_the_file_beats_openai_variables() 
     ],
 )
 def test_bad_settings_are_one_line_exit_2(args: list[str], needle: str) -> None:
-    result = cli("config", *args)
+    result = run("config", *args)
     assert result.code == 2
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -70,25 +70,25 @@ def test_bad_settings_are_one_line_exit_2(args: list[str], needle: str) -> None:
 def test_a_broken_settings_file_names_itself(agentctl_home: Path) -> None:
     agentctl_home.mkdir(parents=True)
     (agentctl_home / "config.toml").write_text("model = \n")
-    result = cli("list")
+    result = run("list")
     assert result.code == 2
     assert f"settings file {agentctl_home / 'config.toml'}" in result.stderr
     (agentctl_home / "config.toml").write_text('modle = "x"\n')
-    assert "unknown key 'modle'" in cli("list").stderr
+    assert "unknown key 'modle'" in run("list").stderr
 
 
 def test_a_key_in_the_settings_file_never_reaches_the_store(tmp_path: Path) -> None:
     config = tmp_path / "elsewhere" / "config.toml"
     env = {"AGENTCTL_CONFIG": str(config)}
-    cli("config", "set", "api_key", SECRET, env=env)
-    cli("config", "set", "base_url", "http://127.0.0.1:9/v1", env=env)  # nothing listens
-    result = cli("run", "a goal for a real model", "--model", "gpt-4o-mini", env=env)
+    run("config", "set", "api_key", SECRET, env=env)
+    run("config", "set", "base_url", "http://127.0.0.1:9/v1", env=env)  # nothing listens
+    result = run("run", "a goal for a real model", "--model", "gpt-4o-mini", env=env)
     assert result.code == 5
     assert "cannot reach the model server at http://127.0.0.1:9/v1" in result.stderr
-    [session] = cli("list", "--json", env=env).json()
+    [session] = run("list", "--json", env=env).json()
     outputs = [result.stdout, result.stderr]
     for command in (["show", "--json"], ["config", "show"]):
-        shown = cli(
+        shown = run(
             *command[:1],
             *([session["id"]] if command[0] != "config" else []),
             *command[1:],
@@ -137,11 +137,11 @@ def test_no_model_and_no_script_is_a_model_error_naming_every_way_to_configure()
 
 
 def test_a_sample_runs_on_its_script_when_the_file_names_no_server() -> None:
-    cli("config", "set", "context_window", "16000")
-    result = cli("run", str(SAMPLES / "release_notes.toml"))
+    run("config", "set", "context_window", "16000")
+    result = run("run", str(SAMPLES / "release_notes.toml"))
     assert result.code == 0, result.stderr
-    [session] = cli("list", "--json").json()
-    context = cli("show", session["id"], "--json").json()["context"]
+    [session] = run("list", "--json").json()
+    context = run("show", session["id"], "--json").json()["context"]
     assert (context["window"], context["window_source"]) == (16000, "config file")
 
 
@@ -164,14 +164,14 @@ name = "finish"
 arguments = { result = "waited" }
 """
     )
-    cli("config", "set", "timeout", "0.3")
-    slow = cli("run", str(task))
+    run("config", "set", "timeout", "0.3")
+    slow = run("run", str(task))
     assert slow.code == 5
     assert "did not answer within 0.3 s" in slow.stderr
-    [session] = cli("list", "--json").json()
-    shown = cli("show", session["id"], "--json").json()
+    [session] = run("list", "--json").json()
+    shown = run("show", session["id"], "--json").json()
     assert shown["task"]["last_error"].endswith("did not answer within 0.3 s")
-    cli("config", "unset", "timeout")
-    done = cli("resume", session["id"])
+    run("config", "unset", "timeout")
+    done = run("resume", session["id"])
     assert done.code == 0, done.stderr
     assert done.stdout == "waited\n"

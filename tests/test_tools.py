@@ -18,7 +18,7 @@ from agentctl.tools.files import (
     WriteFile,
 )
 from agentctl.tools.shell import RunShell
-from tests.conftest import cli
+from tests.conftest import run
 
 
 @pytest.fixture
@@ -131,12 +131,12 @@ def test_a_write_pauses_for_approval_without_a_terminal_then_runs_when_allowed(
     task: tuple[str, str],
 ) -> None:
     path, root = task
-    paused = cli("run", path, "--workspace", root, "--no-input")
+    paused = run("run", path, "--workspace", root, "--no-input")
     assert paused.code == 3, paused.stderr
     assert "Allow write_file summary.md?\n(new file, 26 bytes)" in paused.stderr
     assert "+Two notes: alpha and beta." in paused.stderr  # the change itself is shown
     assert not (Path(root) / "summary.md").exists()
-    done = cli("resume", "--input", "y")
+    done = run("resume", "--input", "y")
     assert done.code == 0, done.stderr
     assert (Path(root) / "summary.md").read_text() == "Two notes: alpha and beta."
     assert "wrote 26 characters" in done.stdout  # finish echoes the tool's result
@@ -144,8 +144,8 @@ def test_a_write_pauses_for_approval_without_a_terminal_then_runs_when_allowed(
 
 def test_a_refused_write_does_not_happen_and_the_model_is_told(task: tuple[str, str]) -> None:
     path, root = task
-    assert cli("run", path, "--workspace", root, "--no-input").code == 3
-    done = cli("resume", "--input", "no")
+    assert run("run", path, "--workspace", root, "--no-input").code == 3
+    done = run("resume", "--input", "no")
     assert done.code == 0, done.stderr
     assert not (Path(root) / "summary.md").exists()
     assert "did not allow" in done.stdout
@@ -153,6 +153,6 @@ def test_a_refused_write_does_not_happen_and_the_model_is_told(task: tuple[str, 
 
 def test_yes_runs_writes_without_asking(task: tuple[str, str]) -> None:
     path, root = task
-    done = cli("run", path, "--workspace", root, "--no-input", "--yes")
+    done = run("run", path, "--workspace", root, "--no-input", "--yes")
     assert done.code == 0, done.stderr
     assert (Path(root) / "summary.md").exists()
