@@ -21,6 +21,7 @@ import typer
 from agentctl import render, service
 from agentctl.config import Settings
 from agentctl.errors import AgentctlError, ExitCode
+from agentctl.records import RunReport, Stop
 
 T = TypeVar("T")
 
@@ -96,9 +97,7 @@ def _interrupt_on_hangup() -> None:
         signal.signal(sig, handler)
 
 
-def _finish_run(report: service.RunReport, as_json: bool) -> None:
-    from agentctl.runner import Stop
-
+def _finish_run(report: RunReport, as_json: bool) -> None:
     session = report.session
     sid = session.info.id
     task = session.task
@@ -151,16 +150,13 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session on a task and work on it until done or it needs input."""
-    from agentctl.tasks import goal_task, load_task_file, looks_like_task_file
-
     view = render.RunView(quiet=as_json)
     _interrupt_on_hangup()
 
-    def action() -> service.RunReport:
-        spec = load_task_file(task) if looks_like_task_file(task) else goal_task(task)
+    def action() -> RunReport:
         return service.start_session(
             _settings(store, model),
-            spec,
+            service.read_task(task),
             max_turns=max_turns,
             ask=None if no_input else render.ask,
             on_event=view,
@@ -362,11 +358,44 @@ def config_unset(key: Annotated[str, typer.Argument(help="The setting to remove.
     render.setting_written(key, None, path)
 
 
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="Show tracebacks instead of one-line errors (or AGENTCTL_DEBUG=1)."
+        ),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["AGENTCTL_DEBUG"] = "1"
+
+
 def main() -> None:
-    if "--debug" in sys.argv:
+    """The one error handler around the whole app: whatever escapes a command is one line and
+    an exit code, never a traceback (unless --debug)."""
+    if "--debug" in sys.argv[1:]:  # also after the command: agentctl run TASK --debug
         sys.argv.remove("--debug")
         os.environ["AGENTCTL_DEBUG"] = "1"
-    app()
+    try:
+        app()
+    except AgentctlError as exc:
+        if _debug():
+            raise
+        render.error(exc.message, exc.hint)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        render.error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:
+        if _debug():
+            raise
+        render.error(
+            f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            " — this is a bug in agentctl",
+            "rerun with --debug to see where, and report it",
+        )
+        sys.exit(int(ExitCode.ERROR))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
-"""The records a run reports while it works, for render.py to show: typed, plain, and at the
-bottom of the import graph, so the presenter depends on nothing above it.
+"""The records render.py shows: what a run reports while it works, and what the use cases
+return. Typed, plain, and at the bottom of the import graph, so the presenter depends on
+nothing above it.
 
-A `Notice` is a one-line remark (which session, which model, a retry); the others follow the
-runner's loop: a model call started, a piece of streamed text, a checkpoint committed.
+A `Notice` is a one-line remark (which session, which model, a retry); the run events follow
+the runner's loop: a model call started, a piece of streamed text, a checkpoint committed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentctl.state import Checkpoint
+    from agentctl.context import Budget
+    from agentctl.state import Checkpoint, SessionState
 
 
 @dataclass(frozen=True)
@@ -38,3 +41,51 @@ class Checkpointed:
 
 
 RunEvent = ModelCallStarted | TextDelta | Checkpointed | Notice
+
+
+class Stop(StrEnum):
+    """Why a run stopped."""
+
+    DONE = "done"
+    PAUSED = "paused"  # waiting for input that was not given
+    TURN_LIMIT = "turn_limit"
+    NO_PLAN = "no_plan"  # the model answered in text, twice, instead of submitting a plan
+
+
+@dataclass(frozen=True)
+class RunReport:
+    stop: Stop
+    session: SessionState
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as `show` presents it: its state and the context budget it runs under."""
+
+    session: SessionState
+    budget: Budget
+    strategy: str
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    key: str
+    value: str | None  # secrets masked; None when not set
+    source: str  # "config file", "env AGENTCTL_MODEL", "default", "not set"
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    head: Checkpoint  # the new `rollback` checkpoint
+    target: int  # the checkpoint it stands on
+    kept_preferences: list[str]  # remembered on the abandoned branch: they stay in the profile
+    shell_commands: list[str]  # run on the abandoned branch: their effects are not undone
+
+
+@dataclass
+class SessionReport:
+    """What `verify` found in one session."""
+
+    session_id: str
+    checkpoints: int
+    problems: list[str] = field(default_factory=list)

@@ -20,12 +20,15 @@ if TYPE_CHECKING:
 
     from rich.status import Status
 
-    from agentctl.records import RunEvent
-    from agentctl.service import ConfigRow, SessionView
+    from agentctl.records import (
+        ConfigRow,
+        RollbackReport,
+        RunEvent,
+        SessionReport,
+        SessionView,
+    )
     from agentctl.state import UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
-    from agentctl.timetravel import RollbackReport
-    from agentctl.verify import SessionReport
 
 # emoji=False: `:smile:` in a model's text is text. highlight=False: no guessing at colours.
 out = Console(highlight=False, soft_wrap=True, emoji=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from agentctl import control, faults, prompts
@@ -27,7 +26,7 @@ from agentctl.context import (
 from agentctl.errors import InvalidTransition, ModelError
 from agentctl.lifecycle import Event, State, transition
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
-from agentctl.records import Checkpointed, ModelCallStarted, RunEvent, TextDelta
+from agentctl.records import Checkpointed, ModelCallStarted, RunEvent, Stop, TextDelta
 from agentctl.state import (
     Approval,
     Message,
@@ -40,13 +39,6 @@ from agentctl.state import (
 )
 from agentctl.store.base import CheckpointDraft, Store
 from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
-
-
-class Stop(StrEnum):
-    DONE = "done"
-    PAUSED = "paused"  # waiting for input that was not given
-    TURN_LIMIT = "turn_limit"
-    NO_PLAN = "no_plan"  # the model answered in text, twice, instead of submitting a plan
 
 
 @dataclass(frozen=True)

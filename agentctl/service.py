@@ -11,7 +11,6 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,31 +25,23 @@ from agentctl.errors import (
     UnknownSessionError,
     UsageError,
 )
-from agentctl.records import Notice
+from agentctl.records import ConfigRow, Notice, RunReport, SessionView
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary, SessionSummary
 
 if TYPE_CHECKING:
     from agentctl.context import Budget, TokenCounter
     from agentctl.llm import ModelClient
-    from agentctl.records import RunEvent
-    from agentctl.runner import Ask, Runner, Stop
-    from agentctl.state import SessionState, TaskSpec, UserProfile
-    from agentctl.timetravel import RollbackReport
+    from agentctl.records import RollbackReport, RunEvent, SessionReport
+    from agentctl.runner import Ask, Runner
+    from agentctl.state import TaskSpec, UserProfile
     from agentctl.tools import ToolRegistry
-    from agentctl.verify import SessionReport
 
 SCRIPTED = "scripted"
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class RunReport:
-    stop: Stop
-    session: SessionState
 
 
 @contextmanager
@@ -125,6 +116,13 @@ def resolve_session(store: Store, prefix: str) -> str:
 
 
 # -- running --------------------------------------------------------------------------------
+
+
+def read_task(argument: str) -> TaskSpec:
+    """A task file, or a goal typed on the command line."""
+    from agentctl.tasks import goal_task, load_task_file, looks_like_task_file
+
+    return load_task_file(argument) if looks_like_task_file(argument) else goal_task(argument)
 
 
 def start_session(
@@ -372,15 +370,6 @@ def list_sessions(settings: Settings, state: str | None = None) -> list[SessionS
     return [s for s in sessions if state is None or s.state == state]
 
 
-@dataclass(frozen=True)
-class SessionView:
-    """A session as `show` presents it: its state and the context budget it runs under."""
-
-    session: SessionState
-    budget: Budget
-    strategy: str
-
-
 def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionView:
     from agentctl.errors import UnknownCheckpointError
 
@@ -459,13 +448,6 @@ def session_history(settings: Settings, prefix: str) -> tuple[str, list[Checkpoi
 
 
 # -- settings file --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfigRow:
-    key: str
-    value: str | None  # secrets masked; None when not set
-    source: str  # "config file", "env AGENTCTL_MODEL", "default", "not set"
 
 
 def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:

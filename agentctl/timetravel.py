@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentctl.errors import RollbackTargetError
+from agentctl.records import RollbackReport
 
 if TYPE_CHECKING:
-    from agentctl.state import Checkpoint, TaskState, Usage
+    from agentctl.state import TaskState, Usage
     from agentctl.store.base import CheckpointDraft, CheckpointSummary, Store
 
 
@@ -29,14 +30,6 @@ class RollbackPlan:
     head: CheckpointSummary
     target: CheckpointSummary
     abandoned: list[CheckpointSummary]  # on the head's path, not on the target's
-
-
-@dataclass(frozen=True)
-class RollbackReport:
-    head: Checkpoint  # the new `rollback` checkpoint
-    target: int  # the checkpoint it stands on
-    kept_preferences: list[str]  # remembered on the abandoned branch: they stay in the profile
-    shell_commands: list[str]  # run on the abandoned branch: their effects are not undone
 
 
 def effective(history: list[CheckpointSummary], c: CheckpointSummary) -> CheckpointSummary:

@@ -9,24 +9,17 @@ with the head, and asks the backend for its own integrity check. Read-only: it t
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agentctl.errors import AgentctlError, InvalidTransition
 from agentctl.lifecycle import Event, State, transition
+from agentctl.records import SessionReport
 from agentctl.store.base import CheckpointSummary, SessionSummary, Store
 
 if TYPE_CHECKING:
     from agentctl.state import Message
 
 LIFECYCLE_EVENTS = {e.value for e in Event}
-
-
-@dataclass
-class SessionReport:
-    session_id: str
-    checkpoints: int
-    problems: list[str] = field(default_factory=list)
 
 
 def verify_store(

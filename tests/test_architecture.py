@@ -25,7 +25,34 @@ def top_level_imports(path: Path) -> set[str]:
     return found
 
 
+def all_imports(path: Path) -> set[str]:
+    """Every module a file imports anywhere: at module level, inside functions (where most of
+    agentctl's imports are, to start fast) and under TYPE_CHECKING. Layers are about all of
+    them."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names if node.module == "agentctl"}
+    return found
+
+
+def ours(imports: set[str]) -> set[str]:
+    """agentctl's own modules among `imports`, as paths: agentctl.store.base -> store/base."""
+    out = set()
+    for name in imports:
+        if name.startswith("agentctl."):
+            out.add(name.removeprefix("agentctl.").replace(".", "/"))
+    return out
+
+
 MODULES = {p.relative_to(PACKAGE).as_posix(): top_level_imports(p) for p in PACKAGE.rglob("*.py")}
+EVERY = {
+    p.relative_to(PACKAGE).as_posix().removesuffix(".py"): ours(all_imports(p))
+    for p in PACKAGE.rglob("*.py")
+}
 
 
 @pytest.mark.parametrize(
@@ -47,29 +74,43 @@ def test_an_sdk_is_imported_only_by_its_adapter(sdk: str, owner: str, lazy: bool
     assert sources <= {owner}, sources
 
 
-PURE = {"lifecycle.py", "errors.py", "state.py"}
+# design.md §7: who may import whom (every import node, type-only ones too). Modules not named
+# here are the middle layer; the rules below fence the top (cli), the presenter (render) and
+# the bottom (pure core, records, stores).
+BOTTOM = {"errors", "lifecycle", "state", "records", "atomic", "faults"}
+RULES = {
+    "cli": {"render", "service", "config", "errors", "records", "__init__"},
+    "render": {"records", "state", "store/base", "lifecycle", "errors", "context"},
+    "errors": set(),
+    "lifecycle": {"errors"},
+    "state": {"errors", "lifecycle"},
+    "records": {"state", "context"},
+    "atomic": set(),
+}
 
 
-def test_the_pure_core_imports_nothing_of_the_outer_layers() -> None:
-    allowed = {"agentctl.errors", "agentctl.lifecycle"}
-    for module in PURE:
-        ours = {i for i in MODULES[module] if i.startswith("agentctl")}
-        assert ours <= allowed, (module, ours)
+@pytest.mark.parametrize("module", sorted(RULES))
+def test_each_layer_imports_only_what_is_below_it(module: str) -> None:
+    assert EVERY[module] <= RULES[module], (module, EVERY[module] - RULES[module])
 
 
-def test_lower_layers_never_import_the_cli_or_rendering() -> None:
-    for module, imports in MODULES.items():
-        if module in ("cli.py", "__main__.py"):
+def test_nothing_but_the_cli_imports_the_cli_or_the_presenter() -> None:
+    for module, imports in EVERY.items():
+        if module in ("cli", "__main__"):
             continue
-        assert "agentctl.cli" not in imports, module
-        if module != "cli.py":
-            assert "agentctl.render" not in imports, module
+        assert not imports & {"cli", "render"}, module
 
 
-def test_store_modules_do_not_import_the_runner_or_model() -> None:
-    for module, imports in MODULES.items():
+def test_stores_import_only_the_bottom_and_each_other() -> None:
+    for module, imports in EVERY.items():
         if module.startswith("store/"):
-            assert not imports & {"agentctl.runner", "agentctl.llm", "agentctl.service"}, module
+            outside = {i for i in imports if not i.startswith("store/")} - BOTTOM - {"config"}
+            assert not outside, (module, outside)
+
+
+def test_the_runner_reaches_model_store_and_tools_through_their_protocols() -> None:
+    assert not EVERY["runner"] & {"service", "cli", "render", "config", "scripted", "tasks"}
+    assert not {i for i in EVERY["runner"] if i.startswith("store/") and i != "store/base"}
 
 
 def loaded_heavy_modules(command: list[str]) -> str:
