@@ -14,13 +14,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentctl import control, faults, prompts
+from agentctl.actions import (
+    AskInText,
+    AwaitInput,
+    Finish,
+    GiveUpPlanning,
+    Nudge,
+    RunCall,
+    in_flight,
+    next_action,
+    pending_calls,
+    reply_of,
+    unique_call_ids,
+)
+from agentctl.compaction import KEEP_HEAD, ContextKeeper
 from agentctl.context import (
     SUMMARY_TOKENS,
     Budget,
     TokenCounter,
-    calibrated,
-    compaction_split,
-    cut_text,
     fit_request,
 )
 from agentctl.errors import InvalidTransition, ModelError
@@ -50,120 +61,6 @@ class RunResult:
 Ask = Callable[[str], str | None]  # shows a question, returns the answer or None (no terminal)
 
 
-def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
-    """Tool calls of the newest assistant message that have no result yet, in order."""
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].role == "assistant":
-            answered = {m.tool_call_id for m in messages[index + 1 :] if m.role == "tool"}
-            return [c for c in messages[index].tool_calls if c.id not in answered]
-    return []
-
-
-def _in_flight(session: SessionState, call: ToolCall) -> bool:
-    if session.task.in_flight == call.id:
-        return True
-    # Checkpoints written before task states carried `in_flight` (schema 2) say it by kind.
-    head = session.checkpoint
-    return head.event == "tool_started" and head.detail.get("tool_call_id") == call.id
-
-
-def _reply_of(messages: tuple[Message, ...], call: ToolCall) -> Message:
-    """The assistant message a pending call belongs to (the newest one)."""
-    return next(m for m in reversed(messages) if m.role == "assistant" and call in m.tool_calls)
-
-
-def unique_call_ids(reply: Message, history: tuple[Message, ...], checkpoint: int) -> Message:
-    """The reply with every tool call id unique within the session: servers that send none
-    (or repeat one) get ids agentctl makes from the checkpoint number, so an approval or a
-    result can never attach to another call."""
-    seen = {c.id for m in history for c in m.tool_calls}
-    calls = []
-    for n, c in enumerate(reply.tool_calls):
-        if not c.id or c.id in seen:
-            c = c.model_copy(update={"id": f"agentctl_{checkpoint}_{n}"})
-        seen.add(c.id)
-        calls.append(c)
-    return reply.model_copy(update={"tool_calls": tuple(calls)})
-
-
-# The messages every context keeps: the system prompt and the goal (design.md §6).
-KEEP_HEAD = 2
-
-
-# -- what to do next: a pure function of the loaded session ------------------------------------
-
-
-@dataclass(frozen=True)
-class Finish:
-    """The session is done."""
-
-
-@dataclass(frozen=True)
-class AwaitInput:
-    """The session waits for the user's answer (a question or an approval)."""
-
-    question: PendingQuestion | None
-
-
-@dataclass(frozen=True)
-class RunCall:
-    """Run (or refuse) the first tool call of the newest reply that has no result yet."""
-
-    call: ToolCall
-
-
-@dataclass(frozen=True)
-class Nudge:
-    """The model replied without a tool call: remind it (once; every time for an empty or
-    cut reply, which says nothing)."""
-
-    reply: Message
-
-
-@dataclass(frozen=True)
-class AskInText:
-    """A second text reply in a row while executing: the model is asking the user."""
-
-    question: str
-
-
-@dataclass(frozen=True)
-class GiveUpPlanning:
-    """A second text reply in a row while planning: stop and say so; resume tries again."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class CallModel:
-    """Ask the model for its next reply (after fitting the context, within max_turns)."""
-
-
-Action = Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | CallModel
-SAYS_NOTHING = ("length", "content_filter")  # finish reasons of replies cut short
-
-
-def next_action(session: SessionState) -> Action:
-    """The one thing to do next, decided from durable state alone: so a process killed anywhere
-    resumes by doing exactly what it would have done."""
-    if session.state is State.DONE:
-        return Finish()
-    if session.state is State.WAITING_FEEDBACK:
-        return AwaitInput(session.task.pending_question)
-    calls = pending_calls(session.messages)
-    if calls:
-        return RunCall(calls[0])
-    last = session.messages[-1]
-    if last.role != "assistant" or last.tool_calls:
-        return CallModel()
-    text = last.content or ""
-    if not session.task.nudged or not text.strip() or last.finish_reason in SAYS_NOTHING:
-        return Nudge(last)
-    if session.state is State.EXECUTING:
-        return AskInText(text)
-    return GiveUpPlanning(text)
-
-
 class Runner:
     def __init__(
         self,
@@ -187,7 +84,7 @@ class Runner:
         self._clock = clock
         self._emit = on_event
         self._budget = budget  # None: no limit (tests of other things)
-        self._strategy = strategy  # "summarize" or "drop" the older turns when over budget
+        self._keeper = ContextKeeper(budget, strategy, self._schema_count)
         self._schema_tokens: int | None = None
 
     # -- public -----------------------------------------------------------------------------
@@ -251,7 +148,7 @@ class Runner:
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
                 session = self._record_error(session, message)
                 return RunResult(Stop.TURN_LIMIT, session)
-            elif (split := self._compaction_split(session)) is not None:
+            elif (split := self._keeper.split(session)) is not None:
                 session = self._compact(session, split)
             else:
                 session = self._call_model(session)
@@ -287,7 +184,7 @@ class Runner:
         messages = fit_request(
             [m.to_openai() for m in session.messages],
             [m.tokens for m in session.messages],
-            self._prompt_limit(session) - tools,
+            self._keeper.prompt_limit(session) - tools,
         )
         try:
             reply = self._ask_model(
@@ -325,75 +222,22 @@ class Runner:
             self._schema_tokens = self._ensure_counter().count({"content": schemas})
         return self._schema_tokens
 
-    def _compaction_split(self, session: SessionState) -> int | None:
-        if session.checkpoint.event == "context_compacted":
-            return None  # just compacted: whatever is left over goes to the model as it is
-        return self._split(session)
-
-    def _prompt_limit(self, session: SessionState, learned: int | None = None) -> int:
-        """Tokens the conversation may take: the budget's, or less when the server taught us
-        a smaller window (when it refused a longer conversation)."""
-        learned = learned or session.task.context_limit
-        reserve = self._budget.reply_reserve if self._budget else 0
-        limits = [self._budget.prompt_limit] if self._budget else []
-        if learned is not None:
-            limits.append(learned - reserve)
-        if not limits:
-            return 1 << 30  # no budget (tests of other things)
-        task, approximate = session.task, session.info.approximate_tokens
-        return calibrated(min(limits), task.token_ratio, approximate)
-
-    def _split(self, session: SessionState, learned: int | None = None) -> int | None:
-        """Where to cut the conversation to fit; None when it fits or nothing can be cut."""
-        if self._budget is None and (learned or session.task.context_limit) is None:
-            return None
-        limit = self._prompt_limit(session, learned) - self._schema_count()
-        return compaction_split(session.messages, limit, KEEP_HEAD)
-
     def _compact(self, session: SessionState, split: int) -> SessionState:
         """Replace the turns before `split` by a note (with the model's summary of them, or
         nothing when dropping). One checkpoint; the originals stay in the store, in the
-        parent's conversation, so `show --at` and rollback still reach them. A summary is
-        bounded, and one that does not make the conversation smaller is dropped instead."""
-        messages, task = session.messages, session.task
-        dropped, kept = messages[KEEP_HEAD:split], messages[split:]
-        replies = sum(
-            1 if m.role == "assistant" else prompts.compacted_replies(m.content) for m in dropped
-        )
-        usage = session.checkpoint.usage
-        strategy, summary = self._strategy, None
-        if strategy == "summarize":
-            text = prompts.transcript(
-                [m.to_openai() for m in dropped], max_chars=self._prompt_limit(session) * 3
-            )
-            request = prompts.summary_request(text)
+        parent's conversation, so `show --at` and rollback still reach them."""
+        usage, summary = session.checkpoint.usage, None
+        if self._keeper.strategy == "summarize":
+            request = prompts.summary_request(self._keeper.transcript(session, split))
             reply = self._ask_model(session, request, [], lambda _: None, SUMMARY_TOKENS)
             summary = reply.message.content or "(the model gave no summary)"
-            counted = self._ensure_counter().count({"content": summary})
-            summary = cut_text(summary, counted, SUMMARY_TOKENS)
             usage = usage + reply.usage
-
-        def rebuilt(summary: str | None) -> tuple[Message, ...]:
-            note = prompts.compaction_note(replies, summary, task.plan, task.current_step)
-            return (self._counted(Message(role="user", content=note)), *kept)
-
-        new = rebuilt(summary)
-        after = sum(m.tokens for m in (*messages[:KEEP_HEAD], *new))
-        if summary is not None and after >= session.context_tokens:
-            strategy, new = "drop", rebuilt(None)  # the summary did not help
-            after = sum(m.tokens for m in (*messages[:KEEP_HEAD], *new))
-        detail = {
-            "strategy": strategy,
-            "dropped": len(dropped),
-            "kept": len(kept),
-            "tokens_before": session.context_tokens,
-            "tokens_after": after,
-        }
+        new, detail = self._keeper.compacted(session, split, summary, self._counted)
         return self._commit(
             session,
             "context_compacted",
             session.state,
-            task,
+            session.task,
             new_messages=new,
             keep_messages=KEEP_HEAD,
             detail=detail,
@@ -431,14 +275,9 @@ class Runner:
 
     def _shrink_window(self, session: SessionState, exc: ContextTooLongError) -> SessionState:
         """The server refused the conversation as too long for its window: lower the session's
-        window (to the server's figure when it gives one) and compact on the next turn. When
-        nothing is left to compact, it is a model error like any other."""
-        reserve = self._budget.reply_reserve if self._budget else 0
-        sent = session.context_tokens + self._schema_count()
-        window = min(exc.window or sent, int(sent * 0.85) + reserve)
-        if session.task.context_limit:
-            window = min(window, int(session.task.context_limit * 0.85))
-        if self._split(session, window) is None:
+        window and compact on the next turn; with nothing left to compact, a model error."""
+        window = self._keeper.shrunk_window(session, exc.window)
+        if window is None:
             self._record_error(session, exc.message)
             exc.hint = exc.hint or f"agentctl resume {session.info.id}"
             raise ModelError(f"{exc.message} — and there is nothing left to compact", hint=exc.hint)
@@ -506,7 +345,7 @@ class Runner:
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:
-            if _reply_of(session.messages, call).finish_reason == "length":
+            if reply_of(session.messages, call).finish_reason == "length":
                 return self._tool_error(
                     session,
                     call,
@@ -550,7 +389,7 @@ class Runner:
         if tool is None:
             known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
             return self._tool_error(session, call, f"unknown tool {call.name!r}; tools: {known}")
-        if _in_flight(session, call):
+        if in_flight(session, call):
             # It started and we have no result: after a crash, or a rollback to this point,
             # the effect may or may not have happened. Never run it again.
             return self._tool_error(

@@ -1,0 +1,124 @@
+"""What the loop does next: a pure function of the loaded session, and the small pure helpers
+it needs (which calls are pending, which reply a call belongs to, unique call ids).
+
+The one decision a reader must know: the next action is derived from durable state alone,
+never from a flag held in memory, so a process killed anywhere resumes by doing exactly what it
+would have done (design.md §4). No I/O, no clock, no store here: unit-tested without HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentctl.lifecycle import State
+from agentctl.state import Message, PendingQuestion, SessionState, ToolCall
+
+
+def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
+    """Tool calls of the newest assistant message that have no result yet, in order."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "assistant":
+            answered = {m.tool_call_id for m in messages[index + 1 :] if m.role == "tool"}
+            return [c for c in messages[index].tool_calls if c.id not in answered]
+    return []
+
+
+def in_flight(session: SessionState, call: ToolCall) -> bool:
+    if session.task.in_flight == call.id:
+        return True
+    # Checkpoints written before task states carried `in_flight` (schema 2) say it by kind.
+    head = session.checkpoint
+    return head.event == "tool_started" and head.detail.get("tool_call_id") == call.id
+
+
+def reply_of(messages: tuple[Message, ...], call: ToolCall) -> Message:
+    """The assistant message a pending call belongs to (the newest one)."""
+    return next(m for m in reversed(messages) if m.role == "assistant" and call in m.tool_calls)
+
+
+def unique_call_ids(reply: Message, history: tuple[Message, ...], checkpoint: int) -> Message:
+    """The reply with every tool call id unique within the session: servers that send none
+    (or repeat one) get ids agentctl makes from the checkpoint number, so an approval or a
+    result can never attach to another call."""
+    seen = {c.id for m in history for c in m.tool_calls}
+    calls = []
+    for n, c in enumerate(reply.tool_calls):
+        if not c.id or c.id in seen:
+            c = c.model_copy(update={"id": f"agentctl_{checkpoint}_{n}"})
+        seen.add(c.id)
+        calls.append(c)
+    return reply.model_copy(update={"tool_calls": tuple(calls)})
+
+
+# -- what to do next: a pure function of the loaded session ------------------------------------
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The session is done."""
+
+
+@dataclass(frozen=True)
+class AwaitInput:
+    """The session waits for the user's answer (a question or an approval)."""
+
+    question: PendingQuestion | None
+
+
+@dataclass(frozen=True)
+class RunCall:
+    """Run (or refuse) the first tool call of the newest reply that has no result yet."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """The model replied without a tool call: remind it (once; every time for an empty or
+    cut reply, which says nothing)."""
+
+    reply: Message
+
+
+@dataclass(frozen=True)
+class AskInText:
+    """A second text reply in a row while executing: the model is asking the user."""
+
+    question: str
+
+
+@dataclass(frozen=True)
+class GiveUpPlanning:
+    """A second text reply in a row while planning: stop and say so; resume tries again."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class CallModel:
+    """Ask the model for its next reply (after fitting the context, within max_turns)."""
+
+
+Action = Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | CallModel
+SAYS_NOTHING = ("length", "content_filter")  # finish reasons of replies cut short
+
+
+def next_action(session: SessionState) -> Action:
+    """The one thing to do next, decided from durable state alone: so a process killed anywhere
+    resumes by doing exactly what it would have done."""
+    if session.state is State.DONE:
+        return Finish()
+    if session.state is State.WAITING_FEEDBACK:
+        return AwaitInput(session.task.pending_question)
+    calls = pending_calls(session.messages)
+    if calls:
+        return RunCall(calls[0])
+    last = session.messages[-1]
+    if last.role != "assistant" or last.tool_calls:
+        return CallModel()
+    text = last.content or ""
+    if not session.task.nudged or not text.strip() or last.finish_reason in SAYS_NOTHING:
+        return Nudge(last)
+    if session.state is State.EXECUTING:
+        return AskInText(text)
+    return GiveUpPlanning(text)

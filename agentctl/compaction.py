@@ -1,0 +1,104 @@
+"""Keeping the conversation inside the context window: how much it may take, where to cut it,
+what replaces the older turns, and how far to shrink when a server refuses it as too long.
+
+Arithmetic on stored counts, beside the budget in context.py: the runner does the I/O (the
+summary call, the commit) and asks this module everything else. The system prompt and the
+goal (the first KEEP_HEAD messages) always stay; the newest turns stay whole; a summary is
+bounded and dropped when it does not make the conversation smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agentctl import prompts
+from agentctl.context import SUMMARY_TOKENS, Budget, calibrated, compaction_split, cut_text
+from agentctl.state import Message, SessionState
+
+KEEP_HEAD = 2  # the messages every context keeps: the system prompt and the goal (design §6)
+SHRINK = 0.85  # a refused conversation is cut to this share of what was sent
+
+
+@dataclass
+class ContextKeeper:
+    budget: Budget | None  # None: no limit (tests of other things)
+    strategy: str  # "summarize" or "drop" the older turns when over budget
+    tools_tokens: Callable[[], int]  # what the tool schemas take of every call
+
+    def prompt_limit(self, session: SessionState, learned: int | None = None) -> int:
+        """Tokens the conversation and tools may take, in our counts: the budget's (or less,
+        when the server taught us a smaller window), calibrated by how the server counts."""
+        learned = learned or session.task.context_limit
+        reserve = self.budget.reply_reserve if self.budget else 0
+        limits = [self.budget.prompt_limit] if self.budget else []
+        if learned is not None:
+            limits.append(learned - reserve)
+        if not limits:
+            return 1 << 30
+        task, approximate = session.task, session.info.approximate_tokens
+        return calibrated(min(limits), task.token_ratio, approximate)
+
+    def split(self, session: SessionState, learned: int | None = None) -> int | None:
+        """Where the kept newest turns begin; None when the conversation fits, when nothing
+        can be cut, or right after a compaction (what is left goes as it is, fitted)."""
+        if session.checkpoint.event == "context_compacted" and learned is None:
+            return None
+        if self.budget is None and (learned or session.task.context_limit) is None:
+            return None
+        limit = self.prompt_limit(session, learned) - self.tools_tokens()
+        return compaction_split(session.messages, limit, KEEP_HEAD)
+
+    def shrunk_window(self, session: SessionState, server_window: int | None) -> int | None:
+        """The window to work in after a server refused the conversation as too long (its own
+        figure when it gave one), or None when cutting to it leaves nothing to compact."""
+        reserve = self.budget.reply_reserve if self.budget else 0
+        sent = session.context_tokens + self.tools_tokens()
+        window = min(server_window or sent, int(sent * SHRINK) + reserve)
+        if session.task.context_limit:
+            window = min(window, int(session.task.context_limit * SHRINK))
+        return window if self.split(session, window) is not None else None
+
+    def transcript(self, session: SessionState, split: int) -> str:
+        """The older turns as text for the summarizer, bounded by the budget."""
+        dropped = session.messages[KEEP_HEAD:split]
+        limit = self.prompt_limit(session)
+        return prompts.transcript([m.to_openai() for m in dropped], max_chars=limit * 3)
+
+    def compacted(
+        self,
+        session: SessionState,
+        split: int,
+        summary: str | None,
+        counted: Callable[[Message], Message],
+    ) -> tuple[tuple[Message, ...], dict[str, Any]]:
+        """The new messages after the kept head (a note, then the kept turns) and the
+        checkpoint's detail. A summary is cut to SUMMARY_TOKENS; one that does not make the
+        conversation smaller is dropped."""
+        messages, task = session.messages, session.task
+        dropped, kept = messages[KEEP_HEAD:split], messages[split:]
+        replies = sum(
+            1 if m.role == "assistant" else prompts.compacted_replies(m.content) for m in dropped
+        )
+
+        def rebuilt(summary: str | None) -> tuple[tuple[Message, ...], int]:
+            note = prompts.compaction_note(replies, summary, task.plan, task.current_step)
+            new = (counted(Message(role="user", content=note)), *kept)
+            return new, sum(m.tokens for m in (*messages[:KEEP_HEAD], *new))
+
+        strategy = self.strategy if summary is not None else "drop"
+        if summary is not None:
+            tokens = counted(Message(role="user", content=summary)).tokens
+            summary = cut_text(summary, tokens, SUMMARY_TOKENS)
+        new, after = rebuilt(summary)
+        if summary is not None and after >= session.context_tokens:
+            strategy, (new, after) = "drop", rebuilt(None)  # the summary did not help
+        detail = {
+            "strategy": strategy,
+            "dropped": len(dropped),
+            "kept": len(kept),
+            "tokens_before": session.context_tokens,
+            "tokens_after": after,
+        }
+        return new, detail
