@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from agentctl import render, service
+from agentctl import preferences, render, service
 from agentctl.config import Settings
 from agentctl.errors import AgentctlError, ExitCode
 from agentctl.records import RunReport, Stop
@@ -297,7 +297,7 @@ app.add_typer(profile_app, name="profile")
 @profile_app.command("show")
 def profile_show(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Show preferences and recent goals."""
-    profile = _guarded(lambda: service.show_profile(_settings(store)))
+    profile = _guarded(lambda: preferences.show_profile(_settings(store)))
     if as_json:
         render.print_json(profile.model_dump(mode="json"))
     else:
@@ -311,7 +311,7 @@ def profile_set(
     store: StoreOpt = None,
 ) -> None:
     """Set a preference."""
-    _guarded(lambda: service.set_preference(_settings(store), key, value))
+    _guarded(lambda: preferences.set_preference(_settings(store), key, value))
     render.setting_written(key, value, None)
 
 
@@ -320,7 +320,7 @@ def profile_unset(
     key: Annotated[str, typer.Argument(help="Preference name.")], store: StoreOpt = None
 ) -> None:
     """Remove a preference."""
-    _guarded(lambda: service.set_preference(_settings(store), key, None))
+    _guarded(lambda: preferences.set_preference(_settings(store), key, None))
     render.setting_written(key, None, None)
 
 
@@ -334,7 +334,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 def config_show(as_json: JsonOpt = False) -> None:
     """Show every setting, the value in effect and where it comes from (secrets masked)."""
-    path, rows = _guarded(lambda: service.show_config(_settings()))
+    path, rows = _guarded(lambda: preferences.show_config(_settings()))
     if as_json:
         render.print_json(render.config_json(path, rows))
     else:
@@ -347,14 +347,14 @@ def config_set(
     value: Annotated[str, typer.Argument(help="Its value.")],
 ) -> None:
     """Write one setting to the settings file (created private, mode 0600)."""
-    path, shown = _guarded(lambda: service.set_config(_settings(), key, value))
+    path, shown = _guarded(lambda: preferences.set_config(_settings(), key, value))
     render.setting_written(key, shown, path)
 
 
 @config_app.command("unset")
 def config_unset(key: Annotated[str, typer.Argument(help="The setting to remove.")]) -> None:
     """Remove one setting from the settings file."""
-    path, _ = _guarded(lambda: service.set_config(_settings(), key, None))
+    path, _ = _guarded(lambda: preferences.set_config(_settings(), key, None))
     render.setting_written(key, None, path)
 
 

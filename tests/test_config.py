@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl import service
+from agentctl import wiring
 from agentctl.config import Settings
 from agentctl.errors import ModelError, UsageError
 from agentctl.state import ScriptTurn, TaskSpec
@@ -126,14 +126,14 @@ def test_the_model_is_the_flag_then_the_session_then_the_task_then_the_default(
     env: dict[str, str], spec_model: str | None, session_model: str | None, chosen: str
 ) -> None:
     spec = TaskSpec(goal="g", model=spec_model, script=SCRIPT)
-    assert service._choose_model(settings(**env), spec, session_model) == chosen
+    assert wiring.choose_model(settings(**env), spec, session_model) == chosen
 
 
 def test_no_model_and_no_script_is_a_model_error_naming_every_way_to_configure() -> None:
     with pytest.raises(ModelError, match="agentctl config set model NAME"):
-        service._choose_model(settings(), TaskSpec(goal="g"), None)
+        wiring.choose_model(settings(), TaskSpec(goal="g"), None)
     with pytest.raises(UsageError, match="needs a task file with a"):
-        service._choose_model(settings(FLAG="scripted"), TaskSpec(goal="g"), None)
+        wiring.choose_model(settings(FLAG="scripted"), TaskSpec(goal="g"), None)
 
 
 def test_a_sample_runs_on_its_script_when_the_file_names_no_server() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agentctl import service, timetravel
+from agentctl import preferences, service, timetravel, wiring
 from agentctl.config import Settings, redact_url, tool_environment, write_file
 from agentctl.context import CharCounter
 from agentctl.errors import ModelError, UsageError
@@ -377,7 +377,7 @@ def test_file_tools_refuse_agentctls_settings_data_and_store(tmp_path: Path) -> 
     (home / "notes.md").write_text("mine\n")
     env = {"AGENTCTL_HOME": str(data), "AGENTCTL_CONFIG": str(config), "HOME": str(home)}
     settings = Settings.load(env)
-    tools = service._work_tools(settings, str(home), TaskSpec(goal="g"), yes=True)
+    tools = wiring.work_tools(settings, str(home), TaskSpec(goal="g"), yes=True)
     read, write = tools.get("read_file"), tools.get("write_file")
     assert read is not None
     assert write is not None
@@ -426,7 +426,7 @@ def test_a_model_error_stores_and_prints_no_url_credentials(tmp_path: Path) -> N
     assert "abc123" not in caught.value.message
     assert "alice:****@" in caught.value.message
     settings = Settings.load({"AGENTCTL_HOME": str(tmp_path), "OPENAI_BASE_URL": base_url})
-    shown = {r.key: r.value for r in service.show_config(settings)[1]}
+    shown = {r.key: r.value for r in preferences.show_config(settings)[1]}
     assert "hunter2" not in str(shown)
     assert "abc123" not in str(shown)
 

@@ -1,0 +1,91 @@
+"""Editing what outlives sessions: the user profile (preferences) and the settings file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentctl.config import Settings
+from agentctl.errors import UsageError
+from agentctl.records import ConfigRow
+from agentctl.service import opened_store
+
+if TYPE_CHECKING:
+    from agentctl.state import UserProfile
+
+
+def show_profile(settings: Settings) -> UserProfile:
+    with opened_store(settings) as store:
+        return store.load_profile()
+
+
+def set_preference(settings: Settings, key: str, value: str | None) -> UserProfile:
+    """Set (or with value None, remove) one preference."""
+    from agentctl.control import preference
+
+    key = key.strip()
+    if not key:
+        raise UsageError("a preference needs a name")
+    if value is not None:
+        try:  # the same bounds as the agent's `remember`: one short line of data
+            key, value = preference({"key": key, "value": value})
+        except ValueError as exc:
+            raise UsageError(f"preference {key!r}: {exc}") from None
+    with opened_store(settings) as store:
+        profile = store.load_profile()
+        if value is None:
+            if key not in profile.preferences:
+                known = ", ".join(sorted(profile.preferences)) or "none"
+                raise UsageError(f"no preference {key!r} to unset (known: {known})")
+            profile = profile.forget(key)
+        else:
+            profile = profile.remember(key, value)
+        store.save_profile(profile)
+        return profile
+
+
+# -- settings file --------------------------------------------------------------------------
+
+
+def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
+    """Every setting with the value in effect and where it came from; secrets masked."""
+    from agentctl.config import KEYS, shown_value
+
+    effective = {
+        "model": settings.default_model,
+        "base_url": settings.base_url,
+        "api_key": settings.api_key,
+        "store": settings.store_url,
+        "timeout": settings.timeout,
+        "context_window": settings.context_window,
+        "context_strategy": settings.context_strategy,
+    }
+    rows = []
+    for key in KEYS.values():
+        value = effective[key.name]
+        source = settings.sources.get(key.name, "default" if value is not None else "not set")
+        text = None if value is None else shown_value(key.name, str(value))
+        rows.append(ConfigRow(key.name, text, source))
+    return settings.config_path, rows
+
+
+def set_config(settings: Settings, key: str, value: str | None) -> tuple[Path, str | None]:
+    """Set (or with value None, remove) one key of the settings file. Returns the file and the
+    value as it may be shown (secrets masked)."""
+    from agentctl.config import KEYS, parse_value, read_file, shown_value, write_file
+
+    if key not in KEYS:
+        raise UsageError(f"unknown setting {key!r} (known: {', '.join(KEYS)})")
+    path = settings.config_path
+    values = read_file(path)
+    if value is None:
+        if key not in values:
+            raise UsageError(f"{key} is not set in {path}")
+        del values[key]
+    else:
+        values[key] = parse_value(key, value)
+    try:
+        write_file(path, values)
+    except OSError as exc:
+        raise UsageError(f"cannot write settings file {path}: {exc.strerror or exc}") from None
+    return path, None if value is None else shown_value(key, str(values[key]))

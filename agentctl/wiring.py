@@ -1,0 +1,165 @@
+"""Wiring: the one place that turns Settings into concrete things — the model name, a model
+client (the real `openai` one or the scripted server), a token counter, the work tools with
+their confinement and environment, the context budget — and hands them to the runner.
+
+Everything heavy is built lazily, inside the factories the runner calls on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentctl.config import Settings
+from agentctl.errors import ModelError, UsageError
+from agentctl.records import Notice
+
+if TYPE_CHECKING:
+    from agentctl.context import Budget, TokenCounter
+    from agentctl.llm import ModelClient
+    from agentctl.records import RunEvent
+    from agentctl.runner import Runner
+    from agentctl.state import TaskSpec
+    from agentctl.store import Store
+    from agentctl.tools import ToolRegistry
+
+SCRIPTED = "scripted"
+
+
+def now() -> str:
+    """The clock of checkpoints: UTC, milliseconds, ISO 8601 (so text order is time order)."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def workspace(settings: Settings, given: Path | None) -> Path:
+    """The folder the tools work in. The current folder is taken only when it is not the home
+    folder or `/`: there every private file would be one read away. --workspace says it is
+    meant."""
+    root = (given or Path.cwd()).resolve()
+    home = settings.environ.get("HOME")
+    if given is None and (root == Path("/") or (home and root == Path(home).resolve())):
+        raise UsageError(
+            f"the workspace would be {root}, where the file tools could read every private "
+            "file; run agentctl from a project folder or pass --workspace DIR",
+            hint=f"agentctl run … --workspace {root}  (if you really mean it)",
+        )
+    return root
+
+
+def work_tools(settings: Settings, root: str, spec: TaskSpec, yes: bool) -> ToolRegistry:
+    from agentctl.config import tool_environment
+    from agentctl.store import store_paths
+    from agentctl.tools import work_tools
+    from agentctl.tools.approval import ApprovalPolicy
+
+    # Tools never see agentctl's settings, data or store, wherever the workspace is.
+    forbidden = (settings.config_path, settings.home, *store_paths(settings.store_url))
+    if settings.config_path.parent.name == "agentctl":
+        forbidden += (settings.config_path.parent,)
+    env = tool_environment(settings.environ, [settings.api_key], spec.pass_env)
+    policy = ApprovalPolicy(yes=yes, allow=spec.allow)
+    return work_tools(Path(root), policy, forbidden=forbidden, shell_env=env)
+
+
+def choose_model(settings: Settings, spec: TaskSpec, session_model: str | None) -> str:
+    """--model, else the session's own model, else the task file's, else the configured default;
+    a task with a script runs on it when no model is configured."""
+    connected = bool(settings.api_key or settings.base_url)
+    if settings.model:
+        chosen = settings.model
+    elif session_model:
+        chosen = session_model
+    elif spec.model and connected:
+        chosen = spec.model  # without a server to send it to, a task's model falls to its script
+    elif settings.default_model:
+        chosen = settings.default_model
+    elif spec.script is not None:
+        chosen = SCRIPTED
+    else:
+        raise ModelError(
+            "no model is configured and the task has no script: set OPENAI_API_KEY (or "
+            "OPENAI_BASE_URL) and a model (--model, AGENTCTL_MODEL or `agentctl config set "
+            "model NAME`)"
+        )
+    if chosen == SCRIPTED and spec.script is None:
+        raise UsageError("--model scripted needs a task file with a [[script]]")
+    return chosen
+
+
+def runner(
+    settings: Settings,
+    store: Store,
+    spec: TaskSpec,
+    model_name: str,
+    stack: ExitStack,
+    on_event: Callable[[RunEvent], None],
+    tools: ToolRegistry | None,
+) -> Runner:
+    from agentctl.runner import Runner
+    from agentctl.tools import ToolRegistry
+
+    if model_name == SCRIPTED:
+        on_event(Notice("no model configured: running on the task's scripted model"))
+
+    def model() -> ModelClient:
+        from agentctl.llm import ModelConfig, OpenAIModelClient
+
+        if model_name == SCRIPTED:
+            from agentctl.scripted import ScriptedModel, ScriptedServer
+
+            assert spec.script is not None
+            scripted = ScriptedModel(
+                spec.script, delay=settings.scripted_delay, request_log=settings.scripted_log
+            )
+            server = stack.enter_context(ScriptedServer(scripted))
+            config = ModelConfig(
+                model=SCRIPTED,
+                base_url=server.base_url,
+                api_key=None,
+                timeout=settings.timeout or ModelConfig.timeout,
+                max_retries=0,
+            )
+        else:
+            config = ModelConfig(
+                model=model_name,
+                base_url=settings.base_url,
+                api_key=settings.api_key,
+                timeout=settings.timeout or ModelConfig.timeout,
+            )
+        return OpenAIModelClient(config, notify=lambda text: on_event(Notice(text)))
+
+    def counter() -> TokenCounter:
+        from agentctl.context import TiktokenCounter
+
+        return TiktokenCounter(model_name)
+
+    return Runner(
+        store,
+        model,
+        counter,
+        tools or ToolRegistry(),
+        now,
+        on_event,
+        budget=context_budget(settings, spec, model_name),
+        strategy=compaction_strategy(settings, spec),
+    )
+
+
+def context_budget(settings: Settings, spec: TaskSpec, model_name: str) -> Budget:
+    """The task file's window, else the configured one, else the model's known one."""
+    from agentctl.context import budget_for
+
+    if spec.context_window:
+        return budget_for(model_name, spec.context_window, "task file")
+    if settings.context_window:
+        source = settings.sources.get("context_window", "config file")
+        return budget_for(model_name, settings.context_window, source)
+    return budget_for(model_name)
+
+
+def compaction_strategy(settings: Settings, spec: TaskSpec) -> str:
+    return spec.context_strategy or settings.context_strategy or "summarize"
