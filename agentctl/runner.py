@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl import control, faults, prompts
 from agentctl.actions import (
@@ -49,6 +49,9 @@ from agentctl.state import (
     Usage,
 )
 from agentctl.store.base import CheckpointDraft, Store
+
+if TYPE_CHECKING:
+    from agentctl.store.lease import Lease
 from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
 
 
@@ -89,8 +92,11 @@ class Runner:
 
     # -- public -----------------------------------------------------------------------------
 
-    def start(self, info: SessionInfo, system_prompt: str) -> SessionState:
-        """Create the session: its first checkpoint is `new_task` (idle → planning)."""
+    def start(
+        self, info: SessionInfo, system_prompt: str, lease: Lease | None = None
+    ) -> SessionState:
+        """Create the session (held by `lease` from its first moment): its first checkpoint is
+        `new_task` (idle → planning)."""
         task = TaskState(goal=info.spec.goal)
         counter = self._ensure_counter()
         info = info.model_copy(
@@ -110,7 +116,7 @@ class Runner:
             usage=Usage(),
             new_messages=messages,
         )
-        checkpoint = self._store.create_session(info, draft)
+        checkpoint = self._store.create_session(info, draft, lease)
         self._emit(Checkpointed(checkpoint))
         return SessionState(info=info, checkpoint=checkpoint, messages=messages)
 

@@ -31,31 +31,35 @@ if TYPE_CHECKING:
     from agentctl.records import RollbackReport, RunEvent, SessionReport
     from agentctl.runner import Ask
     from agentctl.state import TaskSpec
+    from agentctl.store.lease import Lease
     from agentctl.tools import ToolRegistry
 
 
 @contextmanager
-def held_lease(settings: Settings, store: Store, session_id: str) -> Iterator[None]:
-    """Hold the session's lease while the block runs, renewed by a heartbeat thread."""
+def held_lease(store: Store, session_id: str, lease: Lease | None = None) -> Iterator[None]:
+    """Hold the session's lease while the block runs (taking it, unless `lease` is already
+    held), renewed by a heartbeat thread on its own handle to the same store."""
     from agentctl.store.lease import DEFAULT_TTL_S, Lease
 
-    lease = Lease.mine(secrets.token_hex(8))
-    store.acquire_lease(session_id, lease)
+    if lease is None:
+        lease = Lease.mine(secrets.token_hex(8))
+        store.acquire_lease(session_id, lease)
+    held = lease
     stop = threading.Event()
 
     def heartbeat() -> None:
-        # Its own store handle: SQLite connections belong to the thread that opened them.
         try:
-            other = open_store(settings.store_url)
+            other = store.another_handle()
         except AgentctlError:
             return
         try:
             while not stop.wait(DEFAULT_TTL_S / 3):
-                other.acquire_lease(session_id, lease.renewed())
+                other.acquire_lease(session_id, held.renewed())
         except AgentctlError:
             pass  # lost to a takeover: the head check on every commit stops our writes
         finally:
-            other.close()
+            if other is not store:
+                other.close()
 
     beat = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
     beat.start()
@@ -64,7 +68,7 @@ def held_lease(settings: Settings, store: Store, session_id: str) -> Iterator[No
     finally:
         stop.set()
         beat.join()
-        store.release_lease(session_id, lease.token)
+        store.release_lease(session_id, held.token)
 
 
 @contextmanager
@@ -146,9 +150,12 @@ def start_session(
         )
         system = prompts.system_prompt(profile.preferences, spec.instructions, tools.names)
         on_event(Notice(f"session {info.id} started", session_id=info.id))
-        runner.start(info, system)
+        from agentctl.store.lease import Lease
+
+        lease = Lease.mine(secrets.token_hex(8))
+        runner.start(info, system, lease)  # no other process can take the new session first
         store.save_profile(profile.with_goal(spec.goal))
-        with held_lease(settings, store, info.id):
+        with held_lease(store, info.id, lease):
             turns = max_turns or spec.max_turns
             result = runner.run(info.id, answer=None, ask=ask, max_turns=turns)
         return RunReport(result.stop, result.session)
@@ -180,7 +187,7 @@ def resume_session(
             )
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
-        stack.enter_context(held_lease(settings, store, session_id))
+        stack.enter_context(held_lease(store, session_id))
         info = store.info(session_id)
         spec = info.spec
         model_name = wiring.choose_model(settings, spec, session_model=info.model)
@@ -227,7 +234,7 @@ def rollback_session(
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         plan = timetravel.plan_rollback(store, session_id, to=to, steps=steps)
-        with held_lease(settings, store, session_id):
+        with held_lease(store, session_id):
             faults.hit("rollback_started")
             return timetravel.commit_rollback(store, plan, wiring.now())
 

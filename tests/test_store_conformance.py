@@ -281,3 +281,23 @@ def test_the_head_and_the_facts_load_without_the_conversation(store: Store) -> N
         store.head("nope")
     with pytest.raises(UnknownSessionError):
         store.info("nope")
+
+
+def test_a_session_is_held_from_the_moment_it_exists(store: Store) -> None:
+    from agentctl.store.lease import Lease
+
+    mine = Lease.mine("creator")
+    store.create_session(info(), draft(None, 1, "m1"), mine)
+    with pytest.raises(SessionBusyError):
+        store.acquire_lease("abc123", Lease.mine("another"))
+    store.acquire_lease("abc123", mine.renewed())  # the creator renews it
+
+
+def test_another_handle_sees_the_same_store(store: Store) -> None:
+    build(store, 2)
+    other = store.another_handle()
+    try:
+        assert [c.id for c in other.history("abc123")] == [1, 2]
+    finally:
+        if other is not store:
+            other.close()

@@ -74,8 +74,18 @@ class CheckpointDraft:
 class Store(Protocol):
     """Durable sessions. Every method is atomic; `append` is one transaction."""
 
-    def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
-        """Create a session whose first checkpoint is `first` (parent None)."""
+    def create_session(
+        self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
+    ) -> Checkpoint:
+        """Create a session whose first checkpoint is `first` (parent None), held by `lease`
+        from the first moment another process can see it.
+
+        Raises SessionExistsError when the id is taken; StoreError when the store fails.
+        """
+        ...
+
+    def another_handle(self) -> Store:
+        """A handle to the same store for another thread (the lease heartbeat)."""
         ...
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:

@@ -191,7 +191,12 @@ class JsonlStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
+    def another_handle(self) -> JsonlStore:
+        return self  # files and flock: any thread may use it
+
+    def create_session(
+        self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
+    ) -> Checkpoint:
         from agentctl.store.codec import encode
 
         path = self.sessions_dir / info.id
@@ -199,6 +204,8 @@ class JsonlStore:
             raise StoreError(f"store {self.root} is open read-only (?mode=ro): nothing written")
         try:
             path.mkdir(mode=0o700)
+            if lease is not None:  # before info.json: the session is invisible until then
+                write_private_atomic(path / "lease.json", json.dumps(lease.__dict__))
             with self._locked(path):
                 checkpoint = self._write(path, info.id, _Tail(0, None, 1), first, encode(info))
                 return checkpoint

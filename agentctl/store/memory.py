@@ -30,13 +30,20 @@ class MemoryStore:
         self._profile = UserProfile()
         self._leases: dict[str, Lease] = {}
 
-    def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
+    def create_session(
+        self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
+    ) -> Checkpoint:
         with self._lock:
             if info.id in self._info:
                 raise SessionExistsError(f"session {info.id} exists")
             self._info[info.id] = info
             self._checkpoints[info.id] = []
+            if lease is not None:
+                self._leases[info.id] = lease
             return self._add(info.id, first)
+
+    def another_handle(self) -> MemoryStore:
+        return self  # one object, guarded by its lock
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         with self._lock:

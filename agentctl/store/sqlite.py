@@ -151,7 +151,13 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def create_session(self, info: SessionInfo, first: CheckpointDraft) -> Checkpoint:
+    def another_handle(self) -> SQLiteStore:
+        # A connection belongs to the thread that opened it: another thread opens its own.
+        return SQLiteStore(self.path, read_only=self.read_only)
+
+    def create_session(
+        self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
+    ) -> Checkpoint:
         from agentctl.store.codec import encode
 
         with _translated(self.path), self._transaction() as db:
@@ -170,6 +176,8 @@ class SQLiteStore:
                     first.from_state,
                 ),
             )
+            if lease is not None:  # held from the first moment anyone can see the session
+                self._put_lease(db, info.id, lease)
             return self._insert(db, info.id, 1, first)
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
@@ -388,12 +396,16 @@ class SQLiteStore:
                 (session_id,),
             ).fetchone()
             check_takeover(session_id, Lease(*row) if row else None, lease)
-            db.execute(
-                "INSERT INTO leases (session_id, host, pid, token, expires_at) VALUES (?,?,?,?,?)"
-                " ON CONFLICT (session_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
-                " token = excluded.token, expires_at = excluded.expires_at",
-                (session_id, lease.host, lease.pid, lease.token, lease.expires_at),
-            )
+            self._put_lease(db, session_id, lease)
+
+    @staticmethod
+    def _put_lease(db: sqlite3.Connection, session_id: str, lease: Lease) -> None:
+        db.execute(
+            "INSERT INTO leases (session_id, host, pid, token, expires_at) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (session_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
+            " token = excluded.token, expires_at = excluded.expires_at",
+            (session_id, lease.host, lease.pid, lease.token, lease.expires_at),
+        )
 
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:
