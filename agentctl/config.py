@@ -24,7 +24,6 @@ from agentctl.errors import UsageError
 APP = "agentctl"
 STRATEGIES = ("summarize", "drop")
 MIN_WINDOW = 512  # tokens: less cannot hold a system prompt, the tools and one turn
-STORE_SCHEMES = ("sqlite", "json", "jsonl", "memory", "postgresql", "postgres")
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,9 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
                 f"base_url{source} must be an http(s) URL such as http://localhost:11434/v1, "
                 f"not {redact_url(text)!r}"
             )
-    if name == "store" and text.partition(":")[0] not in STORE_SCHEMES:
+    from agentctl.store import schemes
+
+    if name == "store" and text.partition(":")[0] not in schemes():
         raise UsageError(
             f"store{source} must be a URL such as sqlite:///FILE or json:///DIR, "
             f"not {redact_url(text)!r}"

@@ -31,7 +31,6 @@ class Event(StrEnum):
 
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
-    CANCELLED = "cancelled"
     FAILED = "failed"
 
 

@@ -150,3 +150,19 @@ def test_jsonl_append_does_not_read_the_log(tmp_path: Path) -> None:
     store.append("abc123", 3, draft(3, 4, "m4"))
     with pytest.raises(StoreError, match="line 1 is corrupt"):
         store.load("abc123")
+
+
+def test_store_urls_are_parsed_whole_and_schemes_are_a_registry() -> None:
+    from agentctl.errors import UsageError
+    from agentctl.store import StoreURL, open_store, schemes
+
+    url = StoreURL.parse("postgresql://ann:pw@db.example/agentctl?sslmode=require")
+    assert (url.scheme, url.url) == (
+        "postgresql",
+        "postgresql://ann:pw@db.example/agentctl?sslmode=require",
+    )
+    assert StoreURL.parse("sqlite:///tmp/a.db?mode=ro").read_only
+    assert StoreURL.parse("json:rel/dir").path == "rel/dir"
+    assert {"sqlite", "json", "memory"} <= set(schemes())
+    with pytest.raises(UsageError, match="unknown store scheme 'redis'; known: "):
+        open_store("redis://localhost")
