@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentctl.lifecycle import State
+from agentctl.lifecycle import CheckpointKind, State
 from agentctl.state import Message, PendingQuestion, SessionState, ToolCall
 
 
@@ -28,7 +28,7 @@ def in_flight(session: SessionState, call: ToolCall) -> bool:
         return True
     # Checkpoints written before task states carried `in_flight` (schema 2) say it by kind.
     head = session.checkpoint
-    return head.event == "tool_started" and head.detail.get("tool_call_id") == call.id
+    return head.event == CheckpointKind.TOOL_STARTED and head.detail.get("tool_call_id") == call.id
 
 
 def reply_of(messages: tuple[Message, ...], call: ToolCall) -> Message:

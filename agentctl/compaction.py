@@ -15,6 +15,7 @@ from typing import Any
 
 from agentctl import prompts
 from agentctl.context import SUMMARY_TOKENS, Budget, calibrated, compaction_split, cut_text
+from agentctl.lifecycle import CheckpointKind
 from agentctl.state import Message, SessionState
 
 KEEP_HEAD = 2  # the messages every context keeps: the system prompt and the goal (design §6)
@@ -43,7 +44,7 @@ class ContextKeeper:
     def split(self, session: SessionState, learned: int | None = None) -> int | None:
         """Where the kept newest turns begin; None when the conversation fits, when nothing
         can be cut, or right after a compaction (what is left goes as it is, fitted)."""
-        if session.checkpoint.event == "context_compacted" and learned is None:
+        if session.checkpoint.event == CheckpointKind.CONTEXT_COMPACTED and learned is None:
             return None
         if self.budget is None and (learned or session.task.context_limit) is None:
             return None

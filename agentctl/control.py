@@ -17,7 +17,7 @@ from typing import Any
 
 from agentctl import prompts
 from agentctl.errors import InvalidTransition
-from agentctl.lifecycle import Event, Outcome, State, transition
+from agentctl.lifecycle import CheckpointKind, Event, Outcome, State, transition
 from agentctl.state import PendingQuestion, StepRecord, TaskState, ToolCall
 
 # A preference goes into every later system prompt: keep it one short, plain line.
@@ -30,7 +30,7 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]*")
 class Step:
     """What handling one control call produced: the checkpoint to write."""
 
-    kind: str
+    kind: CheckpointKind
     to_state: State
     task: TaskState
     result: str  # the tool result the model gets ("" when the user answers instead)
@@ -58,13 +58,13 @@ def _submit_plan(state: State, task: TaskState, call: ToolCall, args: dict[str, 
         note = prompts.progress_note(task.plan, task.current_step)
         to_state = transition(state, Event.PLAN_READY)
         text = f"Plan accepted ({len(steps)} steps). {note}"
-        return Step(Event.PLAN_READY.value, to_state, task, text, detail)
+        return Step(CheckpointKind.PLAN_READY, to_state, task, text, detail)
     if state is not State.EXECUTING:
-        raise InvalidTransition(state.value, "plan_revised")
+        raise InvalidTransition(state.value, CheckpointKind.PLAN_REVISED.value)
     plan = task.plan[: task.current_step] + tuple(steps)
     task = task.model_copy(update={"plan": plan})
     note = prompts.progress_note(plan, task.current_step)
-    return Step("plan_revised", state, task, f"Plan revised. {note}", detail)
+    return Step(CheckpointKind.PLAN_REVISED, state, task, f"Plan revised. {note}", detail)
 
 
 def _complete_step(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
@@ -82,7 +82,7 @@ def _complete_step(state: State, task: TaskState, call: ToolCall, args: dict[str
     )
     note = prompts.progress_note(task.plan, task.current_step)
     detail = {"tool": call.name, "step": name, "summary": summary}
-    return Step(Event.STEP_COMPLETE.value, to_state, task, f"Step complete. {note}", detail)
+    return Step(CheckpointKind.STEP_COMPLETE, to_state, task, f"Step complete. {note}", detail)
 
 
 def _ask_user(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
@@ -91,7 +91,7 @@ def _ask_user(state: State, task: TaskState, call: ToolCall, args: dict[str, Any
     pending = PendingQuestion(question=question, tool_call_id=call.id)
     task = task.model_copy(update={"pending_question": pending})
     detail = {"tool": call.name, "question": question}
-    return Step(Event.NEEDS_INPUT.value, to_state, task, "", detail)
+    return Step(CheckpointKind.NEEDS_INPUT, to_state, task, "", detail)
 
 
 def _finish(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
@@ -100,14 +100,14 @@ def _finish(state: State, task: TaskState, call: ToolCall, args: dict[str, Any])
     to_state = transition(state, Event.TASK_COMPLETE)
     task = task.model_copy(update={"outcome": outcome, "result": result})
     detail = {"tool": call.name, "outcome": outcome.value}
-    return Step(Event.TASK_COMPLETE.value, to_state, task, "Task complete.", detail)
+    return Step(CheckpointKind.TASK_COMPLETE, to_state, task, "Task complete.", detail)
 
 
 def _remember(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
     key, value = preference(args)
     detail = {"tool": call.name, "key": key, "value": value}
     text = f"Remembered {key} = {value}."
-    return Step("remember", state, task, text, detail, preference=(key, value))
+    return Step(CheckpointKind.REMEMBER, state, task, text, detail, preference=(key, value))
 
 
 Handler = Callable[[State, TaskState, ToolCall, dict[str, Any]], Step]

@@ -29,6 +29,37 @@ class Event(StrEnum):
     TASK_COMPLETE = "task_complete"
 
 
+class CheckpointKind(StrEnum):
+    """What a checkpoint records: every kind a store holds. The lifecycle events are kinds
+    too, with the same values; the others leave the lifecycle state as it is."""
+
+    # lifecycle events (Event)
+    NEW_TASK = "new_task"
+    PLAN_READY = "plan_ready"
+    STEP_COMPLETE = "step_complete"
+    NEEDS_INPUT = "needs_input"
+    INPUT_RECEIVED = "input_received"
+    TASK_COMPLETE = "task_complete"
+    # the loop's own
+    MODEL_REPLY = "model_reply"
+    NUDGE = "nudge"
+    PLAN_REVISED = "plan_revised"
+    REMEMBER = "remember"
+    TOOL_STARTED = "tool_started"
+    TOOL_RESULT = "tool_result"
+    ERROR = "error"
+    CONTEXT_COMPACTED = "context_compacted"
+    ROLLBACK = "rollback"
+
+    @property
+    def event(self) -> Event | None:
+        """The lifecycle event this kind is, if it is one."""
+        return Event(self.value) if self.value in _EVENT_VALUES else None
+
+
+_EVENT_VALUES = frozenset(e.value for e in Event)
+
+
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"

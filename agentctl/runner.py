@@ -35,7 +35,7 @@ from agentctl.context import (
     fit_request,
 )
 from agentctl.errors import InvalidTransition, ModelError
-from agentctl.lifecycle import Event, State, transition
+from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
 from agentctl.records import Checkpointed, ModelCallStarted, RunEvent, Stop, TextDelta
 from agentctl.state import (
@@ -108,9 +108,9 @@ class Runner:
         )
         draft = CheckpointDraft(
             parent=None,
-            event=Event.NEW_TASK.value,
-            from_state=State.IDLE.value,
-            to_state=transition(State.IDLE, Event.NEW_TASK).value,
+            event=CheckpointKind.NEW_TASK,
+            from_state=State.IDLE,
+            to_state=transition(State.IDLE, Event.NEW_TASK),
             created_at=self._clock(),
             task=task,
             usage=Usage(),
@@ -214,7 +214,7 @@ class Runner:
         message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)
         return self._commit(
             session,
-            "model_reply",
+            CheckpointKind.MODEL_REPLY,
             session.state,
             task.model_copy(update=update),
             new_messages=(self._counted(message),),
@@ -241,7 +241,7 @@ class Runner:
         new, detail = self._keeper.compacted(session, split, summary, self._counted)
         return self._commit(
             session,
-            "context_compacted",
+            CheckpointKind.CONTEXT_COMPACTED,
             session.state,
             session.task,
             new_messages=new,
@@ -264,7 +264,7 @@ class Runner:
             nudge = prompts.NUDGE_PLANNING if session.state is State.PLANNING else prompts.NUDGE
         return self._commit(
             session,
-            "nudge",
+            CheckpointKind.NUDGE,
             session.state,
             session.task.model_copy(update={"nudged": True}),
             new_messages=(self._counted(Message(role="user", content=nudge)),),
@@ -276,7 +276,7 @@ class Runner:
         pending = PendingQuestion(question=text, tool_call_id=None)
         task = session.task.model_copy(update={"nudged": False, "pending_question": pending})
         return self._commit(
-            session, Event.NEEDS_INPUT.value, to_state, task, detail={"question": text}
+            session, CheckpointKind.NEEDS_INPUT, to_state, task, detail={"question": text}
         )
 
     def _shrink_window(self, session: SessionState, exc: ContextTooLongError) -> SessionState:
@@ -300,7 +300,7 @@ class Runner:
             message = Message(role="user", content=text)
         return self._commit(
             session,
-            Event.INPUT_RECEIVED.value,
+            CheckpointKind.INPUT_RECEIVED,
             transition(session.state, Event.INPUT_RECEIVED),
             session.task.model_copy(update={"pending_question": None}),
             new_messages=(self._counted(message),),
@@ -321,7 +321,7 @@ class Runner:
             messages = (self._counted(Message(role="tool", tool_call_id=call_id, content=refusal)),)
         return self._commit(
             session,
-            Event.INPUT_RECEIVED.value,
+            CheckpointKind.INPUT_RECEIVED,
             transition(session.state, Event.INPUT_RECEIVED),
             task,
             new_messages=messages,
@@ -338,7 +338,7 @@ class Runner:
         pending = PendingQuestion(question=question, tool_call_id=call.id, kind="approval")
         task = session.task.model_copy(update={"pending_question": pending})
         detail = {"question": question, "approval": call.name}
-        return self._commit(session, Event.NEEDS_INPUT.value, to_state, task, detail=detail)
+        return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
 
     @staticmethod
     def _approved(session: SessionState, call: ToolCall) -> bool:
@@ -420,14 +420,16 @@ class Runner:
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
             started = task.model_copy(update={"in_flight": call.id})
-            session = self._commit(session, "tool_started", session.state, started, detail=detail)
+            session = self._commit(
+                session, CheckpointKind.TOOL_STARTED, session.state, started, detail=detail
+            )
         try:
             outcome = tool.run(args)
         except Exception as exc:
             outcome = ToolOutcome(f"{call.name} failed: {exc}", is_error=True)
         return self._commit(
             session,
-            "tool_result",
+            CheckpointKind.TOOL_RESULT,
             session.state,
             task.model_copy(update={"in_flight": None}),
             new_messages=(self._tool_message(call, outcome.content),),
@@ -438,7 +440,7 @@ class Runner:
     def _tool_error(self, session: SessionState, call: ToolCall, text: str) -> SessionState:
         return self._commit(
             session,
-            "tool_result",
+            CheckpointKind.TOOL_RESULT,
             session.state,
             session.task.model_copy(update={"in_flight": None, "approval": None}),
             new_messages=(self._tool_message(call, f"Error: {text}"),),
@@ -448,7 +450,9 @@ class Runner:
     def _record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
         task = session.task.model_copy(update={"last_error": message, **update})
-        return self._commit(session, "error", session.state, task, detail={"error": message})
+        return self._commit(
+            session, CheckpointKind.ERROR, session.state, task, detail={"error": message}
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -467,7 +471,7 @@ class Runner:
     def _commit(
         self,
         session: SessionState,
-        event: str,
+        event: CheckpointKind,
         to_state: State,
         task: TaskState,
         *,
@@ -479,8 +483,8 @@ class Runner:
         draft = CheckpointDraft(
             parent=session.checkpoint.id,
             event=event,
-            from_state=session.state.value,
-            to_state=to_state.value,
+            from_state=session.state,
+            to_state=to_state,
             created_at=self._clock(),
             task=task,
             usage=usage or session.checkpoint.usage,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentctl.lifecycle import Outcome, State
+from agentctl.lifecycle import CheckpointKind, Outcome, State
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -217,7 +217,7 @@ class Checkpoint(_Model):
     schema_version: Literal[1] = 1
     id: int
     parent: int | None
-    event: str
+    event: CheckpointKind  # what happened (the lifecycle events among them)
     from_state: State
     to_state: State
     created_at: str

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentctl.errors import RollbackTargetError
+from agentctl.lifecycle import CheckpointKind, State
 from agentctl.records import RollbackReport
 
 if TYPE_CHECKING:
@@ -35,7 +36,11 @@ class RollbackPlan:
 def effective(history: list[CheckpointSummary], c: CheckpointSummary) -> CheckpointSummary:
     """A rollback checkpoint stands for the checkpoint it returned to."""
     for _ in range(len(history)):  # bounded: a damaged parent chain cannot loop for ever
-        if c.event != "rollback" or c.parent is None or not 1 <= c.parent <= len(history):
+        if (
+            c.event != CheckpointKind.ROLLBACK
+            or c.parent is None
+            or not 1 <= c.parent <= len(history)
+        ):
             return c
         c = history[c.parent - 1]
     return c
@@ -96,18 +101,25 @@ def rollback_draft(
     from agentctl.store.base import CheckpointDraft
 
     in_flight = task.in_flight
-    if target.event == "tool_started":  # also for checkpoints written before `in_flight`
+    if (
+        target.event == CheckpointKind.TOOL_STARTED
+    ):  # also for checkpoints written before `in_flight`
         in_flight = str(target.detail.get("tool_call_id") or in_flight or "") or None
     return CheckpointDraft(
         parent=target.id,
-        event="rollback",
-        from_state=head.to_state,
-        to_state=target.to_state,
+        event=CheckpointKind.ROLLBACK,
+        from_state=_state_or(head.to_state, target.to_state),
+        to_state=State(target.to_state),  # the target's path was checked: a valid state
         created_at=now,
         task=task.model_copy(update={"approval": None, "in_flight": in_flight}),
         usage=usage,
         detail={"to": target.id, "from": head.id},
     )
+
+
+def _state_or(text: str, fallback: str) -> State:
+    """The state a damaged head claims, when it is one (a rollback is how damage is left)."""
+    return State(text) if text in State.__members__.values() else State(fallback)
 
 
 def plan_rollback(
@@ -140,10 +152,10 @@ def commit_rollback(store: Store, plan: RollbackPlan, now: str) -> RollbackRepor
     return RollbackReport(
         checkpoint,
         plan.target.id,
-        [str(c.detail.get("key")) for c in plan.abandoned if c.event == "remember"],
+        [str(c.detail.get("key")) for c in plan.abandoned if c.event == CheckpointKind.REMEMBER],
         [
             str(c.detail.get("command", ""))
             for c in plan.abandoned
-            if c.event == "tool_started" and c.detail.get("tool") == "run_shell"
+            if c.event == CheckpointKind.TOOL_STARTED and c.detail.get("tool") == "run_shell"
         ],
     )

@@ -12,7 +12,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from agentctl.errors import AgentctlError, InvalidTransition
-from agentctl.lifecycle import Event, State, transition
+from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import SessionReport
 from agentctl.store.base import CheckpointSummary, SessionSummary, Store
 
@@ -129,7 +129,7 @@ def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list
         problems.append(
             f"{where}: starts from {c.from_state} but the head before it was {previous.to_state}"
         )
-    if c.event == "rollback":
+    if c.event == CheckpointKind.ROLLBACK:
         if c.parent is None or not 1 <= c.parent < c.id:
             return [*problems, f"{where}: rolls back to {c.parent}, not an earlier checkpoint"]
         target = history[c.parent - 1]
@@ -181,7 +181,7 @@ def _check_conversations(
         tips[c.id] = state.messages[-1] if state.messages else None
         if c.parent is not None and c.parent in lengths:
             n = lengths[c.parent]
-            if c.event == "context_compacted":
+            if c.event == CheckpointKind.CONTEXT_COMPACTED:
                 problems.extend(_check_compaction(store, session_id, c, state.messages))
             elif len(state.messages) < n or (n and state.messages[n - 1] != tips[c.parent]):
                 problems.append(

@@ -34,7 +34,7 @@ def session(state: State, *messages: Message, **task: object) -> SessionState:
     checkpoint = Checkpoint(
         id=2,
         parent=1,
-        event="x",
+        event="model_reply",
         from_state=state,
         to_state=state,
         created_at="t",

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from agentctl.lifecycle import CheckpointKind, State
+
 if TYPE_CHECKING:
     from agentctl.state import (
         Checkpoint,
@@ -60,9 +62,9 @@ class CheckpointDraft:
     """
 
     parent: int | None
-    event: str
-    from_state: str
-    to_state: str
+    event: CheckpointKind
+    from_state: State
+    to_state: State
     created_at: str
     task: TaskState
     usage: Usage
