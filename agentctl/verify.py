@@ -9,15 +9,12 @@ with the head, and asks the backend for its own integrity check. Read-only: it t
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from agentctl.errors import AgentctlError, InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import SessionReport
 from agentctl.store.base import CheckpointSummary, SessionSummary, Store
-
-if TYPE_CHECKING:
-    from agentctl.state import Message
 
 LIFECYCLE_EVENTS = {e.value for e in Event}
 
@@ -167,38 +164,75 @@ def _check_transition(where: str, c: CheckpointSummary) -> list[str]:
 def _check_conversations(
     store: Store, session_id: str, history: list[CheckpointSummary]
 ) -> list[str]:
-    """Every checkpoint loads, and its conversation extends its parent's (shared prefix)."""
-    problems = []
-    lengths: dict[int, int] = {}
-    tips: dict[int, object] = {}
+    """Every message decodes, every checkpoint's last message is there, and every
+    checkpoint's conversation extends its parent's (a compaction keeps its head and newest
+    turns). One read of the session's messages; each check walks only the messages its
+    checkpoint added, so the whole is O(checkpoints + messages)."""
+    links = store.message_links(session_id)
+    messages, tips = links.messages, links.tips
+    problems = [
+        f"message {i} does not decode: {body}"
+        for i, (_, body) in sorted(messages.items())
+        if isinstance(body, str)
+    ]
+    problems += [f"checkpoint {i} does not load: {why}" for i, why in links.unreadable.items()]
+    problems += [
+        f"message {i} has parent {parent}: a chain can only point back (a cycle, or missing)"
+        for i, (parent, _) in sorted(messages.items())
+        if parent is not None and (parent >= i or parent not in messages)
+    ]
     for c in history:
-        try:
-            state = store.load(session_id, c.id)
-        except AgentctlError as exc:
-            problems.append(f"checkpoint {c.id} does not load: {exc.message}")
+        tip = tips.get(c.id)
+        if tip is not None and tip not in messages:
+            problems.append(f"checkpoint {c.id} ends at message {tip}, which is not there")
             continue
-        lengths[c.id] = len(state.messages)
-        tips[c.id] = state.messages[-1] if state.messages else None
-        if c.parent is not None and c.parent in lengths:
-            n = lengths[c.parent]
-            if c.event == CheckpointKind.CONTEXT_COMPACTED:
-                problems.extend(_check_compaction(store, session_id, c, state.messages))
-            elif len(state.messages) < n or (n and state.messages[n - 1] != tips[c.parent]):
-                problems.append(
-                    f"checkpoint {c.id}: its conversation does not extend checkpoint {c.parent}'s"
-                )
+        if c.parent is None or c.parent not in tips:
+            continue
+        if c.event == CheckpointKind.CONTEXT_COMPACTED:
+            chain, parent = _chain(messages, tip), _chain(messages, tips[c.parent])
+            problems.extend(_check_compaction(c, messages, chain, parent))
+        elif not _reaches(messages, tip, tips[c.parent]):
+            problems.append(
+                f"checkpoint {c.id}: its conversation does not extend checkpoint {c.parent}'s"
+            )
     return problems
 
 
+Graph = Mapping[int, tuple[int | None, object]]
+
+
+def _reaches(messages: Graph, tip: int | None, goal: int | None) -> bool:
+    """Walking back from `tip` meets `goal` (the parent's last message); ids only go down, so
+    the walk is as long as what the checkpoint added."""
+    while tip is not None and tip != goal:
+        if tip not in messages:
+            return False
+        parent = messages[tip][0]
+        if parent is not None and parent >= tip:
+            return False  # damage: a parent that is not before its child
+        if goal is not None and parent is not None and parent < goal:
+            return False  # went past the parent's last message without meeting it
+        tip = parent
+    return tip == goal
+
+
+def _chain(messages: Graph, tip: int | None) -> list[int]:
+    chain: list[int] = []
+    while tip is not None and tip in messages and len(chain) <= len(messages):
+        chain.append(tip)
+        tip = messages[tip][0]
+    return chain[::-1]
+
+
 def _check_compaction(
-    store: Store, session_id: str, c: CheckpointSummary, messages: tuple[Message, ...]
+    c: CheckpointSummary, messages: Graph, chain: list[int], parent: list[int]
 ) -> list[str]:
-    """A compaction keeps the parent's head (system prompt, goal) and its newest turns."""
-    parent = store.load(session_id, c.parent).messages
+    """A compaction keeps the parent's head (system prompt, goal: the same messages) and its
+    newest turns (copies: the same content)."""
     kept = int(c.detail.get("kept", 0))
-    head = len(messages) - 1 - kept  # the rest of the new conversation: one note, then the turns
-    if head < 0 or messages[:head] != parent[:head]:
+    head = len(chain) - 1 - kept  # the rest of the new conversation: one note, then the turns
+    if head < 0 or chain[:head] != parent[:head]:
         return [f"checkpoint {c.id}: the compacted conversation lost checkpoint {c.parent}'s head"]
-    if kept and messages[-kept:] != parent[-kept:]:
+    if kept and [messages[i][1] for i in chain[-kept:]] != [messages[i][1] for i in parent[-kept:]]:
         return [f"checkpoint {c.id}: the compacted conversation lost the newest turns"]
     return []

@@ -81,6 +81,31 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
     }
 
 
+def verify_scale(root: Path, steps: int) -> dict[str, Any]:
+    """`verify` of one long session (target: 10,000 checkpoints in <= 2 s on both file
+    backends) and the JSON-lines head load against SQLite's (target: within 3x)."""
+    from agentctl.verify import verify_store
+    from bench.subjects import SESSION, AgentctlSubject
+
+    out: dict[str, Any] = {"steps": steps}
+    for kind in ("sqlite", "jsonl"):
+        subject = AgentctlSubject(kind, root / kind)
+        for step in range(1, steps + 1):
+            subject.commit(step)
+        started = time.perf_counter()
+        _, reports = verify_store(subject.store, [SESSION])
+        out[f"{kind}_verify_s"] = round(time.perf_counter() - started, 3)
+        assert not reports[0].problems, reports[0].problems
+        started = time.perf_counter()
+        for _ in range(20):
+            subject.store.head(SESSION)
+        out[f"{kind}_head_ms"] = ms((time.perf_counter() - started) / 20)
+        subject.close()
+    out["jsonl_head_vs_sqlite"] = round(out["jsonl_head_ms"] / max(out["sqlite_head_ms"], 1e-6), 2)
+    print(f"\nverify of a {steps}-checkpoint session and head load:", json.dumps(out))
+    return out
+
+
 def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by = {r["subject"]: r for r in rows}
     ours, raw, peer = by.get("agentctl-sqlite"), by.get("raw-sqlite"), by.get("langgraph-sqlite")
@@ -164,6 +189,7 @@ def main() -> None:
             summary = ratios(rows)
             print("\nratios:", ", ".join(f"{k} = {v}" for k, v in summary.items()))
             report["runs"].append({"steps": steps, "rows": rows, "ratios": summary})
+        report["verify"] = verify_scale(Path(tmp) / "verify", 1000 if args.quick else 10_000)
         if not args.no_startup:
             startup = measure_startup(Path(tmp) / "startup", runs=5 if args.quick else 11)
             print("\nCLI start-up (median wall time, s):", json.dumps(startup))

@@ -74,8 +74,10 @@ class AgentctlSubject:
         self.store = open_store(url)
         self._draft, self._task, self._usage = CheckpointDraft, TaskState, Usage
         info = SessionInfo(id=SESSION, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
+        # A session `verify` finds sound: new_task (idle -> planning), then work that keeps
+        # the state, dated in order.
         first = CheckpointDraft(
-            None, "new_task", "idle", "executing", "t", TaskState(goal="bench"), Usage()
+            None, "new_task", "idle", "planning", "2026-01-01", TaskState(goal="bench"), Usage()
         )
         self.head = self.store.create_session(info, first).id
 
@@ -85,8 +87,8 @@ class AgentctlSubject:
         draft = self._draft(
             parent=self.head,
             event="tool_result",
-            from_state="executing",
-            to_state="executing",
+            from_state="planning",
+            to_state="planning",
             created_at=f"2026-01-01T00:00:00.{step:06d}",
             task=self._task(goal="bench", data=task_field(step)),
             usage=self._usage(),
@@ -99,9 +101,9 @@ class AgentctlSubject:
         draft = self._draft(
             parent=to_step,
             event="rollback",
-            from_state="executing",
+            from_state="planning",
             to_state=target.to_state.value,
-            created_at="t",
+            created_at="2026-01-02",
             task=target.task,
             usage=target.usage,
             detail={"to": to_step, "from": self.head},

@@ -53,6 +53,16 @@ class CheckpointSummary(NamedTuple):
 
 
 @dataclass(frozen=True)
+class MessageLinks:
+    """A session's message graph: id -> (parent id, the message or why it does not decode),
+    and checkpoint id -> the id of its last message."""
+
+    messages: dict[int, tuple[int | None, Message | str]]
+    tips: dict[int, int | None]
+    unreadable: dict[int, str]  # checkpoint id -> why its stored state does not decode
+
+
+@dataclass(frozen=True)
 class CheckpointDraft:
     """A checkpoint before the store numbers it.
 
@@ -136,6 +146,15 @@ class Store(Protocol):
 
     def check(self) -> list[str]:
         """The backend's own integrity check: an empty list when the files are sound."""
+        ...
+
+    def message_links(self, session_id: str) -> MessageLinks:
+        """Every message of a session, read and decoded once, and each checkpoint's tip: what
+        `verify` needs to check every conversation in O(checkpoints + messages).
+
+        Raises UnknownSessionError; a message that does not decode is reported in the
+        result, not raised.
+        """
         ...
 
     def load_profile(self) -> UserProfile: ...

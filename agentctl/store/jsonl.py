@@ -35,6 +35,7 @@ from agentctl.errors import (
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
+    MessageLinks,
     SessionSummary,
     number_checkpoint,
     prefix_tip,
@@ -388,6 +389,32 @@ class JsonlStore:
                 )
                 for c in (r["checkpoint"] for r in records)
             ]
+
+    def message_links(self, session_id: str) -> MessageLinks:
+        from agentctl.errors import AgentctlError
+        from agentctl.state import Checkpoint, Message
+        from agentctl.store.codec import decode
+
+        path = self._dir(session_id)
+        with _reading(path):
+            records = self._read_log(path)
+        tips = {r["checkpoint"]["id"]: r["checkpoint"]["message_tip"] for r in records}
+        unreadable: dict[int, str] = {}
+        for r in records:
+            try:
+                decode(Checkpoint, r["checkpoint"], where=f"checkpoint {r['checkpoint']['id']}")
+            except AgentctlError as exc:
+                unreadable[r["checkpoint"]["id"]] = exc.message
+        messages: dict[int, tuple[int | None, Message | str]] = {}
+        for entry in (m for r in records for m in r["messages"]):
+            try:
+                body: Message | str = decode(
+                    Message, entry["message"], where=f"message {entry['id']}"
+                )
+            except AgentctlError as exc:
+                body = exc.message
+            messages[entry["id"]] = (entry["parent"], body)
+        return MessageLinks(messages, tips, unreadable)
 
     def match_sessions(self, prefix: str) -> list[str]:
         return sorted(

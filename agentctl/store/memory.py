@@ -14,6 +14,7 @@ from agentctl.state import Checkpoint, Message, SessionInfo, SessionState, UserP
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
+    MessageLinks,
     SessionSummary,
     number_checkpoint,
     prefix_tip,
@@ -41,6 +42,18 @@ class MemoryStore:
             if lease is not None:
                 self._leases[info.id] = lease
             return self._add(info.id, first)
+
+    def message_links(self, session_id: str) -> MessageLinks:
+        with self._lock:
+            rows = self._rows(session_id)
+            tips = {c.id: c.message_tip for c in rows}
+            messages: dict[int, tuple[int | None, Message | str]] = {}
+            for tip in tips.values():
+                while tip is not None and tip not in messages:
+                    parent, message = self._messages[tip]
+                    messages[tip] = (parent, message)
+                    tip = parent
+            return MessageLinks(messages, tips, {})  # validated when written
 
     def another_handle(self) -> MemoryStore:
         return self  # one object, guarded by its lock

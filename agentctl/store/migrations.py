@@ -68,4 +68,14 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
 ]
 
+MIGRATIONS.append(
+    (
+        "m003_messages_by_session",
+        """
+        -- verify (and later rm/prune) read a session's messages: without this, a whole-table scan
+        CREATE INDEX messages_session ON messages (session_id);
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

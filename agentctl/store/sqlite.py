@@ -33,6 +33,7 @@ from agentctl.errors import (
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
+    MessageLinks,
     SessionSummary,
     number_checkpoint,
     prefix_tip,
@@ -378,6 +379,40 @@ class SQLiteStore:
                 )
                 for row in rows
             ]
+
+    def message_links(self, session_id: str) -> MessageLinks:
+        from agentctl.errors import AgentctlError
+        from agentctl.state import Message
+        from agentctl.store.codec import decode
+
+        with _translated(self.path, session_id):
+            self._head_id(session_id)
+            checkpoint_ids = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT id FROM checkpoints WHERE session_id = ? ORDER BY id", (session_id,)
+                )
+            ]
+            tips: dict[int, int | None] = {}
+            unreadable: dict[int, str] = {}
+            for checkpoint_id in checkpoint_ids:  # each decoded once: O(checkpoints)
+                try:
+                    tips[checkpoint_id] = self._checkpoint(session_id, checkpoint_id).message_tip
+                except (AgentctlError, ValueError, KeyError, TypeError) as exc:
+                    unreadable[checkpoint_id] = getattr(exc, "message", str(exc))[:200]
+            rows = self._db.execute(
+                "SELECT id, parent, body FROM messages WHERE session_id = ?", (session_id,)
+            ).fetchall()
+        messages: dict[int, tuple[int | None, Message | str]] = {}
+        for message_id, parent, body in rows:
+            try:
+                messages[message_id] = (
+                    parent,
+                    decode(Message, body, where=f"message {message_id}"),
+                )
+            except AgentctlError as exc:
+                messages[message_id] = (parent, exc.message)
+        return MessageLinks(messages, tips, unreadable)
 
     def match_sessions(self, prefix: str) -> list[str]:
         with _translated(self.path):
