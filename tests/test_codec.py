@@ -103,3 +103,22 @@ def test_version_1_payloads_are_upgraded_nested_models_included() -> None:
     }
     info = codec.decode(SessionInfo, info_v1)
     assert (info.schema_version, info.spec.schema_version, info.workspace) == (3, 4, None)
+
+
+def test_every_versioned_model_has_a_complete_upgrade_chain() -> None:
+    """A payload of any older version loads: an upgrade step exists for each version below the
+    current one (a missing step would be a KeyError at load, found by a user first)."""
+    import agentctl.state as state
+
+    versioned = [
+        model
+        for model in vars(state).values()
+        if isinstance(model, type)
+        and issubclass(model, state._Model)
+        and "schema_version" in model.model_fields
+    ]
+    assert {m.__name__ for m in versioned} >= {"TaskState", "TaskSpec", "SessionInfo", "Message"}
+    for model in versioned:
+        current = int(model.model_fields["schema_version"].default)
+        steps = codec.UPGRADES.get(model.__name__, {})
+        assert sorted(steps) == list(range(1, current)), model.__name__
