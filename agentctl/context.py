@@ -13,7 +13,6 @@ re-counted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,16 +54,6 @@ class TiktokenCounter:
         for call in message.get("tool_calls") or ():
             text += call["function"]["name"] + call["function"]["arguments"]
         return TOKENS_PER_MESSAGE + len(self._encoding.encode(text, disallowed_special=()))
-
-
-class CharCounter:
-    """A dependency-free estimate (4 characters a token), for tests that do not care."""
-
-    approximate = True
-    encoding_name = "chars/4"
-
-    def count(self, message: dict[str, Any]) -> int:
-        return TOKENS_PER_MESSAGE + len(json.dumps(message)) // 4
 
 
 # -- the budget ------------------------------------------------------------------------------

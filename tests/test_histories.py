@@ -8,13 +8,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentctl.context import CharCounter
 from agentctl.errors import ModelError
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner
 from agentctl.scripted import ScriptedModel, ScriptedServer
 from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import open_store
+from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
 from agentctl.verify import path_problems, tree_problems

@@ -16,7 +16,6 @@ from agentctl.context import (
     APPROXIMATE_MARGIN,
     SUMMARY_TOKENS,
     Budget,
-    CharCounter,
     calibrated,
     fit_request,
 )
@@ -25,6 +24,7 @@ from agentctl.runner import Runner, Stop
 from agentctl.scripted import ScriptedModel, ScriptedServer
 from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import open_store
+from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
 from tests.conftest import SAMPLES, run

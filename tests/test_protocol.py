@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from agentctl.context import CharCounter
 from agentctl.errors import ModelError
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
 from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
+from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
 

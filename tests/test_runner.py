@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from agentctl.context import CharCounter
 from agentctl.errors import ModelError
 from agentctl.lifecycle import Outcome, State
 from agentctl.llm import ModelConfig, OpenAIModelClient
@@ -21,6 +20,7 @@ from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
 from agentctl.state import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
+from agentctl.testing import CharCounter
 from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
 

@@ -25,13 +25,13 @@ import pytest
 
 from agentctl import preferences, service, timetravel, wiring
 from agentctl.config import Settings, redact_url, tool_environment, write_file
-from agentctl.context import CharCounter
 from agentctl.errors import ModelError, UsageError
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
 from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
+from agentctl.testing import CharCounter
 from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
 from agentctl.tools.files import (
