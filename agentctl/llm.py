@@ -98,7 +98,7 @@ class OpenAIModelClient:
         )
         # Shown in errors and stored on error checkpoints: never with credentials in it.
         self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
-        self._limit_field = output_limit_field(config.base_url)
+        self._limit_field = output_limit_field(config.base_url, config.model)
 
     def complete(
         self,
@@ -137,7 +137,7 @@ class OpenAIModelClient:
             # describe the same shapes. An empty `tools` list is an error to the OpenAI API,
             # and some servers (llama-cpp-python) ignore `tools` without `tool_choice`.
             extra: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
-            if max_tokens is not None:
+            if max_tokens is not None and self._limit_field is not None:
                 extra[self._limit_field] = max_tokens
             deadline = time.monotonic() + self._config.timeout
             stream = self._client.chat.completions.create(  # type: ignore[call-overload]
@@ -198,14 +198,20 @@ class OpenAIModelClient:
         return redact_text(text)
 
 
-def output_limit_field(base_url: str | None) -> str:
-    """The request field that bounds a reply. The OpenAI API takes `max_completion_tokens` (its
-    reasoning models refuse `max_tokens`); every other OpenAI-compatible server (llama.cpp,
-    llama-cpp-python, vLLM, Ollama, LM Studio, sglang) takes `max_tokens`."""
+REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")  # their hidden reasoning counts against a limit
+
+
+def output_limit_field(base_url: str | None, model: str = "") -> str | None:
+    """The request field that bounds a reply, or None for no bound. The OpenAI API takes
+    `max_completion_tokens` (`max_tokens` is refused by its reasoning models, and those get no
+    bound at all: their hidden reasoning would eat it); every other OpenAI-compatible server
+    (llama.cpp, llama-cpp-python, vLLM, Ollama, LM Studio, sglang) takes `max_tokens`."""
     from urllib.parse import urlsplit
 
     host = urlsplit(base_url).hostname if base_url else "api.openai.com"
-    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+    if host != "api.openai.com":
+        return "max_tokens"
+    return None if model.startswith(REASONING_MODELS) else "max_completion_tokens"
 
 
 def _error_message(exc: Any) -> str:

@@ -98,8 +98,9 @@ def test_the_reply_reserve_is_sent_as_the_output_limit(local: Any) -> None:
     assert s.run() is Stop.DONE
     asked = [r for r in s.model.kept or [] if r.get("tools")]
     assert {r["max_tokens"] for r in asked} == {s.budget.reply_reserve}
-    assert output_limit_field(None) == "max_completion_tokens"  # the OpenAI API itself
-    assert output_limit_field("http://localhost:11434/v1") == "max_tokens"
+    assert output_limit_field(None, "gpt-4o-mini") == "max_completion_tokens"  # the OpenAI API
+    assert output_limit_field(None, "o3-mini") is None  # reasoning would eat the bound
+    assert output_limit_field("http://localhost:11434/v1", "o3-like-local") == "max_tokens"
 
 
 def test_approximate_counts_are_calibrated_by_the_servers_own(local: Any) -> None:
