@@ -130,7 +130,6 @@ class OpenAIModelClient:
         on_text: TextSink,
         max_tokens: int | None,
     ) -> ModelReply:
-        openai = self._openai
         started = False  # once a chunk arrived, a failure cuts the reply: it is not retried
         try:
             # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
@@ -160,34 +159,37 @@ class OpenAIModelClient:
             return _collect(stream, on_text, on_chunk)
         except ModelError:
             raise
-        except openai.AuthenticationError:
-            raise ModelError(f"{self._where} refused the API key (authentication failed)") from None
-        except openai.APITimeoutError:
+        except Exception as exc:
+            raise self._translated(exc, started) from None
+
+    def _translated(self, exc: Exception, started: bool) -> Exception:
+        """What an SDK failure means for the user: a ModelError (said once, exit 5), or a
+        _Retry for what is worth another attempt. `started`: part of the reply had arrived."""
+        openai, where = self._openai, self._where
+        if isinstance(exc, openai.AuthenticationError):
+            return ModelError(f"{where} refused the API key (authentication failed)")
+        if isinstance(exc, openai.APITimeoutError):
             if started:
-                raise ModelError(f"the reply from {self._where} was cut: it stalled") from None
-            raise ModelError(
-                f"{self._where} did not answer within {self._config.timeout:g} s"
-            ) from None
-        except openai.APIConnectionError:
+                return ModelError(f"the reply from {where} was cut: it stalled")
+            return ModelError(f"{where} did not answer within {self._config.timeout:g} s")
+        if isinstance(exc, openai.APIConnectionError):
             if started:
-                raise ModelError(
-                    f"the reply from {self._where} was cut: the connection closed mid-reply"
-                ) from None
-            raise _Retry(f"cannot reach the model server at {self._where}") from None
-        except openai.APIStatusError as exc:
+                return ModelError(
+                    f"the reply from {where} was cut: the connection closed mid-reply"
+                )
+            return _Retry(f"cannot reach the model server at {where}")
+        if isinstance(exc, openai.APIStatusError):
             detail = self._redact(_error_message(exc))
-            message = f"{self._where} answered {exc.status_code}: {detail}"
+            message = f"{where} answered {exc.status_code}: {detail}"
             if _context_exceeded(exc.status_code, detail):
-                raise ContextTooLongError(message, _window_in(detail)) from None
+                return ContextTooLongError(message, _window_in(detail))
             if exc.status_code in RETRY_STATUS:
-                raise _Retry(message, _retry_after(exc)) from None
-            raise ModelError(message) from None
-        except Exception as exc:  # a malformed chunk, a reply of the wrong shape
-            kind = type(exc).__name__
-            detail = self._redact(str(exc).splitlines()[0] if str(exc) else kind)
-            raise ModelError(
-                f"{self._where} sent a reply agentctl cannot read ({kind}: {detail})"
-            ) from None
+                return _Retry(message, _retry_after(exc))
+            return ModelError(message)
+        # A malformed chunk, a reply of the wrong shape.
+        kind = type(exc).__name__
+        detail = self._redact(str(exc).splitlines()[0] if str(exc) else kind)
+        return ModelError(f"{where} sent a reply agentctl cannot read ({kind}: {detail})")
 
     def _redact(self, text: str) -> str:
         from agentctl.config import redact_text

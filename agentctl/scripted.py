@@ -65,6 +65,29 @@ class ScriptedModel:
     report_usage: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def seen(self, request: Json, index: int, asks_summary: bool) -> None:
+        """Count a request (and keep or log it, when asked)."""
+        with self.lock:
+            if self.kept is not None:
+                self.kept.append(request)
+            if asks_summary:
+                self.summaries += 1
+            else:
+                self.requests[index] += 1
+            if self.request_log is not None:
+                with self.request_log.open("a") as log:
+                    log.write("summary\n" if asks_summary else f"{index}\n")
+
+    def over_window(self, request: Json) -> str | None:
+        """A small local server's refusal of a prompt longer than its window."""
+        counted = prompt_tokens(request, self.usage_scale)
+        if self.window is None or counted <= self.window:
+            return None
+        return (
+            f"This model's maximum context length is {self.window} tokens. However, your "
+            f"messages resulted in {counted} tokens."
+        )
+
     def take_fault(self) -> Fault | None:
         with self.lock:
             if not self.faults:
@@ -168,27 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
         model = self.server.model
         index = turn_index(messages)
         asks_summary = bool(messages) and messages[0].get("content") == prompts.SUMMARIZER
-        with model.lock:
-            if model.kept is not None:
-                model.kept.append(request)
-            if asks_summary:
-                model.summaries += 1
-            else:
-                model.requests[index] += 1
-            if model.request_log is not None:
-                with model.request_log.open("a") as log:
-                    log.write("summary\n" if asks_summary else f"{index}\n")
-        problem = request_problem(request)
+        model.seen(request, index, asks_summary)
+        problem = request_problem(request) or model.over_window(request)
         if problem is not None:
             self._error(400, problem)
-            return
-        counted = prompt_tokens(request, model.usage_scale)
-        if model.window is not None and counted > model.window:
-            self._error(
-                400,
-                f"This model's maximum context length is {model.window} tokens. However, "
-                f"your messages resulted in {counted} tokens.",
-            )
             return
         fault = model.take_fault()
         if fault is not None and fault.kind == "status":
