@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentctl import control, faults, prompts
+from agentctl import faults, prompts
 from agentctl.actions import (
     AskInText,
     AwaitInput,
@@ -21,12 +21,11 @@ from agentctl.actions import (
     GiveUpPlanning,
     Nudge,
     RunCall,
-    in_flight,
     next_action,
     pending_calls,
-    reply_of,
     unique_call_ids,
 )
+from agentctl.calls import ToolCalls
 from agentctl.compaction import KEEP_HEAD, ContextKeeper
 from agentctl.context import (
     SUMMARY_TOKENS,
@@ -34,25 +33,24 @@ from agentctl.context import (
     TokenCounter,
     fit_request,
 )
-from agentctl.errors import InvalidTransition, ModelError
+from agentctl.errors import ModelError
+from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
 from agentctl.records import Checkpointed, ModelCallStarted, RunEvent, Stop, TextDelta
 from agentctl.state import (
-    Approval,
     Message,
     PendingQuestion,
     SessionInfo,
     SessionState,
     TaskState,
-    ToolCall,
     Usage,
 )
 from agentctl.store.base import CheckpointDraft, Store
 
 if TYPE_CHECKING:
     from agentctl.store.lease import Lease
-from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
+from agentctl.tools import ToolRegistry
 
 
 @dataclass(frozen=True)
@@ -76,17 +74,17 @@ class Runner:
         budget: Budget | None = None,
         strategy: str = "summarize",
     ) -> None:
-        # The model and counter are built on first use: resuming only to find the session
-        # waiting for input must not start a model client.
+        # The model is built on first use: resuming only to find the session waiting for
+        # input must not start a model client.
         self._store = store
         self._model_factory = model
-        self._counter_factory = counter
         self._model: ModelClient | None = None
-        self._counter: TokenCounter | None = None
         self._tools = tools
         self._clock = clock
         self._emit = on_event
         self._budget = budget  # None: no limit (tests of other things)
+        self._journal = Journal(store, counter, clock, on_event)
+        self._calls = ToolCalls(self._journal, store, tools)
         self._keeper = ContextKeeper(budget, strategy, self._schema_count)
         self._schema_tokens: int | None = None
 
@@ -98,13 +96,15 @@ class Runner:
         """Create the session (held by `lease` from its first moment): its first checkpoint is
         `new_task` (idle → planning)."""
         task = TaskState(goal=info.spec.goal)
-        counter = self._ensure_counter()
+        counter = self._journal.counter()
         info = info.model_copy(
             update={"tokenizer": counter.encoding_name, "approximate_tokens": counter.approximate}
         )
         messages = (
-            self._counted(Message(role="system", content=system_prompt)),
-            self._counted(Message(role="user", content=prompts.goal_message(info.spec.goal))),
+            self._journal.counted(Message(role="system", content=system_prompt)),
+            self._journal.counted(
+                Message(role="user", content=prompts.goal_message(info.spec.goal))
+            ),
         )
         draft = CheckpointDraft(
             parent=None,
@@ -136,9 +136,9 @@ class Runner:
                     text = ask(action.question.question)
                 if text is None:
                     return RunResult(Stop.PAUSED, session)
-                session = self._receive_input(session, text)
+                session = self._calls.receive_input(session, text)
             elif isinstance(action, RunCall):
-                session = self._handle_call(session, action.call)
+                session = self._calls.handle_call(session, action.call)
             elif isinstance(action, Nudge):
                 session = self._nudge(session, action.reply)
             elif isinstance(action, AskInText):
@@ -149,10 +149,12 @@ class Runner:
                     f"{action.text[:200]!r}; resume to try again, or rephrase the goal"
                 )
                 # nudged=False: a resume reminds the model once more instead of stopping again.
-                return RunResult(Stop.NO_PLAN, self._record_error(session, message, nudged=False))
+                return RunResult(
+                    Stop.NO_PLAN, self._journal.record_error(session, message, nudged=False)
+                )
             elif turns >= max_turns:
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
-                session = self._record_error(session, message)
+                session = self._journal.record_error(session, message)
                 return RunResult(Stop.TURN_LIMIT, session)
             elif (split := self._keeper.split(session)) is not None:
                 session = self._compact(session, split)
@@ -179,7 +181,7 @@ class Runner:
         except ContextTooLongError:
             raise  # handled by the caller: compact, not record-and-stop
         except ModelError as exc:
-            self._record_error(session, exc.message)
+            self._journal.record_error(session, exc.message)
             exc.hint = exc.hint or f"agentctl resume {session.info.id}"
             raise
         faults.hit("model_reply_received")
@@ -212,12 +214,12 @@ class Runner:
         if reply.message.tool_calls:
             update["nudged"] = False
         message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)
-        return self._commit(
+        return self._journal.commit(
             session,
             CheckpointKind.MODEL_REPLY,
             session.state,
             task.model_copy(update=update),
-            new_messages=(self._counted(message),),
+            new_messages=(self._journal.counted(message),),
             detail={"tools": [c.name for c in message.tool_calls]},
             usage=session.checkpoint.usage + reply.usage,
         )
@@ -225,7 +227,7 @@ class Runner:
     def _schema_count(self) -> int:
         if self._schema_tokens is None:
             schemas = json.dumps(self._tool_schemas())
-            self._schema_tokens = self._ensure_counter().count({"content": schemas})
+            self._schema_tokens = self._journal.counter().count({"content": schemas})
         return self._schema_tokens
 
     def _compact(self, session: SessionState, split: int) -> SessionState:
@@ -238,8 +240,8 @@ class Runner:
             reply = self._ask_model(session, request, [], lambda _: None, SUMMARY_TOKENS)
             summary = reply.message.content or "(the model gave no summary)"
             usage = usage + reply.usage
-        new, detail = self._keeper.compacted(session, split, summary, self._counted)
-        return self._commit(
+        new, detail = self._keeper.compacted(session, split, summary, self._journal.counted)
+        return self._journal.commit(
             session,
             CheckpointKind.CONTEXT_COMPACTED,
             session.state,
@@ -262,12 +264,12 @@ class Runner:
             nudge = prompts.NUDGE_EMPTY
         else:
             nudge = prompts.NUDGE_PLANNING if session.state is State.PLANNING else prompts.NUDGE
-        return self._commit(
+        return self._journal.commit(
             session,
             CheckpointKind.NUDGE,
             session.state,
             session.task.model_copy(update={"nudged": True}),
-            new_messages=(self._counted(Message(role="user", content=nudge)),),
+            new_messages=(self._journal.counted(Message(role="user", content=nudge)),),
             detail={"reason": reply.finish_reason or "text"},
         )
 
@@ -275,7 +277,7 @@ class Runner:
         to_state = transition(session.state, Event.NEEDS_INPUT)
         pending = PendingQuestion(question=text, tool_call_id=None)
         task = session.task.model_copy(update={"nudged": False, "pending_question": pending})
-        return self._commit(
+        return self._journal.commit(
             session, CheckpointKind.NEEDS_INPUT, to_state, task, detail={"question": text}
         )
 
@@ -284,219 +286,11 @@ class Runner:
         window and compact on the next turn; with nothing left to compact, a model error."""
         window = self._keeper.shrunk_window(session, exc.window)
         if window is None:
-            self._record_error(session, exc.message)
+            self._journal.record_error(session, exc.message)
             exc.hint = exc.hint or f"agentctl resume {session.info.id}"
             raise ModelError(f"{exc.message} — and there is nothing left to compact", hint=exc.hint)
         message = f"{exc.message}; lowering the context window to {window} tokens and compacting"
-        return self._record_error(session, message, context_limit=window)
-
-    def _receive_input(self, session: SessionState, text: str) -> SessionState:
-        question = session.task.pending_question
-        if question is not None and question.kind == "approval" and question.tool_call_id:
-            return self._receive_approval(session, question.tool_call_id, text)
-        if question is not None and question.tool_call_id is not None:
-            message = Message(role="tool", tool_call_id=question.tool_call_id, content=text)
-        else:
-            message = Message(role="user", content=text)
-        return self._commit(
-            session,
-            CheckpointKind.INPUT_RECEIVED,
-            transition(session.state, Event.INPUT_RECEIVED),
-            session.task.model_copy(update={"pending_question": None}),
-            new_messages=(self._counted(message),),
-            detail={"input": text},
-        )
-
-    def _receive_approval(self, session: SessionState, call_id: str, text: str) -> SessionState:
-        """Yes: this one call may run, once (the approval names it and the question's
-        checkpoint). No: the model is told."""
-        allowed = approval.is_yes(text)
-        task = session.task.model_copy(update={"pending_question": None})
-        messages: tuple[Message, ...] = ()
-        if allowed:
-            granted = Approval(call_id=call_id, asked_at=session.checkpoint.id)
-            task = task.model_copy(update={"approval": granted})
-        else:
-            refusal = "Error: the user did not allow this action. Do something else or ask them."
-            messages = (self._counted(Message(role="tool", tool_call_id=call_id, content=refusal)),)
-        return self._commit(
-            session,
-            CheckpointKind.INPUT_RECEIVED,
-            transition(session.state, Event.INPUT_RECEIVED),
-            task,
-            new_messages=messages,
-            detail={"input": text, "approved": allowed},
-        )
-
-    def _ask_approval(self, session: SessionState, call: ToolCall, question: str) -> SessionState:
-        try:
-            to_state = transition(session.state, Event.NEEDS_INPUT)
-        except InvalidTransition:
-            return self._tool_error(
-                session, call, f"{call.name} needs the user's approval; submit a plan first"
-            )
-        pending = PendingQuestion(question=question, tool_call_id=call.id, kind="approval")
-        task = session.task.model_copy(update={"pending_question": pending})
-        detail = {"question": question, "approval": call.name}
-        return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
-
-    @staticmethod
-    def _approved(session: SessionState, call: ToolCall) -> bool:
-        granted = session.task.approval
-        return granted is not None and granted.call_id == call.id
-
-    def _handle_call(self, session: SessionState, call: ToolCall) -> SessionState:
-        try:
-            arguments = json.loads(call.arguments or "{}")
-            if not isinstance(arguments, dict):
-                raise ValueError("arguments must be a JSON object")
-        except ValueError as exc:
-            if reply_of(session.messages, call).finish_reason == "length":
-                return self._tool_error(
-                    session,
-                    call,
-                    "your reply was cut off at the output limit, so these arguments are "
-                    "incomplete; call the tool again with shorter arguments",
-                )
-            return self._tool_error(session, call, f"arguments are not valid JSON: {exc}")
-        handler = control.HANDLERS.get(call.name)
-        if handler is None:
-            return self._work_tool(session, call, arguments)
-        try:
-            step = handler(session.state, session.task, call, arguments)
-        except InvalidTransition as exc:
-            return self._tool_error(session, call, f"{call.name} is not allowed while {exc.state}")
-        except (KeyError, TypeError, ValueError) as exc:
-            return self._tool_error(session, call, f"bad arguments for {call.name}: {exc}")
-        if step.preference is not None:
-            key, value = step.preference
-            if self._tools.policy.needs_approval_to_remember() and not self._approved(
-                session, call
-            ):
-                return self._ask_approval(session, call, approval.remember_question(key, value))
-            # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
-            self._store.save_profile(self._store.load_profile().remember(key, value))
-        task = step.task.model_copy(update={"approval": None})
-        if step.to_state is State.WAITING_FEEDBACK:  # answered later, by the user
-            return self._commit(session, step.kind, step.to_state, task, detail=step.detail)
-        return self._commit(
-            session,
-            step.kind,
-            step.to_state,
-            task,
-            new_messages=(self._tool_message(call, step.result),),
-            detail=step.detail,
-        )
-
-    def _work_tool(
-        self, session: SessionState, call: ToolCall, args: dict[str, Any]
-    ) -> SessionState:
-        tool = self._tools.get(call.name)
-        if tool is None:
-            known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
-            return self._tool_error(session, call, f"unknown tool {call.name!r}; tools: {known}")
-        if in_flight(session, call):
-            # It started and we have no result: after a crash, or a rollback to this point,
-            # the effect may or may not have happened. Never run it again.
-            return self._tool_error(
-                session,
-                call,
-                f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
-                "unknown. Check the current state before trying again.",
-            )
-        if not tool.side_effect.idempotent and session.state is State.PLANNING:
-            # One rule whatever the approval mode: nothing changes before there is a plan.
-            return self._tool_error(session, call, f"{call.name} may run once a plan is submitted")
-        if not self._approved(session, call) and self._tools.policy.needs_approval(tool, args):
-            return self._ask_approval(session, call, approval.question(tool, args))
-        return self._run_tool(session, call, tool, args)
-
-    def _run_tool(
-        self, session: SessionState, call: ToolCall, tool: Tool, args: dict[str, Any]
-    ) -> SessionState:
-        detail = {"tool": call.name, "tool_call_id": call.id, "side_effect": tool.side_effect.value}
-        if "command" in args:
-            detail["command"] = str(args["command"])[:500]  # what a rollback may not undo
-        task = session.task.model_copy(update={"approval": None})  # consumed by this call
-        if not tool.side_effect.idempotent:
-            started = task.model_copy(update={"in_flight": call.id})
-            session = self._commit(
-                session, CheckpointKind.TOOL_STARTED, session.state, started, detail=detail
-            )
-        try:
-            outcome = tool.run(args)
-        except Exception as exc:
-            outcome = ToolOutcome(f"{call.name} failed: {exc}", is_error=True)
-        return self._commit(
-            session,
-            CheckpointKind.TOOL_RESULT,
-            session.state,
-            task.model_copy(update={"in_flight": None}),
-            new_messages=(self._tool_message(call, outcome.content),),
-            detail={**detail, "error": outcome.is_error}
-            | ({"message": outcome.content.split("\n", 1)[0][:120]} if outcome.is_error else {}),
-        )
-
-    def _tool_error(self, session: SessionState, call: ToolCall, text: str) -> SessionState:
-        return self._commit(
-            session,
-            CheckpointKind.TOOL_RESULT,
-            session.state,
-            session.task.model_copy(update={"in_flight": None, "approval": None}),
-            new_messages=(self._tool_message(call, f"Error: {text}"),),
-            detail={"tool": call.name, "error": True, "message": text},
-        )
-
-    def _record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
-        """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
-        task = session.task.model_copy(update={"last_error": message, **update})
-        return self._commit(
-            session, CheckpointKind.ERROR, session.state, task, detail={"error": message}
-        )
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def _tool_message(self, call: ToolCall, content: str) -> Message:
-        return self._counted(Message(role="tool", tool_call_id=call.id, content=content))
-
-    def _ensure_counter(self) -> TokenCounter:
-        if self._counter is None:
-            self._counter = self._counter_factory()
-        return self._counter
-
-    def _counted(self, message: Message) -> Message:
-        count = self._ensure_counter().count(message.to_openai())
-        return message.model_copy(update={"tokens": count})
-
-    def _commit(
-        self,
-        session: SessionState,
-        event: CheckpointKind,
-        to_state: State,
-        task: TaskState,
-        *,
-        new_messages: tuple[Message, ...] = (),
-        detail: dict[str, Any] | None = None,
-        usage: Usage | None = None,
-        keep_messages: int | None = None,
-    ) -> SessionState:
-        draft = CheckpointDraft(
-            parent=session.checkpoint.id,
-            event=event,
-            from_state=session.state,
-            to_state=to_state,
-            created_at=self._clock(),
-            task=task,
-            usage=usage or session.checkpoint.usage,
-            detail=detail or {},
-            new_messages=new_messages,
-            keep_messages=keep_messages,
-        )
-        checkpoint = self._store.append(session.info.id, session.checkpoint.id, draft)
-        faults.hit("commit_done")
-        self._emit(Checkpointed(checkpoint))
-        kept = session.messages if keep_messages is None else session.messages[:keep_messages]
-        return SessionState(info=session.info, checkpoint=checkpoint, messages=kept + new_messages)
+        return self._journal.record_error(session, message, context_limit=window)
 
 
 __all__ = ["Ask", "RunEvent", "RunResult", "Runner", "Stop", "pending_calls"]

@@ -1,0 +1,186 @@
+"""Tool calls: the model's calls to control tools and work tools, and the user's answers to
+the questions they raise (approvals among them).
+
+The decisions that matter here: a control tool is a pure handler (control.py) whose step is
+committed; a side-effecting work tool records `tool_started` (the call in flight on the task
+state) before it runs and its result after, so it is never run twice; an approval covers one
+call, once (tools/approval.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentctl import control, prompts
+from agentctl.actions import in_flight, reply_of
+from agentctl.errors import InvalidTransition
+from agentctl.journal import Journal
+from agentctl.lifecycle import CheckpointKind, Event, State, transition
+from agentctl.state import Approval, Message, PendingQuestion, SessionState, ToolCall
+from agentctl.store.base import Store
+from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
+
+
+class ToolCalls:
+    def __init__(self, journal: Journal, store: Store, tools: ToolRegistry) -> None:
+        self._commit = journal.commit
+        self._counted = journal.counted
+        self._tool_message = journal.tool_message
+        self._refuse = journal.tool_error  # the call's result is an error; nothing ran
+        self._store = store  # the user profile, for `remember`
+        self._tools = tools
+
+    def receive_input(self, session: SessionState, text: str) -> SessionState:
+        question = session.task.pending_question
+        if question is not None and question.kind == "approval" and question.tool_call_id:
+            return self._receive_approval(session, question.tool_call_id, text)
+        if question is not None and question.tool_call_id is not None:
+            message = Message(role="tool", tool_call_id=question.tool_call_id, content=text)
+        else:
+            message = Message(role="user", content=text)
+        return self._commit(
+            session,
+            CheckpointKind.INPUT_RECEIVED,
+            transition(session.state, Event.INPUT_RECEIVED),
+            session.task.model_copy(update={"pending_question": None}),
+            new_messages=(self._counted(message),),
+            detail={"input": text},
+        )
+
+    def _receive_approval(self, session: SessionState, call_id: str, text: str) -> SessionState:
+        """Yes: this one call may run, once (the approval names it and the question's
+        checkpoint). No: the model is told."""
+        allowed = approval.is_yes(text)
+        task = session.task.model_copy(update={"pending_question": None})
+        messages: tuple[Message, ...] = ()
+        if allowed:
+            granted = Approval(call_id=call_id, asked_at=session.checkpoint.id)
+            task = task.model_copy(update={"approval": granted})
+        else:
+            refusal = "Error: the user did not allow this action. Do something else or ask them."
+            messages = (self._counted(Message(role="tool", tool_call_id=call_id, content=refusal)),)
+        return self._commit(
+            session,
+            CheckpointKind.INPUT_RECEIVED,
+            transition(session.state, Event.INPUT_RECEIVED),
+            task,
+            new_messages=messages,
+            detail={"input": text, "approved": allowed},
+        )
+
+    def _ask_approval(self, session: SessionState, call: ToolCall, question: str) -> SessionState:
+        try:
+            to_state = transition(session.state, Event.NEEDS_INPUT)
+        except InvalidTransition:
+            return self._refuse(
+                session, call, f"{call.name} needs the user's approval; submit a plan first"
+            )
+        pending = PendingQuestion(question=question, tool_call_id=call.id, kind="approval")
+        task = session.task.model_copy(update={"pending_question": pending})
+        detail = {"question": question, "approval": call.name}
+        return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
+
+    @staticmethod
+    def _approved(session: SessionState, call: ToolCall) -> bool:
+        granted = session.task.approval
+        return granted is not None and granted.call_id == call.id
+
+    def handle_call(self, session: SessionState, call: ToolCall) -> SessionState:
+        try:
+            arguments = json.loads(call.arguments or "{}")
+            if not isinstance(arguments, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            if reply_of(session.messages, call).finish_reason == "length":
+                return self._refuse(
+                    session,
+                    call,
+                    "your reply was cut off at the output limit, so these arguments are "
+                    "incomplete; call the tool again with shorter arguments",
+                )
+            return self._refuse(session, call, f"arguments are not valid JSON: {exc}")
+        handler = control.HANDLERS.get(call.name)
+        if handler is None:
+            return self._work_tool(session, call, arguments)
+        try:
+            step = handler(session.state, session.task, call, arguments)
+        except InvalidTransition as exc:
+            return self._refuse(session, call, f"{call.name} is not allowed while {exc.state}")
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._refuse(session, call, f"bad arguments for {call.name}: {exc}")
+        if step.preference is not None:
+            key, value = step.preference
+            if self._tools.policy.needs_approval_to_remember() and not self._approved(
+                session, call
+            ):
+                return self._ask_approval(session, call, approval.remember_question(key, value))
+            # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
+            self._store.save_profile(self._store.load_profile().remember(key, value))
+        task = step.task.model_copy(update={"approval": None})
+        if step.to_state is State.WAITING_FEEDBACK:  # answered later, by the user
+            return self._commit(session, step.kind, step.to_state, task, detail=step.detail)
+        return self._commit(
+            session,
+            step.kind,
+            step.to_state,
+            task,
+            new_messages=(self._tool_message(call, step.result),),
+            detail=step.detail,
+        )
+
+    def _work_tool(
+        self, session: SessionState, call: ToolCall, args: dict[str, Any]
+    ) -> SessionState:
+        tool = self._tools.get(call.name)
+        if tool is None:
+            known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
+            return self._refuse(session, call, f"unknown tool {call.name!r}; tools: {known}")
+        if in_flight(session, call):
+            # It started and we have no result: after a crash, or a rollback to this point,
+            # the effect may or may not have happened. Never run it again.
+            return self._refuse(
+                session,
+                call,
+                f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
+                "unknown. Check the current state before trying again.",
+            )
+        if not tool.side_effect.idempotent and session.state is State.PLANNING:
+            # One rule whatever the approval mode: nothing changes before there is a plan.
+            return self._refuse(session, call, f"{call.name} may run once a plan is submitted")
+        if not self._approved(session, call) and self._tools.policy.needs_approval(tool, args):
+            return self._ask_approval(session, call, approval.question(tool, args))
+        return self._run_tool(session, call, tool, args)
+
+    def _run_tool(
+        self, session: SessionState, call: ToolCall, tool: Tool, args: dict[str, Any]
+    ) -> SessionState:
+        detail = {"tool": call.name, "tool_call_id": call.id, "side_effect": tool.side_effect.value}
+        if "command" in args:
+            detail["command"] = str(args["command"])[:500]  # what a rollback may not undo
+        task = session.task.model_copy(update={"approval": None})  # consumed by this call
+        if not tool.side_effect.idempotent:
+            started = task.model_copy(update={"in_flight": call.id})
+            session = self._commit(
+                session, CheckpointKind.TOOL_STARTED, session.state, started, detail=detail
+            )
+        try:
+            outcome = tool.run(args)
+        except Exception as exc:
+            outcome = ToolOutcome(f"{call.name} failed: {exc}", is_error=True)
+        return self._commit(
+            session,
+            CheckpointKind.TOOL_RESULT,
+            session.state,
+            task.model_copy(update={"in_flight": None}),
+            new_messages=(self._tool_message(call, outcome.content),),
+            detail={**detail, "error": outcome.is_error}
+            | ({"message": outcome.content.split("\n", 1)[0][:120]} if outcome.is_error else {}),
+        )
+
+    def _record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
+        """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
+        task = session.task.model_copy(update={"last_error": message, **update})
+        return self._commit(
+            session, CheckpointKind.ERROR, session.state, task, detail={"error": message}
+        )

@@ -1,0 +1,94 @@
+"""The journal: how the loop writes a checkpoint. One commit per action, counted messages, an
+error recorded without a state of its own (design.md §2, §4).
+
+A commit appends one checkpoint (with the messages it adds) through the Store protocol, checks
+the head it extends (the store raises HeadMovedError when another writer won), and reports it;
+the session returned is the state right after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agentctl import faults
+from agentctl.context import TokenCounter
+from agentctl.lifecycle import CheckpointKind, State
+from agentctl.records import Checkpointed, RunEvent
+from agentctl.state import Message, SessionState, TaskState, ToolCall, Usage
+from agentctl.store.base import CheckpointDraft, Store
+
+
+class Journal:
+    def __init__(
+        self,
+        store: Store,
+        counter: Callable[[], TokenCounter],
+        clock: Callable[[], str],
+        emit: Callable[[RunEvent], None],
+    ) -> None:
+        self._store = store
+        self._counter_factory = counter
+        self._counter: TokenCounter | None = None  # built on first use: a resume that only
+        self._clock = clock  # finds the session waiting must not load a vocabulary
+        self._emit = emit
+
+    def counter(self) -> TokenCounter:
+        if self._counter is None:
+            self._counter = self._counter_factory()
+        return self._counter
+
+    def counted(self, message: Message) -> Message:
+        """The message with its tokens counted: once, when it is created."""
+        count = self.counter().count(message.to_openai())
+        return message.model_copy(update={"tokens": count})
+
+    def tool_message(self, call: ToolCall, content: str) -> Message:
+        return self.counted(Message(role="tool", tool_call_id=call.id, content=content))
+
+    def tool_error(self, session: SessionState, call: ToolCall, text: str) -> SessionState:
+        """The call's result is an error the model reads; nothing ran, nothing is in flight."""
+        return self.commit(
+            session,
+            CheckpointKind.TOOL_RESULT,
+            session.state,
+            session.task.model_copy(update={"in_flight": None, "approval": None}),
+            new_messages=(self.tool_message(call, f"Error: {text}"),),
+            detail={"tool": call.name, "error": True, "message": text},
+        )
+
+    def record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
+        """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
+        task = session.task.model_copy(update={"last_error": message, **update})
+        detail = {"error": message}
+        return self.commit(session, CheckpointKind.ERROR, session.state, task, detail=detail)
+
+    def commit(
+        self,
+        session: SessionState,
+        event: CheckpointKind,
+        to_state: State,
+        task: TaskState,
+        *,
+        new_messages: tuple[Message, ...] = (),
+        detail: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+        keep_messages: int | None = None,
+    ) -> SessionState:
+        draft = CheckpointDraft(
+            parent=session.checkpoint.id,
+            event=event,
+            from_state=session.state,
+            to_state=to_state,
+            created_at=self._clock(),
+            task=task,
+            usage=usage or session.checkpoint.usage,
+            detail=detail or {},
+            new_messages=new_messages,
+            keep_messages=keep_messages,
+        )
+        checkpoint = self._store.append(session.info.id, session.checkpoint.id, draft)
+        faults.hit("commit_done")
+        self._emit(Checkpointed(checkpoint))
+        kept = session.messages if keep_messages is None else session.messages[:keep_messages]
+        return SessionState(info=session.info, checkpoint=checkpoint, messages=kept + new_messages)
