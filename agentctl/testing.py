@@ -1,15 +1,20 @@
 """Helpers for tests of code that uses agentctl: nothing in agentctl itself imports this.
 
 `CharCounter` counts tokens without tiktoken (4 characters a token), so tests that do not care
-about exact counts need no vocabulary.
+about exact counts need no vocabulary. `ScriptedClient` is a model client in this process that
+fails loudly, for runner unit tests; adapter, sample and process tests use the scripted HTTP
+server (scripted.py) and the real `openai` client instead.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentctl.context import TOKENS_PER_MESSAGE
+from agentctl.llm import ModelReply
+from agentctl.state import Message, Usage
 
 
 class CharCounter:
@@ -20,3 +25,39 @@ class CharCounter:
 
     def count(self, message: dict[str, Any]) -> int:
         return TOKENS_PER_MESSAGE + len(json.dumps(message)) // 4
+
+
+class ScriptedClient:
+    """A ModelClient in this process, for runner unit tests: each call takes the next reply.
+    It fails loudly: a call with no reply left raises, naming the call and what it was sent;
+    `assert_consumed` raises when replies are left over (a turn the runner skipped)."""
+
+    name = "scripted-in-process"
+
+    def __init__(self, replies: Sequence[Message]) -> None:
+        self._replies = list(replies)
+        self.requests: list[list[dict[str, Any]]] = []
+
+    def complete(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        on_text: Callable[[str], None],
+        max_tokens: int | None = None,
+    ) -> ModelReply:
+        self.requests.append(list(messages))
+        if not self._replies:
+            last = messages[-1] if messages else {}
+            raise AssertionError(
+                f"unexpected model call #{len(self.requests)}; the last message sent was "
+                f"{last.get('role')}: {str(last.get('content'))[:200]!r}"
+            )
+        reply = self._replies.pop(0)
+        if reply.content:
+            on_text(reply.content)
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        return ModelReply(reply.model_copy(update={"finish_reason": finish}), Usage(calls=1))
+
+    def assert_consumed(self) -> None:
+        if self._replies:
+            raise AssertionError(f"{len(self._replies)} scripted replies were never asked for")
