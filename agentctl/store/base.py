@@ -83,8 +83,15 @@ class CheckpointDraft:
     keep_messages: int | None = None
 
 
-class Store(Protocol):
-    """Durable sessions. Every method is atomic; `append` is one transaction."""
+class SessionTree(Protocol):
+    """The core every backend has: sessions as append-only trees of checkpoints.
+
+    Every method is atomic; `append` is one transaction. Every failure is an AgentctlError:
+    UnknownSessionError for an id the store does not have (a prefix is not an id: only the
+    service resolves prefixes), UnknownCheckpointError for a checkpoint number it does not
+    have, StoreError when the store is damaged or fails (naming the session), HeadMovedError
+    when another writer won.
+    """
 
     def create_session(
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
@@ -96,28 +103,30 @@ class Store(Protocol):
         """
         ...
 
-    def another_handle(self) -> Store:
-        """A handle to the same store for another thread (the lease heartbeat)."""
-        ...
-
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
-        """Add a checkpoint and make it the head.
+        """Add a checkpoint and make it the head. `draft.parent` is usually the head; a
+        rollback names an older checkpoint.
 
-        Raises HeadMovedError when the head is no longer `expected_head` (another writer won).
-        `draft.parent` is usually the head; a rollback names an older checkpoint.
+        Raises HeadMovedError when the head is no longer `expected_head` (another writer won);
+        UnknownSessionError; UnknownCheckpointError for a parent that is not there;
+        InvalidDraftError when `keep_messages` is longer than the parent's conversation.
         """
         ...
 
     def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
-        """The session at a checkpoint (default: the head), conversation included."""
+        """The session at a checkpoint (default: the head), conversation included.
+
+        Raises UnknownSessionError, UnknownCheckpointError; StoreError for a damaged chain.
+        """
         ...
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        """One checkpoint without its conversation; UnknownCheckpoint if there is none."""
+        """One checkpoint without its conversation. Raises UnknownCheckpointError."""
         ...
 
     def head(self, session_id: str) -> Checkpoint:
-        """The head checkpoint without its conversation: state, task state, usage."""
+        """The newest checkpoint without its conversation, in O(1) of the session's length.
+        Raises UnknownSessionError."""
         ...
 
     def info(self, session_id: str) -> SessionInfo:
@@ -125,43 +134,68 @@ class Store(Protocol):
         ...
 
     def list_sessions(self) -> list[SessionSummary]:
-        """All sessions, most recently updated first."""
+        """All sessions, most recently updated first. A session that cannot be read is
+        listed with state "damaged" where the backend can still name it."""
         ...
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
-        """Every checkpoint of a session in order of creation (all branches)."""
+        """Every checkpoint of a session in order of creation (all branches).
+        Raises UnknownSessionError."""
         ...
 
     def match_sessions(self, prefix: str) -> list[str]:
-        """Ids of the sessions that start with `prefix`."""
+        """Ids of the sessions that start with `prefix` (none is an answer, not an error)."""
         ...
 
+    def close(self) -> None: ...
+
+
+class Leases(Protocol):
+    """One writer per session (store/lease.py); the head check on every append is the fence."""
+
     def acquire_lease(self, session_id: str, lease: Lease) -> None:
-        """Take (or renew) the session's lease; SessionBusyError naming the holder if held."""
+        """Take (or renew) the session's lease. Raises SessionBusyError naming the holder."""
         ...
 
     def release_lease(self, session_id: str, token: str) -> None:
-        """Give the lease up if `token` still holds it."""
+        """Give the lease up if `token` still holds it (else nothing)."""
         ...
 
+    def another_handle(self) -> Store:
+        """A handle to the same store for another thread (the lease heartbeat)."""
+        ...
+
+
+class Profiles(Protocol):
+    """User state that outlives sessions."""
+
+    def load_profile(self) -> UserProfile:
+        """The profile (empty when none was saved). Raises StoreError when it is damaged."""
+        ...
+
+    def save_profile(self, profile: UserProfile) -> None: ...
+
+
+class Integrity(Protocol):
+    """What `verify` asks of a backend beyond the session tree."""
+
     def check(self) -> list[str]:
-        """The backend's own integrity check: an empty list when the files are sound."""
+        """The backend's own integrity check: an empty list when its files are sound."""
         ...
 
     def message_links(self, session_id: str) -> MessageLinks:
         """Every message of a session, read and decoded once, and each checkpoint's tip: what
         `verify` needs to check every conversation in O(checkpoints + messages).
 
-        Raises UnknownSessionError; a message that does not decode is reported in the
-        result, not raised.
+        Raises UnknownSessionError; a message or checkpoint that does not decode is reported
+        in the result, not raised.
         """
         ...
 
-    def load_profile(self) -> UserProfile: ...
 
-    def save_profile(self, profile: UserProfile) -> None: ...
-
-    def close(self) -> None: ...
+class Store(SessionTree, Leases, Profiles, Integrity, Protocol):
+    """What agentctl's use cases need of a store: the session tree and its capabilities. Every
+    backend passes the one conformance suite (tests/test_store_conformance.py)."""
 
 
 def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: int) -> int | None:
@@ -190,7 +224,7 @@ def number_checkpoint(draft: CheckpointDraft, checkpoint_id: int, tip: int | Non
         id=checkpoint_id,
         parent=draft.parent,
         event=draft.event,
-        from_state=draft.from_state,  # a str, validated into State by pydantic
+        from_state=draft.from_state,
         to_state=draft.to_state,
         created_at=draft.created_at,
         detail=draft.detail,
