@@ -268,18 +268,16 @@ def tool_environment(
 ) -> dict[str, str]:
     """The environment shell commands run with: agentctl's own, less its variables
     (AGENTCTL_*, OPENAI_*), secret-looking ones (*KEY*, *TOKEN*, *SECRET*, *PASSWORD*) and any
-    that holds one of `secrets`; variables named in `passed` go through all the same."""
+    that holds one of `secrets`. Variables named in `passed` go through all the same, except
+    one holding agentctl's own secret: a task file (which may come from anywhere) cannot hand
+    the API key to its commands."""
     hidden = {s for s in secrets if s and len(s) >= 8}
     keep = set(passed)
     return {
         name: value
         for name, value in env.items()
-        if name in keep
-        or not (
-            name.startswith(_OWN_VARS)
-            or _SECRET_VAR.search(name)
-            or any(secret in value for secret in hidden)
-        )
+        if not any(secret in value for secret in hidden)
+        and (name in keep or not (name.startswith(_OWN_VARS) or _SECRET_VAR.search(name)))
     }
 
 

@@ -47,8 +47,9 @@ def _show(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """Text from outside (a model, a tool, a file, a store, a user) as plain characters: every
     control character shown as an escape (`\\x1b`), so it cannot move the cursor, recolour,
-    retitle or rewrite what the user reads."""
-    return _UNSAFE.sub(_show, text)
+    retitle or rewrite what the user reads. A store may hold a number where text belongs:
+    shown too, never a TypeError."""
+    return _UNSAFE.sub(_show, str(text))
 
 
 def escape(text: str) -> str:
@@ -145,7 +146,6 @@ class RunView:
                 err.print()
                 self._streaming = False
             line = describe_checkpoint(event.checkpoint.event, event.checkpoint.detail)
-            self.flush()
             if event.checkpoint.event == "error":
                 self._held_error = f"[dim]#{event.checkpoint.id}[/] {line}"
             elif line:
@@ -163,21 +163,26 @@ class RunView:
             self._streaming = False
 
 
+def _texts(value: object) -> list[str]:
+    """A stored list of names or steps as text (a damaged store may hold anything there)."""
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
 def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
     """One line of markup for a checkpoint, as the live view and `history` show it."""
     e = escape
     if event == "new_task":
         return "[cyan]planning[/]"
     if event == "model_reply":
-        tools = detail.get("tools") or []
+        tools = _texts(detail.get("tools"))
         return (
             f"[dim]model replied[/] → {e(', '.join(tools))}" if tools else "[dim]model replied[/]"
         )
     if event == "plan_ready":
-        steps = detail.get("steps", [])
+        steps = _texts(detail.get("steps"))
         return "[cyan]plan:[/] " + "; ".join(f"{n}. {e(s)}" for n, s in enumerate(steps, 1))
     if event == "plan_revised":
-        return "[cyan]plan revised:[/] " + "; ".join(e(s) for s in detail.get("steps", []))
+        return "[cyan]plan revised:[/] " + "; ".join(e(s) for s in _texts(detail.get("steps")))
     if event == "step_complete":
         return f"[green]✓[/] {e(detail.get('step', ''))}: {e(detail.get('summary', ''))}"
     if event == "needs_input":

@@ -337,7 +337,8 @@ def test_shell_commands_do_not_inherit_agentctls_secrets(tmp_path: Path) -> None
         "PASSED_TOKEN": "ok-to-pass",
         "LANG": "C.UTF-8",
     }
-    clean = tool_environment(env, ["sk-live-0123456789abcdef"], passed=["PASSED_TOKEN"])
+    passed = ["PASSED_TOKEN", "OPENAI_API_KEY"]  # a task cannot pass agentctl's own key on
+    clean = tool_environment(env, ["sk-live-0123456789abcdef"], passed=passed)
     assert sorted(clean) == ["LANG", "PASSED_TOKEN", "PATH"]
     shell = RunShell(Workspace(tmp_path), env=clean)
     out = shell.run({"command": "env"}).content

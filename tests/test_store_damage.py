@@ -363,3 +363,13 @@ def test_random_damage_never_yields_a_traceback_a_hang_or_a_silent_write(
         one_line(resumed, 0, 2, 6)
         if verified.code == 6 and resumed.code != 0:
             assert fingerprint(root) == before
+
+
+def test_details_holding_other_types_are_shown_not_a_traceback(tmp_path: Path) -> None:
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}"}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sql(tmp_path, """UPDATE checkpoints SET detail = '{"tools": [1, 2], "steps": 7}'""")
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    shown = run("history", sid, env=env)
+    assert shown.code == 0
+    assert "model replied → 1, 2" in shown.stdout

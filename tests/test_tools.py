@@ -156,3 +156,12 @@ def test_yes_runs_writes_without_asking(task: tuple[str, str]) -> None:
     done = run("run", path, "--workspace", root, "--no-input", "--yes")
     assert done.code == 0, done.stderr
     assert (Path(root) / "summary.md").exists()
+
+
+def test_ignored_trees_are_skipped_but_files_of_the_same_name_are_not(ws: Workspace) -> None:
+    (ws.root / "node_modules" / "pkg").mkdir(parents=True)
+    (ws.root / "node_modules" / "pkg" / "index.js").write_text("x")
+    (ws.root / "build").write_text("#!/bin/sh\n")  # a script, not a build folder
+    listed = ListFiles(ws).run({}).content.splitlines()
+    assert "build" in listed
+    assert not any(line.startswith("node_modules") for line in listed)

@@ -229,11 +229,10 @@ class JsonlStore:
         except OSError as exc:
             raise StoreError(f"store {self.root}: {exc}") from exc
 
-    def _info_of(self, path: Path, written: str | None = None) -> dict[str, Any]:
+    def _info_of(self, path: Path) -> dict[str, Any]:
         """A session's info.json, read once: it never changes after the session is created."""
         if path.name not in self._infos:
-            text = written if written is not None else (path / "info.json").read_text()
-            self._infos[path.name] = json.loads(text)
+            self._infos[path.name] = json.loads((path / "info.json").read_text())
         return self._infos[path.name]
 
     def _tail(self, path: Path) -> _Tail:

@@ -123,13 +123,9 @@ class Workspace:
     def write_bytes(self, relative: str, data: bytes) -> None:
         """Replace a file's content atomically (temporary file, fsync, rename), keeping its
         mode; missing folders are created inside the workspace."""
-        target = self.resolve(relative)
-        inside = target.relative_to(self._root())
-        if not inside.parts:
-            raise OutsideWorkspaceError(f"{relative}: the workspace itself is not a file")
-        self._make_dirs(inside.parent)
-        with self.open_dir(inside.parent) as dfd:
-            name = inside.name
+        folder, name = self.split(relative)
+        self._make_dirs(folder)
+        with self.open_dir(folder) as dfd:
             mode = 0o644
             try:
                 current = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -165,8 +161,9 @@ class Workspace:
                 os.mkdir(partial.name, 0o777, dir_fd=dfd)
 
     def walk(self, base: Path, notes: list[str]) -> Iterator[Path]:
-        """Files and folders under `base`, sorted, without entering ignored or hidden trees,
-        links that lead outside, or agentctl's own files (each skip is noted)."""
+        """Files and folders under `base` (callers sort them), without entering hidden or
+        ignored trees or agentctl's own files, and without links that lead outside (those are
+        noted: the model is told why a file it may expect is missing)."""
         root = self._root()
         stack = [base]
         while stack:
@@ -177,7 +174,9 @@ class Workspace:
                 continue
             for entry in entries:
                 path = Path(entry.path)
-                if entry.name.startswith(".") or entry.name in IGNORED_DIRS:
+                if entry.name.startswith("."):
+                    continue
+                if entry.name in IGNORED_DIRS and entry.is_dir(follow_symlinks=False):
                     continue
                 if entry.is_symlink():
                     real = path.resolve()
