@@ -69,3 +69,22 @@ def test_a_schema_1_store_is_migrated_on_open(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
     db.close()
+
+
+def test_an_old_sqlite_store_gets_message_ids_per_session(tmp_path: Path) -> None:
+    """Schema 4 renumbers the messages of each session 1, 2, 3... (stores before it numbered
+    them across the whole file), keeping every conversation whole."""
+    copy = tmp_path / "old.db"
+    shutil.copy(FIXTURES / "v0.1-schema2" / "agentctl.db", copy)
+    db = sqlite3.connect(copy)
+    before = db.execute("SELECT session_id, min(id) FROM messages GROUP BY session_id").fetchall()
+    db.close()
+    assert sorted(first for _s, first in before)[-1] > 1  # the corpus has global ids
+    store = open_store(f"sqlite://{copy}")
+    try:
+        for summary in store.list_sessions():
+            links = store.message_links(summary.id)
+            assert sorted(links.messages) == list(range(1, len(links.messages) + 1))
+            assert max(t or 0 for t in links.tips.values()) == len(links.messages)
+    finally:
+        store.close()

@@ -13,7 +13,7 @@ from agentctl.errors import InvalidStateError, StoreError
 from agentctl.store.jsonl import JsonlStore
 from agentctl.store.migrations import SCHEMA_VERSION
 from agentctl.store.sqlite import SQLiteStore
-from tests.test_store_conformance import build, contents, draft
+from agentctl.testing.store_spec import build, contents, draft
 
 
 def mode(path: Path) -> int:

@@ -198,6 +198,60 @@ class Store(SessionTree, Leases, Profiles, Integrity, Protocol):
     backend passes the one conformance suite (tests/test_store_conformance.py)."""
 
 
+class StoredMessage(NamedTuple):
+    """A message as a store keeps it: its id within the session (1, 2, 3... in the order they
+    were appended, the same on every backend) and the id of the message before it."""
+
+    id: int
+    parent: int | None
+    message: Message
+
+
+class AppendPlan(NamedTuple):
+    """What one append writes: the numbered checkpoint and the messages it adds."""
+
+    checkpoint: Checkpoint
+    messages: tuple[StoredMessage, ...]
+
+
+def plan_append(
+    draft: CheckpointDraft,
+    *,
+    checkpoint_id: int,
+    parent_tip: int | None,
+    next_message_id: int,
+    parent_of: Callable[[int], int | None],
+) -> AppendPlan:
+    """The one append algorithm, for every backend: from the parent's last message, keep the
+    first `keep_messages` (a compaction), chain the new messages after it with the session's
+    next ids, and number the checkpoint. The backend reads the three facts (the parent's tip,
+    the next message id, a message's parent for the rare compaction) and writes the plan in
+    one transaction; the plan is the same whichever backend made it, so a session copied
+    between stores keeps its ids."""
+    from agentctl.state import Checkpoint
+
+    tip = parent_tip if draft.parent is not None else None
+    if draft.keep_messages is not None:
+        tip = prefix_tip(tip, parent_of, draft.keep_messages)
+    added = []
+    for number, message in enumerate(draft.new_messages, next_message_id):
+        added.append(StoredMessage(number, tip, message))
+        tip = number
+    checkpoint = Checkpoint(
+        id=checkpoint_id,
+        parent=draft.parent,
+        event=draft.event,
+        from_state=draft.from_state,
+        to_state=draft.to_state,
+        created_at=draft.created_at,
+        detail=draft.detail,
+        task=draft.task,
+        usage=draft.usage,
+        message_tip=tip,
+    )
+    return AppendPlan(checkpoint, tuple(added))
+
+
 def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: int) -> int | None:
     """The id of message number `keep` (1-based) of the chain ending at `tip`; None for 0.
     Parents point backwards (a smaller id), so the walk ends; a store where one does not is
@@ -214,21 +268,3 @@ def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: in
     if not 0 <= keep <= len(chain):
         raise InvalidDraftError(f"cannot keep {keep} of a conversation of {len(chain)} messages")
     return chain[len(chain) - keep] if keep else None
-
-
-def number_checkpoint(draft: CheckpointDraft, checkpoint_id: int, tip: int | None) -> Checkpoint:
-    """The stored form of a draft: its number and the id of its last message."""
-    from agentctl.state import Checkpoint
-
-    return Checkpoint(
-        id=checkpoint_id,
-        parent=draft.parent,
-        event=draft.event,
-        from_state=draft.from_state,
-        to_state=draft.to_state,
-        created_at=draft.created_at,
-        detail=draft.detail,
-        task=draft.task,
-        usage=draft.usage,
-        message_tip=tip,
-    )

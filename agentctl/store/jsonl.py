@@ -37,8 +37,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
-    number_checkpoint,
-    prefix_tip,
+    plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
 
@@ -268,15 +267,22 @@ class JsonlStore:
             if not 1 <= draft.parent <= len(records):
                 raise UnknownCheckpointError(session_id, draft.parent)
             tip = records[draft.parent - 1]["checkpoint"]["message_tip"]
+        parents: dict[int, int | None] = {}
         if draft.keep_messages is not None:  # a compaction: rare, so reading the log is fine
             parents = {m["id"]: m["parent"] for r in self._read_log(path) for m in r["messages"]}
-            tip = prefix_tip(tip, parents.get, draft.keep_messages)
-        next_id = tail.next_message_id
-        new = []
-        for message in draft.new_messages:
-            new.append({"id": next_id, "parent": tip, "message": to_payload(message)})
-            tip, next_id = next_id, next_id + 1
-        checkpoint = number_checkpoint(draft, tail.head + 1, tip)
+        plan = plan_append(
+            draft,
+            checkpoint_id=tail.head + 1,
+            parent_tip=tip,
+            next_message_id=tail.next_message_id,
+            parent_of=lambda m: _known_parent(parents, m, path),
+        )
+        checkpoint = plan.checkpoint
+        new = [
+            {"id": m.id, "parent": m.parent, "message": to_payload(m.message)}
+            for m in plan.messages
+        ]
+        next_id = tail.next_message_id + len(new)
         if info_json is not None:  # the session's facts, before its first event
             write_private_atomic(path / "info.json", info_json)
         record = {"checkpoint": to_payload(checkpoint), "messages": new, "next_message_id": next_id}
@@ -488,6 +494,12 @@ class _Tail:
     head: int  # the newest checkpoint's id (0: none yet)
     tip: int | None  # its last message
     next_message_id: int
+
+
+def _known_parent(parents: dict[int, int | None], message: int, path: Path) -> int | None:
+    if message not in parents:
+        raise StoreError(f"{_where(path, None)}: message {message} is missing")
+    return parents[message]
 
 
 def _where(path: Path, line: int | None) -> str:

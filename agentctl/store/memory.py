@@ -16,8 +16,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
-    number_checkpoint,
-    prefix_tip,
+    plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
 
@@ -27,7 +26,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._info: dict[str, SessionInfo] = {}
         self._checkpoints: dict[str, list[Checkpoint]] = {}
-        self._messages: dict[int, tuple[int | None, Message]] = {}  # id -> (parent, message)
+        # session id -> message id -> (parent, message)
+        self._messages: dict[str, dict[int, tuple[int | None, Message]]] = {}
         self._profile = UserProfile()
         self._leases: dict[str, Lease] = {}
 
@@ -39,20 +39,15 @@ class MemoryStore:
                 raise SessionExistsError(f"session {info.id} exists")
             self._info[info.id] = info
             self._checkpoints[info.id] = []
+            self._messages[info.id] = {}
             if lease is not None:
                 self._leases[info.id] = lease
             return self._add(info.id, first)
 
     def message_links(self, session_id: str) -> MessageLinks:
         with self._lock:
-            rows = self._rows(session_id)
-            tips = {c.id: c.message_tip for c in rows}
-            messages: dict[int, tuple[int | None, Message | str]] = {}
-            for tip in tips.values():
-                while tip is not None and tip not in messages:
-                    parent, message = self._messages[tip]
-                    messages[tip] = (parent, message)
-                    tip = parent
+            tips = {c.id: c.message_tip for c in self._rows(session_id)}
+            messages: dict[int, tuple[int | None, Message | str]] = dict(self._messages[session_id])
             return MessageLinks(messages, tips, {})  # validated when written
 
     def another_handle(self) -> MemoryStore:
@@ -68,17 +63,18 @@ class MemoryStore:
             return self._add(session_id, draft)
 
     def _add(self, session_id: str, draft: CheckpointDraft) -> Checkpoint:
-        rows = self._checkpoints[session_id]
-        tip = self._get(session_id, draft.parent).message_tip if draft.parent else None
-        if draft.keep_messages is not None:
-            tip = prefix_tip(tip, lambda m: self._messages[m][0], draft.keep_messages)
-        for message in draft.new_messages:
-            new_id = len(self._messages) + 1
-            self._messages[new_id] = (tip, message)
-            tip = new_id
-        checkpoint = number_checkpoint(draft, len(rows) + 1, tip)
-        rows.append(checkpoint)
-        return checkpoint
+        rows, messages = self._checkpoints[session_id], self._messages[session_id]
+        plan = plan_append(
+            draft,
+            checkpoint_id=len(rows) + 1,
+            parent_tip=self._get(session_id, draft.parent).message_tip if draft.parent else None,
+            next_message_id=len(messages) + 1,
+            parent_of=lambda m: messages[m][0],
+        )
+        for stored in plan.messages:
+            messages[stored.id] = (stored.parent, stored.message)
+        rows.append(plan.checkpoint)
+        return plan.checkpoint
 
     def _rows(self, session_id: str) -> list[Checkpoint]:
         try:
@@ -93,7 +89,7 @@ class MemoryStore:
             chain: list[Message] = []
             tip = checkpoint.message_tip
             while tip is not None:
-                tip, message = self._messages[tip]
+                tip, message = self._messages[session_id][tip]
                 chain.append(message)
             return SessionState(
                 info=self._info[session_id], checkpoint=checkpoint, messages=tuple(reversed(chain))

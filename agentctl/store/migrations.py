@@ -78,4 +78,59 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        "m004_message_ids_per_session",
+        """
+        -- Message ids count 1, 2, 3... within their session, as on every other backend, so a
+        -- checkpoint's message_tip means the same wherever the session is copied. Renumbered
+        -- in the order they were written, which keeps every parent before its child.
+        CREATE TEMP TABLE renumbered AS
+            SELECT id AS old, row_number() OVER (PARTITION BY session_id ORDER BY id) AS new
+            FROM messages;
+        CREATE UNIQUE INDEX temp.renumbered_old ON renumbered (old);
+
+        CREATE TABLE messages_v4 (
+            session_id TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            parent INTEGER,
+            body TEXT NOT NULL,
+            PRIMARY KEY (session_id, id),
+            FOREIGN KEY (session_id, parent) REFERENCES messages_v4 (session_id, id)
+        );
+        INSERT INTO messages_v4 (session_id, id, parent, body)
+            SELECT m.session_id, r.new, p.new, m.body
+            FROM messages AS m
+            JOIN renumbered AS r ON r.old = m.id
+            LEFT JOIN renumbered AS p ON p.old = m.parent;
+
+        CREATE TABLE checkpoints_v4 (
+            session_id TEXT NOT NULL REFERENCES sessions (id),
+            id INTEGER NOT NULL,
+            parent INTEGER,
+            event TEXT NOT NULL,
+            from_state TEXT NOT NULL,
+            to_state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            task TEXT NOT NULL,
+            usage TEXT NOT NULL,
+            message_tip INTEGER,
+            PRIMARY KEY (session_id, id),
+            FOREIGN KEY (session_id, message_tip) REFERENCES messages_v4 (session_id, id)
+        ) WITHOUT ROWID;
+        INSERT INTO checkpoints_v4
+            SELECT c.session_id, c.id, c.parent, c.event, c.from_state, c.to_state,
+                   c.created_at, c.detail, c.task, c.usage, t.new
+            FROM checkpoints AS c LEFT JOIN renumbered AS t ON t.old = c.message_tip;
+
+        DROP TABLE checkpoints;
+        DROP TABLE messages;
+        ALTER TABLE messages_v4 RENAME TO messages;
+        ALTER TABLE checkpoints_v4 RENAME TO checkpoints;
+        DROP TABLE temp.renumbered;
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

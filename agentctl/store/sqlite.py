@@ -35,8 +35,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
-    number_checkpoint,
-    prefix_tip,
+    plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -218,23 +217,31 @@ class SQLiteStore:
             if found is None:
                 raise UnknownCheckpointError(session_id, draft.parent)
             tip = found[0]
-        if draft.keep_messages is not None:  # a compaction: rare, one walk of the chain
-            parent_sql = "SELECT parent FROM messages WHERE id = ?"
+        (last_message,) = db.execute(
+            "SELECT max(id) FROM messages WHERE session_id = ?", (session_id,)
+        ).fetchone()
 
-            def parent_of(message: int) -> int | None:
-                row = db.execute(parent_sql, (message,)).fetchone()
-                if row is None:
-                    raise StoreError(f"session {session_id}: message {message} is missing")
-                return None if row[0] is None else int(row[0])
+        def parent_of(message: int) -> int | None:  # a compaction only: rare
+            row = db.execute(
+                "SELECT parent FROM messages WHERE session_id = ? AND id = ?",
+                (session_id, message),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"session {session_id}: message {message} is missing")
+            return None if row[0] is None else int(row[0])
 
-            tip = prefix_tip(tip, parent_of, draft.keep_messages)
-        for message in draft.new_messages:
-            cursor = db.execute(
-                "INSERT INTO messages (session_id, parent, body) VALUES (?, ?, ?)",
-                (session_id, tip, encode(message)),
-            )
-            tip = cursor.lastrowid
-        checkpoint = number_checkpoint(draft, checkpoint_id, tip)
+        plan = plan_append(
+            draft,
+            checkpoint_id=checkpoint_id,
+            parent_tip=tip,
+            next_message_id=(last_message or 0) + 1,
+            parent_of=parent_of,
+        )
+        db.executemany(
+            "INSERT INTO messages (session_id, id, parent, body) VALUES (?, ?, ?, ?)",
+            [(session_id, m.id, m.parent, encode(m.message)) for m in plan.messages],
+        )
+        checkpoint = plan.checkpoint
         db.execute(
             "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"
             " created_at, detail, task, usage, message_tip) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -249,7 +256,7 @@ class SQLiteStore:
                 json.dumps(draft.detail),
                 encode(draft.task),
                 encode(draft.usage),
-                tip,
+                checkpoint.message_tip,
             ),
         )
         faults.hit("commit_started")  # everything written, COMMIT not yet run
@@ -285,16 +292,17 @@ class SQLiteStore:
             (array, count, last_parent) = self._db.execute(
                 """
                 WITH RECURSIVE chain (id, parent, body, depth) AS (
-                    SELECT id, parent, body, 0 FROM messages WHERE id = ?
+                    SELECT id, parent, body, 0 FROM messages WHERE session_id = ?1 AND id = ?2
                     UNION ALL
                     SELECT m.id, m.parent, m.body, chain.depth + 1
-                    FROM messages AS m JOIN chain ON m.id = chain.parent AND m.id < chain.id
+                    FROM messages AS m JOIN chain
+                    ON m.session_id = ?1 AND m.id = chain.parent AND m.id < chain.id
                 )
                 SELECT '[' || coalesce(group_concat(body, ','), '') || ']', count(*),
                        (SELECT parent FROM chain ORDER BY depth DESC LIMIT 1)
                 FROM (SELECT body FROM chain ORDER BY depth DESC)
                 """,
-                (checkpoint.message_tip,),
+                (session_id, checkpoint.message_tip),
             ).fetchone()
             if last_parent is not None or (checkpoint.message_tip is not None and not count):
                 raise StoreError(

@@ -1,0 +1,329 @@
+"""The store contract as an executable spec: every backend runs these same tests.
+
+A backend registers by subclassing `StoreSpec` in a test module, the way LangGraph's checkpoint
+conformance package is used:
+
+    class TestMyStore(StoreSpec):
+        def open(self, place: Path) -> Store:
+            return MyStore(place / "data")
+
+`open` makes a handle on the store kept in the folder `place` (called again with the same
+folder, it opens the same store: reopening and two handles are tested that way). A backend
+that keeps nothing across handles (the memory store) sets `persistent = False` and the tests
+that need persistence skip. Each method documents one rule of base.py's contract, including
+the negative cases: unknown sessions and checkpoints, a prefix that is not an id, duplicate
+ids, a head that moved, a lease held by another.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agentctl.errors import (
+    HeadMovedError,
+    InvalidDraftError,
+    SessionBusyError,
+    SessionExistsError,
+    UnknownCheckpointError,
+    UnknownSessionError,
+)
+from agentctl.lifecycle import CheckpointKind, Outcome, State
+from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, Usage, UserProfile
+from agentctl.store import Store
+from agentctl.store.base import CheckpointDraft
+from agentctl.store.lease import Lease
+
+
+def info(session_id: str = "abc123", goal: str = "test goal") -> SessionInfo:
+    return SessionInfo(
+        id=session_id,
+        spec=TaskSpec(goal=goal),
+        model="scripted",
+        created_at="2026-01-01T00:00:00.000+00:00",
+    )
+
+
+def draft(
+    parent: int | None,
+    n: int,
+    *messages: str,
+    state: State = State.EXECUTING,
+    task: TaskState | None = None,
+    event: CheckpointKind = CheckpointKind.MODEL_REPLY,
+) -> CheckpointDraft:
+    return CheckpointDraft(
+        parent=parent,
+        event=event,
+        from_state=State.PLANNING if parent is None else state,
+        to_state=state,
+        created_at=f"2026-01-01T00:00:{n:02d}.000+00:00",
+        task=task or TaskState(goal="test goal", data={"n": n}),
+        usage=Usage(calls=n),
+        detail={"n": n},
+        new_messages=tuple(Message(role="user", content=m, tokens=len(m)) for m in messages),
+    )
+
+
+def build(store: Store, length: int, session_id: str = "abc123") -> None:
+    store.create_session(info(session_id), draft(None, 1, "m1"))
+    for n in range(2, length + 1):
+        store.append(session_id, n - 1, draft(n - 1, n, f"m{n}"))
+
+
+def contents(store: Store, session_id: str = "abc123", at: int | None = None) -> list[str | None]:
+    return [m.content for m in store.load(session_id, at).messages]
+
+
+def dead_pid() -> int:
+    """A pid that belonged to a process that has exited."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+class StoreSpec:
+    """The contract's tests; subclass it with `open` (and `persistent`) for a backend."""
+
+    persistent = True
+
+    def open(self, place: Path) -> Store:
+        raise NotImplementedError
+
+    def needs_persistence(self) -> None:
+        if not self.persistent:
+            pytest.skip("the backend keeps nothing across handles")
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        s = self.open(tmp_path)
+        yield s
+        s.close()
+
+    def test_a_new_session_loads_back_whole(self, store: Store) -> None:
+        first = store.create_session(info(), draft(None, 1, "hello", "world"))
+        assert first.id == 1
+        assert first.parent is None
+        loaded = store.load("abc123")
+        assert loaded.info == info()
+        assert loaded.checkpoint == first
+        assert [m.content for m in loaded.messages] == ["hello", "world"]
+        assert loaded.context_tokens == 10
+
+    def test_checkpoints_are_numbered_and_chained(self, store: Store) -> None:
+        build(store, 5)
+        history = store.history("abc123")
+        assert [c.id for c in history] == [1, 2, 3, 4, 5]
+        assert [c.parent for c in history] == [None, 1, 2, 3, 4]
+        assert history[2].detail == {"n": 3}
+        assert contents(store) == ["m1", "m2", "m3", "m4", "m5"]
+        assert store.load("abc123").checkpoint.task.data == {"n": 5}
+
+    def test_an_older_checkpoint_loads_as_it_was(self, store: Store) -> None:
+        build(store, 5)
+        assert contents(store, at=3) == ["m1", "m2", "m3"]
+        assert store.get_checkpoint("abc123", 2).usage.calls == 2
+
+    def test_a_stale_head_is_refused_and_changes_nothing(self, store: Store) -> None:
+        build(store, 3)
+        with pytest.raises(HeadMovedError):
+            store.append("abc123", 2, draft(2, 9, "late"))
+        assert len(store.history("abc123")) == 3
+        assert contents(store) == ["m1", "m2", "m3"]
+
+    def test_a_fork_shares_the_prefix_and_drops_the_abandoned_branch(self, store: Store) -> None:
+        build(store, 5)
+        fork = store.append("abc123", 5, draft(3, 6, event=CheckpointKind.ROLLBACK))
+        assert (fork.id, fork.parent) == (6, 3)
+        assert contents(store) == ["m1", "m2", "m3"]
+        store.append("abc123", 6, draft(6, 7, "branch"))
+        assert contents(store) == ["m1", "m2", "m3", "branch"]
+        assert contents(store, at=5) == ["m1", "m2", "m3", "m4", "m5"]  # nothing was deleted
+
+    def test_a_compaction_keeps_a_prefix_and_the_full_record(self, store: Store) -> None:
+        build(store, 6)
+        compacted = replace(draft(6, 7, "summary", "m6"), keep_messages=2)
+        store.append("abc123", 6, compacted)
+        assert contents(store) == ["m1", "m2", "summary", "m6"]
+        assert store.load("abc123").context_tokens == 2 + 2 + 7 + 2
+        store.append("abc123", 7, draft(7, 8, "m8"))
+        assert contents(store) == ["m1", "m2", "summary", "m6", "m8"]
+        assert contents(store, at=6) == ["m1", "m2", "m3", "m4", "m5", "m6"]  # originals stay
+        store.append(
+            "abc123", 8, draft(6, 9, event=CheckpointKind.ROLLBACK)
+        )  # and can be returned to
+        assert contents(store) == ["m1", "m2", "m3", "m4", "m5", "m6"]
+        with pytest.raises(InvalidDraftError):
+            store.append("abc123", 9, replace(draft(9, 10, "x"), keep_messages=7))
+        assert len(store.history("abc123")) == 9
+
+    def test_unknown_sessions_and_checkpoints(self, store: Store) -> None:
+        build(store, 2)
+        with pytest.raises(UnknownSessionError):
+            store.load("nope")
+        with pytest.raises(UnknownSessionError):
+            store.history("nope")
+        with pytest.raises(UnknownSessionError):
+            store.append("nope", 1, draft(1, 2))
+        with pytest.raises(UnknownCheckpointError):
+            store.load("abc123", 9)
+        with pytest.raises(UnknownCheckpointError):
+            store.get_checkpoint("abc123", 0)
+        with pytest.raises(UnknownCheckpointError):
+            store.append("abc123", 2, draft(7, 3))
+        for read in (store.history, store.head, store.info, store.load):
+            with pytest.raises(UnknownSessionError):
+                read("abc")  # a prefix is not an id: only the service resolves prefixes
+        assert store.match_sessions("abc") == ["abc123"]
+        assert store.match_sessions("abd") == []
+
+    def test_a_session_id_is_created_once(self, store: Store) -> None:
+        build(store, 2)
+        with pytest.raises(SessionExistsError):
+            build(store, 1)
+        assert len(store.history("abc123")) == 2
+
+    def test_sessions_are_listed_newest_first_and_matched_by_prefix(self, store: Store) -> None:
+        build(store, 2, "aa11")
+        build(store, 4, "aa22")
+        store.append(
+            "aa11",
+            2,
+            draft(2, 30, state=State.DONE, task=TaskState(goal="g", outcome=Outcome.SUCCEEDED)),
+        )
+        listed = store.list_sessions()
+        assert [s.id for s in listed] == ["aa11", "aa22"]
+        assert (listed[0].state, listed[0].head, listed[0].outcome) == ("done", 3, "succeeded")
+        assert (listed[1].state, listed[1].head, listed[1].goal) == ("executing", 4, "test goal")
+        assert store.match_sessions("aa") == ["aa11", "aa22"]
+        assert store.match_sessions("aa2") == ["aa22"]
+        assert store.match_sessions("b") == []
+
+    def test_the_profile_outlives_sessions(self, store: Store) -> None:
+        assert store.load_profile() == UserProfile()
+        store.save_profile(UserProfile().remember("airline", "Delta"))
+        assert store.load_profile().preferences == {"airline": "Delta"}
+
+    def test_everything_survives_reopening(self, tmp_path: Path) -> None:
+        self.needs_persistence()
+        first = self.open(tmp_path)
+        build(first, 4)
+        first.save_profile(UserProfile().remember("seat", "aisle"))
+        before = first.load("abc123")
+        first.close()
+        again = self.open(tmp_path)
+        assert again.load("abc123") == before
+        assert again.load_profile().preferences == {"seat": "aisle"}
+        again.close()
+
+    def test_two_handles_on_one_store_see_each_other(self, tmp_path: Path) -> None:
+        self.needs_persistence()
+        a, b = self.open(tmp_path), self.open(tmp_path)
+        build(a, 2)
+        b.append("abc123", 2, draft(2, 3, "from b"))
+        with pytest.raises(HeadMovedError):
+            a.append("abc123", 2, draft(2, 3, "from a"))
+        assert contents(a) == ["m1", "m2", "from b"]
+        a.close()
+        b.close()
+
+    def test_a_live_lease_makes_the_session_busy_naming_the_holder(self, store: Store) -> None:
+        build(store, 1)
+        mine = Lease.mine("token-a")
+        store.acquire_lease("abc123", mine)
+        store.acquire_lease("abc123", mine.renewed())  # renewing one's own lease is fine
+        other = Lease.mine("token-b")
+        with pytest.raises(SessionBusyError, match=f"running in process {os.getpid()} on "):
+            store.acquire_lease("abc123", other)
+        store.release_lease("abc123", "token-b")  # not the holder: nothing happens
+        with pytest.raises(SessionBusyError):
+            store.acquire_lease("abc123", other)
+        store.release_lease("abc123", "token-a")
+        store.acquire_lease("abc123", other)
+
+    def test_a_lease_whose_holder_died_on_this_host_is_taken_over_at_once(
+        self, store: Store
+    ) -> None:
+        build(store, 1)
+        gone = Lease(socket.gethostname(), dead_pid(), "token-dead", time.time() + 3600)
+        store.acquire_lease("abc123", gone)
+        store.acquire_lease("abc123", Lease.mine("token-new"))
+
+    def test_a_lease_held_on_another_host_is_taken_over_only_after_expiry(
+        self, store: Store
+    ) -> None:
+        build(store, 1)
+        remote = Lease("some-other-host", 1, "token-remote", time.time() + 3600)
+        store.acquire_lease("abc123", remote)
+        with pytest.raises(SessionBusyError, match="on some-other-host"):
+            store.acquire_lease("abc123", Lease.mine("token-local"))
+        store.release_lease("abc123", "token-remote")
+        store.acquire_lease("abc123", Lease("some-other-host", 1, "token-remote", time.time() - 1))
+        store.acquire_lease("abc123", Lease.mine("token-local"))  # expired: taken over
+
+    def test_a_lease_for_an_unknown_session_is_refused(self, store: Store) -> None:
+        with pytest.raises(UnknownSessionError):
+            store.acquire_lease("nope", Lease.mine("t"))
+
+    def test_the_head_and_the_facts_load_without_the_conversation(self, store: Store) -> None:
+        build(store, 4)
+        assert store.head("abc123") == store.load("abc123").checkpoint
+        assert store.info("abc123") == info()
+        store.append("abc123", 4, draft(2, 5, event=CheckpointKind.ROLLBACK))
+        assert store.head("abc123").id == 5
+        with pytest.raises(UnknownSessionError):
+            store.head("nope")
+        with pytest.raises(UnknownSessionError):
+            store.info("nope")
+
+    def test_a_session_is_held_from_the_moment_it_exists(self, store: Store) -> None:
+        from agentctl.store.lease import Lease
+
+        mine = Lease.mine("creator")
+        store.create_session(info(), draft(None, 1, "m1"), mine)
+        with pytest.raises(SessionBusyError):
+            store.acquire_lease("abc123", Lease.mine("another"))
+        store.acquire_lease("abc123", mine.renewed())  # the creator renews it
+
+    def test_another_handle_sees_the_same_store(self, store: Store) -> None:
+        build(store, 2)
+        other = store.another_handle()
+        try:
+            assert [c.id for c in other.history("abc123")] == [1, 2]
+        finally:
+            if other is not store:
+                other.close()
+
+    def test_message_ids_count_within_their_session(self, store: Store) -> None:
+        """Ids mean the same on every backend (1, 2, 3... per session), so a checkpoint can
+        be copied to another store as it is."""
+        build(store, 3, "first1")
+        build(store, 2, "second")
+        assert [store.get_checkpoint("first1", n).message_tip for n in (1, 2, 3)] == [1, 2, 3]
+        assert store.head("second").message_tip == 2
+        store.append("first1", 3, draft(1, 4, event=CheckpointKind.ROLLBACK))
+        branch = store.append("first1", 4, draft(4, 5, "b1", "b2"))
+        assert branch.message_tip == 5  # numbered on after m3, its parent is m1
+        links = store.message_links("first1")
+        assert {i: parent for i, (parent, _m) in links.messages.items()} == {
+            1: None,
+            2: 1,
+            3: 2,
+            4: 1,
+            5: 4,
+        }
+        assert links.tips == {1: 1, 2: 2, 3: 3, 4: 1, 5: 5}
+
+    def test_a_stored_checkpoint_loads_back_equal(self, store: Store) -> None:
+        first = store.create_session(info(), draft(None, 1, "a"))
+        second = store.append("abc123", 1, draft(1, 2, "b"))
+        assert store.get_checkpoint("abc123", 1) == first
+        assert store.head("abc123") == second
+        assert [c.event for c in store.history("abc123")] == ["model_reply"] * 2
