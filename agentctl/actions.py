@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentctl.details import ToolDetail
 from agentctl.lifecycle import CheckpointKind, State
 from agentctl.state import Message, PendingQuestion, SessionState, ToolCall
 
@@ -28,7 +29,12 @@ def in_flight(session: SessionState, call: ToolCall) -> bool:
         return True
     # Checkpoints written before task states carried `in_flight` (schema 2) say it by kind.
     head = session.checkpoint
-    return head.event == CheckpointKind.TOOL_STARTED and head.detail.get("tool_call_id") == call.id
+    detail = head.typed_detail()
+    return (
+        isinstance(detail, ToolDetail)
+        and head.event == CheckpointKind.TOOL_STARTED
+        and (detail.tool_call_id == call.id)
+    )
 
 
 def reply_of(messages: tuple[Message, ...], call: ToolCall) -> Message:

@@ -10,10 +10,12 @@ call, once (tools/approval.py).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from agentctl import control, prompts
 from agentctl.actions import in_flight, reply_of
+from agentctl.details import ErrorDetail, InputDetail, QuestionDetail, ToolDetail
 from agentctl.errors import InvalidTransition
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
@@ -45,7 +47,7 @@ class ToolCalls:
             transition(session.state, Event.INPUT_RECEIVED),
             session.task.model_copy(update={"pending_question": None}),
             new_messages=(self._counted(message),),
-            detail={"input": text},
+            detail=InputDetail(text),
         )
 
     def _receive_approval(self, session: SessionState, call_id: str, text: str) -> SessionState:
@@ -66,7 +68,7 @@ class ToolCalls:
             transition(session.state, Event.INPUT_RECEIVED),
             task,
             new_messages=messages,
-            detail={"input": text, "approved": allowed},
+            detail=InputDetail(text, approved=allowed),
         )
 
     def _ask_approval(self, session: SessionState, call: ToolCall, question: str) -> SessionState:
@@ -78,7 +80,7 @@ class ToolCalls:
             )
         pending = PendingQuestion(question=question, tool_call_id=call.id, kind="approval")
         task = session.task.model_copy(update={"pending_question": pending})
-        detail = {"question": question, "approval": call.name}
+        detail = QuestionDetail(question, approval=call.name)
         return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
 
     @staticmethod
@@ -155,9 +157,13 @@ class ToolCalls:
     def _run_tool(
         self, session: SessionState, call: ToolCall, tool: Tool, args: dict[str, Any]
     ) -> SessionState:
-        detail = {"tool": call.name, "tool_call_id": call.id, "side_effect": tool.side_effect.value}
-        if "command" in args:
-            detail["command"] = str(args["command"])[:500]  # what a rollback may not undo
+        detail = ToolDetail(
+            tool=call.name,
+            tool_call_id=call.id,
+            side_effect=tool.side_effect.value,
+            # what a rollback may not undo
+            command=str(args["command"])[:500] if "command" in args else None,
+        )
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
             started = task.model_copy(update={"in_flight": call.id})
@@ -174,13 +180,16 @@ class ToolCalls:
             session.state,
             task.model_copy(update={"in_flight": None}),
             new_messages=(self._tool_message(call, outcome.content),),
-            detail={**detail, "error": outcome.is_error}
-            | ({"message": outcome.content.split("\n", 1)[0][:120]} if outcome.is_error else {}),
+            detail=replace(
+                detail,
+                error=outcome.is_error,
+                message=outcome.content.split("\n", 1)[0][:120] if outcome.is_error else None,
+            ),
         )
 
     def _record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
         task = session.task.model_copy(update={"last_error": message, **update})
         return self._commit(
-            session, CheckpointKind.ERROR, session.state, task, detail={"error": message}
+            session, CheckpointKind.ERROR, session.state, task, detail=ErrorDetail(message)
         )

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from agentctl import prompts
 from agentctl.context import SUMMARY_TOKENS, Budget, calibrated, compaction_split, cut_text
+from agentctl.details import CompactionDetail
 from agentctl.lifecycle import CheckpointKind
 from agentctl.state import Message, SessionState
 
@@ -73,7 +73,7 @@ class ContextKeeper:
         split: int,
         summary: str | None,
         counted: Callable[[Message], Message],
-    ) -> tuple[tuple[Message, ...], dict[str, Any]]:
+    ) -> tuple[tuple[Message, ...], CompactionDetail]:
         """The new messages after the kept head (a note, then the kept turns) and the
         checkpoint's detail. A summary is cut to SUMMARY_TOKENS; one that does not make the
         conversation smaller is dropped."""
@@ -95,11 +95,11 @@ class ContextKeeper:
         new, after = rebuilt(summary)
         if summary is not None and after >= session.context_tokens:
             strategy, (new, after) = "drop", rebuilt(None)  # the summary did not help
-        detail = {
-            "strategy": strategy,
-            "dropped": len(dropped),
-            "kept": len(kept),
-            "tokens_before": session.context_tokens,
-            "tokens_after": after,
-        }
+        detail = CompactionDetail(
+            strategy=strategy,
+            dropped=len(dropped),
+            kept=len(kept),
+            tokens_before=session.context_tokens,
+            tokens_after=after,
+        )
         return new, detail

@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentctl import prompts
+from agentctl.details import (
+    Detail,
+    FinishDetail,
+    PlanDetail,
+    QuestionDetail,
+    RememberDetail,
+    StepDetail,
+)
 from agentctl.errors import InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, Outcome, State, transition
 from agentctl.state import PendingQuestion, StepRecord, TaskState, ToolCall
@@ -34,7 +42,7 @@ class Step:
     to_state: State
     task: TaskState
     result: str  # the tool result the model gets ("" when the user answers instead)
-    detail: dict[str, Any]
+    detail: Detail
     preference: tuple[str, str] | None = field(default=None)  # remember: saved by the runner
 
 
@@ -52,7 +60,7 @@ def _submit_plan(state: State, task: TaskState, call: ToolCall, args: dict[str, 
     steps = [str(s) for s in args["steps"]]
     if not steps:
         raise ValueError("steps must not be empty")
-    detail = {"tool": call.name, "steps": steps}
+    detail = PlanDetail(tuple(steps), tool=call.name)
     if state is State.PLANNING:
         task = task.model_copy(update={"plan": tuple(steps)})
         note = prompts.progress_note(task.plan, task.current_step)
@@ -81,7 +89,7 @@ def _complete_step(state: State, task: TaskState, call: ToolCall, args: dict[str
         }
     )
     note = prompts.progress_note(task.plan, task.current_step)
-    detail = {"tool": call.name, "step": name, "summary": summary}
+    detail = StepDetail(name, summary, tool=call.name)
     return Step(CheckpointKind.STEP_COMPLETE, to_state, task, f"Step complete. {note}", detail)
 
 
@@ -90,7 +98,7 @@ def _ask_user(state: State, task: TaskState, call: ToolCall, args: dict[str, Any
     to_state = transition(state, Event.NEEDS_INPUT)
     pending = PendingQuestion(question=question, tool_call_id=call.id)
     task = task.model_copy(update={"pending_question": pending})
-    detail = {"tool": call.name, "question": question}
+    detail = QuestionDetail(question, tool=call.name)
     return Step(CheckpointKind.NEEDS_INPUT, to_state, task, "", detail)
 
 
@@ -99,13 +107,13 @@ def _finish(state: State, task: TaskState, call: ToolCall, args: dict[str, Any])
     outcome = Outcome(args.get("outcome") or Outcome.SUCCEEDED.value)
     to_state = transition(state, Event.TASK_COMPLETE)
     task = task.model_copy(update={"outcome": outcome, "result": result})
-    detail = {"tool": call.name, "outcome": outcome.value}
+    detail = FinishDetail(outcome.value, tool=call.name)
     return Step(CheckpointKind.TASK_COMPLETE, to_state, task, "Task complete.", detail)
 
 
 def _remember(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
     key, value = preference(args)
-    detail = {"tool": call.name, "key": key, "value": value}
+    detail = RememberDetail(key, value, tool=call.name)
     text = f"Remembered {key} = {value}."
     return Step(CheckpointKind.REMEMBER, state, task, text, detail, preference=(key, value))
 

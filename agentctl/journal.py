@@ -13,6 +13,7 @@ from typing import Any
 
 from agentctl import faults
 from agentctl.context import TokenCounter
+from agentctl.details import Detail, ErrorDetail, NoDetail, ToolDetail
 from agentctl.lifecycle import CheckpointKind, State
 from agentctl.records import Checkpointed, RunEvent
 from agentctl.state import Message, SessionState, TaskState, ToolCall, Usage
@@ -54,13 +55,13 @@ class Journal:
             session.state,
             session.task.model_copy(update={"in_flight": None, "approval": None}),
             new_messages=(self.tool_message(call, f"Error: {text}"),),
-            detail={"tool": call.name, "error": True, "message": text},
+            detail=ToolDetail(tool=call.name, error=True, message=text),
         )
 
     def record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
         task = session.task.model_copy(update={"last_error": message, **update})
-        detail = {"error": message}
+        detail = ErrorDetail(message)
         return self.commit(session, CheckpointKind.ERROR, session.state, task, detail=detail)
 
     def commit(
@@ -71,7 +72,7 @@ class Journal:
         task: TaskState,
         *,
         new_messages: tuple[Message, ...] = (),
-        detail: dict[str, Any] | None = None,
+        detail: Detail | None = None,
         usage: Usage | None = None,
         keep_messages: int | None = None,
     ) -> SessionState:
@@ -83,7 +84,7 @@ class Journal:
             created_at=self._clock(),
             task=task,
             usage=usage or session.checkpoint.usage,
-            detail=detail or {},
+            detail=detail or NoDetail(),
             new_messages=new_messages,
             keep_messages=keep_messages,
         )

@@ -15,6 +15,22 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape as _escape_markup
 
+from agentctl.details import (
+    CompactionDetail,
+    ErrorDetail,
+    FinishDetail,
+    InputDetail,
+    NudgeDetail,
+    PlanDetail,
+    QuestionDetail,
+    RememberDetail,
+    ReplyDetail,
+    RollbackDetail,
+    StepDetail,
+    ToolDetail,
+)
+from agentctl.details import parse as parse_detail
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -163,64 +179,49 @@ class RunView:
             self._streaming = False
 
 
-def _texts(value: object) -> list[str]:
-    """A stored list of names or steps as text (a damaged store may hold anything there)."""
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
 def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
-    """One line of markup for a checkpoint, as the live view and `history` show it."""
+    """One line of markup for a checkpoint, as the live view and `history` show it. The
+    detail is read as its kind's record (a damaged store's odd values read as absent)."""
     e = escape
+    d = parse_detail(event, detail)
     if event == "new_task":
         return "[cyan]planning[/]"
-    if event == "model_reply":
-        tools = _texts(detail.get("tools"))
-        return (
-            f"[dim]model replied[/] → {e(', '.join(tools))}" if tools else "[dim]model replied[/]"
-        )
-    if event == "plan_ready":
-        steps = _texts(detail.get("steps"))
-        return "[cyan]plan:[/] " + "; ".join(f"{n}. {e(s)}" for n, s in enumerate(steps, 1))
-    if event == "plan_revised":
-        return "[cyan]plan revised:[/] " + "; ".join(e(s) for s in _texts(detail.get("steps")))
-    if event == "step_complete":
-        return f"[green]✓[/] {e(detail.get('step', ''))}: {e(detail.get('summary', ''))}"
-    if event == "needs_input":
-        return f"[yellow]? {e(detail.get('question', ''))}[/]"
-    if event == "input_received":
-        return f"[yellow]←[/] {e(detail.get('input', ''))}"
-    if event == "task_complete":
-        return f"[green]done[/] ({e(detail.get('outcome', ''))})"
-    if event == "remember":
-        return f"remembered {e(detail.get('key', ''))} = {e(detail.get('value', ''))}"
-    if event == "tool_started":
-        command = detail.get("command")
-        what = (
-            f"{e(str(detail.get('tool', '')))}: {e(str(command))}"
-            if command
-            else e(str(detail.get("tool", "")))
-        )
+    if isinstance(d, ReplyDetail):
+        tools = ", ".join(d.tools)
+        return f"[dim]model replied[/] → {e(tools)}" if tools else "[dim]model replied[/]"
+    if isinstance(d, PlanDetail) and event == "plan_ready":
+        return "[cyan]plan:[/] " + "; ".join(f"{n}. {e(s)}" for n, s in enumerate(d.steps, 1))
+    if isinstance(d, PlanDetail):
+        return "[cyan]plan revised:[/] " + "; ".join(e(s) for s in d.steps)
+    if isinstance(d, StepDetail):
+        return f"[green]✓[/] {e(d.step)}: {e(d.summary)}"
+    if isinstance(d, QuestionDetail):
+        return f"[yellow]? {e(d.question)}[/]"
+    if isinstance(d, InputDetail):
+        return f"[yellow]←[/] {e(d.input)}"
+    if isinstance(d, FinishDetail):
+        return f"[green]done[/] ({e(d.outcome)})"
+    if isinstance(d, RememberDetail):
+        return f"remembered {e(d.key)} = {e(d.value)}"
+    if isinstance(d, ToolDetail) and event == "tool_started":
+        what = f"{e(d.tool)}: {e(d.command)}" if d.command else e(d.tool)
         return f"[dim]running {what}…[/]"
-    if event == "tool_result":
-        if detail.get("error"):
-            return f"[red]✗ {e(detail.get('tool', ''))}:[/] {e(detail.get('message', 'failed'))}"
-        return f"[dim]{e(detail.get('tool', ''))} ok[/]"
-    if event == "nudge":
+    if isinstance(d, ToolDetail):
+        if d.error:
+            return f"[red]✗ {e(d.tool)}:[/] {e(d.message or 'failed')}"
+        return f"[dim]{e(d.tool)} ok[/]"
+    if isinstance(d, NudgeDetail):
         return "[dim]reminded the model to call a tool[/]"
-    if event == "error":
-        return f"[red]error:[/] {e(detail.get('error', ''))}"
-    if event == "context_compacted":
-        how = "summarized" if detail.get("strategy") == "summarize" else "dropped"
+    if isinstance(d, ErrorDetail):
+        return f"[red]error:[/] {e(d.error)}"
+    if isinstance(d, CompactionDetail):
+        how = "summarized" if d.strategy == "summarize" else "dropped"
         return (
-            f"[magenta]context compacted:[/] {e(str(detail.get('dropped')))} older messages "
-            f"{how} ({e(str(detail.get('tokens_before')))} → "
-            f"{e(str(detail.get('tokens_after')))} tokens)"
+            f"[magenta]context compacted:[/] {d.dropped} older messages "
+            f"{how} ({d.tokens_before} → {d.tokens_after} tokens)"
         )
-    if event == "rollback":
-        return (
-            f"[magenta]rolled back[/] from #{e(str(detail.get('from')))} "
-            f"to #{e(str(detail.get('to')))}"
-        )
+    if isinstance(d, RollbackDetail):
+        return f"[magenta]rolled back[/] from #{d.from_} to #{d.to}"
     return e(event)
 
 

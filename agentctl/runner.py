@@ -33,6 +33,7 @@ from agentctl.context import (
     TokenCounter,
     fit_request,
 )
+from agentctl.details import NudgeDetail, QuestionDetail, ReplyDetail
 from agentctl.errors import ModelError
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
@@ -220,7 +221,7 @@ class Runner:
             session.state,
             task.model_copy(update=update),
             new_messages=(self._journal.counted(message),),
-            detail={"tools": [c.name for c in message.tool_calls]},
+            detail=ReplyDetail(tuple(c.name for c in message.tool_calls)),
             usage=session.checkpoint.usage + reply.usage,
         )
 
@@ -270,7 +271,7 @@ class Runner:
             session.state,
             session.task.model_copy(update={"nudged": True}),
             new_messages=(self._journal.counted(Message(role="user", content=nudge)),),
-            detail={"reason": reply.finish_reason or "text"},
+            detail=NudgeDetail(reply.finish_reason or "text"),
         )
 
     def _ask_in_text(self, session: SessionState, text: str) -> SessionState:
@@ -278,7 +279,7 @@ class Runner:
         pending = PendingQuestion(question=text, tool_call_id=None)
         task = session.task.model_copy(update={"nudged": False, "pending_question": pending})
         return self._journal.commit(
-            session, CheckpointKind.NEEDS_INPUT, to_state, task, detail={"question": text}
+            session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=QuestionDetail(text)
         )
 
     def _shrink_window(self, session: SessionState, exc: ContextTooLongError) -> SessionState:

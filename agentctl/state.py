@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentctl.details import Detail
+from agentctl.details import parse as parse_detail
 from agentctl.lifecycle import CheckpointKind, Outcome, State
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -225,6 +227,10 @@ class Checkpoint(_Model):
     task: TaskState
     usage: Usage = Usage()
     message_tip: int | None = None  # id of the last message of the conversation at this point
+
+    def typed_detail(self) -> Detail:
+        """The detail as the record of this checkpoint's kind (details.py)."""
+        return parse_detail(self.event, self.detail)
 
 
 class SessionState(_Model):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agentctl.details import RememberDetail, RollbackDetail, ToolDetail
 from agentctl.errors import RollbackTargetError
 from agentctl.lifecycle import CheckpointKind, State
 from agentctl.records import RollbackReport
@@ -104,7 +105,9 @@ def rollback_draft(
     if (
         target.event == CheckpointKind.TOOL_STARTED
     ):  # also for checkpoints written before `in_flight`
-        in_flight = str(target.detail.get("tool_call_id") or in_flight or "") or None
+        detail = target.typed_detail()
+        if isinstance(detail, ToolDetail) and detail.tool_call_id:
+            in_flight = detail.tool_call_id
     return CheckpointDraft(
         parent=target.id,
         event=CheckpointKind.ROLLBACK,
@@ -113,7 +116,7 @@ def rollback_draft(
         created_at=now,
         task=task.model_copy(update={"approval": None, "in_flight": in_flight}),
         usage=usage,
-        detail={"to": target.id, "from": head.id},
+        detail=RollbackDetail(target.id, head.id),
     )
 
 
@@ -149,13 +152,16 @@ def commit_rollback(store: Store, plan: RollbackPlan, now: str) -> RollbackRepor
     usage = store.get_checkpoint(sid, plan.head.id).usage
     draft = rollback_draft(plan.head, plan.target, task, usage, now)
     checkpoint = store.append(sid, plan.head.id, draft)
+    details = [c.typed_detail() for c in plan.abandoned]
     return RollbackReport(
         checkpoint,
         plan.target.id,
-        [str(c.detail.get("key")) for c in plan.abandoned if c.event == CheckpointKind.REMEMBER],
+        [d.key for d in details if isinstance(d, RememberDetail)],
         [
-            str(c.detail.get("command", ""))
-            for c in plan.abandoned
-            if c.event == CheckpointKind.TOOL_STARTED and c.detail.get("tool") == "run_shell"
+            d.command or ""
+            for c, d in zip(plan.abandoned, details, strict=True)
+            if c.event == CheckpointKind.TOOL_STARTED
+            and isinstance(d, ToolDetail)
+            and d.tool == "run_shell"
         ],
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
+from agentctl.details import CompactionDetail
 from agentctl.errors import AgentctlError, InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import SessionReport
@@ -229,7 +230,8 @@ def _check_compaction(
 ) -> list[str]:
     """A compaction keeps the parent's head (system prompt, goal: the same messages) and its
     newest turns (copies: the same content)."""
-    kept = int(c.detail.get("kept", 0))
+    detail = c.typed_detail()
+    kept = detail.kept if isinstance(detail, CompactionDetail) else 0
     head = len(chain) - 1 - kept  # the rest of the new conversation: one note, then the turns
     if head < 0 or chain[:head] != parent[:head]:
         return [f"checkpoint {c.id}: the compacted conversation lost checkpoint {c.parent}'s head"]

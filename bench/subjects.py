@@ -97,6 +97,8 @@ class AgentctlSubject:
         self.head = self.store.append(SESSION, self.head, draft).id
 
     def rollback(self, to_step: int) -> None:
+        from agentctl.details import RollbackDetail
+
         target = self.store.get_checkpoint(SESSION, to_step)
         draft = self._draft(
             parent=to_step,
@@ -106,7 +108,7 @@ class AgentctlSubject:
             created_at="2026-01-02",
             task=target.task,
             usage=target.usage,
-            detail={"to": to_step, "from": self.head},
+            detail=RollbackDetail(to_step, self.head),
         )
         self.head = self.store.append(SESSION, self.head, draft).id
 

@@ -77,13 +77,14 @@ def test_an_sdk_is_imported_only_by_its_adapter(sdk: str, owner: str, lazy: bool
 # design.md §7: who may import whom (every import node, type-only ones too). Modules not named
 # here are the middle layer; the rules below fence the top (cli), the presenter (render) and
 # the bottom (pure core, records, stores).
-BOTTOM = {"errors", "lifecycle", "state", "records", "atomic", "faults"}
+BOTTOM = {"errors", "lifecycle", "details", "state", "records", "atomic", "faults"}
 RULES = {
     "cli": {"render", "service", "preferences", "config", "errors", "records", "__init__"},
-    "render": {"records", "state", "store/base", "lifecycle", "errors", "context"},
+    "render": {"records", "state", "store/base", "lifecycle", "details", "errors", "context"},
     "errors": set(),
     "lifecycle": {"errors"},
-    "state": {"errors", "lifecycle"},
+    "details": {"lifecycle"},
+    "state": {"errors", "lifecycle", "details"},
     "records": {"state", "context"},
     "atomic": set(),
 }

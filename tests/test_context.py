@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from agentctl import prompts
 from agentctl.context import Budget, TiktokenCounter, budget_for, compaction_split
+from agentctl.details import RollbackDetail
 from agentctl.lifecycle import Outcome
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
@@ -220,7 +221,7 @@ def test_rolling_back_past_a_compaction_restores_the_whole_conversation(bench: A
             created_at=head.created_at,  # the clock of the runner goes on from there
             task=target.task,
             usage=head.usage,
-            detail={"to": first.parent, "from": head.id},
+            detail=RollbackDetail(first.parent, head.id),
         ),
     )
     assert b.store.load("s1").messages == whole

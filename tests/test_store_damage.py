@@ -372,4 +372,5 @@ def test_details_holding_other_types_are_shown_not_a_traceback(tmp_path: Path) -
     sid = run("list", "--json", env=env).json()[0]["id"]
     shown = run("history", sid, env=env)
     assert shown.code == 0
-    assert "model replied → 1, 2" in shown.stdout
+    assert "model replied" in shown.stdout  # a list of numbers is not a list of tool names
+    assert "Traceback" not in shown.stdout + shown.stderr

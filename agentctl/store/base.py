@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from agentctl.details import Detail, NoDetail
 from agentctl.lifecycle import CheckpointKind, State
 
 if TYPE_CHECKING:
@@ -49,7 +50,13 @@ class CheckpointSummary(NamedTuple):
     from_state: str
     to_state: str
     created_at: str
-    detail: dict[str, Any]
+    detail: dict[str, Any]  # the stored form
+
+    def typed_detail(self) -> Detail:
+        """The detail as the record of this checkpoint's kind (details.py)."""
+        from agentctl.details import parse
+
+        return parse(self.event, self.detail)
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class CheckpointDraft:
     created_at: str
     task: TaskState
     usage: Usage
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: Detail = field(default_factory=NoDetail)
     new_messages: tuple[Message, ...] = ()
     keep_messages: int | None = None
 
@@ -228,6 +235,7 @@ def plan_append(
     the next message id, a message's parent for the rare compaction) and writes the plan in
     one transaction; the plan is the same whichever backend made it, so a session copied
     between stores keeps its ids."""
+    from agentctl.details import payload
     from agentctl.state import Checkpoint
 
     tip = parent_tip if draft.parent is not None else None
@@ -244,7 +252,7 @@ def plan_append(
         from_state=draft.from_state,
         to_state=draft.to_state,
         created_at=draft.created_at,
-        detail=draft.detail,
+        detail=payload(draft.detail),
         task=draft.task,
         usage=draft.usage,
         message_tip=tip,

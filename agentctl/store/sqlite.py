@@ -253,7 +253,7 @@ class SQLiteStore:
                 draft.from_state,
                 draft.to_state,
                 draft.created_at,
-                json.dumps(draft.detail),
+                json.dumps(checkpoint.detail),
                 encode(draft.task),
                 encode(draft.usage),
                 checkpoint.message_tip,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from agentctl.details import ReplyDetail
 from agentctl.errors import (
     HeadMovedError,
     InvalidDraftError,
@@ -67,7 +68,7 @@ def draft(
         created_at=f"2026-01-01T00:00:{n:02d}.000+00:00",
         task=task or TaskState(goal="test goal", data={"n": n}),
         usage=Usage(calls=n),
-        detail={"n": n},
+        detail=ReplyDetail((f"t{n}",)),
         new_messages=tuple(Message(role="user", content=m, tokens=len(m)) for m in messages),
     )
 
@@ -122,7 +123,7 @@ class StoreSpec:
         history = store.history("abc123")
         assert [c.id for c in history] == [1, 2, 3, 4, 5]
         assert [c.parent for c in history] == [None, 1, 2, 3, 4]
-        assert history[2].detail == {"n": 3}
+        assert history[2].detail == {"tools": ["t3"]}
         assert contents(store) == ["m1", "m2", "m3", "m4", "m5"]
         assert store.load("abc123").checkpoint.task.data == {"n": 5}
 
