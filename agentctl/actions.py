@@ -99,6 +99,13 @@ class GiveUpPlanning:
 
     text: str
 
+    @property
+    def message(self) -> str:
+        return (
+            "the model answered in text instead of submitting a plan, twice: "
+            f"{self.text[:200]!r}; resume to try again, or rephrase the goal"
+        )
+
 
 @dataclass(frozen=True)
 class CallModel:

@@ -19,6 +19,7 @@ from agentctl import prompts
 from agentctl.details import (
     Detail,
     FinishDetail,
+    NudgeDetail,
     PlanDetail,
     QuestionDetail,
     RememberDetail,
@@ -26,7 +27,7 @@ from agentctl.details import (
 )
 from agentctl.errors import InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, Outcome, State, transition
-from agentctl.state import PendingQuestion, StepRecord, TaskState, ToolCall
+from agentctl.state import Message, PendingQuestion, StepRecord, TaskState, ToolCall
 
 # A preference goes into every later system prompt: keep it one short, plain line.
 MAX_KEY = 40
@@ -127,3 +128,29 @@ HANDLERS: dict[str, Handler] = {
     prompts.FINISH: _finish,
     prompts.REMEMBER: _remember,
 }
+
+
+# -- replies in text, without a tool call ------------------------------------------------------
+
+
+def nudge(state: State, task: TaskState, reply: Message) -> Step:
+    """A reply without a tool call: remind the model once (the reminder says why: cut at the
+    output limit, filtered, empty, or just text). `result` is the reminder the model reads."""
+    if reply.finish_reason == "length":
+        text = prompts.NUDGE_CUT
+    elif reply.finish_reason == "content_filter":
+        text = prompts.NUDGE_FILTERED
+    elif not (reply.content or "").strip():
+        text = prompts.NUDGE_EMPTY
+    else:
+        text = prompts.NUDGE_PLANNING if state is State.PLANNING else prompts.NUDGE
+    detail = NudgeDetail(reply.finish_reason or "text")
+    return Step(CheckpointKind.NUDGE, state, task.model_copy(update={"nudged": True}), text, detail)
+
+
+def ask_in_text(state: State, task: TaskState, question: str) -> Step:
+    """A second text reply after a nudge is a question for the user."""
+    pending = PendingQuestion(question=question, tool_call_id=None)
+    task = task.model_copy(update={"nudged": False, "pending_question": pending})
+    to_state = transition(state, Event.NEEDS_INPUT)
+    return Step(CheckpointKind.NEEDS_INPUT, to_state, task, "", QuestionDetail(question))

@@ -9,15 +9,19 @@ the session returned is the state right after it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl import faults
 from agentctl.context import TokenCounter
 from agentctl.details import Detail, ErrorDetail, NoDetail, ToolDetail
-from agentctl.lifecycle import CheckpointKind, State
+from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import Checkpointed, RunEvent
-from agentctl.state import Message, SessionState, TaskState, ToolCall, Usage
+from agentctl.state import Message, SessionInfo, SessionState, TaskState, ToolCall, Usage
 from agentctl.store.base import CheckpointDraft, Store
+
+if TYPE_CHECKING:
+    from agentctl.control import Step
+    from agentctl.store.lease import Lease
 
 
 class Journal:
@@ -63,6 +67,31 @@ class Journal:
         task = session.task.model_copy(update={"last_error": message, **update})
         detail = ErrorDetail(message)
         return self.commit(session, CheckpointKind.ERROR, session.state, task, detail=detail)
+
+    def create(
+        self, info: SessionInfo, messages: tuple[Message, ...], lease: Lease | None
+    ) -> SessionState:
+        """The session's first checkpoint, `new_task` (idle -> planning), held by `lease` from
+        the first moment another process can see it."""
+        draft = CheckpointDraft(
+            parent=None,
+            event=CheckpointKind.NEW_TASK,
+            from_state=State.IDLE,
+            to_state=transition(State.IDLE, Event.NEW_TASK),
+            created_at=self._clock(),
+            task=TaskState(goal=info.spec.goal),
+            usage=Usage(),
+            new_messages=messages,
+        )
+        checkpoint = self._store.create_session(info, draft, lease)
+        self._emit(Checkpointed(checkpoint))
+        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+
+    def commit_step(self, session: SessionState, step: Step, *messages: Message) -> SessionState:
+        """Commit what a control handler decided (control.py), with the messages it adds."""
+        return self.commit(
+            session, step.kind, step.to_state, step.task, new_messages=messages, detail=step.detail
+        )
 
     def commit(
         self,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentctl import faults, prompts
+from agentctl import control, faults, prompts
 from agentctl.actions import (
     AskInText,
     AwaitInput,
@@ -27,31 +27,19 @@ from agentctl.actions import (
 )
 from agentctl.calls import ToolCalls
 from agentctl.compaction import KEEP_HEAD, ContextKeeper
-from agentctl.context import (
-    SUMMARY_TOKENS,
-    Budget,
-    TokenCounter,
-    fit_request,
-)
-from agentctl.details import NudgeDetail, QuestionDetail, ReplyDetail
+from agentctl.context import SUMMARY_TOKENS, Budget, TokenCounter, fit_request
+from agentctl.details import ReplyDetail
 from agentctl.errors import ModelError
 from agentctl.journal import Journal
-from agentctl.lifecycle import CheckpointKind, Event, State, transition
+from agentctl.lifecycle import CheckpointKind
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
-from agentctl.records import Checkpointed, ModelCallStarted, RunEvent, Stop, TextDelta
-from agentctl.state import (
-    Message,
-    PendingQuestion,
-    SessionInfo,
-    SessionState,
-    TaskState,
-    Usage,
-)
-from agentctl.store.base import CheckpointDraft, Store
+from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
+from agentctl.state import Message, SessionInfo, SessionState
+from agentctl.store.base import Store
+from agentctl.tools import ToolRegistry
 
 if TYPE_CHECKING:
     from agentctl.store.lease import Lease
-from agentctl.tools import ToolRegistry
 
 
 @dataclass(frozen=True)
@@ -96,7 +84,6 @@ class Runner:
     ) -> SessionState:
         """Create the session (held by `lease` from its first moment): its first checkpoint is
         `new_task` (idle → planning)."""
-        task = TaskState(goal=info.spec.goal)
         counter = self._journal.counter()
         info = info.model_copy(
             update={"tokenizer": counter.encoding_name, "approximate_tokens": counter.approximate}
@@ -107,19 +94,7 @@ class Runner:
                 Message(role="user", content=prompts.goal_message(info.spec.goal))
             ),
         )
-        draft = CheckpointDraft(
-            parent=None,
-            event=CheckpointKind.NEW_TASK,
-            from_state=State.IDLE,
-            to_state=transition(State.IDLE, Event.NEW_TASK),
-            created_at=self._clock(),
-            task=task,
-            usage=Usage(),
-            new_messages=messages,
-        )
-        checkpoint = self._store.create_session(info, draft, lease)
-        self._emit(Checkpointed(checkpoint))
-        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+        return self._journal.create(info, messages, lease)
 
     def run(
         self, session_id: str, *, answer: str | None, ask: Ask | None, max_turns: int
@@ -141,18 +116,16 @@ class Runner:
             elif isinstance(action, RunCall):
                 session = self._calls.handle_call(session, action.call)
             elif isinstance(action, Nudge):
-                session = self._nudge(session, action.reply)
+                step = control.nudge(session.state, session.task, action.reply)
+                reminder = self._journal.counted(Message(role="user", content=step.result))
+                session = self._journal.commit_step(session, step, reminder)
             elif isinstance(action, AskInText):
-                session = self._ask_in_text(session, action.question)
+                step = control.ask_in_text(session.state, session.task, action.question)
+                session = self._journal.commit_step(session, step)
             elif isinstance(action, GiveUpPlanning):
-                message = (
-                    "the model answered in text instead of submitting a plan, twice: "
-                    f"{action.text[:200]!r}; resume to try again, or rephrase the goal"
-                )
                 # nudged=False: a resume reminds the model once more instead of stopping again.
-                return RunResult(
-                    Stop.NO_PLAN, self._journal.record_error(session, message, nudged=False)
-                )
+                session = self._journal.record_error(session, action.message, nudged=False)
+                return RunResult(Stop.NO_PLAN, session)
             elif turns >= max_turns:
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
                 session = self._journal.record_error(session, message)
@@ -255,32 +228,6 @@ class Runner:
 
     def _tool_schemas(self) -> list[dict[str, Any]]:
         return prompts.CONTROL_TOOLS + self._tools.schemas()
-
-    def _nudge(self, session: SessionState, reply: Message) -> SessionState:
-        if reply.finish_reason == "length":
-            nudge = prompts.NUDGE_CUT
-        elif reply.finish_reason == "content_filter":
-            nudge = prompts.NUDGE_FILTERED
-        elif not (reply.content or "").strip():
-            nudge = prompts.NUDGE_EMPTY
-        else:
-            nudge = prompts.NUDGE_PLANNING if session.state is State.PLANNING else prompts.NUDGE
-        return self._journal.commit(
-            session,
-            CheckpointKind.NUDGE,
-            session.state,
-            session.task.model_copy(update={"nudged": True}),
-            new_messages=(self._journal.counted(Message(role="user", content=nudge)),),
-            detail=NudgeDetail(reply.finish_reason or "text"),
-        )
-
-    def _ask_in_text(self, session: SessionState, text: str) -> SessionState:
-        to_state = transition(session.state, Event.NEEDS_INPUT)
-        pending = PendingQuestion(question=text, tool_call_id=None)
-        task = session.task.model_copy(update={"nudged": False, "pending_question": pending})
-        return self._journal.commit(
-            session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=QuestionDetail(text)
-        )
 
     def _shrink_window(self, session: SessionState, exc: ContextTooLongError) -> SessionState:
         """The server refused the conversation as too long for its window: lower the session's

@@ -31,6 +31,7 @@ from agentctl.errors import (
     UnknownSessionError,
 )
 from agentctl.store.base import (
+    AppendPlan,
     CheckpointDraft,
     CheckpointSummary,
     MessageLinks,
@@ -208,35 +209,7 @@ class SQLiteStore:
     ) -> Checkpoint:
         from agentctl.store.codec import encode
 
-        tip: int | None = None
-        if draft.parent is not None:
-            found = db.execute(
-                "SELECT message_tip FROM checkpoints WHERE session_id = ? AND id = ?",
-                (session_id, draft.parent),
-            ).fetchone()
-            if found is None:
-                raise UnknownCheckpointError(session_id, draft.parent)
-            tip = found[0]
-        (last_message,) = db.execute(
-            "SELECT max(id) FROM messages WHERE session_id = ?", (session_id,)
-        ).fetchone()
-
-        def parent_of(message: int) -> int | None:  # a compaction only: rare
-            row = db.execute(
-                "SELECT parent FROM messages WHERE session_id = ? AND id = ?",
-                (session_id, message),
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"session {session_id}: message {message} is missing")
-            return None if row[0] is None else int(row[0])
-
-        plan = plan_append(
-            draft,
-            checkpoint_id=checkpoint_id,
-            parent_tip=tip,
-            next_message_id=(last_message or 0) + 1,
-            parent_of=parent_of,
-        )
+        plan = self._plan(db, session_id, checkpoint_id, draft)
         db.executemany(
             "INSERT INTO messages (session_id, id, parent, body) VALUES (?, ?, ?, ?)",
             [(session_id, m.id, m.parent, encode(m.message)) for m in plan.messages],
@@ -271,6 +244,41 @@ class SQLiteStore:
             ),
         )
         return checkpoint
+
+    @staticmethod
+    def _plan(
+        db: sqlite3.Connection, session_id: str, checkpoint_id: int, draft: CheckpointDraft
+    ) -> AppendPlan:
+        """Read what the append planner needs: the parent's tip and the next message id."""
+        tip: int | None = None
+        if draft.parent is not None:
+            found = db.execute(
+                "SELECT message_tip FROM checkpoints WHERE session_id = ? AND id = ?",
+                (session_id, draft.parent),
+            ).fetchone()
+            if found is None:
+                raise UnknownCheckpointError(session_id, draft.parent)
+            tip = found[0]
+        (last_message,) = db.execute(
+            "SELECT max(id) FROM messages WHERE session_id = ?", (session_id,)
+        ).fetchone()
+
+        def parent_of(message: int) -> int | None:  # a compaction only: rare
+            row = db.execute(
+                "SELECT parent FROM messages WHERE session_id = ? AND id = ?",
+                (session_id, message),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"session {session_id}: message {message} is missing")
+            return None if row[0] is None else int(row[0])
+
+        return plan_append(
+            draft,
+            checkpoint_id=checkpoint_id,
+            parent_tip=tip,
+            next_message_id=(last_message or 0) + 1,
+            parent_of=parent_of,
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
