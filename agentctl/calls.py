@@ -118,7 +118,7 @@ class ToolCalls:
             ):
                 return self._ask_approval(session, call, approval.remember_question(key, value))
             # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
-            self._store.save_profile(self._store.load_profile().remember(key, value))
+            self._store.update_profile(lambda p: p.remember(key, value))
         task = step.task.model_copy(update={"approval": None})
         if step.to_state is State.WAITING_FEEDBACK:  # answered later, by the user
             return self._commit(session, step.kind, step.to_state, task, detail=step.detail)

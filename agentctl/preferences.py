@@ -31,17 +31,17 @@ def set_preference(settings: Settings, key: str, value: str | None) -> UserProfi
             key, value = preference({"key": key, "value": value})
         except ValueError as exc:
             raise UsageError(f"preference {key!r}: {exc}") from None
+
+    def change(profile: UserProfile) -> UserProfile:
+        if value is not None:
+            return profile.remember(key, value)
+        if key not in profile.preferences:
+            known = ", ".join(sorted(profile.preferences)) or "none"
+            raise UsageError(f"no preference {key!r} to unset (known: {known})")
+        return profile.forget(key)
+
     with opened_store(settings) as store:
-        profile = store.load_profile()
-        if value is None:
-            if key not in profile.preferences:
-                known = ", ".join(sorted(profile.preferences)) or "none"
-                raise UsageError(f"no preference {key!r} to unset (known: {known})")
-            profile = profile.forget(key)
-        else:
-            profile = profile.remember(key, value)
-        store.save_profile(profile)
-        return profile
+        return store.update_profile(change)
 
 
 # -- settings file --------------------------------------------------------------------------

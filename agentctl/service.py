@@ -154,7 +154,7 @@ def start_session(
 
         lease = Lease.mine(secrets.token_hex(8))
         runner.start(info, system, lease)  # no other process can take the new session first
-        store.save_profile(profile.with_goal(spec.goal))
+        store.update_profile(lambda p: p.with_goal(spec.goal))
         with held_lease(store, info.id, lease):
             turns = max_turns or spec.max_turns
             result = runner.run(info.id, answer=None, ask=ask, max_turns=turns)

@@ -180,7 +180,12 @@ class Profiles(Protocol):
         """The profile (empty when none was saved). Raises StoreError when it is damaged."""
         ...
 
-    def save_profile(self, profile: UserProfile) -> None: ...
+    def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
+        """Apply `change` to the profile atomically and return the result: a read, the change
+        and the write, with no other update in between (or, where the backend cannot lock,
+        retried until none came between). Two machines that update at once both keep their
+        change. `change` may raise to refuse; nothing is written then."""
+        ...
 
 
 class Integrity(Protocol):

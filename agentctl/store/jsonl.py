@@ -17,7 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -479,11 +479,13 @@ class JsonlStore:
                 return UserProfile()
             return decode(UserProfile, path.read_text(), where=str(path))
 
-    def save_profile(self, profile: UserProfile) -> None:
+    def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
         from agentctl.store.codec import encode
 
-        with self._locked(self.root):
+        with self._locked(self.root):  # the store's lock: no other update in between
+            profile = change(self.load_profile())
             write_private_atomic(self.root / "profile.json", encode(profile))
+        return profile
 
     def close(self) -> None:
         pass

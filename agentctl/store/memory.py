@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from agentctl.errors import (
     HeadMovedError,
@@ -170,8 +171,10 @@ class MemoryStore:
     def load_profile(self) -> UserProfile:
         return self._profile
 
-    def save_profile(self, profile: UserProfile) -> None:
-        self._profile = profile
+    def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
+        with self._lock:
+            self._profile = change(self._profile)
+            return self._profile
 
     def close(self) -> None:
         pass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -483,18 +483,36 @@ class SQLiteStore:
             row = self._db.execute("SELECT body FROM profile WHERE id = 1").fetchone()
         return UserProfile() if row is None else decode(UserProfile, row[0], where="profile")
 
-    def save_profile(self, profile: UserProfile) -> None:
-        from agentctl.store.codec import encode
+    def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
+        from agentctl.state import UserProfile
+        from agentctl.store.codec import decode, encode
 
-        with _translated(self.path), self._transaction() as db:
-            db.execute(
-                "INSERT INTO profile (id, body) VALUES (1, ?)"
-                " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                (encode(profile),),
-            )
+        try:
+            with _translated(self.path), self._transaction() as db:  # the write lock
+                row = db.execute("SELECT body FROM profile WHERE id = 1").fetchone()
+                current = (
+                    UserProfile() if row is None else decode(UserProfile, row[0], where="profile")
+                )
+                try:
+                    profile = change(current)
+                except Exception as exc:  # the caller's refusal, not a damaged store
+                    raise _Refused(exc) from exc
+                db.execute(
+                    "INSERT INTO profile (id, body) VALUES (1, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                    (encode(profile),),
+                )
+        except _Refused as refused:
+            raise refused.cause from None
+        return profile
 
     def close(self) -> None:
         self._db.close()
+
+
+class _Refused(Exception):  # carries the change's own exception out of _translated
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -209,14 +209,25 @@ class StoreSpec:
 
     def test_the_profile_outlives_sessions(self, store: Store) -> None:
         assert store.load_profile() == UserProfile()
-        store.save_profile(UserProfile().remember("airline", "Delta"))
+        store.update_profile(lambda p: p.remember("airline", "Delta"))
         assert store.load_profile().preferences == {"airline": "Delta"}
+        assert store.update_profile(lambda p: p.remember("seat", "aisle")).preferences == {
+            "airline": "Delta",
+            "seat": "aisle",
+        }
+
+        def refuse(profile: UserProfile) -> UserProfile:
+            raise ValueError("no")
+
+        with pytest.raises(ValueError):
+            store.update_profile(refuse)
+        assert len(store.load_profile().preferences) == 2  # a refused change writes nothing
 
     def test_everything_survives_reopening(self, tmp_path: Path) -> None:
         self.needs_persistence()
         first = self.open(tmp_path)
         build(first, 4)
-        first.save_profile(UserProfile().remember("seat", "aisle"))
+        first.update_profile(lambda p: p.remember("seat", "aisle"))
         before = first.load("abc123")
         first.close()
         again = self.open(tmp_path)
