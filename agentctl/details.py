@@ -128,6 +128,13 @@ class RollbackDetail:
     from_: int | None = None  # stored as "from"
 
 
+@dataclass(frozen=True)
+class MovedDetail:
+    """moved: where the session went (the store URL, its password masked)."""
+
+    to: str = ""
+
+
 Detail = (
     NoDetail
     | PlanDetail
@@ -142,6 +149,7 @@ Detail = (
     | ErrorDetail
     | CompactionDetail
     | RollbackDetail
+    | MovedDetail
 )
 
 K = CheckpointKind
@@ -161,6 +169,7 @@ KINDS: dict[CheckpointKind, type[Detail]] = {
     K.ERROR: ErrorDetail,
     K.CONTEXT_COMPACTED: CompactionDetail,
     K.ROLLBACK: RollbackDetail,
+    K.MOVED: MovedDetail,
 }
 
 

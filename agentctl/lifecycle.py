@@ -50,6 +50,7 @@ class CheckpointKind(StrEnum):
     ERROR = "error"
     CONTEXT_COMPACTED = "context_compacted"
     ROLLBACK = "rollback"
+    MOVED = "moved"  # the session was moved to another store: this copy is read-only
 
     @property
     def event(self) -> Event | None:

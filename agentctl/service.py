@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 def held_lease(store: Store, session_id: str, lease: Lease | None = None) -> Iterator[None]:
     """Hold the session's lease while the block runs (taking it, unless `lease` is already
     held), renewed by a heartbeat thread on its own handle to the same store."""
-    from agentctl.store.lease import DEFAULT_TTL_S, Lease
+    from agentctl.store.lease import Lease, lease_ttl
 
     if lease is None:
         lease = Lease.mine(secrets.token_hex(8))
@@ -53,7 +53,7 @@ def held_lease(store: Store, session_id: str, lease: Lease | None = None) -> Ite
         except AgentctlError:
             return
         try:
-            while not stop.wait(DEFAULT_TTL_S / 3):
+            while not stop.wait(lease_ttl() / 3):
                 other.acquire_lease(session_id, held.renewed())
         except AgentctlError:
             pass  # lost to a takeover: the head check on every commit stops our writes

@@ -30,6 +30,10 @@ CLEARED = (
     "AGENTCTL_CONFIG",
     "AGENTCTL_CONTEXT_WINDOW",
     "AGENTCTL_CONTEXT_STRATEGY",
+    "AGENTCTL_LEASE_TTL",
+    "AGENTCTL_HOSTNAME",
+    "AGENTCTL_USER",
+    "PGPASSWORD",
 )
 
 
@@ -49,6 +53,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         source = inspect.getsource(function)
         if any(word in source for word in PROCESS_WORDS):
             item.add_marker(pytest.mark.process)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server for the whole run: AGENTCTL_TEST_POSTGRES_URL's, or a throwaway
+    cluster from this machine's binaries. Where none can be had the PostgreSQL tests skip with
+    the reason, unless AGENTCTL_REQUIRE_POSTGRES is set (.ci/run sets it): then they fail."""
+    from agentctl.testing.postgres import ExternalPostgres, ThrowawayPostgres, Unavailable
+
+    external = os.environ.get("AGENTCTL_TEST_POSTGRES_URL")
+    if external:
+        yield ExternalPostgres(external)
+        return
+    try:
+        import psycopg  # noqa: F401
+
+        server = ThrowawayPostgres()
+        server.start()
+    except (Unavailable, ImportError) as exc:
+        if os.environ.get("AGENTCTL_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required here and cannot be started: {exc}")
+        pytest.skip(f"no PostgreSQL for the PostgreSQL tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(postgres: Any) -> str:
+    """The URL of a new, empty database on the test server."""
+    return str(postgres.database(f"t{next(_databases)}_{os.getpid()}"))
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +150,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store_kind(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store URL of the backend a test names with indirect parametrization."""
+    """A store URL of the backend a test names with indirect parametrization ("postgres": a
+    new database on the test server)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     return _url(request.param, tmp_path)
 
 

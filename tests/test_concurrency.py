@@ -31,7 +31,9 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize(
-    ("store_kind", "racers"), [("sqlite", 5), ("json", 3)], indirect=["store_kind"]
+    ("store_kind", "racers"),
+    [("sqlite", 5), ("json", 3), ("postgres", 6)],
+    indirect=["store_kind"],
 )
 def test_of_several_resumes_of_one_session_exactly_one_proceeds(
     store_kind: str, racers: int

@@ -14,17 +14,26 @@ pytestmark = pytest.mark.process  # forks and kills real processes
 TOTAL = Report()  # across the cases, for the count below; each case reports on its own
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "json"])
+@pytest.mark.parametrize("backend", ["sqlite", "json", "postgres"])
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_every_kill_point_resumes_to_the_clean_end(
-    tmp_path: Path, backend: str, scenario: Scenario
+    tmp_path: Path, backend: str, scenario: Scenario, request: pytest.FixtureRequest
 ) -> None:
     report = Report()
+    database = None
+    if backend == "postgres":
+        database = request.getfixturevalue("postgres").database
     # To keep the default run short, SQLite takes the odd occurrences of each point and JSON
-    # lines the even ones: together, every place. python -m tests.fault.fuzz does every place on
-    # both, and kills the recoveries too.
+    # lines and PostgreSQL the even ones: together, every place twice over. python -m
+    # tests.fault.fuzz does every place on both file stores, and kills the recoveries too.
     fuzz_scenario(
-        tmp_path, backend, scenario, report, start=1 if backend == "sqlite" else 2, stride=2
+        tmp_path,
+        backend,
+        scenario,
+        report,
+        start=1 if backend == "sqlite" else 2,
+        stride=2,
+        database=database,
     )
     TOTAL.kill_points += report.kill_points
     TOTAL.scenarios += report.scenarios

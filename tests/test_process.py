@@ -64,7 +64,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, 
 # commit, so killing "after 2" or "after 4" lands anywhere from a commit to the next model call.
 @pytest.mark.parametrize(
     ("store_kind", "kill_after"),
-    [("sqlite", 1), ("sqlite", 4), ("json", 2)],
+    [("sqlite", 1), ("sqlite", 4), ("json", 2), ("postgres", 3)],
     indirect=["store_kind"],
 )
 def test_kill_9_midway_then_resume_reaches_done(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agentctl.store import Store, open_store
 from agentctl.testing.store_spec import StoreSpec
 
@@ -23,3 +25,17 @@ class TestSQLiteStore(StoreSpec):
 class TestJsonlStore(StoreSpec):
     def open(self, place: Path) -> Store:
         return open_store(f"json://{place / 'jsonl'}")
+
+
+class TestPostgresStore(StoreSpec):
+    """The same contract on a real PostgreSQL (a throwaway server: tests/conftest.py)."""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, postgres: object) -> None:
+        self.server = postgres
+        self.urls: dict[Path, str] = {}
+
+    def open(self, place: Path) -> Store:
+        if place not in self.urls:  # one database per test folder: reopening finds it
+            self.urls[place] = self.server.database(f"c{abs(hash(place)) % 10**12}")  # type: ignore[attr-defined]
+        return open_store(self.urls[place])

@@ -1,7 +1,8 @@
 """Stores: one protocol (`Store`), several backends, chosen by URL through a small registry.
 
 `sqlite:///abs/file.db` or `sqlite:rel/file.db` (default: under AGENTCTL_HOME),
-`json:///abs/dir` or `json:rel/dir`, `memory:` (tests). `?mode=ro` opens a store read-only.
+`json:///abs/dir` or `json:rel/dir`, `postgresql://user@host/db` (or `postgres://`), `memory:`
+(tests). `?mode=ro` opens a store read-only.
 A backend registers its schemes with an opener; the URL reaches it parsed but whole, so a
 network backend keeps `scheme://user:password@host/db` as it is (and its password is masked
 wherever the URL is shown: config.redact_url).
@@ -78,6 +79,21 @@ def _jsonl(url: StoreURL) -> Store:
     from agentctl.store.jsonl import JsonlStore
 
     return JsonlStore(_file_path(url), read_only=url.read_only)
+
+
+@register("postgresql", "postgres")
+def _postgres(url: StoreURL) -> Store:
+    try:
+        import psycopg  # noqa: F401  # the optional extra: say how to get it
+    except ImportError:
+        from agentctl.errors import StoreError
+
+        raise StoreError(
+            "a PostgreSQL store needs psycopg: pip install 'agentctl[postgres]'"
+        ) from None
+    from agentctl.store.postgres import PostgresStore
+
+    return PostgresStore(url.url)
 
 
 @register("memory")

@@ -434,7 +434,13 @@ class JsonlStore:
             held = None
             try:
                 data = json.loads((path / "lease.json").read_text())
-                held = Lease(data["host"], data["pid"], data["token"], data["expires_at"])
+                held = Lease(
+                    data["host"],
+                    data["pid"],
+                    data["token"],
+                    data["expires_at"],
+                    data.get("user", ""),
+                )
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # none, or unreadable: a lease is advisory, the head check is the guard
             check_takeover(session_id, held, lease)

@@ -9,6 +9,7 @@ writes impossible even if a lease is wrongly taken over.
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import time
@@ -19,26 +20,55 @@ from agentctl.errors import SessionBusyError
 DEFAULT_TTL_S = 30.0
 
 
+def lease_ttl() -> float:
+    """How long a lease lasts unless renewed (the heartbeat renews it every third of that).
+    AGENTCTL_LEASE_TTL changes it: shorter for tests, longer for a slow network store."""
+    try:
+        return max(1.0, float(os.environ.get("AGENTCTL_LEASE_TTL", DEFAULT_TTL_S)))
+    except ValueError:
+        return DEFAULT_TTL_S
+
+
+def host_name() -> str:
+    """This machine's name in leases. AGENTCTL_HOSTNAME overrides it where containers share
+    one hostname (a lease's pid is checked only on the host that wrote it)."""
+    return os.environ.get("AGENTCTL_HOSTNAME") or socket.gethostname()
+
+
+def user_name() -> str:
+    try:
+        return os.environ.get("AGENTCTL_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 @dataclass(frozen=True)
 class Lease:
     host: str
     pid: int
     token: str
-    expires_at: float  # seconds since the epoch
+    expires_at: float  # seconds since the epoch (a network store judges by its own clock)
+    user: str = ""
 
     @classmethod
-    def mine(cls, token: str, ttl: float = DEFAULT_TTL_S) -> Lease:
-        return cls(socket.gethostname(), os.getpid(), token, time.time() + ttl)
+    def mine(cls, token: str, ttl: float | None = None) -> Lease:
+        ttl = lease_ttl() if ttl is None else ttl
+        return cls(host_name(), os.getpid(), token, time.time() + ttl, user_name())
 
-    def renewed(self, ttl: float = DEFAULT_TTL_S) -> Lease:
-        return Lease(self.host, self.pid, self.token, time.time() + ttl)
+    def renewed(self, ttl: float | None = None) -> Lease:
+        ttl = lease_ttl() if ttl is None else ttl
+        return Lease(self.host, self.pid, self.token, time.time() + ttl, self.user)
+
+    def holder(self) -> str:
+        who = f"{self.user}@{self.host}" if self.user else self.host
+        return f"process {self.pid} on {who}"
 
 
 def holder_is_gone(held: Lease, now: float | None = None) -> bool:
     """True when a held lease may be taken over."""
     if (now or time.time()) >= held.expires_at:
         return True
-    if held.host != socket.gethostname():
+    if held.host != host_name():
         return False  # another machine: only expiry can tell
     try:
         os.kill(held.pid, 0)
@@ -55,7 +85,7 @@ def check_takeover(session_id: str, held: Lease | None, wanted: Lease) -> None:
         return
     left = max(0, round(held.expires_at - time.time()))
     raise SessionBusyError(
-        f"session {session_id} is running in process {held.pid} on {held.host} "
+        f"session {session_id} is running in {held.holder()} "
         f"(lease expires in {left}s unless renewed)",
         hint="wait for it to finish, or stop that process",
     )

@@ -136,10 +136,11 @@ class World:
 
     root: Path
     backend: str
+    url: str = ""  # a PostgreSQL world's database; file backends keep their store in root
 
     @property
     def settings(self) -> Settings:
-        url = (
+        url = self.url or (
             f"sqlite://{self.root / 'agentctl.db'}"
             if self.backend == "sqlite"
             else f"json://{self.root / 'jsonl'}"
@@ -276,7 +277,7 @@ def check_invariants(world: World, clean: dict[str, Any], kills: int) -> list[st
         db.close()
         if verdict != "ok" or broken_keys:
             problems.append(f"integrity_check: {verdict}; foreign keys: {broken_keys}")
-    else:
+    elif world.backend == "json":
         for log in (world.root / "jsonl").rglob("events.jsonl"):
             for number, line in enumerate(log.read_bytes().split(b"\n")[:-1], 1):
                 try:
@@ -295,10 +296,12 @@ def prewarm() -> None:
     TiktokenCounter("scripted")
 
 
-def clean_run(root: Path, backend: str, scenario: Scenario) -> dict[str, Any]:
+def clean_run(
+    root: Path, backend: str, scenario: Scenario, database: Callable[[str], str] | None = None
+) -> dict[str, Any]:
     # In this process, not a child: it also warms every lazy import the children will inherit.
     prewarm()
-    world = World(root, backend)
+    world = World(root, backend, database(f"{scenario.name}_clean") if database else "")
     root.mkdir(parents=True)
     drive(world, scenario)
     observed = observe(world)
@@ -323,14 +326,19 @@ def fuzz_scenario(
     start: int = 1,
     stride: int = 1,
     double_faults: random.Random | None = None,
+    database: Callable[[str], str] | None = None,
 ) -> None:
-    """Kill at every (point, n) for n = start, start + stride, …; resume each and check."""
-    clean = clean_run(root / "clean", backend, scenario)
+    """Kill at every (point, n) for n = start, start + stride, …; resume each and check.
+    `database(name)` makes a new database for each world of a PostgreSQL fuzz."""
+    clean = clean_run(root / "clean", backend, scenario, database)
     points = faults.POINTS + (TOOL_POINTS if scenario.name == "pay" else ())
     for point in points:
         occurrence = start
         while True:
-            world = World(root / f"{point}-{occurrence}", backend)
+            name = f"{scenario.name}_{point}_{occurrence}".replace("-", "_")
+            world = World(
+                root / f"{point}-{occurrence}", backend, database(name) if database else ""
+            )
             world.root.mkdir(parents=True)
             if not in_child(lambda world=world: drive(world, scenario), (point, occurrence)):
                 break  # the scenario reaches this point fewer than `occurrence` times

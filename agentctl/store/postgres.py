@@ -1,0 +1,811 @@
+"""The PostgreSQL store: one session history for a team, or for agents on several machines.
+
+Tables live in their own schema, `agentctl`, so a database shared with other software is safe.
+Checkpoints and messages are insert-only (each message once, pointing to its predecessor, so
+branches share their prefix); the session row is small (head, state, lease) and is the only
+row an append updates.
+
+An append is one statement, one round trip: a data-modifying CTE moves the session's head only
+if it is still the expected head *and* this writer's lease is still valid by the server's
+clock, and inserts the messages and the checkpoint only from that moved row. Zero rows back
+means the write did not happen, whoever won. So a writer paused past its lease (a closed lid,
+SIGSTOP) writes nothing after a takeover: the fence is checked in the same statement as the
+write, which is what a lock with a TTL (Redis) cannot give. To keep that one round trip, the
+store remembers for each session it writes the head, the head's last message and the next
+message id; the fence makes a stale memory harmless (the write is refused, then re-read).
+
+One plain connection per process, autocommit; `prepare_threshold` (URL query, e.g.
+`?prepare_threshold=0` behind PgBouncer in transaction mode) is passed to psycopg. libpq reads
+PGPASSWORD, ~/.pgpass and sslmode as usual. A connection the server dropped while the model was
+thinking is opened again on the next use; a write whose answer was lost is checked, not
+repeated. psycopg is imported only here, only when a PostgreSQL URL is opened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from agentctl import faults
+from agentctl.config import redact_text, redact_url
+from agentctl.errors import (
+    HeadMovedError,
+    SessionBusyError,
+    SessionExistsError,
+    StoreError,
+    UnknownCheckpointError,
+    UnknownSessionError,
+)
+from agentctl.store.base import (
+    AppendPlan,
+    CheckpointDraft,
+    CheckpointSummary,
+    MessageLinks,
+    SessionSummary,
+    plan_append,
+)
+from agentctl.store.lease import Lease, holder_is_gone, user_name
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from agentctl.state import Checkpoint, SessionInfo, SessionState, UserProfile
+
+S = "agentctl"  # the schema every table lives in
+ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
+PROFILE_RETRIES = 8
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "p001_initial",
+        f"""
+        CREATE TABLE {S}.sessions (
+            id text PRIMARY KEY,
+            info text NOT NULL,              -- SessionInfo JSON, written once
+            goal text NOT NULL,
+            title text,
+            created_at text NOT NULL,
+            updated_at text NOT NULL,        -- of the head checkpoint
+            head integer NOT NULL,           -- the newest checkpoint; the fence compares it
+            state text NOT NULL,
+            outcome text,
+            lease_token text,                -- one writer: who, and until when by our clock
+            lease_user text,
+            lease_host text,
+            lease_pid integer,
+            lease_expires timestamptz
+        );
+        CREATE INDEX sessions_updated ON {S}.sessions (updated_at DESC, id DESC);
+        CREATE TABLE {S}.messages (
+            session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            id integer NOT NULL,             -- 1, 2, 3... within the session, as everywhere
+            parent integer,
+            body text NOT NULL,
+            PRIMARY KEY (session_id, id)
+        );
+        CREATE TABLE {S}.checkpoints (
+            session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            id integer NOT NULL,
+            parent integer,
+            event text NOT NULL,
+            from_state text NOT NULL,
+            to_state text NOT NULL,
+            created_at text NOT NULL,
+            detail text NOT NULL,
+            task text NOT NULL,
+            usage text NOT NULL,
+            message_tip integer,
+            PRIMARY KEY (session_id, id)
+        );
+        CREATE TABLE {S}.profiles (
+            user_name text PRIMARY KEY,      -- user state is per user in a shared store
+            version bigint NOT NULL,         -- optimistic: an update names the one it read
+            body text NOT NULL
+        );
+        """,
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_APPEND = f"""
+WITH moved AS (
+    UPDATE {S}.sessions
+    SET head = %(new)s, state = %(to_state)s, updated_at = %(at)s, outcome = %(outcome)s
+    WHERE id = %(sid)s AND head = %(expected)s AND CASE
+        WHEN %(token)s::text IS NULL
+            THEN lease_token IS NULL OR lease_expires <= clock_timestamp()
+        ELSE lease_token = %(token)s AND lease_expires > clock_timestamp()
+    END
+    RETURNING id
+), new_messages AS (
+    INSERT INTO {S}.messages (session_id, id, parent, body)
+    SELECT moved.id, m.id, m.parent, m.body
+    FROM moved, unnest(%(ids)s::integer[], %(parents)s::integer[], %(bodies)s::text[])
+        AS m (id, parent, body)
+), new_checkpoint AS (
+    INSERT INTO {S}.checkpoints (session_id, id, parent, event, from_state, to_state,
+        created_at, detail, task, usage, message_tip)
+    SELECT moved.id, %(new)s, %(parent)s, %(event)s, %(from_state)s, %(to_state)s, %(at)s,
+        %(detail)s, %(task)s, %(usage)s, %(tip)s
+    FROM moved
+)
+SELECT count(*) FROM moved
+"""
+
+_CHAIN = f"""
+WITH RECURSIVE chain (id, parent, body, depth) AS (
+    SELECT id, parent, body, 0 FROM {S}.messages WHERE session_id = %(sid)s AND id = %(tip)s
+    UNION ALL
+    SELECT m.id, m.parent, m.body, chain.depth + 1
+    FROM {S}.messages AS m JOIN chain
+    ON m.session_id = %(sid)s AND m.id = chain.parent AND m.id < chain.id
+)
+SELECT '[' || coalesce(string_agg(body, ',' ORDER BY depth DESC), '') || ']', count(*),
+       (SELECT parent FROM chain ORDER BY depth DESC LIMIT 1)
+FROM chain
+"""
+
+_CHECKPOINT_COLUMNS = (
+    "id, parent, event, from_state, to_state, created_at, detail, task, usage, message_tip"
+)
+
+
+@dataclass
+class _Tail:
+    """What this process knows of a session it writes: enough to plan the next append."""
+
+    head: int
+    tip: int | None
+    next_message_id: int
+
+
+def connection_options(url: str) -> tuple[str, dict[str, Any]]:
+    """The libpq URL (agentctl's own query parameters taken out) and psycopg's options."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in ("prepare_threshold", "connect_timeout")}
+    libpq = [(k, v) for k, v in query if k != "prepare_threshold"]
+    options: dict[str, Any] = {"autocommit": True, "connect_timeout": 10}
+    try:
+        if "prepare_threshold" in ours:
+            value = ours["prepare_threshold"].lower()
+            options["prepare_threshold"] = None if value in ("none", "off") else int(value)
+        if "connect_timeout" in ours:
+            options["connect_timeout"] = int(ours["connect_timeout"])
+    except ValueError:
+        raise StoreError(f"store {redact_url(url)}: prepare_threshold must be a number") from None
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    clean = urlunsplit((scheme, parts.netloc, parts.path, urlencode(libpq), parts.fragment))
+    return clean, options
+
+
+class PostgresStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.shown = redact_url(url)
+        self._dsn, self._options = connection_options(url)
+        self._tails: dict[str, _Tail] = {}
+        self._tokens: dict[str, str] = {}  # session id -> the lease this process holds
+        self._conn: psycopg.Connection[Any] = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        try:
+            return psycopg.connect(self._dsn, **self._options)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot open PostgreSQL store {self.shown}: {_first_line(exc)}"
+            ) from None
+
+    @contextmanager
+    def _errors(self, session_id: str | None = None) -> Iterator[None]:
+        """psycopg's errors, and rows that do not decode, as one StoreError naming the place."""
+        import psycopg
+
+        where = f"store {self.shown}" + (f", session {session_id}" if session_id else "")
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise StoreError(f"{where}: {_first_line(exc)}") from None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise StoreError(
+                f"{where}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
+                hint="agentctl verify",
+            ) from None
+
+    def _db(self) -> psycopg.Connection[Any]:
+        """The connection, opened again if the server dropped it (a restart, an idle timeout
+        while the model was thinking): known only after a failure, so `_retrying` asks."""
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def _retrying(self, read: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        """A read, tried once more on a new connection when the old one turned out dead."""
+        import psycopg
+
+        try:
+            return read(self._db())
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+            return read(self._db())
+
+    def _migrate(self) -> None:
+        with self._errors():
+            version = self._version(self._conn)
+            if version > SCHEMA_VERSION:  # refused before anything is written
+                raise StoreError(
+                    f"store {self.shown} has schema version {version}, newer than this agentctl "
+                    f"({SCHEMA_VERSION}); upgrade agentctl to use it"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            with self._conn.transaction():
+                # Machines starting at once: one migrates, the others wait and find it done.
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+                version = self._version(self._conn)
+                self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {S}")
+                self._conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {S}.schema_version (version integer NOT NULL)"
+                )
+                for _name, sql in MIGRATIONS[version:]:
+                    self._conn.execute(sql)  # our own constant SQL
+                self._conn.execute(f"DELETE FROM {S}.schema_version")
+                self._conn.execute(f"INSERT INTO {S}.schema_version VALUES (%s)", (SCHEMA_VERSION,))
+
+    @staticmethod
+    def _version(conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT to_regclass(%s)", (f"{S}.schema_version",)).fetchone()
+        if row is None or row[0] is None:
+            return 0
+        found = conn.execute(f"SELECT max(version) FROM {S}.schema_version").fetchone()
+        return int(found[0] or 0) if found else 0
+
+    def another_handle(self) -> PostgresStore:
+        other = PostgresStore.__new__(PostgresStore)
+        other.url, other.shown = self.url, self.shown
+        other._dsn, other._options = self._dsn, self._options
+        other._tails, other._tokens = {}, dict(self._tokens)
+        other._conn = other._connect()  # a connection of its own, for another thread
+        return other
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def create_session(
+        self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
+    ) -> Checkpoint:
+        from agentctl.store.codec import encode
+
+        plan = plan_append(
+            first, checkpoint_id=1, parent_tip=None, next_message_id=1, parent_of=_no_parent
+        )
+        with self._errors(info.id):
+            conn = self._db()
+            with conn.transaction():
+                created = conn.execute(
+                    f"INSERT INTO {S}.sessions (id, info, goal, title, created_at, updated_at,"
+                    " head, state, outcome, lease_token, lease_user, lease_host, lease_pid,"
+                    " lease_expires) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, NULL, %s, %s, %s, %s,"
+                    " clock_timestamp() + make_interval(secs => %s))"
+                    " ON CONFLICT (id) DO NOTHING RETURNING id",
+                    (
+                        info.id,
+                        encode(info),
+                        info.spec.goal,
+                        info.spec.title,
+                        info.created_at,
+                        info.created_at,
+                        first.from_state.value,
+                        *_lease_columns(lease),
+                    ),
+                ).fetchone()
+                if created is None:
+                    raise SessionExistsError(f"session {info.id} exists")
+                token = lease.token if lease else None
+                if not self._write(conn, info.id, 0, plan, token):
+                    raise StoreError(f"session {info.id}: its first checkpoint was refused")
+        if lease is not None:
+            self._tokens[info.id] = lease.token
+        self._tails[info.id] = _Tail(1, plan.checkpoint.message_tip, 1 + len(plan.messages))
+        return plan.checkpoint
+
+    def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
+        import psycopg
+
+        with self._errors(session_id):
+            plan = self._plan(session_id, expected_head, draft)
+            token = self._tokens.get(session_id)
+            written: bool | None
+            try:
+                written = self._write(self._db(), session_id, expected_head, plan, token)
+            except psycopg.OperationalError:
+                if not self._conn.broken:
+                    raise
+                # The connection died with the statement: find out whether it was written.
+                written = self._landed(session_id, expected_head, plan)
+                if written is None:
+                    written = self._write(self._db(), session_id, expected_head, plan, token)
+            if not written:
+                self._tails.pop(session_id, None)
+                self._refused(session_id, expected_head, token)
+        self._tails[session_id] = _Tail(
+            plan.checkpoint.id,
+            plan.checkpoint.message_tip,
+            (plan.messages[-1].id + 1)
+            if plan.messages
+            else self._tails[session_id].next_message_id,
+        )
+        return plan.checkpoint
+
+    def _plan(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> AppendPlan:
+        """The append's plan from what this process knows, reading only what it does not."""
+        tail = self._tails.get(session_id)
+        if tail is None or tail.head != expected_head:
+            tail = self._tails[session_id] = self._read_tail(session_id)
+        if draft.parent == tail.head:
+            parent_tip = tail.tip
+        elif draft.parent is not None:  # a rollback: the older checkpoint's last message
+            row = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT message_tip FROM {S}.checkpoints WHERE session_id = %s AND id = %s",
+                    (session_id, draft.parent),
+                ).fetchone()
+            )
+            if row is None:
+                raise UnknownCheckpointError(session_id, draft.parent)
+            parent_tip = row[0]
+        else:
+            parent_tip = None
+        parents: dict[int, int | None] = {}
+        if draft.keep_messages is not None and parent_tip is not None:  # a compaction: rare
+            rows = self._retrying(
+                lambda db: db.execute(
+                    f"""WITH RECURSIVE chain (id, parent) AS (
+                        SELECT id, parent FROM {S}.messages WHERE session_id = %(s)s AND id = %(t)s
+                        UNION ALL
+                        SELECT m.id, m.parent FROM {S}.messages AS m JOIN chain
+                        ON m.session_id = %(s)s AND m.id = chain.parent AND m.id < chain.id
+                    ) SELECT id, parent FROM chain""",
+                    {"s": session_id, "t": parent_tip},
+                ).fetchall()
+            )
+            parents = {int(r[0]): r[1] for r in rows}
+
+        def parent_of(message: int) -> int | None:
+            if message not in parents:
+                raise StoreError(f"session {session_id}: message {message} is missing")
+            return parents[message]
+
+        return plan_append(
+            draft,
+            checkpoint_id=expected_head + 1,
+            parent_tip=parent_tip,
+            next_message_id=tail.next_message_id,
+            parent_of=parent_of,
+        )
+
+    def _read_tail(self, session_id: str) -> _Tail:
+        row = self._retrying(
+            lambda db: db.execute(
+                f"""SELECT s.head,
+                    (SELECT message_tip FROM {S}.checkpoints
+                     WHERE session_id = s.id AND id = s.head),
+                    (SELECT max(id) FROM {S}.messages WHERE session_id = s.id)
+                FROM {S}.sessions AS s WHERE s.id = %s""",
+                (session_id,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        return _Tail(int(row[0]), row[1], int(row[2] or 0) + 1)
+
+    def _write(
+        self,
+        conn: psycopg.Connection[Any],
+        session_id: str,
+        expected_head: int,
+        plan: AppendPlan,
+        token: str | None,
+    ) -> bool:
+        import json
+
+        from agentctl.store.codec import encode
+
+        c = plan.checkpoint
+        faults.hit("commit_started")  # the statement not yet sent
+        row = conn.execute(
+            _APPEND,
+            {
+                "sid": session_id,
+                "expected": expected_head,
+                "new": c.id,
+                "token": token,
+                "parent": c.parent,
+                "event": c.event.value,
+                "from_state": c.from_state.value,
+                "to_state": c.to_state.value,
+                "at": c.created_at,
+                "outcome": c.task.outcome.value if c.task.outcome else None,
+                "detail": json.dumps(c.detail),
+                "task": encode(c.task),
+                "usage": encode(c.usage),
+                "tip": c.message_tip,
+                "ids": [m.id for m in plan.messages],
+                "parents": [m.parent for m in plan.messages],
+                "bodies": [encode(m.message) for m in plan.messages],
+            },
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _landed(self, session_id: str, expected_head: int, plan: AppendPlan) -> bool | None:
+        """After a lost answer: True if our checkpoint is there, None if nothing was written
+        (try again), False if someone else's is."""
+        row = self._retrying(
+            lambda db: db.execute(
+                f"SELECT event, created_at FROM {S}.checkpoints WHERE session_id = %s AND id = %s",
+                (session_id, expected_head + 1),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return (row[0], row[1]) == (plan.checkpoint.event.value, plan.checkpoint.created_at)
+
+    def _refused(self, session_id: str, expected_head: int, token: str | None) -> None:
+        """Why the fenced append wrote nothing, as the error that says so."""
+        row = self._retrying(
+            lambda db: db.execute(
+                f"SELECT head, lease_token, lease_user, lease_host, lease_pid,"
+                f" extract(epoch FROM lease_expires - clock_timestamp())"
+                f" FROM {S}.sessions WHERE id = %s",
+                (session_id,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        head, holder_token, user, host, pid, left = row
+        if head != expected_head:
+            raise HeadMovedError(
+                f"session {session_id} moved on to checkpoint {head} (expected {expected_head}):"
+                " another process is writing to it"
+            )
+        if holder_token is not None and holder_token != token and (left or 0) > 0:
+            holder = Lease(host or "?", pid or 0, holder_token, 0.0, user or "")
+            raise SessionBusyError(
+                f"session {session_id} is running in {holder.holder()} (lease expires in "
+                f"{max(0, round(left))}s unless renewed); this process's lease was taken over",
+                hint="wait for it to finish, or stop that process",
+            )
+        raise SessionBusyError(
+            f"session {session_id}: this process's lease expired before the write (the "
+            "store's clock decides); nothing was written",
+            hint=f"agentctl resume {session_id}",
+        )
+
+    def acquire_lease(self, session_id: str, lease: Lease) -> None:
+        ttl = lease.expires_at - time.time()  # as the caller set it (an expired one: expired)
+        with self._errors(session_id):
+            row = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT lease_token, lease_user, lease_host, lease_pid,"
+                    f" extract(epoch FROM lease_expires - clock_timestamp())"
+                    f" FROM {S}.sessions WHERE id = %s",
+                    (session_id,),
+                ).fetchone()
+            )
+            if row is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            seen, user, host, pid, left = row
+            if seen is not None and seen != lease.token and (left or 0) > 0:
+                held = Lease(host or "?", pid or 0, seen, time.time() + float(left), user or "")
+                if not holder_is_gone(held):
+                    raise SessionBusyError(
+                        f"session {session_id} is running in {held.holder()} "
+                        f"(lease expires in {max(0, round(left))}s unless renewed)",
+                        hint="wait for it to finish, or stop that process",
+                    )
+            taken = (
+                self._db()
+                .execute(
+                    f"UPDATE {S}.sessions SET lease_token = %s, lease_user = %s, lease_host = %s,"
+                    " lease_pid = %s, lease_expires = clock_timestamp() + make_interval(secs => %s)"
+                    " WHERE id = %s AND lease_token IS NOT DISTINCT FROM %s RETURNING id",
+                    (lease.token, lease.user, lease.host, lease.pid, ttl, session_id, seen),
+                )
+                .fetchone()
+            )
+            if taken is None:  # another process took it between our read and our write
+                raise SessionBusyError(
+                    f"session {session_id} was just taken by another process",
+                    hint="wait for it to finish, or stop that process",
+                )
+        self._tokens[session_id] = lease.token
+
+    def release_lease(self, session_id: str, token: str) -> None:
+        with self._errors(session_id):
+            self._retrying(
+                lambda db: db.execute(
+                    f"UPDATE {S}.sessions SET lease_token = NULL, lease_user = NULL,"
+                    " lease_host = NULL, lease_pid = NULL, lease_expires = NULL"
+                    " WHERE id = %s AND lease_token = %s",
+                    (session_id, token),
+                )
+            )
+        self._tokens.pop(session_id, None)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
+        from agentctl.state import SessionInfo, SessionState
+        from agentctl.store.codec import decode, decode_messages
+
+        with self._errors(session_id):
+            checkpoint = (
+                self.head(session_id)
+                if checkpoint_id is None
+                else self.get_checkpoint(session_id, checkpoint_id)
+            )
+            info_row, chain = self._retrying(
+                lambda db: (
+                    db.execute(
+                        f"SELECT info FROM {S}.sessions WHERE id = %s", (session_id,)
+                    ).fetchone(),
+                    db.execute(
+                        _CHAIN, {"sid": session_id, "tip": checkpoint.message_tip}
+                    ).fetchone(),
+                )
+            )
+            if info_row is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            info = decode(SessionInfo, info_row[0], where=f"session {session_id}")
+            array, count, last_parent = chain
+            if last_parent is not None or (checkpoint.message_tip is not None and not count):
+                raise StoreError(
+                    f"session {session_id}: the conversation of checkpoint {checkpoint.id} is "
+                    "broken (a message points to one that is missing or not before it)",
+                    hint=f"agentctl verify {session_id}",
+                )
+            messages = decode_messages(array, where=f"session {session_id}")
+        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+
+    def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
+        with self._errors(session_id):
+            row = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT {_CHECKPOINT_COLUMNS} FROM {S}.checkpoints"
+                    " WHERE session_id = %s AND id = %s",
+                    (session_id, checkpoint_id),
+                ).fetchone()
+            )
+            if row is None:
+                self.info(session_id)  # UnknownSessionError first
+                raise UnknownCheckpointError(session_id, checkpoint_id)
+            return _checkpoint(session_id, row)
+
+    def head(self, session_id: str) -> Checkpoint:
+        with self._errors(session_id):
+            row = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT {_CHECKPOINT_COLUMNS} FROM {S}.checkpoints WHERE session_id = %(s)s"
+                    f" AND id = (SELECT max(id) FROM {S}.checkpoints WHERE session_id = %(s)s)",
+                    {"s": session_id},
+                ).fetchone()
+            )
+            if row is None:
+                self.info(session_id)
+                raise StoreError(f"session {session_id} has no checkpoints", hint="agentctl verify")
+            return _checkpoint(session_id, row)
+
+    def info(self, session_id: str) -> SessionInfo:
+        from agentctl.state import SessionInfo
+        from agentctl.store.codec import decode
+
+        with self._errors(session_id):
+            row = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT info FROM {S}.sessions WHERE id = %s", (session_id,)
+                ).fetchone()
+            )
+            if row is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            return decode(SessionInfo, row[0], where=f"session {session_id}")
+
+    def list_sessions(self) -> list[SessionSummary]:
+        with self._errors():
+            rows = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT id, state, goal, title, head, created_at, updated_at, outcome"
+                    f" FROM {S}.sessions ORDER BY updated_at DESC, id DESC"
+                ).fetchall()
+            )
+        return [SessionSummary(*row) for row in rows]
+
+    def history(self, session_id: str) -> list[CheckpointSummary]:
+        import json
+
+        with self._errors(session_id):
+            rows = self._retrying(
+                lambda db: db.execute(
+                    "SELECT id, parent, event, from_state, to_state, created_at, detail"
+                    f" FROM {S}.checkpoints WHERE session_id = %s ORDER BY id",
+                    (session_id,),
+                ).fetchall()
+            )
+            if not rows:
+                self.head(session_id)
+            out = []
+            for r in rows:
+                detail = {} if r[6] == "{}" else json.loads(r[6])
+                if not isinstance(detail, dict):
+                    raise ValueError("a checkpoint's detail is not a JSON object")
+                out.append(CheckpointSummary(r[0], r[1], r[2], r[3], r[4], r[5], detail))
+            return out
+
+    def message_links(self, session_id: str) -> MessageLinks:
+        from agentctl.errors import AgentctlError
+        from agentctl.state import Message
+        from agentctl.store.codec import decode
+
+        with self._errors(session_id):
+            self.head(session_id)
+            checkpoints, rows = self._retrying(
+                lambda db: (
+                    db.execute(
+                        f"SELECT {_CHECKPOINT_COLUMNS} FROM {S}.checkpoints"
+                        " WHERE session_id = %s ORDER BY id",
+                        (session_id,),
+                    ).fetchall(),
+                    db.execute(
+                        f"SELECT id, parent, body FROM {S}.messages WHERE session_id = %s",
+                        (session_id,),
+                    ).fetchall(),
+                )
+            )
+        tips: dict[int, int | None] = {}
+        unreadable: dict[int, str] = {}
+        for row in checkpoints:
+            try:
+                tips[row[0]] = _checkpoint(session_id, row).message_tip
+            except (AgentctlError, ValueError, KeyError, TypeError) as exc:
+                unreadable[row[0]] = getattr(exc, "message", str(exc))[:200]
+        messages: dict[int, tuple[int | None, Message | str]] = {}
+        for message_id, parent, body in rows:
+            try:
+                messages[message_id] = (
+                    parent,
+                    decode(Message, body, where=f"message {message_id}"),
+                )
+            except AgentctlError as exc:
+                messages[message_id] = (parent, exc.message)
+        return MessageLinks(messages, tips, unreadable)
+
+    def match_sessions(self, prefix: str) -> list[str]:
+        with self._errors():
+            rows = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT id FROM {S}.sessions WHERE left(id, length(%(p)s)) = %(p)s"
+                    " ORDER BY id",
+                    {"p": prefix},
+                ).fetchall()
+            )
+        return [row[0] for row in rows]
+
+    def check(self) -> list[str]:
+        with self._errors():
+            found = self._retrying(
+                lambda db: db.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    (S,),
+                ).fetchall()
+            )
+        missing = {"sessions", "messages", "checkpoints", "profiles"} - {r[0] for r in found}
+        return [f"table {S}.{name} is missing" for name in sorted(missing)]
+
+    # -- user state ---------------------------------------------------------------------------
+
+    def load_profile(self) -> UserProfile:
+        return self._read_profile()[1]
+
+    def _read_profile(self) -> tuple[int | None, UserProfile]:
+        from agentctl.state import UserProfile
+        from agentctl.store.codec import decode
+
+        with self._errors():
+            row = self._retrying(
+                lambda db: db.execute(
+                    f"SELECT version, body FROM {S}.profiles WHERE user_name = %s",
+                    (user_name(),),
+                ).fetchone()
+            )
+            if row is None:
+                return None, UserProfile()
+            return int(row[0]), decode(UserProfile, row[1], where=f"profile of {user_name()}")
+
+    def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
+        """Optimistic: read (with its version), change, write only if the version is still
+        the one read; another machine's update in between makes us read and change again."""
+        from agentctl.store.codec import encode
+
+        for _attempt in range(PROFILE_RETRIES):
+            version, current = self._read_profile()
+            profile = change(current)
+            with self._errors():
+                if version is None:
+                    sql = (
+                        f"INSERT INTO {S}.profiles (user_name, version, body) VALUES (%s, 1, %s)"
+                        " ON CONFLICT (user_name) DO NOTHING RETURNING version"
+                    )
+                    params: tuple[Any, ...] = (user_name(), encode(profile))
+                else:
+                    sql = (
+                        f"UPDATE {S}.profiles SET body = %s, version = version + 1"
+                        " WHERE user_name = %s AND version = %s RETURNING version"
+                    )
+                    params = (encode(profile), user_name(), version)
+                if self._db().execute(sql, params).fetchone() is not None:
+                    return profile
+        raise StoreError(
+            f"store {self.shown}: the profile of {user_name()} kept changing under this update "
+            f"({PROFILE_RETRIES} tries); nothing was lost, try again"
+        )
+
+
+def _checkpoint(session_id: str, row: tuple[Any, ...]) -> Checkpoint:
+    import json
+
+    from agentctl.state import Checkpoint, TaskState, Usage
+    from agentctl.store.codec import decode
+
+    where = f"session {session_id} checkpoint {row[0]}"
+    detail = json.loads(row[6])
+    if not isinstance(detail, dict):
+        raise StoreError(f"{where}: its detail is not a JSON object")
+    return Checkpoint(
+        id=row[0],
+        parent=row[1],
+        event=row[2],
+        from_state=row[3],
+        to_state=row[4],
+        created_at=row[5],
+        detail=detail,
+        task=decode(TaskState, row[7], where=where),
+        usage=decode(Usage, row[8], where=where),
+        message_tip=row[9],
+    )
+
+
+def _lease_columns(lease: Lease | None) -> tuple[Any, ...]:
+    if lease is None:
+        return (None, None, None, None, 0)
+    return (
+        lease.token,
+        lease.user,
+        lease.host,
+        lease.pid,
+        max(1.0, lease.expires_at - time.time()),
+    )
+
+
+def _no_parent(message: int) -> int | None:
+    raise StoreError(f"message {message}: a first checkpoint has no earlier messages")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a driver error, any URL in it masked."""
+    lines = str(exc).strip().splitlines()
+    return redact_text(lines[0][:300]) if lines else type(exc).__name__
