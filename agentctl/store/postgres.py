@@ -268,8 +268,14 @@ class PostgresStore:
 
     @staticmethod
     def _version(conn: psycopg.Connection[Any]) -> int:
-        row = conn.execute("SELECT to_regclass(%s)", (f"{S}.schema_version",)).fetchone()
-        if row is None or row[0] is None:
+        # A catalog query, not to_regclass(): that may answer from a cache that predates the
+        # migration another machine committed while we waited for the lock.
+        row = conn.execute(
+            "SELECT count(*) FROM pg_catalog.pg_tables"
+            " WHERE schemaname = %s AND tablename = 'schema_version'",
+            (S,),
+        ).fetchone()
+        if row is None or not row[0]:
             return 0
         found = conn.execute(f"SELECT max(version) FROM {S}.schema_version").fetchone()
         return int(found[0] or 0) if found else 0

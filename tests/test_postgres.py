@@ -1,0 +1,311 @@
+"""The PostgreSQL store beyond the shared contract: the fence, the server's clock, a server that
+goes away, shared user state, and the password that must never show."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from agentctl.errors import HeadMovedError, SessionBusyError
+from agentctl.lifecycle import CheckpointKind
+from agentctl.store import open_store
+from agentctl.store.lease import Lease
+from agentctl.testing.postgres import PASSWORD, ThrowawayPostgres
+from agentctl.testing.store_spec import build, draft
+from tests.conftest import SAMPLES, cli, run
+
+TASK = str(SAMPLES / "release_notes.toml")
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query, params or None)  # type: ignore[call-overload]
+        return cur.fetchall() if cur.description else []
+
+
+# -- one line, exit 6, nothing written ---------------------------------------------------------
+
+
+def test_an_unreachable_server_is_one_line_and_exit_6(postgres: Any) -> None:
+    url = f"postgresql://agentctl:{PASSWORD}@127.0.0.1:1/agentctl"
+    result = run("list", env={"AGENTCTL_STORE": url})
+    assert result.code == 6
+    assert "cannot open PostgreSQL store" in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_password_or_a_missing_database_is_exit_6_without_the_password(
+    pg_url: str,
+) -> None:
+    wrong = pg_url.replace(PASSWORD, "not-the-password")
+    for url in (wrong, pg_url.rsplit("/", 1)[0] + "/no_such_db"):
+        result = run("list", env={"AGENTCTL_STORE": url})
+        assert result.code == 6, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2  # the error and its hint
+        assert "not-the-password" not in result.stderr
+        assert PASSWORD not in result.stderr
+
+
+def test_a_schema_from_a_newer_agentctl_is_refused_before_anything_is_written(
+    pg_url: str,
+) -> None:
+    open_store(pg_url).close()
+    sql(pg_url, "UPDATE agentctl.schema_version SET version = 99")
+    tables = sql(pg_url, "SELECT count(*) FROM information_schema.tables")
+    result = run("run", "Say hi", "--model", "m", env={"AGENTCTL_STORE": pg_url})
+    assert result.code == 6
+    assert "newer than this agentctl" in result.stderr
+    assert sql(pg_url, "SELECT count(*) FROM information_schema.tables") == tables
+    assert sql(pg_url, "SELECT count(*) FROM agentctl.sessions") == [(0,)]
+
+
+def test_the_password_is_never_shown_nor_stored(pg_url: str) -> None:
+    env = {"AGENTCTL_STORE": pg_url}
+    assert run("run", TASK, env=env).code == 0
+    shown = run("config", "show", env=env)
+    assert shown.code == 0
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    outputs = [shown, run("show", sid, "--json", env=env), run("history", sid, env=env)]
+    for result in outputs:
+        assert PASSWORD not in result.stdout + result.stderr
+    assert "****" in shown.stdout
+    stored = sql(
+        pg_url,
+        "SELECT string_agg(info, '') FROM agentctl.sessions UNION ALL"
+        " SELECT string_agg(task || detail, '') FROM agentctl.checkpoints UNION ALL"
+        " SELECT string_agg(body, '') FROM agentctl.messages",
+    )
+    assert all(PASSWORD not in (text or "") for (text,) in stored)
+
+
+def test_migrations_from_several_machines_at_once_run_once(postgres: Any) -> None:
+    url = postgres.database("racing_migrations")
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            open_store(url).close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sql(url, "SELECT version FROM agentctl.schema_version") == [(1,)]
+
+
+# -- the fence ---------------------------------------------------------------------------------
+
+
+def test_a_writer_whose_lease_was_taken_over_writes_nothing(pg_url: str) -> None:
+    """Same head, different holder: only the lease, checked by the server in the statement
+    that writes, stops the stale writer."""
+    a, b = open_store(pg_url), open_store(pg_url)
+    try:
+        build(a, 2)
+        a.acquire_lease("abc123", Lease("host-a", 111, "token-a", time.time() + 1.0, "ann"))
+        sql(pg_url, "SELECT pg_sleep(1.2)")  # the server's clock passes the lease's end
+        b.acquire_lease("abc123", Lease("host-b", 222, "token-b", time.time() + 30, "bob"))
+        with pytest.raises(SessionBusyError, match="process 222 on bob@host-b"):
+            a.append("abc123", 2, draft(2, 3, "from a, after the takeover"))
+        assert len(b.history("abc123")) == 2
+        b.append("abc123", 2, draft(2, 3, "from b"))
+        with pytest.raises(HeadMovedError):
+            a.append("abc123", 2, draft(2, 3, "from a, again"))
+        assert [m.content for m in b.load("abc123").messages] == ["m1", "m2", "from b"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_lease_is_judged_by_the_servers_clock_not_the_writers(pg_url: str) -> None:
+    """A laptop whose clock is an hour fast still cannot outlive its lease on the server."""
+    store = open_store(pg_url)
+    try:
+        build(store, 1)
+        store.acquire_lease("abc123", Lease("host-a", 1, "t-a", time.time() + 1.0))
+        expires = sql(pg_url, "SELECT lease_expires - clock_timestamp() FROM agentctl.sessions")
+        assert expires[0][0].total_seconds() <= 1.0
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def slow_env(pg_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "AGENTCTL_STORE": pg_url,
+        "AGENTCTL_LEASE_TTL": "2",
+        "AGENTCTL_SCRIPTED_LOG": str(tmp_path / "requests.log"),
+    }
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentctl", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_paused_writer_wakes_up_refused_and_wrote_nothing_after_the_takeover(
+    slow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Laptop lid closed (SIGSTOP) past the lease; a second host takes the session over and
+    finishes it; the first wakes up, is refused (exit 4) and has added nothing."""
+    assert cli("run", TASK, "--max-turns", "1", env=slow_env).code == 1
+    sid = cli("list", "--json", env=slow_env).json()[0]["id"]
+    log = tmp_path / "requests.log"
+    asked = len(log.read_text().split())
+    a = spawn(
+        ["resume", sid],
+        {**slow_env, "AGENTCTL_HOSTNAME": "laptop", "AGENTCTL_SCRIPTED_DELAY": "1.5"},
+    )
+    try:
+        wait_for(lambda: len(log.read_text().split()) > asked, "the laptop's model call")
+        a.send_signal(signal.SIGSTOP)
+        url = slow_env["AGENTCTL_STORE"]
+        wait_for(
+            lambda: sql(url, "SELECT lease_expires < clock_timestamp() FROM agentctl.sessions")[0][
+                0
+            ],
+            "the laptop's lease to expire",
+        )
+        b = cli("resume", sid, env={**slow_env, "AGENTCTL_HOSTNAME": "server"})
+        assert b.code == 0, b.stderr
+        finished = cli("history", sid, "--json", env=slow_env).json()
+    finally:
+        a.send_signal(signal.SIGCONT)
+    _out, err = a.communicate(timeout=60)
+    assert a.returncode == 4, err
+    assert "Traceback" not in err
+    assert cli("history", sid, "--json", env=slow_env).json() == finished
+    assert cli("verify", sid, env=slow_env).code == 0
+
+
+# -- a server that goes away -------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_server() -> Iterator[ThrowawayPostgres]:
+    """A server of this test's own, to stop and start."""
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+    except Exception as exc:  # the shared fixture already decided skip or fail
+        pytest.skip(f"no PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_server_stopped_mid_run_is_exit_6_and_the_run_resumes_when_it_is_back(
+    own_server: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    log = tmp_path / "requests.log"
+    env = {
+        "AGENTCTL_STORE": own_server.url,
+        "AGENTCTL_SCRIPTED_DELAY": "1.0",
+        "AGENTCTL_SCRIPTED_LOG": str(log),
+    }
+    proc = spawn(["run", TASK], env)
+    wait_for(lambda: log.exists() and len(log.read_text().split()) >= 1, "a model call")
+    own_server.stop_server()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 6, err
+    assert "Traceback" not in err
+    own_server.start_server()
+    resumed = cli("resume", env={**env, "AGENTCTL_SCRIPTED_DELAY": "0"})
+    assert resumed.code == 0, resumed.stderr
+    assert cli("verify", env=env).code == 0
+
+
+def test_a_connection_dropped_during_a_long_model_call_is_opened_again(
+    pg_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "requests.log"
+    env = {
+        "AGENTCTL_STORE": pg_url,
+        "AGENTCTL_SCRIPTED_DELAY": "1.0",
+        "AGENTCTL_SCRIPTED_LOG": str(log),
+    }
+    proc = spawn(["run", TASK], env)
+    wait_for(lambda: log.exists() and len(log.read_text().split()) >= 2, "a second model call")
+    database = pg_url.rsplit("/", 1)[1]
+    # What an idle timeout, a failover or a restarted pooler does to a connection.
+    sql(
+        pg_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        database,
+    )
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert cli("verify", env=env).code == 0
+
+
+# -- shared user state -------------------------------------------------------------------------
+
+
+def test_two_machines_updating_the_profile_at_once_lose_nothing(pg_url: str) -> None:
+    def writer(prefix: str) -> None:
+        store = open_store(pg_url)
+        try:
+            for n in range(15):
+                store.update_profile(lambda p, n=n: p.remember(f"{prefix}{n}", "x"))
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    store = open_store(pg_url)
+    try:
+        assert len(store.load_profile().preferences) == 45
+    finally:
+        store.close()
+
+
+def test_each_user_has_a_profile_of_their_own(pg_url: str) -> None:
+    env = {"AGENTCTL_STORE": pg_url}
+    assert run("profile", "set", "airline", "Delta", env={**env, "AGENTCTL_USER": "ann"}).code == 0
+    assert run("profile", "set", "airline", "KLM", env={**env, "AGENTCTL_USER": "bob"}).code == 0
+    ann = run("profile", "show", "--json", env={**env, "AGENTCTL_USER": "ann"})
+    assert "Delta" in ann.stdout
+    assert "KLM" not in ann.stdout
+
+
+def test_kinds_round_trip(pg_url: str) -> None:
+    store = open_store(pg_url)
+    try:
+        build(store, 2)
+        assert store.head("abc123").event is CheckpointKind.MODEL_REPLY
+    finally:
+        store.close()
