@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from agentctl import preferences, render, service
+from agentctl import preferences, render, service, transfer
 from agentctl.config import Settings
 from agentctl.errors import AgentctlError, ExitCode
 from agentctl.records import RunReport, Stop
@@ -216,6 +216,45 @@ def rollback(
         lambda: service.rollback_session(_settings(store), session, to=to, steps=steps)
     )
     render.rolled_back(report)
+
+
+@app.command("export")
+def export(
+    session: SessionArg,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write a session as portable JSON lines (no API key, no store password)."""
+    to = None if output in (None, "-") else Path(output)
+    session_id, lines = _guarded(lambda: transfer.export_session(_settings(store), session, to))
+    if to is None:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+    else:
+        render.note(f"exported session {session_id} ({len(lines) - 1} checkpoints) to {to}")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[str, typer.Argument(help="An export (agentctl export), or - for stdin.")],
+    new_id: Annotated[
+        bool, typer.Option("--new-id", help="Import beside a different session of that id.")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Import an exported session (again: nothing changes), then verify it."""
+    render.imported(_guarded(lambda: transfer.import_file(_settings(store), file, new_id=new_id)))
+
+
+@app.command()
+def move(
+    session: SessionArg,
+    to: Annotated[str, typer.Option("--to", help="The store URL to move the session to.")],
+    store: StoreOpt = None,
+) -> None:
+    """Copy a session to another store, verify it there, and mark this copy as moved."""
+    render.moved(_guarded(lambda: transfer.move_session(_settings(store), session, to)))
 
 
 @app.command("list")

@@ -135,6 +135,13 @@ class MovedDetail:
     to: str = ""
 
 
+@dataclass(frozen=True)
+class CopiedDetail:
+    """A detail copied from another store (import, move): kept exactly as it was stored."""
+
+    stored: dict[str, Any]
+
+
 Detail = (
     NoDetail
     | PlanDetail
@@ -150,6 +157,7 @@ Detail = (
     | CompactionDetail
     | RollbackDetail
     | MovedDetail
+    | CopiedDetail
 )
 
 K = CheckpointKind
@@ -179,6 +187,8 @@ def _stored_name(name: str) -> str:
 
 def payload(detail: Detail) -> dict[str, Any]:
     """The stored form: a JSON object without the fields that are None."""
+    if isinstance(detail, CopiedDetail):
+        return dict(detail.stored)
     out: dict[str, Any] = {}
     for f in dataclasses.fields(detail):
         value = getattr(detail, f.name)

@@ -89,3 +89,18 @@ class SessionReport:
     session_id: str
     checkpoints: int
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    session_id: str
+    checkpoints: int
+    added: int  # 0: it was all there already
+    source_id: str  # the id in the export (differs with --new-id)
+
+
+@dataclass(frozen=True)
+class MoveReport:
+    session_id: str
+    checkpoints: int
+    to: str  # the target store's URL, password masked

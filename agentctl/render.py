@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from agentctl.records import (
         ConfigRow,
+        ImportReport,
+        MoveReport,
         RollbackReport,
         RunEvent,
         SessionReport,
@@ -497,3 +499,25 @@ def rolled_back(report: RollbackReport) -> None:
             f"{count} shell command{'s' if count > 1 else ''} after checkpoint {report.target} "
             f"may have changed things a rollback cannot undo: {listed}"
         )
+
+
+def imported(report: ImportReport) -> None:
+    renamed = f" (exported as {report.source_id})" if report.source_id != report.session_id else ""
+    if report.added == 0:
+        out.print(
+            f"session {report.session_id}{renamed} is already here, all {report.checkpoints} "
+            "checkpoints; nothing to import"
+        )
+        return
+    out.print(
+        f"imported session {report.session_id}{renamed}: {report.added} of "
+        f"{report.checkpoints} checkpoints, verified"
+    )
+
+
+def moved(report: MoveReport) -> None:
+    out.print(
+        f"moved session {report.session_id} ({report.checkpoints} checkpoints, verified) to "
+        f"{escape(report.to)}; this store keeps a read-only record of it"
+    )
+    try_next(f"agentctl resume {report.session_id} --store URL (the store it moved to)")

@@ -96,6 +96,23 @@ def refuse_if_damaged(store: Store, session_id: str) -> None:
         )
 
 
+def refuse_if_moved(store: Store, session_id: str) -> None:
+    """A moved session is continued where it went; this copy stays as a record."""
+    from agentctl.details import MovedDetail
+    from agentctl.lifecycle import CheckpointKind
+
+    head = store.head(session_id)
+    if head.event is CheckpointKind.MOVED:
+        detail = head.typed_detail()
+        where = detail.to if isinstance(detail, MovedDetail) else "another store"
+        raise UsageError(
+            f"session {session_id} was moved to {where}; continue it there",
+            hint=f"agentctl resume {session_id} --store {where}"
+            if "****" not in where
+            else f"agentctl resume {session_id} --store URL (that store's URL)",
+        )
+
+
 def resolve_session(store: Store, prefix: str) -> str:
     """The one session an id or unique id prefix names."""
     matches = store.match_sessions(prefix) if prefix else []
@@ -178,6 +195,7 @@ def resume_session(
         session_id = (
             resolve_session(store, prefix) if prefix is not None else _latest_unfinished(store)
         )
+        refuse_if_moved(store, session_id)
         refuse_if_damaged(store, session_id)
         head = store.head(session_id)
         if answer is not None and head.to_state is not State.WAITING_FEEDBACK:
@@ -233,6 +251,7 @@ def rollback_session(
         raise UsageError("give exactly one of --to CHECKPOINT or --steps N")
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
+        refuse_if_moved(store, session_id)
         plan = timetravel.plan_rollback(store, session_id, to=to, steps=steps)
         with held_lease(store, session_id):
             faults.hit("rollback_started")

@@ -79,7 +79,16 @@ def test_an_sdk_is_imported_only_by_its_adapter(sdk: str, owner: str, lazy: bool
 # the bottom (pure core, records, stores).
 BOTTOM = {"errors", "lifecycle", "details", "state", "records", "atomic", "faults"}
 RULES = {
-    "cli": {"render", "service", "preferences", "config", "errors", "records", "__init__"},
+    "cli": {
+        "render",
+        "service",
+        "preferences",
+        "transfer",
+        "config",
+        "errors",
+        "records",
+        "__init__",
+    },
     "render": {"records", "state", "store/base", "lifecycle", "details", "errors", "context"},
     "errors": set(),
     "lifecycle": {"errors"},

@@ -154,6 +154,12 @@ class SessionTree(Protocol):
         """Ids of the sessions that start with `prefix` (none is an answer, not an error)."""
         ...
 
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session, its checkpoints, messages and lease, in one transaction where the
+        backend has them (a JSON-lines session: its folder, renamed away first). Only ever
+        called for a session the user named. Raises UnknownSessionError."""
+        ...
+
     def close(self) -> None: ...
 
 

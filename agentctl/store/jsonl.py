@@ -446,6 +446,18 @@ class JsonlStore:
             check_takeover(session_id, held, lease)
             write_private_atomic(path / "lease.json", json.dumps(lease.__dict__))
 
+    def delete_session(self, session_id: str) -> None:
+        import shutil
+        import uuid
+
+        path = self._dir(session_id)
+        with _reading(path), self._locked(path):
+            # Renamed out of sessions/ first (atomic): a crash leaves no half-deleted session.
+            trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex[:8]}"
+            os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        self._infos.pop(session_id, None)
+
     def release_lease(self, session_id: str, token: str) -> None:
         path = self._dir(session_id)
         with _reading(path), self._locked(path):

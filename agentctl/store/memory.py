@@ -159,6 +159,12 @@ class MemoryStore:
             check_takeover(session_id, self._leases.get(session_id), lease)
             self._leases[session_id] = lease
 
+    def delete_session(self, session_id: str) -> None:
+        with self._lock:
+            self._rows(session_id)
+            for table in (self._info, self._checkpoints, self._messages, self._leases):
+                table.pop(session_id, None)
+
     def release_lease(self, session_id: str, token: str) -> None:
         with self._lock:
             held = self._leases.get(session_id)

@@ -542,6 +542,18 @@ class PostgresStore:
                 )
         self._tokens[session_id] = lease.token
 
+    def delete_session(self, session_id: str) -> None:
+        with self._errors(session_id):
+            deleted = self._retrying(  # checkpoints and messages go with it (ON DELETE CASCADE)
+                lambda db: db.execute(
+                    f"DELETE FROM {S}.sessions WHERE id = %s RETURNING id", (session_id,)
+                ).fetchone()
+            )
+        if deleted is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        self._tails.pop(session_id, None)
+        self._tokens.pop(session_id, None)
+
     def release_lease(self, session_id: str, token: str) -> None:
         with self._errors(session_id):
             self._retrying(

@@ -458,6 +458,14 @@ class SQLiteStore:
             (session_id, lease.host, lease.pid, lease.token, lease.expires_at),
         )
 
+    def delete_session(self, session_id: str) -> None:
+        with _translated(self.path, session_id), self._transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            for table in ("checkpoints", "messages", "leases", "sessions"):
+                key = "id" if table == "sessions" else "session_id"
+                db.execute(f"DELETE FROM {table} WHERE {key} = ?", (session_id,))
+
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:
             db.execute("DELETE FROM leases WHERE session_id = ? AND token = ?", (session_id, token))

@@ -339,3 +339,18 @@ class StoreSpec:
         assert store.get_checkpoint("abc123", 1) == first
         assert store.head("abc123") == second
         assert [c.event for c in store.history("abc123")] == ["model_reply"] * 2
+
+    def test_a_deleted_session_is_gone_and_its_id_free_again(self, store: Store) -> None:
+        build(store, 3, "gone11")
+        build(store, 2, "stays1")
+        store.acquire_lease("gone11", Lease.mine("t"))
+        store.delete_session("gone11")
+        assert store.match_sessions("") == ["stays1"]
+        with pytest.raises(UnknownSessionError):
+            store.history("gone11")
+        with pytest.raises(UnknownSessionError):
+            store.delete_session("gone11")
+        build(store, 1, "gone11")  # the id can be used again, from scratch
+        assert [c.id for c in store.history("gone11")] == [1]
+        assert store.head("gone11").message_tip == 1
+        assert len(store.history("stays1")) == 2

@@ -1,0 +1,351 @@
+"""Sessions that move between stores: export, import, move.
+
+The export format is JSON lines, versioned: a header line (format, version, the agentctl that
+wrote it, the session's facts), then one line per checkpoint in order, each with the messages
+it added — the JSON-lines store's own shape, so `jq` reads both. Message ids count within the
+session on every backend (store/base.plan_append), so a session's checkpoints are replayed into
+another store through the ordinary append and come out with the same numbers, message ids and
+tips; every replayed checkpoint is compared with the exported one, and the imported session is
+verified. Nothing secret is in a session (no API key; a moved session names its new store with
+the password masked), so nothing secret is exported.
+
+Import is idempotent: a session already there with the same history (or the start of it, from
+an import that was cut short) is completed, not duplicated; a different session with the same
+id is refused unless `--new-id`. A move copies, verifies, then marks the source with a `moved`
+checkpoint, after which the source refuses `resume` and `rollback`, naming the new store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl import __version__
+from agentctl.details import CopiedDetail, MovedDetail
+from agentctl.errors import StoreError, UnknownSessionError, UsageError
+from agentctl.lifecycle import CheckpointKind
+from agentctl.records import ImportReport, MoveReport
+
+if TYPE_CHECKING:
+    from agentctl.config import Settings
+    from agentctl.state import Checkpoint, Message, SessionInfo
+    from agentctl.store.base import Store
+    from agentctl.store.lease import Lease
+
+FORMAT = "agentctl-session"
+FORMAT_VERSION = 1
+MAX_LINE = 64 << 20  # a line is one checkpoint and its messages: bounded like a store read
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A session as an export holds it: its facts and its checkpoints with the messages each
+    added, as (id, parent, message)."""
+
+    info: SessionInfo
+    checkpoints: list[tuple[Checkpoint, list[tuple[int, int | None, Message]]]]
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def export_lines(store: Store, session_id: str) -> Iterator[str]:
+    """The export of one session, line by line (each a JSON object, no newline)."""
+    from agentctl.store.codec import to_payload
+
+    info = store.info(session_id)
+    links = store.message_links(session_id)
+    if links.unreadable:
+        first = next(iter(links.unreadable.items()))
+        raise StoreError(
+            f"session {session_id}: checkpoint {first[0]} cannot be read ({first[1]}); "
+            "nothing was exported",
+            hint=f"agentctl verify {session_id}",
+        )
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "agentctl": __version__,
+        "session": to_payload(info),
+    }
+    yield json.dumps(header, separators=(",", ":"))
+    highest = 0  # message ids grow with the checkpoints that add them
+    for summary in store.history(session_id):
+        checkpoint = store.get_checkpoint(session_id, summary.id)
+        tip = checkpoint.message_tip or 0
+        added = []
+        for message_id in range(highest + 1, tip + 1):
+            parent, message = links.messages.get(message_id, (None, "missing"))
+            if isinstance(message, str):
+                raise StoreError(
+                    f"session {session_id}: message {message_id} cannot be read ({message}); "
+                    "nothing was exported",
+                    hint=f"agentctl verify {session_id}",
+                )
+            added.append({"id": message_id, "parent": parent, "message": to_payload(message)})
+        highest = max(highest, tip)
+        line = {"checkpoint": to_payload(checkpoint), "messages": added}
+        yield json.dumps(line, separators=(",", ":"))
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def read_export(lines: Iterable[str], source: str) -> Exported:
+    """Parse and validate an export; UsageError naming the line for anything else."""
+    from agentctl.state import Checkpoint, Message
+    from agentctl.store.codec import decode
+
+    info: SessionInfo | None = None
+    checkpoints: list[tuple[Checkpoint, list[tuple[int, int | None, Message]]]] = []
+    for number, line in enumerate(lines, 1):
+        where = f"{source} line {number}"
+        if len(line) > MAX_LINE:
+            raise UsageError(f"{where} is longer than {MAX_LINE} bytes: not an agentctl export")
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            if info is None:
+                info = _header(record, where)
+                continue
+            checkpoint = decode(Checkpoint, record["checkpoint"], where=where)
+            messages = [
+                (int(m["id"]), m["parent"], decode(Message, m["message"], where=where))
+                for m in record["messages"]
+            ]
+        except UsageError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            text = getattr(exc, "message", None) or str(exc)
+            raise UsageError(f"{where} is not part of an agentctl export: {text[:200]}") from None
+        if checkpoint.id != len(checkpoints) + 1:
+            raise UsageError(f"{where}: checkpoint {checkpoint.id} where {len(checkpoints) + 1}")
+        checkpoints.append((checkpoint, messages))
+    if info is None or not checkpoints:
+        raise UsageError(f"{source} holds no agentctl session")
+    return Exported(info, checkpoints)
+
+
+def _header(record: dict[str, Any], where: str) -> SessionInfo:
+    from agentctl.state import SessionInfo
+    from agentctl.store.codec import decode
+
+    if record.get("format") != FORMAT:
+        raise UsageError(f"{where}: not an agentctl session export (no {FORMAT!r} header)")
+    version = record.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UsageError(
+            f"{where}: export format version {version!r} is newer than this agentctl "
+            f"({FORMAT_VERSION}); upgrade agentctl to import it"
+        )
+    return decode(SessionInfo, record["session"], where=where)
+
+
+def import_session(
+    store: Store, exported: Exported, *, new_id: str | None = None, lease: Lease | None = None
+) -> ImportReport:
+    """Replay an export into `store` (idempotent); verify what was imported."""
+    from agentctl.verify import verify_session
+
+    info = exported.info
+    if new_id is not None:
+        info = info.model_copy(update={"id": new_id})
+    have = _existing(store, info, exported)
+    drafts = _drafts(exported)
+    for (expected, _messages), draft in list(zip(exported.checkpoints, drafts, strict=True))[have:]:
+        if expected.id == 1:
+            written = store.create_session(info, draft, lease)
+        else:
+            written = store.append(info.id, expected.id - 1, draft)
+        if written != expected:
+            raise StoreError(
+                f"session {info.id}: checkpoint {expected.id} came out different on import "
+                "(the export is inconsistent); the copy stops there",
+                hint=f"agentctl verify {info.id}",
+            )
+    report = verify_session(store, info.id, store.history(info.id))
+    if report.problems:
+        raise StoreError(
+            f"session {info.id} imported, but verify finds: {report.problems[0]}",
+            hint=f"agentctl verify {info.id}",
+        )
+    total = len(exported.checkpoints)
+    return ImportReport(info.id, total, total - have, exported.info.id)
+
+
+def _existing(store: Store, info: SessionInfo, exported: Exported) -> int:
+    """How many of the export's checkpoints the store already has (0: a new session)."""
+    try:
+        stored_info = store.info(info.id)
+    except UnknownSessionError:
+        return 0
+    history = store.history(info.id)
+    if (
+        history
+        and history[-1].event == CheckpointKind.MOVED
+        and _continues(store, info, history[:-1], exported)
+    ):
+        # Coming back: what is here is the record left when the session moved away, and all
+        # of it but that mark is the start of what returns. The record gives way to it.
+        store.delete_session(info.id)
+        return 0
+    # The same session: the same facts, and one history the start of the other (an import cut
+    # short, or a session that went on here after an earlier import or move).
+    shared = min(len(history), len(exported.checkpoints))
+    same = stored_info == info and all(
+        store.get_checkpoint(info.id, n) == exported.checkpoints[n - 1][0]
+        for n in range(1, shared + 1)
+    )
+    if not same:
+        raise UsageError(
+            f"this store already has a different session {info.id}; nothing was imported",
+            hint="import it beside that one with --new-id",
+        )
+    return shared
+
+
+def _continues(store: Store, info: SessionInfo, history: list[Any], exported: Exported) -> bool:
+    return (
+        store.info(info.id) == info
+        and len(history) <= len(exported.checkpoints)
+        and all(
+            store.get_checkpoint(info.id, c.id) == exported.checkpoints[c.id - 1][0]
+            for c in history
+        )
+    )
+
+
+def _drafts(exported: Exported) -> list[Any]:
+    """The append that produces each exported checkpoint: its new messages, and for a
+    compaction how many of the parent's messages it keeps."""
+    from agentctl.store.base import CheckpointDraft
+
+    parent_of: dict[int, int | None] = {}
+    depth: dict[int | None, int] = {None: 0}
+    tips: dict[int, int | None] = {}
+    drafts = []
+    for checkpoint, messages in exported.checkpoints:
+        for message_id, parent, _message in messages:
+            if parent is not None and parent not in depth:
+                raise UsageError(f"export: message {message_id} follows a missing {parent}")
+            parent_of[message_id] = parent
+            depth[message_id] = depth[parent] + 1
+        parent_tip = tips.get(checkpoint.parent) if checkpoint.parent is not None else None
+        attach = messages[0][1] if messages else checkpoint.message_tip
+        if attach not in depth:
+            raise UsageError(f"export: checkpoint {checkpoint.id} ends at a missing message")
+        keep = None if attach == parent_tip else depth[attach]
+        tips[checkpoint.id] = checkpoint.message_tip
+        drafts.append(
+            CheckpointDraft(
+                parent=checkpoint.parent,
+                event=checkpoint.event,
+                from_state=checkpoint.from_state,
+                to_state=checkpoint.to_state,
+                created_at=checkpoint.created_at,
+                task=checkpoint.task,
+                usage=checkpoint.usage,
+                detail=CopiedDetail(checkpoint.detail),
+                new_messages=tuple(m for _i, _p, m in messages),
+                keep_messages=keep,
+            )
+        )
+    return drafts
+
+
+# -- use cases --------------------------------------------------------------------------------
+
+
+def export_session(
+    settings: Settings, prefix: str, output: Path | None = None
+) -> tuple[str, list[str]]:
+    """The export's lines, written to `output` (private, like the store) when given."""
+    from agentctl.atomic import write_private
+    from agentctl.service import opened_store, resolve_session
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        lines = list(export_lines(store, session_id))
+    if output is not None:
+        try:
+            write_private(output, "".join(line + "\n" for line in lines).encode())
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    return session_id, lines
+
+
+def import_file(settings: Settings, path: str, *, new_id: bool) -> ImportReport:
+    import secrets
+
+    from agentctl.service import opened_store
+
+    source = "standard input" if path == "-" else path
+    try:
+        if path == "-":
+            import sys
+
+            lines = sys.stdin.read().splitlines()
+        else:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    exported = read_export(lines, source)
+    with opened_store(settings) as store:
+        fresh = None
+        if new_id:
+            while fresh is None or store.match_sessions(fresh):
+                fresh = secrets.token_hex(4)
+        return import_session(store, exported, new_id=fresh)
+
+
+def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
+    """Copy a session to another store, verify it there, then mark the source as moved."""
+    from agentctl import wiring
+    from agentctl.config import redact_url
+    from agentctl.service import (
+        held_lease,
+        opened_store,
+        refuse_if_damaged,
+        refuse_if_moved,
+        resolve_session,
+    )
+    from agentctl.store import open_store
+    from agentctl.store.base import CheckpointDraft
+
+    with opened_store(settings) as source:
+        session_id = resolve_session(source, prefix)
+        refuse_if_moved(source, session_id)
+        refuse_if_damaged(source, session_id)
+        if settings.store_url == to_url:
+            raise UsageError("the session is already in that store")
+        with held_lease(source, session_id):  # nobody writes to it while it is copied
+            lines = list(export_lines(source, session_id))
+            exported = read_export(lines, f"session {session_id}")
+            target = open_store(to_url)
+            try:
+                report = import_session(target, exported)
+            finally:
+                target.close()
+            head = source.head(session_id)
+            shown = redact_url(to_url)
+            source.append(
+                session_id,
+                head.id,
+                CheckpointDraft(
+                    parent=head.id,
+                    event=CheckpointKind.MOVED,
+                    from_state=head.to_state,
+                    to_state=head.to_state,
+                    created_at=wiring.now(),
+                    task=head.task,
+                    usage=head.usage,
+                    detail=MovedDetail(shown),
+                ),
+            )
+    return MoveReport(session_id, report.checkpoints, shown)

@@ -1,0 +1,204 @@
+"""Sessions that move between stores: export, import (idempotent) and move, on every backend."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.details import CompactionDetail, RollbackDetail
+from agentctl.lifecycle import CheckpointKind, State
+from agentctl.state import Message
+from agentctl.store import Store, open_store
+from agentctl.store.base import CheckpointDraft
+from agentctl.testing.postgres import PASSWORD
+from agentctl.testing.store_spec import draft, info
+from agentctl.transfer import export_lines, import_session, read_export
+from tests.conftest import SAMPLES, run
+
+TRIP = str(SAMPLES / "plan_trip.toml")
+
+
+@pytest.fixture(params=["memory", "sqlite", "json", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    kind = request.param
+    url = {
+        "memory": "memory:",
+        "sqlite": f"sqlite://{tmp_path / 'target.db'}",
+        "json": f"json://{tmp_path / 'target'}",
+    }.get(kind) or request.getfixturevalue("pg_url")
+    store = open_store(url)
+    yield store
+    store.close()
+
+
+def step(
+    parent: int | None, kind: CheckpointKind, before: State, after: State, *texts: str, **more: Any
+) -> CheckpointDraft:
+    messages = tuple(Message(role="user", content=t, tokens=len(t)) for t in texts)
+    return replace(
+        draft(parent, parent or 0, event=kind),
+        from_state=before,
+        to_state=after,
+        new_messages=messages,
+        **more,
+    )
+
+
+def a_session_with_branches_and_a_compaction(store: Store) -> None:
+    """A history the lifecycle allows: planning, work, a compaction, a rollback, a question."""
+    k, s = CheckpointKind, State
+    store.create_session(info(), step(None, k.NEW_TASK, s.IDLE, s.PLANNING, "m1", "m2"))
+    steps = [
+        (1, k.MODEL_REPLY, s.PLANNING, s.PLANNING, ("m3",), {}),
+        (2, k.PLAN_READY, s.PLANNING, s.EXECUTING, (), {}),
+        (3, k.MODEL_REPLY, s.EXECUTING, s.EXECUTING, ("m4",), {}),
+        (4, k.TOOL_RESULT, s.EXECUTING, s.EXECUTING, ("m5",), {}),
+        (5, k.MODEL_REPLY, s.EXECUTING, s.EXECUTING, ("m6",), {}),
+        (
+            6,
+            k.CONTEXT_COMPACTED,
+            s.EXECUTING,
+            s.EXECUTING,
+            ("note", "m6"),
+            {"keep_messages": 2, "detail": CompactionDetail("drop", 3, 1, 20, 10)},
+        ),
+        (7, k.MODEL_REPLY, s.EXECUTING, s.EXECUTING, ("m8",), {}),
+        (4, k.ROLLBACK, s.EXECUTING, s.EXECUTING, (), {"detail": RollbackDetail(4, 8)}),
+        (9, k.NEEDS_INPUT, s.EXECUTING, s.WAITING_FEEDBACK, (), {}),
+    ]
+    for head, (parent, kind, before, after, texts, more) in enumerate(steps, 1):
+        at = f"2026-01-01T00:00:{head + 1:02d}.000+00:00"
+        store.append(
+            "abc123", head, step(parent, kind, before, after, *texts, created_at=at, **more)
+        )
+
+
+def test_a_session_copies_to_every_backend_exactly(target: Store) -> None:
+    source = open_store("memory:")
+    a_session_with_branches_and_a_compaction(source)
+    exported = read_export(export_lines(source, "abc123"), "test")
+    report = import_session(target, exported)
+    assert (report.checkpoints, report.added) == (10, 10)
+    for n in range(1, 11):
+        assert target.load("abc123", n) == source.load("abc123", n)
+    assert target.history("abc123") == source.history("abc123")
+    again = import_session(target, exported)  # idempotent
+    assert again.added == 0
+    assert len(target.history("abc123")) == 10
+
+
+def test_an_import_cut_short_is_completed_not_duplicated(target: Store) -> None:
+    source = open_store("memory:")
+    a_session_with_branches_and_a_compaction(source)
+    lines = list(export_lines(source, "abc123"))
+    import_session(target, read_export(lines[:5], "first part"))  # header + 4 checkpoints
+    report = import_session(target, read_export(lines, "whole"))
+    assert report.added == 6
+    assert target.load("abc123") == source.load("abc123")
+
+
+def test_a_different_session_with_the_same_id_is_refused_or_imported_beside(
+    tmp_path: Path,
+) -> None:
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'a.db'}"}
+    other = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'b.db'}"}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    export = tmp_path / "s.jsonl"
+    assert run("export", sid, "-o", str(export), env=env).code == 0
+    assert export.stat().st_mode & 0o777 == 0o600
+    lines = export.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["session"]["spec"]["goal"] = "something else"
+    (tmp_path / "forged.jsonl").write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert run("import", str(export), env=other).code == 0
+    refused = run("import", str(tmp_path / "forged.jsonl"), env=other)
+    assert refused.code == 2
+    assert "different session" in refused.stderr
+    beside = run("import", str(tmp_path / "forged.jsonl"), "--new-id", env=other)
+    assert beside.code == 0, beside.stderr
+    assert len(run("list", "--json", env=other).json()) == 2
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json\n",
+        '{"format": "something-else"}\n',
+        '{"format": "agentctl-session", "version": 9}\n',
+        "",
+    ],
+)
+def test_a_file_that_is_not_an_export_is_one_line_exit_2(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    result = run("import", str(path), env={"AGENTCTL_STORE": f"sqlite://{tmp_path / 'a.db'}"})
+    assert result.code == 2
+    assert result.stderr.count("\n") <= 2
+    assert run("import", str(tmp_path / "missing"), env={}).code == 2
+
+
+def test_the_round_trip_sqlite_postgres_jsonl_sqlite_continues_to_done_on_each_side(
+    tmp_path: Path, pg_url: str
+) -> None:
+    stores = [
+        f"sqlite://{tmp_path / 'laptop.db'}",
+        pg_url,
+        f"json://{tmp_path / 'files'}",
+        f"sqlite://{tmp_path / 'back.db'}",
+    ]
+    first = {"AGENTCTL_STORE": stores[0]}
+    assert run("run", TRIP, "--no-input", env=first).code == 3
+    sid = run("list", "--json", env=first).json()[0]["id"]
+    export = tmp_path / "0.jsonl"
+    assert run("export", sid, "-o", str(export), env=first).code == 0
+    for n, there in enumerate(stores[1:], 1):
+        env = {"AGENTCTL_STORE": there}
+        imported = run("import", str(export), env=env)
+        assert imported.code == 0, imported.stderr
+        export = tmp_path / f"{n}.jsonl"  # what the next store gets: this one's own export
+        assert run("export", sid, "-o", str(export), env=env).code == 0
+        # Each copy is a whole session: it continues to done on its own.
+        done = run("resume", sid, "--input", "next Monday", env=env)
+        assert done.code == 0, done.stderr
+        assert "departing next Monday" in done.stdout
+        assert run("verify", env=env).code == 0
+
+
+def test_a_moved_session_continues_there_and_its_old_copy_refuses(
+    tmp_path: Path, pg_url: str
+) -> None:
+    laptop = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'laptop.db'}"}
+    team = {"AGENTCTL_STORE": pg_url}
+    assert run("run", TRIP, "--no-input", env=laptop).code == 3
+    sid = run("list", "--json", env=laptop).json()[0]["id"]
+    moved = run("move", sid, "--to", pg_url, env=laptop)
+    assert moved.code == 0, moved.stderr
+    assert PASSWORD not in moved.stdout + moved.stderr
+    for args in (["resume", sid, "--input", "x"], ["rollback", sid, "--to", "2"]):
+        refused = run(*args, env=laptop)
+        assert refused.code == 2
+        assert "was moved to postgresql://agentctl:****@" in refused.stderr
+        assert PASSWORD not in refused.stderr
+    exported = run("export", sid, env=laptop)  # the record of the move holds no password
+    assert PASSWORD not in exported.stdout
+    done = run("resume", sid, "--input", "next Monday", env=team)
+    assert done.code == 0, done.stderr
+    # ...and it comes back: the laptop's record of the move gives way to the continuation.
+    back = run("move", sid, "--to", laptop["AGENTCTL_STORE"], env=team)
+    assert back.code == 0, back.stderr
+    shown = run("show", sid, "--json", env=laptop).json()
+    assert shown["state"] == "done"
+    assert run("resume", sid, env=team).code == 2  # now the team's copy is the record
+    assert run("verify", env=laptop).code == 0
+
+
+def test_no_api_key_reaches_an_export(tmp_path: Path) -> None:
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'a.db'}", "OPENAI_API_KEY": "sk-secret-123"}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    assert "sk-secret-123" not in run("export", sid, env=env).stdout
