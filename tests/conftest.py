@@ -142,9 +142,11 @@ def _url(kind: str, tmp_path: Path) -> str:
     return f"json://{tmp_path / 'jsonstore'}"
 
 
-@pytest.fixture(params=["sqlite", "json"])
+@pytest.fixture(params=["sqlite", "json", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each backend a user can choose, as a URL for --store / AGENTCTL_STORE."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     return _url(request.param, tmp_path)
 
 
