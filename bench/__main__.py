@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--steps", default="100,1000,10000")
     parser.add_argument("--peer-max", type=int, default=1000, help="largest N for the peer")
     parser.add_argument("--no-startup", action="store_true")
+    parser.add_argument("--no-postgres", action="store_true", help="skip bench/postgres.py")
     args = parser.parse_args()
     try:
         import langgraph.checkpoint.sqlite  # noqa: F401  (the peer every run compares with)
@@ -190,6 +191,10 @@ def main() -> None:
             print("\nratios:", ", ".join(f"{k} = {v}" for k, v in summary.items()))
             report["runs"].append({"steps": steps, "rows": rows, "ratios": summary})
         report["verify"] = verify_scale(Path(tmp) / "verify", 1000 if args.quick else 10_000)
+        if not args.no_postgres:
+            from bench import postgres
+
+            report["postgres"] = postgres.run(args.quick)
         if not args.no_startup:
             startup = measure_startup(Path(tmp) / "startup", runs=5 if args.quick else 11)
             print("\nCLI start-up (median wall time, s):", json.dumps(startup))

@@ -78,8 +78,9 @@ MIGRATIONS: list[tuple[str, str]] = [
             lease_host text,
             lease_pid integer,
             lease_expires timestamptz
-        );
-        CREATE INDEX sessions_updated ON {S}.sessions (updated_at DESC, id DESC);
+        ) WITH (fillfactor = 50);
+        -- No index on the columns an append changes, and room in each page: the head moves by
+        -- a HOT update (no index entries, no bloat), the one update per checkpoint.
         CREATE TABLE {S}.messages (
             session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
             id integer NOT NULL,             -- 1, 2, 3... within the session, as everywhere
@@ -141,8 +142,13 @@ WITH RECURSIVE chain (id, parent, body, depth) AS (
     SELECT id, parent, body, 0 FROM {S}.messages WHERE session_id = %(sid)s AND id = %(tip)s
     UNION ALL
     SELECT m.id, m.parent, m.body, chain.depth + 1
-    FROM {S}.messages AS m JOIN chain
-    ON m.session_id = %(sid)s AND m.id = chain.parent AND m.id < chain.id
+    FROM chain CROSS JOIN LATERAL (
+        -- OFFSET 0 keeps this a subquery: one primary-key probe per step. As a plain join the
+        -- planner may hash-join a scan of the whole session per step (95 ms, not 4 ms, at
+        -- 1,000 messages).
+        SELECT id, parent, body FROM {S}.messages
+        WHERE session_id = %(sid)s AND id = chain.parent AND id < chain.id OFFSET 0
+    ) AS m
 )
 SELECT '[' || coalesce(string_agg(body, ',' ORDER BY depth DESC), '') || ']', count(*),
        (SELECT parent FROM chain ORDER BY depth DESC LIMIT 1)
@@ -385,8 +391,10 @@ class PostgresStore:
                     f"""WITH RECURSIVE chain (id, parent) AS (
                         SELECT id, parent FROM {S}.messages WHERE session_id = %(s)s AND id = %(t)s
                         UNION ALL
-                        SELECT m.id, m.parent FROM {S}.messages AS m JOIN chain
-                        ON m.session_id = %(s)s AND m.id = chain.parent AND m.id < chain.id
+                        SELECT m.id, m.parent FROM chain CROSS JOIN LATERAL (
+                            SELECT id, parent FROM {S}.messages WHERE session_id = %(s)s
+                            AND id = chain.parent AND id < chain.id OFFSET 0
+                        ) AS m
                     ) SELECT id, parent FROM chain""",
                     {"s": session_id, "t": parent_tip},
                 ).fetchall()
