@@ -112,7 +112,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_APPEND = f"""
+_MOVE_HEAD = f"""
 WITH moved AS (
     UPDATE {S}.sessions
     SET head = %(new)s, state = %(to_state)s, updated_at = %(at)s, outcome = %(outcome)s
@@ -122,12 +122,7 @@ WITH moved AS (
         ELSE lease_token = %(token)s AND lease_expires > clock_timestamp()
     END
     RETURNING id
-), new_messages AS (
-    INSERT INTO {S}.messages (session_id, id, parent, body)
-    SELECT moved.id, m.id, m.parent, m.body
-    FROM moved, unnest(%(ids)s::integer[], %(parents)s::integer[], %(bodies)s::text[])
-        AS m (id, parent, body)
-), new_checkpoint AS (
+){{messages}}, new_checkpoint AS (
     INSERT INTO {S}.checkpoints (session_id, id, parent, event, from_state, to_state,
         created_at, detail, task, usage, message_tip)
     SELECT moved.id, %(new)s, %(parent)s, %(event)s, %(from_state)s, %(to_state)s, %(at)s,
@@ -136,6 +131,29 @@ WITH moved AS (
 )
 SELECT count(*) FROM moved
 """
+_APPENDS: dict[int, str] = {}
+
+
+def append_sql(messages: int) -> str:
+    """The one fenced statement of an append adding `messages` messages. The messages are
+    rows of a VALUES list (one statement text per count, each prepared once by psycopg):
+    cheaper to send than arrays, which psycopg adapts element by element in Python."""
+    if messages not in _APPENDS:
+        rows = ", ".join(
+            f"(%(m{n}_id)s::integer, %(m{n}_parent)s::integer, %(m{n}_body)s::text)"
+            for n in range(messages)
+        )
+        part = (
+            f""", new_messages AS (
+    INSERT INTO {S}.messages (session_id, id, parent, body)
+    SELECT moved.id, m.id, m.parent, m.body FROM moved, (VALUES {rows}) AS m (id, parent, body)
+)"""
+            if messages
+            else ""
+        )
+        _APPENDS[messages] = _MOVE_HEAD.replace("{messages}", part)
+    return _APPENDS[messages]
+
 
 _CHAIN = f"""
 WITH RECURSIVE chain (id, parent, body, depth) AS (
@@ -443,28 +461,26 @@ class PostgresStore:
 
         c = plan.checkpoint
         faults.hit("commit_started")  # the statement not yet sent
-        row = conn.execute(
-            _APPEND,
-            {
-                "sid": session_id,
-                "expected": expected_head,
-                "new": c.id,
-                "token": token,
-                "parent": c.parent,
-                "event": c.event.value,
-                "from_state": c.from_state.value,
-                "to_state": c.to_state.value,
-                "at": c.created_at,
-                "outcome": c.task.outcome.value if c.task.outcome else None,
-                "detail": json.dumps(c.detail),
-                "task": encode(c.task),
-                "usage": encode(c.usage),
-                "tip": c.message_tip,
-                "ids": [m.id for m in plan.messages],
-                "parents": [m.parent for m in plan.messages],
-                "bodies": [encode(m.message) for m in plan.messages],
-            },
-        ).fetchone()
+        params: dict[str, Any] = {
+            "sid": session_id,
+            "expected": expected_head,
+            "new": c.id,
+            "token": token,
+            "parent": c.parent,
+            "event": c.event.value,
+            "from_state": c.from_state.value,
+            "to_state": c.to_state.value,
+            "at": c.created_at,
+            "outcome": c.task.outcome.value if c.task.outcome else None,
+            "detail": json.dumps(c.detail),
+            "task": encode(c.task),
+            "usage": encode(c.usage),
+            "tip": c.message_tip,
+        }
+        for n, m in enumerate(plan.messages):
+            params[f"m{n}_id"], params[f"m{n}_parent"] = m.id, m.parent
+            params[f"m{n}_body"] = encode(m.message)
+        row = conn.execute(append_sql(len(plan.messages)), params).fetchone()
         return bool(row and row[0])
 
     def _landed(self, session_id: str, expected_head: int, plan: AppendPlan) -> bool | None:
