@@ -36,7 +36,11 @@ app = typer.Typer(
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Store URL: sqlite:///FILE or json:///DIR (env AGENTCTL_STORE)."),
+    typer.Option(
+        "--store",
+        help="Store URL: sqlite:///FILE, json:///DIR or postgresql://USER@HOST/DB "
+        "(env AGENTCTL_STORE).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SessionArg = Annotated[str, typer.Argument(help="Session id or a unique prefix of it.")]

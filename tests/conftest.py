@@ -34,6 +34,7 @@ CLEARED = (
     "AGENTCTL_HOSTNAME",
     "AGENTCTL_USER",
     "PGPASSWORD",
+    "PGPASSFILE",
 )
 
 

@@ -309,3 +309,21 @@ def test_kinds_round_trip(pg_url: str) -> None:
         assert store.head("abc123").event is CheckpointKind.MODEL_REPLY
     finally:
         store.close()
+
+
+def test_libpq_conventions_and_agentctl_options_in_the_url(pg_url: str, tmp_path: Path) -> None:
+    from agentctl.store.postgres import connection_options
+
+    dsn, options = connection_options("postgres://u:pw@h:5/db?prepare_threshold=0&sslmode=disable")
+    assert dsn == "postgresql://u:pw@h:5/db?sslmode=disable"  # libpq gets only its own
+    assert options["prepare_threshold"] == 0
+    bare = pg_url.replace(f":{PASSWORD}@", "@").replace("postgresql://", "postgres://")
+    assert run("list", env={"AGENTCTL_STORE": bare, "PGPASSWORD": PASSWORD}).code == 0
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:*:*:agentctl:{PASSWORD}\n")
+    pgpass.chmod(0o600)
+    assert run("list", env={"AGENTCTL_STORE": bare, "PGPASSFILE": str(pgpass)}).code == 0
+    assert (
+        run("list", "--store", bare + "?prepare_threshold=0", env={"PGPASSWORD": PASSWORD}).code
+        == 0
+    )
