@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from agentctl.details import ToolDetail
 from agentctl.lifecycle import CheckpointKind, State
-from agentctl.state import Message, PendingQuestion, SessionState, ToolCall
+from agentctl.state import Message, PendingQuestion, Session, ToolCall
 
 
 def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
@@ -24,7 +24,7 @@ def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
     return []
 
 
-def in_flight(session: SessionState, call: ToolCall) -> bool:
+def in_flight(session: Session, call: ToolCall) -> bool:
     if session.task.in_flight == call.id:
         return True
     # Checkpoints written before task states carried `in_flight` (schema 2) say it by kind.
@@ -32,7 +32,7 @@ def in_flight(session: SessionState, call: ToolCall) -> bool:
     detail = head.typed_detail()
     return (
         isinstance(detail, ToolDetail)
-        and head.event == CheckpointKind.TOOL_STARTED
+        and head.kind == CheckpointKind.TOOL_STARTED
         and (detail.tool_call_id == call.id)
     )
 
@@ -116,7 +116,7 @@ Action = Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | Ca
 SAYS_NOTHING = ("length", "content_filter")  # finish reasons of replies cut short
 
 
-def next_action(session: SessionState) -> Action:
+def next_action(session: Session) -> Action:
     """The one thing to do next, decided from durable state alone: so a process killed anywhere
     resumes by doing exactly what it would have done."""
     if session.state is State.DONE:

@@ -19,7 +19,7 @@ from agentctl.details import ErrorDetail, InputDetail, QuestionDetail, ToolDetai
 from agentctl.errors import InvalidTransition
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
-from agentctl.state import Approval, Message, PendingQuestion, SessionState, ToolCall
+from agentctl.state import Approval, Message, PendingQuestion, Session, ToolCall
 from agentctl.store.base import Store
 from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
 
@@ -33,7 +33,7 @@ class ToolCalls:
         self._store = store  # the user profile, for `remember`
         self._tools = tools
 
-    def receive_input(self, session: SessionState, text: str) -> SessionState:
+    def receive_input(self, session: Session, text: str) -> Session:
         question = session.task.pending_question
         if question is not None and question.kind == "approval" and question.tool_call_id:
             return self._receive_approval(session, question.tool_call_id, text)
@@ -50,7 +50,7 @@ class ToolCalls:
             detail=InputDetail(text),
         )
 
-    def _receive_approval(self, session: SessionState, call_id: str, text: str) -> SessionState:
+    def _receive_approval(self, session: Session, call_id: str, text: str) -> Session:
         """Yes: this one call may run, once (the approval names it and the question's
         checkpoint). No: the model is told."""
         allowed = approval.is_yes(text)
@@ -71,7 +71,7 @@ class ToolCalls:
             detail=InputDetail(text, approved=allowed),
         )
 
-    def _ask_approval(self, session: SessionState, call: ToolCall, question: str) -> SessionState:
+    def _ask_approval(self, session: Session, call: ToolCall, question: str) -> Session:
         try:
             to_state = transition(session.state, Event.NEEDS_INPUT)
         except InvalidTransition:
@@ -84,11 +84,11 @@ class ToolCalls:
         return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
 
     @staticmethod
-    def _approved(session: SessionState, call: ToolCall) -> bool:
+    def _approved(session: Session, call: ToolCall) -> bool:
         granted = session.task.approval
         return granted is not None and granted.call_id == call.id
 
-    def handle_call(self, session: SessionState, call: ToolCall) -> SessionState:
+    def handle_call(self, session: Session, call: ToolCall) -> Session:
         try:
             arguments = json.loads(call.arguments or "{}")
             if not isinstance(arguments, dict):
@@ -131,9 +131,7 @@ class ToolCalls:
             detail=step.detail,
         )
 
-    def _work_tool(
-        self, session: SessionState, call: ToolCall, args: dict[str, Any]
-    ) -> SessionState:
+    def _work_tool(self, session: Session, call: ToolCall, args: dict[str, Any]) -> Session:
         tool = self._tools.get(call.name)
         if tool is None:
             known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
@@ -155,8 +153,8 @@ class ToolCalls:
         return self._run_tool(session, call, tool, args)
 
     def _run_tool(
-        self, session: SessionState, call: ToolCall, tool: Tool, args: dict[str, Any]
-    ) -> SessionState:
+        self, session: Session, call: ToolCall, tool: Tool, args: dict[str, Any]
+    ) -> Session:
         detail = ToolDetail(
             tool=call.name,
             tool_call_id=call.id,
@@ -187,7 +185,7 @@ class ToolCalls:
             ),
         )
 
-    def _record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
+    def _record_error(self, session: Session, message: str, **update: Any) -> Session:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
         task = session.task.model_copy(update={"last_error": message, **update})
         return self._commit(

@@ -16,7 +16,7 @@ from agentctl import prompts
 from agentctl.context import SUMMARY_TOKENS, Budget, calibrated, compaction_split, cut_text
 from agentctl.details import CompactionDetail
 from agentctl.lifecycle import CheckpointKind
-from agentctl.state import Message, SessionState
+from agentctl.state import Message, Session
 
 KEEP_HEAD = 2  # the messages every context keeps: the system prompt and the goal (design §6)
 SHRINK = 0.85  # a refused conversation is cut to this share of what was sent
@@ -28,7 +28,7 @@ class ContextKeeper:
     strategy: str  # "summarize" or "drop" the older turns when over budget
     tools_tokens: Callable[[], int]  # what the tool schemas take of every call
 
-    def prompt_limit(self, session: SessionState, learned: int | None = None) -> int:
+    def prompt_limit(self, session: Session, learned: int | None = None) -> int:
         """Tokens the conversation and tools may take, in our counts: the budget's (or less,
         when the server taught us a smaller window), calibrated by how the server counts."""
         learned = learned or session.task.context_limit
@@ -41,17 +41,17 @@ class ContextKeeper:
         task, approximate = session.task, session.info.approximate_tokens
         return calibrated(min(limits), task.token_ratio, approximate)
 
-    def split(self, session: SessionState, learned: int | None = None) -> int | None:
+    def split(self, session: Session, learned: int | None = None) -> int | None:
         """Where the kept newest turns begin; None when the conversation fits, when nothing
         can be cut, or right after a compaction (what is left goes as it is, fitted)."""
-        if session.checkpoint.event == CheckpointKind.CONTEXT_COMPACTED and learned is None:
+        if session.checkpoint.kind == CheckpointKind.CONTEXT_COMPACTED and learned is None:
             return None
         if self.budget is None and (learned or session.task.context_limit) is None:
             return None
         limit = self.prompt_limit(session, learned) - self.tools_tokens()
         return compaction_split(session.messages, limit, KEEP_HEAD)
 
-    def shrunk_window(self, session: SessionState, server_window: int | None) -> int | None:
+    def shrunk_window(self, session: Session, server_window: int | None) -> int | None:
         """The window to work in after a server refused the conversation as too long (its own
         figure when it gave one), or None when cutting to it leaves nothing to compact."""
         reserve = self.budget.reply_reserve if self.budget else 0
@@ -61,7 +61,7 @@ class ContextKeeper:
             window = min(window, int(session.task.context_limit * SHRINK))
         return window if self.split(session, window) is not None else None
 
-    def transcript(self, session: SessionState, split: int) -> str:
+    def transcript(self, session: Session, split: int) -> str:
         """The older turns as text for the summarizer, bounded by the budget."""
         dropped = session.messages[KEEP_HEAD:split]
         limit = self.prompt_limit(session)
@@ -69,7 +69,7 @@ class ContextKeeper:
 
     def compacted(
         self,
-        session: SessionState,
+        session: Session,
         split: int,
         summary: str | None,
         counted: Callable[[Message], Message],

@@ -16,7 +16,7 @@ from agentctl.context import TokenCounter
 from agentctl.details import Detail, ErrorDetail, NoDetail, ToolDetail
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import Checkpointed, RunEvent
-from agentctl.state import Message, SessionInfo, SessionState, TaskState, ToolCall, Usage
+from agentctl.state import Message, Session, SessionInfo, TaskState, ToolCall, Usage
 from agentctl.store.base import CheckpointDraft, Store
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Journal:
     def tool_message(self, call: ToolCall, content: str) -> Message:
         return self.counted(Message(role="tool", tool_call_id=call.id, content=content))
 
-    def tool_error(self, session: SessionState, call: ToolCall, text: str) -> SessionState:
+    def tool_error(self, session: Session, call: ToolCall, text: str) -> Session:
         """The call's result is an error the model reads; nothing ran, nothing is in flight."""
         return self.commit(
             session,
@@ -62,7 +62,7 @@ class Journal:
             detail=ToolDetail(tool=call.name, error=True, message=text),
         )
 
-    def record_error(self, session: SessionState, message: str, **update: Any) -> SessionState:
+    def record_error(self, session: Session, message: str, **update: Any) -> Session:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
         task = session.task.model_copy(update={"last_error": message, **update})
         detail = ErrorDetail(message)
@@ -70,12 +70,12 @@ class Journal:
 
     def create(
         self, info: SessionInfo, messages: tuple[Message, ...], lease: Lease | None
-    ) -> SessionState:
+    ) -> Session:
         """The session's first checkpoint, `new_task` (idle -> planning), held by `lease` from
         the first moment another process can see it."""
         draft = CheckpointDraft(
             parent=None,
-            event=CheckpointKind.NEW_TASK,
+            kind=CheckpointKind.NEW_TASK,
             from_state=State.IDLE,
             to_state=transition(State.IDLE, Event.NEW_TASK),
             created_at=self._clock(),
@@ -85,9 +85,9 @@ class Journal:
         )
         checkpoint = self._store.create_session(info, draft, lease)
         self._emit(Checkpointed(checkpoint))
-        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+        return Session(info=info, checkpoint=checkpoint, messages=messages)
 
-    def commit_step(self, session: SessionState, step: Step, *messages: Message) -> SessionState:
+    def commit_step(self, session: Session, step: Step, *messages: Message) -> Session:
         """Commit what a control handler decided (control.py), with the messages it adds."""
         return self.commit(
             session, step.kind, step.to_state, step.task, new_messages=messages, detail=step.detail
@@ -95,8 +95,8 @@ class Journal:
 
     def commit(
         self,
-        session: SessionState,
-        event: CheckpointKind,
+        session: Session,
+        kind: CheckpointKind,
         to_state: State,
         task: TaskState,
         *,
@@ -104,10 +104,10 @@ class Journal:
         detail: Detail | None = None,
         usage: Usage | None = None,
         keep_messages: int | None = None,
-    ) -> SessionState:
+    ) -> Session:
         draft = CheckpointDraft(
             parent=session.checkpoint.id,
-            event=event,
+            kind=kind,
             from_state=session.state,
             to_state=to_state,
             created_at=self._clock(),
@@ -121,4 +121,4 @@ class Journal:
         faults.hit("commit_done")
         self._emit(Checkpointed(checkpoint))
         kept = session.messages if keep_messages is None else session.messages[:keep_messages]
-        return SessionState(info=session.info, checkpoint=checkpoint, messages=kept + new_messages)
+        return Session(info=session.info, checkpoint=checkpoint, messages=kept + new_messages)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agentctl.context import Budget
-    from agentctl.state import Checkpoint, SessionState
+    from agentctl.state import Checkpoint, Session
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,14 @@ class Stop(StrEnum):
 @dataclass(frozen=True)
 class RunReport:
     stop: Stop
-    session: SessionState
+    session: Session
 
 
 @dataclass(frozen=True)
 class SessionView:
     """A session as `show` presents it: its state and the context budget it runs under."""
 
-    session: SessionState
+    session: Session
     budget: Budget
     strategy: str
 

@@ -163,8 +163,8 @@ class RunView:
             if self._streaming:
                 err.print()
                 self._streaming = False
-            line = describe_checkpoint(event.checkpoint.event, event.checkpoint.detail)
-            if event.checkpoint.event == "error":
+            line = describe_checkpoint(event.checkpoint.kind, event.checkpoint.detail)
+            if event.checkpoint.kind == "error":
                 self._held_error = f"[dim]#{event.checkpoint.id}[/] {line}"
             elif line:
                 err.print(f"[dim]#{event.checkpoint.id}[/] {line}")
@@ -181,17 +181,17 @@ class RunView:
             self._streaming = False
 
 
-def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
+def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     """One line of markup for a checkpoint, as the live view and `history` show it. The
     detail is read as its kind's record (a damaged store's odd values read as absent)."""
     e = escape
-    d = parse_detail(event, detail)
-    if event == "new_task":
+    d = parse_detail(kind, detail)
+    if kind == "new_task":
         return "[cyan]planning[/]"
     if isinstance(d, ReplyDetail):
         tools = ", ".join(d.tools)
         return f"[dim]model replied[/] → {e(tools)}" if tools else "[dim]model replied[/]"
-    if isinstance(d, PlanDetail) and event == "plan_ready":
+    if isinstance(d, PlanDetail) and kind == "plan_ready":
         return "[cyan]plan:[/] " + "; ".join(f"{n}. {e(s)}" for n, s in enumerate(d.steps, 1))
     if isinstance(d, PlanDetail):
         return "[cyan]plan revised:[/] " + "; ".join(e(s) for s in d.steps)
@@ -205,7 +205,7 @@ def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
         return f"[green]done[/] ({e(d.outcome)})"
     if isinstance(d, RememberDetail):
         return f"remembered {e(d.key)} = {e(d.value)}"
-    if isinstance(d, ToolDetail) and event == "tool_started":
+    if isinstance(d, ToolDetail) and kind == "tool_started":
         what = f"{e(d.tool)}: {e(d.command)}" if d.command else e(d.tool)
         return f"[dim]running {what}…[/]"
     if isinstance(d, ToolDetail):
@@ -224,7 +224,7 @@ def describe_checkpoint(event: str, detail: dict[str, Any]) -> str:
         )
     if isinstance(d, RollbackDetail):
         return f"[magenta]rolled back[/] from #{d.from_} to #{d.to}"
-    return e(event)
+    return e(kind)
 
 
 def ask(question: str) -> str | None:
@@ -286,7 +286,7 @@ def checkpoint_json(c: CheckpointSummary) -> dict[str, Any]:
     return {
         "id": c.id,
         "parent": c.parent,
-        "event": c.event,
+        "event": c.kind,
         "from_state": c.from_state,
         "to_state": c.to_state,
         "created_at": c.created_at,
@@ -324,7 +324,7 @@ def history_table(session_id: str, history: list[CheckpointSummary]) -> None:
         lines.append(
             f"{c.id:>{id_width}}  {parent_cell}  {escape(c.created_at[11:19]):8}  "
             f"{styled}{' ' * (t_width - len(text))}  "
-            f"{describe_checkpoint(c.event, c.detail)}{marker}"
+            f"{describe_checkpoint(c.kind, c.detail)}{marker}"
         )
     out.print("\n".join(lines))
 
@@ -385,7 +385,7 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "checkpoint": {
             "id": c.id,
             "parent": c.parent,
-            "event": c.event,
+            "event": c.kind,
             "created_at": c.created_at,
         },
         "model": s.info.model,

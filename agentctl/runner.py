@@ -34,7 +34,7 @@ from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
-from agentctl.state import Message, SessionInfo, SessionState
+from agentctl.state import Message, Session, SessionInfo
 from agentctl.store.base import Store
 from agentctl.tools import ToolRegistry
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RunResult:
     stop: Stop
-    session: SessionState
+    session: Session
 
 
 Ask = Callable[[str], str | None]  # shows a question, returns the answer or None (no terminal)
@@ -79,9 +79,7 @@ class Runner:
 
     # -- public -----------------------------------------------------------------------------
 
-    def start(
-        self, info: SessionInfo, system_prompt: str, lease: Lease | None = None
-    ) -> SessionState:
+    def start(self, info: SessionInfo, system_prompt: str, lease: Lease | None = None) -> Session:
         """Create the session (held by `lease` from its first moment): its first checkpoint is
         `new_task` (idle → planning)."""
         counter = self._journal.counter()
@@ -140,7 +138,7 @@ class Runner:
 
     def _ask_model(
         self,
-        session: SessionState,
+        session: Session,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         on_text: Callable[[str], None],
@@ -161,7 +159,7 @@ class Runner:
         faults.hit("model_reply_received")
         return reply
 
-    def _call_model(self, session: SessionState) -> SessionState:
+    def _call_model(self, session: Session) -> Session:
         tools = self._schema_count()
         messages = fit_request(
             [m.to_openai() for m in session.messages],
@@ -204,7 +202,7 @@ class Runner:
             self._schema_tokens = self._journal.counter().count({"content": schemas})
         return self._schema_tokens
 
-    def _compact(self, session: SessionState, split: int) -> SessionState:
+    def _compact(self, session: Session, split: int) -> Session:
         """Replace the turns before `split` by a note (with the model's summary of them, or
         nothing when dropping). One checkpoint; the originals stay in the store, in the
         parent's conversation, so `show --at` and rollback still reach them."""
@@ -229,7 +227,7 @@ class Runner:
     def _tool_schemas(self) -> list[dict[str, Any]]:
         return prompts.CONTROL_TOOLS + self._tools.schemas()
 
-    def _shrink_window(self, session: SessionState, exc: ContextTooLongError) -> SessionState:
+    def _shrink_window(self, session: Session, exc: ContextTooLongError) -> Session:
         """The server refused the conversation as too long for its window: lower the session's
         window and compact on the next turn; with nothing left to compact, a model error."""
         window = self._keeper.shrunk_window(session, exc.window)

@@ -102,7 +102,7 @@ def refuse_if_moved(store: Store, session_id: str) -> None:
     from agentctl.lifecycle import CheckpointKind
 
     head = store.head(session_id)
-    if head.event is CheckpointKind.MOVED:
+    if head.kind is CheckpointKind.MOVED:
         detail = head.typed_detail()
         where = detail.to if isinstance(detail, MovedDetail) else "another store"
         raise UsageError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from agentctl.details import Detail
 from agentctl.details import parse as parse_detail
@@ -219,7 +219,11 @@ class Checkpoint(_Model):
     schema_version: Literal[1] = 1
     id: int
     parent: int | None
-    event: CheckpointKind  # what happened (the lifecycle events among them)
+    # What happened: the checkpoint's kind (the lifecycle events among them). Stored as
+    # "event", the name every store and export has used.
+    kind: CheckpointKind = Field(
+        validation_alias=AliasChoices("kind", "event"), serialization_alias="event"
+    )
     from_state: State
     to_state: State
     created_at: str
@@ -230,10 +234,10 @@ class Checkpoint(_Model):
 
     def typed_detail(self) -> Detail:
         """The detail as the record of this checkpoint's kind (details.py)."""
-        return parse_detail(self.event, self.detail)
+        return parse_detail(self.kind, self.detail)
 
 
-class SessionState(_Model):
+class Session(_Model):
     """A session loaded at one checkpoint: the facts, the checkpoint and the whole conversation."""
 
     info: SessionInfo

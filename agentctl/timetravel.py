@@ -38,7 +38,7 @@ def effective(history: list[CheckpointSummary], c: CheckpointSummary) -> Checkpo
     """A rollback checkpoint stands for the checkpoint it returned to."""
     for _ in range(len(history)):  # bounded: a damaged parent chain cannot loop for ever
         if (
-            c.event != CheckpointKind.ROLLBACK
+            c.kind != CheckpointKind.ROLLBACK
             or c.parent is None
             or not 1 <= c.parent <= len(history)
         ):
@@ -103,14 +103,14 @@ def rollback_draft(
 
     in_flight = task.in_flight
     if (
-        target.event == CheckpointKind.TOOL_STARTED
+        target.kind == CheckpointKind.TOOL_STARTED
     ):  # also for checkpoints written before `in_flight`
         detail = target.typed_detail()
         if isinstance(detail, ToolDetail) and detail.tool_call_id:
             in_flight = detail.tool_call_id
     return CheckpointDraft(
         parent=target.id,
-        event=CheckpointKind.ROLLBACK,
+        kind=CheckpointKind.ROLLBACK,
         from_state=_state_or(head.to_state, target.to_state),
         to_state=State(target.to_state),  # the target's path was checked: a valid state
         created_at=now,
@@ -160,7 +160,7 @@ def commit_rollback(store: Store, plan: RollbackPlan, now: str) -> RollbackRepor
         [
             d.command or ""
             for c, d in zip(plan.abandoned, details, strict=True)
-            if c.event == CheckpointKind.TOOL_STARTED
+            if c.kind == CheckpointKind.TOOL_STARTED
             and isinstance(d, ToolDetail)
             and d.tool == "run_shell"
         ],

@@ -188,7 +188,7 @@ def _existing(store: Store, info: SessionInfo, exported: Exported) -> int:
     history = store.history(info.id)
     if (
         history
-        and history[-1].event == CheckpointKind.MOVED
+        and history[-1].kind == CheckpointKind.MOVED
         and _continues(store, info, history[:-1], exported)
     ):
         # Coming back: what is here is the record left when the session moved away, and all
@@ -245,7 +245,7 @@ def _drafts(exported: Exported) -> list[Any]:
         drafts.append(
             CheckpointDraft(
                 parent=checkpoint.parent,
-                event=checkpoint.event,
+                kind=checkpoint.kind,
                 from_state=checkpoint.from_state,
                 to_state=checkpoint.to_state,
                 created_at=checkpoint.created_at,
@@ -339,7 +339,7 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
                 head.id,
                 CheckpointDraft(
                     parent=head.id,
-                    event=CheckpointKind.MOVED,
+                    kind=CheckpointKind.MOVED,
                     from_state=head.to_state,
                     to_state=head.to_state,
                     created_at=wiring.now(),

@@ -116,7 +116,7 @@ def path_problems(history: list[CheckpointSummary], checkpoint_id: int) -> list[
 
 
 def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list[str]:
-    where = f"checkpoint {c.id} ({c.event})"
+    where = f"checkpoint {c.id} ({c.kind})"
     if c.id == 1:
         if c.parent is not None or c.from_state != State.IDLE.value:
             return [f"{where}: the first checkpoint must start from idle with no parent"]
@@ -127,7 +127,7 @@ def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list
         problems.append(
             f"{where}: starts from {c.from_state} but the head before it was {previous.to_state}"
         )
-    if c.event == CheckpointKind.ROLLBACK:
+    if c.kind == CheckpointKind.ROLLBACK:
         if c.parent is None or not 1 <= c.parent < c.id:
             return [*problems, f"{where}: rolls back to {c.parent}, not an earlier checkpoint"]
         target = history[c.parent - 1]
@@ -145,19 +145,19 @@ def _check_transition(where: str, c: CheckpointSummary) -> list[str]:
         after = State(c.to_state)
     except ValueError:
         return [f"{where}: unknown state {c.from_state!r} or {c.to_state!r}"]
-    if c.event in LIFECYCLE_EVENTS:
+    if c.kind in LIFECYCLE_EVENTS:
         try:
-            expected = transition(before, Event(c.event))
+            expected = transition(before, Event(c.kind))
         except InvalidTransition as exc:
             return [f"{where}: {exc}"]
         if expected is not after:
             return [
-                f"{where}: {c.event} from {before.value} leads to {expected.value}, "
+                f"{where}: {c.kind} from {before.value} leads to {expected.value}, "
                 f"not {after.value}"
             ]
     elif before is not after:
         return [
-            f"{where}: a {c.event} event must not change the state ({before.value} → {after.value})"
+            f"{where}: a {c.kind} event must not change the state ({before.value} → {after.value})"
         ]
     return []
 
@@ -189,7 +189,7 @@ def _check_conversations(
             continue
         if c.parent is None or c.parent not in tips:
             continue
-        if c.event == CheckpointKind.CONTEXT_COMPACTED:
+        if c.kind == CheckpointKind.CONTEXT_COMPACTED:
             chain, parent = _chain(messages, tip), _chain(messages, tips[c.parent])
             problems.extend(_check_compaction(c, messages, chain, parent))
         elif not _reaches(messages, tip, tips[c.parent]):

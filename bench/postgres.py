@@ -77,7 +77,7 @@ class AgentctlPostgres:
 
         draft = CheckpointDraft(
             parent=self.head,
-            event=CheckpointKind.TOOL_RESULT,
+            kind=CheckpointKind.TOOL_RESULT,
             from_state=State.PLANNING,
             to_state=State.PLANNING,
             created_at=f"2026-01-01T00:00:00.{step:06d}",
@@ -95,7 +95,7 @@ class AgentctlPostgres:
         target = self.store.get_checkpoint(SESSION, to_step)
         draft = CheckpointDraft(
             parent=to_step,
-            event=CheckpointKind.ROLLBACK,
+            kind=CheckpointKind.ROLLBACK,
             from_state=State.PLANNING,
             to_state=target.to_state,
             created_at="2026-01-02",

@@ -86,7 +86,7 @@ class AgentctlSubject:
 
         draft = self._draft(
             parent=self.head,
-            event="tool_result",
+            kind="tool_result",
             from_state="planning",
             to_state="planning",
             created_at=f"2026-01-01T00:00:00.{step:06d}",
@@ -102,7 +102,7 @@ class AgentctlSubject:
         target = self.store.get_checkpoint(SESSION, to_step)
         draft = self._draft(
             parent=to_step,
-            event="rollback",
+            kind="rollback",
             from_state="planning",
             to_state=target.to_state.value,
             created_at="2026-01-02",

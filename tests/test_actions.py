@@ -19,8 +19,8 @@ from agentctl.state import (
     Checkpoint,
     Message,
     PendingQuestion,
+    Session,
     SessionInfo,
-    SessionState,
     TaskSpec,
     TaskState,
     ToolCall,
@@ -30,17 +30,17 @@ INFO = SessionInfo(id="s", spec=TaskSpec(goal="g"), model="m", created_at="t")
 HEAD = (Message(role="system", content="sys"), Message(role="user", content="Goal: g"))
 
 
-def session(state: State, *messages: Message, **task: object) -> SessionState:
+def session(state: State, *messages: Message, **task: object) -> Session:
     checkpoint = Checkpoint(
         id=2,
         parent=1,
-        event="model_reply",
+        kind="model_reply",
         from_state=state,
         to_state=state,
         created_at="t",
         task=TaskState(goal="g", **task),  # type: ignore[arg-type]
     )
-    return SessionState(info=INFO, checkpoint=checkpoint, messages=HEAD + messages)
+    return Session(info=INFO, checkpoint=checkpoint, messages=HEAD + messages)
 
 
 def reply(*calls: ToolCall, content: str = "", finish: str = "stop") -> Message:

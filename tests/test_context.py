@@ -133,7 +133,7 @@ def assert_every_call_fitted(b: Bench) -> None:
     """What each model call was sent is the conversation of its reply's parent checkpoint."""
     limit = b.budget.prompt_limit - b.schema_tokens()
     for c in b.store.history("s1"):
-        if c.event == "model_reply":
+        if c.kind == "model_reply":
             assert c.parent is not None
             sent = b.store.load("s1", c.parent).context_tokens
             assert sent <= limit, f"checkpoint {c.id}: sent {sent} tokens, limit {limit}"
@@ -156,7 +156,7 @@ def test_a_long_conversation_is_compacted_and_every_call_fits(bench: Any, strate
     # compaction note stands for, so the script went on where it was.
     assert b.model.requests == dict.fromkeys(range(len(SCRIPT)), 1)
     history = b.store.history("s1")
-    compactions = [c for c in history if c.event == "context_compacted"]
+    compactions = [c for c in history if c.kind == "context_compacted"]
     assert compactions
     assert all(c.detail["strategy"] == strategy for c in compactions)
     assert all(c.detail["tokens_after"] < c.detail["tokens_before"] for c in compactions)
@@ -205,7 +205,7 @@ def test_rolling_back_past_a_compaction_restores_the_whole_conversation(bench: A
     b = bench()
     start(b)
     b.runner().run("s1", answer=None, ask=None, max_turns=40)
-    first = next(c for c in b.store.history("s1") if c.event == "context_compacted")
+    first = next(c for c in b.store.history("s1") if c.kind == "context_compacted")
     assert first.parent is not None
     whole = b.store.load("s1", first.parent).messages
     head = b.store.head("s1")
@@ -215,7 +215,7 @@ def test_rolling_back_past_a_compaction_restores_the_whole_conversation(bench: A
         head.id,
         CheckpointDraft(
             parent=first.parent,
-            event="rollback",
+            kind="rollback",
             from_state=head.to_state.value,
             to_state=target.to_state.value,
             created_at=head.created_at,  # the clock of the runner goes on from there
@@ -241,10 +241,10 @@ class CrashOnCompaction:
     after_commit: bool
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Any:
-        if draft.event == "context_compacted" and not self.after_commit:
+        if draft.kind == "context_compacted" and not self.after_commit:
             raise Crash
         checkpoint = self.inner.append(session_id, expected_head, draft)
-        if draft.event == "context_compacted":
+        if draft.kind == "context_compacted":
             raise Crash
         return checkpoint
 

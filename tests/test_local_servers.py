@@ -108,11 +108,11 @@ def test_approximate_counts_are_calibrated_by_the_servers_own(local: Any) -> Non
     # calibration every compaction would land just over it.
     s = local(4096, usage_scale=1.4, window=4096 - 1024)
     assert s.run() is Stop.DONE
-    replies = [c.id for c in s.store.history("s1") if c.event == "model_reply"]
+    replies = [c.id for c in s.store.history("s1") if c.kind == "model_reply"]
     ratios = [s.store.get_checkpoint("s1", n).task.token_ratio for n in replies]
     assert len(ratios) > 5
     assert all(r is not None and 1.15 <= r <= 1.6 for r in ratios), ratios
-    events = [c.event for c in s.store.history("s1")]
+    events = [c.kind for c in s.store.history("s1")]
     assert "context_compacted" in events
     assert "error" not in events  # never refused by the server
     assert calibrated(1000, None, True) == int(1000 / APPROXIMATE_MARGIN)
@@ -122,7 +122,7 @@ def test_approximate_counts_are_calibrated_by_the_servers_own(local: Any) -> Non
 def test_a_rambling_summary_is_cut_and_one_that_does_not_help_is_dropped(local: Any) -> None:
     s = local(3072, summary_text="On and on. " * 2000)
     assert s.run() is Stop.DONE
-    compactions = [c for c in s.store.history("s1") if c.event == "context_compacted"]
+    compactions = [c for c in s.store.history("s1") if c.kind == "context_compacted"]
     assert compactions
     for c in compactions:
         assert c.detail["tokens_after"] < c.detail["tokens_before"]  # never grows

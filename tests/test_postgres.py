@@ -306,7 +306,7 @@ def test_kinds_round_trip(pg_url: str) -> None:
     store = open_store(pg_url)
     try:
         build(store, 2)
-        assert store.head("abc123").event is CheckpointKind.MODEL_REPLY
+        assert store.head("abc123").kind is CheckpointKind.MODEL_REPLY
     finally:
         store.close()
 

@@ -71,7 +71,7 @@ class Server:
         return self.runner(**kw).run("s1", answer=answer, ask=None, max_turns=20).stop
 
     def events(self) -> list[str]:
-        return [c.event for c in self.store.history("s1")]
+        return [c.kind for c in self.store.history("s1")]
 
     def requests(self) -> int:
         return sum(self.model.requests.values())
@@ -115,7 +115,7 @@ def test_an_unreadable_chunk_is_a_model_error_not_a_traceback(server: Any) -> No
 def test_an_empty_reply_is_nudged_and_never_sent_back_empty(server: Any) -> None:
     s = server(turn(), PLAN, turn(), FINISH)
     assert s.run() is Stop.DONE  # the server refuses an empty assistant turn: none was sent
-    nudges = [c.detail for c in s.store.history("s1") if c.event == "nudge"]
+    nudges = [c.detail for c in s.store.history("s1") if c.kind == "nudge"]
     assert nudges == [{"reason": "stop"}, {"reason": "stop"}]
     stored = [m.content for m in s.store.load("s1").messages if m.role == "assistant"]
     assert stored[0] == ""  # the store keeps what came
@@ -139,7 +139,7 @@ def test_a_reply_cut_at_the_output_limit_is_told_to_the_model(server: Any) -> No
     assert "cut off at the output limit" in tool_results[0]
     text_cut = server(turn(content="Let me thi", finish_reason="length"), PLAN, FINISH)
     assert text_cut.run() is Stop.DONE
-    assert [c.detail for c in text_cut.store.history("s1") if c.event == "nudge"] == [
+    assert [c.detail for c in text_cut.store.history("s1") if c.kind == "nudge"] == [
         {"reason": "length"}
     ]
 

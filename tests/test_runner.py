@@ -102,7 +102,7 @@ class Harness:
         self.runner().start(info, "system prompt")
 
     def events(self, session_id: str = "s1") -> list[str]:
-        return [c.event for c in self.store.history(session_id)]
+        return [c.kind for c in self.store.history(session_id)]
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -286,7 +286,7 @@ def test_a_model_error_keeps_the_state_records_it_and_resume_retries(harness_fac
     assert info.value.hint == "agentctl resume s1"
     head = h.store.load("s1")
     assert head.state is State.PLANNING
-    assert head.checkpoint.event == "error"
+    assert head.checkpoint.kind == "error"
     assert "500" in (head.task.last_error or "")
     assert h.runner().run("s1", answer="x", ask=None, max_turns=10).stop is Stop.DONE
     assert h.store.load("s1").task.last_error is None

@@ -169,10 +169,10 @@ class World:
         return timetravel.commit_rollback(self.store, plan, "2026-01-02T00:00:00")
 
     def events(self) -> list[str]:
-        return [c.event for c in self.store.history("s1")]
+        return [c.kind for c in self.store.history("s1")]
 
     def checkpoint_of(self, event: str, nth: int = 0) -> int:
-        return [c.id for c in self.store.history("s1") if c.event == event][nth]
+        return [c.id for c in self.store.history("s1") if c.kind == event][nth]
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -40,7 +40,7 @@ def step(
 ) -> CheckpointDraft:
     messages = tuple(Message(role="user", content=t, tokens=len(t)) for t in texts)
     return replace(
-        draft(parent, parent or 0, event=kind),
+        draft(parent, parent or 0, kind=kind),
         from_state=before,
         to_state=after,
         new_messages=messages,

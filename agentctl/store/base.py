@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from agentctl.state import (
         Checkpoint,
         Message,
+        Session,
         SessionInfo,
-        SessionState,
         TaskState,
         Usage,
         UserProfile,
@@ -46,7 +46,7 @@ class SessionSummary(NamedTuple):
 class CheckpointSummary(NamedTuple):
     id: int
     parent: int | None
-    event: str
+    kind: str  # a CheckpointKind value (stored as "event")
     from_state: str
     to_state: str
     created_at: str
@@ -56,7 +56,7 @@ class CheckpointSummary(NamedTuple):
         """The detail as the record of this checkpoint's kind (details.py)."""
         from agentctl.details import parse
 
-        return parse(self.event, self.detail)
+        return parse(self.kind, self.detail)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class CheckpointDraft:
     """
 
     parent: int | None
-    event: CheckpointKind
+    kind: CheckpointKind
     from_state: State
     to_state: State
     created_at: str
@@ -120,7 +120,7 @@ class SessionTree(Protocol):
         """
         ...
 
-    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
         """The session at a checkpoint (default: the head), conversation included.
 
         Raises UnknownSessionError, UnknownCheckpointError; StoreError for a damaged chain.
@@ -259,7 +259,7 @@ def plan_append(
     checkpoint = Checkpoint(
         id=checkpoint_id,
         parent=draft.parent,
-        event=draft.event,
+        kind=draft.kind,
         from_state=draft.from_state,
         to_state=draft.to_state,
         created_at=draft.created_at,

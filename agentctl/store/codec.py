@@ -43,11 +43,11 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
 
 
 def encode(model: BaseModel) -> str:
-    return model.model_dump_json(exclude_defaults=False)
+    return model.model_dump_json(exclude_defaults=False, by_alias=True)
 
 
 def to_payload(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json")
+    return model.model_dump(mode="json", by_alias=True)
 
 
 def decode(cls: type[M], data: str | bytes | dict[str, Any], *, where: str = "") -> M:

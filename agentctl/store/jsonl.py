@@ -42,7 +42,7 @@ from agentctl.store.base import (
 from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
-    from agentctl.state import Checkpoint, SessionInfo, SessionState, UserProfile
+    from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
 
 FORMAT = "agentctl-jsonl"
 FORMAT_VERSION = 1
@@ -291,8 +291,8 @@ class JsonlStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
-        from agentctl.state import Checkpoint, Message, SessionInfo, SessionState
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
+        from agentctl.state import Checkpoint, Message, Session, SessionInfo
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -311,7 +311,7 @@ class JsonlStore:
                 entry = by_id[tip]
                 chain.append(decode(Message, entry["message"], where=where))
                 tip = entry["parent"]
-        return SessionState(info=info, checkpoint=checkpoint, messages=tuple(reversed(chain)))
+        return Session(info=info, checkpoint=checkpoint, messages=tuple(reversed(chain)))
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         from agentctl.state import Checkpoint
@@ -386,7 +386,7 @@ class JsonlStore:
                 CheckpointSummary(
                     id=c["id"],
                     parent=c["parent"],
-                    event=c["event"],
+                    kind=c["event"],
                     from_state=c["from_state"],
                     to_state=c["to_state"],
                     created_at=c["created_at"],

@@ -11,7 +11,7 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
-from agentctl.state import Checkpoint, Message, SessionInfo, SessionState, UserProfile
+from agentctl.state import Checkpoint, Message, Session, SessionInfo, UserProfile
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
@@ -83,7 +83,7 @@ class MemoryStore:
         except KeyError:
             raise UnknownSessionError(f"no session {session_id!r}") from None
 
-    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
         with self._lock:
             rows = self._rows(session_id)
             checkpoint = rows[-1] if checkpoint_id is None else self._get(session_id, checkpoint_id)
@@ -92,7 +92,7 @@ class MemoryStore:
             while tip is not None:
                 tip, message = self._messages[session_id][tip]
                 chain.append(message)
-            return SessionState(
+            return Session(
                 info=self._info[session_id], checkpoint=checkpoint, messages=tuple(reversed(chain))
             )
 
@@ -140,7 +140,7 @@ class MemoryStore:
                 CheckpointSummary(
                     id=c.id,
                     parent=c.parent,
-                    event=c.event,
+                    kind=c.kind,
                     from_state=c.from_state.value,
                     to_state=c.to_state.value,
                     created_at=c.created_at,

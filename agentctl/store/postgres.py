@@ -53,7 +53,7 @@ from agentctl.store.lease import Lease, holder_is_gone, user_name
 if TYPE_CHECKING:
     import psycopg
 
-    from agentctl.state import Checkpoint, SessionInfo, SessionState, UserProfile
+    from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
 
 S = "agentctl"  # the schema every table lives in
 ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
@@ -467,7 +467,7 @@ class PostgresStore:
             "new": c.id,
             "token": token,
             "parent": c.parent,
-            "event": c.event.value,
+            "event": c.kind.value,
             "from_state": c.from_state.value,
             "to_state": c.to_state.value,
             "at": c.created_at,
@@ -494,7 +494,7 @@ class PostgresStore:
         )
         if row is None:
             return None
-        return (row[0], row[1]) == (plan.checkpoint.event.value, plan.checkpoint.created_at)
+        return (row[0], row[1]) == (plan.checkpoint.kind.value, plan.checkpoint.created_at)
 
     def _refused(self, session_id: str, expected_head: int, token: str | None) -> None:
         """Why the fenced append wrote nothing, as the error that says so."""
@@ -592,8 +592,8 @@ class PostgresStore:
 
     # -- reads --------------------------------------------------------------------------------
 
-    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
-        from agentctl.state import SessionInfo, SessionState
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
+        from agentctl.state import Session, SessionInfo
         from agentctl.store.codec import decode, decode_messages
 
         with self._errors(session_id):
@@ -623,7 +623,7 @@ class PostgresStore:
                     hint=f"agentctl verify {session_id}",
                 )
             messages = decode_messages(array, where=f"session {session_id}")
-        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+        return Session(info=info, checkpoint=checkpoint, messages=messages)
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         with self._errors(session_id):
@@ -820,7 +820,7 @@ def _checkpoint(session_id: str, row: tuple[Any, ...]) -> Checkpoint:
     return Checkpoint(
         id=row[0],
         parent=row[1],
-        event=row[2],
+        kind=row[2],
         from_state=row[3],
         to_state=row[4],
         created_at=row[5],

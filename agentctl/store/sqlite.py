@@ -42,7 +42,7 @@ from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from agentctl.state import Checkpoint, SessionInfo, SessionState, UserProfile
+    from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
 
 BUSY_TIMEOUT_S = 10.0
 APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
@@ -222,7 +222,7 @@ class SQLiteStore:
                 session_id,
                 checkpoint_id,
                 draft.parent,
-                draft.event,
+                draft.kind,
                 draft.from_state,
                 draft.to_state,
                 draft.created_at,
@@ -282,8 +282,8 @@ class SQLiteStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def load(self, session_id: str, checkpoint_id: int | None = None) -> SessionState:
-        from agentctl.state import SessionInfo, SessionState
+    def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
+        from agentctl.state import Session, SessionInfo
         from agentctl.store.codec import decode, decode_messages
 
         with _translated(self.path, session_id):
@@ -319,7 +319,7 @@ class SQLiteStore:
                     hint=f"agentctl verify {session_id}",
                 )
             messages = decode_messages(array, where=f"session {session_id}")
-        return SessionState(info=info, checkpoint=checkpoint, messages=messages)
+        return Session(info=info, checkpoint=checkpoint, messages=messages)
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         with _translated(self.path, session_id):
@@ -361,7 +361,7 @@ class SQLiteStore:
         return Checkpoint(
             id=row[0],
             parent=row[1],
-            event=row[2],
+            kind=row[2],
             from_state=row[3],
             to_state=row[4],
             created_at=row[5],

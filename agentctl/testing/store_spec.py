@@ -58,11 +58,11 @@ def draft(
     *messages: str,
     state: State = State.EXECUTING,
     task: TaskState | None = None,
-    event: CheckpointKind = CheckpointKind.MODEL_REPLY,
+    kind: CheckpointKind = CheckpointKind.MODEL_REPLY,
 ) -> CheckpointDraft:
     return CheckpointDraft(
         parent=parent,
-        event=event,
+        kind=kind,
         from_state=State.PLANNING if parent is None else state,
         to_state=state,
         created_at=f"2026-01-01T00:00:{n:02d}.000+00:00",
@@ -141,7 +141,7 @@ class StoreSpec:
 
     def test_a_fork_shares_the_prefix_and_drops_the_abandoned_branch(self, store: Store) -> None:
         build(store, 5)
-        fork = store.append("abc123", 5, draft(3, 6, event=CheckpointKind.ROLLBACK))
+        fork = store.append("abc123", 5, draft(3, 6, kind=CheckpointKind.ROLLBACK))
         assert (fork.id, fork.parent) == (6, 3)
         assert contents(store) == ["m1", "m2", "m3"]
         store.append("abc123", 6, draft(6, 7, "branch"))
@@ -158,7 +158,7 @@ class StoreSpec:
         assert contents(store) == ["m1", "m2", "summary", "m6", "m8"]
         assert contents(store, at=6) == ["m1", "m2", "m3", "m4", "m5", "m6"]  # originals stay
         store.append(
-            "abc123", 8, draft(6, 9, event=CheckpointKind.ROLLBACK)
+            "abc123", 8, draft(6, 9, kind=CheckpointKind.ROLLBACK)
         )  # and can be returned to
         assert contents(store) == ["m1", "m2", "m3", "m4", "m5", "m6"]
         with pytest.raises(InvalidDraftError):
@@ -288,7 +288,7 @@ class StoreSpec:
         build(store, 4)
         assert store.head("abc123") == store.load("abc123").checkpoint
         assert store.info("abc123") == info()
-        store.append("abc123", 4, draft(2, 5, event=CheckpointKind.ROLLBACK))
+        store.append("abc123", 4, draft(2, 5, kind=CheckpointKind.ROLLBACK))
         assert store.head("abc123").id == 5
         with pytest.raises(UnknownSessionError):
             store.head("nope")
@@ -320,7 +320,7 @@ class StoreSpec:
         build(store, 2, "second")
         assert [store.get_checkpoint("first1", n).message_tip for n in (1, 2, 3)] == [1, 2, 3]
         assert store.head("second").message_tip == 2
-        store.append("first1", 3, draft(1, 4, event=CheckpointKind.ROLLBACK))
+        store.append("first1", 3, draft(1, 4, kind=CheckpointKind.ROLLBACK))
         branch = store.append("first1", 4, draft(4, 5, "b1", "b2"))
         assert branch.message_tip == 5  # numbered on after m3, its parent is m1
         links = store.message_links("first1")
@@ -338,7 +338,7 @@ class StoreSpec:
         second = store.append("abc123", 1, draft(1, 2, "b"))
         assert store.get_checkpoint("abc123", 1) == first
         assert store.head("abc123") == second
-        assert [c.event for c in store.history("abc123")] == ["model_reply"] * 2
+        assert [c.kind for c in store.history("abc123")] == ["model_reply"] * 2
 
     def test_a_deleted_session_is_gone_and_its_id_free_again(self, store: Store) -> None:
         build(store, 3, "gone11")

@@ -170,7 +170,7 @@ def drive(world: World, scenario: Scenario) -> None:
     while True:
         [summary] = service.list_sessions(settings)
         _, history = service.session_history(settings, summary.id)
-        rolled = any(c.event == "rollback" for c in history)
+        rolled = any(c.kind == "rollback" for c in history)
         if summary.state == State.DONE.value:
             if scenario.rollback_steps and not rolled:
                 service.rollback_session(
@@ -225,7 +225,7 @@ def observe(world: World) -> dict[str, Any]:
     finally:
         store.close()
     return {
-        "events": [(c.event, c.parent, c.from_state, c.to_state) for c in history],
+        "events": [(c.kind, c.parent, c.from_state, c.to_state) for c in history],
         "task": session.task.model_dump(),
         "messages": [m.model_dump(exclude={"tokens"}) for m in session.messages],
         "ids": [c.id for c in history],
