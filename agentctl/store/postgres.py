@@ -528,40 +528,29 @@ class PostgresStore:
         )
 
     def acquire_lease(self, session_id: str, lease: Lease) -> None:
+        """Read the holder, decide, then take the lease only if the holder is still the one
+        read (compare-and-set). Another process winning in between is read again, so the
+        error names whoever holds the session."""
         ttl = lease.expires_at - time.time()  # as the caller set it (an expired one: expired)
         with self._errors(session_id):
-            row = self._retrying(
-                lambda db: db.execute(
-                    f"SELECT lease_token, lease_user, lease_host, lease_pid,"
-                    f" extract(epoch FROM lease_expires - clock_timestamp())"
-                    f" FROM {S}.sessions WHERE id = %s",
-                    (session_id,),
-                ).fetchone()
-            )
-            if row is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            seen, user, host, pid, left = row
-            if seen is not None and seen != lease.token and (left or 0) > 0:
-                held = Lease(host or "?", pid or 0, seen, time.time() + float(left), user or "")
-                if not holder_is_gone(held):
-                    raise SessionBusyError(
-                        f"session {session_id} is running in {held.holder()} "
-                        f"(lease expires in {max(0, round(left))}s unless renewed)",
-                        hint="wait for it to finish, or stop that process",
+            for _attempt in range(5):
+                seen = self._may_take(session_id, lease)
+                taken = (
+                    self._db()
+                    .execute(
+                        f"UPDATE {S}.sessions SET lease_token = %s, lease_user = %s,"
+                        " lease_host = %s, lease_pid = %s,"
+                        " lease_expires = clock_timestamp() + make_interval(secs => %s)"
+                        " WHERE id = %s AND lease_token IS NOT DISTINCT FROM %s RETURNING id",
+                        (lease.token, lease.user, lease.host, lease.pid, ttl, session_id, seen),
                     )
-            taken = (
-                self._db()
-                .execute(
-                    f"UPDATE {S}.sessions SET lease_token = %s, lease_user = %s, lease_host = %s,"
-                    " lease_pid = %s, lease_expires = clock_timestamp() + make_interval(secs => %s)"
-                    " WHERE id = %s AND lease_token IS NOT DISTINCT FROM %s RETURNING id",
-                    (lease.token, lease.user, lease.host, lease.pid, ttl, session_id, seen),
+                    .fetchone()
                 )
-                .fetchone()
-            )
-            if taken is None:  # another process took it between our read and our write
+                if taken is not None:
+                    break
+            else:
                 raise SessionBusyError(
-                    f"session {session_id} was just taken by another process",
+                    f"session {session_id} keeps changing hands; try again",
                     hint="wait for it to finish, or stop that process",
                 )
         self._tokens[session_id] = lease.token
@@ -577,6 +566,30 @@ class PostgresStore:
             raise UnknownSessionError(f"no session {session_id!r}")
         self._tails.pop(session_id, None)
         self._tokens.pop(session_id, None)
+
+    def _may_take(self, session_id: str, lease: Lease) -> str | None:
+        """The token that holds the session now (None: nobody), when `lease` may replace it;
+        SessionBusyError naming the holder when it may not."""
+        row = self._retrying(
+            lambda db: db.execute(
+                f"SELECT lease_token, lease_user, lease_host, lease_pid,"
+                f" extract(epoch FROM lease_expires - clock_timestamp())"
+                f" FROM {S}.sessions WHERE id = %s",
+                (session_id,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        seen, user, host, pid, left = row
+        if seen is not None and seen != lease.token and (left or 0) > 0:
+            held = Lease(host or "?", pid or 0, seen, time.time() + float(left), user or "")
+            if not holder_is_gone(held):
+                raise SessionBusyError(
+                    f"session {session_id} is running in {held.holder()} "
+                    f"(lease expires in {max(0, round(left))}s unless renewed)",
+                    hint="wait for it to finish, or stop that process",
+                )
+        return str(seen) if seen is not None else None
 
     def release_lease(self, session_id: str, token: str) -> None:
         with self._errors(session_id):
