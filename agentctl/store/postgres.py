@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 S = "agentctl"  # the schema every table lives in
 ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
-PROFILE_RETRIES = 8
+PROFILE_RETRIES = 30
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -793,10 +793,15 @@ class PostgresStore:
 
     def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
         """Optimistic: read (with its version), change, write only if the version is still
-        the one read; another machine's update in between makes us read and change again."""
+        the one read; another machine's update in between makes us read and change again,
+        after a random pause that grows with each try (so racing machines fall out of step)."""
+        import random
+
         from agentctl.store.codec import encode
 
-        for _attempt in range(PROFILE_RETRIES):
+        for attempt in range(PROFILE_RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
             version, current = self._read_profile()
             profile = change(current)
             with self._errors():
