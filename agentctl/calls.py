@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl import control, prompts
 from agentctl.actions import in_flight, reply_of
@@ -23,9 +23,19 @@ from agentctl.state import Approval, Message, PendingQuestion, Session, ToolCall
 from agentctl.store.base import Store
 from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
 
+if TYPE_CHECKING:
+    from agentctl.workspace.snapshots import Snapshots
+
 
 class ToolCalls:
-    def __init__(self, journal: Journal, store: Store, tools: ToolRegistry) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        store: Store,
+        tools: ToolRegistry,
+        snapshots: Snapshots | None = None,
+    ) -> None:
+        self._snapshots = snapshots  # the workspace, captured after every side effect
         self._commit = journal.commit
         self._counted = journal.counted
         self._tool_message = journal.tool_message
@@ -164,7 +174,7 @@ class ToolCalls:
         )
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
-            started = task.model_copy(update={"in_flight": call.id})
+            started = task.model_copy(update={"in_flight": call.id, **self._baseline(session)})
             session = self._commit(
                 session, CheckpointKind.TOOL_STARTED, session.state, started, detail=detail
             )
@@ -172,18 +182,53 @@ class ToolCalls:
             outcome = tool.run(args)
         except Exception as exc:
             outcome = ToolOutcome(f"{call.name} failed: {exc}", is_error=True)
+        detail = replace(
+            detail,
+            error=outcome.is_error,
+            message=outcome.content.split("\n", 1)[0][:120] if outcome.is_error else None,
+        )
+        update: dict[str, Any] = {"in_flight": None}
+        if not tool.side_effect.idempotent:  # whatever the call did, shell included
+            update, detail = self._captured(session, update, detail)
         return self._commit(
             session,
             CheckpointKind.TOOL_RESULT,
             session.state,
-            task.model_copy(update={"in_flight": None}),
+            task.model_copy(update=update),
             new_messages=(self._tool_message(call, outcome.content),),
-            detail=replace(
-                detail,
-                error=outcome.is_error,
-                message=outcome.content.split("\n", 1)[0][:120] if outcome.is_error else None,
-            ),
+            detail=detail,
         )
+
+    def _baseline(self, session: Session) -> dict[str, Any]:
+        """The workspace before the session's first side effect, taken then (not at start: a
+        session that never writes a file never pays for a snapshot). Every checkpoint before
+        it stands for this tree (workspace/restore.tree_at)."""
+        from agentctl.errors import AgentctlError
+
+        if self._snapshots is None or session.task.workspace_tree is not None:
+            return {}
+        try:
+            return {"workspace_tree": self._snapshots.capture().tree}
+        except AgentctlError:
+            return {}  # said on the result's checkpoint, where the capture fails again
+
+    def _captured(
+        self, session: Session, update: dict[str, Any], detail: ToolDetail
+    ) -> tuple[dict[str, Any], ToolDetail]:
+        """The workspace after a side effect, on the result's checkpoint. A snapshot that
+        fails is said on the checkpoint; it never loses the call's result."""
+        from agentctl.errors import AgentctlError
+
+        if self._snapshots is None:
+            return update, detail
+        try:
+            captured = self._snapshots.capture()
+            before = session.task.workspace_tree
+            changed = self._snapshots.changes(before, captured.tree) if before else []
+        except AgentctlError as exc:
+            return update, replace(detail, not_captured=(f"(no snapshot: {exc.message})",))
+        update = {**update, "workspace_tree": captured.tree}
+        return update, replace(detail, files=len(changed), not_captured=captured.skipped or None)
 
     def _record_error(self, session: Session, message: str, **update: Any) -> Session:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""

@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from agentctl import preferences, render, service, transfer
+from agentctl import preferences, render, rewind, service, transfer
 from agentctl.config import Settings
 from agentctl.errors import AgentctlError, ExitCode
 from agentctl.records import RunReport, Stop
@@ -213,11 +213,33 @@ def rollback(
     session: SessionArg,
     to: Annotated[int | None, typer.Option("--to", help="Checkpoint number to return to.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="How many checkpoints back.")] = None,
+    conversation_only: Annotated[
+        bool, typer.Option("--conversation-only", help="Leave the workspace files as they are.")
+    ] = False,
+    files_only: Annotated[
+        bool, typer.Option("--files-only", help="Restore the files; keep the conversation.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Restore even over edits made outside agentctl.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would change; change nothing.")
+    ] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Move a session's head back to an earlier checkpoint. Nothing is deleted."""
+    """Move a session back to an earlier checkpoint, its workspace files with it. Nothing is
+    deleted: the files and conversation left behind stay reachable (roll back to them)."""
     report = _guarded(
-        lambda: service.rollback_session(_settings(store), session, to=to, steps=steps)
+        lambda: rewind.rollback_session(
+            _settings(store),
+            session,
+            to=to,
+            steps=steps,
+            files=not conversation_only,
+            conversation=not files_only,
+            force=force,
+            dry_run=dry_run,
+        )
     )
     render.rolled_back(report)
 
@@ -259,6 +281,26 @@ def move(
 ) -> None:
     """Copy a session to another store, verify it there, and mark this copy as moved."""
     render.moved(_guarded(lambda: transfer.move_session(_settings(store), session, to)))
+
+
+@app.command()
+def diff(
+    session: SessionArg,
+    old: Annotated[
+        int | None, typer.Option("--from", min=1, help="From this checkpoint (default: 1).")
+    ] = None,
+    new: Annotated[
+        int | None, typer.Option("--to", min=1, help="To this checkpoint (default: the head).")
+    ] = None,
+    stat: Annotated[bool, typer.Option("--stat", help="A summary per file.")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The workspace files a session changed between two checkpoints, as a unified diff."""
+    result = _guarded(
+        lambda: rewind.diff_session(_settings(store), session, old=old, new=new, stat=stat)
+    )
+    render.workspace_diff(result, as_json)
 
 
 @app.command("list")

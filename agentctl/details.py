@@ -100,6 +100,8 @@ class ToolDetail:
     command: str | None = None
     error: bool | None = None  # results only
     message: str | None = None  # the first line of an error
+    files: int | None = None  # workspace files the call changed (a side effect's result)
+    not_captured: tuple[str, ...] | None = None  # files over the snapshot size cap
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ class RollbackDetail:
 
     to: int | None = None
     from_: int | None = None  # stored as "from"
+    files: int | None = None  # workspace files restored (None: the conversation only)
+    before: str | None = None  # the workspace's tree just before, captured so it can be undone
+    files_only: bool | None = None  # the workspace went back, the conversation stayed
 
 
 @dataclass(frozen=True)

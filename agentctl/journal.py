@@ -69,7 +69,11 @@ class Journal:
         return self.commit(session, CheckpointKind.ERROR, session.state, task, detail=detail)
 
     def create(
-        self, info: SessionInfo, messages: tuple[Message, ...], lease: Lease | None
+        self,
+        info: SessionInfo,
+        messages: tuple[Message, ...],
+        lease: Lease | None,
+        workspace_tree: str | None = None,
     ) -> Session:
         """The session's first checkpoint, `new_task` (idle -> planning), held by `lease` from
         the first moment another process can see it."""
@@ -79,7 +83,7 @@ class Journal:
             from_state=State.IDLE,
             to_state=transition(State.IDLE, Event.NEW_TASK),
             created_at=self._clock(),
-            task=TaskState(goal=info.spec.goal),
+            task=TaskState(goal=info.spec.goal, workspace_tree=workspace_tree),
             usage=Usage(),
             new_messages=messages,
         )

@@ -65,6 +65,7 @@ class SessionView:
     session: Session
     budget: Budget
     strategy: str
+    snapshot_bytes: int | None = None  # the workspace's snapshot store on disk (None: none)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,13 @@ class RollbackReport:
     target: int  # the checkpoint it stands on
     kept_preferences: list[str]  # remembered on the abandoned branch: they stay in the profile
     shell_commands: list[str]  # run on the abandoned branch: their effects are not undone
+    # The workspace: (status, path) of each file restored (A: created, D: deleted, M: put
+    # back); None when files were not restored, and `files_note` says why.
+    files: list[tuple[str, str]] | None = None
+    files_note: str | None = None
+    not_restored: tuple[str, ...] = ()  # over the snapshot size cap: left as they are
+    dry_run: bool = False  # nothing was written: this is what a rollback would do
+    conversation: bool = True  # False: --files-only, the conversation stayed at the head
 
 
 @dataclass
@@ -104,3 +112,14 @@ class MoveReport:
     session_id: str
     checkpoints: int
     to: str  # the target store's URL, password masked
+
+
+@dataclass(frozen=True)
+class WorkspaceDiff:
+    """`agentctl diff`: the workspace changes between two checkpoints."""
+
+    session_id: str
+    old: int
+    new: int
+    files: list[tuple[str, str]]  # (status, path): A added, D deleted, M modified, T type
+    text: str  # the unified diff (or --stat summary), as git printed it: untrusted file text

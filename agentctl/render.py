@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         RunEvent,
         SessionReport,
         SessionView,
+        WorkspaceDiff,
     )
     from agentctl.state import UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
@@ -181,6 +182,13 @@ class RunView:
             self._streaming = False
 
 
+def _files(count: int | None, verb: str) -> str:
+    """How many workspace files a checkpoint changed, for `history` and the live view."""
+    if not count:
+        return ""
+    return f" [yellow]({count} file{'s' if count != 1 else ''} {verb})[/]"
+
+
 def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     """One line of markup for a checkpoint, as the live view and `history` show it. The
     detail is read as its kind's record (a damaged store's odd values read as absent)."""
@@ -209,9 +217,10 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
         what = f"{e(d.tool)}: {e(d.command)}" if d.command else e(d.tool)
         return f"[dim]running {what}…[/]"
     if isinstance(d, ToolDetail):
+        files = _files(d.files, "changed")
         if d.error:
-            return f"[red]✗ {e(d.tool)}:[/] {e(d.message or 'failed')}"
-        return f"[dim]{e(d.tool)} ok[/]"
+            return f"[red]✗ {e(d.tool)}:[/] {e(d.message or 'failed')}{files}"
+        return f"[dim]{e(d.tool)} ok[/]{files}"
     if isinstance(d, NudgeDetail):
         return "[dim]reminded the model to call a tool[/]"
     if isinstance(d, ErrorDetail):
@@ -223,7 +232,8 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
             f"{how} ({d.tokens_before} → {d.tokens_after} tokens)"
         )
     if isinstance(d, RollbackDetail):
-        return f"[magenta]rolled back[/] from #{d.from_} to #{d.to}"
+        what = "files put back" if d.files_only else "rolled back"
+        return f"[magenta]{what}[/] from #{d.from_} to #{d.to}{_files(d.files, 'restored')}"
     return e(kind)
 
 
@@ -392,6 +402,7 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "created_at": s.info.created_at,
         "task": c.task.model_dump(mode="json") | {"current_step": c.task.current_step},
         "usage": c.usage.model_dump(mode="json"),
+        "snapshot_bytes": view.snapshot_bytes,
         "context_tokens": s.context_tokens,
         "context": {
             "tokens": s.context_tokens,
@@ -441,6 +452,12 @@ def show_session(view: SessionView) -> None:
         out.print(f"outcome:  {task.outcome.value}")
     if task.result:
         out.print(f"result:   {escape(task.result)}")
+    if view.snapshot_bytes is not None:
+        tree = task.workspace_tree[:10] if task.workspace_tree else "none yet"
+        out.print(
+            f"files:    snapshot {tree}; the workspace's snapshots take "
+            f"{human_bytes(view.snapshot_bytes)}"
+        )
     u = c.usage
     if u.calls and u.unreported == u.calls:
         out.print(f"usage:    {u.calls} model calls; usage not reported by the server")
@@ -482,10 +499,30 @@ def setting_written(key: str, value: str | None, path: Path | None) -> None:
 
 def rolled_back(report: RollbackReport) -> None:
     head = report.head
-    out.print(
-        f"session rolled back to checkpoint {report.target} ({head.to_state.value}); "
-        f"new head is checkpoint {head.id}"
-    )
+    if report.dry_run:
+        out.print(f"a rollback to checkpoint {report.target} would change:")
+    elif report.conversation:
+        out.print(
+            f"session rolled back to checkpoint {report.target} ({head.to_state.value}); "
+            f"new head is checkpoint {head.id}"
+        )
+    else:
+        out.print(
+            f"workspace files put back as at checkpoint {report.target}; the conversation "
+            f"stays (new head is checkpoint {head.id})"
+        )
+    if report.files is not None:
+        verbs = {"A": "restored", "D": "removed", "M": "reverted", "T": "reverted"}
+        for status, path in report.files[:50]:
+            out.print(f"  {verbs.get(status, status)}  {escape(visible(path))}")
+        if len(report.files) > 50:
+            out.print(f"  … and {len(report.files) - 50} more")
+        if not report.files:
+            out.print("  no files differ")
+    if report.not_restored:
+        note(f"not restored (over the snapshot size cap): {', '.join(report.not_restored[:10])}")
+    if report.files_note:
+        note(report.files_note)
     if report.kept_preferences:
         names = ", ".join(report.kept_preferences)
         note(
@@ -521,3 +558,36 @@ def moved(report: MoveReport) -> None:
         f"{escape(report.to)}; this store keeps a read-only record of it"
     )
     try_next(f"agentctl resume {report.session_id} --store URL (the store it moved to)")
+
+
+def workspace_diff(diff: WorkspaceDiff, as_json: bool) -> None:
+    """The patch is file content: every line is shown as text (control characters visible),
+    coloured here by its first character, never by escape codes from the files or from git."""
+    if as_json:
+        print_json(
+            {
+                "session": diff.session_id,
+                "from": diff.old,
+                "to": diff.new,
+                "files": [{"status": s, "path": p} for s, p in diff.files],
+                "diff": diff.text,
+            }
+        )
+        return
+    if not diff.files:
+        note(f"no workspace changes from checkpoint {diff.old} to {diff.new}")
+        return
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for line in diff.text.splitlines():
+        text = escape(visible(line))
+        header = line.startswith(("+++", "---", "diff ", "index "))
+        style = "bold" if header else styles.get(line[:1])
+        out.print(f"[{style}]{text}[/]" if style else text)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

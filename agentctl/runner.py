@@ -40,6 +40,7 @@ from agentctl.tools import ToolRegistry
 
 if TYPE_CHECKING:
     from agentctl.store.lease import Lease
+    from agentctl.workspace.snapshots import Snapshots
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Runner:
         on_event: Callable[[RunEvent], None] = lambda _event: None,
         budget: Budget | None = None,
         strategy: str = "summarize",
+        snapshots: Snapshots | None = None,
     ) -> None:
         # The model is built on first use: resuming only to find the session waiting for
         # input must not start a model client.
@@ -73,7 +75,8 @@ class Runner:
         self._emit = on_event
         self._budget = budget  # None: no limit (tests of other things)
         self._journal = Journal(store, counter, clock, on_event)
-        self._calls = ToolCalls(self._journal, store, tools)
+        self._snapshots = snapshots
+        self._calls = ToolCalls(self._journal, store, tools, snapshots)
         self._keeper = ContextKeeper(budget, strategy, self._schema_count)
         self._schema_tokens: int | None = None
 

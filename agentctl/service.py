@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentctl import faults, wiring
+from agentctl import wiring
 from agentctl.config import Settings
 from agentctl.errors import (
     AgentctlError,
@@ -28,7 +28,7 @@ from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary, SessionSummary
 
 if TYPE_CHECKING:
-    from agentctl.records import RollbackReport, RunEvent, SessionReport
+    from agentctl.records import RunEvent, SessionReport
     from agentctl.runner import Ask
     from agentctl.state import TaskSpec
     from agentctl.store.lease import Lease
@@ -160,7 +160,8 @@ def start_session(
     root = str(wiring.workspace(settings, workspace))
     with opened_store(settings) as store, ExitStack() as stack:
         tools = tools or wiring.work_tools(settings, root, spec, yes)
-        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools)
+        snapshots = wiring.snapshots(settings, root, on_event)
+        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         profile = store.load_profile()
         info = SessionInfo(
             id=_new_id(store), spec=spec, model=model_name, created_at=wiring.now(), workspace=root
@@ -216,7 +217,12 @@ def resume_session(
             )
         )
         tools = tools or wiring.work_tools(settings, info.workspace or str(Path.cwd()), spec, yes)
-        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools)
+        snapshots = wiring.snapshots(settings, info.workspace, on_event)
+        from agentctl.workspace.restore import finish_interrupted
+
+        if finish_interrupted(snapshots, store, session_id):
+            on_event(Notice("finished restoring the workspace files of an interrupted rollback"))
+        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         result = runner.run(
             session_id, answer=answer, ask=ask, max_turns=max_turns or spec.max_turns
         )
@@ -238,24 +244,6 @@ def _new_id(store: Store) -> str:
 
 
 # -- time travel ----------------------------------------------------------------------------
-
-
-def rollback_session(
-    settings: Settings, prefix: str, *, to: int | None, steps: int | None
-) -> RollbackReport:
-    """Roll a session back (a fork: see timetravel.py) under its lease; a session running
-    elsewhere is busy. The target is validated before the lease, so a bad one writes nothing."""
-    from agentctl import timetravel
-
-    if (to is None) == (steps is None):
-        raise UsageError("give exactly one of --to CHECKPOINT or --steps N")
-    with opened_store(settings) as store:
-        session_id = resolve_session(store, prefix)
-        refuse_if_moved(store, session_id)
-        plan = timetravel.plan_rollback(store, session_id, to=to, steps=steps)
-        with held_lease(store, session_id):
-            faults.hit("rollback_started")
-            return timetravel.commit_rollback(store, plan, wiring.now())
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -282,10 +270,12 @@ def show_session(settings: Settings, prefix: str, at: int | None = None) -> Sess
         except UnknownCheckpointError as exc:
             raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
     spec = session.info.spec
+    snapshots = wiring.snapshots(settings, session.info.workspace, lambda _e: None, create=False)
     return SessionView(
         session,
         wiring.context_budget(settings, spec, session.info.model),
         wiring.compaction_strategy(settings, spec),
+        snapshots.size() if snapshots is not None else None,
     )
 
 

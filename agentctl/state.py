@@ -100,8 +100,9 @@ class Approval(_Model):
 class TaskState(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
-    # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight
-    schema_version: Literal[3] = 3
+    # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight;
+    # 4: workspace_tree
+    schema_version: Literal[4] = 4
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -120,6 +121,10 @@ class TaskState(_Model):
     # Server prompt tokens per token we counted, from the last reply's usage (approximate
     # counts only): the budget is calibrated with it.
     token_ratio: float | None = None
+    # The workspace as it was at this checkpoint: a tree id in the workspace's snapshot store
+    # (workspace/snapshots.py). It travels with rollback and fork, which is how a rollback
+    # knows which files to put back.
+    workspace_tree: str | None = None
     tools_tokens: int | None = None  # what the tool schemas take of every call, as we count
 
     @property

@@ -93,12 +93,28 @@ def abandoned(
     return [history[i - 1] for i in reversed(ancestors(history, head)) if i not in keep]
 
 
+@dataclass(frozen=True)
+class WorkspaceMove:
+    """What a rollback does to the workspace: the tree it leaves the session on."""
+
+    tree: str
+    files: int | None = None  # files restored (None: the conversation only)
+    before: str | None = None  # the workspace just before, captured
+    files_only: bool = False  # the conversation stays at the head
+
+
 def rollback_draft(
-    head: CheckpointSummary, target: CheckpointSummary, task: TaskState, usage: Usage, now: str
+    head: CheckpointSummary,
+    target: CheckpointSummary,
+    task: TaskState,
+    usage: Usage,
+    now: str,
+    workspace: WorkspaceMove | None = None,
 ) -> CheckpointDraft:
     """The `rollback` checkpoint: the target's task state without an approval, and with a
     call in flight at the target still in flight (so never re-run); the usage of the head
-    (what was spent stays spent)."""
+    (what was spent stays spent). With --files-only its parent is the head (the conversation
+    stays) and only the workspace tree changes."""
     from agentctl.store.base import CheckpointDraft
 
     in_flight = task.in_flight
@@ -108,15 +124,29 @@ def rollback_draft(
         detail = target.typed_detail()
         if isinstance(detail, ToolDetail) and detail.tool_call_id:
             in_flight = detail.tool_call_id
+    update: dict[str, object] = {"approval": None, "in_flight": in_flight}
+    record = RollbackDetail(target.id, head.id)
+    if workspace is not None:
+        update["workspace_tree"] = workspace.tree
+        record = RollbackDetail(
+            target.id, head.id, workspace.files, workspace.before, workspace.files_only or None
+        )
+    parent, to_state = target.id, State(target.to_state)  # the target's path was checked
+    if workspace is not None and workspace.files_only:
+        parent, to_state, update = (
+            head.id,
+            _state_or(head.to_state, target.to_state),
+            {"workspace_tree": workspace.tree},
+        )
     return CheckpointDraft(
-        parent=target.id,
+        parent=parent,
         kind=CheckpointKind.ROLLBACK,
         from_state=_state_or(head.to_state, target.to_state),
-        to_state=State(target.to_state),  # the target's path was checked: a valid state
+        to_state=to_state,
         created_at=now,
-        task=task.model_copy(update={"approval": None, "in_flight": in_flight}),
+        task=task.model_copy(update=update),
         usage=usage,
-        detail=RollbackDetail(target.id, head.id),
+        detail=record,
     )
 
 
@@ -145,13 +175,18 @@ def plan_rollback(
     return RollbackPlan(session_id, head, target, abandoned(history, head, target))
 
 
-def commit_rollback(store: Store, plan: RollbackPlan, now: str) -> RollbackReport:
+def commit_rollback(
+    store: Store, plan: RollbackPlan, now: str, workspace: WorkspaceMove | None = None
+) -> RollbackReport:
     """Append the rollback checkpoint (append's head check refuses it if the head moved)."""
     sid = plan.session_id
-    task = store.get_checkpoint(sid, plan.target.id).task
-    usage = store.get_checkpoint(sid, plan.head.id).usage
-    draft = rollback_draft(plan.head, plan.target, task, usage, now)
+    head = store.get_checkpoint(sid, plan.head.id)
+    files_only = workspace is not None and workspace.files_only
+    task = head.task if files_only else store.get_checkpoint(sid, plan.target.id).task
+    draft = rollback_draft(plan.head, plan.target, task, head.usage, now, workspace)
     checkpoint = store.append(sid, plan.head.id, draft)
+    if files_only:  # the conversation did not move: nothing was abandoned
+        return RollbackReport(checkpoint, plan.target.id, [], [], conversation=False)
     details = [c.typed_detail() for c in plan.abandoned]
     return RollbackReport(
         checkpoint,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from agentctl.state import TaskSpec
     from agentctl.store import Store
     from agentctl.tools import ToolRegistry
+    from agentctl.workspace.snapshots import Snapshots
 
 SCRIPTED = "scripted"
 
@@ -98,6 +99,7 @@ def runner(
     stack: ExitStack,
     on_event: Callable[[RunEvent], None],
     tools: ToolRegistry | None,
+    snapshots: Snapshots | None = None,
 ) -> Runner:
     from agentctl.runner import Runner
     from agentctl.tools import ToolRegistry
@@ -146,7 +148,41 @@ def runner(
         on_event,
         budget=context_budget(settings, spec, model_name),
         strategy=compaction_strategy(settings, spec),
+        snapshots=snapshots,
     )
+
+
+_SAID: set[str] = set()  # what this process already told the user about snapshots
+
+
+def snapshots(
+    settings: Settings,
+    root: str | None,
+    on_event: Callable[[RunEvent], None],
+    create: bool = True,
+) -> Snapshots | None:
+    """The workspace's snapshot store, or None (said once) where files cannot be snapshotted:
+    no git, or a workspace that is the home folder or `/`. A rollback then restores the
+    conversation only."""
+    from agentctl.workspace.snapshots import Snapshots, SnapshotsUnavailable, refuse_reason
+
+    if root is None:
+        return None
+    reason = refuse_reason(Path(root), settings.environ.get("HOME"))
+    try:
+        if reason is not None:
+            raise SnapshotsUnavailable(reason)
+        return Snapshots(Path(root), settings.home, create=create)
+    except SnapshotsUnavailable as exc:
+        if create and str(exc) not in _SAID:
+            _SAID.add(str(exc))
+            on_event(
+                Notice(
+                    f"{exc}: workspace files are not snapshotted; a rollback restores the "
+                    "conversation only"
+                )
+            )
+        return None
 
 
 def context_budget(settings: Settings, spec: TaskSpec, model_name: str) -> Budget:

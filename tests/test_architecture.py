@@ -83,6 +83,7 @@ RULES = {
         "render",
         "service",
         "preferences",
+        "rewind",
         "transfer",
         "config",
         "errors",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentctl import faults, service
+from agentctl import faults, rewind, service
 from agentctl.config import Settings
 from agentctl.lifecycle import State
 from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
@@ -173,7 +173,7 @@ def drive(world: World, scenario: Scenario) -> None:
         rolled = any(c.kind == "rollback" for c in history)
         if summary.state == State.DONE.value:
             if scenario.rollback_steps and not rolled:
-                service.rollback_session(
+                rewind.rollback_session(
                     settings, summary.id, to=None, steps=scenario.rollback_steps
                 )
                 continue

@@ -1,0 +1,215 @@
+"""Workspace snapshots: a shadow git object store per workspace, driven by the `git` command.
+
+Each workspace gets its own git directory under agentctl's data directory
+(`snapshots/<hash of the workspace path>`); git's work tree is the workspace. A capture is
+`git add -A` into that directory's own index, then `git write-tree`: content-addressed, so disk
+grows only with changed bytes and an unchanged workspace gives the same tree id. A restore is
+`git read-tree --reset -u TREE` from an index that holds the current capture: files the tree
+lacks are removed, the rest written with their modes, symlinks restored as symlinks.
+
+Isolation. The user's own `.git` is never read or written: GIT_DIR points at the shadow
+directory, `.git` entries are never added (git's rule), and a nested repository is recorded as a
+gitlink and left alone. The user's git configuration, hooks and fsmonitor do not run: no system
+or global config, a private HOME, `core.hooksPath` to nowhere, `core.fsmonitor` off.
+
+Bounds. The workspace's `.gitignore` files apply, plus defaults (virtual environments,
+node_modules, caches, build output). A file over `max_file` bytes is not captured (and not in
+the tree, so a restore leaves it as it is); the capture names it. Nothing is ever pruned here
+(`gc.auto = 0`): retention belongs to an explicit command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentctl.errors import StoreError
+
+MAX_FILE = 5 << 20  # bytes: a larger file is not captured
+DEFAULT_IGNORES = (
+    ".git",
+    ".venv/",
+    "venv/",
+    "node_modules/",
+    "__pycache__/",
+    "*.pyc",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    "build/",
+    "dist/",
+    "target/",
+    "*.egg-info/",
+)
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
+
+
+class SnapshotsUnavailable(Exception):
+    """Snapshots cannot be taken here (no git, or a workspace that must not be captured)."""
+
+
+@dataclass(frozen=True)
+class Capture:
+    tree: str
+    skipped: tuple[str, ...] = ()  # files over the size cap, not captured
+
+
+@dataclass(frozen=True)
+class Change:
+    status: str  # A: added, D: deleted, M: modified, T: type changed (file <-> symlink)
+    path: str
+
+
+def refuse_reason(workspace: Path, home: str | None) -> str | None:
+    """Why a workspace must not be captured (its whole home folder or the whole disk)."""
+    resolved = workspace.resolve()
+    if resolved == Path("/"):
+        return "the workspace is / (the whole disk)"
+    if home and resolved == Path(home).resolve():
+        return "the workspace is your home folder"
+    return None
+
+
+class Snapshots:
+    def __init__(
+        self, workspace: Path, data_dir: Path, max_file: int = MAX_FILE, create: bool = True
+    ) -> None:
+        if shutil.which("git") is None:
+            raise SnapshotsUnavailable("git is not installed")
+        self.workspace = workspace.resolve()
+        key = hashlib.sha256(str(self.workspace).encode()).hexdigest()[:16]
+        self.git_dir = data_dir / "snapshots" / key
+        self.max_file = max_file
+        private = self.git_dir / "home"
+        self._env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_DIR": str(self.git_dir),
+            "GIT_WORK_TREE": str(self.workspace),
+            "GIT_INDEX_FILE": str(self.git_dir / "index"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "HOME": str(private),
+            "XDG_CONFIG_HOME": str(private),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_OPTIONAL_LOCKS": "0",
+            "LC_ALL": "C",
+        }
+        if not (self.git_dir / "HEAD").exists():
+            if not create:  # reading commands never make a store
+                raise SnapshotsUnavailable("no snapshot of this workspace was taken")
+            self._init(private)
+
+    def _init(self, private: Path) -> None:
+        self.git_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._git("init", "--quiet")
+        private.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.git_dir, 0o700)
+        for key, value in (
+            ("core.hooksPath", os.devnull),
+            ("core.fsmonitor", "false"),
+            ("core.autocrlf", "false"),
+            ("core.symlinks", "true"),
+            ("core.quotepath", "false"),
+            ("core.untrackedCache", "true"),
+            ("gc.auto", "0"),
+            ("advice.addEmbeddedRepo", "false"),
+        ):
+            self._git("config", key, value)
+        (self.git_dir / "info").mkdir(exist_ok=True)
+        (self.git_dir / "info" / "exclude").write_text("\n".join(DEFAULT_IGNORES) + "\n")
+
+    def _git(self, *args: str, check: bool = True) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                env=self._env,
+                cwd=self.workspace,
+                capture_output=True,
+                check=False,
+                timeout=300,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise StoreError(f"workspace snapshot: git {args[0]} failed: {exc}") from None
+        if check and done.returncode != 0:
+            text = done.stderr.decode(errors="replace").strip().splitlines()
+            raise StoreError(
+                f"workspace snapshot: git {args[0]} failed: {text[-1] if text else done.returncode}"
+            )
+        return done.stdout.decode(errors="surrogateescape")
+
+    # -- capture and restore ------------------------------------------------------------------
+
+    def capture(self) -> Capture:
+        """The workspace as a tree id, now (files over the size cap left out, and named)."""
+        candidates = self._git("ls-files", "-z", "--others", "--modified", "--exclude-standard")
+        big = []
+        for name in filter(None, candidates.split("\0")):
+            try:
+                info = os.lstat(self.workspace / name)
+            except OSError:
+                continue
+            if info.st_size > self.max_file and not os.path.islink(self.workspace / name):
+                big.append(name)
+        excludes = [f":(exclude,literal){name}" for name in big]
+        self._git("add", "-A", "--", ".", *excludes)
+        if big:  # tracked before and grown since: out of the snapshot, not kept stale
+            self._git("rm", "-q", "--cached", "--ignore-unmatch", "--", *big)
+        tree = self._git("write-tree").strip()
+        return Capture(tree, tuple(sorted(big)))
+
+    def changes(self, old: str, new: str) -> list[Change]:
+        """What differs from tree `old` to tree `new` (renames as a delete and an add)."""
+        if old == new:
+            return []
+        out = self._git("diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new)
+        fields = [f for f in out.split("\0") if f]
+        return [Change(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+
+    def restore(self, current: str, target: str) -> None:
+        """Make the workspace tree `target`; the index must hold `current` (a capture just
+        taken). Files only `current` has are removed; files over the cap are left alone."""
+        self._git("read-tree", current)
+        self._git("read-tree", "--reset", "-u", target)
+
+    def has(self, tree: str) -> bool:
+        return self._git("cat-file", "-t", tree, check=False).strip() == "tree"
+
+    def diff(self, old: str, new: str, *, stat: bool = False, color: bool = False) -> str:
+        args = ["diff-tree", "-r", "--no-renames", "--stat" if stat else "-p"]
+        if color:
+            args.append("--color=always")
+        return self._git(*args, old, new)
+
+    def size(self) -> int:
+        """Bytes the snapshot store takes on disk."""
+        total = 0
+        for path in (self.git_dir / "objects").rglob("*"):
+            if path.is_file():
+                total += path.stat().st_size
+        return total
+
+    # -- an interrupted restore --------------------------------------------------------------
+
+    @property
+    def marker(self) -> Path:
+        return self.git_dir / "restoring"
+
+    def begin_restore(self, session_id: str, checkpoint: int, target: str) -> None:
+        """Written before a restore starts, removed when it ends: a crash in between leaves a
+        mark that the next `resume`, `rollback` or `verify` of the session completes."""
+        self.marker.write_text(f"{session_id} {checkpoint} {target}\n")
+
+    def end_restore(self) -> None:
+        self.marker.unlink(missing_ok=True)
+
+    def pending_restore(self) -> tuple[str, int, str] | None:
+        try:
+            session_id, checkpoint, target = self.marker.read_text().split()
+            return session_id, int(checkpoint), target
+        except (OSError, ValueError):
+            return None
