@@ -16,6 +16,7 @@ POINTS = (
     "commit_started",  # inside the store's write: transaction open, or half a line appended
     "commit_done",  # the checkpoint is durable; the loop has not acted on it yet
     "rollback_started",  # the rollback target is chosen, nothing written yet
+    "restore_started",  # the rollback checkpoint is written, its files not yet restored
 )
 
 _armed: tuple[str, int] | None = None

@@ -8,9 +8,10 @@ grows only with changed bytes and an unchanged workspace gives the same tree id.
 lacks are removed, the rest written with their modes, symlinks restored as symlinks.
 
 Isolation. The user's own `.git` is never read or written: GIT_DIR points at the shadow
-directory, `.git` entries are never added (git's rule), and a nested repository is recorded as a
-gitlink and left alone. The user's git configuration, hooks and fsmonitor do not run: no system
-or global config, a private HOME, `core.hooksPath` to nowhere, `core.fsmonitor` off.
+directory, `.git` entries are never added (git's rule), and a nested repository is left out
+whole. The user's git configuration, hooks and fsmonitor do not run: no system or global
+config, a private HOME, `core.hooksPath` to nowhere, `core.fsmonitor` off. Like git, a
+snapshot keeps no empty folder.
 
 Bounds. The workspace's `.gitignore` files apply, plus defaults (virtual environments,
 node_modules, caches, build output). A file over `max_file` bytes is not captured (and not in
@@ -147,15 +148,19 @@ class Snapshots:
     def capture(self) -> Capture:
         """The workspace as a tree id, now (files over the size cap left out, and named)."""
         candidates = self._git("ls-files", "-z", "--others", "--modified", "--exclude-standard")
-        big = []
+        big, nested = [], []
         for name in filter(None, candidates.split("\0")):
+            if name.endswith("/"):  # git does not descend into another repository
+                nested.append(name.rstrip("/"))
+                continue
             try:
                 info = os.lstat(self.workspace / name)
             except OSError:
                 continue
             if info.st_size > self.max_file and not os.path.islink(self.workspace / name):
                 big.append(name)
-        excludes = [f":(exclude,literal){name}" for name in big]
+        # A nested repository is the user's: left out whole (not even as a gitlink).
+        excludes = [f":(exclude,literal){name}" for name in big + nested]
         self._git("add", "-A", "--", ".", *excludes)
         if big:  # tracked before and grown since: out of the snapshot, not kept stale
             self._git("rm", "-q", "--cached", "--ignore-unmatch", "--", *big)
