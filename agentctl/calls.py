@@ -148,12 +148,22 @@ class ToolCalls:
             return self._refuse(session, call, f"unknown tool {call.name!r}; tools: {known}")
         if in_flight(session, call):
             # It started and we have no result: after a crash, or a rollback to this point,
-            # the effect may or may not have happened. Never run it again.
-            return self._refuse(
-                session,
-                call,
+            # the effect may or may not have happened. Never run it again. Whatever it did to
+            # the workspace is captured now, as agentctl's own doing.
+            text = (
                 f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
-                "unknown. Check the current state before trying again.",
+                "unknown. Check the current state before trying again."
+            )
+            update: dict[str, Any] = {"in_flight": None, "approval": None}
+            detail = ToolDetail(tool=call.name, tool_call_id=call.id, error=True, message=text)
+            update, detail = self._captured(session, update, detail)
+            return self._commit(
+                session,
+                CheckpointKind.TOOL_RESULT,
+                session.state,
+                session.task.model_copy(update=update),
+                new_messages=(self._tool_message(call, f"Error: {text}"),),
+                detail=detail,
             )
         if not tool.side_effect.idempotent and session.state is State.PLANNING:
             # One rule whatever the approval mode: nothing changes before there is a plan.

@@ -65,6 +65,23 @@ class ChargeCard:
         return ToolOutcome(f"charged {arguments.get('amount')}")
 
 
+@dataclass
+class WriteNote:
+    """A file written in the workspace: snapshotted after, put back by a rollback."""
+
+    workspace: Path
+    name: str = "write_note"
+    description: str = "Write the note."
+    side_effect: SideEffect = SideEffect.WRITE
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {"text": {"type": "string"}}}
+    )
+
+    def run(self, arguments: dict[str, Any]) -> ToolOutcome:
+        (self.workspace / "note.txt").write_text(str(arguments.get("text")))
+        return ToolOutcome("written")
+
+
 @dataclass(frozen=True)
 class LookUp:
     """A read with a long answer: enough of them overflow a small context window."""
@@ -111,6 +128,18 @@ COMPACT = TaskSpec(
 )
 
 
+# A file written, then a rollback past it: kills land inside the workspace restore too.
+EDIT = TaskSpec(
+    goal="Write the note",
+    script=(
+        ScriptTurn(tool_calls=(_call("submit_plan", steps=["write"]),)),
+        ScriptTurn(tool_calls=(_call("write_note", text="v1"),)),
+        ScriptTurn(tool_calls=(_call("complete_step", summary="written"),)),
+        ScriptTurn(tool_calls=(_call("finish", result="note written"),)),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -127,6 +156,7 @@ SCENARIOS = [
     Scenario("standup", load_task_file(ROOT / "sample_tasks" / "standup.toml")),
     Scenario("pay", PAY),
     Scenario("compact", COMPACT),
+    Scenario("edit", EDIT, rollback_steps=6),
 ]
 
 
@@ -161,11 +191,21 @@ class World:
 def drive(world: World, scenario: Scenario) -> None:
     """Take the scenario from wherever the store says it stands to its end (idempotent)."""
     settings = world.settings
-    tools = ToolRegistry([ChargeCard(world.ledger), LookUp()], ApprovalPolicy(yes=True))
+    work = world.root / "work"  # the workspace: snapshotted, restored by rollbacks
+    work.mkdir(exist_ok=True)
+    tools = ToolRegistry(
+        [ChargeCard(world.ledger), LookUp(), WriteNote(work)], ApprovalPolicy(yes=True)
+    )
     quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
     if not service.list_sessions(settings):
         service.start_session(
-            settings, scenario.spec, max_turns=None, ask=None, on_event=quiet, tools=tools
+            settings,
+            scenario.spec,
+            max_turns=None,
+            ask=None,
+            on_event=quiet,
+            tools=tools,
+            workspace=work,
         )
     while True:
         [summary] = service.list_sessions(settings)
@@ -229,6 +269,9 @@ def observe(world: World) -> dict[str, Any]:
         "task": session.task.model_dump(),
         "messages": [m.model_dump(exclude={"tokens"}) for m in session.messages],
         "ids": [c.id for c in history],
+        "files": {
+            p.name: p.read_text() for p in sorted((world.root / "work").glob("*")) if p.is_file()
+        },
     }
 
 
@@ -253,7 +296,7 @@ def check_invariants(world: World, clean: dict[str, Any], kills: int) -> list[st
     if len(ledger) > 1:
         problems.append(f"a side effect ran {len(ledger)} times")
     if not in_flight:
-        for key in ("events", "task", "messages"):
+        for key in ("events", "task", "messages", "files"):
             if seen[key] != clean[key]:
                 problems.append(f"{key} differ from a clean run")
         if len(ledger) != len(clean["ledger"]):
