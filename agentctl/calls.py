@@ -232,13 +232,12 @@ class ToolCalls:
         if self._snapshots is None:
             return update, detail
         try:
-            captured = self._snapshots.capture()
-            before = session.task.workspace_tree
-            changed = self._snapshots.changes(before, captured.tree) if before else []
+            captured = self._snapshots.capture(session.task.workspace_tree)
         except AgentctlError as exc:
             return update, replace(detail, not_captured=(f"(no snapshot: {exc.message})",))
         update = {**update, "workspace_tree": captured.tree}
-        return update, replace(detail, files=len(changed), not_captured=captured.skipped or None)
+        files = len(captured.changed)
+        return update, replace(detail, files=files, not_captured=captured.skipped or None)
 
     def _record_error(self, session: Session, message: str, **update: Any) -> Session:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
