@@ -43,10 +43,14 @@ KEYS: dict[str, Key] = {
         Key("model", env_over="AGENTCTL_MODEL"),  # for sessions whose task names no model
         Key("base_url", env_under="OPENAI_BASE_URL"),  # an OpenAI-compatible server
         Key("api_key", env_under="OPENAI_API_KEY", secret=True),
-        Key("store", env_over="AGENTCTL_STORE"),  # sqlite:///FILE or json:///DIR
+        Key("store", env_over="AGENTCTL_STORE"),  # sqlite:///FILE, json:///DIR, postgresql://…
         Key("timeout", kind=float),  # seconds to wait for one model reply
         Key("context_window", env_over="AGENTCTL_CONTEXT_WINDOW", kind=int),  # tokens
         Key("context_strategy", env_over="AGENTCTL_CONTEXT_STRATEGY"),  # summarize or drop
+        # workspace snapshots: a file larger is not captured; a capture stores at most this
+        # many bytes of new files (bytes)
+        Key("snapshot_max_file", env_over="AGENTCTL_SNAPSHOT_MAX_FILE", kind=int),
+        Key("snapshot_max_capture", env_over="AGENTCTL_SNAPSHOT_MAX_CAPTURE", kind=int),
     )
 }
 
@@ -65,6 +69,8 @@ class Settings:
     context_strategy: str | None
     scripted_delay: float
     scripted_log: Path | None
+    snapshot_max_file: int | None = None
+    snapshot_max_capture: int | None = None
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
     environ: Mapping[str, str] = field(default_factory=dict)  # what tools' environments start from
 
@@ -105,6 +111,8 @@ class Settings:
             scripted_log=Path(env["AGENTCTL_SCRIPTED_LOG"])
             if env.get("AGENTCTL_SCRIPTED_LOG")
             else None,
+            snapshot_max_file=_opt_int(values.get("snapshot_max_file")),
+            snapshot_max_capture=_opt_int(values.get("snapshot_max_capture")),
             sources=sources,
             environ=dict(env),
         )

@@ -164,7 +164,13 @@ def snapshots(
     """The workspace's snapshot store, or None (said once) where files cannot be snapshotted:
     no git, or a workspace that is the home folder or `/`. A rollback then restores the
     conversation only."""
-    from agentctl.workspace.snapshots import Snapshots, SnapshotsUnavailable, refuse_reason
+    from agentctl.workspace.snapshots import (
+        MAX_CAPTURE,
+        MAX_FILE,
+        Snapshots,
+        SnapshotsUnavailable,
+        refuse_reason,
+    )
 
     if root is None:
         return None
@@ -172,7 +178,13 @@ def snapshots(
     try:
         if reason is not None:
             raise SnapshotsUnavailable(reason)
-        return Snapshots(Path(root), settings.home, create=create)
+        return Snapshots(
+            Path(root),
+            settings.home,
+            max_file=settings.snapshot_max_file or MAX_FILE,
+            max_capture=settings.snapshot_max_capture or MAX_CAPTURE,
+            create=create,
+        )
     except SnapshotsUnavailable as exc:
         if create and str(exc) not in _SAID:
             _SAID.add(str(exc))

@@ -224,3 +224,36 @@ def test_a_restore_killed_midway_is_finished_by_the_next_resume(
     assert "finished restoring the workspace files" in resumed.stderr
     assert (workspace / "c.txt").exists()
     assert not (workspace / "renamed.txt").exists()
+
+
+def test_the_per_capture_cap_and_the_settings_that_set_both_caps(
+    tmp_path: Path, workspace: Path
+) -> None:
+    snaps = Snapshots(workspace, tmp_path / "data", max_file=10_000, max_capture=3000)
+    first = snaps.capture()  # the workspace's own files fit; the next new ones do not all
+    (workspace / "n1.txt").write_bytes(b"1" * 2000)
+    (workspace / "n2.txt").write_bytes(b"2" * 2000)
+    second = snaps.capture(first.tree)
+    assert len(second.skipped) == 1
+    assert len(second.changed) == 1
+    from agentctl import wiring
+    from agentctl.config import Settings
+
+    settings = Settings.load(
+        {"AGENTCTL_HOME": str(tmp_path / "h"), "AGENTCTL_SNAPSHOT_MAX_FILE": "123"}
+    )
+    made = wiring.snapshots(settings, str(workspace), lambda _e: None)
+    assert made is not None
+    assert made.max_file == 123
+
+
+def test_a_workspace_that_is_home_or_root_is_never_snapshotted(tmp_path: Path) -> None:
+    from agentctl import wiring
+    from agentctl.config import Settings
+
+    said: list[object] = []
+    settings = Settings.load({"AGENTCTL_HOME": str(tmp_path / "h"), "HOME": str(tmp_path)})
+    assert wiring.snapshots(settings, str(tmp_path), said.append) is None
+    assert wiring.snapshots(settings, "/", said.append) is None
+    assert "home folder" in str(said[0])
+    assert not (tmp_path / "h" / "snapshots").exists()

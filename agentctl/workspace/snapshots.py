@@ -31,6 +31,7 @@ from pathlib import Path
 from agentctl.errors import StoreError
 
 MAX_FILE = 5 << 20  # bytes: a larger file is not captured
+MAX_CAPTURE = 100 << 20  # bytes of new (untracked) files one capture stores at most
 DEFAULT_IGNORES = (
     ".git",
     ".venv/",
@@ -79,8 +80,14 @@ def refuse_reason(workspace: Path, home: str | None) -> str | None:
 
 class Snapshots:
     def __init__(
-        self, workspace: Path, data_dir: Path, max_file: int = MAX_FILE, create: bool = True
+        self,
+        workspace: Path,
+        data_dir: Path,
+        max_file: int = MAX_FILE,
+        max_capture: int = MAX_CAPTURE,
+        create: bool = True,
     ) -> None:
+        self.max_capture = max_capture
         if shutil.which("git") is None:
             raise SnapshotsUnavailable("git is not installed")
         self.workspace = workspace.resolve()
@@ -151,12 +158,16 @@ class Snapshots:
         the size cap are left out and named: untracked ones before `git add` sees them (it
         would store them), and a tracked file that grew past the cap is dropped after."""
         untracked = self._git("ls-files", "-z", "--others", "--exclude-standard")
-        big, nested = [], []
+        big, nested, new_bytes = [], [], 0
         for name in filter(None, untracked.split("\0")):
             if name.endswith("/"):  # git does not descend into another repository
                 nested.append(name.rstrip("/"))
             elif self._too_big(name):
                 big.append(name)
+            else:  # a capture stores at most max_capture bytes of new files; the rest: named
+                new_bytes += self._size(name)
+                if new_bytes > self.max_capture:
+                    big.append(name)
         # A nested repository is the user's: left out whole (not even as a gitlink).
         excludes = [f":(exclude,literal){name}" for name in big + nested]
         self._git("add", "-A", "--", ".", *excludes)
@@ -170,11 +181,14 @@ class Snapshots:
         return Capture(tree, tuple(sorted(big + grown)), tuple(changed))
 
     def _too_big(self, name: str) -> bool:
+        return self._size(name) > self.max_file
+
+    def _size(self, name: str) -> int:
         try:
             info = os.lstat(self.workspace / name)
         except OSError:
-            return False
-        return info.st_size > self.max_file and not os.path.islink(self.workspace / name)
+            return 0
+        return 0 if os.path.islink(self.workspace / name) else info.st_size
 
     def changes(self, old: str, new: str) -> list[Change]:
         """What differs from tree `old` to tree `new` (renames as a delete and an add)."""
