@@ -306,17 +306,150 @@ def diff(
 @app.command("list")
 def list_(
     state: Annotated[
-        str | None, typer.Option("--status", help="Only sessions in this state.")
+        str | None, typer.Option("--state", "--status", help="Only sessions in this state.")
     ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Active since: 2d, 12h, or 2026-11-01.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Active until (as --since).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Only sessions with this tag.")
+    ] = None,
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", help="Only sessions working in this folder.")
+    ] = None,
+    here: Annotated[bool, typer.Option("--here", help="Only sessions of this folder.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
+    all_: Annotated[bool, typer.Option("--all", help="Every session (no --limit).")] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List sessions, most recently active first."""
-    sessions = _guarded(lambda: service.list_sessions(_settings(store), state))
+    from agentctl.sessions import Filters, list_sessions
+
+    filters = Filters(
+        state=state,
+        since=since,
+        until=until,
+        tags=tuple(tag or ()),
+        workspace=Path.cwd() if here else workspace,
+        limit=None if all_ else limit,
+    )
+    sessions = _guarded(lambda: list_sessions(_settings(store), filters))
     if as_json:
         render.print_json([render.summary_json(s) for s in sessions])
     else:
         render.sessions_table(sessions)
+
+
+@app.command()
+def rename(
+    session: SessionArg,
+    name: Annotated[str, typer.Argument(help="The new name (works wherever an id does).")],
+    store: StoreOpt = None,
+) -> None:
+    """Give a session a name."""
+    from agentctl import sessions
+
+    session_id, name = _guarded(lambda: sessions.rename(_settings(store), session, name))
+    render.note(f"session {session_id} is named {name!r}")
+
+
+@app.command()
+def tag(
+    session: SessionArg,
+    tags: Annotated[list[str], typer.Argument(help="Tags to add (or remove).")],
+    remove: Annotated[bool, typer.Option("--remove", help="Remove these tags.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Tag a session (list --tag finds it)."""
+    from agentctl import sessions
+
+    now = _guarded(lambda: sessions.tag(_settings(store), session, tags, remove))
+    render.note(f"tags: {', '.join(now) if now else '(none)'}")
+
+
+@app.command()
+def fork(
+    session: SessionArg,
+    at: Annotated[
+        int | None, typer.Option("--at", min=1, help="From this checkpoint (default: the head).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name the new session.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Start a new session from any checkpoint of another."""
+    from agentctl import sessions
+
+    new_id, at_ = _guarded(lambda: sessions.fork(_settings(store), session, at, name))
+    render.forked(new_id, at_)
+
+
+@app.command()
+def rm(
+    session_ids: Annotated[list[str], typer.Argument(help="Sessions (ids, prefixes or names).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete sessions: their checkpoints and messages are gone for good."""
+    from agentctl import sessions
+
+    if not yes and not _confirm(f"delete {', '.join(session_ids)} for good?"):
+        raise typer.Exit(int(ExitCode.USAGE))
+    removed = _guarded(lambda: sessions.remove(_settings(store), session_ids))
+    render.note(f"deleted {', '.join(removed)}")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Sessions not active for this long: 30d, 12h.")
+    ],
+    state: Annotated[str | None, typer.Option("--state", help="Only in this state.")] = None,
+    keep_last: Annotated[
+        int, typer.Option("--keep-last", min=0, help="Keep the N most recent whatever.")
+    ] = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, delete nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete old sessions, listing them (with sizes) first. Nothing is deleted otherwise."""
+    from agentctl import sessions
+
+    settings = _settings(store)
+    doomed = _guarded(lambda: sessions.prune_candidates(settings, older_than, state, keep_last))
+    render.prune_list(doomed, dry_run)
+    if dry_run or not doomed:
+        return
+    if not yes and not _confirm(f"delete these {len(doomed)} sessions for good?"):
+        raise typer.Exit(int(ExitCode.USAGE))
+    _guarded(lambda: sessions.prune(settings, doomed))
+    render.note(f"deleted {len(doomed)} sessions")
+
+
+def _confirm(question: str) -> bool:
+    """Asked on a terminal only: without one, a delete needs --yes."""
+    if not sys.stdin.isatty():
+        render.error("not deleting without a terminal to ask on", hint="add --yes")
+        return False
+    return render.ask_yes(question)
+
+
+@app.command()
+def usage(
+    session: Annotated[str | None, typer.Argument(help="One session (default: all).")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Started since: 7d, 2026-11-01.")
+    ] = None,
+    by: Annotated[str, typer.Option("--by", help="Group by model, day or session.")] = "model",
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Model calls and tokens, and their cost where the model's price is known."""
+    from agentctl import sessions
+
+    rows = _guarded(lambda: sessions.usage(_settings(store), session, since, by))
+    render.usage_table(rows, by, sessions.PRICES_TAKEN, as_json)
 
 
 @app.command()
@@ -337,13 +470,32 @@ def show(
 
 
 @app.command()
-def history(session: SessionArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def history(
+    session: SessionArg,
+    graph: Annotated[bool, typer.Option("--graph", help="Draw the tree of branches.")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Every checkpoint of a session: event, state transition, time, and branches."""
     session_id, checkpoints = _guarded(lambda: service.session_history(_settings(store), session))
     if as_json:
         render.print_json([render.checkpoint_json(c) for c in checkpoints])
+    elif graph:
+        render.history_graph(session_id, checkpoints)
     else:
         render.history_table(session_id, checkpoints)
+
+
+@app.command()
+def watch(session: SessionArg, store: StoreOpt = None) -> None:
+    """Follow a session running elsewhere: its checkpoints as they are committed, until it is
+    done or waiting for input (exit codes as run's). Read-only: it takes no lease."""
+    from agentctl import sessions
+
+    view = render.RunView()
+    report = _guarded(lambda: sessions.watch(_settings(store), session, view), view)
+    view.close()
+    _finish_run(report, as_json=False)
 
 
 @app.command()
@@ -443,8 +595,20 @@ def config_unset(key: Annotated[str, typer.Argument(help="The setting to remove.
     render.setting_written(key, None, path)
 
 
+def _version(value: bool) -> None:
+    if value:
+        import agentctl
+
+        sys.stdout.write(f"agentctl {agentctl.__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
     debug: Annotated[
         bool,
         typer.Option(

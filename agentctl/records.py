@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agentctl.context import Budget
     from agentctl.state import Checkpoint, Session
+    from agentctl.store.base import SessionSummary
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class SessionView:
     budget: Budget
     strategy: str
     snapshot_bytes: int | None = None  # the workspace's snapshot store on disk (None: none)
+    forks: tuple[str, ...] = ()  # sessions forked from this one ("id (at checkpoint N)")
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,19 @@ class WorkspaceDiff:
     new: int
     files: list[tuple[str, str]]  # (status, path): A added, D deleted, M modified, T type
     text: str  # the unified diff (or --stat summary), as git printed it: untrusted file text
+
+
+@dataclass(frozen=True)
+class Doomed:
+    summary: SessionSummary
+    bytes: int  # what its checkpoints and messages take, serialized
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    key: str  # the model, the day or the session
+    sessions: int
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None  # dollars, where the model's price is known; None: unpriced

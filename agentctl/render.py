@@ -38,12 +38,14 @@ if TYPE_CHECKING:
 
     from agentctl.records import (
         ConfigRow,
+        Doomed,
         ImportReport,
         MoveReport,
         RollbackReport,
         RunEvent,
         SessionReport,
         SessionView,
+        UsageRow,
         WorkspaceDiff,
     )
     from agentctl.state import UserProfile
@@ -254,6 +256,9 @@ def ask(question: str) -> str | None:
 def summary_json(s: SessionSummary) -> dict[str, Any]:
     return {
         "id": s.id,
+        "name": s.name,
+        "tags": list(s.tags),
+        "workspace": s.workspace,
         "state": s.state,
         "goal": s.goal,
         "title": s.title,
@@ -280,8 +285,14 @@ def sessions_table(sessions: list[SessionSummary]) -> None:
     lines = [
         f"[bold]{'id':{id_w}}  {'state':{state_w}}  {'head':>{head_w}}  {'updated':19}  goal[/]"
     ]
+    names = [s.name for s in sessions if s.name]
     for s, state in zip(sessions, states, strict=True):
         goal = s.title or s.goal
+        if s.name:  # a name two sessions share is shown with its id
+            shown = f"{s.name} ({s.id[:6]})" if names.count(s.name) > 1 else s.name
+            goal = f"[{shown}] {goal}"
+        if s.tags:
+            goal += "  #" + " #".join(s.tags)
         if len(goal) > goal_w:
             goal = goal[: goal_w - 1] + "…"
         lines.append(
@@ -335,6 +346,64 @@ def history_table(session_id: str, history: list[CheckpointSummary]) -> None:
             f"{c.id:>{id_width}}  {parent_cell}  {escape(c.created_at[11:19]):8}  "
             f"{styled}{' ' * (t_width - len(text))}  "
             f"{describe_checkpoint(c.kind, c.detail)}{marker}"
+        )
+    out.print("\n".join(lines))
+
+
+def graph_lanes(history: list[CheckpointSummary]) -> list[int]:
+    """Each checkpoint's column in the tree: 0 for the path the head stands on, then one per
+    abandoned branch in the order they began. Parents only point backwards (verify checks it),
+    so one pass in id order places every checkpoint."""
+    if not history:
+        return []
+    trunk, c = set(), history[-1]
+    for _ in range(len(history)):  # bounded: damage cannot loop
+        trunk.add(c.id)
+        if c.parent is None or not 1 <= c.parent < c.id:
+            break
+        c = history[c.parent - 1]
+    lanes: dict[int, int] = {}
+    next_lane, tips = 1, dict[int, int]()  # lane -> its newest checkpoint
+    for c in history:
+        if c.id in trunk:
+            lanes[c.id] = 0
+            continue
+        lane = next((n for n, tip in tips.items() if tip == c.parent), None)
+        if lane is None:  # a branch begins here
+            lane, next_lane = next_lane, next_lane + 1
+        lanes[c.id], tips[lane] = lane, c.id
+    return [lanes[c.id] for c in history]
+
+
+def history_graph(session_id: str, history: list[CheckpointSummary]) -> None:
+    """The checkpoint tree, like `git log --graph` (oldest first): the head's path on the
+    left, each abandoned branch in a column of its own, where it left named."""
+    lanes = graph_lanes(history)
+    width = max(lanes, default=0) + 1
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for c, lane in zip(history, lanes, strict=True):
+        first.setdefault(lane, c.id)
+        last[lane] = c.id
+    colours = ("green", "magenta", "cyan", "yellow", "blue", "red")
+    head = history[-1].id if history else None
+    lines = [f"[bold]session {escape(session_id)}[/]"]
+    for c, lane in zip(history, lanes, strict=True):
+        cells = []
+        for n in range(width):
+            colour = colours[n % len(colours)]
+            if n == lane:
+                cells.append(f"[{colour}]*[/]")
+            elif first.get(n, 0) < c.id < last.get(n, 0) or (n == 0 and c.id < last.get(0, 0)):
+                cells.append(f"[{colour}]|[/]")
+            else:
+                cells.append(" ")
+        where = ""
+        if c.parent is not None and c.parent != c.id - 1:
+            where = f" [dim](from #{c.parent})[/]"
+        marker = " [bold]← head[/]" if c.id == head else ""
+        lines.append(
+            f"{' '.join(cells)}  {c.id:>4}  {describe_checkpoint(c.kind, c.detail)}{where}{marker}"
         )
     out.print("\n".join(lines))
 
@@ -403,6 +472,8 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "task": c.task.model_dump(mode="json") | {"current_step": c.task.current_step},
         "usage": c.usage.model_dump(mode="json"),
         "snapshot_bytes": view.snapshot_bytes,
+        "forked_from": s.info.forked_from,
+        "forks": list(view.forks),
         "context_tokens": s.context_tokens,
         "context": {
             "tokens": s.context_tokens,
@@ -452,6 +523,11 @@ def show_session(view: SessionView) -> None:
         out.print(f"outcome:  {task.outcome.value}")
     if task.result:
         out.print(f"result:   {escape(task.result)}")
+    if s.info.forked_from:
+        origin, _, at = s.info.forked_from.partition(":")
+        out.print(f"forked:   from session {escape(origin)} at checkpoint {escape(at)}")
+    if view.forks:
+        out.print(f"forks:    {escape(', '.join(view.forks))}")
     if view.snapshot_bytes is not None:
         tree = task.workspace_tree[:10] if task.workspace_tree else "none yet"
         out.print(
@@ -591,3 +667,63 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+def forked(new_id: str, at: int) -> None:
+    out.print(f"forked: session {new_id}, from checkpoint {at}")
+    try_next(f"agentctl resume {new_id}")
+
+
+def ask_yes(question: str) -> bool:
+    err.print(f"{escape(question)} [y/N] ", end="")
+    try:
+        return input().strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def prune_list(doomed: list[Doomed], dry_run: bool) -> None:
+    if not doomed:
+        note("no session matches: nothing to delete")
+        return
+    verb = "would delete" if dry_run else "to delete"
+    total = sum(d.bytes for d in doomed)
+    out.print(f"{verb} {len(doomed)} sessions, {human_bytes(total)}:")
+    for d in doomed:
+        s = d.summary
+        label = f"{escape(s.name)} ({s.id})" if s.name else s.id
+        out.print(
+            f"  {label}  {s.state}  {s.updated_at[:10]}  {human_bytes(d.bytes)}  "
+            f"{escape((s.title or s.goal)[:60])}"
+        )
+
+
+def usage_table(rows: list[UsageRow], by: str, prices_taken: str, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            [
+                {
+                    by: r.key,
+                    "sessions": r.sessions,
+                    "calls": r.calls,
+                    "prompt_tokens": r.prompt_tokens,
+                    "completion_tokens": r.completion_tokens,
+                    "cost_usd": None if r.cost is None else round(r.cost, 6),
+                }
+                for r in rows
+            ]
+        )
+        return
+    if not rows:
+        note("no usage recorded")
+        return
+    width = max(len(by), *(len(r.key) for r in rows))
+    lines = [f"[bold]{by:{width}}  sessions  calls  prompt tokens  completion tokens  cost[/]"]
+    for r in rows:
+        cost = "unpriced" if r.cost is None else f"${r.cost:.4f}"
+        lines.append(
+            f"{escape(r.key):{width}}  {r.sessions:8}  {r.calls:5}  {r.prompt_tokens:13}  "
+            f"{r.completion_tokens:17}  {cost}"
+        )
+    out.print("\n".join(lines))
+    note(f"prices per million tokens as published on {prices_taken}; unpriced: not guessed")

@@ -114,12 +114,22 @@ def refuse_if_moved(store: Store, session_id: str) -> None:
 
 
 def resolve_session(store: Store, prefix: str) -> str:
-    """The one session an id or unique id prefix names."""
+    """The one session an id, a unique id prefix or a name (agentctl rename) names. An id
+    wins over a name; a name two sessions share is ambiguous."""
     matches = store.match_sessions(prefix) if prefix else []
     if prefix in matches:
         return prefix
     if len(matches) == 1:
         return matches[0]
+    if not matches and prefix:
+        named = [s.id for s in store.list_sessions() if s.name == prefix]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise AmbiguousSessionError(
+                f"{len(named)} sessions are named {prefix!r}: {', '.join(named[:5])}",
+                hint="name one by its id, or rename one: agentctl rename ID NAME",
+            )
     if not matches:
         raise UnknownSessionError(f"no session matches {prefix!r}", hint="agentctl list")
     shown = ", ".join(matches[:5]) + (" …" if len(matches) > 5 else "")
@@ -271,11 +281,16 @@ def show_session(settings: Settings, prefix: str, at: int | None = None) -> Sess
             raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
     spec = session.info.spec
     snapshots = wiring.snapshots(settings, session.info.workspace, lambda _e: None, create=False)
+    with opened_store(settings) as store:
+        from agentctl.sessions import forks_of
+
+        forks = tuple(forks_of(store, session.info.id))
     return SessionView(
         session,
         wiring.context_budget(settings, spec, session.info.model),
         wiring.compaction_strategy(settings, spec),
         snapshots.size() if snapshots is not None else None,
+        forks,
     )
 
 

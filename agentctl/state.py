@@ -208,7 +208,7 @@ class UserProfile(_Model):
 class SessionInfo(_Model):
     """The immutable facts of a session, written once when it is created."""
 
-    schema_version: Literal[3] = 3  # 2: workspace; 3: tokenizer, approximate_tokens
+    schema_version: Literal[4] = 4  # 2: workspace; 3: tokenizer, approximate_tokens; 4: fork
     id: str
     spec: TaskSpec
     model: str  # "scripted" or the model name; never a key or a URL with credentials
@@ -216,6 +216,7 @@ class SessionInfo(_Model):
     workspace: str | None = None  # absolute path the file and shell tools are confined to
     tokenizer: str | None = None  # the encoding that counted the messages' tokens
     approximate_tokens: bool | None = None  # True when it is not the model's own encoding
+    forked_from: str | None = None  # "SESSION:CHECKPOINT" this session was forked from
 
 
 class Checkpoint(_Model):

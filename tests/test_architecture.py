@@ -84,6 +84,7 @@ RULES = {
         "service",
         "preferences",
         "rewind",
+        "sessions",
         "transfer",
         "config",
         "errors",
@@ -95,7 +96,7 @@ RULES = {
     "lifecycle": {"errors"},
     "details": {"lifecycle"},
     "state": {"errors", "lifecycle", "details"},
-    "records": {"state", "context"},
+    "records": {"state", "context", "store/base"},
     "atomic": set(),
 }
 

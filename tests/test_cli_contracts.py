@@ -34,7 +34,9 @@ def test_an_empty_session_id_names_no_session(session: str) -> None:
 
 
 def test_an_unknown_status_is_named(session: str) -> None:
-    usage_error(run("list", "--status", "bogus"), "--status must be one of planning, executing")
+    usage_error(
+        run("list", "--status", "bogus"), "--state (--status) must be one of planning, executing"
+    )
 
 
 def test_a_mistyped_task_path_is_not_taken_as_a_goal(tmp_path: Path) -> None:

@@ -113,7 +113,9 @@ def test_migrations_from_several_machines_at_once_run_once(postgres: Any) -> Non
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    assert sql(url, "SELECT version FROM agentctl.schema_version") == [(1,)]
+    from agentctl.store.postgres import SCHEMA_VERSION
+
+    assert sql(url, "SELECT version FROM agentctl.schema_version") == [(SCHEMA_VERSION,)]
 
 
 # -- the fence ---------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class SessionSummary(NamedTuple):
     created_at: str
     updated_at: str
     outcome: str | None = None
+    name: str | None = None  # the user's name for it (agentctl rename)
+    tags: tuple[str, ...] = ()  # agentctl tag
+    workspace: str | None = None  # the folder its tools work in
 
 
 class CheckpointSummary(NamedTuple):
@@ -179,6 +182,15 @@ class Leases(Protocol):
         ...
 
 
+class Labels(Protocol):
+    """The user's names and tags for sessions: the one thing about a session that changes in
+    place (they are not history: a rollback keeps them)."""
+
+    def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
+        """Replace a session's name and tags. Raises UnknownSessionError."""
+        ...
+
+
 class Profiles(Protocol):
     """User state that outlives sessions."""
 
@@ -201,6 +213,11 @@ class Integrity(Protocol):
         """The backend's own integrity check: an empty list when its files are sound."""
         ...
 
+    def reclaim(self) -> None:
+        """Give the space of deleted sessions back (SQLite: VACUUM; the others free it as
+        they delete)."""
+        ...
+
     def message_links(self, session_id: str) -> MessageLinks:
         """Every message of a session, read and decoded once, and each checkpoint's tip: what
         `verify` needs to check every conversation in O(checkpoints + messages).
@@ -211,7 +228,7 @@ class Integrity(Protocol):
         ...
 
 
-class Store(SessionTree, Leases, Profiles, Integrity, Protocol):
+class Store(SessionTree, Leases, Labels, Profiles, Integrity, Protocol):
     """What agentctl's use cases need of a store: the session tree and its capabilities. Every
     backend passes the one conformance suite (tests/test_store_conformance.py)."""
 

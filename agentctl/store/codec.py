@@ -38,7 +38,7 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "TaskState": {1: _unchanged, 2: _task_state_2, 3: _unchanged},
     # 2 added allow; 3 the context settings; 4 pass_env
     "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged},
-    "SessionInfo": {1: _unchanged, 2: _unchanged},
+    "SessionInfo": {1: _unchanged, 2: _unchanged, 3: _unchanged},
     "Message": {1: _unchanged},  # 2 added finish_reason  # 2 added workspace; 3 the tokenizer
 }
 

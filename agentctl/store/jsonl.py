@@ -367,6 +367,7 @@ class JsonlStore:
             return None
         info, checkpoint = self._info_of(path), last["checkpoint"]
         task = checkpoint.get("task") if isinstance(checkpoint.get("task"), dict) else {}
+        name, tags = _labels(path)
         return SessionSummary(
             str(info["id"]),
             str(checkpoint["to_state"]),
@@ -376,6 +377,9 @@ class JsonlStore:
             str(info["created_at"]),
             str(checkpoint["created_at"]),
             task.get("outcome"),
+            name,
+            tags,
+            info.get("workspace"),
         )
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
@@ -446,6 +450,11 @@ class JsonlStore:
             check_takeover(session_id, held, lease)
             write_private_atomic(path / "lease.json", json.dumps(lease.__dict__))
 
+    def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
+        path = self._dir(session_id)
+        with _reading(path), self._locked(path):
+            write_private_atomic(path / "labels.json", json.dumps({"name": name, "tags": tags}))
+
     def delete_session(self, session_id: str) -> None:
         import shutil
         import uuid
@@ -467,6 +476,12 @@ class JsonlStore:
             except (OSError, ValueError):
                 pass
 
+    def reclaim(self) -> None:
+        import shutil
+
+        for left in self.root.glob(".deleted-*"):  # a delete a crash cut short
+            shutil.rmtree(left, ignore_errors=True)
+
     def check(self) -> list[str]:
         problems = []
         for name in ("store.json", "profile.json"):
@@ -476,7 +491,7 @@ class JsonlStore:
             if not (path / "info.json").exists():
                 problems.append(f"{path.name}: a session directory without info.json")
                 continue
-            for name in ("info.json", "events.jsonl", "lock", "lease.json"):
+            for name in ("info.json", "events.jsonl", "lock", "lease.json", "labels.json"):
                 if (path / name).exists() and not (path / name).is_file():
                     problems.append(f"{path.name}: {name} is not a file")
             try:
@@ -520,6 +535,18 @@ def _known_parent(parents: dict[int, int | None], message: int, path: Path) -> i
     if message not in parents:
         raise StoreError(f"{_where(path, None)}: message {message} is missing")
     return parents[message]
+
+
+def _labels(path: Path) -> tuple[str | None, tuple[str, ...]]:
+    """A session's name and tags (labels.json, replaced whole when they change)."""
+    try:
+        data = json.loads((path / "labels.json").read_text())
+    except FileNotFoundError:
+        return None, ()
+    name, tags = data.get("name"), data.get("tags", [])
+    if (name is not None and not isinstance(name, str)) or not isinstance(tags, list):
+        raise ValueError("labels.json holds no name and tags")
+    return name, tuple(str(t) for t in tags)
 
 
 def _where(path: Path, line: int | None) -> str:

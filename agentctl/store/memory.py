@@ -31,6 +31,7 @@ class MemoryStore:
         self._messages: dict[str, dict[int, tuple[int | None, Message]]] = {}
         self._profile = UserProfile()
         self._leases: dict[str, Lease] = {}
+        self._labels: dict[str, tuple[str | None, tuple[str, ...]]] = {}
 
     def create_session(
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
@@ -130,6 +131,9 @@ class MemoryStore:
                         created_at=info.created_at,
                         updated_at=head.created_at,
                         outcome=head.task.outcome.value if head.task.outcome else None,
+                        name=self._labels.get(sid, (None, ()))[0],
+                        tags=self._labels.get(sid, (None, ()))[1],
+                        workspace=info.workspace,
                     )
                 )
             return sorted(out, key=lambda s: (s.updated_at, s.id), reverse=True)
@@ -159,10 +163,21 @@ class MemoryStore:
             check_takeover(session_id, self._leases.get(session_id), lease)
             self._leases[session_id] = lease
 
+    def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
+        with self._lock:
+            self._rows(session_id)
+            self._labels[session_id] = (name, tags)
+
     def delete_session(self, session_id: str) -> None:
         with self._lock:
             self._rows(session_id)
-            for table in (self._info, self._checkpoints, self._messages, self._leases):
+            for table in (
+                self._info,
+                self._checkpoints,
+                self._messages,
+                self._leases,
+                self._labels,
+            ):
                 table.pop(session_id, None)
 
     def release_lease(self, session_id: str, token: str) -> None:
@@ -170,6 +185,9 @@ class MemoryStore:
             held = self._leases.get(session_id)
             if held is not None and held.token == token:
                 del self._leases[session_id]
+
+    def reclaim(self) -> None:
+        pass
 
     def check(self) -> list[str]:
         return []

@@ -133,4 +133,18 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        "m005_labels",
+        """
+        -- The user's name and tags for a session (agentctl rename, tag): changed in place.
+        ALTER TABLE sessions ADD COLUMN name TEXT;
+        ALTER TABLE sessions ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+        -- `list --workspace` filters on it; written at creation, backfilled from the facts.
+        ALTER TABLE sessions ADD COLUMN workspace TEXT;
+        UPDATE sessions SET workspace = json_extract(info, '$.workspace');
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -110,6 +110,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+MIGRATIONS.append(
+    (
+        "p002_labels",
+        f"""
+        ALTER TABLE {S}.sessions ADD COLUMN name text;
+        ALTER TABLE {S}.sessions ADD COLUMN tags text NOT NULL DEFAULT '[]';
+        ALTER TABLE {S}.sessions ADD COLUMN workspace text;
+        """,
+    )
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _MOVE_HEAD = f"""
@@ -331,8 +341,8 @@ class PostgresStore:
                 created = conn.execute(
                     f"INSERT INTO {S}.sessions (id, info, goal, title, created_at, updated_at,"
                     " head, state, outcome, lease_token, lease_user, lease_host, lease_pid,"
-                    " lease_expires) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, NULL, %s, %s, %s, %s,"
-                    " clock_timestamp() + make_interval(secs => %s))"
+                    " lease_expires, workspace) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, NULL, %s,"
+                    " %s, %s, %s, clock_timestamp() + make_interval(secs => %s), %s)"
                     " ON CONFLICT (id) DO NOTHING RETURNING id",
                     (
                         info.id,
@@ -343,6 +353,7 @@ class PostgresStore:
                         info.created_at,
                         first.from_state.value,
                         *_lease_columns(lease),
+                        info.workspace,
                     ),
                 ).fetchone()
                 if created is None:
@@ -555,6 +566,19 @@ class PostgresStore:
                 )
         self._tokens[session_id] = lease.token
 
+    def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
+        import json
+
+        with self._errors(session_id):
+            found = self._retrying(
+                lambda db: db.execute(
+                    f"UPDATE {S}.sessions SET name = %s, tags = %s WHERE id = %s RETURNING id",
+                    (name, json.dumps(list(tags)), session_id),
+                ).fetchone()
+            )
+        if found is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+
     def delete_session(self, session_id: str) -> None:
         with self._errors(session_id):
             deleted = self._retrying(  # checkpoints and messages go with it (ON DELETE CASCADE)
@@ -684,11 +708,11 @@ class PostgresStore:
         with self._errors():
             rows = self._retrying(
                 lambda db: db.execute(
-                    f"SELECT id, state, goal, title, head, created_at, updated_at, outcome"
-                    f" FROM {S}.sessions ORDER BY updated_at DESC, id DESC"
+                    f"SELECT id, state, goal, title, head, created_at, updated_at, outcome,"
+                    f" name, tags, workspace FROM {S}.sessions ORDER BY updated_at DESC, id DESC"
                 ).fetchall()
             )
-        return [SessionSummary(*row) for row in rows]
+            return [SessionSummary._make((*row[:9], _tags(row[9]), row[10])) for row in rows]
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
         import json
@@ -759,6 +783,9 @@ class PostgresStore:
                 ).fetchall()
             )
         return [row[0] for row in rows]
+
+    def reclaim(self) -> None:
+        pass  # autovacuum reuses the space of deleted rows
 
     def check(self) -> list[str]:
         with self._errors():
@@ -859,6 +886,15 @@ def _lease_columns(lease: Lease | None) -> tuple[Any, ...]:
         lease.pid,
         max(1.0, lease.expires_at - time.time()),
     )
+
+
+def _tags(text: str) -> tuple[str, ...]:
+    import json
+
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError("a session's tags are not a JSON list")
+    return tuple(str(t) for t in value)
 
 
 def _no_parent(message: int) -> int | None:

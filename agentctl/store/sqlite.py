@@ -165,8 +165,8 @@ class SQLiteStore:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (info.id,)).fetchone():
                 raise SessionExistsError(f"session {info.id} exists")
             db.execute(
-                "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state,"
+                " workspace) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 (
                     info.id,
                     encode(info),
@@ -175,6 +175,7 @@ class SQLiteStore:
                     info.created_at,
                     info.created_at,
                     first.from_state,
+                    info.workspace,
                 ),
             )
             if lease is not None:  # held from the first moment anyone can see the session
@@ -374,10 +375,10 @@ class SQLiteStore:
     def list_sessions(self) -> list[SessionSummary]:
         with _translated(self.path):
             rows = self._db.execute(
-                "SELECT id, state, goal, title, head, created_at, updated_at, outcome"
-                " FROM sessions ORDER BY updated_at DESC, id DESC"
+                "SELECT id, state, goal, title, head, created_at, updated_at, outcome, name, tags,"
+                " workspace FROM sessions ORDER BY updated_at DESC, id DESC"
             ).fetchall()
-        return [SessionSummary(*row) for row in rows]
+            return [SessionSummary._make((*row[:9], _tags(row[9]), row[10])) for row in rows]
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
         with _translated(self.path, session_id):
@@ -458,6 +459,15 @@ class SQLiteStore:
             (session_id, lease.host, lease.pid, lease.token, lease.expires_at),
         )
 
+    def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
+        with _translated(self.path, session_id), self._transaction() as db:
+            found = db.execute(
+                "UPDATE sessions SET name = ?, tags = ? WHERE id = ? RETURNING id",
+                (name, json.dumps(list(tags)), session_id),
+            ).fetchone()
+            if found is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+
     def delete_session(self, session_id: str) -> None:
         with _translated(self.path, session_id), self._transaction() as db:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
@@ -469,6 +479,10 @@ class SQLiteStore:
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:
             db.execute("DELETE FROM leases WHERE session_id = ? AND token = ?", (session_id, token))
+
+    def reclaim(self) -> None:
+        with _translated(self.path):
+            self._db.execute("VACUUM")
 
     def check(self) -> list[str]:
         with _translated(self.path):
@@ -533,6 +547,15 @@ def _statements(script: str) -> Iterator[str]:
             buffer = ""
     if buffer.strip():
         yield buffer
+
+
+def _tags(text: str) -> tuple[str, ...]:
+    if text == "[]":
+        return ()
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError("a session's tags are not a JSON list")
+    return tuple(str(t) for t in value)
 
 
 def _json_object(text: str) -> dict[str, Any]:

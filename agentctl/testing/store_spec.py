@@ -354,3 +354,20 @@ class StoreSpec:
         assert [c.id for c in store.history("gone11")] == [1]
         assert store.head("gone11").message_tip == 1
         assert len(store.history("stays1")) == 2
+
+    def test_names_and_tags_are_set_in_place_and_listed(self, store: Store) -> None:
+        build(store, 2, "named1")
+        build(store, 1, "plain1")
+        store.set_labels("named1", "trip to Lisbon", ("travel", "2026"))
+        by_id = {s.id: s for s in store.list_sessions()}
+        assert (by_id["named1"].name, by_id["named1"].tags) == (
+            "trip to Lisbon",
+            ("travel", "2026"),
+        )
+        assert (by_id["plain1"].name, by_id["plain1"].tags) == (None, ())
+        store.set_labels("named1", None, ())
+        assert store.list_sessions()[0].name is None or store.list_sessions()[1].name is None
+        with pytest.raises(UnknownSessionError):
+            store.set_labels("nope", "x", ())
+        store.append("named1", 2, draft(2, 3, "more"))  # labels are not history
+        assert {s.id: s.tags for s in store.list_sessions()}["named1"] == ()

@@ -1,0 +1,295 @@
+"""Use cases for the pile of sessions: names and tags, finding, forking, deleting, usage.
+
+Nothing here deletes a session the user did not name: `rm` takes ids (and asks on a terminal),
+`prune` lists what its filters select, with sizes, before it deletes, and `--dry-run` only lists.
+A session running elsewhere (a live lease) is never deleted.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentctl.errors import SessionBusyError, UsageError
+from agentctl.records import Doomed, UsageRow
+from agentctl.service import opened_store, resolve_session
+
+if TYPE_CHECKING:
+    from agentctl.config import Settings
+    from agentctl.records import RunEvent, RunReport
+    from agentctl.store.base import SessionSummary, Store
+
+_AGE = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_NAME = 80
+
+
+def parse_when(text: str, flag: str, now: datetime | None = None) -> datetime:
+    """`2d`, `12h`, `30m`, `1w` ago, or a date (`2026-11-01`) or time in ISO form."""
+    now = now or datetime.now(UTC)
+    found = _AGE.fullmatch(text.strip())
+    if found:
+        return now - timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"{flag} takes an age such as 2d, 12h or 30m, or a date such as 2026-11-01; "
+            f"not {text!r}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _time(stamp: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Filters:
+    state: str | None = None
+    since: str | None = None
+    until: str | None = None
+    tags: tuple[str, ...] = ()
+    workspace: Path | None = None
+    limit: int | None = 50  # None: all
+
+    def select(self, sessions: Iterable[SessionSummary]) -> list[SessionSummary]:
+        since = parse_when(self.since, "--since") if self.since else None
+        until = parse_when(self.until, "--until") if self.until else None
+        where = str(self.workspace.resolve()) if self.workspace else None
+        out = []
+        for s in sessions:
+            updated = _time(s.updated_at)
+            if self.state is not None and s.state != self.state:
+                continue
+            if since is not None and (updated is None or updated < since):
+                continue
+            if until is not None and (updated is None or updated > until):
+                continue
+            if any(tag not in s.tags for tag in self.tags):
+                continue
+            if where is not None and s.workspace != where:
+                continue
+            out.append(s)
+        return out if self.limit is None else out[: self.limit]
+
+
+def list_sessions(settings: Settings, filters: Filters) -> list[SessionSummary]:
+    from agentctl.lifecycle import State
+
+    states = [s.value for s in State if s is not State.IDLE]
+    if filters.state is not None and filters.state not in states:
+        raise UsageError(
+            f"--state (--status) must be one of {', '.join(states)}, not {filters.state!r}"
+        )
+    with opened_store(settings) as store:
+        return filters.select(store.list_sessions())
+
+
+# -- names and tags ------------------------------------------------------------------------
+
+
+def _summary(store: Store, session_id: str) -> SessionSummary:
+    return next(s for s in store.list_sessions() if s.id == session_id)
+
+
+def rename(settings: Settings, prefix: str, name: str) -> tuple[str, str]:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise UsageError(f"a name is one line of 1 to {MAX_NAME} printable characters")
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        if store.match_sessions(name):  # an id (prefix) always wins over a name
+            raise UsageError(f"{name!r} is the start of a session id; pick another name")
+        store.set_labels(session_id, name, _summary(store, session_id).tags)
+    return session_id, name
+
+
+def tag(settings: Settings, prefix: str, tags: list[str], remove: bool) -> tuple[str, ...]:
+    for t in tags:
+        if not t or len(t) > 40 or not t.isprintable() or " " in t:
+            raise UsageError(f"a tag is one word of up to 40 characters, not {t!r}")
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        summary = _summary(store, session_id)
+        kept = [t for t in summary.tags if not (remove and t in tags)]
+        new = kept if remove else kept + [t for t in tags if t not in kept]
+        store.set_labels(session_id, summary.name, tuple(new))
+        return tuple(new)
+
+
+# -- fork ----------------------------------------------------------------------------------
+
+
+def fork(settings: Settings, prefix: str, at: int | None, name: str | None) -> tuple[str, int]:
+    """A new session from checkpoint `at` (default: the head) of another: its checkpoints 1 to
+    `at` are copied under a new id, the new session's facts naming where it came from."""
+    from agentctl import transfer
+    from agentctl.errors import UnknownCheckpointError
+
+    with opened_store(settings) as store:
+        source = resolve_session(store, prefix)
+        head = store.head(source).id
+        at = at or head
+        if not 1 <= at <= head:
+            raise UnknownCheckpointError(source, at)
+        lines = list(transfer.export_lines(store, source))
+        exported = transfer.read_export(lines[: at + 1], f"session {source}")
+        new_id = secrets.token_hex(4)
+        while store.match_sessions(new_id):
+            new_id = secrets.token_hex(4)
+        info = exported.info.model_copy(update={"id": new_id, "forked_from": f"{source}:{at}"})
+        transfer.import_session(store, transfer.Exported(info, exported.checkpoints))
+        if name:
+            store.set_labels(new_id, name, ())
+    return new_id, at
+
+
+def forks_of(store: Store, session_id: str) -> list[str]:
+    """The sessions forked from this one, as `id (at N)`."""
+    out = []
+    for other in store.match_sessions(""):
+        origin = store.info(other).forked_from
+        if origin and origin.split(":")[0] == session_id:
+            out.append(f"{other} (at checkpoint {origin.split(':')[1]})")
+    return out
+
+
+# -- delete --------------------------------------------------------------------------------
+
+
+def _size(store: Store, session_id: str) -> int:
+    from agentctl import transfer
+
+    return sum(len(line) + 1 for line in transfer.export_lines(store, session_id))
+
+
+def _delete(store: Store, session_id: str) -> None:
+    """Delete under the session's lease: a session running elsewhere is refused, busy."""
+    from agentctl.store.lease import Lease
+
+    try:
+        store.acquire_lease(session_id, Lease.mine(secrets.token_hex(8)))
+    except SessionBusyError as exc:
+        raise SessionBusyError(f"{exc.message}; not deleted", hint=exc.hint) from None
+    store.delete_session(session_id)
+
+
+def remove(settings: Settings, prefixes: list[str]) -> list[str]:
+    with opened_store(settings) as store:
+        ids = [resolve_session(store, p) for p in prefixes]  # all resolve before any goes
+        for session_id in ids:
+            _delete(store, session_id)
+        store.reclaim()
+    return ids
+
+
+def prune_candidates(
+    settings: Settings, older_than: str, state: str | None, keep_last: int
+) -> list[Doomed]:
+    cutoff = parse_when(older_than, "--older-than")
+    with opened_store(settings) as store:
+        sessions = store.list_sessions()  # newest first
+        kept = {s.id for s in sessions[:keep_last]}
+        out = []
+        for s in sessions:
+            updated = _time(s.updated_at)
+            if s.id in kept or updated is None or updated >= cutoff:
+                continue
+            if state is not None and s.state != state:
+                continue
+            out.append(Doomed(s, _size(store, s.id)))
+        return out
+
+
+def prune(settings: Settings, doomed: list[Doomed]) -> None:
+    with opened_store(settings) as store:
+        for d in doomed:
+            _delete(store, d.summary.id)
+        store.reclaim()
+
+
+# -- usage ---------------------------------------------------------------------------------
+
+
+# Dollars per million tokens (input, output), as OpenAI published them on the date below. A
+# model not listed is reported unpriced, never guessed.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "scripted": (0.0, 0.0),
+}
+PRICES_TAKEN = "2026-11-01"
+
+
+def usage(settings: Settings, prefix: str | None, since: str | None, by: str) -> list[UsageRow]:
+    if by not in ("model", "day", "session"):
+        raise UsageError(f"--by must be model, day or session, not {by!r}")
+    cutoff = parse_when(since, "--since") if since else None
+    groups: dict[str, list[int]] = {}
+    priced: dict[str, float | None] = {}
+    with opened_store(settings) as store:
+        ids = [resolve_session(store, prefix)] if prefix else store.match_sessions("")
+        for session_id in ids:
+            head = store.head(session_id)
+            info = store.info(session_id)
+            when = _time(info.created_at)
+            if cutoff is not None and (when is None or when < cutoff):
+                continue
+            key = {"model": info.model, "day": info.created_at[:10], "session": session_id}[by]
+            u = head.usage  # usage is carried forward: the head's counts every call's
+            row = groups.setdefault(key, [0, 0, 0, 0])
+            row[0] += 1
+            row[1] += u.calls
+            row[2] += u.prompt_tokens
+            row[3] += u.completion_tokens
+            price = PRICES.get(info.model)
+            cost = None
+            if price is not None:
+                cost = (u.prompt_tokens * price[0] + u.completion_tokens * price[1]) / 1e6
+            if key not in priced:
+                priced[key] = cost
+            elif priced[key] is not None and cost is not None:
+                priced[key] = priced[key] + cost  # type: ignore[operator]
+            else:
+                priced[key] = None
+    return [UsageRow(k, v[0], v[1], v[2], v[3], priced[k]) for k, v in sorted(groups.items())]
+
+
+# -- watch ---------------------------------------------------------------------------------
+
+WATCH_POLL_S = 0.25
+
+
+def watch(settings: Settings, prefix: str, on_event: Callable[[RunEvent], None]) -> RunReport:
+    """Report every checkpoint after the current head as it is committed, until the session is
+    done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing."""
+    import time
+
+    from agentctl.lifecycle import State
+    from agentctl.records import Checkpointed, Notice, RunReport, Stop
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        seen = store.head(session_id)
+        on_event(Notice(f"watching session {session_id} from checkpoint {seen.id}", session_id))
+        while True:
+            head = store.head(session_id)
+            for number in range(seen.id + 1, head.id + 1):
+                on_event(Checkpointed(store.get_checkpoint(session_id, number)))
+            seen = head
+            if head.to_state in (State.DONE, State.WAITING_FEEDBACK):
+                stop = Stop.DONE if head.to_state is State.DONE else Stop.PAUSED
+                return RunReport(stop, store.load(session_id))
+            time.sleep(WATCH_POLL_S)
