@@ -343,6 +343,20 @@ def list_(
 
 
 @app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="Text to find in every session's messages.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find text in the messages of every session."""
+    from agentctl import sessions
+
+    hits = _guarded(lambda: sessions.search(_settings(store), text, limit))
+    render.search_hits(hits, as_json)
+
+
+@app.command()
 def rename(
     session: SessionArg,
     name: Annotated[str, typer.Argument(help="The new name (works wherever an id does).")],

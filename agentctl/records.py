@@ -141,3 +141,14 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     cost: float | None  # dollars, where the model's price is known; None: unpriced
+
+
+HIT_START, HIT_END = "\ue000", "\ue001"  # around a match in a snippet (private-use characters)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    session_id: str
+    checkpoint: int  # the checkpoint that added the message
+    role: str
+    snippet: str  # text around the match, the match between HIT_START and HIT_END

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         MoveReport,
         RollbackReport,
         RunEvent,
+        SearchHit,
         SessionReport,
         SessionView,
         UsageRow,
@@ -727,3 +728,28 @@ def usage_table(rows: list[UsageRow], by: str, prices_taken: str, as_json: bool)
         )
     out.print("\n".join(lines))
     note(f"prices per million tokens as published on {prices_taken}; unpriced: not guessed")
+
+
+def search_hits(hits: list[SearchHit], as_json: bool) -> None:
+    from agentctl.records import HIT_END, HIT_START
+
+    if as_json:
+        print_json(
+            [
+                {
+                    "session": h.session_id,
+                    "checkpoint": h.checkpoint,
+                    "role": h.role,
+                    "snippet": h.snippet.replace(HIT_START, "").replace(HIT_END, ""),
+                }
+                for h in hits
+            ]
+        )
+        return
+    if not hits:
+        note("no message matches")
+        return
+    for h in hits:
+        shown = escape(visible(h.snippet))
+        shown = shown.replace(HIT_START, "[bold yellow]").replace(HIT_END, "[/]")
+        out.print(f"{h.session_id}  #{h.checkpoint:<4} {h.role:9}  {shown}")

@@ -21,7 +21,7 @@ from agentctl.service import opened_store, resolve_session
 
 if TYPE_CHECKING:
     from agentctl.config import Settings
-    from agentctl.records import RunEvent, RunReport
+    from agentctl.records import RunEvent, RunReport, SearchHit
     from agentctl.store.base import SessionSummary, Store
 
 _AGE = re.compile(r"(\d+)\s*([smhdw])")
@@ -265,6 +265,16 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
             else:
                 priced[key] = None
     return [UsageRow(k, v[0], v[1], v[2], v[3], priced[k]) for k, v in sorted(groups.items())]
+
+
+# -- search --------------------------------------------------------------------------------
+
+
+def search(settings: Settings, text: str, limit: int) -> list[SearchHit]:
+    if not text.strip():
+        raise UsageError("search needs some text to look for")
+    with opened_store(settings) as store:
+        return store.search(text.strip(), limit)
 
 
 # -- watch ---------------------------------------------------------------------------------

@@ -176,3 +176,17 @@ def test_watch_follows_a_session_running_elsewhere_until_it_waits(tmp_path: Path
         runner.wait(timeout=60)
     assert watched.code == 3  # as run would: waiting for input
     assert "What dates do you want to travel?" in watched.stderr
+
+
+def test_search_finds_text_in_every_sessions_messages(env: dict[str, str]) -> None:
+    trip, notes = started(env), started(env, NOTES)
+    found = run("search", "always fly Delta", "--json", env=env).json()
+    assert {h["session"] for h in found} == {trip}
+    assert found[0]["role"] in ("user", "assistant")
+    assert "always fly Delta" in found[0]["snippet"]
+    assert found[0]["checkpoint"] >= 1
+    assert run("search", "release notes", "--json", env=env).json()[0]["session"] == notes
+    assert run("search", 'quote " and * ( syntax', "--json", env=env).json() == []
+    assert run("search", "  ", env=env).code == 2
+    run("rm", trip, "--yes", env=env)
+    assert run("search", "always fly Delta", "--json", env=env).json() == []

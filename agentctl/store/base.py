@@ -17,6 +17,7 @@ from agentctl.details import Detail, NoDetail
 from agentctl.lifecycle import CheckpointKind, State
 
 if TYPE_CHECKING:
+    from agentctl.records import SearchHit
     from agentctl.state import (
         Checkpoint,
         Message,
@@ -182,6 +183,15 @@ class Leases(Protocol):
         ...
 
 
+class Search(Protocol):
+    """Finding text in every session's messages."""
+
+    def search(self, text: str, limit: int) -> list[SearchHit]:
+        """Messages whose content contains `text` (case-insensitive), at most `limit`: SQLite
+        answers from its FTS5 index, the other backends scan (scan_search)."""
+        ...
+
+
 class Labels(Protocol):
     """The user's names and tags for sessions: the one thing about a session that changes in
     place (they are not history: a rollback keeps them)."""
@@ -228,7 +238,7 @@ class Integrity(Protocol):
         ...
 
 
-class Store(SessionTree, Leases, Labels, Profiles, Integrity, Protocol):
+class Store(SessionTree, Leases, Labels, Search, Profiles, Integrity, Protocol):
     """What agentctl's use cases need of a store: the session tree and its capabilities. Every
     backend passes the one conformance suite (tests/test_store_conformance.py)."""
 
@@ -304,3 +314,43 @@ def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: in
     if not 0 <= keep <= len(chain):
         raise InvalidDraftError(f"cannot keep {keep} of a conversation of {len(chain)} messages")
     return chain[len(chain) - keep] if keep else None
+
+
+def snippet_around(text: str, start: int, length: int, width: int = 60) -> str:
+    """`text` around a match, the match marked (records.HIT_START/HIT_END), one line."""
+    from agentctl.records import HIT_END, HIT_START
+
+    left = max(0, start - width // 2)
+    right = min(len(text), start + length + width // 2)
+    before = ("…" if left else "") + text[left:start]
+    after = text[start + length : right] + ("…" if right < len(text) else "")
+    out = before + HIT_START + text[start : start + length] + HIT_END + after
+    return " ".join(out.split())
+
+
+def scan_search(store: Store, text: str, limit: int) -> list[SearchHit]:
+    """Search by reading every session's messages once: what backends without a text index
+    do (O(all messages); SQLite's FTS5 index answers in milliseconds)."""
+    import bisect
+
+    from agentctl.records import SearchHit
+
+    needle = text.casefold()
+    hits: list[SearchHit] = []
+    for session_id in store.match_sessions(""):
+        links = store.message_links(session_id)
+        added = sorted((tip, c) for c, tip in links.tips.items() if tip is not None)
+        tips = [t for t, _c in added]
+        for message_id, (_parent, message) in sorted(links.messages.items()):
+            if isinstance(message, str) or not message.content:
+                continue
+            at = message.content.casefold().find(needle)
+            if at < 0:
+                continue
+            where = bisect.bisect_left(tips, message_id)  # the first checkpoint that has it
+            checkpoint = added[where][1] if where < len(added) else 0
+            snippet = snippet_around(message.content, at, len(text))
+            hits.append(SearchHit(session_id, checkpoint, message.role, snippet))
+            if len(hits) >= limit:
+                return hits
+    return hits

@@ -42,6 +42,7 @@ from agentctl.store.base import (
 from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
+    from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
 
 FORMAT = "agentctl-jsonl"
@@ -475,6 +476,11 @@ class JsonlStore:
                     (path / "lease.json").unlink()
             except (OSError, ValueError):
                 pass
+
+    def search(self, text: str, limit: int) -> list[SearchHit]:
+        from agentctl.store.base import scan_search
+
+        return scan_search(self, text, limit)
 
     def reclaim(self) -> None:
         import shutil

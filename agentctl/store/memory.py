@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agentctl.errors import (
     HeadMovedError,
@@ -20,6 +21,9 @@ from agentctl.store.base import (
     plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
+
+if TYPE_CHECKING:
+    from agentctl.records import SearchHit
 
 
 class MemoryStore:
@@ -185,6 +189,11 @@ class MemoryStore:
             held = self._leases.get(session_id)
             if held is not None and held.token == token:
                 del self._leases[session_id]
+
+    def search(self, text: str, limit: int) -> list[SearchHit]:
+        from agentctl.store.base import scan_search
+
+        return scan_search(self, text, limit)
 
     def reclaim(self) -> None:
         pass

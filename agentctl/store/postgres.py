@@ -53,6 +53,7 @@ from agentctl.store.lease import Lease, holder_is_gone, user_name
 if TYPE_CHECKING:
     import psycopg
 
+    from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
 
 S = "agentctl"  # the schema every table lives in
@@ -783,6 +784,11 @@ class PostgresStore:
                 ).fetchall()
             )
         return [row[0] for row in rows]
+
+    def search(self, text: str, limit: int) -> list[SearchHit]:
+        from agentctl.store.base import scan_search
+
+        return scan_search(self, text, limit)
 
     def reclaim(self) -> None:
         pass  # autovacuum reuses the space of deleted rows

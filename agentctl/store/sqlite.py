@@ -42,6 +42,7 @@ from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
+    from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
 
 BUSY_TIMEOUT_S = 10.0
@@ -119,6 +120,7 @@ class SQLiteStore:
                 f"store {self.path} has schema version {version}, newer than this agentctl "
                 f"({SCHEMA_VERSION}); upgrade agentctl to use it"
             )
+        self._fts = "messages_fts" in tables
         if self.read_only:
             if version < SCHEMA_VERSION:
                 raise StoreError(
@@ -138,6 +140,29 @@ class SQLiteStore:
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        if not self._fts:
+            self._fts = self._create_fts()
+
+    def _create_fts(self) -> bool:
+        """The full-text index of message contents, kept in step by the transaction that
+        appends them; built here for a store that has none (older, or whose SQLite had no
+        FTS5). Optional: where this SQLite lacks FTS5, `search` scans instead."""
+        try:
+            with self._transaction() as db:
+                if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone():
+                    return True
+                db.execute(
+                    "CREATE VIRTUAL TABLE messages_fts USING fts5("
+                    "content, session_id UNINDEXED, message_id UNINDEXED)"
+                )
+                db.execute(
+                    "INSERT INTO messages_fts (content, session_id, message_id)"
+                    " SELECT json_extract(body, '$.content'), session_id, id FROM messages"
+                    " WHERE json_extract(body, '$.content') IS NOT NULL"
+                )
+            return True
+        except sqlite3.OperationalError:  # no FTS5 in this SQLite build
+            return False
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -215,6 +240,11 @@ class SQLiteStore:
             "INSERT INTO messages (session_id, id, parent, body) VALUES (?, ?, ?, ?)",
             [(session_id, m.id, m.parent, encode(m.message)) for m in plan.messages],
         )
+        if self._fts:  # the search index, in the same transaction
+            db.executemany(
+                "INSERT INTO messages_fts (content, session_id, message_id) VALUES (?, ?, ?)",
+                [(m.message.content, session_id, m.id) for m in plan.messages if m.message.content],
+            )
         checkpoint = plan.checkpoint
         db.execute(
             "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"
@@ -472,6 +502,8 @@ class SQLiteStore:
         with _translated(self.path, session_id), self._transaction() as db:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
+            if self._fts:
+                db.execute("DELETE FROM messages_fts WHERE session_id = ?", (session_id,))
             for table in ("checkpoints", "messages", "leases", "sessions"):
                 key = "id" if table == "sessions" else "session_id"
                 db.execute(f"DELETE FROM {table} WHERE {key} = ?", (session_id,))
@@ -479,6 +511,29 @@ class SQLiteStore:
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:
             db.execute("DELETE FROM leases WHERE session_id = ? AND token = ?", (session_id, token))
+
+    def search(self, text: str, limit: int) -> list[SearchHit]:
+        from agentctl.records import HIT_END, HIT_START, SearchHit
+        from agentctl.store.base import scan_search
+
+        if not self._fts:
+            return scan_search(self, text, limit)
+        phrase = '"' + text.replace('"', '""') + '"'  # the text as it is, not FTS5 syntax
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT f.session_id, f.message_id,"
+                " snippet(messages_fts, 0, ?, ?, '…', 12),"
+                " (SELECT json_extract(body, '$.role') FROM messages AS m"
+                "  WHERE m.session_id = f.session_id AND m.id = f.message_id),"
+                " (SELECT min(c.id) FROM checkpoints AS c"
+                "  WHERE c.session_id = f.session_id AND c.message_tip >= f.message_id)"
+                " FROM messages_fts AS f WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
+                (HIT_START, HIT_END, phrase, limit),
+            ).fetchall()
+        return [
+            SearchHit(sid, int(cp or 0), str(role), " ".join(str(snip).split()))
+            for sid, _mid, snip, role, cp in rows
+        ]
 
     def reclaim(self) -> None:
         with _translated(self.path):
