@@ -29,7 +29,7 @@ app = typer.Typer(
     name="agentctl",
     help="Run agents whose sessions are checkpointed locally: pause, resume, roll back.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh and fish
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -43,7 +43,13 @@ StoreOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-SessionArg = Annotated[str, typer.Argument(help="Session id or a unique prefix of it.")]
+SessionArg = Annotated[
+    str,
+    typer.Argument(
+        help="Session id, a unique prefix of it, or its name.",
+        autocompletion=lambda incomplete: _complete_session(incomplete),
+    ),
+]
 MaxTurnsOpt = Annotated[
     int | None, typer.Option("--max-turns", min=1, help="Most model calls in this run.")
 ]
@@ -190,6 +196,8 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a session from its head, in this or any other terminal."""
+    if session is None and not no_input and sys.stdin.isatty() and not as_json:
+        session = _pick_unfinished(store)
     view = render.RunView(quiet=as_json)
     _interrupt_on_hangup()
     report = _guarded(
@@ -441,6 +449,41 @@ def prune(
     render.note(f"deleted {len(doomed)} sessions")
 
 
+def _pick_unfinished(store: str | None) -> str | None:
+    """On a terminal, `resume` with no id offers the recent unfinished sessions (the same as
+    naming one; without a terminal it takes the most recent, as before)."""
+    from agentctl import sessions
+
+    recent = _guarded(
+        lambda: [
+            s
+            for s in sessions.list_sessions(_settings(store), sessions.Filters(limit=None))
+            if s.state != "done"
+        ][:9]
+    )
+    if len(recent) < 2:
+        return None
+    return render.pick_session(recent)
+
+
+def _complete_session(incomplete: str) -> list[str]:
+    """Shell completion: session ids and names from the store (quietly nothing on error)."""
+    from agentctl.errors import AgentctlError
+
+    try:
+        from agentctl.store import open_store
+
+        store = open_store(Settings.load().store_url)
+        try:
+            found = store.list_sessions()
+        finally:
+            store.close()
+    except AgentctlError:
+        return []
+    words = [s.id for s in found] + [s.name for s in found if s.name]
+    return [w for w in words if w.startswith(incomplete)]
+
+
 def _confirm(question: str) -> bool:
     """Asked on a terminal only: without one, a delete needs --yes."""
     if not sys.stdin.isatty():
@@ -641,7 +684,7 @@ def main() -> None:
         sys.argv.remove("--debug")
         os.environ["AGENTCTL_DEBUG"] = "1"
     try:
-        app()
+        app(prog_name="agentctl")  # also as `python -m agentctl` (completion keys on it)
     except AgentctlError as exc:
         if _debug():
             raise

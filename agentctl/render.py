@@ -753,3 +753,24 @@ def search_hits(hits: list[SearchHit], as_json: bool) -> None:
         shown = escape(visible(h.snippet))
         shown = shown.replace(HIT_START, "[bold yellow]").replace(HIT_END, "[/]")
         out.print(f"{h.session_id}  #{h.checkpoint:<4} {h.role:9}  {shown}")
+
+
+def pick_session(recent: list[SessionSummary]) -> str | None:
+    """A small prompt: the recent unfinished sessions, numbered; Enter takes the first."""
+    err.print("[bold]unfinished sessions:[/]")
+    for n, s in enumerate(recent, 1):
+        label = f"{escape(s.name)} " if s.name else ""
+        err.print(
+            f"  {n}. {s.id}  {label}{_state(s.state)}  {s.updated_at[:16].replace('T', ' ')}  "
+            f"{escape((s.title or s.goal)[:50])}"
+        )
+    err.print(f"resume which? [1-{len(recent)}, Enter: 1] ", end="")
+    try:
+        answer = input().strip()
+    except EOFError:
+        return None
+    if not answer:
+        return recent[0].id
+    if answer.isdigit() and 1 <= int(answer) <= len(recent):
+        return recent[int(answer) - 1].id
+    return answer  # an id, prefix or name typed instead

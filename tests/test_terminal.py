@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SAMPLES, cli
 
 TEXT = (
@@ -143,3 +145,37 @@ def test_an_approval_is_answered_at_the_terminal_prompt(tmp_path: Path) -> None:
     assert screen.code == 0, screen.text
     assert "all 4 tests pass" in screen.text
     assert "percent // 100\n" in (workspace / "invoice.py").read_text()
+
+
+def test_resume_without_an_id_offers_the_unfinished_sessions_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = f"sqlite://{tmp_path / 's.db'}"
+    monkeypatch.setenv("AGENTCTL_STORE", store)
+    trip = str(SAMPLES / "plan_trip.toml")
+    for _ in range(2):
+        assert cli("run", trip, "--no-input", env={"AGENTCTL_STORE": store}).code == 3
+    older = cli("list", "--json", env={"AGENTCTL_STORE": store}).json()[1]["id"]
+    screen = run_in_terminal(
+        ["resume"], {"resume which?": "2", "What dates do you want to travel?": "next Monday"}
+    )
+    assert "unfinished sessions:" in screen.text
+    assert f"resuming session {older}" in screen.text
+
+
+def test_shell_completion_offers_ids_and_names(tmp_path: Path) -> None:
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}"}
+    assert cli("run", str(SAMPLES / "plan_trip.toml"), "--no-input", env=env).code == 3
+    sid = cli("list", "--json", env=env).json()[0]["id"]
+    assert cli("rename", sid, "lisbon", env=env).code == 0
+    words = cli(
+        env={
+            **env,
+            "_AGENTCTL_COMPLETE": "complete_bash",
+            "COMP_WORDS": "agentctl show l",
+            "COMP_CWORD": "2",
+        },
+    )
+    assert words.stdout.split() == ["lisbon"]
+    shown = cli("--show-completion", "bash", env=env)
+    assert "_agentctl_completion" in shown.stdout
