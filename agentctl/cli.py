@@ -398,12 +398,16 @@ def fork(
         int | None, typer.Option("--at", min=1, help="From this checkpoint (default: the head).")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name the new session.")] = None,
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", help="Write that checkpoint's files into this new folder."),
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Start a new session from any checkpoint of another."""
     from agentctl import sessions
 
-    new_id, at_ = _guarded(lambda: sessions.fork(_settings(store), session, at, name))
+    new_id, at_ = _guarded(lambda: sessions.fork(_settings(store), session, at, name, workspace))
     render.forked(new_id, at_)
 
 

@@ -71,6 +71,7 @@ class Settings:
     scripted_log: Path | None
     snapshot_max_file: int | None = None
     snapshot_max_capture: int | None = None
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # [prices] table
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
     environ: Mapping[str, str] = field(default_factory=dict)  # what tools' environments start from
 
@@ -90,7 +91,8 @@ class Settings:
 
             home = Path(platformdirs.user_data_dir(APP))
         path = config_path(env)
-        values, sources = resolve(read_file(path), env)
+        file_values = read_file(path)
+        values, sources = resolve(file_values, env)
         if store:
             values["store"], sources["store"] = store, "--store"
         if model:
@@ -113,6 +115,7 @@ class Settings:
             else None,
             snapshot_max_file=_opt_int(values.get("snapshot_max_file")),
             snapshot_max_capture=_opt_int(values.get("snapshot_max_capture")),
+            prices=parse_prices(file_values["prices"], path) if "prices" in file_values else {},
             sources=sources,
             environ=dict(env),
         )
@@ -203,12 +206,34 @@ def read_file(path: Path) -> dict[str, object]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"settings file {path}: {exc}") from None
-    unknown = sorted(set(data) - set(KEYS))
+    unknown = sorted(set(data) - set(KEYS) - {"prices"})
     if unknown:
         raise UsageError(
             f"settings file {path}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})"
         )
+    if "prices" in data:
+        parse_prices(data["prices"], path)
     return data
+
+
+def parse_prices(table: object, path: Path) -> dict[str, tuple[float, float]]:
+    """The settings file's `[prices]` table: model = [input, output] dollars per million
+    tokens (agentctl usage). Added to and overriding the prices agentctl ships."""
+    if not isinstance(table, dict):
+        raise UsageError(f"settings file {path}: [prices] must be a table of model = [in, out]")
+    out = {}
+    for model, pair in table.items():
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(p, int | float) and p >= 0 for p in pair)
+        ):
+            raise UsageError(
+                f"settings file {path}: prices.{model} must be [input, output] dollars per "
+                f"million tokens, such as [2.5, 10.0]"
+            )
+        out[str(model)] = (float(pair[0]), float(pair[1]))
+    return out
 
 
 def write_file(path: Path, values: Mapping[str, object]) -> None:
@@ -222,6 +247,11 @@ def write_file(path: Path, values: Mapping[str, object]) -> None:
             # A JSON string is a valid TOML basic string; numbers are written bare.
             text = json.dumps(value) if isinstance(value, str) else str(value)
             lines.append(f"{name} = {text}\n")
+    prices = values.get("prices")
+    if isinstance(prices, dict) and prices:  # kept as the user wrote it
+        lines.append("\n[prices]  # dollars per million tokens: [input, output]\n")
+        for model, pair in prices.items():
+            lines.append(f"{json.dumps(str(model))} = {json.dumps(list(pair))}\n")
     from agentctl.atomic import write_private
 
     write_private(path, "".join(lines).encode("utf-8"))

@@ -130,9 +130,18 @@ def tag(settings: Settings, prefix: str, tags: list[str], remove: bool) -> tuple
 # -- fork ----------------------------------------------------------------------------------
 
 
-def fork(settings: Settings, prefix: str, at: int | None, name: str | None) -> tuple[str, int]:
+def fork(
+    settings: Settings,
+    prefix: str,
+    at: int | None,
+    name: str | None,
+    workspace: Path | None = None,
+) -> tuple[str, int]:
     """A new session from checkpoint `at` (default: the head) of another: its checkpoints 1 to
-    `at` are copied under a new id, the new session's facts naming where it came from."""
+    `at` are copied under a new id (a copy, not a share: message ids count per session, so a
+    session is one unit to move, export or delete; bench/ measures what it costs), the new
+    session's facts naming where it came from. With `workspace`, that checkpoint's files are
+    written into a new folder, which becomes the fork's workspace."""
     from agentctl import transfer
     from agentctl.errors import UnknownCheckpointError
 
@@ -147,11 +156,34 @@ def fork(settings: Settings, prefix: str, at: int | None, name: str | None) -> t
         new_id = secrets.token_hex(4)
         while store.match_sessions(new_id):
             new_id = secrets.token_hex(4)
-        info = exported.info.model_copy(update={"id": new_id, "forked_from": f"{source}:{at}"})
+        update: dict[str, object] = {"id": new_id, "forked_from": f"{source}:{at}"}
+        if workspace is not None:
+            update["workspace"] = str(_materialise(settings, store, source, at, workspace))
+        info = exported.info.model_copy(update=update)
         transfer.import_session(store, transfer.Exported(info, exported.checkpoints))
         if name:
             store.set_labels(new_id, name, ())
     return new_id, at
+
+
+def _materialise(settings: Settings, store: Store, source: str, at: int, dest: Path) -> Path:
+    from agentctl import wiring
+    from agentctl.workspace.restore import tree_at
+
+    dest = dest.resolve()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError(f"--workspace {dest} must be a new or empty folder")
+    origin = wiring.snapshots(settings, store.info(source).workspace, lambda _e: None, False)
+    tree = tree_at(store, source, store.get_checkpoint(source, at)) if origin else None
+    if origin is None or tree is None or not origin.has(tree):
+        raise UsageError(f"session {source} has no workspace snapshot at checkpoint {at}")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = wiring.snapshots(settings, str(dest), lambda _e: None)
+    if target is None:
+        raise UsageError(f"{dest} cannot hold a snapshotted workspace")
+    target.borrow(origin)
+    target.checkout(tree)
+    return dest
 
 
 def forks_of(store: Store, session_id: str) -> list[str]:
@@ -254,7 +286,7 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
             row[1] += u.calls
             row[2] += u.prompt_tokens
             row[3] += u.completion_tokens
-            price = PRICES.get(info.model)
+            price = {**PRICES, **settings.prices}.get(info.model)
             cost = None
             if price is not None:
                 cost = (u.prompt_tokens * price[0] + u.completion_tokens * price[1]) / 1e6

@@ -190,3 +190,16 @@ def test_search_finds_text_in_every_sessions_messages(env: dict[str, str]) -> No
     assert run("search", "  ", env=env).code == 2
     run("rm", trip, "--yes", env=env)
     assert run("search", "always fly Delta", "--json", env=env).json() == []
+
+
+def test_prices_from_the_settings_file(tmp_path: Path) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text("[prices]\nscripted = [1000000.0, 2000000.0]\n")
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}", "AGENTCTL_CONFIG": str(config)}
+    started(env)
+    row = run("usage", "--json", env=env).json()[0]
+    assert row["cost_usd"] == row["prompt_tokens"] + 2 * row["completion_tokens"]
+    assert run("config", "set", "timeout", "30", env=env).code == 0
+    assert "[prices]" in config.read_text()  # kept when another key is set
+    config.write_text('[prices]\nscripted = "cheap"\n')
+    assert run("usage", env=env).code == 2

@@ -257,3 +257,24 @@ def test_a_workspace_that_is_home_or_root_is_never_snapshotted(tmp_path: Path) -
     assert wiring.snapshots(settings, "/", said.append) is None
     assert "home folder" in str(said[0])
     assert not (tmp_path / "h" / "snapshots").exists()
+
+
+def test_a_fork_can_take_a_checkpoints_files_into_a_new_folder(
+    tmp_path: Path, workspace: Path
+) -> None:
+    before = tree_digest(workspace)
+    env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    after = tree_digest(workspace)
+    early, late = tmp_path / "early", tmp_path / "late"
+    assert run("fork", sid, "--at", "2", "--workspace", str(early), env=env).code == 0
+    assert run("fork", sid, "--workspace", str(late), env=env).code == 0
+    assert tree_digest(early) == before
+    assert tree_digest(late) == after
+    assert tree_digest(workspace) == after  # the original is untouched
+    late_id = next(
+        s["id"] for s in run("list", "--json", env=env).json() if s["workspace"] == str(late)
+    )
+    back = run("rollback", late_id, "--to", "2", env=env)  # the fork reaches the old trees
+    assert back.code == 0, back.stderr
+    assert tree_digest(late) == before
+    assert run("fork", sid, "--workspace", str(late), env=env).code == 2  # not empty

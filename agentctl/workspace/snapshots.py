@@ -208,6 +208,21 @@ class Snapshots:
             self._git("read-tree", current)
         self._git("read-tree", "--reset", "-u", target)
 
+    def borrow(self, other: Snapshots) -> None:
+        """Read `other`'s objects too (git alternates): a fork's new workspace reaches every
+        tree of the session it came from, without copying them."""
+        alternates = self.git_dir / "objects" / "info" / "alternates"
+        alternates.parent.mkdir(parents=True, exist_ok=True)
+        known = alternates.read_text().split("\n") if alternates.exists() else []
+        source = str((other.git_dir / "objects").resolve())
+        if source not in known:
+            alternates.write_text("\n".join([*filter(None, known), source]) + "\n")
+
+    def checkout(self, tree: str) -> None:
+        """Write tree `tree` into the (empty) workspace: a fork's files."""
+        self._git("read-tree", tree)
+        self._git("checkout-index", "-a", "-f")
+
     def has(self, tree: str) -> bool:
         return self._git("cat-file", "-t", tree, check=False).strip() == "tree"
 
