@@ -191,9 +191,10 @@ def main() -> None:
             print("\nratios:", ", ".join(f"{k} = {v}" for k, v in summary.items()))
             report["runs"].append({"steps": steps, "rows": rows, "ratios": summary})
         report["verify"] = verify_scale(Path(tmp) / "verify", 1000 if args.quick else 10_000)
-        from bench import snapshots
+        from bench import sessions, snapshots
 
         report["snapshots"] = snapshots.run(args.quick)
+        report["sessions"] = sessions.run(args.quick)
         if not args.no_postgres:
             from bench import postgres
 
