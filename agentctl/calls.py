@@ -218,6 +218,7 @@ class ToolCalls:
         if self._snapshots is None or session.task.workspace_tree is not None:
             return {}
         try:
+            self._snapshots.add_owner(session.info.id)  # retention: who uses this store
             return {"workspace_tree": self._snapshots.capture().tree}
         except AgentctlError:
             return {}  # said on the result's checkpoint, where the capture fails again

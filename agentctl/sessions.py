@@ -219,10 +219,43 @@ def _delete(store: Store, session_id: str) -> None:
 def remove(settings: Settings, prefixes: list[str]) -> list[str]:
     with opened_store(settings) as store:
         ids = [resolve_session(store, p) for p in prefixes]  # all resolve before any goes
+        workspaces = {store.info(i).workspace for i in ids}
         for session_id in ids:
             _delete(store, session_id)
         store.reclaim()
+        collect_snapshots(settings, store, workspaces, set(ids))
     return ids
+
+
+def collect_snapshots(
+    settings: Settings, store: Store, workspaces: set[str | None], deleted: set[str]
+) -> int:
+    """After a delete: the workspace snapshots no remaining checkpoint names are given back.
+    A snapshot store that sessions of another store also use is left alone (its trees may be
+    theirs). Returns the bytes given back."""
+    from agentctl import wiring
+    from agentctl.errors import AgentctlError
+
+    freed = 0
+    here = set(store.match_sessions(""))
+    for workspace in filter(None, workspaces):
+        snapshots = wiring.snapshots(settings, workspace, lambda _e: None, create=False)
+        if snapshots is None:
+            continue
+        owners = snapshots.owners() - deleted
+        if not owners <= here:
+            continue  # another store's sessions snapshot here too
+        keep: set[str] = set()
+        for session_id in owners:
+            for summary in store.history(session_id):
+                tree = store.get_checkpoint(session_id, summary.id).task.workspace_tree
+                if tree is not None:
+                    keep.add(tree)
+        try:
+            freed += snapshots.collect(keep, owners)
+        except AgentctlError:
+            continue  # the sessions are deleted; their snapshots wait for the next prune
+    return freed
 
 
 def prune_candidates(
@@ -245,9 +278,11 @@ def prune_candidates(
 
 def prune(settings: Settings, doomed: list[Doomed]) -> None:
     with opened_store(settings) as store:
+        workspaces = {d.summary.workspace for d in doomed}
         for d in doomed:
             _delete(store, d.summary.id)
         store.reclaim()
+        collect_snapshots(settings, store, workspaces, {d.summary.id for d in doomed})
 
 
 # -- usage ---------------------------------------------------------------------------------

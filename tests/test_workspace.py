@@ -278,3 +278,22 @@ def test_a_fork_can_take_a_checkpoints_files_into_a_new_folder(
     assert back.code == 0, back.stderr
     assert tree_digest(late) == before
     assert run("fork", sid, "--workspace", str(late), env=env).code == 2  # not empty
+
+
+def test_deleting_sessions_gives_their_snapshots_back_and_keeps_the_rest(
+    tmp_path: Path, workspace: Path
+) -> None:
+    env, first = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    (workspace / "big.txt").write_bytes(os.urandom(200_000))  # only the second session's
+    task = tmp_path / "second.toml"
+    task.write_text(TASK.replace(SHELL, "echo again >> a.txt && rm big.txt"))
+    assert run("run", str(task), "--workspace", str(workspace), "--yes", env=env).code == 0
+    second = next(s for s in (x["id"] for x in run("list", "--json", env=env).json()) if s != first)
+    shown = run("show", first, "--json", env=env).json()["snapshot_bytes"]
+    assert run("rm", second, "--yes", env=env).code == 0
+    after = run("show", first, "--json", env=env).json()["snapshot_bytes"]
+    assert after < shown - 100_000  # the big file's snapshot went with the session
+    # The second session changed the files since: --force. The first's snapshots are all there.
+    back = run("rollback", first, "--to", "2", "--force", env=env)
+    assert back.code == 0, back.stderr
+    assert (workspace / "c.txt").exists()

@@ -107,6 +107,11 @@ class Snapshots:
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_OPTIONAL_LOCKS": "0",
             "LC_ALL": "C",
+            # the one commit retention writes (refs/agentctl/kept) needs a name
+            "GIT_AUTHOR_NAME": "agentctl",
+            "GIT_AUTHOR_EMAIL": "agentctl@localhost",
+            "GIT_COMMITTER_NAME": "agentctl",
+            "GIT_COMMITTER_EMAIL": "agentctl@localhost",
         }
         if not (self.git_dir / "HEAD").exists():
             if not create:  # reading commands never make a store
@@ -207,6 +212,58 @@ class Snapshots:
         if self._git("write-tree").strip() != current:
             self._git("read-tree", current)
         self._git("read-tree", "--reset", "-u", target)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    @property
+    def owners_file(self) -> Path:
+        return self.git_dir / "sessions"
+
+    def add_owner(self, session_id: str) -> None:
+        """Remember a session that snapshots into this store (its first capture)."""
+        with self.owners_file.open("a") as f:
+            f.write(session_id + "\n")
+
+    def owners(self) -> set[str]:
+        try:
+            return set(filter(None, self.owners_file.read_text().split("\n")))
+        except OSError:
+            return set()
+
+    def collect(self, keep: set[str], owners: set[str]) -> int:
+        """Delete every snapshot object no tree in `keep` reaches, and pack the rest (git's
+        delta compression makes the trees small). `owners` are the sessions left using this
+        store. Returns the bytes given back."""
+        before = self.size()
+        asked = "".join(f"{tree}\n" for tree in sorted(keep))
+        present = self._stdin("cat-file", "--batch-check", asked)
+        trees = [
+            f[0] for f in (line.split() for line in present.splitlines()) if f[1:2] == ["tree"]
+        ]
+        listing = "".join(f"040000 tree {tree}\t{n:08d}\n" for n, tree in enumerate(trees))
+        holder = self._stdin("mktree", listing).strip()
+        commit = self._git("commit-tree", holder, "-m", "snapshots kept by agentctl").strip()
+        self._git("update-ref", "refs/agentctl/kept", commit)
+        self._git("reflog", "expire", "--expire=now", "--all")
+        self._git("repack", "-a", "-d", "-q")
+        self._git("prune", "--expire=now")
+        self.owners_file.write_text("".join(f"{o}\n" for o in sorted(owners)))
+        return max(0, before - self.size())
+
+    def _stdin(self, command: str, *rest: str) -> str:
+        """A git command fed the last argument on its standard input."""
+        *args, text = rest
+        done = subprocess.run(
+            ["git", command, *args],
+            input=text.encode(),
+            env=self._env,
+            cwd=self.workspace,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StoreError(f"workspace snapshot: git {command} failed")
+        return done.stdout.decode()
 
     def borrow(self, other: Snapshots) -> None:
         """Read `other`'s objects too (git alternates): a fork's new workspace reaches every
