@@ -471,21 +471,10 @@ def _pick_unfinished(store: str | None) -> str | None:
 
 
 def _complete_session(incomplete: str) -> list[str]:
-    """Shell completion: session ids and names from the store (quietly nothing on error)."""
-    from agentctl.errors import AgentctlError
+    """Shell completion: session ids and names from the store."""
+    from agentctl import sessions
 
-    try:
-        from agentctl.store import open_store
-
-        store = open_store(Settings.load().store_url)
-        try:
-            found = store.list_sessions()
-        finally:
-            store.close()
-    except AgentctlError:
-        return []
-    words = [s.id for s in found] + [s.name for s in found if s.name]
-    return [w for w in words if w.startswith(incomplete)]
+    return sessions.complete(Settings.load(), incomplete)
 
 
 def _confirm(question: str) -> bool:

@@ -359,6 +359,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     model: ScriptedModel
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-reply (a killed run, a timeout) is not an error of the
+        server's: no traceback on stderr. Anything else is reported as usual."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class ScriptedServer:
     """A running scripted model; use as a context manager. `base_url` goes to the openai client."""

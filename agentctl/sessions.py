@@ -95,6 +95,20 @@ def list_sessions(settings: Settings, filters: Filters) -> list[SessionSummary]:
         return filters.select(store.list_sessions())
 
 
+def complete(settings: Settings, incomplete: str) -> list[str]:
+    """Session ids and names that start with `incomplete` (shell completion: quietly nothing
+    when the store cannot be read)."""
+    from agentctl.errors import AgentctlError
+
+    try:
+        with opened_store(settings) as store:
+            found = store.list_sessions()
+    except AgentctlError:
+        return []
+    words = [s.id for s in found] + [s.name for s in found if s.name]
+    return [w for w in words if w.startswith(incomplete)]
+
+
 # -- names and tags ------------------------------------------------------------------------
 
 

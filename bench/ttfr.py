@@ -1,0 +1,170 @@
+"""Time to first model request: from process start to the request arriving at the server.
+
+A local OpenAI-compatible server (the scripted one, in this process) notes when the first
+request of each run has arrived whole; the process is then killed (what comes after the first
+request is not measured here). Subjects, each the median of 7 runs: `agentctl run GOAL`,
+`agentctl resume` of a fresh session, and of sessions of 1,000 and 10,000 checkpoints (no
+compaction: the whole conversation is sent). The floor, measured in the same run: `python -c
+"from openai import OpenAI"`, the import any client of the openai package pays.
+
+Run: python -m bench.ttfr [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentctl.scripted import ScriptedModel, ScriptedServer
+from agentctl.state import ScriptTurn
+from bench.startup import median_wall
+
+
+@dataclass
+class Clocked(ScriptedModel):
+    """Notes when the first request of a run arrived."""
+
+    first: float | None = None
+
+    def seen(self, request: Any, index: int, asks_summary: bool) -> None:
+        if self.first is None:
+            self.first = time.time()
+        super().seen(request, index, asks_summary)
+
+
+def build_session(url: str, session_id: str, checkpoints: int) -> None:
+    """A session whose next action is a model call: new_task, then pairs of a model reply
+    calling a tool and the tool's result."""
+    from agentctl.lifecycle import CheckpointKind, State
+    from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.store import open_store
+    from agentctl.store.base import CheckpointDraft
+
+    store = open_store(url)
+    info = SessionInfo(id=session_id, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
+    first = CheckpointDraft(
+        None,
+        CheckpointKind.NEW_TASK,
+        State.IDLE,
+        State.PLANNING,
+        "2026-01-01T00:00:00",
+        TaskState(goal="bench"),
+        Usage(),
+        new_messages=(
+            Message(role="system", content="You are a bench.", tokens=5),
+            Message(role="user", content="Goal: bench", tokens=3),
+        ),
+    )
+    head = store.create_session(info, first).id
+    for n in range(2, checkpoints + 1):
+        if n % 2 == 0:
+            call = ToolCall(id=f"c{n}", name="read_file", arguments='{"path": "a.txt"}')
+            message = Message(role="assistant", content=None, tool_calls=(call,), tokens=10)
+            kind = CheckpointKind.MODEL_REPLY
+        else:
+            message = Message(role="tool", tool_call_id=f"c{n - 1}", content="x" * 40, tokens=10)
+            kind = CheckpointKind.TOOL_RESULT
+        draft = CheckpointDraft(
+            head,
+            kind,
+            State.PLANNING,
+            State.PLANNING,
+            f"2026-01-01T00:00:{n:05d}",
+            TaskState(goal="bench"),
+            Usage(),
+            new_messages=(message,),
+        )
+        head = store.append(session_id, head, draft).id
+    if checkpoints % 2 == 0:  # end on a tool result: the next action is a model call
+        draft = CheckpointDraft(
+            head,
+            CheckpointKind.TOOL_RESULT,
+            State.PLANNING,
+            State.PLANNING,
+            "2026-01-02",
+            TaskState(goal="bench"),
+            Usage(),
+            new_messages=(Message(role="tool", tool_call_id=f"c{head}", content="x", tokens=1),),
+        )
+        store.append(session_id, head, draft)
+    store.close()
+
+
+def first_request(model: Clocked, command: list[str], env: dict[str, str]) -> float:
+    model.first = None
+    started = time.time()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while model.first is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    if model.first is None:
+        raise RuntimeError(f"{command} sent no request")
+    return model.first - started
+
+
+def run(quick: bool) -> dict[str, Any]:
+    runs = 3 if quick else 7
+    model = Clocked((ScriptTurn(content="hi"),))
+    out: dict[str, Any] = {"runs": runs}
+    with (
+        tempfile.TemporaryDirectory(prefix="agentctl-bench-ttfr-") as tmp,
+        ScriptedServer(model) as server,
+    ):
+        root = Path(tmp)
+        url = f"sqlite://{root / 'agentctl.db'}"
+        sizes = {"fresh": 1, "1,000 checkpoints": 1000}
+        if not quick:
+            sizes["10,000 checkpoints"] = 10_000
+        for n in sizes.values():
+            build_session(url, f"s{n:07d}", n)
+        env = {
+            **os.environ,
+            "AGENTCTL_STORE": url,
+            "AGENTCTL_HOME": str(root / "home"),
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": "sk-bench",
+            "AGENTCTL_CONTEXT_WINDOW": "10000000",
+        }
+        script = Path(sys.executable).parent / "agentctl"
+        agentctl = [str(script)] if script.exists() else [sys.executable, "-m", "agentctl"]
+        out["floor: python -c 'from openai import OpenAI'"] = median_wall(
+            [sys.executable, "-c", "from openai import OpenAI"], env, runs
+        )
+        work = root / "work"
+        work.mkdir()
+        times = [
+            first_request(
+                model,
+                [*agentctl, "run", "Say hi", "--model", "m", "--workspace", str(work)],
+                env,
+            )
+            for _ in range(runs)
+        ]
+        out["run GOAL"] = round(statistics.median(times), 4)
+        for label, n in sizes.items():
+            command = [*agentctl, "resume", f"s{n:07d}", "--model", "m", "--no-input"]
+            times = [first_request(model, command, env) for _ in range(runs)]
+            out[f"resume, {label}"] = round(statistics.median(times), 4)
+    floor = out["floor: python -c 'from openai import OpenAI'"]
+    out["run / floor"] = round(out["run GOAL"] / floor, 2)
+    for label in sizes:
+        if label != "fresh":
+            out[f"resume {label} - fresh (ms)"] = round(
+                (out[f"resume, {label}"] - out["resume, fresh"]) * 1000, 1
+            )
+    print("time to first model request (s):", json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    run("--quick" in sys.argv)
