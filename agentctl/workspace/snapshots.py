@@ -113,10 +113,14 @@ class Snapshots:
             "GIT_COMMITTER_NAME": "agentctl",
             "GIT_COMMITTER_EMAIL": "agentctl@localhost",
         }
+        if not (self.git_dir / "HEAD").exists() and not create:
+            raise SnapshotsUnavailable("no snapshot of this workspace was taken")
+        # Made on first use: a session that never changes a file never runs git at all.
+        self._private = private
+
+    def _ensure(self) -> None:
         if not (self.git_dir / "HEAD").exists():
-            if not create:  # reading commands never make a store
-                raise SnapshotsUnavailable("no snapshot of this workspace was taken")
-            self._init(private)
+            self._init(self._private)
 
     def _init(self, private: Path) -> None:
         self.git_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -162,6 +166,7 @@ class Snapshots:
         """The workspace as a tree id, now, and what changed since tree `previous`. Files over
         the size cap are left out and named: untracked ones before `git add` sees them (it
         would store them), and a tracked file that grew past the cap is dropped after."""
+        self._ensure()
         untracked = self._git("ls-files", "-z", "--others", "--exclude-standard")
         big, nested, new_bytes = [], [], 0
         for name in filter(None, untracked.split("\0")):
@@ -221,6 +226,7 @@ class Snapshots:
 
     def add_owner(self, session_id: str) -> None:
         """Remember a session that snapshots into this store (its first capture)."""
+        self._ensure()
         with self.owners_file.open("a") as f:
             f.write(session_id + "\n")
 
@@ -268,6 +274,7 @@ class Snapshots:
     def borrow(self, other: Snapshots) -> None:
         """Read `other`'s objects too (git alternates): a fork's new workspace reaches every
         tree of the session it came from, without copying them."""
+        self._ensure()
         alternates = self.git_dir / "objects" / "info" / "alternates"
         alternates.parent.mkdir(parents=True, exist_ok=True)
         known = alternates.read_text().split("\n") if alternates.exists() else []
@@ -313,7 +320,8 @@ class Snapshots:
 
     def begin_restore(self, session_id: str, checkpoint: int, target: str) -> None:
         """Written before a restore starts, removed when it ends: a crash in between leaves a
-        mark that the next `resume`, `rollback` or `verify` of the session completes."""
+        mark that the next `resume` or `rollback` of the session completes."""
+        self._ensure()
         self.marker.write_text(f"{session_id} {checkpoint} {target}\n")
 
     def end_restore(self) -> None:
