@@ -3,10 +3,7 @@ goes away, shared user state, and the password that must never show."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +20,7 @@ from agentctl.store.lease import Lease
 from agentctl.testing.postgres import PASSWORD, ThrowawayPostgres
 from agentctl.testing.store_spec import build, draft
 from tests.conftest import SAMPLES, cli, run
+from tests.test_concurrency import spawn
 
 TASK = str(SAMPLES / "release_notes.toml")
 
@@ -161,17 +159,6 @@ def slow_env(pg_url: str, tmp_path: Path) -> dict[str, str]:
         "AGENTCTL_LEASE_TTL": "2",
         "AGENTCTL_SCRIPTED_LOG": str(tmp_path / "requests.log"),
     }
-
-
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agentctl", *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_a_paused_writer_wakes_up_refused_and_wrote_nothing_after_the_takeover(

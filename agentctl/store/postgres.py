@@ -508,8 +508,9 @@ class PostgresStore:
             return None
         return (row[0], row[1]) == (plan.checkpoint.kind.value, plan.checkpoint.created_at)
 
-    def _refused(self, session_id: str, expected_head: int, token: str | None) -> None:
-        """Why the fenced append wrote nothing, as the error that says so."""
+    def _holder(self, session_id: str) -> tuple[Any, ...]:
+        """The session's head and lease: token, user, host, pid, seconds left by the server's
+        clock. Raises UnknownSessionError."""
         row = self._retrying(
             lambda db: db.execute(
                 f"SELECT head, lease_token, lease_user, lease_host, lease_pid,"
@@ -520,7 +521,11 @@ class PostgresStore:
         )
         if row is None:
             raise UnknownSessionError(f"no session {session_id!r}")
-        head, holder_token, user, host, pid, left = row
+        return tuple(row)
+
+    def _refused(self, session_id: str, expected_head: int, token: str | None) -> None:
+        """Why the fenced append wrote nothing, as the error that says so."""
+        head, holder_token, user, host, pid, left = self._holder(session_id)
         if head != expected_head:
             raise HeadMovedError(
                 f"session {session_id} moved on to checkpoint {head} (expected {expected_head}):"
@@ -595,17 +600,7 @@ class PostgresStore:
     def _may_take(self, session_id: str, lease: Lease) -> str | None:
         """The token that holds the session now (None: nobody), when `lease` may replace it;
         SessionBusyError naming the holder when it may not."""
-        row = self._retrying(
-            lambda db: db.execute(
-                f"SELECT lease_token, lease_user, lease_host, lease_pid,"
-                f" extract(epoch FROM lease_expires - clock_timestamp())"
-                f" FROM {S}.sessions WHERE id = %s",
-                (session_id,),
-            ).fetchone()
-        )
-        if row is None:
-            raise UnknownSessionError(f"no session {session_id!r}")
-        seen, user, host, pid, left = row
+        _head, seen, user, host, pid, left = self._holder(session_id)
         if seen is not None and seen != lease.token and (left or 0) > 0:
             held = Lease(host or "?", pid or 0, seen, time.time() + float(left), user or "")
             if not holder_is_gone(held):
