@@ -455,6 +455,21 @@ def config_json(path: Path, rows: list[ConfigRow]) -> dict[str, Any]:
     }
 
 
+def _show_files_and_forks(view: SessionView) -> None:
+    s, task = view.session, view.session.task
+    if s.info.forked_from:
+        origin, _, at = s.info.forked_from.partition(":")
+        out.print(f"forked:   from session {escape(origin)} at checkpoint {escape(at)}")
+    if view.forks:
+        out.print(f"forks:    {escape(', '.join(view.forks))}")
+    if view.snapshot_bytes is not None:
+        tree = task.workspace_tree[:10] if task.workspace_tree else "none yet"
+        out.print(
+            f"files:    snapshot {tree}; the workspace's snapshots take "
+            f"{human_bytes(view.snapshot_bytes)}"
+        )
+
+
 def session_json(view: SessionView) -> dict[str, Any]:
     s, budget = view.session, view.budget
     c = s.checkpoint
@@ -524,17 +539,7 @@ def show_session(view: SessionView) -> None:
         out.print(f"outcome:  {task.outcome.value}")
     if task.result:
         out.print(f"result:   {escape(task.result)}")
-    if s.info.forked_from:
-        origin, _, at = s.info.forked_from.partition(":")
-        out.print(f"forked:   from session {escape(origin)} at checkpoint {escape(at)}")
-    if view.forks:
-        out.print(f"forks:    {escape(', '.join(view.forks))}")
-    if view.snapshot_bytes is not None:
-        tree = task.workspace_tree[:10] if task.workspace_tree else "none yet"
-        out.print(
-            f"files:    snapshot {tree}; the workspace's snapshots take "
-            f"{human_bytes(view.snapshot_bytes)}"
-        )
+    _show_files_and_forks(view)
     u = c.usage
     if u.calls and u.unreported == u.calls:
         out.print(f"usage:    {u.calls} model calls; usage not reported by the server")

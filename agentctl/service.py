@@ -25,7 +25,7 @@ from agentctl.errors import (
 )
 from agentctl.records import Notice, RunReport, SessionView
 from agentctl.store import Store, open_store
-from agentctl.store.base import CheckpointSummary, SessionSummary
+from agentctl.store.base import CheckpointSummary
 
 if TYPE_CHECKING:
     from agentctl.records import RunEvent, SessionReport
@@ -257,17 +257,6 @@ def _new_id(store: Store) -> str:
 
 
 # -- reading --------------------------------------------------------------------------------
-
-
-def list_sessions(settings: Settings, state: str | None = None) -> list[SessionSummary]:
-    from agentctl.lifecycle import State
-
-    states = [s.value for s in State if s is not State.IDLE]
-    if state is not None and state not in states:
-        raise UsageError(f"--status must be one of {', '.join(states)}, not {state!r}")
-    with opened_store(settings) as store:
-        sessions = store.list_sessions()
-    return [s for s in sessions if state is None or s.state == state]
 
 
 def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionView:

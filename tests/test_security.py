@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agentctl import preferences, service, timetravel, wiring
+from agentctl import preferences, service, sessions, timetravel, wiring
 from agentctl.config import Settings, redact_url, tool_environment, write_file
 from agentctl.errors import ModelError, UsageError
 from agentctl.llm import ModelConfig, OpenAIModelClient
@@ -399,7 +399,7 @@ def test_the_home_folder_is_not_a_workspace_unless_named(
     spec = TaskSpec(goal="g", script=(turn(call("finish", result="x")),))
     with pytest.raises(UsageError, match="the workspace would be"):
         service.start_session(settings, spec, max_turns=2, ask=None, on_event=lambda _: None)
-    assert service.list_sessions(settings) == []  # nothing written
+    assert sessions.list_sessions(settings, sessions.Filters(limit=None)) == []  # nothing written
 
 
 # -- 6. credentials in URLs never persist -----------------------------------------------------

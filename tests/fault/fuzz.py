@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentctl import faults, rewind, service
+from agentctl import faults, rewind, service, sessions
 from agentctl.config import Settings
 from agentctl.lifecycle import State
 from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
@@ -197,7 +197,7 @@ def drive(world: World, scenario: Scenario) -> None:
         [ChargeCard(world.ledger), LookUp(), WriteNote(work)], ApprovalPolicy(yes=True)
     )
     quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
-    if not service.list_sessions(settings):
+    if not sessions.list_sessions(settings, sessions.Filters(limit=None)):
         service.start_session(
             settings,
             scenario.spec,
@@ -208,7 +208,7 @@ def drive(world: World, scenario: Scenario) -> None:
             workspace=work,
         )
     while True:
-        [summary] = service.list_sessions(settings)
+        [summary] = sessions.list_sessions(settings, sessions.Filters(limit=None))
         _, history = service.session_history(settings, summary.id)
         rolled = any(c.kind == "rollback" for c in history)
         if summary.state == State.DONE.value:
