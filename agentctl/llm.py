@@ -139,12 +139,15 @@ class OpenAIModelClient:
             if max_tokens is not None and self._limit_field is not None:
                 extra[self._limit_field] = max_tokens
             deadline = time.monotonic() + self._config.timeout
-            stream = self._client.chat.completions.create(  # type: ignore[call-overload]
+            # The conversation goes as `extra_body`, which the SDK sends as it is: passed as
+            # `messages`, every message is walked through the SDK's TypedDict transform (1.3 s
+            # for 10,000 messages, 150 ms for 1,000), though ours are already in wire format.
+            stream = self._client.chat.completions.create(
                 model=self.name,
-                messages=list(messages),
+                messages=[],
                 stream=True,
                 stream_options={"include_usage": True},
-                **extra,
+                extra_body={"messages": list(messages), **extra},
             )
 
             def on_chunk() -> None:
