@@ -156,8 +156,10 @@ def test_version() -> None:
     assert shown.stdout.startswith("agentctl ")
 
 
-def test_watch_follows_a_session_running_elsewhere_until_it_waits(tmp_path: Path) -> None:
-    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}", "AGENTCTL_SCRIPTED_DELAY": "0.3"}
+def test_watch_follows_a_session_running_elsewhere_until_it_waits(
+    env: dict[str, str],
+) -> None:
+    env = {**env, "AGENTCTL_SCRIPTED_DELAY": "0.3"}
     runner = subprocess.Popen(
         [sys.executable, "-m", "agentctl", "run", TRIP, "--no-input"],
         env={**os.environ, **env},
@@ -168,7 +170,8 @@ def test_watch_follows_a_session_running_elsewhere_until_it_waits(tmp_path: Path
         deadline = time.monotonic() + 30
         listed: list[Any] = []
         while not listed and time.monotonic() < deadline:
-            listed = cli("list", "--json", env=env).json() if (tmp_path / "s.db").exists() else []
+            found = cli("list", "--json", env=env)
+            listed = found.json() if found.code == 0 else []
             time.sleep(0.1)
         assert listed, "the run never created its session"
         watched = cli("watch", listed[0]["id"], env=env)
@@ -176,6 +179,15 @@ def test_watch_follows_a_session_running_elsewhere_until_it_waits(tmp_path: Path
         runner.wait(timeout=60)
     assert watched.code == 3  # as run would: waiting for input
     assert "What dates do you want to travel?" in watched.stderr
+
+
+def test_prune_on_every_backend(env: dict[str, str]) -> None:
+    for _ in range(3):
+        started(env, NOTES)
+    newest = ids(env)[0]
+    assert run("prune", "--older-than", "0s", "--keep-last", "1", "--yes", env=env).code == 0
+    assert ids(env) == [newest]
+    assert run("verify", env=env).code == 0
 
 
 def test_search_finds_text_in_every_sessions_messages(env: dict[str, str]) -> None:
