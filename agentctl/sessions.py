@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from agentctl.config import Settings
     from agentctl.records import RunEvent, RunReport, SearchHit
     from agentctl.store.base import SessionSummary, Store
+    from agentctl.workspace.snapshots import Snapshots
 
 _AGE = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -172,7 +173,9 @@ def fork(
             new_id = secrets.token_hex(4)
         update: dict[str, object] = {"id": new_id, "forked_from": f"{source}:{at}"}
         if workspace is not None:
-            update["workspace"] = str(_materialise(settings, store, source, at, workspace))
+            folder, origin = _materialise(settings, store, source, at, workspace)
+            update["workspace"] = str(folder)
+            origin.add_owner(new_id)  # its checkpoints name the original's trees: keep them
         info = exported.info.model_copy(update=update)
         transfer.import_session(store, transfer.Exported(info, exported.checkpoints))
         if name:
@@ -180,7 +183,9 @@ def fork(
     return new_id, at
 
 
-def _materialise(settings: Settings, store: Store, source: str, at: int, dest: Path) -> Path:
+def _materialise(
+    settings: Settings, store: Store, source: str, at: int, dest: Path
+) -> tuple[Path, Snapshots]:
     from agentctl import wiring
     from agentctl.workspace.restore import tree_at
 
@@ -197,7 +202,7 @@ def _materialise(settings: Settings, store: Store, source: str, at: int, dest: P
         raise UsageError(f"{dest} cannot hold a snapshotted workspace")
     target.borrow(origin)
     target.checkout(tree)
-    return dest
+    return dest, origin
 
 
 def forks_of(store: Store, session_id: str) -> list[str]:

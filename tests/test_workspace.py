@@ -274,6 +274,8 @@ def test_a_fork_can_take_a_checkpoints_files_into_a_new_folder(
     late_id = next(
         s["id"] for s in run("list", "--json", env=env).json() if s["workspace"] == str(late)
     )
+    # Deleting the original keeps the trees the fork's checkpoints name (it owns them too).
+    assert run("rm", sid, "--yes", env=env).code == 0
     back = run("rollback", late_id, "--to", "2", env=env)  # the fork reaches the old trees
     assert back.code == 0, back.stderr
     assert tree_digest(late) == before
