@@ -697,10 +697,10 @@ def prune_list(doomed: list[Doomed], dry_run: bool) -> None:
     out.print(f"{verb} {len(doomed)} sessions, {human_bytes(total)}:")
     for d in doomed:
         s = d.summary
-        label = f"{escape(s.name)} ({s.id})" if s.name else s.id
+        label = f"{escape(s.name)} ({escape(s.id)})" if s.name else escape(s.id)
         out.print(
-            f"  {label}  {s.state}  {s.updated_at[:10]}  {human_bytes(d.bytes)}  "
-            f"{escape((s.title or s.goal)[:60])}"
+            f"  {label}  {_state(s.state)}  {escape(s.updated_at[:10])}  "
+            f"{human_bytes(d.bytes)}  {escape((s.title or s.goal)[:60])}"
         )
 
 
@@ -766,7 +766,8 @@ def pick_session(recent: list[SessionSummary]) -> str | None:
     for n, s in enumerate(recent, 1):
         label = f"{escape(s.name)} " if s.name else ""
         err.print(
-            f"  {n}. {s.id}  {label}{_state(s.state)}  {s.updated_at[:16].replace('T', ' ')}  "
+            f"  {n}. {escape(s.id)}  {label}{_state(s.state)}  "
+            f"{escape(s.updated_at[:16].replace('T', ' '))}  "
             f"{escape((s.title or s.goal)[:50])}"
         )
     err.print(f"resume which? [1-{len(recent)}, Enter: 1] ", end="")

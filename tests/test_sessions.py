@@ -215,3 +215,18 @@ def test_prices_from_the_settings_file(tmp_path: Path) -> None:
     assert "[prices]" in config.read_text()  # kept when another key is set
     config.write_text('[prices]\nscripted = "cheap"\n')
     assert run("usage", env=env).code == 2
+
+
+def test_what_prune_lists_from_the_store_is_shown_as_text(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "s.db"
+    env = {"AGENTCTL_STORE": f"sqlite://{db}"}
+    started(env, NOTES)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE sessions SET state = '[bold]odd', name = '[red]n'")
+    conn.commit()
+    conn.close()
+    listed = run("prune", "--older-than", "0s", "--dry-run", env=env)
+    assert "[bold]odd" in listed.stdout
+    assert "[red]n" in listed.stdout
