@@ -45,6 +45,7 @@ KEYS: dict[str, Key] = {
         Key("api_key", env_under="OPENAI_API_KEY", secret=True),
         Key("store", env_over="AGENTCTL_STORE"),  # sqlite:///FILE, json:///DIR, postgresql://…
         Key("timeout", kind=float),  # seconds to wait for one model reply
+        Key("retries", env_over="AGENTCTL_RETRIES", kind=int),  # after a 429/5xx/refusal
         Key("context_window", env_over="AGENTCTL_CONTEXT_WINDOW", kind=int),  # tokens
         Key("context_strategy", env_over="AGENTCTL_CONTEXT_STRATEGY"),  # summarize or drop
         # workspace snapshots: a file larger is not captured; a capture stores at most this
@@ -69,6 +70,7 @@ class Settings:
     context_strategy: str | None
     scripted_delay: float
     scripted_log: Path | None
+    retries: int | None = None
     snapshot_max_file: int | None = None
     snapshot_max_capture: int | None = None
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # [prices] table
@@ -113,6 +115,7 @@ class Settings:
             scripted_log=Path(env["AGENTCTL_SCRIPTED_LOG"])
             if env.get("AGENTCTL_SCRIPTED_LOG")
             else None,
+            retries=_opt_int(values.get("retries")),
             snapshot_max_file=_opt_int(values.get("snapshot_max_file")),
             snapshot_max_capture=_opt_int(values.get("snapshot_max_capture")),
             prices=parse_prices(file_values["prices"], path) if "prices" in file_values else {},
@@ -160,7 +163,8 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
     try:
         if key.kind is int:
             number = int(str(value))
-            if number < (MIN_WINDOW if name == "context_window" else 1):
+            least = {"context_window": MIN_WINDOW, "retries": 0}.get(name, 1)
+            if number < least:
                 raise ValueError
             return number
         if key.kind is float:
@@ -172,6 +176,8 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
         noun = (
             f"a whole number of at least {MIN_WINDOW}"
             if name == "context_window"
+            else "a whole number, 0 or more"
+            if name == "retries"
             else "a whole number above 0"
             if key.kind is int
             else "a number of seconds above 0"

@@ -59,6 +59,7 @@ def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
         "timeout": settings.timeout,
         "context_window": settings.context_window,
         "context_strategy": settings.context_strategy,
+        "retries": settings.retries,
         "snapshot_max_file": settings.snapshot_max_file,
         "snapshot_max_capture": settings.snapshot_max_capture,
     }

@@ -131,6 +131,9 @@ def runner(
                 base_url=settings.base_url,
                 api_key=settings.api_key,
                 timeout=settings.timeout or ModelConfig.timeout,
+                max_retries=ModelConfig.max_retries
+                if settings.retries is None
+                else settings.retries,
             )
         return OpenAIModelClient(config, notify=lambda text: on_event(Notice(text)))
 

@@ -178,9 +178,11 @@ def test_an_unreachable_model_leaves_the_session_resumable(agentctl_home: Path) 
     env = {
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
         "OPENAI_API_KEY": "sk-test-not-a-real-key-42",
+        "AGENTCTL_RETRIES": "1",  # one retry, one second: the give-up path all the same
     }
     result = run("run", "book a table for two", "--model", "some-model", env=env)
     one_error_line(result, 5, "cannot reach the model server")
+    assert "gave up after 2 attempts" in result.stderr
     [session] = run("list", "--json").json()
     assert session["state"] == "planning"
     shown = run("show", session["id"], "--json").json()

@@ -82,6 +82,8 @@ def test_a_key_in_the_settings_file_never_reaches_the_store(tmp_path: Path) -> N
     env = {"AGENTCTL_CONFIG": str(config)}
     run("config", "set", "api_key", SECRET, env=env)
     run("config", "set", "base_url", "http://127.0.0.1:9/v1", env=env)  # nothing listens
+    assert run("config", "set", "retries", "0", env=env).code == 0  # give up at once
+    assert run("config", "set", "retries", "-1", env=env).code == 2
     result = run("run", "a goal for a real model", "--model", "gpt-4o-mini", env=env)
     assert result.code == 5
     assert "cannot reach the model server at http://127.0.0.1:9/v1" in result.stderr
