@@ -621,22 +621,25 @@ def rolled_back(report: RollbackReport) -> None:
 
 
 def imported(report: ImportReport) -> None:
-    renamed = f" (exported as {report.source_id})" if report.source_id != report.session_id else ""
+    sid = escape(report.session_id)
+    source = escape(report.source_id)
+    renamed = f" (exported as {source})" if report.source_id != report.session_id else ""
     if report.added == 0:
         out.print(
-            f"session {report.session_id}{renamed} is already here, all {report.checkpoints} "
+            f"session {sid}{renamed} is already here, all {report.checkpoints} "
             "checkpoints; nothing to import"
         )
         return
     out.print(
-        f"imported session {report.session_id}{renamed}: {report.added} of "
+        f"imported session {sid}{renamed}: {report.added} of "
         f"{report.checkpoints} checkpoints, verified"
     )
 
 
 def moved(report: MoveReport) -> None:
     out.print(
-        f"moved session {report.session_id} ({report.checkpoints} checkpoints, verified) to "
+        f"moved session {escape(report.session_id)} ({report.checkpoints} checkpoints, "
+        "verified) to "
         f"{escape(report.to)}; this store keeps a read-only record of it"
     )
     try_next(f"agentctl resume {report.session_id} --store URL (the store it moved to)")
@@ -757,7 +760,10 @@ def search_hits(hits: list[SearchHit], as_json: bool) -> None:
     for h in hits:
         shown = escape(visible(h.snippet))
         shown = shown.replace(HIT_START, "[bold yellow]").replace(HIT_END, "[/]")
-        out.print(f"{h.session_id}  #{h.checkpoint:<4} {h.role:9}  {shown}")
+        role = escape(visible(h.role))
+        out.print(
+            f"{escape(h.session_id)}  #{h.checkpoint:<4} {role}{' ' * (9 - len(h.role))}  {shown}"
+        )
 
 
 def pick_session(recent: list[SessionSummary]) -> str | None:

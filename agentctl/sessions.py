@@ -209,9 +209,9 @@ def forks_of(store: Store, session_id: str) -> list[str]:
     """The sessions forked from this one, as `id (at N)`."""
     out = []
     for other in store.match_sessions(""):
-        origin = store.info(other).forked_from
-        if origin and origin.split(":")[0] == session_id:
-            out.append(f"{other} (at checkpoint {origin.split(':')[1]})")
+        origin, _, at = (store.info(other).forked_from or "").partition(":")
+        if origin == session_id:
+            out.append(f"{other} (at checkpoint {at or '?'})")
     return out
 
 

@@ -205,11 +205,16 @@ class UserProfile(_Model):
         return self.model_copy(update={"recent_goals": goals})
 
 
+SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
 class SessionInfo(_Model):
     """The immutable facts of a session, written once when it is created."""
 
     schema_version: Literal[4] = 4  # 2: workspace; 3: tokenizer, approximate_tokens; 4: fork
-    id: str
+    # An id is a folder name (JSON lines) and a word on the terminal: letters, digits, - and _
+    # (agentctl makes hex; an export from elsewhere must hold one it could have made).
+    id: str = Field(pattern=SESSION_ID)
     spec: TaskSpec
     model: str  # "scripted" or the model name; never a key or a URL with credentials
     created_at: str

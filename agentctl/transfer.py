@@ -144,7 +144,20 @@ def _header(record: dict[str, Any], where: str) -> SessionInfo:
             f"{where}: export format version {version!r} is newer than this agentctl "
             f"({FORMAT_VERSION}); upgrade agentctl to import it"
         )
-    return decode(SessionInfo, record["session"], where=where)
+    import re
+
+    from agentctl.state import SESSION_ID
+
+    session = record.get("session")
+    if not isinstance(session, dict):
+        raise UsageError(f"{where}: no session in the header; nothing was imported")
+    sid = session.get("id")
+    if not isinstance(sid, str) or not re.fullmatch(SESSION_ID, sid):
+        raise UsageError(
+            f"{where}: the session id {sid!r} is not one agentctl makes (letters, digits, - "
+            "and _); nothing was imported"
+        )
+    return decode(SessionInfo, session, where=where)
 
 
 def import_session(

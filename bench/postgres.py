@@ -22,11 +22,10 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.subjects import SESSION, message, task_field
+from bench.subjects import SESSION, AgentctlSubject, LangGraphSubject, message, task_field
 
 ROLLBACKS = 10
 
@@ -47,63 +46,11 @@ def table_bytes(url: str, tables: list[str]) -> int:
         return total
 
 
-class AgentctlPostgres:
-    name = "agentctl-postgres"
+class AgentctlPostgres(AgentctlSubject):
+    """The store benchmark's agentctl subject, on a PostgreSQL URL."""
 
     def __init__(self, url: str) -> None:
-        from agentctl.lifecycle import CheckpointKind, State
-        from agentctl.state import SessionInfo, TaskSpec, TaskState, Usage
-        from agentctl.store import open_store
-        from agentctl.store.base import CheckpointDraft
-
-        self.url = url
-        self.store = open_store(url)
-        info = SessionInfo(id=SESSION, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
-        first = CheckpointDraft(
-            None,
-            CheckpointKind.NEW_TASK,
-            State.IDLE,
-            State.PLANNING,
-            "2026-01-01",
-            TaskState(goal="bench"),
-            Usage(),
-        )
-        self.head = self.store.create_session(info, first).id
-
-    def commit(self, step: int) -> None:
-        from agentctl.lifecycle import CheckpointKind, State
-        from agentctl.state import Message, TaskState, Usage
-        from agentctl.store.base import CheckpointDraft
-
-        draft = CheckpointDraft(
-            parent=self.head,
-            kind=CheckpointKind.TOOL_RESULT,
-            from_state=State.PLANNING,
-            to_state=State.PLANNING,
-            created_at=f"2026-01-01T00:00:00.{step:06d}",
-            task=TaskState(goal="bench", data=task_field(step)),
-            usage=Usage(),
-            new_messages=(Message.model_validate({**message(step), "tokens": 100}),),
-        )
-        self.head = self.store.append(SESSION, self.head, draft).id
-
-    def rollback(self, to_step: int) -> None:
-        from agentctl.details import RollbackDetail
-        from agentctl.lifecycle import CheckpointKind, State
-        from agentctl.store.base import CheckpointDraft
-
-        target = self.store.get_checkpoint(SESSION, to_step)
-        draft = CheckpointDraft(
-            parent=to_step,
-            kind=CheckpointKind.ROLLBACK,
-            from_state=State.PLANNING,
-            to_state=target.to_state,
-            created_at="2026-01-02",
-            task=target.task,
-            usage=target.usage,
-            detail=RollbackDetail(to_step, self.head),
-        )
-        self.head = self.store.append(SESSION, self.head, draft).id
+        super().__init__("postgres", Path(), url)
 
     def reads(self) -> dict[str, float]:
         from agentctl.store import open_store
@@ -130,7 +77,9 @@ class AgentctlPostgres:
         self.store.close()
 
 
-class LangGraphPostgres:
+class LangGraphPostgres(LangGraphSubject):
+    """The store benchmark's LangGraph subject, on PostgresSaver."""
+
     name = "langgraph-postgres"
 
     def __init__(self, url: str) -> None:
@@ -140,44 +89,9 @@ class LangGraphPostgres:
 
         self.url = url
         self.conn = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-        self.saver = PostgresSaver(self.conn)  # type: ignore[arg-type]
-        self.saver.setup()
-        self.config: dict[str, Any] = {"configurable": {"thread_id": SESSION, "checkpoint_ns": ""}}
-        self.messages: list[dict[str, Any]] = []
-        self.ids: list[dict[str, Any]] = []
-        self._put(0, [], {}, self.config)
-
-    def _put(
-        self, step: int, messages: list[dict[str, Any]], task: dict[str, Any], parent: Any
-    ) -> None:
-        from langgraph.checkpoint.base import empty_checkpoint
-        from langgraph.checkpoint.base.id import uuid6
-
-        checkpoint = empty_checkpoint()
-        checkpoint["id"] = str(uuid6(clock_seq=step))
-        checkpoint["channel_values"] = {"messages": messages, "task": task}
-        checkpoint["channel_versions"] = {"messages": step, "task": step}
-        self.config = self.saver.put(
-            parent,
-            checkpoint,
-            {"source": "loop", "step": step, "parents": {}},  # type: ignore[typeddict-unknown-key]
-            {"messages": step, "task": step},
-        )
-        self.ids.append(self.config)
-
-    def commit(self, step: int) -> None:
-        new = message(step)
-        self.messages = [*self.messages, new]
-        self.saver.put_writes(
-            self.config, [("messages", [new]), ("task", task_field(step))], str(uuid.uuid4())
-        )
-        self._put(step, self.messages, task_field(step), self.config)
-
-    def rollback(self, to_step: int) -> None:
-        old = self.saver.get_tuple(self.ids[to_step])
-        assert old is not None
-        values = old.checkpoint["channel_values"]
-        self._put(len(self.ids), values["messages"], values["task"], old.config)
+        saver = PostgresSaver(self.conn)  # type: ignore[arg-type]
+        saver.setup()
+        self._begin(saver)
 
     def reads(self) -> dict[str, float]:
         import psycopg
@@ -292,47 +206,14 @@ def run_subject(kind: type, url: str, steps: int) -> dict[str, Any]:
 
 def writer(url: str, session: str, steps: int) -> None:
     """One process writing one session (python -m bench.postgres write URL SESSION STEPS)."""
-    import bench.subjects as subjects
-
-    subjects.SESSION = session  # type: ignore[misc]
-    globals()["SESSION"] = session
-    subject = AgentctlPostgres(url) if url.startswith("postgres") else None
-    if subject is None:
-        from bench.subjects import AgentctlSubject
-
-        sqlite_subject = AgentctlSubject.__new__(AgentctlSubject)
-        from agentctl.lifecycle import CheckpointKind, State
-        from agentctl.state import SessionInfo, TaskSpec, TaskState, Usage
-        from agentctl.store import open_store
-        from agentctl.store.base import CheckpointDraft
-
-        sqlite_subject.store = open_store(url)
-        sqlite_subject._draft, sqlite_subject._task, sqlite_subject._usage = (
-            CheckpointDraft,
-            TaskState,
-            Usage,
-        )
-        info = SessionInfo(id=session, spec=TaskSpec(goal="b"), model="b", created_at="t")
-        first = CheckpointDraft(
-            None,
-            CheckpointKind.NEW_TASK,
-            State.IDLE,
-            State.PLANNING,
-            "t",
-            TaskState(goal="b"),
-            Usage(),
-        )
-        sqlite_subject.head = sqlite_subject.store.create_session(info, first).id
-        target: Any = sqlite_subject
-    else:
-        target = subject
+    target = AgentctlSubject("any", Path(), url, session)
     print("ready", flush=True)
     sys.stdin.readline()  # all start together
     started = time.perf_counter()
     for step in range(1, steps + 1):
         target.commit(step)
     print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
-    target.store.close()
+    target.close()
 
 
 def scale(url_for: Any, steps: int, counts: tuple[int, ...]) -> dict[str, float]:

@@ -63,54 +63,69 @@ class Subject(Protocol):
 
 
 class AgentctlSubject:
-    def __init__(self, kind: str, root: Path) -> None:
+    def __init__(
+        self, kind: str, root: Path, url: str | None = None, session: str = SESSION
+    ) -> None:
+        """`url` names another store (PostgreSQL); `session` another session id."""
+        from agentctl.lifecycle import CheckpointKind, State
         from agentctl.state import SessionInfo, TaskSpec, TaskState, Usage
         from agentctl.store import open_store
         from agentctl.store.base import CheckpointDraft
 
         self.name = f"agentctl-{kind}"
         self.path = root / ("agentctl.db" if kind == "sqlite" else "jsonl")
-        url = f"sqlite://{self.path}" if kind == "sqlite" else f"json://{self.path}"
+        self.session = session
+        if url is None:
+            url = f"sqlite://{self.path}" if kind == "sqlite" else f"json://{self.path}"
+        self.url = url
         self.store = open_store(url)
         self._draft, self._task, self._usage = CheckpointDraft, TaskState, Usage
-        info = SessionInfo(id=SESSION, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
+        info = SessionInfo(id=session, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
         # A session `verify` finds sound: new_task (idle -> planning), then work that keeps
         # the state, dated in order.
         first = CheckpointDraft(
-            None, "new_task", "idle", "planning", "2026-01-01", TaskState(goal="bench"), Usage()
+            None,
+            CheckpointKind.NEW_TASK,
+            State.IDLE,
+            State.PLANNING,
+            "2026-01-01",
+            TaskState(goal="bench"),
+            Usage(),
         )
         self.head = self.store.create_session(info, first).id
 
     def commit(self, step: int) -> None:
+        from agentctl.lifecycle import CheckpointKind, State
         from agentctl.state import Message
 
         draft = self._draft(
             parent=self.head,
-            kind="tool_result",
-            from_state="planning",
-            to_state="planning",
+            kind=CheckpointKind.TOOL_RESULT,
+            from_state=State.PLANNING,
+            to_state=State.PLANNING,
             created_at=f"2026-01-01T00:00:00.{step:06d}",
             task=self._task(goal="bench", data=task_field(step)),
             usage=self._usage(),
             new_messages=(Message.model_validate({**message(step), "tokens": 100}),),
         )
-        self.head = self.store.append(SESSION, self.head, draft).id
+        self.head = self.store.append(self.session, self.head, draft).id
 
     def rollback(self, to_step: int) -> None:
         from agentctl.details import RollbackDetail
+        from agentctl.lifecycle import CheckpointKind, State
 
-        target = self.store.get_checkpoint(SESSION, to_step)
+        target = self.store.get_checkpoint(self.session, to_step)
         draft = self._draft(
             parent=to_step,
-            kind="rollback",
-            from_state="planning",
-            to_state=target.to_state.value,
+            kind=CheckpointKind.ROLLBACK,
+            from_state=State.PLANNING,
+            to_state=target.to_state,
             created_at="2026-01-02",
             task=target.task,
             usage=target.usage,
             detail=RollbackDetail(to_step, self.head),
         )
-        self.head = self.store.append(SESSION, self.head, draft).id
+        self.head = self.store.append(self.session, self.head, draft).id
 
     def close(self) -> None:
         self.store.close()
@@ -127,9 +142,14 @@ class LangGraphSubject:
 
         self.path = root / "langgraph.db"
         self.conn = sqlite3.connect(self.path, check_same_thread=False)
-        self.saver = SqliteSaver(self.conn)
-        self.saver.setup()
+        saver = SqliteSaver(self.conn)
+        saver.setup()
         self.conn.execute("PRAGMA synchronous=FULL")
+        self._begin(saver)
+
+    def _begin(self, saver: Any) -> None:
+        """Drive `saver` (SqliteSaver, PostgresSaver: the same interface) as a graph does."""
+        self.saver = saver
         self.config: dict[str, Any] = {"configurable": {"thread_id": SESSION, "checkpoint_ns": ""}}
         self.messages: list[dict[str, Any]] = []
         self.ids: list[dict[str, Any]] = []  # config of each step's checkpoint, from step 0

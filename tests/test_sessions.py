@@ -230,3 +230,23 @@ def test_what_prune_lists_from_the_store_is_shown_as_text(tmp_path: Path) -> Non
     listed = run("prune", "--older-than", "0s", "--dry-run", env=env)
     assert "[bold]odd" in listed.stdout
     assert "[red]n" in listed.stdout
+
+
+def test_search_and_show_print_what_a_damaged_store_holds_as_text(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "s.db"
+    env = {"AGENTCTL_STORE": f"sqlite://{db}"}
+    sid = started(env)
+    conn = sqlite3.connect(db)
+    # a fork mark without its checkpoint number, naming this very session
+    conn.execute("UPDATE sessions SET info = json_set(info, '$.forked_from', ?)", (sid,))
+    conn.commit()
+    shown = run("show", sid, env=env)
+    assert shown.code == 0, shown.stderr
+    conn.execute("UPDATE messages SET body = json_set(body, '$.role', '[red]role')")
+    conn.commit()
+    conn.close()
+    found = run("search", "always fly Delta", env=env)
+    assert found.code == 0
+    assert "[red]role" in found.stdout

@@ -202,3 +202,23 @@ def test_no_api_key_reaches_an_export(tmp_path: Path) -> None:
     assert run("run", TRIP, "--no-input", env=env).code == 3
     sid = run("list", "--json", env=env).json()[0]["id"]
     assert "sk-secret-123" not in run("export", sid, env=env).stdout
+
+
+@pytest.mark.parametrize("hostile", ["../../escaped", "[red]x", "a/b", ""])
+def test_an_export_naming_a_hostile_session_id_is_refused(tmp_path: Path, hostile: str) -> None:
+    """An export is a file from anywhere: its session id becomes a folder name (JSON lines)
+    and a word on the terminal, so it must be an id agentctl could have made."""
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'a.db'}"}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    lines = run("export", sid, env=env).stdout.splitlines()
+    header = json.loads(lines[0])
+    header["session"]["id"] = hostile
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    target = {"AGENTCTL_STORE": f"json://{tmp_path / 'deep' / 'store'}"}
+    refused = run("import", str(forged), env=target)
+    assert refused.code == 2
+    assert "session id" in refused.stderr
+    assert not (tmp_path / "escaped").exists()
+    assert not (tmp_path / "deep" / "escaped").exists()
