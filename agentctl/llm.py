@@ -14,6 +14,7 @@ Error texts never contain the API key or a URL's credentials.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,17 +35,30 @@ class ModelReply:
     usage: Usage
 
 
+class PendingReply(Protocol):
+    """A request on its way to the model; the reply is read by `collect`."""
+
+    def collect(self, on_text: TextSink) -> ModelReply:
+        """The complete reply (retried as the client retries), text passed on as it arrives."""
+        ...
+
+    def cancel(self) -> None:
+        """The reply will not be read: let the connection go."""
+        ...
+
+
 class ModelClient(Protocol):
     name: str
 
-    def complete(
+    def send(
         self,
         messages: Sequence[dict[str, Any]],
         tools: Sequence[dict[str, Any]],
-        on_text: TextSink,
         max_tokens: int | None = None,
-    ) -> ModelReply:
-        """One complete reply. `max_tokens` bounds the reply (the budget's reply reserve)."""
+    ) -> PendingReply:
+        """Send one request and return while the model works on it, so the caller can do its
+        own work (count tokens, commit a checkpoint) meanwhile. `max_tokens` bounds the reply
+        (the budget's reply reserve)."""
         ...
 
 
@@ -89,16 +103,29 @@ class OpenAIModelClient:
         self._secret = config.api_key or ""
         self._openai = openai
         self._notify = notify
+        self._written: threading.Event | None = None  # set when the request in flight is out
+        http = openai.DefaultHttpxClient(
+            event_hooks={"request": [self._on_request]}, **_tls(config.base_url)
+        )
         self._client = openai.OpenAI(
             # Local servers (Ollama, vLLM, LM Studio) ignore the key, but the SDK insists on one.
             api_key=config.api_key or "not-needed",
             base_url=config.base_url,
             timeout=config.timeout,
             max_retries=0,  # ours: see the module docstring
+            http_client=http,
         )
         # Shown in errors and stored on error checkpoints: never with credentials in it.
         self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
         self._limit_field = output_limit_field(config.base_url, config.model)
+
+    def send(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        max_tokens: int | None = None,
+    ) -> PendingReply:
+        return _InFlight(self, self._request(messages, tools, max_tokens))
 
     def complete(
         self,
@@ -107,10 +134,59 @@ class OpenAIModelClient:
         on_text: TextSink,
         max_tokens: int | None = None,
     ) -> ModelReply:
+        return self.send(messages, tools, max_tokens).collect(on_text)
+
+    def _request(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        max_tokens: int | None,
+    ) -> dict[str, Any]:
+        # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
+        # describe the same shapes. An empty `tools` list is an error to the OpenAI API, and
+        # some servers (llama-cpp-python) ignore `tools` without `tool_choice`.
+        extra: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
+        if max_tokens is not None and self._limit_field is not None:
+            extra[self._limit_field] = max_tokens
+        # The conversation goes as `extra_body`, which the SDK sends as it is: passed as
+        # `messages`, every message is walked through the SDK's TypedDict transform (1.3 s for
+        # 10,000 messages, 150 ms for 1,000), though ours are already in wire format.
+        return {
+            "model": self.name,
+            "messages": [],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "extra_body": {"messages": list(messages), **extra},
+        }
+
+    def _on_request(self, _request: Any) -> None:
+        written = self._written
+        if written is not None:
+            written.set()
+
+    def _open(self, request: dict[str, Any], written: threading.Event | None = None) -> Any:
+        """Send the request; the stream, once the server started answering."""
+        self._written = written
+        try:
+            return self._client.chat.completions.create(**request)
+        except Exception as exc:
+            raise self._translated(exc, started=False) from None
+        finally:
+            self._written = None
+
+    def _finish(
+        self, request: dict[str, Any], first: Callable[[], Any], deadline: float, on_text: TextSink
+    ) -> ModelReply:
+        """Read the reply of the first attempt (opened by `first`), then of each retry."""
         attempts = self._config.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(messages, tools, on_text, max_tokens)
+                if attempt == 1:
+                    stream = first()
+                else:
+                    deadline = time.monotonic() + self._config.timeout
+                    stream = self._open(request)
+                return self._read(stream, on_text, deadline)
             except _Retry as retry:
                 if attempt == attempts:
                     raise ModelError(
@@ -123,47 +199,26 @@ class OpenAIModelClient:
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _attempt(
-        self,
-        messages: Sequence[dict[str, Any]],
-        tools: Sequence[dict[str, Any]],
-        on_text: TextSink,
-        max_tokens: int | None,
-    ) -> ModelReply:
+    def _read(self, stream: Any, on_text: TextSink, deadline: float) -> ModelReply:
         started = False  # once a chunk arrived, a failure cuts the reply: it is not retried
+
+        def on_chunk() -> None:
+            nonlocal started
+            started = True
+            if time.monotonic() > deadline:
+                raise ModelError(
+                    f"{self._where} took longer than {self._config.timeout:g} s to reply "
+                    "(the timeout setting bounds each reply)"
+                )
+
         try:
-            # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
-            # describe the same shapes. An empty `tools` list is an error to the OpenAI API,
-            # and some servers (llama-cpp-python) ignore `tools` without `tool_choice`.
-            extra: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
-            if max_tokens is not None and self._limit_field is not None:
-                extra[self._limit_field] = max_tokens
-            deadline = time.monotonic() + self._config.timeout
-            # The conversation goes as `extra_body`, which the SDK sends as it is: passed as
-            # `messages`, every message is walked through the SDK's TypedDict transform (1.3 s
-            # for 10,000 messages, 150 ms for 1,000), though ours are already in wire format.
-            stream = self._client.chat.completions.create(
-                model=self.name,
-                messages=[],
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_body={"messages": list(messages), **extra},
-            )
-
-            def on_chunk() -> None:
-                nonlocal started
-                started = True
-                if time.monotonic() > deadline:
-                    raise ModelError(
-                        f"{self._where} took longer than {self._config.timeout:g} s to reply "
-                        "(the timeout setting bounds each reply)"
-                    )
-
             return _collect(stream, on_text, on_chunk)
         except ModelError:
             raise
         except Exception as exc:
             raise self._translated(exc, started) from None
+        finally:
+            stream.close()
 
     def _translated(self, exc: Exception, started: bool) -> Exception:
         """What an SDK failure means for the user: a ModelError (said once, exit 5), or a
@@ -201,6 +256,63 @@ class OpenAIModelClient:
         if len(self._secret) >= 8:
             text = text.replace(self._secret, "***")
         return redact_text(text)
+
+
+class _InFlight:
+    """The first attempt of a request, opened by a thread: it sends the request and waits for
+    the server to start answering while the caller does its own work. The reply is read, and
+    retried, on the caller's thread by `collect`."""
+
+    def __init__(self, client: OpenAIModelClient, request: dict[str, Any]) -> None:
+        self._client = client
+        self._request = request
+        self._deadline = time.monotonic() + client._config.timeout
+        self._stream: Any = None
+        self._error: BaseException | None = None
+        written = threading.Event()
+        self._thread = threading.Thread(
+            target=self._open, args=(written,), name="model-request", daemon=True
+        )
+        self._thread.start()
+        # Work done now would take the interpreter from the thread still writing the request:
+        # the caller goes on once the request is out (the HTTP client's request hook), or the
+        # attempt ended (it failed before that, or the hook never ran).
+        written.wait(client._config.timeout)
+
+    def _open(self, written: threading.Event) -> None:
+        try:
+            self._stream = self._client._open(self._request, written)
+        except BaseException as exc:  # handed to the caller's thread by `collect`
+            self._error = exc
+        finally:
+            written.set()
+
+    def _first(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._stream
+
+    def collect(self, on_text: TextSink) -> ModelReply:
+        return self._client._finish(self._request, self._first, self._deadline, on_text)
+
+    def cancel(self) -> None:
+        # A thread still waiting for the server is left to the process's end (it is a daemon);
+        # an opened stream is closed so its connection goes back.
+        if not self._thread.is_alive() and self._stream is not None:
+            self._stream.close()
+
+
+def _tls(base_url: str | None) -> dict[str, Any]:
+    """A plain-HTTP server (Ollama, vLLM, LM Studio on this machine) needs no certificate
+    authorities: loading them is ~20 ms before the first request. Its context has none, so
+    anything that would reach TLS (a redirect to https) fails closed instead of unverified."""
+    import ssl
+    from urllib.parse import urlsplit
+
+    if base_url and urlsplit(base_url).scheme == "http":
+        return {"verify": ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)}
+    return {}
 
 
 REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")  # their hidden reasoning counts against a limit

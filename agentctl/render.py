@@ -12,9 +12,6 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape as _escape_markup
-
 from agentctl.details import (
     CompactionDetail,
     ErrorDetail,
@@ -34,6 +31,7 @@ from agentctl.details import parse as parse_detail
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from rich.console import Console
     from rich.status import Status
 
     from agentctl.records import (
@@ -52,9 +50,29 @@ if TYPE_CHECKING:
     from agentctl.state import UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
 
-# emoji=False: `:smile:` in a model's text is text. highlight=False: no guessing at colours.
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+class _Console:
+    """A rich Console made when first used: importing rich (~15 ms) is work `agentctl run`
+    does after its first model request is out, not before (nothing is printed until then)."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            # emoji=False: `:smile:` in a model's text is text. highlight=False: no guessing
+            # at colours.
+            self._console = Console(
+                stderr=self._stderr, highlight=False, soft_wrap=True, emoji=False
+            )
+        return getattr(self._console, name)
+
+
+out: Console = _Console(stderr=False)  # type: ignore[assignment]
+err: Console = _Console(stderr=True)  # type: ignore[assignment]
 
 # Characters a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
 # controls (0x9b is a CSI on its own), and the bidirectional overrides that reorder text.
@@ -76,7 +94,9 @@ def visible(text: str) -> str:
 
 def escape(text: str) -> str:
     """Outside text made safe to embed in our markup: visible, with markup escaped."""
-    return _escape_markup(visible(text))
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(visible(text))
 
 
 def plain(console: Console, text: str) -> None:

@@ -17,6 +17,7 @@ from agentctl import control, faults, prompts
 from agentctl.actions import (
     AskInText,
     AwaitInput,
+    CallModel,
     Finish,
     GiveUpPlanning,
     Nudge,
@@ -32,9 +33,9 @@ from agentctl.details import ReplyDetail
 from agentctl.errors import ModelError
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind
-from agentctl.llm import ContextTooLongError, ModelClient, ModelReply
+from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
-from agentctl.state import Message, Session, SessionInfo
+from agentctl.state import Message, Session, SessionInfo, TaskState
 from agentctl.store.base import Store
 from agentctl.tools import ToolRegistry
 
@@ -77,36 +78,74 @@ class Runner:
         self._journal = Journal(store, counter, clock, on_event)
         self._snapshots = snapshots
         self._calls = ToolCalls(self._journal, store, tools, snapshots)
-        self._keeper = ContextKeeper(budget, strategy, self._schema_count)
+        self._keeper = ContextKeeper(budget, strategy, self._schema_count, self._schema_bound)
         self._schema_tokens: int | None = None
+        # The first request of a new session, sent before its first checkpoint was written,
+        # and the (session, checkpoint) it was built from.
+        self._early: tuple[tuple[str, int], PendingReply] | None = None
+        self._check: Callable[[], None] | None = None  # see `run`
 
     # -- public -----------------------------------------------------------------------------
 
-    def start(self, info: SessionInfo, system_prompt: str, lease: Lease | None = None) -> Session:
+    def start(
+        self, info: SessionInfo, system_prompt: str, lease: Lease | None = None, early: bool = False
+    ) -> Session:
         """Create the session (held by `lease` from its first moment): its first checkpoint is
-        `new_task` (idle → planning)."""
+        `new_task` (idle → planning).
+
+        With `early`, the first model request goes out before that checkpoint is written, when
+        the conversation surely fits the budget (bytes bound tokens): the tokenizer loads, the
+        messages are counted and the checkpoint is committed while the model thinks, and
+        `run` reads the reply. A process that dies before the commit leaves no session and
+        has done nothing but ask: a model call has no side effect to repeat or lose."""
+        messages = (
+            Message(role="system", content=system_prompt),
+            Message(role="user", content=prompts.goal_message(info.spec.goal)),
+        )
+        pending = self._send_first(info, messages) if early else None
         counter = self._journal.counter()
         info = info.model_copy(
             update={"tokenizer": counter.encoding_name, "approximate_tokens": counter.approximate}
         )
-        messages = (
-            self._journal.counted(Message(role="system", content=system_prompt)),
-            self._journal.counted(
-                Message(role="user", content=prompts.goal_message(info.spec.goal))
-            ),
-        )
-        return self._journal.create(info, messages, lease)
+        try:
+            session = self._journal.create(info, tuple(map(self._journal.counted, messages)), lease)
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
+        if pending is not None:
+            self._early = ((info.id, session.checkpoint.id), pending)
+        return session
+
+    def close(self) -> None:
+        """Let go of a first request whose reply was never read (the run stopped before)."""
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
 
     def run(
-        self, session_id: str, *, answer: str | None, ask: Ask | None, max_turns: int
+        self,
+        session_id: str,
+        *,
+        answer: str | None,
+        ask: Ask | None,
+        max_turns: int,
+        check: Callable[[], None] | None = None,
     ) -> RunResult:
-        """Work from the head until done, paused for input, or `max_turns` model calls."""
+        """Work from the head until done, paused for input, or `max_turns` model calls.
+
+        `check` (is the session sound to write to?) runs once, before anything is written or
+        done: when the first action is a model call, right after its request went out, so it
+        costs nothing the user waits for (a request has no effect to undo)."""
+        self._check = check
         session = self._store.load(session_id)
         turns = 0
         while True:
             action = next_action(session)
             if isinstance(action, Finish):
                 return RunResult(Stop.DONE, session)
+            if not isinstance(action, CallModel):
+                self._checked()
             if isinstance(action, AwaitInput):
                 text, answer = answer, None  # given input answers one question only
                 if text is None and ask is not None and action.question is not None:
@@ -128,10 +167,12 @@ class Runner:
                 session = self._journal.record_error(session, action.message, nudged=False)
                 return RunResult(Stop.NO_PLAN, session)
             elif turns >= max_turns:
+                self._checked()
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
                 session = self._journal.record_error(session, message)
                 return RunResult(Stop.TURN_LIMIT, session)
             elif (split := self._keeper.split(session)) is not None:
+                self._checked()
                 session = self._compact(session, split)
             else:
                 session = self._call_model(session)
@@ -139,20 +180,50 @@ class Runner:
 
     # -- one action each ------------------------------------------------------------------
 
-    def _ask_model(
-        self,
-        session: Session,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-        on_text: Callable[[str], None],
-        max_tokens: int | None,
-    ) -> ModelReply:
-        """One model call; a failure is recorded on a checkpoint and `resume` retries it."""
+    def _checked(self) -> None:
+        check, self._check = self._check, None
+        if check is not None:
+            check()
+
+    def _model_client(self) -> ModelClient:
         if self._model is None:
             self._model = self._model_factory()
+        return self._model
+
+    def _send_first(self, info: SessionInfo, messages: tuple[Message, ...]) -> PendingReply | None:
+        """The first request, from uncounted messages, when their bound fits the limit with
+        counts taken as approximate (the tokenizer is not known before it loads)."""
+        wire = [m.to_openai() for m in messages]
+        counter = self._journal.counter()
+        bound = sum(map(counter.bound, wire)) + self._schema_bound()
+        if bound > self._keeper.limit(TaskState(goal=info.spec.goal), approximate=True):
+            return None  # counted first, then sent as every other request
+        return self._model_client().send(wire, self._tool_schemas(), self._reply_reserve())
+
+    def _send(self, session: Session) -> PendingReply:
+        """The next request from the head. The schemas are counted first only when the
+        conversation does not surely fit without knowing their count."""
+        limit = self._keeper.prompt_limit(session)
+        tools = self._schema_tokens
+        if tools is None and session.context_tokens + self._schema_bound() > limit:
+            tools = self._schema_count()
+        messages = fit_request(
+            [m.to_openai() for m in session.messages],
+            [m.tokens for m in session.messages],
+            limit - (tools if tools is not None else self._schema_bound()),
+        )
+        return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
+
+    def _reply_reserve(self) -> int | None:
+        return self._budget.reply_reserve if self._budget else None
+
+    def _collect(
+        self, session: Session, pending: PendingReply, on_text: Callable[[str], None]
+    ) -> ModelReply:
+        """Read one reply; a failure is recorded on a checkpoint and `resume` retries it."""
         self._emit(ModelCallStarted(session.info.id))
         try:
-            reply = self._model.complete(messages, tools, on_text, max_tokens)
+            reply = pending.collect(on_text)
         except ContextTooLongError:
             raise  # handled by the caller: compact, not record-and-stop
         except ModelError as exc:
@@ -163,20 +234,22 @@ class Runner:
         return reply
 
     def _call_model(self, session: Session) -> Session:
-        tools = self._schema_count()
-        messages = fit_request(
-            [m.to_openai() for m in session.messages],
-            [m.tokens for m in session.messages],
-            self._keeper.prompt_limit(session) - tools,
-        )
+        early, self._early = self._early, None
+        if early is not None and early[0] == (session.info.id, session.checkpoint.id):
+            pending = early[1]
+        else:
+            if early is not None:
+                early[1].cancel()
+            pending = self._send(session)
         try:
-            reply = self._ask_model(
-                session,
-                messages,
-                self._tool_schemas(),
-                lambda text: self._emit(TextDelta(text)),
-                self._budget.reply_reserve if self._budget else None,
-            )
+            self._checked()
+            # Counted while the model thinks, when the request could go out without it.
+            tools = self._schema_count()
+        except BaseException:
+            pending.cancel()
+            raise
+        try:
+            reply = self._collect(session, pending, lambda text: self._emit(TextDelta(text)))
         except ContextTooLongError as exc:
             return self._shrink_window(session, exc)
         task = session.task
@@ -205,6 +278,11 @@ class Runner:
             self._schema_tokens = self._journal.counter().count({"content": schemas})
         return self._schema_tokens
 
+    def _schema_bound(self) -> int:
+        if self._schema_tokens is not None:
+            return self._schema_tokens
+        return self._journal.counter().bound({"content": json.dumps(self._tool_schemas())})
+
     def _compact(self, session: Session, split: int) -> Session:
         """Replace the turns before `split` by a note (with the model's summary of them, or
         nothing when dropping). One checkpoint; the originals stay in the store, in the
@@ -212,7 +290,8 @@ class Runner:
         usage, summary = session.checkpoint.usage, None
         if self._keeper.strategy == "summarize":
             request = prompts.summary_request(self._keeper.transcript(session, split))
-            reply = self._ask_model(session, request, [], lambda _: None, SUMMARY_TOKENS)
+            pending = self._model_client().send(request, [], SUMMARY_TOKENS)
+            reply = self._collect(session, pending, lambda _: None)
             summary = reply.message.content or "(the model gave no summary)"
             usage = usage + reply.usage
         new, detail = self._keeper.compacted(session, split, summary, self._journal.counted)

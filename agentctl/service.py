@@ -48,17 +48,17 @@ def held_lease(store: Store, session_id: str, lease: Lease | None = None) -> Ite
     stop = threading.Event()
 
     def heartbeat() -> None:
-        try:
-            other = store.another_handle()
-        except AgentctlError:
-            return
+        # The handle is opened at the first beat, not at once: opening it would compete with
+        # the first model request for the interpreter.
+        other: Store | None = None
         try:
             while not stop.wait(lease_ttl() / 3):
+                other = other or store.another_handle()
                 other.acquire_lease(session_id, held.renewed())
         except AgentctlError:
             pass  # lost to a takeover: the head check on every commit stops our writes
         finally:
-            if other is not store:
+            if other is not None and other is not store:
                 other.close()
 
     beat = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
@@ -177,14 +177,16 @@ def start_session(
             id=_new_id(store), spec=spec, model=model_name, created_at=wiring.now(), workspace=root
         )
         system = prompts.system_prompt(profile.preferences, spec.instructions, tools.names)
-        on_event(Notice(f"session {info.id} started", session_id=info.id))
         from agentctl.store.lease import Lease
 
         lease = Lease.mine(secrets.token_hex(8))
-        runner.start(info, system, lease)  # no other process can take the new session first
+        turns = max_turns or spec.max_turns
+        stack.callback(runner.close)
+        # The first request goes out first; the rest happens while the model thinks.
+        runner.start(info, system, lease, early=turns > 0)  # held from its first moment
+        on_event(Notice(f"session {info.id} started", session_id=info.id))
         store.update_profile(lambda p: p.with_goal(spec.goal))
         with held_lease(store, info.id, lease):
-            turns = max_turns or spec.max_turns
             result = runner.run(info.id, answer=None, ask=ask, max_turns=turns)
         return RunReport(result.stop, result.session)
 
@@ -207,7 +209,6 @@ def resume_session(
             resolve_session(store, prefix) if prefix is not None else _latest_unfinished(store)
         )
         refuse_if_moved(store, session_id)
-        refuse_if_damaged(store, session_id)
         head = store.head(session_id)
         if answer is not None and head.to_state is not State.WAITING_FEEDBACK:
             raise NotWaitingError(
@@ -233,8 +234,14 @@ def resume_session(
         if finish_interrupted(snapshots, store, session_id):
             on_event(Notice("finished restoring the workspace files of an interrupted rollback"))
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
+        stack.callback(runner.close)
         result = runner.run(
-            session_id, answer=answer, ask=ask, max_turns=max_turns or spec.max_turns
+            session_id,
+            answer=answer,
+            ask=ask,
+            max_turns=max_turns or spec.max_turns,
+            # Before anything is written; while the model thinks when a model call is next.
+            check=lambda: refuse_if_damaged(store, session_id),
         )
         return RunReport(result.stop, result.session)
 

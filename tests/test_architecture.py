@@ -4,6 +4,8 @@ start-up, and the layers import downward only."""
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +59,7 @@ EVERY = {
 
 @pytest.mark.parametrize(
     ("sdk", "owner", "lazy"),
-    [("openai", "llm.py", True), ("tiktoken", "context.py", True), ("rich", "render.py", False)],
+    [("openai", "llm.py", True), ("tiktoken", "context.py", True), ("rich", "render.py", True)],
 )
 def test_an_sdk_is_imported_only_by_its_adapter(sdk: str, owner: str, lazy: bool) -> None:
     for module, imports in MODULES.items():
@@ -160,3 +162,62 @@ def test_commands_that_call_no_model_do_not_load_heavy_modules(command: list[str
 def test_the_probe_does_see_openai_when_a_model_is_called() -> None:
     task = str(PACKAGE.parent / "sample_tasks" / "release_notes.toml")
     assert "'openai'" in loaded_heavy_modules(["run", task])
+
+
+def loaded_before_first_request(command: list[str], env: dict[str, str]) -> set[str]:
+    """What a real `agentctl` process (real HTTP to the scripted server) had imported when its
+    first model request went out: top-level packages, and agentctl's modules."""
+    code = (
+        "import json, sys, runpy\n"
+        "import agentctl.llm as llm\n"
+        "seen = []\n"
+        "original = llm.OpenAIModelClient._on_request\n"
+        "def hook(self, request):\n"
+        "    if not seen:\n"
+        "        seen.append(sorted({m.split('.')[0] for m in sys.modules}\n"
+        "                           | {m for m in sys.modules if m.startswith('agentctl.')}))\n"
+        "    original(self, request)\n"
+        "llm.OpenAIModelClient._on_request = hook\n"
+        "sys.argv = ['agentctl', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('agentctl', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('LOADED', json.dumps(seen[0] if seen else None), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("LOADED "))
+    loaded = json.loads(line.removeprefix("LOADED "))
+    assert loaded is not None, proc.stderr
+    return set(loaded)
+
+
+@pytest.mark.process
+def test_run_sends_its_first_request_before_the_tokenizer_the_terminal_ui_or_the_loop_load(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: nothing on the way to the first request that the request does not need: the
+    vocabulary (0.1-0.2 s) and rich load while the model thinks."""
+    from agentctl.scripted import ScriptedModel, ScriptedServer
+    from agentctl.state import ScriptTurn
+
+    model = ScriptedModel(tuple(ScriptTurn(content="hi") for _ in range(4)))
+    with ScriptedServer(model) as server:
+        env = {
+            **os.environ,
+            "AGENTCTL_STORE": f"sqlite://{tmp_path / 'a.db'}",
+            "AGENTCTL_HOME": str(tmp_path / "home"),
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": "sk-test",
+        }
+        work = tmp_path / "work"
+        work.mkdir()
+        loaded = loaded_before_first_request(
+            ["run", "Say hi", "--model", "m", "--workspace", str(work), "--no-input"], env
+        )
+    assert "openai" in loaded  # the probe saw the request
+    assert not loaded & {"tiktoken", "tiktoken_ext", "rich"}, sorted(loaded)

