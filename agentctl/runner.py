@@ -83,7 +83,7 @@ class Runner:
         # The first request of a new session, sent before its first checkpoint was written,
         # and the (session, checkpoint) it was built from.
         self._early: tuple[tuple[str, int], PendingReply] | None = None
-        self._check: Callable[[], None] | None = None  # see `run`
+        self._prelude: Callable[[], None] | None = None  # see `run`
 
     # -- public -----------------------------------------------------------------------------
 
@@ -130,14 +130,15 @@ class Runner:
         answer: str | None,
         ask: Ask | None,
         max_turns: int,
-        check: Callable[[], None] | None = None,
+        prelude: Callable[[], None] | None = None,
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
-        `check` (is the session sound to write to?) runs once, before anything is written or
-        done: when the first action is a model call, right after its request went out, so it
-        costs nothing the user waits for (a request has no effect to undo)."""
-        self._check = check
+        `prelude` (a resume's: say where it starts, check the session is sound to write to)
+        runs once, before anything is written or done: when the first action is a model call,
+        right after its request went out, so it costs nothing the user waits for (a request has
+        no effect to undo; the prelude may still refuse, and then nothing is written)."""
+        self._prelude = prelude
         session = self._store.load(session_id)
         turns = 0
         while True:
@@ -145,7 +146,7 @@ class Runner:
             if isinstance(action, Finish):
                 return RunResult(Stop.DONE, session)
             if not isinstance(action, CallModel):
-                self._checked()
+                self._run_prelude()
             if isinstance(action, AwaitInput):
                 text, answer = answer, None  # given input answers one question only
                 if text is None and ask is not None and action.question is not None:
@@ -167,12 +168,12 @@ class Runner:
                 session = self._journal.record_error(session, action.message, nudged=False)
                 return RunResult(Stop.NO_PLAN, session)
             elif turns >= max_turns:
-                self._checked()
+                self._run_prelude()
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
                 session = self._journal.record_error(session, message)
                 return RunResult(Stop.TURN_LIMIT, session)
             elif (split := self._keeper.split(session)) is not None:
-                self._checked()
+                self._run_prelude()
                 session = self._compact(session, split)
             else:
                 session = self._call_model(session)
@@ -180,10 +181,10 @@ class Runner:
 
     # -- one action each ------------------------------------------------------------------
 
-    def _checked(self) -> None:
-        check, self._check = self._check, None
-        if check is not None:
-            check()
+    def _run_prelude(self) -> None:
+        prelude, self._prelude = self._prelude, None
+        if prelude is not None:
+            prelude()
 
     def _model_client(self) -> ModelClient:
         if self._model is None:
@@ -242,7 +243,7 @@ class Runner:
                 early[1].cancel()
             pending = self._send(session)
         try:
-            self._checked()
+            self._run_prelude()
             # Counted while the model thinks, when the request could go out without it.
             tools = self._schema_count()
         except BaseException:

@@ -65,6 +65,10 @@ class ScriptedModel:
     report_usage: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def received(self) -> None:
+        """A request's body has been read, not yet parsed (the time-to-first-request
+        benchmark's clock)."""
+
     def seen(self, request: Json, index: int, asks_summary: bool) -> None:
         """Count a request (and keep or log it, when asked)."""
         with self.lock:
@@ -182,8 +186,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"no route {self.path}")
             return
         length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self.server.model.received()
         try:
-            request = json.loads(self.rfile.read(length))
+            request = json.loads(body)
             messages = request["messages"]
         except (ValueError, KeyError):
             self._error(400, "request body is not a chat completion request")

@@ -221,12 +221,6 @@ def resume_session(
         info = store.info(session_id)
         spec = info.spec
         model_name = wiring.choose_model(settings, spec, session_model=info.model)
-        on_event(
-            Notice(
-                f"resuming session {session_id} at checkpoint {head.id}",
-                session_id=session_id,
-            )
-        )
         tools = tools or wiring.work_tools(settings, info.workspace or str(Path.cwd()), spec, yes)
         snapshots = wiring.snapshots(settings, info.workspace, on_event)
         from agentctl.workspace.restore import finish_interrupted
@@ -235,13 +229,20 @@ def resume_session(
             on_event(Notice("finished restoring the workspace files of an interrupted rollback"))
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         stack.callback(runner.close)
+
+        def prelude() -> None:
+            # Said and checked while the model thinks when a model call comes first: the
+            # terminal UI loads with the first line printed, and the check reads the history.
+            notice = f"resuming session {session_id} at checkpoint {head.id}"
+            on_event(Notice(notice, session_id=session_id))
+            refuse_if_damaged(store, session_id)
+
         result = runner.run(
             session_id,
             answer=answer,
             ask=ask,
             max_turns=max_turns or spec.max_turns,
-            # Before anything is written; while the model thinks when a model call is next.
-            check=lambda: refuse_if_damaged(store, session_id),
+            prelude=prelude,
         )
         return RunReport(result.stop, result.session)
 

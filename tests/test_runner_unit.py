@@ -163,7 +163,7 @@ def test_the_write_check_of_a_resume_runs_after_the_request_and_a_refusal_writes
         raise StoreError("session s is damaged; nothing was written")
 
     with pytest.raises(StoreError):
-        runner.run("s", answer=None, ask=None, max_turns=1, check=damaged)
+        runner.run("s", answer=None, ask=None, max_turns=1, prelude=damaged)
     assert log.index("check") > log.index("send (session stored)")
     assert [c.id for c in store.history("s")] == before
 
@@ -180,5 +180,5 @@ def test_the_write_check_runs_before_an_answer_is_written() -> None:
         raise StoreError("damaged")
 
     with pytest.raises(StoreError):
-        runner.run("s", answer="Monday", ask=None, max_turns=1, check=damaged)
+        runner.run("s", answer="Monday", ask=None, max_turns=1, prelude=damaged)
     assert [c.id for c in store.history("s")] == before
