@@ -134,10 +134,10 @@ class Runner:
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
-        `prelude` (a resume's: say where it starts, check the session is sound to write to)
-        runs once, before anything is written or done: when the first action is a model call,
-        right after its request went out, so it costs nothing the user waits for (a request has
-        no effect to undo; the prelude may still refuse, and then nothing is written)."""
+        `prelude` (a resume's: say where it starts) runs once, before anything is written or
+        done: when the first action is a model call, right after its request went out, so it
+        costs nothing the user waits for. It may still refuse, and then nothing is written (a
+        request has no effect to undo)."""
         self._prelude = prelude
         session = self._store.load(session_id)
         turns = 0

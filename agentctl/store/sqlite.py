@@ -140,13 +140,24 @@ class SQLiteStore:
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+    def _indexed(self, db: sqlite3.Connection) -> bool:
+        """Whether the search index exists, asked inside a write transaction until it does:
+        another process may have built it since this handle opened."""
         if not self._fts:
-            self._fts = self._create_fts()
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"
+            ).fetchone()
+            self._fts = found is not None
+        return self._fts
 
     def _create_fts(self) -> bool:
-        """The full-text index of message contents, kept in step by the transaction that
-        appends them; built here for a store that has none (older, or whose SQLite had no
-        FTS5). Optional: where this SQLite lacks FTS5, `search` scans instead."""
+        """The full-text index of message contents, built by the first `search` (it takes as
+        much room again as the messages themselves: a store nobody searches stays within 2x
+        its raw bytes) and from then on kept in step by the transaction that appends them.
+        Optional: where this SQLite lacks FTS5, or the store is read-only, `search` scans."""
+        if self.read_only:
+            return False
         try:
             with self._transaction() as db:
                 if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone():
@@ -240,7 +251,7 @@ class SQLiteStore:
             "INSERT INTO messages (session_id, id, parent, body) VALUES (?, ?, ?, ?)",
             [(session_id, m.id, m.parent, encode(m.message)) for m in plan.messages],
         )
-        if self._fts:  # the search index, in the same transaction
+        if self._indexed(db):  # the search index, in the same transaction
             db.executemany(
                 "INSERT INTO messages_fts (content, session_id, message_id) VALUES (?, ?, ?)",
                 [(m.message.content, session_id, m.id) for m in plan.messages if m.message.content],
@@ -502,7 +513,7 @@ class SQLiteStore:
         with _translated(self.path, session_id), self._transaction() as db:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
-            if self._fts:
+            if self._indexed(db):
                 db.execute("DELETE FROM messages_fts WHERE session_id = ?", (session_id,))
             for table in ("checkpoints", "messages", "leases", "sessions"):
                 key = "id" if table == "sessions" else "session_id"
@@ -516,6 +527,8 @@ class SQLiteStore:
         from agentctl.records import HIT_END, HIT_START, SearchHit
         from agentctl.store.base import scan_search
 
+        if not self._fts:
+            self._fts = self._create_fts()
         if not self._fts:
             return scan_search(self, text, limit)
         phrase = '"' + text.replace('"', '""') + '"'  # the text as it is, not FTS5 syntax
