@@ -8,6 +8,7 @@ with the head, and asks the backend for its own integrity check. Read-only: it t
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping
 
@@ -140,26 +141,35 @@ def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list
 
 
 def _check_transition(where: str, c: CheckpointSummary) -> list[str]:
+    triple = (c.kind, c.from_state, c.to_state)
+    # Only names of a sane length are remembered: a damaged store's could be megabytes.
+    judge = _judged if all(len(str(x)) <= 64 for x in triple) else _transition_problem
+    problem = judge(*triple)
+    return [f"{where}: {problem}"] if problem else []
+
+
+def _transition_problem(kind: str, from_state: str, to_state: str) -> str | None:
+    """What is wrong with a checkpoint of `kind` from `from_state` to `to_state`, if anything.
+    A session has a few dozen such triples however long it is: each is judged once (a resume
+    checks its whole path first, 10,000 checkpoints at a time)."""
     try:
-        before = State(c.from_state)
-        after = State(c.to_state)
+        before = State(from_state)
+        after = State(to_state)
     except ValueError:
-        return [f"{where}: unknown state {c.from_state!r} or {c.to_state!r}"]
-    if c.kind in LIFECYCLE_EVENTS:
+        return f"unknown state {from_state!r} or {to_state!r}"
+    if kind in LIFECYCLE_EVENTS:
         try:
-            expected = transition(before, Event(c.kind))
+            expected = transition(before, Event(kind))
         except InvalidTransition as exc:
-            return [f"{where}: {exc}"]
+            return str(exc)
         if expected is not after:
-            return [
-                f"{where}: {c.kind} from {before.value} leads to {expected.value}, "
-                f"not {after.value}"
-            ]
+            return f"{kind} from {before.value} leads to {expected.value}, not {after.value}"
     elif before is not after:
-        return [
-            f"{where}: a {c.kind} event must not change the state ({before.value} → {after.value})"
-        ]
-    return []
+        return f"a {kind} event must not change the state ({before.value} → {after.value})"
+    return None
+
+
+_judged = functools.lru_cache(maxsize=1024)(_transition_problem)
 
 
 def _check_conversations(
