@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from agentctl.details import Detail
 from agentctl.details import parse as parse_detail
@@ -22,6 +30,16 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_serializer(mode="wrap")
+    def _stored_form(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        """The stored form (store/codec.py `encode`) leaves out fields at their defaults, but
+        never `schema_version`: a payload without one reads as version 1."""
+        data = handler(self)
+        stored = isinstance(info.context, dict) and info.context.get("stored")
+        if stored and isinstance(data, dict) and "schema_version" in type(self).model_fields:
+            data = {"schema_version": getattr(self, "schema_version"), **data}  # noqa: B009
+        return data
 
 
 class ToolCall(_Model):

@@ -44,7 +44,10 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
 
 
 def encode(model: BaseModel) -> str:
-    return model.model_dump_json(exclude_defaults=False, by_alias=True)
+    """The stored form: fields at their defaults are left out (decoding restores them), the
+    schema version always kept (state.py). A task state of nulls and empty lists was 310
+    bytes, a quarter of a 1,000-step store."""
+    return model.model_dump_json(exclude_defaults=True, by_alias=True, context={"stored": True})
 
 
 def to_payload(model: BaseModel) -> dict[str, Any]:
