@@ -1,7 +1,10 @@
 """The model adapter: Chat Completions with tools over the official `openai` client.
 
-The only module that imports openai, and only when a client is built: the import costs about a
-second, which commands that do not call a model must not pay. Replies are streamed (text is
+The only module that imports openai, and only when a client is built: the import costs about
+0.3 s, which commands that do not call a model must not pay. A call is `send` then `collect`:
+`send` returns once the request is out (a thread sends it), so the caller counts tokens and
+commits while the model thinks; `collect` reads the reply on the caller's thread. Replies are
+streamed (text is
 passed on as it arrives) and returned only once complete — a finish reason arrived — so a
 checkpoint never holds half a reply; anything else that goes wrong while a reply is read is a
 ModelError (exit 5, resumable). `timeout` bounds each whole reply, not each socket read.
