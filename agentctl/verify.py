@@ -142,8 +142,10 @@ def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list
 
 def _check_transition(where: str, c: CheckpointSummary) -> list[str]:
     triple = (c.kind, c.from_state, c.to_state)
-    # Only names of a sane length are remembered: a damaged store's could be megabytes.
-    judge = _judged if all(len(str(x)) <= 64 for x in triple) else _transition_problem
+    # Only names that are text of a sane length are remembered: a damaged store's could be
+    # megabytes, or not text at all.
+    sane = all(isinstance(x, str) and len(x) <= 64 for x in triple)
+    judge = _judged if sane else _transition_problem
     problem = judge(*triple)
     return [f"{where}: {problem}"] if problem else []
 
