@@ -205,13 +205,13 @@ class Runner:
         """The next request from the head. The schemas are counted first only when the
         conversation does not surely fit without knowing their count."""
         limit = self._keeper.prompt_limit(session)
-        tools = self._schema_tokens
-        if tools is None and session.context_tokens + self._schema_bound() > limit:
+        tools = self._schema_bound()  # the exact count once known
+        if session.context_tokens + tools > limit:
             tools = self._schema_count()
         messages = fit_request(
             [m.to_openai() for m in session.messages],
             [m.tokens for m in session.messages],
-            limit - (tools if tools is not None else self._schema_bound()),
+            limit - tools,
         )
         return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
 
