@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +87,41 @@ def test_different_sessions_run_in_parallel(sqlite_url: str) -> None:
     # Their resumed checkpoints interleave in time: neither waited for the other to finish.
     assert spans[0][0] < spans[1][1], spans
     assert spans[1][0] < spans[0][1], spans
+
+
+OPENER = """
+import sys
+from agentctl.store import open_store
+sys.stdin.readline()
+store = open_store(sys.argv[1])
+store.close()
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "json"])
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path: Path, kind: str) -> None:
+    url = (
+        f"sqlite://{tmp_path / 'new' / 'a.db'}"
+        if kind == "sqlite"
+        else f"json://{tmp_path / 'new'}"
+    )
+    for _ in range(5):  # the race is narrow: several rounds of eight processes
+        target = tmp_path / "new"
+        if target.exists():
+            shutil.rmtree(target)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPENER, url],
+                stdin=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(8)
+        ]
+        for p in procs:  # all are started and importing; one line releases them together
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+        assert all(code == 0 for code, _ in results), results
+    assert cli("list", "--json", env={"AGENTCTL_STORE": url}).json() == []

@@ -188,3 +188,65 @@ def test_store_urls_are_parsed_whole_and_schemes_are_a_registry() -> None:
     assert {"sqlite", "json", "memory"} <= set(schemes())
     with pytest.raises(UsageError, match="unknown store scheme 'redis'; known: "):
         open_store("redis://localhost")
+
+
+def test_sqlite_store_created_by_another_process_meanwhile_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes opening one new store: the other creates the file between our look and
+    ours (seen in CI's four-writer benchmark as 'File exists'). Ours, built aside, is let go."""
+    import agentctl.store.sqlite as module
+
+    path = tmp_path / "data" / "agentctl.db"
+    made = module.ensure_private_dir
+
+    def and_the_other_process_wins(folder: Path) -> None:
+        made(folder)
+        path.touch(mode=0o600)
+
+    monkeypatch.setattr(module, "ensure_private_dir", and_the_other_process_wins)
+    store = SQLiteStore(path)
+    build(store, 2)
+    assert contents(store) == ["m1", "m2"]
+    store.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["agentctl.db"]
+
+
+def test_new_sqlite_store_appears_whole(tmp_path: Path) -> None:
+    """Built aside and linked into place: whoever sees the file sees the schema and WAL."""
+    path = tmp_path / "agentctl.db"
+    SQLiteStore(path).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agentctl.db"]
+    assert mode(path) == 0o600
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    raw.close()
+
+
+def test_jsonl_store_half_made_by_another_process_is_completed(tmp_path: Path) -> None:
+    """An empty sessions/ and a marker not yet renamed into place: another agentctl is
+    creating this store (or crashed doing so), so it is ours to finish, not someone's data."""
+    root = tmp_path / "j"
+    (root / "sessions").mkdir(parents=True)
+    (root / ".store.json.0123456789ab.tmp").write_text("")
+    store = JsonlStore(root)
+    build(store, 1)
+    assert (root / "store.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "planted", ["notes.txt", "sessions/x", ".store.json", "sessions-link"], ids=str
+)
+def test_jsonl_store_is_not_made_over_other_files(tmp_path: Path, planted: str) -> None:
+    root = tmp_path / "j"
+    (root / "sessions").mkdir(parents=True)
+    if planted == "sessions-link":
+        (root / "sessions").rmdir()
+        (tmp_path / "elsewhere").mkdir()
+        (root / "sessions").symlink_to(tmp_path / "elsewhere")
+    else:
+        (root / planted).write_text("someone's")
+    with pytest.raises(StoreError, match="not an agentctl JSON-lines store"):
+        JsonlStore(root)
+    assert not (root / "store.json").exists()

@@ -53,6 +53,21 @@ def write_private_atomic(path: Path, text: str) -> None:
     write_private(path, text.encode())
 
 
+def _empty_or_being_made(root: Path) -> bool:
+    """An empty folder, or a store another agentctl is creating at this moment (or crashed
+    while creating): an empty sessions/ and at most the marker's temporary files. The marker
+    is written last, so with it the store is whole."""
+    if not root.is_dir():
+        return False
+    for entry in root.iterdir():
+        if entry.name == "sessions":
+            if entry.is_symlink() or not entry.is_dir() or any(entry.iterdir()):
+                return False
+        elif not (entry.name.startswith(".store.json.") and entry.name.endswith(".tmp")):
+            return False
+    return True
+
+
 class JsonlStore:
     def __init__(self, root: str | os.PathLike[str], read_only: bool = False) -> None:
         self.root = Path(root)
@@ -61,33 +76,37 @@ class JsonlStore:
         self._infos: dict[str, dict[str, Any]] = {}  # session id -> info.json, immutable
         try:
             marker = self.root / "store.json"
-            if marker.is_file():
-                meta = json.loads(marker.read_text())
-                if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            if not marker.is_file():
+                if read_only:
                     raise StoreError(f"{self.root} is not an agentctl JSON-lines store")
-                if not isinstance(meta.get("version"), int) or meta["version"] > FORMAT_VERSION:
-                    raise StoreError(
-                        f"store {self.root} has format version {meta.get('version')!r}, newer "
-                        f"than this agentctl ({FORMAT_VERSION}); upgrade agentctl to use it"
-                    )
-                if not self.sessions_dir.is_dir():
-                    raise StoreError(f"store {self.root}: sessions/ is missing or not a folder")
-                return
-            if read_only:
+                self._create(marker)
+            meta = json.loads(marker.read_text())
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                 raise StoreError(f"{self.root} is not an agentctl JSON-lines store")
-            # Create a store only where nothing else is: a folder of someone else's files is
-            # never written into, nor chmodded.
-            if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+            if not isinstance(meta.get("version"), int) or meta["version"] > FORMAT_VERSION:
                 raise StoreError(
-                    f"{self.root} is not an agentctl JSON-lines store (no store.json) and not "
-                    "empty; nothing was changed. Point --store at a new or empty folder"
+                    f"store {self.root} has format version {meta.get('version')!r}, newer "
+                    f"than this agentctl ({FORMAT_VERSION}); upgrade agentctl to use it"
                 )
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.root, 0o700)  # ours: empty or just made
-            self.sessions_dir.mkdir(mode=0o700, exist_ok=True)
-            write_private_atomic(marker, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}))
+            if not self.sessions_dir.is_dir():
+                raise StoreError(f"store {self.root}: sessions/ is missing or not a folder")
         except (OSError, ValueError) as exc:
             raise StoreError(f"store {self.root}: {exc}") from None
+
+    def _create(self, marker: Path) -> None:
+        """A new store, only where nothing else is: a folder of someone else's files is never
+        written into, nor chmodded. The marker goes last, so a store with it is whole."""
+        if self.root.exists() and not _empty_or_being_made(self.root):
+            if marker.is_file():
+                return  # another agentctl has just finished creating it
+            raise StoreError(
+                f"{self.root} is not an agentctl JSON-lines store (no store.json) and not "
+                "empty; nothing was changed. Point --store at a new or empty folder"
+            )
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # ours: empty, just made, or being made by another agentctl
+        self.sessions_dir.mkdir(mode=0o700, exist_ok=True)
+        write_private_atomic(marker, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}))
 
     # -- files and locking ----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl import faults
+from agentctl.atomic import fsync_dir
 from agentctl.errors import (
     HeadMovedError,
     SessionExistsError,
@@ -72,6 +73,28 @@ def _translated(path: Path, session_id: str | None = None) -> Iterator[None]:
         ) from None
 
 
+def _create_whole(path: Path) -> None:
+    """A new store appears whole or not at all: built (schema, WAL mode) under a temporary
+    name, private from its first byte (-wal and -shm copy its mode), then linked into place.
+    Of processes creating one store at once, one link wins and the others open its file: none
+    meets a half-made store (read as another program's database) or fights over the switch to
+    WAL (SQLite answers "database is locked" there without waiting)."""
+    temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        SQLiteStore(temporary).close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first
+        except OSError:  # a file system without hard links: nearly as good
+            if not path.exists():
+                os.rename(temporary, path)
+        fsync_dir(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
         self.path = Path(path)
@@ -87,8 +110,7 @@ class SQLiteStore:
                 raise StoreError(f"store {self.path} does not exist (opened read-only)")
             else:
                 ensure_private_dir(self.path.parent)
-                # Create the file private before SQLite opens it; -wal and -shm copy its mode.
-                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                _create_whole(self.path)
         except OSError as exc:
             raise StoreError(f"store {self.path}: {exc.strerror or exc}") from None
         with _translated(self.path):
@@ -104,11 +126,19 @@ class SQLiteStore:
                 raise
 
     def _open(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        owner = self._db.execute("PRAGMA application_id").fetchone()[0]
-        tables = {
-            row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
+        # One read transaction, so the three answers are of one moment: a process creating
+        # this store may commit its first migration between them (tables, but no version yet
+        # would read as another program's database).
+        self._db.execute("BEGIN")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            owner = self._db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {
+                row[0]
+                for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        finally:
+            self._db.execute("COMMIT")
         ours = owner == APPLICATION_ID or (owner == 0 and version > 0 and "sessions" in tables)
         if not ours and (owner != 0 or version != 0 or tables):
             raise StoreError(
@@ -128,7 +158,8 @@ class SQLiteStore:
                     "needs an upgrade this agentctl cannot write"
                 )
             return
-        self._db.execute("PRAGMA journal_mode=WAL")
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # kept in the file
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         if version < SCHEMA_VERSION or owner != APPLICATION_ID:
