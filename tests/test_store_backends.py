@@ -250,3 +250,16 @@ def test_jsonl_store_is_not_made_over_other_files(tmp_path: Path, planted: str) 
     with pytest.raises(StoreError, match="not an agentctl JSON-lines store"):
         JsonlStore(root)
     assert not (root / "store.json").exists()
+
+
+def test_chain_array_walks_the_branch_and_refuses_broken_chains() -> None:
+    from agentctl.store.base import chain_array
+
+    # 1 <- 2 <- 3 (abandoned by a rollback), 2 <- 4 <- 5: the branch at 5 skips 3.
+    rows = [(1, None, '"a"'), (2, 1, '"b"'), (3, 2, '"c"'), (4, 2, '"d"'), (5, 4, '"e"')]
+    assert chain_array(rows, 5) == '["a","b","d","e"]'
+    assert chain_array(rows, 3) == '["a","b","c"]'
+    assert chain_array(rows, None) == "[]"
+    assert chain_array([(1, None, '"a"'), (3, 2, '"c"')], 3) is None  # 2 is missing
+    assert chain_array([(1, 2, '"a"'), (2, 1, '"b"')], 2) is None  # a cycle: parent not before
+    assert chain_array([(1, 1, '"a"')], 1) is None

@@ -9,7 +9,7 @@ columns: `list` and `history` must not pay pydantic's import cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -314,6 +314,26 @@ def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: in
     if not 0 <= keep <= len(chain):
         raise InvalidDraftError(f"cannot keep {keep} of a conversation of {len(chain)} messages")
     return chain[len(chain) - keep] if keep else None
+
+
+def chain_array(rows: Iterable[tuple[int, int | None, str]], tip: int | None) -> str | None:
+    """The conversation ending at message `tip` as one JSON array of stored bodies, oldest
+    first, from `rows` (id, parent, body) holding at least that chain: a session's messages up
+    to the tip, read as one range. A range read and a walk here take a third of the time of
+    SQLite's recursive query (0.6 ms against 1.9 at 1,000 messages); a rolled-back branch in
+    the range is read and passed over. None when the chain is broken: a message missing, or
+    a parent not before its child (so a damaged store cannot make the walk loop)."""
+    by_id = {row[0]: row for row in rows}
+    bodies = []
+    at = tip
+    while at is not None:
+        row = by_id.get(at)
+        if row is None or (row[1] is not None and not row[1] < at):
+            return None
+        bodies.append(row[2])
+        at = row[1]
+    bodies.reverse()
+    return "[" + ",".join(bodies) + "]"
 
 
 def snippet_around(text: str, start: int, length: int, width: int = 60) -> str:

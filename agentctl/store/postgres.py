@@ -46,6 +46,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
+    chain_array,
     plan_append,
 )
 from agentctl.store.lease import Lease, holder_is_gone, user_name
@@ -166,23 +167,9 @@ def append_sql(messages: int) -> str:
     return _APPENDS[messages]
 
 
-_CHAIN = f"""
-WITH RECURSIVE chain (id, parent, body, depth) AS (
-    SELECT id, parent, body, 0 FROM {S}.messages WHERE session_id = %(sid)s AND id = %(tip)s
-    UNION ALL
-    SELECT m.id, m.parent, m.body, chain.depth + 1
-    FROM chain CROSS JOIN LATERAL (
-        -- OFFSET 0 keeps this a subquery: one primary-key probe per step. As a plain join the
-        -- planner may hash-join a scan of the whole session per step (95 ms, not 4 ms, at
-        -- 1,000 messages).
-        SELECT id, parent, body FROM {S}.messages
-        WHERE session_id = %(sid)s AND id = chain.parent AND id < chain.id OFFSET 0
-    ) AS m
-)
-SELECT '[' || coalesce(string_agg(body, ',' ORDER BY depth DESC), '') || ']', count(*),
-       (SELECT parent FROM chain ORDER BY depth DESC LIMIT 1)
-FROM chain
-"""
+# The messages that hold a conversation: a range of the session read in one index scan, walked
+# by chain_array (4 ms by a recursive query at 1,000 messages).
+_CHAIN = f"SELECT id, parent, body FROM {S}.messages WHERE session_id = %s AND id <= %s"
 
 _CHECKPOINT_COLUMNS = (
     "id, parent, event, from_state, to_state, created_at, detail, task, usage, message_tip"
@@ -640,16 +627,14 @@ class PostgresStore:
                     db.execute(
                         f"SELECT info FROM {S}.sessions WHERE id = %s", (session_id,)
                     ).fetchone(),
-                    db.execute(
-                        _CHAIN, {"sid": session_id, "tip": checkpoint.message_tip}
-                    ).fetchone(),
+                    db.execute(_CHAIN, (session_id, checkpoint.message_tip or 0)).fetchall(),
                 )
             )
             if info_row is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
             info = decode(SessionInfo, info_row[0], where=f"session {session_id}")
-            array, count, last_parent = chain
-            if last_parent is not None or (checkpoint.message_tip is not None and not count):
+            array = chain_array(chain, checkpoint.message_tip)
+            if array is None:
                 raise StoreError(
                     f"session {session_id}: the conversation of checkpoint {checkpoint.id} is "
                     "broken (a message points to one that is missing or not before it)",

@@ -37,6 +37,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
+    chain_array,
     plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
@@ -368,24 +369,13 @@ class SQLiteStore:
             info = decode(SessionInfo, row[0], where=f"session {session_id}")  # as info() does
             checkpoint = self._checkpoint(session_id, checkpoint_id or self._head_id(session_id))
             # The chain as one JSON array, validated in one call: ~5x faster than a
-            # validation per message on a 1,000-message session. Each step must go to a
-            # smaller id (parents are written first), so a damaged chain cannot loop.
-            (array, count, last_parent) = self._db.execute(
-                """
-                WITH RECURSIVE chain (id, parent, body, depth) AS (
-                    SELECT id, parent, body, 0 FROM messages WHERE session_id = ?1 AND id = ?2
-                    UNION ALL
-                    SELECT m.id, m.parent, m.body, chain.depth + 1
-                    FROM messages AS m JOIN chain
-                    ON m.session_id = ?1 AND m.id = chain.parent AND m.id < chain.id
-                )
-                SELECT '[' || coalesce(group_concat(body, ','), '') || ']', count(*),
-                       (SELECT parent FROM chain ORDER BY depth DESC LIMIT 1)
-                FROM (SELECT body FROM chain ORDER BY depth DESC)
-                """,
-                (session_id, checkpoint.message_tip),
-            ).fetchone()
-            if last_parent is not None or (checkpoint.message_tip is not None and not count):
+            # validation per message on a 1,000-message session.
+            rows = self._db.execute(
+                "SELECT id, parent, body FROM messages WHERE session_id = ? AND id <= ?",
+                (session_id, checkpoint.message_tip or 0),
+            ).fetchall()
+            array = chain_array(rows, checkpoint.message_tip)
+            if array is None:
                 raise StoreError(
                     f"session {session_id}: the conversation of checkpoint {checkpoint.id} is "
                     "broken (a message points to one that is missing or not before it)",
