@@ -74,13 +74,18 @@ def decode(cls: type[M], data: str | bytes | dict[str, Any], *, where: str = "")
         ) from None
 
 
-def decode_messages(array: str | bytes, *, where: str = "") -> tuple[Message, ...]:
-    """A JSON array of stored messages, validated in one call (the fast path for a whole
-    conversation). A message at an older schema version falls back to one-by-one upgrades."""
+def decode_messages(array: str | bytes | list[Any], *, where: str = "") -> tuple[Message, ...]:
+    """A JSON array of stored messages (its text, or parsed), validated in one call (the fast
+    path for a whole conversation). A message at an older schema version, or one that does
+    not validate, falls back to one-by-one decoding: upgraded, or refused with its place."""
     try:
+        if isinstance(array, list):
+            return _MESSAGES.validate_python(array)
         return _MESSAGES.validate_json(array)
     except ValidationError:
-        items = json.loads(array)
+        items = array if isinstance(array, list) else json.loads(array)
+        if not isinstance(items, list):
+            raise InvalidStateError(f"stored messages in {where} are not a JSON array") from None
         return tuple(decode(Message, item, where=where) for item in items)
 
 

@@ -312,8 +312,8 @@ class JsonlStore:
     # -- reads ----------------------------------------------------------------------------
 
     def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
-        from agentctl.state import Checkpoint, Message, Session, SessionInfo
-        from agentctl.store.codec import decode
+        from agentctl.state import Checkpoint, Session, SessionInfo
+        from agentctl.store.codec import decode, decode_messages
 
         path = self._dir(session_id)
         where = f"session {session_id}"
@@ -329,9 +329,11 @@ class JsonlStore:
             tip = checkpoint.message_tip
             while tip is not None:  # parents point backwards (checked on read): it ends
                 entry = by_id[tip]
-                chain.append(decode(Message, entry["message"], where=where))
+                chain.append(entry["message"])
                 tip = entry["parent"]
-        return Session(info=info, checkpoint=checkpoint, messages=tuple(reversed(chain)))
+            chain.reverse()
+            messages = decode_messages(chain, where=where)  # in one call, as SQLite does
+        return Session(info=info, checkpoint=checkpoint, messages=messages)
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
         from agentctl.state import Checkpoint
