@@ -263,3 +263,11 @@ def test_chain_array_walks_the_branch_and_refuses_broken_chains() -> None:
     assert chain_array([(1, None, '"a"'), (3, 2, '"c"')], 3) is None  # 2 is missing
     assert chain_array([(1, 2, '"a"'), (2, 1, '"b"')], 2) is None  # a cycle: parent not before
     assert chain_array([(1, 1, '"a"')], 1) is None
+
+
+def test_a_dangling_link_is_not_followed_into_a_new_store(tmp_path: Path) -> None:
+    link = tmp_path / "agentctl.db"
+    link.symlink_to(tmp_path / "elsewhere.db")
+    with pytest.raises(StoreError, match="link to a file that does not exist"):
+        SQLiteStore(link)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agentctl.db"]

@@ -87,7 +87,9 @@ def _create_whole(path: Path) -> None:
         try:
             os.link(temporary, path)
         except FileExistsError:
-            pass  # another process created it first
+            if not path.exists():  # SQLite would create the link's target, with the umask's mode
+                raise StoreError(f"store {path} is a link to a file that does not exist") from None
+            # else another process created it first: its store is the one
         except OSError:  # a file system without hard links: nearly as good
             if not path.exists():
                 os.rename(temporary, path)
