@@ -109,11 +109,27 @@ def path_problems(history: list[CheckpointSummary], checkpoint_id: int) -> list[
         if not 1 <= current <= len(history):
             return [*problems, f"a parent points to checkpoint {current}, which is not there"]
         c = history[current - 1]
-        problems.extend(_check_links(history, c))
+        if not _plainly_sound(history, c):
+            problems.extend(_check_links(history, c))
         if c.parent is not None and c.parent >= c.id:
             return [*problems, f"checkpoint {c.id} has parent {c.parent}, not an earlier one"]
         current = c.parent
     return problems
+
+
+def _plainly_sound(history: list[CheckpointSummary], c: CheckpointSummary) -> bool:
+    """The common step, passed without building a message: not the first checkpoint nor a
+    rollback, its parent the one before it, starting from the state that one left, by a
+    transition already judged legal. A resume walks 10,000 of these first (10.5 ms → 4)."""
+    try:
+        return (
+            c.parent == c.id - 1
+            and c.id > 1
+            and (c.kind, c.from_state, c.to_state) in _LEGAL
+            and c.from_state == history[c.id - 2].to_state
+        )
+    except TypeError:  # a damaged JSON-lines store's value that cannot be hashed: the long way
+        return False
 
 
 def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list[str]:
@@ -147,7 +163,11 @@ def _check_transition(where: str, c: CheckpointSummary) -> list[str]:
     sane = all(isinstance(x, str) and len(x) <= 64 for x in triple)
     judge = _judged if sane else _transition_problem
     problem = judge(*triple)
-    return [f"{where}: {problem}"] if problem else []
+    if problem:
+        return [f"{where}: {problem}"]
+    if sane and c.kind != CheckpointKind.ROLLBACK and len(_LEGAL) < 1024:
+        _LEGAL.add(triple)
+    return []
 
 
 def _transition_problem(kind: str, from_state: str, to_state: str) -> str | None:
@@ -172,6 +192,9 @@ def _transition_problem(kind: str, from_state: str, to_state: str) -> str | None
 
 
 _judged = functools.lru_cache(maxsize=1024)(_transition_problem)
+# (kind, from, to) triples of text found legal for a checkpoint that is not a rollback (whose
+# landing state is checked against its target instead): the fast path of _plainly_sound.
+_LEGAL: set[tuple[str, str, str]] = set()
 
 
 def _check_conversations(

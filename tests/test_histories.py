@@ -75,3 +75,24 @@ def test_every_history_the_runner_writes_replays_through_the_lifecycle(
     history = store.history("s")
     assert tree_problems(history) == []
     assert path_problems(history, history[-1].id) == []
+
+
+def test_a_step_seen_legal_before_is_still_checked_in_its_place() -> None:
+    """The path walk passes common steps quickly once their transition is known legal: a
+    checkpoint with that same transition but the wrong parent or starting state is damage."""
+    from agentctl.store.base import CheckpointSummary
+
+    def c(n: int, parent: int | None, kind: str, a: str, b: str) -> CheckpointSummary:
+        return CheckpointSummary(n, parent, kind, a, b, f"2026-01-01T00:00:0{n}", {})
+
+    sound = [
+        c(1, None, "new_task", "idle", "planning"),
+        c(2, 1, "model_reply", "planning", "planning"),
+        c(3, 2, "model_reply", "planning", "planning"),
+    ]
+    assert path_problems(sound, 3) == []
+    assert path_problems(sound, 3) == []  # and again, with the transition now remembered
+    wrong_start = [*sound, c(4, 3, "model_reply", "executing", "executing")]
+    assert "starts from executing" in path_problems(wrong_start, 4)[0]
+    skipped = [*sound, c(4, 2, "model_reply", "planning", "planning")]
+    assert "parent 2, expected 3" in path_problems(skipped, 4)[0]
