@@ -123,10 +123,11 @@ def next_action(session: Session) -> Action:
         return Finish()
     if session.state is State.WAITING_FEEDBACK:
         return AwaitInput(session.task.pending_question)
-    calls = pending_calls(session.messages)
+    turn = session.newest_turn  # all of the conversation this looks at
+    calls = pending_calls(turn)
     if calls:
         return RunCall(calls[0])
-    last = session.messages[-1]
+    last = turn[-1]
     if last.role != "assistant" or last.tool_calls:
         return CallModel()
     text = last.content or ""

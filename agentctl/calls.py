@@ -104,7 +104,7 @@ class ToolCalls:
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:
-            if reply_of(session.messages, call).finish_reason == "length":
+            if reply_of(session.newest_turn, call).finish_reason == "length":
                 return self._refuse(
                     session,
                     call,

@@ -16,6 +16,7 @@ Error texts never contain the API key or a URL's credentials.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -30,6 +31,18 @@ TextSink = Callable[[str], None]
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 8.0
 MAX_RETRY_AFTER_S = 60.0
+
+
+@dataclass(frozen=True)
+class WireArray:
+    """Messages already serialised: the JSON array text of their Chat Completions form."""
+
+    text: str
+
+
+def _json(value: Any) -> str:
+    # As the openai SDK serialises a request body (and httpx a JSON one).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ class ModelClient(Protocol):
 
     def send(
         self,
-        messages: Sequence[dict[str, Any]],
+        messages: Sequence[dict[str, Any]] | WireArray,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
     ) -> PendingReply:
@@ -124,7 +137,7 @@ class OpenAIModelClient:
 
     def send(
         self,
-        messages: Sequence[dict[str, Any]],
+        messages: Sequence[dict[str, Any]] | WireArray,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
     ) -> PendingReply:
@@ -141,44 +154,57 @@ class OpenAIModelClient:
 
     def _request(
         self,
-        messages: Sequence[dict[str, Any]],
+        messages: Sequence[dict[str, Any]] | WireArray,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None,
-    ) -> dict[str, Any]:
-        # Our messages and tools are plain dicts in the wire format; the SDK's TypedDicts
-        # describe the same shapes. An empty `tools` list is an error to the OpenAI API, and
-        # some servers (llama-cpp-python) ignore `tools` without `tool_choice`.
-        extra: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
-        if max_tokens is not None and self._limit_field is not None:
-            extra[self._limit_field] = max_tokens
-        # The conversation goes as `extra_body`, which the SDK sends as it is: passed as
-        # `messages`, every message is walked through the SDK's TypedDict transform (1.3 s for
-        # 10,000 messages, 150 ms for 1,000), though ours are already in wire format.
-        return {
+    ) -> bytes:
+        """The request body. Built here, not by `chat.completions.create`: the SDK would walk
+        every message through its TypedDict transform (1.3 s for 10,000 messages) and
+        serialise them again, though ours are in wire form already, and a conversation kept
+        ready (store/ready.py) is sent as the text it is. Serialised as the SDK serialises."""
+        # An empty `tools` list is an error to the OpenAI API, and some servers
+        # (llama-cpp-python) ignore `tools` without `tool_choice`.
+        fields: dict[str, Any] = {
             "model": self.name,
-            "messages": [],
             "stream": True,
             "stream_options": {"include_usage": True},
-            "extra_body": {"messages": list(messages), **extra},
         }
+        if tools:
+            fields.update(tools=list(tools), tool_choice="auto")
+        if max_tokens is not None and self._limit_field is not None:
+            fields[self._limit_field] = max_tokens
+        array = messages.text if isinstance(messages, WireArray) else _json(list(messages))
+        return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
 
     def _on_request(self, _request: Any) -> None:
         written = self._written
         if written is not None:
             written.set()
 
-    def _open(self, request: dict[str, Any], written: threading.Event | None = None) -> Any:
+    def _open(self, request: bytes, written: threading.Event | None = None) -> Any:
         """Send the request; the stream, once the server started answering."""
         self._written = written
         try:
-            return self._client.chat.completions.create(**request)
+            # What `chat.completions.create` does after building its body: the SDK's own
+            # request, auth, error and event-stream code.
+            from openai import Stream
+            from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+            return self._client.post(
+                "/chat/completions",
+                content=request,
+                cast_to=ChatCompletion,
+                options={"security": {"bearer_auth": True}},
+                stream=True,
+                stream_cls=Stream[ChatCompletionChunk],
+            )
         except Exception as exc:
             raise self._translated(exc, started=False) from None
         finally:
             self._written = None
 
     def _finish(
-        self, request: dict[str, Any], first: Callable[[], Any], deadline: float, on_text: TextSink
+        self, request: bytes, first: Callable[[], Any], deadline: float, on_text: TextSink
     ) -> ModelReply:
         """Read the reply of the first attempt (opened by `first`), then of each retry."""
         attempts = self._config.max_retries + 1
@@ -266,7 +292,7 @@ class _InFlight:
     the server to start answering while the caller does its own work. The reply is read, and
     retried, on the caller's thread by `collect`."""
 
-    def __init__(self, client: OpenAIModelClient, request: dict[str, Any]) -> None:
+    def __init__(self, client: OpenAIModelClient, request: bytes) -> None:
         self._client = client
         self._request = request
         self._deadline = time.monotonic() + client._config.timeout

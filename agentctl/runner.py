@@ -9,7 +9,7 @@ model call whose reply is stored, never a tool whose result is stored (design.md
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +33,11 @@ from agentctl.details import ReplyDetail
 from agentctl.errors import ModelError
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind
-from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply
+from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
 from agentctl.state import Message, Session, SessionInfo, TaskState
 from agentctl.store.base import Store
+from agentctl.store.ready import keep_ready, load_head
 from agentctl.tools import ToolRegistry
 
 if TYPE_CHECKING:
@@ -139,7 +140,13 @@ class Runner:
         costs nothing the user waits for. It may still refuse, and then nothing is written (a
         request has no effect to undo)."""
         self._prelude = prelude
-        session = self._store.load(session_id)
+        result = self._run(load_head(self._store, session_id), answer, ask, max_turns)
+        keep_ready(self._store, result.session)  # for the next resume's first request
+        return result
+
+    def _run(
+        self, session: Session, answer: str | None, ask: Ask | None, max_turns: int
+    ) -> RunResult:
         turns = 0
         while True:
             action = next_action(session)
@@ -208,11 +215,15 @@ class Runner:
         tools = self._schema_bound()  # the exact count once known
         if session.context_tokens + tools > limit:
             tools = self._schema_count()
-        messages = fit_request(
-            [m.to_openai() for m in session.messages],
-            [m.tokens for m in session.messages],
-            limit - tools,
-        )
+        ready = session.ready
+        if ready is not None and session.context_tokens <= limit - tools:
+            messages: Sequence[dict[str, Any]] | WireArray = WireArray(ready.wire)  # as it is
+        else:
+            messages = fit_request(
+                [m.to_openai() for m in session.messages],
+                [m.tokens for m in session.messages],
+                limit - tools,
+            )
         return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
 
     def _reply_reserve(self) -> int | None:

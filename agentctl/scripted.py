@@ -56,6 +56,7 @@ class ScriptedModel:
     omit_call_ids: bool = False  # behave like servers that send tool calls without ids
     repeat_names: bool = False  # like llama-cpp-python: the tool name in every delta
     kept: list[Json] | None = None  # a list to keep every request body in, for tests
+    kept_headers: list[dict[str, str]] | None = None  # and every request's headers
     # Like a small local server: it counts tokens its own way (usage_scale times the default
     # estimate), refuses a prompt over `window` tokens, may ramble when asked to summarize,
     # and may not report usage at all.
@@ -188,6 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         self.server.model.received()
+        if self.server.model.kept_headers is not None:
+            with self.server.model.lock:
+                self.server.model.kept_headers.append(dict(self.headers))
         try:
             request = json.loads(body)
             messages = request["messages"]

@@ -9,7 +9,8 @@ Models are frozen where they are history (messages, checkpoints) and copied with
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 from pydantic import (
     AliasChoices,
@@ -266,12 +267,79 @@ class Checkpoint(_Model):
         return parse_detail(self.kind, self.detail)
 
 
-class Session(_Model):
-    """A session loaded at one checkpoint: the facts, the checkpoint and the whole conversation."""
+class Pending(Protocol):
+    """A conversation not decoded yet (store/ready.py's ReadyConversation): its figures, and its
+    messages when asked for."""
 
-    info: SessionInfo
-    checkpoint: Checkpoint
-    messages: tuple[Message, ...]
+    @property
+    def tip(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def wire(self) -> str: ...  # the JSON array the next request sends
+    def decoded(self, session_id: str) -> tuple[Message, ...]: ...
+    def decoded_turn(self, session_id: str) -> tuple[Message, ...]: ...
+
+
+def newest_turn(messages: Sequence[Message]) -> int:
+    """Where the newest turn starts: the newest assistant message, or the last message. All
+    that deciding the next action looks at (actions.py) is in it."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "assistant":
+            return index
+    return max(0, len(messages) - 1)
+
+
+class Session:
+    """A session loaded at one checkpoint: the facts, the checkpoint and the whole conversation.
+
+    Not a pydantic model: it is never stored, and its conversation may come ready (store/ready.py),
+    as text that is decoded into messages only when something asks for them."""
+
+    __slots__ = ("_messages", "_ready", "checkpoint", "info")
+
+    def __init__(
+        self,
+        info: SessionInfo,
+        checkpoint: Checkpoint,
+        messages: tuple[Message, ...] | None = None,
+        *,
+        ready: Pending | None = None,
+    ) -> None:
+        if (messages is None) == (ready is None):
+            raise TypeError("a Session takes its messages or a ready conversation")
+        self.info = info
+        self.checkpoint = checkpoint
+        self._messages = messages
+        self._ready = ready
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        if self._messages is None:
+            self._messages = _known(self._ready).decoded(self.info.id)
+        return self._messages
+
+    @property
+    def ready(self) -> Pending | None:
+        """The conversation as the store kept it ready, while no message was decoded."""
+        return self._ready if self._messages is None else None
+
+    @property
+    def ready_tip(self) -> int | None:
+        return self._ready.tip if self._ready is not None else None
+
+    @property
+    def message_count(self) -> int:
+        return len(self._messages) if self._messages is not None else _known(self._ready).count
+
+    @property
+    def newest_turn(self) -> tuple[Message, ...]:
+        """The messages from the newest assistant message on (ready.newest_turn)."""
+        if self._messages is not None:
+            return self._messages[newest_turn(self._messages) :]
+        return _known(self._ready).decoded_turn(self.info.id)
 
     @property
     def state(self) -> State:
@@ -283,4 +351,25 @@ class Session(_Model):
 
     @property
     def context_tokens(self) -> int:
-        return sum(m.tokens for m in self.messages)
+        if self._messages is None:
+            return _known(self._ready).tokens
+        return sum(m.tokens for m in self._messages)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Session):
+            return NotImplemented
+        return (self.info, self.checkpoint, self.messages) == (
+            other.info,
+            other.checkpoint,
+            other.messages,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Session({self.info.id!r}, checkpoint={self.checkpoint.id})"
+
+
+def _known(ready: Pending | None) -> Pending:
+    assert ready is not None  # a Session has one or the other (__init__)
+    return ready

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         UserProfile,
     )
     from agentctl.store.lease import Lease
+    from agentctl.store.ready import ReadyConversation
 
 
 class SessionSummary(NamedTuple):
@@ -238,7 +239,21 @@ class Integrity(Protocol):
         ...
 
 
-class Store(SessionTree, Leases, Labels, Search, Profiles, Integrity, Protocol):
+class ReadyConversations(Protocol):
+    """A session's conversation kept ready for its next request (store/ready.py): a cache, one per
+    session, replaced whole, removed with the session, never exported."""
+
+    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
+        """Replace the session's ready conversation, atomically. Raises UnknownSessionError."""
+        ...
+
+    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
+        """The ready conversation last kept, or None (none kept, or unreadable: a cache is
+        never an error). Whether it is the head's, and sound, is for the caller to check."""
+        ...
+
+
+class Store(SessionTree, Leases, Labels, Search, Profiles, Integrity, ReadyConversations, Protocol):
     """What agentctl's use cases need of a store: the session tree and its capabilities. Every
     backend passes the one conformance suite (tests/test_store_conformance.py)."""
 

@@ -8,7 +8,7 @@ functions in UPGRADES, one version at a time.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -48,6 +48,13 @@ def encode(model: BaseModel) -> str:
     schema version always kept (state.py). A task state of nulls and empty lists was 310
     bytes, a quarter of a 1,000-step store."""
     return model.model_dump_json(exclude_defaults=True, by_alias=True, context={"stored": True})
+
+
+def encode_messages(messages: Sequence[Message]) -> str:
+    """Messages in their stored form, as one JSON array (what `decode_messages` reads)."""
+    return _MESSAGES.dump_json(
+        tuple(messages), exclude_defaults=True, by_alias=True, context={"stored": True}
+    ).decode()
 
 
 def to_payload(model: BaseModel) -> dict[str, Any]:

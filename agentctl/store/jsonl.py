@@ -44,9 +44,11 @@ from agentctl.store.lease import Lease, check_takeover
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.ready import ReadyConversation
 
 FORMAT = "agentctl-jsonl"
 FORMAT_VERSION = 1
+READY_FILE = "ready.cache"  # the conversation kept ready for the next request (store/ready.py)
 
 
 def write_private_atomic(path: Path, text: str) -> None:
@@ -477,6 +479,20 @@ class JsonlStore:
         with _reading(path), self._locked(path):
             write_private_atomic(path / "labels.json", json.dumps({"name": name, "tags": tags}))
 
+    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
+        path = self._dir(session_id)
+        with _reading(path), self._locked(path):
+            write_private(path / READY_FILE, ready.document())
+
+    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
+        from agentctl.store.ready import from_document
+
+        try:
+            data = (self._dir(session_id) / READY_FILE).read_bytes()
+        except (OSError, UnknownSessionError):  # none kept, or unreadable: a cache
+            return None
+        return from_document(data)
+
     def delete_session(self, session_id: str) -> None:
         import shutil
         import uuid
@@ -518,7 +534,14 @@ class JsonlStore:
             if not (path / "info.json").exists():
                 problems.append(f"{path.name}: a session directory without info.json")
                 continue
-            for name in ("info.json", "events.jsonl", "lock", "lease.json", "labels.json"):
+            for name in (
+                "info.json",
+                "events.jsonl",
+                "lock",
+                "lease.json",
+                "labels.json",
+                READY_FILE,
+            ):
                 if (path / name).exists() and not (path / name).is_file():
                     problems.append(f"{path.name}: {name} is not a file")
             try:

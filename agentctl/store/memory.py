@@ -24,6 +24,7 @@ from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
+    from agentctl.store.ready import ReadyConversation
 
 
 class MemoryStore:
@@ -36,6 +37,7 @@ class MemoryStore:
         self._profile = UserProfile()
         self._leases: dict[str, Lease] = {}
         self._labels: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+        self._ready: dict[str, ReadyConversation] = {}
 
     def create_session(
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
@@ -181,8 +183,18 @@ class MemoryStore:
                 self._messages,
                 self._leases,
                 self._labels,
+                self._ready,
             ):
                 table.pop(session_id, None)
+
+    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
+        with self._lock:
+            self._rows(session_id)
+            self._ready[session_id] = ready
+
+    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
+        with self._lock:
+            return self._ready.get(session_id)
 
     def release_lease(self, session_id: str, token: str) -> None:
         with self._lock:

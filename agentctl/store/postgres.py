@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.ready import ReadyConversation
 
 S = "agentctl"  # the schema every table lives in
 ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
@@ -119,6 +120,25 @@ MIGRATIONS.append(
         ALTER TABLE {S}.sessions ADD COLUMN name text;
         ALTER TABLE {S}.sessions ADD COLUMN tags text NOT NULL DEFAULT '[]';
         ALTER TABLE {S}.sessions ADD COLUMN workspace text;
+        """,
+    )
+)
+MIGRATIONS.append(
+    (
+        "p003_ready",
+        f"""
+        -- A session's conversation kept ready for its next request (store/ready.py): a cache.
+        CREATE TABLE {S}.ready (
+            session_id text PRIMARY KEY REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            owner text NOT NULL,
+            tip integer NOT NULL,
+            count integer NOT NULL,
+            tokens bigint NOT NULL,
+            turn text NOT NULL,
+            stored text NOT NULL,
+            wire text NOT NULL,
+            check_sum bigint NOT NULL
+        );
         """,
     )
 )
@@ -583,6 +603,39 @@ class PostgresStore:
             raise UnknownSessionError(f"no session {session_id!r}")
         self._tails.pop(session_id, None)
         self._tokens.pop(session_id, None)
+
+    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
+        with self._errors(session_id):
+            kept = self._retrying(
+                lambda db: db.execute(
+                    f"INSERT INTO {S}.ready (session_id, owner, tip, count, tokens, turn, stored,"
+                    " wire, check_sum) SELECT id, %s, %s, %s, %s, %s, %s, %s, %s"
+                    f" FROM {S}.sessions WHERE id = %s"
+                    " ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner,"
+                    " tip = excluded.tip, count = excluded.count, tokens = excluded.tokens,"
+                    " turn = excluded.turn, stored = excluded.stored, wire = excluded.wire,"
+                    " check_sum = excluded.check_sum RETURNING session_id",
+                    (*ready.row(), session_id),
+                ).fetchone()
+            )
+        if kept is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+
+    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
+        from agentctl.store.ready import from_row
+
+        try:
+            with self._errors(session_id):
+                row = self._retrying(
+                    lambda db: db.execute(
+                        "SELECT owner, tip, count, tokens, turn, stored, wire, check_sum"
+                        f" FROM {S}.ready WHERE session_id = %s",
+                        (session_id,),
+                    ).fetchone()
+                )
+        except StoreError:  # a cache: unreadable is as good as none
+            return None
+        return None if row is None else from_row(row)
 
     def _may_take(self, session_id: str, lease: Lease) -> str | None:
         """The token that holds the session now (None: nobody), when `lease` may replace it;

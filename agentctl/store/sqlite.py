@@ -46,9 +46,27 @@ from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.ready import ReadyConversation
 
 BUSY_TIMEOUT_S = 10.0
 APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
+# The ready conversations (store/ready.py): made by the first `keep_ready`, like the search index,
+# so that no schema version is spent on a cache and an older agentctl still opens the store.
+# No foreign key: that agentctl deletes sessions without knowing this table (the owner column
+# tells a later session of the same id that a leftover copy is not its own).
+_READY_TABLE = """
+CREATE TABLE IF NOT EXISTS ready (
+    session_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    tip INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    turn TEXT NOT NULL,
+    stored TEXT NOT NULL,
+    wire TEXT NOT NULL,
+    check_sum INTEGER NOT NULL
+)
+"""
 OUR_TABLES = frozenset({"sessions", "messages", "checkpoints", "profile", "leases"})
 
 
@@ -250,6 +268,8 @@ class SQLiteStore:
             )
             if lease is not None:  # held from the first moment anyone can see the session
                 self._put_lease(db, info.id, lease)
+            if self._has_ready(db):  # a copy left by an older agentctl's delete of this id
+                db.execute("DELETE FROM ready WHERE session_id = ?", (info.id,))
             return self._insert(db, info.id, 1, first)
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
@@ -538,9 +558,39 @@ class SQLiteStore:
                 raise UnknownSessionError(f"no session {session_id!r}")
             if self._indexed(db):
                 db.execute("DELETE FROM messages_fts WHERE session_id = ?", (session_id,))
+            if self._has_ready(db):
+                db.execute("DELETE FROM ready WHERE session_id = ?", (session_id,))
             for table in ("checkpoints", "messages", "leases", "sessions"):
                 key = "id" if table == "sessions" else "session_id"
                 db.execute(f"DELETE FROM {table} WHERE {key} = ?", (session_id,))
+
+    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
+        with _translated(self.path, session_id), self._transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            db.execute(_READY_TABLE)
+            db.execute(
+                "INSERT OR REPLACE INTO ready (session_id, owner, tip, count, tokens, turn, "
+                "stored, wire, check_sum) VALUES (?,?,?,?,?,?,?,?,?)",
+                (session_id, *ready.row()),
+            )
+
+    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
+        from agentctl.store.ready import from_row
+
+        try:
+            row = self._db.execute(
+                "SELECT owner, tip, count, tokens, turn, stored, wire, check_sum FROM ready "
+                "WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+        except sqlite3.Error:  # none was ever kept (no table), or unreadable: a cache
+            return None
+        return None if row is None else from_row(row)
+
+    def _has_ready(self, db: sqlite3.Connection) -> bool:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ready'")
+        return found.fetchone() is not None
 
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:

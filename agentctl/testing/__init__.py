@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentctl.context import TOKENS_PER_MESSAGE
-from agentctl.llm import ModelReply
+from agentctl.llm import ModelReply, WireArray
 from agentctl.state import Message, Usage
 
 
@@ -57,13 +57,15 @@ class ScriptedClient:
 
     def send(
         self,
-        messages: Sequence[dict[str, Any]],
+        messages: Sequence[dict[str, Any]] | WireArray,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
     ) -> Answer:
-        self.requests.append(list(messages))
+        # A conversation kept ready (store/ready.py) arrives as its JSON text.
+        sent = json.loads(messages.text) if isinstance(messages, WireArray) else list(messages)
+        self.requests.append(sent)
         if not self._replies:
-            last = messages[-1] if messages else {}
+            last = sent[-1] if sent else {}
             raise AssertionError(
                 f"unexpected model call #{len(self.requests)}; the last message sent was "
                 f"{last.get('role')}: {str(last.get('content'))[:200]!r}"

@@ -371,3 +371,41 @@ class StoreSpec:
             store.set_labels("nope", "x", ())
         store.append("named1", 2, draft(2, 3, "more"))  # labels are not history
         assert {s.id: s.tags for s in store.list_sessions()}["named1"] == ()
+
+    # -- the ready conversation (store/ready.py) ----------------------------------------------
+
+    def test_a_ready_conversation_is_kept_whole_and_replaced(self, store: Store) -> None:
+        from agentctl.store.ready import ReadyConversation
+
+        assert store.ready_conversation("abc123") is None
+        build(store, 3)
+        session = store.load("abc123")
+        tip = session.checkpoint.message_tip
+        assert tip is not None
+        ready = ReadyConversation.of(session.info, session.messages, tip)
+        store.keep_ready("abc123", ready)
+        assert store.ready_conversation("abc123") == ready
+        # Text the way models write it: quotes, newlines, non-ASCII, an emoji.
+        store.append("abc123", 3, draft(3, 4, 'say "hé"\nand 🙂'))
+        newer = store.load("abc123")
+        assert newer.checkpoint.message_tip is not None
+        again = ReadyConversation.of(newer.info, newer.messages, newer.checkpoint.message_tip)
+        store.keep_ready("abc123", again)
+        kept = store.ready_conversation("abc123")
+        assert kept == again
+        assert kept is not None
+        assert kept.sound()
+        assert kept.decoded("abc123") == newer.messages
+
+    def test_a_ready_conversation_goes_with_its_session(self, store: Store) -> None:
+        from agentctl.store.ready import ReadyConversation
+
+        build(store, 2)
+        session = store.load("abc123")
+        ready = ReadyConversation.of(session.info, session.messages, 2)
+        with pytest.raises(UnknownSessionError):
+            store.keep_ready("nope", ready)
+        store.keep_ready("abc123", ready)
+        store.delete_session("abc123")
+        assert store.ready_conversation("abc123") is None
+        assert store.ready_conversation("nope") is None

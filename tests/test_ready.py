@@ -1,0 +1,256 @@
+"""The conversation kept ready for the next request (store/ready.py, issue 15): a resume at the
+head a run left sends the kept text, byte for byte what the messages would have made, through
+the real `openai` client over real HTTP; anything else — a rollback, a damaged or foreign copy,
+a store an older agentctl wrote — falls back to the messages and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.details import RollbackDetail
+from agentctl.lifecycle import CheckpointKind, State
+from agentctl.llm import ModelConfig, OpenAIModelClient
+from agentctl.runner import Runner, Stop
+from agentctl.scripted import ScriptedModel, ScriptedServer
+from agentctl.state import Message, ScriptTurn, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+from agentctl.store import Store, open_store
+from agentctl.store.base import CheckpointDraft
+from agentctl.store.ready import READY_MIN_MESSAGES, ReadyConversation, keep_ready, load_head
+from agentctl.testing import CharCounter
+from agentctl.tools import ToolRegistry
+from agentctl.tools.approval import ApprovalPolicy
+
+PAIRS = READY_MIN_MESSAGES // 2 + 5  # tool calls and results: a conversation worth keeping
+
+
+def draft(parent: int | None, n: int, *messages: Message) -> CheckpointDraft:
+    kind = CheckpointKind.NEW_TASK if parent is None else CheckpointKind.TOOL_RESULT
+    return CheckpointDraft(
+        parent,
+        kind,
+        State.IDLE if parent is None else State.PLANNING,
+        State.PLANNING,
+        f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}",
+        TaskState(goal="g"),
+        Usage(),
+        new_messages=messages,
+    )
+
+
+def build(store: Store, session_id: str = "s1") -> int:
+    """A session whose next action is a model call: system and goal, then pairs of a call
+    and its result (text with quotes, newlines and non-ASCII, as tools return)."""
+    info = SessionInfo(id=session_id, spec=TaskSpec(goal="g"), model="m", created_at="t")
+    head = store.create_session(
+        info,
+        draft(
+            None,
+            1,
+            Message(role="system", content="sys", tokens=3),
+            Message(role="user", content="goal", tokens=4),
+        ),
+    ).id
+    for n in range(PAIRS):
+        call = ToolCall(id=f"c{n}", name="read_file", arguments=f'{{"path": "f{n}"}}')
+        asked = Message(role="assistant", tool_calls=(call,), tokens=7)
+        head = store.append(session_id, head, draft(head, head + 1, asked)).id
+        text = f'line "{n}"\nnaïve ✓ {"x" * n}'
+        result = Message(role="tool", tool_call_id=f"c{n}", content=text, tokens=5 + n)
+        head = store.append(session_id, head, draft(head, head + 1, result)).id
+    return head
+
+
+def runner(store: Store, base_url: str) -> Runner:
+    config = ModelConfig(model="m", base_url=base_url, api_key="sk-test", max_retries=0)
+    clock = iter(f"2026-01-02T00:00:{n:02d}" for n in range(60))
+    return Runner(
+        store,
+        lambda: OpenAIModelClient(config),
+        CharCounter,
+        ToolRegistry(policy=ApprovalPolicy()),
+        lambda: next(clock),
+    )
+
+
+def first_request(store: Store) -> tuple[dict[str, Any], dict[str, str]]:
+    """The first request a resume sends (it then stops: one model call)."""
+    kept: list[Any] = []
+    headers: list[dict[str, str]] = []
+    script = (ScriptTurn(content="thinking"),) * (PAIRS + 2)
+    model = ScriptedModel(script, kept=kept, kept_headers=headers)
+    with ScriptedServer(model) as server:
+        result = runner(store, server.base_url).run("s1", answer=None, ask=None, max_turns=1)
+    assert result.stop is Stop.TURN_LIMIT
+    assert len(kept) == 1
+    return kept[0], {k.lower(): v for k, v in headers[0].items()}
+
+
+@pytest.fixture(params=["sqlite", "jsonl", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    url = {
+        "sqlite": f"sqlite://{tmp_path}/s.db",
+        "jsonl": f"json://{tmp_path}/j",
+        "memory": "memory:",
+    }[request.param]
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def test_a_resume_from_the_ready_conversation_sends_what_the_messages_would(
+    tmp_path: Path,
+) -> None:
+    plain = open_store(f"sqlite://{tmp_path}/plain.db")
+    build(plain)
+    plain.close()
+    shutil.copy(tmp_path / "plain.db", tmp_path / "ready.db")
+    ready = open_store(f"sqlite://{tmp_path}/ready.db")
+    keep_ready(ready, ready.load("s1"))
+    assert load_head(ready, "s1").ready is not None  # the fast path is taken...
+
+    plain = open_store(f"sqlite://{tmp_path}/plain.db")
+    expected, _ = first_request(plain)
+    sent, headers = first_request(ready)
+    assert sent == expected  # ...and sends the same conversation, the same fields
+    assert len(sent["messages"]) == 2 + 2 * PAIRS
+    assert sent["messages"][-1]["content"].startswith('line "')
+    # The SDK's own request: its auth header and content type, not a hand-made one.
+    assert headers["authorization"] == "Bearer sk-test"
+    assert headers["content-type"] == "application/json"
+    # The run's reply was committed on top, from the messages decoded after the request.
+    assert ready.load("s1").messages[:-1] == plain.load("s1").messages[:-1]
+
+
+def test_a_run_that_stops_leaves_its_conversation_ready_for_the_next(store: Store) -> None:
+    build(store)
+    assert store.ready_conversation("s1") is None
+    first_request(store)
+    head = store.load("s1")
+    kept = store.ready_conversation("s1")
+    assert kept is not None
+    assert kept.sound()
+    assert kept.tip == head.checkpoint.message_tip
+    assert kept.count == len(head.messages)
+    assert kept.tokens == head.context_tokens
+    assert json.loads(kept.wire) == [m.to_openai() for m in head.messages]
+    lazy = load_head(store, "s1")
+    assert lazy.ready is not None
+    assert lazy.newest_turn == head.newest_turn == head.messages[-2:]  # reply, nudge
+    assert lazy.context_tokens == head.context_tokens
+    assert lazy == head  # decoded on demand, equal to the messages' session
+    assert lazy.ready is None  # once decoded, it is the messages that count
+
+
+def test_a_short_conversation_is_not_worth_keeping(store: Store) -> None:
+    info = SessionInfo(id="s1", spec=TaskSpec(goal="g"), model="m", created_at="t")
+    store.create_session(info, draft(None, 1, Message(role="user", content="hi", tokens=1)))
+    keep_ready(store, store.load("s1"))
+    assert store.ready_conversation("s1") is None
+
+
+def test_after_a_rollback_the_messages_count_not_the_ready_copy(store: Store) -> None:
+    head = build(store)
+    keep_ready(store, store.load("s1"))
+    target = store.get_checkpoint("s1", head - 2)
+    rollback = CheckpointDraft(
+        head - 2,
+        CheckpointKind.ROLLBACK,
+        State.PLANNING,
+        target.to_state,
+        "2026-01-03",
+        target.task,
+        target.usage,
+        detail=RollbackDetail(head - 2, head),
+    )
+    store.append("s1", head, rollback)
+    session = load_head(store, "s1")
+    assert session.ready is None
+    assert session == store.load("s1")
+
+
+def tampered(ready: ReadyConversation, **change: Any) -> ReadyConversation:
+    from dataclasses import replace
+
+    return replace(ready, **change)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # One character of the text sent: the check tells.
+        lambda r: tampered(r, wire=r.wire.replace("naïve", "naive", 1)),
+        # Figures that do not match the text.
+        lambda r: tampered(r, tokens=r.tokens + 1),
+        # A sound copy of another session of the same id (an older agentctl deleted it).
+        lambda r: tampered(
+            ReadyConversation.of(
+                SessionInfo(id="s1", spec=TaskSpec(goal="g"), model="m", created_at="earlier"),
+                r.decoded("s1"),
+                r.tip,
+            )
+        ),
+    ],
+    ids=["text", "figures", "owner"],
+)
+def test_a_damaged_or_foreign_ready_copy_is_ignored(store: Store, change: Any) -> None:
+    build(store)
+    session = store.load("s1")
+    tip = session.checkpoint.message_tip
+    assert tip is not None
+    store.keep_ready("s1", change(ReadyConversation.of(session.info, session.messages, tip)))
+    loaded = load_head(store, "s1")
+    assert loaded.ready is None
+    assert loaded == session
+
+
+def test_a_damaged_row_in_sqlite_is_ignored_and_an_older_store_has_none(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/s.db")
+    build(store)
+    # A store an older agentctl wrote has no ready table: none, no error; deleting works.
+    assert store.ready_conversation("s1") is None
+    keep_ready(store, store.load("s1"))
+    db = sqlite3.connect(tmp_path / "s.db")
+    with db:
+        db.execute("UPDATE ready SET tip = 'x', wire = substr(wire, 2)")
+    db.close()
+    assert store.ready_conversation("s1") is None  # not of its types: not used
+    assert load_head(store, "s1").ready is None
+    store.delete_session("s1")
+    store.close()
+
+
+def test_a_torn_or_foreign_ready_file_in_json_lines_is_ignored(tmp_path: Path) -> None:
+    store = open_store(f"json://{tmp_path}/j")
+    build(store)
+    keep_ready(store, store.load("s1"))
+    path = tmp_path / "j" / "sessions" / "s1" / "ready.cache"
+    data = path.read_bytes()
+    for broken in (data[: len(data) // 2], b"\xff" + data, b"not json\n" + data, b""):
+        path.write_bytes(broken)
+        assert load_head(store, "s1").ready is None
+    assert store.check() == []
+
+
+def test_a_copy_an_older_agentctl_left_behind_is_not_taken_by_a_new_session(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite://{tmp_path}/s.db")
+    build(store)
+    keep_ready(store, store.load("s1"))
+    # An older agentctl deletes the session knowing nothing of the ready table.
+    db = sqlite3.connect(tmp_path / "s.db")
+    with db:
+        for table in ("checkpoints", "messages", "sessions"):
+            db.execute(
+                f"DELETE FROM {table} WHERE {'id' if table == 'sessions' else 'session_id'} = 's1'"
+            )
+    db.close()
+    build(store)  # the same id and facts, made again
+    assert store.ready_conversation("s1") is None
+    store.close()
