@@ -48,6 +48,11 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
     path = path_of(name, root)
     settle(path)
     size = subject.size()
+    started = time.perf_counter()
+    subject.stop()
+    stop_s = time.perf_counter() - started
+    settle(path)
+    ready_bytes = subject.size() - size
     probe = subprocess.run(
         [sys.executable, "-m", "bench.probe", name, str(path)],
         capture_output=True,
@@ -76,6 +81,9 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
         "load_head_ms": ms(reads["load_head"]),
         "history_ms": ms(reads["history"]),
         "conversation_ms": ms(reads["conversation"]),
+        "request_ms": ms(reads["request"]),
+        "stop_ms": ms(stop_s),
+        "ready_bytes": ready_bytes,
         "rollback_ms": ms(statistics.median(rollbacks)),
         "rollback_bytes": round(rollback_bytes),
     }
@@ -119,12 +127,15 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["history_speedup_vs_peer"] = round(peer["history_ms"] / ours["history_ms"], 1)
         out["load_head_speedup_vs_peer"] = round(peer["load_head_ms"] / ours["load_head_ms"], 1)
         out["peer_commit_growth"] = round(peer["commit_last_ms"] / peer["commit_step10_ms"], 2)
+        # Issue 15: our conversation ready for the next request against the peer's load alone.
+        out["request_vs_peer_conversation"] = round(ours["request_ms"] / peer["conversation_ms"], 2)
     jsonl = by.get("agentctl-jsonl")
     if ours and jsonl:
         out["jsonl_commit_vs_sqlite"] = round(
             jsonl["commit_median_ms"] / ours["commit_median_ms"], 2
         )
         out["jsonl_load_vs_sqlite"] = round(jsonl["load_head_ms"] / ours["load_head_ms"], 2)
+        out["jsonl_request_vs_sqlite"] = round(jsonl["request_ms"] / ours["request_ms"], 2)
     return out
 
 
@@ -138,6 +149,9 @@ COLUMNS = [
     ("load_head_ms", "load head ms", "{:.2f}"),
     ("history_ms", "history ms", "{:.2f}"),
     ("conversation_ms", "conversation ms", "{:.2f}"),
+    ("request_ms", "request ms", "{:.2f}"),
+    ("stop_ms", "stop ms", "{:.2f}"),
+    ("ready_bytes", "ready copy", "{}"),
     ("rollback_ms", "rollback ms", "{:.2f}"),
     ("rollback_bytes", "rollback bytes", "{}"),
 ]
@@ -155,7 +169,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     lines = [header, "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        cells = [human(row[k]) if k == "bytes" else fmt.format(row[k]) for k, _, fmt in COLUMNS]
+        cells = [
+            human(row[k]) if k in ("bytes", "ready_bytes") else fmt.format(row[k])
+            for k, _, fmt in COLUMNS
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.probe import agentctl_request, as_request
 from bench.subjects import SESSION, AgentctlSubject, LangGraphSubject, message, task_field
 
 ROLLBACKS = 10
@@ -62,6 +63,7 @@ class AgentctlPostgres(AgentctlSubject):
                 ("load_head", lambda: store.head(SESSION)),
                 ("history", lambda: store.history(SESSION)),
                 ("conversation", lambda: [m.content for m in store.load(SESSION).messages]),
+                ("request", lambda: agentctl_request(store)),
             ):
                 out[key] = best_of(action)
             return out
@@ -118,6 +120,11 @@ class LangGraphPostgres(LangGraphSubject):
                         for m in saver.get_tuple(config).checkpoint["channel_values"]["messages"]  # type: ignore[arg-type,union-attr]
                     ]
                 ),
+                "request": best_of(
+                    lambda: as_request(
+                        saver.get_tuple(config).checkpoint["channel_values"]["messages"]  # type: ignore[arg-type,union-attr]
+                    )
+                ),
             }
 
     def size(self) -> int:
@@ -159,6 +166,11 @@ class RawPostgres:
                 "conversation": best_of(
                     lambda: [json.loads(b) for (b,) in conn.execute("SELECT body FROM log")]
                 ),
+                "request": best_of(
+                    lambda: as_request(
+                        [json.loads(b)["message"] for (b,) in conn.execute("SELECT body FROM log")]
+                    )
+                ),
             }
 
     def size(self) -> int:
@@ -186,6 +198,8 @@ def run_subject(kind: type, url: str, steps: int) -> dict[str, Any]:
         subject.commit(step)
         commits.append(time.perf_counter() - started)
     size = subject.size()
+    if hasattr(subject, "stop"):
+        subject.stop()  # what the end of a run leaves (agentctl: the ready conversation)
     reads = subject.reads()
     for _ in range(ROLLBACKS):
         subject.rollback(steps // 2)
@@ -201,6 +215,7 @@ def run_subject(kind: type, url: str, steps: int) -> dict[str, Any]:
         "load_head_ms": ms(reads["load_head"]),
         "history_ms": ms(reads["history"]),
         "conversation_ms": ms(reads["conversation"]),
+        "request_ms": ms(reads["request"]),
     }
 
 
@@ -293,6 +308,9 @@ def run(quick: bool) -> dict[str, Any]:
                 "history_speedup_vs_peer": round(peer["history_ms"] / ours["history_ms"], 1),
                 "load_head_speedup_vs_peer": round(peer["load_head_ms"] / ours["load_head_ms"], 1),
                 "peer_storage_vs_raw": round(peer["bytes"] / raw["bytes"], 1),
+                "request_vs_peer_conversation": round(
+                    ours["request_ms"] / peer["conversation_ms"], 2
+                ),
             }
             print(f"\nPostgreSQL, N = {steps} steps (fsync on, one local server)\n")
             for r in rows:

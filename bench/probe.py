@@ -32,11 +32,32 @@ def probe_agentctl(url: str) -> dict[str, float]:
     load_s, head = timed(lambda: store.head(SESSION))
     history_s, history = timed(lambda: store.history(SESSION))
     conversation_s, messages = timed(lambda: [m.content for m in store.load(SESSION).messages])
+    request_s, text = timed(lambda: agentctl_request(store))
+    assert json.loads(text) == [m.to_openai() for m in store.load(SESSION).messages]
     assert len(history) > 1
     assert head.task
     assert messages
     store.close()
-    return {"load_head": load_s, "history": history_s, "conversation": conversation_s}
+    return {
+        "load_head": load_s,
+        "history": history_s,
+        "conversation": conversation_s,
+        "request": request_s,
+    }
+
+
+def agentctl_request(store: Any) -> str:
+    """The conversation as the next request sends it (runner._send): kept ready by the run
+    that stopped, or built from the messages."""
+    from agentctl.store.ready import load_head, wire_array
+
+    session = load_head(store, SESSION)
+    return session.ready.wire if session.ready is not None else wire_array(session.messages)
+
+
+def as_request(messages: list[dict[str, Any]]) -> str:
+    """A peer's messages as a request's JSON array (serialised as the openai SDK does)."""
+    return json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
 
 
 def probe_langgraph(path: str) -> dict[str, float]:
@@ -55,11 +76,21 @@ def probe_langgraph(path: str) -> dict[str, float]:
             m["content"] for m in saver.get_tuple(config).checkpoint["channel_values"]["messages"]
         ]  # type: ignore[union-attr]
     )
+    request_s, _ = timed(
+        lambda: as_request(
+            saver.get_tuple(config).checkpoint["channel_values"]["messages"]  # type: ignore[union-attr]
+        )
+    )
     assert head is not None
     assert history
     assert messages
     conn.close()
-    return {"load_head": load_s, "history": history_s, "conversation": conversation_s}
+    return {
+        "load_head": load_s,
+        "history": history_s,
+        "conversation": conversation_s,
+        "request": request_s,
+    }
 
 
 def probe_raw(path: str) -> dict[str, float]:
@@ -71,8 +102,18 @@ def probe_raw(path: str) -> dict[str, float]:
     conversation_s, _ = timed(
         lambda: [json.loads(b) for (b,) in db.execute("SELECT body FROM log")]
     )
+    request_s, _ = timed(
+        lambda: as_request(
+            [json.loads(b)["message"] for (b,) in db.execute("SELECT body FROM log")]
+        )
+    )
     db.close()
-    return {"load_head": load_s, "history": history_s, "conversation": conversation_s}
+    return {
+        "load_head": load_s,
+        "history": history_s,
+        "conversation": conversation_s,
+        "request": request_s,
+    }
 
 
 def main() -> None:

@@ -57,6 +57,10 @@ class Subject(Protocol):
 
     def rollback(self, to_step: int) -> None: ...
 
+    def stop(self) -> None:
+        """What the end of a run leaves behind, beyond its checkpoints."""
+        ...
+
     def close(self) -> None: ...
 
     def size(self) -> int: ...
@@ -109,6 +113,12 @@ class AgentctlSubject:
             new_messages=(Message.model_validate({**message(step), "tokens": 100}),),
         )
         self.head = self.store.append(self.session, self.head, draft).id
+
+    def stop(self) -> None:
+        from agentctl.store.ready import keep_ready
+
+        # As the runner does when a run stops: the conversation kept ready for the next resume.
+        keep_ready(self.store, self.store.load(self.session))
 
     def rollback(self, to_step: int) -> None:
         from agentctl.details import RollbackDetail
@@ -185,6 +195,9 @@ class LangGraphSubject:
         )
         self._put(step, self.messages, task_field(step), self.config)
 
+    def stop(self) -> None:
+        pass  # every checkpoint holds its whole conversation already
+
     def rollback(self, to_step: int) -> None:
         # Time travel as LangGraph does it: a new checkpoint forked from the old one, holding
         # that checkpoint's state.
@@ -215,6 +228,9 @@ class RawSubject:
         self.db.execute("BEGIN")
         self.db.execute("INSERT INTO log (body) VALUES (?)", (body,))
         self.db.execute("COMMIT")
+
+    def stop(self) -> None:
+        pass
 
     def rollback(self, to_step: int) -> None:
         self.db.execute("BEGIN")

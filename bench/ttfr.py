@@ -4,9 +4,11 @@ A local OpenAI-compatible server (the scripted one, in this process) notes when 
 request of each run has arrived whole (its body read, not yet parsed); the process is then
 killed (what comes after the first request is not measured here). Subjects, each the median of
 7 runs: `agentctl run GOAL`, `agentctl resume` of a fresh session, and of sessions of 1,000 and
-10,000 checkpoints (no compaction: the whole conversation is sent). The floor, measured in the
-same run: `python -c "from openai import OpenAI"`, the import any client of the openai package
-pays. agentctl's bytecode is written first, as an installed agentctl has it (see `compiled`).
+10,000 checkpoints (no compaction: the whole conversation is sent), each left as the run that
+wrote it leaves a session when it stops: its conversation kept ready (store/ready.py). The
+floor, measured in the same run: `python -c "from openai import OpenAI"`, the import any client
+of the openai package pays. agentctl's bytecode is written first, as an installed agentctl has
+it (see `compiled`).
 
 Run: python -m bench.ttfr [--quick]
 """
@@ -49,6 +51,7 @@ def build_session(url: str, session_id: str, checkpoints: int) -> None:
     from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
+    from agentctl.store.ready import keep_ready
 
     store = open_store(url)
     info = SessionInfo(id=session_id, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
@@ -97,6 +100,8 @@ def build_session(url: str, session_id: str, checkpoints: int) -> None:
             new_messages=(Message(role="tool", tool_call_id=f"c{head}", content="x", tokens=1),),
         )
         store.append(session_id, head, draft)
+    # As the run that wrote it would have left it when it stopped (runner.run).
+    keep_ready(store, store.load(session_id))
     store.close()
 
 
