@@ -24,7 +24,8 @@ def timed(action: Any) -> tuple[float, Any]:
 
 def probe_agentctl(url: str) -> dict[str, float]:
     import agentctl.state
-    import agentctl.store.codec  # noqa: F401
+    import agentctl.store.codec
+    import agentctl.store.ready  # noqa: F401  (imported with the runner, before any session)
     from agentctl.store import open_store
 
     store = open_store(url)

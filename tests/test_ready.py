@@ -184,16 +184,14 @@ def tampered(ready: ReadyConversation, **change: Any) -> ReadyConversation:
     "change",
     [
         # One character of the text sent: the check tells.
-        lambda r: tampered(r, wire=r.wire.replace("naïve", "naive", 1)),
+        lambda r, _: tampered(r, wire=r.wire.replace("naïve", "naive", 1)),
         # Figures that do not match the text.
-        lambda r: tampered(r, tokens=r.tokens + 1),
+        lambda r, _: tampered(r, tokens=r.tokens + 1),
         # A sound copy of another session of the same id (an older agentctl deleted it).
-        lambda r: tampered(
-            ReadyConversation.of(
-                SessionInfo(id="s1", spec=TaskSpec(goal="g"), model="m", created_at="earlier"),
-                r.decoded("s1"),
-                r.tip,
-            )
+        lambda r, messages: ReadyConversation.of(
+            SessionInfo(id="s1", spec=TaskSpec(goal="g"), model="m", created_at="earlier"),
+            messages,
+            r.tip,
         ),
     ],
     ids=["text", "figures", "owner"],
@@ -203,7 +201,8 @@ def test_a_damaged_or_foreign_ready_copy_is_ignored(store: Store, change: Any) -
     session = store.load("s1")
     tip = session.checkpoint.message_tip
     assert tip is not None
-    store.keep_ready("s1", change(ReadyConversation.of(session.info, session.messages, tip)))
+    copy = ReadyConversation.of(session.info, session.messages, tip)
+    store.keep_ready("s1", change(copy, session.messages))
     loaded = load_head(store, "s1")
     assert loaded.ready is None
     assert loaded == session
@@ -254,3 +253,20 @@ def test_a_copy_an_older_agentctl_left_behind_is_not_taken_by_a_new_session(
     build(store)  # the same id and facts, made again
     assert store.ready_conversation("s1") is None
     store.close()
+
+
+def test_a_sound_copy_that_the_messages_contradict_is_a_store_error_when_read(
+    store: Store,
+) -> None:
+    from agentctl.errors import StoreError
+
+    build(store)
+    session = store.load("s1")
+    tip = session.checkpoint.message_tip
+    assert tip is not None
+    other = (*session.messages[:-1], session.messages[-1].model_copy(update={"tokens": 99}))
+    store.keep_ready("s1", ReadyConversation.of(session.info, other, tip))
+    lazy = load_head(store, "s1")
+    assert lazy.ready is not None  # sound, the head's: taken
+    with pytest.raises(StoreError, match="do not match the conversation kept ready"):
+        _ = lazy.messages

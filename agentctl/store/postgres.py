@@ -135,7 +135,6 @@ MIGRATIONS.append(
             count integer NOT NULL,
             tokens bigint NOT NULL,
             turn text NOT NULL,
-            stored text NOT NULL,
             wire text NOT NULL,
             check_sum bigint NOT NULL
         );
@@ -608,12 +607,12 @@ class PostgresStore:
         with self._errors(session_id):
             kept = self._retrying(
                 lambda db: db.execute(
-                    f"INSERT INTO {S}.ready (session_id, owner, tip, count, tokens, turn, stored,"
-                    " wire, check_sum) SELECT id, %s, %s, %s, %s, %s, %s, %s, %s"
+                    f"INSERT INTO {S}.ready (session_id, owner, tip, count, tokens, turn, wire,"
+                    " check_sum) SELECT id, %s, %s, %s, %s, %s, %s, %s"
                     f" FROM {S}.sessions WHERE id = %s"
                     " ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner,"
                     " tip = excluded.tip, count = excluded.count, tokens = excluded.tokens,"
-                    " turn = excluded.turn, stored = excluded.stored, wire = excluded.wire,"
+                    " turn = excluded.turn, wire = excluded.wire,"
                     " check_sum = excluded.check_sum RETURNING session_id",
                     (*ready.row(), session_id),
                 ).fetchone()
@@ -628,7 +627,7 @@ class PostgresStore:
             with self._errors(session_id):
                 row = self._retrying(
                     lambda db: db.execute(
-                        "SELECT owner, tip, count, tokens, turn, stored, wire, check_sum"
+                        "SELECT owner, tip, count, tokens, turn, wire, check_sum"
                         f" FROM {S}.ready WHERE session_id = %s",
                         (session_id,),
                     ).fetchone()

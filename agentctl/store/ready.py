@@ -5,9 +5,11 @@ message, validate it, build its wire form, serialise the request (70 ms of a res
 messages). So when a run stops, the runner leaves the conversation in the store in the form the
 next request needs: the wire-form JSON array, the token total and the newest turn, keyed by its
 last message. A message id names one conversation (messages are never changed; a chain ends at
-its tip), so a resume at the same tip sends that text as it is, and the messages are validated
-only when something needs them as models (after the first reply). Any other head (a rollback, or
-checkpoints written by a run that was killed) reads the messages as before.
+its tip), so a resume at the same tip sends that text as it is, and the messages are read and
+validated only when something needs them as models: after the first request is out. Any other
+head (a rollback, or checkpoints written by a run that was killed) reads the messages first, as
+before. The copy holds only what the first request and the choice of the next action need: the
+messages themselves stay where they are.
 
 It is a cache: a copy that is stale, damaged or from a newer agentctl is ignored, never trusted
 and never an error. Commands other than `run`/`resume` never read it.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +41,6 @@ class ReadyConversation:
     count: int  # messages in the conversation
     tokens: int  # their counted tokens, summed
     turn: str  # stored form (JSON array) of the newest turn: its assistant message on
-    stored: str  # stored form (JSON array) of every message, validated only when needed
     wire: str  # the Chat Completions form (JSON array): what the next request sends
     check: int  # CRC-32 of all the above and READY_VERSION, to tell a damaged or foreign copy
 
@@ -48,68 +49,42 @@ class ReadyConversation:
         from agentctl.state import newest_turn
         from agentctl.store.codec import encode_messages
 
-        turn_start = newest_turn(messages)
         fields = (
             owner_of(info),
             tip,
             len(messages),
             sum(m.tokens for m in messages),
-            encode_messages(messages[turn_start:]),
-            encode_messages(messages),
+            encode_messages(messages[newest_turn(messages) :]),
             wire_array(messages),
         )
         return cls(*fields, check=_check(*fields))
 
     def sound(self) -> bool:
         return self.check == _check(
-            self.owner, self.tip, self.count, self.tokens, self.turn, self.stored, self.wire
+            self.owner, self.tip, self.count, self.tokens, self.turn, self.wire
         )
 
-    def decoded(self, session_id: str) -> tuple[Message, ...]:
-        """Every message, validated; a StoreError when they do not add up to the figures."""
-        from agentctl.errors import StoreError
-        from agentctl.store.codec import decode_messages
-
-        messages = decode_messages(self.stored, where=f"session {session_id}")
-        if len(messages) != self.count or sum(m.tokens for m in messages) != self.tokens:
-            raise StoreError(f"session {session_id}: its ready conversation does not add up")
-        return messages
-
-    def decoded_turn(self, session_id: str) -> tuple[Message, ...]:
-        from agentctl.store.codec import decode_messages
-
-        return decode_messages(self.turn, where=f"session {session_id}")
-
-    def row(self) -> tuple[str, int, int, int, str, str, str, int]:
+    def row(self) -> tuple[str, int, int, int, str, str, int]:
         """The fields in order, as SQL backends store them (`from_row` reads them back)."""
-        return (
-            self.owner,
-            self.tip,
-            self.count,
-            self.tokens,
-            self.turn,
-            self.stored,
-            self.wire,
-            self.check,
-        )
+        return (self.owner, self.tip, self.count, self.tokens, self.turn, self.wire, self.check)
 
     def document(self) -> bytes:
-        """One file (JSON lines): a JSON header line, then the three texts back to back."""
+        """One file (JSON lines): a JSON header line, then the two texts back to back."""
         header = {
             "owner": self.owner,
             "tip": self.tip,
             "count": self.count,
             "tokens": self.tokens,
             "check": self.check,
-            "lengths": [len(self.turn), len(self.stored)],
+            "turn_length": len(self.turn),
         }
-        text = json.dumps(header) + "\n" + self.turn + self.stored + self.wire
+        text = json.dumps(header) + "\n" + self.turn + self.wire
         return text.encode("utf-8", "surrogatepass")
 
 
 def from_row(row: Sequence[object]) -> ReadyConversation | None:
     """A stored copy, or None when its fields are not of their types (it is then not used)."""
-    kinds = (str, int, int, int, str, str, str, int)
+    kinds = (str, int, int, int, str, str, int)
     if len(row) != len(kinds) or not all(
         type(value) is kind for value, kind in zip(row, kinds, strict=True)
     ):
@@ -122,20 +97,62 @@ def from_document(data: bytes) -> ReadyConversation | None:
         text = data.decode("utf-8", "surrogatepass")
         first, _, rest = text.partition("\n")
         header = json.loads(first)
-        turn_length, stored_length = header["lengths"]
+        split = header["turn_length"]
         fields = (
             header["owner"],
             header["tip"],
             header["count"],
             header["tokens"],
-            rest[:turn_length],
-            rest[turn_length : turn_length + stored_length],
-            rest[turn_length + stored_length :],
+            rest[:split],
+            rest[split:],
             header["check"],
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return from_row(fields)
+
+
+class Ready:
+    """A session's conversation while only its ready copy is read (state.Pending): the
+    messages are read from the store the session came from when first asked for."""
+
+    def __init__(self, copy: ReadyConversation, read: Callable[[], tuple[Message, ...]]) -> None:
+        self.copy = copy
+        self._read = read
+
+    @property
+    def tip(self) -> int:
+        return self.copy.tip
+
+    @property
+    def count(self) -> int:
+        return self.copy.count
+
+    @property
+    def tokens(self) -> int:
+        return self.copy.tokens
+
+    @property
+    def wire(self) -> str:
+        return self.copy.wire
+
+    def decoded(self, session_id: str) -> tuple[Message, ...]:
+        """Every message, validated; a StoreError when they are not what the copy says."""
+        from agentctl.errors import StoreError
+
+        messages = self._read()
+        if len(messages) != self.count or sum(m.tokens for m in messages) != self.tokens:
+            raise StoreError(
+                f"session {session_id}: its messages do not match the conversation kept ready "
+                "for it (the copy was sent to the model)",
+                hint=f"agentctl verify {session_id}",
+            )
+        return messages
+
+    def decoded_turn(self, session_id: str) -> tuple[Message, ...]:
+        from agentctl.store.codec import decode_messages
+
+        return decode_messages(self.copy.turn, where=f"session {session_id}")
 
 
 def owner_of(info: SessionInfo) -> str:
@@ -147,24 +164,26 @@ def wire_array(messages: Sequence[Message]) -> str:
     return json.dumps([m.to_openai() for m in messages], ensure_ascii=False, separators=(",", ":"))
 
 
-def _check(owner: str, tip: int, count: int, tokens: int, turn: str, stored: str, wire: str) -> int:
-    head = f"{READY_VERSION}:{owner}:{tip}:{count}:{tokens}:{len(turn)}:{len(stored)}:"
+def _check(owner: str, tip: int, count: int, tokens: int, turn: str, wire: str) -> int:
+    head = f"{READY_VERSION}:{owner}:{tip}:{count}:{tokens}:{len(turn)}:"
     crc = zlib.crc32(head.encode())
-    for text in (turn, stored, wire):
+    for text in (turn, wire):
         crc = zlib.crc32(text.encode("utf-8", "surrogatepass"), crc)
     return crc
 
 
 def load_head(store: Store, session_id: str) -> Session:
     """The session at its head for the next request: from the ready conversation when it is
-    the head's, else from the messages."""
+    the head's (its messages read from `store` when first asked for: while it is open), else
+    from the messages."""
     from agentctl.state import Session
 
-    ready = store.ready_conversation(session_id)
-    if ready is not None:
+    copy = store.ready_conversation(session_id)
+    if copy is not None:
         head, info = store.head(session_id), store.info(session_id)
-        if ready.tip == head.message_tip and ready.owner == owner_of(info) and ready.sound():
-            return Session(info, head, ready=ready)
+        if copy.tip == head.message_tip and copy.owner == owner_of(info) and copy.sound():
+            read = lambda: store.load(session_id, head.id).messages  # noqa: E731
+            return Session(info, head, ready=Ready(copy, read))
     return store.load(session_id)
 
 

@@ -62,7 +62,6 @@ CREATE TABLE IF NOT EXISTS ready (
     count INTEGER NOT NULL,
     tokens INTEGER NOT NULL,
     turn TEXT NOT NULL,
-    stored TEXT NOT NULL,
     wire TEXT NOT NULL,
     check_sum INTEGER NOT NULL
 )
@@ -571,7 +570,7 @@ class SQLiteStore:
             db.execute(_READY_TABLE)
             db.execute(
                 "INSERT OR REPLACE INTO ready (session_id, owner, tip, count, tokens, turn, "
-                "stored, wire, check_sum) VALUES (?,?,?,?,?,?,?,?,?)",
+                "wire, check_sum) VALUES (?,?,?,?,?,?,?,?)",
                 (session_id, *ready.row()),
             )
 
@@ -580,7 +579,7 @@ class SQLiteStore:
 
         try:
             row = self._db.execute(
-                "SELECT owner, tip, count, tokens, turn, stored, wire, check_sum FROM ready "
+                "SELECT owner, tip, count, tokens, turn, wire, check_sum FROM ready "
                 "WHERE session_id = ?",
                 (session_id,),
             ).fetchone()

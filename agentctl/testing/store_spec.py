@@ -17,6 +17,7 @@ ids, a head that moved, a lease held by another.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -395,7 +396,7 @@ class StoreSpec:
         assert kept == again
         assert kept is not None
         assert kept.sound()
-        assert kept.decoded("abc123") == newer.messages
+        assert json.loads(kept.wire) == [m.to_openai() for m in newer.messages]
 
     def test_a_ready_conversation_goes_with_its_session(self, store: Store) -> None:
         from agentctl.store.ready import ReadyConversation
