@@ -52,7 +52,7 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
     subject.stop()
     stop_s = time.perf_counter() - started
     settle(path)
-    ready_bytes = subject.size() - size
+    stopped_size = subject.size()
     probe = subprocess.run(
         [sys.executable, "-m", "bench.probe", name, str(path)],
         capture_output=True,
@@ -66,7 +66,7 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
         subject.rollback(steps // 2)
         rollbacks.append(time.perf_counter() - started)
     settle(path)
-    rollback_bytes = (subject.size() - size) / ROLLBACKS
+    rollback_bytes = (subject.size() - stopped_size) / ROLLBACKS
     subject.close()
     ordered = sorted(commits)
     early = commits[5:15] if steps >= 15 else commits
@@ -83,7 +83,7 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
         "conversation_ms": ms(reads["conversation"]),
         "request_ms": ms(reads["request"]),
         "stop_ms": ms(stop_s),
-        "ready_bytes": ready_bytes,
+        "ready_bytes": stopped_size - size,
         "rollback_ms": ms(statistics.median(rollbacks)),
         "rollback_bytes": round(rollback_bytes),
     }
