@@ -48,9 +48,7 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
     path = path_of(name, root)
     settle(path)
     size = subject.size()
-    started = time.perf_counter()
-    subject.stop()
-    stop_s = time.perf_counter() - started
+    stop_s = subject.stop()
     settle(path)
     stopped_size = subject.size()
     probe = subprocess.run(

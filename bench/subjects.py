@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,8 +58,8 @@ class Subject(Protocol):
 
     def rollback(self, to_step: int) -> None: ...
 
-    def stop(self) -> None:
-        """What the end of a run leaves behind, beyond its checkpoints."""
+    def stop(self) -> float:
+        """What the end of a run leaves behind, beyond its checkpoints: the seconds it takes."""
         ...
 
     def close(self) -> None: ...
@@ -114,11 +115,15 @@ class AgentctlSubject:
         )
         self.head = self.store.append(self.session, self.head, draft).id
 
-    def stop(self) -> None:
+    def stop(self) -> float:
         from agentctl.store.ready import keep_ready
 
         # As the runner does when a run stops: the conversation kept ready for the next resume.
-        keep_ready(self.store, self.store.load(self.session))
+        # Timed from the session in memory, as a runner has it.
+        session = self.store.load(self.session)
+        started = time.perf_counter()
+        keep_ready(self.store, session)
+        return time.perf_counter() - started
 
     def rollback(self, to_step: int) -> None:
         from agentctl.details import RollbackDetail
@@ -195,8 +200,8 @@ class LangGraphSubject:
         )
         self._put(step, self.messages, task_field(step), self.config)
 
-    def stop(self) -> None:
-        pass  # every checkpoint holds its whole conversation already
+    def stop(self) -> float:
+        return 0.0  # every checkpoint holds its whole conversation already
 
     def rollback(self, to_step: int) -> None:
         # Time travel as LangGraph does it: a new checkpoint forked from the old one, holding
@@ -229,8 +234,8 @@ class RawSubject:
         self.db.execute("INSERT INTO log (body) VALUES (?)", (body,))
         self.db.execute("COMMIT")
 
-    def stop(self) -> None:
-        pass
+    def stop(self) -> float:
+        return 0.0
 
     def rollback(self, to_step: int) -> None:
         self.db.execute("BEGIN")

@@ -271,3 +271,38 @@ def test_a_dangling_link_is_not_followed_into_a_new_store(tmp_path: Path) -> Non
     with pytest.raises(StoreError, match="link to a file that does not exist"):
         SQLiteStore(link)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agentctl.db"]
+
+
+def test_a_read_that_pauses_the_garbage_collector_puts_it_back_as_it_was() -> None:
+    import gc
+
+    from agentctl.store.base import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("a read that fails")
+    assert gc.isenabled()
+    gc.disable()  # whoever turned it off keeps it off
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_history_that_fails_leaves_the_collector_on(tmp_path: Path) -> None:
+    import gc
+
+    from agentctl.errors import UnknownSessionError
+
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        with pytest.raises(UnknownSessionError):
+            store.history("nope")
+        assert gc.isenabled()
+    finally:
+        store.close()

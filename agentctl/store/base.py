@@ -9,7 +9,8 @@ columns: `list` and `history` must not pay pydantic's import cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -329,6 +330,22 @@ def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: in
     if not 0 <= keep <= len(chain):
         raise InvalidDraftError(f"cannot keep {keep} of a conversation of {len(chain)} messages")
     return chain[len(chain) - keep] if keep else None
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a read builds thousands of acyclic objects
+    (tuples, strings, ints, plain dicts) it could never free: a history of 1,000 checkpoints
+    paid 0.65 ms of its 2.2 ms in collections. Back on (if it was) however the read ends."""
+    import gc
+
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def chain_array(rows: Iterable[tuple[int, int | None, str]], tip: int | None) -> str | None:

@@ -37,6 +37,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
+    gc_paused,
     plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
@@ -408,7 +409,7 @@ class JsonlStore:
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
         path = self._dir(session_id)
-        with _reading(path):
+        with _reading(path), gc_paused():
             records = self._read_log(path)
             return [
                 CheckpointSummary(

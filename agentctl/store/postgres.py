@@ -47,6 +47,7 @@ from agentctl.store.base import (
     MessageLinks,
     SessionSummary,
     chain_array,
+    gc_paused,
     plan_append,
 )
 from agentctl.store.lease import Lease, holder_is_gone, user_name
@@ -750,7 +751,7 @@ class PostgresStore:
     def history(self, session_id: str) -> list[CheckpointSummary]:
         import json
 
-        with self._errors(session_id):
+        with self._errors(session_id), gc_paused():
             rows = self._retrying(
                 lambda db: db.execute(
                     "SELECT id, parent, event, from_state, to_state, created_at, detail"

@@ -38,6 +38,7 @@ from agentctl.store.base import (
     MessageLinks,
     SessionSummary,
     chain_array,
+    gc_paused,
     plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
@@ -464,15 +465,14 @@ class SQLiteStore:
             return [SessionSummary._make((*row[:9], _tags(row[9]), row[10])) for row in rows]
 
     def history(self, session_id: str) -> list[CheckpointSummary]:
-        with _translated(self.path, session_id):
+        with _translated(self.path, session_id), gc_paused():
             rows = self._db.execute(
                 "SELECT id, parent, event, from_state, to_state, created_at, detail"
                 " FROM checkpoints WHERE session_id = ? ORDER BY id",
                 (session_id,),
             ).fetchall()
-        if not rows:
-            self._head_id(session_id)  # UnknownSessionError, or StoreError: none at all
-        with _translated(self.path, session_id):
+            if not rows:
+                self._head_id(session_id)  # UnknownSessionError, or StoreError: none at all
             return [
                 CheckpointSummary(
                     row[0], row[1], row[2], row[3], row[4], row[5], _json_object(row[6])
