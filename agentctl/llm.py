@@ -174,7 +174,13 @@ class OpenAIModelClient:
         if max_tokens is not None and self._limit_field is not None:
             fields[self._limit_field] = max_tokens
         array = messages.text if isinstance(messages, WireArray) else _json(list(messages))
-        return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
+        try:
+            return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no server could read it
+            raise ModelError(
+                "the request holds text that is not valid Unicode (a lone surrogate); "
+                "nothing was sent"
+            ) from None
 
     def _on_request(self, _request: Any) -> None:
         written = self._written

@@ -270,3 +270,15 @@ def test_a_sound_copy_that_the_messages_contradict_is_a_store_error_when_read(
     assert lazy.ready is not None  # sound, the head's: taken
     with pytest.raises(StoreError, match="do not match the conversation kept ready"):
         _ = lazy.messages
+
+
+def test_a_request_that_cannot_be_encoded_is_one_model_error_and_nothing_is_sent() -> None:
+    from agentctl.errors import ModelError
+
+    model = ScriptedModel((ScriptTurn(content="hi"),))
+    with ScriptedServer(model) as server:
+        config = ModelConfig(model="m", base_url=server.base_url, api_key=None, max_retries=0)
+        client = OpenAIModelClient(config)
+        with pytest.raises(ModelError, match="not valid Unicode"):
+            client.send([{"role": "user", "content": "bad \ud800"}], [])
+    assert sum(model.requests.values()) == 0
