@@ -19,7 +19,15 @@ from agentctl.details import ErrorDetail, InputDetail, QuestionDetail, ToolDetai
 from agentctl.errors import InvalidTransition
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
-from agentctl.state import Approval, Message, PendingQuestion, Session, ToolCall
+from agentctl.state import (
+    Approval,
+    Message,
+    PendingQuestion,
+    Session,
+    ToolCall,
+    valid_text,
+    valid_value,
+)
 from agentctl.store.base import Store
 from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
 
@@ -44,6 +52,7 @@ class ToolCalls:
         self._tools = tools
 
     def receive_input(self, session: Session, text: str) -> Session:
+        text = valid_text(text)  # a terminal's bytes that are not UTF-8
         question = session.task.pending_question
         if question is not None and question.kind == "approval" and question.tool_call_id:
             return self._receive_approval(session, question.tool_call_id, text)
@@ -100,7 +109,7 @@ class ToolCalls:
 
     def handle_call(self, session: Session, call: ToolCall) -> Session:
         try:
-            arguments = json.loads(call.arguments or "{}")
+            arguments = valid_value(json.loads(call.arguments or "{}"))  # `\ud800` escapes
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:

@@ -16,7 +16,16 @@ from agentctl.context import TokenCounter
 from agentctl.details import Detail, ErrorDetail, NoDetail, ToolDetail
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import Checkpointed, RunEvent
-from agentctl.state import Message, Session, SessionInfo, TaskState, ToolCall, Usage
+from agentctl.state import (
+    Message,
+    Session,
+    SessionInfo,
+    TaskState,
+    ToolCall,
+    Usage,
+    valid_message,
+    valid_text,
+)
 from agentctl.store.base import CheckpointDraft, Store
 
 if TYPE_CHECKING:
@@ -44,7 +53,9 @@ class Journal:
         return self._counter
 
     def counted(self, message: Message) -> Message:
-        """The message with its tokens counted: once, when it is created."""
+        """The message with its tokens counted: once, when it is created. Every new message
+        passes here: text UTF-8 cannot encode is replaced first (state.valid_text)."""
+        message = valid_message(message)
         count = self.counter().count(message.to_openai())
         return message.model_copy(update={"tokens": count})
 
@@ -53,6 +64,7 @@ class Journal:
 
     def tool_error(self, session: Session, call: ToolCall, text: str) -> Session:
         """The call's result is an error the model reads; nothing ran, nothing is in flight."""
+        text = valid_text(text)  # it may quote a path or an argument
         return self.commit(
             session,
             CheckpointKind.TOOL_RESULT,
@@ -64,6 +76,7 @@ class Journal:
 
     def record_error(self, session: Session, message: str, **update: Any) -> Session:
         """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
+        message = valid_text(message)  # it may quote a server's words
         task = session.task.model_copy(update={"last_error": message, **update})
         detail = ErrorDetail(message)
         return self.commit(session, CheckpointKind.ERROR, session.state, task, detail=detail)

@@ -9,6 +9,7 @@ Models are frozen where they are history (messages, checkpoints) and copied with
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
@@ -86,6 +87,45 @@ class Message(_Model):
 
 
 EMPTY_REPLY = "(empty reply)"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD. Python makes them of bytes that are
+    not UTF-8 (a file name, a command line) and of `\\ud800` escapes in a server's JSON; UTF-8
+    cannot encode them, so no store and no server could take a message that held one, and
+    every resume of its session would meet the same refusal."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def valid_value(value: Any) -> Any:
+    """A parsed JSON value (tool-call arguments) with valid_text applied to every string."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [valid_value(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): valid_value(v) for k, v in value.items()}
+    return value
+
+
+def valid_message(message: Message) -> Message:
+    """`message` with valid_text applied to all its text (itself when there was nothing to do)."""
+    calls = tuple(
+        ToolCall(id=valid_text(c.id), name=valid_text(c.name), arguments=valid_text(c.arguments))
+        for c in message.tool_calls
+    )
+    update: dict[str, Any] = {}
+    if message.content is not None and valid_text(message.content) != message.content:
+        update["content"] = valid_text(message.content)
+    if calls != message.tool_calls:
+        update["tool_calls"] = calls
+    if (
+        message.tool_call_id is not None
+        and valid_text(message.tool_call_id) != message.tool_call_id
+    ):
+        update["tool_call_id"] = valid_text(message.tool_call_id)
+    return message.model_copy(update=update) if update else message
 
 
 def sendable_arguments(arguments: str) -> str:

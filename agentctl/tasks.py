@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agentctl.errors import TaskFileError
-from agentctl.state import TaskSpec
+from agentctl.state import TaskSpec, valid_text
 
 
 def looks_like_task_file(argument: str) -> bool:
@@ -54,10 +54,13 @@ def load_task_file(path: str | Path) -> TaskSpec:
 
 
 def goal_task(goal: str) -> TaskSpec:
-    goal = goal.strip()
+    goal = valid_text(goal.strip())  # command-line bytes that are not UTF-8
     if not goal:
         raise TaskFileError("the goal is empty: give a task file or a goal in quotes")
-    return TaskSpec(goal=goal)
+    try:
+        return TaskSpec(goal=goal)
+    except ValidationError as exc:
+        raise TaskFileError(f"the goal cannot be used: {exc.errors()[0]['msg']}") from None
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
