@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,16 @@ def build(store: Store, session_id: str = "s1") -> int:
 
 
 def runner(store: Store, base_url: str) -> Runner:
+    from datetime import datetime
+
     config = ModelConfig(model="m", base_url=base_url, api_key="sk-test", max_retries=0)
-    clock = iter(f"2026-01-02T00:00:{n:02d}" for n in range(60))
     return Runner(
         store,
         lambda: OpenAIModelClient(config),
         CharCounter,
         ToolRegistry(policy=ApprovalPolicy()),
-        lambda: next(clock),
+        # After the built session's dates, and in order across the processes of one test.
+        lambda: datetime.now(UTC).isoformat(timespec="microseconds"),
     )
 
 
@@ -282,3 +285,101 @@ def test_a_request_that_cannot_be_encoded_is_one_model_error_and_nothing_is_sent
         with pytest.raises(ModelError, match="not valid Unicode"):
             client.send([{"role": "user", "content": "bad \ud800"}], [])
     assert sum(model.requests.values()) == 0
+
+
+# -- killed anywhere around the ready conversation ------------------------------------------
+
+
+def finish_script() -> tuple[ScriptTurn, ...]:
+    """Replies by turn index: fillers for the built turns, then a plan and the finish."""
+    from agentctl.state import ScriptToolCall
+
+    filler = (ScriptTurn(content="unused"),) * PAIRS
+    plan = ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments={"steps": ["x"]}),))
+    done = ScriptTurn(tool_calls=(ScriptToolCall(name="finish", arguments={"result": "ok"}),))
+    return (*filler, plan, done)
+
+
+def resume_in_child(url: str, base_url: str, armed: tuple[str, int] | None) -> bool:
+    """One resume in a forked process; True when its armed fault killed it."""
+    import os
+    import signal
+    import traceback
+
+    from agentctl import faults
+
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            if armed is not None:
+                faults.arm(*armed)
+            store = open_store(url)
+            runner(store, base_url).run("s1", answer=None, ask=None, max_turns=10)
+            store.close()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return True
+    assert os.WEXITSTATUS(status) == 0, "the resume failed (see its traceback)"
+    return False
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("backend", ["sqlite", "json"])
+def test_a_resume_killed_anywhere_from_a_ready_conversation_ends_as_a_clean_one(
+    tmp_path: Path, backend: str
+) -> None:
+    from agentctl.verify import verify_store
+
+    def place(name: str) -> str:
+        return (
+            f"sqlite://{tmp_path}/{name}.db" if backend == "sqlite" else f"json://{tmp_path}/{name}"
+        )
+
+    def copy(name: str) -> str:
+        if backend == "sqlite":
+            shutil.copy(tmp_path / "built.db", tmp_path / f"{name}.db")
+        else:
+            shutil.copytree(tmp_path / "built", tmp_path / name)
+        return place(name)
+
+    built = open_store(place("built"))
+    build(built)
+    keep_ready(built, built.load("s1"))
+    built.close()
+
+    def outcome(url: str) -> tuple[Any, ...]:
+        store = open_store(url)
+        try:
+            session = store.load("s1")
+            problems, reports = verify_store(store)
+            assert problems == []
+            assert all(not r.problems for r in reports), [r.problems for r in reports]
+            kept = store.ready_conversation("s1")
+            if kept is not None and kept.tip == session.checkpoint.message_tip:
+                assert json.loads(kept.wire) == [m.to_openai() for m in session.messages]
+            kinds = [c.kind for c in store.history("s1")]
+            return session.state, session.task.result, session.messages, kinds
+        finally:
+            store.close()
+
+    model = ScriptedModel(finish_script())
+    with ScriptedServer(model) as server:
+        assert not resume_in_child(copy("clean"), server.base_url, None)
+        clean = outcome(place("clean"))
+        assert clean[0] is State.DONE
+        killed = 0
+        for point in ("model_reply_received", "commit_started", "commit_done"):
+            for occurrence in range(1, 8):
+                url = copy(f"{point}-{occurrence}")
+                if not resume_in_child(url, server.base_url, (point, occurrence)):
+                    break  # the run ended before the point's n-th time
+                killed += 1
+                assert not resume_in_child(url, server.base_url, None)
+                assert outcome(url) == clean, (point, occurrence)
+    assert killed >= 8

@@ -573,6 +573,7 @@ class SQLiteStore:
                 "wire, check_sum) VALUES (?,?,?,?,?,?,?,?)",
                 (session_id, *ready.row()),
             )
+            faults.hit("commit_started")  # written, not committed
 
     def ready_conversation(self, session_id: str) -> ReadyConversation | None:
         from agentctl.store.ready import from_row
