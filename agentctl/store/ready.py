@@ -11,8 +11,10 @@ head (a rollback, or checkpoints written by a run that was killed) reads the mes
 before. The copy holds only what the first request and the choice of the next action need: the
 messages themselves stay where they are.
 
-It is a cache: a copy that is stale, damaged or from a newer agentctl is ignored, never trusted
-and never an error. Commands other than `run`/`resume` never read it.
+It is a cache: a copy that is stale, damaged, another session's or of another layout is
+ignored, and none is no error. A sound copy that its messages contradict (only an edited store
+has one) is found when they are read after the request: a StoreError, and nothing is written.
+Commands other than `run`/`resume` never read it.
 """
 
 from __future__ import annotations
