@@ -111,21 +111,21 @@ def valid_value(value: Any) -> Any:
 
 def valid_message(message: Message) -> Message:
     """`message` with valid_text applied to all its text (itself when there was nothing to do)."""
-    calls = tuple(
-        ToolCall(id=valid_text(c.id), name=valid_text(c.name), arguments=valid_text(c.arguments))
-        for c in message.tool_calls
+    content = message.content and valid_text(message.content)
+    call_id = message.tool_call_id and valid_text(message.tool_call_id)
+    calls = message.tool_calls
+    if any(valid_text(t) != t for c in calls for t in (c.id, c.name, c.arguments)):
+        calls = tuple(
+            ToolCall(
+                id=valid_text(c.id), name=valid_text(c.name), arguments=valid_text(c.arguments)
+            )
+            for c in calls
+        )
+    if (content, call_id, calls) == (message.content, message.tool_call_id, message.tool_calls):
+        return message
+    return message.model_copy(
+        update={"content": content, "tool_call_id": call_id, "tool_calls": calls}
     )
-    update: dict[str, Any] = {}
-    if message.content is not None and valid_text(message.content) != message.content:
-        update["content"] = valid_text(message.content)
-    if calls != message.tool_calls:
-        update["tool_calls"] = calls
-    if (
-        message.tool_call_id is not None
-        and valid_text(message.tool_call_id) != message.tool_call_id
-    ):
-        update["tool_call_id"] = valid_text(message.tool_call_id)
-    return message.model_copy(update=update) if update else message
 
 
 def sendable_arguments(arguments: str) -> str:
