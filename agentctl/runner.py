@@ -37,7 +37,8 @@ from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingRe
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
 from agentctl.state import Message, Session, SessionInfo, TaskState
 from agentctl.store.base import Store
-from agentctl.store.ready import keep_ready, load_head
+from agentctl.store.listing import keep_listing
+from agentctl.store.ready import keep_ready, load_head, owner_of
 from agentctl.tools import ToolRegistry
 
 if TYPE_CHECKING:
@@ -141,7 +142,9 @@ class Runner:
         request has no effect to undo)."""
         self._prelude = prelude
         result = self._run(load_head(self._store, session_id), answer, ask, max_turns)
-        keep_ready(self._store, result.session)  # for the next resume's first request
+        session = result.session
+        keep_ready(self._store, session)  # for the next resume's first request
+        keep_listing(self._store, session.info.id, owner_of(session.info), session.checkpoint.id)
         return result
 
     def _run(

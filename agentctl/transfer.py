@@ -73,7 +73,7 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
     }
     yield json.dumps(header, separators=(",", ":"))
     highest = 0  # message ids grow with the checkpoints that add them
-    for summary in store.history(session_id):
+    for summary in store.history(session_id, kept=False):  # the rows, as they are
         checkpoint = store.get_checkpoint(session_id, summary.id)
         tip = checkpoint.message_tip or 0
         added = []

@@ -31,8 +31,9 @@ def verify_store(
     heads: dict[str, CheckpointSummary] = {}
     for sid in ids:
         try:
-            history = store.history(sid)
+            history = store.history(sid, kept=False)
             report = verify_session(store, sid, history)
+            report.problems.extend(listing_problems(history, store.history(sid)))
             if history and not report.problems:
                 heads[sid] = history[-1]
         except AgentctlError as exc:
@@ -76,6 +77,21 @@ def _index_problems(
         f"the session index says head {summary.head} ({summary.state}), the checkpoints "
         f"say {head.id} ({head.to_state})"
     ]
+
+
+def listing_problems(
+    rows: list[CheckpointSummary], listed: list[CheckpointSummary]
+) -> list[str]:
+    """Where the history `agentctl history` reads (the kept listing, store/listing.py, and the
+    rows after it) disagrees with the rows: only an edited store has such a listing. A newer
+    checkpoint in `listed` is a run that went on meanwhile (verify takes no lease)."""
+    for ours, theirs in zip(rows, listed, strict=False):
+        if ours != theirs:
+            return [
+                f"its kept history listing disagrees with checkpoint {ours.id}: the store was "
+                "edited (history and rollback read that listing)"
+            ]
+    return []
 
 
 def tree_problems(history: list[CheckpointSummary]) -> list[str]:

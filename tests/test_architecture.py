@@ -125,8 +125,8 @@ def test_stores_import_only_the_bottom_and_each_other() -> None:
 def test_the_runner_reaches_model_store_and_tools_through_their_protocols() -> None:
     assert not EVERY["runner"] & {"service", "cli", "render", "config", "scripted", "tasks"}
     stores = {i for i in EVERY["runner"] if i.startswith("store/")}
-    # The protocol and its records (store/ready: the ready conversation, over the protocol).
-    assert stores <= {"store/base", "store/lease", "store/ready"}, stores
+    # The protocol and its records (store/ready, store/listing: the caches, over the protocol).
+    assert stores <= {"store/base", "store/lease", "store/ready", "store/listing"}, stores
 
 
 def loaded_heavy_modules(command: list[str]) -> str:

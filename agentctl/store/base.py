@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         UserProfile,
     )
     from agentctl.store.lease import Lease
+    from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
 
@@ -151,9 +152,10 @@ class SessionTree(Protocol):
         listed with state "damaged" where the backend can still name it."""
         ...
 
-    def history(self, session_id: str) -> list[CheckpointSummary]:
-        """Every checkpoint of a session in order of creation (all branches).
-        Raises UnknownSessionError."""
+    def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
+        """Every checkpoint of a session in order of creation (all branches): from the kept
+        listing (KeptListings) and the rows after it, or with `kept=False` from the rows
+        alone (what `verify` compares). Raises UnknownSessionError."""
         ...
 
     def match_sessions(self, prefix: str) -> list[str]:
@@ -254,7 +256,34 @@ class ReadyConversations(Protocol):
         ...
 
 
-class Store(SessionTree, Leases, Labels, Search, Profiles, Integrity, ReadyConversations, Protocol):
+class KeptListings(Protocol):
+    """A session's history listing kept as one record (store/listing.py): a cache, one per
+    session, replaced whole, removed with the session, never exported. A backend whose
+    `history` would not gain from it (JSON lines reads its log whole; memory holds its
+    summaries) keeps none."""
+
+    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
+        """Replace the session's kept listing, atomically (or keep none). Raises
+        UnknownSessionError."""
+        ...
+
+    def kept_listing(self, session_id: str) -> KeptListing | None:
+        """The listing last kept, or None (none kept, or unreadable: a cache is never an
+        error). Whether it is usable is for store/listing.summaries to say."""
+        ...
+
+
+class Store(
+    SessionTree,
+    Leases,
+    Labels,
+    Search,
+    Profiles,
+    Integrity,
+    ReadyConversations,
+    KeptListings,
+    Protocol,
+):
     """What agentctl's use cases need of a store: the session tree and its capabilities. Every
     backend passes the one conformance suite (tests/test_store_conformance.py)."""
 

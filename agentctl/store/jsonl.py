@@ -45,6 +45,7 @@ from agentctl.store.lease import Lease, check_takeover
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
 FORMAT = "agentctl-jsonl"
@@ -407,8 +408,8 @@ class JsonlStore:
             info.get("workspace"),
         )
 
-    def history(self, session_id: str) -> list[CheckpointSummary]:
-        path = self._dir(session_id)
+    def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
+        path = self._dir(session_id)  # the log is read whole anyway: no listing is kept
         with _reading(path), gc_paused():
             records = self._read_log(path)
             return [
@@ -493,6 +494,12 @@ class JsonlStore:
         except (OSError, UnknownSessionError):  # none kept, or unreadable: a cache
             return None
         return from_document(data)
+
+    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
+        self._dir(session_id)  # and keep none: history reads the log whole anyway
+
+    def kept_listing(self, session_id: str) -> KeptListing | None:
+        return None
 
     def delete_session(self, session_id: str) -> None:
         import shutil

@@ -24,6 +24,7 @@ from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
+    from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
 
@@ -144,8 +145,8 @@ class MemoryStore:
                 )
             return sorted(out, key=lambda s: (s.updated_at, s.id), reverse=True)
 
-    def history(self, session_id: str) -> list[CheckpointSummary]:
-        with self._lock:
+    def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
+        with self._lock:  # the summaries are in memory: no listing is kept
             return [
                 CheckpointSummary(
                     id=c.id,
@@ -195,6 +196,13 @@ class MemoryStore:
     def ready_conversation(self, session_id: str) -> ReadyConversation | None:
         with self._lock:
             return self._ready.get(session_id)
+
+    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
+        with self._lock:
+            self._rows(session_id)  # and keep none: history is read from memory anyway
+
+    def kept_listing(self, session_id: str) -> KeptListing | None:
+        return None
 
     def release_lease(self, session_id: str, token: str) -> None:
         with self._lock:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
     from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
 S = "agentctl"  # the schema every table lives in
@@ -137,6 +138,21 @@ MIGRATIONS.append(
             tokens bigint NOT NULL,
             turn text NOT NULL,
             wire text NOT NULL,
+            check_sum bigint NOT NULL
+        );
+        """,
+    )
+)
+MIGRATIONS.append(
+    (
+        "p004_listing",
+        f"""
+        -- A session's history listing kept as one record (store/listing.py): a cache.
+        CREATE TABLE {S}.listing (
+            session_id text PRIMARY KEY REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            owner text NOT NULL,
+            upto integer NOT NULL,
+            body text NOT NULL,
             check_sum bigint NOT NULL
         );
         """,
@@ -637,6 +653,37 @@ class PostgresStore:
             return None
         return None if row is None else from_row(row)
 
+    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
+        with self._errors(session_id):
+            kept = self._retrying(
+                lambda db: db.execute(
+                    f"INSERT INTO {S}.listing (session_id, owner, upto, body, check_sum)"
+                    f" SELECT id, %s, %s, %s, %s FROM {S}.sessions WHERE id = %s"
+                    " ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner,"
+                    " upto = excluded.upto, body = excluded.body,"
+                    " check_sum = excluded.check_sum RETURNING session_id",
+                    (*listing.row(), session_id),
+                ).fetchone()
+            )
+        if kept is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+
+    def kept_listing(self, session_id: str) -> KeptListing | None:
+        from agentctl.store.listing import from_row
+
+        try:
+            with self._errors(session_id):
+                row = self._retrying(
+                    lambda db: db.execute(
+                        f"SELECT owner, upto, body, check_sum FROM {S}.listing"
+                        " WHERE session_id = %s",
+                        (session_id,),
+                    ).fetchone()
+                )
+        except StoreError:  # a cache: unreadable is as good as none
+            return None
+        return None if row is None else from_row(row)
+
     def _may_take(self, session_id: str, lease: Lease) -> str | None:
         """The token that holds the session now (None: nobody), when `lease` may replace it;
         SessionBusyError naming the holder when it may not."""
@@ -748,20 +795,34 @@ class PostgresStore:
             )
             return [SessionSummary._make((*row[:9], _tags(row[9]), row[10])) for row in rows]
 
-    def history(self, session_id: str) -> list[CheckpointSummary]:
+    def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         import json
 
-        with self._errors(session_id), gc_paused():
-            rows = self._retrying(
-                lambda db: db.execute(
-                    "SELECT id, parent, event, from_state, to_state, created_at, detail"
-                    f" FROM {S}.checkpoints WHERE session_id = %s ORDER BY id",
+        from agentctl.store.listing import from_row, summaries
+
+        def read(db: Any) -> tuple[list[CheckpointSummary], list[Any]]:
+            listed: list[CheckpointSummary] = []
+            if kept:
+                row = db.execute(
+                    "SELECT l.owner, l.upto, l.body, l.check_sum, s.created_at, s.head"
+                    f" FROM {S}.listing l JOIN {S}.sessions s ON s.id = l.session_id"
+                    " WHERE l.session_id = %s",
                     (session_id,),
-                ).fetchall()
-            )
-            if not rows:
+                ).fetchone()
+                if row is not None:
+                    listed = summaries(from_row(row[:4]), f"{session_id} {row[4]}", row[5])
+            rows = db.execute(
+                "SELECT id, parent, event, from_state, to_state, created_at, detail"
+                f" FROM {S}.checkpoints WHERE session_id = %s AND id > %s ORDER BY id",
+                (session_id, listed[-1].id if listed else 0),
+            ).fetchall()
+            return listed, rows
+
+        with self._errors(session_id), gc_paused():
+            read_out: tuple[list[CheckpointSummary], list[Any]] = self._retrying(read)
+            out, rows = read_out
+            if not rows and not out:
                 self.head(session_id)
-            out = []
             for r in rows:
                 detail = {} if r[6] == "{}" else json.loads(r[6])
                 if not isinstance(detail, dict):

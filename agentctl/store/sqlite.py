@@ -47,6 +47,7 @@ from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
 BUSY_TIMEOUT_S = 10.0
@@ -67,6 +68,18 @@ CREATE TABLE IF NOT EXISTS ready (
     check_sum INTEGER NOT NULL
 )
 """
+# The kept history listings (store/listing.py): made, and kept out of older agentctls' way,
+# as the ready table is.
+_LISTING_TABLE = """
+CREATE TABLE IF NOT EXISTS listing (
+    session_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    upto INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    check_sum INTEGER NOT NULL
+)
+"""
+_CACHES = ("ready", "listing")
 OUR_TABLES = frozenset({"sessions", "messages", "checkpoints", "profile", "leases"})
 
 
@@ -268,8 +281,7 @@ class SQLiteStore:
             )
             if lease is not None:  # held from the first moment anyone can see the session
                 self._put_lease(db, info.id, lease)
-            if self._has_ready(db):  # a copy left by an older agentctl's delete of this id
-                db.execute("DELETE FROM ready WHERE session_id = ?", (info.id,))
+            self._drop_caches(db, info.id)  # left by an older agentctl's delete of this id
             return self._insert(db, info.id, 1, first)
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
@@ -464,21 +476,39 @@ class SQLiteStore:
             ).fetchall()
             return [SessionSummary._make((*row[:9], _tags(row[9]), row[10])) for row in rows]
 
-    def history(self, session_id: str) -> list[CheckpointSummary]:
+    def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         with _translated(self.path, session_id), gc_paused():
+            listed = self._listed(session_id) if kept else []
             rows = self._db.execute(
                 "SELECT id, parent, event, from_state, to_state, created_at, detail"
-                " FROM checkpoints WHERE session_id = ? ORDER BY id",
-                (session_id,),
+                " FROM checkpoints WHERE session_id = ? AND id > ? ORDER BY id",
+                (session_id, listed[-1].id if listed else 0),
             ).fetchall()
-            if not rows:
+            if not rows and not listed:
                 self._head_id(session_id)  # UnknownSessionError, or StoreError: none at all
-            return [
+            listed.extend(
                 CheckpointSummary(
                     row[0], row[1], row[2], row[3], row[4], row[5], _json_object(row[6])
                 )
                 for row in rows
-            ]
+            )
+            return listed
+
+    def _listed(self, session_id: str) -> list[CheckpointSummary]:
+        """The kept listing's checkpoints, when it is usable (store/listing.py)."""
+        from agentctl.store.listing import from_row, summaries
+
+        try:
+            row = self._db.execute(
+                "SELECT l.owner, l.upto, l.body, l.check_sum, s.created_at, s.head"
+                " FROM listing l JOIN sessions s ON s.id = l.session_id WHERE l.session_id = ?",
+                (session_id,),
+            ).fetchone()
+        except sqlite3.Error:  # none was ever kept (no table), or unreadable: read the rows
+            return []
+        if row is None:
+            return []
+        return summaries(from_row(row[:4]), f"{session_id} {row[4]}", row[5])
 
     def message_links(self, session_id: str) -> MessageLinks:
         from agentctl.errors import AgentctlError
@@ -557,8 +587,7 @@ class SQLiteStore:
                 raise UnknownSessionError(f"no session {session_id!r}")
             if self._indexed(db):
                 db.execute("DELETE FROM messages_fts WHERE session_id = ?", (session_id,))
-            if self._has_ready(db):
-                db.execute("DELETE FROM ready WHERE session_id = ?", (session_id,))
+            self._drop_caches(db, session_id)
             for table in ("checkpoints", "messages", "leases", "sessions"):
                 key = "id" if table == "sessions" else "session_id"
                 db.execute(f"DELETE FROM {table} WHERE {key} = ?", (session_id,))
@@ -588,9 +617,38 @@ class SQLiteStore:
             return None
         return None if row is None else from_row(row)
 
-    def _has_ready(self, db: sqlite3.Connection) -> bool:
-        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ready'")
-        return found.fetchone() is not None
+    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
+        with _translated(self.path, session_id), self._transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            db.execute(_LISTING_TABLE)
+            db.execute(
+                "INSERT OR REPLACE INTO listing (session_id, owner, upto, body, check_sum)"
+                " VALUES (?,?,?,?,?)",
+                (session_id, *listing.row()),
+            )
+            faults.hit("commit_started")  # written, not committed
+
+    def kept_listing(self, session_id: str) -> KeptListing | None:
+        from agentctl.store.listing import from_row
+
+        try:
+            row = self._db.execute(
+                "SELECT owner, upto, body, check_sum FROM listing WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+        except sqlite3.Error:  # none was ever kept (no table), or unreadable: a cache
+            return None
+        return None if row is None else from_row(row)
+
+    def _drop_caches(self, db: sqlite3.Connection, session_id: str) -> None:
+        """Remove the session's ready conversation and kept listing, where their tables exist."""
+        for table in _CACHES:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+            if found is not None:
+                db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
 
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:

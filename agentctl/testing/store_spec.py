@@ -410,3 +410,72 @@ class StoreSpec:
         store.delete_session("abc123")
         assert store.ready_conversation("abc123") is None
         assert store.ready_conversation("nope") is None
+
+    # -- the kept history listing (store/listing.py) ------------------------------------------
+
+    def test_history_reads_a_kept_listing_and_the_rows_after_it(self, store: Store) -> None:
+        from agentctl.store.listing import KeptListing
+        from agentctl.store.ready import owner_of
+
+        assert store.kept_listing("abc123") is None
+        build(store, 4)
+        owner = owner_of(store.info("abc123"))
+        listing = KeptListing.of(owner, store.history("abc123")[:3])
+        store.keep_listing("abc123", listing)
+        assert store.kept_listing("abc123") in (listing, None)  # None: the backend keeps none
+        store.append("abc123", 4, draft(4, 5, 'say "hé"\nand 🙂'))
+        store.append("abc123", 5, draft(3, 6, "a branch", kind=CheckpointKind.ROLLBACK))
+        rows = store.history("abc123", kept=False)
+        assert [(c.id, c.parent) for c in rows] == [
+            (1, None),
+            (2, 1),
+            (3, 2),
+            (4, 3),
+            (5, 4),
+            (6, 3),
+        ]
+        assert store.history("abc123") == rows
+        assert rows[5].kind == "rollback"
+        assert rows[2].detail == {"tools": ["t3"]}
+        store.keep_listing("abc123", KeptListing.of(owner, rows))  # replaced whole
+        assert store.history("abc123") == rows
+        assert store.kept_listing("abc123") in (KeptListing.of(owner, rows), None)
+
+    def test_a_listing_that_is_not_this_sessions_sound_own_is_not_read(self, store: Store) -> None:
+        from dataclasses import replace as changed
+
+        from agentctl.store.listing import KeptListing
+        from agentctl.store.ready import owner_of
+
+        build(store, 3)
+        rows = store.history("abc123")
+        owner = owner_of(store.info("abc123"))
+        other = [c._replace(kind="tampered") for c in rows]
+        sound = KeptListing.of(owner, other)
+        for listing in (
+            changed(sound, check=sound.check ^ 1),  # damaged
+            KeptListing.of("abc123 2020-01-01T00:00:00", other),  # an earlier session's
+            changed(sound, body=sound.body[:-2]),  # torn
+            KeptListing.of(owner, [*other, other[-1]._replace(id=4, parent=3)]),  # past the head
+        ):
+            store.keep_listing("abc123", listing)
+            assert store.history("abc123") == rows
+        store.keep_listing("abc123", sound)  # sound and its own: read (verify compares)
+        assert store.history("abc123") == (other if store.kept_listing("abc123") else rows)
+        assert store.history("abc123", kept=False) == rows
+
+    def test_a_kept_listing_goes_with_its_session(self, store: Store) -> None:
+        from agentctl.store.listing import KeptListing
+        from agentctl.store.ready import owner_of
+
+        build(store, 2)
+        listing = KeptListing.of(owner_of(store.info("abc123")), store.history("abc123"))
+        with pytest.raises(UnknownSessionError):
+            store.keep_listing("nope", listing)
+        store.keep_listing("abc123", listing)
+        store.delete_session("abc123")
+        assert store.kept_listing("abc123") is None
+        with pytest.raises(UnknownSessionError):
+            store.history("abc123")
+        build(store, 1)  # the same id again: its own history, not the listing of the one before
+        assert [c.id for c in store.history("abc123")] == [1]
