@@ -79,9 +79,7 @@ def _index_problems(
     ]
 
 
-def listing_problems(
-    rows: list[CheckpointSummary], listed: list[CheckpointSummary]
-) -> list[str]:
+def listing_problems(rows: list[CheckpointSummary], listed: list[CheckpointSummary]) -> list[str]:
     """Where the history `agentctl history` reads (the kept listing, store/listing.py, and the
     rows after it) disagrees with the rows: only an edited store has such a listing. A newer
     checkpoint in `listed` is a run that went on meanwhile (verify takes no lease)."""

@@ -120,6 +120,8 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["storage_vs_raw"] = round(ours["bytes"] / raw["bytes"], 2)
         out["commit_vs_raw"] = round(ours["commit_median_ms"] / raw["commit_median_ms"], 2)
         out["commit_growth"] = round(ours["commit_last_ms"] / ours["commit_step10_ms"], 2)
+        # Issue 15 part 4: `history` against the raw listing of ids.
+        out["history_vs_raw"] = round(ours["history_ms"] / raw["history_ms"], 2)
     if ours and peer:
         out["peer_storage_vs_raw"] = round(peer["bytes"] / raw["bytes"], 1) if raw else None
         out["history_speedup_vs_peer"] = round(peer["history_ms"] / ours["history_ms"], 1)

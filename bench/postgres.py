@@ -199,7 +199,7 @@ def run_subject(kind: type, url: str, steps: int) -> dict[str, Any]:
         commits.append(time.perf_counter() - started)
     size = subject.size()
     if hasattr(subject, "stop"):
-        subject.stop()  # what the end of a run leaves (agentctl: the ready conversation)
+        subject.stop()  # what the end of a run leaves (agentctl: ready conversation, listing)
     reads = subject.reads()
     for _ in range(ROLLBACKS):
         subject.rollback(steps // 2)
@@ -306,6 +306,7 @@ def run(quick: bool) -> dict[str, Any]:
                 "commit_growth": round(ours["commit_last_ms"] / ours["commit_step10_ms"], 2),
                 "storage_vs_raw": round(ours["bytes"] / raw["bytes"], 2),
                 "history_speedup_vs_peer": round(peer["history_ms"] / ours["history_ms"], 1),
+                "history_vs_raw": round(ours["history_ms"] / raw["history_ms"], 2),
                 "load_head_speedup_vs_peer": round(peer["load_head_ms"] / ours["load_head_ms"], 1),
                 "peer_storage_vs_raw": round(peer["bytes"] / raw["bytes"], 1),
                 "request_vs_peer_conversation": round(

@@ -116,13 +116,15 @@ class AgentctlSubject:
         self.head = self.store.append(self.session, self.head, draft).id
 
     def stop(self) -> float:
-        from agentctl.store.ready import keep_ready
+        from agentctl.store.listing import keep_listing
+        from agentctl.store.ready import keep_ready, owner_of
 
-        # As the runner does when a run stops: the conversation kept ready for the next resume.
-        # Timed from the session in memory, as a runner has it.
+        # As the runner does when a run stops: the conversation kept ready for the next resume
+        # and the history listing kept. Timed from the session in memory, as a runner has it.
         session = self.store.load(self.session)
         started = time.perf_counter()
         keep_ready(self.store, session)
+        keep_listing(self.store, self.session, owner_of(session.info), session.checkpoint.id)
         return time.perf_counter() - started
 
     def rollback(self, to_step: int) -> None:

@@ -51,7 +51,8 @@ def build_session(url: str, session_id: str, checkpoints: int) -> None:
     from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
-    from agentctl.store.ready import keep_ready
+    from agentctl.store.listing import keep_listing
+    from agentctl.store.ready import keep_ready, owner_of
 
     store = open_store(url)
     info = SessionInfo(id=session_id, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
@@ -101,7 +102,9 @@ def build_session(url: str, session_id: str, checkpoints: int) -> None:
         )
         store.append(session_id, head, draft)
     # As the run that wrote it would have left it when it stopped (runner.run).
-    keep_ready(store, store.load(session_id))
+    session = store.load(session_id)
+    keep_ready(store, session)
+    keep_listing(store, session_id, owner_of(info), session.checkpoint.id)
     store.close()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ def resealed(listing: KeptListing) -> KeptListing:
     """`listing` with its CRC made sound again: what an edit of the store could do."""
     from agentctl.store.listing import _check
 
-    return replace(listing, check=_check(listing.owner, listing.upto, listing.body))
+    return listing._replace(check=_check(listing.owner, listing.upto, listing.body))
 
 
 def test_a_sound_listing_gives_its_checkpoints_back_as_they_were() -> None:
@@ -55,7 +54,7 @@ def test_a_sound_listing_gives_its_checkpoints_back_as_they_were() -> None:
     ],
 )
 def test_a_listing_whose_text_is_not_a_listing_is_not_used(body: object) -> None:
-    listing = resealed(replace(KeptListing.of("s1 t", ROWS), body=json.dumps(body)))
+    listing = resealed(KeptListing.of("s1 t", ROWS)._replace(body=json.dumps(body)))
     assert summaries(listing, "s1 t", head=3) == []
 
 
@@ -64,9 +63,9 @@ def test_a_listing_that_is_not_this_sessions_sound_one_is_not_used() -> None:
     assert summaries(None, "s1 t", head=3) == []
     assert summaries(listing, "s1 earlier", head=3) == []  # another session of the same id
     assert summaries(listing, "s1 t", head=2) == []  # past the head
-    assert summaries(replace(listing, check=listing.check ^ 1), "s1 t", head=3) == []
-    assert summaries(resealed(replace(listing, body=listing.body[:-1])), "s1 t", 3) == []
-    assert summaries(resealed(replace(listing, upto=0)), "s1 t", head=3) == []
+    assert summaries(listing._replace(check=listing.check ^ 1), "s1 t", head=3) == []
+    assert summaries(resealed(listing._replace(body=listing.body[:-1])), "s1 t", 3) == []
+    assert summaries(resealed(listing._replace(upto=0)), "s1 t", head=3) == []
 
 
 def one_turn(store: Store) -> None:
@@ -117,7 +116,7 @@ def test_an_edited_listing_is_what_verify_reports(tmp_path: Path) -> None:
     assert kept is not None
     rows = json.loads(kept.body)
     rows[41][2] = "finish"  # an edit that kept the listing's CRC sound
-    edited = resealed(replace(kept, body=json.dumps(rows)))
+    edited = resealed(kept._replace(body=json.dumps(rows)))
     db = sqlite3.connect(path)
     db.execute("UPDATE listing SET body = ?, check_sum = ?", (edited.body, edited.check))
     db.commit()

@@ -262,6 +262,8 @@ class KeptListings(Protocol):
     `history` would not gain from it (JSON lines reads its log whole; memory holds its
     summaries) keeps none."""
 
+    keeps_listings: bool  # False: keep_listing keeps nothing and history never reads one
+
     def keep_listing(self, session_id: str, listing: KeptListing) -> None:
         """Replace the session's kept listing, atomically (or keep none). Raises
         UnknownSessionError."""

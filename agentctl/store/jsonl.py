@@ -73,6 +73,8 @@ def _empty_or_being_made(root: Path) -> bool:
 
 
 class JsonlStore:
+    keeps_listings = False  # history reads the log whole anyway
+
     def __init__(self, root: str | os.PathLike[str], read_only: bool = False) -> None:
         self.root = Path(root)
         self.read_only = read_only

@@ -20,8 +20,7 @@ import contextlib
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agentctl.store.base import CheckpointSummary
 
@@ -34,8 +33,7 @@ KEEP_EVERY = 200
 LISTING_VERSION = 1  # of the layout below; a listing of another version is ignored
 
 
-@dataclass(frozen=True)
-class KeptListing:
+class KeptListing(NamedTuple):  # not a dataclass: this module is imported on `history`'s path
     owner: str  # "ID CREATED_AT" (ready.owner_of): not a later session of the same id
     upto: int  # the id of its last checkpoint
     body: str  # JSON array of [id, parent, kind, from_state, to_state, created_at, detail]
@@ -47,10 +45,6 @@ class KeptListing:
         upto = history[-1].id
         return cls(owner, upto, body, _check(owner, upto, body))
 
-    def row(self) -> tuple[str, int, str, int]:
-        """The fields in order, as SQL backends store them (`from_row` reads them back)."""
-        return (self.owner, self.upto, self.body, self.check)
-
 
 def from_row(row: Sequence[object]) -> KeptListing | None:
     """A stored listing, or None when its fields are not of their types (it is then not used)."""
@@ -59,7 +53,7 @@ def from_row(row: Sequence[object]) -> KeptListing | None:
         type(value) is kind for value, kind in zip(row, kinds, strict=True)
     ):
         return None
-    return KeptListing(*row)  # type: ignore[arg-type]
+    return KeptListing._make(row)
 
 
 def summaries(listing: KeptListing | None, owner: str, head: int) -> list[CheckpointSummary]:
@@ -93,6 +87,8 @@ def keep_listing(store: Store, session_id: str, owner: str, head: int) -> None:
     an edited store made wrong is replaced; a failure to write it costs time, nothing else."""
     from agentctl.errors import StoreError
 
+    if not store.keeps_listings:  # nothing to gain: do not read the rows for nothing
+        return
     listed = summaries(store.kept_listing(session_id), owner, head)
     if head - (listed[-1].id if listed else 0) < KEEP_EVERY:
         return

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 
 class MemoryStore:
+    keeps_listings = False  # its summaries are in memory
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._info: dict[str, SessionInfo] = {}

@@ -242,6 +242,8 @@ def connection_options(url: str) -> tuple[str, dict[str, Any]]:
 
 
 class PostgresStore:
+    keeps_listings = True
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.shown = redact_url(url)
@@ -662,7 +664,7 @@ class PostgresStore:
                     " ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner,"
                     " upto = excluded.upto, body = excluded.body,"
                     " check_sum = excluded.check_sum RETURNING session_id",
-                    (*listing.row(), session_id),
+                    (*listing, session_id),
                 ).fetchone()
             )
         if kept is None:

@@ -130,6 +130,8 @@ def _create_whole(path: Path) -> None:
 
 
 class SQLiteStore:
+    keeps_listings = True
+
     def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
@@ -625,7 +627,7 @@ class SQLiteStore:
             db.execute(
                 "INSERT OR REPLACE INTO listing (session_id, owner, upto, body, check_sum)"
                 " VALUES (?,?,?,?,?)",
-                (session_id, *listing.row()),
+                (session_id, *listing),
             )
             faults.hit("commit_started")  # written, not committed
 
