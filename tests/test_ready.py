@@ -375,6 +375,8 @@ def test_a_resume_killed_anywhere_from_a_ready_conversation_ends_as_a_clean_one(
         assert clean[0] is State.DONE
         killed = 0
         for point in ("model_reply_received", "commit_started", "commit_done"):
+            # commit_started: each checkpoint's write, then the ready copy's, then (SQLite)
+            # the kept history listing's (store/listing.py): six in the clean run.
             for occurrence in range(1, 8):
                 url = copy(f"{point}-{occurrence}")
                 if not resume_in_child(url, server.base_url, (point, occurrence)):

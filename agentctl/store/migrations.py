@@ -3,6 +3,10 @@
 Append only: never edit a migration that has shipped, add the next one. A store whose version is
 higher than len(MIGRATIONS) was written by a newer agentctl and is refused before anything is
 written to it.
+
+The caches beside the sessions (the `ready` and `listing` tables, store/ready.py and
+store/listing.py) trust that messages and checkpoints are never changed: a migration that
+rewrites either must empty them.
 """
 
 from __future__ import annotations
