@@ -38,7 +38,7 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
+def run_subject(name: str, steps: int, root: Path, probes: int = 5) -> dict[str, Any]:
     subject = make(name, root)
     commits = []
     for step in range(1, steps + 1):
@@ -51,13 +51,20 @@ def run_subject(name: str, steps: int, root: Path) -> dict[str, Any]:
     stop_s = subject.stop()
     settle(path)
     stopped_size = subject.size()
-    probe = subprocess.run(
-        [sys.executable, "-m", "bench.probe", name, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    reads = json.loads(probe.stdout)
+    # Each read once per fresh process, the median of `probes` processes: one process's figure
+    # moves by a fifth from run to run on this shared machine.
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "bench.probe", name, str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for _ in range(probes)
+    ]
+    reads = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     rollbacks = []
     for _ in range(ROLLBACKS):
         started = time.perf_counter()
@@ -201,7 +208,8 @@ def main() -> None:
             for name in SUBJECTS:
                 if name == "langgraph-sqlite" and steps > args.peer_max:
                     continue
-                rows.append(run_subject(name, steps, Path(tmp) / f"{name}-{steps}"))
+                place = Path(tmp) / f"{name}-{steps}"
+                rows.append(run_subject(name, steps, place, probes=1 if args.quick else 5))
             print(f"\nN = {steps} steps (WAL, synchronous=FULL on every SQLite subject)\n")
             print(table(rows))
             summary = ratios(rows)
