@@ -33,7 +33,8 @@ def verify_store(
         try:
             history = store.history(sid, kept=False)
             report = verify_session(store, sid, history)
-            report.problems.extend(listing_problems(history, store.history(sid)))
+            if store.keeps_listings:
+                report.problems.extend(listing_problems(history, store.history(sid)))
             if history and not report.problems:
                 heads[sid] = history[-1]
         except AgentctlError as exc:

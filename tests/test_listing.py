@@ -15,7 +15,7 @@ from agentctl.scripted import ScriptedModel, ScriptedServer
 from agentctl.state import Message, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary
-from agentctl.store.listing import KEEP_EVERY, KeptListing, keep_listing, summaries
+from agentctl.store.listing import KEEP_EVERY, KeptListing, covered, keep_listing, summaries
 from agentctl.store.ready import owner_of
 from agentctl.verify import verify_store
 from tests.conftest import run
@@ -40,6 +40,7 @@ def test_a_sound_listing_gives_its_checkpoints_back_as_they_were() -> None:
     assert summaries(listing, "s1 t", head=3) == ROWS
     assert summaries(listing, "s1 t", head=9) == ROWS  # the rows after it come from the table
     assert all(type(c) is CheckpointSummary for c in summaries(listing, "s1 t", head=3))
+    assert covered(listing, "s1 t", head=3) == 3
 
 
 @pytest.mark.parametrize(
@@ -63,6 +64,7 @@ def test_a_listing_that_is_not_this_sessions_sound_one_is_not_used() -> None:
     assert summaries(None, "s1 t", head=3) == []
     assert summaries(listing, "s1 earlier", head=3) == []  # another session of the same id
     assert summaries(listing, "s1 t", head=2) == []  # past the head
+    assert covered(listing, "s1 t", head=2) == covered(listing, "s1 earlier", head=3) == 0
     assert summaries(listing._replace(check=listing.check ^ 1), "s1 t", head=3) == []
     assert summaries(resealed(listing._replace(body=listing.body[:-1])), "s1 t", 3) == []
     assert summaries(resealed(listing._replace(upto=0)), "s1 t", head=3) == []
@@ -104,7 +106,13 @@ def test_a_short_history_is_not_worth_keeping(tmp_path: Path) -> None:
     keep_listing(store, "s1", owner, KEEP_EVERY - 1)  # as if the session were that short
     assert store.kept_listing("s1") is None
     keep_listing(store, "s1", owner, head)
-    assert store.kept_listing("s1") is not None
+    kept = store.kept_listing("s1")
+    assert kept is not None
+    keep_listing(store, "s1", owner, head + KEEP_EVERY - 1)  # not yet due again
+    assert store.kept_listing("s1") == kept
+    store.keep_listing("s1", kept._replace(check=kept.check ^ 1))  # damaged: replaced when due
+    keep_listing(store, "s1", owner, head)
+    assert store.kept_listing("s1") == kept
 
 
 def test_an_edited_listing_is_what_verify_reports(tmp_path: Path) -> None:

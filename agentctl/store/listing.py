@@ -56,15 +56,23 @@ def from_row(row: Sequence[object]) -> KeptListing | None:
     return KeptListing._make(row)
 
 
-def summaries(listing: KeptListing | None, owner: str, head: int) -> list[CheckpointSummary]:
-    """The kept listing's checkpoints when it is sound, this session's and not past its `head`
-    (the session's newest checkpoint id); else none: the caller then reads every row."""
+def covered(listing: KeptListing | None, owner: str, head: int) -> int:
+    """The id of the last checkpoint in the kept listing when it is sound, this session's and
+    not past its `head` (the session's newest checkpoint id); else 0. Its text is not parsed."""
     if (
         listing is None
         or listing.owner != owner
         or not 0 < listing.upto <= head
         or listing.check != _check(listing.owner, listing.upto, listing.body)
     ):
+        return 0
+    return listing.upto
+
+
+def summaries(listing: KeptListing | None, owner: str, head: int) -> list[CheckpointSummary]:
+    """The kept listing's checkpoints when it is usable (`covered`) and its text is a listing;
+    else none: the caller then reads every row."""
+    if listing is None or not covered(listing, owner, head):
         return []
     try:
         rows: Any = json.loads(listing.body)
@@ -89,8 +97,7 @@ def keep_listing(store: Store, session_id: str, owner: str, head: int) -> None:
 
     if not store.keeps_listings:  # nothing to gain: do not read the rows for nothing
         return
-    listed = summaries(store.kept_listing(session_id), owner, head)
-    if head - (listed[-1].id if listed else 0) < KEEP_EVERY:
+    if head - covered(store.kept_listing(session_id), owner, head) < KEEP_EVERY:
         return
     with contextlib.suppress(StoreError):
         history = store.history(session_id, kept=False)
