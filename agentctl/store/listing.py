@@ -10,8 +10,8 @@ once KEEP_EVERY checkpoints are not in it).
 
 It is a cache, like the conversation kept ready (store/ready.py): a listing that is damaged,
 another session's, past the session's head or of another layout is ignored, and none is no
-error. `verify` reads the rows and reports a listing that disagrees with them; the next run's
-stop replaces it from the rows.
+error. `verify` reads the rows and reports a listing that disagrees with them (only an edit that
+recomputed the CRC makes one); the listing is rebuilt from the rows each time it is renewed.
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ def summaries(listing: KeptListing | None, owner: str, head: int) -> list[Checkp
 
 def keep_listing(store: Store, session_id: str, owner: str, head: int) -> None:
     """Keep the session's listing when KEEP_EVERY or more of its checkpoints are not in the
-    one kept (the runner calls this when a run stops). Built from the rows, so a listing that
-    an edited store made wrong is replaced; a failure to write it costs time, nothing else."""
+    one kept, or the one kept is not usable (the runner calls this when a run stops). Built
+    from the rows, not from the listing it replaces, so an edit's error is not carried on; a
+    failure to write it costs time, nothing else."""
     from agentctl.errors import StoreError
 
     if not store.keeps_listings:  # nothing to gain: do not read the rows for nothing

@@ -24,7 +24,7 @@ repeated. psycopg is imported only here, only when a PostgreSQL URL is opened.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -159,6 +159,9 @@ MIGRATIONS.append(
     )
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# The columns of the cache tables (p003, p004), in the order their records hold them.
+_READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")
+_LISTING_COLUMNS = ("owner", "upto", "body", "check_sum")
 
 _MOVE_HEAD = f"""
 WITH moved AS (
@@ -623,68 +626,46 @@ class PostgresStore:
         self._tokens.pop(session_id, None)
 
     def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
-        with self._errors(session_id):
-            kept = self._retrying(
-                lambda db: db.execute(
-                    f"INSERT INTO {S}.ready (session_id, owner, tip, count, tokens, turn, wire,"
-                    " check_sum) SELECT id, %s, %s, %s, %s, %s, %s, %s"
-                    f" FROM {S}.sessions WHERE id = %s"
-                    " ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner,"
-                    " tip = excluded.tip, count = excluded.count, tokens = excluded.tokens,"
-                    " turn = excluded.turn, wire = excluded.wire,"
-                    " check_sum = excluded.check_sum RETURNING session_id",
-                    (*ready.row(), session_id),
-                ).fetchone()
-            )
-        if kept is None:
-            raise UnknownSessionError(f"no session {session_id!r}")
+        self._keep_cache(session_id, "ready", _READY_COLUMNS, ready.row())
 
     def ready_conversation(self, session_id: str) -> ReadyConversation | None:
         from agentctl.store.ready import from_row
 
-        try:
-            with self._errors(session_id):
-                row = self._retrying(
-                    lambda db: db.execute(
-                        "SELECT owner, tip, count, tokens, turn, wire, check_sum"
-                        f" FROM {S}.ready WHERE session_id = %s",
-                        (session_id,),
-                    ).fetchone()
-                )
-        except StoreError:  # a cache: unreadable is as good as none
-            return None
+        row = self._cached(session_id, "ready", _READY_COLUMNS)
         return None if row is None else from_row(row)
 
     def keep_listing(self, session_id: str, listing: KeptListing) -> None:
-        with self._errors(session_id):
-            kept = self._retrying(
-                lambda db: db.execute(
-                    f"INSERT INTO {S}.listing (session_id, owner, upto, body, check_sum)"
-                    f" SELECT id, %s, %s, %s, %s FROM {S}.sessions WHERE id = %s"
-                    " ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner,"
-                    " upto = excluded.upto, body = excluded.body,"
-                    " check_sum = excluded.check_sum RETURNING session_id",
-                    (*listing, session_id),
-                ).fetchone()
-            )
-        if kept is None:
-            raise UnknownSessionError(f"no session {session_id!r}")
+        self._keep_cache(session_id, "listing", _LISTING_COLUMNS, listing)
 
     def kept_listing(self, session_id: str) -> KeptListing | None:
         from agentctl.store.listing import from_row
 
+        row = self._cached(session_id, "listing", _LISTING_COLUMNS)
+        return None if row is None else from_row(row)
+
+    def _keep_cache(
+        self, session_id: str, table: str, columns: tuple[str, ...], values: Sequence[object]
+    ) -> None:
+        """Replace a session's row in one of the cache tables (one statement: no session, no
+        row)."""
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
+        sql = (
+            f"INSERT INTO {S}.{table} (session_id, {', '.join(columns)})"
+            f" SELECT id{', %s' * len(columns)} FROM {S}.sessions WHERE id = %s"
+            f" ON CONFLICT (session_id) DO UPDATE SET {updates} RETURNING session_id"
+        )
+        with self._errors(session_id):
+            kept = self._retrying(lambda db: db.execute(sql, (*values, session_id)).fetchone())
+        if kept is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+
+    def _cached(self, session_id: str, table: str, columns: tuple[str, ...]) -> Any:
+        sql = f"SELECT {', '.join(columns)} FROM {S}.{table} WHERE session_id = %s"
         try:
             with self._errors(session_id):
-                row = self._retrying(
-                    lambda db: db.execute(
-                        f"SELECT owner, upto, body, check_sum FROM {S}.listing"
-                        " WHERE session_id = %s",
-                        (session_id,),
-                    ).fetchone()
-                )
+                return self._retrying(lambda db: db.execute(sql, (session_id,)).fetchone())
         except StoreError:  # a cache: unreadable is as good as none
             return None
-        return None if row is None else from_row(row)
 
     def _may_take(self, session_id: str, lease: Lease) -> str | None:
         """The token that holds the session now (None: nobody), when `lease` may replace it;

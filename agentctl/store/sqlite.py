@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS listing (
     check_sum INTEGER NOT NULL
 )
 """
+_READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")
+_LISTING_COLUMNS = ("owner", "upto", "body", "check_sum")
 _CACHES = ("ready", "listing")
 OUR_TABLES = frozenset({"sessions", "messages", "checkpoints", "profile", "leases"})
 
@@ -595,53 +597,50 @@ class SQLiteStore:
                 db.execute(f"DELETE FROM {table} WHERE {key} = ?", (session_id,))
 
     def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
-        with _translated(self.path, session_id), self._transaction() as db:
-            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            db.execute(_READY_TABLE)
-            db.execute(
-                "INSERT OR REPLACE INTO ready (session_id, owner, tip, count, tokens, turn, "
-                "wire, check_sum) VALUES (?,?,?,?,?,?,?,?)",
-                (session_id, *ready.row()),
-            )
-            faults.hit("commit_started")  # written, not committed
+        self._keep_cache(session_id, _READY_TABLE, "ready", _READY_COLUMNS, ready.row())
 
     def ready_conversation(self, session_id: str) -> ReadyConversation | None:
         from agentctl.store.ready import from_row
 
-        try:
-            row = self._db.execute(
-                "SELECT owner, tip, count, tokens, turn, wire, check_sum FROM ready "
-                "WHERE session_id = ?",
-                (session_id,),
-            ).fetchone()
-        except sqlite3.Error:  # none was ever kept (no table), or unreadable: a cache
-            return None
+        row = self._cached(session_id, "ready", _READY_COLUMNS)
         return None if row is None else from_row(row)
 
     def keep_listing(self, session_id: str, listing: KeptListing) -> None:
-        with _translated(self.path, session_id), self._transaction() as db:
-            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            db.execute(_LISTING_TABLE)
-            db.execute(
-                "INSERT OR REPLACE INTO listing (session_id, owner, upto, body, check_sum)"
-                " VALUES (?,?,?,?,?)",
-                (session_id, *listing),
-            )
-            faults.hit("commit_started")  # written, not committed
+        self._keep_cache(session_id, _LISTING_TABLE, "listing", _LISTING_COLUMNS, listing)
 
     def kept_listing(self, session_id: str) -> KeptListing | None:
         from agentctl.store.listing import from_row
 
+        row = self._cached(session_id, "listing", _LISTING_COLUMNS)
+        return None if row is None else from_row(row)
+
+    def _keep_cache(
+        self,
+        session_id: str,
+        create: str,
+        table: str,
+        columns: tuple[str, ...],
+        values: Sequence[object],
+    ) -> None:
+        """Replace a session's row in one of the cache tables (made by its first row)."""
+        with _translated(self.path, session_id), self._transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise UnknownSessionError(f"no session {session_id!r}")
+            db.execute(create)
+            db.execute(
+                f"INSERT OR REPLACE INTO {table} (session_id, {', '.join(columns)})"
+                f" VALUES (?{', ?' * len(columns)})",
+                (session_id, *values),
+            )
+            faults.hit("commit_started")  # written, not committed
+
+    def _cached(self, session_id: str, table: str, columns: tuple[str, ...]) -> Any:
         try:
-            row = self._db.execute(
-                "SELECT owner, upto, body, check_sum FROM listing WHERE session_id = ?",
-                (session_id,),
+            return self._db.execute(
+                f"SELECT {', '.join(columns)} FROM {table} WHERE session_id = ?", (session_id,)
             ).fetchone()
         except sqlite3.Error:  # none was ever kept (no table), or unreadable: a cache
             return None
-        return None if row is None else from_row(row)
 
     def _drop_caches(self, db: sqlite3.Connection, session_id: str) -> None:
         """Remove the session's ready conversation and kept listing, where their tables exist."""
