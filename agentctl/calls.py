@@ -112,7 +112,7 @@ class ToolCalls:
             arguments = valid_value(json.loads(call.arguments or "{}"))  # `\ud800` escapes
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             if reply_of(session.newest_turn, call).finish_reason == "length":
                 return self._refuse(
                     session,

@@ -212,6 +212,8 @@ def read_file(path: Path) -> dict[str, object]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"settings file {path}: {exc}") from None
+    except RecursionError:  # arrays or tables nested deeper than the parser goes
+        raise UsageError(f"settings file {path}: not valid TOML: nested too deep") from None
     unknown = sorted(set(data) - set(KEYS) - {"prices"})
     if unknown:
         raise UsageError(

@@ -133,7 +133,7 @@ def sendable_arguments(arguments: str) -> str:
     answered the call tells the model what was wrong with them."""
     try:
         return arguments if isinstance(json.loads(arguments), dict) else "{}"
-    except ValueError:
+    except (ValueError, RecursionError):
         return "{}"
 
 

@@ -43,6 +43,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
         raise TaskFileError(f"task file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TaskFileError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # arrays or tables nested deeper than the parser goes
+        raise TaskFileError(f"{path}: not valid TOML: nested too deep") from None
     data.setdefault("source", str(path))
     try:
         return TaskSpec.model_validate(data)

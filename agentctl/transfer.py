@@ -121,7 +121,7 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
             ]
         except UsageError:
             raise
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             text = getattr(exc, "message", None) or str(exc)
             raise UsageError(f"{where} is not part of an agentctl export: {text[:200]}") from None
         if checkpoint.id != len(checkpoints) + 1:

@@ -154,6 +154,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
         ),
         ("title = 'no goal'\n", "goal: Field required"),
         ("goal = \n", "not valid TOML"),
+        ("goal = 'x'\nx = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deep"),
         ("goal = 'x'\nmax_turns = 0\n", "max_turns: Input should be greater than or equal to 1"),
         ("goal = 'x'\nsurprise = true\n", "surprise: Extra inputs are not permitted"),
     ],

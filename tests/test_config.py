@@ -75,6 +75,11 @@ def test_a_broken_settings_file_names_itself(agentctl_home: Path) -> None:
     assert f"settings file {agentctl_home / 'config.toml'}" in result.stderr
     (agentctl_home / "config.toml").write_text('modle = "x"\n')
     assert "unknown key 'modle'" in run("list").stderr
+    # Nested deeper than the parser goes: RecursionError, not a TOMLDecodeError.
+    (agentctl_home / "config.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    deep = run("list")
+    assert deep.code == 2
+    assert "nested too deep" in deep.stderr
 
 
 def test_a_key_in_the_settings_file_never_reaches_the_store(tmp_path: Path) -> None:

@@ -59,6 +59,12 @@ def test_a_listing_whose_text_is_not_a_listing_is_not_used(body: object) -> None
     assert summaries(listing, "s1 t", head=3) == []
 
 
+def test_a_listing_nested_deeper_than_the_parser_can_go_is_not_used() -> None:
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError, not ValueError
+    listing = resealed(KeptListing.of("s1 t", ROWS)._replace(body=deep))
+    assert summaries(listing, "s1 t", head=3) == []
+
+
 def test_a_listing_that_is_not_this_sessions_sound_one_is_not_used() -> None:
     listing = KeptListing.of("s1 t", ROWS)
     assert summaries(None, "s1 t", head=3) == []

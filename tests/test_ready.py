@@ -385,3 +385,9 @@ def test_a_resume_killed_anywhere_from_a_ready_conversation_ends_as_a_clean_one(
                 assert not resume_in_child(url, server.base_url, None)
                 assert outcome(url) == clean, (point, occurrence)
     assert killed >= 8
+
+
+def test_a_ready_file_whose_header_nests_deeper_than_the_parser_can_go_is_ignored() -> None:
+    from agentctl.store.ready import from_document
+
+    assert from_document(b"[" * 100_000 + b"]" * 100_000 + b"\n") is None

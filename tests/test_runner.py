@@ -225,6 +225,24 @@ def test_malformed_arguments_and_unknown_tools_go_back_to_the_model(harness_fact
     assert "unknown tool 'teleport'" in errors[3]
 
 
+def test_arguments_nested_deeper_than_the_parser_goes_go_back_to_the_model(
+    harness_factory: Any,
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError, not ValueError
+    h = harness_factory(
+        (
+            ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments=deep),)),
+            turn(call("submit_plan", steps=["a"])),
+            turn(call("finish", result="ok")),
+        )
+    )
+    h.start()
+    result = h.runner().run("s1", answer=None, ask=None, max_turns=10)
+    assert result.stop is Stop.DONE
+    errors = [m.content or "" for m in result.session.messages if m.role == "tool"]
+    assert "arguments are not valid JSON" in errors[0]
+
+
 def test_text_without_tools_is_nudged_once_then_taken_as_a_question(harness_factory: Any) -> None:
     h = harness_factory(
         (

@@ -105,6 +105,11 @@ def edit_line(n: int, edit: Callable[[dict], None]) -> Callable[[list[bytes]], l
     return change
 
 
+# JSON nested deeper than Python's parser goes: json.loads raises RecursionError, which is
+# not a ValueError.
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
 def _replace_with_dir(path: Path) -> None:
     path.unlink()
     path.mkdir()
@@ -139,6 +144,10 @@ JSONL_DAMAGE: dict[str, Callable[[Path], None]] = {
         r, edit_line(-1, lambda d: d.update(next_message_id=2))
     ),
     "info.json not JSON": lambda r: (session_dir(r) / "info.json").write_text("{nope"),
+    "a line nested too deep": lambda r: rewrite_log(
+        r, lambda ls: [*ls[:2], DEEP.encode(), *ls[3:]]
+    ),
+    "info.json nested too deep": lambda r: (session_dir(r) / "info.json").write_text(DEEP),
     "events.jsonl a directory": lambda r: _replace_with_dir(session_dir(r) / "events.jsonl"),
     "info.json a directory": lambda r: _replace_with_dir(session_dir(r) / "info.json"),
     "lock a directory": lambda r: _replace_with_dir(session_dir(r) / "lock"),
@@ -155,6 +164,15 @@ def sql(root: Path, statement: str) -> None:
 SQLITE_DAMAGE: dict[str, Callable[[Path], None]] = {
     "detail not JSON": lambda r: sql(r, "UPDATE checkpoints SET detail = '{nope' WHERE id = 2"),
     "detail not an object": lambda r: sql(r, "UPDATE checkpoints SET detail = '[1]' WHERE id = 2"),
+    "detail nested too deep": lambda r: sql(
+        r, f"UPDATE checkpoints SET detail = '{DEEP}' WHERE id = 2"
+    ),
+    "a message body nested too deep": lambda r: sql(
+        r, f"UPDATE messages SET body = '{DEEP}' WHERE id = 2"
+    ),
+    "a task state nested too deep": lambda r: sql(
+        r, f"UPDATE checkpoints SET task = '{DEEP}' WHERE id = (SELECT max(id) FROM checkpoints)"
+    ),
     "a message body that is garbage": lambda r: sql(
         r, "UPDATE messages SET body = 'garbage' WHERE id = 2"
     ),
@@ -374,3 +392,18 @@ def test_details_holding_other_types_are_shown_not_a_traceback(tmp_path: Path) -
     assert shown.code == 0
     assert "model replied" in shown.stdout  # a list of numbers is not a list of tool names
     assert "Traceback" not in shown.stdout + shown.stderr
+
+
+@pytest.mark.parametrize("store", ["json"], indirect=True)
+@pytest.mark.parametrize("labels", ["{nope", DEEP])
+def test_damaged_labels_are_one_line_and_do_not_stop_a_resume(store: Path, labels: str) -> None:
+    """Names and tags are not history: damage to them is reported, never a traceback, and the
+    session still continues."""
+    (session_dir(store) / "labels.json").write_text(labels)
+    with deadline(30):
+        results = dict(commands(store))
+    for name, result in results.items():
+        if name != "verify":
+            one_line(result, 0, 6)
+    assert results["verify"].code == 6, results["verify"].stdout
+    assert results["resume"].code == 0, results["resume"].stderr

@@ -131,6 +131,7 @@ def test_a_different_session_with_the_same_id_is_refused_or_imported_beside(
         '{"format": "something-else"}\n',
         '{"format": "agentctl-session", "version": 9}\n',
         "",
+        "[" * 100_000 + "]" * 100_000 + "\n",  # nested deeper than the JSON parser goes
     ],
 )
 def test_a_file_that_is_not_an_export_is_one_line_exit_2(tmp_path: Path, content: str) -> None:

@@ -66,7 +66,7 @@ def decode(cls: type[M], data: str | bytes | dict[str, Any], *, where: str = "")
     place = f" in {where}" if where else ""
     try:
         payload = json.loads(data) if isinstance(data, (str, bytes)) else dict(data)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidStateError(f"stored {cls.__name__}{place} is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidStateError(f"stored {cls.__name__}{place} is not a JSON object")
@@ -90,7 +90,12 @@ def decode_messages(array: str | bytes | list[Any], *, where: str = "") -> tuple
             return _MESSAGES.validate_python(array)
         return _MESSAGES.validate_json(array)
     except ValidationError:
-        items = array if isinstance(array, list) else json.loads(array)
+        try:
+            items = array if isinstance(array, list) else json.loads(array)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidStateError(
+                f"stored messages in {where} are not valid JSON: {exc}"
+            ) from None
         if not isinstance(items, list):
             raise InvalidStateError(f"stored messages in {where} are not a JSON array") from None
         return tuple(decode(Message, item, where=where) for item in items)

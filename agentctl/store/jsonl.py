@@ -96,7 +96,7 @@ class JsonlStore:
                 )
             if not self.sessions_dir.is_dir():
                 raise StoreError(f"store {self.root}: sessions/ is missing or not a folder")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise StoreError(f"store {self.root}: {exc}") from None
 
     def _create(self, marker: Path) -> None:
@@ -473,7 +473,7 @@ class JsonlStore:
                     data["expires_at"],
                     data.get("user", ""),
                 )
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, RecursionError):
                 pass  # none, or unreadable: a lease is advisory, the head check is the guard
             check_takeover(session_id, held, lease)
             write_private_atomic(path / "lease.json", json.dumps(lease.__dict__))
@@ -521,7 +521,7 @@ class JsonlStore:
             try:
                 if json.loads((path / "lease.json").read_text()).get("token") == token:
                     (path / "lease.json").unlink()
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError, RecursionError):  # not ours to remove
                 pass
 
     def search(self, text: str, limit: int) -> list[SearchHit]:
@@ -622,7 +622,15 @@ def _reading(path: Path) -> Iterator[None]:
         yield
     except (StoreError, UnknownSessionError):
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,  # JSON nested deeper than the parser goes
+    ) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StoreError(
             f"store {path}: cannot be read ({type(exc).__name__}: {detail[:200]})",
@@ -633,7 +641,7 @@ def _reading(path: Path) -> Iterator[None]:
 def _parse_line(line: bytes, number: int | None, path: Path) -> dict[str, Any]:
     try:
         record = json.loads(line)
-    except ValueError:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
         raise StoreError(
             f"{_where(path, number)} is corrupt (not a torn last line)", hint="agentctl verify"
         ) from None

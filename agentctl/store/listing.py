@@ -76,7 +76,7 @@ def summaries(listing: KeptListing | None, owner: str, head: int) -> list[Checkp
         return []
     try:
         rows: Any = json.loads(listing.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return []
     new = tuple.__new__  # each row as it was written: one C call, not seven arguments
     if (

@@ -282,7 +282,7 @@ class PostgresStore:
             yield
         except psycopg.Error as exc:
             raise StoreError(f"{where}: {_first_line(exc)}") from None
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
             raise StoreError(
                 f"{where}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
                 hint="agentctl verify",

@@ -109,7 +109,7 @@ def from_document(data: bytes) -> ReadyConversation | None:
             rest[split:],
             header["check"],
         )
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
     return from_row(fields)
 

@@ -100,7 +100,7 @@ def _translated(path: Path, session_id: str | None = None) -> Iterator[None]:
         if "disk I/O error" in text or "disk is full" in text:
             text += " (is the disk full, or the file too large for its file system?)"
         raise StoreError(f"{where}: {text}") from None
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         raise StoreError(
             f"{where}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
             hint="agentctl verify",
