@@ -306,6 +306,13 @@ class AppendPlan(NamedTuple):
     messages: tuple[StoredMessage, ...]
 
 
+def cache_owner(session_id: str, created_at: str) -> str:
+    """Whose a cache beside a session is (store/ready.py, store/listing.py): its id and creation
+    time. An older agentctl deletes a session without knowing its caches; a session made later
+    under the same id must not take them for its own."""
+    return f"{session_id} {created_at}"
+
+
 def plan_append(
     draft: CheckpointDraft,
     *,

@@ -96,7 +96,7 @@ def keep_listing(store: Store, session_id: str, owner: str, head: int) -> None:
     failure to write it costs time, nothing else."""
     from agentctl.errors import StoreError
 
-    if not store.keeps_listings:  # nothing to gain: do not read the rows for nothing
+    if not store.keeps_listings or head < KEEP_EVERY:  # nothing to gain: read nothing
         return
     if head - covered(store.kept_listing(session_id), owner, head) < KEEP_EVERY:
         return

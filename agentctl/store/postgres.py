@@ -46,6 +46,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
+    cache_owner,
     chain_array,
     gc_paused,
     plan_append,
@@ -793,7 +794,8 @@ class PostgresStore:
                     (session_id,),
                 ).fetchone()
                 if row is not None:
-                    listed = summaries(from_row(row[:4]), f"{session_id} {row[4]}", row[5])
+                    owner = cache_owner(session_id, row[4])
+                    listed = summaries(from_row(row[:4]), owner, row[5])
             rows = db.execute(
                 "SELECT id, parent, event, from_state, to_state, created_at, detail"
                 f" FROM {S}.checkpoints WHERE session_id = %s AND id > %s ORDER BY id",

@@ -158,7 +158,9 @@ class Ready:
 
 
 def owner_of(info: SessionInfo) -> str:
-    return f"{info.id} {info.created_at}"
+    from agentctl.store.base import cache_owner
+
+    return cache_owner(info.id, info.created_at)
 
 
 def wire_array(messages: Sequence[Message]) -> str:

@@ -37,6 +37,7 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
+    cache_owner,
     chain_array,
     gc_paused,
     plan_append,
@@ -512,7 +513,7 @@ class SQLiteStore:
             return []
         if row is None:
             return []
-        return summaries(from_row(row[:4]), f"{session_id} {row[4]}", row[5])
+        return summaries(from_row(row[:4]), cache_owner(session_id, row[4]), row[5])
 
     def message_links(self, session_id: str) -> MessageLinks:
         from agentctl.errors import AgentctlError
