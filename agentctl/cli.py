@@ -157,6 +157,12 @@ def run(
             help="When the context window is full: summarize older turns (default) or drop them.",
         ),
     ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name the session (refused if taken).")
+    ] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag the session (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session on a task and work on it until done or it needs input."""
@@ -173,6 +179,8 @@ def run(
             workspace=workspace,
             yes=yes,
             context_strategy=context_strategy,
+            name=name,
+            tags=tags or (),
         )
 
     report = _guarded(action, view)

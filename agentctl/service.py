@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,6 +136,39 @@ def resolve_session(store: Store, prefix: str) -> str:
     raise AmbiguousSessionError(f"{prefix!r} matches {len(matches)} sessions: {shown}")
 
 
+# -- names and tags ---------------------------------------------------------------------
+
+MAX_NAME = 80
+
+
+def valid_name(name: str) -> str:
+    """A session name as given (stripped), or UsageError saying what a name is."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise UsageError(f"a name is one line of 1 to {MAX_NAME} printable characters")
+    return name
+
+
+def valid_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    for t in tags:
+        if not t or len(t) > 40 or not t.isprintable() or " " in t:
+            raise UsageError(f"a tag is one word of up to 40 characters, not {t!r}")
+    return tuple(dict.fromkeys(tags))
+
+
+def refuse_taken_name(store: Store, name: str, session_id: str | None = None) -> None:
+    """A name names one session: one that is the start of an id (an id always wins) or that
+    another session already has is refused now, not when it is first used (exit 2)."""
+    if store.match_sessions(name):
+        raise UsageError(f"{name!r} is the start of a session id; pick another name")
+    holders = [s.id for s in store.list_sessions() if s.name == name and s.id != session_id]
+    if holders:
+        raise UsageError(
+            f"the name {name!r} is taken by session {holders[0]}; pick another name",
+            hint=f"agentctl rename {holders[0]} OTHER-NAME (to free it)",
+        )
+
+
 # -- running --------------------------------------------------------------------------------
 
 
@@ -157,6 +190,8 @@ def start_session(
     yes: bool = False,
     tools: ToolRegistry | None = None,
     context_strategy: str | None = None,
+    name: str | None = None,
+    tags: Iterable[str] = (),
 ) -> RunReport:
     from agentctl import prompts
     from agentctl.config import parse_value
@@ -166,9 +201,13 @@ def start_session(
         parse_value("context_strategy", context_strategy, "--context-strategy")
         spec = spec.model_copy(update={"context_strategy": context_strategy})
 
+    name = valid_name(name) if name is not None else None
+    labels = valid_tags(tags)
     model_name = wiring.choose_model(settings, spec, session_model=None)
     root = str(wiring.workspace(settings, workspace))
     with opened_store(settings) as store, ExitStack() as stack:
+        if name is not None:
+            refuse_taken_name(store, name)  # before anything is written
         tools = tools or wiring.work_tools(settings, root, spec, yes)
         snapshots = wiring.snapshots(settings, root, on_event)
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
@@ -184,6 +223,8 @@ def start_session(
         stack.callback(runner.close)
         # The first request goes out first; the rest happens while the model thinks.
         runner.start(info, system, lease, early=turns > 0)  # held from its first moment
+        if name is not None or labels:
+            store.set_labels(info.id, name, labels)
         on_event(Notice(f"session {info.id} started", session_id=info.id))
         store.update_profile(lambda p: p.with_goal(spec.goal))
         with held_lease(store, info.id, lease):

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from agentctl.errors import SessionBusyError, UsageError
 from agentctl.records import Doomed, UsageRow
-from agentctl.service import opened_store, resolve_session
+from agentctl.service import (
+    opened_store,
+    refuse_taken_name,
+    resolve_session,
+    valid_name,
+    valid_tags,
+)
 
 if TYPE_CHECKING:
     from agentctl.config import Settings
@@ -27,7 +33,6 @@ if TYPE_CHECKING:
 
 _AGE = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-MAX_NAME = 80
 
 
 def parse_when(text: str, flag: str, now: datetime | None = None) -> datetime:
@@ -118,21 +123,16 @@ def _summary(store: Store, session_id: str) -> SessionSummary:
 
 
 def rename(settings: Settings, prefix: str, name: str) -> tuple[str, str]:
-    name = name.strip()
-    if not name or len(name) > MAX_NAME or not name.isprintable():
-        raise UsageError(f"a name is one line of 1 to {MAX_NAME} printable characters")
+    name = valid_name(name)
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
-        if store.match_sessions(name):  # an id (prefix) always wins over a name
-            raise UsageError(f"{name!r} is the start of a session id; pick another name")
+        refuse_taken_name(store, name, session_id)
         store.set_labels(session_id, name, _summary(store, session_id).tags)
     return session_id, name
 
 
 def tag(settings: Settings, prefix: str, tags: list[str], remove: bool) -> tuple[str, ...]:
-    for t in tags:
-        if not t or len(t) > 40 or not t.isprintable() or " " in t:
-            raise UsageError(f"a tag is one word of up to 40 characters, not {t!r}")
+    valid_tags(tags)
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         summary = _summary(store, session_id)
@@ -160,8 +160,11 @@ def fork(
     from agentctl import transfer
     from agentctl.errors import UnknownCheckpointError
 
+    name = valid_name(name) if name is not None else None
     with opened_store(settings) as store:
         source = resolve_session(store, prefix)
+        if name is not None:
+            refuse_taken_name(store, name)
         head = store.head(source).id
         at = at or head
         if not 1 <= at <= head:

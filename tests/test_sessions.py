@@ -48,13 +48,35 @@ def test_names_and_tags_work_wherever_an_id_does(env: dict[str, str]) -> None:
     assert ids(env, "--tag", "travel") == [trip]
     assert run("tag", "lisbon", "q4", "--remove", env=env).code == 0
     assert ids(env, "--tag", "q4") == []
-    assert run("rename", notes, "lisbon", env=env).code == 0  # a name two sessions share...
+    taken = run("rename", notes, "lisbon", env=env)  # a name is one session's
+    assert taken.code == 2
+    assert f"taken by session {trip}" in taken.stderr
+    assert run("rename", trip, "lisbon", env=env).code == 0  # its own name again is fine
+    store = open_store(env["AGENTCTL_STORE"])  # a name two sessions share (an older agentctl)...
+    store.set_labels(notes, "lisbon", ())
+    store.close()
     shared = run("show", "lisbon", env=env)
     assert shared.code == 2
     assert trip in shared.stderr
     assert notes in shared.stderr
     assert "(" in run("list", env=env).stdout  # ...is listed with its id
     assert run("rename", trip, trip[:3], env=env).code == 2  # an id prefix is not a name
+
+
+def test_run_takes_a_name_and_tags_and_refuses_a_taken_name(env: dict[str, str]) -> None:
+    named = run(
+        "run", TRIP, "--no-input", "--name", "lisbon", "--tag", "travel", "--tag", "q4", env=env
+    )
+    assert named.code == 3, named.stderr
+    [trip] = run("list", "--json", env=env).json()
+    assert (trip["name"], trip["tags"]) == ("lisbon", ["travel", "q4"])
+    assert run("show", "lisbon", "--json", env=env).json()["id"] == trip["id"]
+    again = run("run", NOTES, "--no-input", "--name", "lisbon", env=env)
+    assert again.code == 2
+    assert f"taken by session {trip['id']}" in again.stderr
+    assert ids(env) == [trip["id"]]  # refused before anything was written
+    assert run("fork", "lisbon", "--name", "lisbon", env=env).code == 2
+    assert run("run", NOTES, "--no-input", "--tag", "two words", env=env).code == 2
 
 
 def test_list_filters(env: dict[str, str], tmp_path: Path) -> None:
