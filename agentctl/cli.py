@@ -458,7 +458,7 @@ def prune(
     if not yes and not _confirm(f"delete these {len(doomed)} sessions for good?"):
         raise typer.Exit(int(ExitCode.USAGE))
     _guarded(lambda: sessions.prune(settings, doomed))
-    render.note(f"deleted {len(doomed)} sessions")
+    render.note(f"deleted {render.plural(len(doomed), 'session')}")
 
 
 def _pick_unfinished(store: str | None) -> str | None:

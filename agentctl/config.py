@@ -24,6 +24,14 @@ from agentctl.errors import UsageError
 APP = "agentctl"
 STRATEGIES = ("summarize", "drop")
 MIN_WINDOW = 512  # tokens: less cannot hold a system prompt, the tools and one turn
+# The value in effect when a key is set nowhere (`config show` prints them with the source
+# "default"); the modules that use them take them from here, so the two cannot differ.
+DEFAULT_TIMEOUT = 120.0  # seconds for one model reply
+DEFAULT_RETRIES = 3
+DEFAULT_STRATEGY = "summarize"
+DEFAULT_PREVIEW_LINES = 4  # of a command's output: the first and last this many lines
+DEFAULT_SNAPSHOT_MAX_FILE = 5 << 20
+DEFAULT_SNAPSHOT_MAX_CAPTURE = 100 << 20
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ KEYS: dict[str, Key] = {
         # many bytes of new files (bytes)
         Key("snapshot_max_file", env_over="AGENTCTL_SNAPSHOT_MAX_FILE", kind=int),
         Key("snapshot_max_capture", env_over="AGENTCTL_SNAPSHOT_MAX_CAPTURE", kind=int),
+        # the run view: the first and last this many lines of a command's output (0: none)
+        Key("preview_lines", env_over="AGENTCTL_PREVIEW_LINES", kind=int),
     )
 }
 
@@ -73,6 +83,7 @@ class Settings:
     retries: int | None = None
     snapshot_max_file: int | None = None
     snapshot_max_capture: int | None = None
+    preview_lines: int | None = None
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # [prices] table
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
     environ: Mapping[str, str] = field(default_factory=dict)  # what tools' environments start from
@@ -118,6 +129,7 @@ class Settings:
             retries=_opt_int(values.get("retries")),
             snapshot_max_file=_opt_int(values.get("snapshot_max_file")),
             snapshot_max_capture=_opt_int(values.get("snapshot_max_capture")),
+            preview_lines=_opt_int(values.get("preview_lines")),
             prices=parse_prices(file_values["prices"], path) if "prices" in file_values else {},
             sources=sources,
             environ=dict(env),
@@ -163,7 +175,7 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
     try:
         if key.kind is int:
             number = int(str(value))
-            least = {"context_window": MIN_WINDOW, "retries": 0}.get(name, 1)
+            least = {"context_window": MIN_WINDOW, "retries": 0, "preview_lines": 0}.get(name, 1)
             if number < least:
                 raise ValueError
             return number
@@ -177,7 +189,7 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
             f"a whole number of at least {MIN_WINDOW}"
             if name == "context_window"
             else "a whole number, 0 or more"
-            if name == "retries"
+            if name in ("retries", "preview_lines")
             else "a whole number above 0"
             if key.kind is int
             else "a number of seconds above 0"

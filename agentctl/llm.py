@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from agentctl.errors import ModelError
 from agentctl.state import Message, ToolCall, Usage
 
@@ -91,8 +92,8 @@ class ModelConfig:
     model: str
     base_url: str | None
     api_key: str | None
-    timeout: float = 120.0
-    max_retries: int = 3
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_RETRIES
 
 
 class _Retry(Exception):

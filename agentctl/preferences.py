@@ -49,9 +49,21 @@ def set_preference(settings: Settings, key: str, value: str | None) -> UserProfi
 
 def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
     """Every setting with the value in effect and where it came from; secrets masked."""
+    from agentctl import config
     from agentctl.config import KEYS, shown_value
 
-    effective = {
+    # What is in effect when a key is set nowhere: a value with the source "default".
+    defaults: dict[str, object] = {
+        "base_url": "https://api.openai.com/v1",
+        "timeout": config.DEFAULT_TIMEOUT,
+        "retries": config.DEFAULT_RETRIES,
+        "context_window": "the model's own",
+        "context_strategy": config.DEFAULT_STRATEGY,
+        "snapshot_max_file": config.DEFAULT_SNAPSHOT_MAX_FILE,
+        "snapshot_max_capture": config.DEFAULT_SNAPSHOT_MAX_CAPTURE,
+        "preview_lines": config.DEFAULT_PREVIEW_LINES,
+    }
+    effective: dict[str, object] = {
         "model": settings.default_model,
         "base_url": settings.base_url,
         "api_key": settings.api_key,
@@ -62,11 +74,18 @@ def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
         "retries": settings.retries,
         "snapshot_max_file": settings.snapshot_max_file,
         "snapshot_max_capture": settings.snapshot_max_capture,
+        "preview_lines": settings.preview_lines,
     }
     rows = []
     for key in KEYS.values():
         value = effective[key.name]
-        source = settings.sources.get(key.name, "default" if value is not None else "not set")
+        if value is None and key.name in defaults:
+            value = defaults[key.name]
+            source = "default"
+        else:
+            source = settings.sources.get(key.name, "default" if value is not None else "not set")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 120, not 120.0
         text = None if value is None else shown_value(key.name, str(value))
         rows.append(ConfigRow(key.name, text, source))
     return settings.config_path, rows

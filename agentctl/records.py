@@ -90,6 +90,7 @@ class RollbackReport:
     not_restored: tuple[str, ...] = ()  # over the snapshot size cap: left as they are
     dry_run: bool = False  # nothing was written: this is what a rollback would do
     conversation: bool = True  # False: --files-only, the conversation stayed at the head
+    forward: bool = False  # the target is off the head's path: files move forward, not back
 
 
 @dataclass

@@ -134,6 +134,63 @@ def note(message: str) -> None:
     err.print(f"[dim]{escape(message)}[/]")
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 session`, `2 sessions`: every count in words goes through here."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def number(value: int) -> str:
+    """The one way numbers are printed: thousands separated by commas."""
+    return f"{value:,}"
+
+
+def one_line(text: str) -> str:
+    """The first line of a text, with `…` where more lines were cut (history is one line per
+    checkpoint: an approval's diff is not)."""
+    first, newline, _ = str(text).partition("\n")
+    return first + " …" if newline else first
+
+
+def table_width() -> int | None:
+    """How wide a row may be: the terminal's width, or None when output is piped (never cut
+    to 80 columns for a file or another program)."""
+    return out.width if out.is_terminal else None
+
+
+def fit(text: str, width: int | None) -> str:
+    """`text` cut to `width` characters at a word boundary, with `…` (None: uncut)."""
+    if width is None or len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    if space > width // 2:  # cut at a word when one ends in the second half
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def print_fitted(lines: list[str]) -> None:
+    """Lines of markup printed one per row: on a terminal each is cut at a word boundary to
+    its width (a row never wraps into the next); piped, each is printed whole."""
+    width = table_width()
+    if width is None:
+        out.print("\n".join(lines))
+        return
+    from rich.text import Text
+
+    fitted = []
+    for line in lines:
+        text = Text.from_markup(line)
+        if text.cell_len > width:
+            keep = len(fit(text.plain, width)) - 1
+            text.truncate(keep)
+            text.rstrip()
+            text.append("…")
+        fitted.append(text)
+    out.print(*fitted, sep="\n")
+
+
 def _state(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{escape(state)}[/]"
 
@@ -215,7 +272,10 @@ def _files(count: int | None, verb: str) -> str:
 def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     """One line of markup for a checkpoint, as the live view and `history` show it. The
     detail is read as its kind's record (a damaged store's odd values read as absent)."""
-    e = escape
+
+    def e(text: str) -> str:
+        return escape(one_line(text))
+
     d = parse_detail(kind, detail)
     if kind == "new_task":
         return "[cyan]planning[/]"
@@ -251,8 +311,8 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     if isinstance(d, CompactionDetail):
         how = "summarized" if d.strategy == "summarize" else "dropped"
         return (
-            f"[magenta]context compacted:[/] {d.dropped} older messages "
-            f"{how} ({d.tokens_before} → {d.tokens_after} tokens)"
+            f"[magenta]context compacted:[/] {plural(d.dropped, 'older message')} "
+            f"{how} ({d.tokens_before:,} → {d.tokens_after:,} tokens)"
         )
     if isinstance(d, RollbackDetail):
         what = "files put back" if d.files_only else "rolled back"
@@ -302,7 +362,8 @@ def sessions_table(sessions: list[SessionSummary]) -> None:
     state_w = max(5, *map(len, states))
     head_w = max(4, *(len(str(s.head)) for s in sessions))
     fixed = id_w + state_w + head_w + 19 + 8
-    goal_w = max(20, out.width - fixed)
+    width = table_width()
+    goal_w = None if width is None else max(20, width - fixed)
     lines = [
         f"[bold]{'id':{id_w}}  {'state':{state_w}}  {'head':>{head_w}}  {'updated':19}  goal[/]"
     ]
@@ -314,8 +375,7 @@ def sessions_table(sessions: list[SessionSummary]) -> None:
             goal = f"[{shown}] {goal}"
         if s.tags:
             goal += "  #" + " #".join(s.tags)
-        if len(goal) > goal_w:
-            goal = goal[: goal_w - 1] + "…"
+        goal = fit(goal, goal_w)
         lines.append(
             f"{escape(s.id):{id_w}}  {_state(s.state)}{state[len(s.state) :]}"
             f"{' ' * (state_w - len(state))}  {s.head:>{head_w}}  "
@@ -368,7 +428,7 @@ def history_table(session_id: str, history: list[CheckpointSummary]) -> None:
             f"{styled}{' ' * (t_width - len(text))}  "
             f"{describe_checkpoint(c.kind, c.detail)}{marker}"
         )
-    out.print("\n".join(lines))
+    print_fitted(lines)
 
 
 def graph_lanes(history: list[CheckpointSummary]) -> list[int]:
@@ -426,7 +486,7 @@ def history_graph(session_id: str, history: list[CheckpointSummary]) -> None:
         lines.append(
             f"{' '.join(cells)}  {c.id:>4}  {describe_checkpoint(c.kind, c.detail)}{where}{marker}"
         )
-    out.print("\n".join(lines))
+    print_fitted(lines)
 
 
 def verify_report(store_problems: list[str], reports: list[SessionReport]) -> None:
@@ -435,16 +495,16 @@ def verify_report(store_problems: list[str], reports: list[SessionReport]) -> No
     for r in reports:
         if r.problems:
             out.print(
-                f"[red]✗[/] {escape(r.session_id)}: {len(r.problems)} problems "
-                f"in {r.checkpoints} checkpoints"
+                f"[red]✗[/] {escape(r.session_id)}: {plural(len(r.problems), 'problem')} "
+                f"in {plural(r.checkpoints, 'checkpoint')}"
             )
             for problem in r.problems:
                 out.print(f"    {escape(problem)}")
         else:
-            out.print(f"[green]✓[/] {escape(r.session_id)}: {r.checkpoints} checkpoints")
+            out.print(f"[green]✓[/] {escape(r.session_id)}: {plural(r.checkpoints, 'checkpoint')}")
     bad = sum(1 for r in reports if r.problems) + (1 if store_problems else 0)
     out.print(
-        f"{len(reports)} sessions checked, "
+        f"{plural(len(reports), 'session')} checked, "
         + (f"[red]{bad} with problems[/]" if bad else "all sound")
     )
 
@@ -542,10 +602,11 @@ def show_session(view: SessionView) -> None:
     if task.plan:
         out.print("plan:")
         for n, step in enumerate(task.plan):
+            working = s.state.value != "done"  # a done session has no step in progress
             mark = (
                 "[green]✓[/]"
                 if n < task.current_step
-                else ("[blue]▶[/]" if n == task.current_step else " ")
+                else ("[blue]▶[/]" if n == task.current_step and working else " ")
             )
             extra = f" — {escape(task.completed[n].summary)}" if n < task.current_step else ""
             out.print(f"  {mark} {n + 1}. {escape(step)}{extra}")
@@ -566,8 +627,8 @@ def show_session(view: SessionView) -> None:
     else:
         unreported = f" ({u.unreported} calls' usage not reported)" if u.unreported else ""
         out.print(
-            f"usage:    {u.calls} model calls, {u.prompt_tokens} prompt + "
-            f"{u.completion_tokens} completion tokens{unreported}"
+            f"usage:    {plural(u.calls, 'model call')}, {u.prompt_tokens:,} prompt + "
+            f"{u.completion_tokens:,} completion tokens{unreported}"
         )
     if s.info.approximate_tokens is None:
         counted = "counted by an older agentctl"
@@ -614,7 +675,10 @@ def rolled_back(report: RollbackReport) -> None:
             f"stays (new head is checkpoint {head.id})"
         )
     if report.files is not None:
-        verbs = {"A": "restored", "D": "removed", "M": "reverted", "T": "reverted"}
+        if report.forward:  # to a later checkpoint (another branch): nothing is "reverted"
+            verbs = {"A": "added", "D": "removed", "M": "updated", "T": "updated"}
+        else:
+            verbs = {"A": "restored", "D": "removed", "M": "reverted", "T": "reverted"}
         for status, path in report.files[:50]:
             out.print(f"  {verbs.get(status, status)}  {escape(visible(path))}")
         if len(report.files) > 50:
@@ -717,13 +781,22 @@ def prune_list(doomed: list[Doomed], dry_run: bool) -> None:
         return
     verb = "would delete" if dry_run else "to delete"
     total = sum(d.bytes for d in doomed)
-    out.print(f"{verb} {len(doomed)} sessions, {human_bytes(total)}:")
-    for d in doomed:
+    out.print(f"{verb} {plural(len(doomed), 'session')}, {human_bytes(total)}:")
+    labels = [
+        f"{d.summary.name} ({d.summary.id})" if d.summary.name else d.summary.id for d in doomed
+    ]
+    sizes = [human_bytes(d.bytes) for d in doomed]
+    label_w = max(map(len, map(visible, labels)))
+    state_w = max(len(d.summary.state) for d in doomed)
+    size_w = max(map(len, sizes))
+    width = table_width()
+    goal_w = None if width is None else max(10, width - (2 + label_w + state_w + 10 + size_w + 8))
+    for d, label, size in zip(doomed, labels, sizes, strict=True):
         s = d.summary
-        label = f"{escape(s.name)} ({escape(s.id)})" if s.name else escape(s.id)
         out.print(
-            f"  {label}  {_state(s.state)}  {escape(s.updated_at[:10])}  "
-            f"{human_bytes(d.bytes)}  {escape((s.title or s.goal)[:60])}"
+            f"  {escape(label)}{' ' * (label_w - len(visible(label)))}  {_state(s.state)}"
+            f"{' ' * (state_w - len(s.state))}  {escape(s.updated_at[:10]):10}  "
+            f"{size:>{size_w}}  {escape(fit(s.title or s.goal, goal_w))}"
         )
 
 
@@ -751,8 +824,8 @@ def usage_table(rows: list[UsageRow], by: str, prices_taken: str, as_json: bool)
     for r in rows:
         cost = "unpriced" if r.cost is None else f"${r.cost:.4f}"
         lines.append(
-            f"{escape(r.key):{width}}  {r.sessions:8}  {r.calls:5}  {r.prompt_tokens:13}  "
-            f"{r.completion_tokens:17}  {cost}"
+            f"{escape(r.key):{width}}  {r.sessions:8,}  {r.calls:5,}  {r.prompt_tokens:13,}  "
+            f"{r.completion_tokens:17,}  {cost}"
         )
     out.print("\n".join(lines))
     note(f"prices per million tokens as published on {prices_taken}; unpriced: not guessed")
@@ -789,12 +862,19 @@ def search_hits(hits: list[SearchHit], as_json: bool) -> None:
 def pick_session(recent: list[SessionSummary]) -> str | None:
     """A small prompt: the recent unfinished sessions, numbered; Enter takes the first."""
     err.print("[bold]unfinished sessions:[/]")
+    id_w = max(len(visible(s.id)) for s in recent)
+    name_w = max(len(visible(s.name or "")) for s in recent)
+    state_w = max(len(s.state) for s in recent)
+    width = err.width if err.is_terminal else None
+    goal_w = None if width is None else max(10, width - (6 + id_w + name_w + state_w + 16 + 8))
     for n, s in enumerate(recent, 1):
-        label = f"{escape(s.name)} " if s.name else ""
+        name = visible(s.name or "")
         err.print(
-            f"  {n}. {escape(s.id)}  {label}{_state(s.state)}  "
-            f"{escape(s.updated_at[:16].replace('T', ' '))}  "
-            f"{escape((s.title or s.goal)[:50])}"
+            f"  {n}. {escape(s.id)}{' ' * (id_w - len(visible(s.id)))}  "
+            + (f"{escape(name)}{' ' * (name_w - len(name))}  " if name_w else "")
+            + f"{_state(s.state)}{' ' * (state_w - len(s.state))}  "
+            f"{escape(s.updated_at[:16].replace('T', ' ')):16}  "
+            f"{escape(fit(s.title or s.goal, goal_w))}"
         )
     err.print(f"resume which? [1-{len(recent)}, Enter: 1] ", end="")
     try:

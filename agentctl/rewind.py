@@ -76,6 +76,7 @@ def _rollback_preview(
         files=[(c.status, c.path) for c in moved.changes] if moved else None,
         files_note=_files_note(snapshots, files, moved),
         dry_run=True,
+        forward=_forward(store, sid, plan.target.id, plan.head.id),
     )
 
 
@@ -118,7 +119,23 @@ def _rollback(
             files=[(c.status, c.path) for c in moved.changes],
             not_restored=moved.not_captured,
         )
-    return replace(report, files_note=_files_note(snapshots, files, moved))
+    forward = _forward(store, sid, plan.target.id, plan.head.id)
+    return replace(report, files_note=_files_note(snapshots, files, moved), forward=forward)
+
+
+def _forward(store: Store, session_id: str, target: int, head: int) -> bool:
+    """Whether the target is off the path the head stands on (a later checkpoint of another
+    branch): the files then move forward, and nothing is "reverted". Bounded walk."""
+    history = store.history(session_id)
+    current: int | None = head
+    for _ in range(len(history)):
+        if current == target:
+            return False
+        if current is None or not 1 <= current <= len(history):
+            break
+        parent = history[current - 1].parent
+        current = parent if parent is not None and 1 <= parent < current else None
+    return True
 
 
 def _files_note(snapshots: Snapshots | None, files: bool, moved: FilePlan | None) -> str | None:

@@ -19,8 +19,13 @@ from agentctl.state import TaskSpec, valid_text
 def looks_like_task_file(argument: str) -> bool:
     """A path, not a goal: a file, a folder, a .toml name, or one word that looks like a file
     name or a path (`plan_trip.tml`, `tasks/x`). A goal has spaces or is a plain word."""
-    if argument.endswith(".toml") or Path(argument).exists():
+    if argument.endswith(".toml"):
         return True
+    try:
+        if Path(argument).exists():
+            return True
+    except OSError:  # a goal longer than a file name may be (ENAMETOOLONG)
+        return False
     word = argument.strip()
     return (
         bool(word)

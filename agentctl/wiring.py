@@ -213,4 +213,6 @@ def context_budget(settings: Settings, spec: TaskSpec, model_name: str) -> Budge
 
 
 def compaction_strategy(settings: Settings, spec: TaskSpec) -> str:
-    return spec.context_strategy or settings.context_strategy or "summarize"
+    from agentctl.config import DEFAULT_STRATEGY
+
+    return spec.context_strategy or settings.context_strategy or DEFAULT_STRATEGY

@@ -31,7 +31,13 @@ def test_config_set_writes_a_private_file_and_show_masks_the_key(agentctl_home: 
     settings = run("config", "show", "--json").json()["settings"]
     assert settings["model"] == {"value": "llama3.2", "source": "config file"}
     assert settings["api_key"] == {"value": "****8765", "source": "config file"}
-    assert settings["timeout"] == {"value": None, "source": "not set"}
+    # Issue 25: a default is shown as the value in effect, not as "not set".
+    assert settings["timeout"] == {"value": "120", "source": "default"}
+    assert settings["retries"] == {"value": "3", "source": "default"}
+    assert settings["context_strategy"] == {"value": "summarize", "source": "default"}
+    assert settings["preview_lines"] == {"value": "4", "source": "default"}
+    assert settings["store"]["source"] == "default"
+    assert "timeout              = 120  (default)" in shown.stdout
     assert run("config", "unset", "model").code == 0
     assert run("config", "show", "--json").json()["settings"]["model"]["value"] is None
 

@@ -28,10 +28,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentctl.config import DEFAULT_SNAPSHOT_MAX_CAPTURE, DEFAULT_SNAPSHOT_MAX_FILE
 from agentctl.errors import StoreError
 
-MAX_FILE = 5 << 20  # bytes: a larger file is not captured
-MAX_CAPTURE = 100 << 20  # bytes of new (untracked) files one capture stores at most
+MAX_FILE = DEFAULT_SNAPSHOT_MAX_FILE  # bytes: a larger file is not captured
+MAX_CAPTURE = DEFAULT_SNAPSHOT_MAX_CAPTURE  # bytes of new (untracked) files one capture stores
 DEFAULT_IGNORES = (
     ".git",
     ".venv/",
