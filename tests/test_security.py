@@ -631,3 +631,88 @@ def test_the_settings_file_is_written_through_a_fresh_private_temporary(tmp_path
     assert target.read_text() == ""
     assert path.stat().st_mode & 0o777 == 0o600
     assert "sk-secret-0123456789" in path.read_text()
+
+
+# == issue 29: the boundary, round two =========================================================
+# Grouped by attacker: a hostile model, a hostile session file (or shared store), a hostile
+# workspace. Each test failed on the code before its fix.
+
+# -- a hostile model: rules approve only what stays inside the workspace ----------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "notes/../.git/config",  # a planted core.fsmonitor runs at the next `git status`
+        "notes/../../victim",
+        "notes/..",
+        "/etc/notes/x",
+        "~/notes/x",
+    ],
+)
+def test_a_path_rule_never_approves_dot_dot_or_an_absolute_path(tmp_path: Path, path: str) -> None:
+    policy = ApprovalPolicy(allow=("write_file:notes/*", "write_file:*"))
+    write = WriteFile(Workspace(tmp_path))
+    assert policy.needs_approval(write, {"path": path, "content": "x"})
+
+
+def test_a_path_rule_matches_the_normalised_path(tmp_path: Path) -> None:
+    policy = ApprovalPolicy(allow=("write_file:notes/*",))
+    write = WriteFile(Workspace(tmp_path))
+    assert not policy.needs_approval(write, {"path": "./notes//a.md", "content": "x"})
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "pytest --basetemp=../victim",  # emptied a sibling folder
+        "pytest --basetemp=/home/victim",
+        "pytest ../victim/test_x.py",
+        "pytest --rootdir ~/victim",
+        "pytest -p../plugin",
+        "pytest .*/victim",  # sh expands .* to ..
+        "pytest --basetemp=link/victim",  # a link in the workspace that leads out
+        "python3 -m unittest discover -s ../outside",  # the shipped sample's rule
+        "python3 -m unittest discover -s../outside",
+        "python3 -m unittest discover --start-directory=/tmp/outside",
+    ],
+)
+def test_a_final_star_never_approves_an_argument_naming_a_path_outside(
+    tmp_path: Path, command: str
+) -> None:
+    import tomllib
+
+    sample = Path(__file__).parent.parent / "sample_tasks" / "fix_failing_test.toml"
+    allow = (*tomllib.loads(sample.read_text())["allow"], "run_shell:pytest *")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "link").symlink_to(tmp_path)
+    policy = ApprovalPolicy(allow=allow)
+    assert policy.needs_approval(RunShell(Workspace(ws)), {"command": command})
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["pytest --basetemp=tmp/x", "pytest -q tests/test_a.py::test_b", "pytest -k 'a or b'"],
+)
+def test_a_final_star_still_approves_arguments_inside(tmp_path: Path, command: str) -> None:
+    policy = ApprovalPolicy(allow=("run_shell:pytest *",))
+    assert not policy.needs_approval(RunShell(Workspace(tmp_path)), {"command": command})
+
+
+def test_the_sample_rule_asks_before_running_another_folders_tests(tmp_path: Path) -> None:
+    ws, outside = tmp_path / "ws", tmp_path / "outside"
+    ws.mkdir()
+    outside.mkdir()
+    (outside / "test_evil.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('x')\n"
+    )
+    command = "python3 -m unittest discover -s ../outside"
+    task = _task(
+        tmp_path,
+        _script([("submit_plan", {"steps": ["go"]})], [("run_shell", {"command": command})]),
+        extra='allow = ["run_shell:python3 -m unittest *"]',
+    )
+    paused = run("run", task, "--workspace", str(ws), "--no-input")
+    assert paused.code == 3, paused.stderr  # asked, not run
+    assert not (outside / "RAN").exists()

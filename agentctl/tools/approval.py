@@ -5,14 +5,20 @@ records it on the task state keyed to the call's id (ids are unique within a ses
 checkpoint that asked; it is consumed when the call starts, cleared by every new model reply and
 never carried by a rollback (design.md §4). Allow-list rules approve only the command they name:
 they match the parsed argument vector, and a command with shell control syntax is never
-auto-approved, whatever the rule.
+auto-approved, whatever the rule. A rule is about the workspace: a path rule matches the
+normalised path inside it (never one with `..` or an absolute one), and a shell rule never
+approves a command with an argument that names a path outside it (`../x`, `/x`, `~/x`, a link
+in the workspace that leads out, or such a value after an option's `=`).
 """
 
 from __future__ import annotations
 
+import posixpath
+import re
 import shlex
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -58,6 +64,56 @@ def words_match(rule: list[str], words: list[str]) -> bool:
     )
 
 
+# Where a path can start inside one argument: the word itself, after an option's `=` (or `:` and
+# `,` of a list), and after a one-letter option it is glued to (`-s../x`, as argparse takes it).
+_VALUE_STARTS = re.compile(r"(?:^-[A-Za-z]|[=:,])")
+_GLOB = frozenset("*?[")
+
+
+def _candidates(word: str) -> list[str]:
+    """The parts of one argument that a program may take as a path."""
+    out = [word]
+    for found in _VALUE_STARTS.finditer(word):
+        out.append(word[found.end() :])
+    return [c for c in out if c]
+
+
+def _leaves(candidate: str, root: Path | None) -> bool:
+    """Whether one path-like text names a place outside the workspace at `root`."""
+    if candidate.startswith(("/", "~")):  # absolute, or the home folder as sh expands it
+        return True
+    parts = candidate.split("/")
+    if ".." in parts:
+        return True
+    # sh expands globs: `.*/x` or `.[.]/x` reach `..`; a glob after a leading dot asks.
+    if any(p.startswith(".") and _GLOB & set(p) for p in parts):
+        return True
+    if root is None:
+        return False
+    try:  # a link planted in the workspace that leads out
+        return not (root / candidate).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return True
+
+
+def names_outside(rule: list[str], words: list[str], root: Path | None = None) -> bool:
+    """Whether any argument (or an option's value) that the rule did not spell out literally
+    names a path outside the workspace."""
+    chosen = [w for n, w in enumerate(words) if n >= len(rule) or rule[n] != w]
+    return any(_leaves(c, root) for word in chosen for c in _candidates(word))
+
+
+def inside_path(path: str) -> str | None:
+    """The normalised relative path a path rule is matched against; None for an absolute path
+    or one with a `..` component (never approved by a rule, whatever it would normalise to)."""
+    if not path or "\0" in path or path.startswith(("/", "~")):
+        return None
+    if ".." in path.split("/"):
+        return None
+    normal = posixpath.normpath(path)
+    return None if normal in (".", "") or normal.startswith("..") else normal
+
+
 @dataclass(frozen=True)
 class Rule:
     """One entry of a task's `allow` list: `write_file`, `write_file:notes/*`,
@@ -71,11 +127,13 @@ class Rule:
         tool, sep, pattern = text.partition(":")
         return cls(tool.strip(), pattern.strip() if sep else None)
 
-    def allows(self, tool: str, arguments: dict[str, Any]) -> bool:
+    def allows(self, tool: str, arguments: dict[str, Any], root: Path | None = None) -> bool:
+        """Whether this rule approves the call; `root` is the workspace (for links out)."""
         if tool != self.tool:
             return False
         if "command" in arguments:
-            # A shell command is approved only by a rule that names it.
+            # A shell command is approved only by a rule that names it, and never when an
+            # argument reaches outside the workspace.
             words = command_words(str(arguments["command"]))
             if words is None or self.pattern is None:
                 return False
@@ -83,11 +141,11 @@ class Rule:
                 rule_words = shlex.split(self.pattern)
             except ValueError:
                 return False
-            return words_match(rule_words, words)
+            return words_match(rule_words, words) and not names_outside(rule_words, words, root)
         if self.pattern is None:
             return True
-        path = str(arguments.get("path", ""))
-        return bool(path) and fnmatchcase(path, self.pattern)
+        path = inside_path(str(arguments.get("path", "")))
+        return path is not None and fnmatchcase(path, self.pattern)
 
 
 @dataclass(frozen=True)
@@ -103,12 +161,20 @@ class ApprovalPolicy:
 
         if tool.side_effect is SideEffect.READ or self.yes:
             return False
-        return not any(Rule.parse(rule).allows(tool.name, arguments) for rule in self.allow)
+        root = _root_of(tool)
+        return not any(Rule.parse(rule).allows(tool.name, arguments, root) for rule in self.allow)
 
     def needs_approval_to_remember(self) -> bool:
         """A preference outlives the session and goes into every later system prompt, so the
         user sees it first unless they said --yes or the task allows `remember`."""
         return not (self.yes or any(Rule.parse(r).tool == "remember" for r in self.allow))
+
+
+def _root_of(tool: Tool) -> Path | None:
+    """The workspace a tool works in, when it says (the file and shell tools do)."""
+    workspace = getattr(tool, "workspace", None)
+    root = getattr(workspace, "root", None)
+    return root if isinstance(root, Path) else None
 
 
 @runtime_checkable
