@@ -716,3 +716,33 @@ def test_the_sample_rule_asks_before_running_another_folders_tests(tmp_path: Pat
     paused = run("run", task, "--workspace", str(ws), "--no-input")
     assert paused.code == 3, paused.stderr  # asked, not run
     assert not (outside / "RAN").exists()
+
+
+# -- a hostile model: the approval question cannot be spoofed ---------------------------------
+
+SPOOF = "rm -rf ../victim #" + "\n" * 40 + "ls -la"
+
+
+def test_line_breaks_in_a_command_are_shown_not_obeyed_in_the_question(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    task = _task(
+        tmp_path,
+        _script([("submit_plan", {"steps": ["go"]})], [("run_shell", {"command": SPOOF})]),
+    )
+    paused = run("run", task, "--workspace", str(ws), "--no-input")
+    assert paused.code == 3, paused.stderr
+    # One line holds the whole command, from its start to its end, and the length is said
+    # beside the answer.
+    line = next(x for x in paused.stderr.splitlines() if "rm -rf ../victim #" in x)
+    assert line.rstrip().endswith("\\x0a" * 40 + "ls -la")
+    assert f"{len(SPOOF)} characters" in paused.stderr
+
+
+def test_a_long_command_is_shown_whole_with_its_length(tmp_path: Path) -> None:
+    from agentctl.tools.approval import question
+
+    command = "echo " + "a" * 5000 + " && rm -rf ../victim"
+    asked = question(RunShell(Workspace(tmp_path)), {"command": command})
+    assert command in asked
+    assert "5,025 characters" in asked.splitlines()[-1]  # where the answer is typed

@@ -188,7 +188,15 @@ def question(tool: Tool, arguments: dict[str, Any]) -> str:
     """The exact action put to the user: the whole command, or the path and what changes.
     Rendering makes control characters visible; the text itself is kept exact."""
     if "command" in arguments:
-        return f"Allow {tool.name}?\n  $ {arguments['command']}\n[y/N]"
+        command = str(arguments["command"])
+        # The length where the answer is typed: the start of a long command may have scrolled
+        # away, and the user is told there is more to read.
+        size = (
+            f"(the command above is {len(command):,} characters, all shown) "
+            if _long(command)
+            else ""
+        )
+        return f"Allow {tool.name}?\n  $ {one_line(command)}\n{size}[y/N]"
     detail = ""
     if isinstance(tool, Previewable):
         try:
@@ -196,8 +204,22 @@ def question(tool: Tool, arguments: dict[str, Any]) -> str:
         except Exception as exc:  # a preview must never stop the question from being asked
             detail = f"\n(no preview: {exc})"
     if "path" in arguments:
-        return f"Allow {tool.name} {arguments['path']}?{detail}\n[y/N]"
+        return f"Allow {tool.name} {one_line(str(arguments['path']))}?{detail}\n[y/N]"
     return f"Allow {tool.name}?{detail}\n[y/N]"
+
+
+LONG_COMMAND = 200  # characters: more than a line or two of a terminal
+
+
+def _long(command: str) -> bool:
+    return len(command) > LONG_COMMAND or "\n" in command
+
+
+def one_line(text: str) -> str:
+    """Text put to the user for approval, on one line: a line break shown as `\\x0a` and a tab
+    as `\\x09`, as rendering shows every other control character. Forty newlines cannot push
+    the start of a command off the screen and leave only its harmless end in view."""
+    return text.replace("\n", "\\x0a").replace("\t", "\\x09")
 
 
 def remember_question(key: str, value: str) -> str:
