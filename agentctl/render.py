@@ -119,9 +119,21 @@ def print_json(value: Any) -> None:
     sys.stdout.write(_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
+ERROR_CHARS = 600  # an error is one line: what it quotes (a goal, a path, a server's text) is cut
+
+
+def bounded(text: str, limit: int = ERROR_CHARS) -> str:
+    """`text` at most about `limit` characters: its start and its end (where an error says
+    what to do), with what was left out counted between them."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 4
+    return f"{text[:head]} … [{len(text) - head - tail:,} characters left out] … {text[-tail:]}"
+
+
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    try_next(hint)
+    err.print(f"[bold red]error:[/] {escape(bounded(message))}")
+    try_next(hint and bounded(hint))
 
 
 def try_next(command: str | None) -> None:

@@ -18,20 +18,29 @@ from agentctl.state import TaskSpec, valid_text
 
 def looks_like_task_file(argument: str) -> bool:
     """A path, not a goal: a file, a folder, a .toml name, or one word that looks like a file
-    name or a path (`plan_trip.tml`, `tasks/x`). A goal has spaces or is a plain word."""
-    if argument.endswith(".toml"):
-        return True
-    try:
-        if Path(argument).exists():
-            return True
-    except OSError:  # a goal longer than a file name may be (ENAMETOOLONG)
+    name or a path (`plan_trip.tml`, `tasks/x`). A goal has spaces or is a plain word, and
+    is a goal whatever its length: text no file system takes as a name (longer than a name may
+    be, with a line break or a NUL in it) is never looked up as one."""
+    if "\n" in argument or "\0" in argument or len(argument.encode(errors="replace")) > MAX_PATH:
         return False
+    if argument.endswith(".toml") or _exists(argument):
+        return True
     word = argument.strip()
     return (
         bool(word)
         and " " not in word
         and ("/" in word or re.search(r"\.[A-Za-z]\w{0,4}$", word) is not None)
     )
+
+
+MAX_PATH = 4096  # PATH_MAX on Linux; a longer argument cannot name a file
+
+
+def _exists(argument: str) -> bool:
+    try:
+        return Path(argument).exists()
+    except (OSError, ValueError):  # a part longer than NAME_MAX (255 bytes), or unreadable
+        return False
 
 
 def load_task_file(path: str | Path) -> TaskSpec:
