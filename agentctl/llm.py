@@ -9,9 +9,11 @@ passed on as it arrives) and returned only once complete — a finish reason arr
 checkpoint never holds half a reply; anything else that goes wrong while a reply is read is a
 ModelError (exit 5, resumable). `timeout` bounds each whole reply, not each socket read.
 Retries are ours, not the SDK's, so the user is told each one and the total stays bounded: 429,
-5xx and refused connections are retried with backoff (Retry-After honoured); a timeout is not,
-since a server that did not answer in `timeout` seconds will rarely answer in the next.
-Error texts never contain the API key or a URL's credentials.
+5xx and refused connections are retried with backoff; a timeout is not, since a server that did
+not answer in `timeout` seconds will rarely answer in the next. A server's Retry-After is
+honoured up to MAX_RETRY_AFTER_S; a longer wait is not waited out, nor the server asked again: the
+error says when to resume. Error texts never contain the API key or a URL's credentials, and say
+what the server meant: its `message`, or the line that names the cause.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from agentctl.state import Message, ToolCall, Usage
 TextSink = Callable[[str], None]
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 8.0
-MAX_RETRY_AFTER_S = 60.0
+MAX_RETRY_AFTER_S = 600.0  # a server's own wait is honoured up to this, then resume is said
+WEB_PAGE = "answered with a web page, not the API (a proxy or sign-in page?)"
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,10 @@ class _Retry(Exception):
 
 class OpenAIModelClient:
     def __init__(
-        self, config: ModelConfig, notify: Callable[[str], None] = lambda _text: None
+        self,
+        config: ModelConfig,
+        notify: Callable[[str], None] = lambda _text: None,
+        sleep: Callable[[float], None] = time.sleep,  # between retries (tests watch it)
     ) -> None:
         import openai
 
@@ -120,6 +126,7 @@ class OpenAIModelClient:
         self._secret = config.api_key or ""
         self._openai = openai
         self._notify = notify
+        self._sleep = sleep
         self._written: threading.Event | None = None  # set when the request in flight is out
         http = openai.DefaultHttpxClient(
             event_hooks={"request": [self._on_request]}, **_tls(config.base_url)
@@ -231,8 +238,10 @@ class OpenAIModelClient:
                 wait = (
                     retry.wait if retry.wait is not None else min(MAX_BACKOFF_S, 0.5 * 2**attempt)
                 )
+                if wait > MAX_RETRY_AFTER_S:
+                    raise ModelError(f"{retry.reason}; {_come_back(wait)}") from None
                 self._notify(f"{retry.reason}; retrying in {wait:g} s ({attempt + 1}/{attempts})")
-                time.sleep(wait)
+                self._sleep(wait)
         raise AssertionError("unreachable")
 
     def _read(self, stream: Any, on_text: TextSink, deadline: float) -> ModelReply:
@@ -248,7 +257,9 @@ class OpenAIModelClient:
                 )
 
         try:
-            return _collect(stream, on_text, on_chunk)
+            if _is_web_page(getattr(stream, "response", None)):
+                raise ModelError(f"{self._where} {WEB_PAGE}")
+            return _collect(stream, on_text, on_chunk, self._where)
         except ModelError:
             raise
         except Exception as exc:
@@ -275,6 +286,8 @@ class OpenAIModelClient:
         if isinstance(exc, openai.APIStatusError):
             detail = self._redact(_error_message(exc))
             message = f"{where} answered {exc.status_code}: {detail}"
+            if _is_web_page(exc.response):
+                message = f"{where} {WEB_PAGE.replace('answered', f'answered {exc.status_code}')}"
             if _context_exceeded(exc.status_code, detail):
                 return ContextTooLongError(message, _window_in(detail))
             if exc.status_code in RETRY_STATUS:
@@ -368,18 +381,77 @@ def output_limit_field(base_url: str | None, model: str = "") -> str | None:
 
 
 def _error_message(exc: Any) -> str:
-    """The server's own message, on one line (some servers answer with a multi-line body)."""
-    body = getattr(exc, "body", None)
-    text = None
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            text = str(inner["message"])
-        elif isinstance(inner, str):
-            text = inner
-    text = text or str(getattr(exc, "message", exc))
+    """What the server said went wrong, on one line: its `message` field (OpenAI, vLLM, Gemini's
+    list of errors, FastAPI's `detail`), and of a message of several lines the line that names
+    the cause, not a heading such as "1 validation error:" (llama-cpp-python) or "Unable to
+    generate parser for this template" (llama-server), nor a traceback's frames."""
+    text = _message_of(getattr(exc, "body", None)) or str(getattr(exc, "message", exc))
+    return cause_line(text)[:300]
+
+
+def _message_of(body: Any, depth: int = 0) -> str | None:
+    if depth > 3 or not body:
+        return None
+    if isinstance(body, str):
+        return body
+    if isinstance(body, list):  # Gemini: [{"error": {...}}]; FastAPI: "detail": [{...}]
+        return _message_of(body[0], depth + 1)
+    if not isinstance(body, dict):
+        return None
+    for key in ("error", "message", "detail", "msg"):
+        found = _message_of(body.get(key), depth + 1)
+        if found:
+            loc = body.get("loc")  # FastAPI/pydantic: where in the request
+            if key == "msg" and isinstance(loc, list):
+                return ".".join(map(str, loc)) + ": " + found
+            return found
+    return None
+
+
+_HEADING = re.compile(r"(:|\d+ validation errors?( for \S+)?)\s*$", re.I)
+_FRAME = re.compile(r"^(File \"|at |Traceback|line \d+|\^|~)", re.I)
+_CAUSE = re.compile(
+    r"error|must|should|cannot|can't|not (allowed|supported|valid|found)|invalid|unknown|"
+    r"unsupported|missing|expected|required|exceed|refus|denied|too (long|large|many)|cause",
+    re.I,
+)
+
+
+def cause_line(text: str) -> str:
+    """The informative part of a server's message: its first line, unless that only introduces
+    what follows ("1 validation error:") or names no cause ("Unable to generate parser for this
+    template"); then that line with the later one that names the cause (and the line before it
+    when that says where, as pydantic's field path does). Traceback frames never count."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else "no message")[:300]
+    if not lines:
+        return "no message"
+    first = lines[0]
+    if _CAUSE.search(first) and not _HEADING.search(first):
+        return first
+    later = [line for line in lines[1:] if not _FRAME.match(line)]
+    at = next((n for n, line in enumerate(later) if _CAUSE.search(line)), None)
+    if at is None:
+        return first
+    cause = later[at]
+    if at > 0 and " " not in later[at - 1] and len(later[at - 1]) < 80:  # a field's path
+        cause = f"{later[at - 1]}: {cause}"
+    return f"{first.rstrip(':.… ')}: {cause}"
+
+
+def _is_web_page(response: Any) -> bool:
+    """An HTML page where the API should answer: a proxy's sign-in or error page."""
+    headers = getattr(response, "headers", None)
+    kind = headers.get("content-type", "") if headers is not None else ""
+    return "text/html" in str(kind).lower()
+
+
+def _come_back(wait: float) -> str:
+    """The end of an error for a server that asks for a longer wait than agentctl waits."""
+    at = time.strftime("%H:%M %Z", time.localtime(time.time() + wait)).strip()
+    return (
+        f"it asks to wait {wait:,.0f} s, longer than agentctl waits "
+        f"({MAX_RETRY_AFTER_S:,.0f} s): resume after {at}"
+    )
 
 
 _CONTEXT_WORDS = re.compile(
@@ -400,22 +472,35 @@ def _window_in(detail: str) -> int | None:
 
 
 def _retry_after(exc: Any) -> float | None:
+    """The server's wait in seconds (a number, or an HTTP date), uncut: the caller bounds it."""
     response = getattr(exc, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
+    if not value:
+        return None
     try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(value))) if value else None
+        return max(0.0, float(value))
     except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
-def _collect(stream: Any, on_text: TextSink, on_chunk: Callable[[], None]) -> ModelReply:
+def _collect(
+    stream: Any, on_text: TextSink, on_chunk: Callable[[], None], where: str = "the server"
+) -> ModelReply:
     """Assemble streamed chunks into one assistant message (tool-call deltas merged by index).
     A reply is complete only when a finish reason arrived."""
     text: list[str] = []
     calls: dict[int, dict[str, str]] = {}
     usage = Usage(calls=1, unreported=1)  # until the server says otherwise
     finish: str | None = None
+    chunks = 0
     for chunk in stream:
+        chunks += 1
         on_chunk()
         if chunk.usage is not None:
             usage = Usage(
@@ -443,6 +528,8 @@ def _collect(stream: Any, on_text: TextSink, on_chunk: Callable[[], None]) -> Mo
                     if name and name != call["name"]:
                         call["name"] += name
                     call["arguments"] += part.function.arguments or ""
+    if finish is None and not chunks:
+        raise ModelError(f"{where} sent an empty reply (a stream with nothing in it)")
     if finish is None:
         raise ModelError("the reply was cut: the server ended the stream before it was complete")
     tool_calls = tuple(

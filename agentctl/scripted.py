@@ -39,8 +39,13 @@ class Fault:
     hang: float = 0.0  # seconds to wait before answering (a slow server / timeout)
     message: str | None = None  # the error text (default: "injected fault STATUS")
     # "status": answer `status` with an error body; "cut": stream part of the reply, then close
-    # cleanly without a finish reason; "garbage": a chunk that is not JSON
-    kind: Literal["status", "cut", "garbage"] = "status"
+    # cleanly without a finish reason; "garbage": a chunk that is not JSON; "html": a web page
+    # with `status` (a proxy's sign-in page: 200; its error page: 502); "empty": a stream with
+    # nothing in it but its end (a gateway whose upstream said nothing)
+    kind: Literal["status", "cut", "garbage", "html", "empty"] = "status"
+    # The error body as it is, instead of OpenAI's {"error": {...}}: Gemini's list of errors,
+    # FastAPI's {"detail": [...]} (llama-cpp-python)
+    body: Json | list[Any] | None = None
 
 
 @dataclass
@@ -209,8 +214,15 @@ class _Handler(BaseHTTPRequestHandler):
         fault = model.take_fault()
         if fault is not None and fault.kind == "status":
             time.sleep(fault.hang)
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            self._error(fault.status, fault.message or f"injected fault {fault.status}", headers)
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after else {}
+            if fault.body is not None:
+                self._json(fault.status, fault.body, headers)
+            else:
+                message = fault.message or f"injected fault {fault.status}"
+                self._error(fault.status, message, headers)
+            return
+        if fault is not None and fault.kind == "html":
+            self._page(fault.status)
             return
         if asks_summary:
             time.sleep(model.delay)
@@ -280,6 +292,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
+        if fault is not None and fault.kind == "empty":
+            chunks = []
         if fault is not None and fault.kind == "cut":
             # Half the reply, then a clean end of the stream: no finish reason, no [DONE].
             chunks = [c for c in chunks[: max(1, len(chunks) // 2)] if c.get("choices")]
@@ -297,7 +311,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
-    def _json(self, status: int, body: Json, headers: dict[str, str] | None = None) -> None:
+    def _page(self, status: int) -> None:
+        data = (
+            b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+            b"<body><form action='/login'><input name='user'></form></body></html>\n"
+        )
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self, status: int, body: Json | list[Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

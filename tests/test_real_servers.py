@@ -111,3 +111,96 @@ def test_an_error_line_is_bounded_whatever_it_quotes() -> None:
     [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert len(line) < 700
     assert "characters left out" in line
+
+
+# -- 7. Retry-After over 60 s ----------------------------------------------------------------
+
+
+def test_a_long_retry_after_is_honoured_and_one_past_the_bound_says_when_to_resume(
+    server: Any,
+) -> None:
+    from agentctl.errors import ModelError
+    from agentctl.llm import MAX_RETRY_AFTER_S
+    from agentctl.scripted import Fault
+
+    s = server(PLAN, FINISH, faults=[Fault(status=503, retry_after=300)])
+    assert s.run(retries=3) is Stop.DONE
+    assert s.waits == [300]  # not cut to 60 s: three retries, each 240 s early
+    assert "retrying in 300 s" in s.notices[0]
+    far = server(PLAN, FINISH, faults=[Fault(status=503, retry_after=MAX_RETRY_AFTER_S + 1)])
+    with pytest.raises(ModelError, match=r"asks to wait 601 s.*: resume after \d\d:\d\d"):
+        far.run(retries=3)
+    assert far.waits == [] and far.requests() == 1  # not waited, not asked again
+    assert far.events()[-1] == "error"
+    assert far.run() is Stop.DONE  # the resume it names
+
+
+# -- 8. the informative part of a server's error ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (  # llama-cpp-python: FastAPI's validation error
+            {"body": {"detail": [{"loc": ["body", "messages", 1], "msg": "Field required"}]}},
+            "answered 422: body.messages.1: Field required",
+        ),
+        (  # Gemini's OpenAI endpoint: a list of errors
+            {
+                "body": [
+                    {"error": {"code": 400, "message": "API key not valid.", "status": "X"}}
+                ]
+            },
+            "answered 400: API key not valid.",
+        ),
+        (  # a heading, then the cause
+            {"message": "1 validation error:\n  messages.1.content\n  Input should be a string"},
+            "answered 400: 1 validation error: messages.1.content: Input should be a string",
+        ),
+        (  # llama-server: the cause four lines later
+            {
+                "message": "Unable to generate parser for this template.\n"
+                "Automatic parser generation failed for the tools\n"
+                "  at line 12\n\n"
+                "Cause: Conversation roles must alternate user/assistant"
+            },
+            "answered 400: Unable to generate parser for this template: "
+            "Cause: Conversation roles must alternate user/assistant",
+        ),
+    ],
+)
+def test_the_error_line_says_what_the_server_meant(fault: dict[str, Any], expected: str) -> None:
+    from agentctl.errors import ModelError
+    from agentctl.scripted import Fault
+
+    status = 422 if "detail" in str(fault) else 400
+    with ScriptedServer(ScriptedModel((), faults=[Fault(status=status, **fault)])) as srv:
+        config = ModelConfig(model="m", base_url=srv.base_url, api_key=None, max_retries=0)
+        with pytest.raises(ModelError) as caught:
+            OpenAIModelClient(config).complete([{"role": "user", "content": "hi"}], [], print)
+    assert caught.value.message.endswith(expected), caught.value.message
+
+
+# -- 9. a web page, an empty stream ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"kind": "html", "status": 200}, "answered with a web page, not the API (a proxy or"),
+        ({"kind": "html", "status": 403}, "answered 403 with a web page, not the API"),
+        ({"kind": "empty"}, "sent an empty reply"),
+    ],
+)
+def test_a_web_page_and_an_empty_stream_are_said_as_what_they_are(
+    server: Any, fault: dict[str, Any], said: str
+) -> None:
+    from agentctl.errors import ModelError
+    from agentctl.scripted import Fault
+
+    s = server(PLAN, FINISH, faults=[Fault(**fault)])
+    with pytest.raises(ModelError) as caught:
+        s.run()
+    assert said in caught.value.message
+    assert "cut" not in caught.value.message
+    assert s.run() is Stop.DONE
