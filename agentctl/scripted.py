@@ -322,7 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _json(self, status: int, body: Json | list[Any], headers: dict[str, str] | None = None) -> None:
+    def _json(
+        self, status: int, body: Json | list[Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
