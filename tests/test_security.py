@@ -551,6 +551,22 @@ def test_background_children_do_not_hold_the_call_or_outlive_it(tmp_path: Path) 
     assert deadline_poll(lambda: not _alive(pid))
 
 
+def test_a_child_that_leaves_the_process_group_does_not_outlive_the_call(tmp_path: Path) -> None:
+    # Hostile model: `setsid` starts a new session (and so a new group), and the double fork
+    # of a daemon leaves no parent to follow; both are caught and killed.
+    shell = RunShell(Workspace(tmp_path), timeout=30)
+    command = (
+        "setsid sh -c 'echo $$ > one; exec sleep 60' > /dev/null 2>&1 & "
+        "(setsid sh -c 'sh -c \"echo \\$\\$ > two; exec sleep 60\" &' > /dev/null 2>&1 &) ; "
+        "while [ ! -s one ] || [ ! -s two ]; do sleep 0.01; done; echo started"
+    )
+    outcome = shell.run({"command": command})
+    assert outcome.content.startswith("exit 0\nstarted"), outcome.content
+    for name in ("one", "two"):
+        pid = int((tmp_path / name).read_text())
+        assert deadline_poll(lambda pid=pid: not _alive(pid)), name  # type: ignore[misc]
+
+
 def test_a_timeout_stops_the_whole_pipeline(tmp_path: Path) -> None:
     shell = RunShell(Workspace(tmp_path), timeout=0.5)
     outcome = shell.run({"command": "sh -c 'echo $$ > pid; sleep 30' | cat"})

@@ -4,6 +4,9 @@ Its side effects are unknowable, so it is never re-run after a crash and needs a
 --yes or a rule of the task's allow-list names it. The command runs in a session (process group)
 of its own; when it ends, times out or agentctl is interrupted, the whole group is stopped (TERM,
 then KILL after a grace period), so pipelines and background children never outlive the call.
+A child that leaves the group (`setsid`, a daemon's double fork) is caught too: agentctl is the
+subreaper of what it starts (Linux `PR_SET_CHILD_SUBREAPER`), so an orphan becomes agentctl's
+own child instead of init's, and every such child, with everything below it, is killed.
 Output is read as it comes and only its head and tail are kept, so memory stays bounded
 whatever the command prints. The environment is agentctl's less its own secrets (service.py
 decides which), plus what the task passes explicitly.
@@ -12,6 +15,8 @@ decides which), plus what the task passes explicitly.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -86,6 +91,53 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = GRACE_S) -> None:
         proc.wait(timeout=grace)
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@functools.cache
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux only; once)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children(pid: int) -> set[int]:
+    """The live children of `pid` (every thread's), from /proc."""
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"{task.path}/children") as f:
+                found.update(int(word) for word in f.read().split())
+    return found
+
+
+def stop_escaped(known: set[int], rounds: int = 200) -> None:
+    """KILL every child of this process not in `known` (orphans of a command that left its
+    process group, reparented here) and everything below them, and reap them. Killed
+    processes cannot fork, and their own orphans come here too, so this ends."""
+    me = os.getpid()
+    for _ in range(rounds):
+        strays = children(me) - known
+        if not strays:
+            return
+        tree: set[int] = set()
+        stack = list(strays)
+        while stack and len(tree) < 100_000:
+            pid = stack.pop()
+            if pid not in tree:
+                tree.add(pid)
+                stack.extend(children(pid))
+        for pid in tree:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in strays:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+
+
 @dataclass(frozen=True)
 class RunShell:
     workspace: Workspace
@@ -106,6 +158,8 @@ class RunShell:
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
         command = str(arguments["command"])
+        reaping = become_subreaper()
+        known = children(os.getpid())
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             cwd=self.workspace.root,
@@ -127,6 +181,8 @@ class RunShell:
             # On success, timeout or an interrupt (KeyboardInterrupt from Ctrl-C, SIGTERM or
             # SIGHUP): nothing the command started may keep running after this call.
             stop_group(proc, self.grace)
+            if reaping:  # and what left the group: setsid, a daemon's double fork
+                stop_escaped(known | {proc.pid})
             # Children that ignored TERM were KILLed, so the pipes close; don't wait longer.
             out.join(self.grace)
             err.join(self.grace)
