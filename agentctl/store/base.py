@@ -410,12 +410,30 @@ def snippet_around(text: str, start: int, length: int, width: int = 60) -> str:
     """`text` around a match, the match marked (records.HIT_START/HIT_END), one line."""
     from agentctl.records import HIT_END, HIT_START
 
+    # The markers are private-use characters a message may hold too: there they are text,
+    # shown as the replacement character, so a snippet has exactly one pair of marks.
+    text = text.replace(HIT_START, "\ufffd").replace(HIT_END, "\ufffd")
     left = max(0, start - width // 2)
     right = min(len(text), start + length + width // 2)
     before = ("…" if left else "") + text[left:start]
     after = text[start + length : right] + ("…" if right < len(text) else "")
     out = before + HIT_START + text[start : start + length] + HIT_END + after
     return " ".join(out.split())
+
+
+def find_folded(text: str, needle: str) -> int:
+    """Where `needle` (casefolded) starts in `text`, case-insensitively, as an index into
+    `text` itself (casefolding may change lengths: "ß" is "ss"); -1 when it is not there."""
+    folded = text.casefold()
+    at = folded.find(needle)
+    if at < 0 or len(folded) == len(text):
+        return at
+    length = 0  # map the folded index back: count source characters until it is reached
+    for index, char in enumerate(text):
+        if length >= at:
+            return index
+        length += len(char.casefold())
+    return -1
 
 
 def scan_search(store: Store, text: str, limit: int) -> list[SearchHit]:
@@ -434,7 +452,7 @@ def scan_search(store: Store, text: str, limit: int) -> list[SearchHit]:
         for message_id, (_parent, message) in sorted(links.messages.items()):
             if isinstance(message, str) or not message.content:
                 continue
-            at = message.content.casefold().find(needle)
+            at = find_folded(message.content, needle)
             if at < 0:
                 continue
             where = bisect.bisect_left(tips, message_id)  # the first checkpoint that has it

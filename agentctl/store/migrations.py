@@ -151,4 +151,16 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        "m006_search_substrings",
+        """
+        -- The search index matched whole words (FTS5's default tokenizer: `delt` found nothing)
+        -- where the other backends match substrings. It is dropped here and rebuilt by the next
+        -- search with the `trigram` tokenizer (SQLiteStore._create_fts), which matches them.
+        DROP TABLE IF EXISTS messages_fts;
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

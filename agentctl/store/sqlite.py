@@ -210,6 +210,7 @@ class SQLiteStore:
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._fts = False  # a migration may have dropped it: asked again when written
 
     def _indexed(self, db: sqlite3.Connection) -> bool:
         """Whether the search index exists, asked inside a write transaction until it does:
@@ -225,16 +226,20 @@ class SQLiteStore:
         """The full-text index of message contents, built by the first `search` (it takes as
         much room again as the messages themselves: a store nobody searches stays within 2x
         its raw bytes) and from then on kept in step by the transaction that appends them.
-        Optional: where this SQLite lacks FTS5, or the store is read-only, `search` scans."""
+        Optional: where this SQLite lacks FTS5 or its trigram tokenizer (3.34), or the store is
+        read-only, `search` scans."""
         if self.read_only:
             return False
         try:
             with self._transaction() as db:
                 if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone():
                     return True
+                # trigram: every run of three characters is a term, so a phrase query finds
+                # any substring of three or more (as the other backends' scan does).
                 db.execute(
                     "CREATE VIRTUAL TABLE messages_fts USING fts5("
-                    "content, session_id UNINDEXED, message_id UNINDEXED)"
+                    "content, session_id UNINDEXED, message_id UNINDEXED,"
+                    " tokenize = 'trigram case_sensitive 0')"
                 )
                 db.execute(
                     "INSERT INTO messages_fts (content, session_id, message_id)"
@@ -657,29 +662,45 @@ class SQLiteStore:
             db.execute("DELETE FROM leases WHERE session_id = ? AND token = ?", (session_id, token))
 
     def search(self, text: str, limit: int) -> list[SearchHit]:
-        from agentctl.records import HIT_END, HIT_START, SearchHit
-        from agentctl.store.base import scan_search
+        """Substrings, case-insensitive, as on every backend: three characters or more from
+        the trigram index; fewer (which no trigram holds) by reading the indexed contents.
+        The snippet is made here, as scan_search makes it, never by FTS5's snippet(): a
+        message may hold the marker characters themselves."""
+        from agentctl.records import SearchHit
+        from agentctl.store.base import find_folded, scan_search, snippet_around
 
         if not self._fts:
             self._fts = self._create_fts()
         if not self._fts:
             return scan_search(self, text, limit)
-        phrase = '"' + text.replace('"', '""') + '"'  # the text as it is, not FTS5 syntax
+        needle = text.casefold()
+        select = (
+            "SELECT f.session_id, f.content,"
+            " (SELECT json_extract(body, '$.role') FROM messages AS m"
+            "  WHERE m.session_id = f.session_id AND m.id = f.message_id),"
+            " (SELECT min(c.id) FROM checkpoints AS c"
+            "  WHERE c.session_id = f.session_id AND c.message_tip >= f.message_id)"
+            " FROM messages_fts AS f"
+        )
+        hits: list[SearchHit] = []
         with _translated(self.path):
-            rows = self._db.execute(
-                "SELECT f.session_id, f.message_id,"
-                " snippet(messages_fts, 0, ?, ?, '…', 12),"
-                " (SELECT json_extract(body, '$.role') FROM messages AS m"
-                "  WHERE m.session_id = f.session_id AND m.id = f.message_id),"
-                " (SELECT min(c.id) FROM checkpoints AS c"
-                "  WHERE c.session_id = f.session_id AND c.message_tip >= f.message_id)"
-                " FROM messages_fts AS f WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
-                (HIT_START, HIT_END, phrase, limit),
-            ).fetchall()
-        return [
-            SearchHit(sid, int(cp or 0), str(role), " ".join(str(snip).split()))
-            for sid, _mid, snip, role, cp in rows
-        ]
+            if len(text) >= 3:
+                phrase = '"' + text.replace('"', '""') + '"'  # the text as it is, not syntax
+                rows = self._db.execute(
+                    select + " WHERE messages_fts MATCH ? ORDER BY rank", (phrase,)
+                )
+            else:
+                rows = self._db.execute(select + " ORDER BY f.rowid")
+            for sid, content, role, cp in rows:
+                at = find_folded(str(content), needle)
+                if at < 0 and len(text) < 3:
+                    continue
+                # at < 0: the index's case folding and Python's differ here; show the start
+                snippet = snippet_around(str(content), max(at, 0), len(text) if at >= 0 else 0)
+                hits.append(SearchHit(sid, int(cp or 0), str(role), snippet))
+                if len(hits) >= limit:
+                    break
+        return hits
 
     def reclaim(self) -> None:
         with _translated(self.path):

@@ -478,3 +478,32 @@ class StoreSpec:
             store.history("abc123")
         build(store, 1)  # the same id again: its own history, not the listing of the one before
         assert [c.id for c in store.history("abc123")] == [1]
+
+    # -- search -------------------------------------------------------------------------------
+
+    def test_search_matches_substrings_case_insensitively_on_every_backend(
+        self, store: Store
+    ) -> None:
+        """Every backend answers alike: a part of a word finds it (SQLite's index once matched
+        whole words only), in any case, and so do one or two characters."""
+        store.create_session(info("word01"), draft(None, 1, "Always fly DELTA to Lisbon"))
+        store.append("word01", 1, draft(1, 2, "the seat is 14C"))
+        for query in ("delt", "DELTA", "always fly", "isbo", "14c", "4C"):
+            hits = store.search(query, 10)
+            assert [h.session_id for h in hits] == ["word01"], query
+        assert store.search("deltas", 10) == []
+        hit = store.search("delt", 10)[0]
+        assert (hit.checkpoint, hit.role) == (1, "user")
+        assert "\ue000DELT\ue001" in hit.snippet
+        assert len(store.search("a", 1)) == 1  # the limit holds for short queries too
+
+    def test_a_message_holding_the_snippet_markers_is_found_and_marked_once(
+        self, store: Store
+    ) -> None:
+        """The markers around a match are private-use characters: a message may hold them too
+        (`search` crashed on every backend). There they are text; the snippet has one pair."""
+        store.create_session(info("mark01"), draft(None, 1, "x \ue001 needle \ue000 y \ue001"))
+        [hit] = store.search("needle", 10)
+        assert hit.snippet.count("\ue000") == hit.snippet.count("\ue001") == 1
+        assert hit.snippet.index("\ue000") < hit.snippet.index("\ue001")
+        assert "\ue000needle\ue001" in hit.snippet
