@@ -65,8 +65,18 @@ ModelOpt = Annotated[
 ]
 
 
+_kept = [True]  # whether the store of this command outlives it (memory: does not)
+
+
 def _settings(store: str | None = None, model: str | None = None) -> Settings:
-    return Settings.load(store=store, model=model)
+    settings = Settings.load(store=store, model=model)
+    _kept[0] = not settings.store_url.startswith("memory:")
+    return settings
+
+
+def _resume_hint(command: str) -> str | None:
+    """The command that continues a session, or None where nothing is kept to continue."""
+    return command if _kept[0] else None
 
 
 def _debug() -> bool:
@@ -91,6 +101,9 @@ def _guarded(action: Callable[[], T], view: render.RunView | None = None) -> T:
             view.flush()
             view.close()
         sid = view.session_id if view else None
+        if not _kept[0]:
+            render.error("interrupted; the memory: store keeps nothing after this command")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         render.error("interrupted; everything up to the last step is saved")
         if sid:
             render.note(f"continue with: agentctl resume {sid}")
@@ -132,9 +145,12 @@ def _finish_run(report: RunReport, as_json: bool) -> None:
     if report.stop is Stop.PAUSED:
         question = task.pending_question.question if task.pending_question else ""
         render.note(f"session {sid} is waiting for input: {question}")
-        render.note(f'answer with: agentctl resume {sid} --input "…"')
+        if _kept[0]:
+            render.note(f'answer with: agentctl resume {sid} --input "…"')
+        else:
+            render.note("the memory: store keeps nothing after this command: it cannot go on")
         raise typer.Exit(int(ExitCode.PAUSED))
-    render.error(task.last_error or "stopped", f"agentctl resume {sid}")
+    render.error(task.last_error or "stopped", _resume_hint(f"agentctl resume {sid}"))
     raise typer.Exit(int(ExitCode.ERROR))
 
 

@@ -23,6 +23,7 @@ from agentctl.errors import UsageError
 
 APP = "agentctl"
 STRATEGIES = ("summarize", "drop")
+MAX_PRICE = 1_000_000_000  # dollars per million tokens: `inf` and `nan` are no price
 MIN_WINDOW = 512  # tokens: less cannot hold a system prompt, the tools and one turn
 # The value in effect when a key is set nowhere (`config show` prints them with the source
 # "default"); the modules that use them take them from here, so the two cannot differ.
@@ -246,11 +247,14 @@ def parse_prices(table: object, path: Path) -> dict[str, tuple[float, float]]:
         if (
             not isinstance(pair, list)
             or len(pair) != 2
-            or not all(isinstance(p, int | float) and p >= 0 for p in pair)
+            or not all(
+                isinstance(p, int | float) and not isinstance(p, bool) and 0 <= p <= MAX_PRICE
+                for p in pair
+            )
         ):
             raise UsageError(
                 f"settings file {path}: prices.{model} must be [input, output] dollars per "
-                f"million tokens, such as [2.5, 10.0]"
+                f"million tokens, such as [2.5, 10.0] (finite, at most {MAX_PRICE:,})"
             )
         out[str(model)] = (float(pair[0]), float(pair[1]))
     return out
@@ -287,16 +291,21 @@ _SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
 _OWN_VARS = ("AGENTCTL_", "OPENAI_", "PGPASSWORD")
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, *, keep_user: bool = False) -> str:
     """`url` with its password and secret-looking query parameters masked, for display and
-    for anything stored: `http://user:****@host/v1?api-key=****`."""
+    for anything stored: `http://user:****@host/v1?api-key=****`. Userinfo with no password
+    is masked whole (a model server's URL may carry its key there), unless `keep_user`: a
+    store's URL, whose user name is a database role the user needs to paste it back."""
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
         if "@" in netloc:
             userinfo, host = netloc.rsplit("@", 1)
             user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:****@{host}" if ":" in userinfo else f"****@{host}"
+            if ":" in userinfo:
+                netloc = f"{user}:****@{host}"
+            else:
+                netloc = f"{user}@{host}" if keep_user else f"****@{host}"
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
@@ -305,6 +314,25 @@ def redact_url(url: str) -> str:
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return "(a URL that cannot be parsed)"
+
+
+def pasteable_url(shown: str) -> str | None:
+    """A store URL as `redact_url(..., keep_user=True)` showed it, made fit to paste into a
+    command: the masked password left out (libpq then takes it from PGPASSWORD or
+    ~/.pgpass). None when more than the password was masked."""
+    try:
+        parts = urlsplit(shown)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            if userinfo == "****" or userinfo.split(":", 1)[0] == "****":
+                return None
+            netloc = f"{userinfo.removesuffix(':****')}@{host}"
+        if "****" in netloc or "****" in parts.query:
+            return None
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return None
 
 
 _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
@@ -344,7 +372,7 @@ def shown_value(name: str, value: str) -> str:
     if KEYS[name].secret:
         return mask(value)
     if name in ("base_url", "store"):
-        return redact_url(value)
+        return redact_url(value, keep_user=name == "store")
     return value
 
 

@@ -115,6 +115,7 @@ class MoveReport:
     session_id: str
     checkpoints: int
     to: str  # the target store's URL, password masked
+    resume: str  # the command that continues it there, ready to paste
 
 
 @dataclass(frozen=True)

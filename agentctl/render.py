@@ -8,6 +8,7 @@ JSON with --json); without a terminal, output is plain text with no colour or sp
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -114,8 +115,13 @@ STATE_STYLE = {
 
 
 def print_json(value: Any) -> None:
-    # json.dumps escapes C0 controls; C1 controls and bidi overrides are escaped here.
-    text = json.dumps(value, indent=2, ensure_ascii=False)
+    """Strict JSON (RFC 8259): a number that is not finite (a price of `inf` in an older
+    settings file, a NaN a model put in its arguments) is null, never `Infinity` or `NaN`.
+    json.dumps escapes C0 controls; C1 controls and bidi overrides are escaped here."""
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(value), indent=2, ensure_ascii=False, allow_nan=False)
     sys.stdout.write(_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
@@ -129,6 +135,17 @@ def bounded(text: str, limit: int = ERROR_CHARS) -> str:
         return text
     head, tail = limit * 2 // 3, limit // 4
     return f"{text[:head]} … [{len(text) - head - tail:,} characters left out] … {text[-tail:]}"
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that is not finite replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -738,7 +755,7 @@ def moved(report: MoveReport) -> None:
         "verified) to "
         f"{escape(report.to)}; this store keeps a read-only record of it"
     )
-    try_next(f"agentctl resume {report.session_id} --store URL (the store it moved to)")
+    try_next(report.resume)
 
 
 def workspace_diff(diff: WorkspaceDiff, as_json: bool) -> None:

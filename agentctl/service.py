@@ -107,10 +107,24 @@ def refuse_if_moved(store: Store, session_id: str) -> None:
         where = detail.to if isinstance(detail, MovedDetail) else "another store"
         raise UsageError(
             f"session {session_id} was moved to {where}; continue it there",
-            hint=f"agentctl resume {session_id} --store {where}"
-            if "****" not in where
-            else f"agentctl resume {session_id} --store URL (that store's URL)",
+            hint=resume_elsewhere(session_id, where),
         )
+
+
+def resume_elsewhere(session_id: str, shown_url: str) -> str:
+    """The command that continues a moved session in the store it went to, ready to paste:
+    the URL as shown (user name kept), its masked password left out for libpq to find."""
+    import shlex
+
+    from agentctl.config import pasteable_url
+
+    url = pasteable_url(shown_url)
+    if url is None:  # an older record masked the user name, or a query parameter
+        return f"agentctl resume {session_id} --store URL (the URL of {shown_url})"
+    command = f"agentctl resume {session_id} --store {shlex.quote(url)}"
+    if url != shown_url:
+        command += "  (the password from PGPASSWORD or ~/.pgpass)"
+    return command
 
 
 def resolve_session(store: Store, prefix: str) -> str:

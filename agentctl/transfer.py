@@ -282,6 +282,8 @@ def export_session(
     from agentctl.atomic import write_private
     from agentctl.service import opened_store, resolve_session
 
+    if output is not None and not output.parent.is_dir():  # write_private would make it
+        raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         lines = list(export_lines(store, session_id))
@@ -327,6 +329,7 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
         refuse_if_damaged,
         refuse_if_moved,
         resolve_session,
+        resume_elsewhere,
     )
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
@@ -346,7 +349,7 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
             finally:
                 target.close()
             head = source.head(session_id)
-            shown = redact_url(to_url)
+            shown = redact_url(to_url, keep_user=True)
             source.append(
                 session_id,
                 head.id,
@@ -361,4 +364,4 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
                     detail=MovedDetail(shown),
                 ),
             )
-    return MoveReport(session_id, report.checkpoints, shown)
+    return MoveReport(session_id, report.checkpoints, shown, resume_elsewhere(session_id, shown))

@@ -12,7 +12,9 @@ import pytest
 from agentctl.store import open_store
 from agentctl.store.sqlite import SQLiteStore
 from agentctl.testing.store_spec import draft, info
-from tests.conftest import run
+from tests.conftest import SAMPLES, run
+
+TRIP = str(SAMPLES / "plan_trip.toml")
 
 
 @pytest.fixture(params=["memory", "sqlite", "json", "postgres"])
@@ -73,3 +75,97 @@ def test_an_existing_sqlite_search_index_is_rebuilt_for_substrings(tmp_path: Pat
         .fetchone()
     )
     assert "trigram" in sql
+
+
+# -- settings and JSON ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("price", ["inf", "nan", "-inf", "1e400", "true"])
+def test_a_price_that_is_no_number_is_refused_in_one_line(tmp_path: Path, price: str) -> None:
+    """`inf` printed `$inf`, and `usage --json` emitted `Infinity`, which is not JSON."""
+    config = tmp_path / "settings.toml"
+    config.write_text(f"[prices]\nscripted = [{price}, 1.0]\n")
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}", "AGENTCTL_CONFIG": str(config)}
+    refused = run("usage", "--json", env=env)
+    assert refused.code == 2, refused.stdout
+    assert refused.stderr.startswith("error: settings file")
+    assert "prices.scripted" in refused.stderr
+    assert refused.stdout == ""
+
+
+def test_json_output_is_strict_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever reaches a --json document, a number that is not finite is null: `Infinity`
+    and `NaN` are not JSON (jq and every strict parser refuse them)."""
+    import json
+
+    from agentctl import render
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in --json output")
+
+    render.print_json({"cost": float("inf"), "rows": [float("nan"), 1.5, {"x": -float("inf")}]})
+    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert printed == {"cost": None, "rows": [None, 1.5, {"x": None}]}
+
+
+# -- export, move -----------------------------------------------------------------------------
+
+
+def test_export_into_a_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """`export -o /nonexistent/dir/x.jsonl` created the folder, silently."""
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}"}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    target = tmp_path / "nonexistent" / "dir" / "x.jsonl"
+    refused = run("export", sid, "-o", str(target), env=env)
+    assert refused.code == 2
+    assert refused.stderr.count("\n") == 1
+    assert "does not exist" in refused.stderr
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_the_move_hint_is_a_command_to_paste(tmp_path: Path, pg_url: str) -> None:
+    """The hint printed a placeholder, and the URL it printed masked the user name: the
+    user's name stays, the password is masked in the message and left out of the command."""
+    from urllib.parse import urlsplit
+
+    laptop = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'laptop.db'}"}
+    assert run("run", TRIP, "--no-input", env=laptop).code == 3
+    sid = run("list", "--json", env=laptop).json()[0]["id"]
+    parts = urlsplit(pg_url)
+    moved = run("move", sid, "--to", pg_url, env=laptop)
+    assert moved.code == 0, moved.stderr
+    assert parts.password
+    assert parts.password not in moved.stdout + moved.stderr
+    masked = pg_url.replace(f":{parts.password}@", ":****@")
+    assert masked in moved.stdout
+    bare = pg_url.replace(f":{parts.password}@", "@")
+    assert f"agentctl resume {sid} --store {bare}" in moved.stderr
+    assert "URL (" not in moved.stderr  # no placeholder
+    refused = run("resume", sid, "--input", "x", env=laptop)
+    assert f"--store {bare}" in refused.stderr
+    # Pasted (the password where libpq looks for it), it continues the session there.
+    done = run(
+        "resume", sid, "--input", "next Monday", "--store", bare, env={"PGPASSWORD": parts.password}
+    )
+    assert done.code == 0, done.stderr
+
+
+def test_a_user_name_alone_in_a_store_url_is_shown(tmp_path: Path) -> None:
+    from agentctl.config import pasteable_url, redact_url
+
+    assert redact_url("postgresql://alice@db/x", keep_user=True) == "postgresql://alice@db/x"
+    assert pasteable_url("postgresql://alice:****@db/x") == "postgresql://alice@db/x"
+    assert pasteable_url("postgresql://****@db/x") is None  # an older record: not pasteable
+    assert redact_url("http://sk-key@proxy/v1") == "http://****@proxy/v1"  # a model server's
+
+
+# -- memory: ----------------------------------------------------------------------------------
+
+
+def test_a_memory_store_session_is_not_offered_to_resume() -> None:
+    """`memory:` printed "answer with: agentctl resume ID" for a session that is gone."""
+    paused = run("run", TRIP, "--no-input", "--store", "memory:")
+    assert paused.code == 3
+    assert "agentctl resume" not in paused.stderr + paused.stdout
+    assert "keeps nothing" in paused.stderr
