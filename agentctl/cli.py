@@ -8,6 +8,7 @@ shows tracebacks instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -120,7 +121,41 @@ def _interrupt_on_hangup() -> None:
         signal.signal(sig, handler)
 
 
-def _finish_run(report: RunReport, as_json: bool) -> None:
+def _follow_ups(
+    report: RunReport,
+    view: render.RunView,
+    settings: Callable[[], Settings],
+    interactive: bool,
+    max_turns: int | None,
+    yes: bool,
+) -> tuple[RunReport, bool]:
+    """On a terminal, a run that reached done offers a follow-up prompt: each instruction
+    continues the same session (resume --input on a done session), until Enter or Ctrl-D.
+    Returns the last report and whether its result is already on the screen."""
+    shown = False
+    while interactive and report.stop is Stop.DONE and sys.stdin.isatty():
+        render.result(report.session.task.result or "(no result)")
+        shown = True
+        text = render.ask_follow_up()
+        if text is None:
+            break
+        follow = functools.partial(
+            service.resume_session,
+            settings(),
+            report.session.info.id,
+            answer=text,
+            max_turns=max_turns,
+            ask=render.ask,
+            on_event=view,
+            yes=yes,
+        )
+        report = _guarded(follow, view)
+        view.close()
+        shown = False
+    return report, shown
+
+
+def _finish_run(report: RunReport, as_json: bool, shown: bool = False) -> None:
     session = report.session
     sid = session.info.id
     task = session.task
@@ -137,7 +172,7 @@ def _finish_run(report: RunReport, as_json: bool) -> None:
             }
         )
     if report.stop is Stop.DONE:
-        if not as_json:
+        if not as_json and not shown:
             render.result(task.result or "(no result)")
         if task.outcome is not None and task.outcome.value != "succeeded":
             raise typer.Exit(int(ExitCode.ERROR))
@@ -201,7 +236,15 @@ def run(
 
     report = _guarded(action, view)
     view.close()
-    _finish_run(report, as_json)
+    report, shown = _follow_ups(
+        report,
+        view,
+        lambda: _settings(store, model),
+        not (no_input or as_json),
+        max_turns,
+        yes,
+    )
+    _finish_run(report, as_json, shown)
 
 
 @app.command()
@@ -210,7 +253,12 @@ def resume(
         str | None, typer.Argument(help="Session id or prefix (default: the latest unfinished).")
     ] = None,
     input_text: Annotated[
-        str | None, typer.Option("--input", help="The answer to the question the session asked.")
+        str | None,
+        typer.Option(
+            "--input",
+            help="The answer to the question the session asked; for a done session, a "
+            "follow-up: its next instruction.",
+        ),
     ] = None,
     model: ModelOpt = None,
     store: StoreOpt = None,
@@ -237,7 +285,15 @@ def resume(
         view,
     )
     view.close()
-    _finish_run(report, as_json)
+    report, shown = _follow_ups(
+        report,
+        view,
+        lambda: _settings(store, model),
+        not (no_input or as_json),
+        max_turns,
+        yes,
+    )
+    _finish_run(report, as_json, shown)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from agentctl import prompts
 from agentctl.details import (
     Detail,
     FinishDetail,
+    FollowUpDetail,
     NudgeDetail,
     PlanDetail,
     QuestionDetail,
@@ -27,7 +28,14 @@ from agentctl.details import (
 )
 from agentctl.errors import InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, Outcome, State, transition
-from agentctl.state import Message, PendingQuestion, StepRecord, TaskState, ToolCall
+from agentctl.state import (
+    EarlierGoal,
+    Message,
+    PendingQuestion,
+    StepRecord,
+    TaskState,
+    ToolCall,
+)
 
 # A preference goes into every later system prompt: keep it one short, plain line.
 MAX_KEY = 40
@@ -128,6 +136,33 @@ HANDLERS: dict[str, Handler] = {
     prompts.FINISH: _finish,
     prompts.REMEMBER: _remember,
 }
+
+
+# -- a follow-up: the user's next instruction to a finished session -------------------------
+
+
+def follow_up(state: State, task: TaskState, text: str) -> Step:
+    """done → planning: the new instruction becomes the goal; the finished one, with its
+    outcome and result, joins `earlier`; plan and progress start afresh. Gathered data, the
+    workspace tree and the user's grants stay. `result` is the user message the model reads."""
+    to_state = transition(state, Event.FOLLOW_UP)
+    finished = EarlierGoal(goal=task.goal, outcome=task.outcome, result=task.result)
+    task = task.model_copy(
+        update={
+            "goal": text,
+            "earlier": (*task.earlier, finished),
+            "plan": (),
+            "completed": (),
+            "outcome": None,
+            "result": None,
+            "pending_question": None,
+            "last_error": None,
+            "nudged": False,
+            "approval": None,
+        }
+    )
+    detail = FollowUpDetail(text)
+    return Step(CheckpointKind.FOLLOW_UP, to_state, task, prompts.follow_up_message(text), detail)
 
 
 # -- replies in text, without a tool call ------------------------------------------------------

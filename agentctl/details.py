@@ -53,10 +53,35 @@ class QuestionDetail:
 
 @dataclass(frozen=True)
 class InputDetail:
-    """input_received: the user's answer (`approved`: the answer to an approval question)."""
+    """input_received: the user's answer (`approved`: the answer to an approval question;
+    `granted`: it was `a`, so the tool, or this exact command, runs unasked from here on)."""
 
     input: str = ""
     approved: bool | None = None
+    granted: str | None = None  # what an `a` allows: "run_shell: pytest -q", "write_file"
+
+
+@dataclass(frozen=True)
+class FollowUpDetail:
+    """follow_up: the user's new instruction to a finished session (done → planning)."""
+
+    input: str = ""
+
+
+@dataclass(frozen=True)
+class ApprovalModeDetail:
+    """approval_mode: whether write and shell calls are asked from here on (resume --yes/--ask)."""
+
+    auto_approve: bool = False
+
+
+@dataclass(frozen=True)
+class InstructionsDetail:
+    """instructions: a project-instructions file changed since the session last read it."""
+
+    path: str = ""
+    chars: int = 0
+    removed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,9 @@ Detail = (
     | QuestionDetail
     | InputDetail
     | FinishDetail
+    | FollowUpDetail
+    | ApprovalModeDetail
+    | InstructionsDetail
     | RememberDetail
     | ReplyDetail
     | NudgeDetail
@@ -174,6 +202,9 @@ KINDS: dict[CheckpointKind, type[Detail]] = {
     K.NEEDS_INPUT: QuestionDetail,
     K.INPUT_RECEIVED: InputDetail,
     K.TASK_COMPLETE: FinishDetail,
+    K.FOLLOW_UP: FollowUpDetail,
+    K.APPROVAL_MODE: ApprovalModeDetail,
+    K.INSTRUCTIONS: InstructionsDetail,
     K.REMEMBER: RememberDetail,
     K.MODEL_REPLY: ReplyDetail,
     K.NUDGE: NudgeDetail,

@@ -27,6 +27,7 @@ class Event(StrEnum):
     NEEDS_INPUT = "needs_input"
     INPUT_RECEIVED = "input_received"
     TASK_COMPLETE = "task_complete"
+    FOLLOW_UP = "follow_up"  # a new instruction on a finished session
 
 
 class CheckpointKind(StrEnum):
@@ -40,6 +41,7 @@ class CheckpointKind(StrEnum):
     NEEDS_INPUT = "needs_input"
     INPUT_RECEIVED = "input_received"
     TASK_COMPLETE = "task_complete"
+    FOLLOW_UP = "follow_up"
     # the loop's own
     MODEL_REPLY = "model_reply"
     NUDGE = "nudge"
@@ -51,6 +53,8 @@ class CheckpointKind(StrEnum):
     CONTEXT_COMPACTED = "context_compacted"
     ROLLBACK = "rollback"
     MOVED = "moved"  # the session was moved to another store: this copy is read-only
+    APPROVAL_MODE = "approval_mode"  # resume --yes / --ask changed whether calls are asked
+    INSTRUCTIONS = "instructions"  # the project's instructions file changed: the new text
 
     @property
     def event(self) -> Event | None:
@@ -73,6 +77,9 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.EXECUTING, Event.NEEDS_INPUT): State.WAITING_FEEDBACK,
     (State.WAITING_FEEDBACK, Event.INPUT_RECEIVED): State.EXECUTING,
     (State.EXECUTING, Event.TASK_COMPLETE): State.DONE,
+    # A follow-up: the same session takes a new instruction, its conversation kept; a
+    # rollback to before it is back at done.
+    (State.DONE, Event.FOLLOW_UP): State.PLANNING,
 }
 
 
@@ -89,4 +96,5 @@ def allowed_events(state: State) -> list[Event]:
 
 
 def is_final(state: State) -> bool:
-    return not allowed_events(state)
+    """A state the loop stops in for good: done, which only a follow-up leaves."""
+    return allowed_events(state) in ([], [Event.FOLLOW_UP])

@@ -126,6 +126,15 @@ def goal_message(goal: str) -> str:
     return f"Goal: {goal}"
 
 
+def follow_up_message(text: str) -> str:
+    """The user's new instruction to a session that finished its goal: the conversation so far
+    stays, and the model plans anew."""
+    return (
+        f"Follow-up: {text}\n\n(The previous goal is finished. Call submit_plan with a short "
+        "plan for this instruction, then work through it as before.)"
+    )
+
+
 def progress_note(plan: Sequence[str], done: int) -> str:
     """The tool result that tells the model where it stands in the plan."""
     if done >= len(plan):

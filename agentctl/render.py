@@ -14,10 +14,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from agentctl.details import (
+    ApprovalModeDetail,
     CompactionDetail,
     ErrorDetail,
     FinishDetail,
+    FollowUpDetail,
     InputDetail,
+    InstructionsDetail,
     NudgeDetail,
     PlanDetail,
     QuestionDetail,
@@ -323,6 +326,16 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
         return f"[yellow]←[/] {e(d.input)}"
     if isinstance(d, FinishDetail):
         return f"[green]done[/] ({e(d.outcome)})"
+    if isinstance(d, FollowUpDetail):
+        return f"[cyan]follow-up:[/] {e(d.input)}"
+    if isinstance(d, ApprovalModeDetail):
+        if d.auto_approve:
+            return "[yellow]approvals: writes and commands run without asking (--yes)[/]"
+        return "[yellow]approvals: writes and commands are asked again (--ask)[/]"
+    if isinstance(d, InstructionsDetail):
+        if d.removed:
+            return f"[magenta]instructions removed:[/] {e(d.path)}"
+        return f"[magenta]instructions changed:[/] {e(d.path)} ({d.chars} characters)"
     if isinstance(d, RememberDetail):
         return f"remembered {e(d.key)} = {e(d.value)}"
     if isinstance(d, ToolDetail) and kind == "tool_started":
@@ -358,6 +371,19 @@ def ask(question: str) -> str | None:
         return err.input("[bold]> [/]")
     except EOFError:
         return None
+
+
+def ask_follow_up() -> str | None:
+    """After a run reached done, on a terminal: the next instruction, or None (Enter, Ctrl-D)."""
+    if not sys.stdin.isatty():
+        return None
+    err.print("[dim]follow-up? the next instruction for this session, or Enter to end[/]")
+    try:
+        text = err.input("[bold]> [/]")
+    except EOFError:
+        err.print()
+        return None
+    return text if text.strip() else None
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -623,7 +649,13 @@ def show_session(view: SessionView) -> None:
     out.print(
         f"[bold]session {escape(s.info.id)}[/]  {_state(s.state.value)}  at checkpoint {c.id}"
     )
-    out.print(f"goal:     {escape(task.goal)}")
+    for n, earlier in enumerate(task.earlier, 1):
+        outcome = f" ({earlier.outcome.value})" if earlier.outcome else ""
+        out.print(f"[dim]goal {n}:   {escape(earlier.goal)}{outcome}[/]")
+        if earlier.result:
+            out.print(f"[dim]  result: {escape(earlier.result)}[/]")
+    label = f"goal {len(task.earlier) + 1}:" if task.earlier else "goal:"
+    out.print(f"{label:<9} {escape(task.goal)}")
     out.print(
         f"model:    {escape(s.info.model)}   "
         f"created {escape(s.info.created_at[:19].replace('T', ' '))}"

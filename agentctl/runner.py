@@ -35,7 +35,7 @@ from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
-from agentctl.state import Message, Session, SessionInfo, TaskState
+from agentctl.state import Message, Session, SessionInfo, TaskState, valid_text
 from agentctl.store.base import Store
 from agentctl.store.listing import keep_listing
 from agentctl.store.ready import keep_ready, load_head, owner_of
@@ -86,6 +86,8 @@ class Runner:
         # and the (session, checkpoint) it was built from.
         self._early: tuple[tuple[str, int], PendingReply] | None = None
         self._prelude: Callable[[], None] | None = None  # see `run`
+        self._attach: Callable[[str], str] | None = None
+        self._next: str | None = None  # a follow-up for a done session, given once
 
     # -- public -----------------------------------------------------------------------------
 
@@ -133,14 +135,22 @@ class Runner:
         ask: Ask | None,
         max_turns: int,
         prelude: Callable[[], None] | None = None,
+        follow_up: str | None = None,
+        attach: Callable[[str], str] | None = None,
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
         `prelude` (a resume's: say where it starts) runs once, before anything is written or
         done: when the first action is a model call, right after its request went out, so it
         costs nothing the user waits for. It may still refuse, and then nothing is written (a
-        request has no effect to undo)."""
+        request has no effect to undo).
+
+        `answer` answers the question the session waits for; `follow_up` is the next
+        instruction for a session that is done (`attach` gives the files it names, to send
+        with it)."""
         self._prelude = prelude
+        self._attach = attach
+        self._next = follow_up
         result = self._run(load_head(self._store, session_id), answer, ask, max_turns)
         session = result.session
         keep_ready(self._store, session)  # for the next resume's first request
@@ -154,7 +164,12 @@ class Runner:
         while True:
             action = next_action(session)
             if isinstance(action, Finish):
-                return RunResult(Stop.DONE, session)
+                if self._next is None:
+                    return RunResult(Stop.DONE, session)
+                self._run_prelude()
+                session = self._follow_up(session, self._next)
+                self._next = None
+                continue
             if not isinstance(action, CallModel):
                 self._run_prelude()
             if isinstance(action, AwaitInput):
@@ -190,6 +205,13 @@ class Runner:
                 turns += 1
 
     # -- one action each ------------------------------------------------------------------
+
+    def _follow_up(self, session: Session, text: str) -> Session:
+        text = valid_text(text)
+        step = control.follow_up(session.state, session.task, text)
+        content = step.result + (self._attach(text) if self._attach is not None else "")
+        message = self._journal.counted(Message(role="user", content=content))
+        return self._journal.commit_step(session, step, message)
 
     def _run_prelude(self) -> None:
         prelude, self._prelude = self._prelude, None

@@ -268,11 +268,13 @@ def resume_session(
         # the walk of its history stays on the way to the first request: 30 ms at 10,000).
         refuse_if_damaged(store, session_id)
         head = store.head(session_id)
-        if answer is not None and head.to_state is not State.WAITING_FEEDBACK:
+        if answer is not None and head.to_state not in (State.WAITING_FEEDBACK, State.DONE):
             raise NotWaitingError(
                 f"session {session_id} is {head.to_state.value}, not waiting for input; "
                 "resume it without --input"
             )
+        if answer is not None and head.to_state is State.DONE and not answer.strip():
+            raise UsageError('a follow-up needs some text: --input "what to do next"')
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
         stack.enter_context(held_lease(store, session_id))
@@ -294,9 +296,13 @@ def resume_session(
             notice = f"resuming session {session_id} at checkpoint {head.id}"
             on_event(Notice(notice, session_id=session_id))
 
+        follow_up = None
+        if head.to_state is State.DONE:
+            follow_up, answer = answer, None
         result = runner.run(
             session_id,
             answer=answer,
+            follow_up=follow_up,
             ask=ask,
             max_turns=max_turns or spec.max_turns,
             prelude=prelude,

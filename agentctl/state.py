@@ -156,12 +156,41 @@ class Approval(_Model):
     asked_at: int  # the checkpoint that put the question
 
 
+class EarlierGoal(_Model):
+    """A goal the session finished before a follow-up gave it the next one."""
+
+    goal: str
+    outcome: Outcome | None = None
+    result: str | None = None
+
+
+class Grant(_Model):
+    """The user's `a` at an approval: this tool (for run_shell, this exact command) runs without
+    asking for the rest of the session. It names the session that granted it, so a fork (a new
+    session) does not inherit it, and it lives on the task state, so a rollback to before the
+    checkpoint that granted it (`at`) undoes it."""
+
+    tool: str
+    command: str | None = None  # run_shell: the exact command; None: any call of the tool
+    session: str
+    at: int  # the checkpoint that recorded the answer
+
+
+class InstructionsFile(_Model):
+    """A project-instructions file (AGENTS.md) the session's system prompt carries: where it is,
+    and the digest of the exact text used (the text itself is in the conversation)."""
+
+    path: str
+    sha256: str
+    chars: int
+
+
 class TaskState(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
     # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight;
-    # 4: workspace_tree
-    schema_version: Literal[4] = 4
+    # 4: workspace_tree; 5: earlier, grants, auto_approve, instructions
+    schema_version: Literal[5] = 5
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -185,6 +214,12 @@ class TaskState(_Model):
     # knows which files to put back.
     workspace_tree: str | None = None
     tools_tokens: int | None = None  # what the tool schemas take of every call, as we count
+    # The goals finished before follow-ups gave this one, oldest first, with their results.
+    earlier: tuple[EarlierGoal, ...] = ()
+    grants: tuple[Grant, ...] = ()  # the user's `a` answers: calls that run without asking
+    # Write and shell calls run without asking (run --yes; resume --yes / --ask change it).
+    auto_approve: bool = False
+    instructions: tuple[InstructionsFile, ...] = ()  # the AGENTS.md files the prompt carries
 
     @property
     def current_step(self) -> int:

@@ -36,11 +36,20 @@ def test_only_done_is_final() -> None:
     assert allowed_events(State.WAITING_FEEDBACK) == [Event.INPUT_RECEIVED]
 
 
-@given(st.lists(st.sampled_from(list(Event)), max_size=20))
-def test_done_absorbs(events: list[Event]) -> None:
+@given(st.lists(st.sampled_from([e for e in Event if e is not Event.FOLLOW_UP]), max_size=20))
+def test_done_absorbs_everything_but_a_follow_up(events: list[Event]) -> None:
     for event in events:
         with pytest.raises(InvalidTransition):
             transition(State.DONE, event)
+    assert allowed_events(State.DONE) == [Event.FOLLOW_UP]
+
+
+def test_a_follow_up_takes_a_done_session_back_to_planning_and_nothing_else_does() -> None:
+    assert transition(State.DONE, Event.FOLLOW_UP) is State.PLANNING
+    for state in State:
+        if state is not State.DONE:
+            with pytest.raises(InvalidTransition):
+                transition(state, Event.FOLLOW_UP)
 
 
 def test_every_state_is_reachable_from_idle() -> None:

@@ -63,8 +63,10 @@ class Screen:
 
 
 def run_in_terminal(args: list[str], answers: dict[str, str] | None = None) -> Screen:
-    """Run agentctl with a pty as its terminal; type an answer when a prompt shows up."""
+    """Run agentctl with a pty as its terminal; type an answer when a prompt shows up. The
+    follow-up prompt of a run that reached done is ended with Enter unless `answers` names it."""
     answers = dict(answers or {})
+    answers.setdefault("follow-up?", "")
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentctl", *args],
