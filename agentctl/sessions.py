@@ -155,7 +155,7 @@ def fork(
     """A new session from checkpoint `at` (default: the head) of another: its checkpoints 1 to
     `at` are copied under a new id (a copy, not a share: message ids count per session, so a
     session is one unit to move, export or delete; bench/ measures what it costs), the new
-    session's facts naming where it came from. With `workspace`, that checkpoint's files are
+    session's facts naming where it came from; no approval is copied. With `workspace`, that checkpoint's files are
     written into a new folder, which becomes the fork's workspace."""
     from agentctl import transfer
     from agentctl.errors import UnknownCheckpointError
@@ -180,7 +180,13 @@ def fork(
             update["workspace"] = str(folder)
             origin.add_owner(new_id)  # its checkpoints name the original's trees: keep them
         info = exported.info.model_copy(update=update)
-        transfer.import_session(store, transfer.Exported(info, exported.checkpoints))
+        # Approvals never cross a fork, as they never cross a rollback: a yes given in the
+        # source covered that call there, once; the fork asks again.
+        copied = [
+            (c.model_copy(update={"task": c.task.model_copy(update={"approval": None})}), m)
+            for c, m in exported.checkpoints
+        ]
+        transfer.import_session(store, transfer.Exported(info, copied))
         if name:
             store.set_labels(new_id, name, ())
     return new_id, at

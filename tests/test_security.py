@@ -762,3 +762,28 @@ def test_a_long_command_is_shown_whole_with_its_length(tmp_path: Path) -> None:
     asked = question(RunShell(Workspace(tmp_path)), {"command": command})
     assert command in asked
     assert "5,025 characters" in asked.splitlines()[-1]  # where the answer is typed
+
+
+def test_a_fork_at_the_yes_asks_again_instead_of_replaying(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    task = _task(
+        tmp_path,
+        _script(
+            [("submit_plan", {"steps": ["pay"]})],
+            [("run_shell", {"command": "echo charged >> ledger"})],
+            [("finish", {"result": "paid"})],
+        ),
+    )
+    assert run("run", task, "--workspace", str(ws), "--no-input").code == 3
+    sid = run("list", "--json").json()[0]["id"]
+    assert run("resume", sid, "--input", "y").code == 0
+    assert (ws / "ledger").read_text() == "charged\n"
+    history = run("history", sid, "--json").json()
+    yes = next(c["id"] for c in history if c["event"] == "input_received")
+    forked = run("fork", sid, "--at", str(yes))
+    assert forked.code == 0, forked.stderr
+    fork_id = next(s["id"] for s in run("list", "--json").json() if s["id"] != sid)
+    again = run("resume", fork_id, "--no-input")
+    assert again.code == 3, again.stderr  # asked again: the approval did not travel
+    assert (ws / "ledger").read_text() == "charged\n"  # not charged twice
