@@ -757,6 +757,13 @@ def main() -> None:
         sys.argv.remove("--debug")
         os.environ["AGENTCTL_DEBUG"] = "1"
     try:
+        if os.environ.get("_AGENTCTL_COMPLETE"):  # a shell asks for completions
+            from agentctl import completion
+
+            command = typer.main.get_command(app)  # registers typer's formats first…
+            completion.install()  # …which ours replace: every value quoted for its shell
+            command(prog_name="agentctl")
+            return
         app(prog_name="agentctl")  # also as `python -m agentctl` (completion keys on it)
     except AgentctlError as exc:
         if _debug():

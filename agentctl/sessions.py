@@ -112,7 +112,9 @@ def complete(settings: Settings, incomplete: str) -> list[str]:
     except AgentctlError:
         return []
     words = [s.id for s in found] + [s.name for s in found if s.name]
-    return [w for w in words if w.startswith(incomplete)]
+    # A name from the store is offered only when it is one line of printable text: completion
+    # lists are line-based (and the shells' own quoting comes after, in completion.py).
+    return [w for w in words if w.startswith(incomplete) and w.isprintable()]
 
 
 # -- names and tags ------------------------------------------------------------------------
@@ -155,8 +157,8 @@ def fork(
     """A new session from checkpoint `at` (default: the head) of another: its checkpoints 1 to
     `at` are copied under a new id (a copy, not a share: message ids count per session, so a
     session is one unit to move, export or delete; bench/ measures what it costs), the new
-    session's facts naming where it came from; no approval is copied. With `workspace`, that checkpoint's files are
-    written into a new folder, which becomes the fork's workspace."""
+    session's facts naming where it came from; no approval is copied. With `workspace`, that
+    checkpoint's files are written into a new folder, which becomes the fork's workspace."""
     from agentctl import transfer
     from agentctl.errors import UnknownCheckpointError
 
