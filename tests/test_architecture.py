@@ -92,7 +92,7 @@ RULES = {
         "errors",
         "records",
         "__init__",
-        "completion",  # the shells' quoting of completions: typer's classes, imports nothing of ours
+        "completion",  # quoting of shell completions (typer's classes; nothing of ours)
     },
     "completion": set(),
     "render": {"records", "state", "store/base", "lifecycle", "details", "errors", "context"},
