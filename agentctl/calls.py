@@ -29,7 +29,7 @@ from agentctl.state import (
     valid_value,
 )
 from agentctl.store.base import Store
-from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval
+from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval, effects_of
 
 if TYPE_CHECKING:
     from agentctl.workspace.snapshots import Snapshots
@@ -184,12 +184,16 @@ class ToolCalls:
     def _run_tool(
         self, session: Session, call: ToolCall, tool: Tool, args: dict[str, Any]
     ) -> Session:
+        effects = effects_of(tool) if not tool.side_effect.idempotent else None
         detail = ToolDetail(
             tool=call.name,
             tool_call_id=call.id,
             side_effect=tool.side_effect.value,
             # what a rollback may not undo
             command=str(args["command"])[:500] if "command" in args else None,
+            confined=effects.confined if effects else None,
+            sandbox=effects.sandbox if effects else None,
+            network=effects.network if effects else None,
         )
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:

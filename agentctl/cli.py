@@ -214,6 +214,20 @@ def run(
     tags: Annotated[
         list[str] | None, typer.Option("--tag", help="Tag the session (repeatable).")
     ] = None,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox",
+            help="Where shell commands run: workspace-write (default where bubblewrap works), "
+            "read-only, off, or required (workspace-write, and refuse to run without it).",
+        ),
+    ] = None,
+    network: Annotated[
+        bool | None,
+        typer.Option(
+            "--network/--no-network", help="Let sandboxed shell commands reach the network."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session on a task and work on it until done or it needs input."""
@@ -232,6 +246,8 @@ def run(
             context_strategy=context_strategy,
             name=name,
             tags=tags or (),
+            sandbox=sandbox,
+            network=network,
         )
 
     report = _guarded(action, view)

@@ -24,6 +24,11 @@ from agentctl.errors import UsageError
 APP = "agentctl"
 STRATEGIES = ("summarize", "drop")
 MAX_PRICE = 1_000_000_000  # dollars per million tokens: `inf` and `nan` are no price
+SANDBOX_MODES = ("workspace-write", "read-only", "off", "required")  # tools/sandbox.py
+# ask: every command and file write is asked (unless --yes or the task's allow-list);
+# auto-sandboxed: what a rollback can undo whole (file writes, commands sandboxed without
+# network, with workspace snapshots on) runs without asking
+APPROVALS = ("ask", "auto-sandboxed")
 MIN_WINDOW = 512  # tokens: less cannot hold a system prompt, the tools and one turn
 # The value in effect when a key is set nowhere (`config show` prints them with the source
 # "default"); the modules that use them take them from here, so the two cannot differ.
@@ -63,6 +68,10 @@ KEYS: dict[str, Key] = {
         Key("snapshot_max_capture", env_over="AGENTCTL_SNAPSHOT_MAX_CAPTURE", kind=int),
         # the run view: the first and last this many lines of a command's output (0: none)
         Key("preview_lines", env_over="AGENTCTL_PREVIEW_LINES", kind=int),
+        # shell commands: the sandbox they run in, and whether it lets them reach the network
+        Key("sandbox", env_over="AGENTCTL_SANDBOX"),
+        Key("network", env_over="AGENTCTL_NETWORK", kind=bool),
+        Key("approval", env_over="AGENTCTL_APPROVAL"),  # ask or auto-sandboxed
     )
 }
 
@@ -85,6 +94,9 @@ class Settings:
     snapshot_max_file: int | None = None
     snapshot_max_capture: int | None = None
     preview_lines: int | None = None
+    sandbox: str | None = None  # None: workspace-write where bubblewrap works
+    network: bool | None = None  # None: no network in a sandbox
+    approval: str | None = None  # None: ask
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # [prices] table
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
     environ: Mapping[str, str] = field(default_factory=dict)  # what tools' environments start from
@@ -131,6 +143,9 @@ class Settings:
             snapshot_max_file=_opt_int(values.get("snapshot_max_file")),
             snapshot_max_capture=_opt_int(values.get("snapshot_max_capture")),
             preview_lines=_opt_int(values.get("preview_lines")),
+            sandbox=_str(values.get("sandbox")),
+            network=_opt_bool(values.get("network")),
+            approval=_str(values.get("approval")),
             prices=parse_prices(file_values["prices"], path) if "prices" in file_values else {},
             sources=sources,
             environ=dict(env),
@@ -173,6 +188,15 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
     """A value of the right type, or a UsageError that names the key and where it came from."""
     key = KEYS[name]
     source = f" ({source})" if source else ""
+    if key.kind is bool:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in ("true", "1", "yes", "on"):
+            return True
+        if word in ("false", "0", "no", "off"):
+            return False
+        raise UsageError(f"{name}{source} must be true or false, not {value!r}")
     try:
         if key.kind is int:
             number = int(str(value))
@@ -197,8 +221,10 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
         )
         raise UsageError(f"{name}{source} must be {noun}, not {value!r}") from None
     text = str(value)
-    if name == "context_strategy" and text not in STRATEGIES:
-        raise UsageError(f"{name}{source} must be one of {', '.join(STRATEGIES)}, not {text!r}")
+    choices = {"context_strategy": STRATEGIES, "sandbox": SANDBOX_MODES, "approval": APPROVALS}
+    if name in choices and text not in choices[name]:
+        known = ", ".join(choices[name])
+        raise UsageError(f"{name}{source} must be one of {known}, not {text!r}")
     if name == "base_url":
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -269,7 +295,7 @@ def write_file(path: Path, values: Mapping[str, object]) -> None:
         if name in values:
             value = values[name]
             # A JSON string is a valid TOML basic string; numbers are written bare.
-            text = json.dumps(value) if isinstance(value, str) else str(value)
+            text = json.dumps(value) if isinstance(value, str | bool) else str(value)
             lines.append(f"{name} = {text}\n")
     prices = values.get("prices")
     if isinstance(prices, dict) and prices:  # kept as the user wrote it
@@ -387,6 +413,10 @@ def _str(value: object) -> str | None:
 
 def _opt_int(value: object) -> int | None:
     return int(str(value)) if value is not None else None
+
+
+def _opt_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _opt_float(value: object) -> float | None:

@@ -127,6 +127,12 @@ class ToolDetail:
     message: str | None = None  # the first line of an error
     files: int | None = None  # workspace files the call changed (a side effect's result)
     not_captured: tuple[str, ...] | None = None  # files over the snapshot size cap
+    # Side effects: whether the tool said all of them land in the workspace (tools.Effects),
+    # so a rollback undoes them; commands: the sandbox they ran in and whether it had network.
+    # None: recorded before agentctl knew (then a command is taken to reach outside).
+    confined: bool | None = None
+    sandbox: str | None = None
+    network: bool | None = None
 
 
 @dataclass(frozen=True)

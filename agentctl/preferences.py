@@ -75,6 +75,9 @@ def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
         "snapshot_max_file": settings.snapshot_max_file,
         "snapshot_max_capture": settings.snapshot_max_capture,
         "preview_lines": settings.preview_lines,
+        "sandbox": settings.sandbox,
+        "network": None if settings.network is None else str(settings.network).lower(),
+        "approval": settings.approval,
     }
     rows = []
     for key in KEYS.values():
@@ -110,4 +113,6 @@ def set_config(settings: Settings, key: str, value: str | None) -> tuple[Path, s
         write_file(path, values)
     except OSError as exc:
         raise UsageError(f"cannot write settings file {path}: {exc.strerror or exc}") from None
-    return path, None if value is None else shown_value(key, str(values[key]))
+    shown = values.get(key)
+    shown = str(shown).lower() if isinstance(shown, bool) else shown
+    return path, None if value is None else shown_value(key, str(shown))

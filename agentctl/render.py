@@ -294,6 +294,28 @@ class RunView:
             self._streaming = False
 
 
+def _sandboxed(d: ToolDetail) -> str:
+    """Where a command ran, when it says: ` [sandbox: workspace-write]`, ` [no sandbox]`."""
+    if d.sandbox is None:
+        return ""
+    if d.sandbox in ("off", "unavailable"):
+        return f" [yellow]\\[no sandbox: {escape(d.sandbox)}][/]"
+    network = ", network" if d.network else ""
+    return f" [dim]\\[sandbox: {escape(d.sandbox)}{network}][/]"
+
+
+def sandbox_line(sandbox: str | None, network: bool | None) -> str:
+    """The session's sandbox, as `show` says it."""
+    if sandbox is None:
+        return "not recorded (a session from before the sandbox)"
+    if sandbox == "off":
+        return "off: shell commands run with all of your rights"
+    if sandbox == "unavailable":
+        return "unavailable (bubblewrap could not run): shell commands ran with all of your rights"
+    reach = "with network" if network else "no network"
+    return f"{sandbox}, {reach}"
+
+
 def _files(count: int | None, verb: str) -> str:
     """How many workspace files a checkpoint changed, for `history` and the live view."""
     if not count:
@@ -340,7 +362,7 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
         return f"remembered {e(d.key)} = {e(d.value)}"
     if isinstance(d, ToolDetail) and kind == "tool_started":
         what = f"{e(d.tool)}: {e(d.command)}" if d.command else e(d.tool)
-        return f"[dim]running {what}…[/]"
+        return f"[dim]running {what}…[/]{_sandboxed(d)}"
     if isinstance(d, ToolDetail):
         files = _files(d.files, "changed")
         if d.error:
@@ -625,6 +647,8 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "snapshot_bytes": view.snapshot_bytes,
         "forked_from": s.info.forked_from,
         "forks": list(view.forks),
+        "sandbox": s.info.sandbox,
+        "network": s.info.network,
         "context_tokens": s.context_tokens,
         "context": {
             "tokens": s.context_tokens,
@@ -682,6 +706,7 @@ def show_session(view: SessionView) -> None:
     if task.result:
         out.print(f"result:   {escape(task.result)}")
     _show_files_and_forks(view)
+    out.print(f"sandbox:  {escape(sandbox_line(s.info.sandbox, s.info.network))}")
     u = c.usage
     if u.calls and u.unreported == u.calls:
         out.print(f"usage:    {u.calls} model calls; usage not reported by the server")
@@ -760,8 +785,9 @@ def rolled_back(report: RollbackReport) -> None:
         count = len(report.shell_commands)
         listed = "; ".join(report.shell_commands[:5]) + (" …" if count > 5 else "")
         note(
-            f"{count} shell command{'s' if count > 1 else ''} after checkpoint {report.target} "
-            f"may have changed things a rollback cannot undo: {listed}"
+            f"{count} command{'s' if count > 1 else ''} after checkpoint {report.target} ran "
+            f"unsandboxed or with network and may have changed things outside the workspace, "
+            f"which a rollback cannot undo: {listed}"
         )
 
 

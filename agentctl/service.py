@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from agentctl.runner import Ask
     from agentctl.state import TaskSpec
     from agentctl.store.lease import Lease
-    from agentctl.tools import ToolRegistry
+    from agentctl.tools import Effects, ToolRegistry
 
 
 @contextmanager
@@ -206,6 +206,8 @@ def start_session(
     context_strategy: str | None = None,
     name: str | None = None,
     tags: Iterable[str] = (),
+    sandbox: str | None = None,
+    network: bool | None = None,
 ) -> RunReport:
     from agentctl import prompts
     from agentctl.config import parse_value
@@ -214,6 +216,11 @@ def start_session(
     if context_strategy is not None:  # kept in the spec: a resume goes on the same way
         parse_value("context_strategy", context_strategy, "--context-strategy")
         spec = spec.model_copy(update={"context_strategy": context_strategy})
+    if sandbox is not None:  # kept in the spec too: a resume stays in the same sandbox
+        parse_value("sandbox", sandbox, "--sandbox")
+        spec = spec.model_copy(update={"sandbox": sandbox})
+    if network is not None:
+        spec = spec.model_copy(update={"network": network})
 
     name = valid_name(name) if name is not None else None
     labels = valid_tags(tags)
@@ -222,12 +229,21 @@ def start_session(
     with opened_store(settings) as store, ExitStack() as stack:
         if name is not None:
             refuse_taken_name(store, name)  # before anything is written
-        tools = tools or wiring.work_tools(settings, root, spec, yes)
         snapshots = wiring.snapshots(settings, root, on_event)
+        tools = tools or wiring.work_tools(
+            settings, root, spec, yes, on_event, undoable=snapshots is not None
+        )
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         profile = store.load_profile()
+        shell = _shell_effects(tools)
         info = SessionInfo(
-            id=_new_id(store), spec=spec, model=model_name, created_at=wiring.now(), workspace=root
+            id=_new_id(store),
+            spec=spec,
+            model=model_name,
+            created_at=wiring.now(),
+            workspace=root,
+            sandbox=shell.sandbox if shell else None,
+            network=shell.network if shell else None,
         )
         system = prompts.system_prompt(profile.preferences, spec.instructions, tools.names)
         from agentctl.store.lease import Lease
@@ -281,8 +297,15 @@ def resume_session(
         info = store.info(session_id)
         spec = info.spec
         model_name = wiring.choose_model(settings, spec, session_model=info.model)
-        tools = tools or wiring.work_tools(settings, info.workspace or str(Path.cwd()), spec, yes)
         snapshots = wiring.snapshots(settings, info.workspace, on_event)
+        tools = tools or wiring.work_tools(
+            settings,
+            info.workspace or str(Path.cwd()),
+            spec,
+            yes,
+            on_event,
+            undoable=snapshots is not None,
+        )
         from agentctl.workspace.restore import finish_interrupted
 
         if finish_interrupted(snapshots, store, session_id):
@@ -308,6 +331,19 @@ def resume_session(
             prelude=prelude,
         )
         return RunReport(result.stop, result.session)
+
+
+def _shell_effects(tools: ToolRegistry) -> Effects | None:
+    """What the session records of its shell's sandbox: the effects of the tool that runs
+    commands (the one that says which sandbox it runs in), if there is one."""
+    from agentctl.tools import effects_of
+
+    for name in tools.names:
+        tool = tools.get(name)
+        effects = effects_of(tool) if tool is not None else None
+        if effects is not None and effects.sandbox is not None:
+            return effects
+    return None
 
 
 def _latest_unfinished(store: Store) -> str:

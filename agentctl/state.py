@@ -262,8 +262,8 @@ class ScriptTurn(_Model):
 class TaskSpec(_Model):
     """A task as the user gave it: a task file or a goal on the command line."""
 
-    # 2: allow; 3: context_window, context_strategy; 4: pass_env
-    schema_version: Literal[4] = 4
+    # 2: allow; 3: context_window, context_strategy; 4: pass_env; 5: sandbox, network
+    schema_version: Literal[5] = 5
     goal: str = Field(pattern=r"\S")  # not empty, not only blanks
     title: str | None = None
     instructions: str | None = None
@@ -277,6 +277,11 @@ class TaskSpec(_Model):
     # Environment variables shell commands get although agentctl keeps them back (secrets):
     # names only; the values come from the environment agentctl runs in.
     pass_env: tuple[str, ...] = ()
+    # The sandbox shell commands run in (None: the setting's), and whether they may reach the
+    # network (None: the setting's, else no). `run --sandbox` is kept here too, so a resume
+    # goes on in the same sandbox.
+    sandbox: Literal["workspace-write", "read-only", "off", "required"] | None = None
+    network: bool | None = None
 
 
 class UserProfile(_Model):
@@ -305,7 +310,8 @@ SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 class SessionInfo(_Model):
     """The immutable facts of a session, written once when it is created."""
 
-    schema_version: Literal[4] = 4  # 2: workspace; 3: tokenizer, approximate_tokens; 4: fork
+    # 2: workspace; 3: tokenizer, approximate_tokens; 4: fork; 5: sandbox, network
+    schema_version: Literal[5] = 5
     # An id is a folder name (JSON lines) and a word on the terminal: letters, digits, - and _
     # (agentctl makes hex; an export from elsewhere must hold one it could have made).
     id: str = Field(pattern=SESSION_ID)
@@ -316,6 +322,10 @@ class SessionInfo(_Model):
     tokenizer: str | None = None  # the encoding that counted the messages' tokens
     approximate_tokens: bool | None = None  # True when it is not the model's own encoding
     forked_from: str | None = None  # "SESSION:CHECKPOINT" this session was forked from
+    # The sandbox shell commands started in: workspace-write, read-only, off, or unavailable
+    # (wanted, and bubblewrap could not run); each run_shell checkpoint records its own.
+    sandbox: str | None = None
+    network: bool | None = None  # whether they could reach the network
 
 
 class Checkpoint(_Model):

@@ -5,8 +5,10 @@ target, so the session's history is a tree and the abandoned branch stays addres
 back to one of its checkpoints undoes the rollback). What travels back is the target's task
 state with two exceptions that keep side effects safe: an approval is never carried (the user
 is asked again; it covered one call, once), and a call that was in flight at the target stays
-outcome-unknown. Preferences remembered and shell commands run on the abandoned branch are
-reported: the profile and the world outside the workspace are not rewound.
+outcome-unknown. Preferences remembered and calls that may have reached outside the workspace on
+the abandoned branch are reported: the profile and the world outside are not rewound. A call
+whose tool said its effects were confined (a file write; a command sandboxed without network)
+is not reported: the workspace restore undid all of it.
 
 Everything but `plan_rollback`/`commit_rollback` is pure over checkpoint summaries.
 """
@@ -193,10 +195,19 @@ def commit_rollback(
         plan.target.id,
         [d.key for d in details if isinstance(d, RememberDetail)],
         [
-            d.command or ""
+            d.command or d.tool
             for c, d in zip(plan.abandoned, details, strict=True)
             if c.kind == CheckpointKind.TOOL_STARTED
             and isinstance(d, ToolDetail)
-            and d.tool == "run_shell"
+            and may_reach_outside(d)
         ],
     )
+
+
+def may_reach_outside(started: ToolDetail) -> bool:
+    """Whether a started call may have changed things a rollback cannot undo: its tool said
+    its effects were not confined to the workspace (a command unsandboxed or with network).
+    A record from before tools said so counts a command (exec) as reaching outside."""
+    if started.confined is not None:
+        return not started.confined
+    return started.side_effect == "exec"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from agentctl.state import TaskSpec
     from agentctl.store import Store
     from agentctl.tools import ToolRegistry
+    from agentctl.tools.sandbox import Sandbox
     from agentctl.workspace.snapshots import Snapshots
 
 SCRIPTED = "scripted"
@@ -51,7 +52,17 @@ def workspace(settings: Settings, given: Path | None) -> Path:
     return root
 
 
-def work_tools(settings: Settings, root: str, spec: TaskSpec, yes: bool) -> ToolRegistry:
+def work_tools(
+    settings: Settings,
+    root: str,
+    spec: TaskSpec,
+    yes: bool,
+    on_event: Callable[[RunEvent], None] | None = None,
+    undoable: bool = False,
+) -> ToolRegistry:
+    """The work tools, with their confinement, environment and shell sandbox. `undoable`: the
+    workspace is snapshotted, so a rollback restores what confined tools did (the approval
+    setting `auto-sandboxed` lets those run without asking only then)."""
     from agentctl.config import tool_environment
     from agentctl.store import store_paths
     from agentctl.tools import work_tools
@@ -62,8 +73,81 @@ def work_tools(settings: Settings, root: str, spec: TaskSpec, yes: bool) -> Tool
     if settings.config_path.parent.name == "agentctl":
         forbidden += (settings.config_path.parent,)
     env = tool_environment(settings.environ, [settings.api_key], spec.pass_env)
-    policy = ApprovalPolicy(yes=yes, allow=spec.allow)
-    return work_tools(Path(root), policy, forbidden=forbidden, shell_env=env)
+    auto = settings.approval == "auto-sandboxed" and undoable
+    policy = ApprovalPolicy(yes=yes, allow=spec.allow, auto_confined=auto)
+    sandbox, recorded = shell_sandbox(settings, root, spec, forbidden, on_event)
+    return work_tools(
+        Path(root),
+        policy,
+        forbidden=forbidden,
+        shell_env=env,
+        sandbox=sandbox,
+        sandbox_off=recorded,
+    )
+
+
+def sandbox_choice(settings: Settings, spec: TaskSpec) -> tuple[str, bool]:
+    """The sandbox mode asked for (run --sandbox and the task file, kept in the spec, beat the
+    setting; workspace-write by default) and whether commands may reach the network."""
+    mode = spec.sandbox or settings.sandbox or "workspace-write"
+    network = spec.network if spec.network is not None else bool(settings.network)
+    return mode, network
+
+
+def shell_sandbox(
+    settings: Settings,
+    root: str,
+    spec: TaskSpec,
+    hidden: tuple[Path, ...],
+    on_event: Callable[[RunEvent], None] | None,
+) -> tuple[Sandbox | None, str]:
+    """The sandbox shell commands run in, and what is recorded without one ("off", or
+    "unavailable": wanted, and bubblewrap cannot run here; said once, or refused (exit 2)
+    under `sandbox = "required"`)."""
+    from agentctl.tools.sandbox import (
+        HOW_TO_GET,
+        OFF,
+        REQUIRED,
+        UNAVAILABLE,
+        Sandbox,
+        effective_mode,
+        pids_cgroups,
+        probe,
+        secrets_of,
+    )
+
+    mode, network = sandbox_choice(settings, spec)
+    say = on_event or (lambda _event: None)
+    if mode == OFF:
+        say(Notice("shell commands run without a sandbox (sandbox = off)"))
+        return None, OFF
+    bwrap, why = probe(settings.environ)
+    if bwrap is None:
+        if mode == REQUIRED:
+            raise UsageError(
+                f"the sandbox is required and cannot run: {why}",
+                hint=f"{HOW_TO_GET}, or run with --sandbox off",
+            )
+        if on_event is not None and why not in _SAID:
+            _SAID.add(str(why))
+            on_event(
+                Notice(
+                    f"shell commands run without a sandbox: {why}; each is asked as before and "
+                    "recorded as sandbox: unavailable"
+                )
+            )
+        return None, UNAVAILABLE
+    box = Sandbox(
+        bwrap,
+        Path(root),
+        effective_mode(mode),
+        network,
+        secrets_of(settings.environ.get("HOME"), hidden),
+        cgroups=pids_cgroups(),
+    )
+    reach = "with network" if network else "no network"
+    say(Notice(f"shell commands run in a sandbox: {box.mode}, {reach}"))
+    return box, box.mode
 
 
 def choose_model(settings: Settings, spec: TaskSpec, session_model: str | None) -> str:

@@ -37,9 +37,10 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     # 2 added pending_question.kind; 4 workspace_tree
     # 5 earlier, grants, auto_approve, instructions
     "TaskState": {1: _unchanged, 2: _task_state_2, 3: _unchanged, 4: _unchanged},
-    # 2 added allow; 3 the context settings; 4 pass_env
-    "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged},
-    "SessionInfo": {1: _unchanged, 2: _unchanged, 3: _unchanged},
+    # 2 added allow; 3 the context settings; 4 pass_env; 5 sandbox, network
+    "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged},
+    # 5 added sandbox, network
+    "SessionInfo": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged},
     "Message": {1: _unchanged},  # 2 added finish_reason  # 2 added workspace; 3 the tokenizer
 }
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from agentctl.tools.approval import ApprovalPolicy
+    from agentctl.tools.sandbox import Sandbox
 
 
 class SideEffect(StrEnum):
@@ -26,6 +27,28 @@ class SideEffect(StrEnum):
     @property
     def idempotent(self) -> bool:
         return self is SideEffect.READ
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What a tool says about where its effects land: the seam rollback and approval ask,
+    instead of testing a tool's name. A tool that says nothing reaches outside (effects_of)."""
+
+    # Every effect the tool can have is inside the workspace (or it has none), so a rollback,
+    # which restores the workspace, undoes all of it.
+    confined: bool
+    sandbox: str | None = None  # commands: the sandbox they run in (tools/sandbox.py modes)
+    network: bool | None = None  # commands: whether they may reach the network
+
+
+OUTSIDE = Effects(confined=False)
+CONFINED = Effects(confined=True)
+
+
+def effects_of(tool: Tool) -> Effects:
+    """The tool's own `effects`, or OUTSIDE when it does not describe them (the safe side)."""
+    effects = getattr(tool, "effects", None)
+    return effects if isinstance(effects, Effects) else OUTSIDE
 
 
 @dataclass(frozen=True)
@@ -88,9 +111,12 @@ def work_tools(
     *,
     forbidden: tuple[Path, ...] = (),
     shell_env: Mapping[str, str] | None = None,
+    sandbox: Sandbox | None = None,
+    sandbox_off: str = "off",
 ) -> ToolRegistry:
     """The standard tools, confined to `workspace` and kept out of `forbidden` (agentctl's own
-    settings and data); shell commands get `shell_env`."""
+    settings and data); shell commands get `shell_env` and run in `sandbox` (None: unsandboxed,
+    recorded as `sandbox_off`: "off", or "unavailable" where one was wanted)."""
     from agentctl.tools.files import (
         EditFile,
         ListFiles,
@@ -108,6 +134,6 @@ def work_tools(
         SearchFiles(ws),
         WriteFile(ws),
         EditFile(ws),
-        RunShell(ws, env=shell_env),
+        RunShell(ws, env=shell_env, sandbox=sandbox, unsandboxed=sandbox_off),
     ]
     return ToolRegistry(tools, policy)

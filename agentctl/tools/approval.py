@@ -151,15 +151,20 @@ class Rule:
 @dataclass(frozen=True)
 class ApprovalPolicy:
     """Which calls run without asking: reads always; the rest with --yes or when a rule of the
-    task's allow-list names them."""
+    task's allow-list names them; with `auto_confined` (the setting approval = "auto-sandboxed",
+    where the workspace is snapshotted) also every call whose tool says its effects are confined
+    to the workspace: a file write, a command sandboxed without network."""
 
     yes: bool = False
     allow: tuple[str, ...] = ()
+    auto_confined: bool = False
 
     def needs_approval(self, tool: Tool, arguments: dict[str, Any]) -> bool:
-        from agentctl.tools import SideEffect
+        from agentctl.tools import SideEffect, effects_of
 
         if tool.side_effect is SideEffect.READ or self.yes:
+            return False
+        if self.auto_confined and effects_of(tool).confined:
             return False
         root = _root_of(tool)
         return not any(Rule.parse(rule).allows(tool.name, arguments, root) for rule in self.allow)

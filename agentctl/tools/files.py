@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agentctl.atomic import write_all
-from agentctl.tools import SideEffect, ToolOutcome
+from agentctl.tools import CONFINED, Effects, SideEffect, ToolOutcome
 
 MAX_OUTPUT = 16_000  # characters returned to the model at most
 MAX_ENTRIES = 500
@@ -217,6 +217,7 @@ class ReadFile:
     name: str = "read_file"
     description: str = "Read a text file of the workspace."
     side_effect: SideEffect = SideEffect.READ
+    effects: Effects = CONFINED  # inside the workspace only (Workspace)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -236,6 +237,7 @@ class ListFiles:
     name: str = "list_files"
     description: str = "List the files and folders under a folder of the workspace (recursively)."
     side_effect: SideEffect = SideEffect.READ
+    effects: Effects = CONFINED  # inside the workspace only (Workspace)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -260,6 +262,7 @@ class SearchFiles:
     name: str = "search_files"
     description: str = "Search the workspace's text files for a regular expression."
     side_effect: SideEffect = SideEffect.READ
+    effects: Effects = CONFINED  # inside the workspace only (Workspace)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -318,6 +321,7 @@ class WriteFile:
     name: str = "write_file"
     description: str = "Create or replace a text file of the workspace."
     side_effect: SideEffect = SideEffect.WRITE
+    effects: Effects = CONFINED  # inside the workspace only (Workspace)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -348,6 +352,7 @@ class EditFile:
     name: str = "edit_file"
     description: str = "Replace one exact, unique piece of text in a file of the workspace."
     side_effect: SideEffect = SideEffect.WRITE
+    effects: Effects = CONFINED  # inside the workspace only (Workspace)
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ subreaper of what it starts (Linux `PR_SET_CHILD_SUBREAPER`), so an orphan becom
 own child instead of init's, and every such child, with everything below it, is killed.
 Output is read as it comes and only its head and tail are kept, so memory stays bounded
 whatever the command prints. The environment is agentctl's less its own secrets (service.py
-decides which), plus what the task passes explicitly.
+decides which), plus what the task passes explicitly. Where a sandbox is given, the command runs
+inside it (tools/sandbox.py) and the tool says its effects are confined to the workspace.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from agentctl.tools import SideEffect, ToolOutcome
+from agentctl.tools import Effects, SideEffect, ToolOutcome
 from agentctl.tools.files import MAX_OUTPUT, Workspace
+
+if TYPE_CHECKING:
+    from agentctl.tools.sandbox import Sandbox
 
 TIMEOUT_S = 120.0
 GRACE_S = 2.0  # between TERM and KILL
@@ -147,6 +151,17 @@ class RunShell:
     name: str = "run_shell"
     description: str = "Run a shell command in the workspace and return its exit code and output."
     side_effect: SideEffect = SideEffect.EXEC
+    sandbox: Sandbox | None = None  # None: the command runs with all of the user's rights
+    unsandboxed: str = "off"  # recorded without a sandbox: "off", or "unavailable"
+
+    @property
+    def effects(self) -> Effects:
+        """Confined when sandboxed without network: then the workspace, which is captured
+        after every call, is all a command can change."""
+        if self.sandbox is None:
+            return Effects(confined=False, sandbox=self.unsandboxed, network=True)
+        network = self.sandbox.network
+        return Effects(confined=not network, sandbox=self.sandbox.mode, network=network)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -158,10 +173,16 @@ class RunShell:
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
         command = str(arguments["command"])
+        if self.sandbox is None:
+            return self._run(command, ["/bin/sh", "-c", command])
+        with self.sandbox.launched(command) as argv:
+            return self._run(command, argv)
+
+    def _run(self, command: str, argv: list[str]) -> ToolOutcome:
         reaping = become_subreaper()
         known = children(os.getpid())
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            argv,
             cwd=self.workspace.root,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -1,0 +1,219 @@
+"""The shell sandbox: bubblewrap around each `run_shell` command, so everything a command can
+change is in the workspace, where a rollback restores it.
+
+The one decision a reader must know: the sandbox is a filesystem view, not a policy engine. The
+root filesystem is bound read-only; the workspace is bound writable (`workspace-write`) or
+read-only (`read-only`); `/tmp`, `/dev/shm` and `/run` are private and empty; the user's secrets
+and agentctl's own settings, data and store are covered by empty read-only mounts; the network
+is a namespace of its own with only a loopback (unless the task allows the network); the
+command's processes live in their own PID namespace, so they all die with the command and with
+agentctl. Where bubblewrap is missing or cannot make namespaces, `probe` says why in one line
+and the caller records `unavailable`.
+
+Limits (README "Sandbox"): at most PROCESS_LIMIT processes (RLIMIT_NPROC inside the sandbox's
+own user namespace; for root, which that limit does not bind, a pids cgroup where one can be
+made), TMPFS_BYTES in each of `/tmp` and `/dev/shm`. Time is bounded by run_shell's timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WORKSPACE_WRITE = "workspace-write"
+READ_ONLY = "read-only"
+OFF = "off"
+REQUIRED = "required"  # workspace-write, and a refusal where the sandbox cannot run
+MODES = (WORKSPACE_WRITE, READ_ONLY, OFF, REQUIRED)
+UNAVAILABLE = "unavailable"  # recorded where a sandbox was wanted and could not run
+
+PROCESS_LIMIT = 512  # processes (threads count too) inside one command's sandbox
+TMPFS_BYTES = 512 << 20  # of /tmp and of /dev/shm, each (memory, freed when the command ends)
+HOW_TO_GET = "apt-get install bubblewrap"
+
+# Under the user's home: keys and cloud credentials a command never needs to read.
+HOME_SECRETS = (
+    ".ssh",
+    ".aws",
+    ".gnupg",
+    ".config/gcloud",
+    ".azure",
+    ".kube",
+    ".docker",
+    ".config/gh",
+    ".netrc",
+    ".git-credentials",
+    ".pypirc",
+    ".npmrc",
+)
+# Folders every sandbox replaces by an empty tmpfs: what lies there is not the workspace.
+PRIVATE = ("/tmp", "/dev/shm", "/run")
+
+
+def effective_mode(mode: str) -> str:
+    """The mode a command runs in: `required` is workspace-write that refuses to run without."""
+    return WORKSPACE_WRITE if mode == REQUIRED else mode
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How one workspace's commands are sandboxed. `mode` is workspace-write or read-only."""
+
+    bwrap: str  # the bubblewrap binary
+    workspace: Path
+    mode: str = WORKSPACE_WRITE
+    network: bool = False
+    hidden: tuple[Path, ...] = ()  # covered by empty read-only mounts, where they exist
+    processes: int = PROCESS_LIMIT
+    tmpfs_bytes: int = TMPFS_BYTES
+    cgroups: Path | None = field(default=None, compare=False)  # root: where a pids group goes
+
+    def argv(self, command: str) -> list[str]:
+        """bubblewrap's command line that runs `sh -c command` in the workspace."""
+        ws = self.workspace.resolve()
+        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for place in PRIVATE:
+            if place != "/run":
+                args += ["--size", str(self.tmpfs_bytes)]
+            args += ["--tmpfs", place]
+        if self.network and Path("/run/systemd/resolve").is_dir():
+            args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]  # DNS
+        inside: list[Path] = []
+        outside: list[Path] = []
+        for path in self.hidden:
+            (inside if path.is_relative_to(ws) else outside).append(path)
+        args += _hide(p for p in outside if not _private(p))
+        args += ["--ro-bind" if self.mode == READ_ONLY else "--bind", str(ws), str(ws)]
+        args += _hide(inside)
+        args += ["--unshare-user", "--unshare-all", "--disable-userns"]
+        if self.network:
+            args.append("--share-net")
+        args += ["--die-with-parent", "--new-session", "--chdir", str(ws), "--"]
+        # The process limit is set inside: RLIMIT_NPROC counts per user namespace, so the
+        # user's processes outside do not use it up (dash spells it -p, bash -u).
+        limit = self.processes
+        inner = (
+            f'ulimit -p {limit} 2>/dev/null || ulimit -u {limit} 2>/dev/null; exec /bin/sh -c "$1"'
+        )
+        return [*args, "/bin/sh", "-c", inner, "sh", command]
+
+    @contextmanager
+    def launched(self, command: str) -> Iterator[list[str]]:
+        """The command line to start, inside a pids cgroup when agentctl is root (who is not
+        bound by RLIMIT_NPROC); the group is removed after the command."""
+        argv = self.argv(command)
+        group = self._new_group()
+        if group is None:
+            yield argv
+            return
+        try:
+            # The shell joins the group before bubblewrap starts, so every process it makes is
+            # counted from the first.
+            yield ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(group), *argv]
+        finally:
+            _remove_group(group)
+
+    def _new_group(self) -> Path | None:
+        if self.cgroups is None:
+            return None
+        group = self.cgroups / f"agentctl-{os.getpid()}-{next(_GROUPS)}"
+        try:
+            group.mkdir()
+            (group / "pids.max").write_text(str(self.processes))
+        except OSError:
+            _remove_group(group)
+            return None
+        return group
+
+
+_GROUPS = itertools.count(1)
+
+
+def _remove_group(group: Path) -> None:
+    """rmdir succeeds once the group is empty: the PID namespace took every process with it."""
+    import time
+
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            group.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                return  # left for the kernel's empty-group cleanup; nothing runs in it
+            time.sleep(0.01)
+
+
+def _private(path: Path) -> bool:
+    return any(path == Path(p) or path.is_relative_to(p) for p in PRIVATE)
+
+
+def _hide(paths: Iterator[Path] | list[Path]) -> list[str]:
+    """An empty read-only folder over a folder, /dev/null over a file."""
+    args: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+        elif path.exists():
+            args += ["--ro-bind", "/dev/null", str(path)]
+    return args
+
+
+def pids_cgroups() -> Path | None:
+    """Where a root agentctl can make a pids cgroup (v1's pids hierarchy, or v2's root with
+    the pids controller on), or None."""
+    if os.geteuid() != 0:
+        return None
+    v1 = Path("/sys/fs/cgroup/pids")
+    if (v1 / "cgroup.procs").exists() and os.access(v1, os.W_OK):
+        return v1
+    v2 = Path("/sys/fs/cgroup")
+    with suppress(OSError):
+        if "pids" in (v2 / "cgroup.subtree_control").read_text().split() and os.access(v2, os.W_OK):
+            return v2
+    return None
+
+
+_PROBED: dict[str, str | None] = {}
+# A namespace of each kind the sandbox uses, and the command that must run in them.
+PROBE_ARGS = ["--ro-bind", "/", "/", "--unshare-user", "--unshare-all", "--disable-userns"]
+PROBE_ARGS += ["--die-with-parent", "/bin/true"]
+
+
+def probe(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(the bubblewrap binary, None) where a sandbox works here, else (None, why not)."""
+    found = shutil.which("bwrap", path=environ.get("PATH") or os.defpath)
+    if found is None:
+        return None, f"bubblewrap is not installed (to get it: {HOW_TO_GET})"
+    if found not in _PROBED:
+        try:
+            proc = subprocess.run(
+                [found, *PROBE_ARGS],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=10,
+            )
+            why = None
+            if proc.returncode != 0:
+                lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+                said = lines[0] if lines else f"exit {proc.returncode}"
+                why = f"bubblewrap cannot make namespaces here ({said})"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            why = f"bubblewrap does not run here ({exc})"
+        _PROBED[found] = why
+    why = _PROBED[found]
+    return (found, None) if why is None else (None, why)
+
+
+def secrets_of(home: str | None, own: tuple[Path, ...]) -> tuple[Path, ...]:
+    """What a sandbox hides: the home's keys and credentials, and agentctl's own files."""
+    paths = [Path(home) / name for name in HOME_SECRETS] if home else []
+    return tuple(dict.fromkeys(p.resolve() for p in [*paths, *own]))
