@@ -128,14 +128,13 @@ def shell_sandbox(
                 f"the sandbox is required and cannot run: {why}",
                 hint=f"{HOW_TO_GET}, or run with --sandbox off",
             )
-        if on_event is not None and why not in _SAID:
-            _SAID.add(str(why))
-            on_event(
-                Notice(
-                    f"shell commands run without a sandbox: {why}; each is asked as before and "
-                    "recorded as sandbox: unavailable"
-                )
+        # Said once per run or resume (this is built once for each), not once per command.
+        say(
+            Notice(
+                f"shell commands run without a sandbox: {why}; each is asked as before and "
+                "recorded as sandbox: unavailable"
             )
+        )
         return None, UNAVAILABLE
     box = Sandbox(
         bwrap,

@@ -584,8 +584,11 @@ def test_an_interrupt_stops_the_command_and_its_children(tmp_path: Path) -> None
         tmp_path,
         _script([("submit_plan", {"steps": ["x"]})], [("run_shell", {"command": command})]),
     )
+    # Unsandboxed: `$$` is then a pid of this machine's (in a sandbox it is the sandbox's own;
+    # test_sandbox.py stops a sandboxed command's children).
+    argv = ["run", task, "--workspace", str(ws), "--yes", "--sandbox", "off"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentctl", "run", task, "--workspace", str(ws), "--yes"],
+        [sys.executable, "-m", "agentctl", *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

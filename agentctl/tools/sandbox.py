@@ -86,7 +86,10 @@ class Sandbox:
             args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]  # DNS
         inside: list[Path] = []
         outside: list[Path] = []
-        for path in self.hidden:
+        # A folder that holds the workspace cannot be covered without covering it: the
+        # files listed inside that folder (a settings file, a store) are covered instead.
+        coverable = tuple(p for p in self.hidden if not ws.is_relative_to(p))
+        for path in _outermost(coverable):
             (inside if path.is_relative_to(ws) else outside).append(path)
         args += _hide(p for p in outside if not _private(p))
         args += ["--ro-bind" if self.mode == READ_ONLY else "--bind", str(ws), str(ws)]
@@ -150,6 +153,11 @@ def _remove_group(group: Path) -> None:
             if time.monotonic() >= deadline:
                 return  # left for the kernel's empty-group cleanup; nothing runs in it
             time.sleep(0.01)
+
+
+def _outermost(paths: tuple[Path, ...]) -> list[Path]:
+    """The paths not inside another of them (covering a folder covers what it holds)."""
+    return [p for p in paths if not any(p != q and p.is_relative_to(q) for q in paths)]
 
 
 def _private(path: Path) -> bool:

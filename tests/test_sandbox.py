@@ -1,0 +1,505 @@
+"""The shell sandbox with real bubblewrap: escapes tried, limits met, modes recorded, rollback
+and approval told by the tool's own description (issue 27).
+
+Where bubblewrap cannot run these tests skip with the reason, unless AGENTCTL_REQUIRE_SANDBOX is
+set or CI=true (.ci/run sets both): there a skip is a failure. The places written to are under
+/var/tmp, not /tmp, because the sandbox's /tmp is private: a write to /tmp/x could not reach the
+real /tmp whether or not the rest of the sandbox works.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentctl import wiring
+from agentctl.config import Settings
+from agentctl.state import TaskSpec
+from agentctl.tools import effects_of
+from agentctl.tools.files import Workspace
+from agentctl.tools.sandbox import Sandbox, pids_cgroups, probe, secrets_of
+from agentctl.tools.shell import RunShell
+from tests.conftest import cli, run
+
+
+def _required() -> bool:
+    return bool(os.environ.get("AGENTCTL_REQUIRE_SANDBOX")) or os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="module")
+def bwrap() -> str:
+    found, why = probe(os.environ)
+    if found is None:
+        if _required():
+            pytest.fail(f"the sandbox is required here and cannot run: {why}")
+        pytest.skip(f"no sandbox here: {why}")
+    return found
+
+
+@pytest.fixture
+def place() -> Iterator[Path]:
+    """A private folder outside /tmp (removed after the test)."""
+    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path.home()
+    path = Path(tempfile.mkdtemp(prefix="agentctl-sandbox-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _shell(bwrap: str, ws: Path, **options: object) -> RunShell:
+    timeout = float(options.pop("timeout", 60))  # type: ignore[arg-type]
+    box = Sandbox(bwrap, ws, cgroups=pids_cgroups(), **options)  # type: ignore[arg-type]
+    return RunShell(Workspace(ws), timeout=timeout, sandbox=box)
+
+
+def _alive_with(marker: str) -> list[int]:
+    """Processes of this machine whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if marker.encode() in cmdline and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _poll(check: object, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return bool(check())  # type: ignore[operator]
+
+
+# -- writes outside the workspace -----------------------------------------------------------
+
+
+def test_writes_outside_the_workspace_have_no_effect_outside(bwrap: str, place: Path) -> None:
+    ws, outside = place / "ws", place / "outside"
+    ws.mkdir()
+    outside.mkdir()
+    (ws / "link").symlink_to(outside)  # a link in the workspace that points out
+    shm = f"/dev/shm/agentctl-test-{uuid.uuid4().hex}"
+    attempts = {
+        "absolute": f"echo x > {outside}/absolute",
+        "dotdot": "echo x > ../outside/dotdot",
+        "symlink": "echo x > link/through-link",
+        "proc-root": f"echo x > /proc/self/root{outside}/proc-root",
+        "proc-1-root": f"echo x > /proc/1/root{outside}/proc-1-root",
+        "etc": "echo x > /etc/agentctl-sandbox-test",
+        "dev-shm": f"echo x > {shm}",
+        "mkdir": f"mkdir {outside}/made",
+        "chmod": f"chmod 777 {outside}",
+    }
+    shell = _shell(bwrap, ws)
+    for name, command in attempts.items():
+        outcome = shell.run({"command": command})
+        assert name
+        assert outcome.content
+    assert list(outside.iterdir()) == []
+    assert oct(outside.stat().st_mode & 0o777) != oct(0o777)
+    assert not Path(shm).exists()
+    assert not Path("/etc/agentctl-sandbox-test").exists()
+    ok = shell.run({"command": "echo inside > kept.txt && mkdir -p made && echo y > made/z"})
+    assert not ok.is_error, ok.content
+    assert (ws / "kept.txt").read_text() == "inside\n"  # the workspace itself is writable
+    assert (ws / "made" / "z").read_text() == "y\n"
+
+
+def test_read_only_mode_keeps_the_workspace_unchanged(bwrap: str, place: Path) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("a\n")
+    shell = _shell(bwrap, ws, mode="read-only")
+    outcome = shell.run({"command": "cat a.txt; echo b > a.txt; touch new.txt"})
+    assert outcome.is_error
+    assert "a\n" in outcome.content
+    assert "Read-only file system" in outcome.content
+    assert (ws / "a.txt").read_text() == "a\n"
+    assert not (ws / "new.txt").exists()
+    assert effects_of(shell).confined
+    assert effects_of(shell).sandbox == "read-only"
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("under", ["tmp", "var"])
+def test_secrets_and_agentctls_own_files_are_hidden(
+    bwrap: str, place: Path, tmp_path: Path, under: str
+) -> None:
+    """Planted in the home the sandbox is told about (one under /tmp, one outside it), and in
+    agentctl's settings, data folder and store, found the way `run` finds them."""
+    root = tmp_path if under == "tmp" else place
+    home, data, ws = root / "home", root / "data", place / "ws"
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    for relative in (".ssh/id_ed25519", ".ssh/id_rsa", ".aws/credentials", ".config/gcloud/k"):
+        (home / relative).parent.mkdir(parents=True, exist_ok=True)
+        (home / relative).write_text(secret)
+    data.mkdir()
+    (data / "config.toml").write_text(f'api_key = "{secret}"\n')
+    (data / "agentctl.db").write_text(secret)
+    ws.mkdir(exist_ok=True)
+    env = {"HOME": str(home), "AGENTCTL_HOME": str(data), "PATH": os.environ["PATH"]}
+    settings = Settings.load(env)
+    tools = wiring.work_tools(settings, str(ws), TaskSpec(goal="g"), yes=True)
+    shell = tools.get("run_shell")
+    assert shell is not None
+    assert effects_of(shell).sandbox == "workspace-write"
+    commands = [
+        f"cat {home}/.ssh/id_*",
+        f"cat {home}/.aws/credentials {home}/.config/gcloud/k",
+        f"ls -la {home}/.ssh",
+        f"cat {data}/config.toml {data}/agentctl.db",
+        f"grep -r {secret[:10]} {home} {data}",
+        "cat ~/.ssh/id_rsa",
+    ]
+    for command in commands:
+        outcome = shell.run({"command": command})
+        assert secret not in outcome.content, command
+    # The workspace, beside them, stays usable.
+    assert not shell.run({"command": "echo ok > f && cat f"}).is_error
+
+
+def test_the_store_inside_the_workspace_is_hidden_too(bwrap: str, place: Path) -> None:
+    ws = place / "ws"
+    (ws / ".agentctl").mkdir(parents=True)
+    (ws / ".agentctl" / "agentctl.db").write_text("SECRET-STORE")
+    box = Sandbox(bwrap, ws, hidden=secrets_of(None, (ws / ".agentctl",)))
+    shell = RunShell(Workspace(ws), sandbox=box)
+    outcome = shell.run({"command": "cat .agentctl/agentctl.db; rm -rf .agentctl; echo done"})
+    assert "SECRET-STORE" not in outcome.content
+    assert (ws / ".agentctl" / "agentctl.db").read_text() == "SECRET-STORE"
+
+
+# -- network --------------------------------------------------------------------------------
+
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"reached")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def local_server() -> Iterator[tuple[int, type[_Counting]]]:
+    handler = type("Handler", (_Counting,), {"hits": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_on_127_0_0_1_outside_is_out_of_reach(
+    bwrap: str, place: Path, local_server: tuple[int, type[_Counting]]
+) -> None:
+    port, handler = local_server
+    fetch = (
+        f'{sys.executable} -c "import urllib.request as u; '
+        f"print(u.urlopen('http://127.0.0.1:{port}/', timeout=5).read())\""
+    )
+    ws = place / "ws"
+    ws.mkdir()
+    closed = _shell(bwrap, ws).run({"command": fetch})
+    assert closed.is_error
+    assert "reached" not in closed.content
+    assert handler.hits == 0
+    # With the network allowed the same command reaches it: the test can tell the difference.
+    opened = _shell(bwrap, ws, network=True)
+    assert not effects_of(opened).confined
+    assert "reached" in opened.run({"command": fetch}).content
+    assert handler.hits == 1
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def test_no_process_outlives_the_command(bwrap: str, place: Path) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    marker = f"{7000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 1000}"
+    command = f"setsid sleep {marker} & nohup sleep {marker} >/dev/null 2>&1 & echo started"
+    outcome = _shell(bwrap, ws).run({"command": command})
+    assert "started" in outcome.content
+    assert _poll(lambda: not _alive_with(f"sleep {marker}"))
+
+
+def test_the_commands_die_with_agentctl(bwrap: str, place: Path) -> None:
+    """kill -9 of agentctl in the middle of a sandboxed command: nothing of it goes on."""
+    ws = place / "ws"
+    ws.mkdir()
+    marker = f"{8000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 1000}"
+    program = (
+        "import sys; from pathlib import Path\n"
+        "from agentctl.tools.files import Workspace\n"
+        "from agentctl.tools.sandbox import Sandbox\n"
+        "from agentctl.tools.shell import RunShell\n"
+        f"ws = Path({str(ws)!r})\n"
+        f"box = Sandbox({bwrap!r}, ws)\n"
+        f"RunShell(Workspace(ws), sandbox=box).run({{'command': 'setsid sleep {marker} & "
+        f"echo go > go; sleep {marker}'}})\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", program], start_new_session=True)
+    try:
+        assert _poll(lambda: (ws / "go").exists() and len(_alive_with(f"sleep {marker}")) >= 2, 30)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+    assert _poll(lambda: not _alive_with(f"sleep {marker}"))
+
+
+def test_a_fork_bomb_meets_the_process_limit(bwrap: str, place: Path) -> None:
+    if os.geteuid() == 0 and pids_cgroups() is None and not _required():
+        pytest.skip("root is bound by no process limit without a pids cgroup (README: Sandbox)")
+    ws = place / "ws"
+    ws.mkdir()
+    limit = 64
+    shell = _shell(bwrap, ws, processes=limit, timeout=4)
+    peak = [0]
+    done = threading.Event()
+    marker = f"bomb{uuid.uuid4().hex[:8]}"
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], len(_alive_with(marker)))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        # A bomb whose processes all carry the marker on their command line.
+        bomb = f"cat > b.sh <<'E'\nsh b.sh {marker} & sh b.sh {marker}\nE\nsh b.sh {marker}"
+        outcome = shell.run({"command": bomb})
+    finally:
+        done.set()
+        watcher.join()
+    assert outcome.is_error  # stopped by the time limit, or failed to fork
+    assert 0 < peak[0] <= limit + 4, peak[0]  # bwrap's own two and the outer shells
+    assert _poll(lambda: not _alive_with(marker))
+
+
+def test_filling_tmp_stops_at_the_tmpfs_size(bwrap: str, place: Path) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    name = f"agentctl-fill-{uuid.uuid4().hex}"
+    shell = _shell(bwrap, ws, tmpfs_bytes=8 << 20)
+    outcome = shell.run(
+        {"command": f"head -c 100000000 /dev/zero > /tmp/{name}; ls -l /tmp/{name}; df /tmp"}
+    )
+    assert "No space left on device" in outcome.content
+    assert " 8388608 " in outcome.content  # the file stopped at the limit
+    shm = shell.run({"command": f"head -c 100000000 /dev/zero > /dev/shm/{name}"})
+    assert "No space left on device" in shm.content
+    assert not Path(f"/tmp/{name}").exists()
+    assert not Path(f"/dev/shm/{name}").exists()
+    again = shell.run({"command": f"ls /tmp/{name}"})
+    assert again.is_error  # each command gets a fresh, empty /tmp
+
+
+# -- where the sandbox cannot run -----------------------------------------------------------
+
+
+def test_without_bubblewrap_it_says_how_to_get_it_and_records_unavailable(
+    tmp_path: Path,
+) -> None:
+    found, why = probe({"PATH": str(tmp_path)})
+    assert found is None
+    assert why == "bubblewrap is not installed (to get it: apt-get install bubblewrap)"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    task = tmp_path / "t.toml"
+    task.write_text(SHELL_TASK.format(command="echo hi > made.txt"))
+    env = {"PATH": str(tmp_path)}
+    first = run("run", str(task), "--workspace", str(ws), "--yes", env=env)
+    assert first.code == 0, first.stderr
+    assert first.stderr.count("apt-get install bubblewrap") == 1  # once, however many calls
+    sid = run("list", "--json").json()[0]["id"]
+    shown = run("show", sid, "--json").json()
+    assert shown["sandbox"] == "unavailable"
+    history = run("history", sid, "--json").json()
+    started = [c for c in history if c["event"] == "tool_started"]
+    assert started
+    assert all(c["detail"]["sandbox"] == "unavailable" for c in started)
+    refused = run("run", str(task), "--workspace", str(ws), "--sandbox", "required", env=env)
+    assert refused.code == 2
+    assert "apt-get install bubblewrap" in refused.stderr
+    assert len(run("list", "--json").json()) == 1  # nothing was started
+
+
+SHELL_TASK = """
+goal = "Run a command"
+max_turns = 8
+
+[[script]]
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = {{ steps = ["run"] }}
+
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = {{ command = "{command}" }}
+
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = {{ command = "echo again >> made.txt" }}
+
+[[script]]
+[[script.tool_calls]]
+name = "finish"
+arguments = {{ result = "ran" }}
+"""
+
+
+# -- what the session records, what rollback says, what is asked ------------------------------
+
+
+def _git_ok() -> bool:
+    return shutil.which("git") is not None
+
+
+@pytest.mark.parametrize(
+    ("flags", "recorded", "outside_note"),
+    [
+        ((), "workspace-write", False),
+        (("--network",), "workspace-write", True),
+        (("--sandbox", "off"), "off", True),
+    ],
+)
+def test_rollback_lists_only_what_could_reach_outside(
+    bwrap: str, place: Path, flags: tuple[str, ...], recorded: str, outside_note: bool
+) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    task = place / "t.toml"
+    task.write_text(SHELL_TASK.format(command="echo hi > made.txt"))
+    result = run("run", str(task), "--workspace", str(ws), "--yes", *flags)
+    assert result.code == 0, result.stderr
+    sid = run("list", "--json").json()[0]["id"]
+    shown = run("show", sid)
+    assert f"sandbox:  {recorded}" in shown.stdout
+    assert run("show", sid, "--json").json()["sandbox"] == recorded
+    history = run("history", sid, "--json").json()
+    started = [c for c in history if c["event"] == "tool_started"]
+    assert [c["detail"]["sandbox"] for c in started] == [recorded, recorded]
+    assert all(c["detail"]["confined"] is not outside_note for c in started)
+    assert (ws / "made.txt").read_text() == "hi\nagain\n"
+    back = run("rollback", sid, "--to", str(started[0]["id"] - 1))  # before both commands
+    assert back.code == 0, back.stderr
+    assert not (ws / "made.txt").exists()  # the workspace went back, whatever the mode
+    said = "may have changed things outside the workspace" in back.stderr
+    assert said is outside_note, back.stderr
+    if outside_note:
+        assert "2 commands" in back.stderr
+        assert "echo hi > made.txt" in back.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "asks"),
+    [((), False), (("--network",), True), (("--sandbox", "off"), True)],
+)
+def test_auto_sandboxed_approval_asks_only_what_a_rollback_cannot_undo(
+    bwrap: str, place: Path, flags: tuple[str, ...], asks: bool
+) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    task = place / "t.toml"
+    task.write_text(SHELL_TASK.format(command="echo hi > made.txt"))
+    env = {"AGENTCTL_APPROVAL": "auto-sandboxed"}
+    result = run("run", str(task), "--workspace", str(ws), "--no-input", *flags, env=env)
+    if asks:
+        assert result.code == 3, result.stderr  # paused on the approval question
+        assert not (ws / "made.txt").exists()
+    else:
+        assert result.code == 0, result.stderr
+        assert (ws / "made.txt").read_text() == "hi\nagain\n"
+
+
+def test_by_default_sandboxed_commands_are_still_asked(bwrap: str, place: Path) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    task = place / "t.toml"
+    task.write_text(SHELL_TASK.format(command="echo hi > made.txt"))
+    result = run("run", str(task), "--workspace", str(ws), "--no-input")
+    assert result.code == 3, result.stderr
+    assert not (ws / "made.txt").exists()
+
+
+def test_a_task_file_sets_the_mode_and_a_resume_keeps_it(bwrap: str, place: Path) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("a\n")
+    task = place / "t.toml"
+    body = SHELL_TASK.format(command="echo b > a.txt")
+    task.write_text('sandbox = "read-only"\n' + body)
+    first = run("run", str(task), "--workspace", str(ws), "--no-input")
+    assert first.code == 3  # asked
+    sid = run("list", "--json").json()[0]["id"]
+    assert run("resume", sid, "--input", "y", "--no-input").code == 3
+    assert (ws / "a.txt").read_text() == "a\n"  # read-only held across the resume
+    history = run("history", sid, "--json").json()
+    started = [c for c in history if c["event"] == "tool_started"]
+    assert started[0]["detail"]["sandbox"] == "read-only"
+
+
+def test_bad_modes_are_refused_with_one_line(tmp_path: Path) -> None:
+    bad = run("run", "a goal", "--workspace", str(tmp_path), "--sandbox", "loose")
+    assert bad.code == 2
+    assert "--sandbox" in bad.stderr
+    assert "workspace-write" in bad.stderr
+    assert run("config", "set", "sandbox", "nope").code == 2
+    assert run("config", "set", "network", "maybe").code == 2
+    assert run("config", "set", "approval", "always").code == 2
+    assert run("config", "set", "network", "true").code == 0
+    assert run("config", "set", "approval", "auto-sandboxed").code == 0
+    shown = run("config", "show").stdout
+    assert "network" in shown
+    assert "true" in shown
+    assert "auto-sandboxed" in shown
+    task = tmp_path / "t.toml"
+    task.write_text('goal = "g"\nsandbox = "wide-open"\n')
+    refused = run("run", str(task), "--workspace", str(tmp_path))
+    assert refused.code == 2
+    assert "sandbox" in refused.stderr
+
+
+def test_the_run_header_says_the_sandbox(bwrap: str, place: Path) -> None:
+    ws = place / "ws"
+    ws.mkdir()
+    task = place / "t.toml"
+    task.write_text(SHELL_TASK.format(command="true"))
+    result = cli("run", str(task), "--workspace", str(ws), "--yes")
+    assert result.code == 0, result.stderr
+    assert "shell commands run in a sandbox: workspace-write, no network" in result.stderr
+    assert "[sandbox: workspace-write]" in result.stderr
