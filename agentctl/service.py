@@ -230,8 +230,9 @@ def start_session(
         if name is not None:
             refuse_taken_name(store, name)  # before anything is written
         snapshots = wiring.snapshots(settings, root, on_event)
+        header: list[RunEvent] = []  # said after the first request went out (its line loads rich)
         tools = tools or wiring.work_tools(
-            settings, root, spec, yes, on_event, undoable=snapshots is not None
+            settings, root, spec, yes, header.append, undoable=snapshots is not None
         )
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         profile = store.load_profile()
@@ -256,6 +257,8 @@ def start_session(
         if name is not None or labels:
             store.set_labels(info.id, name, labels)
         on_event(Notice(f"session {info.id} started", session_id=info.id))
+        for event in header:
+            on_event(event)
         store.update_profile(lambda p: p.with_goal(spec.goal))
         with held_lease(store, info.id, lease):
             result = runner.run(info.id, answer=None, ask=ask, max_turns=turns)
@@ -298,12 +301,13 @@ def resume_session(
         spec = info.spec
         model_name = wiring.choose_model(settings, spec, session_model=info.model)
         snapshots = wiring.snapshots(settings, info.workspace, on_event)
+        header: list[RunEvent] = []
         tools = tools or wiring.work_tools(
             settings,
             info.workspace or str(Path.cwd()),
             spec,
             yes,
-            on_event,
+            header.append,
             undoable=snapshots is not None,
         )
         from agentctl.workspace.restore import finish_interrupted
@@ -318,6 +322,8 @@ def resume_session(
             # (rich, ~15 ms to import) loads with the first line it prints.
             notice = f"resuming session {session_id} at checkpoint {head.id}"
             on_event(Notice(notice, session_id=session_id))
+            for event in header:
+                on_event(event)
 
         follow_up = None
         if head.to_state is State.DONE:
