@@ -25,6 +25,7 @@ from agentctl.state import (
     PendingQuestion,
     Session,
     ToolCall,
+    sendable_name,
     valid_text,
     valid_value,
 )
@@ -154,6 +155,12 @@ class ToolCalls:
         tool = self._tools.get(call.name)
         if tool is None:
             known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
+            sent = sendable_name(call.name)
+            if sent != call.name:  # the API takes no such name: the model sees `sent`
+                said = "had no name" if not call.name else f"had the malformed name {call.name!r}"
+                return self._refuse(
+                    session, call, f"your tool call {said} (shown as {sent}); tools: {known}"
+                )
             return self._refuse(session, call, f"unknown tool {call.name!r}; tools: {known}")
         if in_flight(session, call):
             # It started and we have no result: after a crash, or a rollback to this point,

@@ -23,7 +23,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
@@ -53,6 +54,19 @@ def _json(value: Any) -> str:
 class ModelReply:
     message: Message  # role assistant; tokens not yet counted; finish_reason set
     usage: Usage
+    # Request fields the server refused (REFUSABLE), left out or replaced since: the session
+    # keeps them, so later requests, a resume's too, do not pay the refusal again.
+    refused: tuple[str, ...] = ()
+
+
+# Request fields some servers refuse with a 400, and what is sent instead (None: nothing). A
+# gateway that does not know `stream_options` (new-api, LiteLLM before it learned it) answers
+# unknown_parameter; Azure OpenAI's v1 endpoint refuses `max_tokens` for reasoning models.
+REFUSABLE: dict[str, str | None] = {
+    "stream_options": None,
+    "max_tokens": "max_completion_tokens",
+    "max_completion_tokens": "max_tokens",
+}
 
 
 class PendingReply(Protocol):
@@ -75,10 +89,12 @@ class ModelClient(Protocol):
         messages: Sequence[dict[str, Any]] | WireArray,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
+        refused: Sequence[str] = (),
     ) -> PendingReply:
         """Send one request and return while the model works on it, so the caller can do its
         own work (count tokens, commit a checkpoint) meanwhile. `max_tokens` bounds the reply
-        (the budget's reply reserve)."""
+        (the budget's reply reserve); `refused`: fields the server refused earlier in the
+        session (ModelReply.refused), not to be sent."""
         ...
 
 
@@ -103,6 +119,13 @@ class _Retry(Exception):
     def __init__(self, reason: str, wait: float | None = None) -> None:
         self.reason = reason
         self.wait = wait
+
+
+class _Refused(Exception):
+    """The server refused a field of the request (REFUSABLE): sent again without it."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
 
 
 class OpenAIModelClient:
@@ -142,14 +165,17 @@ class OpenAIModelClient:
         # Shown in errors and stored on error checkpoints: never with credentials in it.
         self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
         self._limit_field = output_limit_field(config.base_url, config.model)
+        self._refused: set[str] = set()  # fields the server refused (REFUSABLE)
 
     def send(
         self,
         messages: Sequence[dict[str, Any]] | WireArray,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
+        refused: Sequence[str] = (),
     ) -> PendingReply:
-        return _InFlight(self, self._request(messages, tools, max_tokens))
+        self._refused.update(f for f in refused if f in REFUSABLE)
+        return _InFlight(self, lambda: self._request(messages, tools, max_tokens))
 
     def complete(
         self,
@@ -172,15 +198,14 @@ class OpenAIModelClient:
         ready (store/ready.py) is sent as the text it is. Serialised as the SDK serialises."""
         # An empty `tools` list is an error to the OpenAI API, and some servers
         # (llama-cpp-python) ignore `tools` without `tool_choice`.
-        fields: dict[str, Any] = {
-            "model": self.name,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
+        fields: dict[str, Any] = {"model": self.name, "stream": True}
+        if "stream_options" not in self._refused:  # else the server reports no usage
+            fields["stream_options"] = {"include_usage": True}
         if tools:
             fields.update(tools=list(tools), tool_choice="auto")
-        if max_tokens is not None and self._limit_field is not None:
-            fields[self._limit_field] = max_tokens
+        limit_field = self._output_field()
+        if max_tokens is not None and limit_field is not None:
+            fields[limit_field] = max_tokens
         array = messages.text if isinstance(messages, WireArray) else _json(list(messages))
         try:
             return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
@@ -189,6 +214,23 @@ class OpenAIModelClient:
                 "the request holds text that is not valid Unicode (a lone surrogate); "
                 "nothing was sent"
             ) from None
+
+    def _output_field(self) -> str | None:
+        field = self._limit_field
+        if field in self._refused:
+            field = REFUSABLE[field]
+        return None if field in self._refused else field
+
+    def _adapt(self, field: str) -> None:
+        """Leave out (or replace) a field the server refused, for the rest of the session;
+        said once."""
+        self._refused.add(field)
+        instead = REFUSABLE[field]
+        now = f"sending {instead} instead" if instead and instead not in self._refused else None
+        self._notify(
+            f"{self._where} refused the request field `{field}`; "
+            f"{now or 'sending the request without it'} from now on in this session"
+        )
 
     def _on_request(self, _request: Any) -> None:
         written = self._written
@@ -218,18 +260,25 @@ class OpenAIModelClient:
             self._written = None
 
     def _finish(
-        self, request: bytes, first: Callable[[], Any], deadline: float, on_text: TextSink
+        self,
+        build: Callable[[], bytes],
+        request: bytes,
+        first: Callable[[], Any],
+        deadline: float,
+        on_text: TextSink,
     ) -> ModelReply:
-        """Read the reply of the first attempt (opened by `first`), then of each retry."""
+        """Read the reply of the first attempt (opened by `first`), then of each retry. A field
+        the server refuses is left out (or replaced) and the request sent again at once: that
+        is no attempt, and happens once per field."""
         attempts = self._config.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        attempt, opened = 1, first
+        while True:
             try:
-                if attempt == 1:
-                    stream = first()
-                else:
-                    deadline = time.monotonic() + self._config.timeout
-                    stream = self._open(request)
-                return self._read(stream, on_text, deadline)
+                reply = self._read(opened(), on_text, deadline)
+                return replace(reply, refused=tuple(sorted(self._refused)))
+            except _Refused as refused:
+                self._adapt(refused.field)
+                request = build()
             except _Retry as retry:
                 if attempt == attempts:
                     raise ModelError(
@@ -242,7 +291,9 @@ class OpenAIModelClient:
                     raise ModelError(f"{retry.reason}; {_come_back(wait)}") from None
                 self._notify(f"{retry.reason}; retrying in {wait:g} s ({attempt + 1}/{attempts})")
                 self._sleep(wait)
-        raise AssertionError("unreachable")
+                attempt += 1
+            deadline = time.monotonic() + self._config.timeout
+            opened = partial(self._open, request)
 
     def _read(self, stream: Any, on_text: TextSink, deadline: float) -> ModelReply:
         started = False  # once a chunk arrived, a failure cuts the reply: it is not retried
@@ -288,6 +339,9 @@ class OpenAIModelClient:
             message = f"{where} answered {exc.status_code}: {detail}"
             if _is_web_page(exc.response):
                 message = f"{where} {WEB_PAGE.replace('answered', f'answered {exc.status_code}')}"
+            field = _refused_field(exc, detail)
+            if field is not None and field not in self._refused:
+                return _Refused(field)
             if _context_exceeded(exc.status_code, detail):
                 return ContextTooLongError(message, _window_in(detail))
             if exc.status_code in RETRY_STATUS:
@@ -312,9 +366,10 @@ class _InFlight:
     the server to start answering while the caller does its own work. The reply is read, and
     retried, on the caller's thread by `collect`."""
 
-    def __init__(self, client: OpenAIModelClient, request: bytes) -> None:
+    def __init__(self, client: OpenAIModelClient, build: Callable[[], bytes]) -> None:
         self._client = client
-        self._request = request
+        self._build = build
+        self._request = build()
         self._deadline = time.monotonic() + client._config.timeout
         self._stream: Any = None
         self._error: BaseException | None = None
@@ -343,7 +398,9 @@ class _InFlight:
         return self._stream
 
     def collect(self, on_text: TextSink) -> ModelReply:
-        return self._client._finish(self._request, self._first, self._deadline, on_text)
+        return self._client._finish(
+            self._build, self._request, self._first, self._deadline, on_text
+        )
 
     def cancel(self) -> None:
         # A thread still waiting for the server is left to the process's end (it is a daemon);
@@ -462,6 +519,28 @@ _CONTEXT_WORDS = re.compile(
 _WINDOW_FIGURE = re.compile(r"(?:maximum context length|context window) (?:is|of) (\d+)", re.I)
 
 
+_REFUSAL_WORDS = re.compile(
+    r"unknown|unsupported|unrecogni[sz]ed|not supported|not permitted|not allowed|extra", re.I
+)
+
+
+def _refused_field(exc: Any, detail: str) -> str | None:
+    """The REFUSABLE field a 400 names as refused: its `param` with OpenAI's codes, or a
+    refusal that names it (pydantic's "body.stream_options: Extra inputs are not permitted")."""
+    if getattr(exc, "status_code", None) not in (400, 422):
+        return None
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        param, code = body.get("param"), body.get("code")
+        if param in REFUSABLE and code in ("unknown_parameter", "unsupported_parameter"):
+            return str(param)
+    if _REFUSAL_WORDS.search(detail):
+        named = [f for f in REFUSABLE if re.search(rf"\b{f}\b", detail)]
+        if len(named) == 1:
+            return named[0]
+    return None
+
+
 def _context_exceeded(status: int, detail: str) -> bool:
     return status in (400, 413) and bool(_CONTEXT_WORDS.search(detail))
 
@@ -489,13 +568,76 @@ def _retry_after(exc: Any) -> float | None:
         return None
 
 
+_CALL_FIELDS = frozenset({"index", "id", "type", "function"})
+
+
+class _Calls:
+    """Tool calls assembled from streamed deltas. A delta belongs to the newest call at its
+    `index` (servers that send none, Gemini's OpenAI endpoint, and gateways that put every
+    call at 0 meet here too) unless it starts a new one: it carries an `id` other than that
+    call's, a name other than that call's, or (with no id) that call's name again after its
+    arguments already form a whole JSON object. The same id and name repeated in every delta
+    (llama-cpp-python) stay one call. What a server attaches to a call beyond the fields of
+    the API (Gemini 3's `extra_content` with its thought signature) is kept, to be sent back."""
+
+    def __init__(self) -> None:
+        self._calls: list[dict[str, Any]] = []
+        self._newest: dict[int | None, int] = {}  # index -> position of its newest call
+
+    def add(self, part: Any) -> None:
+        key = part.index
+        name = (part.function.name if part.function is not None else None) or ""
+        arguments = (part.function.arguments if part.function is not None else None) or ""
+        at = self._newest.get(key)
+        if at is None and key is None and self._calls:
+            at = len(self._calls) - 1  # no index at all: the newest call
+        call = self._calls[at] if at is not None else None
+        if call is None or self._starts_new(call, part.id or "", name):
+            call = {"id": "", "name": "", "arguments": "", "extra": {}}
+            self._calls.append(call)
+            self._newest[key] = len(self._calls) - 1
+        call["id"] = call["id"] or part.id or ""
+        if name and not call["name"]:
+            call["name"] = name
+        call["arguments"] += arguments
+        extra = {k: v for k, v in (part.model_extra or {}).items() if k not in _CALL_FIELDS}
+        call["extra"].update(extra)
+
+    @staticmethod
+    def _starts_new(call: dict[str, Any], call_id: str, name: str) -> bool:
+        if call_id and call["id"]:
+            return bool(call_id != call["id"])
+        if name and call["name"] and name != call["name"]:
+            return True
+        return bool(name and call["arguments"] and _whole(call["arguments"]))
+
+    def assembled(self) -> tuple[ToolCall, ...]:
+        # A missing id stays empty: the runner gives it one that is unique in the session.
+        return tuple(
+            ToolCall(
+                id=c["id"],
+                name=c["name"],
+                arguments=c["arguments"],
+                provider_data=c["extra"] or None,
+            )
+            for c in self._calls
+        )
+
+
+def _whole(arguments: str) -> bool:
+    try:
+        return isinstance(json.loads(arguments), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def _collect(
     stream: Any, on_text: TextSink, on_chunk: Callable[[], None], where: str = "the server"
 ) -> ModelReply:
-    """Assemble streamed chunks into one assistant message (tool-call deltas merged by index).
+    """Assemble streamed chunks into one assistant message (tool calls: see _Calls).
     A reply is complete only when a finish reason arrived."""
     text: list[str] = []
-    calls: dict[int, dict[str, str]] = {}
+    calls = _Calls()
     usage = Usage(calls=1, unreported=1)  # until the server says otherwise
     finish: str | None = None
     chunks = 0
@@ -519,24 +661,12 @@ def _collect(
                     text.append(piece)
                     on_text(piece)
             for part in delta.tool_calls or ():
-                call = calls.setdefault(part.index or 0, {"id": "", "name": "", "arguments": ""})
-                call["id"] = call["id"] or part.id or ""
-                if part.function is not None:
-                    name = part.function.name or ""
-                    # The name arrives once; servers that repeat it in every delta
-                    # (llama-cpp-python) must not turn it into `submit_plansubmit_plan`.
-                    if name and name != call["name"]:
-                        call["name"] += name
-                    call["arguments"] += part.function.arguments or ""
+                calls.add(part)
     if finish is None and not chunks:
         raise ModelError(f"{where} sent an empty reply (a stream with nothing in it)")
     if finish is None:
         raise ModelError("the reply was cut: the server ended the stream before it was complete")
-    tool_calls = tuple(
-        # A missing id stays empty: the runner gives it one that is unique in the session.
-        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
-        for _, c in sorted(calls.items())
-    )
+    tool_calls = calls.assembled()
     message = Message(
         role="assistant", content="".join(text), tool_calls=tool_calls, finish_reason=finish
     )

@@ -153,7 +153,9 @@ SUMMARIZER = (
 
 # The note that replaces compacted turns starts with the number of model replies before it: it
 # tells the model how far the work has come, and the scripted model counts it as replies given.
-_COMPACTED = re.compile(r"^\[context compacted: (\d+) model replies before this point")
+# It may stand after the goal in one message (state.wire_messages): a line of its own, not the
+# start of the text.
+_COMPACTED = re.compile(r"^\[context compacted: (\d+) model replies before this point", re.M)
 
 
 def compaction_note(replies: int, summary: str | None, plan: Sequence[str], done: int) -> str:
@@ -175,7 +177,7 @@ def compaction_note(replies: int, summary: str | None, plan: Sequence[str], done
 
 def compacted_replies(content: str | None) -> int:
     """The model replies a compaction note stands for (0 for any other text)."""
-    found = _COMPACTED.match(content or "")
+    found = _COMPACTED.search(content or "")
     return int(found.group(1)) if found else 0
 
 

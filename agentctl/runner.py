@@ -35,7 +35,7 @@ from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
-from agentctl.state import Message, Session, SessionInfo, TaskState, valid_text
+from agentctl.state import Message, Session, SessionInfo, TaskState, valid_text, wire_messages
 from agentctl.store.base import Store
 from agentctl.store.listing import keep_listing
 from agentctl.store.ready import keep_ready, load_head, owner_of
@@ -226,7 +226,7 @@ class Runner:
     def _send_first(self, info: SessionInfo, messages: tuple[Message, ...]) -> PendingReply | None:
         """The first request, from uncounted messages, when their bound fits the limit with
         counts taken as approximate (the tokenizer is not known before it loads)."""
-        wire = [m.to_openai() for m in messages]
+        wire = wire_messages([m.to_openai() for m in messages])
         counter = self._journal.counter()
         bound = sum(map(counter.bound, wire)) + self._schema_bound()
         if bound > self._keeper.limit(TaskState(goal=info.spec.goal), approximate=True):
@@ -244,12 +244,16 @@ class Runner:
         if ready is not None and session.context_tokens <= limit - tools:
             messages: Sequence[dict[str, Any]] | WireArray = WireArray(ready.wire)  # as it is
         else:
-            messages = fit_request(
-                [m.to_openai() for m in session.messages],
-                [m.tokens for m in session.messages],
-                limit - tools,
+            messages = wire_messages(
+                fit_request(
+                    [m.to_openai() for m in session.messages],
+                    [m.tokens for m in session.messages],
+                    limit - tools,
+                )
             )
-        return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
+        return self._model_client().send(
+            messages, self._tool_schemas(), self._reply_reserve(), session.task.refused_params
+        )
 
     def _reply_reserve(self) -> int | None:
         return self._budget.reply_reserve if self._budget else None
@@ -298,6 +302,8 @@ class Runner:
             update["token_ratio"] = round(max(1.0, reply.usage.prompt_tokens / max(1, ours)), 3)
         if reply.message.tool_calls:
             update["nudged"] = False
+        if reply.refused != task.refused_params:
+            update["refused_params"] = reply.refused
         message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)
         return self._journal.commit(
             session,
@@ -327,7 +333,9 @@ class Runner:
         usage, summary = session.checkpoint.usage, None
         if self._keeper.strategy == "summarize":
             request = prompts.summary_request(self._keeper.transcript(session, split))
-            pending = self._model_client().send(request, [], SUMMARY_TOKENS)
+            pending = self._model_client().send(
+                request, [], SUMMARY_TOKENS, session.task.refused_params
+            )
             reply = self._collect(session, pending, lambda _: None)
             summary = reply.message.content or "(the model gave no summary)"
             usage = usage + reply.usage

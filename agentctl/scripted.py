@@ -69,6 +69,21 @@ class ScriptedModel:
     window: int | None = None
     summary_text: str | None = None
     report_usage: bool = True
+    # Third-party shapes (issue 31), each named by the server it imitates:
+    # - call_index "none": tool-call deltas carry no `index` (Gemini's OpenAI endpoint);
+    #   "zero": every call at index 0 (Gemini behind gateways such as new-api, LiteLLM).
+    call_index: Literal["each", "none", "zero"] = "each"
+    # Gemini 3: every tool call carries `extra_content.google.thought_signature`, and a request
+    # whose earlier calls lost theirs is refused (400, in Gemini's list-of-errors form).
+    thought_signatures: bool = False
+    # llama-server running a chat template that needs alternating roles (Gemma's, Mistral's):
+    # after the system prompt, user and assistant take turns (a tool result answers the
+    # assistant's call), else 400 "Conversation roles must alternate".
+    strict_roles: bool = False
+    # Request fields a server refuses, with the code it refuses them with: a gateway that does
+    # not know `stream_options` ("unknown_parameter"), Azure OpenAI's v1 endpoint refusing
+    # `max_tokens` for a reasoning model ("unsupported_parameter").
+    refuse_fields: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def received(self) -> None:
@@ -207,7 +222,18 @@ class _Handler(BaseHTTPRequestHandler):
         index = turn_index(messages)
         asks_summary = bool(messages) and messages[0].get("content") == prompts.SUMMARIZER
         model.seen(request, index, asks_summary)
-        problem = request_problem(request) or model.over_window(request)
+        refused = next((f for f in model.refuse_fields if f in request), None)
+        if refused is not None:
+            self._refuse_field(refused, model.refuse_fields[refused])
+            return
+        if model.thought_signatures and (unsigned := unsigned_call(messages)) is not None:
+            self._json(400, [{"error": {"code": 400, "message": unsigned, "status": "INVALID"}}])
+            return
+        problem = (
+            request_problem(request)
+            or (roles_problem(messages) if model.strict_roles else None)
+            or model.over_window(request)
+        )
         if problem is not None:
             self._error(400, problem)
             return
@@ -266,8 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
         finish = finish_reason or ("tool_calls" if reply.get("tool_calls") else "stop")
         if request.get("stream"):
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-            repeat = model.repeat_names
-            chunks = list(_chunks(reply, finish, usage if include_usage else None, repeat))
+            chunks = list(_chunks(reply, finish, usage if include_usage else None, model))
             self._stream(chunks, pause, fault)
         else:
             self._json(
@@ -311,6 +336,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
+    def _refuse_field(self, name: str, code: str) -> None:
+        if code == "unsupported_parameter":  # Azure OpenAI's words
+            message = f"Unsupported parameter: '{name}' is not supported with this model."
+            if name == "max_tokens":
+                message += " Use 'max_completion_tokens' instead."
+        else:
+            message = f"Unrecognized request argument supplied: {name}"
+        error = {"message": message, "type": "invalid_request_error", "param": name, "code": code}
+        self._json(400, {"error": error})
+
     def _page(self, status: int) -> None:
         data = (
             b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
@@ -350,19 +385,69 @@ def request_problem(request: Json) -> str | None:
             return f"messages[{n}]: assistant content must be a string, not null"
         if not m.get("tool_calls") and not str(m["content"]).strip():
             return f"messages[{n}]: assistant message must have content or tool_calls"
-        for call in m.get("tool_calls") or []:
+        for k, call in enumerate(m.get("tool_calls") or []):
             try:
                 json.loads(call["function"]["arguments"])
             except (ValueError, KeyError, TypeError):
                 return f"messages[{n}]: tool call arguments are not valid JSON"
+            if not call["function"].get("name"):  # OpenAI's and Azure's words
+                return (
+                    f"Invalid 'messages[{n}].tool_calls[{k}].function.name': empty string. "
+                    "Expected a string with minimum length 1, but got an empty string instead."
+                )
+    return None
+
+
+def roles_problem(messages: list[Json]) -> str | None:
+    """A strict chat template's refusal (llama-server with Gemma's template): system messages
+    first, then user and assistant in turn, tool results right after the call they answer."""
+    refusal = "Conversation roles must alternate user/assistant/user/assistant/..."
+    roles = [str(m.get("role")) for m in messages]
+    start = next((n for n, r in enumerate(roles) if r != "system"), len(roles))
+    # What may follow each role: a tool result is the user's side of the turn.
+    follows = {"system": {"user"}, "user": {"assistant"}, "assistant": {"user", "tool"}}
+    follows["tool"] = {"assistant", "tool"}
+    previous = "system"
+    for n, role in enumerate(roles[start:], start):
+        if role == "system":
+            return "System message must be at the beginning."
+        if role not in follows.get(previous, set()):
+            return refusal
+        if role == "tool" and previous == "assistant" and not messages[n - 1].get("tool_calls"):
+            return refusal
+        previous = role
+    return None
+
+
+def unsigned_call(messages: list[Json]) -> str | None:
+    """Gemini 3's refusal of a conversation whose function calls lost their signatures."""
+    for n, m in enumerate(messages):
+        for call in m.get("tool_calls") or [] if m.get("role") == "assistant" else []:
+            extra = call.get("extra_content") or {}
+            if not (extra.get("google") or {}).get("thought_signature"):
+                name = (call.get("function") or {}).get("name")
+                return (
+                    "Function call is missing a thought_signature in functionCall parts. This "
+                    "is required for tools to work correctly, and missing thought_signature "
+                    f"may lead to degraded model performance. Additional data, function call "
+                    f"`default_api:{name}` , position {n + 1}. Please refer to "
+                    "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+                )
     return None
 
 
 def _chunks(
-    reply: Json, finish: str, usage: Json | None, repeat_names: bool = False
+    reply: Json, finish: str, usage: Json | None, shape: ScriptedModel | None = None
 ) -> Iterator[Json]:
-    """The reply as a client would receive it from a streaming server: small deltas (with
-    `repeat_names`, every tool-call delta repeats the name, as llama-cpp-python's server does)."""
+    """The reply as a client would receive it from a streaming server: small deltas, shaped as
+    the server `shape` imitates (names repeated, indexes missing or all 0, signatures)."""
+    repeat_names = shape is not None and shape.repeat_names
+    call_index = shape.call_index if shape is not None else "each"
+    signed = shape is not None and shape.thought_signatures
+
+    def index(n: int) -> Json:
+        return {} if call_index == "none" else {"index": 0 if call_index == "zero" else n}
+
     base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0}
     base["model"] = "scripted"
 
@@ -378,14 +463,16 @@ def _chunks(
         yield chunk({"refusal": refusal[start : start + 12]})
     for n, call in enumerate(reply.get("tool_calls", [])):
         fn = call["function"]
-        head = {"index": n, "type": "function"} | ({"id": call["id"]} if call["id"] else {})
+        head = {**index(n), "type": "function"} | ({"id": call["id"]} if call["id"] else {})
+        if signed:
+            head["extra_content"] = {"google": {"thought_signature": f"c2lnLXtu{n}fQ=="}}
         yield chunk({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]})
         args = fn["arguments"]
         for start in range(0, len(args), 16):
             function = {"arguments": args[start : start + 16]}
             if repeat_names:
                 function["name"] = fn["name"]
-            piece = {"index": n, "function": function}
+            piece = {**index(n), "function": function}
             yield chunk({"tool_calls": [piece]})
     yield chunk({}, finish)
     if usage is not None:

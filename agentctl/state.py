@@ -48,12 +48,30 @@ class ToolCall(_Model):
     id: str
     name: str
     arguments: str  # raw JSON text as the model sent it: it may be malformed, and that is data
+    # What the server attached to the call beyond id, type and function, sent back with it
+    # unchanged: Gemini 3 refuses a conversation whose calls lost their
+    # `extra_content.google.thought_signature`. Provider data, not read by agentctl.
+    provider_data: dict[str, Any] | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        """The call as the API takes it back: a name it accepts (a placeholder for an empty or
+        malformed one: the tool error that answered the call tells the model) and arguments
+        that parse; the store keeps what came."""
+        return {
+            **(self.provider_data or {}),
+            "id": self.id,
+            "type": "function",
+            "function": {
+                "name": sendable_name(self.name),
+                "arguments": sendable_arguments(self.arguments),
+            },
+        }
 
 
 class Message(_Model):
     """One message of the conversation, stored once and shared by every branch that has it."""
 
-    schema_version: Literal[2] = 2  # 2: finish_reason
+    schema_version: Literal[3] = 3  # 2: finish_reason; 3: tool_calls[].provider_data
     role: Role
     content: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
@@ -73,20 +91,39 @@ class Message(_Model):
             content = content or ("" if self.tool_calls else EMPTY_REPLY)
         out: dict[str, Any] = {"role": self.role, "content": content}
         if self.tool_calls:
-            out["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": sendable_arguments(c.arguments)},
-                }
-                for c in self.tool_calls
-            ]
+            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         return out
 
 
 EMPTY_REPLY = "(empty reply)"
+
+
+def wire_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation as strict chat templates take it (Gemma's, Mistral's: llama-server
+    refuses anything else with "Conversation roles must alternate"): adjacent user texts
+    merged into one message (after a compaction the goal, its note and a nudge stand in a
+    row), and adjacent assistant texts likewise, so user and assistant take turns. Every
+    server takes this form; only what is sent changes, the store keeps its own."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        previous = out[-1] if out else None
+        role = message.get("role")
+        if (
+            previous is not None
+            and previous.get("role") == role
+            and role in ("user", "assistant")
+            and isinstance(previous.get("content"), str)
+            and isinstance(message.get("content"), str)
+            and not previous.get("tool_calls")
+        ):
+            out[-1] = {**message, "content": previous["content"] + "\n\n" + message["content"]}
+        else:
+            out.append(message)
+    return out
+
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -116,8 +153,12 @@ def valid_message(message: Message) -> Message:
     calls = message.tool_calls
     if any(valid_text(t) != t for c in calls for t in (c.id, c.name, c.arguments)):
         calls = tuple(
-            ToolCall(
-                id=valid_text(c.id), name=valid_text(c.name), arguments=valid_text(c.arguments)
+            c.model_copy(
+                update={
+                    "id": valid_text(c.id),
+                    "name": valid_text(c.name),
+                    "arguments": valid_text(c.arguments),
+                }
             )
             for c in calls
         )
@@ -126,6 +167,18 @@ def valid_message(message: Message) -> Message:
     return message.model_copy(
         update={"content": content, "tool_call_id": call_id, "tool_calls": calls}
     )
+
+
+UNNAMED_TOOL = "unnamed_tool"
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def sendable_name(name: str) -> str:
+    """A tool name as OpenAI and Azure accept it (`^[A-Za-z0-9_-]{1,64}$`): an empty one is
+    UNNAMED_TOOL, other characters are `_`. Such a call named no tool agentctl has."""
+    if _TOOL_NAME.fullmatch(name):
+        return name
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or UNNAMED_TOOL
 
 
 def sendable_arguments(arguments: str) -> str:
@@ -189,8 +242,8 @@ class TaskState(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
     # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight;
-    # 4: workspace_tree; 5: earlier, grants, auto_approve, instructions
-    schema_version: Literal[5] = 5
+    # 4: workspace_tree; 5: earlier, grants, auto_approve, instructions; 6: refused_params
+    schema_version: Literal[6] = 6
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -220,6 +273,8 @@ class TaskState(_Model):
     # Write and shell calls run without asking (run --yes; resume --yes / --ask change it).
     auto_approve: bool = False
     instructions: tuple[InstructionsFile, ...] = ()  # the AGENTS.md files the prompt carries
+    # Request fields the server refused (llm.REFUSABLE): left out, or replaced, from then on.
+    refused_params: tuple[str, ...] = ()
 
     @property
     def current_step(self) -> int:

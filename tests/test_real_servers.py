@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agentctl.context import Budget
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import ScriptedModel, ScriptedServer
@@ -50,6 +51,8 @@ class Server:
         )
         return OpenAIModelClient(settings, notify=self.notices.append, sleep=self.waits.append)
 
+    budget: Budget | None = None
+
     def runner(self, retries: int = 0, **config: Any) -> Runner:
         clock = iter(f"2026-01-01T00:00:{n:02d}.{n:03d}" for n in range(100_000))
         policy = ApprovalPolicy(allow=("remember",))
@@ -59,6 +62,7 @@ class Server:
             CharCounter,
             ToolRegistry(policy=policy),
             lambda: next(clock),
+            budget=self.budget,
         )
 
     def start(self, goal: str = "g") -> None:
@@ -80,12 +84,13 @@ def server(tmp_path: Path) -> Iterator[Any]:
     with ExitStack() as stack:
         made = iter(range(100))
 
-        def make(*script: ScriptTurn, **options: Any) -> Server:
+        def make(*script: ScriptTurn, window: int | None = None, **options: Any) -> Server:
             store = open_store(f"sqlite://{tmp_path / f'{next(made)}.db'}")
             stack.callback(store.close)
             model = ScriptedModel(script, kept=[], **options)
             url = stack.enter_context(ScriptedServer(model)).base_url
             s = Server(store, model, url)
+            s.budget = Budget(window, "test") if window else None
             s.start()
             return s
 
@@ -201,3 +206,120 @@ def test_a_web_page_and_an_empty_stream_are_said_as_what_they_are(
     assert said in caught.value.message
     assert "cut" not in caught.value.message
     assert s.run() is Stop.DONE
+
+
+# -- 2. parallel tool calls that share an index ---------------------------------------------
+
+TWO_AT_ONCE = turn(call("complete_step", summary="read both"), call("finish", result="done"))
+TWO_ALIKE = turn(call("remember", key="a", value="1"), call("remember", key="b", value="2"))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"call_index": "none"},  # Gemini's OpenAI endpoint
+        {"call_index": "zero"},  # Gemini behind a gateway
+        {"call_index": "zero", "repeat_names": True},
+        {"call_index": "zero", "omit_call_ids": True},
+        {"call_index": "none", "omit_call_ids": True, "repeat_names": True},
+    ],
+)
+def test_parallel_calls_that_share_an_index_stay_apart(server: Any, shape: dict[str, Any]) -> None:
+    import json
+
+    s = server(PLAN, TWO_ALIKE, TWO_AT_ONCE, **shape)
+    assert s.run() is Stop.DONE
+    calls = [c for m in s.store.load("s1").messages for c in m.tool_calls]
+    assert [c.name for c in calls] == [
+        "submit_plan",
+        "remember",
+        "remember",
+        "complete_step",
+        "finish",
+    ]
+    assert [json.loads(c.arguments) for c in calls][1:3] == [
+        {"key": "a", "value": "1"},
+        {"key": "b", "value": "2"},
+    ]
+    assert len({c.id for c in calls}) == len(calls)
+
+
+# -- 3. sessions that failed at every resume -----------------------------------------------
+
+LONG = tuple(turn(call("complete_step", summary=f"{n} " + "word " * 120)) for n in range(6))
+
+
+def test_a_strict_chat_template_gets_roles_in_turn_after_a_compaction(server: Any) -> None:
+    steps = [f"step {n}" for n in range(6)]
+    s = server(
+        turn(call("submit_plan", steps=steps)),
+        turn(content="Thinking about it."),  # a text reply: nudged (user after assistant)
+        *LONG,
+        FINISH,
+        window=2048,
+        strict_roles=True,  # llama-server with Gemma's template
+    )
+    assert s.run() is Stop.DONE
+    assert "context_compacted" in s.events()
+    assert "error" not in s.events()
+    # The store keeps its own form: the goal and the note are two messages there.
+    at = next(c.id for c in s.store.history("s1") if c.kind == "context_compacted")
+    stored = s.store.load("s1", at).messages
+    assert [m.role for m in stored[:3]] == ["system", "user", "user"]
+    assert (stored[2].content or "").startswith("[context compacted")
+
+
+def test_gemini_thought_signatures_are_kept_and_sent_back(server: Any) -> None:
+    s = server(
+        PLAN,
+        turn(call("ask_user", question="Which one?")),
+        FINISH,
+        thought_signatures=True,  # Gemini 3
+        call_index="none",
+    )
+    assert s.run() is Stop.PAUSED
+    assert s.run(answer="the first") is Stop.DONE  # a resume: read back from the store
+    calls = [c for m in s.store.load("s1").messages for c in m.tool_calls]
+    assert all(c.provider_data and c.provider_data["extra_content"]["google"] for c in calls)
+    last = s.model.kept[-1]  # type: ignore[index]
+    sent = [c for m in last["messages"] for c in m.get("tool_calls") or []]
+    assert [c["extra_content"] for c in sent] == [
+        c.provider_data["extra_content"] for c in calls[:2]
+    ]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("refused", "code", "instead"),
+    [
+        ("stream_options", "unknown_parameter", None),  # a gateway (new-api, LiteLLM)
+        ("max_tokens", "unsupported_parameter", "max_completion_tokens"),  # Azure OpenAI v1
+    ],
+)
+def test_a_refused_request_field_is_dropped_once_and_remembered(
+    server: Any, refused: str, code: str, instead: str | None
+) -> None:
+    s = server(
+        PLAN,
+        turn(call("ask_user", question="ok?")),
+        FINISH,
+        refuse_fields={refused: code},
+        window=8192,
+    )
+    assert s.run() is Stop.PAUSED
+    assert s.run(answer="yes") is Stop.DONE  # a resume remembers it
+    sent = s.model.kept or []
+    assert [refused in r for r in sent] == [True] + [False] * (len(sent) - 1)
+    if instead:
+        assert all(instead in r for r in sent[1:])
+    assert len(s.notices) == 1
+    assert f"refused the request field `{refused}`" in s.notices[0]
+    assert s.store.head("s1").task.refused_params == (refused,)
+
+
+def test_a_tool_call_without_a_name_is_sent_back_with_one_and_told(server: Any) -> None:
+    s = server(PLAN, turn(ScriptToolCall(name="", arguments={})), FINISH)
+    assert s.run() is Stop.DONE  # OpenAI and Azure refuse an empty name: none was sent
+    messages = s.store.load("s1").messages
+    assert [c.name for m in messages for c in m.tool_calls][1] == ""  # the store keeps it
+    told = [m.content or "" for m in messages if m.role == "tool"][1]
+    assert "your tool call had no name (shown as unnamed_tool)" in told

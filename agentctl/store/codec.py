@@ -35,13 +35,13 @@ def _task_state_2(payload: dict[str, Any]) -> dict[str, Any]:
 # model name -> {version: function upgrading a payload of that version to the next}
 UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     # 2 added pending_question.kind; 4 workspace_tree
-    # 5 earlier, grants, auto_approve, instructions
-    "TaskState": {1: _unchanged, 2: _task_state_2, 3: _unchanged, 4: _unchanged},
+    # 5 earlier, grants, auto_approve, instructions; 6 refused_params
+    "TaskState": {1: _unchanged, 2: _task_state_2, 3: _unchanged, 4: _unchanged, 5: _unchanged},
     # 2 added allow; 3 the context settings; 4 pass_env; 5 sandbox, network
     "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged},
-    # 5 added sandbox, network
+    # 2 workspace; 3 tokenizer; 5 added sandbox, network
     "SessionInfo": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged},
-    "Message": {1: _unchanged},  # 2 added finish_reason  # 2 added workspace; 3 the tokenizer
+    "Message": {1: _unchanged, 2: _unchanged},  # 2 added finish_reason; 3 provider_data
 }
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Below this many messages a conversation loads in about a millisecond: not worth a write.
 READY_MIN_MESSAGES = 200
-READY_VERSION = 1  # of the layout below; a copy of another version is ignored
+READY_VERSION = 2  # of the layout below; a copy of another version is ignored (2: wire_messages)
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,12 @@ def owner_of(info: SessionInfo) -> str:
 
 
 def wire_array(messages: Sequence[Message]) -> str:
-    """The messages as the request's JSON array, serialised as the openai SDK serialises."""
-    return json.dumps([m.to_openai() for m in messages], ensure_ascii=False, separators=(",", ":"))
+    """The messages as the request's JSON array (state.wire_messages), serialised as the openai
+    SDK serialises."""
+    from agentctl.state import wire_messages
+
+    wire = wire_messages([m.to_openai() for m in messages])
+    return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
 
 
 def _check(owner: str, tip: int, count: int, tokens: int, turn: str, wire: str) -> int:

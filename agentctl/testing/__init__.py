@@ -60,6 +60,7 @@ class ScriptedClient:
         messages: Sequence[dict[str, Any]] | WireArray,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
+        refused: Sequence[str] = (),
     ) -> Answer:
         # A conversation kept ready (store/ready.py) arrives as its JSON text.
         sent = json.loads(messages.text) if isinstance(messages, WireArray) else list(messages)

@@ -38,7 +38,15 @@ from agentctl.errors import (
     UnknownSessionError,
 )
 from agentctl.lifecycle import CheckpointKind, Outcome, State
-from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, Usage, UserProfile
+from agentctl.state import (
+    Message,
+    SessionInfo,
+    TaskSpec,
+    TaskState,
+    Usage,
+    UserProfile,
+    wire_messages,
+)
 from agentctl.store import Store
 from agentctl.store.base import CheckpointDraft
 from agentctl.store.lease import Lease
@@ -396,7 +404,7 @@ class StoreSpec:
         assert kept == again
         assert kept is not None
         assert kept.sound()
-        assert json.loads(kept.wire) == [m.to_openai() for m in newer.messages]
+        assert json.loads(kept.wire) == wire_messages([m.to_openai() for m in newer.messages])
 
     def test_a_ready_conversation_goes_with_its_session(self, store: Store) -> None:
         from agentctl.store.ready import ReadyConversation
