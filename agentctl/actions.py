@@ -107,12 +107,51 @@ class GiveUpPlanning:
         )
 
 
+STALL_LIMIT = 3  # replies in a row without a tool call (cut, empty or text) before a stop
+_STALLS = {
+    "cut": "cut at the output limit",
+    "filtered": "stopped by the content filter",
+    "empty": "empty",
+    "text": "text without a tool call",
+}
+
+
+def stall_kind(reply: Message) -> str:
+    """What a reply without a tool call was: a key of _STALLS."""
+    if reply.finish_reason == "length":
+        return "cut"
+    if reply.finish_reason == "content_filter":
+        return "filtered"
+    return "text" if (reply.content or "").strip() else "empty"
+
+
+@dataclass(frozen=True)
+class NoProgress:
+    """STALL_LIMIT replies in a row without a tool call: stop and say what the model did (a
+    small model that hits its output limit every time, or a server that sends nothing, would
+    otherwise be nudged until max_turns). A resume gives it STALL_LIMIT more."""
+
+    stalled: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        kinds = [k for k in _STALLS if k in self.stalled]
+        said = ", ".join(f"{self.stalled.count(k)} {_STALLS[k]}" for k in kinds)
+        return (
+            f"the model made no progress in {len(self.stalled)} replies in a row ({said}); "
+            "try a larger model or context window (a reply may take a quarter of it), or "
+            f"resume to give it {STALL_LIMIT} more tries"
+        )
+
+
 @dataclass(frozen=True)
 class CallModel:
     """Ask the model for its next reply (after fitting the context, within max_turns)."""
 
 
-Action = Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | CallModel
+Action = (
+    Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | NoProgress | CallModel
+)
 SAYS_NOTHING = ("length", "content_filter")  # finish reasons of replies cut short
 
 
@@ -130,6 +169,8 @@ def next_action(session: Session) -> Action:
     last = turn[-1]
     if last.role != "assistant" or last.tool_calls:
         return CallModel()
+    if len(session.task.stalled) >= STALL_LIMIT:
+        return NoProgress(session.task.stalled)
     text = last.content or ""
     if not session.task.nudged or not text.strip() or last.finish_reason in SAYS_NOTHING:
         return Nudge(last)

@@ -65,7 +65,8 @@ class ToolCalls:
             session,
             CheckpointKind.INPUT_RECEIVED,
             transition(session.state, Event.INPUT_RECEIVED),
-            session.task.model_copy(update={"pending_question": None}),
+            # The user's answer is progress: the model's replies in a row count anew.
+            session.task.model_copy(update={"pending_question": None, "stalled": ()}),
             new_messages=(self._counted(message),),
             detail=InputDetail(text),
         )

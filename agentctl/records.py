@@ -51,6 +51,7 @@ class Stop(StrEnum):
     PAUSED = "paused"  # waiting for input that was not given
     TURN_LIMIT = "turn_limit"
     NO_PLAN = "no_plan"  # the model answered in text, twice, instead of submitting a plan
+    NO_PROGRESS = "no_progress"  # replies in a row without a tool call (actions.NoProgress)
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl import control, faults, prompts
 from agentctl.actions import (
+    STALL_LIMIT,
     AskInText,
     AwaitInput,
     CallModel,
     Finish,
     GiveUpPlanning,
+    NoProgress,
     Nudge,
     RunCall,
     next_action,
     pending_calls,
+    stall_kind,
     unique_call_ids,
 )
 from agentctl.calls import ToolCalls
@@ -192,6 +195,12 @@ class Runner:
                 # nudged=False: a resume reminds the model once more instead of stopping again.
                 session = self._journal.record_error(session, action.message, nudged=False)
                 return RunResult(Stop.NO_PLAN, session)
+            elif isinstance(action, NoProgress):
+                # Cleared: a resume nudges the model and gives it STALL_LIMIT more replies.
+                session = self._journal.record_error(
+                    session, action.message, nudged=False, stalled=()
+                )
+                return RunResult(Stop.NO_PROGRESS, session)
             elif turns >= max_turns:
                 self._run_prelude()
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
@@ -302,6 +311,9 @@ class Runner:
             update["token_ratio"] = round(max(1.0, reply.usage.prompt_tokens / max(1, ours)), 3)
         if reply.message.tool_calls:
             update["nudged"] = False
+        stalled = () if reply.message.tool_calls else (*task.stalled, stall_kind(reply.message))
+        if stalled != task.stalled:
+            update["stalled"] = stalled[-STALL_LIMIT:]
         if reply.refused != task.refused_params:
             update["refused_params"] = reply.refused
         message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)

@@ -242,8 +242,9 @@ class TaskState(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
     # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight;
-    # 4: workspace_tree; 5: earlier, grants, auto_approve, instructions; 6: refused_params
-    schema_version: Literal[6] = 6
+    # 4: workspace_tree; 5: earlier, grants, auto_approve, instructions; 6: refused_params;
+    # 7: stalled
+    schema_version: Literal[7] = 7
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -275,6 +276,9 @@ class TaskState(_Model):
     instructions: tuple[InstructionsFile, ...] = ()  # the AGENTS.md files the prompt carries
     # Request fields the server refused (llm.REFUSABLE): left out, or replaced, from then on.
     refused_params: tuple[str, ...] = ()
+    # The newest replies in a row without a tool call, by kind (actions.stall_kind: "cut",
+    # "empty", "text", "filtered"); a tool call or the user's input clears it.
+    stalled: tuple[str, ...] = ()
 
     @property
     def current_step(self) -> int:

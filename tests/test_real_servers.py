@@ -323,3 +323,33 @@ def test_a_tool_call_without_a_name_is_sent_back_with_one_and_told(server: Any) 
     assert [c.name for m in messages for c in m.tool_calls][1] == ""  # the store keeps it
     told = [m.content or "" for m in messages if m.role == "tool"][1]
     assert "your tool call had no name (shown as unnamed_tool)" in told
+
+
+# -- 4. replies that make no progress --------------------------------------------------------
+
+
+def test_replies_in_a_row_without_a_tool_call_stop_the_run_resumably(server: Any) -> None:
+    cut = turn(content="Let me think about th", finish_reason="length")  # SmolLM2 at its cap
+    s = server(PLAN, cut, turn(), cut, cut, FINISH)  # Gemma through a shim: empty
+    assert s.run() is Stop.NO_PROGRESS
+    assert s.requests() == 4  # not nudged until max_turns
+    error = s.store.head("s1").task.last_error or ""
+    assert "no progress in 3 replies in a row (2 cut at the output limit, 1 empty)" in error
+    assert "try a larger model or context window" in error
+    assert s.run() is Stop.DONE  # resume: nudged again, 3 more tries
+
+
+def test_the_users_answer_and_a_tool_call_count_as_progress(server: Any) -> None:
+    empty = turn()
+    s = server(PLAN, empty, empty, FINISH)
+    assert s.run() is Stop.DONE
+    steps = server(
+        PLAN,
+        turn(content="Which file?"),
+        turn(content="Which file, please?"),  # a question to the user
+        empty,
+        empty,
+        FINISH,
+    )
+    assert steps.run() is Stop.PAUSED
+    assert steps.run(answer="a.txt") is Stop.DONE
