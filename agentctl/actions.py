@@ -149,9 +149,7 @@ class CallModel:
     """Ask the model for its next reply (after fitting the context, within max_turns)."""
 
 
-Action = (
-    Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | NoProgress | CallModel
-)
+Action = Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | NoProgress | CallModel
 SAYS_NOTHING = ("length", "content_filter")  # finish reasons of replies cut short
 
 
