@@ -42,7 +42,9 @@ class ContextKeeper:
             limits.append(learned - reserve)
         if not limits:
             return 1 << 30
-        return calibrated(min(limits), task.token_ratio, approximate)
+        return calibrated(
+            min(limits), task.token_ratio, approximate, task.token_fit, task.tools_tokens
+        )
 
     def split(self, session: Session, learned: int | None = None) -> int | None:
         """Where the kept newest turns begin; None when the conversation fits, when nothing

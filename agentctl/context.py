@@ -169,11 +169,59 @@ SUMMARY_TOKENS = 300  # a summary is asked for, and cut to, this many tokens: it
 APPROXIMATE_MARGIN = 1.15
 
 
-def calibrated(limit: int, ratio: float | None, approximate: bool | None) -> int:
-    """`limit` in our counts: the server's tokens per token we count is `ratio` once a reply
-    said (usage), else a margin when our counts are approximate."""
+FORGET = 0.7  # the weight an observation keeps per newer one: the newest requests count most
+
+
+def observed(
+    fit: tuple[float, ...] | None, text: int, prompt: int
+) -> tuple[float, float, float, float, float]:
+    """`fit` (weighted sums of the recent requests: weight, text, prompt, text², text·prompt)
+    with one more request: `text` tokens of conversation as we counted them, `prompt` tokens
+    the server reported for the whole request."""
+    w, t, p, tt, tp = fit if fit is not None and len(fit) == 5 else (0.0,) * 5
+    f = FORGET
+    sums = (w * f + 1, t * f + text, p * f + prompt, tt * f + text * text, tp * f + text * prompt)
+    return sums[0], sums[1], sums[2], sums[3], sums[4]
+
+
+def text_line(fit: tuple[float, ...] | None) -> tuple[float, float] | None:
+    """How the server counts, fitted on the recent requests: (fixed, per_text), its tokens
+    being `fixed + per_text * our text tokens`. The fixed part is the tool schemas and the
+    chat template's framing, which count differently from text (SmolLM2's tokenizer gives
+    1.0x cl100k_base on JSON schemas, 1.14-1.18x on English). None until the requests differ
+    enough in length to tell the two apart."""
+    if fit is None or len(fit) != 5 or fit[0] < 1.5:
+        return None
+    w, t, p, tt, tp = fit
+    mean_t, mean_p = t / w, p / w
+    spread = tt / w - mean_t * mean_t
+    if spread <= 0 or spread**0.5 < max(32.0, 0.05 * mean_t):
+        return None
+    per_text = (tp / w - mean_t * mean_p) / spread
+    if not 0.5 <= per_text <= 4.0:  # noise, not a tokenizer
+        return None
+    return mean_p - per_text * mean_t, per_text
+
+
+def calibrated(
+    limit: int,
+    ratio: float | None,
+    approximate: bool | None,
+    fit: tuple[float, ...] | None = None,
+    fixed: int | None = None,
+) -> int:
+    """`limit` (the server's tokens) in our counts of a request whose fixed part (the tool
+    schemas) we count `fixed`. The server's tokens per token we count is `ratio` once a reply
+    said (usage), else a margin when our counts are approximate. Once the recent requests
+    tell the fixed part from the text (`text_line`), the text's own rate bounds it too: a
+    ratio learned on schema-heavy first requests lets later text-heavy ones overrun."""
     factor = ratio if ratio is not None else (APPROXIMATE_MARGIN if approximate else 1.0)
-    return int(limit / max(1.0, factor))
+    ours = int(limit / max(1.0, factor))
+    line = text_line(fit)
+    if line is not None and fixed is not None:
+        server_fixed, per_text = line
+        ours = min(ours, int((limit - server_fixed) / max(1.0, per_text)) + fixed)
+    return ours
 
 
 def cut_text(text: str, tokens: int, keep: int) -> str:

@@ -31,7 +31,7 @@ from agentctl.actions import (
 )
 from agentctl.calls import ToolCalls
 from agentctl.compaction import KEEP_HEAD, ContextKeeper
-from agentctl.context import SUMMARY_TOKENS, Budget, TokenCounter, fit_request
+from agentctl.context import SUMMARY_TOKENS, Budget, TokenCounter, fit_request, observed
 from agentctl.details import ReplyDetail
 from agentctl.errors import ModelError
 from agentctl.journal import Journal
@@ -309,6 +309,8 @@ class Runner:
             # How the server counts what we sent, against how we counted it (design: calibrate).
             ours = session.context_tokens + tools
             update["token_ratio"] = round(max(1.0, reply.usage.prompt_tokens / max(1, ours)), 3)
+            fit = observed(task.token_fit, session.context_tokens, reply.usage.prompt_tokens)
+            update["token_fit"] = tuple(round(x, 3) for x in fit)
         if reply.message.tool_calls:
             update["nudged"] = False
         stalled = () if reply.message.tool_calls else (*task.stalled, stall_kind(reply.message))

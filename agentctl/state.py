@@ -243,8 +243,8 @@ class TaskState(_Model):
 
     # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight;
     # 4: workspace_tree; 5: earlier, grants, auto_approve, instructions; 6: refused_params;
-    # 7: stalled
-    schema_version: Literal[7] = 7
+    # 7: stalled; 8: token_fit
+    schema_version: Literal[8] = 8
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -263,6 +263,9 @@ class TaskState(_Model):
     # Server prompt tokens per token we counted, from the last reply's usage (approximate
     # counts only): the budget is calibrated with it.
     token_ratio: float | None = None
+    # How the server counts the fixed part and the text apart, fitted on the recent requests
+    # (context.observed, context.text_line); the budget is calibrated with it too.
+    token_fit: tuple[float, ...] | None = None
     # The workspace as it was at this checkpoint: a tree id in the workspace's snapshot store
     # (workspace/snapshots.py). It travels with rollback and fork, which is how a rollback
     # knows which files to put back.

@@ -353,3 +353,52 @@ def test_the_users_answer_and_a_tool_call_count_as_progress(server: Any) -> None
     )
     assert steps.run() is Stop.PAUSED
     assert steps.run(answer="a.txt") is Stop.DONE
+
+
+# -- 6. calibration on what changes ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("window", "words"), [(2048, 60), (3072, 150)])
+def test_counts_are_calibrated_on_schemas_and_text_apart(
+    tmp_path: Path, window: int, words: int
+) -> None:
+    """The server's tokenizer counts the schemas as we do and text 1.35x (SmolLM2's against
+    cl100k_base is 1.0x and 1.14-1.18x): a ratio learned on the earlier, schema-heavier
+    requests let a later, text-heavier one overrun the window."""
+    from agentctl.scripted import prompt_tokens
+    from tests.test_local_servers import Local
+
+    steps = [f"step {n}" for n in range(12)]
+    script = (
+        turn(call("submit_plan", steps=steps)),
+        *(turn(call("complete_step", summary=f"{n} " + "word " * words)) for n in range(12)),
+        FINISH,
+    )
+    server_window = window - Budget(window, "").reply_reserve
+    with ExitStack() as stack:
+        model = ScriptedModel(
+            script, kept=[], usage_scale=1.35, tools_scale=1.0, window=server_window
+        )
+        s = Local(stack, tmp_path / "a.db", model, window)
+        s.start()
+        assert s.run() is Stop.DONE
+        events = [c.kind for c in s.store.history("s1")]
+    assert "context_compacted" in events
+    assert "error" not in events  # never refused by the server
+    counted = [prompt_tokens(r, 1.35, 1.0) for r in model.kept or [] if r.get("tools")]
+    assert max(counted) <= server_window
+
+
+def test_the_fit_tells_the_fixed_part_from_the_text() -> None:
+    from agentctl.context import calibrated, observed, text_line
+
+    fit = None
+    for text in (100, 400, 900, 1600):
+        fit = observed(fit, text, int(450 + 1.35 * text))
+    line = text_line(fit)
+    assert line is not None
+    assert line[0] == pytest.approx(450, abs=2)
+    assert line[1] == pytest.approx(1.35, abs=0.01)
+    # 1536 server tokens: 450 fixed (we count them 500), then (1536 - 450) / 1.35 of text
+    assert calibrated(1536, 1.1, True, fit, 500) == pytest.approx(500 + 1086 / 1.35, abs=3)
+    assert text_line(observed(None, 100, 600)) is None  # one request tells nothing apart
