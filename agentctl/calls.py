@@ -19,6 +19,7 @@ from agentctl.details import ErrorDetail, InputDetail, QuestionDetail, ToolDetai
 from agentctl.errors import InvalidTransition
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
+from agentctl.records import ToolStarted
 from agentctl.state import (
     Approval,
     Message,
@@ -36,6 +37,22 @@ if TYPE_CHECKING:
     from agentctl.workspace.snapshots import Snapshots
 
 
+PREVIEW_ARGUMENTS = 256_000  # characters of arguments past which a write's diff is not taken
+
+
+def _preview(tool: Tool, args: dict[str, Any]) -> str | None:
+    """What a write will change, for the run view: taken before it runs, whether it was
+    approved at a prompt, by --yes or by a rule. Never stops the call."""
+    if tool.side_effect.idempotent or not isinstance(tool, approval.Previewable):
+        return None
+    if sum(len(str(v)) for v in args.values()) > PREVIEW_ARGUMENTS:
+        return "(too large to show a diff)"
+    try:
+        return tool.preview(args)
+    except Exception as exc:
+        return f"(no preview: {exc})"
+
+
 class ToolCalls:
     def __init__(
         self,
@@ -46,6 +63,7 @@ class ToolCalls:
     ) -> None:
         self._snapshots = snapshots  # the workspace, captured after every side effect
         self._commit = journal.commit
+        self._emit = journal.emit
         self._counted = journal.counted
         self._tool_message = journal.tool_message
         self._refuse = journal.tool_error  # the call's result is an error; nothing ran
@@ -203,12 +221,23 @@ class ToolCalls:
             sandbox=effects.sandbox if effects else None,
             network=effects.network if effects else None,
         )
+        approved = self._approved(session, call)
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
             started = task.model_copy(update={"in_flight": call.id, **self._baseline(session)})
             session = self._commit(
                 session, CheckpointKind.TOOL_STARTED, session.state, started, detail=detail
             )
+        self._emit(
+            ToolStarted(
+                call.id,
+                call.name,
+                args,
+                tool.side_effect.value,
+                preview=_preview(tool, args),
+                approved=approved,
+            )
+        )
         try:
             outcome = tool.run(args)
         except Exception as exc:

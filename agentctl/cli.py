@@ -23,6 +23,8 @@ from agentctl import preferences, render, rewind, service, transfer
 from agentctl.config import Settings
 from agentctl.errors import AgentctlError, ExitCode
 from agentctl.records import RunReport, Stop
+from agentctl.render_run import RunView
+from agentctl.render_stream import StreamView
 
 T = TypeVar("T")
 
@@ -44,6 +46,10 @@ StoreOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+StreamOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Write one JSON line per event as it happens, then a result."),
+]
 SessionArg = Annotated[
     str,
     typer.Argument(
@@ -84,13 +90,23 @@ def _debug() -> bool:
     return os.environ.get("AGENTCTL_DEBUG", "") not in ("", "0", "false") or "--debug" in sys.argv
 
 
-def _guarded(action: Callable[[], T], view: render.RunView | None = None) -> T:
+View = RunView | StreamView
+
+
+def _view(settings: Settings, as_json: bool) -> View:
+    """The terminal's run view, or the JSON event stream (--json)."""
+    return StreamView() if as_json else RunView(preview_lines=settings.preview_lines)
+
+
+def _guarded(action: Callable[[], T], view: View | None = None) -> T:
     """Run a use case; turn every failure into one line and an exit code."""
     try:
         return action()
     except AgentctlError as exc:
         if view:
             view.close()
+            if isinstance(view, StreamView):
+                view.failed(exc.message, int(exc.exit_code))
         if _debug():
             raise
         render.error(exc.message, exc.hint)
@@ -101,6 +117,8 @@ def _guarded(action: Callable[[], T], view: render.RunView | None = None) -> T:
         if view:
             view.flush()
             view.close()
+            if isinstance(view, StreamView):
+                view.failed("interrupted", int(ExitCode.INTERRUPTED))
         sid = view.session_id if view else None
         if not _kept[0]:
             render.error("interrupted; the memory: store keeps nothing after this command")
@@ -123,7 +141,7 @@ def _interrupt_on_hangup() -> None:
 
 def _follow_ups(
     report: RunReport,
-    view: render.RunView,
+    view: View,
     settings: Callable[[], Settings],
     interactive: bool,
     max_turns: int | None,
@@ -134,6 +152,7 @@ def _follow_ups(
     Returns the last report and whether its result is already on the screen."""
     shown = False
     while interactive and report.stop is Stop.DONE and sys.stdin.isatty():
+        view.finish(report, 0)  # the summary, then the result, then the prompt
         render.result(report.session.task.result or "(no result)")
         shown = True
         text = render.ask_follow_up()
@@ -155,27 +174,26 @@ def _follow_ups(
     return report, shown
 
 
-def _finish_run(report: RunReport, as_json: bool, shown: bool = False) -> None:
+def _exit_code(report: RunReport) -> int:
+    outcome = report.session.task.outcome
+    if report.stop is Stop.DONE:
+        return 0 if outcome is None or outcome.value == "succeeded" else int(ExitCode.ERROR)
+    return int(ExitCode.PAUSED if report.stop is Stop.PAUSED else ExitCode.ERROR)
+
+
+def _finish_run(report: RunReport, view: View, shown: bool = False) -> None:
     session = report.session
     sid = session.info.id
     task = session.task
-    if as_json:
-        render.print_json(
-            {
-                "id": sid,
-                "stop": report.stop.value,
-                "state": session.state.value,
-                "head": session.checkpoint.id,
-                "question": task.pending_question.question if task.pending_question else None,
-                "outcome": task.outcome.value if task.outcome else None,
-                "result": task.result,
-            }
-        )
+    as_json = isinstance(view, StreamView)
+    code = _exit_code(report)
+    if not shown:
+        view.finish(report, code)  # the summary, or the stream's `result` event
     if report.stop is Stop.DONE:
         if not as_json and not shown:
             render.result(task.result or "(no result)")
-        if task.outcome is not None and task.outcome.value != "succeeded":
-            raise typer.Exit(int(ExitCode.ERROR))
+        if code:
+            raise typer.Exit(code)
         return
     if report.stop is Stop.PAUSED:
         question = task.pending_question.question if task.pending_question else ""
@@ -228,15 +246,16 @@ def run(
             "--network/--no-network", help="Let sandboxed shell commands reach the network."
         ),
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: StreamOpt = False,
 ) -> None:
     """Start a session on a task and work on it until done or it needs input."""
-    view = render.RunView(quiet=as_json)
+    settings = _guarded(lambda: _settings(store, model))
+    view = _view(settings, as_json)
     _interrupt_on_hangup()
 
     def action() -> RunReport:
         return service.start_session(
-            _settings(store, model),
+            settings,
             service.read_task(task),
             max_turns=max_turns,
             ask=None if no_input else render.ask,
@@ -260,7 +279,7 @@ def run(
         max_turns,
         yes,
     )
-    _finish_run(report, as_json, shown)
+    _finish_run(report, view, shown)
 
 
 @app.command()
@@ -281,16 +300,17 @@ def resume(
     no_input: NoInputOpt = False,
     yes: YesOpt = False,
     max_turns: MaxTurnsOpt = None,
-    as_json: JsonOpt = False,
+    as_json: StreamOpt = False,
 ) -> None:
     """Continue a session from its head, in this or any other terminal."""
     if session is None and not no_input and sys.stdin.isatty() and not as_json:
         session = _pick_unfinished(store)
-    view = render.RunView(quiet=as_json)
+    settings = _guarded(lambda: _settings(store, model))
+    view = _view(settings, as_json)
     _interrupt_on_hangup()
     report = _guarded(
         lambda: service.resume_session(
-            _settings(store, model),
+            settings,
             session,
             answer=input_text,
             max_turns=max_turns,
@@ -309,7 +329,7 @@ def resume(
         max_turns,
         yes,
     )
-    _finish_run(report, as_json, shown)
+    _finish_run(report, view, shown)
 
 
 @app.command()
@@ -633,15 +653,16 @@ def history(
 
 
 @app.command()
-def watch(session: SessionArg, store: StoreOpt = None) -> None:
+def watch(session: SessionArg, store: StoreOpt = None, as_json: StreamOpt = False) -> None:
     """Follow a session running elsewhere: its checkpoints as they are committed, until it is
     done or waiting for input (exit codes as run's). Read-only: it takes no lease."""
     from agentctl import sessions
 
-    view = render.RunView()
-    report = _guarded(lambda: sessions.watch(_settings(store), session, view), view)
+    settings = _guarded(lambda: _settings(store))
+    view = _view(settings, as_json)
+    report = _guarded(lambda: sessions.watch(settings, session, view), view)
     view.close()
-    _finish_run(report, as_json=False)
+    _finish_run(report, view)
 
 
 @app.command()

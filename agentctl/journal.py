@@ -47,6 +47,10 @@ class Journal:
         self._clock = clock  # finds the session waiting must not load a vocabulary
         self._emit = emit
 
+    def emit(self, event: RunEvent) -> None:
+        """Report something that is not a checkpoint (a tool about to run)."""
+        self._emit(event)
+
     def counter(self) -> TokenCounter:
         if self._counter is None:
             self._counter = self._counter_factory()
@@ -101,7 +105,7 @@ class Journal:
             new_messages=messages,
         )
         checkpoint = self._store.create_session(info, draft, lease)
-        self._emit(Checkpointed(checkpoint))
+        self._emit(Checkpointed(checkpoint, messages))
         return Session(info=info, checkpoint=checkpoint, messages=messages)
 
     def commit_step(self, session: Session, step: Step, *messages: Message) -> Session:
@@ -136,6 +140,6 @@ class Journal:
         )
         checkpoint = self._store.append(session.info.id, session.checkpoint.id, draft)
         faults.hit("commit_done")
-        self._emit(Checkpointed(checkpoint))
+        self._emit(Checkpointed(checkpoint, new_messages))
         kept = session.messages if keep_messages is None else session.messages[:keep_messages]
         return Session(info=session.info, checkpoint=checkpoint, messages=kept + new_messages)

@@ -57,6 +57,7 @@ class ModelReply:
     # Request fields the server refused (REFUSABLE), left out or replaced since: the session
     # keeps them, so later requests, a resume's too, do not pay the refusal again.
     refused: tuple[str, ...] = ()
+    cached_tokens: int = 0  # of the prompt's, served from the server's cache (where it says)
 
 
 # Request fields some servers refuse with a 400, and what is sent instead (None: nothing). A
@@ -641,6 +642,7 @@ def _collect(
     usage = Usage(calls=1, unreported=1)  # until the server says otherwise
     finish: str | None = None
     chunks = 0
+    cached = 0
     for chunk in stream:
         chunks += 1
         on_chunk()
@@ -650,6 +652,8 @@ def _collect(
                 prompt_tokens=chunk.usage.prompt_tokens or 0,
                 completion_tokens=chunk.usage.completion_tokens or 0,
             )
+            details = getattr(chunk.usage, "prompt_tokens_details", None)
+            cached = getattr(details, "cached_tokens", None) or 0
         for choice in chunk.choices:
             finish = choice.finish_reason or finish
             delta = choice.delta
@@ -670,4 +674,4 @@ def _collect(
     message = Message(
         role="assistant", content="".join(text), tool_calls=tool_calls, finish_reason=finish
     )
-    return ModelReply(message=message, usage=usage)
+    return ModelReply(message=message, usage=usage, cached_tokens=cached)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentctl.context import Budget
-    from agentctl.state import Checkpoint, Session
+    from agentctl.state import Checkpoint, Message, Session
     from agentctl.store.base import SessionSummary
 
 
@@ -24,6 +24,22 @@ class Notice:
 
     text: str
     session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    """A run begins: which session, model, server and store. Sent before the first request
+    goes out; a view may hold it until the first checkpoint (nothing is printed before the
+    request is out)."""
+
+    session_id: str
+    model: str
+    server: str  # the base URL without credentials, or "the OpenAI API"
+    store: str  # the store URL, password masked
+    workspace: str | None
+    resumed_at: int | None = None  # a resume: the head it starts from
+    price: tuple[float, float] | None = None  # dollars per million tokens in/out (None: unpriced)
+    sandbox: str | None = None  # how run_shell is confined (None: not said)
 
 
 @dataclass(frozen=True)
@@ -37,11 +53,37 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class TurnUsage:
+    """One model reply's tokens and the time it took (from the request to the whole reply)."""
+
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    seconds: float
+    reported: bool = True  # False: the server said nothing about tokens
+
+
+@dataclass(frozen=True)
+class ToolStarted:
+    """A work tool is about to run (after its `tool_started` checkpoint, if it has one)."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    side_effect: str  # read, write, exec
+    preview: str | None = None  # what a write will change (a diff), taken just before it runs
+    approved: bool = False  # a person said yes to this call (its diff was in the question)
+
+
+@dataclass(frozen=True)
 class Checkpointed:
     checkpoint: Checkpoint
+    messages: tuple[Message, ...] = ()  # the messages it added to the conversation
 
 
-RunEvent = ModelCallStarted | TextDelta | Checkpointed | Notice
+RunEvent = (
+    SessionStarted | ModelCallStarted | TextDelta | TurnUsage | ToolStarted | Checkpointed | Notice
+)
 
 
 class Stop(StrEnum):
@@ -55,9 +97,20 @@ class Stop(StrEnum):
 
 
 @dataclass(frozen=True)
+class FileChange:
+    """A workspace file a run changed, with its lines added and removed (None: binary)."""
+
+    path: str
+    added: int | None
+    removed: int | None
+
+
+@dataclass(frozen=True)
 class RunReport:
     stop: Stop
     session: Session
+    changes: tuple[FileChange, ...] = ()  # the workspace files this run changed
+    started_at: int | None = None  # the checkpoint the run began from (a rollback target)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rich.console import Console
-    from rich.status import Status
 
     from agentctl.records import (
         ConfigRow,
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
         ImportReport,
         MoveReport,
         RollbackReport,
-        RunEvent,
         SearchHit,
         SessionReport,
         SessionView,
@@ -81,6 +79,9 @@ err: Console = _Console(stderr=True)  # type: ignore[assignment]
 # Characters a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
 # controls (0x9b is a CSI on its own), and the bidirectional overrides that reorder text.
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+UNSAFE = _UNSAFE  # for the JSON stream, which escapes the same characters
 
 
 def _show(match: re.Match[str]) -> str:
@@ -225,73 +226,6 @@ def print_fitted(lines: list[str]) -> None:
 
 def _state(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{escape(state)}[/]"
-
-
-# -- the live view of a run ------------------------------------------------------------------
-
-
-class RunView:
-    """Turns runner events into terminal output; remembers the session id for the last word."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.session_id: str | None = None
-        # An error checkpoint's line waits for the next event: when the run stops on that
-        # error, the one error line comes from the caller, so it is never printed twice.
-        self._held_error: str | None = None
-        self._status: Status | None = None
-        self._streaming = False
-
-    def flush(self) -> None:
-        """Print a held error line: the run went on after it."""
-        if self._held_error is not None:
-            err.print(self._held_error)
-            self._held_error = None
-
-    def __call__(self, event: RunEvent) -> None:
-        from agentctl.records import Checkpointed, ModelCallStarted, Notice, TextDelta
-
-        if not isinstance(event, Notice):
-            self.flush()
-
-        if isinstance(event, Notice):
-            self.session_id = event.session_id or self.session_id
-            if not self.quiet:
-                note(event.text)
-            return
-        if self.quiet:
-            return
-        if isinstance(event, ModelCallStarted):
-            if err.is_terminal:
-                self._status = err.status("thinking…", spinner="dots")
-                self._status.start()
-        elif isinstance(event, TextDelta):
-            self._stop_spinner()
-            if not self._streaming:
-                err.print("[bold]assistant:[/] ", end="")
-                self._streaming = True
-            err.print(escape(event.text), end="")
-        elif isinstance(event, Checkpointed):
-            self._stop_spinner()
-            if self._streaming:
-                err.print()
-                self._streaming = False
-            line = describe_checkpoint(event.checkpoint.kind, event.checkpoint.detail)
-            if event.checkpoint.kind == "error":
-                self._held_error = f"[dim]#{event.checkpoint.id}[/] {line}"
-            elif line:
-                err.print(f"[dim]#{event.checkpoint.id}[/] {line}")
-
-    def _stop_spinner(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
-
-    def close(self) -> None:
-        self._stop_spinner()
-        if self._streaming:
-            err.print()
-            self._streaming = False
 
 
 def _sandboxed(d: ToolDetail) -> str:

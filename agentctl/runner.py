@@ -9,6 +9,7 @@ model call whose reply is stored, never a tool whose result is stored (design.md
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from agentctl.errors import ModelError
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
-from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta
+from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta, TurnUsage
 from agentctl.state import Message, Session, SessionInfo, TaskState, valid_text, wire_messages
 from agentctl.store.base import Store
 from agentctl.store.listing import keep_listing
@@ -284,6 +285,7 @@ class Runner:
         return reply
 
     def _call_model(self, session: Session) -> Session:
+        began = time.monotonic()
         early, self._early = self._early, None
         if early is not None and early[0] == (session.info.id, session.checkpoint.id):
             pending = early[1]
@@ -302,6 +304,16 @@ class Runner:
             reply = self._collect(session, pending, lambda text: self._emit(TextDelta(text)))
         except ContextTooLongError as exc:
             return self._shrink_window(session, exc)
+        u = reply.usage
+        self._emit(
+            TurnUsage(
+                u.prompt_tokens,
+                reply.cached_tokens,
+                u.completion_tokens,
+                time.monotonic() - began,
+                reported=not u.unreported,
+            )
+        )
         task = session.task
         # A new reply ends whatever approval was given for the previous one.
         update: dict[str, Any] = {"last_error": None, "approval": None, "tools_tokens": tools}

@@ -23,7 +23,7 @@ from agentctl.errors import (
     UnknownSessionError,
     UsageError,
 )
-from agentctl.records import Notice, RunReport, SessionView
+from agentctl.records import FileChange, Notice, RunReport, SessionStarted, SessionView
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agentctl.state import TaskSpec
     from agentctl.store.lease import Lease
     from agentctl.tools import Effects, ToolRegistry
+    from agentctl.workspace.snapshots import Snapshots
 
 
 @contextmanager
@@ -229,8 +230,8 @@ def start_session(
     with opened_store(settings) as store, ExitStack() as stack:
         if name is not None:
             refuse_taken_name(store, name)  # before anything is written
-        snapshots = wiring.snapshots(settings, root, on_event)
-        header: list[RunEvent] = []  # said after the first request went out (its line loads rich)
+        header: list[RunEvent] = []  # said under the header, after the first request went out
+        snapshots = wiring.snapshots(settings, root, header.append)
         tools = tools or wiring.work_tools(
             settings, root, spec, yes, header.append, undoable=snapshots is not None
         )
@@ -246,6 +247,11 @@ def start_session(
             sandbox=shell.sandbox if shell else None,
             network=shell.network if shell else None,
         )
+        # Views hold the header and what is said under it until the first checkpoint: nothing
+        # is printed before the first request is out (the terminal UI loads with it).
+        on_event(_started(settings, info.id, model_name, root, shell))
+        for event in header:
+            on_event(event)
         system = prompts.system_prompt(profile.preferences, spec.instructions, tools.names)
         from agentctl.store.lease import Lease
 
@@ -256,13 +262,11 @@ def start_session(
         runner.start(info, system, lease, early=turns > 0)  # held from its first moment
         if name is not None or labels:
             store.set_labels(info.id, name, labels)
-        on_event(Notice(f"session {info.id} started", session_id=info.id))
-        for event in header:
-            on_event(event)
         store.update_profile(lambda p: p.with_goal(spec.goal))
         with held_lease(store, info.id, lease):
             result = runner.run(info.id, answer=None, ask=ask, max_turns=turns)
-        return RunReport(result.stop, result.session)
+        changes = _changes(store, snapshots, info.id, 1, result.session.task.workspace_tree)
+        return RunReport(result.stop, result.session, changes, started_at=1)
 
 
 def resume_session(
@@ -300,8 +304,8 @@ def resume_session(
         info = store.info(session_id)
         spec = info.spec
         model_name = wiring.choose_model(settings, spec, session_model=info.model)
-        snapshots = wiring.snapshots(settings, info.workspace, on_event)
-        header: list[RunEvent] = []
+        header: list[RunEvent] = []  # said under the header, after the first request went out
+        snapshots = wiring.snapshots(settings, info.workspace, header.append)
         tools = tools or wiring.work_tools(
             settings,
             info.workspace or str(Path.cwd()),
@@ -316,15 +320,13 @@ def resume_session(
             on_event(Notice("finished restoring the workspace files of an interrupted rollback"))
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         stack.callback(runner.close)
-
-        def prelude() -> None:
-            # Said while the model thinks when a model call comes first: the terminal UI
-            # (rich, ~15 ms to import) loads with the first line it prints.
-            notice = f"resuming session {session_id} at checkpoint {head.id}"
-            on_event(Notice(notice, session_id=session_id))
-            for event in header:
-                on_event(event)
-
+        on_event(
+            _started(
+                settings, session_id, model_name, info.workspace, _shell_effects(tools), head.id
+            )
+        )
+        for event in header:
+            on_event(event)
         follow_up = None
         if head.to_state is State.DONE:
             follow_up, answer = answer, None
@@ -334,9 +336,57 @@ def resume_session(
             follow_up=follow_up,
             ask=ask,
             max_turns=max_turns or spec.max_turns,
-            prelude=prelude,
         )
-        return RunReport(result.stop, result.session)
+        tree = result.session.task.workspace_tree
+        changes = _changes(store, snapshots, session_id, head.id, tree)
+        return RunReport(result.stop, result.session, changes, started_at=head.id)
+
+
+def _started(
+    settings: Settings,
+    session_id: str,
+    model: str,
+    workspace: str | None,
+    shell: Effects | None,
+    resumed_at: int | None = None,
+) -> SessionStarted:
+    from agentctl.config import redact_url
+
+    store = settings.store_url
+    return SessionStarted(
+        session_id,
+        model,
+        wiring.server(settings, model),
+        redact_url(store) if "@" in store or "?" in store else store,
+        workspace,
+        resumed_at=resumed_at,
+        price=wiring.price(settings, model),
+        sandbox=None
+        if shell is None or shell.sandbox is None
+        else f"{shell.sandbox}{', network' if shell.network else ''}",
+    )
+
+
+def _changes(
+    store: Store,
+    snapshots: Snapshots | None,
+    session_id: str,
+    since: int,
+    tree: str | None,
+) -> tuple[FileChange, ...]:
+    """The workspace files changed since checkpoint `since`, with +/- line counts (for the end
+    of a run; a failure to read them loses nothing, so it is no error)."""
+    from agentctl.workspace.restore import tree_at
+
+    if snapshots is None or tree is None:
+        return ()
+    try:
+        before = tree_at(store, session_id, store.get_checkpoint(session_id, since))
+        if before is None or before == tree:
+            return ()
+        return tuple(FileChange(p, a, r) for a, r, p in snapshots.numstat(before, tree))
+    except AgentctlError:
+        return ()
 
 
 def _shell_effects(tools: ToolRegistry) -> Effects | None:

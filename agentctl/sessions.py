@@ -24,6 +24,8 @@ from agentctl.service import (
     valid_name,
     valid_tags,
 )
+from agentctl.wiring import PRICES_TAKEN as PRICES_TAKEN
+from agentctl.wiring import price as wiring_price
 
 if TYPE_CHECKING:
     from agentctl.config import Settings
@@ -318,18 +320,6 @@ def prune(settings: Settings, doomed: list[Doomed]) -> None:
 # -- usage ---------------------------------------------------------------------------------
 
 
-# Dollars per million tokens (input, output), as OpenAI published them on the date below. A
-# model not listed is reported unpriced, never guessed.
-PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "scripted": (0.0, 0.0),
-}
-PRICES_TAKEN = "2026-11-01"
-
-
 def usage(settings: Settings, prefix: str | None, since: str | None, by: str) -> list[UsageRow]:
     if by not in ("model", "day", "session"):
         raise UsageError(f"--by must be model, day or session, not {by!r}")
@@ -351,7 +341,7 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
             row[1] += u.calls
             row[2] += u.prompt_tokens
             row[3] += u.completion_tokens
-            price = {**PRICES, **settings.prices}.get(info.model)
+            price = wiring_price(settings, info.model)
             cost = None
             if price is not None:
                 cost = (u.prompt_tokens * price[0] + u.completion_tokens * price[1]) / 1e6
@@ -386,15 +376,23 @@ def watch(settings: Settings, prefix: str, on_event: Callable[[RunEvent], None])
 
     from agentctl.lifecycle import State
     from agentctl.records import Checkpointed, Notice, RunReport, Stop
+    from agentctl.state import Message
 
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         seen = store.head(session_id)
         on_event(Notice(f"watching session {session_id} from checkpoint {seen.id}", session_id))
+        before: tuple[Message, ...] | None = None
         while True:
             head = store.head(session_id)
             for number in range(seen.id + 1, head.id + 1):
-                on_event(Checkpointed(store.get_checkpoint(session_id, number)))
+                # The messages each checkpoint added, so a view shows what a run's would.
+                if before is None:
+                    before = store.load(session_id, seen.id).messages
+                now = store.load(session_id, number)
+                added = now.messages[len(before) :] if len(now.messages) > len(before) else ()
+                before = now.messages
+                on_event(Checkpointed(now.checkpoint, added))
             seen = head
             if head.to_state in (State.DONE, State.WAITING_FEEDBACK):
                 stop = Stop.DONE if head.to_state is State.DONE else Stop.PAUSED

@@ -29,6 +29,31 @@ if TYPE_CHECKING:
 
 SCRIPTED = "scripted"
 
+# Dollars per million tokens (input, output), as OpenAI published them on the date below. A
+# model not listed is reported unpriced, never guessed.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "scripted": (0.0, 0.0),
+}
+PRICES_TAKEN = "2026-11-01"
+
+
+def price(settings: Settings, model: str) -> tuple[float, float] | None:
+    """Dollars per million tokens (input, output): the settings' [prices], else the list."""
+    return {**PRICES, **settings.prices}.get(model)
+
+
+def server(settings: Settings, model: str) -> str:
+    """Where a run's requests go, without credentials."""
+    from agentctl.config import redact_url
+
+    if model == SCRIPTED:
+        return "the task's script (a loopback server)"
+    return redact_url(settings.base_url) if settings.base_url else "https://api.openai.com/v1"
+
 
 def now() -> str:
     """The clock of checkpoints: UTC, milliseconds, ISO 8601 (so text order is time order)."""

@@ -115,6 +115,10 @@ class Result:
     def json(self) -> Any:
         return json.loads(self.stdout)
 
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON lines of `run`/`resume`/`watch --json`, one event each."""
+        return [json.loads(line) for line in self.stdout.splitlines()]
+
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
     """Run the real `agentctl` in a new process, as a user would."""

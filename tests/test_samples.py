@@ -68,7 +68,9 @@ def test_the_failing_test_sample_fixes_the_code_and_the_tests_pass(tmp_path: Pat
     )
     assert paused.code == 3, paused.stderr
     assert "Allow edit_file invoice.py?" in paused.stderr
-    assert "run_shell: exit 1" in paused.stderr  # the first test run failed, and it says so
+    # The first test run failed, and it says so: the command, its exit code, its output.
+    assert "● run_shell $ python3 -m unittest\n  ✗ exit 1" in paused.stderr
+    assert "FAILED (failures=2)" in paused.stderr
     done = cli("resume", "--input", "y")
     assert done.code == 0, done.stderr
     assert subprocess.run(tests, cwd=workspace, capture_output=True).returncode == 0

@@ -133,7 +133,7 @@ def test_without_a_terminal_output_is_plain_and_stdout_carries_only_the_result(
     assert TEXT in result.stderr  # the streamed text, whole, on stderr
     as_json = cli("run", str(task), "--json")
     assert as_json.stderr == ""
-    assert as_json.json()["result"] == "Take the 7:02 train."
+    assert as_json.events()[-1]["result"] == "Take the 7:02 train."
 
 
 def test_an_approval_is_answered_at_the_terminal_prompt(tmp_path: Path) -> None:

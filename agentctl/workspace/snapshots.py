@@ -209,6 +209,25 @@ class Snapshots:
         fields = [f for f in out.split("\0") if f]
         return [Change(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
 
+    def numstat(self, old: str, new: str) -> list[tuple[int | None, int | None, str]]:
+        """Lines added and removed per file from tree `old` to `new` (None: a binary file)."""
+        if old == new:
+            return []
+        out = self._git("diff-tree", "-r", "-z", "--no-renames", "--numstat", old, new)
+        rows = []
+        for field in out.split("\0"):
+            added, _, rest = field.partition("\t")
+            removed, _, path = rest.partition("\t")
+            if path:
+                rows.append(
+                    (
+                        int(added) if added.isdigit() else None,
+                        int(removed) if removed.isdigit() else None,
+                        path,
+                    )
+                )
+        return rows
+
     def restore(self, current: str, target: str) -> None:
         """Make the workspace tree `target`; the index must hold `current` (a capture just
         taken). Files only `current` has are removed; files over the cap are left alone."""
