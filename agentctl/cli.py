@@ -636,6 +636,24 @@ def show(
 
 
 @app.command()
+def tools(
+    task: Annotated[
+        str | None, typer.Argument(help="A task file: its allow list and settings apply.")
+    ] = None,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The tools a task gets: each one's arguments, side-effect class and when it asks."""
+    from agentctl import render_tools
+
+    listed = _guarded(lambda: service.list_tools(_settings(), task, yes))
+    if as_json:
+        render.print_json(render_tools.tools_json(listed))
+    else:
+        render_tools.tools_list(listed)
+
+
+@app.command()
 def history(
     session: SessionArg,
     graph: Annotated[bool, typer.Option("--graph", help="Draw the tree of branches.")] = False,

@@ -97,6 +97,26 @@ class Stop(StrEnum):
 
 
 @dataclass(frozen=True)
+class ToolArgument:
+    name: str
+    type: str  # "string", "array of strings", …
+    required: bool
+    description: str | None = None
+    default: object = None
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """A tool a task gets, as `agentctl tools` lists it."""
+
+    name: str
+    description: str
+    side_effect: str  # control, read, write, exec
+    arguments: tuple[ToolArgument, ...]
+    approval: str  # when a call needs a person's yes
+
+
+@dataclass(frozen=True)
 class FileChange:
     """A workspace file a run changed, with its lines added and removed (None: binary)."""
 

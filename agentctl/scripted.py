@@ -21,12 +21,65 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentctl import prompts
+from agentctl.errors import ModelError, TaskFileError
 from agentctl.state import ScriptTurn
 
+if TYPE_CHECKING:
+    from agentctl.llm import ModelClient, ModelReply, PendingReply, TextSink, WireArray
+
 Json = dict[str, Any]
+
+
+NO_REPLY = "the scripted model has no reply for turn"  # the 400 a script that ran out answers
+
+
+class ScriptedClient:
+    """The model client of a task's script: a script that ran out is said in one line, with
+    what to add (not a server's 400 and a resume that would meet it again)."""
+
+    def __init__(self, inner: ModelClient, source: str | None, turns: int) -> None:
+        self._inner = inner
+        self._source = source or "the task file"
+        self._turns = turns
+        self.name = inner.name
+
+    def send(
+        self,
+        messages: Sequence[dict[str, Any]] | WireArray,
+        tools: Sequence[dict[str, Any]],
+        max_tokens: int | None = None,
+        refused: Sequence[str] = (),
+    ) -> PendingReply:
+        return _ScriptedPending(self._inner.send(messages, tools, max_tokens, refused), self)
+
+    def ran_out(self, message: str) -> TaskFileError:
+        asked = message.rpartition(NO_REPLY)[2].strip().partition(":")[0]
+        replies = f"{self._turns} repl{'y' if self._turns == 1 else 'ies'}"
+        return TaskFileError(
+            f"the task's script ran out: the model was asked for reply {asked} and "
+            f"{self._source} has {replies}; add a [[script]] entry for each reply still to "
+            "come, then resume the session"
+        )
+
+
+class _ScriptedPending:
+    def __init__(self, inner: PendingReply, client: ScriptedClient) -> None:
+        self._inner = inner
+        self._client = client
+
+    def collect(self, on_text: TextSink) -> ModelReply:
+        try:
+            return self._inner.collect(on_text)
+        except ModelError as exc:
+            if NO_REPLY in exc.message:
+                raise self._client.ran_out(exc.message) from None
+            raise
+
+    def cancel(self) -> None:
+        self._inner.cancel()
 
 
 @dataclass
@@ -265,8 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
         if index >= len(model.turns):
             self._error(
                 400,
-                f"the scripted model has no reply for turn {index + 1}: "
-                f"its script has {len(model.turns)} turns",
+                f"{NO_REPLY} {index + 1}: its script has {len(model.turns)} turns",
             )
             return
         turn = model.turns[index]

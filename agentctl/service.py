@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentctl import wiring
 from agentctl.config import Settings
@@ -28,7 +28,7 @@ from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary
 
 if TYPE_CHECKING:
-    from agentctl.records import RunEvent, SessionReport
+    from agentctl.records import RunEvent, SessionReport, ToolArgument, ToolInfo
     from agentctl.runner import Ask
     from agentctl.state import TaskSpec
     from agentctl.store.lease import Lease
@@ -235,7 +235,6 @@ def start_session(
         tools = tools or wiring.work_tools(
             settings, root, spec, yes, header.append, undoable=snapshots is not None
         )
-        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         profile = store.load_profile()
         shell = _shell_effects(tools)
         info = SessionInfo(
@@ -252,6 +251,7 @@ def start_session(
         on_event(_started(settings, info.id, model_name, root, shell))
         for event in header:
             on_event(event)
+        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         system = prompts.system_prompt(profile.preferences, spec.instructions, tools.names)
         from agentctl.store.lease import Lease
 
@@ -316,17 +316,15 @@ def resume_session(
         )
         from agentctl.workspace.restore import finish_interrupted
 
+        # Views hold the header and what is said under it until the first checkpoint.
+        shell = _shell_effects(tools)
+        on_event(_started(settings, session_id, model_name, info.workspace, shell, head.id))
+        for event in header:
+            on_event(event)
         if finish_interrupted(snapshots, store, session_id):
             on_event(Notice("finished restoring the workspace files of an interrupted rollback"))
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
         stack.callback(runner.close)
-        on_event(
-            _started(
-                settings, session_id, model_name, info.workspace, _shell_effects(tools), head.id
-            )
-        )
-        for event in header:
-            on_event(event)
         follow_up = None
         if head.to_state is State.DONE:
             follow_up, answer = answer, None
@@ -458,3 +456,52 @@ def session_history(settings: Settings, prefix: str) -> tuple[str, list[Checkpoi
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         return session_id, store.history(session_id)
+
+
+def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[ToolInfo]:
+    """The tools a task would get (the control tools, then the work tools), with their
+    arguments, side-effect class and when a call asks first."""
+    from agentctl import prompts
+    from agentctl.records import ToolInfo
+    from agentctl.state import TaskSpec
+    from agentctl.tools import SideEffect
+
+    spec = read_task(task) if task else TaskSpec(goal="(none)")
+    root = str(Path.cwd())
+    registry = wiring.work_tools(settings, root, spec, yes)
+    listed = []
+    for schema in prompts.CONTROL_TOOLS:
+        f = schema["function"]
+        ask = "asks unless --yes or allow names it" if f["name"] == "remember" else "never"
+        listed.append(ToolInfo(f["name"], f["description"], "control", _arguments(f), ask))
+    for name in registry.names:
+        tool = registry.get(name)
+        assert tool is not None
+        f = {"parameters": tool.parameters}
+        if tool.side_effect is SideEffect.READ:
+            ask = "never"
+        elif yes:
+            ask = "never (--yes)"
+        else:
+            rules = [r for r in spec.allow if r.partition(":")[0].strip() == name]
+            ask = "asks" + (f", unless allowed: {', '.join(rules)}" if rules else "")
+        listed.append(ToolInfo(name, tool.description, tool.side_effect.value, _arguments(f), ask))
+    return listed
+
+
+def _arguments(function: dict[str, Any]) -> tuple[ToolArgument, ...]:
+    from agentctl.records import ToolArgument
+
+    schema = function.get("parameters") or {}
+    required = set(schema.get("required") or ())
+    out = []
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = str(prop.get("type", "any"))
+        if kind == "array":
+            kind = f"array of {prop.get('items', {}).get('type', 'any')}s"
+        elif kind == "object":
+            kind = "object"
+        out.append(
+            ToolArgument(name, kind, name in required, prop.get("description"), prop.get("default"))
+        )
+    return tuple(out)

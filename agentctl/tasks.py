@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -64,9 +65,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
         return TaskSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = _location(first["loc"])
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise TaskFileError(f"{path}: {where}: {first['msg']}{more}") from None
+        raise TaskFileError(f"{path}: {_problem(first)}{more}") from None
 
 
 def goal_task(goal: str) -> TaskSpec:
@@ -77,6 +77,66 @@ def goal_task(goal: str) -> TaskSpec:
         return TaskSpec(goal=goal)
     except ValidationError as exc:
         raise TaskFileError(f"the goal cannot be used: {exc.errors()[0]['msg']}") from None
+
+
+# What each task-file key must be, as a person writes it (README: Task files).
+SHAPES: dict[str, str] = {
+    "goal": 'a string: goal = "what to do"',
+    "title": "a string",
+    "instructions": 'a string (""" … """ for several lines)',
+    "model": "a string: a model name",
+    "max_turns": "a whole number, 1 or more",
+    "allow": 'an array of strings: allow = ["write_file", "run_shell:pytest *"]',
+    "pass_env": 'an array of variable names: pass_env = ["GITHUB_TOKEN"]',
+    "context_window": "a whole number of tokens, at least 512",
+    "context_strategy": '"summarize" or "drop"',
+    "sandbox": '"workspace-write", "read-only", "off" or "required"',
+    "network": "true or false",
+    "script": "an array of tables: one [[script]] per reply (not [script])",
+    "script.content": "a string: the reply's text",
+    "script.delay": "a number of seconds, 0 or more",
+    "script.stream_delay": "a number of seconds, 0 or more",
+    "script.refusal": "a string",
+    "script.finish_reason": 'a string such as "length"',
+    "script.tool_calls": "an array of tables: one [[script.tool_calls]] per call",
+    "script.tool_calls.name": 'a string: the tool\'s name, e.g. name = "read_file"',
+    "script.tool_calls.arguments": 'a table: arguments = { path = "notes.md" }',
+}
+
+
+def _kind(value: object) -> str:
+    """What a TOML value is, in TOML's words."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+def _problem(error: Any) -> str:
+    """One task-file error: the key, what it must be, and what it was."""
+    loc = tuple(error["loc"])
+    where = _location(loc)
+    key = ".".join(str(p) for p in loc if isinstance(p, str))
+    if error["type"] == "extra_forbidden":
+        parent = key.rpartition(".")[0]
+        keys = sorted(k.rpartition(".")[2] for k in SHAPES if k.rpartition(".")[0] == parent)
+        return f"unknown key {where!r}; the keys here are {', '.join(keys)}"
+    shape = SHAPES.get(key)
+    if shape is None:
+        return f"{where}: {error['msg']}"
+    if error["type"] == "missing":
+        return f"{where} is missing: it must be {shape}"
+    kind = str(error["type"])
+    if kind.endswith(("_type", "_parsing")):  # the wrong kind of value: say which it was
+        return f"{where} must be {shape}, not {_kind(error.get('input'))}"
+    return f"{where} must be {shape} ({error['msg']})"
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

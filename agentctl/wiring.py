@@ -243,7 +243,13 @@ def runner(
                 if settings.retries is None
                 else settings.retries,
             )
-        return OpenAIModelClient(config, notify=lambda text: on_event(Notice(text)))
+        client = OpenAIModelClient(config, notify=lambda text: on_event(Notice(text)))
+        if model_name == SCRIPTED:
+            from agentctl.scripted import ScriptedClient
+
+            assert spec.script is not None
+            return ScriptedClient(client, spec.source, len(spec.script))
+        return client
 
     def counter() -> TokenCounter:
         from agentctl.context import TiktokenCounter

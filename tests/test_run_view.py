@@ -32,9 +32,7 @@ def test_the_run_view_names_each_call_and_shows_output_diffs_reads_turns_and_a_s
     sid = only_session()
     err = result.stderr
     # The header first, before the first checkpoint's line; model and server named.
-    assert err.index(f"session {sid} started · model scripted · server") < err.index(
-        "#1 planning"
-    )
+    assert err.index(f"session {sid} started · model scripted · server") < err.index("#1 planning")
     # A command: named, its exit code, the first and last lines of its output.
     assert "● run_shell $ python3 -m unittest\n  ✗ exit 1" in err
     assert "│ FAILED (failures=2)" in err

@@ -74,7 +74,7 @@ def check_shape(events: list[dict[str, Any]]) -> None:
     assert events[0]["type"] == "session.started"
     assert events[-1]["type"] == "result"
     assert types(events).count("result") == 1
-    assert RESULT_KEYS <= set(events[-1])
+    assert set(events[-1]) >= RESULT_KEYS
     # Every model turn reports its usage before the checkpoint of its reply.
     kinds = [e.get("kind") if e["type"] == "checkpoint" else e["type"] for e in events]
     for n, kind in enumerate(kinds):
