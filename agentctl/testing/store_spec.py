@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.details import ReplyDetail
+from agentctl.details import CompactionDetail, ReplyDetail
 from agentctl.errors import (
     HeadMovedError,
     InvalidDraftError,
@@ -67,13 +67,34 @@ def draft(
     *messages: str,
     state: State = State.EXECUTING,
     task: TaskState | None = None,
-    kind: CheckpointKind = CheckpointKind.MODEL_REPLY,
+    kind: CheckpointKind | None = None,
+    from_state: State | None = None,
 ) -> CheckpointDraft:
+    """A checkpoint a real run could write, so every session the spec leaves is one `verify`
+    calls sound (the fixture checks): the first is `new_task` (idle → planning), the second
+    `plan_ready` (→ executing), later ones model replies in `state`; a move into `done` is
+    `task_complete`, and a rollback lands in its target's state (executing)."""
+    if kind is None:
+        kind = (
+            CheckpointKind.NEW_TASK
+            if parent is None
+            else CheckpointKind.PLAN_READY
+            if n == 2
+            else CheckpointKind.TASK_COMPLETE
+            if state is State.DONE
+            else CheckpointKind.MODEL_REPLY
+        )
+    before = {
+        CheckpointKind.NEW_TASK: State.IDLE,
+        CheckpointKind.PLAN_READY: State.PLANNING,
+        CheckpointKind.TASK_COMPLETE: State.EXECUTING,
+    }.get(kind, state if from_state is None else from_state)
+    after = State.PLANNING if kind is CheckpointKind.NEW_TASK else state
     return CheckpointDraft(
         parent=parent,
         kind=kind,
-        from_state=State.PLANNING if parent is None else state,
-        to_state=state,
+        from_state=before,
+        to_state=after,
         created_at=f"2026-01-01T00:00:{n:02d}.000+00:00",
         task=task or TaskState(goal="test goal", data={"n": n}),
         usage=Usage(calls=n),
@@ -111,11 +132,23 @@ class StoreSpec:
         if not self.persistent:
             pytest.skip("the backend keeps nothing across handles")
 
+    #: set by a test that damages its store on purpose: the fixture then skips its check
+    damaged = False
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
+        from agentctl.verify import verify_store
+
+        self.damaged = False
         s = self.open(tmp_path)
         yield s
-        s.close()
+        try:
+            if not self.damaged:  # the spec writes only what a real run could: verify agrees
+                store_problems, reports = verify_store(s)
+                unsound = [f"{r.session_id}: {p}" for r in reports for p in r.problems]
+                assert not store_problems + unsound, f"the spec left an unsound store: {unsound}"
+        finally:
+            s.close()
 
     def test_a_new_session_loads_back_whole(self, store: Store) -> None:
         first = store.create_session(info(), draft(None, 1, "hello", "world"))
@@ -159,7 +192,11 @@ class StoreSpec:
 
     def test_a_compaction_keeps_a_prefix_and_the_full_record(self, store: Store) -> None:
         build(store, 6)
-        compacted = replace(draft(6, 7, "summary", "m6"), keep_messages=2)
+        compacted = replace(
+            draft(6, 7, "summary", "m6", kind=CheckpointKind.CONTEXT_COMPACTED),
+            detail=CompactionDetail("drop", dropped=3, kept=1),
+            keep_messages=2,
+        )
         store.append("abc123", 6, compacted)
         assert contents(store) == ["m1", "m2", "summary", "m6"]
         assert store.load("abc123").context_tokens == 2 + 2 + 7 + 2
@@ -329,8 +366,9 @@ class StoreSpec:
         build(store, 2, "second")
         assert [store.get_checkpoint("first1", n).message_tip for n in (1, 2, 3)] == [1, 2, 3]
         assert store.head("second").message_tip == 2
-        store.append("first1", 3, draft(1, 4, kind=CheckpointKind.ROLLBACK))
-        branch = store.append("first1", 4, draft(4, 5, "b1", "b2"))
+        back = draft(1, 4, kind=CheckpointKind.ROLLBACK, state=State.PLANNING)
+        store.append("first1", 3, replace(back, from_state=State.EXECUTING))
+        branch = store.append("first1", 4, draft(4, 5, "b1", "b2", state=State.PLANNING))
         assert branch.message_tip == 5  # numbered on after m3, its parent is m1
         links = store.message_links("first1")
         assert {i: parent for i, (parent, _m) in links.messages.items()} == {
@@ -347,7 +385,7 @@ class StoreSpec:
         second = store.append("abc123", 1, draft(1, 2, "b"))
         assert store.get_checkpoint("abc123", 1) == first
         assert store.head("abc123") == second
-        assert [c.kind for c in store.history("abc123")] == ["model_reply"] * 2
+        assert [c.kind for c in store.history("abc123")] == ["new_task", "plan_ready"]
 
     def test_a_deleted_session_is_gone_and_its_id_free_again(self, store: Store) -> None:
         build(store, 3, "gone11")
@@ -457,6 +495,7 @@ class StoreSpec:
         build(store, 3)
         rows = store.history("abc123")
         owner = owner_of(store.info("abc123"))
+        self.damaged = True  # a sound listing that disagrees with the rows: verify says so
         other = [c._replace(kind="tampered") for c in rows]
         sound = KeptListing.of(owner, other)
         for listing in (
