@@ -45,21 +45,78 @@ CLEARED = (
 
 
 # What makes a test slow is a real process (each `agentctl` pays the ~1 s openai import): a test
-# whose code starts one is in the `process` tier, found from its source so the tier cannot go
-# stale. `pytest -m "not process"` is the edit-test loop; plain `pytest` runs everything.
-PROCESS_WORDS = ("cli(", "subprocess.", "Popen(", "run_in_terminal(", "fork", "kill(")
+# that starts one is in the `process` tier. The tier is found from what the test's code *does*:
+# the names its code (and the helpers and fixtures of ours it uses) calls, never words in its
+# source, so a test named "fork" or a string "kill(" is not slow for it. A guard below fails a
+# fast-tier test that starts an agentctl process all the same, so the tier cannot go stale.
+# `pytest -m "not process"` is the edit-test loop; plain `pytest` runs everything.
+PROCESS_NAMES = frozenset(
+    {"cli", "subprocess", "Popen", "run_in_terminal", "kill", "killpg", "fork", "forkpty", "spawn"}
+)
+
+
+def _calls_a_process(function: object, seen: set[object]) -> bool:
+    """Whether `function`'s code names a process starter, or calls a helper of the tests (a
+    function defined under tests/) that does, however deep."""
+    code = getattr(function, "__code__", None)
+    if code is None or function in seen:
+        return False
+    seen.add(function)
+    namespace = getattr(function, "__globals__", {})
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        for name in current.co_names:
+            if name in PROCESS_NAMES:
+                return True
+            helper = namespace.get(name)
+            if _is_ours(helper) and _calls_a_process(helper, seen):
+                return True
+        stack.extend(c for c in current.co_consts if isinstance(c, type(code)))
+    return False
+
+
+def _is_ours(obj: object) -> bool:
+    code = getattr(obj, "__code__", None)
+    return code is not None and str(ROOT / "tests") in code.co_filename
+
+
+GUARDS = frozenset({"_fast_tier_starts_no_agentctl"})  # they name Popen but start nothing
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    import inspect
-
     for item in items:
         function = getattr(item, "function", None)
         if function is None or item.get_closest_marker("process"):
             continue
-        source = inspect.getsource(function)
-        if any(word in source for word in PROCESS_WORDS):
+        seen: set[object] = set()
+        fixtures = getattr(item, "_fixtureinfo", None)
+        starters = [function]
+        if fixtures is not None:
+            for defs in fixtures.name2fixturedefs.values():
+                starters += [d.func for d in defs if _is_ours(d.func) and d.argname not in GUARDS]
+        if any(_calls_a_process(f, seen) for f in starters):
             item.add_marker(pytest.mark.process)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_agentctl(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test left in the fast tier that starts an `agentctl` process fails and says so: the
+    tiering above missed what it does (git and shell commands the code under test runs are
+    fine: they cost milliseconds)."""
+    if request.node.get_closest_marker("process"):
+        return
+    original = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
+        if argv[:1] == [sys.executable] and "agentctl" in argv[1:3]:
+            pytest.fail("this test starts an agentctl process: mark it @pytest.mark.process")
+        original(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture(scope="session")
@@ -89,12 +146,21 @@ def postgres() -> Iterator[Any]:
 
 
 _databases = iter(range(1, 1_000_000))
+_emptied: list[str] = []  # databases a test gave back and that were emptied for the next
 
 
 @pytest.fixture
-def pg_url(postgres: Any) -> str:
-    """The URL of a new, empty database on the test server."""
-    return str(postgres.database(f"t{next(_databases)}_{os.getpid()}"))
+def pg_url(postgres: Any) -> Iterator[str]:
+    """The URL of an empty database on the test server: a new one, or one an earlier test used
+    that `reset_database` emptied (nothing of that test left in it)."""
+    from agentctl.testing.postgres import reset_database
+
+    url = (
+        _emptied.pop() if _emptied else str(postgres.database(f"t{next(_databases)}_{os.getpid()}"))
+    )
+    yield url
+    if reset_database(url):
+        _emptied.append(url)
 
 
 @pytest.fixture(autouse=True)

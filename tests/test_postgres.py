@@ -295,8 +295,13 @@ def test_each_user_has_a_profile_of_their_own(pg_url: str) -> None:
 def test_kinds_round_trip(pg_url: str) -> None:
     store = open_store(pg_url)
     try:
-        build(store, 2)
-        assert store.head("abc123").kind is CheckpointKind.MODEL_REPLY
+        build(store, 3)
+        kinds = [store.get_checkpoint("abc123", n).kind for n in (1, 2, 3)]
+        assert kinds == [
+            CheckpointKind.NEW_TASK,
+            CheckpointKind.PLAN_READY,
+            CheckpointKind.MODEL_REPLY,
+        ]
     finally:
         store.close()
 

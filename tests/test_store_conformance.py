@@ -31,11 +31,16 @@ class TestPostgresStore(StoreSpec):
     """The same contract on a real PostgreSQL (a throwaway server: tests/conftest.py)."""
 
     @pytest.fixture(autouse=True)
-    def _server(self, postgres: object) -> None:
+    def _server(self, postgres: object, pg_url: str) -> None:
         self.server = postgres
+        self.spare = [pg_url]  # the test's first folder gets the fixture's (pooled) database
         self.urls: dict[Path, str] = {}
 
     def open(self, place: Path) -> Store:
         if place not in self.urls:  # one database per test folder: reopening finds it
-            self.urls[place] = self.server.database(f"c{abs(hash(place)) % 10**12}")  # type: ignore[attr-defined]
+            self.urls[place] = (
+                self.spare.pop()
+                if self.spare
+                else self.server.database(f"c{abs(hash(place)) % 10**12}")  # type: ignore[attr-defined]
+            )
         return open_store(self.urls[place])

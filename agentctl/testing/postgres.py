@@ -139,8 +139,12 @@ class ThrowawayPostgres:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
+        # Immediate: the cluster is thrown away, so its shutdown checkpoint (writing every dirty
+        # page of a few hundred test databases, most of the 47 s a test run spent here) is waste.
         with contextlib.suppress(Unavailable, subprocess.TimeoutExpired):
-            self.stop_server()
+            self._run(
+                str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -157,6 +161,36 @@ def create_database(url: str, name: str) -> str:
         conn.execute(f"CREATE DATABASE {name}")
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def reset_database(url: str) -> bool:
+    """Empty the database `url` names for another test: its connections are closed and
+    agentctl's schema dropped. True only when nothing of a test is left in it (no other schema,
+    nothing in `public`); a database that cannot be reset is not given out again. Reusing a
+    database costs a few milliseconds where creating one copies a template (a quarter second
+    and 7.5 MB of files each)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            conn.execute("DROP SCHEMA IF EXISTS agentctl CASCADE")
+            left = conn.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+                " AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'"
+            ).fetchone()
+            schemas = conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname NOT IN"
+                " ('public', 'pg_catalog', 'information_schema', 'pg_toast')"
+                " AND nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast_temp%'"
+            ).fetchone()
+    except psycopg.Error:
+        return False
+    return left == (0,) and schemas == (0,)
 
 
 class ExternalPostgres:
