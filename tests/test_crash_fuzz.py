@@ -11,7 +11,22 @@ from tests.fault.fuzz import SCENARIOS, Report, Scenario, fuzz_scenario
 
 pytestmark = pytest.mark.process  # forks and kills real processes
 
-TOTAL = Report()  # across the cases, for the count below; each case reports on its own
+TOTAL = Report()
+
+
+def sandbox_or_skip() -> None:
+    """The shell scenario runs in bubblewrap: where it cannot run, a skip (a failure in CI)."""
+    import os
+
+    from agentctl.tools.sandbox import probe
+
+    _, why = probe(os.environ)
+    if why is not None:
+        if os.environ.get("AGENTCTL_REQUIRE_SANDBOX") or os.environ.get("CI") == "true":
+            pytest.fail(f"the sandbox is required here and cannot run: {why}")
+        pytest.skip(
+            f"no sandbox here: {why}"
+        )  # across the cases, for the count below; each case reports on its own
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "json", "postgres"])
@@ -19,6 +34,8 @@ TOTAL = Report()  # across the cases, for the count below; each case reports on 
 def test_every_kill_point_resumes_to_the_clean_end(
     tmp_path: Path, backend: str, scenario: Scenario, request: pytest.FixtureRequest
 ) -> None:
+    if scenario.sandboxed_shell:
+        sandbox_or_skip()
     report = Report()
     database = None
     if backend == "postgres":

@@ -35,8 +35,11 @@ from agentctl.lifecycle import State
 from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
 from agentctl.store import open_store
 from agentctl.tasks import load_task_file
-from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools import SideEffect, Tool, ToolOutcome, ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
+from agentctl.tools.files import Workspace
+from agentctl.tools.sandbox import Sandbox, probe
+from agentctl.tools.shell import RunShell
 from agentctl.verify import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,12 +143,29 @@ EDIT = TaskSpec(
 )
 
 
+# Shell commands in the sandbox (issue 27): each appends to a workspace file, then a rollback
+# past both, and the same commands again on the new branch.
+SHELL = TaskSpec(
+    goal="Log two lines",
+    script=(
+        ScriptTurn(tool_calls=(_call("submit_plan", steps=["log"]),)),
+        ScriptTurn(tool_calls=(_call("run_shell", command="echo one >> log.txt"),)),
+        ScriptTurn(
+            tool_calls=(_call("run_shell", command="echo two >> log.txt && wc -l log.txt"),)
+        ),
+        ScriptTurn(tool_calls=(_call("complete_step", summary="logged"),)),
+        ScriptTurn(tool_calls=(_call("finish", result="two lines"),)),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     spec: TaskSpec
     rollback_steps: int | None = None  # after the first done: roll back, answer again, finish
     answers: tuple[str, str] = ("June", "July")
+    sandboxed_shell: bool = False  # run_shell among the tools, in the sandbox (bubblewrap)
 
 
 SCENARIOS = [
@@ -157,7 +177,16 @@ SCENARIOS = [
     Scenario("pay", PAY),
     Scenario("compact", COMPACT),
     Scenario("edit", EDIT, rollback_steps=6),
+    Scenario("shell", SHELL, rollback_steps=10, sandboxed_shell=True),
 ]
+
+
+def sandboxed_shell(work: Path) -> RunShell:
+    """run_shell in the sandbox; a scenario that needs one fails where bubblewrap cannot run."""
+    bwrap, why = probe(os.environ)
+    if bwrap is None:
+        raise RuntimeError(f"the shell scenario runs in the sandbox, and {why}")
+    return RunShell(Workspace(work), sandbox=Sandbox(bwrap, work))
 
 
 @dataclass
@@ -193,9 +222,10 @@ def drive(world: World, scenario: Scenario) -> None:
     settings = world.settings
     work = world.root / "work"  # the workspace: snapshotted, restored by rollbacks
     work.mkdir(exist_ok=True)
-    tools = ToolRegistry(
-        [ChargeCard(world.ledger), LookUp(), WriteNote(work)], ApprovalPolicy(yes=True)
-    )
+    kit: list[Tool] = [ChargeCard(world.ledger), LookUp(), WriteNote(work)]
+    if scenario.sandboxed_shell:
+        kit.append(sandboxed_shell(work))
+    tools = ToolRegistry(kit, ApprovalPolicy(yes=True))
     quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
     if not sessions.list_sessions(settings, sessions.Filters(limit=None)):
         service.start_session(
