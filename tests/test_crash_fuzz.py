@@ -11,7 +11,7 @@ from tests.fault.fuzz import SCENARIOS, Report, Scenario, fuzz_scenario
 
 pytestmark = pytest.mark.process  # forks and kills real processes
 
-TOTAL = Report()
+TOTAL = Report()  # across the cases, for the count below; each case reports on its own
 
 
 def sandbox_or_skip() -> None:
@@ -24,9 +24,7 @@ def sandbox_or_skip() -> None:
     if why is not None:
         if os.environ.get("AGENTCTL_REQUIRE_SANDBOX") or os.environ.get("CI") == "true":
             pytest.fail(f"the sandbox is required here and cannot run: {why}")
-        pytest.skip(
-            f"no sandbox here: {why}"
-        )  # across the cases, for the count below; each case reports on its own
+        pytest.skip(f"no sandbox here: {why}")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "json", "postgres"])
