@@ -17,7 +17,7 @@ made), TMPFS_BYTES in each of `/tmp` and `/dev/shm`. Time is bounded by run_shel
 
 from __future__ import annotations
 
-import itertools
+import atexit
 import os
 import shutil
 import subprocess
@@ -98,6 +98,8 @@ class Sandbox:
         if self.network:
             args.append("--share-net")
         args += ["--die-with-parent", "--new-session", "--chdir", str(ws), "--"]
+        if os.geteuid() == 0:  # RLIMIT_NPROC does not bind root: a pids cgroup does (launched)
+            return [*args, "/bin/sh", "-c", command]
         # The process limit is set inside: RLIMIT_NPROC counts per user namespace, so the
         # user's processes outside do not use it up (dash spells it -p, bash -u).
         limit = self.processes
@@ -108,34 +110,37 @@ class Sandbox:
 
     @contextmanager
     def launched(self, command: str) -> Iterator[list[str]]:
-        """The command line to start, inside a pids cgroup when agentctl is root (who is not
-        bound by RLIMIT_NPROC); the group is removed after the command."""
+        """The command line to start; when agentctl is root (whom RLIMIT_NPROC does not bind),
+        one that joins a pids cgroup first, so every process it makes is counted."""
         argv = self.argv(command)
-        group = self._new_group()
+        group = _group(self.cgroups, self.processes) if self.cgroups is not None else None
         if group is None:
             yield argv
-            return
-        try:
-            # The shell joins the group before bubblewrap starts, so every process it makes is
-            # counted from the first.
+        else:
             yield ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(group), *argv]
-        finally:
-            _remove_group(group)
 
-    def _new_group(self) -> Path | None:
-        if self.cgroups is None:
-            return None
-        group = self.cgroups / f"agentctl-{os.getpid()}-{next(_GROUPS)}"
+
+# One pids cgroup per agentctl process and limit, made at its first sandboxed command and
+# removed when the process exits: its commands run one after another, and each one's
+# processes die with its PID namespace, so they never share the limit. (A group made and
+# removed around every command cost 7 ms.)
+_GROUPS: dict[tuple[int, Path, int], Path | None] = {}
+
+
+def _group(cgroups: Path, limit: int) -> Path | None:
+    key = (os.getpid(), cgroups, limit)
+    if key not in _GROUPS:
+        group = cgroups / f"agentctl-{os.getpid()}-{limit}"
         try:
-            group.mkdir()
-            (group / "pids.max").write_text(str(self.processes))
+            group.mkdir(exist_ok=True)
+            (group / "pids.max").write_text(str(limit))
         except OSError:
             _remove_group(group)
-            return None
-        return group
-
-
-_GROUPS = itertools.count(1)
+            _GROUPS[key] = None
+        else:
+            atexit.register(_remove_group, group)
+            _GROUPS[key] = group
+    return _GROUPS[key]
 
 
 def _remove_group(group: Path) -> None:
@@ -151,7 +156,7 @@ def _remove_group(group: Path) -> None:
             return
         except OSError:
             if time.monotonic() >= deadline:
-                return  # left for the kernel's empty-group cleanup; nothing runs in it
+                return  # left empty; nothing runs in it
             time.sleep(0.01)
 
 
