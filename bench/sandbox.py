@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -34,10 +35,17 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
+CPU: list[float] = []  # CPU seconds of the children of the last `timed` calls
+
+
 def timed(shell: RunShell, command: str) -> float:
+    """Wall time of one call; its children's CPU time (user + system) goes to CPU."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     outcome = shell.run({"command": command})
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     assert not outcome.is_error, outcome.content
     return elapsed
 
@@ -67,9 +75,12 @@ def measure(root: Path, runs: int, files: int) -> dict[str, Any]:
     for shell in (plain, boxed, uncounted):  # warm the page cache and bubblewrap's binary
         timed(shell, "true")
     bare, sandboxed, no_group = [], [], []
+    cpu: dict[str, list[float]] = {"bare": [], "sandboxed": []}
     for _ in range(runs):
         bare.append(timed(plain, "true"))
+        cpu["bare"].append(CPU[-1])
         sandboxed.append(timed(boxed, "true"))
+        cpu["sandboxed"].append(CPU[-1])
         no_group.append(timed(uncounted, "true"))
     overhead = [s - b for s, b in zip(sandboxed, bare, strict=True)]
     snaps = Snapshots(ws, root / "data")
@@ -93,6 +104,11 @@ def measure(root: Path, runs: int, files: int) -> dict[str, Any]:
         "sandboxed_true_ms": ms(statistics.median(sandboxed)),
         "overhead_median_ms": ms(statistics.median(overhead)),
         "overhead_p90_ms": ms(sorted(overhead)[int(len(overhead) * 0.9)]),
+        "overhead_min_ms": ms(min(sandboxed) - min(bare)),
+        "cpu_overhead_median_ms": ms(
+            statistics.median(cpu["sandboxed"]) - statistics.median(cpu["bare"])
+        ),
+        "load_average": round(os.getloadavg()[0], 1),
         "overhead_without_cgroup_ms": ms(
             statistics.median(n - b for n, b in zip(no_group, bare, strict=True))
         ),

@@ -94,9 +94,12 @@ class Sandbox:
         args += _hide(p for p in outside if not _private(p))
         args += ["--ro-bind" if self.mode == READ_ONLY else "--bind", str(ws), str(ws)]
         args += _hide(inside)
-        args += ["--unshare-user", "--unshare-all", "--disable-userns"]
-        if self.network:
-            args.append("--share-net")
+        # The namespaces that confine: user (no rights outside it), PID (its processes die
+        # with it), IPC (no System V memory of the user's), network. UTS and cgroup ones would
+        # confine nothing more (sethostname already needs rights the command lacks) and cost.
+        args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--disable-userns"]
+        if not self.network:
+            args.append("--unshare-net")
         args += ["--die-with-parent", "--new-session", "--chdir", str(ws), "--"]
         if os.geteuid() == 0:  # RLIMIT_NPROC does not bind root: a pids cgroup does (launched)
             return [*args, "/bin/sh", "-c", command]
@@ -197,7 +200,8 @@ def pids_cgroups() -> Path | None:
 
 _PROBED: dict[str, str | None] = {}
 # A namespace of each kind the sandbox uses, and the command that must run in them.
-PROBE_ARGS = ["--ro-bind", "/", "/", "--unshare-user", "--unshare-all", "--disable-userns"]
+PROBE_ARGS = ["--ro-bind", "/", "/", "--unshare-user", "--unshare-pid", "--unshare-ipc"]
+PROBE_ARGS += ["--unshare-net", "--disable-userns"]
 PROBE_ARGS += ["--die-with-parent", "/bin/true"]
 
 
