@@ -38,6 +38,8 @@ DEFAULT_STRATEGY = "summarize"
 DEFAULT_PREVIEW_LINES = 4  # of a command's output: the first and last this many lines
 DEFAULT_SNAPSHOT_MAX_FILE = 5 << 20
 DEFAULT_SNAPSHOT_MAX_CAPTURE = 100 << 20
+DEFAULT_SANDBOX = "workspace-write"  # where bubblewrap works (tools/sandbox.py)
+DEFAULT_APPROVAL = "ask"
 
 
 @dataclass(frozen=True)

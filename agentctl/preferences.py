@@ -62,6 +62,9 @@ def show_config(settings: Settings) -> tuple[Path, list[ConfigRow]]:
         "snapshot_max_file": config.DEFAULT_SNAPSHOT_MAX_FILE,
         "snapshot_max_capture": config.DEFAULT_SNAPSHOT_MAX_CAPTURE,
         "preview_lines": config.DEFAULT_PREVIEW_LINES,
+        "sandbox": config.DEFAULT_SANDBOX,
+        "network": "false",
+        "approval": config.DEFAULT_APPROVAL,
     }
     effective: dict[str, object] = {
         "model": settings.default_model,

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentctl.config import Settings
+from agentctl.config import DEFAULT_SANDBOX, Settings
 from agentctl.errors import ModelError, UsageError
 from agentctl.records import Notice
 
@@ -114,7 +114,7 @@ def work_tools(
 def sandbox_choice(settings: Settings, spec: TaskSpec) -> tuple[str, bool]:
     """The sandbox mode asked for (run --sandbox and the task file, kept in the spec, beat the
     setting; workspace-write by default) and whether commands may reach the network."""
-    mode = spec.sandbox or settings.sandbox or "workspace-write"
+    mode = spec.sandbox or settings.sandbox or DEFAULT_SANDBOX
     network = spec.network if spec.network is not None else bool(settings.network)
     return mode, network
 
