@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentctl import prompts
-from agentctl.context import SUMMARY_TOKENS, Budget, calibrated, compaction_split, cut_text
+from agentctl.context import (
+    MIN_ROOM,
+    MIN_SUMMARY,
+    SUMMARY_TOKENS,
+    Budget,
+    calibrated,
+    compaction_split,
+    cut_text,
+)
 from agentctl.details import CompactionDetail
 from agentctl.lifecycle import CheckpointKind
 from agentctl.state import Message, Session, TaskState
@@ -58,6 +66,34 @@ class ContextKeeper:
             return None  # fits, whatever the schemas count: no vocabulary needed to know it
         return compaction_split(session.messages, limit - self.tools_tokens(), KEEP_HEAD)
 
+    def too_small(
+        self, task: TaskState, approximate: bool | None, head: int, learned: int | None = None
+    ) -> str | None:
+        """Why no request can be made, when the tool schemas and the first messages (`head`
+        tokens: system prompt and goal, which are never compacted) leave less than MIN_ROOM of
+        the limit: compacting would run on every turn and help none. Else None."""
+        limit = self.limit(task, approximate, learned)
+        fixed = head + self.tools_tokens()
+        if fixed + MIN_ROOM <= limit:
+            return None
+        windows = [self.budget.window] if self.budget else []
+        if learned or task.context_limit:
+            windows.append(learned or task.context_limit or 0)
+        window = min(windows) if windows else limit
+        return (
+            f"the tools and goal take {fixed:,} of the {window:,}-token window, which leaves "
+            f"{limit:,} for the prompt beside the reply's share: no room to work in, and "
+            "compacting cannot make any; set a larger context_window, or give a shorter goal"
+        )
+
+    def summary_tokens(self, session: Session, split: int) -> int:
+        """What a summary of the turns before `split` may take: never more than half of what
+        it replaces nor an eighth of the limit (at a small window 300 tokens is a good part
+        of it), so a summary saves more than it costs. 0: not worth asking; drop them."""
+        dropped = sum(m.tokens for m in session.messages[KEEP_HEAD:split])
+        allowed = min(SUMMARY_TOKENS, dropped // 2, self.prompt_limit(session) // 8)
+        return allowed if allowed >= MIN_SUMMARY else 0
+
     def shrunk_window(self, session: Session, server_window: int | None) -> int | None:
         """The window to work in after a server refused the conversation as too long (its own
         figure when it gave one), or None when cutting to it leaves nothing to compact."""
@@ -80,9 +116,10 @@ class ContextKeeper:
         split: int,
         summary: str | None,
         counted: Callable[[Message], Message],
+        summary_tokens: int = SUMMARY_TOKENS,
     ) -> tuple[tuple[Message, ...], CompactionDetail]:
         """The new messages after the kept head (a note, then the kept turns) and the
-        checkpoint's detail. A summary is cut to SUMMARY_TOKENS; one that does not make the
+        checkpoint's detail. A summary is cut to `summary_tokens`; one that does not make the
         conversation smaller is dropped."""
         messages, task = session.messages, session.task
         dropped, kept = messages[KEEP_HEAD:split], messages[split:]
@@ -98,7 +135,7 @@ class ContextKeeper:
         strategy = self.strategy if summary is not None else "drop"
         if summary is not None:
             tokens = counted(Message(role="user", content=summary)).tokens
-            summary = cut_text(summary, tokens, SUMMARY_TOKENS)
+            summary = cut_text(summary, tokens, summary_tokens)
         new, after = rebuilt(summary)
         if summary is not None and after >= session.context_tokens:
             strategy, (new, after) = "drop", rebuilt(None)  # the summary did not help

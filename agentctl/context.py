@@ -143,12 +143,15 @@ def compaction_split(messages: Sequence[Counted], limit: int, keep_head: int) ->
 
     The first `keep_head` messages (system prompt, goal) always stay. The rest is cut at a turn
     boundary (never between a tool call and its results) so that the kept tail takes at most
-    half the limit, leaving room to work before the next compaction; the newest turn is kept
-    even when it alone is larger. None also when there is nothing older to take out.
+    half of what the head leaves of the limit, leaving room to work before the next
+    compaction; the newest turn is kept even when it alone is larger. None also when there
+    is nothing older to take out.
     """
     if sum(m.tokens for m in messages) <= limit:
         return None
-    target = limit // 2
+    # Half of what the head leaves: at a small window the head (system prompt, goal) takes
+    # much of the limit, and a tail of half the whole limit would leave no room to work in.
+    target = max(0, limit - sum(m.tokens for m in messages[:keep_head])) // 2
     tail = 0
     best: int | None = None
     for index in range(len(messages) - 1, keep_head, -1):  # message keep_head goes, at least
@@ -164,6 +167,8 @@ def compaction_split(messages: Sequence[Counted], limit: int, keep_head: int) ->
 # -- what is sent ----------------------------------------------------------------------------
 
 SUMMARY_TOKENS = 300  # a summary is asked for, and cut to, this many tokens: it must shrink
+MIN_SUMMARY = 64  # a summary allowed fewer tokens than this is not asked for: the turns are dropped
+MIN_ROOM = 128  # what the tools and the goal must leave of the prompt limit (a short turn)
 # Before a server has said how it counts, approximate counts (another model's vocabulary) are
 # taken this much too low: SmolLM2's tokenizer gives 1.10x cl100k_base on the same text.
 APPROXIMATE_MARGIN = 1.15

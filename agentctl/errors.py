@@ -52,6 +52,11 @@ class RollbackTargetError(UsageError):
     pass
 
 
+class WindowTooSmallError(UsageError):
+    """The tool schemas and the goal leave no room in the context window: compacting cannot
+    make any, so no request is sent."""
+
+
 class NotWaitingError(UsageError):
     """--input was given for a session that is not waiting for input."""
 

@@ -32,9 +32,9 @@ from agentctl.actions import (
 )
 from agentctl.calls import ToolCalls
 from agentctl.compaction import KEEP_HEAD, ContextKeeper
-from agentctl.context import SUMMARY_TOKENS, Budget, TokenCounter, fit_request, observed
+from agentctl.context import Budget, TokenCounter, fit_request, observed
 from agentctl.details import ReplyDetail
-from agentctl.errors import ModelError
+from agentctl.errors import ModelError, WindowTooSmallError
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
@@ -116,7 +116,12 @@ class Runner:
             update={"tokenizer": counter.encoding_name, "approximate_tokens": counter.approximate}
         )
         try:
-            session = self._journal.create(info, tuple(map(self._journal.counted, messages)), lease)
+            counted = tuple(map(self._journal.counted, messages))
+            head = sum(m.tokens for m in counted)
+            task = TaskState(goal=info.spec.goal)
+            if (problem := self._keeper.too_small(task, counter.approximate, head)) is not None:
+                raise WindowTooSmallError(problem)  # no session: the command line holds it all
+            session = self._journal.create(info, counted, lease)
         except BaseException:
             if pending is not None:
                 pending.cancel()
@@ -207,6 +212,10 @@ class Runner:
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
                 session = self._journal.record_error(session, message)
                 return RunResult(Stop.TURN_LIMIT, session)
+            elif (problem := self._too_small(session)) is not None:
+                self._run_prelude()
+                session = self._journal.record_error(session, problem)
+                raise WindowTooSmallError(problem, hint=f"agentctl resume {session.info.id}")
             elif (split := self._keeper.split(session)) is not None:
                 self._run_prelude()
                 session = self._compact(session, split)
@@ -352,20 +361,31 @@ class Runner:
             return self._schema_tokens
         return self._journal.counter().bound({"content": json.dumps(self._tool_schemas())})
 
+    def _too_small(self, session: Session) -> str | None:
+        """The window's problem when the conversation does not fit and the part compaction
+        keeps (system prompt, goal) leaves no room with the tools; checked only then."""
+        if self._budget is None and session.task.context_limit is None:
+            return None
+        if session.context_tokens + self._schema_bound() <= self._keeper.prompt_limit(session):
+            return None
+        head = sum(m.tokens for m in session.messages[:KEEP_HEAD])
+        return self._keeper.too_small(session.task, session.info.approximate_tokens, head)
+
     def _compact(self, session: Session, split: int) -> Session:
         """Replace the turns before `split` by a note (with the model's summary of them, or
         nothing when dropping). One checkpoint; the originals stay in the store, in the
         parent's conversation, so `show --at` and rollback still reach them."""
         usage, summary = session.checkpoint.usage, None
-        if self._keeper.strategy == "summarize":
+        allowed = self._keeper.summary_tokens(session, split)
+        if self._keeper.strategy == "summarize" and allowed:
             request = prompts.summary_request(self._keeper.transcript(session, split))
-            pending = self._model_client().send(
-                request, [], SUMMARY_TOKENS, session.task.refused_params
-            )
+            pending = self._model_client().send(request, [], allowed, session.task.refused_params)
             reply = self._collect(session, pending, lambda _: None)
             summary = reply.message.content or "(the model gave no summary)"
             usage = usage + reply.usage
-        new, detail = self._keeper.compacted(session, split, summary, self._journal.counted)
+        new, detail = self._keeper.compacted(
+            session, split, summary, self._journal.counted, allowed
+        )
         return self._journal.commit(
             session,
             CheckpointKind.CONTEXT_COMPACTED,
@@ -378,7 +398,10 @@ class Runner:
         )
 
     def _tool_schemas(self) -> list[dict[str, Any]]:
-        return prompts.CONTROL_TOOLS + self._tools.schemas()
+        schemas = prompts.CONTROL_TOOLS + self._tools.schemas()
+        if self._budget is not None and self._budget.window <= prompts.LEAN_WINDOW:
+            return prompts.lean_schemas(schemas)
+        return schemas
 
     def _shrink_window(self, session: Session, exc: ContextTooLongError) -> Session:
         """The server refused the conversation as too long for its window: lower the session's

@@ -120,14 +120,15 @@ def test_approximate_counts_are_calibrated_by_the_servers_own(local: Any) -> Non
 
 
 def test_a_rambling_summary_is_cut_and_one_that_does_not_help_is_dropped(local: Any) -> None:
-    s = local(3072, summary_text="On and on. " * 2000)
+    s = local(2560, summary_text="On and on. " * 2000)
     assert s.run() is Stop.DONE
     compactions = [c for c in s.store.history("s1") if c.kind == "context_compacted"]
     assert compactions
     for c in compactions:
         assert c.detail["tokens_after"] < c.detail["tokens_before"]  # never grows
     summaries = [r for r in s.model.kept or [] if not r.get("tools")]
-    assert {r["max_tokens"] for r in summaries} == {SUMMARY_TOKENS}
+    assert summaries
+    assert all(r["max_tokens"] <= SUMMARY_TOKENS for r in summaries)
     note = next(
         m.content or ""
         for m in s.store.load("s1", compactions[0].id).messages

@@ -402,3 +402,81 @@ def test_the_fit_tells_the_fixed_part_from_the_text() -> None:
     # 1536 server tokens: 450 fixed (we count them 500), then (1536 - 450) / 1.35 of text
     assert calibrated(1536, 1.1, True, fit, 500) == pytest.approx(500 + 1086 / 1.35, abs=3)
     assert text_line(observed(None, 100, 600)) is None  # one request tells nothing apart
+
+
+# -- 5. small windows: no thrash, no summary that costs more than it saves -------------------
+
+
+def small_window_run(
+    tmp_path: Path, window: int, words: int, steps: int, goal: str = "say hello"
+) -> tuple[ScriptedModel, Store]:
+    """A session at `window` with every work tool offered (their schemas take 931 tokens of
+    cl100k_base, lean 793), replies of about `words` words each."""
+    from agentctl.tools import work_tools
+    from tests.test_local_servers import Approximate
+
+    script = (
+        turn(call("submit_plan", steps=[f"step {n}" for n in range(steps)])),
+        *(turn(call("complete_step", summary=f"{n} " + "word " * words)) for n in range(steps)),
+        FINISH,
+    )
+    model = ScriptedModel(script, kept=[], window=window - Budget(window, "").reply_reserve)
+    store = open_store(f"sqlite://{tmp_path / 'small.db'}")
+    with ScriptedServer(model) as srv:
+        config = ModelConfig(model="local", base_url=srv.base_url, api_key=None, max_retries=0)
+        clock = iter(f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}" for n in range(100_000))
+
+        def runner() -> Runner:
+            return Runner(
+                store,
+                lambda: OpenAIModelClient(config),
+                Approximate,
+                work_tools(tmp_path, ApprovalPolicy()),
+                lambda: next(clock),
+                budget=Budget(window, "test"),
+            )
+
+        info = SessionInfo(id="s1", spec=TaskSpec(goal=goal), model="local", created_at="t")
+        runner().start(info, "You are agentctl. " * 20)
+        assert runner().run("s1", answer=None, ask=None, max_turns=60).stop is Stop.DONE
+    return model, store
+
+
+def test_a_small_window_compacts_less_and_summaries_cost_less_than_they_save(
+    tmp_path: Path,
+) -> None:
+    model, store = small_window_run(tmp_path, 2048, words=100, steps=12)
+    compactions = [c.detail for c in store.history("s1") if c.kind == "context_compacted"]
+    assert 0 < len(compactions) <= 8  # was 11 in 12 steps: a compaction nearly every turn
+    summarized = [d for d in compactions if d["strategy"] == "summarize"]
+    assert model.summaries == len(summarized)  # no summary asked for that was then dropped
+    asked = [r["max_tokens"] for r in model.kept or [] if not r.get("tools")]
+    assert asked
+    assert max(asked) <= (2048 - 512) // 8  # 300 was a fifth of what the prompt may take
+    store.close()
+
+
+def test_a_small_window_gets_lean_schemas(tmp_path: Path) -> None:
+    model, store = small_window_run(tmp_path, 2048, words=10, steps=1)
+    store.close()
+    tools = (model.kept or [])[0]["tools"]
+    assert len(tools) == 11  # the same tools
+    read = next(t["function"] for t in tools if t["function"]["name"] == "read_file")
+    assert "description" not in read["parameters"]["properties"]["path"]
+    plan = next(t["function"] for t in tools if t["function"]["name"] == "submit_plan")
+    assert plan["description"] == "Submit the plan: the ordered steps that will achieve the goal."
+
+
+def test_tools_and_goal_larger_than_the_window_are_an_error_at_start(
+    agentctl_home: Path,
+) -> None:
+    goal = "Summarise this log: " + "line of the log, " * 400  # about 1,700 tokens
+    with ScriptedServer(ScriptedModel((PLAN, FINISH))) as srv:
+        env = {"OPENAI_BASE_URL": srv.base_url, "AGENTCTL_CONTEXT_WINDOW": "2048"}
+        result = run("run", goal, "--model", "m", env=env)
+    assert result.code == 2, result.stderr
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert "the tools and goal take" in line
+    assert "of the 2,048-token window" in line
+    assert "set a larger context_window" in line
+    assert run("list", "--json").json() == []  # nothing half made
