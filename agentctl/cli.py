@@ -578,7 +578,7 @@ def _pick_unfinished(store: str | None) -> str | None:
         lambda: [
             s
             for s in sessions.list_sessions(_settings(store), sessions.Filters(limit=None))
-            if s.state != "done"
+            if s.state not in ("done", "moved", "damaged")
         ][:9]
     )
     if len(recent) < 2:

@@ -93,6 +93,11 @@ class SessionExistsError(StoreError):
     """create_session with an id the store already has."""
 
 
+class ArrivingError(SessionBusyError):
+    """A copy a move is bringing into this store, not yet released by it (transfer.py): it
+    takes no lease until the move finishes, so the session never runs in two stores."""
+
+
 class HeadMovedError(SessionBusyError):
     """A commit found that another writer extended the session first (optimistic check)."""
 

@@ -19,6 +19,13 @@ POINTS = (
     "restore_started",  # the rollback checkpoint is written, its files not yet restored
 )
 
+# A move's steps (transfer.move_session): reached only by `move`, so the fuzzer's move cases arm
+# them (tests/fault/fuzz.py fuzz_move) and its session scenarios do not walk them.
+MOVE_POINTS = (
+    "move_copied",  # the copy is whole in the target, held there; the source not yet marked
+    "move_marked",  # the source is marked moved; the target's copy not yet released
+)
+
 _armed: tuple[str, int] | None = None
 _seen: dict[str, int] = {}
 

@@ -115,6 +115,7 @@ STATE_STYLE = {
     "executing": "blue",
     "waiting_feedback": "yellow",
     "done": "green",
+    "moved": "magenta",  # the record a move left: the session runs in another store
 }
 
 

@@ -402,7 +402,7 @@ def _shell_effects(tools: ToolRegistry) -> Effects | None:
 
 def _latest_unfinished(store: Store) -> str:
     for summary in store.list_sessions():
-        if summary.state != "done":
+        if summary.state not in ("done", "moved", "damaged"):
             return summary.id
     raise UnknownSessionError("there is no unfinished session to resume", hint="agentctl list")
 

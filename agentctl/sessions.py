@@ -93,8 +93,9 @@ class Filters:
 
 def list_sessions(settings: Settings, filters: Filters) -> list[SessionSummary]:
     from agentctl.lifecycle import State
+    from agentctl.store.base import MOVED
 
-    states = [s.value for s in State if s is not State.IDLE]
+    states = [s.value for s in State if s is not State.IDLE] + [MOVED]
     if filters.state is not None and filters.state not in states:
         raise UsageError(
             f"--state (--status) must be one of {', '.join(states)}, not {filters.state!r}"
@@ -238,11 +239,16 @@ def _size(store: Store, session_id: str) -> int:
 
 
 def _delete(store: Store, session_id: str) -> None:
-    """Delete under the session's lease: a session running elsewhere is refused, busy."""
+    """Delete under the session's lease: a session running elsewhere is refused, busy. A
+    move's copy that has not arrived (an arrival lease: it never ran here) may go: running the
+    move again writes it anew."""
+    from agentctl.errors import ArrivingError
     from agentctl.store.lease import Lease
 
     try:
         store.acquire_lease(session_id, Lease.mine(secrets.token_hex(8)))
+    except ArrivingError:
+        pass
     except SessionBusyError as exc:
         raise SessionBusyError(f"{exc.message}; not deleted", hint=exc.hint) from None
     store.delete_session(session_id)

@@ -47,6 +47,8 @@ class Exported:
 
     info: SessionInfo
     checkpoints: list[tuple[Checkpoint, list[tuple[int, int | None, Message]]]]
+    name: str | None = None  # the user's labels (agentctl rename, tag): not history, but
+    tags: tuple[str, ...] = ()  # the session's all the same, so they travel with it
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -65,12 +67,15 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
             "nothing was exported",
             hint=f"agentctl verify {session_id}",
         )
-    header = {
+    labelled = next((s for s in store.list_sessions() if s.id == session_id), None)
+    header: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "agentctl": __version__,
         "session": to_payload(info),
     }
+    if labelled is not None and (labelled.name or labelled.tags):
+        header["labels"] = {"name": labelled.name, "tags": list(labelled.tags)}
     yield json.dumps(header, separators=(",", ":"))
     highest = 0  # message ids grow with the checkpoints that add them
     for summary in store.history(session_id, kept=False):  # the rows, as they are
@@ -100,6 +105,7 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
     from agentctl.store.codec import decode
 
     info: SessionInfo | None = None
+    labels: tuple[str | None, tuple[str, ...]] = (None, ())
     checkpoints: list[tuple[Checkpoint, list[tuple[int, int | None, Message]]]] = []
     for number, line in enumerate(lines, 1):
         where = f"{source} line {number}"
@@ -113,6 +119,7 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
                 raise ValueError("not a JSON object")
             if info is None:
                 info = _header(record, where)
+                labels = _labels(record, where)
                 continue
             checkpoint = decode(Checkpoint, record["checkpoint"], where=where)
             messages = [
@@ -129,7 +136,29 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
         checkpoints.append((checkpoint, messages))
     if info is None or not checkpoints:
         raise UsageError(f"{source} holds no agentctl session")
-    return Exported(info, checkpoints)
+    return Exported(info, checkpoints, *labels)
+
+
+def _labels(record: dict[str, Any], where: str) -> tuple[str | None, tuple[str, ...]]:
+    """The header's name and tags, held to what `rename` and `tag` accept."""
+    from agentctl.service import valid_name, valid_tags
+
+    labels = record.get("labels")
+    if labels is None:
+        return None, ()
+    name = labels.get("name") if isinstance(labels, dict) else None
+    tags = labels.get("tags", []) if isinstance(labels, dict) else None
+    if (
+        not isinstance(labels, dict)
+        or not (name is None or isinstance(name, str))
+        or not isinstance(tags, list)
+        or not all(isinstance(t, str) for t in tags)
+    ):
+        raise UsageError(f"{where}: the labels are not a name and a list of tags")
+    try:
+        return (valid_name(name) if name is not None else None), valid_tags(tags)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc.message}") from None
 
 
 def _header(record: dict[str, Any], where: str) -> SessionInfo:
@@ -163,7 +192,10 @@ def _header(record: dict[str, Any], where: str) -> SessionInfo:
 def import_session(
     store: Store, exported: Exported, *, new_id: str | None = None, lease: Lease | None = None
 ) -> ImportReport:
-    """Replay an export into `store` (idempotent); verify what was imported."""
+    """Replay an export into `store` (idempotent); verify what was imported. A new session is
+    written whole (store.create_whole): an import killed midway leaves nothing behind. What
+    is already there (a session that went on here, a move's copy) is completed by appends,
+    under `lease` when given (a move's arrival lease)."""
     from agentctl.verify import verify_session
 
     info = exported.info
@@ -171,17 +203,18 @@ def import_session(
         info = info.model_copy(update={"id": new_id})
     have = _existing(store, info, exported)
     drafts = _drafts(exported)
-    for (expected, _messages), draft in list(zip(exported.checkpoints, drafts, strict=True))[have:]:
-        if expected.id == 1:
-            written = store.create_session(info, draft, lease)
-        else:
-            written = store.append(info.id, expected.id - 1, draft)
-        if written != expected:
-            raise StoreError(
-                f"session {info.id}: checkpoint {expected.id} came out different on import "
-                "(the export is inconsistent); the copy stops there",
-                hint=f"agentctl verify {info.id}",
-            )
+    expected = [checkpoint for checkpoint, _messages in exported.checkpoints]
+    if have == 0:
+        written = store.create_whole(info, drafts, lease)
+        _compare(info.id, expected, written)
+        name = _free_name(store, info.id, exported.name)
+        if name or exported.tags:
+            store.set_labels(info.id, name, exported.tags)
+    else:
+        if lease is not None:
+            store.acquire_lease(info.id, lease)
+        for checkpoint, draft in list(zip(expected, drafts, strict=True))[have:]:
+            _compare(info.id, [checkpoint], [store.append(info.id, checkpoint.id - 1, draft)])
     report = verify_session(store, info.id, store.history(info.id))
     if report.problems:
         raise StoreError(
@@ -190,6 +223,30 @@ def import_session(
         )
     total = len(exported.checkpoints)
     return ImportReport(info.id, total, total - have, exported.info.id)
+
+
+def _compare(session_id: str, expected: list[Checkpoint], written: list[Checkpoint]) -> None:
+    for want, got in zip(expected, written, strict=True):
+        if got != want:
+            raise StoreError(
+                f"session {session_id}: checkpoint {want.id} came out different on import "
+                "(the export is inconsistent)",
+                hint=f"agentctl verify {session_id}",
+            )
+
+
+def _free_name(store: Store, session_id: str, name: str | None) -> str | None:
+    """The exported name, unless this store gives it to another session already (or it is
+    the start of an id): names name one session, and the import keeps the id."""
+    from agentctl.service import refuse_taken_name
+
+    if name is None:
+        return None
+    try:
+        refuse_taken_name(store, name, session_id)
+    except UsageError:
+        return None
+    return name
 
 
 def _existing(store: Store, info: SessionInfo, exported: Exported) -> int:
@@ -319,9 +376,24 @@ def import_file(settings: Settings, path: str, *, new_id: bool) -> ImportReport:
         return import_session(store, exported, new_id=fresh)
 
 
+def arrival_token(source_url: str, session_id: str, created_at: str) -> str:
+    """The token of a move's arrival lease: the same for every run of the same move (so a
+    re-run takes the copy a killed run left), and for no other."""
+    import hashlib
+
+    return hashlib.sha256(f"{source_url}\n{session_id}\n{created_at}".encode()).hexdigest()[:32]
+
+
 def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
-    """Copy a session to another store, verify it there, then mark the source as moved."""
-    from agentctl import wiring
+    """Copy a session to another store, verify it there, then mark the source as moved.
+
+    In three steps, each durable before the next, so that at no moment do two copies run:
+    the copy is written whole in the target, held by an arrival lease no one else takes
+    (store/lease.py); the source is marked `moved`; the arrival lease is given up. Killed
+    anywhere, at most one copy runs (the source before the mark, the target after the
+    release, none in between), and running the same move again finishes it: it completes the
+    copy or finds it whole, marks the source if it is not, and releases the target."""
+    from agentctl import faults, wiring
     from agentctl.config import redact_url
     from agentctl.service import (
         held_lease,
@@ -333,35 +405,49 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
     )
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
+    from agentctl.store.lease import arriving_lease
 
+    shown = redact_url(to_url, keep_user=True)
     with opened_store(settings) as source:
         session_id = resolve_session(source, prefix)
-        refuse_if_moved(source, session_id)
-        refuse_if_damaged(source, session_id)
         if settings.store_url == to_url:
             raise UsageError("the session is already in that store")
+        head = source.head(session_id)
+        detail = head.typed_detail()
+        finishing = head.kind is CheckpointKind.MOVED
+        if not finishing or not (isinstance(detail, MovedDetail) and detail.to == shown):
+            refuse_if_moved(source, session_id)  # moved elsewhere: continue it there
+        refuse_if_damaged(source, session_id)
+        token = arrival_token(settings.store_url, session_id, source.info(session_id).created_at)
         with held_lease(source, session_id):  # nobody writes to it while it is copied
             lines = list(export_lines(source, session_id))
+            if finishing:
+                lines = lines[:-1]  # the history it had when it left: without the mark
             exported = read_export(lines, f"session {session_id}")
             target = open_store(to_url)
             try:
-                report = import_session(target, exported)
+                report = import_session(target, exported, lease=arriving_lease(token))
+                faults.hit("move_copied")  # whole in the target, held there; source unmarked
+                if not finishing:
+                    head = source.head(session_id)
+                    source.append(
+                        session_id,
+                        head.id,
+                        CheckpointDraft(
+                            parent=head.id,
+                            kind=CheckpointKind.MOVED,
+                            from_state=head.to_state,
+                            to_state=head.to_state,
+                            created_at=wiring.now(),
+                            task=head.task,
+                            usage=head.usage,
+                            detail=MovedDetail(shown),
+                        ),
+                    )
+                    faults.hit("move_marked")  # the source marked; the target still held
+                from agentctl.store.lease import ARRIVING
+
+                target.release_lease(session_id, ARRIVING + token)
             finally:
                 target.close()
-            head = source.head(session_id)
-            shown = redact_url(to_url, keep_user=True)
-            source.append(
-                session_id,
-                head.id,
-                CheckpointDraft(
-                    parent=head.id,
-                    kind=CheckpointKind.MOVED,
-                    from_state=head.to_state,
-                    to_state=head.to_state,
-                    created_at=wiring.now(),
-                    task=head.task,
-                    usage=head.usage,
-                    detail=MovedDetail(shown),
-                ),
-            )
     return MoveReport(session_id, report.checkpoints, shown, resume_elsewhere(session_id, shown))

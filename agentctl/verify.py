@@ -16,7 +16,7 @@ from agentctl.details import CompactionDetail
 from agentctl.errors import AgentctlError, InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import SessionReport
-from agentctl.store.base import CheckpointSummary, SessionSummary, Store
+from agentctl.store.base import CheckpointSummary, SessionSummary, Store, listed_state
 
 LIFECYCLE_EVENTS = {e.value for e in Event}
 
@@ -68,11 +68,12 @@ def _index_problems(
 ) -> list[str]:
     if summary is None:
         return ["the session index does not list it"]
-    if (summary.head, summary.state) == (head.id, head.to_state):
+    if (summary.head, summary.state) == (head.id, listed_state(head.to_state, head.kind)):
         return []
     if summary.head > head.id:  # it moved on after its history was read: look again
         newer = store.history(summary.id)[-1]
-        if (summary.head, summary.state) == (newer.id, newer.to_state) or summary.head < newer.id:
+        state = listed_state(newer.to_state, newer.kind)
+        if (summary.head, summary.state) == (newer.id, state) or summary.head < newer.id:
             return []
     return [
         f"the session index says head {summary.head} ({summary.state}), the checkpoints "

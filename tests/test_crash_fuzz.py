@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault.fuzz import SCENARIOS, Report, Scenario, fuzz_scenario
+from tests.fault.fuzz import SCENARIOS, Report, Scenario, fuzz_import, fuzz_move, fuzz_scenario
 
 pytestmark = pytest.mark.process  # forks and kills real processes
 
@@ -61,3 +61,34 @@ def test_at_least_a_hundred_kill_points_were_tried() -> None:
     if TOTAL.scenarios == 0:
         pytest.skip("run with the fuzz cases above")
     assert TOTAL.kill_points >= 100, TOTAL.kill_points
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [("sqlite", "json"), ("json", "postgres"), ("postgres", "sqlite")]
+)
+def test_a_move_killed_anywhere_runs_in_one_store_at_most_and_finishes_when_run_again(
+    tmp_path: Path, source: str, target: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 29 item 18: a move killed mid-import left a copy that resumed like a normal
+    session while the source resumed too (a payment ran twice), and the move could never
+    complete."""
+    database = None
+    if "postgres" in (source, target):
+        database = request.getfixturevalue("postgres").database
+    report = Report()
+    fuzz_move(tmp_path, source, target, report, database)
+    assert report.problems == []
+    assert report.kill_points >= 6
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "json", "postgres"])
+def test_an_import_killed_anywhere_leaves_nothing_or_the_whole_session(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 29 item 18: a failed import left its prefix behind, which verify called sound
+    and resume took for a session."""
+    database = request.getfixturevalue("postgres").database if backend == "postgres" else None
+    report = Report()
+    fuzz_import(tmp_path, backend, report, database)
+    assert report.problems == []
+    assert report.kill_points >= 3

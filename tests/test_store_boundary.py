@@ -169,3 +169,93 @@ def test_a_memory_store_session_is_not_offered_to_resume() -> None:
     assert paused.code == 3
     assert "agentctl resume" not in paused.stderr + paused.stdout
     assert "keeps nothing" in paused.stderr
+
+
+# -- name and tags travel; a moved copy lists as moved ----------------------------------------
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "json", "postgres"], indirect=True)
+def test_export_import_and_move_keep_the_name_and_tags(tmp_path: Path, store_kind: str) -> None:
+    """`export` and `move` dropped the session's name and tags."""
+    laptop = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'laptop.db'}"}
+    there = {"AGENTCTL_STORE": store_kind}
+    assert run("run", TRIP, "--no-input", env=laptop).code == 3
+    sid = run("list", "--json", env=laptop).json()[0]["id"]
+    assert run("rename", sid, "lisbon trip", env=laptop).code == 0
+    assert run("tag", sid, "travel", "2026", env=laptop).code == 0
+    export = tmp_path / "s.jsonl"
+    assert run("export", sid, "-o", str(export), env=laptop).code == 0
+    elsewhere = {"AGENTCTL_STORE": f"json://{tmp_path / 'elsewhere'}"}
+    assert run("import", str(export), env=elsewhere).code == 0
+    [imported] = run("list", "--json", env=elsewhere).json()
+    assert (imported["name"], imported["tags"]) == ("lisbon trip", ["travel", "2026"])
+    assert run("show", "lisbon trip", env=elsewhere).code == 0  # the name works there
+    moved = run("move", sid, "--to", store_kind, env=laptop)
+    assert moved.code == 0, moved.stderr
+    [arrived] = run("list", "--json", env=there).json()
+    assert (arrived["name"], arrived["tags"]) == ("lisbon trip", ["travel", "2026"])
+
+
+def test_hostile_labels_in_an_export_are_refused(tmp_path: Path) -> None:
+    import json
+
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'a.db'}"}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    lines = run("export", sid, env=env).stdout.splitlines()
+    for labels in ({"name": "a\nb", "tags": []}, {"name": None, "tags": ["two words"]}, [1]):
+        header = json.loads(lines[0])
+        header["labels"] = labels
+        forged = tmp_path / "forged.jsonl"
+        forged.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+        refused = run("import", str(forged), env={"AGENTCTL_STORE": f"json://{tmp_path / 'j'}"})
+        assert refused.code == 2, labels
+        assert "line 1" in refused.stderr
+
+
+def test_a_moved_away_copy_lists_as_moved_and_list_state_moved_finds_it(
+    tmp_path: Path,
+) -> None:
+    """A moved-away copy listed as `done (succeeded)` (or as the state it left in), and
+    `list --state moved` was refused."""
+    laptop = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'laptop.db'}"}
+    team = f"json://{tmp_path / 'team'}"
+    assert run("run", TRIP, "--no-input", env=laptop).code == 3
+    sid = run("list", "--json", env=laptop).json()[0]["id"]
+    assert run("move", sid, "--to", team, env=laptop).code == 0
+    [record] = run("list", "--json", env=laptop).json()
+    assert record["state"] == "moved"
+    assert [s["id"] for s in run("list", "--state", "moved", "--json", env=laptop).json()] == [sid]
+    assert run("list", "--state", "waiting_feedback", "--json", env=laptop).json() == []
+    table = run("list", env=laptop)
+    assert "moved" in table.stdout
+    assert "waiting" not in table.stdout
+    assert run("verify", env=laptop).code == 0  # the index agrees with the head
+    assert run("resume", "--no-input", env=laptop).code == 2  # no unfinished session here
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "json", "postgres"], indirect=True)
+def test_a_copy_a_move_has_not_released_does_not_run_and_can_be_removed(
+    tmp_path: Path, store_kind: str
+) -> None:
+    """What a move killed after its copy leaves in the target: one line, exit 4, saying how
+    to finish it; `rm` deletes it (the move run again writes it anew)."""
+    from agentctl import transfer
+    from agentctl.store.lease import arriving_lease
+
+    laptop = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'laptop.db'}"}
+    assert run("run", TRIP, "--no-input", env=laptop).code == 3
+    sid = run("list", "--json", env=laptop).json()[0]["id"]
+    source = open_store(laptop["AGENTCTL_STORE"])
+    exported = transfer.read_export(transfer.export_lines(source, sid), "test")
+    source.close()
+    target = open_store(store_kind)
+    transfer.import_session(target, exported, lease=arriving_lease("cut-short"))
+    target.close()
+    there = {"AGENTCTL_STORE": store_kind}
+    refused = run("resume", sid, "--input", "June", env=there)
+    assert refused.code == 4
+    assert "arriving from another store" in refused.stderr
+    assert run("rm", sid, "--yes", env=there).code == 0
+    assert run("move", sid, "--to", store_kind, env=laptop).code == 0
+    assert run("resume", sid, "--input", "June", env=there).code == 0

@@ -9,7 +9,7 @@ columns: `list` and `history` must not pay pydantic's import cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -38,7 +38,7 @@ class SessionSummary(NamedTuple):
     in C where a frozen dataclass pays a Python __setattr__ per field."""
 
     id: str
-    state: str
+    state: str  # the lifecycle state at the head; MOVED for the record a move left behind
     goal: str
     title: str | None
     head: int
@@ -48,6 +48,15 @@ class SessionSummary(NamedTuple):
     name: str | None = None  # the user's name for it (agentctl rename)
     tags: tuple[str, ...] = ()  # agentctl tag
     workspace: str | None = None  # the folder its tools work in
+
+
+MOVED = "moved"  # a listed session's state when its head is a `moved` checkpoint
+
+
+def listed_state(state: str, head_kind: str | None) -> str:
+    """The state `list` shows: a session moved to another store is "moved" there, not the
+    state it was in when it left (it runs no more here)."""
+    return MOVED if head_kind == CheckpointKind.MOVED.value else state
 
 
 class CheckpointSummary(NamedTuple):
@@ -275,8 +284,29 @@ class KeptListings(Protocol):
         ...
 
 
+class WholeCopies(Protocol):
+    """A session written whole, in one step: what import, move and fork write."""
+
+    def create_whole(
+        self,
+        info: SessionInfo,
+        drafts: Sequence[CheckpointDraft],
+        lease: Lease | None = None,
+    ) -> list[Checkpoint]:
+        """Create a session with all of `drafts` as its checkpoints 1, 2, 3… (planned by
+        plan_all), held by `lease`: visible whole or not at all (one transaction; a JSON-lines
+        session is written in a hidden folder and renamed into place). A copy killed midway
+        leaves nothing another command could take for a session.
+
+        Raises SessionExistsError when the id is taken; InvalidDraftError or
+        UnknownCheckpointError for drafts that do not chain; StoreError when the store fails.
+        """
+        ...
+
+
 class Store(
     SessionTree,
+    WholeCopies,
     Leases,
     Labels,
     Search,
@@ -350,6 +380,43 @@ def plan_append(
         message_tip=tip,
     )
     return AppendPlan(checkpoint, tuple(added))
+
+
+def plan_all(drafts: Sequence[CheckpointDraft]) -> list[AppendPlan]:
+    """The plans of a whole session's appends, made in memory (create_whole): each draft's
+    parent must be an earlier one; message ids count from 1 as the appends would number them."""
+    from agentctl.errors import InvalidDraftError
+
+    plans: list[AppendPlan] = []
+    tips: dict[int, int | None] = {}
+    parents: dict[int, int | None] = {}
+
+    def parent_of(message: int) -> int | None:
+        if message not in parents:
+            raise InvalidDraftError(f"message {message} is not in the session")
+        return parents[message]
+
+    for number, draft in enumerate(drafts, 1):
+        if (draft.parent is None) != (number == 1) or (
+            draft.parent is not None and draft.parent not in tips
+        ):
+            raise InvalidDraftError(
+                f"checkpoint {number} has parent {draft.parent}, not an earlier checkpoint"
+            )
+        plan = plan_append(
+            draft,
+            checkpoint_id=number,
+            parent_tip=tips[draft.parent] if draft.parent is not None else None,
+            next_message_id=len(parents) + 1,
+            parent_of=parent_of,
+        )
+        for stored in plan.messages:
+            parents[stored.id] = stored.parent
+        tips[number] = plan.checkpoint.message_tip
+        plans.append(plan)
+    if not plans:
+        raise InvalidDraftError("a session has at least one checkpoint")
+    return plans
 
 
 def prefix_tip(tip: int | None, parent_of: Callable[[int], int | None], keep: int) -> int | None:

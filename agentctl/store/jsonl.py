@@ -17,14 +17,14 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl import faults
-from agentctl.atomic import write_all, write_private
+from agentctl.atomic import fsync_dir, write_all, write_private
 from agentctl.errors import (
     HeadMovedError,
     SessionExistsError,
@@ -38,6 +38,8 @@ from agentctl.store.base import (
     MessageLinks,
     SessionSummary,
     gc_paused,
+    listed_state,
+    plan_all,
     plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 FORMAT = "agentctl-jsonl"
 FORMAT_VERSION = 1
+IMPORTING = ".importing-"  # a session being written whole (create_whole), beside sessions/
 READY_FILE = "ready.cache"  # the conversation kept ready for the next request (store/ready.py)
 
 
@@ -240,6 +243,61 @@ class JsonlStore:
         except OSError as exc:
             raise StoreError(f"store {self.root}: {exc}") from exc
 
+    def create_whole(
+        self, info: SessionInfo, drafts: Sequence[CheckpointDraft], lease: Lease | None = None
+    ) -> list[Checkpoint]:
+        """Written whole in a hidden folder beside sessions/ (`.importing-ID-…`, which nothing
+        lists), then renamed into place: the session appears complete or not at all. A
+        folder a crash left there is removed by `reclaim`."""
+        import shutil
+        import uuid
+
+        from agentctl.store.codec import encode, to_payload
+
+        if self.read_only:
+            raise StoreError(f"store {self.root} is open read-only (?mode=ro): nothing written")
+        plans = plan_all(drafts)
+        final = self.sessions_dir / info.id
+        if final.exists():
+            raise SessionExistsError(f"session {info.id} exists")
+        staging = self.root / f"{IMPORTING}{info.id}-{uuid.uuid4().hex[:8]}"
+        try:
+            staging.mkdir(mode=0o700)
+            try:
+                if lease is not None:
+                    write_private_atomic(staging / "lease.json", json.dumps(lease.__dict__))
+                write_private_atomic(staging / "info.json", encode(info))
+                fd = os.open(staging / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    next_id = 1
+                    for plan in plans:
+                        new = [
+                            {"id": m.id, "parent": m.parent, "message": to_payload(m.message)}
+                            for m in plan.messages
+                        ]
+                        next_id += len(new)
+                        record = {
+                            "checkpoint": to_payload(plan.checkpoint),
+                            "messages": new,
+                            "next_message_id": next_id,
+                        }
+                        write_all(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+                        faults.hit("commit_started")  # part written, in the hidden folder
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                fsync_dir(staging)
+                if final.exists():
+                    raise SessionExistsError(f"session {info.id} exists")
+                os.rename(staging, final)  # the one step that makes it visible, whole
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            fsync_dir(self.sessions_dir)
+        except OSError as exc:
+            raise StoreError(f"store {self.root}: {exc}") from exc
+        return [plan.checkpoint for plan in plans]
+
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         path = self._dir(session_id)
         try:
@@ -398,7 +456,7 @@ class JsonlStore:
         name, tags = _labels(path)
         return SessionSummary(
             str(info["id"]),
-            str(checkpoint["to_state"]),
+            listed_state(str(checkpoint["to_state"]), checkpoint.get("event")),
             str(info["spec"]["goal"]),
             info["spec"].get("title"),
             checkpoint["id"],
@@ -534,6 +592,14 @@ class JsonlStore:
 
         for left in self.root.glob(".deleted-*"):  # a delete a crash cut short
             shutil.rmtree(left, ignore_errors=True)
+        import time
+
+        for left in self.root.glob(f"{IMPORTING}*"):  # a copy a crash cut short (not one
+            try:  # being written now: those are minutes old at most)
+                if time.time() - left.stat().st_mtime > 3600:
+                    shutil.rmtree(left, ignore_errors=True)
+            except OSError:
+                continue
 
     def check(self) -> list[str]:
         problems = []

@@ -64,8 +64,33 @@ class Lease:
         return f"process {self.pid} on {who}"
 
 
+# A move's copy in the store it goes to is held by a lease with this token prefix until the
+# source is marked as moved (transfer.move_session): no expiry and no dead pid frees it, so a
+# move killed midway never leaves a second copy that runs. Only the move itself (the same
+# token, made from the session and the store it leaves) takes it or gives it up.
+ARRIVING = "arriving-"
+ARRIVAL_TTL_S = 100 * 365 * 86400.0
+
+
+def arriving_lease(token: str) -> Lease:
+    return Lease.mine(ARRIVING + token, ttl=ARRIVAL_TTL_S)
+
+
+def arriving_error(session_id: str) -> SessionBusyError:
+    from agentctl.errors import ArrivingError
+
+    return ArrivingError(
+        f"session {session_id} is arriving from another store: the move that brings it "
+        "has not finished, so it does not run here yet",
+        hint=f"finish the move: run `agentctl move {session_id} --to URL` against the store "
+        f"it came from (URL: this store), or delete this copy: agentctl rm {session_id}",
+    )
+
+
 def holder_is_gone(held: Lease, now: float | None = None) -> bool:
     """True when a held lease may be taken over."""
+    if held.token.startswith(ARRIVING):
+        return False
     if (now or time.time()) >= held.expires_at:
         return True
     if held.host != host_name():
@@ -81,7 +106,11 @@ def holder_is_gone(held: Lease, now: float | None = None) -> bool:
 
 def check_takeover(session_id: str, held: Lease | None, wanted: Lease) -> None:
     """Raise SessionBusyError naming the holder unless `wanted` may replace `held`."""
-    if held is None or held.token == wanted.token or holder_is_gone(held):
+    if held is None or held.token == wanted.token:
+        return
+    if held.token.startswith(ARRIVING):
+        raise arriving_error(session_id)
+    if holder_is_gone(held):
         return
     left = max(0, round(held.expires_at - time.time()))
     raise SessionBusyError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from agentctl.errors import (
@@ -18,6 +18,8 @@ from agentctl.store.base import (
     CheckpointSummary,
     MessageLinks,
     SessionSummary,
+    listed_state,
+    plan_all,
     plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
@@ -54,6 +56,22 @@ class MemoryStore:
             if lease is not None:
                 self._leases[info.id] = lease
             return self._add(info.id, first)
+
+    def create_whole(
+        self, info: SessionInfo, drafts: Sequence[CheckpointDraft], lease: Lease | None = None
+    ) -> list[Checkpoint]:
+        plans = plan_all(drafts)  # before the lock: a bad draft changes nothing
+        with self._lock:
+            if info.id in self._info:
+                raise SessionExistsError(f"session {info.id} exists")
+            self._info[info.id] = info
+            self._checkpoints[info.id] = [plan.checkpoint for plan in plans]
+            self._messages[info.id] = {
+                m.id: (m.parent, m.message) for plan in plans for m in plan.messages
+            }
+            if lease is not None:
+                self._leases[info.id] = lease
+        return [plan.checkpoint for plan in plans]
 
     def message_links(self, session_id: str) -> MessageLinks:
         with self._lock:
@@ -133,7 +151,7 @@ class MemoryStore:
                 out.append(
                     SessionSummary(
                         id=sid,
-                        state=head.to_state.value,
+                        state=listed_state(head.to_state.value, head.kind.value),
                         goal=info.spec.goal,
                         title=info.spec.title,
                         head=head.id,

@@ -49,9 +49,11 @@ from agentctl.store.base import (
     cache_owner,
     chain_array,
     gc_paused,
+    listed_state,
+    plan_all,
     plan_append,
 )
-from agentctl.store.lease import Lease, holder_is_gone, user_name
+from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
 
 if TYPE_CHECKING:
     import psycopg
@@ -360,11 +362,23 @@ class PostgresStore:
     def create_session(
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
     ) -> Checkpoint:
-        from agentctl.store.codec import encode
-
         plan = plan_append(
             first, checkpoint_id=1, parent_tip=None, next_message_id=1, parent_of=_no_parent
         )
+        return self._create(info, [plan], lease)[0]
+
+    def create_whole(
+        self, info: SessionInfo, drafts: Sequence[CheckpointDraft], lease: Lease | None = None
+    ) -> list[Checkpoint]:
+        return self._create(info, plan_all(drafts), lease)
+
+    def _create(
+        self, info: SessionInfo, plans: list[AppendPlan], lease: Lease | None
+    ) -> list[Checkpoint]:
+        """A new session and its planned checkpoints, in one transaction: all or none."""
+        from agentctl.store.codec import encode
+
+        first = plans[0].checkpoint
         with self._errors(info.id):
             conn = self._db()
             with conn.transaction():
@@ -389,12 +403,17 @@ class PostgresStore:
                 if created is None:
                     raise SessionExistsError(f"session {info.id} exists")
                 token = lease.token if lease else None
-                if not self._write(conn, info.id, 0, plan, token):
-                    raise StoreError(f"session {info.id}: its first checkpoint was refused")
+                for plan in plans:
+                    if not self._write(conn, info.id, plan.checkpoint.id - 1, plan, token):
+                        raise StoreError(
+                            f"session {info.id}: its checkpoint {plan.checkpoint.id} was refused"
+                        )
         if lease is not None:
             self._tokens[info.id] = lease.token
-        self._tails[info.id] = _Tail(1, plan.checkpoint.message_tip, 1 + len(plan.messages))
-        return plan.checkpoint
+        last = plans[-1].checkpoint
+        added = sum(len(plan.messages) for plan in plans)
+        self._tails[info.id] = _Tail(last.id, last.message_tip, 1 + added)
+        return [plan.checkpoint for plan in plans]
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         import psycopg
@@ -672,6 +691,8 @@ class PostgresStore:
         """The token that holds the session now (None: nobody), when `lease` may replace it;
         SessionBusyError naming the holder when it may not."""
         _head, seen, user, host, pid, left = self._holder(session_id)
+        if seen is not None and seen != lease.token and str(seen).startswith(ARRIVING):
+            raise arriving_error(session_id)
         if seen is not None and seen != lease.token and (left or 0) > 0:
             held = Lease(host or "?", pid or 0, seen, time.time() + float(left), user or "")
             if not holder_is_gone(held):
@@ -774,10 +795,17 @@ class PostgresStore:
             rows = self._retrying(
                 lambda db: db.execute(
                     f"SELECT id, state, goal, title, head, created_at, updated_at, outcome,"
-                    f" name, tags, workspace FROM {S}.sessions ORDER BY updated_at DESC, id DESC"
+                    f" name, tags, workspace, (SELECT event FROM {S}.checkpoints AS c"
+                    f"  WHERE c.session_id = s.id AND c.id = s.head)"
+                    f" FROM {S}.sessions AS s ORDER BY updated_at DESC, id DESC"
                 ).fetchall()
             )
-            return [SessionSummary._make((*row[:9], _tags(row[9]), row[10])) for row in rows]
+            return [
+                SessionSummary._make(
+                    (row[0], listed_state(row[1], row[11]), *row[2:9], _tags(row[9]), row[10])
+                )
+                for row in rows
+            ]
 
     def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         import json

@@ -40,6 +40,8 @@ from agentctl.store.base import (
     cache_owner,
     chain_array,
     gc_paused,
+    listed_state,
+    plan_all,
     plan_append,
 )
 from agentctl.store.lease import Lease, check_takeover
@@ -270,29 +272,42 @@ class SQLiteStore:
     def create_session(
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
     ) -> Checkpoint:
+        with _translated(self.path), self._transaction() as db:
+            self._new_session(db, info, first, lease)
+            return self._insert(db, info.id, 1, first)
+
+    def create_whole(
+        self, info: SessionInfo, drafts: Sequence[CheckpointDraft], lease: Lease | None = None
+    ) -> list[Checkpoint]:
+        plans = plan_all(drafts)
+        with _translated(self.path), self._transaction() as db:  # one transaction: all or none
+            self._new_session(db, info, drafts[0], lease)
+            return [self._put(db, info.id, plan) for plan in plans]
+
+    def _new_session(
+        self, db: sqlite3.Connection, info: SessionInfo, first: CheckpointDraft, lease: Lease | None
+    ) -> None:
         from agentctl.store.codec import encode
 
-        with _translated(self.path), self._transaction() as db:
-            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (info.id,)).fetchone():
-                raise SessionExistsError(f"session {info.id} exists")
-            db.execute(
-                "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state,"
-                " workspace) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (
-                    info.id,
-                    encode(info),
-                    info.spec.goal,
-                    info.spec.title,
-                    info.created_at,
-                    info.created_at,
-                    first.from_state,
-                    info.workspace,
-                ),
-            )
-            if lease is not None:  # held from the first moment anyone can see the session
-                self._put_lease(db, info.id, lease)
-            self._drop_caches(db, info.id)  # left by an older agentctl's delete of this id
-            return self._insert(db, info.id, 1, first)
+        if db.execute("SELECT 1 FROM sessions WHERE id = ?", (info.id,)).fetchone():
+            raise SessionExistsError(f"session {info.id} exists")
+        db.execute(
+            "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state,"
+            " workspace) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            (
+                info.id,
+                encode(info),
+                info.spec.goal,
+                info.spec.title,
+                info.created_at,
+                info.created_at,
+                first.from_state,
+                info.workspace,
+            ),
+        )
+        if lease is not None:  # held from the first moment anyone can see the session
+            self._put_lease(db, info.id, lease)
+        self._drop_caches(db, info.id)  # left by an older agentctl's delete of this id
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         with _translated(self.path, session_id), self._transaction() as db:
@@ -320,9 +335,13 @@ class SQLiteStore:
     def _insert(
         self, db: sqlite3.Connection, session_id: str, checkpoint_id: int, draft: CheckpointDraft
     ) -> Checkpoint:
+        return self._put(db, session_id, self._plan(db, session_id, checkpoint_id, draft))
+
+    def _put(self, db: sqlite3.Connection, session_id: str, plan: AppendPlan) -> Checkpoint:
+        """Write one planned append (inside the caller's transaction) and move the head."""
         from agentctl.store.codec import encode
 
-        plan = self._plan(db, session_id, checkpoint_id, draft)
+        checkpoint = plan.checkpoint
         db.executemany(
             "INSERT INTO messages (session_id, id, parent, body) VALUES (?, ?, ?, ?)",
             [(session_id, m.id, m.parent, encode(m.message)) for m in plan.messages],
@@ -332,21 +351,20 @@ class SQLiteStore:
                 "INSERT INTO messages_fts (content, session_id, message_id) VALUES (?, ?, ?)",
                 [(m.message.content, session_id, m.id) for m in plan.messages if m.message.content],
             )
-        checkpoint = plan.checkpoint
         db.execute(
             "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"
             " created_at, detail, task, usage, message_tip) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 session_id,
-                checkpoint_id,
-                draft.parent,
-                draft.kind,
-                draft.from_state,
-                draft.to_state,
-                draft.created_at,
+                checkpoint.id,
+                checkpoint.parent,
+                checkpoint.kind,
+                checkpoint.from_state,
+                checkpoint.to_state,
+                checkpoint.created_at,
                 json.dumps(checkpoint.detail),
-                encode(draft.task),
-                encode(draft.usage),
+                encode(checkpoint.task),
+                encode(checkpoint.usage),
                 checkpoint.message_tip,
             ),
         )
@@ -354,10 +372,10 @@ class SQLiteStore:
         db.execute(
             "UPDATE sessions SET head = ?, state = ?, updated_at = ?, outcome = ? WHERE id = ?",
             (
-                checkpoint_id,
-                draft.to_state,
-                draft.created_at,
-                draft.task.outcome.value if draft.task.outcome else None,
+                checkpoint.id,
+                checkpoint.to_state,
+                checkpoint.created_at,
+                checkpoint.task.outcome.value if checkpoint.task.outcome else None,
                 session_id,
             ),
         )
@@ -482,9 +500,16 @@ class SQLiteStore:
         with _translated(self.path):
             rows = self._db.execute(
                 "SELECT id, state, goal, title, head, created_at, updated_at, outcome, name, tags,"
-                " workspace FROM sessions ORDER BY updated_at DESC, id DESC"
+                " workspace, (SELECT event FROM checkpoints AS c"
+                "  WHERE c.session_id = s.id AND c.id = s.head)"
+                " FROM sessions AS s ORDER BY updated_at DESC, id DESC"
             ).fetchall()
-            return [SessionSummary._make((*row[:9], _tags(row[9]), row[10])) for row in rows]
+            return [
+                SessionSummary._make(
+                    (row[0], listed_state(row[1], row[11]), *row[2:9], _tags(row[9]), row[10])
+                )
+                for row in rows
+            ]
 
     def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         with _translated(self.path, session_id), gc_paused():

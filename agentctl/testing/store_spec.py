@@ -554,3 +554,51 @@ class StoreSpec:
         assert hit.snippet.count("\ue000") == hit.snippet.count("\ue001") == 1
         assert hit.snippet.index("\ue000") < hit.snippet.index("\ue001")
         assert "\ue000needle\ue001" in hit.snippet
+
+    # -- a session written whole (import, move, fork) -----------------------------------------
+
+    def test_a_session_written_whole_equals_one_built_by_appends(self, store: Store) -> None:
+        drafts = [draft(None, 1, "m1", "m2")]
+        drafts += [draft(n - 1, n, f"m{n + 1}") for n in range(2, 6)]
+        drafts.append(replace(draft(3, 6, "branch"), kind=CheckpointKind.ROLLBACK))
+        drafts.append(replace(draft(6, 7, "kept"), keep_messages=1))  # a compaction
+        store.create_session(info("built1"), drafts[0])
+        for n, d in enumerate(drafts[1:], 1):
+            store.append("built1", n, d)
+        written = store.create_whole(info("whole1"), drafts)
+        assert [c.id for c in written] == list(range(1, 8))
+        for n in range(1, 8):
+            assert store.load("whole1", n).messages == store.load("built1", n).messages
+            assert store.get_checkpoint("whole1", n) == written[n - 1]
+        assert store.history("whole1") == store.history("built1")
+        store.append("whole1", 7, draft(7, 8, "on"))  # and it goes on like any other
+        assert store.head("whole1").id == 8
+
+    def test_a_session_written_whole_is_all_or_nothing(self, store: Store) -> None:
+        build(store, 2, "taken1")
+        good = [draft(None, 1, "m1"), draft(1, 2, "m2")]
+        with pytest.raises(SessionExistsError):
+            store.create_whole(info("taken1"), good)
+        assert len(store.history("taken1")) == 2
+        with pytest.raises(InvalidDraftError):  # a parent that is not an earlier checkpoint
+            store.create_whole(info("bad001"), [*good, draft(5, 3, "m3")])
+        assert store.match_sessions("bad") == []
+        lease = Lease.mine("holder", ttl=60)
+        store.create_whole(info("held01"), good, lease)
+        with pytest.raises(SessionBusyError):
+            store.acquire_lease("held01", Lease(lease.host, 999_999_999, "other", 0.0))
+
+    def test_an_arrival_lease_is_taken_by_no_one_but_its_move(self, store: Store) -> None:
+        """A move's copy is held until the move marks the source (transfer.move_session):
+        not when its holder died, not when it expired; the same move takes it again."""
+        from agentctl.errors import ArrivingError
+        from agentctl.store.lease import ARRIVING, arriving_lease
+
+        arriving = arriving_lease("m0ve")
+        store.create_whole(info("arrive"), [draft(None, 1, "m1")], arriving)
+        dead = Lease(arriving.host, 999_999_999, arriving.token, time.time() - 1)
+        store.acquire_lease("arrive", dead)  # the same move (its token): taken, even expired
+        with pytest.raises(ArrivingError, match="arriving from another store"):
+            store.acquire_lease("arrive", Lease.mine("resume"))
+        store.release_lease("arrive", ARRIVING + "m0ve")
+        store.acquire_lease("arrive", Lease.mine("resume"))  # released: it runs here now

@@ -16,6 +16,7 @@ twice, a side effect never run twice, `PRAGMA integrity_check` ok, every JSON-li
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -428,6 +429,165 @@ def fuzz_scenario(
                     f"{scenario.name}/{backend} killed at {point}#{occurrence}: {problem}"
                 )
             occurrence += stride
+
+
+# -- moves and imports cut short (issue 29 item 18) ----------------------------------------------
+
+
+def _store_url(root: Path, backend: str, database: Callable[[str], str] | None, name: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite://{root / name / 'agentctl.db'}"
+    if backend == "json":
+        return f"json://{root / name}"
+    assert database is not None, "a PostgreSQL fuzz needs a database maker"
+    return database(f"{root.name}_{name}".replace("-", "_"))
+
+
+def _paused_session(settings: Settings) -> str:
+    """plan_trip started and left at its question: the session a move carries."""
+    spec = load_task_file(ROOT / "sample_tasks" / "plan_trip.toml")
+    report = service.start_session(
+        settings, spec, max_turns=None, ask=None, on_event=lambda _event: None
+    )
+    return report.session.info.id
+
+
+def runs_here(url: str, session_id: str) -> bool:
+    """Whether `resume` could take the session in this store now: it is there, not marked as
+    moved away, and its lease can be taken (a killed mover's is; an arrival lease is not)."""
+    from agentctl.errors import SessionBusyError, UsageError
+    from agentctl.store.lease import Lease
+
+    store = open_store(url)
+    try:
+        if session_id not in store.match_sessions(""):
+            return False
+        try:
+            service.refuse_if_moved(store, session_id)
+            store.acquire_lease(session_id, Lease.mine("probe"))
+        except (SessionBusyError, UsageError):
+            return False
+        store.release_lease(session_id, "probe")
+        return True
+    finally:
+        store.close()
+
+
+def _verified(url: str) -> list[str]:
+    store = open_store(url)
+    try:
+        store_problems, reports = verify_store(store)
+    finally:
+        store.close()
+    return store_problems + [p for r in reports for p in r.problems]
+
+
+def fuzz_move(
+    root: Path,
+    source: str,
+    target: str,
+    report: Report,
+    database: Callable[[str], str] | None = None,
+) -> None:
+    """Kill `move` at every commit it makes (the copy in the target, the mark in the source)
+    and at each of its steps; after each kill at most one copy may run, and running the move
+    again must finish it: the target's copy whole and running, the source marked."""
+    from agentctl import transfer
+
+    prewarm()
+    commits_done = False
+    points = [("commit_started", n) for n in range(1, 200)]
+    points += [(point, 1) for point in faults.MOVE_POINTS]
+    for point, occurrence in points:
+        if point == "commit_started" and commits_done:
+            continue
+        world = root / f"move-{point}-{occurrence}"
+        world.mkdir(parents=True)
+        here = Settings.load(
+            {
+                "AGENTCTL_HOME": str(world),
+                "AGENTCTL_STORE": _store_url(world, source, database, "source"),
+            }
+        )
+        there = _store_url(world, target, database, "target")
+        sid = _paused_session(here)
+        move = functools.partial(transfer.move_session, here, sid, there)
+        if not in_child(move, (point, occurrence)):
+            if point == "commit_started":  # the move commits fewer times than this
+                commits_done = True
+                continue
+            report.problems.append(f"move {source}->{target}: never reached {point}")
+            continue
+        report.kill_points += 1
+        where = f"move {source}->{target} killed at {point}#{occurrence}"
+        running = [url for url in (here.store_url, there) if runs_here(url, sid)]
+        if len(running) > 1:
+            report.problems.append(f"{where}: the session runs in both stores")
+        for url in (here.store_url, there):
+            report.problems += [f"{where}: verify {p}" for p in _verified(url)]
+        assert not in_child(move, None)
+        report.scenarios += 1
+        if runs_here(here.store_url, sid) or not runs_here(there, sid):
+            report.problems.append(f"{where}: the move run again did not finish it")
+        src, dst = open_store(here.store_url), open_store(there)
+        try:
+            left = [(c.id, c.kind) for c in src.history(sid)]
+            arrived = [(c.id, c.kind) for c in dst.history(sid)]
+            if left[:-1] != arrived or left[-1][1] != "moved":
+                report.problems.append(f"{where}: the copies differ: {left} / {arrived}")
+        finally:
+            src.close()
+            dst.close()
+        for url in (here.store_url, there):
+            report.problems += [f"{where}, run again: verify {p}" for p in _verified(url)]
+
+
+def fuzz_import(
+    root: Path, backend: str, report: Report, database: Callable[[str], str] | None = None
+) -> None:
+    """Kill `import` at every commit: the session is there whole or not at all, and the
+    import run again completes it."""
+    from agentctl import transfer
+
+    prewarm()
+    origin = Settings.load(
+        {"AGENTCTL_HOME": str(root), "AGENTCTL_STORE": f"sqlite://{root / 'origin.db'}"}
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    sid = _paused_session(origin)
+    export = root / "session.jsonl"
+    transfer.export_session(origin, sid, export)
+    total = len(export.read_text().splitlines()) - 1
+    for occurrence in range(1, 200):
+        world = root / f"import-{occurrence}"
+        world.mkdir()
+        settings = Settings.load(
+            {
+                "AGENTCTL_HOME": str(world),
+                "AGENTCTL_STORE": _store_url(world, backend, database, "target"),
+            }
+        )
+        again = functools.partial(transfer.import_file, settings, str(export), new_id=False)
+        if not in_child(again, ("commit_started", occurrence)):
+            break
+        report.kill_points += 1
+        where = f"import into {backend} killed at commit #{occurrence}"
+        store = open_store(settings.store_url)
+        try:
+            ids = store.match_sessions("")
+            if ids and len(store.history(sid)) != total:
+                report.problems.append(f"{where}: a part of the session is visible")
+        finally:
+            store.close()
+        report.problems += [f"{where}: verify {p}" for p in _verified(settings.store_url)]
+        assert not in_child(again, None)
+        report.scenarios += 1
+        store = open_store(settings.store_url)
+        try:
+            if len(store.history(sid)) != total:
+                report.problems.append(f"{where}: the import run again left it incomplete")
+        finally:
+            store.close()
 
 
 def main() -> None:
