@@ -74,6 +74,7 @@ class RunView:
         # error, the one error line comes from the caller, so it is never printed twice.
         self._held_error: str | None = None
         self._header: SessionStarted | None = None
+        self._kept = True  # the store outlives the command: offer what continues the session
         self._notices: list[str] = []  # said while the header is held: after it
         self._status: Status | None = None
         self._streaming = False
@@ -111,6 +112,7 @@ class RunView:
 
         if isinstance(event, SessionStarted):
             self.session_id, self._price = event.session_id, event.price
+            self._kept = not event.store.startswith("memory:")  # gone with this process
             self._header = event  # printed with the first checkpoint: after the request
             return
         if isinstance(event, Notice):
@@ -272,7 +274,9 @@ class RunView:
                 parts.append(f"{escape(visible(ch.path))} {counts}")
             err.print(f"  files: {', '.join(parts)}")
         commands = []
-        if report.session.state.value != "done":
+        if not self._kept:
+            pass  # nothing is left to resume, diff or roll back
+        elif report.session.state.value != "done":
             commands.append(f"resume: agentctl resume {sid}")
         if report.changes:
             commands.append(f"diff: agentctl diff {sid}")
