@@ -561,7 +561,13 @@ class StoreSpec:
         drafts = [draft(None, 1, "m1", "m2")]
         drafts += [draft(n - 1, n, f"m{n + 1}") for n in range(2, 6)]
         drafts.append(replace(draft(3, 6, "branch"), kind=CheckpointKind.ROLLBACK))
-        drafts.append(replace(draft(6, 7, "kept"), keep_messages=1))  # a compaction
+        drafts.append(  # a compaction: the first two messages, a summary, the newest turn
+            replace(
+                draft(6, 7, "summary", "branch", kind=CheckpointKind.CONTEXT_COMPACTED),
+                detail=CompactionDetail("drop", dropped=2, kept=1),
+                keep_messages=2,
+            )
+        )
         store.create_session(info("built1"), drafts[0])
         for n, d in enumerate(drafts[1:], 1):
             store.append("built1", n, d)
