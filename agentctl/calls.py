@@ -53,6 +53,21 @@ def _preview(tool: Tool, args: dict[str, Any]) -> str | None:
         return f"(no preview: {exc})"
 
 
+MAX_STRUCTURED = 64_000  # characters of a structured result kept on its checkpoint
+
+
+def _structured(outcome: ToolOutcome) -> str | None:
+    """A structured result (MCP's structuredContent) as JSON, kept in the store beside the
+    text the model got."""
+    if outcome.structured is None:
+        return None
+    try:
+        text = json.dumps(outcome.structured, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return text if len(text) <= MAX_STRUCTURED else None
+
+
 class ToolCalls:
     def __init__(
         self,
@@ -246,6 +261,7 @@ class ToolCalls:
             detail,
             error=outcome.is_error,
             message=outcome.content.split("\n", 1)[0][:120] if outcome.is_error else None,
+            structured=_structured(outcome),
         )
         update: dict[str, Any] = {"in_flight": None}
         if not tool.side_effect.idempotent:  # whatever the call did, shell included

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentctl.errors import UsageError
+from agentctl.mcpconfig import McpServer, parse_servers
 
 APP = "agentctl"
 STRATEGIES = ("summarize", "drop")
@@ -100,6 +101,8 @@ class Settings:
     network: bool | None = None  # None: no network in a sandbox
     approval: str | None = None  # None: ask
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # [prices] table
+    # [mcp_servers.NAME] tables (mcpconfig.py); secrets included, never stored elsewhere
+    mcp_servers: dict[str, McpServer] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
     environ: Mapping[str, str] = field(default_factory=dict)  # what tools' environments start from
 
@@ -149,6 +152,9 @@ class Settings:
             network=_opt_bool(values.get("network")),
             approval=_str(values.get("approval")),
             prices=parse_prices(file_values["prices"], path) if "prices" in file_values else {},
+            mcp_servers=parse_servers(file_values["mcp_servers"], f"settings file {path}")
+            if "mcp_servers" in file_values
+            else {},
             sources=sources,
             environ=dict(env),
         )
@@ -255,13 +261,15 @@ def read_file(path: Path) -> dict[str, object]:
         raise UsageError(f"settings file {path}: {exc}") from None
     except RecursionError:  # arrays or tables nested deeper than the parser goes
         raise UsageError(f"settings file {path}: not valid TOML: nested too deep") from None
-    unknown = sorted(set(data) - set(KEYS) - {"prices"})
+    unknown = sorted(set(data) - set(KEYS) - {"prices", "mcp_servers"})
     if unknown:
         raise UsageError(
             f"settings file {path}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})"
         )
     if "prices" in data:
         parse_prices(data["prices"], path)
+    if "mcp_servers" in data:
+        parse_servers(data["mcp_servers"], f"settings file {path}")
     return data
 
 
@@ -304,9 +312,32 @@ def write_file(path: Path, values: Mapping[str, object]) -> None:
         lines.append("\n[prices]  # dollars per million tokens: [input, output]\n")
         for model, pair in prices.items():
             lines.append(f"{json.dumps(str(model))} = {json.dumps(list(pair))}\n")
+    servers = values.get("mcp_servers")
+    if isinstance(servers, dict):  # agentctl mcp add/remove; kept as the user wrote it
+        for name, table in servers.items():
+            lines.append(f"\n[mcp_servers.{json.dumps(str(name))}]\n")
+            for key, value in table.items():
+                lines.append(f"{key} = {_toml(value)}\n")
     from agentctl.atomic import write_private
 
     write_private(path, "".join(lines).encode("utf-8"))
+
+
+def _toml(value: object) -> str:
+    """A settings value as TOML: strings as JSON strings (valid TOML basic strings), booleans,
+    numbers, arrays, and inline tables of strings."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))
 
 
 # -- secrets ---------------------------------------------------------------------------------

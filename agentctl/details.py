@@ -133,6 +133,7 @@ class ToolDetail:
     confined: bool | None = None
     sandbox: str | None = None
     network: bool | None = None
+    structured: str | None = None  # results: an MCP tool's structuredContent, as JSON
 
 
 @dataclass(frozen=True)

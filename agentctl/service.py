@@ -235,6 +235,7 @@ def start_session(
         tools = tools or wiring.work_tools(
             settings, root, spec, yes, header.append, undoable=snapshots is not None
         )
+        stack.callback(tools.close)  # MCP servers stop with the run
         profile = store.load_profile()
         shell = _shell_effects(tools)
         info = SessionInfo(
@@ -314,6 +315,7 @@ def resume_session(
             header.append,
             undoable=snapshots is not None,
         )
+        stack.callback(tools.close)
         from agentctl.workspace.restore import finish_interrupted
 
         # Views hold the header and what is said under it until the first checkpoint.
@@ -461,14 +463,24 @@ def session_history(settings: Settings, prefix: str) -> tuple[str, list[Checkpoi
 def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[ToolInfo]:
     """The tools a task would get (the control tools, then the work tools), with their
     arguments, side-effect class and when a call asks first."""
-    from agentctl import prompts
-    from agentctl.records import ToolInfo
     from agentctl.state import TaskSpec
-    from agentctl.tools import SideEffect
 
     spec = read_task(task) if task else TaskSpec(goal="(none)")
     root = str(Path.cwd())
     registry = wiring.work_tools(settings, root, spec, yes)
+    try:
+        return _listed(registry, spec, yes)
+    finally:
+        registry.close()
+
+
+def _listed(registry: ToolRegistry, spec: TaskSpec, yes: bool) -> list[ToolInfo]:
+    from fnmatch import fnmatchcase
+
+    from agentctl import prompts
+    from agentctl.records import ToolInfo
+    from agentctl.tools import SideEffect
+
     listed = []
     for schema in prompts.CONTROL_TOOLS:
         f = schema["function"]
@@ -483,7 +495,7 @@ def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[
         elif yes:
             ask = "never (--yes)"
         else:
-            rules = [r for r in spec.allow if r.partition(":")[0].strip() == name]
+            rules = [r for r in spec.allow if fnmatchcase(name, r.partition(":")[0].strip())]
             ask = "asks" + (f", unless allowed: {', '.join(rules)}" if rules else "")
         listed.append(ToolInfo(name, tool.description, tool.side_effect.value, _arguments(f), ask))
     return listed

@@ -324,8 +324,9 @@ class ScriptTurn(_Model):
 class TaskSpec(_Model):
     """A task as the user gave it: a task file or a goal on the command line."""
 
-    # 2: allow; 3: context_window, context_strategy; 4: pass_env; 5: sandbox, network
-    schema_version: Literal[5] = 5
+    # 2: allow; 3: context_window, context_strategy; 4: pass_env; 5: sandbox, network;
+    # 6: mcp, mcp_servers
+    schema_version: Literal[6] = 6
     goal: str = Field(pattern=r"\S")  # not empty, not only blanks
     title: str | None = None
     instructions: str | None = None
@@ -344,6 +345,10 @@ class TaskSpec(_Model):
     # goes on in the same sandbox.
     sandbox: Literal["workspace-write", "read-only", "off", "required"] | None = None
     network: bool | None = None
+    # MCP servers: those of the settings file the task uses (None: every enabled one), and
+    # the task's own [mcp_servers.NAME] tables (checked by mcpconfig: no secret values).
+    mcp: tuple[str, ...] | None = None
+    mcp_servers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class UserProfile(_Model):

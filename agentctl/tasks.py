@@ -62,11 +62,20 @@ def load_task_file(path: str | Path) -> TaskSpec:
         raise TaskFileError(f"{path}: not valid TOML: nested too deep") from None
     data.setdefault("source", str(path))
     try:
-        return TaskSpec.model_validate(data)
+        spec = TaskSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise TaskFileError(f"{path}: {_problem(first)}{more}") from None
+    if spec.mcp_servers:
+        from agentctl.errors import UsageError
+        from agentctl.mcpconfig import parse_servers
+
+        try:
+            parse_servers(spec.mcp_servers, str(path), task=True)
+        except UsageError as exc:
+            raise TaskFileError(exc.message, hint=exc.hint) from None
+    return spec
 
 
 def goal_task(goal: str) -> TaskSpec:
@@ -92,6 +101,8 @@ SHAPES: dict[str, str] = {
     "context_strategy": '"summarize" or "drop"',
     "sandbox": '"workspace-write", "read-only", "off" or "required"',
     "network": "true or false",
+    "mcp": 'an array of MCP server names from the settings file: mcp = ["time"]',
+    "mcp_servers": 'tables: [mcp_servers.NAME] with command = "…" or url = "…"',
     "script": "an array of tables: one [[script]] per reply (not [script])",
     "script.content": "a string: the reply's text",
     "script.delay": "a number of seconds, 0 or more",

@@ -19,6 +19,7 @@ from agentctl.records import Notice
 if TYPE_CHECKING:
     from agentctl.context import Budget, TokenCounter
     from agentctl.llm import ModelClient
+    from agentctl.mcpconfig import McpServer
     from agentctl.records import RunEvent
     from agentctl.runner import Runner
     from agentctl.state import TaskSpec
@@ -101,7 +102,7 @@ def work_tools(
     auto = settings.approval == "auto-sandboxed" and undoable
     policy = ApprovalPolicy(yes=yes, allow=spec.allow, auto_confined=auto)
     sandbox, recorded = shell_sandbox(settings, root, spec, forbidden, on_event)
-    return work_tools(
+    registry = work_tools(
         Path(root),
         policy,
         forbidden=forbidden,
@@ -109,6 +110,30 @@ def work_tools(
         sandbox=sandbox,
         sandbox_off=recorded,
     )
+    servers = mcp_servers(settings, spec)
+    if servers:  # the SDK is imported only here, for a task that uses a server
+        from agentctl.tools.mcp_tools import start_servers
+
+        say = on_event or (lambda _event: None)
+        source = start_servers(
+            servers,
+            environ=settings.environ,
+            cwd=Path(root),
+            data=settings.home / "mcp",
+            say=lambda text: say(Notice(text)),
+        )
+        registry.add(list(source.tools), source)
+    return registry
+
+
+def mcp_servers(settings: Settings, spec: TaskSpec) -> list[McpServer]:
+    """The MCP servers a task uses: those of the settings file it names (all enabled ones
+    when it names none) and its own tables."""
+    from agentctl.mcpconfig import chosen, parse_servers
+
+    where = spec.source or "the task"
+    own = parse_servers(spec.mcp_servers, where, task=True) if spec.mcp_servers else {}
+    return chosen(settings.mcp_servers, spec.mcp, own)
 
 
 def sandbox_choice(settings: Settings, spec: TaskSpec) -> tuple[str, bool]:

@@ -63,6 +63,7 @@ EVERY = {
         ("openai", "llm.py", True),
         ("tiktoken", "context.py", True),
         ("rich", "render.py render_run.py", True),  # the run view has the spinner
+        ("mcp", "mcp_client.py", True),  # issue 26: only a run whose task uses MCP servers
     ],
 )
 def test_an_sdk_is_imported_only_by_its_adapter(sdk: str, owner: str, lazy: bool) -> None:
@@ -154,7 +155,7 @@ def loaded_heavy_modules(command: list[str]) -> str:
         "try:\n    runpy.run_module('agentctl', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
         "roots = {m.split('.')[0] for m in sys.modules}\n"
-        "heavy = sorted(roots & {'openai', 'tiktoken', 'httpx2', 'httpx', 'pydantic'})\n"
+        "heavy = sorted(roots & {'openai', 'tiktoken', 'httpx2', 'httpx', 'pydantic', 'mcp'})\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     proc = subprocess.run(
@@ -241,3 +242,6 @@ def test_run_sends_its_first_request_before_the_tokenizer_the_terminal_ui_or_the
         )
     assert "openai" in loaded  # the probe saw the request
     assert not loaded & {"tiktoken", "tiktoken_ext", "rich"}, sorted(loaded)
+    # issue 26: the MCP SDK (about 1.35x openai's import) only for a task that uses a server
+    assert not loaded & {"mcp", "mcp_types", "jsonschema"}, sorted(loaded)
+    assert "agentctl.tools.mcp_client" not in loaded

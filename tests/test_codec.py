@@ -102,7 +102,7 @@ def test_version_1_payloads_are_upgraded_nested_models_included() -> None:
         "created_at": "t",
     }
     info = codec.decode(SessionInfo, info_v1)
-    assert (info.schema_version, info.spec.schema_version, info.workspace) == (5, 5, None)
+    assert (info.schema_version, info.spec.schema_version, info.workspace) == (5, 6, None)
 
 
 def test_every_versioned_model_has_a_complete_upgrade_chain() -> None:

@@ -45,8 +45,8 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
         6: _unchanged,
         7: _unchanged,
     },
-    # 2 added allow; 3 the context settings; 4 pass_env; 5 sandbox, network
-    "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged},
+    # 2 added allow; 3 the context settings; 4 pass_env; 5 sandbox, network; 6 mcp
+    "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged, 5: _unchanged},
     # 2 workspace; 3 tokenizer; 5 added sandbox, network
     "SessionInfo": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged},
     "Message": {1: _unchanged, 2: _unchanged},  # 2 added finish_reason; 3 provider_data

@@ -55,6 +55,13 @@ def effects_of(tool: Tool) -> Effects:
 class ToolOutcome:
     content: str
     is_error: bool = False
+    structured: Any = None  # a JSON value beside the text (MCP's structuredContent), stored
+
+
+class ToolSource(Protocol):
+    """Where tools beyond the built-in ones come from (an MCP hub): held open for a run."""
+
+    def close(self) -> None: ...
 
 
 class Tool(Protocol):
@@ -83,6 +90,19 @@ class ToolRegistry:
 
         self._tools = {t.name: t for t in tools or []}
         self.policy = policy or ApprovalPolicy()
+        self.sources: list[ToolSource] = []
+
+    def add(self, tools: list[Tool], source: ToolSource | None = None) -> None:
+        """More tools (an MCP server's); `source` is closed with the registry."""
+        for tool in tools:
+            self._tools[tool.name] = tool
+        if source is not None:
+            self.sources.append(source)
+
+    def close(self) -> None:
+        sources, self.sources = self.sources, []
+        for source in sources:
+            source.close()
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)

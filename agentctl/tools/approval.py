@@ -129,6 +129,9 @@ class Rule:
 
     def allows(self, tool: str, arguments: dict[str, Any], root: Path | None = None) -> bool:
         """Whether this rule approves the call; `root` is the workspace (for links out)."""
+        if self.tool.startswith("mcp__") and self.pattern is None:
+            # MCP tools: `mcp__server__tool`, or `mcp__server__*` for all of a server's
+            return fnmatchcase(tool, self.tool) and tool.startswith("mcp__")
         if tool != self.tool:
             return False
         if "command" in arguments:
@@ -167,7 +170,12 @@ class ApprovalPolicy:
         if self.auto_confined and effects_of(tool).confined:
             return False
         root = _root_of(tool)
-        return not any(Rule.parse(rule).allows(tool.name, arguments, root) for rule in self.allow)
+        rules = [Rule.parse(rule) for rule in self.allow]
+        if getattr(tool, "destructive", False) is True:
+            # A tool that says it destroys is approved only by a rule that names it whole,
+            # never by a wildcard: the hint can add a question, never take one away.
+            rules = [r for r in rules if not _GLOB & set(r.tool)]
+        return not any(rule.allows(tool.name, arguments, root) for rule in rules)
 
     def needs_approval_to_remember(self) -> bool:
         """A preference outlives the session and goes into every later system prompt, so the

@@ -1,0 +1,347 @@
+"""The MCP adapter: the only module that imports the `mcp` SDK (and `jsonschema`, which comes
+with it). It holds a session's servers open on one event loop in a background thread and gives
+the synchronous runner three things: the servers' tool listings, a call, and a close.
+
+The decisions a reader must know: servers start in parallel, each within its own start-up
+timeout, and a server that does not come up is reported, never waited for past it; a server's
+stderr goes to its own log file (0600), never to the terminal; a result's binary parts are
+written to files and referenced, never put into the context as base64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl.errors import UsageError
+from agentctl.mcpconfig import INSTALL, McpServer
+
+if TYPE_CHECKING:
+    from mcp import Client
+
+# What a stdio server gets of agentctl's environment besides its own `env` and `env_vars`
+# (the SDK adds its own safe list: HOME, PATH, USER, ...). Never the model's key.
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "audio/wav": ".wav",
+    "audio/mpeg": ".mp3",
+    "application/pdf": ".pdf",
+}
+
+
+def require_sdk() -> None:
+    """One line with the install command where the extra is missing."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "this task uses MCP servers and the MCP client is not installed",
+            hint=INSTALL,
+        ) from None
+
+
+@dataclass(frozen=True)
+class RemoteTool:
+    """One tool as a server listed it."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+    read_only: bool | None = None  # annotations: hints, trusted only where the user says
+    destructive: bool | None = None
+    title: str | None = None
+
+
+@dataclass
+class ServerStatus:
+    server: McpServer
+    tools: list[RemoteTool] = field(default_factory=list)
+    error: str | None = None  # why it is not up
+    info: str | None = None  # "name version" the server gave
+    seconds: float = 0.0  # time to come up and list its tools
+
+    @property
+    def up(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class McpResult:
+    text: str
+    is_error: bool
+    structured: Any = None
+    files: tuple[str, ...] = ()
+
+
+def check_arguments(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
+    """The first way the arguments break the tool's input schema, or None."""
+    import jsonschema
+
+    try:
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+    except (jsonschema.SchemaError, TypeError, ValueError):
+        return None  # a schema the validator cannot use: the server judges the call
+    if not errors:
+        return None
+    first = errors[0]
+    where = "/".join(str(p) for p in first.absolute_path)
+    return f"{where}: {first.message}" if where else first.message
+
+
+class McpHub:
+    """A session's MCP servers, held open until `close`."""
+
+    def __init__(
+        self,
+        servers: list[McpServer],
+        *,
+        environ: Mapping[str, str],
+        cwd: Path,
+        logs: Path,
+        files: Path,
+    ) -> None:
+        self.servers = servers
+        self._environ = environ
+        self._cwd = cwd
+        self._logs = logs
+        self.files = files  # where binary parts of results are written
+        self.status: dict[str, ServerStatus] = {}
+        self._clients: dict[str, Client] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self._holders: list[asyncio.Future[None]] = []
+
+    # -- start and stop ------------------------------------------------------------------
+
+    def start(self) -> dict[str, ServerStatus]:
+        """Start every server at once; return when each is up or past its timeout."""
+        require_sdk()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="mcp", daemon=True)
+        self._thread.start()
+        longest = max((s.startup_timeout_sec for s in self.servers), default=1.0)
+        future = asyncio.run_coroutine_threadsafe(self._start_all(), loop)
+        future.result(timeout=longest + 10)
+        return self.status
+
+    async def _start_all(self) -> None:
+        import time
+
+        self._stop = asyncio.Event()
+
+        async def one(server: McpServer) -> None:
+            ready: asyncio.Future[list[RemoteTool]] = asyncio.get_running_loop().create_future()
+            began = time.monotonic()
+            holder = asyncio.ensure_future(self._hold(server, ready))
+            self._holders.append(holder)
+            status = ServerStatus(server)
+            try:
+                status.tools = await asyncio.wait_for(
+                    asyncio.shield(ready), server.startup_timeout_sec
+                )
+                client = self._clients[server.name]
+                given = client.server_info
+                status.info = f"{given.name} {given.version}" if given else None
+            except TimeoutError:
+                status.error = f"did not start within {server.startup_timeout_sec:g} s"
+                holder.cancel()
+            except Exception as exc:
+                status.error = _reason(exc)
+            status.seconds = time.monotonic() - began
+            self.status[server.name] = status
+
+        await asyncio.gather(*(one(s) for s in self.servers))
+
+    async def _hold(self, server: McpServer, ready: asyncio.Future[list[RemoteTool]]) -> None:
+        """Connect, list the tools, then keep the connection until the hub closes (the SDK's
+        context managers must be left in the task that entered them)."""
+        from mcp import Client
+        from mcp_types import Implementation
+
+        import agentctl
+
+        self._logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = self._logs / f"{server.name}.log"
+        try:
+            with open(log_path, "a", encoding="utf-8", opener=_private) as log:
+                transport = self._transport(server, log)
+                info = Implementation(name="agentctl", version=agentctl.__version__)
+                async with Client(transport, client_info=info, cache=None) as client:
+                    self._clients[server.name] = client
+                    tools = await _list_tools(client)
+                    if not ready.done():
+                        ready.set_result(tools)
+                    assert self._stop is not None
+                    await self._stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._clients.pop(server.name, None)
+
+    def _transport(self, server: McpServer, log: Any) -> Any:
+        if server.url:
+            from mcp.client.streamable_http import streamable_http_client
+            from mcp.shared._httpx_utils import create_mcp_http_client
+
+            http = create_mcp_http_client(headers=dict(server.http_headers) or None)
+            return streamable_http_client(server.url, http_client=http)
+        from mcp.client.stdio import StdioServerParameters, stdio_client
+
+        env = {k: self._environ[k] for k in server.env_vars if k in self._environ}
+        env.update(server.env)
+        params = StdioServerParameters(
+            command=server.command or "",
+            args=list(server.args),
+            env=env,
+            cwd=server.cwd or str(self._cwd),
+        )
+        return stdio_client(params, errlog=log)
+
+    def close(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        self._loop = None
+
+        async def stop() -> None:
+            if self._stop is not None:
+                self._stop.set()
+            if self._holders:
+                await asyncio.wait(self._holders, timeout=5)
+                for h in self._holders:
+                    h.cancel()
+
+        # A server that will not stop is left to its closed stdin.
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def call(self, server: McpServer, tool: str, arguments: dict[str, Any]) -> McpResult:
+        loop, client = self._loop, self._clients.get(server.name)
+        if loop is None or client is None:
+            return McpResult(f"the MCP server {server.name!r} is not running", is_error=True)
+        timeout = server.tool_timeout_sec
+        future = asyncio.run_coroutine_threadsafe(
+            client.call_tool(tool, arguments, read_timeout_seconds=timeout), loop
+        )
+        try:
+            result = future.result(timeout=timeout + 5)
+        except TimeoutError:
+            future.cancel()
+            return McpResult(f"no answer within {timeout:g} s (tool_timeout_sec)", is_error=True)
+        except Exception as exc:
+            return McpResult(f"the call failed: {_reason(exc)}", is_error=True)
+        return self._convert(server.name, result)
+
+    def _convert(self, server: str, result: Any) -> McpResult:
+        from mcp_types import (
+            AudioContent,
+            BlobResourceContents,
+            EmbeddedResource,
+            ImageContent,
+            ResourceLink,
+            TextContent,
+            TextResourceContents,
+        )
+
+        texts: list[str] = []
+        files: list[str] = []
+        for part in result.content:
+            if isinstance(part, TextContent):
+                texts.append(part.text)
+            elif isinstance(part, ImageContent | AudioContent):
+                path = self._write(server, part.data, part.mime_type)
+                files.append(path)
+                texts.append(f"[{part.type} {part.mime_type}, saved to {path}]")
+            elif isinstance(part, EmbeddedResource):
+                res = part.resource
+                if isinstance(res, TextResourceContents):
+                    texts.append(res.text)
+                elif isinstance(res, BlobResourceContents):
+                    path = self._write(server, res.blob, res.mime_type)
+                    files.append(path)
+                    texts.append(f"[resource {res.uri}, saved to {path}]")
+            elif isinstance(part, ResourceLink):
+                texts.append(f"[resource link {part.uri}: {part.name}]")
+            else:
+                texts.append(f"[{getattr(part, 'type', 'unknown')} content]")
+        structured = result.structured_content
+        text = "\n".join(texts)
+        if not texts and structured is not None:
+            text = json.dumps(structured, ensure_ascii=False)
+        return McpResult(text, bool(result.is_error), structured, tuple(files))
+
+    def _write(self, server: str, data: str, mime: str | None) -> str:
+        """A binary part as a file named by its content, under the session's data."""
+        try:
+            raw = base64.b64decode(data, validate=False)
+        except ValueError:
+            raw = data.encode()
+        suffix = _EXTENSIONS.get(mime or "", ".bin")
+        self.files.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.files / f"{server}-{hashlib.sha256(raw).hexdigest()[:16]}{suffix}"
+        if not path.exists():
+            from agentctl.atomic import write_private
+
+            write_private(path, raw)
+        return str(path)
+
+
+async def _list_tools(client: Client) -> list[RemoteTool]:
+    tools: list[RemoteTool] = []
+    cursor: str | None = None
+    for _ in range(100):  # a paginator that never ends cannot hang the start
+        page = await client.list_tools(cursor=cursor)
+        for t in page.tools:
+            notes = t.annotations
+            tools.append(
+                RemoteTool(
+                    t.name,
+                    t.description or "",
+                    dict(t.input_schema),
+                    notes.read_only_hint if notes else None,
+                    notes.destructive_hint if notes else None,
+                    (notes.title if notes else None) or t.title,
+                )
+            )
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return tools
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line (an ExceptionGroup's first leaf)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+    from agentctl.config import redact_text
+
+    return redact_text(text)[:300]
+
+
+def _private(path: str, flags: int) -> int:
+    import os
+
+    return os.open(path, flags, 0o600)

@@ -1,0 +1,172 @@
+"""Tools from MCP servers as agentctl tools: each offered as `mcp__<server>__<tool>`, described
+by its server, approved and checkpointed like the built-in ones (calls.py does not know the
+difference). The SDK stays behind the hub (tools/mcp_client.py), imported only when a session
+uses a server.
+
+The decisions a reader must know: an MCP tool is exec-class (asked first, `tool_started`
+recorded, never re-sent after a crash) and reaches outside the workspace (a rollback lists its
+calls) unless its server is trusted and the tool says `readOnlyHint`; `destructiveHint` can only
+add a confirmation, never remove one. Annotations are hints from a program we did not write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl.errors import AgentctlError, ExitCode, UsageError
+from agentctl.mcpconfig import McpServer, tool_name
+from agentctl.tools import OUTSIDE, Effects, SideEffect, ToolOutcome
+
+if TYPE_CHECKING:
+    from agentctl.tools.mcp_client import McpHub, RemoteTool, ServerStatus
+
+MAX_RESULT = 16_000  # characters sent to the model, as the file tools (tools/files.py)
+
+
+class McpServerDown(AgentctlError):
+    """A required MCP server did not come up: the run cannot offer what it promised."""
+
+    exit_code = ExitCode.MODEL
+
+
+@dataclass(frozen=True)
+class McpTool:
+    """One server tool, as the model sees it and the approval policy asks it."""
+
+    name: str
+    server: McpServer
+    remote: RemoteTool
+    hub: McpHub = field(repr=False, compare=False)
+
+    @property
+    def description(self) -> str:
+        return self.remote.description or self.remote.title or self.remote.name
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.remote.schema  # passed through as the server gave it
+
+    @property
+    def side_effect(self) -> SideEffect:
+        if self.server.trust_annotations and self.remote.read_only and not self.destructive:
+            return SideEffect.READ
+        return SideEffect.EXEC
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.remote.destructive)
+
+    @property
+    def effects(self) -> Effects:
+        return OUTSIDE  # a server's effects land wherever it reaches
+
+    @property
+    def approval_subject(self) -> str:
+        return f"{self.server.name} {self.remote.name}"
+
+    def run(self, arguments: dict[str, Any]) -> ToolOutcome:
+        from agentctl.tools.mcp_client import check_arguments
+
+        problem = check_arguments(self.parameters, arguments)
+        if problem is not None:  # the server never sees a call its schema refuses
+            return ToolOutcome(f"Error: arguments do not match the schema: {problem}", True)
+        result = self.hub.call(self.server, self.remote.name, arguments)
+        text = capped(result.text, self.hub.files, self.name)
+        if result.is_error:
+            return ToolOutcome(f"Error: {text}" if text else "Error: the tool failed", True)
+        return ToolOutcome(text, structured=result.structured)
+
+
+def capped(text: str, folder: Path, name: str) -> str:
+    """A long result cut for the model; the whole of it kept in a file that is named."""
+    if len(text) <= MAX_RESULT:
+        return text
+    import hashlib
+
+    from agentctl.atomic import write_private
+
+    data = text.encode("utf-8", "surrogatepass")
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{name}-{hashlib.sha256(data).hexdigest()[:16]}.txt"
+    write_private(path, data)
+    head = MAX_RESULT * 3 // 4
+    tail = MAX_RESULT - head
+    cut = len(text) - head - tail
+    note = f"[… {cut:,} characters cut; the whole result is in {path}]"
+    return f"{text[:head]}\n{note}\n{text[-tail:]}"
+
+
+@dataclass
+class McpSource:
+    """The MCP servers of one run: started once, their tools offered, closed at the end."""
+
+    hub: McpHub
+    tools: list[McpTool]
+    status: dict[str, ServerStatus]
+
+    def close(self) -> None:
+        self.hub.close()
+
+
+def offered_tools(status: Mapping[str, ServerStatus], hub: McpHub) -> list[McpTool]:
+    """Every tool of every server that is up, under its offered name; two that would share
+    a name stop the run, naming both."""
+    by_name: dict[str, McpTool] = {}
+    for server_status in status.values():
+        if not server_status.up:
+            continue
+        server = server_status.server
+        for remote in server_status.tools:
+            if not server.offers(remote.name):
+                continue
+            name = tool_name(server.name, remote.name)
+            other = by_name.get(name)
+            if other is not None:
+                raise UsageError(
+                    f"two MCP tools would both be offered as {name}: "
+                    f"{other.server.name}'s {other.remote.name!r} and "
+                    f"{server.name}'s {remote.name!r}",
+                    hint="rename a server (agentctl mcp remove/add) or disable one tool "
+                    "(disabled_tools)",
+                )
+            by_name[name] = McpTool(name, server, remote, hub)
+    return list(by_name.values())
+
+
+def start_servers(
+    servers: list[McpServer],
+    *,
+    environ: Mapping[str, str],
+    cwd: Path,
+    data: Path,
+    say: Callable[[str], None],
+) -> McpSource:
+    """Start the servers (in parallel, each within its timeout); a required one that does not
+    come up stops the run (exit 5) after the others are closed; an optional one is said and
+    left out."""
+    from agentctl.tools.mcp_client import McpHub
+
+    hub = McpHub(servers, environ=environ, cwd=cwd, logs=data / "logs", files=data / "files")
+    try:
+        status = hub.start()
+        for s in servers:
+            st = status[s.name]
+            if st.up:
+                offered = sum(1 for t in st.tools if s.offers(t.name))
+                given = f"{st.info}, " if st.info else ""
+                say(f"MCP server {s.name}: {given}{offered} tools, up in {st.seconds:.1f} s")
+                continue
+            if s.required:
+                raise McpServerDown(
+                    f"the required MCP server {s.name!r} is not available: {st.error}",
+                    hint=f"agentctl mcp check {s.name}",
+                )
+            say(f"MCP server {s.name!r} is not available ({st.error}); its tools are left out")
+        tools = offered_tools(status, hub)
+    except BaseException:
+        hub.close()
+        raise
+    return McpSource(hub, tools, status)

@@ -1,0 +1,290 @@
+"""Tools from MCP servers (issue 26), against real third-party servers: `mcp-server-time` and
+`mcp-server-git` (PyPI) and `@modelcontextprotocol/server-everything` (npm). Where a server is
+missing its tests skip, unless AGENTCTL_REQUIRE_MCP is set (.ci/run installs them and sets it):
+then they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.errors import UsageError
+from agentctl.mcpconfig import McpServer, parse_servers, tool_name
+from agentctl.tools import SideEffect
+from agentctl.tools.approval import ApprovalPolicy
+from tests.conftest import cli
+
+
+def server_command(name: str) -> str:
+    """The server's program: beside this Python (pip) or on PATH (npm -g)."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        if os.environ.get("AGENTCTL_REQUIRE_MCP"):
+            pytest.fail(f"{name} is required here and is not installed (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def settings_file(home: Path, servers: dict[str, dict[str, Any]]) -> None:
+    from agentctl.config import write_file
+
+    write_file(home / "config.toml", {"mcp_servers": servers})
+
+
+def task_file(tmp_path: Path, calls: list[dict[str, Any]], extra: str = "") -> Path:
+    """A task whose scripted model plans, makes `calls` one reply each, then finishes."""
+    turns = [
+        '[[script]]\n[[script.tool_calls]]\nname = "submit_plan"\n'
+        'arguments = { steps = ["use the tools"] }\n'
+    ]
+    for call in calls:
+        turns.append(
+            "[[script]]\n[[script.tool_calls]]\n"
+            f"name = {json.dumps(call['name'])}\n"
+            f"arguments = {json.dumps(json.dumps(call.get('arguments', {})))}\n"
+        )
+    turns.append(
+        '[[script]]\n[[script.tool_calls]]\nname = "finish"\narguments = { result = "done" }\n'
+    )
+    path = tmp_path / "task.toml"
+    path.write_text(f'goal = "use MCP tools"\n{extra}\n' + "\n".join(turns))
+    return path
+
+
+def tool_results(home: Path, session: str) -> list[str]:
+    shown = cli("show", session, "--json", env={"AGENTCTL_HOME": str(home)})
+    messages = shown.json()["messages"]
+    return [m["content"] for m in messages if m["role"] == "tool"]
+
+
+# -- names, configuration and approval: no server needed ------------------------------------
+
+
+def test_tool_names_keep_to_what_the_apis_take() -> None:
+    assert tool_name("time", "get_current_time") == "mcp__time__get_current_time"
+    assert tool_name("ev", "get.sum with space") == "mcp__ev__get_sum_with_space"
+    long_a, long_b = tool_name("srv", "x" * 80 + "a"), tool_name("srv", "x" * 80 + "b")
+    assert len(long_a) == len(long_b) == 64
+    assert long_a != long_b  # the hash suffix keeps two cut names apart
+    assert set(long_a) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def test_a_server_table_is_checked_key_by_key() -> None:
+    with pytest.raises(UsageError, match="needs command"):
+        parse_servers({"a": {"args": ["x"]}}, "f")
+    with pytest.raises(UsageError, match="unknown key 'comand'"):
+        parse_servers({"a": {"comand": "x"}}, "f")
+    with pytest.raises(UsageError, match="name 'a b'"):
+        parse_servers({"a b": {"command": "x"}}, "f")
+    with pytest.raises(UsageError, match="tool_timeout_sec"):
+        parse_servers({"a": {"command": "x", "tool_timeout_sec": -1}}, "f")
+    ok = parse_servers({"a": {"command": "x", "env": {"GITHUB_TOKEN": "ghp_secret"}}}, "f")
+    assert ok["a"].record() == {"name": "a", "transport": "stdio", "target": "x"}
+
+
+def test_a_task_file_may_not_carry_a_secret(tmp_path: Path) -> None:
+    from agentctl.errors import TaskFileError
+    from agentctl.tasks import load_task_file
+
+    path = tmp_path / "t.toml"
+    path.write_text(
+        'goal = "g"\n[mcp_servers.gh]\ncommand = "gh-mcp"\nenv = { GITHUB_TOKEN = "ghp_x" }\n'
+    )
+    with pytest.raises(TaskFileError, match="env_vars"):
+        load_task_file(path)
+
+
+class _Remote:
+    def __init__(self, read_only: bool | None, destructive: bool | None) -> None:
+        self.name, self.description, self.title = "t", "d", None
+        self.schema: dict[str, Any] = {"type": "object"}
+        self.read_only, self.destructive = read_only, destructive
+
+
+def _tool(trust: bool, read_only: bool | None = None, destructive: bool | None = None) -> Any:
+    from agentctl.tools.mcp_tools import McpTool
+
+    server = McpServer("srv", command="x", trust_annotations=trust)
+    return McpTool("mcp__srv__t", server, _Remote(read_only, destructive), None)  # type: ignore[arg-type]
+
+
+def test_annotations_count_only_where_the_user_trusts_the_server() -> None:
+    assert _tool(False, read_only=True).side_effect is SideEffect.EXEC
+    assert _tool(True, read_only=True).side_effect is SideEffect.READ
+    assert _tool(True, read_only=True, destructive=True).side_effect is SideEffect.EXEC
+    assert not _tool(True, read_only=True).effects.confined  # a rollback lists its calls
+
+
+def test_allow_rules_name_a_tool_or_a_server_and_a_wildcard_never_covers_a_destroyer() -> None:
+    plain, destroyer = _tool(False), _tool(False, destructive=True)
+    assert ApprovalPolicy().needs_approval(plain, {})
+    assert not ApprovalPolicy(allow=("mcp__srv__t",)).needs_approval(plain, {})
+    assert not ApprovalPolicy(allow=("mcp__srv__*",)).needs_approval(plain, {})
+    assert ApprovalPolicy(allow=("mcp__other__*",)).needs_approval(plain, {})
+    assert ApprovalPolicy(allow=("mcp__srv__*",)).needs_approval(destroyer, {})
+    assert not ApprovalPolicy(allow=("mcp__srv__t",)).needs_approval(destroyer, {})
+    # an argument named like the shell's cannot make a plain rule refuse, or a glob approve
+    assert not ApprovalPolicy(allow=("mcp__srv__t",)).needs_approval(plain, {"command": "rm"})
+
+
+# -- real servers ------------------------------------------------------------------------
+
+
+@pytest.mark.process
+def test_time_server_through_the_run_with_an_allow_rule(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    time_server = server_command("mcp-server-time")
+    settings_file(
+        agentctl_home, {"time": {"command": time_server, "args": ["--local-timezone", "UTC"]}}
+    )
+    task = task_file(
+        tmp_path,
+        [
+            {"name": "mcp__time__get_current_time", "arguments": {"timezone": "Asia/Tokyo"}},
+            {"name": "mcp__time__get_current_time", "arguments": {"zone": "x"}},  # schema
+        ],
+        extra='allow = ["mcp__time__*"]',
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    done = cli("run", str(task), "--workspace", str(work), "--no-input", "--json")
+    assert done.code == 0, done.stderr
+    assert "mcp-server" not in done.stderr  # the server's own stderr went to its log
+    session = done.events()[-1]["session_id"]
+    results = tool_results(agentctl_home, session)
+    assert any('"timezone": "Asia/Tokyo"' in r for r in results), results
+    assert any("do not match the schema" in r and "'timezone' is a required" in r for r in results)
+    history = cli("history", session, "--json").json()
+    kinds = [c["event"] for c in history]
+    assert kinds.count("tool_started") >= 1
+    first = kinds.index("tool_started")
+    assert kinds[first + 1] == "tool_result"
+    assert (agentctl_home / "mcp" / "logs" / "time.log").exists()
+    # reading the session never loads the SDK, servers configured or not
+    from tests.test_architecture import loaded_heavy_modules
+
+    for command in (["show", session], ["history", session], ["list"]):
+        assert "'mcp'" not in loaded_heavy_modules(command), command
+
+
+@pytest.mark.process
+def test_an_mcp_call_asks_first_without_a_rule(tmp_path: Path, agentctl_home: Path) -> None:
+    settings_file(agentctl_home, {"time": {"command": server_command("mcp-server-time")}})
+    task = task_file(
+        tmp_path, [{"name": "mcp__time__get_current_time", "arguments": {"timezone": "UTC"}}]
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    paused = cli("run", str(task), "--workspace", str(work), "--no-input")
+    assert paused.code == 3, paused.stderr  # waiting for the user's yes
+    assert "mcp__time__get_current_time" in paused.stdout + paused.stderr
+
+
+@pytest.mark.process
+def test_the_tools_command_lists_mcp_tools(tmp_path: Path, agentctl_home: Path) -> None:
+    settings_file(agentctl_home, {"time": {"command": server_command("mcp-server-time")}})
+    listed = cli("tools", "--json")
+    assert listed.code == 0, listed.stderr
+    names = {t["name"]: t for t in listed.json()}
+    assert names["mcp__time__convert_time"]["side_effect"] == "exec"
+    assert names["mcp__time__convert_time"]["approval"].startswith("asks")
+
+
+@pytest.mark.process
+def test_a_required_server_that_is_down_stops_the_run_in_one_line(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    settings_file(
+        agentctl_home,
+        {
+            "gone": {"command": str(tmp_path / "no-such-server"), "required": True},
+            "hangs": {"command": "sleep", "args": ["30"], "startup_timeout_sec": 1},
+        },
+    )
+    task = task_file(tmp_path, [])
+    work = tmp_path / "work"
+    work.mkdir()
+    began = time.monotonic()
+    stopped = cli("run", str(task), "--workspace", str(work), "--no-input")
+    assert stopped.code == 5, stopped.stderr
+    assert "required MCP server 'gone'" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert time.monotonic() - began < 25  # the hanging one did not hold the run for 30 s
+    # optional and down: said, left out, the run goes on
+    settings_file(
+        agentctl_home, {"hangs": {"command": "sleep", "args": ["30"], "startup_timeout_sec": 1}}
+    )
+    went = cli("run", str(task), "--workspace", str(work), "--no-input")
+    assert went.code == 0, went.stderr
+    assert "MCP server 'hangs' is not available (did not start within 1 s)" in (
+        went.stdout + went.stderr
+    )
+
+
+@pytest.mark.process
+def test_a_missing_extra_is_one_line_with_the_install_command(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    settings_file(agentctl_home, {"time": {"command": "mcp-server-time"}})
+    task = task_file(tmp_path, [])
+    work = tmp_path / "work"
+    work.mkdir()
+    code = (
+        "import sys, runpy; sys.modules['mcp'] = None\n"  # import mcp raises ImportError
+        "sys.argv = ['agentctl', *sys.argv[1:]]\n"
+        "runpy.run_module('agentctl', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", str(task), "--workspace", str(work), "--no-input"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert 'pip install "agentctl[mcp]"' in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.process
+def test_everything_server_results_images_structured_errors(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    settings_file(
+        agentctl_home,
+        {"ev": {"command": server_command("mcp-server-everything"), "args": ["stdio"]}},
+    )
+    task = task_file(
+        tmp_path,
+        [
+            {"name": "mcp__ev__get-tiny-image"},
+            {"name": "mcp__ev__get-structured-content", "arguments": {"location": "Chicago"}},
+            {"name": "mcp__ev__get-sum", "arguments": {"a": 2, "b": 3}},
+            {"name": "mcp__ev__get-sum", "arguments": {"a": "two", "b": 3}},
+        ],
+        extra='allow = ["mcp__ev__*"]',
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    done = cli("run", str(task), "--workspace", str(work), "--no-input", "--json", timeout=90)
+    assert done.code == 0, done.stderr
+    session = done.events()[-1]["session_id"]
+    results = tool_results(agentctl_home, session)
+    image = next(r for r in results if "image/png, saved to" in r)
+    saved = Path(image.split("saved to ", 1)[1].split("]", 1)[0])
+    assert saved.read_bytes().startswith(b"\x89PNG")
+    assert saved.is_relative_to(agentctl_home)
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    assert all("base64" not in r and "iVBOR" not in r for r in results)  # no base64 in context
+    assert any("Chicago" in r or "temperature" in r for r in results), results
+    assert any("5" in r for r in results)
+    assert any("do not match the schema" in r for r in results)
