@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentctl import control, prompts
-from agentctl.actions import in_flight, reply_of
+from agentctl.actions import in_flight, pending_calls, reply_of
 from agentctl.details import ErrorDetail, InputDetail, QuestionDetail, ToolDetail
 from agentctl.errors import InvalidTransition
 from agentctl.journal import Journal
@@ -22,6 +22,7 @@ from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import ToolStarted
 from agentctl.state import (
     Approval,
+    Grant,
     Message,
     PendingQuestion,
     Session,
@@ -105,24 +106,35 @@ class ToolCalls:
         )
 
     def _receive_approval(self, session: Session, call_id: str, text: str) -> Session:
-        """Yes: this one call may run, once (the approval names it and the question's
-        checkpoint). No: the model is told."""
-        allowed = approval.is_yes(text)
+        """y: this one call may run, once (the approval names it and the question's
+        checkpoint). a: that too, and the tool (run_shell: this exact command) runs unasked for
+        the rest of the session, a grant on the task state. Anything else refuses; words other
+        than n reach the model as the user's."""
+        answer = approval.read_answer(text)
         task = session.task.model_copy(update={"pending_question": None})
         messages: tuple[Message, ...] = ()
-        if allowed:
-            granted = Approval(call_id=call_id, asked_at=session.checkpoint.id)
-            task = task.model_copy(update={"approval": granted})
+        shown = None
+        if answer.allowed:
+            allowed = Approval(call_id=call_id, asked_at=session.checkpoint.id)
+            task = task.model_copy(update={"approval": allowed})
         else:
-            refusal = "Error: the user did not allow this action. Do something else or ask them."
+            refusal = answer.words or approval.REFUSED
             messages = (self._counted(Message(role="tool", tool_call_id=call_id, content=refusal)),)
+        call = next((c for c in pending_calls(session.newest_turn) if c.id == call_id), None)
+        if answer.always and call is not None:
+            tool, command = approval.grant_for(call.name, _arguments(call))
+            grant = Grant(
+                tool=tool, command=command, session=session.info.id, at=session.checkpoint.id + 1
+            )
+            task = task.model_copy(update={"grants": (*task.grants, grant)})
+            shown = approval.describe_grant(tool, command)
         return self._commit(
             session,
             CheckpointKind.INPUT_RECEIVED,
             transition(session.state, Event.INPUT_RECEIVED),
             task,
             new_messages=messages,
-            detail=InputDetail(text, approved=allowed),
+            detail=InputDetail(text, approved=answer.allowed, granted=shown),
         )
 
     def _ask_approval(self, session: Session, call: ToolCall, question: str) -> Session:
@@ -138,9 +150,15 @@ class ToolCalls:
         return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
 
     @staticmethod
-    def _approved(session: Session, call: ToolCall) -> bool:
-        granted = session.task.approval
-        return granted is not None and granted.call_id == call.id
+    def _approved(session: Session, call: ToolCall, args: dict[str, Any] | None = None) -> bool:
+        """The user allowed this call: once (y), by a grant of this session (a), or by the
+        session's approval mode (--yes)."""
+        task = session.task
+        if task.approval is not None and task.approval.call_id == call.id:
+            return True
+        if task.auto_approve:
+            return True
+        return approval.granted(task.grants, session.info.id, call.name, args or {}) is not None
 
     def handle_call(self, session: Session, call: ToolCall) -> Session:
         try:
@@ -168,7 +186,7 @@ class ToolCalls:
         if step.preference is not None:
             key, value = step.preference
             if self._tools.policy.needs_approval_to_remember() and not self._approved(
-                session, call
+                session, call, arguments
             ):
                 return self._ask_approval(session, call, approval.remember_question(key, value))
             # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
@@ -218,7 +236,12 @@ class ToolCalls:
         if not tool.side_effect.idempotent and session.state is State.PLANNING:
             # One rule whatever the approval mode: nothing changes before there is a plan.
             return self._refuse(session, call, f"{call.name} may run once a plan is submitted")
-        if not self._approved(session, call) and self._tools.policy.needs_approval(tool, args):
+        if not self._approved(session, call, args) and self._tools.policy.needs_approval(
+            tool, args
+        ):
+            if isinstance(tool, approval.Checked) and (failure := tool.known_failure(args)):
+                # Nothing to ask about: the call would fail. The model hears why at once.
+                return self._refuse(session, call, failure)
             return self._ask_approval(session, call, approval.question(tool, args))
         return self._run_tool(session, call, tool, args)
 
@@ -312,3 +335,12 @@ class ToolCalls:
         return self._commit(
             session, CheckpointKind.ERROR, session.state, task, detail=ErrorDetail(message)
         )
+
+
+def _arguments(call: ToolCall) -> dict[str, Any]:
+    """A call's arguments as a dict ({} when they do not parse: nothing to grant by)."""
+    try:
+        value = valid_value(json.loads(call.arguments or "{}"))
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -65,7 +65,13 @@ NoInputOpt = Annotated[
     typer.Option("--no-input", help="Never prompt: save and exit 3 when the agent asks something."),
 ]
 YesOpt = Annotated[
-    bool, typer.Option("--yes", "-y", help="Allow file writes and shell commands without asking.")
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Allow file writes and shell commands without asking (remembered by the session: "
+        "resume --ask undoes it).",
+    ),
 ]
 ModelOpt = Annotated[
     str | None, typer.Option("--model", help="Model name ('scripted' for the task's script).")
@@ -98,6 +104,14 @@ def _view(settings: Settings, as_json: bool) -> View:
     return StreamView() if as_json else RunView(preview_lines=settings.preview_lines)
 
 
+def _asker(view: View, no_input: bool) -> service.Prompt | None:
+    """What asks the person at the terminal: the run view's prompt (with --json, a quiet one's:
+    the question on stderr, the stream on stdout); None with --no-input."""
+    if no_input:
+        return None
+    return view.ask if isinstance(view, RunView) else RunView(quiet=True).ask
+
+
 def _guarded(action: Callable[[], T], view: View | None = None) -> T:
     """Run a use case; turn every failure into one line and an exit code."""
     try:
@@ -120,6 +134,12 @@ def _guarded(action: Callable[[], T], view: View | None = None) -> T:
             if isinstance(view, StreamView):
                 view.failed("interrupted", int(ExitCode.INTERRUPTED))
         sid = view.session_id if view else None
+        if view is not None and getattr(view, "elsewhere", False):
+            # Following a session another process runs: nothing stopped there.
+            render.error("stopped following; the session goes on where it runs")
+            if sid:
+                render.note(f"follow it again with: agentctl watch {sid}")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         if not _kept[0]:
             render.error("interrupted; the memory: store keeps nothing after this command")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
@@ -151,7 +171,7 @@ def _follow_ups(
     continues the same session (resume --input on a done session), until Enter or Ctrl-D.
     Returns the last report and whether its result is already on the screen."""
     shown = False
-    while interactive and report.stop is Stop.DONE and sys.stdin.isatty():
+    while interactive and report.stop is Stop.DONE and not report.followed and sys.stdin.isatty():
         view.finish(report, 0)  # the summary, then the result, then the prompt
         render.result(report.session.task.result or "(no result)")
         shown = True
@@ -164,7 +184,7 @@ def _follow_ups(
             report.session.info.id,
             answer=text,
             max_turns=max_turns,
-            ask=render.ask,
+            ask=_asker(view, False),
             on_event=view,
             yes=yes,
         )
@@ -258,7 +278,7 @@ def run(
             settings,
             service.read_task(task),
             max_turns=max_turns,
-            ask=None if no_input else render.ask,
+            ask=_asker(view, no_input),
             on_event=view,
             workspace=workspace,
             yes=yes,
@@ -298,7 +318,19 @@ def resume(
     model: ModelOpt = None,
     store: StoreOpt = None,
     no_input: NoInputOpt = False,
-    yes: YesOpt = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="From now on, allow file writes and shell commands without asking (the "
+            "session remembers it).",
+        ),
+    ] = False,
+    ask_again: Annotated[
+        bool,
+        typer.Option("--ask", help="Ask again before writes and shell commands (undoes --yes)."),
+    ] = False,
     max_turns: MaxTurnsOpt = None,
     as_json: StreamOpt = False,
 ) -> None:
@@ -314,9 +346,10 @@ def resume(
             session,
             answer=input_text,
             max_turns=max_turns,
-            ask=None if no_input else render.ask,
+            ask=_asker(view, no_input),
             on_event=view,
             yes=yes,
+            ask_approvals=ask_again,
         ),
         view,
     )

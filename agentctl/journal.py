@@ -91,6 +91,7 @@ class Journal:
         messages: tuple[Message, ...],
         lease: Lease | None,
         workspace_tree: str | None = None,
+        task: TaskState | None = None,
     ) -> Session:
         """The session's first checkpoint, `new_task` (idle -> planning), held by `lease` from
         the first moment another process can see it."""
@@ -100,7 +101,7 @@ class Journal:
             from_state=State.IDLE,
             to_state=transition(State.IDLE, Event.NEW_TASK),
             created_at=self._clock(),
-            task=TaskState(goal=info.spec.goal, workspace_tree=workspace_tree),
+            task=task or TaskState(goal=info.spec.goal, workspace_tree=workspace_tree),
             usage=Usage(),
             new_messages=messages,
         )

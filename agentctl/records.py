@@ -24,6 +24,19 @@ class Notice:
 
     text: str
     session_id: str | None = None
+    # The session runs in another process and this one only follows it (watch, or a prompt
+    # answered in another terminal): an interrupt here stops nothing there.
+    elsewhere: bool = False
+
+
+class AnsweredElsewhere(Exception):
+    """The question a terminal prompt waited on was answered in another terminal (or by a
+    script): this process must not write. `typed` is what was typed here, if anything, and
+    was not sent."""
+
+    def __init__(self, typed: str | None = None) -> None:
+        super().__init__("answered in another terminal")
+        self.typed = typed
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,7 @@ class RunReport:
     session: Session
     changes: tuple[FileChange, ...] = ()  # the workspace files this run changed
     started_at: int | None = None  # the checkpoint the run began from (a rollback target)
+    followed: bool = False  # the session ran in another process; this one only followed it
 
 
 @dataclass(frozen=True)

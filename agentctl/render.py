@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import select
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentctl.details import (
@@ -278,8 +281,12 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     if isinstance(d, StepDetail):
         return f"[green]✓[/] {e(d.step)}: {e(d.summary)}"
     if isinstance(d, QuestionDetail):
-        return f"[yellow]? {e(d.question)}[/]"
+        return question_markup(d.question)
     if isinstance(d, InputDetail):
+        if d.granted:
+            return f"[yellow]←[/] {e(d.input)} [dim](allowed for this session: {e(d.granted)})[/]"
+        if d.approved is False:
+            return f"[yellow]←[/] {e(d.input)} [dim](refused)[/]"
         return f"[yellow]←[/] {e(d.input)}"
     if isinstance(d, FinishDetail):
         return f"[green]done[/] ({e(d.outcome)})"
@@ -319,15 +326,55 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     return e(kind)
 
 
-def ask(question: str) -> str | None:
-    """Ask at the terminal; None when there is no terminal to ask at."""
-    if not sys.stdin.isatty():
-        return None
-    err.print(f"[bold yellow]?[/] {escape(question)}")
-    try:
-        return err.input("[bold]> [/]")
-    except EOFError:
-        return None
+_DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
+APPROVAL_ANSWERS = (
+    "y: allow once · a: allow for the rest of this session (run_shell: this exact command) · "
+    "n: refuse · or type what to do instead"
+)
+
+
+def question_markup(question: str) -> str:
+    """A question (an approval's with its diff) as markup: the first line in yellow, diff lines
+    coloured as `agentctl diff` colours them. The text is outside text: escaped, visible."""
+    first, *rest = question.split("\n")
+    lines = [f"[yellow]? {escape(first)}[/]"]
+    for line in rest:
+        text = escape(line)
+        header = line.startswith(("+++ ", "--- "))
+        style = "bold" if header else _DIFF_STYLES.get(line[:1])
+        lines.append(f"[{style}]{text}[/]" if style else text)
+    return "\n".join(lines)
+
+
+def read_line(prompt: str, answered_elsewhere: Callable[[], bool] | None = None) -> str | None:
+    """A line typed at the terminal; None at Ctrl-D. With `answered_elsewhere`, it is asked
+    every half second while nothing is typed: when it says yes, AnsweredElsewhere is raised
+    (the question was answered in another terminal)."""
+    from agentctl.records import AnsweredElsewhere
+
+    err.print(prompt, end="")
+    if answered_elsewhere is None:
+        try:
+            return input()
+        except EOFError:
+            err.print()
+            return None
+    fd = sys.stdin.fileno()
+    typed = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            if answered_elsewhere():
+                err.print()
+                raise AnsweredElsewhere(typed.decode(errors="replace") or None)
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:  # Ctrl-D
+            err.print()
+            return None if not typed else typed.decode(errors="replace")
+        typed += chunk
+        if b"\n" in typed or b"\r" in typed:
+            return typed.splitlines()[0].decode(errors="replace")
 
 
 def ask_follow_up() -> str | None:
@@ -335,12 +382,8 @@ def ask_follow_up() -> str | None:
     if not sys.stdin.isatty():
         return None
     err.print("[dim]follow-up? the next instruction for this session, or Enter to end[/]")
-    try:
-        text = err.input("[bold]> [/]")
-    except EOFError:
-        err.print()
-        return None
-    return text if text.strip() else None
+    text = read_line("[bold]> [/]")
+    return text if text is not None and text.strip() else None
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -634,6 +677,15 @@ def show_session(view: SessionView) -> None:
         out.print("data:     " + escape(json.dumps(task.data, ensure_ascii=False)))
     if task.pending_question:
         out.print(f"[yellow]question: {escape(task.pending_question.question)}[/]")
+    out.print(
+        "approvals: writes and commands run without asking (--yes; resume --ask to undo)"
+        if task.auto_approve
+        else "approvals: asked before writes and commands"
+    )
+    for grant in task.grants:
+        if grant.session == s.info.id:  # a fork does not inherit its origin's
+            what = f"{grant.tool}: {grant.command}" if grant.command is not None else grant.tool
+            out.print(f"  allowed for this session: {escape(what)} (answer a at #{grant.at})")
     if task.last_error:
         out.print(f"[red]error:    {escape(task.last_error)}[/]")
     if task.outcome:

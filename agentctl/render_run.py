@@ -11,12 +11,15 @@ to its width (and coloured); piped, nothing is cut or coloured, and no spinner r
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agentctl.config import DEFAULT_PREVIEW_LINES
 from agentctl.details import QuestionDetail, ToolDetail
 from agentctl.render import (
+    APPROVAL_ANSWERS,
     _sandboxed,
     describe_checkpoint,
     err,
@@ -25,6 +28,8 @@ from agentctl.render import (
     human_bytes,
     note,
     plural,
+    question_markup,
+    read_line,
     visible,
 )
 from agentctl.render_stream import output_preview, split_exit, subject
@@ -34,7 +39,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from agentctl.records import RunEvent, RunReport, SessionStarted, ToolStarted, TurnUsage
-    from agentctl.state import Checkpoint, Message
+    from agentctl.state import Checkpoint, Message, PendingQuestion
 
 DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 
@@ -84,6 +89,32 @@ class RunView:
         self._turns = 0
         self._usage = [0, 0, 0]  # input, cached input, output tokens of this run
         self._price: tuple[float, float] | None = None
+        self._shown_question: str | None = None  # the question the last line printed
+        self.elsewhere = False  # following a session another process runs (Notice.elsewhere)
+
+    # -- the prompt --------------------------------------------------------------------------
+
+    def ask(
+        self, question: PendingQuestion, answered_elsewhere: Callable[[], bool] | None = None
+    ) -> str | None:
+        """Ask at the terminal (None without one, or at Ctrl-D). The question is printed once:
+        not again when the run's own line just showed it. An approval lists its answers; an
+        empty answer to a question asks again. `answered_elsewhere` is polled while waiting
+        (read_line): the question may be answered from another terminal."""
+        if not sys.stdin.isatty():
+            return None
+        self.flush()
+        self.close()
+        if self._shown_question != question.question:
+            err.print(question_markup(question.question))
+        self._shown_question = None
+        if question.kind == "approval":
+            err.print(f"[dim]{APPROVAL_ANSWERS}[/]")
+        while True:
+            text = read_line("[bold]> [/]", answered_elsewhere)
+            if text is None or text.strip() or question.kind == "approval":
+                return text
+            err.print("[dim]an empty answer is no answer: type one (Ctrl-D stops here)[/]")
 
     # -- the events --------------------------------------------------------------------------
 
@@ -117,6 +148,7 @@ class RunView:
             return
         if isinstance(event, Notice):
             self.session_id = event.session_id or self.session_id
+            self.elsewhere = self.elsewhere or event.elsewhere
             if self._header is not None:
                 self._notices.append(event.text)  # the header comes first
             elif not self.quiet:
@@ -203,6 +235,9 @@ class RunView:
             if pending is not None and pending.tool_call_id:
                 self._asked.add(pending.tool_call_id)
         line = describe_checkpoint(kind, c.detail)
+        self._shown_question = None
+        if kind == "needs_input" and isinstance(detail, QuestionDetail):
+            self._shown_question = detail.question
         if kind == "error":
             self._held_error = f"[dim]#{c.id}[/] {line}"
         elif line:

@@ -33,13 +33,21 @@ from agentctl.actions import (
 from agentctl.calls import ToolCalls
 from agentctl.compaction import KEEP_HEAD, ContextKeeper
 from agentctl.context import Budget, TokenCounter, fit_request, observed
-from agentctl.details import ReplyDetail
+from agentctl.details import ApprovalModeDetail, ReplyDetail
 from agentctl.errors import ModelError, WindowTooSmallError
 from agentctl.journal import Journal
-from agentctl.lifecycle import CheckpointKind
+from agentctl.lifecycle import CheckpointKind, State
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta, TurnUsage
-from agentctl.state import Message, Session, SessionInfo, TaskState, valid_text, wire_messages
+from agentctl.state import (
+    Message,
+    PendingQuestion,
+    Session,
+    SessionInfo,
+    TaskState,
+    valid_text,
+    wire_messages,
+)
 from agentctl.store.base import Store
 from agentctl.store.listing import keep_listing
 from agentctl.store.ready import keep_ready, load_head, owner_of
@@ -56,7 +64,8 @@ class RunResult:
     session: Session
 
 
-Ask = Callable[[str], str | None]  # shows a question, returns the answer or None (no terminal)
+# Shows a question, returns the answer or None (no terminal); may raise AnsweredElsewhere.
+Ask = Callable[[PendingQuestion], str | None]
 
 
 class Runner:
@@ -96,7 +105,12 @@ class Runner:
     # -- public -----------------------------------------------------------------------------
 
     def start(
-        self, info: SessionInfo, system_prompt: str, lease: Lease | None = None, early: bool = False
+        self,
+        info: SessionInfo,
+        system_prompt: str,
+        lease: Lease | None = None,
+        early: bool = False,
+        task: TaskState | None = None,
     ) -> Session:
         """Create the session (held by `lease` from its first moment): its first checkpoint is
         `new_task` (idle → planning).
@@ -118,10 +132,10 @@ class Runner:
         try:
             counted = tuple(map(self._journal.counted, messages))
             head = sum(m.tokens for m in counted)
-            task = TaskState(goal=info.spec.goal)
+            task = task or TaskState(goal=info.spec.goal)
             if (problem := self._keeper.too_small(task, counter.approximate, head)) is not None:
                 raise WindowTooSmallError(problem)  # no session: the command line holds it all
-            session = self._journal.create(info, counted, lease)
+            session = self._journal.create(info, counted, lease, task=task)
         except BaseException:
             if pending is not None:
                 pending.cancel()
@@ -146,6 +160,7 @@ class Runner:
         prelude: Callable[[], None] | None = None,
         follow_up: str | None = None,
         attach: Callable[[str], str] | None = None,
+        approval_mode: bool | None = None,
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
@@ -156,11 +171,20 @@ class Runner:
 
         `answer` answers the question the session waits for; `follow_up` is the next
         instruction for a session that is done (`attach` gives the files it names, to send
-        with it)."""
+        with it). `approval_mode` (resume --yes / --ask) is recorded first when it changes
+        whether writes and commands are asked."""
         self._prelude = prelude
         self._attach = attach
         self._next = follow_up
-        result = self._run(load_head(self._store, session_id), answer, ask, max_turns)
+        session = load_head(self._store, session_id)
+        changes = approval_mode is not None and approval_mode != session.task.auto_approve
+        if changes and (session.state is not State.DONE or follow_up is not None):
+            self._run_prelude()
+            task = session.task.model_copy(update={"auto_approve": approval_mode})
+            detail = ApprovalModeDetail(bool(approval_mode))
+            kind = CheckpointKind.APPROVAL_MODE
+            session = self._journal.commit(session, kind, session.state, task, detail=detail)
+        result = self._run(session, answer, ask, max_turns)
         session = result.session
         keep_ready(self._store, session)  # for the next resume's first request
         keep_listing(self._store, session.info.id, owner_of(session.info), session.checkpoint.id)
@@ -184,7 +208,7 @@ class Runner:
             if isinstance(action, AwaitInput):
                 text, answer = answer, None  # given input answers one question only
                 if text is None and ask is not None and action.question is not None:
-                    text = ask(action.question.question)
+                    text = ask(action.question)
                 if text is None:
                     return RunResult(Stop.PAUSED, session)
                 session = self._calls.receive_input(session, text)

@@ -11,6 +11,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,46 +31,156 @@ from agentctl.store.base import CheckpointSummary
 if TYPE_CHECKING:
     from agentctl.records import RunEvent, SessionReport, ToolArgument, ToolInfo
     from agentctl.runner import Ask
-    from agentctl.state import TaskSpec
+    from agentctl.state import PendingQuestion, TaskSpec
     from agentctl.store.lease import Lease
     from agentctl.tools import Effects, ToolRegistry
     from agentctl.workspace.snapshots import Snapshots
 
 
-@contextmanager
-def held_lease(store: Store, session_id: str, lease: Lease | None = None) -> Iterator[None]:
-    """Hold the session's lease while the block runs (taking it, unless `lease` is already
-    held), renewed by a heartbeat thread on its own handle to the same store."""
-    from agentctl.store.lease import Lease, lease_ttl
+# What the terminal asks with: the question, and a check that it was answered elsewhere.
+Prompt = Callable[["PendingQuestion", Callable[[], bool]], "str | None"]
 
-    if lease is None:
-        lease = Lease.mine(secrets.token_hex(8))
-        store.acquire_lease(session_id, lease)
-    held = lease
-    stop = threading.Event()
 
-    def heartbeat() -> None:
+class HeldLease:
+    """The session's lease, renewed by a heartbeat thread on its own handle to the same store,
+    and given up while a person is asked something (`release`, then `take` again): a session
+    waiting at a prompt holds nothing that would stop an answer from another terminal."""
+
+    def __init__(self, store: Store, session_id: str) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._held: Lease | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def take(self, lease: Lease | None = None) -> None:
+        """Take the lease (SessionBusyError naming the holder), unless `lease` is held already."""
+        from agentctl.store.lease import Lease
+
+        if lease is None:
+            lease = Lease.mine(secrets.token_hex(8))
+            self._store.acquire_lease(self._session_id, lease)
+        self._held = lease
+        self._stop = threading.Event()
+        self._beat = threading.Thread(
+            target=self._heartbeat, args=(lease, self._stop), name="lease-heartbeat", daemon=True
+        )
+        self._beat.start()
+
+    def release(self) -> None:
+        if self._held is None:
+            return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+        held, self._held = self._held, None
+        self._store.release_lease(self._session_id, held.token)
+
+    def _heartbeat(self, held: Lease, stop: threading.Event) -> None:
+        from agentctl.store.lease import lease_ttl
+
         # The handle is opened at the first beat, not at once: opening it would compete with
         # the first model request for the interpreter.
         other: Store | None = None
         try:
             while not stop.wait(lease_ttl() / 3):
-                other = other or store.another_handle()
-                other.acquire_lease(session_id, held.renewed())
+                other = other or self._store.another_handle()
+                other.acquire_lease(self._session_id, held.renewed())
         except AgentctlError:
             pass  # lost to a takeover: the head check on every commit stops our writes
         finally:
-            if other is not None and other is not store:
+            if other is not None and other is not self._store:
                 other.close()
 
-    beat = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
-    beat.start()
+
+@contextmanager
+def held_lease(store: Store, session_id: str, lease: Lease | None = None) -> Iterator[HeldLease]:
+    """Hold the session's lease while the block runs (taking it, unless `lease` is already
+    held), renewed by a heartbeat thread on its own handle to the same store."""
+    holder = HeldLease(store, session_id)
+    holder.take(lease)
     try:
-        yield
+        yield holder
     finally:
-        stop.set()
-        beat.join()
-        store.release_lease(session_id, held.token)
+        holder.release()
+
+
+def unleased(store: Store, session_id: str, holder: HeldLease, prompt: Prompt) -> Ask:
+    """The runner's `ask`: the lease is given up while the person thinks, so an answer from
+    another terminal (`resume ID --input`) can proceed; the prompt notices the head move and
+    raises AnsweredElsewhere. An answer typed here takes the lease back and is used only if
+    the session still waits where it did: never two writers, never an answer applied to a
+    question it was not given for."""
+    from agentctl.errors import SessionBusyError
+    from agentctl.records import AnsweredElsewhere
+
+    def ask(question: PendingQuestion) -> str | None:
+        waiting = store.head(session_id).id
+        holder.release()
+        text = prompt(question, lambda: store.head(session_id).id != waiting)
+        try:
+            holder.take()
+        except SessionBusyError:
+            raise AnsweredElsewhere(text) from None  # another process writes: it answered
+        if store.head(session_id).id != waiting:
+            raise AnsweredElsewhere(text)
+        return text
+
+    return ask
+
+
+def follow(store: Store, session_id: str, on_event: Callable[[RunEvent], None]) -> RunReport:
+    """Report every checkpoint after the current head as it is committed, until the session is
+    done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing."""
+    import time
+
+    from agentctl.lifecycle import State
+    from agentctl.records import Checkpointed, Stop
+    from agentctl.state import Message
+
+    seen = store.head(session_id)
+    before: tuple[Message, ...] | None = None
+    while True:
+        head = store.head(session_id)
+        for number in range(seen.id + 1, head.id + 1):
+            # The messages each checkpoint added, so a view shows what a run's would.
+            if before is None:
+                before = store.load(session_id, seen.id).messages
+            now = store.load(session_id, number)
+            added = now.messages[len(before) :] if len(now.messages) > len(before) else ()
+            before = now.messages
+            on_event(Checkpointed(now.checkpoint, added))
+        seen = head
+        if head.to_state in (State.DONE, State.WAITING_FEEDBACK):
+            stop = Stop.DONE if head.to_state is State.DONE else Stop.PAUSED
+            return RunReport(stop, store.load(session_id))
+        time.sleep(FOLLOW_POLL_S)
+
+
+FOLLOW_POLL_S = 0.25
+
+
+def _answered_elsewhere(
+    store: Store,
+    session_id: str,
+    exc: Exception,
+    on_event: Callable[[RunEvent], None],
+) -> RunReport:
+    """The prompt's question was answered in another terminal: say so, and follow the session
+    read-only (as `watch` does) until it is done or waits again; the exit code is `run`'s."""
+    from agentctl.records import AnsweredElsewhere
+
+    typed = exc.typed if isinstance(exc, AnsweredElsewhere) else None
+    on_event(
+        Notice(
+            "answered in another terminal; following the session there (read-only)",
+            session_id=session_id,
+            elsewhere=True,
+        )
+    )
+    if typed and typed.strip():
+        on_event(Notice(f"not sent (it was answered first): {typed}"))
+    return replace(follow(store, session_id, on_event), followed=True)
 
 
 @contextmanager
@@ -199,7 +310,7 @@ def start_session(
     spec: TaskSpec,
     *,
     max_turns: int | None,
-    ask: Ask | None,
+    ask: Prompt | None,
     on_event: Callable[[RunEvent], None],
     workspace: Path | None = None,
     yes: bool = False,
@@ -212,7 +323,7 @@ def start_session(
 ) -> RunReport:
     from agentctl import prompts
     from agentctl.config import parse_value
-    from agentctl.state import SessionInfo
+    from agentctl.state import SessionInfo, TaskState
 
     if context_strategy is not None:  # kept in the spec: a resume goes on the same way
         parse_value("context_strategy", context_strategy, "--context-strategy")
@@ -260,12 +371,20 @@ def start_session(
         turns = max_turns or spec.max_turns
         stack.callback(runner.close)
         # The first request goes out first; the rest happens while the model thinks.
-        runner.start(info, system, lease, early=turns > 0)  # held from its first moment
+        first = TaskState(goal=spec.goal, auto_approve=yes)  # --yes: remembered by the session
+        runner.start(info, system, lease, early=turns > 0, task=first)  # held from the start
         if name is not None or labels:
             store.set_labels(info.id, name, labels)
         store.update_profile(lambda p: p.with_goal(spec.goal))
-        with held_lease(store, info.id, lease):
-            result = runner.run(info.id, answer=None, ask=ask, max_turns=turns)
+        from agentctl.records import AnsweredElsewhere
+
+        with held_lease(store, info.id, lease) as holder:
+            asking = unleased(store, info.id, holder, ask) if ask is not None else None
+            try:
+                result = runner.run(info.id, answer=None, ask=asking, max_turns=turns)
+            except AnsweredElsewhere as exc:
+                holder.release()
+                return _answered_elsewhere(store, info.id, exc, on_event)
         changes = _changes(store, snapshots, info.id, 1, result.session.task.workspace_tree)
         return RunReport(result.stop, result.session, changes, started_at=1)
 
@@ -276,13 +395,18 @@ def resume_session(
     *,
     answer: str | None,
     max_turns: int | None,
-    ask: Ask | None,
+    ask: Prompt | None,
     on_event: Callable[[RunEvent], None],
     yes: bool = False,
+    ask_approvals: bool = False,
     tools: ToolRegistry | None = None,
 ) -> RunReport:
+    """Continue a session. `yes` / `ask_approvals` (resume --yes / --ask) change the session's
+    approval mode, recorded on a checkpoint; without either it keeps the one it has."""
     from agentctl.lifecycle import State
 
+    if yes and ask_approvals:
+        raise UsageError("--yes and --ask contradict each other: give one")
     with opened_store(settings) as store, ExitStack() as stack:
         session_id = (
             resolve_session(store, prefix) if prefix is not None else _latest_unfinished(store)
@@ -301,21 +425,37 @@ def resume_session(
             raise UsageError('a follow-up needs some text: --input "what to do next"')
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
-        stack.enter_context(held_lease(store, session_id))
+        holder = stack.enter_context(held_lease(store, session_id))
+        if answer is not None and store.head(session_id).id != head.id:
+            # Answered (or continued) elsewhere between the read above and the lease: this
+            # input was meant for a question that is gone. Said, never applied elsewhere.
+            raise NotWaitingError(
+                f"session {session_id} moved on meanwhile (answered in another terminal?); "
+                "your --input was not used",
+                hint=f"agentctl show {session_id}",
+            )
         info = store.info(session_id)
         spec = info.spec
         model_name = wiring.choose_model(settings, spec, session_model=info.model)
         header: list[RunEvent] = []  # said under the header, after the first request went out
         snapshots = wiring.snapshots(settings, info.workspace, header.append)
+        # The approval mode is the session's (its task state), not this process's flag.
         tools = tools or wiring.work_tools(
             settings,
             info.workspace or str(Path.cwd()),
             spec,
-            yes,
+            False,
             header.append,
             undoable=snapshots is not None,
         )
         stack.callback(tools.close)
+        if head.task.auto_approve and not ask_approvals:
+            header.append(
+                Notice(
+                    "writes and shell commands run without asking (this session's --yes); "
+                    f"agentctl resume {session_id} --ask to be asked again"
+                )
+            )
         from agentctl.workspace.restore import finish_interrupted
 
         # Views hold the header and what is said under it until the first checkpoint.
@@ -330,13 +470,20 @@ def resume_session(
         follow_up = None
         if head.to_state is State.DONE:
             follow_up, answer = answer, None
-        result = runner.run(
-            session_id,
-            answer=answer,
-            follow_up=follow_up,
-            ask=ask,
-            max_turns=max_turns or spec.max_turns,
-        )
+        from agentctl.records import AnsweredElsewhere
+
+        try:
+            result = runner.run(
+                session_id,
+                answer=answer,
+                follow_up=follow_up,
+                approval_mode=True if yes else (False if ask_approvals else None),
+                ask=unleased(store, session_id, holder, ask) if ask is not None else None,
+                max_turns=max_turns or spec.max_turns,
+            )
+        except AnsweredElsewhere as exc:
+            holder.release()
+            return _answered_elsewhere(store, session_id, exc, on_event)
         tree = result.session.task.workspace_tree
         changes = _changes(store, snapshots, session_id, head.id, tree)
         return RunReport(result.stop, result.session, changes, started_at=head.id)

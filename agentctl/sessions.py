@@ -372,35 +372,21 @@ def search(settings: Settings, text: str, limit: int) -> list[SearchHit]:
 
 # -- watch ---------------------------------------------------------------------------------
 
-WATCH_POLL_S = 0.25
-
 
 def watch(settings: Settings, prefix: str, on_event: Callable[[RunEvent], None]) -> RunReport:
     """Report every checkpoint after the current head as it is committed, until the session is
     done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing."""
-    import time
-
-    from agentctl.lifecycle import State
-    from agentctl.records import Checkpointed, Notice, RunReport, Stop
-    from agentctl.state import Message
+    from agentctl.records import Notice
+    from agentctl.service import follow
 
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         seen = store.head(session_id)
-        on_event(Notice(f"watching session {session_id} from checkpoint {seen.id}", session_id))
-        before: tuple[Message, ...] | None = None
-        while True:
-            head = store.head(session_id)
-            for number in range(seen.id + 1, head.id + 1):
-                # The messages each checkpoint added, so a view shows what a run's would.
-                if before is None:
-                    before = store.load(session_id, seen.id).messages
-                now = store.load(session_id, number)
-                added = now.messages[len(before) :] if len(now.messages) > len(before) else ()
-                before = now.messages
-                on_event(Checkpointed(now.checkpoint, added))
-            seen = head
-            if head.to_state in (State.DONE, State.WAITING_FEEDBACK):
-                stop = Stop.DONE if head.to_state is State.DONE else Stop.PAUSED
-                return RunReport(stop, store.load(session_id))
-            time.sleep(WATCH_POLL_S)
+        on_event(
+            Notice(
+                f"watching session {session_id} from checkpoint {seen.id}",
+                session_id,
+                elsewhere=True,
+            )
+        )
+        return follow(store, session_id, on_event)

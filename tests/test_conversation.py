@@ -6,6 +6,13 @@ involved."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +145,381 @@ def test_the_scripted_model_serves_a_follow_up_from_the_script(tmp_path: Path) -
     assert second.stdout.startswith("bye after Plan accepted")
     messages = run("show", sid, "--json").json()["messages"]
     assert json.dumps(messages).count("now say bye") == 1
+
+
+# -- 2. approvals that carry words -------------------------------------------------------------
+
+SHELL_TASK = """
+goal = "greet twice"
+[[script]]
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = { steps = ["greet"] }
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = { command = "echo hi" }
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = { command = "echo hi" }
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = { command = "echo other" }
+[[script]]
+[[script.tool_calls]]
+name = "finish"
+arguments = { result = "last: {{last_input}}" }
+"""
+
+
+def events(env: dict[str, str], sid: str) -> list[dict[str, object]]:
+    return list(run("history", sid, "--json", env=env).json())
+
+
+def test_an_approval_refused_in_words_sends_the_words_to_the_model(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(SHELL_TASK)
+    (tmp_path / "ws").mkdir()
+    ws = str(tmp_path / "ws")
+    assert run("run", str(task), "--no-input", "--workspace", ws, env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    words = "no, print other.txt instead"
+    assert run("resume", sid, "--input", words, "--no-input", env=env).code == 3
+    messages = run("show", sid, "--json", env=env).json()["messages"]
+    refusal = next(m for m in messages if m["role"] == "tool" and "refused" in m["content"])
+    assert refusal["content"] == f"The user refused: {words}"
+    answered = next(e for e in events(env, sid) if e["event"] == "input_received")
+    assert answered["detail"] == {"input": words, "approved": False}
+    assert "(refused)" in run("history", sid, env=env).stdout
+    # A plain n still gets the standard refusal.
+    assert run("resume", sid, "--input", "n", "--no-input", env=env).code == 3
+    messages = run("show", sid, "--json", env=env).json()["messages"]
+    last_result = [m for m in messages if m["role"] == "tool"][-1]
+    assert last_result["content"].startswith("Error: the user did not allow this action")
+
+
+def test_a_allows_this_exact_command_for_the_rest_of_the_session_until_a_rollback(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(SHELL_TASK)
+    (tmp_path / "ws").mkdir()
+    ws = str(tmp_path / "ws")
+    assert run("run", str(task), "--no-input", "--workspace", ws, env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    asked_at = run("show", sid, "--json", env=env).json()["head"]
+    paused = run("resume", sid, "--input", "a", "--no-input", env=env)
+    assert paused.code == 3  # echo hi ran twice, unasked the second time; echo other asks
+    shown = run("show", sid, "--json", env=env).json()
+    assert "echo other" in shown["task"]["pending_question"]["question"]
+    [grant] = shown["task"]["grants"]
+    assert (grant["tool"], grant["command"], grant["session"]) == ("run_shell", "echo hi", sid)
+    assert "allowed for this session: run_shell: echo hi" in run("show", sid, env=env).stdout
+    history = events(env, sid)
+    assert [e["event"] for e in history].count("needs_input") == 2
+    assert sum(1 for e in history if e["event"] == "tool_result") == 2
+    granted = next(e for e in history if e["event"] == "input_received")
+    assert granted["detail"]["granted"] == "run_shell: echo hi"  # type: ignore[index]
+    # A fork does not inherit it: its second echo hi asks again.
+    assert run("fork", sid, "--at", str(grant["at"]), env=env).code == 0
+    fork_id = next(s["id"] for s in run("list", "--json", env=env).json() if s["id"] != sid)
+    assert run("resume", fork_id, "--no-input", env=env).code == 3
+    forked = run("show", fork_id, "--json", env=env).json()
+    assert "echo hi" in forked["task"]["pending_question"]["question"]
+    assert "allowed for this session" not in run("show", fork_id, env=env).stdout
+    # A rollback to before the answer undoes it: allowed once, the second echo hi asks.
+    assert run("rollback", sid, "--to", str(asked_at), env=env).code == 0
+    assert run("show", sid, "--json", env=env).json()["task"]["grants"] == []
+    assert run("resume", sid, "--input", "y", "--no-input", env=env).code == 3
+    again = run("show", sid, "--json", env=env).json()["task"]["pending_question"]
+    assert "echo hi" in again["question"]
+
+
+def test_an_edit_known_to_fail_is_answered_at_once_without_asking(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("one two two\n")
+    task = tmp_path / "t.toml"
+    task.write_text(
+        'goal = "edit"\n'
+        '[[script]]\n[[script.tool_calls]]\nname = "submit_plan"\n'
+        'arguments = { steps = ["edit"] }\n'
+        '[[script]]\n[[script.tool_calls]]\nname = "edit_file"\n'
+        'arguments = { path = "a.txt", old = "two", new = "2" }\n'
+        '[[script]]\n[[script.tool_calls]]\nname = "edit_file"\n'
+        'arguments = { path = "a.txt", old = "three", new = "3" }\n'
+        '[[script]]\n[[script.tool_calls]]\nname = "finish"\n'
+        'arguments = { result = "{{last_input}}" }\n'
+    )
+    ran = run("run", str(task), "--no-input", "--workspace", str(tmp_path))
+    assert ran.code == 0, ran.stderr  # nothing waited for an approval
+    sid = run("list", "--json").json()[0]["id"]
+    history = events({}, sid)
+    assert "needs_input" not in [e["event"] for e in history]
+    errors = [e["detail"]["message"] for e in history if e["event"] == "tool_result"]  # type: ignore[index]
+    assert errors == [
+        "`old` occurs 2 times in a.txt; it must occur once",
+        "`old` occurs 0 times in a.txt; it must occur once",
+    ]
+    assert (tmp_path / "a.txt").read_text() == "one two two\n"
+
+
+WRITE_TASK = """
+goal = "write a note"
+[[script]]
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = { steps = ["write"] }
+[[script]]
+[[script.tool_calls]]
+name = "write_file"
+arguments = { path = "note.txt", content = "alpha\\nbeta\\n" }
+[[script]]
+[[script.tool_calls]]
+name = "finish"
+arguments = { result = "model read: {{last_input}}" }
+"""
+
+
+def test_an_approval_at_the_terminal_is_printed_once_coloured_and_takes_words(
+    tmp_path: Path,
+) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(WRITE_TASK)
+    words = "no: call it notes.md"
+    screen = run_in_terminal(
+        ["run", str(task), "--workspace", str(tmp_path)], {"or type what to do instead": words}
+    )
+    assert screen.code == 0, screen.text
+    assert screen.text.count("Allow write_file note.txt?") == 1
+    assert screen.text.count("+alpha") == 1
+    assert "\x1b[32m+alpha" in screen.text  # the diff's added lines in green, as `diff` shows
+    assert f"model read: The user refused: {words}" in screen.text
+    assert not (tmp_path / "note.txt").exists()
+
+
+# -- 6. --yes across a resume: the session's approval mode ------------------------------------
+
+ASK_THEN_SHELL = """
+goal = "ask, then greet"
+[[script]]
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = { steps = ["ask", "greet"] }
+[[script]]
+[[script.tool_calls]]
+name = "ask_user"
+arguments = { question = "Whom?" }
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = { command = "echo hi" }
+[[script]]
+[[script.tool_calls]]
+name = "finish"
+arguments = { result = "{{last_input}}" }
+"""
+
+
+def test_yes_is_remembered_by_the_session_and_changed_on_resume(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(ASK_THEN_SHELL)
+    (tmp_path / "ws").mkdir()
+    start = ("run", str(task), "--no-input", "--workspace", str(tmp_path / "ws"))
+    # run --yes, paused at a question: the resume without --yes still runs the command.
+    assert run(*start, "--yes", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    assert run("show", sid, "--json", env=env).json()["task"]["auto_approve"] is True
+    assert "run without asking (--yes" in run("show", sid, env=env).stdout
+    resumed = run("resume", sid, "--input", "you", "--no-input", env=env)
+    assert resumed.code == 0, resumed.stderr
+    assert "run without asking (this session's --yes)" in resumed.stderr
+    # run --yes, then resume --ask: recorded on a checkpoint, and the command asks.
+    assert run(*start, "--yes", env=env).code == 3
+    second = run("list", "--json", env=env).json()[0]["id"]
+    waiting_at = run("show", second, "--json", env=env).json()["head"]
+    asked = run("resume", second, "--input", "you", "--ask", "--no-input", env=env)
+    assert asked.code == 3
+    assert "asked again (--ask)" in asked.stderr
+    mode = [e for e in events(env, second) if e["event"] == "approval_mode"]
+    assert [m["detail"] for m in mode] == [{"auto_approve": False}]
+    assert run("show", second, "--json", env=env).json()["task"]["auto_approve"] is False
+    # A rollback to before the change brings --yes back.
+    assert run("rollback", second, "--to", str(waiting_at), env=env).code == 0
+    assert run("show", second, "--json", env=env).json()["task"]["auto_approve"] is True
+    # Without --yes at the start, resume --yes turns it on for the rest of the session.
+    assert run(*start, env=env).code == 3
+    third = run("list", "--json", env=env).json()[0]["id"]
+    assert run("show", third, "--json", env=env).json()["task"]["auto_approve"] is False
+    on = run("resume", third, "--input", "you", "--yes", "--no-input", env=env)
+    assert on.code == 0, on.stderr
+    assert "run without asking (--yes)" in on.stderr
+    assert run("resume", third, "--yes", "--ask", env=env).code == 2
+    assert run("verify", env=env).code == 0
+
+
+# -- 3. answers from any terminal ----------------------------------------------------------------
+
+QUESTION_TASK = """
+goal = "pick a colour"
+[[script]]
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = { steps = ["ask"] }
+[[script]]
+[[script.tool_calls]]
+name = "ask_user"
+arguments = { question = "Which colour?" }
+[[script]]
+[[script.tool_calls]]
+name = "finish"
+arguments = { result = "colour: {{last_input}}" }
+"""
+
+
+class Terminal:
+    """agentctl running with a pty as its terminal, read while the test does other things."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        controller, terminal = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentctl", *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm-256color", **env},
+            close_fds=True,
+        )
+        os.close(terminal)
+        self.controller = controller
+        self.seen = b""
+
+    @property
+    def text(self) -> str:
+        return self.seen.decode(errors="replace")
+
+    def read(self, until: str | None = None, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (until is None or until not in self.text):
+            ready, _, _ = select.select([self.controller], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(self.controller, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.seen += data
+            elif self.proc.poll() is not None and until is not None:
+                break
+        assert until is None or until in self.text, self.text
+        return self.text
+
+    def type(self, line: str) -> None:
+        os.write(self.controller, line.encode() + b"\r")
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.read(timeout=0.1)
+        code = self.proc.wait(timeout=5)
+        self.read(timeout=0.2)
+        return code
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.controller)
+
+
+def test_a_question_waiting_at_a_prompt_is_answered_from_another_terminal(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(QUESTION_TASK)
+    first = Terminal(["run", str(task)], env)
+    try:
+        first.read(until="Which colour?")
+        first.read(until="> ")
+        sid = cli("list", "--json", env=env).json()[0]["id"]
+        # The prompt holds no lease: the answer from elsewhere proceeds at once.
+        other = cli("resume", sid, "--input", "blue", env=env)
+        assert other.code == 0, other.stderr
+        assert other.stdout == "colour: blue\n"
+        code = first.wait()
+        assert "answered in another terminal" in first.text
+        assert code == 0  # it followed the session to done, and exits as `run` would
+        assert "colour: blue" in first.text
+    finally:
+        first.close()
+    history = cli("history", sid, "--json", env=env).json()
+    assert [c["event"] for c in history].count("input_received") == 1  # one writer, one answer
+    assert cli("verify", sid, env=env).code == 0
+
+
+def test_an_answer_typed_after_another_terminal_answered_is_not_applied(
+    tmp_path: Path,
+) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(QUESTION_TASK)
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}"}
+    first = Terminal(["run", str(task)], env)
+    try:
+        first.read(until="> ")
+        sid = cli("list", "--json", env=env).json()[0]["id"]
+        assert cli("resume", sid, "--input", "blue", env=env).code == 0
+        first.type("red")  # typed at (nearly) the same moment: never a second answer
+        assert first.wait() == 0
+    finally:
+        first.close()
+    history = cli("history", sid, "--json", env=env).json()
+    answers = [c["detail"]["input"] for c in history if c["event"] == "input_received"]
+    assert answers == ["blue"]
+    assert "answered in another terminal" in first.text
+
+
+def test_ctrl_c_on_watch_says_nothing_about_resuming(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}",
+        "AGENTCTL_SCRIPTED_DELAY": "3",
+    }
+    task = tmp_path / "t.toml"
+    task.write_text(QUESTION_TASK)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "agentctl", "run", str(task), "--no-input"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    watcher = None
+    try:
+        deadline = time.monotonic() + 30
+        while not cli("list", "--json", env=env).json() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sid = cli("list", "--json", env=env).json()[0]["id"]
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "agentctl", "watch", sid],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert watcher.stderr is not None
+        assert "watching session" in watcher.stderr.readline()
+        watcher.send_signal(signal.SIGINT)
+        _, stderr = watcher.communicate(timeout=30)
+        assert watcher.returncode == 130
+        assert "agentctl resume" not in stderr
+        assert "stopped following" in stderr
+        assert f"agentctl watch {sid}" in stderr
+    finally:
+        runner.kill()
+        runner.wait()
+        if watcher is not None:
+            watcher.kill()
+            watcher.wait()

@@ -161,7 +161,7 @@ def test_an_interactive_answer_is_asked_for_at_the_terminal(harness_factory: Any
     h.start()
     asked: list[str] = []
     result = h.runner().run(
-        "s1", answer=None, ask=lambda q: asked.append(q) or "Friday", max_turns=10
+        "s1", answer=None, ask=lambda q: asked.append(q.question) or "Friday", max_turns=10
     )
     assert asked == ["What dates?"]
     assert result.session.task.result == "Booked for Friday"

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from agentctl.state import Grant
     from agentctl.tools import Tool
 
 # Characters that make `sh -c` do more than run one program with arguments: chaining (; & |),
@@ -30,10 +33,67 @@ if TYPE_CHECKING:
 SHELL_CONTROL = frozenset(";&|<>$`()\n\r")
 
 YES = frozenset({"y", "yes", "ok", "allow"})
+ALWAYS = frozenset({"a", "always"})
+NO = frozenset({"", "n", "no"})
+REFUSED = "Error: the user did not allow this action. Do something else or ask them."
 
 
 def is_yes(answer: str) -> bool:
     return answer.strip().lower() in YES
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a person's answer to an approval means: `allowed` (once, or `always` for the rest
+    of the session) or refused; `words` are what the model gets back when refused."""
+
+    allowed: bool
+    always: bool = False
+    words: str | None = None  # the refusal's text for the model (their own words, if any)
+
+
+def read_answer(text: str) -> Answer:
+    """y allows once; a allows for the rest of the session; n (or nothing) refuses; any other
+    text refuses and is the user's words to the model."""
+    word = text.strip().lower()
+    if word in YES:
+        return Answer(allowed=True)
+    if word in ALWAYS:
+        return Answer(allowed=True, always=True)
+    if word in NO:
+        return Answer(allowed=False, words=REFUSED)
+    return Answer(allowed=False, words=f"The user refused: {text.strip()}")
+
+
+def grant_for(tool: str, arguments: dict[str, Any]) -> tuple[str, str | None]:
+    """What an `a` allows: the tool, and for a shell command that exact command only."""
+    return tool, (str(arguments["command"]) if "command" in arguments else None)
+
+
+def describe_grant(tool: str, command: str | None) -> str:
+    return f"{tool}: {command}" if command is not None else tool
+
+
+def granted(
+    grants: Iterable[Grant], session_id: str, tool: str, arguments: dict[str, Any]
+) -> Grant | None:
+    """The user's `a` that covers this call in this session, if any. A grant names the session
+    that recorded it: a fork, a new session, does not inherit it."""
+    command = str(arguments["command"]) if "command" in arguments else None
+    for grant in grants:
+        if grant.session != session_id or grant.tool != tool:
+            continue
+        if grant.command is None or grant.command == command:
+            return grant
+    return None
+
+
+@runtime_checkable
+class Checked(Protocol):
+    """A tool that can tell, before asking anyone, that a call will fail (an edit whose `old`
+    text does not occur exactly once): the model is told at once instead."""
+
+    def known_failure(self, arguments: dict[str, Any]) -> str | None: ...
 
 
 def has_control_syntax(command: str) -> bool:

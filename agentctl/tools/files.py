@@ -375,6 +375,15 @@ class EditFile:
             return f"`old` occurs {count} times in {relative}; it must occur once"
         return data, data.replace(old, new, 1)
 
+    def known_failure(self, arguments: dict[str, Any]) -> str | None:
+        """Why the edit cannot be made, known before anyone is asked (None: it may work; an
+        error reading the file is left to the call itself, which reports it)."""
+        try:
+            edited = self._edited(arguments)
+        except Exception:
+            return None
+        return edited if isinstance(edited, str) else None
+
     def preview(self, arguments: dict[str, Any]) -> str:
         edited = self._edited(arguments)
         if isinstance(edited, str):
