@@ -281,7 +281,7 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     if isinstance(d, StepDetail):
         return f"[green]✓[/] {e(d.step)}: {e(d.summary)}"
     if isinstance(d, QuestionDetail):
-        return question_markup(d.question)
+        return f"[yellow]? {e(d.question)}[/]"
     if isinstance(d, InputDetail):
         if d.granted:
             return f"[yellow]←[/] {e(d.input)} [dim](allowed for this session: {e(d.granted)})[/]"

@@ -237,6 +237,8 @@ class RunView:
         line = describe_checkpoint(kind, c.detail)
         self._shown_question = None
         if kind == "needs_input" and isinstance(detail, QuestionDetail):
+            # The whole question, an approval's diff coloured; the prompt does not repeat it.
+            line = question_markup(detail.question)
             self._shown_question = detail.question
         if kind == "error":
             self._held_error = f"[dim]#{c.id}[/] {line}"
