@@ -259,7 +259,7 @@ class ToolCalls:
             sandbox=effects.sandbox if effects else None,
             network=effects.network if effects else None,
         )
-        approved = self._approved(session, call)
+        approved = self._approved(session, call, args)
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
             started = task.model_copy(update={"in_flight": call.id, **self._baseline(session)})
