@@ -768,12 +768,22 @@ def rolled_back(report: RollbackReport) -> None:
             f"preferences remembered after checkpoint {report.target} stay in your profile: "
             f"{names} (agentctl profile unset KEY removes one)"
         )
-    if report.shell_commands:
-        count = len(report.shell_commands)
-        listed = "; ".join(report.shell_commands[:5]) + (" …" if count > 5 else "")
+    mcp_calls = [c for c in report.shell_commands if c.startswith("mcp__")]
+    commands = [c for c in report.shell_commands if not c.startswith("mcp__")]
+    if commands:
+        count = len(commands)
+        listed = "; ".join(commands[:5]) + (" …" if count > 5 else "")
         note(
             f"{count} command{'s' if count > 1 else ''} after checkpoint {report.target} ran "
             f"unsandboxed or with network and may have changed things outside the workspace, "
+            f"which a rollback cannot undo: {listed}"
+        )
+    if mcp_calls:
+        count = len(mcp_calls)
+        listed = ", ".join(mcp_calls[:5]) + (" …" if count > 5 else "")
+        note(
+            f"{count} MCP call{'s' if count > 1 else ''} after checkpoint {report.target} may "
+            "have changed things outside the workspace (the workspace files are restored), "
             f"which a rollback cannot undo: {listed}"
         )
 

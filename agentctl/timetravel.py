@@ -195,7 +195,7 @@ def commit_rollback(
         plan.target.id,
         [d.key for d in details if isinstance(d, RememberDetail)],
         [
-            d.command or d.tool
+            d.tool if d.tool.startswith("mcp__") else d.command or d.tool
             for c, d in zip(plan.abandoned, details, strict=True)
             if c.kind == CheckpointKind.TOOL_STARTED
             and isinstance(d, ToolDetail)

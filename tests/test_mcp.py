@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -288,3 +289,161 @@ def test_everything_server_results_images_structured_errors(
     assert any("Chicago" in r or "temperature" in r for r in results), results
     assert any("5" in r for r in results)
     assert any("do not match the schema" in r for r in results)
+
+
+def _history(session: str) -> list[dict[str, Any]]:
+    return list(cli("history", session, "--json").json())
+
+
+def _session_id() -> str:
+    return str(cli("list", "--json").json()[0]["id"])
+
+
+@pytest.mark.process
+def test_kill_9_during_a_call_then_resume_never_sends_it_again(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    settings_file(
+        agentctl_home,
+        {"ev": {"command": server_command("mcp-server-everything"), "args": ["stdio"]}},
+    )
+    slow = {"name": "mcp__ev__trigger-long-running-operation", "arguments": {"duration": 8}}
+    task = task_file(tmp_path, [slow], extra='allow = ["mcp__ev__*"]')
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentctl", "run", str(task), "--workspace", str(work)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        from agentctl.config import Settings
+        from agentctl.store import open_store
+
+        url = Settings.load().store_url
+        while True:  # poll the store until the call is recorded as started
+            assert proc.poll() is None, "the run ended before the call"
+            assert time.monotonic() < deadline
+            try:
+                store = open_store(url)
+                try:
+                    sessions = store.list_sessions()
+                    kinds = [c.kind for c in store.history(sessions[0].id)] if sessions else []
+                finally:
+                    store.close()
+            except Exception:
+                kinds = []
+            if "tool_started" in kinds:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # the request is out, the server is counting
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    resumed = cli("resume", "--no-input", timeout=90)
+    assert resumed.code == 0, resumed.stderr
+    session = _session_id()
+    kinds = [c["event"] for c in _history(session)]
+    assert kinds.count("tool_started") == 1  # never sent a second time
+    results = tool_results(agentctl_home, session)
+    assert any("was interrupted" in r and "outcome is unknown" in r for r in results), results
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.mark.process
+def test_rollback_past_an_mcp_call_restores_the_workspace_and_names_the_call(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    git_server = server_command("mcp-server-git")
+    work = tmp_path / "work"
+    work.mkdir()
+    _git(work, "init", "-q", "-b", "main")
+    _git(work, "config", "user.email", "t@example.com")
+    _git(work, "config", "user.name", "t")
+    (work / "notes.md").write_text("main\n")
+    _git(work, "add", "notes.md")
+    _git(work, "commit", "-q", "-m", "main")
+    _git(work, "checkout", "-q", "-b", "other")
+    (work / "notes.md").write_text("other branch\n")
+    _git(work, "commit", "-q", "-am", "other")
+    _git(work, "checkout", "-q", "main")
+    settings_file(agentctl_home, {"git": {"command": git_server}})
+    checkout = {
+        "name": "mcp__git__git_checkout",
+        "arguments": {"repo_path": str(work), "branch_name": "other"},
+    }
+    task = task_file(tmp_path, [checkout], extra='allow = ["mcp__git__git_checkout"]')
+    done = cli("run", str(task), "--workspace", str(work), "--no-input", timeout=90)
+    assert done.code == 0, done.stderr
+    assert (work / "notes.md").read_text() == "other branch\n"  # the server changed the file
+    session = _session_id()
+    started = next(c["id"] for c in _history(session) if c["event"] == "tool_started")
+    back = cli("rollback", session, "--to", str(started - 1))
+    assert back.code == 0, back.stderr
+    assert (work / "notes.md").read_text() == "main\n"  # restored inside the workspace
+    assert "1 MCP call" in back.stderr
+    assert "mcp__git__git_checkout" in back.stderr
+
+
+@pytest.mark.process
+def test_streamable_http_and_secrets_kept_out_of_the_store(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    import socket
+
+    everything = server_command("mcp-server-everything")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [everything, "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                assert server.poll() is None
+                time.sleep(0.1)
+        secret = "sk-mcp-header-secret-123456"
+        settings_file(
+            agentctl_home,
+            {
+                "web": {
+                    "url": f"http://127.0.0.1:{port}/mcp",
+                    "http_headers": {"Authorization": f"Bearer {secret}"},
+                },
+                "time": {
+                    "command": server_command("mcp-server-time"),
+                    "env": {"TIME_API_TOKEN": secret},
+                },
+            },
+        )
+        call = {"name": "mcp__web__echo", "arguments": {"message": "over http"}}
+        task = task_file(tmp_path, [call], extra='allow = ["mcp__web__*"]')
+        work = tmp_path / "work"
+        work.mkdir()
+        done = cli("run", str(task), "--workspace", str(work), "--no-input", timeout=90)
+        assert done.code == 0, done.stderr
+        session = _session_id()
+        assert any("over http" in r for r in tool_results(agentctl_home, session))
+        exported = cli("export", session)
+        assert exported.code == 0, exported.stderr
+        assert secret not in exported.stdout
+        for path in agentctl_home.rglob("*"):
+            if path.is_file() and path.name != "config.toml":
+                assert secret.encode() not in path.read_bytes(), path
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
