@@ -657,10 +657,23 @@ def show(
     at: Annotated[
         int | None, typer.Option("--at", min=1, help="Show the state at this checkpoint.")
     ] = None,
+    transcript: Annotated[
+        bool,
+        typer.Option("--transcript", help="The conversation as a person reads it (paged)."),
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="With --transcript: tool results whole, not cut.")
+    ] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a session's task, plan, progress and conversation size."""
+    """Show a session's task, plan, progress and conversation size; or its transcript."""
+    if transcript:
+        from agentctl import render_transcript
+
+        loaded = _guarded(lambda: service.conversation(_settings(store), session, at))
+        render_transcript.show(loaded, full)
+        return
     view = _guarded(lambda: service.show_session(_settings(store), session, at))
     if as_json:
         render.print_json(render.session_json(view))

@@ -31,7 +31,7 @@ from agentctl.store.base import CheckpointSummary
 if TYPE_CHECKING:
     from agentctl.records import RunEvent, SessionReport, ToolArgument, ToolInfo
     from agentctl.runner import Ask
-    from agentctl.state import PendingQuestion, TaskSpec
+    from agentctl.state import PendingQuestion, Session, TaskSpec
     from agentctl.store.lease import Lease
     from agentctl.tools import Effects, ToolRegistry
     from agentctl.workspace.snapshots import Snapshots
@@ -591,6 +591,18 @@ def show_session(settings: Settings, prefix: str, at: int | None = None) -> Sess
         snapshots.size() if snapshots is not None else None,
         forks,
     )
+
+
+def conversation(settings: Settings, prefix: str, at: int | None = None) -> Session:
+    """A session at its head or at checkpoint `at`, with its conversation (the transcript)."""
+    from agentctl.errors import UnknownCheckpointError
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        try:
+            return store.load(session_id, at)
+        except UnknownCheckpointError as exc:
+            raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
 
 
 def verify(settings: Settings, prefix: str | None) -> tuple[list[str], list[SessionReport]]:
