@@ -172,7 +172,7 @@ def _follow_ups(
     Returns the last report and whether its result is already on the screen."""
     shown = False
     while interactive and report.stop is Stop.DONE and not report.followed and sys.stdin.isatty():
-        view.finish(report, 0)  # the summary, then the result, then the prompt
+        view.finish(report, 0, _kept[0])  # the summary, then the result, then the prompt
         render.result(report.session.task.result or "(no result)")
         shown = True
         text = render.ask_follow_up()
@@ -208,7 +208,7 @@ def _finish_run(report: RunReport, view: View, shown: bool = False) -> None:
     as_json = isinstance(view, StreamView)
     code = _exit_code(report)
     if not shown:
-        view.finish(report, code)  # the summary, or the stream's `result` event
+        view.finish(report, code, _kept[0])  # the summary, or the stream's `result` event
     if report.stop is Stop.DONE:
         if not as_json and not shown:
             render.result(task.result or "(no result)")

@@ -283,8 +283,9 @@ class RunView:
 
     # -- the end -----------------------------------------------------------------------------
 
-    def finish(self, report: RunReport, exit_code: int) -> None:
-        """The summary: turns, tokens, cost, wall time, files changed, what to do next."""
+    def finish(self, report: RunReport, exit_code: int, kept: bool = True) -> None:
+        """The summary: turns, tokens, cost, wall time, files changed, and (where the store
+        outlives the command: `kept`) the commands to resume, diff or roll back."""
         self.close()
         if self.quiet:
             return
@@ -310,16 +311,14 @@ class RunView:
                 )
                 parts.append(f"{escape(visible(ch.path))} {counts}")
             err.print(f"  files: {', '.join(parts)}")
-        commands = []
-        if not self._kept:
-            pass  # nothing is left to resume, diff or roll back
-        elif report.session.state.value != "done":
+        commands: list[str] = []
+        if report.session.state.value != "done":
             commands.append(f"resume: agentctl resume {sid}")
         if report.changes:
             commands.append(f"diff: agentctl diff {sid}")
             if report.started_at is not None:
                 commands.append(f"roll back: agentctl rollback {sid} --to {report.started_at}")
-        if commands:
+        if commands and kept and self._kept:  # a memory: store keeps nothing to go back to
             err.print(f"  [dim]{escape(' · '.join(commands))}[/]")
 
     # -- the spinner -------------------------------------------------------------------------

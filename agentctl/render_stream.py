@@ -217,7 +217,7 @@ class StreamView:
             "total_cost_usd": cost,
         }
 
-    def finish(self, report: RunReport, exit_code: int) -> None:
+    def finish(self, report: RunReport, exit_code: int, kept: bool = True) -> None:
         """The final `result` event (the object `--json` printed alone before the stream)."""
         self.flush()
         session = report.session
