@@ -46,10 +46,8 @@ def script_toml(turns: int) -> str:
         if kind == 0:
             call = 'name = "run_shell"\narguments = { command = "seq 1 40" }'
         elif kind == 1:
-            call = (
-                'name = "edit_file"\n'
-                f'arguments = {{ path = "notes.txt", old = "line {n - 1}\\n", new = "line {n}\\n" }}'
-            )
+            edit = f'path = "notes.txt", old = "line {n - 1}\\n", new = "line {n}\\n"'
+            call = f'name = "edit_file"\narguments = {{ {edit} }}'
         elif kind == 2:
             call = 'name = "read_file"\narguments = { path = "notes.txt" }'
         else:
@@ -136,7 +134,12 @@ def one_session(mode: str, turns: int, root: Path) -> dict[str, Any]:
         handler = view
     elif mode == "json":
         sink = open(os.devnull, "w")  # noqa: SIM115
-        stream = StreamView(write=lambda line: (sink.write(line + "\n"), sink.flush()) and None)
+
+        def write(line: str) -> None:
+            sink.write(line + "\n")
+            sink.flush()
+
+        stream = StreamView(write=write)
         handler = stream
     else:
         handler = lambda _event: None  # noqa: E731
