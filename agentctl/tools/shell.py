@@ -181,34 +181,43 @@ class RunShell:
     def _run(self, command: str, argv: list[str]) -> ToolOutcome:
         reaping = become_subreaper()
         known = children(os.getpid())
-        proc = subprocess.Popen(
-            argv,
-            cwd=self.workspace.root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(self.env) if self.env is not None else None,
-            start_new_session=True,  # its own process group, so the whole group can be stopped
-        )
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        out, err = Capture(proc.stdout), Capture(proc.stderr)
+        proc: subprocess.Popen[bytes] | None = None
+        streams: list[Capture] = []
         timed_out = False
         try:
+            # Inside the try: an interrupt that lands while Popen returns (the command already
+            # running) still stops it, as a new child of this process (stop_escaped).
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.workspace.root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(self.env) if self.env is not None else None,
+                start_new_session=True,  # its own process group, so it can be stopped whole
+            )
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            streams = [Capture(proc.stdout), Capture(proc.stderr)]
             proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
             # On success, timeout or an interrupt (KeyboardInterrupt from Ctrl-C, SIGTERM or
             # SIGHUP): nothing the command started may keep running after this call.
-            stop_group(proc, self.grace)
+            if proc is not None:
+                stop_group(proc, self.grace)
             if reaping:  # and what left the group: setsid, a daemon's double fork
-                stop_escaped(known | {proc.pid})
+                stop_escaped(known | ({proc.pid} if proc is not None else set()))
             # Children that ignored TERM were KILLed, so the pipes close; don't wait longer.
-            out.join(self.grace)
-            err.join(self.grace)
-            proc.stdout.close()
-            proc.stderr.close()
+            for stream in streams:
+                stream.join(self.grace)
+            if proc is not None:
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+        assert proc is not None
+        out, err = streams
         if timed_out:
             output = f"timed out after {self.timeout:g} s (stopped): {command}\n{out.text()}"
             return ToolOutcome(output, is_error=True)
