@@ -77,7 +77,7 @@ class ToolCalls:
         tools: ToolRegistry,
         snapshots: Snapshots | None = None,
     ) -> None:
-        self._snapshots = snapshots  # the workspace, captured after every side effect
+        self._snapshots = snapshots  # the workspace, captured around every side effect
         self._commit = journal.commit
         self._emit = journal.emit
         self._counted = journal.counted
@@ -262,9 +262,14 @@ class ToolCalls:
         approved = self._approved(session, call, args)
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
-            started = task.model_copy(update={"in_flight": call.id, **self._baseline(session)})
+            before, failed = self._before(session)
+            started = task.model_copy(update={"in_flight": call.id, **before})
             session = self._commit(
-                session, CheckpointKind.TOOL_STARTED, session.state, started, detail=detail
+                session,
+                CheckpointKind.TOOL_STARTED,
+                session.state,
+                started,
+                detail=replace(detail, not_captured=failed),
             )
         self._emit(
             ToolStarted(
@@ -298,19 +303,24 @@ class ToolCalls:
             detail=detail,
         )
 
-    def _baseline(self, session: Session) -> dict[str, Any]:
-        """The workspace before the session's first side effect, taken then (not at start: a
-        session that never writes a file never pays for a snapshot). Every checkpoint before
-        it stands for this tree (workspace/restore.tree_at)."""
+    def _before(self, session: Session) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+        """The workspace just before a side effect, on its `tool_started` checkpoint. Where it
+        differs from the tree the session last recorded, something else changed the files
+        while the session waited (the user, another session): a rollback sees that as an
+        outside edit (workspace/restore.edited_outside), never as the session's own doing.
+        The first one is the session's baseline (not taken at start: a session that never
+        writes a file never pays for a snapshot); every checkpoint before it stands for it
+        (workspace/restore.tree_at). A capture that fails is said on the checkpoint."""
         from agentctl.errors import AgentctlError
 
-        if self._snapshots is None or session.task.workspace_tree is not None:
-            return {}
+        if self._snapshots is None:
+            return {}, None
         try:
-            self._snapshots.add_owner(session.info.id)  # retention: who uses this store
-            return {"workspace_tree": self._snapshots.capture().tree}
-        except AgentctlError:
-            return {}  # said on the result's checkpoint, where the capture fails again
+            if session.task.workspace_tree is None:
+                self._snapshots.add_owner(session.info.id)  # retention: who uses this store
+            return {"workspace_tree": self._snapshots.capture().tree}, None
+        except AgentctlError as exc:
+            return {}, (f"(no snapshot: {exc.message})",)
 
     def _captured(
         self, session: Session, update: dict[str, Any], detail: ToolDetail

@@ -17,7 +17,10 @@ POINTS = (
     "commit_done",  # the checkpoint is durable; the loop has not acted on it yet
     "rollback_started",  # the rollback target is chosen, nothing written yet
     "restore_started",  # the rollback checkpoint is written, its files not yet restored
+    "capture_in_git",  # inside a workspace capture: git's index.lock taken, the index unwritten
+    "restore_in_git",  # inside a workspace restore: git's index.lock taken, no file written
 )
+ONE_OFF_POINTS = ("fork_written",)  # a fork's files written, not yet renamed into place
 
 # A move's steps (transfer.move_session): reached only by `move`, so the fuzzer's move cases arm
 # them (tests/fault/fuzz.py fuzz_move) and its session scenarios do not walk them.
@@ -34,6 +37,11 @@ def arm(point: str, occurrence: int) -> None:
     global _armed
     _armed = (point, occurrence)
     _seen.clear()
+
+
+def armed(point: str) -> bool:
+    """Whether the next `hit(point)` kills (a point that first sets up what a kill leaves)."""
+    return _armed is not None and _armed[0] == point and _seen.get(point, 0) + 1 == _armed[1]
 
 
 def hit(point: str) -> None:

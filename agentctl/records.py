@@ -175,7 +175,7 @@ class RollbackReport:
     # back); None when files were not restored, and `files_note` says why.
     files: list[tuple[str, str]] | None = None
     files_note: str | None = None
-    not_restored: tuple[str, ...] = ()  # over the snapshot size cap: left as they are
+    not_restored: tuple[str, ...] = ()  # not captured now (ignored, over a cap): left as they are
     dry_run: bool = False  # nothing was written: this is what a rollback would do
     conversation: bool = True  # False: --files-only, the conversation stayed at the head
     forward: bool = False  # the target is off the head's path: files move forward, not back

@@ -100,6 +100,12 @@ def visible(text: str) -> str:
     return _UNSAFE.sub(_show, str(text))
 
 
+def flat(text: str) -> str:
+    """Outside text on one line: `visible`, with line breaks and tabs shown as escapes too (a
+    file name may hold a newline that would forge the next line of a listing)."""
+    return visible(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def escape(text: str) -> str:
     """Outside text made safe to embed in our markup: visible, with markup escaped."""
     from rich.markup import escape as escape_markup
@@ -261,6 +267,17 @@ def _files(count: int | None, verb: str) -> str:
     return f" [yellow]({count} file{'s' if count != 1 else ''} {verb})[/]"
 
 
+def _not_captured(names: tuple[str, ...] | None) -> str:
+    """What a capture left out, or why it failed: said, never silent."""
+    if not names:
+        return ""
+    failed = [n for n in names if n.startswith("(no snapshot")]
+    if failed:
+        return f" [red]{escape(flat(failed[0]))}[/]"
+    shown = ", ".join(flat(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
+    return f" [yellow](not snapshotted: {escape(shown)})[/]"
+
+
 def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
     """One line of markup for a checkpoint, as the live view and `history` show it. The
     detail is read as its kind's record (a damaged store's odd values read as absent)."""
@@ -304,9 +321,9 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
         return f"remembered {e(d.key)} = {e(d.value)}"
     if isinstance(d, ToolDetail) and kind == "tool_started":
         what = f"{e(d.tool)}: {e(d.command)}" if d.command else e(d.tool)
-        return f"[dim]running {what}…[/]{_sandboxed(d)}"
+        return f"[dim]running {what}…[/]{_sandboxed(d)}{_not_captured(d.not_captured)}"
     if isinstance(d, ToolDetail):
-        files = _files(d.files, "changed")
+        files = _files(d.files, "changed") + _not_captured(d.not_captured)
         if d.error:
             return f"[red]✗ {e(d.tool)}:[/] {e(d.message or 'failed')}{files}"
         return f"[dim]{e(d.tool)} ok[/]{files}"
@@ -753,13 +770,18 @@ def rolled_back(report: RollbackReport) -> None:
         else:
             verbs = {"A": "restored", "D": "removed", "M": "reverted", "T": "reverted"}
         for status, path in report.files[:50]:
-            out.print(f"  {verbs.get(status, status)}  {escape(visible(path))}")
+            out.print(f"  {verbs.get(status, status)}  {escape(flat(path))}")
         if len(report.files) > 50:
             out.print(f"  … and {len(report.files) - 50} more")
         if not report.files:
             out.print("  no files differ")
     if report.not_restored:
-        note(f"not restored (over the snapshot size cap): {', '.join(report.not_restored[:10])}")
+        names = ", ".join(flat(n) for n in report.not_restored[:10])
+        more = f" and {len(report.not_restored) - 10} more" if len(report.not_restored) > 10 else ""
+        note(
+            "left as they are (not captured now: ignored, over a snapshot cap, agentctl's own, "
+            f"or a name git refuses): {names}{more}"
+        )
     if report.files_note:
         note(report.files_note)
     if report.kept_preferences:

@@ -7,6 +7,7 @@ Here they are put in order under the session's lease.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -50,9 +51,13 @@ def rollback_session(
         snapshots = wiring.snapshots(
             settings, store.info(session_id).workspace, lambda _e: None, create=False
         )
+        # Under the snapshot store's lock: a session sharing the workspace captures before or
+        # after this rollback, never between its capture and its restore.
+        lock = snapshots.locked() if snapshots is not None else contextlib.nullcontext()
         if dry_run:
-            return _rollback_preview(store, snapshots, plan, files, force)
-        with held_lease(store, session_id):
+            with lock:
+                return _rollback_preview(store, snapshots, plan, files, force)
+        with held_lease(store, session_id), lock:
             faults.hit("rollback_started")
             return _rollback(store, snapshots, plan, files, conversation, force)
 
@@ -74,6 +79,7 @@ def _rollback_preview(
         [],
         [],
         files=[(c.status, c.path) for c in moved.changes] if moved else None,
+        not_restored=moved.not_captured if moved else (),
         files_note=_files_note(snapshots, files, moved),
         dry_run=True,
         forward=_forward(store, sid, plan.target.id, plan.head.id),
@@ -113,7 +119,7 @@ def _rollback(
     if moved is not None and snapshots is not None:
         faults.hit("restore_started")
         snapshots.restore(moved.current, moved.target)
-        snapshots.end_restore()
+        snapshots.end_restore(sid)
         report = replace(
             report,
             files=[(c.status, c.path) for c in moved.changes],

@@ -7,6 +7,7 @@ A session running elsewhere (a live lease) is never deleted.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -200,23 +201,47 @@ def fork(
 def _materialise(
     settings: Settings, store: Store, source: str, at: int, dest: Path
 ) -> tuple[Path, Snapshots]:
-    from agentctl import wiring
+    import shutil
+
+    from agentctl import faults, wiring
     from agentctl.workspace.restore import tree_at
 
-    dest = dest.resolve()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    try:
+        dest = dest.resolve()
+        taken = dest.exists() and (not dest.is_dir() or any(dest.iterdir()))
+    except OSError as exc:  # a name too long for the file system, a folder not readable
+        raise UsageError(f"--workspace {dest}: {exc.strerror or exc}") from None
+    if taken:
         raise UsageError(f"--workspace {dest} must be a new or empty folder")
     origin = wiring.snapshots(settings, store.info(source).workspace, lambda _e: None, False)
     tree = tree_at(store, source, store.get_checkpoint(source, at)) if origin else None
     if origin is None or tree is None or not origin.has(tree):
         raise UsageError(f"session {source} has no workspace snapshot at checkpoint {at}")
-    dest.mkdir(parents=True, exist_ok=True)
     target = wiring.snapshots(settings, str(dest), lambda _e: None)
     if target is None:
         raise UsageError(f"{dest} cannot hold a snapshotted workspace")
-    target.borrow(origin)
-    target.checkout(tree)
+    # Written into a hidden folder beside it and renamed into place whole: a fork killed
+    # midway leaves no half-written workspace in the way of a re-run.
+    temporary = dest.parent / f".agentctl-fork-{secrets.token_hex(6)}"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        temporary.mkdir(mode=0o700)
+        target.borrow(origin)
+        target.checkout(tree, into=temporary)
+        os.chmod(temporary, 0o777 & ~_umask())
+        faults.hit("fork_written")
+        os.rename(temporary, dest)  # an empty folder of that name is replaced
+    except OSError as exc:
+        raise UsageError(f"--workspace {dest}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
     return dest, origin
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def forks_of(store: Store, session_id: str) -> list[str]:
@@ -258,24 +283,36 @@ def remove(settings: Settings, prefixes: list[str]) -> list[str]:
     with opened_store(settings) as store:
         ids = [resolve_session(store, p) for p in prefixes]  # all resolve before any goes
         workspaces = {store.info(i).workspace for i in ids}
+        gone = _gone_for_good(store, ids)
         for session_id in ids:
             _delete(store, session_id)
         store.reclaim()
-        collect_snapshots(settings, store, workspaces, set(ids))
+        collect_snapshots(settings, store, workspaces, gone)
     return ids
+
+
+def _gone_for_good(store: Store, ids: list[str]) -> set[str]:
+    """Of sessions about to be deleted, those that live on nowhere: a session moved to another
+    store lives on there (this store keeps only its record), with the snapshots it names."""
+    from agentctl.lifecycle import CheckpointKind
+
+    return {i for i in ids if store.head(i).kind is not CheckpointKind.MOVED}
 
 
 def collect_snapshots(
     settings: Settings, store: Store, workspaces: set[str | None], deleted: set[str]
 ) -> int:
-    """After a delete: the workspace snapshots no remaining checkpoint names are given back.
-    A snapshot store that sessions of another store also use is left alone (its trees may be
-    theirs). Returns the bytes given back."""
+    """After a delete: the workspace snapshots no session of this store names any more are
+    given back. Every session of this store in that workspace counts (a fork there names the
+    original's trees before it captures any), and every session that ever captured into it.
+    A snapshot store that sessions of another store use (or a session moved to another store)
+    is left alone: its trees may be theirs. Returns the bytes given back."""
     from agentctl import wiring
     from agentctl.errors import AgentctlError
 
     freed = 0
-    here = set(store.match_sessions(""))
+    listed = store.list_sessions()
+    here = {s.id for s in listed}
     for workspace in filter(None, workspaces):
         snapshots = wiring.snapshots(settings, workspace, lambda _e: None, create=False)
         if snapshots is None:
@@ -283,17 +320,27 @@ def collect_snapshots(
         owners = snapshots.owners() - deleted
         if not owners <= here:
             continue  # another store's sessions snapshot here too
+        users = owners | {
+            s.id for s in listed if s.workspace and _same_folder(s.workspace, workspace)
+        }
         keep: set[str] = set()
-        for session_id in owners:
-            for summary in store.history(session_id):
-                tree = store.get_checkpoint(session_id, summary.id).task.workspace_tree
-                if tree is not None:
-                    keep.add(tree)
         try:
+            for session_id in users:
+                for summary in store.history(session_id):
+                    tree = store.get_checkpoint(session_id, summary.id).task.workspace_tree
+                    if tree is not None:
+                        keep.add(tree)
             freed += snapshots.collect(keep, owners)
         except AgentctlError:
             continue  # the sessions are deleted; their snapshots wait for the next prune
     return freed
+
+
+def _same_folder(one: str, other: str) -> bool:
+    try:
+        return Path(one).resolve() == Path(other).resolve()
+    except OSError:
+        return one == other
 
 
 def prune_candidates(
@@ -317,10 +364,11 @@ def prune_candidates(
 def prune(settings: Settings, doomed: list[Doomed]) -> None:
     with opened_store(settings) as store:
         workspaces = {d.summary.workspace for d in doomed}
+        gone = _gone_for_good(store, [d.summary.id for d in doomed])
         for d in doomed:
             _delete(store, d.summary.id)
         store.reclaim()
-        collect_snapshots(settings, store, workspaces, {d.summary.id for d in doomed})
+        collect_snapshots(settings, store, workspaces, gone)
 
 
 # -- usage ---------------------------------------------------------------------------------

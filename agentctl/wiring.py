@@ -320,12 +320,17 @@ def snapshots(
     try:
         if reason is not None:
             raise SnapshotsUnavailable(reason)
+        from agentctl.store import store_paths
+
+        # agentctl's own files are never captured nor restored, wherever the workspace is.
+        own = (settings.config_path, *store_paths(settings.store_url))
         return Snapshots(
             Path(root),
             settings.home,
             max_file=settings.snapshot_max_file or MAX_FILE,
             max_capture=settings.snapshot_max_capture or MAX_CAPTURE,
             create=create,
+            private=own,
         )
     except SnapshotsUnavailable as exc:
         if create and str(exc) not in _SAID:

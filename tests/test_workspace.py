@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agentctl.errors import StoreError
 from agentctl.workspace.snapshots import Snapshots
 from tests.conftest import cli, run
 
@@ -299,3 +300,324 @@ def test_deleting_sessions_gives_their_snapshots_back_and_keeps_the_rest(
     back = run("rollback", first, "--to", "2", "--force", env=env)
     assert back.code == 0, back.stderr
     assert (workspace / "c.txt").exists()
+
+
+# == Issue 29: the boundary, round two. Grouped by attacker; each failed on the code before. ==
+
+# -- a hostile session file or store -----------------------------------------------------------
+
+
+def _plant_tree(store_dir: Path, value: str) -> None:
+    """A JSON-lines store rewritten by hand: every tree id replaced with `value`."""
+    import re
+
+    for log in store_dir.rglob("*.jsonl"):
+        text = log.read_text()
+        log.write_text(
+            re.sub(r'"workspace_tree": ?"[0-9a-f]{40}"', f'"workspace_tree": "{value}"', text)
+        )
+
+
+def test_a_tree_id_from_the_store_never_reaches_git_as_an_option(
+    tmp_path: Path, workspace: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    env, sid = a_session(tmp_path, workspace, f"json://{tmp_path / 'j'}")
+    _plant_tree(tmp_path / "j", f"--output={victim}")
+    preview = run("rollback", sid, "--to", "2", "--dry-run", env=env)
+    assert victim.read_text() == "precious\n"
+    assert preview.code == 6, preview.stderr
+    assert "not a snapshot id" in preview.stderr
+    snaps = Snapshots(workspace, tmp_path / "data")
+    tree = snaps.capture().tree
+    for call in (
+        lambda: snaps.changes(f"--output={victim}", tree),
+        lambda: snaps.has(f"--output={victim}"),
+        lambda: snaps.diff(tree, f"--output={victim}"),
+        lambda: snaps.restore(tree, f"--output={victim}"),
+    ):
+        with pytest.raises(StoreError):
+            call()
+    assert victim.read_text() == "precious\n"
+
+
+def test_rm_keeps_the_snapshots_a_fork_in_the_same_workspace_names(
+    tmp_path: Path, workspace: Path
+) -> None:
+    before = tree_digest(workspace)
+    env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    assert run("fork", sid, "--name", "twin", env=env).code == 0  # same workspace, no capture yet
+    twin = next(s["id"] for s in run("list", "--json", env=env).json() if s["id"] != sid)
+    assert run("rm", sid, "--yes", env=env).code == 0
+    back = run("rollback", twin, "--to", "2", env=env)
+    assert back.code == 0, back.stderr
+    assert "not restored" not in back.stderr
+    assert tree_digest(workspace) == before  # the files came back, not the conversation only
+
+
+# -- a hostile model -------------------------------------------------------------------------
+
+
+def test_a_rollback_restores_exact_file_modes(tmp_path: Path, workspace: Path) -> None:
+    key = workspace / ".env"
+    key.write_text("SECRET=1\n")
+    key.chmod(0o600)
+    (workspace / "group.txt").write_text("g\n")
+    (workspace / "group.txt").chmod(0o640)
+    snaps = Snapshots(workspace, tmp_path / "data")
+    first = snaps.capture()
+    key.unlink()  # the model deletes the key...
+    (workspace / "group.txt").chmod(0o666)  # ...and widens another file (same content)
+    second = snaps.capture()
+    snaps.restore(second.tree, first.tree)
+    assert oct(key.stat().st_mode & 0o777) == oct(0o600)
+    assert oct((workspace / "group.txt").stat().st_mode & 0o777) == oct(0o640)
+
+
+def test_a_capture_adds_at_most_its_bound_even_by_rewriting_tracked_files(
+    tmp_path: Path, workspace: Path
+) -> None:
+    (workspace / "t1.bin").write_bytes(b"1" * 100)
+    (workspace / "t2.bin").write_bytes(b"2" * 100)
+    snaps = Snapshots(workspace, tmp_path / "data", max_file=10_000, max_capture=3000)
+    first = snaps.capture()
+    (workspace / "t1.bin").write_bytes(os.urandom(2000))  # tracked, rewritten
+    (workspace / "t2.bin").write_bytes(os.urandom(2000))
+    second = snaps.capture(first.tree)
+    assert len(second.skipped) == 1  # one rewrite fits the bound, the other is named
+    assert len(second.changed) == 2  # the one left out is out of the tree, not kept stale
+    left = second.skipped[0]
+    snaps.restore(second.tree, first.tree)
+    assert (workspace / left).stat().st_size == 2000  # never captured: never overwritten
+
+
+def test_a_rollback_listing_shows_newlines_in_file_names(tmp_path: Path, workspace: Path) -> None:
+    env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    (workspace / "evil\nremoved  everything").write_text("x")
+    back = run("rollback", sid, "--to", "2", "--force", env=env)
+    assert back.code == 0, back.stderr
+    assert "removed  everything" not in back.stdout.splitlines()
+    assert "evil\\nremoved  everything" in back.stdout
+
+
+# -- a hostile workspace ---------------------------------------------------------------------
+
+
+def test_a_git_planted_in_the_workspace_never_runs(
+    tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planted = workspace / "git"
+    planted.write_text(f"#!/bin/sh\ntouch {tmp_path / 'PWNED'}\nexit 1\n")
+    planted.chmod(0o755)
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("PATH", f".:{os.environ['PATH']}")
+    snaps = Snapshots(workspace, tmp_path / "data")
+    snaps.capture()
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("name", [".GIT", "git~1", ".git.", ".git ", "sub/.Git"])
+def test_folders_git_refuses_by_name_are_left_out_and_named(
+    tmp_path: Path, workspace: Path, name: str
+) -> None:
+    (workspace / name).mkdir(parents=True)
+    (workspace / name / "config").write_text("[core]\n")
+    snaps = Snapshots(workspace, tmp_path / "data")
+    first = snaps.capture()  # before: git add failed, and every capture with it
+    assert any(name in s and "git refuses" in s for s in first.skipped), first.skipped
+    (workspace / "a.txt").write_text("edited\n")
+    second = snaps.capture(first.tree)
+    assert [c.path for c in second.changed] == ["a.txt"]
+    snaps.restore(second.tree, first.tree)
+    assert (workspace / "a.txt").read_text() == "a\n"
+    assert (workspace / name / "config").read_text() == "[core]\n"
+
+
+def test_gitattributes_never_change_the_bytes_a_restore_writes(
+    tmp_path: Path, workspace: Path
+) -> None:
+    (workspace / ".gitattributes").write_text(
+        "*.txt text=auto\n*.crlf eol=crlf\n*.id ident\n*.u16 working-tree-encoding=UTF-16\n"
+    )
+    files = {
+        "dos.txt": b"one\r\ntwo\r\n",
+        "unix.crlf": b"one\ntwo\n",
+        "keyword.id": b"$Id$\n",
+        "not16.u16": b"plain ascii, not UTF-16\n",
+    }
+    for name, body in files.items():
+        (workspace / name).write_bytes(body)
+    snaps = Snapshots(workspace, tmp_path / "data")
+    first = snaps.capture()
+    for name in files:
+        (workspace / name).unlink()
+    snaps.restore(snaps.capture().tree, first.tree)
+    assert {name: (workspace / name).read_bytes() for name in files} == files
+
+
+def test_a_restore_never_writes_over_files_it_did_not_capture(
+    tmp_path: Path, workspace: Path
+) -> None:
+    (workspace / ".env").write_text("OLD=1\n")
+    (workspace / "big.dat").write_bytes(b"small one")
+    snaps = Snapshots(workspace, tmp_path / "data", max_file=1024)
+    first = snaps.capture()
+    (workspace / ".gitignore").write_text(".env\n")
+    (workspace / ".env").unlink()
+    snaps.capture()
+    (workspace / ".env").write_text("NEW=the user's\n")  # re-created, ignored: not captured
+    (workspace / "big.dat").write_bytes(b"y" * 8192)  # now over the cap: not captured
+    current = snaps.capture(first.tree)
+    left = snaps.restore(current.tree, first.tree)
+    assert sorted(left) == [".env", "big.dat"]
+    assert (workspace / ".env").read_text() == "NEW=the user's\n"
+    assert (workspace / "big.dat").stat().st_size == 8192
+    assert not (workspace / ".gitignore").exists()  # what was captured is restored
+
+
+def test_agentctls_own_store_in_the_workspace_is_never_captured_or_restored(
+    tmp_path: Path, workspace: Path
+) -> None:
+    store = workspace / ".agentctl"
+    env, sid = a_session(tmp_path, workspace, f"json://{store}")
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    back = run("rollback", sid, "--to", "2", env=env)
+    assert back.code == 0, back.stderr
+    assert ".agentctl" not in back.stdout
+    grown = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    assert all(grown[p].startswith(body) for p, body in before.items())  # appended, not reset
+    assert run("verify", env=env).code == 0
+    diff = run("diff", sid, "--json", env=env).json()
+    assert not any(f["path"].startswith(".agentctl") for f in diff["files"])
+
+
+def test_fork_into_a_name_too_long_is_a_usage_error(tmp_path: Path, workspace: Path) -> None:
+    env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    forked = run("fork", sid, "--workspace", str(tmp_path / ("x" * 300)), env=env)
+    assert forked.code == 2, forked.stderr
+    assert "--workspace" in forked.stderr
+
+
+def test_a_killed_fork_leaves_no_half_written_folder(tmp_path: Path, workspace: Path) -> None:
+    env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    dest = tmp_path / "copy"
+    code = (
+        "from pathlib import Path; from agentctl import faults, sessions;"
+        "from agentctl.config import Settings; faults.arm('fork_written', 1);"
+        f"sessions.fork(Settings.load(), {sid!r}, None, None, Path({str(dest)!r}))"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert not dest.exists()
+    assert run("fork", sid, "--workspace", str(dest), env=env).code == 0
+    assert tree_digest(dest) == tree_digest(workspace)
+
+
+# -- concurrent sessions ---------------------------------------------------------------------
+
+WAITS = """
+title = "Write, wait, write"
+goal = "Write two files, each once allowed."
+max_turns = 8
+
+[[script]]
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = { steps = ["Write"] }
+
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = { command = "echo one > first.txt" }
+
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = { command = "echo two > second.txt" }
+
+[[script]]
+[[script.tool_calls]]
+name = "finish"
+arguments = { result = "written" }
+"""
+
+
+def test_an_edit_made_while_the_session_waits_is_an_outside_edit(
+    tmp_path: Path, workspace: Path
+) -> None:
+    task = tmp_path / "waits.toml"
+    task.write_text(WAITS)
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}"}
+    paused = run("run", str(task), "--workspace", str(workspace), "--no-input", env=env)
+    assert paused.code == 3, paused.stderr  # asks before the shell command
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    assert run("resume", sid, "--input", "y", "--no-input", env=env).code == 3  # asks again
+    (workspace / "user.txt").write_text("the user's, written while it waited\n")  # or a session's
+    assert run("resume", sid, "--input", "y", env=env).code == 0
+    assert (workspace / "second.txt").exists()
+    refused = run("rollback", sid, "--to", "2", env=env)
+    assert refused.code == 2, refused.stderr
+    assert "user.txt" in refused.stderr
+    assert (workspace / "user.txt").exists()
+    forced = run("rollback", sid, "--to", "2", "--force", env=env)
+    assert forced.code == 0, forced.stderr
+    assert not (workspace / "first.txt").exists()
+
+
+CAPTURES = """
+import sys
+from pathlib import Path
+from agentctl.workspace.snapshots import Snapshots
+ws, data, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+snaps = Snapshots(ws, data)
+failed = 0
+for n in range(12):
+    (ws / f"{me}.txt").write_text(str(n))
+    try:
+        capture = snaps.capture()
+        assert snaps.has(capture.tree)
+    except Exception as exc:
+        failed += 1
+        print(exc, file=sys.stderr)
+print(failed)
+"""
+
+
+def test_sessions_sharing_a_workspace_capture_without_failing(tmp_path: Path) -> None:
+    ws = tmp_path / "shared"
+    ws.mkdir()
+    (ws / "base.txt").write_text("base\n")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CAPTURES, str(ws), str(tmp_path / "data"), f"s{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [out.strip() for out, _ in results] == ["0", "0", "0"], [e for _, e in results]
+
+
+def test_a_stale_index_lock_from_a_killed_capture_is_recovered(
+    tmp_path: Path, workspace: Path
+) -> None:
+    env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    code = (
+        "from agentctl import faults, rewind; from agentctl.config import Settings;"
+        "faults.arm('restore_in_git', 1);"
+        f"rewind.rollback_session(Settings.load(), {sid!r}, to=2, steps=None)"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert list(Path(os.environ["AGENTCTL_HOME"]).rglob("index.lock"))  # what kill -9 leaves
+    back = run("rollback", sid, "--to", "3", "--conversation-only", env=env)
+    assert back.code == 0, back.stderr
+    assert (workspace / "c.txt").exists()  # the cut-short restore was finished first
+    assert not (workspace / "renamed.txt").exists()
