@@ -221,7 +221,7 @@ def test_a_restore_killed_midway_is_finished_by_the_next_resume(
     )
     assert killed.returncode == -9, killed.stderr
     assert (workspace / "renamed.txt").exists()  # the checkpoint is written, the files not yet
-    resumed = cli("resume", sid, "--no-input", env=env)
+    resumed = cli("resume", sid, "--no-input", "--ask", env=env)  # run --yes persists: ask
     assert "finished restoring the workspace files" in resumed.stderr
     assert (workspace / "c.txt").exists()
     assert not (workspace / "renamed.txt").exists()
