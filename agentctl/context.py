@@ -13,6 +13,7 @@ re-counted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,10 +38,14 @@ class TokenCounter(Protocol):
 
 
 def counted_text(message: dict[str, Any]) -> str:
-    """What of a message is counted: its content and its tool calls' names and arguments."""
+    """What of a message is counted: its content and its tool calls' names, arguments and
+    provider data."""
     text = message.get("content") or ""
     for call in message.get("tool_calls") or ():
         text += call["function"]["name"] + call["function"]["arguments"]
+        extra = {k: v for k, v in call.items() if k not in ("id", "type", "function")}
+        if extra:  # provider data sent back with the call (a thought signature: kilobytes)
+            text += json.dumps(extra)
     return text
 
 

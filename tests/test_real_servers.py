@@ -480,3 +480,24 @@ def test_tools_and_goal_larger_than_the_window_are_an_error_at_start(
     assert "of the 2,048-token window" in line
     assert "set a larger context_window" in line
     assert run("list", "--json").json() == []  # nothing half made
+
+
+def test_provider_data_is_stored_versioned_and_older_messages_still_load() -> None:
+    from agentctl.context import counted_text
+    from agentctl.state import Message, ToolCall
+    from agentctl.store import codec
+
+    old = {"schema_version": 2, "role": "assistant", "content": "", "finish_reason": "stop"}
+    old["tool_calls"] = [{"id": "c1", "name": "finish", "arguments": "{}"}]
+    loaded = codec.decode(Message, old)
+    assert loaded.tool_calls[0].provider_data is None
+    signed = {"extra_content": {"google": {"thought_signature": "c2ln" * 100}}}
+    message = Message(
+        role="assistant",
+        tool_calls=(ToolCall(id="c1", name="finish", arguments="{}", provider_data=signed),),
+    )
+    again = codec.decode(Message, codec.encode(message))
+    assert again == message
+    wire = again.to_openai()["tool_calls"][0]
+    assert wire["extra_content"] == signed["extra_content"]
+    assert "c2ln" * 100 in counted_text(again.to_openai())  # counted: it is sent every time
