@@ -792,6 +792,105 @@ def profile_unset(
     render.setting_written(key, None, None)
 
 
+mcp_app = typer.Typer(
+    help="MCP servers whose tools tasks get: add, list, remove, check, import.",
+    no_args_is_help=True,
+)
+app.add_typer(mcp_app, name="mcp")
+
+
+@mcp_app.command("add", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def mcp_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The server's name: tools are mcp__NAME__TOOL.")],
+    url: Annotated[
+        str | None, typer.Option("--url", help="A streamable HTTP server's URL.")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="NAME=VALUE for the server (repeat).")
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="'NAME: VALUE' HTTP header (repeat).")
+    ] = None,
+    required: Annotated[
+        bool, typer.Option("--required", help="A run stops (exit 5) when it is down.")
+    ] = False,
+    trust_annotations: Annotated[
+        bool, typer.Option("--trust-annotations", help="readOnlyHint tools never ask.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--replace", help="Replace one of that name.")] = False,
+) -> None:
+    """Add a server: agentctl mcp add NAME -- COMMAND ARGS…, or --url URL."""
+    from agentctl import mcpadmin
+
+    command = list(ctx.args)
+    path, row = _guarded(
+        lambda: mcpadmin.add_server(
+            _settings(),
+            name,
+            command,
+            url=url,
+            env=tuple(env or ()),
+            headers=tuple(header or ()),
+            required=required,
+            trust_annotations=trust_annotations,
+            overwrite=overwrite,
+        )
+    )
+    render.note(f"added MCP server {row.name} ({row.transport}: {row.target}) to {path}")
+
+
+@mcp_app.command("list")
+def mcp_list(as_json: JsonOpt = False) -> None:
+    """The configured servers (env values and headers masked)."""
+    from agentctl import mcpadmin, render_tools
+
+    rows = _guarded(lambda: mcpadmin.list_servers(_settings()))
+    if as_json:
+        render.print_json(render_tools.mcp_servers_json(rows))
+    else:
+        render_tools.mcp_servers_list(rows)
+
+
+@mcp_app.command("remove")
+def mcp_remove(name: Annotated[str, typer.Argument(help="The server to remove.")]) -> None:
+    """Remove a server from the settings file."""
+    from agentctl import mcpadmin
+
+    path = _guarded(lambda: mcpadmin.remove_server(_settings(), name))
+    render.note(f"removed MCP server {name} from {path}")
+
+
+@mcp_app.command("check")
+def mcp_check(
+    name: Annotated[str, typer.Argument(help="The server to start and ask.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a server and list its tools, their annotations and the tokens their schemas
+    cost; a server that does not start is one line with the end of its log."""
+    from agentctl import mcpadmin, render_tools
+
+    server, tools, info = _guarded(lambda: mcpadmin.check_server(_settings(), name))
+    if as_json:
+        render.print_json(render_tools.mcp_check_json(server, tools, info))
+    else:
+        render_tools.mcp_check(server, tools, info)
+
+
+@mcp_app.command("import")
+def mcp_import(
+    file: Annotated[Path, typer.Argument(help="Claude Code's .mcp.json.")],
+    overwrite: Annotated[
+        bool, typer.Option("--replace", help="Replace servers of the same name.")
+    ] = False,
+) -> None:
+    """Import the servers of a Claude Code .mcp.json into the settings file."""
+    from agentctl import mcpadmin
+
+    added = _guarded(lambda: mcpadmin.import_claude(_settings(), file, overwrite))
+    render.note(f"imported {len(added)} MCP server(s): {', '.join(added) or 'none'}")
+
+
 config_app = typer.Typer(
     help="Settings: model, server, key, store, context window. Flags and AGENTCTL_* win.",
     no_args_is_help=True,

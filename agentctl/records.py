@@ -119,6 +119,32 @@ class ToolArgument:
 
 
 @dataclass(frozen=True)
+class McpServerRow:
+    """A configured MCP server as `agentctl mcp list` shows it: secrets masked."""
+
+    name: str
+    transport: str  # stdio or http
+    target: str  # the command line, or the URL without credentials
+    env: dict[str, str]  # masked values
+    headers: dict[str, str]  # masked values
+    enabled: bool
+    required: bool
+    trust_annotations: bool
+
+
+@dataclass(frozen=True)
+class McpToolRow:
+    """A tool `agentctl mcp check` found: how it is offered and what its schema costs."""
+
+    name: str
+    description: str
+    side_effect: str
+    read_only: bool | None
+    destructive: bool | None
+    tokens: int
+
+
+@dataclass(frozen=True)
 class ToolInfo:
     """A tool a task gets, as `agentctl tools` lists it."""
 

@@ -447,3 +447,86 @@ def test_streamable_http_and_secrets_kept_out_of_the_store(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# -- agentctl mcp ----------------------------------------------------------------------------
+
+
+def test_mcp_add_list_remove_with_secrets_masked(agentctl_home: Path) -> None:
+    from tests.conftest import run
+
+    added = run(
+        "mcp", "add", "gh", "--env", "GITHUB_TOKEN=ghp_abcdefghijklmnop", "--",
+        "gh-mcp", "--stdio", "-v",
+    )  # fmt: skip
+    assert added.code == 0, added.stderr
+    web = run("mcp", "add", "web", "--url", "http://127.0.0.1:9/mcp", "--header",
+              "Authorization: Bearer tok_abcdefghijklmnop")  # fmt: skip
+    assert web.code == 0, web.stderr
+    again = run("mcp", "add", "gh", "--", "other")
+    assert again.code == 2
+    assert "already configured" in again.stderr
+    listed = run("mcp", "list", "--json")
+    rows = {r["name"]: r for r in listed.json()}
+    assert rows["gh"]["target"] == "gh-mcp --stdio -v"
+    assert rows["gh"]["env"] == {"GITHUB_TOKEN": "****mnop"}
+    assert rows["web"]["headers"] == {"Authorization": "****mnop"}
+    shown = run("mcp", "list")
+    assert "ghp_abcdefghijklmnop" not in shown.stdout + shown.stderr
+    # the settings file holds them (0600), and `config set` keeps the servers
+    assert run("config", "set", "timeout", "30").code == 0
+    config = (agentctl_home / "config.toml").read_text()
+    assert "ghp_abcdefghijklmnop" in config
+    assert oct((agentctl_home / "config.toml").stat().st_mode & 0o777) == "0o600"
+    assert run("mcp", "remove", "gh").code == 0
+    assert [r["name"] for r in run("mcp", "list", "--json").json()] == ["web"]
+    missing = run("mcp", "remove", "gh")
+    assert missing.code == 2
+    assert "no MCP server named 'gh'" in missing.stderr
+    neither = run("mcp", "add", "x")
+    assert neither.code == 2
+    assert "COMMAND" in neither.stderr
+
+
+def test_mcp_import_reads_claude_codes_file(tmp_path: Path) -> None:
+    from tests.conftest import run
+
+    file = tmp_path / ".mcp.json"
+    file.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "time": {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]},
+                    "remote": {"type": "http", "url": "https://example.com/mcp"},
+                }
+            }
+        )
+    )
+    imported = run("mcp", "import", str(file))
+    assert imported.code == 0, imported.stderr
+    rows = {r["name"]: r for r in run("mcp", "list", "--json").json()}
+    assert rows["time"]["target"] == "mcp-server-time --local-timezone UTC"
+    assert rows["remote"]["transport"] == "http"
+    twice = run("mcp", "import", str(file))
+    assert twice.code == 2
+    assert "--replace" in twice.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert run("mcp", "import", str(bad)).code == 2
+
+
+@pytest.mark.process
+def test_mcp_check_lists_tools_annotations_and_tokens(agentctl_home: Path) -> None:
+    settings_file(agentctl_home, {"time": {"command": server_command("mcp-server-time")}})
+    checked = cli("mcp", "check", "time", "--json")
+    assert checked.code == 0, checked.stderr
+    report = checked.json()
+    names = {t["name"]: t for t in report["tools"]}
+    assert names["mcp__time__get_current_time"]["read_only"] is True
+    assert names["mcp__time__get_current_time"]["tokens"] > 20
+    assert report["info"].startswith("mcp-time")
+    settings_file(agentctl_home, {"bad": {"command": "sh", "args": ["-c", "echo boom >&2"]}})
+    down = cli("mcp", "check", "bad")
+    assert down.code == 5
+    assert "boom" in down.stderr  # the end of its log
+    assert "Traceback" not in down.stderr
