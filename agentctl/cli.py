@@ -104,6 +104,11 @@ def _view(settings: Settings, as_json: bool) -> View:
     return StreamView() if as_json else RunView(preview_lines=settings.preview_lines)
 
 
+def _read_stdin() -> str:
+    """The goal of `run -`: standard input, whole (bytes that are not UTF-8 replaced)."""
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
 def _asker(view: View, no_input: bool) -> service.Prompt | None:
     """What asks the person at the terminal: the run view's prompt (with --json, a quiet one's:
     the question on stderr, the stream on stdout); None with --no-input."""
@@ -229,7 +234,9 @@ def _finish_run(report: RunReport, view: View, shown: bool = False) -> None:
 
 @app.command()
 def run(
-    task: Annotated[str, typer.Argument(help="A task file (.toml) or a goal in quotes.")],
+    task: Annotated[
+        str, typer.Argument(help="A task file (.toml), a goal in quotes, or - to read the goal.")
+    ],
     model: ModelOpt = None,
     store: StoreOpt = None,
     workspace: Annotated[
@@ -276,7 +283,7 @@ def run(
     def action() -> RunReport:
         return service.start_session(
             settings,
-            service.read_task(task),
+            service.read_task(task, stdin=_read_stdin),
             max_turns=max_turns,
             ask=_asker(view, no_input),
             on_event=view,

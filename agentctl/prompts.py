@@ -122,8 +122,13 @@ NUDGE_FILTERED = (
 
 
 def system_prompt(
-    preferences: Mapping[str, str], instructions: str | None, work_tools: Sequence[str]
+    preferences: Mapping[str, str],
+    instructions: str | None,
+    work_tools: Sequence[str],
+    project: str | None = None,
 ) -> str:
+    """The system prompt. `project`: the AGENTS.md files' part (instructions.prompt_text),
+    after the task file's own instructions."""
     lines = [
         "You are agentctl, an agent that works on a task in a user's terminal.",
         "First call submit_plan with a short ordered plan. Then work through it one step at a "
@@ -146,6 +151,8 @@ def system_prompt(
         )
     if instructions:
         lines.append(instructions.strip())
+    if project:
+        lines.append(project)
     return "\n\n".join(lines)
 
 

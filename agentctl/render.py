@@ -694,6 +694,11 @@ def show_session(view: SessionView) -> None:
         out.print("data:     " + escape(json.dumps(task.data, ensure_ascii=False)))
     if task.pending_question:
         out.print(f"[yellow]question: {escape(task.pending_question.question)}[/]")
+    for found in task.instructions:
+        out.print(
+            f"instructions: {escape(found.path)} ({found.chars} characters, "
+            f"sha256 {found.sha256[:12]})"
+        )
     out.print(
         "approvals: writes and commands run without asking (--yes; resume --ask to undo)"
         if task.auto_approve

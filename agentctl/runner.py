@@ -33,13 +33,14 @@ from agentctl.actions import (
 from agentctl.calls import ToolCalls
 from agentctl.compaction import KEEP_HEAD, ContextKeeper
 from agentctl.context import Budget, TokenCounter, fit_request, observed
-from agentctl.details import ApprovalModeDetail, ReplyDetail
+from agentctl.details import ApprovalModeDetail, InstructionsDetail, ReplyDetail
 from agentctl.errors import ModelError, WindowTooSmallError
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, State
 from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta, TurnUsage
 from agentctl.state import (
+    InstructionsFile,
     Message,
     PendingQuestion,
     Session,
@@ -101,6 +102,7 @@ class Runner:
         self._prelude: Callable[[], None] | None = None  # see `run`
         self._attach: Callable[[str], str] | None = None
         self._next: str | None = None  # a follow-up for a done session, given once
+        self._instructions: tuple[tuple[InstructionsFile, ...], str] | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -111,6 +113,7 @@ class Runner:
         lease: Lease | None = None,
         early: bool = False,
         task: TaskState | None = None,
+        attached: str = "",
     ) -> Session:
         """Create the session (held by `lease` from its first moment): its first checkpoint is
         `new_task` (idle → planning).
@@ -122,7 +125,7 @@ class Runner:
         has done nothing but ask: a model call has no side effect to repeat or lose."""
         messages = (
             Message(role="system", content=system_prompt),
-            Message(role="user", content=prompts.goal_message(info.spec.goal)),
+            Message(role="user", content=prompts.goal_message(info.spec.goal) + attached),
         )
         pending = self._send_first(info, messages) if early else None
         counter = self._journal.counter()
@@ -161,6 +164,7 @@ class Runner:
         follow_up: str | None = None,
         attach: Callable[[str], str] | None = None,
         approval_mode: bool | None = None,
+        instructions: tuple[tuple[InstructionsFile, ...], str] | None = None,
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
@@ -172,7 +176,10 @@ class Runner:
         `answer` answers the question the session waits for; `follow_up` is the next
         instruction for a session that is done (`attach` gives the files it names, to send
         with it). `approval_mode` (resume --yes / --ask) is recorded first when it changes
-        whether writes and commands are asked."""
+        whether writes and commands are asked. `instructions`: the project's instructions
+        changed (their records, and the note with the new text), told to the model before its
+        next call."""
+        self._instructions = instructions
         self._prelude = prelude
         self._attach = attach
         self._next = follow_up
@@ -231,6 +238,11 @@ class Runner:
                     session, action.message, nudged=False, stalled=()
                 )
                 return RunResult(Stop.NO_PROGRESS, session)
+            elif self._instructions is not None:
+                # Before a model call: every call of the last reply has its result, so a note
+                # may go into the conversation here.
+                session = self._new_instructions(session, *self._instructions)
+                self._instructions = None
             elif turns >= max_turns:
                 self._run_prelude()
                 message = f"stopped after {turns} model calls (max_turns); resume to continue"
@@ -248,6 +260,25 @@ class Runner:
                 turns += 1
 
     # -- one action each ------------------------------------------------------------------
+
+    def _new_instructions(
+        self, session: Session, records: tuple[InstructionsFile, ...], note: str
+    ) -> Session:
+        self._run_prelude()
+        now = {r.path for r in records}
+        gone = [r for r in session.task.instructions if r.path not in now]
+        first = records[0] if records else (gone[0] if gone else None)
+        detail = InstructionsDetail(
+            path=", ".join(r.path for r in records) or (first.path if first else ""),
+            chars=sum(r.chars for r in records),
+            removed=True if not records else None,
+        )
+        message = self._journal.counted(Message(role="user", content=note))
+        task = session.task.model_copy(update={"instructions": records})
+        kind = CheckpointKind.INSTRUCTIONS
+        return self._journal.commit(
+            session, kind, session.state, task, new_messages=(message,), detail=detail
+        )
 
     def _follow_up(self, session: Session, text: str) -> Session:
         text = valid_text(text)

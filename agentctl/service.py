@@ -298,10 +298,12 @@ def refuse_taken_name(store: Store, name: str, session_id: str | None = None) ->
 # -- running --------------------------------------------------------------------------------
 
 
-def read_task(argument: str) -> TaskSpec:
-    """A task file, or a goal typed on the command line."""
+def read_task(argument: str, stdin: Callable[[], str] | None = None) -> TaskSpec:
+    """A task file, or a goal typed on the command line; `-`: the goal is standard input."""
     from agentctl.tasks import goal_task, load_task_file, looks_like_task_file
 
+    if argument == "-" and stdin is not None:
+        return goal_task(stdin())
     return load_task_file(argument) if looks_like_task_file(argument) else goal_task(argument)
 
 
@@ -334,10 +336,15 @@ def start_session(
     if network is not None:
         spec = spec.model_copy(update={"network": network})
 
+    from agentctl import instructions
+
     name = valid_name(name) if name is not None else None
     labels = valid_tags(tags)
     model_name = wiring.choose_model(settings, spec, session_model=None)
     root = str(wiring.workspace(settings, workspace))
+    forbidden = wiring.forbidden_paths(settings)
+    attached = instructions.attachments(spec.goal, root, forbidden)  # refused before a write
+    project = instructions.read_instructions(root, forbidden, wiring.user_instructions(settings))
     with opened_store(settings) as store, ExitStack() as stack:
         if name is not None:
             refuse_taken_name(store, name)  # before anything is written
@@ -363,16 +370,25 @@ def start_session(
         on_event(_started(settings, info.id, model_name, root, shell))
         for event in header:
             on_event(event)
+        for found in project:
+            on_event(
+                Notice(f"project instructions: {found.path} ({found.record.chars} characters)")
+            )
         runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
-        system = prompts.system_prompt(profile.preferences, spec.instructions, tools.names)
+        system = prompts.system_prompt(
+            profile.preferences, spec.instructions, tools.names, instructions.prompt_text(project)
+        )
         from agentctl.store.lease import Lease
 
         lease = Lease.mine(secrets.token_hex(8))
         turns = max_turns or spec.max_turns
         stack.callback(runner.close)
         # The first request goes out first; the rest happens while the model thinks.
-        first = TaskState(goal=spec.goal, auto_approve=yes)  # --yes: remembered by the session
-        runner.start(info, system, lease, early=turns > 0, task=first)  # held from the start
+        first = TaskState(  # --yes is remembered by the session, as are the instructions read
+            goal=spec.goal, auto_approve=yes, instructions=tuple(f.record for f in project)
+        )
+        # held from the start
+        runner.start(info, system, lease, early=turns > 0, task=first, attached=attached)
         if name is not None or labels:
             store.set_labels(info.id, name, labels)
         store.update_profile(lambda p: p.with_goal(spec.goal))
@@ -423,6 +439,19 @@ def resume_session(
             )
         if answer is not None and head.to_state is State.DONE and not answer.strip():
             raise UsageError('a follow-up needs some text: --input "what to do next"')
+        pending = head.task.pending_question
+        if answer is not None and not answer.strip() and pending and pending.kind == "question":
+            raise UsageError(
+                "an empty answer is no answer: --input the answer",
+                hint=f"agentctl show {session_id}",
+            )
+        from agentctl import instructions
+
+        forbidden = wiring.forbidden_paths(settings)
+        workspace = store.info(session_id).workspace
+        attached = ""
+        if answer is not None and head.to_state is State.DONE:  # a follow-up may attach files
+            attached = instructions.attachments(answer, workspace, forbidden)
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
         holder = stack.enter_context(held_lease(store, session_id))
@@ -449,6 +478,20 @@ def resume_session(
             undoable=snapshots is not None,
         )
         stack.callback(tools.close)
+        project = instructions.read_instructions(
+            workspace, forbidden, wiring.user_instructions(settings)
+        )
+        changed = None
+        if instructions.changed(head.task.instructions, project):
+            records = tuple(f.record for f in project)
+            changed = (records, instructions.change_note(head.task.instructions, project))
+            header.append(
+                Notice(
+                    "the project's instructions changed since this session read them "
+                    f"({', '.join(f.path for f in project) or 'removed'}): the new text is "
+                    "used from the next model call on"
+                )
+            )
         if head.task.auto_approve and not ask_approvals:
             header.append(
                 Notice(
@@ -480,6 +523,8 @@ def resume_session(
                 approval_mode=True if yes else (False if ask_approvals else None),
                 ask=unleased(store, session_id, holder, ask) if ask is not None else None,
                 max_turns=max_turns or spec.max_turns,
+                attach=lambda _text: attached,
+                instructions=changed,
             )
         except AnsweredElsewhere as exc:
             holder.release()

@@ -78,6 +78,24 @@ def workspace(settings: Settings, given: Path | None) -> Path:
     return root
 
 
+def forbidden_paths(settings: Settings) -> tuple[Path, ...]:
+    """What no tool (and no `@path`) may reach, wherever the workspace is: agentctl's
+    settings, data and store."""
+    from agentctl.store import store_paths
+
+    forbidden = (settings.config_path, settings.home, *store_paths(settings.store_url))
+    if settings.config_path.parent.name == "agentctl":
+        forbidden += (settings.config_path.parent,)
+    return forbidden
+
+
+def user_instructions(settings: Settings) -> Path:
+    """The user-level AGENTS.md: beside the settings file."""
+    from agentctl.instructions import FILE_NAME
+
+    return settings.config_path.parent / FILE_NAME
+
+
 def work_tools(
     settings: Settings,
     root: str,
@@ -90,14 +108,10 @@ def work_tools(
     workspace is snapshotted, so a rollback restores what confined tools did (the approval
     setting `auto-sandboxed` lets those run without asking only then)."""
     from agentctl.config import tool_environment
-    from agentctl.store import store_paths
     from agentctl.tools import work_tools
     from agentctl.tools.approval import ApprovalPolicy
 
-    # Tools never see agentctl's settings, data or store, wherever the workspace is.
-    forbidden = (settings.config_path, settings.home, *store_paths(settings.store_url))
-    if settings.config_path.parent.name == "agentctl":
-        forbidden += (settings.config_path.parent,)
+    forbidden = forbidden_paths(settings)
     env = tool_environment(settings.environ, [settings.api_key], spec.pass_env)
     auto = settings.approval == "auto-sandboxed" and undoable
     policy = ApprovalPolicy(yes=yes, allow=spec.allow, auto_confined=auto)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -523,3 +524,152 @@ def test_ctrl_c_on_watch_says_nothing_about_resuming(tmp_path: Path) -> None:
         if watcher is not None:
             watcher.kill()
             watcher.wait()
+
+
+# -- 4. project instructions, files in the goal, a goal from stdin, empty answers ---------------
+
+
+def test_agents_md_goes_into_the_prompt_marked_stored_and_a_change_is_noticed(
+    env: dict[str, str], tmp_path: Path, agentctl_home: Path
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "AGENTS.md").write_text("Use tabs, never spaces.\n")
+    agentctl_home.mkdir(parents=True, exist_ok=True)
+    (agentctl_home / "AGENTS.md").write_text("Answer briefly.\n")  # beside config.toml
+    task = tmp_path / "t.toml"
+    task.write_text(QUESTION_TASK)
+    started = run("run", str(task), "--no-input", "--workspace", str(ws), env=env)
+    assert started.code == 3
+    assert f"project instructions: {ws / 'AGENTS.md'} (24 characters)" in started.stderr
+    assert f"project instructions: {agentctl_home / 'AGENTS.md'}" in started.stderr
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    shown = run("show", sid, "--json", env=env).json()
+    system = shown["messages"][0]["content"]
+    assert f"Project instructions from {ws / 'AGENTS.md'}" in system
+    assert "<<<AGENTS.md\nUse tabs, never spaces.\n>>>AGENTS.md" in system
+    assert system.index("Answer briefly.") < system.index("Use tabs")  # the workspace's wins
+    assert [f["path"] for f in shown["task"]["instructions"]] == [
+        str(agentctl_home / "AGENTS.md"),
+        str(ws / "AGENTS.md"),
+    ]
+    assert f"instructions: {ws / 'AGENTS.md'} (24 characters" in run("show", sid, env=env).stdout
+    # Changed while the session waits: noticed on resume, told to the model, used from then on.
+    (ws / "AGENTS.md").write_text("Use spaces after all.\n")
+    resumed = run("resume", sid, "--input", "blue", env=env)
+    assert resumed.code == 0, resumed.stderr
+    assert "instructions changed since this session read them" in resumed.stderr
+    history = run("history", sid, "--json", env=env).json()
+    [changed] = [c for c in history if c["event"] == "instructions"]
+    assert changed["detail"]["chars"] == len("Answer briefly.\n") + len("Use spaces after all.\n")
+    messages = run("show", sid, "--json", env=env).json()["messages"]
+    note = next(m for m in messages if "instructions changed" in (m.get("content") or ""))
+    assert "Use spaces after all." in note["content"]
+    assert messages[0]["content"] == system  # the text the session started with is kept
+    assert run("verify", sid, env=env).code == 0
+    # The same file again: nothing new to say.
+    assert run("resume", sid, "--input", "And now?", env=env).code == 2  # the script ran out
+    assert [c["event"] for c in run("history", sid, "--json", env=env).json()].count(
+        "instructions"
+    ) == 1
+
+
+def test_agents_md_is_bounded_and_a_link_out_of_the_workspace_is_not_read(
+    tmp_path: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "AGENTS.md").write_text("x" * 100_000)
+    task = tmp_path / "t.toml"
+    task.write_text(QUESTION_TASK)
+    assert run("run", str(task), "--no-input", "--workspace", str(ws)).code == 3
+    sid = run("list", "--json").json()[0]["id"]
+    system = run("show", sid, "--json").json()["messages"][0]["content"]
+    assert "x" * 16_000 in system
+    assert "x" * 16_001 not in system
+    assert "[… cut: the file is 100000 bytes; 16000 characters kept]" in system
+    secret = tmp_path / "secret.md"
+    secret.write_text("the secret")
+    (ws / "AGENTS.md").unlink()
+    (ws / "AGENTS.md").symlink_to(secret)
+    assert run("run", str(task), "--no-input", "--workspace", str(ws)).code == 3
+    newest = run("list", "--json").json()[0]["id"]
+    assert "the secret" not in json.dumps(run("show", newest, "--json").json())
+
+
+def model_env(tmp_path: Path, turns: int = 6) -> tuple[Any, dict[str, str]]:
+    from agentctl.scripted import ScriptedModel
+    from agentctl.state import ScriptToolCall, ScriptTurn
+
+    plan = ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments={"steps": ["x"]}),))
+    done = ScriptTurn(
+        tool_calls=(ScriptToolCall(name="finish", arguments={"result": "ok"}),),
+    )
+    kept: list[dict[str, Any]] = []
+    model = ScriptedModel((plan, done) * (turns // 2), kept=kept)
+    return model, {"AGENTCTL_MODEL": "m", "OPENAI_API_KEY": "sk-test"}
+
+
+def test_at_path_attaches_a_workspace_file_to_the_goal_and_a_follow_up(tmp_path: Path) -> None:
+    from agentctl.scripted import ScriptedServer
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "notes.txt").write_text("the meeting moved to Tuesday\n")
+    (ws / "later.txt").write_text("and the budget is 40k\n")
+    (tmp_path / "outside.txt").write_text("private")
+    model, env = model_env(tmp_path)
+    with ScriptedServer(model) as server:
+        env["OPENAI_BASE_URL"] = server.base_url
+        done = run(
+            "run", "Summarize @notes.txt, mail me@example.com", "--workspace", str(ws), env=env
+        )
+        assert done.code == 0, done.stderr
+        sid = run("list", "--json").json()[0]["id"]
+        goal = run("show", sid, "--json").json()["messages"][1]["content"]
+        assert goal.startswith("Goal: Summarize @notes.txt, mail me@example.com")
+        assert "Attached file notes.txt (@notes.txt):\n```\nthe meeting moved to Tuesday" in goal
+        assert run("resume", sid, "--input", "Now add @later.txt", env=env).code == 0
+        messages = run("show", sid, "--json").json()["messages"]
+        follow = next(m for m in messages if "Follow-up: Now add" in (m.get("content") or ""))
+        assert "and the budget is 40k" in follow["content"]
+        assert run("show", sid, "--json").json()["task"]["goal"] == "Now add @later.txt"
+        out = run("run", "Read @../outside.txt", "--workspace", str(ws), env=env)
+        assert out.code == 2
+        assert "@../outside.txt" in out.stderr
+        assert "outside the workspace" in out.stderr
+        assert len(run("list", "--json").json()) == 1  # refused before a session was made
+    assert "private" not in json.dumps(model.kept)
+
+
+def test_run_dash_reads_the_goal_from_standard_input(tmp_path: Path) -> None:
+    from agentctl.scripted import ScriptedServer
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    model, env = model_env(tmp_path)
+    with ScriptedServer(model) as server:
+        env["OPENAI_BASE_URL"] = server.base_url
+        done = run("run", "-", "--workspace", str(ws), env=env, stdin="Plan the offsite\n")
+        assert done.code == 0, done.stderr
+    sid = run("list", "--json").json()[0]["id"]
+    assert run("show", sid, "--json").json()["task"]["goal"] == "Plan the offsite"
+    assert run("run", "-", "--workspace", str(ws), env=env, stdin="  \n").code == 2
+
+
+def test_an_empty_answer_to_a_question_asks_again(tmp_path: Path) -> None:
+    task = tmp_path / "t.toml"
+    task.write_text(QUESTION_TASK)
+    screen = run_in_terminal(["run", str(task)], {"> ": "", "type one": "blue"})
+    assert screen.code == 0, screen.text
+    assert "colour: blue" in screen.text
+    [session] = cli("list", "--json").json()
+    answers = [
+        c["detail"]["input"]
+        for c in cli("history", session["id"], "--json").json()
+        if c["event"] == "input_received"
+    ]
+    assert answers == ["blue"]
+    assert cli("run", str(task), "--no-input").code == 3
+    newest = cli("list", "--json").json()[0]["id"]
+    assert cli("resume", newest, "--input", " ").code == 2
