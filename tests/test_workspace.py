@@ -621,3 +621,19 @@ def test_a_stale_index_lock_from_a_killed_capture_is_recovered(
     assert back.code == 0, back.stderr
     assert (workspace / "c.txt").exists()  # the cut-short restore was finished first
     assert not (workspace / "renamed.txt").exists()
+
+
+def test_a_capture_that_fails_is_said_on_its_checkpoint(tmp_path: Path, workspace: Path) -> None:
+    env, _ = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
+    home = Path(os.environ["AGENTCTL_HOME"])
+    [objects] = list(home.glob("snapshots/*/objects"))
+    import shutil
+
+    shutil.rmtree(objects)
+    objects.write_text("not a folder\n")  # the snapshot store is damaged: captures fail
+    again = tmp_path / "again.toml"
+    again.write_text(TASK.replace(SHELL, "echo more >> a.txt"))
+    assert run("run", str(again), "--workspace", str(workspace), "--yes", env=env).code == 0
+    second = run("list", "--json", env=env).json()[0]["id"]
+    shown = run("history", second, env=env).stdout
+    assert "no snapshot: workspace snapshot: git" in shown, shown
