@@ -585,12 +585,21 @@ def rm(
 @app.command()
 def prune(
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Sessions not active for this long: 30d, 12h.")
-    ],
+        str | None,
+        typer.Option("--older-than", help="Sessions not active for this long: 30d, 12h."),
+    ] = None,
     state: Annotated[str | None, typer.Option("--state", help="Only in this state.")] = None,
     keep_last: Annotated[
         int, typer.Option("--keep-last", min=0, help="Keep the N most recent whatever.")
     ] = 0,
+    snapshots: Annotated[
+        bool,
+        typer.Option(
+            "--snapshots",
+            help="Also give back workspace snapshots that only sessions of other stores "
+            "(or copies moved away) still name; their rollbacks lose those files.",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, delete nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     store: StoreOpt = None,
@@ -599,7 +608,23 @@ def prune(
     from agentctl import sessions
 
     settings = _settings(store)
-    doomed = _guarded(lambda: sessions.prune_candidates(settings, older_than, state, keep_last))
+    if older_than is None and not snapshots:
+        render.error("prune needs --older-than AGE (sessions) or --snapshots (shared snapshots)")
+        raise typer.Exit(int(ExitCode.USAGE))
+    if snapshots:
+        shared = _guarded(lambda: sessions.shared_snapshots(settings))
+        render.shared_snapshots(shared, dry_run)
+        if shared and not dry_run:
+            question = "give back the snapshots no session of this store names?"
+            if not yes and not _confirm(question):
+                raise typer.Exit(int(ExitCode.USAGE))
+            freed = _guarded(lambda: sessions.prune_shared_snapshots(settings, shared))
+            render.note(f"gave back {render.human_bytes(freed)} of workspace snapshots")
+        if older_than is None:
+            return
+    assert older_than is not None
+    cutoff = older_than
+    doomed = _guarded(lambda: sessions.prune_candidates(settings, cutoff, state, keep_last))
     render.prune_list(doomed, dry_run)
     if dry_run or not doomed:
         return

@@ -250,6 +250,15 @@ class Doomed:
 
 
 @dataclass(frozen=True)
+class SharedSnapshots:
+    """A workspace's snapshot store that sessions outside this store also name."""
+
+    workspace: str
+    others: tuple[str, ...]  # sessions not in this store that captured there (or moved away)
+    bytes: int  # what the snapshot store takes on disk
+
+
+@dataclass(frozen=True)
 class UsageRow:
     key: str  # the model, the day or the session
     sessions: int

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         SearchHit,
         SessionReport,
         SessionView,
+        SharedSnapshots,
         UsageRow,
         WorkspaceDiff,
     )
@@ -908,6 +909,21 @@ def prune_list(doomed: list[Doomed], dry_run: bool) -> None:
             f"  {escape(label)}{' ' * (label_w - len(visible(label)))}  {_state(s.state)}"
             f"{' ' * (state_w - len(s.state))}  {escape(s.updated_at[:10]):10}  "
             f"{size:>{size_w}}  {escape(fit(s.title or s.goal, goal_w))}"
+        )
+
+
+def shared_snapshots(shared: list[SharedSnapshots], dry_run: bool) -> None:
+    """Snapshot stores sessions of other stores (or moved copies) also name."""
+    if not shared:
+        note("no workspace of this store shares its snapshots with another store")
+        return
+    verb = "would give back" if dry_run else "to give back"
+    out.print(f"{verb}: the snapshots only these sessions of other stores name")
+    for s in shared:
+        others = ", ".join(s.others[:5]) + (" …" if len(s.others) > 5 else "")
+        out.print(
+            f"  {escape(flat(s.workspace))}  {human_bytes(s.bytes)}  "
+            f"(also used by {escape(flat(others))})"
         )
 
 

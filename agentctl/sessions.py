@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentctl.errors import SessionBusyError, UsageError
-from agentctl.records import Doomed, UsageRow
+from agentctl.records import Doomed, SharedSnapshots, UsageRow
 from agentctl.service import (
     opened_store,
     refuse_taken_name,
@@ -300,13 +300,20 @@ def _gone_for_good(store: Store, ids: list[str]) -> set[str]:
 
 
 def collect_snapshots(
-    settings: Settings, store: Store, workspaces: set[str | None], deleted: set[str]
+    settings: Settings,
+    store: Store,
+    workspaces: set[str | None],
+    deleted: set[str],
+    *,
+    shared_too: bool = False,
 ) -> int:
     """After a delete: the workspace snapshots no session of this store names any more are
     given back. Every session of this store in that workspace counts (a fork there names the
     original's trees before it captures any), and every session that ever captured into it.
     A snapshot store that sessions of another store use (or a session moved to another store)
-    is left alone: its trees may be theirs. Returns the bytes given back."""
+    is left alone: its trees may be theirs — unless `shared_too` (`prune --snapshots`): then
+    only this store's sessions count, and the others lose their snapshots. Returns the bytes
+    given back."""
     from agentctl import wiring
     from agentctl.errors import AgentctlError
 
@@ -318,7 +325,9 @@ def collect_snapshots(
         if snapshots is None:
             continue
         owners = snapshots.owners() - deleted
-        if not owners <= here:
+        if shared_too:
+            owners &= here
+        elif not owners <= here:
             continue  # another store's sessions snapshot here too
         users = owners | {
             s.id for s in listed if s.workspace and _same_folder(s.workspace, workspace)
@@ -334,6 +343,30 @@ def collect_snapshots(
         except AgentctlError:
             continue  # the sessions are deleted; their snapshots wait for the next prune
     return freed
+
+
+def shared_snapshots(settings: Settings) -> list[SharedSnapshots]:
+    """The snapshot stores of this store's workspaces that `rm` and `prune` leave alone, since
+    sessions this store does not hold (another store's, or copies moved away) snapshot there."""
+    from agentctl import wiring
+
+    out = []
+    with opened_store(settings) as store:
+        listed = store.list_sessions()
+        here = {s.id for s in listed}
+        for workspace in sorted({s.workspace for s in listed if s.workspace}):
+            snapshots = wiring.snapshots(settings, workspace, lambda _e: None, create=False)
+            others = snapshots.owners() - here if snapshots is not None else set()
+            if snapshots is not None and others:
+                out.append(SharedSnapshots(workspace, tuple(sorted(others)), snapshots.size()))
+    return out
+
+
+def prune_shared_snapshots(settings: Settings, shared: list[SharedSnapshots]) -> int:
+    """Give back, in those snapshot stores, every snapshot no session of this store names."""
+    with opened_store(settings) as store:
+        workspaces: set[str | None] = {s.workspace for s in shared}
+        return collect_snapshots(settings, store, workspaces, set(), shared_too=True)
 
 
 def _same_folder(one: str, other: str) -> bool:

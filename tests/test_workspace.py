@@ -356,6 +356,46 @@ def test_rm_keeps_the_snapshots_a_fork_in_the_same_workspace_names(
     assert tree_digest(workspace) == before  # the files came back, not the conversation only
 
 
+def test_rm_of_a_moved_sessions_record_keeps_the_snapshots_its_copy_names(
+    tmp_path: Path, workspace: Path
+) -> None:
+    before = tree_digest(workspace)
+    env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 'a.db'}")
+    there = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'b.db'}"}
+    moved = run("move", sid, "--to", there["AGENTCTL_STORE"], env=env)
+    assert moved.code == 0, moved.stderr
+    assert run("rm", sid, "--yes", env=env).code == 0  # the record left behind in the first
+    back = run("rollback", sid, "--to", "2", env=there)
+    assert back.code == 0, back.stderr
+    assert tree_digest(workspace) == before  # the files came back, not the conversation only
+
+
+def test_snapshots_shared_with_another_store_go_only_when_asked(
+    tmp_path: Path, workspace: Path
+) -> None:
+    env_a, first = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 'a.db'}")
+    task = tmp_path / "drop.toml"
+    task.write_text(TASK.replace(SHELL, "rm big.txt"))
+    (workspace / "big.txt").write_bytes(os.urandom(200_000))  # only the first store's trees
+    assert run("run", str(task), "--workspace", str(workspace), "--yes", env=env_a).code == 0
+    env_b, second = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 'b.db'}")
+    doomed = [s["id"] for s in run("list", "--json", env=env_a).json()]
+    assert first in doomed
+    assert run("rm", *doomed, "--yes", env=env_a).code == 0  # b's session shares them: kept
+    size = run("show", second, "--json", env=env_b).json()["snapshot_bytes"]
+    listed = run("prune", "--snapshots", "--dry-run", env=env_b)
+    assert listed.code == 0, listed.stderr
+    assert first in listed.stdout
+    assert run("show", second, "--json", env=env_b).json()["snapshot_bytes"] == size
+    pruned = run("prune", "--snapshots", "--yes", env=env_b)
+    assert pruned.code == 0, pruned.stderr
+    assert run("show", second, "--json", env=env_b).json()["snapshot_bytes"] < size
+    back = run("rollback", second, "--to", "2", "--force", env=env_b)  # its own trees stay
+    assert back.code == 0, back.stderr
+    assert "no snapshot" not in back.stderr
+    assert run("prune", env=env_b).code == 2  # neither --older-than nor --snapshots
+
+
 # -- a hostile model -------------------------------------------------------------------------
 
 
