@@ -673,17 +673,19 @@ def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[
     root = str(Path.cwd())
     registry = wiring.work_tools(settings, root, spec, yes)
     try:
-        return _listed(registry, spec, yes)
+        return _listed(registry, spec, yes, auto=settings.approval == "auto-sandboxed")
     finally:
         registry.close()
 
 
-def _listed(registry: ToolRegistry, spec: TaskSpec, yes: bool) -> list[ToolInfo]:
+def _listed(
+    registry: ToolRegistry, spec: TaskSpec, yes: bool, auto: bool = False
+) -> list[ToolInfo]:
     from fnmatch import fnmatchcase
 
     from agentctl import prompts
     from agentctl.records import ToolInfo
-    from agentctl.tools import SideEffect
+    from agentctl.tools import SideEffect, effects_of
 
     listed = []
     for schema in prompts.CONTROL_TOOLS:
@@ -701,6 +703,12 @@ def _listed(registry: ToolRegistry, spec: TaskSpec, yes: bool) -> list[ToolInfo]
         else:
             rules = [r for r in spec.allow if fnmatchcase(name, r.partition(":")[0].strip())]
             ask = "asks" + (f", unless allowed: {', '.join(rules)}" if rules else "")
+            if auto and effects_of(tool).confined:
+                ask = "never where the workspace is snapshotted (approval = auto-sandboxed)"
+        effects = effects_of(tool)
+        if effects.sandbox is not None:
+            reach = ", with network" if effects.network else ""
+            ask += f"; sandbox: {effects.sandbox}{reach}"
         listed.append(ToolInfo(name, tool.description, tool.side_effect.value, _arguments(f), ask))
     return listed
 

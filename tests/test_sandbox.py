@@ -503,3 +503,38 @@ def test_the_run_header_says_the_sandbox(bwrap: str, place: Path) -> None:
     assert result.code == 0, result.stderr
     assert "shell commands run in a sandbox: workspace-write, no network" in result.stderr
     assert "[sandbox: workspace-write]" in result.stderr
+
+
+def test_where_namespaces_are_refused_it_says_so_and_records_unavailable(
+    tmp_path: Path,
+) -> None:
+    """A bubblewrap that cannot make namespaces (some containers): the probe's own words."""
+    fake = tmp_path / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    found, why = probe({"PATH": str(fake.parent)})
+    assert found is None
+    assert why == (
+        "bubblewrap cannot make namespaces here (bwrap: No permissions to create new namespace)"
+    )
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    task = tmp_path / "t.toml"
+    task.write_text(SHELL_TASK.format(command="echo hi > made.txt"))
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+    result = run("run", str(task), "--workspace", str(ws), "--yes", env=env)
+    assert result.code == 0, result.stderr
+    assert "No permissions to create new namespace" in result.stderr
+    sid = run("list", "--json").json()[0]["id"]
+    assert run("show", sid, "--json").json()["sandbox"] == "unavailable"
+    assert "sandbox:  unavailable" in run("show", sid).stdout
+
+
+def test_tools_says_the_sandbox_and_what_auto_sandboxed_skips(bwrap: str) -> None:
+    listed = run("tools").stdout
+    assert "approval: asks; sandbox: workspace-write" in listed
+    auto = run("tools", env={"AGENTCTL_APPROVAL": "auto-sandboxed"}).stdout
+    assert "never where the workspace is snapshotted (approval = auto-sandboxed)" in auto
+    networked = run("tools", env={"AGENTCTL_NETWORK": "true"}).stdout
+    assert "sandbox: workspace-write, with network" in networked
