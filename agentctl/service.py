@@ -342,6 +342,8 @@ def start_session(
     labels = valid_tags(tags)
     model_name = wiring.choose_model(settings, spec, session_model=None)
     root = str(wiring.workspace(settings, workspace))
+    if tools is None:
+        wiring.probe_sandbox_soon(settings, spec)
     forbidden = wiring.forbidden_paths(settings)
     attached = instructions.attachments(spec.goal, root, forbidden)  # refused before a write
     project = instructions.read_instructions(root, forbidden, wiring.user_instructions(settings))
@@ -465,6 +467,8 @@ def resume_session(
             )
         info = store.info(session_id)
         spec = info.spec
+        if tools is None:
+            wiring.probe_sandbox_soon(settings, spec)
         model_name = wiring.choose_model(settings, spec, session_model=info.model)
         header: list[RunEvent] = []  # said under the header, after the first request went out
         snapshots = wiring.snapshots(settings, info.workspace, header.append)

@@ -158,6 +158,14 @@ def sandbox_choice(settings: Settings, spec: TaskSpec) -> tuple[str, bool]:
     return mode, network
 
 
+def probe_sandbox_soon(settings: Settings, spec: TaskSpec) -> None:
+    """Start finding out whether bubblewrap works, while the store and workspace open."""
+    if sandbox_choice(settings, spec)[0] != "off":
+        from agentctl.tools.sandbox import probe_soon
+
+        probe_soon(settings.environ)
+
+
 def shell_sandbox(
     settings: Settings,
     root: str,

@@ -205,26 +205,45 @@ PROBE_ARGS += ["--unshare-net", "--disable-userns"]
 PROBE_ARGS += ["--die-with-parent", "/bin/true"]
 
 
+_STARTED: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def probe_soon(environ: Mapping[str, str]) -> None:
+    """Start the probe without waiting for it, so it runs while agentctl opens the store and
+    the workspace (`probe` collects it): it is on the way to the first model request."""
+    found = shutil.which("bwrap", path=environ.get("PATH") or os.defpath)
+    if found is None or found in _PROBED or found in _STARTED:
+        return
+    with suppress(OSError):
+        _STARTED[found] = subprocess.Popen(
+            [found, *PROBE_ARGS],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+
 def probe(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
     """(the bubblewrap binary, None) where a sandbox works here, else (None, why not)."""
     found = shutil.which("bwrap", path=environ.get("PATH") or os.defpath)
     if found is None:
         return None, f"bubblewrap is not installed (to get it: {HOW_TO_GET})"
     if found not in _PROBED:
-        try:
-            proc = subprocess.run(
-                [found, *PROBE_ARGS],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=10,
-            )
-            why = None
-            if proc.returncode != 0:
-                lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-                said = lines[0] if lines else f"exit {proc.returncode}"
-                why = f"bubblewrap cannot make namespaces here ({said})"
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            why = f"bubblewrap does not run here ({exc})"
+        probe_soon(environ)
+        proc = _STARTED.pop(found, None)
+        why: str | None = f"bubblewrap does not run here ({found} cannot be started)"
+        if proc is not None:
+            try:
+                _, stderr = proc.communicate(timeout=10)
+                why = None
+                if proc.returncode != 0:
+                    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+                    said = lines[0] if lines else f"exit {proc.returncode}"
+                    why = f"bubblewrap cannot make namespaces here ({said})"
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                why = "bubblewrap does not run here (it did not answer within 10 s)"
         _PROBED[found] = why
     why = _PROBED[found]
     return (found, None) if why is None else (None, why)
