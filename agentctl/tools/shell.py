@@ -149,10 +149,25 @@ class RunShell:
     env: Mapping[str, str] | None = None  # None: inherit (tests); service.py passes a clean one
     grace: float = GRACE_S
     name: str = "run_shell"
-    description: str = "Run a shell command in the workspace and return its exit code and output."
     side_effect: SideEffect = SideEffect.EXEC
     sandbox: Sandbox | None = None  # None: the command runs with all of the user's rights
     unsandboxed: str = "off"  # recorded without a sandbox: "off", or "unavailable"
+
+    @property
+    def description(self) -> str:
+        """What the model is told, the sandbox included: it explains a read-only file system
+        or a network that is not there before the model trips over them."""
+        text = "Run a shell command in the workspace and return its exit code and output."
+        box = self.sandbox
+        if box is None:
+            return text
+        where = (
+            "the workspace is read-only"
+            if box.mode == "read-only"
+            else "only the workspace is writable"
+        )
+        reach = "" if box.network else "; there is no network"
+        return f"{text} It runs in a sandbox: {where}, /tmp is private to the command{reach}."
 
     @property
     def effects(self) -> Effects:
