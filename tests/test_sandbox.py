@@ -538,3 +538,14 @@ def test_tools_says_the_sandbox_and_what_auto_sandboxed_skips(bwrap: str) -> Non
     assert "never where the workspace is snapshotted (approval = auto-sandboxed)" in auto
     networked = run("tools", env={"AGENTCTL_NETWORK": "true"}).stdout
     assert "sandbox: workspace-write, with network" in networked
+
+
+def test_auto_sandboxed_needs_snapshots_to_skip_the_question(bwrap: str, place: Path) -> None:
+    """Without workspace snapshots a rollback undoes nothing a command did: it is asked."""
+    settings = Settings.load({**os.environ, "AGENTCTL_APPROVAL": "auto-sandboxed"})
+    spec = TaskSpec(goal="g")
+    for undoable, asked in ((True, False), (False, True)):
+        tools = wiring.work_tools(settings, str(place), spec, yes=False, undoable=undoable)
+        shell = tools.get("run_shell")
+        assert shell is not None
+        assert tools.policy.needs_approval(shell, {"command": "make"}) is asked
