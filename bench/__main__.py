@@ -216,12 +216,13 @@ def main() -> None:
             print("\nratios:", ", ".join(f"{k} = {v}" for k, v in summary.items()))
             report["runs"].append({"steps": steps, "rows": rows, "ratios": summary})
         report["verify"] = verify_scale(Path(tmp) / "verify", 1000 if args.quick else 10_000)
-        from bench import sandbox, sessions, snapshots, ttfr
+        from bench import render, sandbox, sessions, snapshots, ttfr
 
         report["snapshots"] = snapshots.run(args.quick)
         report["sandbox"] = sandbox.run(args.quick)
         report["sessions"] = sessions.run(args.quick)
         report["time_to_first_request"] = ttfr.run(args.quick)
+        report["run_view"] = render.run(args.quick)
         if not args.no_postgres:
             from bench import postgres
 

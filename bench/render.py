@@ -181,7 +181,29 @@ def transcript_first_screen(checkpoints: int, runs: int, root: Path) -> dict[str
     env = {**os.environ, "AGENTCTL_STORE": url, "AGENTCTL_HOME": str(root / "home-t")}
     script = Path(sys.executable).parent / "agentctl"
     agentctl = [str(script)] if script.exists() else [sys.executable, "-m", "agentctl"]
-    firsts, ends = [], []
+    firsts, ends, cpus = [], [], []
+    for _ in range(runs):
+        # CPU time to the first screen (the machine's load does not stretch it): the reader
+        # closes the pipe after a screen, the transcript stops at its next write.
+        proc = subprocess.Popen(
+            [*agentctl, "show", "t0000001", "--transcript"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        for _ in range(SCREEN):
+            proc.stdout.readline()
+        proc.stdout.close()
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        cpus.append(usage.ru_utime + usage.ru_stime)
+    list_cpus = []
+    for _ in range(runs):
+        proc = subprocess.Popen([*agentctl, "list"], env=env, stdout=subprocess.DEVNULL)
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        list_cpus.append(usage.ru_utime + usage.ru_stime)
     for _ in range(runs):
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -202,9 +224,17 @@ def transcript_first_screen(checkpoints: int, runs: int, root: Path) -> dict[str
         ends.append(time.perf_counter() - started)
         assert first is not None, "the transcript had less than a screen"
         firsts.append(first)
+    starts = []  # the same machine's start-up floor: `agentctl list` of this store, whole
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([*agentctl, "list"], env=env, capture_output=True, check=True)
+        starts.append(time.perf_counter() - started)
     return {
         "checkpoints": checkpoints,
+        "agentctl list s (median)": round(statistics.median(starts), 3),
         "first screen s (median)": round(statistics.median(firsts), 3),
+        "first screen CPU s (median)": round(statistics.median(cpus), 3),
+        "agentctl list CPU s (median)": round(statistics.median(list_cpus), 3),
         "whole transcript s (median)": round(statistics.median(ends), 3),
         "lines": lines,
     }
