@@ -323,9 +323,17 @@ class Snapshots:
             return self._capture(previous)
 
     def _capture(self, previous: str | None) -> Capture:
-        listed = self._git("ls-files", "-z", "--others", "--modified", "--exclude-standard")
+        # One listing, tagged: H tracked, C tracked and changed, ? untracked (not ignored).
+        listed = self._git(
+            "ls-files", "-z", "-t", "--cached", "--others", "--modified", "--exclude-standard"
+        )
         big, nested, refused, dropped, new_bytes = [], [], set(), [], 0
-        for name in filter(None, listed.split("\0")):
+        tracked, added = [], []
+        for entry in filter(None, listed.split("\0")):
+            tag, name = entry[:1], entry[2:]
+            if tag != "?" and tag != "C":
+                tracked.append(name)
+                continue
             if self._own(name):
                 continue
             parts = name.rstrip("/").split("/")
@@ -340,6 +348,8 @@ class Snapshots:
                 new_bytes += self._size(name)
                 if new_bytes > self.max_capture:
                     big.append(name)
+                elif tag == "?":
+                    added.append(name)
         # A nested repository is the user's: left out whole (not even as a gitlink).
         left = [*big, *nested, *sorted(refused), *self.own]
         excludes = [f":(exclude,literal){name}" for name in left]
@@ -356,7 +366,7 @@ class Snapshots:
             self._git("rm", "-q", "-f", "--cached", "--ignore-unmatch", "--", *dropped)
             tree = self._git("write-tree").strip()
             changed = self.changes(previous, tree) if previous else []
-        self._record_modes(tree)
+        self._record_modes(tree, [*tracked, *added])
         skipped = sorted({*big, *grown}) + [f"{name}/ (a name git refuses)" for name in refused]
         return Capture(tree, tuple(skipped), tuple(changed))
 
@@ -368,13 +378,14 @@ class Snapshots:
     def _modes_file(self, tree: str) -> Path:
         return self.git_dir / "modes" / valid_tree(tree)
 
-    def _record_modes(self, tree: str) -> None:
-        """Write the permissions of the files in the index (just captured as `tree`) that git
-        would not restore as they are."""
+    def _record_modes(self, tree: str, names: list[str]) -> None:
+        """Write the permissions of the files captured as `tree` (`names`) that git would not
+        restore as they are."""
         odd = []
-        for name in filter(None, self._git("ls-files", "-z").split("\0")):
+        base = f"{self.workspace}/"
+        for name in names:
             try:
-                info = os.lstat(self.workspace / name)
+                info = os.lstat(base + name)
             except OSError:
                 continue
             if stat.S_ISREG(info.st_mode):
