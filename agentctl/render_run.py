@@ -194,6 +194,8 @@ class RunView:
         where = f"  [dim]store {escape(h.store)}"
         if h.workspace:
             where += f" · workspace {escape(h.workspace)}"
+        if h.sandbox:
+            where += f" · sandbox {escape(h.sandbox)}"
         err.print(where + "[/]")
 
     def _turn(self, t: TurnUsage) -> None:

@@ -557,9 +557,7 @@ def _started(
         workspace,
         resumed_at=resumed_at,
         price=wiring.price(settings, model),
-        sandbox=None
-        if shell is None or shell.sandbox is None
-        else f"{shell.sandbox}{', network' if shell.network else ''}",
+        sandbox=_sandbox_said(shell),
     )
 
 
@@ -583,6 +581,15 @@ def _changes(
         return tuple(FileChange(p, a, r) for a, r, p in snapshots.numstat(before, tree))
     except AgentctlError:
         return ()
+
+
+def _sandbox_said(shell: Effects | None) -> str | None:
+    """The run header's word on the shell's sandbox: `workspace-write, no network`, `off`."""
+    if shell is None or shell.sandbox is None:
+        return None
+    if shell.sandbox in ("off", "unavailable"):
+        return shell.sandbox
+    return f"{shell.sandbox}, {'network' if shell.network else 'no network'}"
 
 
 def _shell_effects(tools: ToolRegistry) -> Effects | None:

@@ -216,9 +216,7 @@ def shell_sandbox(
         secrets_of(settings.environ.get("HOME"), hidden),
         cgroups=pids_cgroups(),
     )
-    reach = "with network" if network else "no network"
-    say(Notice(f"shell commands run in a sandbox: {box.mode}, {reach}"))
-    return box, box.mode
+    return box, box.mode  # the run header says it
 
 
 def choose_model(settings: Settings, spec: TaskSpec, session_model: str | None) -> str:

@@ -501,7 +501,7 @@ def test_the_run_header_says_the_sandbox(bwrap: str, place: Path) -> None:
     task.write_text(SHELL_TASK.format(command="true"))
     result = cli("run", str(task), "--workspace", str(ws), "--yes")
     assert result.code == 0, result.stderr
-    assert "shell commands run in a sandbox: workspace-write, no network" in result.stderr
+    assert "· sandbox workspace-write, no network" in result.stderr
     assert "[sandbox: workspace-write]" in result.stderr
 
 
