@@ -436,7 +436,7 @@ def sessions_table(sessions: list[SessionSummary]) -> None:
     head_w = max(4, *(len(str(s.head)) for s in sessions))
     fixed = id_w + state_w + head_w + 19 + 8
     width = table_width()
-    goal_w = None if width is None else max(20, width - fixed)
+    goal_w = None if width is None else max(8, width - fixed)
     lines = [
         f"[bold]{'id':{id_w}}  {'state':{state_w}}  {'head':>{head_w}}  {'updated':19}  goal[/]"
     ]
@@ -977,13 +977,15 @@ def search_hits(hits: list[SearchHit], as_json: bool) -> None:
     if not hits:
         note("no message matches")
         return
+    lines = []
     for h in hits:
         shown = escape(visible(h.snippet))
         shown = shown.replace(HIT_START, "[bold yellow]").replace(HIT_END, "[/]")
         role = escape(visible(h.role))
-        out.print(
+        lines.append(
             f"{escape(h.session_id)}  #{h.checkpoint:<4} {role}{' ' * (9 - len(h.role))}  {shown}"
         )
+    print_fitted(lines)  # one row per hit, cut at a word on a terminal
 
 
 def pick_session(recent: list[SessionSummary]) -> str | None:

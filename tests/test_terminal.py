@@ -62,7 +62,9 @@ class Screen:
         raise AssertionError(f"{needle!r} never appeared in {self.text!r}")
 
 
-def run_in_terminal(args: list[str], answers: dict[str, str] | None = None) -> Screen:
+def run_in_terminal(
+    args: list[str], answers: dict[str, str] | None = None, columns: int = 200
+) -> Screen:
     """Run agentctl with a pty as its terminal; type an answer when a prompt shows up. The
     follow-up prompt of a run that reached done is ended with Enter unless `answers` names it."""
     answers = dict(answers or {})
@@ -73,7 +75,7 @@ def run_in_terminal(args: list[str], answers: dict[str, str] | None = None) -> S
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
-        env={**os.environ, "COLUMNS": "200", "TERM": "xterm-256color"},
+        env={**os.environ, "COLUMNS": str(columns), "TERM": "xterm-256color"},
         close_fds=True,
     )
     os.close(terminal)

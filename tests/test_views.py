@@ -104,3 +104,27 @@ def test_fit_cuts_at_a_word_and_plural_counts() -> None:
     assert render.plural(1, "session") == "1 session"
     assert render.plural(1200, "checkpoint") == "1,200 checkpoints"
     assert render.one_line("Allow x?\n--- a\n+++ b") == "Allow x? …"
+
+
+@pytest.mark.parametrize("columns", [60, 200])
+def test_tables_fit_the_terminal_without_breaking_words(tmp_path: Path, columns: int) -> None:
+    import re
+
+    from tests.test_terminal import run_in_terminal
+
+    goal = "Write down " + " ".join(f"word{n}" for n in range(40)) + " and stop"
+    task = tmp_path / "long.toml"
+    task.write_text(f'goal = "{goal}"\n[[script]]\ncontent = "hm"\n')
+    run("run", str(task), "--no-input")
+    sid = only_session()
+    for command in (["list"], ["history", sid]):
+        screen = run_in_terminal(command, columns=columns)
+        assert screen.code == 0, screen.text
+        plain = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen.text)
+        rows = [line for line in plain.replace("\r", "").split("\n") if line]
+        assert all(len(row) <= columns for row in rows), (command, rows)
+        cut = [row for row in rows if row.endswith("…")]
+        assert cut or columns == 200, (command, rows)
+        for row in cut:  # cut after a whole word, never inside one
+            assert re.search(r"(word\d+|\w)…$", row), row
+            assert not re.search(r"wor…$|word…$", row), row
