@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from agentctl.errors import ModelError
 from agentctl.replies import (
+    ALTERNATING,
     MAX_RETRY_AFTER_S,
     REFUSABLE,
     WEB_PAGE,
@@ -44,6 +45,7 @@ from agentctl.replies import (
     retry_after,
     window_in,
 )
+from agentctl.state import alternating
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 8.0
@@ -198,7 +200,11 @@ class OpenAIModelClient:
         limit_field = self._output_field()
         if max_tokens is not None and limit_field is not None:
             fields[limit_field] = max_tokens
-        array = messages.text if isinstance(messages, WireArray) else _json(list(messages))
+        if ALTERNATING in self._refused:  # a strict template refused the usual form
+            listed = json.loads(messages.text) if isinstance(messages, WireArray) else messages
+            array = _json(alternating(listed))
+        else:
+            array = messages.text if isinstance(messages, WireArray) else _json(list(messages))
         try:
             return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: no server could read it
@@ -218,6 +224,12 @@ class OpenAIModelClient:
         said once."""
         self._refused.add(field)
         instead = REFUSABLE[field]
+        if field == ALTERNATING:
+            self._notify(
+                f"{self._where} refused roles that do not alternate (a strict chat template); "
+                "sending tool results as the user's text from now on in this session"
+            )
+            return
         now = f"sending {instead} instead" if instead and instead not in self._refused else None
         self._notify(
             f"{self._where} refused the request field `{field}`; "

@@ -21,6 +21,7 @@ from agentctl.errors import ModelError
 from agentctl.state import Message, ToolCall, Usage
 
 TextSink = Callable[[str], None]
+ALTERNATING = "alternating_roles"  # REFUSABLE: the conversation as state.alternating sends it
 MAX_RETRY_AFTER_S = 600.0  # a server's own wait is honoured up to this, then resume is said
 WEB_PAGE = "answered with a web page, not the API (a proxy or sign-in page?)"
 
@@ -42,6 +43,9 @@ REFUSABLE: dict[str, str | None] = {
     "stream_options": None,
     "max_tokens": "max_completion_tokens",
     "max_completion_tokens": "max_tokens",
+    # Not a field: the form of the messages. A strict chat template that takes no tool role
+    # refuses tool results in a row ("roles must alternate"): state.alternating is sent instead.
+    ALTERNATING: None,
 }
 
 
@@ -127,6 +131,7 @@ _CONTEXT_WORDS = re.compile(
 _WINDOW_FIGURE = re.compile(r"(?:maximum context length|context window) (?:is|of) (\d+)", re.I)
 
 
+_ROLES = re.compile(r"roles must alternate", re.I)  # llama-server, Jinja templates' own words
 _REFUSAL_WORDS = re.compile(
     r"unknown|unsupported|unrecogni[sz]ed|not supported|not permitted|not allowed|extra", re.I
 )
@@ -135,15 +140,17 @@ _REFUSAL_WORDS = re.compile(
 def refused_field(exc: Any, detail: str) -> str | None:
     """The REFUSABLE field a 400 names as refused: its `param` with OpenAI's codes, or a
     refusal that names it (pydantic's "body.stream_options: Extra inputs are not permitted")."""
-    if getattr(exc, "status_code", None) not in (400, 422):
+    if getattr(exc, "status_code", None) not in (400, 422, 500):
         return None
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         param, code = body.get("param"), body.get("code")
         if param in REFUSABLE and code in ("unknown_parameter", "unsupported_parameter"):
             return str(param)
+    if _ROLES.search(detail):
+        return ALTERNATING
     if _REFUSAL_WORDS.search(detail):
-        named = [f for f in REFUSABLE if re.search(rf"\b{f}\b", detail)]
+        named = [f for f in REFUSABLE if f != ALTERNATING and re.search(rf"\b{f}\b", detail)]
         if len(named) == 1:
             return named[0]
     return None

@@ -133,9 +133,10 @@ class ScriptedModel:
     # Gemini 3: every tool call carries `extra_content.google.thought_signature`, and a request
     # whose earlier calls lost theirs is refused (400, in Gemini's list-of-errors form).
     thought_signatures: bool = False
-    # llama-server running a chat template that needs alternating roles (Gemma's, Mistral's):
-    # after the system prompt, user and assistant take turns (a tool result answers the
-    # assistant's call), else 400 "Conversation roles must alternate".
+    # llama-server running a chat template that needs alternating roles and takes no tool role
+    # (Gemma's): after the system prompt, user and assistant take turns, a tool result counting
+    # as the user's (llama-server's templating sends it so), else 400 "Conversation roles must
+    # alternate".
     strict_roles: bool = False
     # Request fields a server refuses, with the code it refuses them with: a gateway that does
     # not know `stream_options` ("unknown_parameter"), Azure OpenAI's v1 endpoint refusing
@@ -458,23 +459,16 @@ def request_problem(request: Json) -> str | None:
 
 
 def roles_problem(messages: list[Json]) -> str | None:
-    """A strict chat template's refusal (llama-server with Gemma's template): system messages
-    first, then user and assistant in turn, tool results right after the call they answer."""
-    refusal = "Conversation roles must alternate user/assistant/user/assistant/..."
-    roles = [str(m.get("role")) for m in messages]
+    """A strict chat template's refusal, as llama-server gives it for Gemma's: system messages
+    first, then user and assistant in turn. That template takes no tool role, so llama-server's
+    templating (minja) sends each tool result as a user message: it counts as the user's turn."""
+    roles = ["user" if m.get("role") == "tool" else str(m.get("role")) for m in messages]
     start = next((n for n, r in enumerate(roles) if r != "system"), len(roles))
-    # What may follow each role: a tool result is the user's side of the turn.
-    follows = {"system": {"user"}, "user": {"assistant"}, "assistant": {"user", "tool"}}
-    follows["tool"] = {"assistant", "tool"}
-    previous = "system"
-    for n, role in enumerate(roles[start:], start):
-        if role == "system":
-            return "System message must be at the beginning."
-        if role not in follows.get(previous, set()):
-            return refusal
-        if role == "tool" and previous == "assistant" and not messages[n - 1].get("tool_calls"):
-            return refusal
-        previous = role
+    if "system" in roles[start:]:
+        return "System message must be at the beginning."
+    for n, role in enumerate(roles[start:]):
+        if role != ("user" if n % 2 == 0 else "assistant"):
+            return "Conversation roles must alternate user/assistant/user/assistant/..."
     return None
 
 

@@ -124,6 +124,26 @@ def wire_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def alternating(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation for a chat template that takes no tool role (Gemma's): llama-server's
+    templating sends each tool result to it as a user message, so two results in a row, or a
+    result and a user's text, are two user turns in a row, which it refuses ("Conversation
+    roles must alternate"). Here each result is the user's text, written as that templating
+    writes it, and merged with its neighbours (wire_messages). Sent only to a server that
+    refused the usual form (llm.py): other servers want a tool message per call."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("role") == "tool":
+            result = {
+                "tool_call_id": message.get("tool_call_id"),
+                "content": message.get("content"),
+            }
+            text = json.dumps({"tool_response": result}, ensure_ascii=False, indent=2)
+            message = {"role": "user", "content": text}
+        out.append(message)
+    return wire_messages(out)
+
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 

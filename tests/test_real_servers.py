@@ -164,10 +164,10 @@ def test_a_long_retry_after_is_honoured_and_one_past_the_bound_says_when_to_resu
                 "message": "Unable to generate parser for this template.\n"
                 "Automatic parser generation failed for the tools\n"
                 "  at line 12\n\n"
-                "Cause: Conversation roles must alternate user/assistant"
+                "Cause: unknown filter tojson_pretty"
             },
             "answered 400: Unable to generate parser for this template: "
-            "Cause: Conversation roles must alternate user/assistant",
+            "Cause: unknown filter tojson_pretty",
         ),
     ],
 )
@@ -501,3 +501,26 @@ def test_provider_data_is_stored_versioned_and_older_messages_still_load() -> No
     wire = again.to_openai()["tool_calls"][0]
     assert wire["extra_content"] == signed["extra_content"]
     assert "c2ln" * 100 in counted_text(again.to_openai())  # counted: it is sent every time
+
+
+def test_a_strict_template_without_a_tool_role_gets_tool_results_as_the_users_text(
+    server: Any,
+) -> None:
+    """llama-server with Gemma's template: tool results reach the template as user messages, so
+    the two results of parallel calls are two user turns in a row, refused every time."""
+    s = server(PLAN, TWO_ALIKE, turn(call("ask_user", question="ok?")), FINISH, strict_roles=True)
+    assert s.run() is Stop.PAUSED
+    assert s.run(answer="yes") is Stop.DONE  # a resume remembers the form
+    assert "error" not in s.events()
+    assert len(s.notices) == 1
+    assert "refused roles that do not alternate" in s.notices[0]
+    kept = s.model.kept or []
+    roles = [[m["role"] for m in r["messages"]] for r in kept]
+    refused = [
+        n for n, r in enumerate(roles) if any(r[i : i + 2] == ["tool"] * 2 for i in range(len(r)))
+    ]
+    assert len(refused) == 1  # refused once; from then on the other form, a resume's too
+    assert not any("tool" in r for r in roles[refused[0] + 1 :])
+    assert "alternating_roles" in s.store.head("s1").task.refused_params
+    stored = [m.role for m in s.store.load("s1").messages]
+    assert stored.count("tool") == 5  # the store keeps its own form
