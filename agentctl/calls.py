@@ -69,6 +69,27 @@ def _structured(outcome: ToolOutcome) -> str | None:
     return text if len(text) <= MAX_STRUCTURED else None
 
 
+def _gone_mcp_tool(session: Session, name: str) -> str | None:
+    """Why an MCP tool the model called is not offered (any more), naming the change; None for
+    a name that is no MCP tool's."""
+    if not name.startswith("mcp__"):
+        return None
+    for offer in session.task.mcp:
+        if name in offer.tools:
+            return None  # offered, yet not in the registry: said as an unknown tool
+    server = name.removeprefix("mcp__").split("__", 1)[0]
+    known = {o.name: o for o in session.task.mcp}
+    using = known.get(server)
+    if using is None:
+        return f"{name} is not offered: no MCP server {server!r} is in use in this session"
+    if not using.up:
+        return f"{name} is not offered now: its MCP server {server!r} is down"
+    return (
+        f"{name} is not offered now: the MCP server {server!r} no longer lists that tool "
+        f"(its tools are: {', '.join(sorted(using.tools)) or 'none'})"
+    )
+
+
 class ToolCalls:
     def __init__(
         self,
@@ -205,7 +226,10 @@ class ToolCalls:
 
     def _work_tool(self, session: Session, call: ToolCall, args: dict[str, Any]) -> Session:
         tool = self._tools.get(call.name)
-        if tool is None:
+        if tool is None and not in_flight(session, call):
+            gone = _gone_mcp_tool(session, call.name)
+            if gone is not None:
+                return self._refuse(session, call, gone)
             known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
             sent = sendable_name(call.name)
             if sent != call.name:  # the API takes no such name: the model sees `sent`
@@ -214,7 +238,7 @@ class ToolCalls:
                     session, call, f"your tool call {said} (shown as {sent}); tools: {known}"
                 )
             return self._refuse(session, call, f"unknown tool {call.name!r}; tools: {known}")
-        if in_flight(session, call):
+        if in_flight(session, call) or tool is None:
             # It started and we have no result: after a crash, or a rollback to this point,
             # the effect may or may not have happened. Never run it again. Whatever it did to
             # the workspace is captured now, as agentctl's own doing.
@@ -233,6 +257,7 @@ class ToolCalls:
                 new_messages=(self._tool_message(call, f"Error: {text}"),),
                 detail=detail,
             )
+        assert tool is not None
         if not tool.side_effect.idempotent and session.state is State.PLANNING:
             # One rule whatever the approval mode: nothing changes before there is a plan.
             return self._refuse(session, call, f"{call.name} may run once a plan is submitted")

@@ -76,6 +76,16 @@ class ApprovalModeDetail:
 
 
 @dataclass(frozen=True)
+class McpToolsDetail:
+    """mcp_tools: what changed in the MCP tools offered, since the session last ran."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    down: tuple[str, ...] = ()  # optional servers that did not come up (their tools left out)
+
+
+@dataclass(frozen=True)
 class InstructionsDetail:
     """instructions: a project-instructions file changed since the session last read it."""
 
@@ -189,6 +199,7 @@ Detail = (
     | FollowUpDetail
     | ApprovalModeDetail
     | InstructionsDetail
+    | McpToolsDetail
     | RememberDetail
     | ReplyDetail
     | NudgeDetail
@@ -212,6 +223,7 @@ KINDS: dict[CheckpointKind, type[Detail]] = {
     K.FOLLOW_UP: FollowUpDetail,
     K.APPROVAL_MODE: ApprovalModeDetail,
     K.INSTRUCTIONS: InstructionsDetail,
+    K.MCP_TOOLS: McpToolsDetail,
     K.REMEMBER: RememberDetail,
     K.MODEL_REPLY: ReplyDetail,
     K.NUDGE: NudgeDetail,

@@ -55,6 +55,7 @@ class CheckpointKind(StrEnum):
     MOVED = "moved"  # the session was moved to another store: this copy is read-only
     APPROVAL_MODE = "approval_mode"  # resume --yes / --ask changed whether calls are asked
     INSTRUCTIONS = "instructions"  # the project's instructions file changed: the new text
+    MCP_TOOLS = "mcp_tools"  # the MCP servers' tools changed since the session last ran
 
     @property
     def event(self) -> Event | None:

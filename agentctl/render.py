@@ -24,6 +24,7 @@ from agentctl.details import (
     FollowUpDetail,
     InputDetail,
     InstructionsDetail,
+    McpToolsDetail,
     NudgeDetail,
     PlanDetail,
     QuestionDetail,
@@ -314,6 +315,18 @@ def describe_checkpoint(kind: str, detail: dict[str, Any]) -> str:
         if d.auto_approve:
             return "[yellow]approvals: writes and commands run without asking (--yes)[/]"
         return "[yellow]approvals: writes and commands are asked again (--ask)[/]"
+    if isinstance(d, McpToolsDetail):
+        parts = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (
+                ("added", d.added),
+                ("removed", d.removed),
+                ("changed", d.changed),
+                ("servers down", d.down),
+            )
+            if names
+        ]
+        return f"[magenta]MCP tools changed:[/] {e('; '.join(parts) or 'servers changed')}"
     if isinstance(d, InstructionsDetail):
         if d.removed:
             return f"[magenta]instructions removed:[/] {e(d.path)}"

@@ -55,6 +55,7 @@ from agentctl.store.ready import keep_ready, load_head, owner_of
 from agentctl.tools import ToolRegistry
 
 if TYPE_CHECKING:
+    from agentctl.state import McpOffer
     from agentctl.store.lease import Lease
     from agentctl.workspace.snapshots import Snapshots
 
@@ -165,6 +166,7 @@ class Runner:
         attach: Callable[[str], str] | None = None,
         approval_mode: bool | None = None,
         instructions: tuple[tuple[InstructionsFile, ...], str] | None = None,
+        mcp: tuple[McpOffer, ...] | None = None,
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
@@ -191,6 +193,17 @@ class Runner:
             detail = ApprovalModeDetail(bool(approval_mode))
             kind = CheckpointKind.APPROVAL_MODE
             session = self._journal.commit(session, kind, session.state, task, detail=detail)
+        moves = session.state is not State.DONE or follow_up is not None
+        if mcp is not None and mcp != session.task.mcp and moves:
+            # The servers' tools changed since the session last ran: recorded, so `show` and
+            # a rollback know what was offered from here on (the model gets the new list).
+            from agentctl.tools.mcp_tools import mcp_change
+
+            self._run_prelude()
+            change = mcp_change(session.task.mcp, mcp)
+            task = session.task.model_copy(update={"mcp": mcp})
+            kind = CheckpointKind.MCP_TOOLS
+            session = self._journal.commit(session, kind, session.state, task, detail=change)
         result = self._run(session, answer, ask, max_turns)
         session = result.session
         keep_ready(self._store, session)  # for the next resume's first request

@@ -31,7 +31,7 @@ from agentctl.store.base import CheckpointSummary
 if TYPE_CHECKING:
     from agentctl.records import RunEvent, SessionReport, ToolArgument, ToolInfo
     from agentctl.runner import Ask
-    from agentctl.state import PendingQuestion, Session, TaskSpec
+    from agentctl.state import McpOffer, PendingQuestion, Session, TaskSpec
     from agentctl.store.lease import Lease
     from agentctl.tools import Effects, ToolRegistry
     from agentctl.workspace.snapshots import Snapshots
@@ -387,7 +387,10 @@ def start_session(
         stack.callback(runner.close)
         # The first request goes out first; the rest happens while the model thinks.
         first = TaskState(  # --yes is remembered by the session, as are the instructions read
-            goal=spec.goal, auto_approve=yes, instructions=tuple(f.record for f in project)
+            goal=spec.goal,
+            auto_approve=yes,
+            instructions=tuple(f.record for f in project),
+            mcp=_offers(tools),
         )
         # held from the start
         runner.start(info, system, lease, early=turns > 0, task=first, attached=attached)
@@ -496,6 +499,12 @@ def resume_session(
                     "used from the next model call on"
                 )
             )
+        offered = _offers(tools)
+        if offered != head.task.mcp and (head.task.mcp or offered):
+            from agentctl.tools.mcp_tools import mcp_change, said
+
+            change = said(mcp_change(head.task.mcp, offered))
+            header.append(Notice(f"MCP tools changed since this session last ran: {change}"))
         if head.task.auto_approve and not ask_approvals:
             header.append(
                 Notice(
@@ -525,6 +534,7 @@ def resume_session(
                 answer=answer,
                 follow_up=follow_up,
                 approval_mode=True if yes else (False if ask_approvals else None),
+                mcp=offered,
                 ask=unleased(store, session_id, holder, ask) if ask is not None else None,
                 max_turns=max_turns or spec.max_turns,
                 attach=lambda _text: attached,
@@ -590,6 +600,15 @@ def _sandbox_said(shell: Effects | None) -> str | None:
     if shell.sandbox in ("off", "unavailable"):
         return shell.sandbox
     return f"{shell.sandbox}, {'network' if shell.network else 'no network'}"
+
+
+def _offers(tools: ToolRegistry) -> tuple[McpOffer, ...]:
+    """The MCP servers and tools a run offers, as its task state records them."""
+    if not tools.sources:
+        return ()
+    from agentctl.tools.mcp_tools import offers_of
+
+    return offers_of(tools)
 
 
 def _shell_effects(tools: ToolRegistry) -> Effects | None:

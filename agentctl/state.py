@@ -258,13 +258,27 @@ class InstructionsFile(_Model):
     chars: int
 
 
+class McpOffer(_Model):
+    """One MCP server as a session offered it: never an env value or a header (secrets), the
+    command or URL with credentials masked; each tool's offered name with a digest of its
+    description, schema and annotations, so a resume can say what changed."""
+
+    name: str
+    transport: str  # stdio or http
+    target: str
+    server: str | None = None  # "name version" as the server gave it
+    up: bool = True  # an optional server that was down: its tools were left out
+    digest: str = ""  # of the whole listing
+    tools: dict[str, str] = Field(default_factory=dict)  # offered name -> digest
+
+
 class TaskState(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
     # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight;
     # 4: workspace_tree; 5: earlier, grants, auto_approve, instructions; 6: refused_params;
-    # 7: stalled; 8: token_fit
-    schema_version: Literal[8] = 8
+    # 7: stalled; 8: token_fit; 9: mcp
+    schema_version: Literal[9] = 9
     goal: str
     plan: tuple[str, ...] = ()
     completed: tuple[StepRecord, ...] = ()
@@ -302,6 +316,8 @@ class TaskState(_Model):
     # The newest replies in a row without a tool call, by kind (actions.stall_kind: "cut",
     # "empty", "text", "filtered"); a tool call or the user's input clears it.
     stalled: tuple[str, ...] = ()
+    # The MCP servers and tools offered from this checkpoint on (a resume records a change).
+    mcp: tuple[McpOffer, ...] = ()
 
     @property
     def current_step(self) -> int:

@@ -530,3 +530,61 @@ def test_mcp_check_lists_tools_annotations_and_tokens(agentctl_home: Path) -> No
     assert down.code == 5
     assert "boom" in down.stderr  # the end of its log
     assert "Traceback" not in down.stderr
+
+
+@pytest.mark.process
+def test_a_changed_tool_list_is_recorded_on_resume_and_a_gone_tool_answered(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    time_server = server_command("mcp-server-time")
+    settings_file(agentctl_home, {"time": {"command": time_server}})
+    task = task_file(
+        tmp_path,
+        [
+            {"name": "mcp__time__get_current_time", "arguments": {"timezone": "UTC"}},
+            {
+                "name": "mcp__time__convert_time",
+                "arguments": {
+                    "source_timezone": "UTC",
+                    "time": "09:00",
+                    "target_timezone": "Asia/Tokyo",
+                },
+            },
+        ],
+        extra='allow = ["mcp__time__get_current_time"]',
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    paused = cli("run", str(task), "--workspace", str(work), "--no-input")
+    assert paused.code == 3, paused.stderr  # convert_time waits for the user's yes
+    session = _session_id()
+    shown = cli("show", session, "--json").json()
+    offered = shown["task"]["mcp"]
+    assert [o["name"] for o in offered] == ["time"]
+    assert set(offered[0]["tools"]) == {"mcp__time__get_current_time", "mcp__time__convert_time"}
+    assert set(offered[0]) <= {"name", "transport", "target", "server", "up", "digest", "tools"}
+
+    # a required server that is down stops the resume in one line, writing nothing
+    head = len(_history(session))
+    settings_file(agentctl_home, {"time": {"command": str(tmp_path / "gone"), "required": True}})
+    down = cli("resume", session, "--input", "y")
+    assert down.code == 5, down.stderr
+    assert "required MCP server 'time'" in down.stderr
+    assert len(_history(session)) == head
+
+    # the server no longer offers convert_time: the change is recorded and said, the call
+    # the user allowed is answered with an error naming the change, and the run goes on
+    settings_file(
+        agentctl_home, {"time": {"command": time_server, "disabled_tools": ["convert_time"]}}
+    )
+    resumed = cli("resume", session, "--input", "y")
+    assert resumed.code == 0, resumed.stderr
+    assert "MCP tools changed since this session last ran: removed: mcp__time__convert_time" in (
+        resumed.stdout + resumed.stderr
+    )
+    events = [c["event"] for c in _history(session)]
+    assert "mcp_tools" in events
+    results = tool_results(agentctl_home, session)
+    assert any("no longer lists that tool" in r for r in results), results
+    history = cli("history", session)
+    assert "MCP tools changed: removed: mcp__time__convert_time" in history.stdout

@@ -35,7 +35,8 @@ def _task_state_2(payload: dict[str, Any]) -> dict[str, Any]:
 # model name -> {version: function upgrading a payload of that version to the next}
 UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     # 2 added pending_question.kind; 4 workspace_tree
-    # 5 earlier, grants, auto_approve, instructions; 6 refused_params; 7 stalled; 8 token_fit
+    # 5 earlier, grants, auto_approve, instructions; 6 refused_params; 7 stalled; 8 token_fit;
+    # 9 mcp
     "TaskState": {
         1: _unchanged,
         2: _task_state_2,
@@ -44,6 +45,7 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
         5: _unchanged,
         6: _unchanged,
         7: _unchanged,
+        8: _unchanged,
     },
     # 2 added allow; 3 the context settings; 4 pass_env; 5 sandbox, network; 6 mcp
     "TaskSpec": {1: _unchanged, 2: _unchanged, 3: _unchanged, 4: _unchanged, 5: _unchanged},

@@ -21,6 +21,9 @@ from agentctl.mcpconfig import McpServer, tool_name
 from agentctl.tools import OUTSIDE, Effects, SideEffect, ToolOutcome
 
 if TYPE_CHECKING:
+    from agentctl.details import McpToolsDetail
+    from agentctl.state import McpOffer
+    from agentctl.tools import ToolRegistry
     from agentctl.tools.mcp_client import McpHub, RemoteTool, ServerStatus
 
 MAX_RESULT = 16_000  # characters sent to the model, as the file tools (tools/files.py)
@@ -109,6 +112,75 @@ class McpSource:
 
     def close(self) -> None:
         self.hub.close()
+
+    def offers(self) -> tuple[McpOffer, ...]:
+        """What the session records: each server (no secrets) and its tools' digests."""
+        import hashlib
+        import json
+
+        from agentctl.state import McpOffer
+
+        out = []
+        for name, st in self.status.items():
+            digests = {
+                t.name: hashlib.sha256(
+                    json.dumps(
+                        [t.description, t.parameters, t.remote.read_only, t.destructive],
+                        sort_keys=True,
+                        default=str,
+                    ).encode()
+                ).hexdigest()[:12]
+                for t in self.tools
+                if t.server.name == name
+            }
+            whole = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+            record = st.server.record()
+            out.append(
+                McpOffer(
+                    name=name,
+                    transport=record["transport"],
+                    target=record["target"],
+                    server=st.info,
+                    up=st.up,
+                    digest=whole[:16],
+                    tools=digests,
+                )
+            )
+        return tuple(out)
+
+
+def offers_of(registry: ToolRegistry) -> tuple[McpOffer, ...]:
+    """The MCP servers and tools a registry offers, as a session records them."""
+    return tuple(o for s in registry.sources if isinstance(s, McpSource) for o in s.offers())
+
+
+def mcp_change(old: tuple[McpOffer, ...], new: tuple[McpOffer, ...]) -> McpToolsDetail:
+    """Which offered tools were added, removed or changed, and which servers are down."""
+    from agentctl.details import McpToolsDetail
+
+    before = {n: d for o in old for n, d in o.tools.items()}
+    after = {n: d for o in new for n, d in o.tools.items()}
+    return McpToolsDetail(
+        added=tuple(sorted(set(after) - set(before))),
+        removed=tuple(sorted(set(before) - set(after))),
+        changed=tuple(sorted(n for n in set(before) & set(after) if before[n] != after[n])),
+        down=tuple(sorted(o.name for o in new if not o.up)),
+    )
+
+
+def said(change: McpToolsDetail) -> str:
+    """A change in words, for the run view and `show`."""
+    parts = []
+    for label, names in (
+        ("added", change.added),
+        ("removed", change.removed),
+        ("changed", change.changed),
+        ("servers down", change.down),
+    ):
+        if names:
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            parts.append(f"{label}: {shown}")
+    return "; ".join(parts) or "the servers changed (same tools)"
 
 
 def offered_tools(status: Mapping[str, ServerStatus], hub: McpHub) -> list[McpTool]:
