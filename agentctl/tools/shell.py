@@ -167,7 +167,7 @@ class RunShell:
             else "only the workspace is writable"
         )
         reach = "" if box.network else "; there is no network"
-        return f"{text} It runs in a sandbox: {where}, /tmp is private to the command{reach}."
+        return f"{text} It runs in a sandbox: {where}, /tmp starts empty for each command{reach}."
 
     @property
     def effects(self) -> Effects:
