@@ -549,3 +549,14 @@ def test_auto_sandboxed_needs_snapshots_to_skip_the_question(bwrap: str, place: 
         shell = tools.get("run_shell")
         assert shell is not None
         assert tools.policy.needs_approval(shell, {"command": "make"}) is asked
+
+
+def test_a_session_from_before_the_sandbox_says_it_was_not_recorded(tmp_path: Path) -> None:
+    store = tmp_path / "agentctl.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "v0.1-schema2" / "agentctl.db", store)
+    env = {"AGENTCTL_STORE": f"sqlite://{store}"}
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    shown = run("show", sid, env=env)
+    assert shown.code == 0, shown.stderr
+    assert "sandbox:  not recorded (a session from before the sandbox)" in shown.stdout
+    assert run("show", sid, "--json", env=env).json()["sandbox"] is None
