@@ -176,6 +176,7 @@ def _follow_ups(
     continues the same session (resume --input on a done session), until Enter or Ctrl-D.
     Returns the last report and whether its result is already on the screen."""
     shown = False
+    interactive = interactive and _kept[0]  # a memory: store's session ends with the command
     while interactive and report.stop is Stop.DONE and not report.followed and sys.stdin.isatty():
         view.finish(report, 0, _kept[0])  # the summary, then the result, then the prompt
         render.result(report.session.task.result or "(no result)")

@@ -21,6 +21,7 @@ from agentctl.errors import (
     AgentctlError,
     AmbiguousSessionError,
     NotWaitingError,
+    StoreError,
     UnknownSessionError,
     UsageError,
 )
@@ -248,7 +249,15 @@ def resolve_session(store: Store, prefix: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches and prefix:
-        named = [s.id for s in store.list_sessions() if s.name == prefix]
+        listed = store.list_sessions()
+        if any(s.id == prefix for s in listed):
+            # Listed, yet not found by id: a damaged page (an index and its table disagree).
+            raise StoreError(
+                f"the store lists session {prefix!r} but cannot find it by its id: the store "
+                "is damaged",
+                hint="agentctl verify",
+            )
+        named = [s.id for s in listed if s.name == prefix]
         if len(named) == 1:
             return named[0]
         if named:
