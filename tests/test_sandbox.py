@@ -9,6 +9,7 @@ real /tmp whether or not the rest of the sandbox works.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import shutil
@@ -560,3 +561,22 @@ def test_a_session_from_before_the_sandbox_says_it_was_not_recorded(tmp_path: Pa
     assert shown.code == 0, shown.stderr
     assert "sandbox:  not recorded (a session from before the sandbox)" in shown.stdout
     assert run("show", sid, "--json", env=env).json()["sandbox"] is None
+
+
+def test_the_pids_cgroup_of_a_dead_agentctl_is_swept(bwrap: str, place: Path) -> None:
+    cgroups = pids_cgroups()
+    if cgroups is None:
+        pytest.skip("no pids cgroup here (not root, or none writable)")
+    stale = cgroups / "agentctl-999999999-512"  # beyond pid_max: certainly not running
+    stale.mkdir()
+    try:
+        from agentctl.tools import sandbox
+
+        sandbox._GROUPS.clear()
+        ws = place / "ws"
+        ws.mkdir()
+        assert not _shell(bwrap, ws).run({"command": "true"}).is_error
+        assert not stale.exists()
+    finally:
+        with contextlib.suppress(OSError):
+            stale.rmdir()

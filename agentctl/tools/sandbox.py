@@ -133,6 +133,7 @@ _GROUPS: dict[tuple[int, Path, int], Path | None] = {}
 def _group(cgroups: Path, limit: int) -> Path | None:
     key = (os.getpid(), cgroups, limit)
     if key not in _GROUPS:
+        _sweep(cgroups)
         group = cgroups / f"agentctl-{os.getpid()}-{limit}"
         try:
             group.mkdir(exist_ok=True)
@@ -144,6 +145,23 @@ def _group(cgroups: Path, limit: int) -> Path | None:
             atexit.register(_remove_group, group)
             _GROUPS[key] = group
     return _GROUPS[key]
+
+
+def _sweep(cgroups: Path) -> None:
+    """Remove the empty groups of agentctl processes that died without removing theirs
+    (killed, or a forked child that left by os._exit)."""
+    with suppress(OSError):
+        for entry in os.scandir(cgroups):
+            owner = entry.name.split("-")
+            if len(owner) != 3 or owner[0] != "agentctl" or not owner[1].isdigit():
+                continue
+            try:
+                os.kill(int(owner[1]), 0)
+            except ProcessLookupError:
+                with suppress(OSError):
+                    os.rmdir(entry.path)  # fails, harmlessly, while a process is in it
+            except OSError:
+                pass
 
 
 def _remove_group(group: Path) -> None:
