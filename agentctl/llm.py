@@ -58,6 +58,11 @@ class WireArray:
     text: str
 
 
+def preload_client() -> None:
+    """Import the SDK now (in a run whose MCP servers are starting: the two overlap)."""
+    import openai  # noqa: F401
+
+
 def _json(value: Any) -> str:
     # As the openai SDK serialises a request body (and httpx a JSON one).
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

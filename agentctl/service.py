@@ -365,6 +365,8 @@ def start_session(
             settings, root, spec, yes, header.append, undoable=snapshots is not None
         )
         stack.callback(tools.close)  # MCP servers stop with the run
+        wiring.preload(tools)  # the model client loads while MCP servers start
+        tools.settle()  # before the header: what the servers said is said under it
         profile = store.load_profile()
         shell = _shell_effects(tools)
         info = SessionInfo(
@@ -508,6 +510,8 @@ def resume_session(
                     "used from the next model call on"
                 )
             )
+        wiring.preload(tools)  # the model client loads while MCP servers start
+        tools.settle()
         offered = _offers(tools)
         if offered != head.task.mcp and (head.task.mcp or offered):
             from agentctl.tools.mcp_tools import mcp_change, said

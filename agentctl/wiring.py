@@ -7,6 +7,7 @@ Everything heavy is built lazily, inside the factories the runner calls on first
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from agentctl.runner import Runner
     from agentctl.state import TaskSpec
     from agentctl.store import Store
-    from agentctl.tools import ToolRegistry
+    from agentctl.tools import Tool, ToolRegistry, ToolSource
     from agentctl.tools.sandbox import Sandbox
     from agentctl.workspace.snapshots import Snapshots
 
@@ -129,15 +130,46 @@ def work_tools(
         from agentctl.tools.mcp_tools import start_servers
 
         say = on_event or (lambda _event: None)
-        source = start_servers(
-            servers,
-            environ=settings.environ,
-            cwd=Path(root),
-            data=settings.home / "mcp",
-            say=lambda text: say(Notice(text)),
-        )
-        registry.add(list(source.tools), source)
+
+        loaded = threading.Event()  # the SDK is imported: the model client may load now
+
+        def start() -> tuple[list[Tool], ToolSource]:
+            from agentctl.tools.mcp_client import require_sdk
+
+            try:
+                require_sdk()
+            finally:
+                loaded.set()
+            source = start_servers(
+                servers,
+                environ=settings.environ,
+                cwd=Path(root),
+                data=settings.home / "mcp",
+                say=lambda text: say(Notice(text)),
+            )
+            return list(source.tools), source
+
+        # The servers start (and the SDK loads) while the run loads the model client.
+        registry.add_later(start)
+        _LOADING[id(registry)] = loaded
     return registry
+
+
+_LOADING: dict[int, threading.Event] = {}  # registries whose MCP SDK is being imported
+
+
+def preload(tools: ToolRegistry) -> None:
+    """While MCP servers start in their thread: load the model client's package, which the
+    first request needs next, so the two overlap."""
+    if tools.pending:
+        from agentctl.llm import preload_client
+
+        # The SDK's import first (imports share one lock: two at once take as long as both),
+        # then the model client's while the server processes start.
+        loaded = _LOADING.pop(id(tools), None)
+        if loaded is not None:
+            loaded.wait(timeout=10)
+        preload_client()
 
 
 def mcp_servers(settings: Settings, spec: TaskSpec) -> list[McpServer]:

@@ -7,13 +7,15 @@ silently repeats it (design.md §4).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from concurrent.futures import Future
 
     from agentctl.tools.approval import ApprovalPolicy
     from agentctl.tools.sandbox import Sandbox
@@ -91,6 +93,36 @@ class ToolRegistry:
         self._tools = {t.name: t for t in tools or []}
         self.policy = policy or ApprovalPolicy()
         self.sources: list[ToolSource] = []
+        self._pending: list[Future[tuple[list[Tool], ToolSource]]] = []
+
+    def add_later(self, start: Callable[[], tuple[list[Tool], ToolSource]]) -> None:
+        """Tools that take a while to come (MCP servers starting): `start` runs in a thread
+        while the run goes on loading; the first question about the tools waits for it, and
+        an error it raised is raised there."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tools")
+        self._pending.append(pool.submit(start))
+        pool.shutdown(wait=False)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def settle(self) -> None:
+        """Wait for tools added with `add_later`; the first error is raised (after every
+        source that did come is kept, so `close` stops it)."""
+        pending, self._pending = self._pending, []
+        first: BaseException | None = None
+        for future in pending:
+            try:
+                tools, source = future.result()
+            except BaseException as exc:
+                first = first or exc
+                continue
+            self.add(tools, source)
+        if first is not None:
+            raise first
 
     def add(self, tools: list[Tool], source: ToolSource | None = None) -> None:
         """More tools (an MCP server's); `source` is closed with the registry."""
@@ -100,18 +132,23 @@ class ToolRegistry:
             self.sources.append(source)
 
     def close(self) -> None:
+        with contextlib.suppress(BaseException):  # said where it was settled, if it was
+            self.settle()
         sources, self.sources = self.sources, []
         for source in sources:
             source.close()
 
     def get(self, name: str) -> Tool | None:
+        self.settle()
         return self._tools.get(name)
 
     @property
     def names(self) -> list[str]:
+        self.settle()
         return sorted(self._tools)
 
     def schemas(self) -> list[dict[str, Any]]:
+        self.settle()
         return [
             {
                 "type": "function",

@@ -84,12 +84,18 @@ class McpResult:
     files: tuple[str, ...] = ()
 
 
+_VALIDATORS: dict[str, Any] = {}  # a schema's JSON -> its validator, built once a process
+
+
 def check_arguments(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
     """The first way the arguments break the tool's input schema, or None."""
     import jsonschema
 
     try:
-        validator = jsonschema.validators.validator_for(schema)(schema)
+        key = json.dumps(schema, sort_keys=True, default=str)
+        validator = _VALIDATORS.get(key)
+        if validator is None:
+            validator = _VALIDATORS[key] = jsonschema.validators.validator_for(schema)(schema)
         errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
     except (jsonschema.SchemaError, TypeError, ValueError):
         return None  # a schema the validator cannot use: the server judges the call

@@ -1,0 +1,205 @@
+"""MCP tools (issue 26): what a stdio server costs a run, and what agentctl adds to a call.
+
+1. Time to the first model request (bench/ttfr.py's clock: the scripted server notes when the
+   request arrived whole), `agentctl run GOAL` with no server configured and with one stdio
+   server (`mcp-server-time`), the median of N runs each; beside them the server's own
+   start-up as the SDK sees it (spawn, handshake, tools/list; the SDK already imported), the
+   median of N. Target: with <= without + server start + 150 ms.
+2. Cost per call: `get_current_time` through agentctl's tool (argument check against the
+   schema, the call on the hub's event loop from the runner's thread, the result turned into
+   text) against the same call made with the SDK directly on its own loop, the median of 200
+   calls each after 20 to warm up. Target: <= 1.2x.
+
+Run: python -m bench.mcp [--quick]   (needs the [mcp] extra and mcp-server-time)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.startup import compiled
+from bench.ttfr import Clocked
+
+
+def first_request(model: Clocked, command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time to the first request, and agentctl's own CPU time (user + system) to it:
+    the figure a queued machine stretches least. The process is killed at the request."""
+    import subprocess
+
+    model.first = None
+    started = time.time()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while model.first is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.kill()
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = -9
+    if model.first is None:
+        raise RuntimeError(f"{command} sent no request")
+    return model.first - started, usage.ru_utime + usage.ru_stime
+
+
+def server_command() -> str:
+    beside = Path(sys.executable).parent / "mcp-server-time"
+    found = str(beside) if beside.exists() else shutil.which("mcp-server-time")
+    if found is None:
+        raise SystemExit("bench.mcp needs mcp-server-time: pip install mcp-server-time")
+    return found
+
+
+def ttfr(command: str, runs: int) -> dict[str, float]:
+    """The two subjects alternate, run by run, so a machine whose load moves (a shared one)
+    weighs on both alike."""
+    from agentctl.config import write_file
+    from agentctl.scripted import ScriptedServer
+    from agentctl.state import ScriptTurn
+
+    model = Clocked((ScriptTurn(content="hi"),))
+    subjects = {"without MCP": None, "with one stdio server": {"time": {"command": command}}}
+    times: dict[str, list[float]] = {label: [] for label in subjects}
+    cpu: dict[str, list[float]] = {label: [] for label in subjects}
+    with (
+        tempfile.TemporaryDirectory(prefix="agentctl-bench-mcp-") as tmp,
+        ScriptedServer(model) as server,
+    ):
+        root = Path(tmp)
+        work = root / "work"
+        work.mkdir()
+        script = Path(sys.executable).parent / "agentctl"
+        agentctl = [str(script)] if script.exists() else [sys.executable, "-m", "agentctl"]
+        envs = {}
+        for label, servers in subjects.items():
+            home = root / label.replace(" ", "-")
+            home.mkdir()
+            if servers:
+                write_file(home / "config.toml", {"mcp_servers": servers})
+            envs[label] = {
+                **os.environ,
+                "AGENTCTL_STORE": f"sqlite://{home / 'agentctl.db'}",
+                "AGENTCTL_HOME": str(home),
+                "OPENAI_BASE_URL": server.base_url,
+                "OPENAI_API_KEY": "sk-bench",
+                "AGENTCTL_SANDBOX": "off",
+            }
+        run = [*agentctl, "run", "Say hi", "--model", "m", "--workspace", str(work)]
+        for _ in range(runs):
+            for label in subjects:
+                wall, used = first_request(model, run, envs[label])
+                times[label].append(wall)
+                cpu[label].append(used)
+    out = {label: round(statistics.median(t), 4) for label, t in times.items()}
+    out |= {f"{label}, CPU": round(statistics.median(t), 4) for label, t in cpu.items()}
+    return out
+
+
+def server_start(command: str, runs: int) -> float:
+    """Spawn to tools listed, as agentctl's hub sees it (the SDK imported already)."""
+    from agentctl.mcpconfig import McpServer
+    from agentctl.tools.mcp_tools import start_servers
+
+    times = []
+    with tempfile.TemporaryDirectory(prefix="agentctl-bench-mcp-") as tmp:
+        for _ in range(runs):
+            source = start_servers(
+                [McpServer("time", command=command)],
+                environ={},
+                cwd=Path(tmp),
+                data=Path(tmp),
+                say=lambda _t: None,
+            )
+            times.append(source.status["time"].seconds)
+            source.close()
+    return round(statistics.median(times), 4)
+
+
+def per_call(command: str, calls: int, warm: int = 20) -> dict[str, float]:
+    """Both clients open at once, called in alternating rounds of 10, so load that comes and
+    goes weighs on both alike."""
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    from agentctl.mcpconfig import McpServer
+    from agentctl.tools.mcp_tools import start_servers
+
+    args = {"timezone": "Europe/Lisbon"}
+
+    async def measure(tool: Any) -> tuple[list[float], list[float]]:
+        ours: list[float] = []
+        sdk: list[float] = []
+        # the server's stderr to a file, as agentctl sends it (a terminal is slower)
+        with tempfile.TemporaryFile("w+") as log:
+            params = StdioServerParameters(command=command)
+            async with Client(stdio_client(params, errlog=log), cache=None) as client:
+                for n in range(0, warm + calls, 10):
+                    for _ in range(10):
+                        started = time.perf_counter()
+                        outcome = tool.run(args)  # blocks this loop: the hub has its own
+                        if n >= warm:
+                            ours.append(time.perf_counter() - started)
+                        assert not outcome.is_error, outcome.content
+                    for _ in range(10):
+                        started = time.perf_counter()
+                        result = await client.call_tool("get_current_time", args)
+                        if n >= warm:
+                            sdk.append(time.perf_counter() - started)
+                        assert not result.is_error
+        return ours, sdk
+
+    with tempfile.TemporaryDirectory(prefix="agentctl-bench-mcp-") as tmp:
+        source = start_servers(
+            [McpServer("time", command=command)],
+            environ={},
+            cwd=Path(tmp),
+            data=Path(tmp),
+            say=lambda _t: None,
+        )
+        try:
+            tool = next(t for t in source.tools if t.remote.name == "get_current_time")
+            ours, sdk = asyncio.run(measure(tool))
+        finally:
+            source.close()
+    a, b = statistics.median(ours), statistics.median(sdk)
+    return {
+        "agentctl tool (ms)": round(a * 1000, 3),
+        "SDK directly (ms)": round(b * 1000, 3),
+        "ratio": round(a / b, 3),
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    compiled()
+    command = server_command()
+    runs = 3 if quick else 7
+    out: dict[str, Any] = {"runs": runs}
+    first = ttfr(command, runs)
+    out["first request, without MCP (s)"] = first["without MCP"]
+    out["first request, one stdio server (s)"] = first["with one stdio server"]
+    out["first request CPU, without MCP (s)"] = first["without MCP, CPU"]
+    out["first request CPU, one stdio server (s)"] = first["with one stdio server, CPU"]
+    out["server start, spawn to tools listed (s)"] = server_start(command, runs)
+    out["overhead beyond the server's start (ms)"] = round(
+        (
+            out["first request, one stdio server (s)"]
+            - out["first request, without MCP (s)"]
+            - out["server start, spawn to tools listed (s)"]
+        )
+        * 1000,
+        1,
+    )
+    out["per call"] = per_call(command, 50 if quick else 200)
+    print("MCP:", json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    run("--quick" in sys.argv)
