@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agentctl import faults, wiring
-from agentctl.errors import UsageError
+from agentctl.errors import AgentctlError, UsageError
 from agentctl.service import held_lease, opened_store, refuse_if_moved, resolve_session
 
 if TYPE_CHECKING:
@@ -110,7 +110,10 @@ def _rollback(
                 moved.target, len(moved.changes), moved.current, files_only=not conversation
             )
         elif conversation:  # the files stay as they are: the session says so
-            workspace = timetravel.WorkspaceMove(snapshots.capture().tree)
+            try:
+                workspace = timetravel.WorkspaceMove(snapshots.capture().tree)
+            except AgentctlError:  # a damaged snapshot store never holds the conversation back
+                workspace = None  # the next restore then sees the files as outside edits
     if not conversation and moved is None:
         raise UsageError(f"session {sid} has no workspace snapshot to restore at that checkpoint")
     if moved is not None and snapshots is not None:

@@ -435,6 +435,9 @@ def test_a_capture_adds_at_most_its_bound_even_by_rewriting_tracked_files(
 def test_a_rollback_listing_shows_newlines_in_file_names(tmp_path: Path, workspace: Path) -> None:
     env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
     (workspace / "evil\nremoved  everything").write_text("x")
+    refused = run("rollback", sid, "--to", "2", env=env)  # an outside edit, named on one line
+    assert refused.code == 2
+    assert "evil\\nremoved  everything" in refused.stderr, refused.stderr
     back = run("rollback", sid, "--to", "2", "--force", env=env)
     assert back.code == 0, back.stderr
     assert "removed  everything" not in back.stdout.splitlines()
@@ -677,3 +680,5 @@ def test_a_capture_that_fails_is_said_on_its_checkpoint(tmp_path: Path, workspac
     second = run("list", "--json", env=env).json()[0]["id"]
     shown = run("history", second, env=env).stdout
     assert "no snapshot: workspace snapshot: git" in shown, shown
+    back = run("rollback", second, "--to", "2", "--conversation-only", env=env)
+    assert back.code == 0, back.stderr  # the conversation is never held back by the snapshots

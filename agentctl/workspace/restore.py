@@ -115,7 +115,8 @@ def plan_files(
     captured = snapshots.capture()
     skipped = {name.split(" ", 1)[0].rstrip("/") for name in captured.skipped}
     outside = [
-        f"{c.path} ({'modified, not captured' if c.path in skipped else _word(c.status)})"
+        f"{_one_line(c.path)} "
+        f"({'modified, not captured' if c.path in skipped else _word(c.status)})"
         for c in (snapshots.changes(recorded, captured.tree) if recorded else [])
     ]
     left = snapshots.left_alone(captured.tree, target_tree)
@@ -123,7 +124,7 @@ def plan_files(
     earlier = edited_outside(store, snapshots, session_id, head, target)
     touched = {c.path for c in changes}
     outside += [
-        f"{path} (changed outside agentctl before checkpoint {number})"
+        f"{_one_line(path)} (changed outside agentctl before checkpoint {number})"
         for path, number in sorted(earlier.items())
         if path in touched
     ]
@@ -138,6 +139,11 @@ def plan_files(
         )
     kept = sorted({*left, *captured.skipped})
     return FilePlan(captured.tree, target_tree, changes, tuple(kept))
+
+
+def _one_line(path: str) -> str:
+    """A file name inside a one-line error: its line breaks shown, not obeyed."""
+    return path.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
 
 def _word(status: str) -> str:
