@@ -188,7 +188,9 @@ def test_an_mcp_call_asks_first_without_a_rule(tmp_path: Path, agentctl_home: Pa
     work.mkdir()
     paused = cli("run", str(task), "--workspace", str(work), "--no-input")
     assert paused.code == 3, paused.stderr  # waiting for the user's yes
-    assert "mcp__time__get_current_time" in paused.stdout + paused.stderr
+    said = paused.stdout + paused.stderr
+    assert "mcp__time__get_current_time" in said
+    assert 'arguments: {"timezone": "UTC"}' in said  # the user sees what they allow
 
 
 @pytest.mark.process

@@ -70,6 +70,16 @@ class McpTool:
     def approval_subject(self) -> str:
         return f"{self.server.name} {self.remote.name}"
 
+    def preview(self, arguments: dict[str, Any]) -> str:
+        """What the user is asked to allow: the server, the tool and the whole arguments (the
+        approval question and the run view show it; control characters are made visible)."""
+        import json
+
+        shown = json.dumps(arguments, ensure_ascii=False, sort_keys=True)
+        warn = "\n  (the server says this tool may destroy data)" if self.destructive else ""
+        where = f"  MCP server {self.server.name}, tool {self.remote.name}"
+        return f"{where}\n  arguments: {shown}{warn}"
+
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
         from agentctl.tools.mcp_client import check_arguments
 
