@@ -535,6 +535,18 @@ def test_agentctls_own_store_in_the_workspace_is_never_captured_or_restored(
     assert not any(f["path"].startswith(".agentctl") for f in diff["files"])
 
 
+def test_agentctls_data_folder_in_the_workspace_is_never_captured(
+    tmp_path: Path, workspace: Path
+) -> None:
+    snaps = Snapshots(workspace, workspace / ".home")  # AGENTCTL_HOME inside the project
+    first = snaps.capture()
+    (workspace / ".home" / "agentctl.db").write_bytes(b"the live store")
+    second = snaps.capture(first.tree)
+    names = snaps._git("ls-tree", "-r", "--name-only", second.tree).split("\n")
+    assert not [n for n in names if n.startswith(".home")]
+    assert second.changed == ()
+
+
 def test_fork_into_a_name_too_long_is_a_usage_error(tmp_path: Path, workspace: Path) -> None:
     env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
     forked = run("fork", sid, "--workspace", str(tmp_path / ("x" * 300)), env=env)
