@@ -31,6 +31,7 @@ from agentctl.wiring import price as wiring_price
 if TYPE_CHECKING:
     from agentctl.config import Settings
     from agentctl.records import RunEvent, RunReport, SearchHit
+    from agentctl.state import Usage
     from agentctl.store.base import SessionSummary, Store
     from agentctl.workspace.snapshots import Snapshots
 
@@ -407,6 +408,29 @@ def prune(settings: Settings, doomed: list[Doomed]) -> None:
 # -- usage ---------------------------------------------------------------------------------
 
 
+def own_usage(store: Store, session_id: str, usage: Usage, forked_from: str | None) -> Usage:
+    """What a session's own model calls used: usage is carried forward, so the head counts
+    every call of its history, and a fork's history starts with the checkpoints it copied,
+    whose calls its origin made and counts (two forks tripled a session's cost). Those are
+    taken off: the fork's copy of its starting checkpoint says how much they were."""
+    from agentctl.errors import AgentctlError
+    from agentctl.state import Usage
+
+    if not forked_from:
+        return usage
+    _origin, _, at = forked_from.rpartition(":")
+    try:
+        copied = store.get_checkpoint(session_id, int(at)).usage
+    except (ValueError, AgentctlError):  # a facts field that names no checkpoint here
+        return usage
+    return Usage(
+        calls=max(0, usage.calls - copied.calls),
+        prompt_tokens=max(0, usage.prompt_tokens - copied.prompt_tokens),
+        completion_tokens=max(0, usage.completion_tokens - copied.completion_tokens),
+        unreported=max(0, usage.unreported - copied.unreported),
+    )
+
+
 def usage(settings: Settings, prefix: str | None, since: str | None, by: str) -> list[UsageRow]:
     if by not in ("model", "day", "session"):
         raise UsageError(f"--by must be model, day or session, not {by!r}")
@@ -422,7 +446,7 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
             if cutoff is not None and (when is None or when < cutoff):
                 continue
             key = {"model": info.model, "day": info.created_at[:10], "session": session_id}[by]
-            u = head.usage  # usage is carried forward: the head's counts every call's
+            u = own_usage(store, session_id, head.usage, info.forked_from)
             row = groups.setdefault(key, [0, 0, 0, 0])
             row[0] += 1
             row[1] += u.calls

@@ -259,3 +259,27 @@ def test_a_copy_a_move_has_not_released_does_not_run_and_can_be_removed(
     assert run("rm", sid, "--yes", env=there).code == 0
     assert run("move", sid, "--to", store_kind, env=laptop).code == 0
     assert run("resume", sid, "--input", "June", env=there).code == 0
+
+
+# -- usage ------------------------------------------------------------------------------------
+
+
+def test_usage_counts_a_forks_copied_checkpoints_once(tmp_path: Path) -> None:
+    """Two forks with no model call raised one model's cost from $8.40 to $14.70: the
+    checkpoints a fork copies carry its origin's usage, which was counted already."""
+    config = tmp_path / "settings.toml"
+    config.write_text("[prices]\nscripted = [1000000.0, 2000000.0]\n")
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}", "AGENTCTL_CONFIG": str(config)}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    [before] = run("usage", "--json", env=env).json()
+    assert before["calls"] > 0
+    assert run("fork", sid, env=env).code == 0
+    assert run("fork", sid, "--at", "2", env=env).code == 0
+    [after] = run("usage", "--json", env=env).json()
+    assert after["sessions"] == 3
+    for key in ("calls", "prompt_tokens", "completion_tokens", "cost_usd"):
+        assert after[key] == before[key], key
+    rows = run("usage", "--by", "session", "--json", env=env).json()
+    forks = [r for r in rows if r["session"] != sid]
+    assert [r["calls"] for r in forks] == [0, 0]
