@@ -36,6 +36,11 @@ class UsageError(AgentctlError):
     exit_code = ExitCode.USAGE
 
 
+class NoStoreError(UsageError):
+    """A store URL that names no store, given to a command that does not make one: only
+    `run`, `import`, `move` (its target) and `profile set` create a store."""
+
+
 class UnknownSessionError(UsageError):
     pass
 

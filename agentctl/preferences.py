@@ -40,7 +40,7 @@ def set_preference(settings: Settings, key: str, value: str | None) -> UserProfi
             raise UsageError(f"no preference {key!r} to unset (known: {known})")
         return profile.forget(key)
 
-    with opened_store(settings) as store:
+    with opened_store(settings, create=True) as store:
         return store.update_profile(change)
 
 

@@ -185,8 +185,19 @@ def _answered_elsewhere(
 
 
 @contextmanager
-def opened_store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings.store_url)
+def opened_store(settings: Settings, *, create: bool = False) -> Iterator[Store]:
+    """The store of the settings. Only the commands that make sessions (run, import, a move's
+    target) or the profile (profile set) pass `create`: every other command leaves a URL
+    that names no store as it is, and says so (NoStoreError, exit 2) — except the default
+    store before anything was saved in it, which reads as an empty store."""
+    from agentctl.errors import NoStoreError
+
+    try:
+        store = open_store(settings.store_url, create=create)
+    except NoStoreError:
+        if "store" in settings.sources:  # named by a flag, a variable or the settings file
+            raise
+        store = open_store("memory:")  # the default, not made yet: nothing saved so far
     try:
         yield store
     finally:
@@ -356,7 +367,7 @@ def start_session(
     forbidden = wiring.forbidden_paths(settings)
     attached = instructions.attachments(spec.goal, root, forbidden)  # refused before a write
     project = instructions.read_instructions(root, forbidden, wiring.user_instructions(settings))
-    with opened_store(settings) as store, ExitStack() as stack:
+    with opened_store(settings, create=True) as store, ExitStack() as stack:
         if name is not None:
             refuse_taken_name(store, name)  # before anything is written
         header: list[RunEvent] = []  # said under the header, after the first request went out

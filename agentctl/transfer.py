@@ -368,7 +368,7 @@ def import_file(settings: Settings, path: str, *, new_id: bool) -> ImportReport:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
     exported = read_export(lines, source)
-    with opened_store(settings) as store:
+    with opened_store(settings, create=True) as store:
         fresh = None
         if new_id:
             while fresh is None or store.match_sessions(fresh):

@@ -202,7 +202,7 @@ def test_a_corrupt_store_is_exit_6(agentctl_home: Path) -> None:
 
 
 def test_a_newer_store_is_exit_6_and_untouched(agentctl_home: Path) -> None:
-    assert run("list").code == 0
+    assert run("profile", "set", "airline", "Delta").code == 0  # list makes no store
     db = sqlite3.connect(agentctl_home / "agentctl.db")
     db.execute("PRAGMA user_version = 99")
     db.close()

@@ -313,6 +313,10 @@ def test_libpq_conventions_and_agentctl_options_in_the_url(pg_url: str, tmp_path
     assert dsn == "postgresql://u:pw@h:5/db?sslmode=disable"  # libpq gets only its own
     assert options["prepare_threshold"] == 0
     bare = pg_url.replace(f":{PASSWORD}@", "@").replace("postgresql://", "postgres://")
+    made = run(
+        "profile", "set", "airline", "Delta", env={"AGENTCTL_STORE": bare, "PGPASSWORD": PASSWORD}
+    )
+    assert made.code == 0  # `list` makes no store
     assert run("list", env={"AGENTCTL_STORE": bare, "PGPASSWORD": PASSWORD}).code == 0
     pgpass = tmp_path / "pgpass"
     pgpass.write_text(f"127.0.0.1:*:*:agentctl:{PASSWORD}\n")

@@ -283,3 +283,64 @@ def test_usage_counts_a_forks_copied_checkpoints_once(tmp_path: Path) -> None:
     rows = run("usage", "--by", "session", "--json", env=env).json()
     forks = [r for r in rows if r["session"] != sid]
     assert [r["calls"] for r in forks] == [0, 0]
+
+
+# -- commands that make no store --------------------------------------------------------------
+
+
+READ_ONLY = [
+    ["list"],
+    ["list", "--json"],
+    ["show", "abc"],
+    ["history", "abc"],
+    ["search", "delta"],
+    ["usage"],
+    ["verify"],
+    ["export", "abc"],
+    ["diff", "abc"],
+    ["profile", "show"],
+    ["resume", "abc", "--input", "x"],
+    ["rollback", "abc", "--to", "1"],
+    ["rename", "abc", "x"],
+    ["tag", "abc", "x"],
+    ["rm", "abc", "--yes"],
+    ["fork", "abc"],
+]
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "json", "postgres"], indirect=True)
+def test_a_command_that_makes_no_session_never_creates_a_store(
+    tmp_path: Path, store_kind: str
+) -> None:
+    """`list --store` on a missing path created folders and a 53 KB database, and said "no
+    sessions yet": a mistyped URL looked like an empty store. Now one line, exit 2, and
+    nothing made: no folder, no file, no schema."""
+    import psycopg
+
+    env = {"AGENTCTL_STORE": store_kind}
+    for args in READ_ONLY:
+        refused = run(*args, env=env)
+        assert refused.code == 2, (args, refused.stderr)
+        assert refused.stderr.startswith("error: there is no agentctl store at"), args
+        assert refused.stderr.count("\n") == 2, args  # the error and what to try
+    assert not (tmp_path / "store").exists()
+    assert not (tmp_path / "jsonstore").exists()
+    if store_kind.startswith("postgres"):
+        with psycopg.connect(store_kind) as db:
+            found = db.execute(
+                "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'agentctl'"
+            ).fetchone()
+        assert found == (0,)
+    assert run("profile", "set", "airline", "Delta", env=env).code == 0  # this one makes it
+    assert run("list", "--json", env=env).json() == []
+
+
+def test_the_default_store_before_anything_is_saved_reads_as_empty(agentctl_home: Path) -> None:
+    """Where no store was named, `list` on a new machine says there are no sessions, and
+    still makes nothing."""
+    listed = run("list")
+    assert listed.code == 0
+    assert "no sessions yet" in listed.stderr
+    assert run("verify").code == 0
+    assert run("show", "abc").code == 2
+    assert not agentctl_home.exists()

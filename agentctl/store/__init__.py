@@ -25,6 +25,7 @@ class StoreURL:
     url: str  # as given: a network backend needs all of it
     path: str  # for file backends: what follows scheme:// (or scheme:), without the query
     read_only: bool  # ?mode=ro
+    create: bool = True  # False: a URL that names no store is NoStoreError, nothing made
 
     @classmethod
     def parse(cls, url: str) -> StoreURL:
@@ -71,14 +72,14 @@ def _sqlite_files(url: StoreURL) -> tuple[Path, ...]:
 def _sqlite(url: StoreURL) -> Store:
     from agentctl.store.sqlite import SQLiteStore
 
-    return SQLiteStore(_file_path(url), read_only=url.read_only)
+    return SQLiteStore(_file_path(url), read_only=url.read_only, create=url.create)
 
 
 @register("json", "jsonl", local_paths=lambda url: (_file_path(url).absolute(),))
 def _jsonl(url: StoreURL) -> Store:
     from agentctl.store.jsonl import JsonlStore
 
-    return JsonlStore(_file_path(url), read_only=url.read_only)
+    return JsonlStore(_file_path(url), read_only=url.read_only, create=url.create)
 
 
 @register("postgresql", "postgres")
@@ -93,7 +94,7 @@ def _postgres(url: StoreURL) -> Store:
         ) from None
     from agentctl.store.postgres import PostgresStore
 
-    return PostgresStore(url.url)
+    return PostgresStore(url.url, create=url.create)
 
 
 @register("memory")
@@ -114,9 +115,13 @@ def store_paths(url: str) -> tuple[Path, ...]:
     return local(parsed) if local is not None else ()
 
 
-def open_store(url: str) -> Store:
-    """Open (creating if needed, where nothing else is) the store a URL names."""
-    parsed = StoreURL.parse(url)
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open (creating if needed, where nothing else is) the store a URL names; with
+    `create=False`, NoStoreError where there is none (and nothing is made: no folder, no
+    file, no schema)."""
+    from dataclasses import replace
+
+    parsed = replace(StoreURL.parse(url), create=create)
     opener = _OPENERS.get(parsed.scheme)
     if opener is None:
         known = ", ".join(f"{s}://" for s in schemes())

@@ -336,6 +336,17 @@ class AppendPlan(NamedTuple):
     messages: tuple[StoredMessage, ...]
 
 
+def no_store(shown_url: str) -> Exception:
+    """The one error for a URL that names no store, given to a command that makes none."""
+    from agentctl.errors import NoStoreError
+
+    return NoStoreError(
+        f"there is no agentctl store at {shown_url}; nothing was created (a store is made by "
+        "the first `run` or `import` there)",
+        hint="check the URL (--store, AGENTCTL_STORE, or `store` in the settings file)",
+    )
+
+
 def cache_owner(session_id: str, created_at: str) -> str:
     """Whose a cache beside a session is (store/ready.py, store/listing.py): its id and creation
     time. An older agentctl deletes a session without knowing its caches; a session made later

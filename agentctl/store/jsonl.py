@@ -39,6 +39,7 @@ from agentctl.store.base import (
     SessionSummary,
     gc_paused,
     listed_state,
+    no_store,
     plan_all,
     plan_append,
 )
@@ -78,7 +79,9 @@ def _empty_or_being_made(root: Path) -> bool:
 class JsonlStore:
     keeps_listings = False  # history reads the log whole anyway
 
-    def __init__(self, root: str | os.PathLike[str], read_only: bool = False) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], read_only: bool = False, create: bool = True
+    ) -> None:
         self.root = Path(root)
         self.read_only = read_only
         self.sessions_dir = self.root / "sessions"
@@ -86,7 +89,9 @@ class JsonlStore:
         try:
             marker = self.root / "store.json"
             if not marker.is_file():
-                if read_only:
+                if not create and (not self.root.exists() or _empty_or_being_made(self.root)):
+                    raise no_store(f"json://{self.root}")
+                if read_only or not create:
                     raise StoreError(f"{self.root} is not an agentctl JSON-lines store")
                 self._create(marker)
             meta = json.loads(marker.read_text())

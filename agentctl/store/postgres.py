@@ -50,6 +50,7 @@ from agentctl.store.base import (
     chain_array,
     gc_paused,
     listed_state,
+    no_store,
     plan_all,
     plan_append,
 )
@@ -250,9 +251,10 @@ def connection_options(url: str) -> tuple[str, dict[str, Any]]:
 class PostgresStore:
     keeps_listings = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
-        self.shown = redact_url(url)
+        self._may_create = create
+        self.shown = redact_url(url, keep_user=True)
         self._dsn, self._options = connection_options(url)
         self._tails: dict[str, _Tail] = {}
         self._tokens: dict[str, str] = {}  # session id -> the lease this process holds
@@ -319,6 +321,8 @@ class PostgresStore:
                 )
             if version == SCHEMA_VERSION:
                 return
+            if version == 0 and not self._may_create:
+                raise no_store(self.shown)
             with self._conn.transaction():
                 # Machines starting at once: one migrates, the others wait and find it done.
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))

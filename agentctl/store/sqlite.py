@@ -41,6 +41,7 @@ from agentctl.store.base import (
     chain_array,
     gc_paused,
     listed_state,
+    no_store,
     plan_all,
     plan_append,
 )
@@ -137,7 +138,9 @@ def _create_whole(path: Path) -> None:
 class SQLiteStore:
     keeps_listings = True
 
-    def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], read_only: bool = False, create: bool = True
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
         try:
@@ -147,6 +150,8 @@ class SQLiteStore:
                 self.read_only = read_only or not (
                     os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
                 )
+            elif not create:
+                raise no_store(f"sqlite://{self.path}")
             elif read_only:
                 raise StoreError(f"store {self.path} does not exist (opened read-only)")
             else:
@@ -581,9 +586,11 @@ class SQLiteStore:
 
     def match_sessions(self, prefix: str) -> list[str]:
         with _translated(self.path):
+            # A range of the primary key, not substr(): SQLite's length() stops at a NUL, so
+            # a damaged id holding one would match no prefix of itself.
             rows = self._db.execute(
-                "SELECT id FROM sessions WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id",
-                (prefix,),
+                "SELECT id FROM sessions WHERE id >= ?1 AND id < ?2 ORDER BY id",
+                (prefix, prefix + "\U0010ffff"),
             ).fetchall()
         return [row[0] for row in rows]
 
