@@ -1,4 +1,9 @@
-"""An in-process store: the reference behaviour of the contract, and the fastest for unit tests."""
+"""An in-process store: the reference behaviour of the contract, and the fastest for unit tests.
+
+Also what a command that makes no store reads where the default store was not made yet
+(service.opened_store): so an empty one costs no pydantic import (agentctl.state is loaded by
+the methods that build a state).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
-from agentctl.state import Checkpoint, Message, Session, SessionInfo, UserProfile
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
@@ -26,6 +30,7 @@ from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
+    from agentctl.state import Checkpoint, Message, Session, SessionInfo, UserProfile
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
@@ -39,7 +44,7 @@ class MemoryStore:
         self._checkpoints: dict[str, list[Checkpoint]] = {}
         # session id -> message id -> (parent, message)
         self._messages: dict[str, dict[int, tuple[int | None, Message]]] = {}
-        self._profile = UserProfile()
+        self._profile: UserProfile | None = None  # none saved: an empty one
         self._leases: dict[str, Lease] = {}
         self._labels: dict[str, tuple[str | None, tuple[str, ...]]] = {}
         self._ready: dict[str, ReadyConversation] = {}
@@ -120,6 +125,8 @@ class MemoryStore:
             while tip is not None:
                 tip, message = self._messages[session_id][tip]
                 chain.append(message)
+            from agentctl.state import Session
+
             return Session(
                 info=self._info[session_id], checkpoint=checkpoint, messages=tuple(reversed(chain))
             )
@@ -242,11 +249,13 @@ class MemoryStore:
         return []
 
     def load_profile(self) -> UserProfile:
-        return self._profile
+        from agentctl.state import UserProfile
+
+        return self._profile or UserProfile()
 
     def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
         with self._lock:
-            self._profile = change(self._profile)
+            self._profile = change(self.load_profile())
             return self._profile
 
     def close(self) -> None:
