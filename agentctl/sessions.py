@@ -268,22 +268,35 @@ def _delete(store: Store, session_id: str) -> None:
     """Delete under the session's lease: a session running elsewhere is refused, busy. A
     move's copy that has not arrived (an arrival lease: it never ran here) may go: running the
     move again writes it anew."""
-    from agentctl.errors import ArrivingError
+    from agentctl.errors import ArrivingError, StoreError
     from agentctl.store.lease import Lease
 
     try:
         store.acquire_lease(session_id, Lease.mine(secrets.token_hex(8)))
     except ArrivingError:
         pass
+    except StoreError:
+        pass  # a damaged lease says no one is running it: the session may go
     except SessionBusyError as exc:
         raise SessionBusyError(f"{exc.message}; not deleted", hint=exc.hint) from None
     store.delete_session(session_id)
 
 
+def _workspace_of(store: Store, session_id: str) -> str | None:
+    """Its workspace, for collecting snapshots after it goes; None when its facts are damaged
+    (such a session can still be deleted: damage is removable)."""
+    from agentctl.errors import StoreError
+
+    try:
+        return store.info(session_id).workspace
+    except StoreError:
+        return None
+
+
 def remove(settings: Settings, prefixes: list[str]) -> list[str]:
     with opened_store(settings) as store:
         ids = [resolve_session(store, p) for p in prefixes]  # all resolve before any goes
-        workspaces = {store.info(i).workspace for i in ids}
+        workspaces = {_workspace_of(store, i) for i in ids}
         gone = _gone_for_good(store, ids)
         for session_id in ids:
             _delete(store, session_id)

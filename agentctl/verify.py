@@ -16,7 +16,13 @@ from agentctl.details import CompactionDetail
 from agentctl.errors import AgentctlError, InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import SessionReport
-from agentctl.store.base import CheckpointSummary, SessionSummary, Store, listed_state
+from agentctl.store.base import (
+    DAMAGED,
+    CheckpointSummary,
+    SessionSummary,
+    Store,
+    listed_state,
+)
 
 LIFECYCLE_EVENTS = {e.value for e in Event}
 
@@ -33,6 +39,7 @@ def verify_store(
         try:
             history = store.history(sid, kept=False)
             report = verify_session(store, sid, history)
+            report.problems.extend(_facts_problems(store, sid))
             if store.keeps_listings:
                 report.problems.extend(listing_problems(history, store.history(sid)))
             if history and not report.problems:
@@ -63,11 +70,23 @@ def verify_session(
     return report
 
 
+def _facts_problems(store: Store, session_id: str) -> list[str]:
+    """The facts written when the session was created (its task, model, workspace): what
+    resume, show and export read first."""
+    try:
+        store.info(session_id)
+    except AgentctlError as exc:
+        return [f"its facts (task, model, workspace) cannot be read: {exc.message}"]
+    return []
+
+
 def _index_problems(
     store: Store, head: CheckpointSummary, summary: SessionSummary | None
 ) -> list[str]:
     if summary is None:
         return ["the session index does not list it"]
+    if summary.state == DAMAGED:
+        return [f"the session index cannot list it: {summary.goal}"]
     if (summary.head, summary.state) == (head.id, listed_state(head.to_state, head.kind)):
         return []
     if summary.head > head.id:  # it moved on after its history was read: look again

@@ -344,3 +344,89 @@ def test_the_default_store_before_anything_is_saved_reads_as_empty(agentctl_home
     assert run("verify").code == 0
     assert run("show", "abc").code == 2
     assert not agentctl_home.exists()
+
+
+# -- damage is reported and removable ---------------------------------------------------------
+
+
+def _paused(url: str) -> str:
+    env = {"AGENTCTL_STORE": url}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    return str(run("list", "--json", env=env).json()[0]["id"])
+
+
+def _sql(path: Path, statement: str) -> None:
+    db = sqlite3.connect(path)
+    db.execute(statement)
+    db.commit()
+    db.close()
+
+
+def test_sqlite_facts_that_are_not_json_are_reported_and_removable(tmp_path: Path) -> None:
+    """SQLite `verify` passed a session whose info is not JSON, and `rm` could not delete it."""
+    path = tmp_path / "s.db"
+    env = {"AGENTCTL_STORE": f"sqlite://{path}"}
+    sid, other = _paused(env["AGENTCTL_STORE"]), _paused(env["AGENTCTL_STORE"])
+    _sql(path, f"UPDATE sessions SET info = 'not json' WHERE id = '{sid}'")
+    verified = run("verify", env=env)
+    assert verified.code == 6
+    assert "facts" in verified.stdout + verified.stderr
+    removed = run("rm", sid, "--yes", env=env)
+    assert removed.code == 0, removed.stderr
+    assert [s["id"] for s in run("list", "--json", env=env).json()] == [other]
+    assert run("verify", env=env).code == 0
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgres"], indirect=True)
+def test_one_bad_tags_value_is_one_damaged_row_not_a_failed_list(store_kind: str) -> None:
+    """One bad `tags` value made `list` fail for the whole store."""
+    import psycopg
+
+    env = {"AGENTCTL_STORE": store_kind}
+    sid, other = _paused(store_kind), _paused(store_kind)
+    statement = f"UPDATE agentctl.sessions SET tags = '{{oops' WHERE id = '{sid}'"
+    if store_kind.startswith("sqlite"):
+        _sql(Path(store_kind.removeprefix("sqlite://")), statement.replace("agentctl.", ""))
+    else:
+        with psycopg.connect(store_kind) as db:
+            db.execute(statement)
+    listed = {s["id"]: s for s in run("list", "--json", env=env).json()}
+    assert listed[sid]["state"] == "damaged"
+    assert listed[other]["state"] == "waiting_feedback"
+    assert "damaged" in run("list", env=env).stdout
+    verified = run("verify", env=env)
+    assert verified.code == 6
+    assert "cannot list it" in verified.stdout
+    assert run("tag", sid, "repaired", env=env).code == 0  # tags written whole again
+    assert {s["id"]: s for s in run("list", "--json", env=env).json()}[sid]["tags"] == ["repaired"]
+    assert run("verify", env=env).code == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("info.json", b"not json"),
+        ("info.json", b"[1, 2]"),
+        ("lease.json", b"not json"),
+        ("lease.json", b'{"host": 1, "pid": "x", "token": [], "expires_at": "soon"}'),
+        ("lease.json", b"[]"),
+        ("lease.json", None),  # a folder where the file belongs
+    ],
+)
+def test_jsonl_rm_deletes_a_session_with_a_bad_info_or_lease(
+    tmp_path: Path, name: str, damage: bytes | None
+) -> None:
+    """On JSON lines, `rm` failed on a bad `info.json` or `lease.json`."""
+    root = tmp_path / "j"
+    env = {"AGENTCTL_STORE": f"json://{root}"}
+    sid, other = _paused(env["AGENTCTL_STORE"]), _paused(env["AGENTCTL_STORE"])
+    target = root / "sessions" / sid / name
+    target.unlink(missing_ok=True)
+    if damage is None:
+        target.mkdir()
+    else:
+        target.write_bytes(damage)
+    removed = run("rm", sid, "--yes", env=env)
+    assert removed.code == 0, removed.stderr
+    assert not (root / "sessions" / sid).exists()
+    assert [s["id"] for s in run("list", "--json", env=env).json()] == [other]

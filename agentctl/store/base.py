@@ -53,6 +53,40 @@ class SessionSummary(NamedTuple):
 MOVED = "moved"  # a listed session's state when its head is a `moved` checkpoint
 
 
+def summary_of(row: Sequence[Any]) -> SessionSummary:
+    """A `list` row from a database's session index: id, state, goal, title, head, created,
+    updated, outcome, name, tags (JSON text), workspace, the head's kind. A row whose labels
+    do not read (tags that are not a JSON list of text, a name that is not text) is listed as
+    "damaged", saying why, rather than failing the whole listing; `tag` or `rename` repair it,
+    `rm` removes it, `verify` reports it."""
+    import json
+
+    try:
+        tags = json.loads(row[9]) if row[9] != "[]" else []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ValueError("not a JSON list of text")
+        if row[8] is not None and not isinstance(row[8], str):
+            raise ValueError("the name is not text")
+    except (ValueError, TypeError, RecursionError) as exc:
+        why = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        return SessionSummary(
+            str(row[0]),
+            DAMAGED,
+            f"its name or tags cannot be read ({why}): set them again with agentctl tag or "
+            "rename, or remove it",
+            None,
+            row[4] if isinstance(row[4], int) else 0,
+            str(row[5]),
+            str(row[6]),
+        )
+    return SessionSummary._make(
+        (row[0], listed_state(row[1], row[11]), *row[2:9], tuple(tags), row[10])
+    )
+
+
+DAMAGED = "damaged"  # a listed session's state when its row cannot be read whole
+
+
 def listed_state(state: str, head_kind: str | None) -> str:
     """The state `list` shows: a session moved to another store is "moved" there, not the
     state it was in when it left (it runs no more here)."""

@@ -526,19 +526,7 @@ class JsonlStore:
     def acquire_lease(self, session_id: str, lease: Lease) -> None:
         path = self._dir(session_id)
         with _reading(path), self._locked(path):
-            held = None
-            try:
-                data = json.loads((path / "lease.json").read_text())
-                held = Lease(
-                    data["host"],
-                    data["pid"],
-                    data["token"],
-                    data["expires_at"],
-                    data.get("user", ""),
-                )
-            except (OSError, ValueError, KeyError, TypeError, RecursionError):
-                pass  # none, or unreadable: a lease is advisory, the head check is the guard
-            check_takeover(session_id, held, lease)
+            check_takeover(session_id, _held_lease(path), lease)
             write_private_atomic(path / "lease.json", json.dumps(lease.__dict__))
 
     def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
@@ -666,6 +654,30 @@ def _known_parent(parents: dict[int, int | None], message: int, path: Path) -> i
     if message not in parents:
         raise StoreError(f"{_where(path, None)}: message {message} is missing")
     return parents[message]
+
+
+def _held_lease(path: Path) -> Lease | None:
+    """The session's lease.json as a Lease; None when there is none or it does not read as
+    one (a lease is advisory, the head check is the guard: a damaged one holds nothing)."""
+    try:
+        data = json.loads((path / "lease.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    host, pid, token = data.get("host"), data.get("pid"), data.get("token")
+    expires, user = data.get("expires_at"), data.get("user", "")
+    if not (
+        isinstance(host, str)
+        and isinstance(pid, int)
+        and not isinstance(pid, bool)
+        and isinstance(token, str)
+        and isinstance(expires, int | float)
+        and not isinstance(expires, bool)
+        and isinstance(user, str)
+    ):
+        return None
+    return Lease(host, pid, token, float(expires), user)
 
 
 def _labels(path: Path) -> tuple[str | None, tuple[str, ...]]:

@@ -49,10 +49,10 @@ from agentctl.store.base import (
     cache_owner,
     chain_array,
     gc_paused,
-    listed_state,
     no_store,
     plan_all,
     plan_append,
+    summary_of,
 )
 from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
 
@@ -804,12 +804,7 @@ class PostgresStore:
                     f" FROM {S}.sessions AS s ORDER BY updated_at DESC, id DESC"
                 ).fetchall()
             )
-            return [
-                SessionSummary._make(
-                    (row[0], listed_state(row[1], row[11]), *row[2:9], _tags(row[9]), row[10])
-                )
-                for row in rows
-            ]
+            return [summary_of(row) for row in rows]
 
     def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         import json
@@ -1003,15 +998,6 @@ def _lease_columns(lease: Lease | None) -> tuple[Any, ...]:
         lease.pid,
         max(1.0, lease.expires_at - time.time()),
     )
-
-
-def _tags(text: str) -> tuple[str, ...]:
-    import json
-
-    value = json.loads(text)
-    if not isinstance(value, list):
-        raise ValueError("a session's tags are not a JSON list")
-    return tuple(str(t) for t in value)
 
 
 def _no_parent(message: int) -> int | None:

@@ -40,10 +40,10 @@ from agentctl.store.base import (
     cache_owner,
     chain_array,
     gc_paused,
-    listed_state,
     no_store,
     plan_all,
     plan_append,
+    summary_of,
 )
 from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -509,12 +509,7 @@ class SQLiteStore:
                 "  WHERE c.session_id = s.id AND c.id = s.head)"
                 " FROM sessions AS s ORDER BY updated_at DESC, id DESC"
             ).fetchall()
-            return [
-                SessionSummary._make(
-                    (row[0], listed_state(row[1], row[11]), *row[2:9], _tags(row[9]), row[10])
-                )
-                for row in rows
-            ]
+            return [summary_of(row) for row in rows]
 
     def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         with _translated(self.path, session_id), gc_paused():
@@ -801,15 +796,6 @@ def _statements(script: str) -> Iterator[str]:
             buffer = ""
     if buffer.strip():
         yield buffer
-
-
-def _tags(text: str) -> tuple[str, ...]:
-    if text == "[]":
-        return ()
-    value = json.loads(text)
-    if not isinstance(value, list):
-        raise ValueError("a session's tags are not a JSON list")
-    return tuple(str(t) for t in value)
 
 
 def _json_object(text: str) -> dict[str, Any]:
