@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from agentctl import __version__
 from agentctl.details import CopiedDetail, MovedDetail
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 FORMAT = "agentctl-session"
 FORMAT_VERSION = 1
 MAX_LINE = 64 << 20  # a line is one checkpoint and its messages: bounded like a store read
+MAX_EXPORT = 1 << 30  # a whole export: it is held in memory to be written in one transaction
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,37 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
 
 
 # -- import -----------------------------------------------------------------------------------
+
+
+def stream_lines(stream: BinaryIO, source: str) -> Iterator[str]:
+    """An export's lines as they are read, each checked before the next is read: at most
+    MAX_LINE bytes a line and MAX_EXPORT in all, UTF-8. `/dev/zero` or a file that is not an
+    export is refused after one bounded read, never read whole first."""
+    total = 0
+    number = 0
+    while True:
+        number += 1
+        raw = stream.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        total += len(raw)
+        if len(raw.rstrip(b"\r\n")) > MAX_LINE:
+            raise UsageError(
+                f"{source} line {number} is longer than {MAX_LINE:,} bytes: not an agentctl "
+                "export; nothing was imported"
+            )
+        if total > MAX_EXPORT:
+            raise UsageError(
+                f"{source} is larger than {MAX_EXPORT:,} bytes, more than an export of one "
+                "session holds; nothing was imported"
+            )
+        try:
+            yield raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"{source} line {number} is not UTF-8 text: not an agentctl export; nothing "
+                "was imported"
+            ) from None
 
 
 def read_export(lines: Iterable[str], source: str) -> Exported:
@@ -362,12 +394,12 @@ def import_file(settings: Settings, path: str, *, new_id: bool) -> ImportReport:
         if path == "-":
             import sys
 
-            lines = sys.stdin.read().splitlines()
+            exported = read_export(stream_lines(sys.stdin.buffer, source), source)
         else:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
-    exported = read_export(lines, source)
+            with open(path, "rb") as stream:
+                exported = read_export(stream_lines(stream, source), source)
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
     with opened_store(settings, create=True) as store:
         fresh = None
         if new_id:

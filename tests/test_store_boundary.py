@@ -430,3 +430,59 @@ def test_jsonl_rm_deletes_a_session_with_a_bad_info_or_lease(
     assert removed.code == 0, removed.stderr
     assert not (root / "sessions" / sid).exists()
     assert [s["id"] for s in run("list", "--json", env=env).json()] == [other]
+
+
+# -- import reads as it checks ----------------------------------------------------------------
+
+
+def test_import_of_an_endless_stream_is_refused_after_one_bounded_read(tmp_path: Path) -> None:
+    """`import /dev/zero` read its whole input before any check: a MemoryError. Run with a
+    1 GiB address-space limit, as a machine with less memory would be."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {**os.environ, "AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}"}
+    for args in (["/dev/zero"], ["-"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "agentctl", "import", *args],
+            stdin=open("/dev/zero", "rb") if args == ["-"] else subprocess.DEVNULL,  # noqa: SIM115
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            preexec_fn=limited,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "longer than" in done.stderr
+        assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_an_export_is_read_line_by_line_and_the_first_bad_line_stops_it(tmp_path: Path) -> None:
+    from agentctl.transfer import stream_lines
+
+    class Counting:
+        """A stream that says how much was read of it."""
+
+        def __init__(self, lines: list[bytes]) -> None:
+            self.lines, self.read = lines, 0
+
+        def readline(self, limit: int) -> bytes:
+            self.read += 1
+            return self.lines.pop(0) if self.lines else b""
+
+    stream = Counting([b"not an export\n", *[b"x\n"] * 1000])
+    from agentctl.errors import UsageError
+    from agentctl.transfer import read_export
+
+    with pytest.raises(UsageError, match="line 1"):
+        read_export(stream_lines(stream, "s"), "s")  # type: ignore[arg-type]
+    assert stream.read == 1
+    bad = Counting([b"\xff\xfe\n"])
+    with pytest.raises(UsageError, match="not UTF-8"):
+        list(stream_lines(bad, "s"))  # type: ignore[arg-type]
