@@ -8,6 +8,7 @@ shows tracebacks instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -130,6 +131,18 @@ def _guarded(action: Callable[[], T], view: View | None = None) -> T:
             raise
         render.error(exc.message, exc.hint)
         raise typer.Exit(int(exc.exit_code)) from None
+    except BrokenPipeError:
+        # The reader of stdout went away (`agentctl run … | head`): stop here as Ctrl-C
+        # would — every step is checkpointed before the next, so the session is resumable —
+        # quietly, as Unix tools do: stdout goes nowhere from now on, one note on stderr.
+        _discard_stdout()
+        if view:
+            view.close()
+        sid = view.session_id if view else None
+        if sid and _kept[0]:
+            with contextlib.suppress(OSError):
+                render.note(f"output closed: stopped, saved; continue with: agentctl resume {sid}")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except KeyboardInterrupt:
         # A second Ctrl-C while we say goodbye must not turn exit 130 into death by SIGINT.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -152,6 +165,15 @@ def _guarded(action: Callable[[], T], view: View | None = None) -> T:
         if sid:
             render.note(f"continue with: agentctl resume {sid}")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _discard_stdout() -> None:
+    """What is still written to stdout (and Python's flush at exit) goes to /dev/null: its
+    reader is gone, and a second BrokenPipeError must not become a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _interrupt_on_hangup() -> None:
@@ -213,11 +235,14 @@ def _finish_run(report: RunReport, view: View, shown: bool = False) -> None:
     task = session.task
     as_json = isinstance(view, StreamView)
     code = _exit_code(report)
-    if not shown:
-        view.finish(report, code, _kept[0])  # the summary, or the stream's `result` event
-    if report.stop is Stop.DONE:
-        if not as_json and not shown:
+    try:
+        if not shown:
+            view.finish(report, code, _kept[0])  # the summary, or the stream's `result` event
+        if report.stop is Stop.DONE and not as_json and not shown:
             render.result(task.result or "(no result)")
+    except BrokenPipeError:  # the run is over and saved; only its last words are not read
+        _discard_stdout()
+    if report.stop is Stop.DONE:
         if code:
             raise typer.Exit(code)
         return
@@ -1005,6 +1030,9 @@ def main() -> None:
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         render.error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:  # `agentctl list | head`: the reader has what it wanted
+        _discard_stdout()
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:
         if _debug():

@@ -61,8 +61,14 @@ def split_exit(content: str) -> tuple[str | None, str]:
 
 
 def json_line(value: dict[str, Any]) -> str:
-    """One line of JSON: C0 controls escaped by json, C1 controls and bidi overrides here."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """One line of strict JSON (a number that is not finite is null: render.print_json): C0
+    controls escaped by json, C1 controls and bidi overrides here."""
+    from agentctl.render import finite
+
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"))
     return UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

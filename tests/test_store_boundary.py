@@ -486,3 +486,41 @@ def test_an_export_is_read_line_by_line_and_the_first_bad_line_stops_it(tmp_path
     bad = Counting([b"\xff\xfe\n"])
     with pytest.raises(UsageError, match="not UTF-8"):
         list(stream_lines(bad, "s"))  # type: ignore[arg-type]
+
+
+# -- a reader that goes away ------------------------------------------------------------------
+
+
+def test_a_run_whose_output_is_closed_stops_saved_and_resumes(tmp_path: Path) -> None:
+    """`agentctl run … | head` left the session mid-run with exit 1 and no message. Now the
+    run stops as Ctrl-C stops it (exit 130, every step saved), says so on stderr, and
+    resumes to its end."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}",
+        "AGENTCTL_SCRIPTED_DELAY": "0.3",  # the reader is gone before the run is
+    }
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "agentctl", "run", TRIP, "--json", "--no-input"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    assert b"session.started" in reader.stdout.readline()
+    reader.stdout.close()  # as `head -1` does
+    stderr = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 130, stderr
+    assert "Traceback" not in stderr
+    sid = run("list", "--json", env={"AGENTCTL_STORE": env["AGENTCTL_STORE"]}).json()[0]["id"]
+    assert f"agentctl resume {sid}" in stderr
+    plain = {"AGENTCTL_STORE": env["AGENTCTL_STORE"]}
+    assert run("resume", sid, "--no-input", env=plain).code == 3  # on to its question
+    assert run("resume", sid, "--input", "next Monday", env=plain).code == 0
+    assert run("verify", env=plain).code == 0
