@@ -32,6 +32,7 @@ from typing import Any
 
 from agentctl import faults, rewind, service, sessions
 from agentctl.config import Settings
+from agentctl.errors import NoStoreError
 from agentctl.lifecycle import State
 from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
 from agentctl.store import open_store
@@ -228,7 +229,11 @@ def drive(world: World, scenario: Scenario) -> None:
         kit.append(sandboxed_shell(work))
     tools = ToolRegistry(kit, ApprovalPolicy(yes=True))
     quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
-    if not sessions.list_sessions(settings, sessions.Filters(limit=None)):
+    try:
+        started = sessions.list_sessions(settings, sessions.Filters(limit=None))
+    except NoStoreError:  # killed before its store was made: list makes none
+        started = []
+    if not started:
         service.start_session(
             settings,
             scenario.spec,
