@@ -38,7 +38,8 @@ def test_a_store_that_cannot_be_created_is_exit_6(tmp_path: Path) -> None:
     # permission bits): a path under a regular file.
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = cli("list", env={"AGENTCTL_STORE": f"sqlite://{blocker / 'a.db'}"})
+    where = {"AGENTCTL_STORE": f"sqlite://{blocker / 'a.db'}"}
+    result = cli("profile", "set", "airline", "Delta", env=where)  # list would make none
     assert result.code == 6, result.stderr
     assert result.stderr.startswith("error: store ")
 
@@ -57,7 +58,7 @@ def test_a_full_disk_is_exit_6_and_the_session_survives_it(
 ) -> None:
     url = f"sqlite://{tmp_path / 'a.db'}" if backend == "sqlite" else f"json://{tmp_path / 'j'}"
     env = {"AGENTCTL_STORE": url}
-    assert cli("list", env=env).code == 0
+    assert cli("profile", "set", "airline", "Delta", env=env).code == 0  # the store, made
     proc = subprocess.run(
         [sys.executable, "-m", "agentctl", "run", TASK],
         env={**os.environ, **env},
