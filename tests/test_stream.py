@@ -186,7 +186,8 @@ def test_watch_streams_a_run_in_another_process(tmp_path: Path) -> None:
     try:
         listed: list[dict[str, Any]] = []
         for _ in range(400):  # bounded poll until the session exists
-            listed = run("list", "--json", env={"AGENTCTL_STORE": store}).json()
+            found = run("list", "--json", env={"AGENTCTL_STORE": store})
+            listed = found.json() if found.code == 0 else []  # 2: no store made yet
             if listed:
                 break
             time.sleep(0.02)
