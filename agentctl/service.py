@@ -412,7 +412,7 @@ def start_session(
             goal=spec.goal,
             auto_approve=yes,
             instructions=tuple(f.record for f in project),
-            mcp=_offers(tools),
+            mcp=_offers(tools, info.id),
         )
         # held from the start
         runner.start(info, system, lease, early=turns > 0, task=first, attached=attached)
@@ -523,7 +523,7 @@ def resume_session(
             )
         wiring.preload(tools)  # the model client loads while MCP servers start
         tools.settle()
-        offered = _offers(tools)
+        offered = _offers(tools, session_id)
         if offered != head.task.mcp and (head.task.mcp or offered):
             from agentctl.tools.mcp_tools import mcp_change, said
 
@@ -626,12 +626,14 @@ def _sandbox_said(shell: Effects | None) -> str | None:
     return f"{shell.sandbox}, {'network' if shell.network else 'no network'}"
 
 
-def _offers(tools: ToolRegistry) -> tuple[McpOffer, ...]:
-    """The MCP servers and tools a run offers, as its task state records them."""
+def _offers(tools: ToolRegistry, session_id: str) -> tuple[McpOffer, ...]:
+    """The MCP servers and tools a run offers, as its task state records them; their files
+    go under the session's data from here on."""
     if not tools.sources:
         return ()
-    from agentctl.tools.mcp_tools import offers_of
+    from agentctl.tools.mcp_tools import bind_session, offers_of
 
+    bind_session(tools, session_id)
     return offers_of(tools)
 
 

@@ -285,7 +285,7 @@ def test_everything_server_results_images_structured_errors(
     image = next(r for r in results if "image/png, saved to" in r)
     saved = Path(image.split("saved to ", 1)[1].split("]", 1)[0])
     assert saved.read_bytes().startswith(b"\x89PNG")
-    assert saved.is_relative_to(agentctl_home)
+    assert saved.is_relative_to(agentctl_home / "mcp" / "sessions" / session)
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     assert all("base64" not in r and "iVBOR" not in r for r in results)  # no base64 in context
     assert any("Chicago" in r or "temperature" in r for r in results), results

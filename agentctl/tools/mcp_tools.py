@@ -123,6 +123,11 @@ class McpSource:
     def close(self) -> None:
         self.hub.close()
 
+    def bind(self, session_id: str) -> None:
+        """Binary parts and whole long results of this session's calls go under its own data:
+        `$AGENTCTL_HOME/mcp/sessions/ID/`."""
+        self.hub.files = self.hub.files.parent / "sessions" / session_id
+
     def offers(self) -> tuple[McpOffer, ...]:
         """What the session records: each server (no secrets) and its tools' digests."""
         import hashlib
@@ -157,6 +162,12 @@ class McpSource:
                 )
             )
         return tuple(out)
+
+
+def bind_session(registry: ToolRegistry, session_id: str) -> None:
+    for source in registry.sources:
+        if isinstance(source, McpSource):
+            source.bind(session_id)
 
 
 def offers_of(registry: ToolRegistry) -> tuple[McpOffer, ...]:
