@@ -500,7 +500,12 @@ def test_ctrl_c_on_watch_says_nothing_about_resuming(tmp_path: Path) -> None:
     watcher = None
     try:
         deadline = time.monotonic() + 30
-        while not cli("list", "--json", env=env).json() and time.monotonic() < deadline:
+
+        def listed() -> list[dict[str, object]]:  # exit 2 until the run has made its store
+            found = cli("list", "--json", env=env)
+            return list(found.json()) if found.code == 0 else []
+
+        while not listed() and time.monotonic() < deadline:
             time.sleep(0.1)
         sid = cli("list", "--json", env=env).json()[0]["id"]
         watcher = subprocess.Popen(
