@@ -170,16 +170,21 @@ class ToolCalls:
         detail = QuestionDetail(question, approval=call.name)
         return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
 
-    @staticmethod
-    def _approved(session: Session, call: ToolCall, args: dict[str, Any] | None = None) -> bool:
+    def _approved(
+        self, session: Session, call: ToolCall, args: dict[str, Any] | None = None
+    ) -> bool:
         """The user allowed this call: once (y), by a grant of this session (a), or by the
-        session's approval mode (--yes)."""
+        session's approval mode (--yes). A yes or a grant recorded before this user took the
+        session (trust.py: an import, another user's store) does not count."""
         task = session.task
-        if task.approval is not None and task.approval.call_id == call.id:
+        counts = self._tools.policy.counts
+        granted = task.approval
+        if granted is not None and granted.call_id == call.id and counts(granted.asked_at):
             return True
-        if task.auto_approve:
+        if task.auto_approve:  # reset to asking when a session from elsewhere is taken
             return True
-        return approval.granted(task.grants, session.info.id, call.name, args or {}) is not None
+        grants = [g for g in task.grants if counts(g.at)]
+        return approval.granted(grants, session.info.id, call.name, args or {}) is not None
 
     def handle_call(self, session: Session, call: ToolCall) -> Session:
         try:

@@ -366,6 +366,14 @@ def resume(
     ] = False,
     max_turns: MaxTurnsOpt = None,
     as_json: StreamOpt = False,
+    accept_settings: Annotated[
+        bool,
+        typer.Option(
+            "--accept-settings",
+            help="Continue a session from elsewhere (import, move, another user's store) with "
+            "its workspace, allow rules, pass_env and model, as `show` lists them.",
+        ),
+    ] = False,
 ) -> None:
     """Continue a session from its head, in this or any other terminal."""
     if session is None and not no_input and sys.stdin.isatty() and not as_json:
@@ -383,6 +391,7 @@ def resume(
             on_event=view,
             yes=yes,
             ask_approvals=ask_again,
+            accept_settings=accept_settings,
         ),
         view,
     )
@@ -457,10 +466,22 @@ def import_(
     new_id: Annotated[
         bool, typer.Option("--new-id", help="Import beside a different session of that id.")
     ] = False,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            help="The folder its tools work in (default: this one); never the file's own.",
+        ),
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Import an exported session (again: nothing changes), then verify it."""
-    render.imported(_guarded(lambda: transfer.import_file(_settings(store), file, new_id=new_id)))
+    """Import an exported session (again: nothing changes), then verify it. It grants itself
+    nothing: `resume` asks you to accept its settings first."""
+    render.imported(
+        _guarded(
+            lambda: transfer.import_file(_settings(store), file, new_id=new_id, workspace=workspace)
+        )
+    )
 
 
 @app.command()

@@ -182,6 +182,10 @@ class SessionView:
     strategy: str
     snapshot_bytes: int | None = None  # the workspace's snapshot store on disk (None: none)
     forks: tuple[str, ...] = ()  # sessions forked from this one ("id (at checkpoint N)")
+    # This user's word on its settings (trust.py): "own" (started here), "accepted" (from
+    # elsewhere, accepted), None (from elsewhere, or changed since: resume asks first).
+    trust: str | None = None
+    trust_since: int = 0  # approvals asked before this checkpoint do not count
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,7 @@ class ImportReport:
     checkpoints: int
     added: int  # 0: it was all there already
     source_id: str  # the id in the export (differs with --new-id)
+    settings: str = ""  # what it would do here (trust.describe): resume asks before they count
 
 
 @dataclass(frozen=True)

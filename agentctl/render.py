@@ -621,6 +621,31 @@ def config_json(path: Path, rows: list[ConfigRow]) -> dict[str, Any]:
     }
 
 
+def _show_settings(view: SessionView) -> None:
+    """What the session may do on this machine, and whose word that is (trust.py)."""
+    info = view.session.info
+    spec = info.spec
+    out.print(f"workspace: {escape(info.workspace or '(none recorded: the current folder)')}")
+    out.print(f"allow:    {escape(', '.join(spec.allow)) if spec.allow else 'none'}")
+    out.print(f"pass_env: {escape(', '.join(spec.pass_env)) if spec.pass_env else 'none'}")
+    if spec.script is not None:
+        out.print(f"script:   {plural(len(spec.script), 'scripted reply')} came with the task")
+    out.print(f"sandbox:  {escape(sandbox_line(info.sandbox, info.network))}")
+    if view.trust == "own":
+        out.print("settings: yours (started here)")
+    elif view.trust == "accepted":
+        out.print(
+            f"settings: from elsewhere, accepted by you at checkpoint {view.trust_since} "
+            "(approvals recorded before it do not count)"
+        )
+    else:
+        out.print(
+            "[yellow]settings: from elsewhere (an import, a move, or a store another user "
+            "writes), not accepted: nothing above counts until you do[/]"
+        )
+        out.print(f"[dim]  agentctl resume {escape(info.id)} --accept-settings[/]")
+
+
 def _show_files_and_forks(view: SessionView) -> None:
     s, task = view.session, view.session.task
     if s.info.forked_from:
@@ -658,6 +683,11 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "forks": list(view.forks),
         "sandbox": s.info.sandbox,
         "network": s.info.network,
+        "workspace": s.info.workspace,
+        "allow": list(s.info.spec.allow),
+        "pass_env": list(s.info.spec.pass_env),
+        "script": s.info.spec.script is not None,
+        "settings": view.trust,  # own, accepted, or null: resume asks before they count
         "context_tokens": s.context_tokens,
         "context": {
             "tokens": s.context_tokens,
@@ -729,7 +759,7 @@ def show_session(view: SessionView) -> None:
     if task.result:
         out.print(f"result:   {escape(task.result)}")
     _show_files_and_forks(view)
-    out.print(f"sandbox:  {escape(sandbox_line(s.info.sandbox, s.info.network))}")
+    _show_settings(view)
     u = c.usage
     if u.calls and u.unreported == u.calls:
         out.print(f"usage:    {u.calls} model calls; usage not reported by the server")
@@ -843,6 +873,12 @@ def imported(report: ImportReport) -> None:
         f"imported session {sid}{renamed}: {report.added} of "
         f"{report.checkpoints} checkpoints, verified"
     )
+    if report.settings:
+        out.print(f"its settings: {escape(report.settings)}")
+        out.print(
+            "it grants itself nothing: resume shows these and asks you to accept them "
+            f"(agentctl resume {sid} --accept-settings)"
+        )
 
 
 def moved(report: MoveReport) -> None:

@@ -32,9 +32,10 @@ from agentctl.store.base import CheckpointSummary
 if TYPE_CHECKING:
     from agentctl.records import RunEvent, SessionReport, ToolArgument, ToolInfo
     from agentctl.runner import Ask
-    from agentctl.state import McpOffer, PendingQuestion, Session, TaskSpec
+    from agentctl.state import McpOffer, PendingQuestion, Session, SessionInfo, TaskSpec
     from agentctl.store.lease import Lease
     from agentctl.tools import Effects, ToolRegistry
+    from agentctl.trust import Trust
     from agentctl.workspace.snapshots import Snapshots
 
 
@@ -418,6 +419,7 @@ def start_session(
         runner.start(info, system, lease, early=turns > 0, task=first, attached=attached)
         if name is not None or labels:
             store.set_labels(info.id, name, labels)
+        _grant_own(settings, info, on_event)
         store.update_profile(lambda p: p.with_goal(spec.goal))
         from agentctl.records import AnsweredElsewhere
 
@@ -432,6 +434,21 @@ def start_session(
         return RunReport(result.stop, result.session, changes, started_at=1)
 
 
+def _grant_own(settings: Settings, info: SessionInfo, on_event: Callable[[RunEvent], None]) -> None:
+    """A session this user starts is theirs: its settings are the ones they gave (trust.py)."""
+    from agentctl import trust
+
+    try:
+        trust.grant(settings, info, trust.Trust(own=True, since=0))
+    except OSError as exc:
+        on_event(
+            Notice(
+                f"cannot record in {settings.home} that session {info.id} is yours "
+                f"({exc.strerror or exc}): resume will ask you to accept its settings"
+            )
+        )
+
+
 def resume_session(
     settings: Settings,
     prefix: str | None,
@@ -443,9 +460,13 @@ def resume_session(
     yes: bool = False,
     ask_approvals: bool = False,
     tools: ToolRegistry | None = None,
+    accept_settings: bool = False,
 ) -> RunReport:
     """Continue a session. `yes` / `ask_approvals` (resume --yes / --ask) change the session's
-    approval mode, recorded on a checkpoint; without either it keeps the one it has."""
+    approval mode, recorded on a checkpoint; without either it keeps the one it has. A session
+    this user did not start here is taken only once its settings are accepted (trust.py), and
+    its approval mode is then theirs: asking, unless they say --yes."""
+    from agentctl import trust
     from agentctl.lifecycle import State
 
     if yes and ask_approvals:
@@ -479,6 +500,19 @@ def resume_session(
         attached = ""
         if answer is not None and head.to_state is State.DONE:  # a follow-up may attach files
             attached = instructions.attachments(answer, workspace, forbidden)
+        # What the session may do here is this user's word (trust.py): a session from
+        # elsewhere runs in no home folder, picks no script itself and grants nothing until
+        # its settings are accepted. All decided before the lease: a refusal writes nothing.
+        info = store.info(session_id)
+        granted = trust.lookup(settings, info)
+        own = granted is not None and granted.own
+        if granted is None and not accept_settings and ask is None:
+            raise _not_accepted(info)  # said first: what it carries, and how to take it
+        root = wiring.session_workspace(settings, info.workspace, own)
+        model_name = wiring.choose_model(settings, info.spec, session_model=info.model, own=own)
+        taken_now = granted is None
+        if granted is None:
+            granted = _accept_settings(settings, info, head.id, accept_settings, ask, on_event)
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
         holder = stack.enter_context(held_lease(store, session_id))
@@ -494,17 +528,17 @@ def resume_session(
         spec = info.spec
         if tools is None:
             wiring.probe_sandbox_soon(settings, spec)
-        model_name = wiring.choose_model(settings, spec, session_model=info.model)
         header: list[RunEvent] = []  # said under the header, after the first request went out
         snapshots = wiring.snapshots(settings, info.workspace, header.append)
         # The approval mode is the session's (its task state), not this process's flag.
         tools = tools or wiring.work_tools(
             settings,
-            info.workspace or str(Path.cwd()),
+            root,
             spec,
             False,
             header.append,
             undoable=snapshots is not None,
+            since=granted.since,
         )
         stack.callback(tools.close)
         project = instructions.read_instructions(
@@ -529,7 +563,7 @@ def resume_session(
 
             change = said(mcp_change(head.task.mcp, offered))
             header.append(Notice(f"MCP tools changed since this session last ran: {change}"))
-        if head.task.auto_approve and not ask_approvals:
+        if head.task.auto_approve and not (ask_approvals or taken_now or yes):
             header.append(
                 Notice(
                     "writes and shell commands run without asking (this session's --yes); "
@@ -557,7 +591,8 @@ def resume_session(
                 session_id,
                 answer=answer,
                 follow_up=follow_up,
-                approval_mode=True if yes else (False if ask_approvals else None),
+                # A session taken from elsewhere asks, whatever mode it came with.
+                approval_mode=True if yes else (False if ask_approvals or taken_now else None),
                 mcp=offered,
                 ask=unleased(store, session_id, holder, ask) if ask is not None else None,
                 max_turns=max_turns or spec.max_turns,
@@ -650,6 +685,54 @@ def _shell_effects(tools: ToolRegistry) -> Effects | None:
     return None
 
 
+def _accept_settings(
+    settings: Settings,
+    info: SessionInfo,
+    head: int,
+    accept: bool,
+    ask: Prompt | None,
+    on_event: Callable[[RunEvent], None],
+) -> Trust:
+    """This user takes a session they did not start here: with --accept-settings, or a yes at
+    the terminal to its settings shown whole; else exit 2 and nothing done. Approvals recorded
+    before this point never count (trust.py)."""
+    from agentctl import trust
+    from agentctl.tools.approval import is_yes
+
+    shown = trust.describe(info)
+    if not accept:
+        question = (
+            f"session {info.id} came from elsewhere (an import, a move, or a store another "
+            f"user writes). Continue it here with its settings: {shown}? [y/N]"
+        )
+        from agentctl.state import PendingQuestion
+
+        asked = PendingQuestion(question=question, tool_call_id=None)
+        answer = ask(asked, lambda: False) if ask is not None else None
+        if answer is None or not is_yes(answer):
+            raise _not_accepted(info)
+    granted = trust.Trust(own=False, since=head)
+    trust.grant(settings, info, granted)
+    on_event(Notice(f"accepted the settings of session {info.id}: {shown}", session_id=info.id))
+    return granted
+
+
+def _not_accepted(info: SessionInfo) -> UsageError:
+    from agentctl import trust
+    from agentctl.wiring import SCRIPTED
+
+    script = (
+        " (and --model NAME, or --model scripted to replay its script)"
+        if (info.model == SCRIPTED)
+        else ""
+    )
+    return UsageError(
+        f"session {info.id} came from elsewhere (an import, a move, or a store another user "
+        f"writes) and its settings are not accepted: {trust.describe(info)}; nothing ran",
+        hint=f"agentctl show {info.id}, then agentctl resume {info.id} --accept-settings{script}",
+    )
+
+
 def _latest_unfinished(store: Store) -> str:
     for summary in store.list_sessions():
         if summary.state not in ("done", "moved", "damaged"):
@@ -685,12 +768,17 @@ def show_session(settings: Settings, prefix: str, at: int | None = None) -> Sess
         from agentctl.sessions import forks_of
 
         forks = tuple(forks_of(store, session.info.id))
+    from agentctl import trust
+
+    granted = trust.lookup(settings, session.info)
     return SessionView(
         session,
         wiring.context_budget(settings, spec, session.info.model),
         wiring.compaction_strategy(settings, spec),
         snapshots.size() if snapshots is not None else None,
         forks,
+        trust=None if granted is None else ("own" if granted.own else "accepted"),
+        trust_since=granted.since if granted is not None else 0,
     )
 
 

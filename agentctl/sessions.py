@@ -31,7 +31,7 @@ from agentctl.wiring import price as wiring_price
 if TYPE_CHECKING:
     from agentctl.config import Settings
     from agentctl.records import RunEvent, RunReport, SearchHit
-    from agentctl.state import Usage
+    from agentctl.state import SessionInfo, Usage
     from agentctl.store.base import SessionSummary, Store
     from agentctl.workspace.snapshots import Snapshots
 
@@ -194,9 +194,20 @@ def fork(
             for c, m in exported.checkpoints
         ]
         transfer.import_session(store, transfer.Exported(info, copied))
+        _carry_trust(settings, store.info(source), info)
         if name:
             store.set_labels(new_id, name, ())
     return new_id, at
+
+
+def _carry_trust(settings: Settings, source: SessionInfo, copy: SessionInfo) -> None:
+    """A fork is as much this user's as its source: their grant for the source (trust.py)
+    covers the copy; a source from elsewhere not yet accepted leaves the fork to be accepted."""
+    from agentctl import trust
+
+    granted = trust.lookup(settings, source)
+    if granted is not None:
+        trust.grant(settings, copy, granted)
 
 
 def _materialise(

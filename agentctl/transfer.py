@@ -253,8 +253,12 @@ def import_session(
             f"session {info.id} imported, but verify finds: {report.problems[0]}",
             hint=f"agentctl verify {info.id}",
         )
+    from agentctl.trust import describe
+
     total = len(exported.checkpoints)
-    return ImportReport(info.id, total, total - have, exported.info.id)
+    return ImportReport(
+        info.id, total, total - have, exported.info.id, describe(store.info(info.id))
+    )
 
 
 def _compare(session_id: str, expected: list[Checkpoint], written: list[Checkpoint]) -> None:
@@ -300,7 +304,9 @@ def _existing(store: Store, info: SessionInfo, exported: Exported) -> int:
     # The same session: the same facts, and one history the start of the other (an import cut
     # short, or a session that went on here after an earlier import or move).
     shared = min(len(history), len(exported.checkpoints))
-    same = stored_info == info and all(
+    # The workspace is the importing user's choice, not part of what the session is: the one
+    # already here keeps its own.
+    same = stored_info == info.model_copy(update={"workspace": stored_info.workspace}) and all(
         store.get_checkpoint(info.id, n) == exported.checkpoints[n - 1][0]
         for n in range(1, shared + 1)
     )
@@ -384,10 +390,23 @@ def export_session(
     return session_id, lines
 
 
-def import_file(settings: Settings, path: str, *, new_id: bool) -> ImportReport:
+def import_file(
+    settings: Settings, path: str, *, new_id: bool, workspace: Path | None = None
+) -> ImportReport:
+    """Import a file: the session works in the folder the importing user chooses (--workspace,
+    else the current one; never the home folder or `/`), never the one the file names, and
+    `resume` asks before its settings count (trust.py)."""
     import secrets
 
+    from agentctl import wiring
     from agentctl.service import opened_store
+
+    root = wiring.session_workspace(
+        settings,
+        str(workspace) if workspace else None,
+        own=False,
+        hint="agentctl import FILE --workspace DIR (a project folder)",
+    )
 
     source = "standard input" if path == "-" else path
     try:
@@ -400,12 +419,31 @@ def import_file(settings: Settings, path: str, *, new_id: bool) -> ImportReport:
                 exported = read_export(stream_lines(stream, source), source)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+    exported = Exported(exported.info.model_copy(update={"workspace": root}), exported.checkpoints)
     with opened_store(settings, create=True) as store:
         fresh = None
         if new_id:
             while fresh is None or store.match_sessions(fresh):
                 fresh = secrets.token_hex(4)
-        return import_session(store, exported, new_id=fresh)
+        report = import_session(store, exported, new_id=fresh)
+        _no_grant_for_what_came(settings, store, report)
+        return report
+
+
+def _no_grant_for_what_came(settings: Settings, store: Store, report: ImportReport) -> None:
+    """What an import brings grants nothing (trust.py). A grant of this user's covers the
+    imported session only when its settings are exactly the ones they took (a copy of their own
+    session, or one that went on elsewhere); even then the approvals it brings count only from
+    its new head on, whatever store the grant was given in."""
+    from agentctl import trust
+
+    if report.added == 0:
+        return
+    info = store.info(report.session_id)
+    granted = trust.lookup(settings, info)
+    if granted is not None:
+        head = store.head(report.session_id).id
+        trust.grant(settings, info, trust.Trust(own=granted.own, since=max(granted.since, head)))
 
 
 def arrival_token(source_url: str, session_id: str, created_at: str) -> str:

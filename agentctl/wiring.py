@@ -97,6 +97,31 @@ def user_instructions(settings: Settings) -> Path:
     return settings.config_path.parent / FILE_NAME
 
 
+def session_workspace(
+    settings: Settings, recorded: str | None, own: bool, hint: str | None = None
+) -> str:
+    """Where a resumed session's tools work: the folder recorded for it (the current one for a
+    session that has none). The home folder and `/` are refused as on `run` unless this user
+    started the session there (`run --workspace`): a session from elsewhere never chose it."""
+    root = Path(recorded).resolve() if recorded else None
+    home = settings.environ.get("HOME")
+    if root is None or not own:
+        chosen = root or Path.cwd().resolve()
+        if chosen == Path("/") or (home and chosen == Path(home).resolve()):
+            raise UsageError(
+                f"the workspace would be {chosen}, where the file tools could read every private "
+                "file; a session from elsewhere works in a project folder",
+                hint=hint
+                or (
+                    "agentctl import FILE --workspace DIR (a project folder)"
+                    if root is not None
+                    else "run agentctl resume from a project folder"
+                ),
+            )
+        return str(chosen)
+    return str(root)
+
+
 def work_tools(
     settings: Settings,
     root: str,
@@ -104,10 +129,12 @@ def work_tools(
     yes: bool,
     on_event: Callable[[RunEvent], None] | None = None,
     undoable: bool = False,
+    since: int = 0,
 ) -> ToolRegistry:
     """The work tools, with their confinement, environment and shell sandbox. `undoable`: the
     workspace is snapshotted, so a rollback restores what confined tools did (the approval
-    setting `auto-sandboxed` lets those run without asking only then)."""
+    setting `auto-sandboxed` lets those run without asking only then). `since`: approvals asked
+    before this checkpoint never count (trust.py)."""
     from agentctl.config import tool_environment
     from agentctl.tools import work_tools
     from agentctl.tools.approval import ApprovalPolicy
@@ -115,7 +142,7 @@ def work_tools(
     forbidden = forbidden_paths(settings)
     env = tool_environment(settings.environ, [settings.api_key], spec.pass_env)
     auto = settings.approval == "auto-sandboxed" and undoable
-    policy = ApprovalPolicy(yes=yes, allow=spec.allow, auto_confined=auto)
+    policy = ApprovalPolicy(yes=yes, allow=spec.allow, auto_confined=auto, since=since)
     sandbox, recorded = shell_sandbox(settings, root, spec, forbidden, on_event)
     registry = work_tools(
         Path(root),
@@ -251,10 +278,28 @@ def shell_sandbox(
     return box, box.mode  # the run header says it
 
 
-def choose_model(settings: Settings, spec: TaskSpec, session_model: str | None) -> str:
+def choose_model(
+    settings: Settings, spec: TaskSpec, session_model: str | None, own: bool = True
+) -> str:
     """--model, else the session's own model, else the task file's, else the configured default;
-    a task with a script runs on it when no model is configured."""
+    a task with a script runs on it when no model is configured. A session this user did not
+    start here (`own` False: imported, moved in, another user's) never picks its script
+    itself: a script is a model whoever wrote the file wrote, so it runs only with --model
+    scripted."""
     connected = bool(settings.api_key or settings.base_url)
+    if not own and not settings.model:
+        if session_model and session_model != SCRIPTED:
+            return session_model  # a model name, on this user's server with this user's key
+        if settings.default_model and settings.default_model != SCRIPTED:
+            return settings.default_model
+        raise UsageError(
+            "this session came from elsewhere and its model is its own script, which runs only "
+            "when you ask for it: name a model with --model (or --model scripted to replay the "
+            "script)"
+            if session_model == SCRIPTED
+            else "this session came from elsewhere and no model is configured: name one with "
+            "--model"
+        )
     if settings.model:
         chosen = settings.model
     elif session_model:

@@ -55,7 +55,13 @@ def test_an_old_store_loads_whole_and_verifies(old_store: str) -> None:
 def test_an_old_session_continues_with_the_current_code(old_store: str) -> None:
     env = {"AGENTCTL_STORE": old_store}
     waiting = [s for s in cli("list", "--json", env=env).json() if s["state"] == "waiting_feedback"]
-    result = cli("resume", waiting[0]["id"], "--input", "in March", env=env)
+    # An older agentctl recorded no grant (trust.py): like any session this user's data folder
+    # has no word on, its settings are accepted first, and its script is asked for by name.
+    sid = waiting[0]["id"]
+    assert cli("resume", sid, "--input", "in March", env=env).code == 2
+    result = cli(
+        "resume", sid, "--input", "in March", "--accept-settings", "--model", "scripted", env=env
+    )
     assert result.code == 0, result.stderr
     assert "departing in March" in result.stdout
     assert cli("verify", env=env).code == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -70,6 +71,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         env = {"AGENTCTL_STORE": url, "AGENTCTL_HOME": str(home)}
         assert run("run", TRIP, "--no-input", env=env).code == 3
         made[kind] = root
+        made[f"{kind} home"] = home  # the user's data folder: their grant of the session
     return made
 
 
@@ -78,6 +80,10 @@ def store(templates: dict[str, Path], tmp_path: Path, request: pytest.FixtureReq
     kind = request.param
     root = tmp_path / "store"
     shutil.copytree(templates[kind], root)
+    # The same user with a copy of their store: their word on its session comes along.
+    shutil.copytree(
+        templates[f"{kind} home"] / "trust", Path(os.environ["AGENTCTL_HOME"]) / "trust"
+    )
     return root
 
 

@@ -183,3 +183,28 @@ def test_shell_completion_offers_ids_and_names(tmp_path: Path) -> None:
     assert words.stdout.split() == ["lisbon"]
     shown = cli("--show-completion", "bash", env=env)
     assert "_agentctl_completion" in shown.stdout
+
+
+def test_a_session_from_elsewhere_is_accepted_at_the_terminal(tmp_path: Path) -> None:
+    """Its settings are shown whole in the question; a yes takes them, then it goes on."""
+    other = {
+        "AGENTCTL_HOME": str(tmp_path / "other-user"),
+        "AGENTCTL_STORE": f"sqlite://{tmp_path / 'other.db'}",
+    }
+    assert cli("run", str(SAMPLES / "plan_trip.toml"), "--no-input", env=other).code == 3
+    sid = cli("list", "--json", env=other).json()[0]["id"]
+    export = tmp_path / "trip.jsonl"
+    assert cli("export", sid, "-o", str(export), env=other).code == 0
+    (tmp_path / "ws").mkdir()
+    assert cli("import", str(export), "--workspace", str(tmp_path / "ws")).code == 0
+    screen = run_in_terminal(
+        ["resume", sid, "--model", "scripted"],
+        {
+            "Continue it here with its settings": "y",
+            "What dates do you want to travel?": "next Monday",
+        },
+    )
+    assert screen.code == 0, screen.text
+    assert f"workspace {tmp_path / 'ws'}" in screen.text
+    assert f"accepted the settings of session {sid}" in screen.text
+    assert "accepted by you" in cli("show", sid).stdout

@@ -163,8 +163,12 @@ def test_the_round_trip_sqlite_postgres_jsonl_sqlite_continues_to_done_on_each_s
         assert imported.code == 0, imported.stderr
         export = tmp_path / f"{n}.jsonl"  # what the next store gets: this one's own export
         assert run("export", sid, "-o", str(export), env=env).code == 0
-        # Each copy is a whole session: it continues to done on its own.
-        done = run("resume", sid, "--input", "next Monday", env=env)
+        # Each copy is a whole session: it continues to done on its own (a session from
+        # elsewhere once its settings are accepted, its script only when asked for).
+        done = run(
+            "resume", sid, "--input", "next Monday", "--accept-settings", "--model", "scripted",
+            env=env,
+        )  # fmt: skip
         assert done.code == 0, done.stderr
         assert "departing next Monday" in done.stdout
         assert run("verify", env=env).code == 0
