@@ -631,6 +631,9 @@ def _show_settings(view: SessionView) -> None:
     if spec.script is not None:
         out.print(f"script:   {plural(len(spec.script), 'scripted reply')} came with the task")
     out.print(f"sandbox:  {escape(sandbox_line(info.sandbox, info.network))}")
+    if spec.mcp is not None or spec.mcp_servers:
+        servers = [*(spec.mcp or ()), *(f"{n} (its own)" for n in sorted(spec.mcp_servers))]
+        out.print(f"mcp:      {escape(', '.join(servers)) or 'none'}")
     if view.trust == "own":
         out.print("settings: yours (started here)")
     elif view.trust == "accepted":

@@ -1,8 +1,9 @@
 """Trust: what a session may do on this machine is its user's word, never the session's own.
 
 A session carries settings that grant authority: the workspace its tools work in, `allow`
-rules that skip the question, `pass_env` that hands secrets to shell commands, and its model (a
-script is a model whoever wrote the file wrote). A session that arrives from elsewhere (an
+rules that skip the question, `pass_env` that hands secrets to shell commands, the sandbox and
+network its commands get, the MCP servers it starts, and its model (a script is a model
+whoever wrote the file wrote). A session that arrives from elsewhere (an
 import, a move, a shared store another user writes) must not grant itself any of that, and a
 store cannot say who wrote it: whoever can write a store can write any field of it.
 
@@ -42,10 +43,15 @@ class Trust:
 def settings_of(info: SessionInfo) -> dict[str, Any]:
     """The settings of a session that carry authority: what is shown and what is accepted."""
     script = info.spec.script
+    spec = info.spec
     return {
         "workspace": info.workspace,
-        "allow": list(info.spec.allow),
-        "pass_env": list(info.spec.pass_env),
+        "allow": list(spec.allow),
+        "pass_env": list(spec.pass_env),
+        "sandbox": spec.sandbox,  # a file asking for none, or for the network, asks for more
+        "network": spec.network,
+        "mcp": None if spec.mcp is None else list(spec.mcp),
+        "mcp_servers": spec.mcp_servers,  # commands agentctl would start
         "model": info.model,
         "script": None
         if script is None
@@ -61,7 +67,16 @@ def describe(info: SessionInfo) -> str:
     pass_env = ", ".join(info.spec.pass_env) or "none"
     model = info.model + (" (a script that came with the session)" if info.spec.script else "")
     workspace = info.workspace or "(none recorded: the current folder)"
-    return f"workspace {workspace}; allow: {allow}; pass_env: {pass_env}; model {model}"
+    spec = info.spec
+    shown = f"workspace {workspace}; allow: {allow}; pass_env: {pass_env}; model {model}"
+    if spec.sandbox is not None or spec.network is not None:
+        network = {None: "as configured", True: "yes", False: "no"}[spec.network]
+        shown += f"; sandbox {spec.sandbox or 'as configured'}, network {network}"
+    if spec.mcp is not None:
+        shown += f"; MCP servers of your settings: {', '.join(spec.mcp) or 'none'}"
+    for name, server in sorted(spec.mcp_servers.items()):
+        shown += f"; its own MCP server {name}: {json.dumps(server, sort_keys=True)}"
+    return shown
 
 
 def digest(info: SessionInfo) -> str:
