@@ -408,6 +408,9 @@ def start_session(
         lease = Lease.mine(secrets.token_hex(8))
         turns = max_turns or spec.max_turns
         stack.callback(runner.close)
+        # Theirs before it exists: a run killed at any point leaves no session of this user's
+        # that resume would take for one from elsewhere.
+        _grant_own(settings, info, on_event)
         # The first request goes out first; the rest happens while the model thinks.
         first = TaskState(  # --yes is remembered by the session, as are the instructions read
             goal=spec.goal,
@@ -419,7 +422,6 @@ def start_session(
         runner.start(info, system, lease, early=turns > 0, task=first, attached=attached)
         if name is not None or labels:
             store.set_labels(info.id, name, labels)
-        _grant_own(settings, info, on_event)
         store.update_profile(lambda p: p.with_goal(spec.goal))
         from agentctl.records import AnsweredElsewhere
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -419,7 +419,7 @@ def import_file(
                 exported = read_export(stream_lines(stream, source), source)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
-    exported = Exported(exported.info.model_copy(update={"workspace": root}), exported.checkpoints)
+    exported = replace(exported, info=exported.info.model_copy(update={"workspace": root}))
     with opened_store(settings, create=True) as store:
         fresh = None
         if new_id:

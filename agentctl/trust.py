@@ -125,9 +125,3 @@ def grant(settings: Settings, info: SessionInfo, trust: Trust) -> None:
         "since": trust.since,
     }
     write_private(path, json.dumps(record).encode())
-
-
-def forget(settings: Settings, session_ids: list[str]) -> None:
-    """Drop the grants of deleted sessions (a missing one is fine)."""
-    for session_id in session_ids:
-        _where(settings, session_id).unlink(missing_ok=True)
