@@ -177,13 +177,18 @@ class ToolCalls:
         session's approval mode (--yes). A yes or a grant recorded before this user took the
         session (trust.py: an import, another user's store) does not count."""
         task = session.task
+        head = session.checkpoint.id
         counts = self._tools.policy.counts
-        granted = task.approval
-        if granted is not None and granted.call_id == call.id and counts(granted.asked_at):
+        granted = task.approval  # recorded by the answer, the checkpoint after the question
+        if (
+            granted is not None
+            and granted.call_id == call.id
+            and counts(granted.asked_at + 1, head)
+        ):
             return True
         if task.auto_approve:  # reset to asking when a session from elsewhere is taken
             return True
-        grants = [g for g in task.grants if counts(g.at)]
+        grants = [g for g in task.grants if counts(g.at, head)]
         return approval.granted(grants, session.info.id, call.name, args or {}) is not None
 
     def handle_call(self, session: Session, call: ToolCall) -> Session:

@@ -221,14 +221,15 @@ class ApprovalPolicy:
     yes: bool = False
     allow: tuple[str, ...] = ()
     auto_confined: bool = False
-    # Approvals asked before this checkpoint never count: they were recorded before this user
-    # took the session (an import, a move, another user's store: trust.py).
+    # A yes or a grant recorded at or before this checkpoint never counts: it was there before
+    # this user took the session (an import, a move, another user's store: trust.py).
     since: int = 0
 
-    def counts(self, asked_at: int) -> bool:
-        """Whether a recorded yes, to a question asked at checkpoint `asked_at`, is one this
-        user gave."""
-        return asked_at >= self.since
+    def counts(self, recorded_at: int, head: int) -> bool:
+        """Whether a yes (or grant) recorded at checkpoint `recorded_at` is one this user gave:
+        after they took the session, and not after the head that holds it (a number a file
+        made up)."""
+        return self.since < recorded_at <= head
 
     def needs_approval(self, tool: Tool, arguments: dict[str, Any]) -> bool:
         from agentctl.tools import SideEffect, effects_of
