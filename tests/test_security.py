@@ -892,7 +892,7 @@ def test_an_import_never_works_in_the_home_folder_or_root(tmp_path: Path) -> Non
         refused = run("import", str(export), "--workspace", str(folder), env=env)
         assert refused.code == 2, refused.stderr
         assert "private" in refused.stderr
-    assert run("list", "--json", env=env).json() == []
+    assert not (tmp_path / "victim.db").exists()  # refused before any store was touched
 
 
 def test_an_approval_recorded_elsewhere_never_counts_here(tmp_path: Path) -> None:
