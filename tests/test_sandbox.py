@@ -304,7 +304,10 @@ def test_a_fork_bomb_meets_the_process_limit(bwrap: str, place: Path) -> None:
     finally:
         done.set()
         watcher.join()
-    assert outcome.is_error  # stopped by the time limit, or failed to fork
+    # Stopped by the time limit, or every shell gave up when it could not fork ("Cannot fork":
+    # then the command may even end with status 0, depending on the machine's load); either
+    # way the bomb never grew past the limit and left nothing behind.
+    assert outcome.is_error or "fork" in outcome.content.lower(), outcome.content[-300:]
     assert 0 < peak[0] <= limit + 4, peak[0]  # bwrap's own two and the outer shells
     assert _poll(lambda: not _alive_with(marker))
 
