@@ -177,7 +177,7 @@ def transcript_first_screen(checkpoints: int, runs: int, root: Path) -> dict[str
     from bench.ttfr import build_session
 
     url = f"sqlite://{root / 'transcript.db'}"
-    build_session(url, "t0000001", checkpoints)
+    build_session(url, "t0000001", checkpoints, root / "home-t")
     env = {**os.environ, "AGENTCTL_STORE": url, "AGENTCTL_HOME": str(root / "home-t")}
     script = Path(sys.executable).parent / "agentctl"
     agentctl = [str(script)] if script.exists() else [sys.executable, "-m", "agentctl"]

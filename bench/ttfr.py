@@ -44,7 +44,7 @@ class Clocked(ScriptedModel):
             self.first = time.time()
 
 
-def build_session(url: str, session_id: str, checkpoints: int) -> None:
+def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> None:
     """A session whose next action is a model call: new_task, then pairs of a model reply
     calling a tool and the tool's result."""
     from agentctl.lifecycle import CheckpointKind, State
@@ -70,6 +70,13 @@ def build_session(url: str, session_id: str, checkpoints: int) -> None:
         ),
     )
     head = store.create_session(info, first).id
+    # The user's own session, as `run` leaves it: its settings are granted (agentctl/trust.py),
+    # so the resume measured is the everyday one, not the first resume of a foreign session.
+    from agentctl import trust
+    from agentctl.config import Settings
+
+    settings = Settings.load({"AGENTCTL_HOME": str(home), "AGENTCTL_STORE": url})
+    trust.grant(settings, info, trust.Trust(own=True, since=0))
     for n in range(2, checkpoints + 1):
         if n % 2 == 0:
             call = ToolCall(id=f"c{n}", name="read_file", arguments='{"path": "a.txt"}')
@@ -137,7 +144,7 @@ def run(quick: bool) -> dict[str, Any]:
         if not quick:
             sizes["10,000 checkpoints"] = 10_000
         for n in sizes.values():
-            build_session(url, f"s{n:07d}", n)
+            build_session(url, f"s{n:07d}", n, root / "home")
         env = {
             **os.environ,
             "AGENTCTL_STORE": url,
