@@ -514,7 +514,8 @@ def resume_session(
         model_name = wiring.choose_model(settings, info.spec, session_model=info.model, own=own)
         taken_now = granted is None
         if granted is None:
-            granted = _accept_settings(settings, info, head.id, accept_settings, ask, on_event)
+            since = trust.counting_from(head.task, head.id)
+            granted = _accept_settings(settings, info, since, accept_settings, ask, on_event)
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
         holder = stack.enter_context(held_lease(store, session_id))

@@ -442,8 +442,14 @@ def _no_grant_for_what_came(settings: Settings, store: Store, report: ImportRepo
     info = store.info(report.session_id)
     granted = trust.lookup(settings, info)
     if granted is not None:
-        head = store.head(report.session_id).id
-        trust.grant(settings, info, trust.Trust(own=granted.own, since=max(granted.since, head)))
+        head = store.head(report.session_id)
+        if head.task.auto_approve:
+            # A "--yes" that arrived with the file is its own word, not this user's: the grant
+            # goes, so resume asks again, and accepting resets the session to asking.
+            trust.revoke(settings, info.id)
+            return
+        since = max(granted.since, trust.counting_from(head.task, head.id))
+        trust.grant(settings, info, trust.Trust(own=granted.own, since=since))
 
 
 def arrival_token(source_url: str, session_id: str, created_at: str) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentctl.config import Settings
-    from agentctl.state import SessionInfo
+    from agentctl.state import SessionInfo, TaskState
 
 FOLDER = "trust"
 
@@ -59,6 +59,25 @@ def settings_of(info: SessionInfo) -> dict[str, Any]:
             json.dumps([t.model_dump(mode="json") for t in script], sort_keys=True).encode()
         ).hexdigest(),
     }
+
+
+def counting_from(task: TaskState, head: int) -> int:
+    """The checkpoint after which this user's approvals count, for a session taken as it
+    arrived at `head`: past the head and past every checkpoint number its state names. A grant
+    or an answer dated after the checkpoint that carries it was written by hand (a real one is
+    dated where it was recorded), and must never come to count when the session gets there."""
+    numbers = [head, *(g.at for g in task.grants)]
+    if task.approval is not None:
+        numbers.append(task.approval.asked_at + 1)
+    return max(numbers)
+
+
+def revoke(settings: Settings, session_id: str) -> None:
+    """Forget this user's grant for the session: it is asked for again."""
+    import contextlib
+
+    with contextlib.suppress(FileNotFoundError):
+        _where(settings, session_id).unlink()
 
 
 def describe(info: SessionInfo) -> str:

@@ -131,10 +131,14 @@ _GLOB = frozenset("*?[")
 
 
 def _candidates(word: str) -> list[str]:
-    """The parts of one argument that a program may take as a path."""
+    """The parts of one argument that a program may take as a path: short options may be
+    bundled, the last taking the rest as its value (`tar -cf/x`, `cp -vt../x`), so after a
+    single `-` every place past the first letter can start one."""
     out = [word]
     for found in _VALUE_STARTS.finditer(word):
         out.append(word[found.end() :])
+    if word.startswith("-") and not word.startswith("--"):
+        out.extend(word[i:] for i in range(2, len(word)))
     return [c for c in out if c]
 
 
