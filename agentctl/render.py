@@ -82,8 +82,14 @@ out: Console = _Console(stderr=False)  # type: ignore[assignment]
 err: Console = _Console(stderr=True)  # type: ignore[assignment]
 
 # Characters a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
-# controls (0x9b is a CSI on its own), and the bidirectional overrides that reorder text.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# controls (0x9b is a CSI on its own), the bidirectional overrides that reorder text, the line
+# and paragraph separators (a line break to some terminals and editors), and the invisible
+# ones that hide text inside a command shown for approval (zero-width space, word joiner,
+# byte-order mark; not the joiners that emoji and scripts need).
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
+    "\u2060\u2066-\u2069\ufeff]"
+)
 
 
 UNSAFE = _UNSAFE  # for the JSON stream, which escapes the same characters

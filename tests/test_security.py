@@ -1186,3 +1186,13 @@ def test_a_final_star_never_approves_a_path_after_bundled_short_options(
     """`tar -cf/x`: short options bundled, the last taking the rest of the word as its path."""
     policy = ApprovalPolicy(allow=(f"run_shell:{command.split()[0]} *",))
     assert policy.needs_approval(RunShell(Workspace(tmp_path)), {"command": command})
+
+
+def test_separators_and_invisible_characters_are_shown_in_what_is_printed() -> None:
+    """A command for approval with U+2028 (a line break to some terminals) or a zero-width
+    space hiding a word: shown as escapes. The joiners emoji need stay."""
+    from agentctl.render import visible
+
+    assert visible("ls\u2028rm -rf ../x\u200b") == "ls\\u2028rm -rf ../x\\u200b"
+    assert visible("a\u2029b\u2060c\ufeff") == "a\\u2029b\\u2060c\\ufeff"
+    assert visible("\U0001f468\u200d\U0001f469") == "\U0001f468\u200d\U0001f469"
