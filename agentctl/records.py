@@ -34,9 +34,10 @@ class AnsweredElsewhere(Exception):
     script): this process must not write. `typed` is what was typed here, if anything, and
     was not sent."""
 
-    def __init__(self, typed: str | None = None) -> None:
+    def __init__(self, typed: str | None = None, question: int | None = None) -> None:
         super().__init__("answered in another terminal")
         self.typed = typed
+        self.question = question  # the checkpoint that asked it, when known
 
 
 @dataclass(frozen=True)

@@ -119,21 +119,35 @@ def unleased(store: Store, session_id: str, holder: HeldLease, prompt: Prompt) -
     def ask(question: PendingQuestion) -> str | None:
         waiting = store.head(session_id).id
         holder.release()
-        text = prompt(question, lambda: store.head(session_id).id != waiting)
+        try:
+            text = prompt(question, lambda: store.head(session_id).id != waiting)
+        except AnsweredElsewhere as exc:  # the prompt saw the head move: which question
+            raise AnsweredElsewhere(exc.typed, waiting) from None
         try:
             holder.take()
         except SessionBusyError:
-            raise AnsweredElsewhere(text) from None  # another process writes: it answered
+            # another process writes: it answered (its answer may not be committed yet)
+            raise AnsweredElsewhere(text, waiting) from None
         if store.head(session_id).id != waiting:
-            raise AnsweredElsewhere(text)
+            raise AnsweredElsewhere(text, waiting)
         return text
 
     return ask
 
 
-def follow(store: Store, session_id: str, on_event: Callable[[RunEvent], None]) -> RunReport:
+def follow(
+    store: Store,
+    session_id: str,
+    on_event: Callable[[RunEvent], None],
+    past: int | None = None,
+) -> RunReport:
     """Report every checkpoint after the current head as it is committed, until the session is
-    done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing."""
+    done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing.
+
+    `past`: the question another terminal answered. Its answer may not be committed yet (that
+    process has the lease, its commit is on the way), so the session standing at that question
+    is not "waiting" yet: followed until the head moves past it, or, when nothing moves for
+    `ANSWER_WAIT_S`, the question is taken as still open (the answer never came)."""
     import time
 
     from agentctl.lifecycle import State
@@ -142,8 +156,14 @@ def follow(store: Store, session_id: str, on_event: Callable[[RunEvent], None]) 
 
     seen = store.head(session_id)
     before: tuple[Message, ...] | None = None
+    still = time.monotonic() + ANSWER_WAIT_S
     while True:
         head = store.head(session_id)
+        if past is not None and head.id != past:
+            past = None  # the answer, or a rollback: from here on, as `watch` follows
+        if past is not None and time.monotonic() < still:
+            time.sleep(FOLLOW_POLL_S)
+            continue
         for number in range(seen.id + 1, head.id + 1):
             # The messages each checkpoint added, so a view shows what a run's would.
             if before is None:
@@ -160,6 +180,7 @@ def follow(store: Store, session_id: str, on_event: Callable[[RunEvent], None]) 
 
 
 FOLLOW_POLL_S = 0.25
+ANSWER_WAIT_S = 10.0
 
 
 def _answered_elsewhere(
@@ -182,7 +203,8 @@ def _answered_elsewhere(
     )
     if typed and typed.strip():
         on_event(Notice(f"not sent (it was answered first): {typed}"))
-    return replace(follow(store, session_id, on_event), followed=True)
+    question = exc.question if isinstance(exc, AnsweredElsewhere) else None
+    return replace(follow(store, session_id, on_event, past=question), followed=True)
 
 
 @contextmanager

@@ -483,6 +483,41 @@ def test_an_answer_typed_after_another_terminal_answered_is_not_applied(
     assert "answered in another terminal" in first.text
 
 
+def test_an_answer_taken_elsewhere_but_not_yet_written_is_followed_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """Another process has taken the lease to answer, and not written its answer yet, when an
+    answer is typed here: this terminal follows the session until that answer lands and on to
+    the end, and exits as `run` would; it never says the session still waits (whose `resume
+    --input` would then start a new task)."""
+    from agentctl.store import open_store
+    from agentctl.store.lease import Lease
+
+    task = tmp_path / "t.toml"
+    task.write_text(QUESTION_TASK)
+    url = f"sqlite://{tmp_path / 's.db'}"
+    env = {"AGENTCTL_STORE": url}
+    first = Terminal(["run", str(task)], env)
+    store = open_store(url)
+    try:
+        first.read(until="> ")
+        sid = cli("list", "--json", env=env).json()[0]["id"]
+        other = Lease.mine("the other terminal")
+        store.acquire_lease(sid, other)  # the other process holds it, its answer not written
+        first.type("red")
+        first.read(until="answered in another terminal")
+        store.release_lease(sid, other.token)
+        assert cli("resume", sid, "--input", "blue", env=env).code == 0
+        assert first.wait() == 0, first.text
+    finally:
+        first.close()
+        store.close()
+    assert "waiting for input" not in first.text
+    history = cli("history", sid, "--json", env=env).json()
+    answers = [c["detail"]["input"] for c in history if c["event"] == "input_received"]
+    assert answers == ["blue"]
+
+
 def test_ctrl_c_on_watch_says_nothing_about_resuming(tmp_path: Path) -> None:
     env = {
         **os.environ,
