@@ -298,8 +298,10 @@ def test_a_fork_bomb_meets_the_process_limit(bwrap: str, place: Path) -> None:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        # A bomb whose processes all carry the marker on their command line.
-        bomb = f"cat > b.sh <<'E'\nsh b.sh {marker} & sh b.sh {marker}\nE\nsh b.sh {marker}"
+        # A bomb whose processes all carry the marker on their command line, and wait for
+        # their children: the tree stays as large as the limit lets it grow until the time
+        # limit ends it, so the watcher sees it whatever the machine's load.
+        bomb = f"cat > b.sh <<'E'\nsh b.sh {marker} & sh b.sh {marker} & wait\nE\nsh b.sh {marker}"
         outcome = shell.run({"command": bomb})
     finally:
         done.set()
