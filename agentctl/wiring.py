@@ -103,11 +103,18 @@ def session_workspace(
     """Where a resumed session's tools work: the folder recorded for it (the current one for a
     session that has none). The home folder and `/` are refused as on `run` unless this user
     started the session there (`run --workspace`): a session from elsewhere never chose it."""
+    if recorded and not own and not Path(recorded).is_absolute():
+        # A relative folder would be wherever `resume` runs: not what was accepted.
+        raise UsageError(
+            f"the workspace recorded for this session is not a full path: {recorded!r}",
+            hint=hint or "agentctl import FILE --workspace DIR (a project folder)",
+        )
     root = Path(recorded).resolve() if recorded else None
     home = settings.environ.get("HOME")
     if root is None or not own:
         chosen = root or Path.cwd().resolve()
-        if chosen == Path("/") or (home and chosen == Path(home).resolve()):
+        # `/`, the home folder, or a folder that holds it: every private file within reach.
+        if chosen == Path("/") or (home and Path(home).resolve().is_relative_to(chosen)):
             raise UsageError(
                 f"the workspace would be {chosen}, where the file tools could read every private "
                 "file; a session from elsewhere works in a project folder",

@@ -888,7 +888,7 @@ def test_an_imported_session_runs_nothing_until_its_settings_are_accepted(
 def test_an_import_never_works_in_the_home_folder_or_root(tmp_path: Path) -> None:
     env, home = _victim(tmp_path)
     _sid, export = _hostile_export(tmp_path, workspace=home)
-    for folder in (home, Path("/")):
+    for folder in (home, home.parent, Path("/")):  # or any folder that holds the home
         refused = run("import", str(export), "--workspace", str(folder), env=env)
         assert refused.code == 2, refused.stderr
         assert "private" in refused.stderr
@@ -1196,3 +1196,19 @@ def test_separators_and_invisible_characters_are_shown_in_what_is_printed() -> N
     assert visible("ls\u2028rm -rf ../x\u200b") == "ls\\u2028rm -rf ../x\\u200b"
     assert visible("a\u2029b\u2060c\ufeff") == "a\\u2029b\\u2060c\\ufeff"
     assert visible("\U0001f468\u200d\U0001f469") == "\U0001f468\u200d\U0001f469"
+
+
+def test_a_shared_stores_session_with_a_relative_workspace_is_refused(tmp_path: Path) -> None:
+    """A session another user wrote with the workspace `.`: accepted, it would work wherever
+    `resume` runs, not where its settings said. A recorded workspace is a full path."""
+    from agentctl.store import open_store
+    from agentctl.testing.store_spec import draft, info
+
+    url = f"sqlite://{tmp_path / 'shared.db'}"
+    store = open_store(url)
+    store.create_session(info("rel111").model_copy(update={"workspace": "."}), draft(None, 1, "m"))
+    store.close()
+    env = {"AGENTCTL_STORE": url}
+    refused = run("resume", "rel111", "--accept-settings", "--no-input", env=env)
+    assert refused.code == 2, refused.stderr
+    assert "not a full path" in refused.stderr
