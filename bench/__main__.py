@@ -195,7 +195,15 @@ def main() -> None:
     parser.add_argument("--peer-max", type=int, default=1000, help="largest N for the peer")
     parser.add_argument("--no-startup", action="store_true")
     parser.add_argument("--no-postgres", action="store_true", help="skip bench/postgres.py")
+    parser.add_argument(
+        "--only", choices=("scale",), help="run this section alone (bench/scale.py: issue 30)"
+    )
     args = parser.parse_args()
+    if args.only == "scale":
+        from bench import scale
+
+        print("\n" + json.dumps({"quick": args.quick, "scale": scale.run(args.quick)}))
+        return
     try:
         import langgraph.checkpoint.sqlite  # noqa: F401  (the peer every run compares with)
     except ImportError:
@@ -216,13 +224,14 @@ def main() -> None:
             print("\nratios:", ", ".join(f"{k} = {v}" for k, v in summary.items()))
             report["runs"].append({"steps": steps, "rows": rows, "ratios": summary})
         report["verify"] = verify_scale(Path(tmp) / "verify", 1000 if args.quick else 10_000)
-        from bench import render, sandbox, sessions, snapshots, ttfr
+        from bench import render, sandbox, scale, sessions, snapshots, ttfr
 
         report["snapshots"] = snapshots.run(args.quick)
         report["sandbox"] = sandbox.run(args.quick)
         report["sessions"] = sessions.run(args.quick)
         report["time_to_first_request"] = ttfr.run(args.quick)
         report["run_view"] = render.run(args.quick)
+        report["scale"] = scale.run(args.quick)
         if not args.no_postgres:
             from bench import postgres
 

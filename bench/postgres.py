@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -321,10 +322,11 @@ def run(quick: bool) -> dict[str, Any]:
         steps = 50 if quick else 200
         counts = (1, 4) if quick else (1, 4, 16)
         databases = {n: server.database(f"scale_{n}") for n in counts}
-        root = Path(server.root.parent) / f"agentctl-bench-sqlite-{os.getpid()}"
-        root.mkdir(exist_ok=True)
         report["scale_postgres"] = scale(lambda n: databases[n], steps, counts)
-        report["scale_sqlite"] = scale(lambda n: f"sqlite://{root / f's{n}.db'}", steps, counts)
+        # The SQLite side's files go with the run (they were left in /tmp after every run).
+        with tempfile.TemporaryDirectory(prefix="agentctl-bench-sqlite-") as sqlite_root:
+            root = Path(sqlite_root)
+            report["scale_sqlite"] = scale(lambda n: f"sqlite://{root / f's{n}.db'}", steps, counts)
         print("\ncheckpoints per second, n sessions at once (separate processes):")
         print("   postgres:", json.dumps(report["scale_postgres"]))
         print("   sqlite:  ", json.dumps(report["scale_sqlite"]))
