@@ -391,3 +391,38 @@ def test_a_ready_file_whose_header_nests_deeper_than_the_parser_can_go_is_ignore
     from agentctl.store.ready import from_document
 
     assert from_document(b"[" * 100_000 + b"]" * 100_000 + b"\n") is None
+
+
+def test_the_end_of_run_caches_are_built_with_the_collector_paused(tmp_path: Path) -> None:
+    """Issue 30 item 3: both caches build an object per message or checkpoint while the whole
+    session is alive, and every full collection on the way walked all of it (17-24x the time
+    for 10x the checkpoints). With a threshold that collects every few allocations, none of
+    the building may start a collection: a few at its edges (pausing and resuming), not one
+    per few allocations."""
+    import gc
+
+    from agentctl.store.listing import keep_listing
+    from agentctl.store.ready import owner_of
+
+    store = open_store(f"sqlite://{tmp_path / 'agentctl.db'}")
+    build(store)
+    session = store.load("s1")
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(10, 1, 1)
+    gc.callbacks.append(count)
+    try:
+        keep_ready(store, session)
+        keep_listing(store, "s1", owner_of(session.info), session.checkpoint.id)
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*threshold)
+    assert store.ready_conversation("s1") is not None
+    assert store.kept_listing("s1") is not None
+    assert len(collections) <= 4, collections
+    store.close()

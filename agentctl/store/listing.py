@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from agentctl.store.base import CheckpointSummary
+from agentctl.store.base import CheckpointSummary, gc_paused
 
 if TYPE_CHECKING:
     from agentctl.store.base import Store
@@ -94,15 +94,17 @@ def keep_listing(store: Store, session_id: str, owner: str, head: int) -> None:
     one kept, or the one kept is not usable (the runner calls this when a run stops). Built
     from the rows, not from the listing it replaces, so an edit's error is not carried on; a
     failure to write it costs time, nothing else."""
-    from agentctl.errors import StoreError
+    # A list per checkpoint while the session is alive: no collections (as ready.keep_ready).
+    with gc_paused():
+        from agentctl.errors import StoreError
 
-    if not store.keeps_listings or head < KEEP_EVERY:  # nothing to gain: read nothing
-        return
-    if head - covered(store.kept_listing(session_id), owner, head) < KEEP_EVERY:
-        return
-    with contextlib.suppress(StoreError):
-        history = store.history(session_id, kept=False)
-        store.keep_listing(session_id, KeptListing.of(owner, history))
+        if not store.keeps_listings or head < KEEP_EVERY:  # nothing to gain: read nothing
+            return
+        with contextlib.suppress(StoreError):
+            if head - covered(store.kept_listing(session_id), owner, head) < KEEP_EVERY:
+                return
+            history = store.history(session_id, kept=False)
+            store.keep_listing(session_id, KeptListing.of(owner, history))
 
 
 def _check(owner: str, upto: int, body: str) -> int:
