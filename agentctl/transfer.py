@@ -58,16 +58,10 @@ class Exported:
 def export_lines(store: Store, session_id: str) -> Iterator[str]:
     """The export of one session, line by line (each a JSON object, no newline)."""
     from agentctl.store.codec import to_payload
+    from agentctl.store.copying import read_session
 
     info = store.info(session_id)
-    links = store.message_links(session_id)
-    if links.unreadable:
-        first = next(iter(links.unreadable.items()))
-        raise StoreError(
-            f"session {session_id}: checkpoint {first[0]} cannot be read ({first[1]}); "
-            "nothing was exported",
-            hint=f"agentctl verify {session_id}",
-        )
+    records = read_session(store, session_id)
     labelled = next((s for s in store.list_sessions() if s.id == session_id), None)
     header: dict[str, Any] = {
         "format": FORMAT,
@@ -78,21 +72,11 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
     if labelled is not None and (labelled.name or labelled.tags):
         header["labels"] = {"name": labelled.name, "tags": list(labelled.tags)}
     yield json.dumps(header, separators=(",", ":"))
-    highest = 0  # message ids grow with the checkpoints that add them
-    for summary in store.history(session_id, kept=False):  # the rows, as they are
-        checkpoint = store.get_checkpoint(session_id, summary.id)
-        tip = checkpoint.message_tip or 0
-        added = []
-        for message_id in range(highest + 1, tip + 1):
-            parent, message = links.messages.get(message_id, (None, "missing"))
-            if isinstance(message, str):
-                raise StoreError(
-                    f"session {session_id}: message {message_id} cannot be read ({message}); "
-                    "nothing was exported",
-                    hint=f"agentctl verify {session_id}",
-                )
-            added.append({"id": message_id, "parent": parent, "message": to_payload(message)})
-        highest = max(highest, tip)
+    for checkpoint, messages in records:
+        added = [
+            {"id": number, "parent": parent, "message": to_payload(message)}
+            for number, parent, message in messages
+        ]
         line = {"checkpoint": to_payload(checkpoint), "messages": added}
         yield json.dumps(line, separators=(",", ":"))
 
@@ -234,7 +218,9 @@ def import_session(
     if new_id is not None:
         info = info.model_copy(update={"id": new_id})
     have = _existing(store, info, exported)
-    drafts = _drafts(exported)
+    from agentctl.store.copying import drafts_of
+
+    drafts = drafts_of(exported.checkpoints)
     expected = [checkpoint for checkpoint, _messages in exported.checkpoints]
     if have == 0:
         written = store.create_whole(info, drafts, lease)
@@ -327,44 +313,6 @@ def _continues(store: Store, info: SessionInfo, history: list[Any], exported: Ex
             for c in history
         )
     )
-
-
-def _drafts(exported: Exported) -> list[Any]:
-    """The append that produces each exported checkpoint: its new messages, and for a
-    compaction how many of the parent's messages it keeps."""
-    from agentctl.store.base import CheckpointDraft
-
-    parent_of: dict[int, int | None] = {}
-    depth: dict[int | None, int] = {None: 0}
-    tips: dict[int, int | None] = {}
-    drafts = []
-    for checkpoint, messages in exported.checkpoints:
-        for message_id, parent, _message in messages:
-            if parent is not None and parent not in depth:
-                raise UsageError(f"export: message {message_id} follows a missing {parent}")
-            parent_of[message_id] = parent
-            depth[message_id] = depth[parent] + 1
-        parent_tip = tips.get(checkpoint.parent) if checkpoint.parent is not None else None
-        attach = messages[0][1] if messages else checkpoint.message_tip
-        if attach not in depth:
-            raise UsageError(f"export: checkpoint {checkpoint.id} ends at a missing message")
-        keep = None if attach == parent_tip else depth[attach]
-        tips[checkpoint.id] = checkpoint.message_tip
-        drafts.append(
-            CheckpointDraft(
-                parent=checkpoint.parent,
-                kind=checkpoint.kind,
-                from_state=checkpoint.from_state,
-                to_state=checkpoint.to_state,
-                created_at=checkpoint.created_at,
-                task=checkpoint.task,
-                usage=checkpoint.usage,
-                detail=CopiedDetail(checkpoint.detail),
-                new_messages=tuple(m for _i, _p, m in messages),
-                keep_messages=keep,
-            )
-        )
-    return drafts
 
 
 # -- use cases --------------------------------------------------------------------------------

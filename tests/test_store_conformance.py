@@ -7,28 +7,36 @@ from pathlib import Path
 import pytest
 
 from agentctl.store import Store, open_store
+from agentctl.store.core import CAPABILITIES
 from agentctl.testing.store_spec import StoreSpec
 
 
 class TestMemoryStore(StoreSpec):
     persistent = False
+    overridden = frozenset()  # the core only: every capability is BaseStore's default
 
     def open(self, place: Path) -> Store:
         return open_store("memory:")
 
 
 class TestSQLiteStore(StoreSpec):
+    overridden = frozenset(CAPABILITIES) - {"copy_session"}
+
     def open(self, place: Path) -> Store:
         return open_store(f"sqlite://{place / 'db' / 'agentctl.db'}")
 
 
 class TestJsonlStore(StoreSpec):
+    overridden = frozenset(CAPABILITIES) - {"search", "kept_listing", "copy_session"}
+
     def open(self, place: Path) -> Store:
         return open_store(f"json://{place / 'jsonl'}")
 
 
 class TestPostgresStore(StoreSpec):
     """The same contract on a real PostgreSQL (a throwaway server: tests/conftest.py)."""
+
+    overridden = frozenset(CAPABILITIES) - {"search", "reclaim", "copy_session"}
 
     @pytest.fixture(autouse=True)
     def _server(self, postgres: object, pg_url: str) -> None:

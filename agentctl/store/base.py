@@ -337,6 +337,20 @@ class WholeCopies(Protocol):
         """
         ...
 
+    def copy_session(
+        self,
+        source: Store,
+        session_id: str,
+        info: SessionInfo,
+        *,
+        upto: int | None = None,
+        lease: Lease | None = None,
+        keep_approvals: bool = True,
+    ) -> int:
+        """Copy checkpoints 1..`upto` of `source`'s session into this store as `info`'s
+        session, whole or not at all (fork, move): store/core.py says how."""
+        ...
+
 
 class Store(
     SessionTree,
@@ -351,7 +365,8 @@ class Store(
     Protocol,
 ):
     """What agentctl's use cases need of a store: the session tree and its capabilities. Every
-    backend passes the one conformance suite (tests/test_store_conformance.py)."""
+    backend subclasses store/core.BaseStore, which writes every capability but the core as a
+    default, and passes the one conformance suite (agentctl/testing/store_spec.py)."""
 
 
 class StoredMessage(NamedTuple):

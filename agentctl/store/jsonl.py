@@ -43,12 +43,11 @@ from agentctl.store.base import (
     plan_all,
     plan_append,
 )
+from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
-    from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
-    from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
 FORMAT = "agentctl-jsonl"
@@ -76,8 +75,8 @@ def _empty_or_being_made(root: Path) -> bool:
     return True
 
 
-class JsonlStore:
-    keeps_listings = False  # history reads the log whole anyway
+class JsonlStore(BaseStore):
+    """Keeps no history listing (BaseStore's default): `history` reads the log whole anyway."""
 
     def __init__(
         self, root: str | os.PathLike[str], read_only: bool = False, create: bool = True
@@ -224,9 +223,6 @@ class JsonlStore:
             os.close(fd)
 
     # -- writes ---------------------------------------------------------------------------
-
-    def another_handle(self) -> JsonlStore:
-        return self  # files and flock: any thread may use it
 
     def create_session(
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
@@ -548,12 +544,6 @@ class JsonlStore:
             return None
         return from_document(data)
 
-    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
-        self._dir(session_id)  # and keep none: history reads the log whole anyway
-
-    def kept_listing(self, session_id: str) -> KeptListing | None:
-        return None
-
     def delete_session(self, session_id: str) -> None:
         import shutil
         import uuid
@@ -574,11 +564,6 @@ class JsonlStore:
                     (path / "lease.json").unlink()
             except (OSError, ValueError, AttributeError, RecursionError):  # not ours to remove
                 pass
-
-    def search(self, text: str, limit: int) -> list[SearchHit]:
-        from agentctl.store.base import scan_search
-
-        return scan_search(self, text, limit)
 
     def reclaim(self) -> None:
         import shutil
@@ -638,9 +623,6 @@ class JsonlStore:
             profile = change(self.load_profile())
             write_private_atomic(self.root / "profile.json", encode(profile))
         return profile
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass(frozen=True)

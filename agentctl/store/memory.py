@@ -8,7 +8,7 @@ the methods that build a state).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agentctl.errors import (
@@ -17,26 +17,16 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
-from agentctl.store.base import (
-    CheckpointDraft,
-    CheckpointSummary,
-    MessageLinks,
-    SessionSummary,
-    listed_state,
-    plan_all,
-    plan_append,
-)
+from agentctl.store.base import CheckpointDraft, CheckpointSummary, plan_append
+from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
-    from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Message, Session, SessionInfo, UserProfile
-    from agentctl.store.listing import KeptListing
-    from agentctl.store.ready import ReadyConversation
 
 
-class MemoryStore:
-    keeps_listings = False  # its summaries are in memory
+class MemoryStore(BaseStore):
+    """The core only (store/core.py): every other capability is BaseStore's default."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -46,8 +36,6 @@ class MemoryStore:
         self._messages: dict[str, dict[int, tuple[int | None, Message]]] = {}
         self._profile: UserProfile | None = None  # none saved: an empty one
         self._leases: dict[str, Lease] = {}
-        self._labels: dict[str, tuple[str | None, tuple[str, ...]]] = {}
-        self._ready: dict[str, ReadyConversation] = {}
 
     def create_session(
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
@@ -61,31 +49,6 @@ class MemoryStore:
             if lease is not None:
                 self._leases[info.id] = lease
             return self._add(info.id, first)
-
-    def create_whole(
-        self, info: SessionInfo, drafts: Sequence[CheckpointDraft], lease: Lease | None = None
-    ) -> list[Checkpoint]:
-        plans = plan_all(drafts)  # before the lock: a bad draft changes nothing
-        with self._lock:
-            if info.id in self._info:
-                raise SessionExistsError(f"session {info.id} exists")
-            self._info[info.id] = info
-            self._checkpoints[info.id] = [plan.checkpoint for plan in plans]
-            self._messages[info.id] = {
-                m.id: (m.parent, m.message) for plan in plans for m in plan.messages
-            }
-            if lease is not None:
-                self._leases[info.id] = lease
-        return [plan.checkpoint for plan in plans]
-
-    def message_links(self, session_id: str) -> MessageLinks:
-        with self._lock:
-            tips = {c.id: c.message_tip for c in self._rows(session_id)}
-            messages: dict[int, tuple[int | None, Message | str]] = dict(self._messages[session_id])
-            return MessageLinks(messages, tips, {})  # validated when written
-
-    def another_handle(self) -> MemoryStore:
-        return self  # one object, guarded by its lock
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         with self._lock:
@@ -150,28 +113,6 @@ class MemoryStore:
             raise UnknownCheckpointError(session_id, checkpoint_id)
         return rows[checkpoint_id - 1]
 
-    def list_sessions(self) -> list[SessionSummary]:
-        with self._lock:
-            out = []
-            for sid, info in self._info.items():
-                head = self._checkpoints[sid][-1]
-                out.append(
-                    SessionSummary(
-                        id=sid,
-                        state=listed_state(head.to_state.value, head.kind.value),
-                        goal=info.spec.goal,
-                        title=info.spec.title,
-                        head=head.id,
-                        created_at=info.created_at,
-                        updated_at=head.created_at,
-                        outcome=head.task.outcome.value if head.task.outcome else None,
-                        name=self._labels.get(sid, (None, ()))[0],
-                        tags=self._labels.get(sid, (None, ()))[1],
-                        workspace=info.workspace,
-                    )
-                )
-            return sorted(out, key=lambda s: (s.updated_at, s.id), reverse=True)
-
     def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         with self._lock:  # the summaries are in memory: no listing is kept
             return [
@@ -197,56 +138,17 @@ class MemoryStore:
             check_takeover(session_id, self._leases.get(session_id), lease)
             self._leases[session_id] = lease
 
-    def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
-        with self._lock:
-            self._rows(session_id)
-            self._labels[session_id] = (name, tags)
-
     def delete_session(self, session_id: str) -> None:
         with self._lock:
             self._rows(session_id)
-            for table in (
-                self._info,
-                self._checkpoints,
-                self._messages,
-                self._leases,
-                self._labels,
-                self._ready,
-            ):
+            for table in (self._info, self._checkpoints, self._messages, self._leases):
                 table.pop(session_id, None)
-
-    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
-        with self._lock:
-            self._rows(session_id)
-            self._ready[session_id] = ready
-
-    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
-        with self._lock:
-            return self._ready.get(session_id)
-
-    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
-        with self._lock:
-            self._rows(session_id)  # and keep none: history is read from memory anyway
-
-    def kept_listing(self, session_id: str) -> KeptListing | None:
-        return None
 
     def release_lease(self, session_id: str, token: str) -> None:
         with self._lock:
             held = self._leases.get(session_id)
             if held is not None and held.token == token:
                 del self._leases[session_id]
-
-    def search(self, text: str, limit: int) -> list[SearchHit]:
-        from agentctl.store.base import scan_search
-
-        return scan_search(self, text, limit)
-
-    def reclaim(self) -> None:
-        pass
-
-    def check(self) -> list[str]:
-        return []
 
     def load_profile(self) -> UserProfile:
         from agentctl.state import UserProfile
@@ -257,6 +159,3 @@ class MemoryStore:
         with self._lock:
             self._profile = change(self.load_profile())
             return self._profile
-
-    def close(self) -> None:
-        pass

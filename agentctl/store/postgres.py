@@ -54,12 +54,12 @@ from agentctl.store.base import (
     plan_append,
     summary_of,
 )
+from agentctl.store.core import BaseStore
 from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
 
 if TYPE_CHECKING:
     import psycopg
 
-    from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
@@ -248,7 +248,7 @@ def connection_options(url: str) -> tuple[str, dict[str, Any]]:
     return clean, options
 
 
-class PostgresStore:
+class PostgresStore(BaseStore):
     keeps_listings = True
 
     def __init__(self, url: str, create: bool = True) -> None:
@@ -890,14 +890,6 @@ class PostgresStore:
                 ).fetchall()
             )
         return [row[0] for row in rows]
-
-    def search(self, text: str, limit: int) -> list[SearchHit]:
-        from agentctl.store.base import scan_search
-
-        return scan_search(self, text, limit)
-
-    def reclaim(self) -> None:
-        pass  # autovacuum reuses the space of deleted rows
 
     def check(self) -> list[str]:
         with self._errors():

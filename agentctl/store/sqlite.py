@@ -45,6 +45,7 @@ from agentctl.store.base import (
     plan_append,
     summary_of,
 )
+from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -135,7 +136,7 @@ def _create_whole(path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-class SQLiteStore:
+class SQLiteStore(BaseStore):
     keeps_listings = True
 
     def __init__(

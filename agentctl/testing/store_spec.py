@@ -34,6 +34,7 @@ from agentctl.errors import (
     InvalidDraftError,
     SessionBusyError,
     SessionExistsError,
+    StoreError,
     UnknownCheckpointError,
     UnknownSessionError,
 )
@@ -113,6 +114,13 @@ def contents(store: Store, session_id: str = "abc123", at: int | None = None) ->
     return [m.content for m in store.load(session_id, at).messages]
 
 
+def overrides(store: Store, capability: str) -> bool:
+    """Whether `store` overrides a capability (store/core.py) rather than taking the default."""
+    from agentctl.store.core import capabilities
+
+    return capabilities(store)[capability]
+
+
 def dead_pid() -> int:
     """A pid that belonged to a process that has exited."""
     proc = subprocess.Popen(["true"])
@@ -120,8 +128,8 @@ def dead_pid() -> int:
     return proc.pid
 
 
-class StoreSpec:
-    """The contract's tests; subclass it with `open` (and `persistent`) for a backend."""
+class SpecBase:
+    """What every part of the spec shares: `open` (and `persistent`) and the store fixture."""
 
     persistent = True
 
@@ -149,6 +157,32 @@ class StoreSpec:
                 assert not store_problems + unsound, f"the spec left an unsound store: {unsound}"
         finally:
             s.close()
+
+
+class CoreSpec(SpecBase):
+    """The core (store/core.py): what every backend writes. A backend that writes only the
+    core passes this and, with BaseStore's defaults, every other part."""
+
+    #: the capabilities the backend overrides, as its test module declares them (None: unsaid)
+    overridden: frozenset[str] | None = None
+
+    def test_the_capabilities_it_overrides_are_reported_whole(self, store: Store) -> None:
+        """A capability is overridden in all its methods or none, and the report says which
+        (`pytest -s` prints it)."""
+        from agentctl.store.core import CAPABILITIES, BaseStore, capabilities
+
+        assert isinstance(store, BaseStore)
+        kind = type(store)
+        for name, methods in CAPABILITIES.items():
+            mine = {getattr(kind, m) is not getattr(BaseStore, m) for m in methods}
+            assert len(mine) == 1, f"{kind.__name__} overrides part of {name}"
+        report = capabilities(store)
+        print(
+            f"{kind.__name__}: "
+            + ", ".join(f"{k}={'own' if v else 'default'}" for k, v in report.items())
+        )
+        if self.overridden is not None:
+            assert {name for name, own in report.items() if own} == self.overridden
 
     def test_a_new_session_loads_back_whole(self, store: Store) -> None:
         first = store.create_session(info(), draft(None, 1, "hello", "world"))
@@ -236,22 +270,6 @@ class StoreSpec:
         with pytest.raises(SessionExistsError):
             build(store, 1)
         assert len(store.history("abc123")) == 2
-
-    def test_sessions_are_listed_newest_first_and_matched_by_prefix(self, store: Store) -> None:
-        build(store, 2, "aa11")
-        build(store, 4, "aa22")
-        store.append(
-            "aa11",
-            2,
-            draft(2, 30, state=State.DONE, task=TaskState(goal="g", outcome=Outcome.SUCCEEDED)),
-        )
-        listed = store.list_sessions()
-        assert [s.id for s in listed] == ["aa11", "aa22"]
-        assert (listed[0].state, listed[0].head, listed[0].outcome) == ("done", 3, "succeeded")
-        assert (listed[1].state, listed[1].head, listed[1].goal) == ("executing", 4, "test goal")
-        assert store.match_sessions("aa") == ["aa11", "aa22"]
-        assert store.match_sessions("aa2") == ["aa22"]
-        assert store.match_sessions("b") == []
 
     def test_the_profile_outlives_sessions(self, store: Store) -> None:
         assert store.load_profile() == UserProfile()
@@ -359,27 +377,6 @@ class StoreSpec:
             if other is not store:
                 other.close()
 
-    def test_message_ids_count_within_their_session(self, store: Store) -> None:
-        """Ids mean the same on every backend (1, 2, 3... per session), so a checkpoint can
-        be copied to another store as it is."""
-        build(store, 3, "first1")
-        build(store, 2, "second")
-        assert [store.get_checkpoint("first1", n).message_tip for n in (1, 2, 3)] == [1, 2, 3]
-        assert store.head("second").message_tip == 2
-        back = draft(1, 4, kind=CheckpointKind.ROLLBACK, state=State.PLANNING)
-        store.append("first1", 3, replace(back, from_state=State.EXECUTING))
-        branch = store.append("first1", 4, draft(4, 5, "b1", "b2", state=State.PLANNING))
-        assert branch.message_tip == 5  # numbered on after m3, its parent is m1
-        links = store.message_links("first1")
-        assert {i: parent for i, (parent, _m) in links.messages.items()} == {
-            1: None,
-            2: 1,
-            3: 2,
-            4: 1,
-            5: 4,
-        }
-        assert links.tips == {1: 1, 2: 2, 3: 3, 4: 1, 5: 5}
-
     def test_a_stored_checkpoint_loads_back_equal(self, store: Store) -> None:
         first = store.create_session(info(), draft(None, 1, "a"))
         second = store.append("abc123", 1, draft(1, 2, "b"))
@@ -402,9 +399,40 @@ class StoreSpec:
         assert store.head("gone11").message_tip == 1
         assert len(store.history("stays1")) == 2
 
+
+class SessionListSpec(SpecBase):
+    """`list_sessions`: newest first, from the session index or (the default) from each head."""
+
+    def test_sessions_are_listed_newest_first_and_matched_by_prefix(self, store: Store) -> None:
+        build(store, 2, "aa11")
+        build(store, 4, "aa22")
+        store.append(
+            "aa11",
+            2,
+            draft(2, 30, state=State.DONE, task=TaskState(goal="g", outcome=Outcome.SUCCEEDED)),
+        )
+        listed = store.list_sessions()
+        assert [s.id for s in listed] == ["aa11", "aa22"]
+        assert (listed[0].state, listed[0].head, listed[0].outcome) == ("done", 3, "succeeded")
+        assert (listed[1].state, listed[1].head, listed[1].goal) == ("executing", 4, "test goal")
+        assert store.match_sessions("aa") == ["aa11", "aa22"]
+        assert store.match_sessions("aa2") == ["aa22"]
+        assert store.match_sessions("b") == []
+
+
+class LabelsSpec(SpecBase):
+    """Names and tags, set in place. The default keeps none and says so."""
+
     def test_names_and_tags_are_set_in_place_and_listed(self, store: Store) -> None:
         build(store, 2, "named1")
         build(store, 1, "plain1")
+        if not overrides(store, "labels"):  # the default: refused, saying so; listed without
+            with pytest.raises(StoreError, match="keeps no names or tags"):
+                store.set_labels("named1", "trip to Lisbon", ())
+            with pytest.raises(UnknownSessionError):
+                store.set_labels("nope", "x", ())
+            assert {(s.name, s.tags) for s in store.list_sessions()} == {(None, ())}
+            return
         store.set_labels("named1", "trip to Lisbon", ("travel", "2026"))
         by_id = {s.id: s for s in store.list_sessions()}
         assert (by_id["named1"].name, by_id["named1"].tags) == (
@@ -419,7 +447,34 @@ class StoreSpec:
         store.append("named1", 2, draft(2, 3, "more"))  # labels are not history
         assert {s.id: s.tags for s in store.list_sessions()}["named1"] == ()
 
-    # -- the ready conversation (store/ready.py) ----------------------------------------------
+
+class IntegritySpec(SpecBase):
+    """`message_links`, `check`, `reclaim`: what `verify` reads."""
+
+    def test_message_ids_count_within_their_session(self, store: Store) -> None:
+        """Ids mean the same on every backend (1, 2, 3... per session), so a checkpoint can
+        be copied to another store as it is."""
+        build(store, 3, "first1")
+        build(store, 2, "second")
+        assert [store.get_checkpoint("first1", n).message_tip for n in (1, 2, 3)] == [1, 2, 3]
+        assert store.head("second").message_tip == 2
+        back = draft(1, 4, kind=CheckpointKind.ROLLBACK, state=State.PLANNING)
+        store.append("first1", 3, replace(back, from_state=State.EXECUTING))
+        branch = store.append("first1", 4, draft(4, 5, "b1", "b2", state=State.PLANNING))
+        assert branch.message_tip == 5  # numbered on after m3, its parent is m1
+        links = store.message_links("first1")
+        assert {i: parent for i, (parent, _m) in links.messages.items()} == {
+            1: None,
+            2: 1,
+            3: 2,
+            4: 1,
+            5: 4,
+        }
+        assert links.tips == {1: 1, 2: 2, 3: 3, 4: 1, 5: 5}
+
+
+class ReadyConversationSpec(SpecBase):
+    """The ready conversation (store/ready.py): a cache, kept whole, gone with its session."""
 
     def test_a_ready_conversation_is_kept_whole_and_replaced(self, store: Store) -> None:
         from agentctl.store.ready import ReadyConversation
@@ -457,7 +512,9 @@ class StoreSpec:
         assert store.ready_conversation("abc123") is None
         assert store.ready_conversation("nope") is None
 
-    # -- the kept history listing (store/listing.py) ------------------------------------------
+
+class KeptListingSpec(SpecBase):
+    """The kept history listing (store/listing.py): a cache `history` reads when it is sound."""
 
     def test_history_reads_a_kept_listing_and_the_rows_after_it(self, store: Store) -> None:
         from agentctl.store.listing import KeptListing
@@ -526,7 +583,9 @@ class StoreSpec:
         build(store, 1)  # the same id again: its own history, not the listing of the one before
         assert [c.id for c in store.history("abc123")] == [1]
 
-    # -- search -------------------------------------------------------------------------------
+
+class SearchSpec(SpecBase):
+    """`search`: substrings, case-insensitive, alike on every backend."""
 
     def test_search_matches_substrings_case_insensitively_on_every_backend(
         self, store: Store
@@ -555,7 +614,9 @@ class StoreSpec:
         assert hit.snippet.index("\ue000") < hit.snippet.index("\ue001")
         assert "\ue000needle\ue001" in hit.snippet
 
-    # -- a session written whole (import, move, fork) -----------------------------------------
+
+class WholeWriteSpec(SpecBase):
+    """A session written whole (import): all or nothing, held by its lease."""
 
     def test_a_session_written_whole_equals_one_built_by_appends(self, store: Store) -> None:
         drafts = [draft(None, 1, "m1", "m2")]
@@ -608,3 +669,95 @@ class StoreSpec:
             store.acquire_lease("arrive", Lease.mine("resume"))
         store.release_lease("arrive", ARRIVING + "m0ve")
         store.acquire_lease("arrive", Lease.mine("resume"))  # released: it runs here now
+
+
+class CopySpec(SpecBase):
+    """`copy_session` (fork, move): a session's checkpoints 1..N copied whole, ids kept."""
+
+    def branchy(self, store: Store, session_id: str = "src001") -> None:
+        """Work, a rollback, a compaction, and an approval on one checkpoint."""
+        from agentctl.state import Approval
+
+        store.create_session(info(session_id), draft(None, 1, "m1", "m2"))
+        for n in range(2, 6):
+            store.append(session_id, n - 1, draft(n - 1, n, f"m{n + 1}"))
+        store.append(session_id, 5, draft(3, 6, "branch", kind=CheckpointKind.ROLLBACK))
+        compacted = replace(
+            draft(6, 7, "summary", "branch", kind=CheckpointKind.CONTEXT_COMPACTED),
+            detail=CompactionDetail("drop", dropped=2, kept=1),
+            keep_messages=2,
+        )
+        store.append(session_id, 6, compacted)
+        approved = TaskState(goal="test goal", approval=Approval(call_id="c1", asked_at=7))
+        store.append(session_id, 7, draft(7, 8, "asked", task=approved))
+        store.append(session_id, 8, draft(8, 9, "on"))
+
+    def test_a_copy_is_the_session_up_to_a_checkpoint_under_a_new_id(self, store: Store) -> None:
+        self.branchy(store)
+        for upto in (9, 7, 1):
+            new = info(f"copy{upto:02d}")
+            assert store.copy_session(store, "src001", new, upto=upto) == upto
+            assert store.info(new.id) == new
+            assert store.history(new.id) == store.history("src001")[:upto]
+            for n in range(1, upto + 1):
+                assert store.load(new.id, n).messages == store.load("src001", n).messages
+                assert store.get_checkpoint(new.id, n) == store.get_checkpoint("src001", n)
+            assert store.head(new.id) == store.get_checkpoint("src001", upto)
+            listed = {s.id: s for s in store.list_sessions()}[new.id]
+            assert (listed.head, listed.state) == (upto, store.head(new.id).to_state.value)
+        store.append("copy07", 7, draft(7, 8, "goes on"))  # a copy goes on like any other
+        assert contents(store, "copy07")[-1] == "goes on"
+        # numbered on from the copy's own messages, as the source's next one was
+        assert store.head("copy07").message_tip == store.get_checkpoint("src001", 8).message_tip
+        assert len(store.history("src001")) == 9  # the source is as it was
+        assert {h.session_id for h in store.search("branch", 50)} == {"src001", "copy09", "copy07"}
+
+    def test_a_copy_may_leave_the_approvals_behind(self, store: Store) -> None:
+        self.branchy(store)
+        store.copy_session(store, "src001", info("noyes1"), keep_approvals=False)
+        assert store.get_checkpoint("src001", 8).task.approval is not None
+        assert [store.get_checkpoint("noyes1", n).task.approval for n in range(1, 10)] == [None] * 9
+        assert store.get_checkpoint("noyes1", 8).task.goal == "test goal"
+        assert store.load("noyes1").messages == store.load("src001").messages
+
+    def test_a_copy_is_all_or_nothing_and_held(self, store: Store) -> None:
+        self.branchy(store)
+        build(store, 1, "taken1")
+        with pytest.raises(SessionExistsError):
+            store.copy_session(store, "src001", info("taken1"))
+        assert len(store.history("taken1")) == 1
+        with pytest.raises(UnknownCheckpointError):
+            store.copy_session(store, "src001", info("past01"), upto=10)
+        with pytest.raises(UnknownSessionError):
+            store.copy_session(store, "nope", info("none01"))
+        assert store.match_sessions("past") == store.match_sessions("none") == []
+        store.copy_session(store, "src001", info("held01"), lease=Lease.mine("copier", ttl=60))
+        with pytest.raises(SessionBusyError):
+            store.acquire_lease("held01", Lease("elsewhere", 1, "other", time.time() + 60))
+        store.release_lease("held01", "copier")
+
+    def test_a_copy_into_another_store_keeps_the_ids(self, tmp_path: Path) -> None:
+        source, target = self.open(tmp_path / "a"), self.open(tmp_path / "b")
+        try:
+            self.branchy(source)
+            assert target.copy_session(source, "src001", info("src001")) == 9
+            for n in range(1, 10):
+                assert target.load("src001", n) == source.load("src001", n)
+            assert target.history("src001") == source.history("src001")
+        finally:
+            source.close()
+            target.close()
+
+
+class StoreSpec(
+    CoreSpec,
+    SessionListSpec,
+    LabelsSpec,
+    IntegritySpec,
+    ReadyConversationSpec,
+    KeptListingSpec,
+    SearchSpec,
+    WholeWriteSpec,
+    CopySpec,
+):
+    """Every part: what a backend's test module subclasses (with `open`)."""
