@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from agentctl import __version__
-from agentctl.details import CopiedDetail, MovedDetail
+from agentctl.details import MovedDetail
 from agentctl.errors import StoreError, UnknownSessionError, UsageError
 from agentctl.lifecycle import CheckpointKind
 from agentctl.records import ImportReport, MoveReport
