@@ -32,12 +32,27 @@ from agentctl.state import (
     valid_value,
 )
 from agentctl.store.base import Store
-from agentctl.tools import Tool, ToolOutcome, ToolRegistry, approval, effects_of
+from agentctl.tools import (
+    NO_SUBJECT,
+    Subject,
+    Tool,
+    ToolOutcome,
+    ToolRegistry,
+    approval,
+    approval_subject,
+    call_subject,
+    effects_of,
+)
+from agentctl.tools.schema import check_arguments
 
 if TYPE_CHECKING:
     from agentctl.workspace.snapshots import Snapshots
 
 
+# The control tools' argument schemas, checked as every work tool's are (tools/schema.py).
+_CONTROL_PARAMETERS: dict[str, dict[str, Any]] = {
+    t["function"]["name"]: t["function"]["parameters"] for t in prompts.CONTROL_TOOLS
+}
 PREVIEW_ARGUMENTS = 256_000  # characters of arguments past which a write's diff is not taken
 
 
@@ -67,27 +82,6 @@ def _structured(outcome: ToolOutcome) -> str | None:
     except (TypeError, ValueError):
         return None
     return text if len(text) <= MAX_STRUCTURED else None
-
-
-def _gone_mcp_tool(session: Session, name: str) -> str | None:
-    """Why an MCP tool the model called is not offered (any more), naming the change; None for
-    a name that is no MCP tool's."""
-    if not name.startswith("mcp__"):
-        return None
-    for offer in session.task.mcp:
-        if name in offer.tools:
-            return None  # offered, yet not in the registry: said as an unknown tool
-    server = name.removeprefix("mcp__").split("__", 1)[0]
-    known = {o.name: o for o in session.task.mcp}
-    using = known.get(server)
-    if using is None:
-        return f"{name} is not offered: no MCP server {server!r} is in use in this session"
-    if not using.up:
-        return f"{name} is not offered now: its MCP server {server!r} is down"
-    return (
-        f"{name} is not offered now: the MCP server {server!r} no longer lists that tool "
-        f"(its tools are: {', '.join(sorted(using.tools)) or 'none'})"
-    )
 
 
 class ToolCalls:
@@ -143,7 +137,8 @@ class ToolCalls:
             messages = (self._counted(Message(role="tool", tool_call_id=call_id, content=refusal)),)
         call = next((c for c in pending_calls(session.newest_turn) if c.id == call_id), None)
         if answer.always and call is not None:
-            tool, command = approval.grant_for(call.name, _arguments(call))
+            subject = approval_subject(self._tools.get(call.name), _arguments(call))
+            tool, command = approval.grant_for(call.name, subject)
             grant = Grant(
                 tool=tool, command=command, session=session.info.id, at=session.checkpoint.id + 1
             )
@@ -170,9 +165,7 @@ class ToolCalls:
         detail = QuestionDetail(question, approval=call.name)
         return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
 
-    def _approved(
-        self, session: Session, call: ToolCall, args: dict[str, Any] | None = None
-    ) -> bool:
+    def _approved(self, session: Session, call: ToolCall, subject: Subject = NO_SUBJECT) -> bool:
         """The user allowed this call: once (y), by a grant of this session (a), or by the
         session's approval mode (--yes). A yes or a grant recorded before this user took the
         session (trust.py: an import, another user's store) does not count."""
@@ -189,7 +182,7 @@ class ToolCalls:
         if task.auto_approve:  # reset to asking when a session from elsewhere is taken
             return True
         grants = [g for g in task.grants if counts(g.at, head)]
-        return approval.granted(grants, session.info.id, call.name, args or {}) is not None
+        return approval.granted(grants, session.info.id, call.name, subject) is not None
 
     def handle_call(self, session: Session, call: ToolCall) -> Session:
         try:
@@ -208,6 +201,8 @@ class ToolCalls:
         handler = control.HANDLERS.get(call.name)
         if handler is None:
             return self._work_tool(session, call, arguments)
+        if (problem := check_arguments(_CONTROL_PARAMETERS[call.name], arguments)) is not None:
+            return self._refuse(session, call, f"bad arguments for {call.name}: {problem}")
         try:
             step = handler(session.state, session.task, call, arguments)
         except InvalidTransition as exc:
@@ -217,7 +212,7 @@ class ToolCalls:
         if step.preference is not None:
             key, value = step.preference
             if self._tools.policy.needs_approval_to_remember() and not self._approved(
-                session, call, arguments
+                session, call
             ):
                 return self._ask_approval(session, call, approval.remember_question(key, value))
             # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
@@ -237,7 +232,9 @@ class ToolCalls:
     def _work_tool(self, session: Session, call: ToolCall, args: dict[str, Any]) -> Session:
         tool = self._tools.get(call.name)
         if tool is None and not in_flight(session, call):
-            gone = _gone_mcp_tool(session, call.name)
+            from agentctl.tools.mcp_tools import not_offered
+
+            gone = not_offered(session.task.mcp, call.name)
             if gone is not None:
                 return self._refuse(session, call, gone)
             known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
@@ -271,7 +268,11 @@ class ToolCalls:
         if not tool.side_effect.idempotent and session.state is State.PLANNING:
             # One rule whatever the approval mode: nothing changes before there is a plan.
             return self._refuse(session, call, f"{call.name} may run once a plan is submitted")
-        if not self._approved(session, call, args) and self._tools.policy.needs_approval(
+        if (problem := check_arguments(tool.parameters, args)) is not None:
+            # Before anyone is asked and before it runs: the model hears which argument.
+            return self._refuse(session, call, f"bad arguments for {call.name}: {problem}")
+        subject = approval_subject(tool, args)
+        if not self._approved(session, call, subject) and self._tools.policy.needs_approval(
             tool, args
         ):
             if isinstance(tool, approval.Checked) and (failure := tool.known_failure(args)):
@@ -284,17 +285,19 @@ class ToolCalls:
         self, session: Session, call: ToolCall, tool: Tool, args: dict[str, Any]
     ) -> Session:
         effects = effects_of(tool) if not tool.side_effect.idempotent else None
+        subject = approval_subject(tool, args)
+        command = subject.command
         detail = ToolDetail(
             tool=call.name,
             tool_call_id=call.id,
             side_effect=tool.side_effect.value,
             # what a rollback may not undo
-            command=str(args["command"])[:500] if "command" in args else None,
+            command=command[:500] if command is not None else None,
             confined=effects.confined if effects else None,
             sandbox=effects.sandbox if effects else None,
             network=effects.network if effects else None,
         )
-        approved = self._approved(session, call, args)
+        approved = self._approved(session, call, subject)
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
             before, failed = self._before(session)
@@ -312,6 +315,7 @@ class ToolCalls:
                 call.name,
                 args,
                 tool.side_effect.value,
+                subject=call_subject(tool, args),
                 preview=_preview(tool, args),
                 approved=approved,
             )

@@ -85,6 +85,7 @@ class ToolStarted:
     tool: str
     arguments: dict[str, Any]
     side_effect: str  # read, write, exec
+    subject: str = ""  # what the call works on, as its tool names it: a path, `$ command`
     preview: str | None = None  # what a write will change (a diff), taken just before it runs
     approved: bool = False  # a person said yes to this call (its diff was in the question)
 
@@ -201,7 +202,11 @@ class RollbackReport:
     head: Checkpoint  # the new `rollback` checkpoint
     target: int  # the checkpoint it stands on
     kept_preferences: list[str]  # remembered on the abandoned branch: they stay in the profile
-    shell_commands: list[str]  # run on the abandoned branch: their effects are not undone
+    # Calls on the abandoned branch whose tools said their effects may reach outside the
+    # workspace, so a rollback does not undo them: those recorded with their command, by the
+    # command; the others by the tool's name.
+    commands: list[str]
+    outside_calls: list[str]
     # The workspace: (status, path) of each file restored (A: created, D: deleted, M: put
     # back); None when files were not restored, and `files_note` says why.
     files: list[tuple[str, str]] | None = None

@@ -848,8 +848,7 @@ def rolled_back(report: RollbackReport) -> None:
             f"preferences remembered after checkpoint {report.target} stay in your profile: "
             f"{names} (agentctl profile unset KEY removes one)"
         )
-    mcp_calls = [c for c in report.shell_commands if c.startswith("mcp__")]
-    commands = [c for c in report.shell_commands if not c.startswith("mcp__")]
+    commands, calls = report.commands, report.outside_calls
     if commands:
         count = len(commands)
         listed = "; ".join(commands[:5]) + (" …" if count > 5 else "")
@@ -858,11 +857,11 @@ def rolled_back(report: RollbackReport) -> None:
             f"unsandboxed or with network and may have changed things outside the workspace, "
             f"which a rollback cannot undo: {listed}"
         )
-    if mcp_calls:
-        count = len(mcp_calls)
-        listed = ", ".join(mcp_calls[:5]) + (" …" if count > 5 else "")
+    if calls:
+        count = len(calls)
+        listed = ", ".join(calls[:5]) + (" …" if count > 5 else "")
         note(
-            f"{count} MCP call{'s' if count > 1 else ''} after checkpoint {report.target} may "
+            f"{count} tool call{'s' if count > 1 else ''} after checkpoint {report.target} may "
             "have changed things outside the workspace (the workspace files are restored), "
             f"which a rollback cannot undo: {listed}"
         )

@@ -32,7 +32,7 @@ from agentctl.render import (
     read_line,
     visible,
 )
-from agentctl.render_stream import output_preview, split_exit, subject
+from agentctl.render_stream import output_preview, split_exit
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -208,7 +208,7 @@ class RunView:
 
     def _tool_started(self, event: ToolStarted) -> None:
         width = self._width()
-        what = fit(visible(subject(event.arguments)), None if width is None else width - 4)
+        what = fit(visible(event.subject), None if width is None else width - 4)
         err.print(f"[bold]●[/] {escape(event.tool)} {escape(what)}")
         if event.preview and event.call_id not in self._asked:
             for line in event.preview.splitlines()[:1]:

@@ -4,8 +4,9 @@ once, each an object with a `type` and the schema version `v`, ending with a `re
 One decision a reader must know: every line is derived from the same run events the terminal
 view gets (records.py), so the stream and the screen cannot tell different stories; a
 checkpoint's line comes first, then the events it records (the message, the tool's result,
-the question). No rich here: a script pays for none of it. The pure helpers that name a call
-and cut an output (`subject`, `output_preview`) live here and serve the terminal view too.
+the question). No rich here: a script pays for none of it. A call is named by its subject, as
+its tool said it (tools/: a path, `$ command`); the pure helpers that cut an output
+(`output_preview`, `split_exit`) live here and serve the terminal view too.
 """
 
 from __future__ import annotations
@@ -25,20 +26,6 @@ if TYPE_CHECKING:
 
 VERSION = 1
 OUTPUT_CHARS = 4_000  # of a tool's output in a `tool.finished` event (the store has it all)
-
-
-def subject(arguments: dict[str, Any]) -> str:
-    """What a call works on, as a person names it: the command, the pattern (and where), the
-    path; else its arguments, short. From the arguments' meaning, never the tool's name."""
-    if "command" in arguments:
-        return f"$ {arguments['command']}"
-    if "pattern" in arguments:
-        where = arguments.get("path") or "."
-        return f"{arguments['pattern']!s} in {where}"
-    if "path" in arguments:
-        return str(arguments["path"])
-    text = json.dumps(arguments, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def output_preview(text: str, lines: int) -> tuple[list[str], int]:
@@ -158,7 +145,7 @@ class StreamView:
             "tool.started",
             call_id=event.call_id,
             tool=event.tool,
-            subject=subject(event.arguments),
+            subject=event.subject,
             arguments=event.arguments,
             side_effect=event.side_effect,
             diff=event.preview,

@@ -78,6 +78,7 @@ def _rollback_preview(
         plan.target.id,
         [],
         [],
+        [],
         files=[(c.status, c.path) for c in moved.changes] if moved else None,
         not_restored=moved.not_captured if moved else (),
         files_note=_files_note(snapshots, files, moved),

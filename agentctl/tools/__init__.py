@@ -1,8 +1,16 @@
 """Work tools: the protocol the runner calls them through and the registry that holds them.
 
-Every tool declares its side-effect class. The runner records `tool_started` before running a
+A tool describes itself, and nothing outside this package tests a tool's name or its argument
+keys (tests/test_architecture.py holds that): its name, its arguments' JSON schema (checked
+before it runs, tools/schema.py), its side-effect class, where its effects land (`effects`: in
+the workspace, so in workspace checkpoints and undone by a rollback, or beyond), what an
+approval shows and an allow rule matches (`approval_subject`: a command, a path, or the tool
+as a whole) and how a run view names a call (`subject`). Every tool declares its side-effect
+class; the rest is optional, read through the functions below, whose defaults are the safe
+side: effects outside, no subject to match. The runner records `tool_started` before running a
 tool that is not idempotent, so after a crash it knows a side effect may have happened and never
-silently repeats it (design.md §4).
+silently repeats it (design.md §4). Built-in tools and tools from elsewhere (MCP servers) join
+one registry.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ import contextlib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -51,6 +59,66 @@ def effects_of(tool: Tool) -> Effects:
     """The tool's own `effects`, or OUTSIDE when it does not describe them (the safe side)."""
     effects = getattr(tool, "effects", None)
     return effects if isinstance(effects, Effects) else OUTSIDE
+
+
+class SubjectKind(StrEnum):
+    COMMAND = "command"  # a shell command: a rule matches its argument vector, `a` grants it alone
+    PATH = "path"  # a path in the workspace: a rule matches it normalised, as a glob
+    NONE = "none"  # nothing to match: a rule or an `a` covers every call of the tool
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an approval of one call shows and an allow rule matches."""
+
+    kind: SubjectKind
+    text: str = ""
+
+    @property
+    def command(self) -> str | None:
+        """The command, for a command: what a grant names and a rollback may not undo."""
+        return self.text if self.kind is SubjectKind.COMMAND else None
+
+
+NO_SUBJECT = Subject(SubjectKind.NONE)
+
+
+@runtime_checkable
+class Described(Protocol):
+    """A tool that says what each call works on (the built-in ones do)."""
+
+    def approval_subject(self, arguments: dict[str, Any]) -> Subject: ...
+
+    def subject(self, arguments: dict[str, Any]) -> str: ...
+
+
+def approval_subject(tool: Tool | None, arguments: dict[str, Any]) -> Subject:
+    """What an approval of this call shows and a rule matches (NO_SUBJECT: the whole tool, also
+    for a tool that is gone)."""
+    if isinstance(tool, Described):
+        with contextlib.suppress(Exception):  # checked arguments; a tool's bug asks about it whole
+            return tool.approval_subject(arguments)
+    return NO_SUBJECT
+
+
+def call_subject(tool: Tool, arguments: dict[str, Any]) -> str:
+    """How a run view names this call: the tool's words, else its arguments, short."""
+    if isinstance(tool, Described):
+        with contextlib.suppress(Exception):
+            return tool.subject(arguments)
+    import json
+
+    text = json.dumps(arguments, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def named_by(tool: Tool, rule: str) -> bool:
+    """Whether the tool part of an allow rule names this tool: its name, or what the tool
+    itself accepts (`named_by`: an MCP server's `mcp__server__*`)."""
+    own = getattr(tool, "named_by", None)
+    if callable(own):
+        return bool(own(rule))
+    return rule == tool.name
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from agentctl.state import Grant
-    from agentctl.tools import Tool
+    from agentctl.tools import Subject, Tool
 
 # Characters that make `sh -c` do more than run one program with arguments: chaining (; & |),
 # redirection (< >), substitution ($ `), subshells ( ), and a second line. Any of them, even
@@ -65,21 +65,19 @@ def read_answer(text: str) -> Answer:
     return Answer(allowed=False, words=f"The user refused: {text.strip()}")
 
 
-def grant_for(tool: str, arguments: dict[str, Any]) -> tuple[str, str | None]:
-    """What an `a` allows: the tool, and for a shell command that exact command only."""
-    return tool, (str(arguments["command"]) if "command" in arguments else None)
+def grant_for(tool: str, subject: Subject) -> tuple[str, str | None]:
+    """What an `a` allows: the tool, and for a command that exact command only."""
+    return tool, subject.command
 
 
 def describe_grant(tool: str, command: str | None) -> str:
     return f"{tool}: {command}" if command is not None else tool
 
 
-def granted(
-    grants: Iterable[Grant], session_id: str, tool: str, arguments: dict[str, Any]
-) -> Grant | None:
+def granted(grants: Iterable[Grant], session_id: str, tool: str, subject: Subject) -> Grant | None:
     """The user's `a` that covers this call in this session, if any. A grant names the session
     that recorded it: a fork, a new session, does not inherit it."""
-    command = str(arguments["command"]) if "command" in arguments else None
+    command = subject.command
     for grant in grants:
         if grant.session != session_id or grant.tool != tool:
             continue
@@ -191,17 +189,17 @@ class Rule:
         tool, sep, pattern = text.partition(":")
         return cls(tool.strip(), pattern.strip() if sep else None)
 
-    def allows(self, tool: str, arguments: dict[str, Any], root: Path | None = None) -> bool:
+    def allows(self, tool: Tool, arguments: dict[str, Any], root: Path | None = None) -> bool:
         """Whether this rule approves the call; `root` is the workspace (for links out)."""
-        if self.tool.startswith("mcp__") and self.pattern is None:
-            # MCP tools: `mcp__server__tool`, or `mcp__server__*` for all of a server's
-            return fnmatchcase(tool, self.tool) and tool.startswith("mcp__")
-        if tool != self.tool:
+        from agentctl.tools import SubjectKind, approval_subject, named_by
+
+        if not named_by(tool, self.tool):
             return False
-        if "command" in arguments:
-            # A shell command is approved only by a rule that names it, and never when an
-            # argument reaches outside the workspace.
-            words = command_words(str(arguments["command"]))
+        subject = approval_subject(tool, arguments)
+        if subject.kind is SubjectKind.COMMAND:
+            # A command is approved only by a rule that names it, and never when an argument
+            # reaches outside the workspace.
+            words = command_words(subject.text)
             if words is None or self.pattern is None:
                 return False
             try:
@@ -211,8 +209,10 @@ class Rule:
             return words_match(rule_words, words) and not names_outside(rule_words, words, root)
         if self.pattern is None:
             return True
-        path = inside_path(str(arguments.get("path", "")))
-        return path is not None and fnmatchcase(path, self.pattern)
+        if subject.kind is SubjectKind.PATH:
+            path = inside_path(subject.text)
+            return path is not None and fnmatchcase(path, self.pattern)
+        return False  # a pattern, and nothing of the call to match it against
 
 
 @dataclass(frozen=True)
@@ -248,7 +248,7 @@ class ApprovalPolicy:
             # A tool that says it destroys is approved only by a rule that names it whole,
             # never by a wildcard: the hint can add a question, never take one away.
             rules = [r for r in rules if not _GLOB & set(r.tool)]
-        return not any(rule.allows(tool.name, arguments, root) for rule in rules)
+        return not any(rule.allows(tool, arguments, root) for rule in rules)
 
     def needs_approval_to_remember(self) -> bool:
         """A preference outlives the session and goes into every later system prompt, so the
@@ -273,8 +273,11 @@ class Previewable(Protocol):
 def question(tool: Tool, arguments: dict[str, Any]) -> str:
     """The exact action put to the user: the whole command, or the path and what changes.
     Rendering makes control characters visible; the text itself is kept exact."""
-    if "command" in arguments:
-        command = str(arguments["command"])
+    from agentctl.tools import SubjectKind, approval_subject
+
+    subject = approval_subject(tool, arguments)
+    if subject.kind is SubjectKind.COMMAND:
+        command = subject.text
         # The length where the answer is typed: the start of a long command may have scrolled
         # away, and the user is told there is more to read.
         size = (
@@ -289,8 +292,8 @@ def question(tool: Tool, arguments: dict[str, Any]) -> str:
             detail = "\n" + tool.preview(arguments)
         except Exception as exc:  # a preview must never stop the question from being asked
             detail = f"\n(no preview: {exc})"
-    if "path" in arguments:
-        return f"Allow {tool.name} {one_line(str(arguments['path']))}?{detail}\n[y/N]"
+    if subject.kind is SubjectKind.PATH:
+        return f"Allow {tool.name} {one_line(subject.text)}?{detail}\n[y/N]"
     return f"Allow {tool.name}?{detail}\n[y/N]"
 
 

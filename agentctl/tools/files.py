@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agentctl.atomic import write_all
-from agentctl.tools import CONFINED, Effects, SideEffect, ToolOutcome
+from agentctl.tools import CONFINED, Effects, SideEffect, Subject, SubjectKind, ToolOutcome
 
 MAX_OUTPUT = 16_000  # characters returned to the model at most
 MAX_ENTRIES = 500
@@ -211,8 +211,19 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+class _OnAPath:
+    """A call of a file tool works on its `path`: what an approval shows, a rule matches and
+    a run view names."""
+
+    def approval_subject(self, arguments: dict[str, Any]) -> Subject:
+        return Subject(SubjectKind.PATH, str(arguments.get("path") or ""))
+
+    def subject(self, arguments: dict[str, Any]) -> str:
+        return str(arguments.get("path") or ".")
+
+
 @dataclass(frozen=True)
-class ReadFile:
+class ReadFile(_OnAPath):
     workspace: Workspace
     name: str = "read_file"
     description: str = "Read a text file of the workspace."
@@ -232,7 +243,7 @@ class ReadFile:
 
 
 @dataclass(frozen=True)
-class ListFiles:
+class ListFiles(_OnAPath):
     workspace: Workspace
     name: str = "list_files"
     description: str = "List the files and folders under a folder of the workspace (recursively)."
@@ -257,7 +268,7 @@ class ListFiles:
 
 
 @dataclass(frozen=True)
-class SearchFiles:
+class SearchFiles(_OnAPath):
     workspace: Workspace
     name: str = "search_files"
     description: str = "Search the workspace's text files for a regular expression."
@@ -269,6 +280,9 @@ class SearchFiles:
         return _schema(
             {"pattern": {"type": "string"}, "path": {**PATH, "default": "."}}, ["pattern"]
         )
+
+    def subject(self, arguments: dict[str, Any]) -> str:
+        return f"{arguments.get('pattern')!s} in {arguments.get('path') or '.'}"
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
         pattern = re.compile(arguments["pattern"])
@@ -316,7 +330,7 @@ def _current(workspace: Workspace, relative: str) -> bytes | None:
 
 
 @dataclass(frozen=True)
-class WriteFile:
+class WriteFile(_OnAPath):
     workspace: Workspace
     name: str = "write_file"
     description: str = "Create or replace a text file of the workspace."
@@ -347,7 +361,7 @@ class WriteFile:
 
 
 @dataclass(frozen=True)
-class EditFile:
+class EditFile(_OnAPath):
     workspace: Workspace
     name: str = "edit_file"
     description: str = "Replace one exact, unique piece of text in a file of the workspace."

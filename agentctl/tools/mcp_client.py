@@ -1,6 +1,7 @@
-"""The MCP adapter: the only module that imports the `mcp` SDK (and `jsonschema`, which comes
-with it). It holds a session's servers open on one event loop in a background thread and gives
-the synchronous runner three things: the servers' tool listings, a call, and a close.
+"""The MCP adapter: the only module that imports the `mcp` SDK. It holds a session's servers
+open on one event loop in a background thread and gives the synchronous runner three things:
+the servers' tool listings, a call, and a close. (Arguments are checked against a tool's schema
+before it is called, by tools/schema.py, as every tool's are.)
 
 The decisions a reader must know: servers start in parallel, each within its own start-up
 timeout, and a server that does not come up is reported, never waited for past it; a server's
@@ -82,28 +83,6 @@ class McpResult:
     is_error: bool
     structured: Any = None
     files: tuple[str, ...] = ()
-
-
-_VALIDATORS: dict[str, Any] = {}  # a schema's JSON -> its validator, built once a process
-
-
-def check_arguments(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
-    """The first way the arguments break the tool's input schema, or None."""
-    import jsonschema
-
-    try:
-        key = json.dumps(schema, sort_keys=True, default=str)
-        validator = _VALIDATORS.get(key)
-        if validator is None:
-            validator = _VALIDATORS[key] = jsonschema.validators.validator_for(schema)(schema)
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
-    except (jsonschema.SchemaError, TypeError, ValueError):
-        return None  # a schema the validator cannot use: the server judges the call
-    if not errors:
-        return None
-    first = errors[0]
-    where = "/".join(str(p) for p in first.absolute_path)
-    return f"{where}: {first.message}" if where else first.message
 
 
 class McpHub:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import AgentctlError, ExitCode, UsageError
-from agentctl.mcpconfig import McpServer, tool_name
+from agentctl.mcpconfig import PREFIX, McpServer, tool_name
 from agentctl.tools import OUTSIDE, Effects, SideEffect, ToolOutcome
 
 if TYPE_CHECKING:
@@ -66,9 +67,12 @@ class McpTool:
     def effects(self) -> Effects:
         return OUTSIDE  # a server's effects land wherever it reaches
 
-    @property
-    def approval_subject(self) -> str:
-        return f"{self.server.name} {self.remote.name}"
+    def named_by(self, rule: str) -> bool:
+        """An allow rule names it whole (`mcp__server__tool`), or all of its server's tools
+        (`mcp__server__*`); a tool that says it destroys only by its whole name."""
+        if self.destructive or not rule.startswith(PREFIX):
+            return rule == self.name
+        return fnmatchcase(self.name, rule)
 
     def preview(self, arguments: dict[str, Any]) -> str:
         """What the user is asked to allow: the server, the tool and the whole arguments (the
@@ -81,11 +85,8 @@ class McpTool:
         return f"{where}\n  arguments: {shown}{warn}"
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
-        from agentctl.tools.mcp_client import check_arguments
-
-        problem = check_arguments(self.parameters, arguments)
-        if problem is not None:  # the server never sees a call its schema refuses
-            return ToolOutcome(f"Error: arguments do not match the schema: {problem}", True)
+        # The arguments were checked against `parameters` before this (tools/schema.py): the
+        # server never sees a call its schema refuses.
         result = self.hub.call(self.server, self.remote.name, arguments)
         text = capped(result.text, self.hub.files, self.name)
         if result.is_error:
@@ -173,6 +174,27 @@ def bind_session(registry: ToolRegistry, session_id: str) -> None:
 def offers_of(registry: ToolRegistry) -> tuple[McpOffer, ...]:
     """The MCP servers and tools a registry offers, as a session records them."""
     return tuple(o for s in registry.sources if isinstance(s, McpSource) for o in s.offers())
+
+
+def not_offered(offers: tuple[McpOffer, ...], name: str) -> str | None:
+    """Why an MCP tool the model called is not offered (any more), naming the change; None for
+    a name that is no MCP tool's (or one the session was offered: said as an unknown tool)."""
+    if not name.startswith(PREFIX):
+        return None
+    for offer in offers:
+        if name in offer.tools:
+            return None
+    server = name.removeprefix(PREFIX).split("__", 1)[0]
+    known = {o.name: o for o in offers}
+    using = known.get(server)
+    if using is None:
+        return f"{name} is not offered: no MCP server {server!r} is in use in this session"
+    if not using.up:
+        return f"{name} is not offered now: its MCP server {server!r} is down"
+    return (
+        f"{name} is not offered now: the MCP server {server!r} no longer lists that tool "
+        f"(its tools are: {', '.join(sorted(using.tools)) or 'none'})"
+    )
 
 
 def mcp_change(old: tuple[McpOffer, ...], new: tuple[McpOffer, ...]) -> McpToolsDetail:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from agentctl.tools import Effects, SideEffect, ToolOutcome
+from agentctl.tools import Effects, SideEffect, Subject, SubjectKind, ToolOutcome
 from agentctl.tools.files import MAX_OUTPUT, Workspace
 
 if TYPE_CHECKING:
@@ -185,6 +185,14 @@ class RunShell:
             "properties": {"command": {"type": "string"}},
             "required": ["command"],
         }
+
+    def approval_subject(self, arguments: dict[str, Any]) -> Subject:
+        """The command: shown whole at approval, matched word by word by a rule, granted
+        alone by `a`, and listed by a rollback when it may have reached outside."""
+        return Subject(SubjectKind.COMMAND, str(arguments.get("command", "")))
+
+    def subject(self, arguments: dict[str, Any]) -> str:
+        return f"$ {arguments.get('command', '')}"
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
         command = str(arguments["command"])
