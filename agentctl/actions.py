@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from agentctl.details import ToolDetail
 from agentctl.lifecycle import CheckpointKind, State
-from agentctl.state import Message, PendingQuestion, Session, ToolCall
+from agentctl.state import FinishReason, Message, PendingQuestion, Session, ToolCall
 
 
 def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
@@ -118,9 +118,9 @@ _STALLS = {
 
 def stall_kind(reply: Message) -> str:
     """What a reply without a tool call was: a key of _STALLS."""
-    if reply.finish_reason == "length":
+    if reply.finish is FinishReason.LENGTH:
         return "cut"
-    if reply.finish_reason == "content_filter":
+    if reply.finish is FinishReason.CONTENT_FILTER:
         return "filtered"
     return "text" if (reply.content or "").strip() else "empty"
 
@@ -150,7 +150,7 @@ class CallModel:
 
 
 Action = Finish | AwaitInput | RunCall | Nudge | AskInText | GiveUpPlanning | NoProgress | CallModel
-SAYS_NOTHING = ("length", "content_filter")  # finish reasons of replies cut short
+SAYS_NOTHING = (FinishReason.LENGTH, FinishReason.CONTENT_FILTER)  # replies cut short
 
 
 def next_action(session: Session) -> Action:
@@ -170,7 +170,7 @@ def next_action(session: Session) -> Action:
     if len(session.task.stalled) >= STALL_LIMIT:
         return NoProgress(session.task.stalled)
     text = last.content or ""
-    if not session.task.nudged or not text.strip() or last.finish_reason in SAYS_NOTHING:
+    if not session.task.nudged or not text.strip() or last.finish in SAYS_NOTHING:
         return Nudge(last)
     if session.state is State.EXECUTING:
         return AskInText(text)

@@ -22,6 +22,7 @@ from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import ToolStarted
 from agentctl.state import (
     Approval,
+    FinishReason,
     Grant,
     Message,
     PendingQuestion,
@@ -190,7 +191,7 @@ class ToolCalls:
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
-            if reply_of(session.newest_turn, call).finish_reason == "length":
+            if reply_of(session.newest_turn, call).finish is FinishReason.LENGTH:
                 return self._refuse(
                     session,
                     call,

@@ -108,7 +108,7 @@ class ContextKeeper:
         """The older turns as text for the summarizer, bounded by the budget."""
         dropped = session.messages[KEEP_HEAD:split]
         limit = self.prompt_limit(session)
-        return prompts.transcript([m.to_openai() for m in dropped], max_chars=limit * 3)
+        return prompts.transcript(dropped, max_chars=limit * 3)
 
     def compacted(
         self,

@@ -16,7 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agentctl.state import sendable_arguments, sendable_name, sent_content
+
+if TYPE_CHECKING:
+    from agentctl.state import Message
 
 # Per-message framing overhead of the Chat Completions format (OpenAI cookbook figure).
 TOKENS_PER_MESSAGE = 3
@@ -29,21 +34,30 @@ class TokenCounter(Protocol):
     @property
     def encoding_name(self) -> str: ...
 
-    def count(self, message: dict[str, Any]) -> int: ...
+    def count(self, message: Message) -> int: ...
 
-    def bound(self, message: dict[str, Any]) -> int:
+    def bound(self, message: Message) -> int:
         """At least `count(message)`, with no vocabulary: what a request can be checked
         against the budget with before its messages are counted."""
         ...
 
+    def count_text(self, text: str) -> int:
+        """A text sent as one message's (the tool schemas)."""
+        ...
 
-def counted_text(message: dict[str, Any]) -> str:
-    """What of a message is counted: its content and its tool calls' names, arguments and
-    provider data."""
-    text = message.get("content") or ""
-    for call in message.get("tool_calls") or ():
-        text += call["function"]["name"] + call["function"]["arguments"]
-        extra = {k: v for k, v in call.items() if k not in ("id", "type", "function")}
+    def bound_text(self, text: str) -> int: ...
+
+
+_CALL_FIELDS = ("id", "type", "function")
+
+
+def counted_text(message: Message) -> str:
+    """What of a message is counted: its content as sent (state.sent_content) and its tool
+    calls' names and arguments as sent, and provider data."""
+    text = sent_content(message) or ""
+    for call in message.tool_calls:
+        text += sendable_name(call.name) + sendable_arguments(call.arguments)
+        extra = {k: v for k, v in (call.provider_data or {}).items() if k not in _CALL_FIELDS}
         if extra:  # provider data sent back with the call (a thought signature: kilobytes)
             text += json.dumps(extra)
     return text
@@ -86,13 +100,18 @@ class TiktokenCounter:
     def encoding_name(self) -> str:
         return str(self._loaded().name)
 
-    def count(self, message: dict[str, Any]) -> int:
-        tokens = self._loaded().encode(counted_text(message), disallowed_special=())
-        return TOKENS_PER_MESSAGE + len(tokens)
+    def count(self, message: Message) -> int:
+        return self.count_text(counted_text(message))
 
-    def bound(self, message: dict[str, Any]) -> int:
+    def bound(self, message: Message) -> int:
+        return self.bound_text(counted_text(message))
+
+    def count_text(self, text: str) -> int:
+        return TOKENS_PER_MESSAGE + len(self._loaded().encode(text, disallowed_special=()))
+
+    def bound_text(self, text: str) -> int:
         # Byte-level BPE: every token stands for at least one byte of UTF-8.
-        return TOKENS_PER_MESSAGE + len(counted_text(message).encode())
+        return TOKENS_PER_MESSAGE + len(text.encode())
 
 
 # -- the budget ------------------------------------------------------------------------------
@@ -242,13 +261,12 @@ def cut_text(text: str, tokens: int, keep: int) -> str:
     return text[:chars] + f"\n[… cut to fit the context window: {len(text) - chars} characters]"
 
 
-def fit_request(
-    messages: list[dict[str, Any]], tokens: Sequence[int], limit: int
-) -> list[dict[str, Any]]:
+def fit_request(messages: Sequence[Message], limit: int) -> Sequence[Message]:
     """The messages to send: when they are over `limit` (after a compaction only the newest
     turn can be, and it can never be compacted away), the largest contents and tool-call
     arguments are cut until they fit, so no turn can wedge a session. The store keeps the
     originals."""
+    tokens = [m.tokens for m in messages]
     total = sum(tokens)
     if total <= limit:
         return messages
@@ -257,14 +275,15 @@ def fit_request(
     for index in sorted(range(len(out)), key=lambda i: tokens[i], reverse=True):
         if total <= limit or tokens[index] <= cap:
             break
-        message = dict(out[index])
-        if message.get("content"):
-            message["content"] = cut_text(str(message["content"]), tokens[index], cap)
-        if message.get("tool_calls"):  # cut JSON would not parse: sent as {} (see Message)
-            message["tool_calls"] = [
-                {**c, "function": {**c["function"], "arguments": "{}"}}
-                for c in message["tool_calls"]
-            ]
-        out[index] = message
+        message = out[index]
+        update: dict[str, Any] = {}
+        content = sent_content(message)
+        if content:
+            update["content"] = cut_text(content, tokens[index], cap)
+        if message.tool_calls:  # cut JSON would not parse: sent as {}
+            update["tool_calls"] = tuple(
+                c.model_copy(update={"arguments": "{}"}) for c in message.tool_calls
+            )
+        out[index] = message.model_copy(update=update)
         total -= tokens[index] - cap
     return out

@@ -30,6 +30,7 @@ from agentctl.errors import InvalidTransition
 from agentctl.lifecycle import CheckpointKind, Event, Outcome, State, transition
 from agentctl.state import (
     EarlierGoal,
+    FinishReason,
     Message,
     PendingQuestion,
     StepRecord,
@@ -171,9 +172,9 @@ def follow_up(state: State, task: TaskState, text: str) -> Step:
 def nudge(state: State, task: TaskState, reply: Message) -> Step:
     """A reply without a tool call: remind the model once (the reminder says why: cut at the
     output limit, filtered, empty, or just text). `result` is the reminder the model reads."""
-    if reply.finish_reason == "length":
+    if reply.finish is FinishReason.LENGTH:
         text = prompts.NUDGE_CUT
-    elif reply.finish_reason == "content_filter":
+    elif reply.finish is FinishReason.CONTENT_FILTER:
         text = prompts.NUDGE_FILTERED
     elif not (reply.content or "").strip():
         text = prompts.NUDGE_EMPTY

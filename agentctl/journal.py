@@ -60,7 +60,7 @@ class Journal:
         """The message with its tokens counted: once, when it is created. Every new message
         passes here: text UTF-8 cannot encode is replaced first (state.valid_text)."""
         message = valid_message(message)
-        count = self.counter().count(message.to_openai())
+        count = self.counter().count(message)
         return message.model_copy(update={"tokens": count})
 
     def tool_message(self, call: ToolCall, content: str) -> Message:

@@ -45,17 +45,17 @@ from agentctl.replies import (
     retry_after,
     window_in,
 )
-from agentctl.state import alternating
+from agentctl.state import (
+    EMPTY_REPLY,
+    Message,
+    StoredMessages,
+    sendable_arguments,
+    sendable_name,
+    sent_content,
+)
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 8.0
-
-
-@dataclass(frozen=True)
-class WireArray:
-    """Messages already serialised: the JSON array text of their Chat Completions form."""
-
-    text: str
 
 
 def preload_client() -> None:
@@ -66,6 +66,107 @@ def preload_client() -> None:
 def _json(value: Any) -> str:
     # As the openai SDK serialises a request body (and httpx a JSON one).
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# -- the wire form: the conversation as Chat Completions takes it ----------------------------
+
+Json = dict[str, Any]
+
+
+def wire_call(call_id: str, name: str, arguments: str, provider_data: Json | None) -> Json:
+    """A tool call as the API takes it back: a name it accepts (a placeholder for an empty or
+    malformed one: the tool error that answered the call tells the model) and arguments that
+    parse (vLLM parses every earlier turn's); the store keeps what came. What the server
+    attached to it (provider data) goes back unchanged."""
+    return {
+        **(provider_data or {}),
+        "id": call_id,
+        "type": "function",
+        "function": {"name": sendable_name(name), "arguments": sendable_arguments(arguments)},
+    }
+
+
+def wire_message(message: Message) -> Json:
+    """The Chat Completions form of a message, as every OpenAI-compatible server takes it: an
+    assistant turn always has content (state.sent_content)."""
+    out: Json = {"role": message.role, "content": sent_content(message)}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            wire_call(c.id, c.name, c.arguments, c.provider_data) for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def wire_stored(item: Json) -> Json:
+    """wire_message of a message in its stored form (a parsed item of StoredMessages: fields
+    at their defaults left out), read without building the model."""
+    role, content, calls = item["role"], item.get("content"), item.get("tool_calls") or ()
+    if role == "assistant":
+        content = content or ("" if calls else EMPTY_REPLY)
+    out: Json = {"role": role, "content": content}
+    if calls:
+        out["tool_calls"] = [
+            wire_call(c["id"], c["name"], c["arguments"], c.get("provider_data")) for c in calls
+        ]
+    if item.get("tool_call_id") is not None:
+        out["tool_call_id"] = item["tool_call_id"]
+    return out
+
+
+def wire_messages(messages: Sequence[Json]) -> list[Json]:
+    """The conversation as strict chat templates take it (Gemma's, Mistral's: llama-server
+    refuses anything else with "Conversation roles must alternate"): adjacent user texts
+    merged into one message (after a compaction the goal, its note and a nudge stand in a
+    row), and adjacent assistant texts likewise, so user and assistant take turns. Every
+    server takes this form; only what is sent changes, the store keeps its own."""
+    out: list[Json] = []
+    for message in messages:
+        previous = out[-1] if out else None
+        if previous is not None and _merges(previous, message):
+            out[-1] = {**message, "content": previous["content"] + "\n\n" + message["content"]}
+        else:
+            out.append(message)
+    return out
+
+
+def _merges(previous: Json, message: Json) -> bool:
+    role = message.get("role")
+    return (
+        previous.get("role") == role
+        and role in ("user", "assistant")
+        and isinstance(previous.get("content"), str)
+        and isinstance(message.get("content"), str)
+        and not previous.get("tool_calls")
+    )
+
+
+def alternating(messages: Sequence[Json]) -> list[Json]:
+    """The conversation for a chat template that takes no tool role (Gemma's): llama-server's
+    templating sends each tool result to it as a user message, so two results in a row, or a
+    result and a user's text, are two user turns in a row, which it refuses ("Conversation
+    roles must alternate"). Here each result is the user's text, written as that templating
+    writes it, and merged with its neighbours (wire_messages). Sent only to a server that
+    refused the usual form: other servers want a tool message per call."""
+    out: list[Json] = []
+    for message in messages:
+        if message.get("role") == "tool":
+            result = {
+                "tool_call_id": message.get("tool_call_id"),
+                "content": message.get("content"),
+            }
+            text = json.dumps({"tool_response": result}, ensure_ascii=False, indent=2)
+            message = {"role": "user", "content": text}
+        out.append(message)
+    return wire_messages(out)
+
+
+def wire_conversation(messages: Sequence[Message] | StoredMessages) -> list[Json]:
+    """The request's messages (wire_messages) of a conversation, decoded or kept ready."""
+    if isinstance(messages, StoredMessages):
+        return wire_messages([wire_stored(item) for item in json.loads(messages.text)])
+    return wire_messages([wire_message(m) for m in messages])
 
 
 class PendingReply(Protocol):
@@ -85,7 +186,7 @@ class ModelClient(Protocol):
 
     def send(
         self,
-        messages: Sequence[dict[str, Any]] | WireArray,
+        messages: Sequence[Message] | StoredMessages,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
@@ -168,7 +269,7 @@ class OpenAIModelClient:
 
     def send(
         self,
-        messages: Sequence[dict[str, Any]] | WireArray,
+        messages: Sequence[Message] | StoredMessages,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
@@ -178,7 +279,7 @@ class OpenAIModelClient:
 
     def complete(
         self,
-        messages: Sequence[dict[str, Any]],
+        messages: Sequence[Message],
         tools: Sequence[dict[str, Any]],
         on_text: TextSink,
         max_tokens: int | None = None,
@@ -187,14 +288,13 @@ class OpenAIModelClient:
 
     def _request(
         self,
-        messages: Sequence[dict[str, Any]] | WireArray,
+        messages: Sequence[Message] | StoredMessages,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None,
     ) -> bytes:
         """The request body. Built here, not by `chat.completions.create`: the SDK would walk
         every message through its TypedDict transform (1.3 s for 10,000 messages) and
-        serialise them again, though ours are in wire form already, and a conversation kept
-        ready (store/ready.py) is sent as the text it is. Serialised as the SDK serialises."""
+        serialise them again. Serialised as the SDK serialises."""
         # An empty `tools` list is an error to the OpenAI API, and some servers
         # (llama-cpp-python) ignore `tools` without `tool_choice`.
         fields: dict[str, Any] = {"model": self.name, "stream": True}
@@ -205,11 +305,10 @@ class OpenAIModelClient:
         limit_field = self._output_field()
         if max_tokens is not None and limit_field is not None:
             fields[limit_field] = max_tokens
+        wire = wire_conversation(messages)
         if ALTERNATING in self._refused:  # a strict template refused the usual form
-            listed = json.loads(messages.text) if isinstance(messages, WireArray) else messages
-            array = _json(alternating(listed))
-        else:
-            array = messages.text if isinstance(messages, WireArray) else _json(list(messages))
+            wire = alternating(wire)
+        array = _json(wire)
         try:
             return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: no server could read it
@@ -456,6 +555,7 @@ __all__ = [  # ModelReply, TextSink and MAX_RETRY_AFTER_S live in replies.py; a 
     "OpenAIModelClient",
     "PendingReply",
     "TextSink",
-    "WireArray",
     "output_limit_field",
+    "wire_conversation",
+    "wire_message",
 ]

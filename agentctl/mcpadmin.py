@@ -188,7 +188,7 @@ def check_server(settings: Settings, name: str) -> tuple[McpServerRow, list[McpT
                     "parameters": tool.parameters,
                 },
             }
-            tokens = counter.count({"role": "system", "content": json.dumps(schema)})
+            tokens = counter.count_text(json.dumps(schema))
             tools.append(
                 McpToolRow(
                     tool.name,

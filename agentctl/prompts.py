@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agentctl.state import Message, sendable_arguments, sendable_name, sent_content
+
 SUBMIT_PLAN = "submit_plan"
 COMPLETE_STEP = "complete_step"
 ASK_USER = "ask_user"
@@ -187,7 +189,7 @@ SUMMARIZER = (
 
 # The note that replaces compacted turns starts with the number of model replies before it: it
 # tells the model how far the work has come, and the scripted model counts it as replies given.
-# It may stand after the goal in one message (state.wire_messages): a line of its own, not the
+# It may stand after the goal in one message (the OpenAI adapter's wire_messages): a line of its own, not the
 # start of the text.
 _COMPACTED = re.compile(r"^\[context compacted: (\d+) model replies before this point", re.M)
 
@@ -215,24 +217,25 @@ def compacted_replies(content: str | None) -> int:
     return int(found.group(1)) if found else 0
 
 
-def transcript(messages: Sequence[Mapping[str, Any]], max_chars: int) -> str:
+def transcript(messages: Sequence[Message], max_chars: int) -> str:
     """Messages as plain text for the summarizer, bounded: each message is cut to its share of
-    `max_chars` (200 characters at least), so one huge tool result cannot crowd out the rest."""
+    `max_chars` (200 characters at least), so one huge tool result cannot crowd out the rest.
+    Each is written as it is sent (names and arguments as the model sees them)."""
     share = max(200, max_chars // max(1, len(messages)))
     lines = []
     for m in messages:
-        text = str(m.get("content") or "")
-        for call in m.get("tool_calls") or ():
-            fn = call["function"]
-            text += f" [calls {fn['name']}({fn['arguments']})]"
+        text = sent_content(m) or ""
+        for call in m.tool_calls:
+            name, arguments = sendable_name(call.name), sendable_arguments(call.arguments)
+            text += f" [calls {name}({arguments})]"
         if len(text) > share:
             text = text[:share] + f" … ({len(text) - share} characters cut)"
-        lines.append(f"{m['role']}: {text.strip()}")
+        lines.append(f"{m.role}: {text.strip()}")
     return "\n".join(lines)
 
 
-def summary_request(text: str) -> list[dict[str, Any]]:
-    return [
-        {"role": "system", "content": SUMMARIZER},
-        {"role": "user", "content": f"Condense this conversation:\n\n{text}"},
-    ]
+def summary_request(text: str) -> tuple[Message, ...]:
+    return (
+        Message(role="system", content=SUMMARIZER),
+        Message(role="user", content=f"Condense this conversation:\n\n{text}"),
+    )

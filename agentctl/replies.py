@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentctl.errors import ModelError
-from agentctl.state import Message, ToolCall, Usage
+from agentctl.state import FinishReason, Message, ToolCall, Usage
 
 TextSink = Callable[[str], None]
-ALTERNATING = "alternating_roles"  # REFUSABLE: the conversation as state.alternating sends it
+ALTERNATING = "alternating_roles"  # REFUSABLE: the conversation as llm.alternating sends it
 MAX_RETRY_AFTER_S = 600.0  # a server's own wait is honoured up to this, then resume is said
 WEB_PAGE = "answered with a web page, not the API (a proxy or sign-in page?)"
 
@@ -35,6 +35,20 @@ class ModelReply:
     refused: tuple[str, ...] = ()
     cached_tokens: int = 0  # of the prompt's, served from the server's cache (where it says)
 
+    @property
+    def finish(self) -> FinishReason:
+        return self.message.finish or FinishReason.OTHER
+
+
+# Chat Completions' finish reasons in the loop's words; any other is FinishReason.OTHER.
+FINISH_REASONS = {
+    "stop": FinishReason.STOP,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,  # the API's older form of the same
+    "length": FinishReason.LENGTH,
+    "content_filter": FinishReason.CONTENT_FILTER,
+}
+
 
 # Request fields some servers refuse with a 400, and what is sent instead (None: nothing). A
 # gateway that does not know `stream_options` (new-api, LiteLLM before it learned it) answers
@@ -44,7 +58,7 @@ REFUSABLE: dict[str, str | None] = {
     "max_tokens": "max_completion_tokens",
     "max_completion_tokens": "max_tokens",
     # Not a field: the form of the messages. A strict chat template that takes no tool role
-    # refuses tool results in a row ("roles must alternate"): state.alternating is sent instead.
+    # refuses tool results in a row ("roles must alternate"): llm.alternating is sent instead.
     ALTERNATING: None,
 }
 
@@ -285,7 +299,8 @@ def collect(
     if finish is None:
         raise ModelError("the reply was cut: the server ended the stream before it was complete")
     tool_calls = calls.assembled()
+    reason = FINISH_REASONS.get(finish, FinishReason.OTHER)
     message = Message(
-        role="assistant", content="".join(text), tool_calls=tool_calls, finish_reason=finish
+        role="assistant", content="".join(text), tool_calls=tool_calls, finish_reason=reason.value
     )
     return ModelReply(message=message, usage=usage, cached_tokens=cached)

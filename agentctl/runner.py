@@ -37,7 +37,7 @@ from agentctl.details import ApprovalModeDetail, InstructionsDetail, ReplyDetail
 from agentctl.errors import ModelError, WindowTooSmallError
 from agentctl.journal import Journal
 from agentctl.lifecycle import CheckpointKind, State
-from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply, WireArray
+from agentctl.llm import ContextTooLongError, ModelClient, ModelReply, PendingReply
 from agentctl.records import ModelCallStarted, RunEvent, Stop, TextDelta, TurnUsage
 from agentctl.state import (
     InstructionsFile,
@@ -45,9 +45,9 @@ from agentctl.state import (
     PendingQuestion,
     Session,
     SessionInfo,
+    StoredMessages,
     TaskState,
     valid_text,
-    wire_messages,
 )
 from agentctl.store.base import Store
 from agentctl.store.listing import keep_listing
@@ -313,12 +313,11 @@ class Runner:
     def _send_first(self, info: SessionInfo, messages: tuple[Message, ...]) -> PendingReply | None:
         """The first request, from uncounted messages, when their bound fits the limit with
         counts taken as approximate (the tokenizer is not known before it loads)."""
-        wire = wire_messages([m.to_openai() for m in messages])
         counter = self._journal.counter()
-        bound = sum(map(counter.bound, wire)) + self._schema_bound()
+        bound = sum(map(counter.bound, messages)) + self._schema_bound()
         if bound > self._keeper.limit(TaskState(goal=info.spec.goal), approximate=True):
             return None  # counted first, then sent as every other request
-        return self._model_client().send(wire, self._tool_schemas(), self._reply_reserve())
+        return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
 
     def _send(self, session: Session) -> PendingReply:
         """The next request from the head. The schemas are counted first only when the
@@ -329,15 +328,9 @@ class Runner:
             tools = self._schema_count()
         ready = session.ready
         if ready is not None and session.context_tokens <= limit - tools:
-            messages: Sequence[dict[str, Any]] | WireArray = WireArray(ready.wire)  # as it is
+            messages: Sequence[Message] | StoredMessages = ready.stored  # not decoded
         else:
-            messages = wire_messages(
-                fit_request(
-                    [m.to_openai() for m in session.messages],
-                    [m.tokens for m in session.messages],
-                    limit - tools,
-                )
-            )
+            messages = fit_request(session.messages, limit - tools)
         return self._model_client().send(
             messages, self._tool_schemas(), self._reply_reserve(), session.task.refused_params
         )
@@ -421,13 +414,13 @@ class Runner:
     def _schema_count(self) -> int:
         if self._schema_tokens is None:
             schemas = json.dumps(self._tool_schemas())
-            self._schema_tokens = self._journal.counter().count({"content": schemas})
+            self._schema_tokens = self._journal.counter().count_text(schemas)
         return self._schema_tokens
 
     def _schema_bound(self) -> int:
         if self._schema_tokens is not None:
             return self._schema_tokens
-        return self._journal.counter().bound({"content": json.dumps(self._tool_schemas())})
+        return self._journal.counter().bound_text(json.dumps(self._tool_schemas()))
 
     def _too_small(self, session: Session) -> str | None:
         """The window's problem when the conversation does not fit and the part compaction

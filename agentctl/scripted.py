@@ -28,7 +28,8 @@ from agentctl.errors import ModelError, TaskFileError
 from agentctl.state import ScriptTurn
 
 if TYPE_CHECKING:
-    from agentctl.llm import ModelClient, ModelReply, PendingReply, TextSink, WireArray
+    from agentctl.llm import ModelClient, ModelReply, PendingReply, TextSink
+    from agentctl.state import Message, StoredMessages
 
 Json = dict[str, Any]
 
@@ -48,7 +49,7 @@ class ScriptedClient:
 
     def send(
         self,
-        messages: Sequence[dict[str, Any]] | WireArray,
+        messages: Sequence[Message] | StoredMessages,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from pydantic import (
@@ -44,6 +46,26 @@ class _Model(BaseModel):
         return data
 
 
+class FinishReason(StrEnum):
+    """Why a model stopped replying, in the loop's words: every adapter maps its provider's
+    reasons to these (a reason it does not know is OTHER)."""
+
+    STOP = "stop"  # it said what it had to say
+    TOOL_CALLS = "tool_calls"  # it called tools
+    LENGTH = "length"  # cut at the output limit: what it said is incomplete
+    CONTENT_FILTER = "content_filter"  # stopped by the provider's filter
+    OTHER = "other"
+
+    @classmethod
+    def of(cls, reason: str | None) -> FinishReason | None:
+        if reason is None:
+            return None
+        try:
+            return cls(reason)
+        except ValueError:
+            return cls.OTHER
+
+
 class ToolCall(_Model):
     id: str
     name: str
@@ -52,20 +74,6 @@ class ToolCall(_Model):
     # unchanged: Gemini 3 refuses a conversation whose calls lost their
     # `extra_content.google.thought_signature`. Provider data, not read by agentctl.
     provider_data: dict[str, Any] | None = None
-
-    def to_openai(self) -> dict[str, Any]:
-        """The call as the API takes it back: a name it accepts (a placeholder for an empty or
-        malformed one: the tool error that answered the call tells the model) and arguments
-        that parse; the store keeps what came."""
-        return {
-            **(self.provider_data or {}),
-            "id": self.id,
-            "type": "function",
-            "function": {
-                "name": sendable_name(self.name),
-                "arguments": sendable_arguments(self.arguments),
-            },
-        }
 
 
 class Message(_Model):
@@ -77,71 +85,34 @@ class Message(_Model):
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     tokens: int = 0  # counted once, when the message is created
-    # Why the model stopped (assistant messages): "stop", "tool_calls", "length" (cut at the
-    # output limit), "content_filter". Kept for the record; never sent.
+    # Why the model stopped (assistant messages): a FinishReason's value, as an adapter gives
+    # it (older stores may hold a server's own word: `finish` reads that as OTHER). Never sent.
     finish_reason: str | None = None
 
-    def to_openai(self) -> dict[str, Any]:
-        """The Chat Completions form of this message, as every OpenAI-compatible server takes
-        it: an assistant turn always has content (`""` beside tool calls: llama-cpp-python
-        refuses null; a placeholder for an empty reply: vLLM and sglang refuse empty turns),
-        and tool-call arguments always parse (vLLM parses every earlier turn's)."""
-        content = self.content
-        if self.role == "assistant":
-            content = content or ("" if self.tool_calls else EMPTY_REPLY)
-        out: dict[str, Any] = {"role": self.role, "content": content}
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
-        if self.tool_call_id is not None:
-            out["tool_call_id"] = self.tool_call_id
-        return out
+    @property
+    def finish(self) -> FinishReason | None:
+        """Why the model stopped, as the loop reads it (None: not a model's reply)."""
+        return FinishReason.of(self.finish_reason)
 
 
-EMPTY_REPLY = "(empty reply)"
+EMPTY_REPLY = "(empty reply)"  # what an empty reply is sent as: servers refuse empty turns
 
 
-def wire_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The conversation as strict chat templates take it (Gemma's, Mistral's: llama-server
-    refuses anything else with "Conversation roles must alternate"): adjacent user texts
-    merged into one message (after a compaction the goal, its note and a nudge stand in a
-    row), and adjacent assistant texts likewise, so user and assistant take turns. Every
-    server takes this form; only what is sent changes, the store keeps its own."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        previous = out[-1] if out else None
-        role = message.get("role")
-        if (
-            previous is not None
-            and previous.get("role") == role
-            and role in ("user", "assistant")
-            and isinstance(previous.get("content"), str)
-            and isinstance(message.get("content"), str)
-            and not previous.get("tool_calls")
-        ):
-            out[-1] = {**message, "content": previous["content"] + "\n\n" + message["content"]}
-        else:
-            out.append(message)
-    return out
+def sent_content(message: Message) -> str | None:
+    """A message's text as it is sent back to a model: an assistant turn always has some (""
+    beside tool calls; EMPTY_REPLY for an empty reply: vLLM and sglang refuse empty turns)."""
+    if message.role == "assistant":
+        return message.content or ("" if message.tool_calls else EMPTY_REPLY)
+    return message.content
 
 
-def alternating(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The conversation for a chat template that takes no tool role (Gemma's): llama-server's
-    templating sends each tool result to it as a user message, so two results in a row, or a
-    result and a user's text, are two user turns in a row, which it refuses ("Conversation
-    roles must alternate"). Here each result is the user's text, written as that templating
-    writes it, and merged with its neighbours (wire_messages). Sent only to a server that
-    refused the usual form (llm.py): other servers want a tool message per call."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        if message.get("role") == "tool":
-            result = {
-                "tool_call_id": message.get("tool_call_id"),
-                "content": message.get("content"),
-            }
-            text = json.dumps({"tool_response": result}, ensure_ascii=False, indent=2)
-            message = {"role": "user", "content": text}
-        out.append(message)
-    return wire_messages(out)
+@dataclass(frozen=True)
+class StoredMessages:
+    """A conversation not decoded into models: its messages in their stored form, one JSON
+    array (store/codec.encode_messages). A conversation kept ready (store/ready.py) is sent
+    as this; the adapter reads it as it reads messages."""
+
+    text: str
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -466,7 +437,7 @@ class Pending(Protocol):
     @property
     def tokens(self) -> int: ...
     @property
-    def wire(self) -> str: ...  # the JSON array the next request sends
+    def stored(self) -> StoredMessages: ...  # the messages, for the next request
     def decoded(self, session_id: str) -> tuple[Message, ...]: ...
     def decoded_turn(self, session_id: str) -> tuple[Message, ...]: ...
 

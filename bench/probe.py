@@ -35,7 +35,7 @@ def probe_agentctl(url: str) -> dict[str, float]:
     history_s, history = timed(lambda: store.history(SESSION))
     conversation_s, messages = timed(lambda: [m.content for m in store.load(SESSION).messages])
     request_s, text = timed(lambda: agentctl_request(store))
-    assert json.loads(text) == [m.to_openai() for m in store.load(SESSION).messages]
+    assert json.loads(text) == _wire(store.load(SESSION).messages)
     assert len(history) > 1
     assert head.task
     assert messages
@@ -48,13 +48,22 @@ def probe_agentctl(url: str) -> dict[str, float]:
     }
 
 
+def _wire(messages: Any) -> Any:
+    from agentctl.llm import wire_conversation
+
+    return wire_conversation(messages)
+
+
 def agentctl_request(store: Any) -> str:
     """The conversation as the next request sends it (runner._send): kept ready by the run
     that stopped, or built from the messages."""
-    from agentctl.store.ready import load_head, wire_array
+    from agentctl.llm import wire_conversation
+    from agentctl.store.ready import load_head
 
     session = load_head(store, SESSION)
-    return session.ready.wire if session.ready is not None else wire_array(session.messages)
+    ready = session.ready
+    wire = wire_conversation(ready.stored if ready is not None else session.messages)
+    return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
 
 
 def as_request(messages: list[dict[str, Any]]) -> str:

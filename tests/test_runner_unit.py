@@ -79,12 +79,19 @@ class Logged(CharCounter):
         self.log = log
         self.factor = bound_factor
 
-    def count(self, message: dict[str, Any]) -> int:
+    def count(self, message: Message) -> int:
         self.log.append("count")
         return super().count(message)
 
-    def bound(self, message: dict[str, Any]) -> int:
+    def bound(self, message: Message) -> int:
         return super().count(message) * self.factor
+
+    def count_text(self, text: str) -> int:
+        self.log.append("count")
+        return super().count_text(text)
+
+    def bound_text(self, text: str) -> int:
+        return super().count_text(text) * self.factor
 
 
 class LoggedClient(ScriptedClient):

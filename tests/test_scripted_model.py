@@ -11,7 +11,7 @@ import pytest
 from agentctl.errors import ModelError
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn
+from agentctl.state import Message, ScriptToolCall, ScriptTurn
 
 SCRIPT = (
     ScriptTurn(content="Hello there, this is a longer reply to split into deltas."),
@@ -43,7 +43,7 @@ def test_text_streams_in_pieces_and_arrives_whole(
 ) -> None:
     _, client = served
     pieces: list[str] = []
-    reply = client.complete([{"role": "user", "content": "hi"}], [], pieces.append)
+    reply = client.complete([Message(role="user", content="hi")], [], pieces.append)
     assert len(pieces) > 2
     assert "".join(pieces) == reply.message.content == SCRIPT[0].content
     assert reply.usage.calls == 1
@@ -56,9 +56,9 @@ def test_the_reply_is_chosen_by_the_conversation_not_a_counter(
 ) -> None:
     model, client = served
     conversation = [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "Hello"},
-        {"role": "user", "content": "the answer"},
+        Message(role="user", content="hi"),
+        Message(role="assistant", content="Hello"),
+        Message(role="user", content="the answer"),
     ]
     first = client.complete(conversation, [], lambda _t: None)
     again = client.complete(conversation, [], lambda _t: None)  # a resume asks the same again
@@ -73,7 +73,8 @@ def test_the_reply_is_chosen_by_the_conversation_not_a_counter(
 
 def test_a_finished_script_fails_loudly(served: tuple[ScriptedModel, OpenAIModelClient]) -> None:
     _, client = served
-    conversation = [{"role": "assistant", "content": "x"}] * 2
+    conversation = [Message(role="assistant", content="x"), Message(role="user", content="y")] * 2
+    conversation.pop()
     with pytest.raises(ModelError, match="no reply for turn 3: its script has 2 turns"):
         client.complete(conversation, [], lambda _t: None)
 
@@ -84,8 +85,8 @@ def test_injected_http_errors_become_model_errors(
     model, client = served
     model.faults.append(Fault(status=500))
     with pytest.raises(ModelError, match="answered 500: injected fault 500"):
-        client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
-    reply = client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
+        client.complete([Message(role="user", content="hi")], [], lambda _t: None)
+    reply = client.complete([Message(role="user", content="hi")], [], lambda _t: None)
     assert reply.message.content == SCRIPT[0].content
 
 
@@ -98,7 +99,7 @@ def test_an_unreachable_server_is_a_model_error() -> None:
     with pytest.raises(
         ModelError, match=r"cannot reach the model server at http://127\.0\.0\.1:9/v1"
     ) as info:
-        client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
+        client.complete([Message(role="user", content="hi")], [], lambda _t: None)
     assert "sk-secret-123" not in str(info.value)
 
 
@@ -115,7 +116,7 @@ def test_429_with_retry_after_and_500_are_retried_then_succeed() -> None:
             ModelConfig(model="scripted", base_url=server.base_url, api_key=None, max_retries=2)
         )
         started = time.monotonic()
-        reply = client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
+        reply = client.complete([Message(role="user", content="hi")], [], lambda _t: None)
         waited = time.monotonic() - started
     assert reply.message.content == SCRIPT[0].content
     assert model.requests == {0: 3}  # two failures, then the reply
@@ -130,5 +131,5 @@ def test_retries_run_out_with_a_clear_error() -> None:
             ModelConfig(model="scripted", base_url=server.base_url, api_key=None, max_retries=2)
         )
         with pytest.raises(ModelError, match="answered 429"):
-            client.complete([{"role": "user", "content": "hi"}], [], lambda _t: None)
+            client.complete([Message(role="user", content="hi")], [], lambda _t: None)
     assert model.requests == {0: 3}

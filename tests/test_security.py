@@ -29,7 +29,7 @@ from agentctl.errors import ModelError, UsageError
 from agentctl.llm import ModelConfig, OpenAIModelClient
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.store import Store, open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
@@ -422,7 +422,7 @@ def test_a_model_error_stores_and_prints_no_url_credentials(tmp_path: Path) -> N
         base_url = f"http://alice:hunter2@{host}?api-key=abc123"
         config = ModelConfig(model="m", base_url=base_url, api_key=None, max_retries=0)
         with pytest.raises(ModelError) as caught:
-            OpenAIModelClient(config).complete([{"role": "user", "content": "hi"}], [], print)
+            OpenAIModelClient(config).complete([Message(role="user", content="hi")], [], print)
     assert "hunter2" not in caught.value.message
     assert "abc123" not in caught.value.message
     assert "alice:****@" in caught.value.message

@@ -1,15 +1,16 @@
 """The head conversation kept ready for the next request.
 
 Rebuilding a conversation from its messages is linear in its length on every resume: read each
-message, validate it, build its wire form, serialise the request (70 ms of a resume at 10,000
-messages). So when a run stops, the runner leaves the conversation in the store in the form the
-next request needs: the wire-form JSON array, the token total and the newest turn, keyed by its
-last message. A message id names one conversation (messages are never changed; a chain ends at
-its tip), so a resume at the same tip sends that text as it is, and the messages are read and
-validated only when something needs them as models: after the first request is out. Any other
-head (a rollback, or checkpoints written by a run that was killed) reads the messages first, as
-before. The copy holds only what the first request and the choice of the next action need: the
-messages themselves stay where they are.
+message, validate it, build the request (70 ms of a resume at 10,000 messages). So when a run
+stops, the runner leaves the conversation in the store in the form the next request can be
+built from without building a model of any message: the messages' stored form as one JSON
+array (provider-neutral: state.StoredMessages; the adapter reads it), the token total and the
+newest turn, keyed by its last message. A message id names one conversation (messages are
+never changed; a chain ends at its tip), so a resume at the same tip sends from that text, and
+the messages are read and validated only when something needs them as models: after the first
+request is out. Any other head (a rollback, or checkpoints written by a run that was killed)
+reads the messages first, as before. The copy holds only what the first request and the choice
+of the next action need: the messages themselves stay where they are.
 
 It is a cache: a copy that is stale, damaged, another session's or of another layout is
 ignored, and none is no error. A sound copy that its messages contradict (only an edited store
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentctl.store.base import gc_paused
+from agentctl.state import StoredMessages
 
 if TYPE_CHECKING:
     from agentctl.state import Message, Session, SessionInfo
@@ -34,7 +36,9 @@ if TYPE_CHECKING:
 
 # Below this many messages a conversation loads in about a millisecond: not worth a write.
 READY_MIN_MESSAGES = 200
-READY_VERSION = 2  # of the layout below; a copy of another version is ignored (2: wire_messages)
+# Of the layout below; a copy of another version is ignored (2: wire_messages; 3: the stored
+# form, not the OpenAI one).
+READY_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,9 @@ class ReadyConversation:
     count: int  # messages in the conversation
     tokens: int  # their counted tokens, summed
     turn: str  # stored form (JSON array) of the newest turn: its assistant message on
-    wire: str  # the Chat Completions form (JSON array): what the next request sends
+    # Every message in its stored form (one JSON array): what the next request is built from.
+    # SQL backends keep it in a column named `wire`, its name when it held the OpenAI form.
+    messages: str
     check: int  # CRC-32 of all the above and READY_VERSION, to tell a damaged or foreign copy
 
     @classmethod
@@ -60,18 +66,18 @@ class ReadyConversation:
             len(messages),
             sum(m.tokens for m in messages),
             encode_messages(messages[newest_turn(messages) :]),
-            wire_array(messages),
+            encode_messages(messages),
         )
         return cls(*fields, check=_check(*fields))
 
     def sound(self) -> bool:
         return self.check == _check(
-            self.owner, self.tip, self.count, self.tokens, self.turn, self.wire
+            self.owner, self.tip, self.count, self.tokens, self.turn, self.messages
         )
 
     def row(self) -> tuple[str, int, int, int, str, str, int]:
         """The fields in order, as SQL backends store them (`from_row` reads them back)."""
-        return (self.owner, self.tip, self.count, self.tokens, self.turn, self.wire, self.check)
+        return (self.owner, self.tip, self.count, self.tokens, self.turn, self.messages, self.check)
 
     def document(self) -> bytes:
         """One file (JSON lines): a JSON header line, then the two texts back to back."""
@@ -83,7 +89,7 @@ class ReadyConversation:
             "check": self.check,
             "turn_length": len(self.turn),
         }
-        text = json.dumps(header) + "\n" + self.turn + self.wire
+        text = json.dumps(header) + "\n" + self.turn + self.messages
         return text.encode("utf-8", "surrogatepass")
 
 
@@ -138,8 +144,8 @@ class Ready:
         return self.copy.tokens
 
     @property
-    def wire(self) -> str:
-        return self.copy.wire
+    def stored(self) -> StoredMessages:
+        return StoredMessages(self.copy.messages)
 
     def decoded(self, session_id: str) -> tuple[Message, ...]:
         """Every message, validated; a StoreError when they are not what the copy says."""
@@ -166,19 +172,10 @@ def owner_of(info: SessionInfo) -> str:
     return cache_owner(info.id, info.created_at)
 
 
-def wire_array(messages: Sequence[Message]) -> str:
-    """The messages as the request's JSON array (state.wire_messages), serialised as the openai
-    SDK serialises."""
-    from agentctl.state import wire_messages
-
-    wire = wire_messages([m.to_openai() for m in messages])
-    return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
-
-
-def _check(owner: str, tip: int, count: int, tokens: int, turn: str, wire: str) -> int:
+def _check(owner: str, tip: int, count: int, tokens: int, turn: str, messages: str) -> int:
     head = f"{READY_VERSION}:{owner}:{tip}:{count}:{tokens}:{len(turn)}:"
     crc = zlib.crc32(head.encode())
-    for text in (turn, wire):
+    for text in (turn, messages):
         crc = zlib.crc32(text.encode("utf-8", "surrogatepass"), crc)
     return crc
 

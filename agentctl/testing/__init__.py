@@ -13,21 +13,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentctl.context import TOKENS_PER_MESSAGE
-from agentctl.llm import ModelReply, WireArray
-from agentctl.state import Message, Usage
+from agentctl.llm import ModelReply, wire_conversation, wire_message
+from agentctl.state import Message, StoredMessages, Usage
 
 
 class CharCounter:
-    """A dependency-free estimate (4 characters a token), for tests that do not care."""
+    """A dependency-free estimate (4 characters a token of the message's JSON as it is
+    sent), for tests that do not care."""
 
     approximate = True
     encoding_name = "chars/4"
 
-    def count(self, message: dict[str, Any]) -> int:
-        return TOKENS_PER_MESSAGE + len(json.dumps(message)) // 4
+    def count(self, message: Message) -> int:
+        return TOKENS_PER_MESSAGE + len(json.dumps(wire_message(message))) // 4
 
-    def bound(self, message: dict[str, Any]) -> int:
+    def bound(self, message: Message) -> int:
         return self.count(message)
+
+    def count_text(self, text: str) -> int:
+        return TOKENS_PER_MESSAGE + len(json.dumps({"content": text})) // 4
+
+    def bound_text(self, text: str) -> int:
+        return self.count_text(text)
 
 
 class Answer:
@@ -57,13 +64,13 @@ class ScriptedClient:
 
     def send(
         self,
-        messages: Sequence[dict[str, Any]] | WireArray,
+        messages: Sequence[Message] | StoredMessages,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
     ) -> Answer:
-        # A conversation kept ready (store/ready.py) arrives as its JSON text.
-        sent = json.loads(messages.text) if isinstance(messages, WireArray) else list(messages)
+        # Kept as the OpenAI adapter sends them, a conversation kept ready too.
+        sent = wire_conversation(messages)
         self.requests.append(sent)
         if not self._replies:
             last = sent[-1] if sent else {}

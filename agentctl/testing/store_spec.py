@@ -17,7 +17,6 @@ ids, a head that moved, a lease held by another.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -46,10 +45,10 @@ from agentctl.state import (
     TaskState,
     Usage,
     UserProfile,
-    wire_messages,
 )
 from agentctl.store import Store
 from agentctl.store.base import CheckpointDraft
+from agentctl.store.codec import decode_messages
 from agentctl.store.lease import Lease
 
 
@@ -497,7 +496,7 @@ class ReadyConversationSpec(SpecBase):
         assert kept == again
         assert kept is not None
         assert kept.sound()
-        assert json.loads(kept.wire) == wire_messages([m.to_openai() for m in newer.messages])
+        assert decode_messages(kept.messages) == newer.messages
 
     def test_a_ready_conversation_goes_with_its_session(self, store: Store) -> None:
         from agentctl.store.ready import ReadyConversation
