@@ -46,9 +46,8 @@ from agentctl.replies import (
     window_in,
 )
 from agentctl.state import (
-    EMPTY_REPLY,
     Message,
-    StoredMessages,
+    Prepared,
     sendable_arguments,
     sendable_name,
     sent_content,
@@ -99,22 +98,6 @@ def wire_message(message: Message) -> Json:
     return out
 
 
-def wire_stored(item: Json) -> Json:
-    """wire_message of a message in its stored form (a parsed item of StoredMessages: fields
-    at their defaults left out), read without building the model."""
-    role, content, calls = item["role"], item.get("content"), item.get("tool_calls") or ()
-    if role == "assistant":
-        content = content or ("" if calls else EMPTY_REPLY)
-    out: Json = {"role": role, "content": content}
-    if calls:
-        out["tool_calls"] = [
-            wire_call(c["id"], c["name"], c["arguments"], c.get("provider_data")) for c in calls
-        ]
-    if item.get("tool_call_id") is not None:
-        out["tool_call_id"] = item["tool_call_id"]
-    return out
-
-
 def wire_messages(messages: Sequence[Json]) -> list[Json]:
     """The conversation as strict chat templates take it (Gemma's, Mistral's: llama-server
     refuses anything else with "Conversation roles must alternate"): adjacent user texts
@@ -162,11 +145,21 @@ def alternating(messages: Sequence[Json]) -> list[Json]:
     return wire_messages(out)
 
 
-def wire_conversation(messages: Sequence[Message] | StoredMessages) -> list[Json]:
-    """The request's messages (wire_messages) of a conversation, decoded or kept ready."""
-    if isinstance(messages, StoredMessages):
-        return wire_messages([wire_stored(item) for item in json.loads(messages.text)])
+# What this adapter's Prepared conversations are (state.Prepared): the JSON array of
+# wire_conversation, serialised as the SDK serialises. Another format is not read.
+FORMAT = "openai-chat/1"
+
+
+def wire_conversation(messages: Sequence[Message] | Prepared) -> list[Json]:
+    """The request's messages (wire_messages) of a conversation, or of one kept ready."""
+    if isinstance(messages, Prepared):
+        return list(json.loads(messages.text))
     return wire_messages([wire_message(m) for m in messages])
+
+
+def prepare(messages: Sequence[Message]) -> Prepared:
+    """The conversation as a request sends it, kept ready for the next resume (store/ready.py)."""
+    return Prepared(FORMAT, _json(wire_conversation(messages)))
 
 
 class PendingReply(Protocol):
@@ -183,16 +176,22 @@ class PendingReply(Protocol):
 
 class ModelClient(Protocol):
     name: str
+    format: str  # of the Prepared conversations it makes and reads
+
+    def prepare(self, messages: Sequence[Message]) -> Prepared:
+        """The conversation as this client would send it, for the store to keep ready."""
+        ...
 
     def send(
         self,
-        messages: Sequence[Message] | StoredMessages,
+        messages: Sequence[Message] | Prepared,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
     ) -> PendingReply:
         """Send one request and return while the model works on it, so the caller can do its
-        own work (count tokens, commit a checkpoint) meanwhile. `max_tokens` bounds the reply
+        own work (count tokens, commit a checkpoint) meanwhile. `messages` may be a conversation
+        kept ready, of this client's format. `max_tokens` bounds the reply
         (the budget's reply reserve); `refused`: fields the server refused earlier in the
         session (ModelReply.refused), not to be sent."""
         ...
@@ -245,6 +244,7 @@ class OpenAIModelClient:
                 "server) and a model with --model or AGENTCTL_MODEL"
             )
         self.name = config.model
+        self.format = FORMAT
         self._config = config
         self._secret = config.api_key or ""
         self._openai = openai
@@ -269,13 +269,16 @@ class OpenAIModelClient:
 
     def send(
         self,
-        messages: Sequence[Message] | StoredMessages,
+        messages: Sequence[Message] | Prepared,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
     ) -> PendingReply:
         self._refused.update(f for f in refused if f in REFUSABLE)
         return _InFlight(self, lambda: self._request(messages, tools, max_tokens))
+
+    def prepare(self, messages: Sequence[Message]) -> Prepared:
+        return prepare(messages)
 
     def complete(
         self,
@@ -288,7 +291,7 @@ class OpenAIModelClient:
 
     def _request(
         self,
-        messages: Sequence[Message] | StoredMessages,
+        messages: Sequence[Message] | Prepared,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None,
     ) -> bytes:
@@ -305,10 +308,12 @@ class OpenAIModelClient:
         limit_field = self._output_field()
         if max_tokens is not None and limit_field is not None:
             fields[limit_field] = max_tokens
-        wire = wire_conversation(messages)
         if ALTERNATING in self._refused:  # a strict template refused the usual form
-            wire = alternating(wire)
-        array = _json(wire)
+            array = _json(alternating(wire_conversation(messages)))
+        elif isinstance(messages, Prepared):
+            array = messages.text  # kept ready: sent as it is
+        else:
+            array = _json(wire_conversation(messages))
         try:
             return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: no server could read it

@@ -189,8 +189,8 @@ SUMMARIZER = (
 
 # The note that replaces compacted turns starts with the number of model replies before it: it
 # tells the model how far the work has come, and the scripted model counts it as replies given.
-# It may stand after the goal in one message (the OpenAI adapter's wire_messages): a line of its own, not the
-# start of the text.
+# It may stand after the goal in one message (the OpenAI adapter's wire_messages): a line of its
+# own, not the start of the text.
 _COMPACTED = re.compile(r"^\[context compacted: (\d+) model replies before this point", re.M)
 
 

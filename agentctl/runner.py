@@ -43,9 +43,9 @@ from agentctl.state import (
     InstructionsFile,
     Message,
     PendingQuestion,
+    Prepared,
     Session,
     SessionInfo,
-    StoredMessages,
     TaskState,
     valid_text,
 )
@@ -206,7 +206,8 @@ class Runner:
             session = self._journal.commit(session, kind, session.state, task, detail=change)
         result = self._run(session, answer, ask, max_turns)
         session = result.session
-        keep_ready(self._store, session)  # for the next resume's first request
+        # For the next resume's first request, in the form the model client sends.
+        keep_ready(self._store, session, self._model.prepare if self._model else None)
         keep_listing(self._store, session.info.id, owner_of(session.info), session.checkpoint.id)
         return result
 
@@ -326,12 +327,14 @@ class Runner:
         tools = self._schema_bound()  # the exact count once known
         if session.context_tokens + tools > limit:
             tools = self._schema_count()
-        ready = session.ready
-        if ready is not None and session.context_tokens <= limit - tools:
-            messages: Sequence[Message] | StoredMessages = ready.stored  # not decoded
+        client = self._model_client()
+        kept = session.ready.prepared if session.ready is not None else None
+        fits = session.context_tokens <= limit - tools
+        if kept is not None and kept.format == client.format and fits:
+            messages: Sequence[Message] | Prepared = kept  # as it is: nothing decoded
         else:
             messages = fit_request(session.messages, limit - tools)
-        return self._model_client().send(
+        return client.send(
             messages, self._tool_schemas(), self._reply_reserve(), session.task.refused_params
         )
 

@@ -29,7 +29,7 @@ from agentctl.state import ScriptTurn
 
 if TYPE_CHECKING:
     from agentctl.llm import ModelClient, ModelReply, PendingReply, TextSink
-    from agentctl.state import Message, StoredMessages
+    from agentctl.state import Message, Prepared
 
 Json = dict[str, Any]
 
@@ -46,10 +46,12 @@ class ScriptedClient:
         self._source = source or "the task file"
         self._turns = turns
         self.name = inner.name
+        self.format = inner.format
+        self.prepare = inner.prepare
 
     def send(
         self,
-        messages: Sequence[Message] | StoredMessages,
+        messages: Sequence[Message] | Prepared,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),

@@ -107,11 +107,13 @@ def sent_content(message: Message) -> str | None:
 
 
 @dataclass(frozen=True)
-class StoredMessages:
-    """A conversation not decoded into models: its messages in their stored form, one JSON
-    array (store/codec.encode_messages). A conversation kept ready (store/ready.py) is sent
-    as this; the adapter reads it as it reads messages."""
+class Prepared:
+    """A conversation as one model adapter sends it, named by the adapter's `format`: what the
+    store keeps ready for the next resume (store/ready.py), so its first request is sent
+    without a message being decoded. Opaque to everything but the adapter that made it; any
+    other adapter builds its request from the messages."""
 
+    format: str
     text: str
 
 
@@ -437,7 +439,7 @@ class Pending(Protocol):
     @property
     def tokens(self) -> int: ...
     @property
-    def stored(self) -> StoredMessages: ...  # the messages, for the next request
+    def prepared(self) -> Prepared | None: ...  # the next request's conversation, as kept
     def decoded(self, session_id: str) -> tuple[Message, ...]: ...
     def decoded_turn(self, session_id: str) -> tuple[Message, ...]: ...
 

@@ -61,8 +61,10 @@ def agentctl_request(store: Any) -> str:
     from agentctl.store.ready import load_head
 
     session = load_head(store, SESSION)
-    ready = session.ready
-    wire = wire_conversation(ready.stored if ready is not None else session.messages)
+    kept = session.ready.prepared if session.ready is not None else None
+    if kept is not None:
+        return kept.text  # as the runner sends it (the OpenAI adapter's format)
+    wire = wire_conversation(session.messages)
     return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
 
 

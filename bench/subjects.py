@@ -116,6 +116,7 @@ class AgentctlSubject:
         self.head = self.store.append(self.session, self.head, draft).id
 
     def stop(self) -> float:
+        from agentctl.llm import prepare
         from agentctl.store.listing import keep_listing
         from agentctl.store.ready import keep_ready, owner_of
 
@@ -123,7 +124,7 @@ class AgentctlSubject:
         # and the history listing kept. Timed from the session in memory, as a runner has it.
         session = self.store.load(self.session)
         started = time.perf_counter()
-        keep_ready(self.store, session)
+        keep_ready(self.store, session, prepare)
         keep_listing(self.store, self.session, owner_of(session.info), session.checkpoint.id)
         return time.perf_counter() - started
 

@@ -48,6 +48,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
     """A session whose next action is a model call: new_task, then pairs of a model reply
     calling a tool and the tool's result."""
     from agentctl.lifecycle import CheckpointKind, State
+    from agentctl.llm import prepare
     from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
@@ -110,7 +111,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
         store.append(session_id, head, draft)
     # As the run that wrote it would have left it when it stopped (runner.run).
     session = store.load(session_id)
-    keep_ready(store, session)
+    keep_ready(store, session, prepare)
     keep_listing(store, session_id, owner_of(info), session.checkpoint.id)
     store.close()
 

@@ -15,13 +15,12 @@ import pytest
 
 from agentctl.details import RollbackDetail
 from agentctl.lifecycle import CheckpointKind, State
-from agentctl.llm import ModelConfig, OpenAIModelClient
+from agentctl.llm import FORMAT, ModelConfig, OpenAIModelClient, prepare
 from agentctl.runner import Runner, Stop
 from agentctl.scripted import ScriptedModel, ScriptedServer
 from agentctl.state import Message, ScriptTurn, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
-from agentctl.store.codec import decode_messages
 from agentctl.store.ready import READY_MIN_MESSAGES, ReadyConversation, keep_ready, load_head
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
@@ -114,7 +113,7 @@ def test_a_resume_from_the_ready_conversation_sends_what_the_messages_would(
     plain.close()
     shutil.copy(tmp_path / "plain.db", tmp_path / "ready.db")
     ready = open_store(f"sqlite://{tmp_path}/ready.db")
-    keep_ready(ready, ready.load("s1"))
+    keep_ready(ready, ready.load("s1"), prepare)
     assert load_head(ready, "s1").ready is not None  # the fast path is taken...
 
     plain = open_store(f"sqlite://{tmp_path}/plain.db")
@@ -141,7 +140,7 @@ def test_a_run_that_stops_leaves_its_conversation_ready_for_the_next(store: Stor
     assert kept.tip == head.checkpoint.message_tip
     assert kept.count == len(head.messages)
     assert kept.tokens == head.context_tokens
-    assert decode_messages(kept.messages) == head.messages
+    assert kept.prepared == f"{FORMAT}\n{prepare(head.messages).text}"
     lazy = load_head(store, "s1")
     assert lazy.ready is not None
     assert lazy.newest_turn == head.newest_turn == head.messages[-2:]  # reply, nudge
@@ -153,13 +152,13 @@ def test_a_run_that_stops_leaves_its_conversation_ready_for_the_next(store: Stor
 def test_a_short_conversation_is_not_worth_keeping(store: Store) -> None:
     info = SessionInfo(id="s1", spec=TaskSpec(goal="g"), model="m", created_at="t")
     store.create_session(info, draft(None, 1, Message(role="user", content="hi", tokens=1)))
-    keep_ready(store, store.load("s1"))
+    keep_ready(store, store.load("s1"), prepare)
     assert store.ready_conversation("s1") is None
 
 
 def test_after_a_rollback_the_messages_count_not_the_ready_copy(store: Store) -> None:
     head = build(store)
-    keep_ready(store, store.load("s1"))
+    keep_ready(store, store.load("s1"), prepare)
     target = store.get_checkpoint("s1", head - 2)
     rollback = CheckpointDraft(
         head - 2,
@@ -187,7 +186,7 @@ def tampered(ready: ReadyConversation, **change: Any) -> ReadyConversation:
     "change",
     [
         # One character of the text sent: the check tells.
-        lambda r, _: tampered(r, messages=r.messages.replace("naïve", "naive", 1)),
+        lambda r, _: tampered(r, prepared=r.prepared.replace("naïve", "naive", 1)),
         # Figures that do not match the text.
         lambda r, _: tampered(r, tokens=r.tokens + 1),
         # A sound copy of another session of the same id (an older agentctl deleted it).
@@ -195,6 +194,7 @@ def tampered(ready: ReadyConversation, **change: Any) -> ReadyConversation:
             SessionInfo(id="s1", spec=TaskSpec(goal="g"), model="m", created_at="earlier"),
             messages,
             r.tip,
+            prepare(messages),
         ),
     ],
     ids=["text", "figures", "owner"],
@@ -204,7 +204,7 @@ def test_a_damaged_or_foreign_ready_copy_is_ignored(store: Store, change: Any) -
     session = store.load("s1")
     tip = session.checkpoint.message_tip
     assert tip is not None
-    copy = ReadyConversation.of(session.info, session.messages, tip)
+    copy = ReadyConversation.of(session.info, session.messages, tip, prepare(session.messages))
     store.keep_ready("s1", change(copy, session.messages))
     loaded = load_head(store, "s1")
     assert loaded.ready is None
@@ -216,7 +216,7 @@ def test_a_damaged_row_in_sqlite_is_ignored_and_an_older_store_has_none(tmp_path
     build(store)
     # A store an older agentctl wrote has no ready table: none, no error; deleting works.
     assert store.ready_conversation("s1") is None
-    keep_ready(store, store.load("s1"))
+    keep_ready(store, store.load("s1"), prepare)
     db = sqlite3.connect(tmp_path / "s.db")
     with db:
         db.execute("UPDATE ready SET tip = 'x', wire = substr(wire, 2)")
@@ -230,7 +230,7 @@ def test_a_damaged_row_in_sqlite_is_ignored_and_an_older_store_has_none(tmp_path
 def test_a_torn_or_foreign_ready_file_in_json_lines_is_ignored(tmp_path: Path) -> None:
     store = open_store(f"json://{tmp_path}/j")
     build(store)
-    keep_ready(store, store.load("s1"))
+    keep_ready(store, store.load("s1"), prepare)
     path = tmp_path / "j" / "sessions" / "s1" / "ready.cache"
     data = path.read_bytes()
     for broken in (data[: len(data) // 2], b"\xff" + data, b"not json\n" + data, b""):
@@ -244,7 +244,7 @@ def test_a_copy_an_older_agentctl_left_behind_is_not_taken_by_a_new_session(
 ) -> None:
     store = open_store(f"sqlite://{tmp_path}/s.db")
     build(store)
-    keep_ready(store, store.load("s1"))
+    keep_ready(store, store.load("s1"), prepare)
     # An older agentctl deletes the session knowing nothing of the ready table.
     db = sqlite3.connect(tmp_path / "s.db")
     with db:
@@ -268,7 +268,7 @@ def test_a_sound_copy_that_the_messages_contradict_is_a_store_error_when_read(
     tip = session.checkpoint.message_tip
     assert tip is not None
     other = (*session.messages[:-1], session.messages[-1].model_copy(update={"tokens": 99}))
-    store.keep_ready("s1", ReadyConversation.of(session.info, other, tip))
+    store.keep_ready("s1", ReadyConversation.of(session.info, other, tip, prepare(other)))
     lazy = load_head(store, "s1")
     assert lazy.ready is not None  # sound, the head's: taken
     with pytest.raises(StoreError, match="do not match the conversation kept ready"):
@@ -350,7 +350,7 @@ def test_a_resume_killed_anywhere_from_a_ready_conversation_ends_as_a_clean_one(
 
     built = open_store(place("built"))
     build(built)
-    keep_ready(built, built.load("s1"))
+    keep_ready(built, built.load("s1"), prepare)
     built.close()
 
     def outcome(url: str) -> tuple[Any, ...]:
@@ -362,7 +362,7 @@ def test_a_resume_killed_anywhere_from_a_ready_conversation_ends_as_a_clean_one(
             assert all(not r.problems for r in reports), [r.problems for r in reports]
             kept = store.ready_conversation("s1")
             if kept is not None and kept.tip == session.checkpoint.message_tip:
-                assert decode_messages(kept.messages) == session.messages
+                assert kept.prepared == f"{FORMAT}\n{prepare(session.messages).text}"
             kinds = [c.kind for c in store.history("s1")]
             return session.state, session.task.result, session.messages, kinds
         finally:

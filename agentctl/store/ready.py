@@ -3,10 +3,11 @@
 Rebuilding a conversation from its messages is linear in its length on every resume: read each
 message, validate it, build the request (70 ms of a resume at 10,000 messages). So when a run
 stops, the runner leaves the conversation in the store in the form the next request can be
-built from without building a model of any message: the messages' stored form as one JSON
-array (provider-neutral: state.StoredMessages; the adapter reads it), the token total and the
-newest turn, keyed by its last message. A message id names one conversation (messages are
-never changed; a chain ends at its tip), so a resume at the same tip sends from that text, and
+built from without building a model of any message: the conversation as the model adapter
+sends it (state.Prepared: text only that adapter reads, named by its format), the token total
+and the newest turn, keyed by its last message. A message id names one conversation (messages
+are never changed; a chain ends at its tip), so a resume at the same tip sends that text as it
+is (when the same adapter sends it: any other builds its request from the messages), and
 the messages are read and validated only when something needs them as models: after the first
 request is out. Any other head (a rollback, or checkpoints written by a run that was killed)
 reads the messages first, as before. The copy holds only what the first request and the choice
@@ -27,8 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agentctl.state import Prepared
 from agentctl.store.base import gc_paused
-from agentctl.state import StoredMessages
 
 if TYPE_CHECKING:
     from agentctl.state import Message, Session, SessionInfo
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
 
 # Below this many messages a conversation loads in about a millisecond: not worth a write.
 READY_MIN_MESSAGES = 200
-# Of the layout below; a copy of another version is ignored (2: wire_messages; 3: the stored
-# form, not the OpenAI one).
+# Of the layout below; a copy of another version is ignored (2: wire_messages; 3: the adapter's
+# format named before its text).
 READY_VERSION = 3
 
 
@@ -50,13 +51,15 @@ class ReadyConversation:
     count: int  # messages in the conversation
     tokens: int  # their counted tokens, summed
     turn: str  # stored form (JSON array) of the newest turn: its assistant message on
-    # Every message in its stored form (one JSON array): what the next request is built from.
-    # SQL backends keep it in a column named `wire`, its name when it held the OpenAI form.
-    messages: str
+    # The conversation as the adapter sends it: its format, a newline, its text (Prepared).
+    # SQL backends keep it in a column named `wire`.
+    prepared: str
     check: int  # CRC-32 of all the above and READY_VERSION, to tell a damaged or foreign copy
 
     @classmethod
-    def of(cls, info: SessionInfo, messages: Sequence[Message], tip: int) -> ReadyConversation:
+    def of(
+        cls, info: SessionInfo, messages: Sequence[Message], tip: int, prepared: Prepared
+    ) -> ReadyConversation:
         from agentctl.state import newest_turn
         from agentctl.store.codec import encode_messages
 
@@ -66,18 +69,18 @@ class ReadyConversation:
             len(messages),
             sum(m.tokens for m in messages),
             encode_messages(messages[newest_turn(messages) :]),
-            encode_messages(messages),
+            f"{prepared.format}\n{prepared.text}",
         )
         return cls(*fields, check=_check(*fields))
 
     def sound(self) -> bool:
         return self.check == _check(
-            self.owner, self.tip, self.count, self.tokens, self.turn, self.messages
+            self.owner, self.tip, self.count, self.tokens, self.turn, self.prepared
         )
 
     def row(self) -> tuple[str, int, int, int, str, str, int]:
         """The fields in order, as SQL backends store them (`from_row` reads them back)."""
-        return (self.owner, self.tip, self.count, self.tokens, self.turn, self.messages, self.check)
+        return (self.owner, self.tip, self.count, self.tokens, self.turn, self.prepared, self.check)
 
     def document(self) -> bytes:
         """One file (JSON lines): a JSON header line, then the two texts back to back."""
@@ -89,7 +92,7 @@ class ReadyConversation:
             "check": self.check,
             "turn_length": len(self.turn),
         }
-        text = json.dumps(header) + "\n" + self.turn + self.messages
+        text = json.dumps(header) + "\n" + self.turn + self.prepared
         return text.encode("utf-8", "surrogatepass")
 
 
@@ -144,8 +147,9 @@ class Ready:
         return self.copy.tokens
 
     @property
-    def stored(self) -> StoredMessages:
-        return StoredMessages(self.copy.messages)
+    def prepared(self) -> Prepared | None:
+        form, newline, text = self.copy.prepared.partition("\n")
+        return Prepared(form, text) if newline else None
 
     def decoded(self, session_id: str) -> tuple[Message, ...]:
         """Every message, validated; a StoreError when they are not what the copy says."""
@@ -172,10 +176,10 @@ def owner_of(info: SessionInfo) -> str:
     return cache_owner(info.id, info.created_at)
 
 
-def _check(owner: str, tip: int, count: int, tokens: int, turn: str, messages: str) -> int:
+def _check(owner: str, tip: int, count: int, tokens: int, turn: str, prepared: str) -> int:
     head = f"{READY_VERSION}:{owner}:{tip}:{count}:{tokens}:{len(turn)}:"
     crc = zlib.crc32(head.encode())
-    for text in (turn, messages):
+    for text in (turn, prepared):
         crc = zlib.crc32(text.encode("utf-8", "surrogatepass"), crc)
     return crc
 
@@ -195,9 +199,13 @@ def load_head(store: Store, session_id: str) -> Session:
     return store.load(session_id)
 
 
-def keep_ready(store: Store, session: Session) -> None:
-    """Leave `session`'s conversation ready for the next resume (the runner calls this when a
-    run stops). A failure to write it costs the next resume time, nothing else: ignored."""
+def keep_ready(
+    store: Store, session: Session, prepare: Callable[[Sequence[Message]], Prepared] | None
+) -> None:
+    """Leave `session`'s conversation ready for the next resume, as `prepare` (the model
+    adapter's) makes it; the runner calls this when a run stops (with no adapter, as when the
+    run never called the model, none is left). A failure to write it costs the next resume
+    time, nothing else: ignored."""
     # The collector paused: the copy builds a dict per message while the session's messages
     # are alive, and each full collection walked all of them (17-24x the time for 10x the
     # messages; 10x with it paused).
@@ -207,6 +215,9 @@ def keep_ready(store: Store, session: Session) -> None:
         tip = session.checkpoint.message_tip
         if tip is None or session.ready_tip == tip or session.message_count < READY_MIN_MESSAGES:
             return
+        if prepare is None:
+            return
         with contextlib.suppress(StoreError):
-            ready = ReadyConversation.of(session.info, session.messages, tip)
+            prepared = prepare(session.messages)
+            ready = ReadyConversation.of(session.info, session.messages, tip, prepared)
             store.keep_ready(session.info.id, ready)

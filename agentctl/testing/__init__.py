@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentctl.context import TOKENS_PER_MESSAGE
-from agentctl.llm import ModelReply, wire_conversation, wire_message
-from agentctl.state import Message, StoredMessages, Usage
+from agentctl.llm import FORMAT, ModelReply, prepare, wire_conversation, wire_message
+from agentctl.state import Message, Prepared, Usage
 
 
 class CharCounter:
@@ -57,6 +57,10 @@ class ScriptedClient:
     `assert_consumed` raises when replies are left over (a turn the runner skipped)."""
 
     name = "scripted-in-process"
+    format = FORMAT  # it keeps what the OpenAI adapter would send
+
+    def prepare(self, messages: Sequence[Message]) -> Prepared:
+        return prepare(messages)
 
     def __init__(self, replies: Sequence[Message]) -> None:
         self._replies = list(replies)
@@ -64,7 +68,7 @@ class ScriptedClient:
 
     def send(
         self,
-        messages: Sequence[Message] | StoredMessages,
+        messages: Sequence[Message] | Prepared,
         tools: Sequence[dict[str, Any]],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),

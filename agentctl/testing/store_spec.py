@@ -21,7 +21,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from agentctl.errors import (
 from agentctl.lifecycle import CheckpointKind, Outcome, State
 from agentctl.state import (
     Message,
+    Prepared,
     SessionInfo,
     TaskSpec,
     TaskState,
@@ -48,8 +49,13 @@ from agentctl.state import (
 )
 from agentctl.store import Store
 from agentctl.store.base import CheckpointDraft
-from agentctl.store.codec import decode_messages
+from agentctl.store.codec import decode_messages, encode_messages
 from agentctl.store.lease import Lease
+
+
+def _prepared(messages: Sequence[Message]) -> Prepared:
+    """Any text stands for an adapter's (the store keeps it as it is): the stored form here."""
+    return Prepared("store-spec", encode_messages(messages))
 
 
 def info(session_id: str = "abc123", goal: str = "test goal") -> SessionInfo:
@@ -483,27 +489,32 @@ class ReadyConversationSpec(SpecBase):
         session = store.load("abc123")
         tip = session.checkpoint.message_tip
         assert tip is not None
-        ready = ReadyConversation.of(session.info, session.messages, tip)
+        ready = ReadyConversation.of(
+            session.info, session.messages, tip, _prepared(session.messages)
+        )
         store.keep_ready("abc123", ready)
         assert store.ready_conversation("abc123") == ready
         # Text the way models write it: quotes, newlines, non-ASCII, an emoji.
         store.append("abc123", 3, draft(3, 4, 'say "hé"\nand 🙂'))
         newer = store.load("abc123")
         assert newer.checkpoint.message_tip is not None
-        again = ReadyConversation.of(newer.info, newer.messages, newer.checkpoint.message_tip)
+        again = ReadyConversation.of(
+            newer.info, newer.messages, newer.checkpoint.message_tip, _prepared(newer.messages)
+        )
         store.keep_ready("abc123", again)
         kept = store.ready_conversation("abc123")
         assert kept == again
         assert kept is not None
         assert kept.sound()
-        assert decode_messages(kept.messages) == newer.messages
+        form, _, text = kept.prepared.partition("\n")
+        assert (form, decode_messages(text)) == ("store-spec", newer.messages)
 
     def test_a_ready_conversation_goes_with_its_session(self, store: Store) -> None:
         from agentctl.store.ready import ReadyConversation
 
         build(store, 2)
         session = store.load("abc123")
-        ready = ReadyConversation.of(session.info, session.messages, 2)
+        ready = ReadyConversation.of(session.info, session.messages, 2, _prepared(session.messages))
         with pytest.raises(UnknownSessionError):
             store.keep_ready("nope", ready)
         store.keep_ready("abc123", ready)
