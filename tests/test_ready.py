@@ -417,7 +417,7 @@ def test_the_end_of_run_caches_are_built_with_the_collector_paused(tmp_path: Pat
     gc.set_threshold(10, 1, 1)
     gc.callbacks.append(count)
     try:
-        keep_ready(store, session)
+        keep_ready(store, session, prepare)
         keep_listing(store, "s1", owner_of(session.info), session.checkpoint.id)
     finally:
         gc.callbacks.remove(count)
