@@ -77,6 +77,20 @@ YesOpt = Annotated[
 ModelOpt = Annotated[
     str | None, typer.Option("--model", help="Model name ('scripted' for the task's script).")
 ]
+DetachOpt = Annotated[
+    bool,
+    typer.Option(
+        "--detach",
+        help="Queue it for a worker (agentctl worker) and exit at once, printing the id "
+        "(PostgreSQL store).",
+    ),
+]
+QueueOpt = Annotated[
+    str | None, typer.Option("--queue", help="With --detach: the queue (default: default).")
+]
+PriorityOpt = Annotated[
+    int | None, typer.Option("--priority", help="With --detach: higher runs first (default 0).")
+]
 
 
 _kept = [True]  # whether the store of this command outlives it (memory: does not)
@@ -300,9 +314,44 @@ def run(
         ),
     ] = None,
     as_json: StreamOpt = False,
+    detach: DetachOpt = False,
+    queue: QueueOpt = None,
+    priority: PriorityOpt = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo",
+            help="With --detach: the git repository (URL or path) the worker "
+            "checks out as the workspace (default: an empty folder).",
+        ),
+    ] = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="With --repo: the branch, tag or commit.")
+    ] = None,
 ) -> None:
     """Start a session on a task and work on it until done or it needs input."""
     settings = _guarded(lambda: _settings(store, model))
+    if detach or queue or priority is not None or repo or ref:
+        _guarded(lambda: _detach_options(detach, queue, priority, repo, ref, workspace))
+        queued = _guarded(
+            lambda: service.start_session(
+                settings,
+                service.read_task(task, stdin=_read_stdin),
+                max_turns=max_turns,
+                ask=None,
+                on_event=lambda _event: None,
+                workspace=workspace,
+                yes=yes,
+                context_strategy=context_strategy,
+                name=name,
+                tags=tags or (),
+                sandbox=sandbox,
+                network=network,
+                detach=service.Detach(queue, priority, repo, ref),
+            )
+        )
+        _queued(queued.session.info.id, as_json)
+        return
     view = _view(settings, as_json)
     _interrupt_on_hangup()
 
@@ -366,6 +415,9 @@ def resume(
     ] = False,
     max_turns: MaxTurnsOpt = None,
     as_json: StreamOpt = False,
+    detach: DetachOpt = False,
+    queue: QueueOpt = None,
+    priority: PriorityOpt = None,
     accept_settings: Annotated[
         bool,
         typer.Option(
@@ -376,6 +428,23 @@ def resume(
     ] = False,
 ) -> None:
     """Continue a session from its head, in this or any other terminal."""
+    if detach or queue or priority is not None:
+        from agentctl.worker import queue_resume
+
+        _guarded(lambda: _detach_options(detach, queue, priority, None, None, None))
+        if session is None:
+            _guarded(lambda: _fail("resume --detach needs the session's id"))
+        sid = _guarded(
+            lambda: queue_resume(
+                _settings(store, model),
+                session or "",
+                answer=input_text,
+                queue=queue,
+                priority=priority,
+            )
+        )
+        _queued(sid, as_json)
+        return
     if session is None and not no_input and sys.stdin.isatty() and not as_json:
         session = _pick_unfinished(store)
     settings = _guarded(lambda: _settings(store, model))
@@ -405,6 +474,84 @@ def resume(
         yes,
     )
     _finish_run(report, view, shown)
+
+
+def _fail(message: str) -> NoReturn:
+    from agentctl.errors import UsageError
+
+    raise UsageError(message)
+
+
+def _detach_options(
+    detach: bool,
+    queue: str | None,
+    priority: int | None,
+    repo: str | None,
+    ref: str | None,
+    workspace: Path | None,
+) -> None:
+    if not detach:
+        _fail("--queue, --priority, --repo and --ref go with --detach")
+    if ref and not repo:
+        _fail("--ref names a commit of --repo: give --repo too")
+    if workspace is not None:
+        _fail(
+            "a queued session works in a folder of its worker: --repo names what it checks "
+            "out there (--workspace is for a run here)"
+        )
+
+
+def _queued(session_id: str, as_json: bool) -> None:
+    """A session queued for a worker: its id on stdout, how to follow it on stderr."""
+    if as_json:
+        render.print_json({"session_id": session_id, "status": "queued"})
+    else:
+        print(session_id)
+        render.note(
+            f"queued for a worker (agentctl worker); follow it: agentctl watch {session_id}"
+        )
+
+
+@app.command()
+def answer(
+    session: SessionArg,
+    text: Annotated[str, typer.Argument(help="The answer (or, for a done session, a follow-up).")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a session's question from any machine; a worker takes it from there
+    (resume ID --input TEXT --detach). PostgreSQL store."""
+    from agentctl.worker import queue_resume
+
+    sid = _guarded(lambda: queue_resume(_settings(store), session, answer=text))
+    _queued(sid, as_json)
+
+
+@app.command()
+def worker(
+    store: StoreOpt = None,
+    model: ModelOpt = None,
+    queue: Annotated[str, typer.Option("--queue", help="The queue to work on.")] = "default",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Sessions run at once by this worker.")
+    ] = 1,
+    queue_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-limit",
+            min=1,
+            help="Sessions of this queue running at once on all workers together (kept in the "
+            "database for every worker).",
+        ),
+    ] = None,
+) -> None:
+    """Run queued sessions (run --detach, answer) until SIGTERM, which drains: each session
+    stops after its current step and goes back to the queue. PostgreSQL store."""
+    from agentctl.worker import WorkerOptions, run_worker
+
+    settings = _guarded(lambda: _settings(store, model))
+    options = WorkerOptions(queue=queue, concurrency=concurrency, queue_limit=queue_limit)
+    _guarded(lambda: run_worker(settings, options, render.note))
 
 
 @app.command()
@@ -546,11 +693,15 @@ def list_(
         workspace=Path.cwd() if here else workspace,
         limit=None if all_ else limit,
     )
-    sessions = _guarded(lambda: list_sessions(_settings(store), filters))
+    from agentctl.worker import queue_listing
+
+    settings = _guarded(lambda: _settings(store))
+    sessions = _guarded(lambda: list_sessions(settings, filters))
+    queued = _guarded(lambda: queue_listing(settings)) if sessions else {}
     if as_json:
-        render.print_json([render.summary_json(s) for s in sessions])
+        render.print_json([render.summary_json(s, queued.get(s.id)) for s in sessions])
     else:
-        render.sessions_table(sessions)
+        render.sessions_table(sessions, queued)
 
 
 @app.command()

@@ -109,6 +109,8 @@ class Stop(StrEnum):
     TURN_LIMIT = "turn_limit"
     NO_PLAN = "no_plan"  # the model answered in text, twice, instead of submitting a plan
     NO_PROGRESS = "no_progress"  # replies in a row without a tool call (actions.NoProgress)
+    QUEUED = "queued"  # run --detach: recorded for a worker (PostgreSQL), not run here
+    DRAINED = "drained"  # a worker stopping (SIGTERM) between two steps: runnable again
 
 
 @dataclass(frozen=True)

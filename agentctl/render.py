@@ -426,8 +426,29 @@ def ask_follow_up() -> str | None:
 # -- results ---------------------------------------------------------------------------------
 
 
-def summary_json(s: SessionSummary) -> dict[str, Any]:
+def queue_said(place: Any) -> str:
+    """A session's place in a worker queue (store/pg_queue.Queued), as `list` shows it."""
+    if place.status == "runnable":
+        return f"queued: {place.queue}"
+    if place.status == "running":
+        return f"running on {place.worker}" if place.worker else "running"
+    if place.status == "failed":
+        return "failed (resume --detach retries)"
+    return ""
+
+
+def summary_json(s: SessionSummary, place: Any = None) -> dict[str, Any]:
+    queue = None
+    if place is not None:
+        queue = {
+            "queue": place.queue,
+            "status": place.status,
+            "worker": place.worker,
+            "priority": place.priority,
+            "error": place.error,
+        }
     return {
+        "queue": queue,
         "id": s.id,
         "name": s.name,
         "tags": list(s.tags),
@@ -442,14 +463,19 @@ def summary_json(s: SessionSummary) -> dict[str, Any]:
     }
 
 
-def sessions_table(sessions: list[SessionSummary]) -> None:
-    """One line per session, padded by hand (a rich Table of 100 rows costs 0.1 s of start-up)."""
+def sessions_table(sessions: list[SessionSummary], queued: dict[str, Any] | None = None) -> None:
+    """One line per session, padded by hand (a rich Table of 100 rows costs 0.1 s of start-up).
+    `queued`: sessions' places in a worker queue (PostgreSQL), said after their state."""
     if not sessions:
         note("no sessions yet: start one with agentctl run TASK")
         return
     states = [
         s.state if s.state != "done" or not s.outcome else f"done ({s.outcome})" for s in sessions
     ]
+    for n, s in enumerate(sessions):
+        said = queue_said(queued[s.id]) if queued and s.id in queued else ""
+        if said:
+            states[n] += f", {said}"
     id_w = max(2, *(len(s.id) for s in sessions))
     state_w = max(5, *map(len, states))
     head_w = max(4, *(len(str(s.head)) for s in sessions))
@@ -469,7 +495,7 @@ def sessions_table(sessions: list[SessionSummary]) -> None:
             goal += "  #" + " #".join(s.tags)
         goal = fit(goal, goal_w)
         lines.append(
-            f"{escape(s.id):{id_w}}  {_state(s.state)}{state[len(s.state) :]}"
+            f"{escape(s.id):{id_w}}  {_state(s.state)}{escape(state[len(s.state) :])}"
             f"{' ' * (state_w - len(state))}  {s.head:>{head_w}}  "
             f"{s.updated_at[:19].replace('T', ' '):19}  {escape(goal)}"
         )

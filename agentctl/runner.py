@@ -104,6 +104,7 @@ class Runner:
         self._attach: Callable[[str], str] | None = None
         self._next: str | None = None  # a follow-up for a done session, given once
         self._instructions: tuple[tuple[InstructionsFile, ...], str] | None = None
+        self._stop_when: Callable[[], bool] | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -167,6 +168,7 @@ class Runner:
         approval_mode: bool | None = None,
         instructions: tuple[tuple[InstructionsFile, ...], str] | None = None,
         mcp: tuple[McpOffer, ...] | None = None,
+        stop_when: Callable[[], bool] | None = None,
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
@@ -180,7 +182,9 @@ class Runner:
         with it). `approval_mode` (resume --yes / --ask) is recorded first when it changes
         whether writes and commands are asked. `instructions`: the project's instructions
         changed (their records, and the note with the new text), told to the model before its
-        next call."""
+        next call. `stop_when` (a worker told to stop) is asked before each action: True stops
+        the run there, between two checkpoints (Stop.DRAINED)."""
+        self._stop_when = stop_when
         self._instructions = instructions
         self._prelude = prelude
         self._attach = attach
@@ -224,6 +228,12 @@ class Runner:
                 session = self._follow_up(session, self._next)
                 self._next = None
                 continue
+            if (
+                self._stop_when is not None
+                and not isinstance(action, AwaitInput)
+                and self._stop_when()
+            ):
+                return RunResult(Stop.DRAINED, session)
             if not isinstance(action, CallModel):
                 self._run_prelude()
             if isinstance(action, AwaitInput):

@@ -11,7 +11,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from agentctl.errors import (
     UnknownSessionError,
     UsageError,
 )
-from agentctl.records import FileChange, Notice, RunReport, SessionStarted, SessionView
+from agentctl.records import FileChange, Notice, RunReport, SessionStarted, SessionView, Stop
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary
 
@@ -69,14 +69,17 @@ class HeldLease:
         )
         self._beat.start()
 
-    def release(self) -> None:
+    def release(self, give_up: bool = True) -> None:
+        """Stop renewing and give the lease up; `give_up` False: stop renewing only (a worker
+        gives it up itself, with the session's queue status, in one transaction)."""
         if self._held is None:
             return
         self._stop.set()
         if self._beat is not None:
             self._beat.join()
         held, self._held = self._held, None
-        self._store.release_lease(self._session_id, held.token)
+        if give_up:
+            self._store.release_lease(self._session_id, held.token)
 
     def _heartbeat(self, held: Lease, stop: threading.Event) -> None:
         from agentctl.store.lease import lease_ttl
@@ -96,15 +99,30 @@ class HeldLease:
 
 
 @contextmanager
-def held_lease(store: Store, session_id: str, lease: Lease | None = None) -> Iterator[HeldLease]:
+def held_lease(
+    store: Store, session_id: str, lease: Lease | None = None, give_up: bool = True
+) -> Iterator[HeldLease]:
     """Hold the session's lease while the block runs (taking it, unless `lease` is already
-    held), renewed by a heartbeat thread on its own handle to the same store."""
+    held), renewed by a heartbeat thread on its own handle to the same store; given up at the
+    end unless `give_up` is False (a worker's claim: see Claimed)."""
     holder = HeldLease(store, session_id)
     holder.take(lease)
     try:
         yield holder
     finally:
-        holder.release()
+        holder.release(give_up)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A worker's run of a session it claimed (worker.py): the lease the claim wrote (renewed
+    while the run goes on, and kept when it ends: the worker gives it up together with the
+    queue status), the scratch folder the session works in on this worker, and when to stop
+    between two steps (SIGTERM)."""
+
+    lease: Lease
+    workspace: str
+    stop_when: Callable[[], bool]
 
 
 def unleased(store: Store, session_id: str, holder: HeldLease, prompt: Prompt) -> Ask:
@@ -365,11 +383,16 @@ def start_session(
     tags: Iterable[str] = (),
     sandbox: str | None = None,
     network: bool | None = None,
+    detach: Detach | None = None,
 ) -> RunReport:
+    """Start a session and run it here; with `detach`, record it and queue it for a worker
+    (PostgreSQL only): nothing runs here and no model is called."""
     from agentctl import prompts
     from agentctl.config import parse_value
     from agentctl.state import SessionInfo, TaskState
 
+    if detach is not None:
+        needs_postgres(settings, "run --detach")
     if context_strategy is not None:  # kept in the spec: a resume goes on the same way
         parse_value("context_strategy", context_strategy, "--context-strategy")
         spec = spec.model_copy(update={"context_strategy": context_strategy})
@@ -394,7 +417,7 @@ def start_session(
         if name is not None:
             refuse_taken_name(store, name)  # before anything is written
         header: list[RunEvent] = []  # said under the header, after the first request went out
-        snapshots = wiring.snapshots(settings, root, header.append)
+        snapshots = None if detach else wiring.snapshots(settings, root, header.append)
         tools = tools or wiring.work_tools(
             settings, root, spec, yes, header.append, undoable=snapshots is not None
         )
@@ -408,7 +431,7 @@ def start_session(
             spec=spec,
             model=model_name,
             created_at=wiring.now(),
-            workspace=root,
+            workspace=None if detach else root,  # a worker's own folder (worker.py)
             sandbox=shell.sandbox if shell else None,
             network=shell.network if shell else None,
         )
@@ -441,10 +464,16 @@ def start_session(
             mcp=_offers(tools, info.id),
         )
         # held from the start
-        runner.start(info, system, lease, early=turns > 0, task=first, attached=attached)
+        held = None if detach else lease
+        runner.start(
+            info, system, held, early=turns > 0 and not detach, task=first, attached=attached
+        )
         if name is not None or labels:
             store.set_labels(info.id, name, labels)
         store.update_profile(lambda p: p.with_goal(spec.goal))
+        if detach is not None:
+            detach.enqueue(store, info.id)
+            return RunReport(Stop.QUEUED, store.load(info.id), started_at=1)
         from agentctl.records import AnsweredElsewhere
 
         with held_lease(store, info.id, lease) as holder:
@@ -456,6 +485,41 @@ def start_session(
                 return _answered_elsewhere(store, info.id, exc, on_event)
         changes = _changes(store, snapshots, info.id, 1, result.session.task.workspace_tree)
         return RunReport(result.stop, result.session, changes, started_at=1)
+
+
+@dataclass(frozen=True)
+class Detach:
+    """run --detach: the queue, the priority and the workspace's source of a queued session."""
+
+    queue: str | None = None
+    priority: int | None = None
+    repo: str | None = None
+    ref: str | None = None
+
+    def enqueue(self, store: Store, session_id: str, answer: tuple[str, int] | None = None) -> None:
+        from agentctl.store import pg_queue
+
+        source = pg_queue.Source(self.repo, self.ref) if self.repo else None
+        text, head = answer if answer is not None else (None, None)
+        pg_queue.on(store).with_connection(
+            lambda conn: pg_queue.enqueue(
+                conn,
+                session_id,
+                queue=self.queue,
+                priority=self.priority,
+                answer=text,
+                answers=head,
+                source=source,
+            ),
+            session_id,
+        )
+
+
+def needs_postgres(settings: Settings, what: str) -> None:
+    """Queues and workers live in a PostgreSQL store: any other is refused before anything."""
+    from agentctl.store.pg_queue import refuse_unless_postgres
+
+    refuse_unless_postgres(settings.store_url, what)
 
 
 def _grant_own(settings: Settings, info: SessionInfo, on_event: Callable[[RunEvent], None]) -> None:
@@ -485,6 +549,7 @@ def resume_session(
     ask_approvals: bool = False,
     tools: ToolRegistry | None = None,
     accept_settings: bool = False,
+    claimed: Claimed | None = None,
 ) -> RunReport:
     """Continue a session. `yes` / `ask_approvals` (resume --yes / --ask) change the session's
     approval mode, recorded on a checkpoint; without either it keeps the one it has. A session
@@ -520,7 +585,7 @@ def resume_session(
         from agentctl import instructions
 
         forbidden = wiring.forbidden_paths(settings)
-        workspace = store.info(session_id).workspace
+        workspace = claimed.workspace if claimed else store.info(session_id).workspace
         attached = ""
         if answer is not None and head.to_state is State.DONE:  # a follow-up may attach files
             attached = instructions.attachments(answer, workspace, forbidden)
@@ -532,7 +597,11 @@ def resume_session(
         own = granted is not None and granted.own
         if granted is None and not accept_settings and ask is None:
             raise _not_accepted(info)  # said first: what it carries, and how to take it
-        root = wiring.session_workspace(settings, info.workspace, own)
+        root = (
+            claimed.workspace
+            if claimed
+            else wiring.session_workspace(settings, info.workspace, own)
+        )
         model_name = wiring.choose_model(settings, info.spec, session_model=info.model, own=own)
         taken_now = granted is None
         if granted is None:
@@ -540,7 +609,11 @@ def resume_session(
             granted = _accept_settings(settings, info, since, accept_settings, ask, on_event)
         # Validated before the lease, so bad input writes nothing; the runner reloads the head
         # under the lease, and every commit checks it.
-        holder = stack.enter_context(held_lease(store, session_id))
+        if claimed is not None:  # the claim's lease, taken again here: this handle writes
+            store.acquire_lease(session_id, claimed.lease.renewed())
+        holder = stack.enter_context(
+            held_lease(store, session_id, claimed.lease if claimed else None, claimed is None)
+        )
         if answer is not None and store.head(session_id).id != head.id:
             # Answered (or continued) elsewhere between the read above and the lease: this
             # input was meant for a question that is gone. Said, never applied elsewhere.
@@ -554,7 +627,7 @@ def resume_session(
         if tools is None:
             wiring.probe_sandbox_soon(settings, spec)
         header: list[RunEvent] = []  # said under the header, after the first request went out
-        snapshots = wiring.snapshots(settings, info.workspace, header.append)
+        snapshots = wiring.snapshots(settings, root if claimed else info.workspace, header.append)
         # The approval mode is the session's (its task state), not this process's flag.
         tools = tools or wiring.work_tools(
             settings,
@@ -623,6 +696,7 @@ def resume_session(
                 max_turns=max_turns or spec.max_turns,
                 attach=lambda _text: attached,
                 instructions=changed,
+                stop_when=claimed.stop_when if claimed else None,
             )
         except AnsweredElsewhere as exc:
             holder.release()

@@ -40,6 +40,7 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
+from agentctl.store import pg_queue
 from agentctl.store.base import (
     AppendPlan,
     CheckpointDraft,
@@ -162,6 +163,7 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append(("p005_queue", pg_queue.MIGRATION))  # workers (store/pg_queue.py)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The columns of the cache tables (p003, p004), in the order their records hold them.
 _READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")
@@ -360,6 +362,14 @@ class PostgresStore(BaseStore):
 
     def close(self) -> None:
         self._conn.close()
+
+    def with_connection(
+        self, work: Callable[[psycopg.Connection[Any]], Any], session_id: str | None = None
+    ) -> Any:
+        """Run `work` on this store's connection (opened again if the server dropped it), its
+        errors as StoreError: the hook of the work queue (store/pg_queue.py)."""
+        with self._errors(session_id):
+            return self._retrying(work)
 
     # -- writes -------------------------------------------------------------------------------
 

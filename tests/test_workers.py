@@ -1,0 +1,309 @@
+"""Workers on a real PostgreSQL (issue 28): sessions queued with `run --detach`, run by
+`agentctl worker` processes, answered with `answer` from anywhere; a worker killed with -9 or
+told to stop (SIGTERM); caps. Every wait is a bounded poll; nothing is timed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.config import Settings
+from tests.conftest import run
+from tests.test_concurrency import spawn
+from tests.test_postgres import sql, wait_for
+
+pytestmark = pytest.mark.process
+
+PLAN = """
+[[script]]
+[[script.tool_calls]]
+name = "submit_plan"
+arguments = { steps = ["Do it"] }
+"""
+FINISH = """
+[[script]]
+[[script.tool_calls]]
+name = "complete_step"
+arguments = { summary = "done" }
+[[script.tool_calls]]
+name = "finish"
+arguments = { result = "finished: {{last_input}}" }
+"""
+ASK = """
+[[script]]
+[[script.tool_calls]]
+name = "ask_user"
+arguments = { question = "Which day?" }
+"""
+STEP = """
+[[script]]
+[[script.tool_calls]]
+name = "write_file"
+arguments = { path = "step.txt", content = "a step" }
+"""
+KINDS = {
+    "straight": PLAN + FINISH,  # 2 model replies, to done
+    "asks": PLAN + ASK + FINISH,  # waits for an answer, then done with it
+    "fails": PLAN,  # its script runs out at the second request: the run fails
+}
+
+
+def task_file(folder: Path, kind: str, script: str | None = None) -> Path:
+    path = folder / f"{kind}.toml"
+    body = KINDS[kind] if script is None else script
+    path.write_text(f'goal = "A {kind} task"\nallow = ["write_file"]\n{body}')
+    return path
+
+
+def queue(url: str, task: Path, work: Path, **detach: Any) -> str:
+    """`run TASK --detach`, in this process (a real process costs a second each)."""
+    from agentctl import service
+
+    settings = Settings.load(store=url)
+    report = service.start_session(
+        settings,
+        service.read_task(str(task)),
+        max_turns=None,
+        ask=None,
+        on_event=lambda _event: None,
+        workspace=work,
+        detach=service.Detach(**detach),
+    )
+    return report.session.info.id
+
+
+def statuses(url: str) -> dict[str, str]:
+    return dict((r[0], r[1]) for r in sql(url, "SELECT session_id, status FROM agentctl.queue"))
+
+
+def worker_env(url: str, tmp: Path, name: str, **extra: str) -> dict[str, str]:
+    return {
+        "AGENTCTL_STORE": url,
+        "AGENTCTL_HOME": str(tmp / f"home-{name}"),  # another machine's user data
+        "AGENTCTL_HOSTNAME": name,
+        "AGENTCTL_WORKER_DIR": str(tmp / f"scratch-{name}"),
+        "AGENTCTL_WORKER_POLL": "0.5",
+        "AGENTCTL_LEASE_TTL": "3",
+        **extra,
+    }
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `agentctl worker` processes; any still running at the end are killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        proc = spawn(["worker", "--model", "scripted", *args], env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def drained(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    return code, proc.stderr.read() if proc.stderr else ""
+
+
+def replies(url: str, sid: str) -> list[int]:
+    """The checkpoint numbers of a session's model replies."""
+    rows = sql(
+        url,
+        "SELECT id FROM agentctl.checkpoints WHERE session_id = %s AND event = 'model_reply'"
+        " ORDER BY id",
+        sid,
+    )
+    return [r[0] for r in rows]
+
+
+def test_three_workers_run_thirty_sessions_each_step_once_and_take_every_answer(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    kinds = ["straight", "asks", "fails"] * 10
+    tasks = {k: task_file(tmp_path, k) for k in set(kinds)}
+    ids = {queue(pg_url, tasks[k], tmp_path): k for k in kinds}
+    procs = [workers(worker_env(pg_url, tmp_path, f"w{n}"), "--concurrency", "2") for n in range(3)]
+    wanted = {
+        sid: {"straight": "done", "asks": "waiting", "fails": "failed"}[k] for sid, k in ids.items()
+    }
+    wait_for(lambda: statuses(pg_url) == wanted, "every session done, waiting or failed", 90)
+    asking = [sid for sid, k in ids.items() if k == "asks"]
+    for sid in asking:  # answered from here, as from any machine
+        result = run("answer", sid, f"day of {sid}", env={"AGENTCTL_STORE": pg_url})
+        assert result.code == 0, result.stderr
+        assert result.stdout.strip() == sid
+    wait_for(
+        lambda: all(statuses(pg_url)[sid] == "done" for sid in asking), "every answer taken", 90
+    )
+    for proc in procs:
+        code, err = drained(proc)
+        assert code == 0, err
+    # Each session ran each step once: its model replies are exactly its script's, in one line
+    # of checkpoints (no branch, no repeat), and the answer it got is the one given for it.
+    script_replies = {"straight": 2, "asks": 3, "fails": 1}
+    for sid, kind in ids.items():
+        assert len(replies(pg_url, sid)) == script_replies[kind], (sid, kind)
+        parents = sql(
+            pg_url,
+            "SELECT count(*) FROM agentctl.checkpoints WHERE session_id = %s"
+            " AND parent IS DISTINCT FROM id - 1 AND id > 1",
+            sid,
+        )
+        assert parents == [(0,)], sid
+    for sid in asking:
+        shown = run("show", sid, "--json", env={"AGENTCTL_STORE": pg_url})
+        assert f"finished: day of {sid}" in shown.stdout
+        answers = sql(
+            pg_url,
+            "SELECT count(*) FROM agentctl.checkpoints WHERE session_id = %s"
+            " AND event = 'input_received'",
+            sid,
+        )
+        assert answers == [(1,)]
+    failed = sql(pg_url, "SELECT error FROM agentctl.queue WHERE status = 'failed'")
+    assert len(failed) == 10
+    assert all("script ran out" in (e or "") for (e,) in failed), failed
+    # each session worked in a folder of the worker that ran it
+    folders = {p.name for n in range(3) for p in (tmp_path / f"scratch-w{n}").glob("*")}
+    assert folders == set(ids)
+    listed = run("list", "--json", env={"AGENTCTL_STORE": pg_url})
+    assert '"status": "done"' in listed.stdout
+
+
+def test_a_worker_killed_mid_step_loses_nothing_its_session_finishes_on_another(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = task_file(tmp_path, "long", PLAN + STEP + STEP + FINISH)
+    sid = queue(pg_url, task, tmp_path)
+    slow = workers(worker_env(pg_url, tmp_path, "a", AGENTCTL_SCRIPTED_DELAY="0.7"))
+    wait_for(lambda: len(replies(pg_url, sid)) >= 2, "the first worker midway", 60)
+    slow.kill()  # kill -9: its lease stays behind until it expires
+    slow.wait(timeout=30)
+    assert statuses(pg_url)[sid] == "running"
+    head = sql(pg_url, "SELECT head FROM agentctl.sessions WHERE id = %s", sid)[0][0]
+    other = workers(worker_env(pg_url, tmp_path, "b"))
+    wait_for(lambda: statuses(pg_url)[sid] == "done", "the session done on the other worker", 60)
+    assert drained(other)[0] == 0
+    assert len(replies(pg_url, sid)) == 4  # each reply once: none asked again after the kill
+    hosts = sql(
+        pg_url,
+        "SELECT claims, (SELECT count(*) FROM agentctl.checkpoints WHERE session_id = %s"
+        " AND id <= %s) FROM agentctl.queue WHERE session_id = %s",
+        sid,
+        head,
+        sid,
+    )
+    assert hosts == [(2, head)]  # claimed twice; the checkpoints before the kill all kept
+    writes = sql(
+        pg_url,
+        "SELECT count(*) FROM agentctl.checkpoints WHERE session_id = %s AND event = 'tool_result'",
+        sid,
+    )
+    assert writes[0][0] >= 2  # both writes have results (one may be outcome-unknown)
+
+
+def test_sigterm_drains_the_step_is_kept_and_the_session_goes_back_to_the_queue(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = task_file(tmp_path, "longer", PLAN + STEP + STEP + STEP + FINISH)
+    sid = queue(pg_url, task, tmp_path)
+    first = workers(worker_env(pg_url, tmp_path, "a", AGENTCTL_SCRIPTED_DELAY="0.5"))
+    wait_for(lambda: len(replies(pg_url, sid)) >= 2, "the worker midway", 60)
+    code, err = drained(first)
+    assert code == 0, err
+    assert "stopped" in err
+    lease = sql(pg_url, "SELECT lease_token FROM agentctl.sessions WHERE id = %s", sid)
+    assert lease == [(None,)]  # released
+    assert statuses(pg_url)[sid] == "runnable"
+    before = replies(pg_url, sid)
+    assert len(before) < 5  # it stopped before the end
+    second = workers(worker_env(pg_url, tmp_path, "b"))
+    wait_for(lambda: statuses(pg_url)[sid] == "done", "the session done on the next worker", 60)
+    assert drained(second)[0] == 0
+    assert len(replies(pg_url, sid)) == 5
+    assert replies(pg_url, sid)[: len(before)] == before
+
+
+def test_caps_per_worker_and_per_queue_hold(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    task = task_file(tmp_path, "short", PLAN + STEP + FINISH)
+    ids = [queue(pg_url, task, tmp_path, queue="capped") for _ in range(6)]
+    slow = {"AGENTCTL_SCRIPTED_DELAY": "0.3"}
+    args = ("--queue", "capped", "--concurrency", "3")
+    a = workers(worker_env(pg_url, tmp_path, "a", **slow), *args, "--queue-limit", "2")
+    limit = "SELECT max_running FROM agentctl.queue_limits WHERE queue = 'capped'"
+    wait_for(lambda: sql(pg_url, limit) == [(2,)], "the first worker to set the cap", 30)
+    b = workers(worker_env(pg_url, tmp_path, "b", **slow), *args)
+    most = 0
+
+    def running() -> bool:
+        nonlocal most
+        live = sql(
+            pg_url,
+            "SELECT count(*) FROM agentctl.sessions WHERE lease_token IS NOT NULL"
+            " AND lease_expires > clock_timestamp()",
+        )[0][0]
+        most = max(most, live)
+        return all(s == "done" for s in statuses(pg_url).values())
+
+    wait_for(running, "all six done", 90)
+    assert set(statuses(pg_url)) == set(ids)
+    assert 1 <= most <= 2
+    for proc in (a, b):
+        assert drained(proc)[0] == 0
+
+
+def test_detach_and_workers_need_postgres_one_line_exit_2(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'a.db'}"
+    task = task_file(tmp_path, "straight")
+    for args in (
+        ["run", str(task), "--detach"],
+        ["answer", "abc", "yes"],
+        ["resume", "abc", "--detach"],
+        ["worker"],
+    ):
+        result = run(*args, env={"AGENTCTL_STORE": url})
+        assert result.code == 2, (args, result.stderr)
+        assert "PostgreSQL" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "a.db").exists()
+
+
+def test_answer_refuses_a_session_not_waiting_and_a_second_answer_not_yet_taken(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from agentctl import service
+
+    env = {"AGENTCTL_STORE": pg_url}
+    sid = queue(pg_url, task_file(tmp_path, "asks"), tmp_path)
+    result = run("answer", sid, "Monday", env=env)  # planning: nothing asked yet
+    assert result.code == 2
+    assert "not waiting for input" in result.stderr
+    paused = service.start_session(  # run here until it asks (no worker, no prompt)
+        Settings.load(store=pg_url),
+        service.read_task(str(task_file(tmp_path, "asks"))),
+        max_turns=None,
+        ask=None,
+        on_event=lambda _event: None,
+        workspace=tmp_path,
+    )
+    waiting = paused.session.info.id
+    assert run("answer", waiting, "Monday", env=env).code == 0
+    again = run("answer", waiting, "Tuesday", env=env)
+    assert again.code == 2
+    assert "answered already" in again.stderr
+    assert sql(pg_url, "SELECT input FROM agentctl.queue WHERE session_id = %s", waiting) == [
+        ("Monday",)
+    ]
