@@ -103,6 +103,7 @@ RULES = {
         "__init__",
         "completion",  # quoting of shell completions (typer's classes; nothing of ours)
         "mcpadmin",  # agentctl mcp: the settings file's servers (issue 26)
+        "worker",  # run --detach, answer, worker: the queue's use cases (issue 28)
     },
     "completion": set(),
     "render": {"records", "state", "store/base", "lifecycle", "details", "errors", "context"},

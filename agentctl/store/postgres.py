@@ -40,7 +40,6 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
-from agentctl.store import pg_queue
 from agentctl.store.base import (
     AppendPlan,
     CheckpointDraft,
@@ -57,6 +56,7 @@ from agentctl.store.base import (
 )
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
+from agentctl.store.pg_queue import MIGRATION as QUEUE_MIGRATION
 
 if TYPE_CHECKING:
     import psycopg
@@ -163,7 +163,7 @@ MIGRATIONS.append(
         """,
     )
 )
-MIGRATIONS.append(("p005_queue", pg_queue.MIGRATION))  # workers (store/pg_queue.py)
+MIGRATIONS.append(("p005_queue", QUEUE_MIGRATION))  # workers (store/pg_queue.py)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The columns of the cache tables (p003, p004), in the order their records hold them.
 _READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")
