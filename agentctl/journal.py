@@ -1,9 +1,10 @@
 """The journal: how the loop writes a checkpoint. One commit per action, counted messages, an
 error recorded without a state of its own (design.md §2, §4).
 
-A commit appends one checkpoint (with the messages it adds) through the Store protocol, checks
-the head it extends (the store raises HeadMovedError when another writer won), and reports it;
-the session returned is the state right after it.
+A commit appends one checkpoint (with the messages it adds) through store/writes.py, the one
+module every writer appends with, fenced by the head it extends (the store raises
+HeadMovedError when another writer won), and reports it; the session returned is the state
+right after it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl import faults
 from agentctl.context import TokenCounter
-from agentctl.details import Detail, ErrorDetail, NoDetail, ToolDetail
+from agentctl.details import Detail, ErrorDetail, ToolDetail
 from agentctl.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.records import Checkpointed, RunEvent
 from agentctl.state import (
@@ -26,6 +27,7 @@ from agentctl.state import (
     valid_message,
     valid_text,
 )
+from agentctl.store import writes
 from agentctl.store.base import CheckpointDraft, Store
 
 if TYPE_CHECKING:
@@ -105,7 +107,7 @@ class Journal:
             usage=Usage(),
             new_messages=messages,
         )
-        checkpoint = self._store.create_session(info, draft, lease)
+        checkpoint = writes.create(self._store, info, draft, lease)
         self._emit(Checkpointed(checkpoint, messages))
         return Session(info=info, checkpoint=checkpoint, messages=messages)
 
@@ -127,19 +129,18 @@ class Journal:
         usage: Usage | None = None,
         keep_messages: int | None = None,
     ) -> Session:
-        draft = CheckpointDraft(
-            parent=session.checkpoint.id,
-            kind=kind,
-            from_state=session.state,
-            to_state=to_state,
-            created_at=self._clock(),
-            task=task,
-            usage=usage or session.checkpoint.usage,
-            detail=detail or NoDetail(),
+        draft = writes.draft_on(
+            session.checkpoint,
+            kind,
+            to_state,
+            task,
+            self._clock(),
+            usage=usage,
+            detail=detail,
             new_messages=new_messages,
             keep_messages=keep_messages,
         )
-        checkpoint = self._store.append(session.info.id, session.checkpoint.id, draft)
+        checkpoint = writes.commit(self._store, session.info.id, session.checkpoint.id, draft)
         faults.hit("commit_done")
         self._emit(Checkpointed(checkpoint, new_messages))
         kept = session.messages if keep_messages is None else session.messages[:keep_messages]

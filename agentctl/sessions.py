@@ -161,23 +161,30 @@ def fork(
 ) -> tuple[str, int]:
     """A new session from checkpoint `at` (default: the head) of another: its checkpoints 1 to
     `at` are copied under a new id (a copy, not a share: message ids count per session, so a
-    session is one unit to move, export or delete; bench/ measures what it costs), the new
-    session's facts naming where it came from; no approval is copied. With `workspace`, that
+    session is one unit to move, export or delete), rows as they are, in one transaction
+    (store.copy_session; bench/ measures it against the row-copy floor), the new session's
+    facts naming where it came from; no approval is copied. With `workspace`, that
     checkpoint's files are written into a new folder, which becomes the fork's workspace."""
-    from agentctl import transfer
-    from agentctl.errors import UnknownCheckpointError
+    from agentctl.errors import StoreError, UnknownCheckpointError
+    from agentctl.verify import path_problems
 
     name = valid_name(name) if name is not None else None
     with opened_store(settings) as store:
         source = resolve_session(store, prefix)
         if name is not None:
             refuse_taken_name(store, name)
-        head = store.head(source).id
+        history = store.history(source)
+        head = history[-1].id
         at = at or head
         if not 1 <= at <= head:
             raise UnknownCheckpointError(source, at)
-        lines = list(transfer.export_lines(store, source))
-        exported = transfer.read_export(lines[: at + 1], f"session {source}")
+        problems = path_problems(history, at)  # the rows are copied as they are: sound ones
+        if problems:
+            raise StoreError(
+                f"session {source} is damaged at or before checkpoint {at} ({problems[0]}); "
+                "nothing was copied",
+                hint=f"agentctl verify {source}",
+            )
         new_id = secrets.token_hex(4)
         while store.match_sessions(new_id):
             new_id = secrets.token_hex(4)
@@ -186,14 +193,10 @@ def fork(
             folder, origin = _materialise(settings, store, source, at, workspace)
             update["workspace"] = str(folder)
             origin.add_owner(new_id)  # its checkpoints name the original's trees: keep them
-        info = exported.info.model_copy(update=update)
+        info = store.info(source).model_copy(update=update)
         # Approvals never cross a fork, as they never cross a rollback: a yes given in the
         # source covered that call there, once; the fork asks again.
-        copied = [
-            (c.model_copy(update={"task": c.task.model_copy(update={"approval": None})}), m)
-            for c, m in exported.checkpoints
-        ]
-        transfer.import_session(store, transfer.Exported(info, copied))
+        store.copy_session(store, source, info, upto=at, keep_approvals=False)
         _carry_trust(settings, store.info(source), info)
         if name:
             store.set_labels(new_id, name, ())

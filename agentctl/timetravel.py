@@ -181,12 +181,14 @@ def commit_rollback(
     store: Store, plan: RollbackPlan, now: str, workspace: WorkspaceMove | None = None
 ) -> RollbackReport:
     """Append the rollback checkpoint (append's head check refuses it if the head moved)."""
+    from agentctl.store import writes
+
     sid = plan.session_id
     head = store.get_checkpoint(sid, plan.head.id)
     files_only = workspace is not None and workspace.files_only
     task = head.task if files_only else store.get_checkpoint(sid, plan.target.id).task
     draft = rollback_draft(plan.head, plan.target, task, head.usage, now, workspace)
-    checkpoint = store.append(sid, plan.head.id, draft)
+    checkpoint = writes.commit(store, sid, plan.head.id, draft)
     if files_only:  # the conversation did not move: nothing was abandoned
         return RollbackReport(checkpoint, plan.target.id, [], [], [], conversation=False)
     details = [c.typed_detail() for c in plan.abandoned]

@@ -218,6 +218,7 @@ def import_session(
     if new_id is not None:
         info = info.model_copy(update={"id": new_id})
     have = _existing(store, info, exported)
+    from agentctl.store import writes
     from agentctl.store.copying import drafts_of
 
     drafts = drafts_of(exported.checkpoints)
@@ -231,8 +232,7 @@ def import_session(
     else:
         if lease is not None:
             store.acquire_lease(info.id, lease)
-        for checkpoint, draft in list(zip(expected, drafts, strict=True))[have:]:
-            _compare(info.id, [checkpoint], [store.append(info.id, checkpoint.id - 1, draft)])
+        writes.replay(store, info.id, drafts, expected, have)
     report = verify_session(store, info.id, store.history(info.id))
     if report.problems:
         raise StoreError(
@@ -400,6 +400,36 @@ def _no_grant_for_what_came(settings: Settings, store: Store, report: ImportRepo
         trust.grant(settings, info, trust.Trust(own=granted.own, since=since))
 
 
+def copy_into(
+    target: Store, source: Store, session_id: str, upto: int, lease: Lease
+) -> ImportReport:
+    """Checkpoints 1..`upto` of a session copied into another store under the same id, held
+    by `lease` (a move's arrival): as rows (target.copy_session) when the target does not
+    have the session, else completed as an import completes (a copy cut short, a session
+    coming back); verified there either way."""
+    from agentctl.store.copying import read_session
+    from agentctl.trust import describe
+    from agentctl.verify import verify_session
+
+    info = source.info(session_id)
+    listed = next((s for s in source.list_sessions() if s.id == session_id), None)
+    name, tags = (listed.name, listed.tags) if listed is not None else (None, ())
+    if session_id in target.match_sessions(session_id):
+        records = read_session(source, session_id, upto)
+        return import_session(target, Exported(info, records, name, tags), lease=lease)
+    target.copy_session(source, session_id, info, upto=upto, lease=lease)
+    name = _free_name(target, session_id, name)
+    if name or tags:
+        target.set_labels(session_id, name, tags)
+    report = verify_session(target, session_id, target.history(session_id))
+    if report.problems:
+        raise StoreError(
+            f"session {session_id} copied, but verify finds: {report.problems[0]}",
+            hint=f"agentctl verify {session_id}",
+        )
+    return ImportReport(session_id, upto, upto, session_id, describe(target.info(session_id)))
+
+
 def arrival_token(source_url: str, session_id: str, created_at: str) -> str:
     """The token of a move's arrival lease: the same for every run of the same move (so a
     re-run takes the copy a killed run left), and for no other."""
@@ -427,8 +457,7 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
         resolve_session,
         resume_elsewhere,
     )
-    from agentctl.store import open_store
-    from agentctl.store.base import CheckpointDraft
+    from agentctl.store import open_store, writes
     from agentctl.store.lease import arriving_lease
 
     shown = redact_url(to_url, keep_user=True)
@@ -444,30 +473,22 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
         refuse_if_damaged(source, session_id)
         token = arrival_token(settings.store_url, session_id, source.info(session_id).created_at)
         with held_lease(source, session_id):  # nobody writes to it while it is copied
-            lines = list(export_lines(source, session_id))
-            if finishing:
-                lines = lines[:-1]  # the history it had when it left: without the mark
-            exported = read_export(lines, f"session {session_id}")
+            upto = source.head(session_id).id - (1 if finishing else 0)  # without the mark
             target = open_store(to_url)
             try:
-                report = import_session(target, exported, lease=arriving_lease(token))
+                report = copy_into(target, source, session_id, upto, arriving_lease(token))
                 faults.hit("move_copied")  # whole in the target, held there; source unmarked
                 if not finishing:
                     head = source.head(session_id)
-                    source.append(
-                        session_id,
-                        head.id,
-                        CheckpointDraft(
-                            parent=head.id,
-                            kind=CheckpointKind.MOVED,
-                            from_state=head.to_state,
-                            to_state=head.to_state,
-                            created_at=wiring.now(),
-                            task=head.task,
-                            usage=head.usage,
-                            detail=MovedDetail(shown),
-                        ),
+                    mark = writes.draft_on(
+                        head,
+                        CheckpointKind.MOVED,
+                        head.to_state,
+                        head.task,
+                        wiring.now(),
+                        detail=MovedDetail(shown),
                     )
+                    writes.commit(source, session_id, head.id, mark)
                     faults.hit("move_marked")  # the source marked; the target still held
                 from agentctl.store.lease import ARRIVING
 

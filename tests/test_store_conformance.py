@@ -20,14 +20,14 @@ class TestMemoryStore(StoreSpec):
 
 
 class TestSQLiteStore(StoreSpec):
-    overridden = frozenset(CAPABILITIES) - {"copy_session"}
+    overridden = frozenset(CAPABILITIES)
 
     def open(self, place: Path) -> Store:
         return open_store(f"sqlite://{place / 'db' / 'agentctl.db'}")
 
 
 class TestJsonlStore(StoreSpec):
-    overridden = frozenset(CAPABILITIES) - {"search", "kept_listing", "copy_session"}
+    overridden = frozenset(CAPABILITIES) - {"search", "kept_listing"}
 
     def open(self, place: Path) -> Store:
         return open_store(f"json://{place / 'jsonl'}")
@@ -36,7 +36,7 @@ class TestJsonlStore(StoreSpec):
 class TestPostgresStore(StoreSpec):
     """The same contract on a real PostgreSQL (a throwaway server: tests/conftest.py)."""
 
-    overridden = frozenset(CAPABILITIES) - {"search", "reclaim", "copy_session"}
+    overridden = frozenset(CAPABILITIES) - {"search", "reclaim"}
 
     @pytest.fixture(autouse=True)
     def _server(self, postgres: object, pg_url: str) -> None:

@@ -48,6 +48,7 @@ from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.base import Store
     from agentctl.store.ready import ReadyConversation
 
 FORMAT = "agentctl-jsonl"
@@ -247,17 +248,75 @@ class JsonlStore(BaseStore):
     def create_whole(
         self, info: SessionInfo, drafts: Sequence[CheckpointDraft], lease: Lease | None = None
     ) -> list[Checkpoint]:
-        """Written whole in a hidden folder beside sessions/ (`.importing-ID-…`, which nothing
-        lists), then renamed into place: the session appears complete or not at all. A
+        from agentctl.store.codec import to_payload
+
+        plans = plan_all(drafts)
+
+        def lines() -> Iterator[bytes]:
+            next_id = 1
+            for plan in plans:
+                new = [
+                    {"id": m.id, "parent": m.parent, "message": to_payload(m.message)}
+                    for m in plan.messages
+                ]
+                next_id += len(new)
+                record = {
+                    "checkpoint": to_payload(plan.checkpoint),
+                    "messages": new,
+                    "next_message_id": next_id,
+                }
+                yield (json.dumps(record, separators=(",", ":")) + "\n").encode()
+
+        self._write_whole(info, lines(), lease)
+        return [plan.checkpoint for plan in plans]
+
+    def copy_session(
+        self,
+        source: Store,
+        session_id: str,
+        info: SessionInfo,
+        *,
+        upto: int | None = None,
+        lease: Lease | None = None,
+        keep_approvals: bool = True,
+    ) -> int:
+        """From a JSON-lines store (this one or another), the first `upto` lines of the log
+        copied as they are (each validated as `_read_log` does, none re-encoded but a line
+        whose approval a fork leaves behind); from anywhere else, BaseStore's default."""
+        if not isinstance(source, JsonlStore):
+            return super().copy_session(
+                source, session_id, info, upto=upto, lease=lease, keep_approvals=keep_approvals
+            )
+        path = source._dir(session_id)
+        with _reading(path):
+            lines = (path / "events.jsonl").read_bytes().split(b"\n")[:-1]  # torn: left out
+            last = len(lines) if upto is None else upto
+            if not 1 <= last <= len(lines):
+                raise UnknownCheckpointError(session_id, last)
+            copied = []
+            next_id = 1
+            for number, line in enumerate(lines[:last], 1):
+                record = _parse_line(line, number, path)
+                next_id = _check_record(record, number, next_id, path)
+                task = record["checkpoint"].get("task")
+                if not keep_approvals and isinstance(task, dict) and "approval" in task:
+                    del task["approval"]
+                    line = json.dumps(record, separators=(",", ":")).encode()
+                copied.append(line + b"\n")
+        self._write_whole(info, iter(copied), lease)
+        return last
+
+    def _write_whole(self, info: SessionInfo, lines: Iterator[bytes], lease: Lease | None) -> None:
+        """A session written whole in a hidden folder beside sessions/ (`.importing-ID-…`,
+        which nothing lists), then renamed into place: it appears complete or not at all. A
         folder a crash left there is removed by `reclaim`."""
         import shutil
         import uuid
 
-        from agentctl.store.codec import encode, to_payload
+        from agentctl.store.codec import encode
 
         if self.read_only:
             raise StoreError(f"store {self.root} is open read-only (?mode=ro): nothing written")
-        plans = plan_all(drafts)
         final = self.sessions_dir / info.id
         if final.exists():
             raise SessionExistsError(f"session {info.id} exists")
@@ -270,19 +329,8 @@ class JsonlStore(BaseStore):
                 write_private_atomic(staging / "info.json", encode(info))
                 fd = os.open(staging / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
-                    next_id = 1
-                    for plan in plans:
-                        new = [
-                            {"id": m.id, "parent": m.parent, "message": to_payload(m.message)}
-                            for m in plan.messages
-                        ]
-                        next_id += len(new)
-                        record = {
-                            "checkpoint": to_payload(plan.checkpoint),
-                            "messages": new,
-                            "next_message_id": next_id,
-                        }
-                        write_all(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+                    for line in lines:
+                        write_all(fd, line)
                         faults.hit("commit_started")  # part written, in the hidden folder
                     os.fsync(fd)
                 finally:
@@ -297,7 +345,6 @@ class JsonlStore(BaseStore):
             fsync_dir(self.sessions_dir)
         except OSError as exc:
             raise StoreError(f"store {self.root}: {exc}") from exc
-        return [plan.checkpoint for plan in plans]
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         path = self._dir(session_id)

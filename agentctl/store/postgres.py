@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.base import Store
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
@@ -215,6 +216,28 @@ def append_sql(messages: int) -> str:
 # The messages that hold a conversation: a range of the session read in one index scan, walked
 # by chain_array (4 ms by a recursive query at 1,000 messages).
 _CHAIN = f"SELECT id, parent, body FROM {S}.messages WHERE session_id = %s AND id <= %s"
+
+# A copy within the database (copy_session): the source's head, then its rows to `upto`.
+_COPY_FOUND = f"""SELECT (SELECT 1 FROM {S}.sessions WHERE id = %(old)s),
+    (SELECT max(id) FROM {S}.checkpoints WHERE session_id = %(old)s)"""
+_COPY = (
+    f"""INSERT INTO {S}.messages (session_id, id, parent, body)
+    SELECT %(new)s, id, parent, body FROM {S}.messages WHERE session_id = %(old)s AND id <= (
+        SELECT coalesce(max(message_tip), 0) FROM {S}.checkpoints
+        WHERE session_id = %(old)s AND id <= %(upto)s)""",
+    # A fork asks again: the approval of a call is taken out of the task state's JSON.
+    f"""INSERT INTO {S}.checkpoints (session_id, id, parent, event, from_state, to_state,
+        created_at, detail, task, usage, message_tip)
+    SELECT %(new)s, id, parent, event, from_state, to_state, created_at, detail,
+        CASE WHEN %(clear)s AND strpos(task, '"approval":') > 0
+            THEN (task::jsonb - 'approval')::text ELSE task END,
+        usage, message_tip
+    FROM {S}.checkpoints WHERE session_id = %(old)s AND id <= %(upto)s""",
+    f"""UPDATE {S}.sessions AS s SET head = c.id, state = c.to_state,
+        updated_at = c.created_at, outcome = c.task::jsonb ->> 'outcome'
+    FROM {S}.checkpoints AS c WHERE s.id = %(new)s AND c.session_id = %(new)s
+        AND c.id = %(upto)s""",
+)
 
 _CHECKPOINT_COLUMNS = (
     "id, parent, event, from_state, to_state, created_at, detail, task, usage, message_tip"
@@ -390,32 +413,11 @@ class PostgresStore(BaseStore):
         self, info: SessionInfo, plans: list[AppendPlan], lease: Lease | None
     ) -> list[Checkpoint]:
         """A new session and its planned checkpoints, in one transaction: all or none."""
-        from agentctl.store.codec import encode
 
-        first = plans[0].checkpoint
         with self._errors(info.id):
             conn = self._db()
             with conn.transaction():
-                created = conn.execute(
-                    f"INSERT INTO {S}.sessions (id, info, goal, title, created_at, updated_at,"
-                    " head, state, outcome, lease_token, lease_user, lease_host, lease_pid,"
-                    " lease_expires, workspace) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, NULL, %s,"
-                    " %s, %s, %s, clock_timestamp() + make_interval(secs => %s), %s)"
-                    " ON CONFLICT (id) DO NOTHING RETURNING id",
-                    (
-                        info.id,
-                        encode(info),
-                        info.spec.goal,
-                        info.spec.title,
-                        info.created_at,
-                        info.created_at,
-                        first.from_state.value,
-                        *_lease_columns(lease),
-                        info.workspace,
-                    ),
-                ).fetchone()
-                if created is None:
-                    raise SessionExistsError(f"session {info.id} exists")
+                self._insert_session(conn, info, plans[0].checkpoint.from_state.value, lease)
                 token = lease.token if lease else None
                 for plan in plans:
                     if not self._write(conn, info.id, plan.checkpoint.id - 1, plan, token):
@@ -428,6 +430,68 @@ class PostgresStore(BaseStore):
         added = sum(len(plan.messages) for plan in plans)
         self._tails[info.id] = _Tail(last.id, last.message_tip, 1 + added)
         return [plan.checkpoint for plan in plans]
+
+    def _insert_session(
+        self, conn: psycopg.Connection[Any], info: SessionInfo, state: str, lease: Lease | None
+    ) -> None:
+        """The session's row, at head 0, held by `lease`; SessionExistsError when the id is
+        taken. Inside the caller's transaction."""
+        from agentctl.store.codec import encode
+
+        created = conn.execute(
+            f"INSERT INTO {S}.sessions (id, info, goal, title, created_at, updated_at,"
+            " head, state, outcome, lease_token, lease_user, lease_host, lease_pid,"
+            " lease_expires, workspace) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, NULL, %s,"
+            " %s, %s, %s, clock_timestamp() + make_interval(secs => %s), %s)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            (
+                info.id,
+                encode(info),
+                info.spec.goal,
+                info.spec.title,
+                info.created_at,
+                info.created_at,
+                state,
+                *_lease_columns(lease),
+                info.workspace,
+            ),
+        ).fetchone()
+        if created is None:
+            raise SessionExistsError(f"session {info.id} exists")
+
+    def copy_session(
+        self,
+        source: Store,
+        session_id: str,
+        info: SessionInfo,
+        *,
+        upto: int | None = None,
+        lease: Lease | None = None,
+        keep_approvals: bool = True,
+    ) -> int:
+        """Within one database, the rows copied by INSERT … SELECT in one transaction; from
+        anywhere else, BaseStore's default."""
+        if not isinstance(source, PostgresStore) or source._dsn != self._dsn:
+            return super().copy_session(
+                source, session_id, info, upto=upto, lease=lease, keep_approvals=keep_approvals
+            )
+        with self._errors(session_id):
+            conn = self._db()
+            with conn.transaction():
+                found = conn.execute(_COPY_FOUND, {"old": session_id}).fetchone()
+                if found is None or found[0] is None:
+                    raise UnknownSessionError(f"no session {session_id!r}")
+                last = int(found[1] or 0) if upto is None else upto
+                if not found[1] or not 1 <= last <= found[1]:
+                    raise UnknownCheckpointError(session_id, last)
+                self._insert_session(conn, info, "", lease)
+                p = {"old": session_id, "new": info.id, "upto": last, "clear": not keep_approvals}
+                for statement in _COPY:
+                    conn.execute(statement, p)
+        if lease is not None:
+            self._tokens[info.id] = lease.token
+        self._tails.pop(info.id, None)
+        return last
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         import psycopg

@@ -52,6 +52,7 @@ from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
     from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.store.base import Store
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
@@ -87,6 +88,9 @@ CREATE TABLE IF NOT EXISTS listing (
 _READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")
 _LISTING_COLUMNS = ("owner", "upto", "body", "check_sum")
 _CACHES = ("ready", "listing")
+_WITHOUT_APPROVAL = (
+    "CASE WHEN instr(task, '\"approval\":') THEN json_remove(task, '$.approval') ELSE task END"
+)
 OUR_TABLES = frozenset({"sessions", "messages", "checkpoints", "profile", "leases"})
 
 
@@ -279,7 +283,7 @@ class SQLiteStore(BaseStore):
         self, info: SessionInfo, first: CheckpointDraft, lease: Lease | None = None
     ) -> Checkpoint:
         with _translated(self.path), self._transaction() as db:
-            self._new_session(db, info, first, lease)
+            self._new_session(db, info, first.from_state, lease)
             return self._insert(db, info.id, 1, first)
 
     def create_whole(
@@ -287,11 +291,11 @@ class SQLiteStore(BaseStore):
     ) -> list[Checkpoint]:
         plans = plan_all(drafts)
         with _translated(self.path), self._transaction() as db:  # one transaction: all or none
-            self._new_session(db, info, drafts[0], lease)
+            self._new_session(db, info, drafts[0].from_state, lease)
             return [self._put(db, info.id, plan) for plan in plans]
 
     def _new_session(
-        self, db: sqlite3.Connection, info: SessionInfo, first: CheckpointDraft, lease: Lease | None
+        self, db: sqlite3.Connection, info: SessionInfo, state: str, lease: Lease | None
     ) -> None:
         from agentctl.store.codec import encode
 
@@ -307,13 +311,104 @@ class SQLiteStore(BaseStore):
                 info.spec.title,
                 info.created_at,
                 info.created_at,
-                first.from_state,
+                state,
                 info.workspace,
             ),
         )
         if lease is not None:  # held from the first moment anyone can see the session
             self._put_lease(db, info.id, lease)
         self._drop_caches(db, info.id)  # left by an older agentctl's delete of this id
+
+    def copy_session(
+        self,
+        source: Store,
+        session_id: str,
+        info: SessionInfo,
+        *,
+        upto: int | None = None,
+        lease: Lease | None = None,
+        keep_approvals: bool = True,
+    ) -> int:
+        """The rows copied by INSERT … SELECT in one transaction, from this file or another
+        SQLite store's (attached for the copy); any other source by BaseStore's default."""
+        if not isinstance(source, SQLiteStore) or source.read_only:
+            return super().copy_session(
+                source, session_id, info, upto=upto, lease=lease, keep_approvals=keep_approvals
+            )
+        attach = source.path.resolve() != self.path.resolve()
+        with _translated(self.path, session_id):
+            if attach:  # outside a transaction, as SQLite wants it
+                self._db.execute("ATTACH DATABASE ? AS source", (str(source.path),))
+            try:
+                with self._transaction() as db:
+                    return self._copy_rows(
+                        db,
+                        "source" if attach else "main",
+                        session_id,
+                        info,
+                        upto,
+                        lease,
+                        keep_approvals,
+                    )
+            finally:
+                if attach:
+                    self._db.execute("DETACH DATABASE source")
+
+    def _copy_rows(
+        self,
+        db: sqlite3.Connection,
+        schema: str,
+        session_id: str,
+        info: SessionInfo,
+        upto: int | None,
+        lease: Lease | None,
+        keep_approvals: bool,
+    ) -> int:
+        found = db.execute(
+            f"SELECT (SELECT 1 FROM {schema}.sessions WHERE id = ?1),"
+            f" (SELECT max(id) FROM {schema}.checkpoints WHERE session_id = ?1)",
+            (session_id,),
+        ).fetchone()
+        if found[0] is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        upto = found[1] if upto is None else upto
+        if not found[1] or not 1 <= upto <= found[1]:
+            raise UnknownCheckpointError(session_id, upto or 0)
+        (tip,) = db.execute(
+            f"SELECT max(message_tip) FROM {schema}.checkpoints WHERE session_id = ? AND id <= ?",
+            (session_id, upto),
+        ).fetchone()
+        self._new_session(db, info, "", lease)
+        new, old = info.id, session_id
+        db.execute(
+            "INSERT INTO messages (session_id, id, parent, body) SELECT ?, id, parent, body"
+            f" FROM {schema}.messages WHERE session_id = ? AND id <= ?",
+            (new, old, tip or 0),
+        )
+        # A fork asks again: the approval of a call is taken out of the task state's JSON.
+        task = "task" if keep_approvals else _WITHOUT_APPROVAL
+        db.execute(
+            "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"
+            f" created_at, detail, task, usage, message_tip) SELECT ?, id, parent, event,"
+            f" from_state, to_state, created_at, detail, {task}, usage, message_tip"
+            f" FROM {schema}.checkpoints WHERE session_id = ? AND id <= ?",
+            (new, old, upto),
+        )
+        if self._indexed(db):
+            db.execute(
+                "INSERT INTO messages_fts (content, session_id, message_id)"
+                " SELECT json_extract(body, '$.content'), session_id, id FROM messages"
+                " WHERE session_id = ? AND json_extract(body, '$.content') IS NOT NULL",
+                (new,),
+            )
+        faults.hit("commit_started")  # everything written, COMMIT not yet run
+        db.execute(
+            "UPDATE sessions SET (head, state, updated_at, outcome) = (SELECT id, to_state,"
+            " created_at, json_extract(task, '$.outcome') FROM checkpoints"
+            " WHERE session_id = ?1 AND id = ?2) WHERE id = ?1",
+            (new, upto),
+        )
+        return int(upto)
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         with _translated(self.path, session_id), self._transaction() as db:

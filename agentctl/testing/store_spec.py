@@ -704,6 +704,7 @@ class CopySpec(SpecBase):
 
     def test_a_copy_is_the_session_up_to_a_checkpoint_under_a_new_id(self, store: Store) -> None:
         self.branchy(store)
+        assert [h.session_id for h in store.search("branch", 50)] == ["src001"] * 2  # indexed
         for upto in (9, 7, 1):
             new = info(f"copy{upto:02d}")
             assert store.copy_session(store, "src001", new, upto=upto) == upto
