@@ -344,3 +344,18 @@ def test_nothing_outside_tools_tests_a_tools_name_or_its_argument_keys(tmp_path:
 def test_the_name_test_sees_each_way_of_testing_a_name(source: str, tmp_path: Path) -> None:
     names, keys = tool_facts(tmp_path)
     assert name_tests(ast.parse(source), names, keys)
+
+
+def test_one_module_appends_checkpoints_for_every_writer() -> None:
+    """The journal, a rollback, an import and a move each appended on their own; now every
+    append and every new session's first checkpoint goes through store/writes.py (the stores
+    themselves, and the conformance spec that tests them, aside)."""
+    call = re.compile(
+        r"\.(?:append|create_session)\(\s*(?:self\.)?_?\w*(?:session|sid|info\b|\.id)"
+    )
+    writers = {
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if call.search(p.read_text()) and p.parent.name not in ("store", "testing")
+    }
+    assert not writers, writers
