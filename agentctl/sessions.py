@@ -163,28 +163,21 @@ def fork(
     `at` are copied under a new id (a copy, not a share: message ids count per session, so a
     session is one unit to move, export or delete), rows as they are, in one transaction
     (store.copy_session; bench/ measures it against the row-copy floor), the new session's
-    facts naming where it came from; no approval is copied. With `workspace`, that
+    facts naming where it came from; no approval is copied. Damage is copied as it is, never
+    extended: the fork, like its source, is refused for writing until it is rolled back
+    past it. With `workspace`, that
     checkpoint's files are written into a new folder, which becomes the fork's workspace."""
-    from agentctl.errors import StoreError, UnknownCheckpointError
-    from agentctl.verify import path_problems
+    from agentctl.errors import UnknownCheckpointError
 
     name = valid_name(name) if name is not None else None
     with opened_store(settings) as store:
         source = resolve_session(store, prefix)
         if name is not None:
             refuse_taken_name(store, name)
-        history = store.history(source)
-        head = history[-1].id
+        head = store.head(source).id
         at = at or head
         if not 1 <= at <= head:
             raise UnknownCheckpointError(source, at)
-        problems = path_problems(history, at)  # the rows are copied as they are: sound ones
-        if problems:
-            raise StoreError(
-                f"session {source} is damaged at or before checkpoint {at} ({problems[0]}); "
-                "nothing was copied",
-                hint=f"agentctl verify {source}",
-            )
         new_id = secrets.token_hex(4)
         while store.match_sessions(new_id):
             new_id = secrets.token_hex(4)

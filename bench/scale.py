@@ -306,6 +306,20 @@ def session_floor(db: sqlite3.Connection, sid: str) -> dict[str, float]:
     }
 
 
+def fork_in_process(url: str, sid: str) -> float:
+    """`copy_session` as `fork` calls it (approvals left behind), on a handle that syncs as
+    a user's does; the copy is deleted again, so the commands after it see the same store."""
+    from agentctl.store import open_store
+
+    store = open_store(url)
+    copy = store.info(sid).model_copy(update={"id": "copy" + sid[4:]})
+    try:
+        return inproc(lambda: store.copy_session(store, sid, copy, keep_approvals=False), runs=1)
+    finally:
+        store.delete_session(copy.id)
+        store.close()
+
+
 # -- the three axes --------------------------------------------------------------------------
 
 
@@ -370,6 +384,7 @@ def checkpoints_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str,
         )
         head_s = inproc(lambda: store.head(sid), runs=20)  # noqa: B023
         store.close()
+        copy_s = fork_in_process(url, sid)
         e = {**env, "AGENTCTL_STORE": url}
         db = sqlite3.connect(db_path)
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -378,6 +393,7 @@ def checkpoints_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str,
         row["export"] = cli(["export", sid], e, runs)
         row["verify ID"] = cli(["verify", sid], e, 1)
         row["fork"] = cli(["fork", sid], e, 1)
+        row["fork (copy_session)_s"] = copy_s  # the store's part of `fork`, fsynced
         row["end-of-run caches_s"] = caches_s
         row["head_ms"] = round(head_s * 1000, 2)
         row["floor"] = session_floor(db, sid)
