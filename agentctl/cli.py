@@ -945,17 +945,24 @@ def history(
     """Every checkpoint of a session: event, state transition, time, and branches."""
     import gc
 
-    # A short process that reads and prints up to millions of acyclic objects: a collection
-    # would only walk them (0.1 s at 100,000 checkpoints).
+    # Up to millions of acyclic objects read and printed: a collection would only walk them
+    # (0.1 s at 100,000 checkpoints). Back on after (a test runs commands in its process).
+    collecting = gc.isenabled()
     gc.disable()
-    session_id, checkpoints = _guarded(lambda: service.session_history(_settings(store), session))
-    if as_json:
-        shown = checkpoints[-limit:] if limit else checkpoints
-        render.print_json([render.checkpoint_json(c) for c in shown])
-    elif graph:
-        render.history_graph(session_id, checkpoints, limit)
-    else:
-        render.history_table(session_id, checkpoints, limit)
+    try:
+        session_id, checkpoints = _guarded(
+            lambda: service.session_history(_settings(store), session)
+        )
+        if as_json:
+            shown = checkpoints[-limit:] if limit else checkpoints
+            render.print_json([render.checkpoint_json(c) for c in shown])
+        elif graph:
+            render.history_graph(session_id, checkpoints, limit)
+        else:
+            render.history_table(session_id, checkpoints, limit)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 @app.command()

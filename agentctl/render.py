@@ -522,21 +522,33 @@ _TAG = re.compile(r"(\\*)\[([a-z#/@][^[]*?)]")
 SCREEN_LINES = 64  # a terminal gets its first screen at once, then the rest in chunks this long
 _FOLD_CONTEXT = 1  # rows kept on each side of a branch point, a branch's end or the head
 _FOLD_MIN = 3  # a linear run this long or longer between them is folded into one line
-
-
-def _unmarked(match: re.Match[str]) -> str:
-    backslashes, escaped = divmod(len(match.group(1)), 2)
-    if escaped:  # an escaped tag: text, as written
-        return "\\" * backslashes + match.group()[len(match.group(1)) :]
-    return "\\" * backslashes
+# What a graph folds: the turns of the loop. Every other event (the plan, a step done, a
+# question, a follow-up, an error, a rollback…) is a landmark and always drawn.
+_ROUTINE = frozenset(("model_reply", "tool_started", "tool_result", "nudge"))
 
 
 def plain_text(markup: str) -> str:
-    """The text rich shows for `markup` without its styles, without rich: tags dropped, escaped
-    brackets and backslashes as rich reads them (tests/test_render_history.py checks the two
-    agree on hostile text). Piped output of long views goes through here: rich costs 0.1 ms a
-    line, 10 s for a 100,000-checkpoint history."""
-    return _TAG.sub(_unmarked, markup) if "[" in markup else markup
+    """The text rich shows for `markup` without its styles, without rich: tags dropped, and
+    escaped brackets and backslashes read as rich.markup.render reads them (the tests check
+    the two agree on hostile text). Piped output of long views goes through here: rich costs
+    0.1 ms a line, 10 s for a 100,000-checkpoint history."""
+    if "[" not in markup:
+        return markup
+    out, position = [], 0
+    for match in _TAG.finditer(markup):
+        start, end = match.span()
+        if start > position:
+            out.append(markup[position:start].replace("\\[", "["))
+        position = end
+        escapes = match.group(1)
+        if escapes:
+            backslashes, escaped = divmod(len(escapes), 2)
+            out.append("\\" * backslashes)
+            if escaped:  # an escaped tag is text
+                out.append(match.group()[len(escapes) :].replace("\\[", "["))
+    if position < len(markup):
+        out.append(markup[position:].replace("\\[", "["))
+    return "".join(out)
 
 
 def stream_lines(lines: Callable[[bool], Iterable[str]]) -> None:
@@ -699,16 +711,16 @@ def _branches(history: list[CheckpointSummary]) -> tuple[list[int], list[tuple[i
 
 
 def _graph_rows(history: list[CheckpointSummary], lanes: list[int]) -> list[bool]:
-    """Which rows the graph draws: a branch's first and last checkpoints, the checkpoints
-    branches leave from, the first and the head, each with a row of context; the rest of a
-    linear run is one line saying how many it folds."""
+    """Which rows the graph draws: every landmark event, a branch's first and last
+    checkpoints, the checkpoints branches leave from, the first and the head, each with a row
+    of context; the rest of a linear run of turns is one line saying how many it folds."""
     count = len(history)
     keep = [False] * count
     seen: set[int] = set()
     for index, (c, lane) in enumerate(zip(history, lanes, strict=True)):
         starts = c.parent is None or c.parent != c.id - 1 or lane != lanes[index - 1]
         ends = index + 1 < count and lanes[index + 1] != lane
-        if starts or ends or index in (0, count - 1):
+        if starts or ends or index in (0, count - 1) or c.kind not in _ROUTINE:
             seen.add(index)
             if c.parent is not None and 1 <= c.parent <= count:
                 seen.add(c.parent - 1)  # the checkpoint it leaves from

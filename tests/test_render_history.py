@@ -1,0 +1,135 @@
+"""`history` and `history --graph` of long sessions (issue 30 item 3): piped, lines are plain
+text written as they are made, exactly the text a terminal shows without its styles; the graph
+is as wide as the branches alive at once and folds long linear runs; --limit shows the newest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.markup import render as rich_render
+
+from agentctl import render
+from agentctl.details import RollbackDetail
+from agentctl.lifecycle import CheckpointKind, State
+from agentctl.state import SessionInfo, TaskSpec, TaskState, Usage
+from agentctl.store import open_store
+from agentctl.store.base import CheckpointDraft, CheckpointSummary
+from tests.conftest import run
+
+HOSTILE = ["[bold]x[/bold]", "list[str]", "a\\", "\\[red]", "\\\\[dim]y", "\x1b[2J", "[/]"]
+HOSTILE += ["\u202e", "\\[", "x\\"]
+
+
+def rich_plain(markup: str) -> str:
+    return rich_render(markup, emoji=False).plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="[]\\/ab#@=\x1b ", max_size=12), min_size=1, max_size=4))
+def test_plain_text_is_the_text_rich_shows(pieces: list[str]) -> None:
+    markup = "".join(f"[dim]{render.escape(p)}[/] [bold]{render.escape(p)}[/]" for p in pieces)
+    assert render.plain_text(markup) == rich_plain(markup)
+
+
+def summary(n: int, parent: int | None, kind: str, detail: dict[str, object]) -> CheckpointSummary:
+    return CheckpointSummary(
+        n, parent, kind, "executing", "executing", f"2026-01-01T00:00:{n % 60:02d}", detail
+    )
+
+
+def hostile_history() -> list[CheckpointSummary]:
+    rows = [CheckpointSummary(1, None, "new_task", "idle", "planning", "2026-01-01T00:00:00", {})]
+    for n, text in enumerate(HOSTILE * 3, start=2):
+        rows.append(
+            summary(n, n - 1, "tool_result", {"tool": text, "error": True, "message": text})
+        )
+    rows.append(summary(len(rows) + 1, 3, "rollback", {"to": 3, "from": len(rows)}))
+    rows.append(summary(len(rows) + 1, len(rows), "step_complete", {"step": "[x", "summary": "\\"}))
+    return rows
+
+
+def test_piped_history_is_what_a_terminal_shows_without_its_styles() -> None:
+    rows = hostile_history()
+    for lines in (
+        lambda markup: render.history_lines("s[1]\x1b", rows, None, markup),
+        lambda markup: render.history_lines("s1", rows, 5, markup),
+        lambda markup: render.graph_lines("s1", rows, None, True, markup),
+        lambda markup: render.graph_lines("s1", rows, 4, False, markup),
+    ):
+        plain = list(lines(False))
+        assert plain == [rich_plain(line) for line in lines(True)]
+        assert not any("\x1b" in line or "\u202e" in line for line in plain)
+
+
+def branchy(branches: int, run_length: int = 20) -> list[CheckpointSummary]:
+    """A session that abandons a branch of `run_length` checkpoints `branches` times."""
+    rows = [CheckpointSummary(1, None, "new_task", "idle", "planning", "2026-01-01T00:00:00", {})]
+    for _ in range(branches):
+        fork_from = rows[-1].id
+        for k in range(run_length):
+            rows.append(summary(len(rows) + 1, len(rows) if k else fork_from, "tool_result", {}))
+        back = len(rows) + 1
+        rows.append(summary(back, fork_from, "rollback", {"to": fork_from, "from": back - 1}))
+        for _ in range(run_length):
+            rows.append(summary(len(rows) + 1, len(rows), "tool_result", {}))
+    return rows
+
+
+def test_the_graph_is_as_wide_as_the_branches_alive_at_once_and_folds_long_runs() -> None:
+    rows = branchy(40)
+    lines = list(render.graph_lines("s1", rows, markup=False))[1:]
+    # Every abandoned branch ended before the next began: one column beside the trunk (it
+    # was one column per branch ever made: 41).
+    assert max(render.graph_lanes(rows)) == 1
+    assert all(line[3:5] == "  " and line[1] == " " for line in lines), lines[:10]
+    assert len(lines) < len(rows) // 3  # 1,641 checkpoints, a few hundred lines
+    folded = [line for line in lines if line[5:].startswith("… ")]
+    shown = [line for line in lines if not line[5:].startswith("… ")]
+    assert sum(int(line[7:].split()[0]) for line in folded) + len(shown) == len(rows)
+    assert sum("(from #" in line for line in lines) == 40  # every rollback is still drawn
+    assert lines[-1].endswith("← head")
+
+
+def test_the_graph_draws_the_newest_checkpoints_with_limit() -> None:
+    rows = branchy(3)
+    lines = list(render.graph_lines("s1", rows, limit=10, fold=False, markup=False))
+    assert lines[1] == f"… {len(rows) - 10} earlier checkpoints (--limit)"
+    assert len(lines) == 12
+    assert lines[-1].endswith("← head")
+
+
+def test_history_limit_shows_the_newest_checkpoints(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'agentctl.db'}"
+    store = open_store(url)
+    info = SessionInfo(id="long0001", spec=TaskSpec(goal="g"), model="m", created_at="t")
+    drafts = [
+        CheckpointDraft(
+            None, CheckpointKind.NEW_TASK, State.IDLE, State.PLANNING, "t", TaskState(goal="g"),
+            Usage(),
+        )
+    ]  # fmt: skip
+    for n in range(2, 301):
+        kind = CheckpointKind.ROLLBACK if n == 150 else CheckpointKind.TOOL_RESULT
+        detail = RollbackDetail(100, 149) if n == 150 else None
+        drafts.append(
+            CheckpointDraft(
+                100 if n == 150 else n - 1, kind, State.PLANNING, State.PLANNING,
+                f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}", TaskState(goal="g"), Usage(),
+                **({"detail": detail} if detail else {}),
+            )
+        )  # fmt: skip
+    store.create_whole(info, drafts)
+    store.close()
+    env = {"AGENTCTL_STORE": url}
+    shown = run("history", "long0001", "--limit", "20", env=env)
+    assert shown.code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[2] == "… 280 earlier checkpoints (--limit)"
+    assert [line.split()[0] for line in lines[3:]] == [str(n) for n in range(281, 301)]
+    assert len(run("history", "long0001", "--json", "-n", "5", env=env).json()) == 5
+    graph = run("history", "long0001", "--graph", env=env).stdout.splitlines()
+    assert len(graph) < 30  # 300 checkpoints, one branch: folded
+    assert any("(from #100)" in line for line in graph)
+    assert run("history", "long0001", "--limit", "0", env=env).code == 2
