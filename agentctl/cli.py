@@ -544,13 +544,24 @@ def worker(
             "database for every worker).",
         ),
     ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate",
+            min=0.001,
+            help="Requests per second to this worker's model server, by all workers together "
+            "(kept in the database).",
+        ),
+    ] = None,
 ) -> None:
     """Run queued sessions (run --detach, answer) until SIGTERM, which drains: each session
     stops after its current step and goes back to the queue. PostgreSQL store."""
     from agentctl.worker import WorkerOptions, run_worker
 
     settings = _guarded(lambda: _settings(store, model))
-    options = WorkerOptions(queue=queue, concurrency=concurrency, queue_limit=queue_limit)
+    options = WorkerOptions(
+        queue=queue, concurrency=concurrency, queue_limit=queue_limit, rate=rate
+    )
     _guarded(lambda: run_worker(settings, options, render.note))
 
 

@@ -214,10 +214,21 @@ class ModelConfig:
     max_retries: int = DEFAULT_RETRIES
 
 
+class Pace(Protocol):
+    """The pace of one model server shared by every worker (worker.py, issue 28): asked before
+    each request is sent (it may wait), and told of each retry, with the HTTP status that
+    caused it (a 429 slows the server down for every worker)."""
+
+    def before_request(self) -> None: ...
+
+    def retrying(self, status: int | None, wait: float) -> None: ...
+
+
 class _Retry(Exception):
-    def __init__(self, reason: str, wait: float | None = None) -> None:
+    def __init__(self, reason: str, wait: float | None = None, status: int | None = None) -> None:
         self.reason = reason
         self.wait = wait
+        self.status = status
 
 
 class _Refused(Exception):
@@ -233,6 +244,7 @@ class OpenAIModelClient:
         config: ModelConfig,
         notify: Callable[[str], None] = lambda _text: None,
         sleep: Callable[[float], None] = time.sleep,  # between retries (tests watch it)
+        pace: Pace | None = None,
     ) -> None:
         import openai
 
@@ -250,6 +262,7 @@ class OpenAIModelClient:
         self._openai = openai
         self._notify = notify
         self._sleep = sleep
+        self._pace = pace
         self._written: threading.Event | None = None  # set when the request in flight is out
         http = openai.DefaultHttpxClient(
             event_hooks={"request": [self._on_request]}, **_tls(config.base_url)
@@ -275,6 +288,8 @@ class OpenAIModelClient:
         refused: Sequence[str] = (),
     ) -> PendingReply:
         self._refused.update(f for f in refused if f in REFUSABLE)
+        if self._pace is not None:
+            self._pace.before_request()
         return _InFlight(self, lambda: self._request(messages, tools, max_tokens))
 
     def prepare(self, messages: Sequence[Message]) -> Prepared:
@@ -403,6 +418,8 @@ class OpenAIModelClient:
                 if wait > MAX_RETRY_AFTER_S:
                     raise ModelError(f"{retry.reason}; {come_back(wait)}") from None
                 self._notify(f"{retry.reason}; retrying in {wait:g} s ({attempt + 1}/{attempts})")
+                if self._pace is not None:
+                    self._pace.retrying(retry.status, wait)
                 self._sleep(wait)
                 attempt += 1
             deadline = time.monotonic() + self._config.timeout
@@ -458,7 +475,7 @@ class OpenAIModelClient:
             if context_exceeded(exc.status_code, detail):
                 return ContextTooLongError(message, window_in(detail))
             if exc.status_code in RETRY_STATUS:
-                return _Retry(message, retry_after(exc))
+                return _Retry(message, retry_after(exc), exc.status_code)
             return ModelError(message)
         # A malformed chunk, a reply of the wrong shape.
         kind = type(exc).__name__

@@ -30,6 +30,7 @@ from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary
 
 if TYPE_CHECKING:
+    from agentctl.llm import Pace
     from agentctl.records import RunEvent, SessionReport, ToolArgument, ToolInfo
     from agentctl.runner import Ask
     from agentctl.state import McpOffer, PendingQuestion, Session, SessionInfo, TaskSpec
@@ -123,6 +124,7 @@ class Claimed:
     lease: Lease
     workspace: str
     stop_when: Callable[[], bool]
+    pace: Callable[[str], Pace] | None = None  # the shared pace of model servers
 
 
 def unleased(store: Store, session_id: str, holder: HeldLease, prompt: Prompt) -> Ask:
@@ -677,7 +679,17 @@ def resume_session(
             on_event(event)
         if finish_interrupted(snapshots, store, session_id):
             on_event(Notice("finished restoring the workspace files of an interrupted rollback"))
-        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
+        runner = wiring.runner(
+            settings,
+            store,
+            spec,
+            model_name,
+            stack,
+            on_event,
+            tools,
+            snapshots,
+            pace=claimed.pace if claimed else None,
+        )
         stack.callback(runner.close)
         follow_up = None
         if head.to_state is State.DONE:

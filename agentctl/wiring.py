@@ -19,7 +19,7 @@ from agentctl.records import Notice
 
 if TYPE_CHECKING:
     from agentctl.context import Budget, TokenCounter
-    from agentctl.llm import ModelClient
+    from agentctl.llm import ModelClient, Pace
     from agentctl.mcpconfig import McpServer
     from agentctl.records import RunEvent
     from agentctl.runner import Runner
@@ -328,6 +328,16 @@ def choose_model(
     return chosen
 
 
+def server_key(settings: Settings, model_name: str) -> str:
+    """The name of the model server a run talks to, as workers share its pace: the task's
+    script, the configured base URL (its password masked), or the OpenAI API."""
+    from agentctl.config import redact_url
+
+    if model_name == SCRIPTED:
+        return SCRIPTED
+    return redact_url(settings.base_url) if settings.base_url else "openai"
+
+
 def runner(
     settings: Settings,
     store: Store,
@@ -337,7 +347,10 @@ def runner(
     on_event: Callable[[RunEvent], None],
     tools: ToolRegistry | None,
     snapshots: Snapshots | None = None,
+    pace: Callable[[str], Pace] | None = None,
 ) -> Runner:
+    """The loop for a run. `pace` (a worker's): the shared pace of a model server, by its
+    name (the base URL, `openai`, or `scripted`)."""
     from agentctl.runner import Runner
     from agentctl.tools import ToolRegistry
 
@@ -372,7 +385,10 @@ def runner(
                 if settings.retries is None
                 else settings.retries,
             )
-        client = OpenAIModelClient(config, notify=lambda text: on_event(Notice(text)))
+        paced = None
+        if pace is not None:
+            paced = pace(server_key(settings, model_name))
+        client = OpenAIModelClient(config, notify=lambda text: on_event(Notice(text)), pace=paced)
         if model_name == SCRIPTED:
             from agentctl.scripted import ScriptedClient
 

@@ -148,6 +148,12 @@ class Worker:
         if options.queue_limit is not None:
             limit = options.queue_limit
             self._db(lambda c: pg_queue.set_limit(c, options.queue, limit))
+        if options.rate is not None:
+            from agentctl import wiring
+
+            server = wiring.server_key(settings, settings.model or "")
+            rate = options.rate
+            self._db(lambda c: pg_queue.set_rate(c, server, rate))
 
     def _db(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         with self._lock:
@@ -278,7 +284,9 @@ class Worker:
                 ask=None,
                 on_event=lambda _event: None,
                 accept_settings=True,
-                claimed=service.Claimed(lease, str(folder), self._draining.is_set),
+                claimed=service.Claimed(
+                    lease, str(folder), self._draining.is_set, lambda name: SharedPace(self, name)
+                ),
             )
         except SessionBusyError as exc:  # the claim was lost: whoever holds it goes on
             return "running", exc.message, True
@@ -342,6 +350,32 @@ class Worker:
                     f"{(done.stderr or '').strip()[-200:]}"
                 )
         return folder
+
+
+class SharedPace:
+    """The pace of one model server kept in the database for every worker (llm.Pace): a
+    request waits for the next free slot of its server (pg_queue.next_slot), and a 429 holds
+    the server back for every worker for as long as it asked (or 1 s)."""
+
+    def __init__(self, worker: Worker, server: str) -> None:
+        self._worker = worker
+        self._server = server
+
+    def before_request(self) -> None:
+        import time
+
+        from agentctl.store import pg_queue
+
+        wait = self._worker._db(lambda c: pg_queue.next_slot(c, self._server))
+        if wait > 0:
+            time.sleep(wait)
+
+    def retrying(self, status: int | None, wait: float) -> None:
+        from agentctl.store import pg_queue
+
+        if status == 429:
+            self._worker._db(lambda c: pg_queue.slow_down(c, self._server, max(1.0, wait)))
+            self._worker._say(f"{self._server} answered 429: slowed down for every worker")
 
 
 def run_worker(settings: Settings, options: WorkerOptions, say: Callable[[str], None]) -> int:

@@ -307,3 +307,41 @@ def test_answer_refuses_a_session_not_waiting_and_a_second_answer_not_yet_taken(
     assert sql(pg_url, "SELECT input FROM agentctl.queue WHERE session_id = %s", waiting) == [
         ("Monday",)
     ]
+
+
+def test_a_model_servers_pace_is_shared_and_a_429_slows_it_for_every_worker(pg_url: str) -> None:
+    """The database keeps each model server's next free request slot: every worker's request
+    takes the next one, so together they keep the rate; a 429 seen by one worker holds the
+    server back for all of them. (The waits are the server's arithmetic, not measured.)"""
+    import psycopg
+
+    from agentctl.store import open_store, pg_queue
+
+    open_store(pg_url).close()
+    with (
+        psycopg.connect(pg_url, autocommit=True) as one,
+        psycopg.connect(pg_url, autocommit=True) as other,
+    ):
+        assert pg_queue.next_slot(one, "http://llm") == 0  # no pace set: never waits
+        pg_queue.set_rate(one, "http://llm", 2.0)  # 2 requests a second, all workers
+        waits = [pg_queue.next_slot(c, "http://llm") for c in (one, other, one, other)]
+        assert waits[0] < 0.5
+        assert waits[1] > 0.2  # the second worker's request waits for its slot
+        assert waits[3] > waits[2] > waits[1]
+        pg_queue.slow_down(one, "http://other-llm", 30.0)  # one worker saw a 429
+        assert pg_queue.next_slot(other, "http://other-llm") > 20  # the other waits too
+
+
+def test_a_worker_with_a_rate_takes_a_slot_for_each_request(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    sid = queue(pg_url, task_file(tmp_path, "straight"), tmp_path)
+    worker = workers(worker_env(pg_url, tmp_path, "a"), "--rate", "50")
+    wait_for(lambda: statuses(pg_url).get(sid) == "done", "the session done", 60)
+    assert drained(worker)[0] == 0
+    row = sql(
+        pg_url,
+        "SELECT interval_s, next_at > now() - interval '1 hour' FROM agentctl.model_servers"
+        " WHERE server = 'scripted'",
+    )
+    assert row == [(0.02, True)]  # its two requests took slots of the shared pace
