@@ -125,6 +125,7 @@ class Claimed:
     workspace: str
     stop_when: Callable[[], bool]
     pace: Callable[[str], Pace] | None = None  # the shared pace of model servers
+    share: Callable[[Snapshots], None] | None = None  # keeps its captures where all can read
 
 
 def unleased(store: Store, session_id: str, holder: HeldLease, prompt: Prompt) -> Ask:
@@ -630,6 +631,8 @@ def resume_session(
             wiring.probe_sandbox_soon(settings, spec)
         header: list[RunEvent] = []  # said under the header, after the first request went out
         snapshots = wiring.snapshots(settings, root if claimed else info.workspace, header.append)
+        if claimed is not None and claimed.share is not None and snapshots is not None:
+            claimed.share(snapshots)
         # The approval mode is the session's (its task state), not this process's flag.
         tools = tools or wiring.work_tools(
             settings,

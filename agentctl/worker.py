@@ -276,6 +276,7 @@ class Worker:
         try:
             answer = self._answer(claim)
             folder = self._workspace(claim)
+            shared = self._follow_workspace(sid, folder)
             report = service.resume_session(
                 self.settings,
                 sid,
@@ -285,7 +286,11 @@ class Worker:
                 on_event=lambda _event: None,
                 accept_settings=True,
                 claimed=service.Claimed(
-                    lease, str(folder), self._draining.is_set, lambda name: SharedPace(self, name)
+                    lease,
+                    str(folder),
+                    self._draining.is_set,
+                    lambda name: SharedPace(self, name),
+                    lambda snapshots: self._share(sid, snapshots, shared),
                 ),
             )
         except SessionBusyError as exc:  # the claim was lost: whoever holds it goes on
@@ -315,6 +320,46 @@ class Worker:
         kinds = (CheckpointKind.INPUT_RECEIVED.value, CheckpointKind.FOLLOW_UP.value)
         history = self._db(lambda _c: self._store.history(claim.session_id))
         return any(c.id > claim.input_for and c.kind in kinds for c in history)
+
+    def _follow_workspace(self, session_id: str, folder: Path) -> set[str]:
+        """Make this worker's folder of the session what the session's head says it is: take
+        in the trees other workers kept in the database, then restore the head's tree (the
+        session ran elsewhere since, or was rolled back). The trees kept there."""
+        from agentctl import wiring
+        from agentctl.store import pg_queue
+
+        known = self._db(lambda c: pg_queue.known_trees(c, session_id))
+        snapshots = wiring.snapshots(self.settings, str(folder), lambda _event: None)
+        if snapshots is None:
+            return set(known)
+        missing = [t for t in known if not snapshots.has(t)]
+        if missing:
+            packs = self._db(lambda c: pg_queue.tree_packs(c, session_id, missing))
+            for tree, pack, modes in packs:
+                snapshots.unpack(tree, pack, modes)
+        head = self._db(lambda _c: self._store.head(session_id)).task.workspace_tree
+        if head is not None and snapshots.has(head):
+            current = snapshots.capture().tree
+            if current != head:
+                left = snapshots.restore(current, head)
+                if left:
+                    self._say(f"{session_id}: left as they are: {', '.join(left[:5])}")
+        return set(known)
+
+    def _share(self, session_id: str, snapshots: Any, known: set[str]) -> None:
+        """Every tree the run captures goes to the database too (only the objects the trees
+        kept there before lack), so the session's next worker, and diff from anywhere,
+        have it."""
+        from agentctl.store import pg_queue
+
+        def keep(tree: str) -> None:
+            if tree in known:
+                return
+            pack, modes = snapshots.pack(tree, since=sorted(known))
+            self._db(lambda c: pg_queue.keep_tree(c, session_id, tree, pack, modes))
+            known.add(tree)
+
+        snapshots.on_capture = keep
 
     def _workspace(self, claim: Claim) -> Path:
         """The session's folder on this worker: kept between its runs here; a git source is

@@ -345,3 +345,47 @@ def test_a_worker_with_a_rate_takes_a_slot_for_each_request(
         " WHERE server = 'scripted'",
     )
     assert row == [(0.02, True)]  # its two requests took slots of the shared pace
+
+
+def write(path: str, content: str) -> str:
+    return f"""
+[[script]]
+[[script.tool_calls]]
+name = "write_file"
+arguments = {{ path = "{path}", content = "{content}" }}
+"""
+
+
+def test_a_session_moves_between_workers_its_files_follow_and_a_rollback_restores_them(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """Paused on one worker, answered, resumed on another (another machine: its own data
+    folder and scratch folder): the files the first wrote are there; rolled back from a third
+    place, the second worker's folder is put back as it was at that checkpoint."""
+    env = {"AGENTCTL_STORE": pg_url}
+    script = (
+        PLAN + write("a.txt", "from the first worker") + ASK + write("b.txt", "second") + FINISH
+    )
+    sid = queue(pg_url, task_file(tmp_path, "moving", script), tmp_path)
+    first = workers(worker_env(pg_url, tmp_path, "a"))
+    wait_for(lambda: statuses(pg_url)[sid] == "waiting", "the question, on the first worker", 60)
+    assert drained(first)[0] == 0
+    assert (tmp_path / "scratch-a" / sid / "a.txt").exists()
+    second = workers(worker_env(pg_url, tmp_path, "b"))
+    assert run("answer", sid, "go on", env=env).code == 0
+    wait_for(lambda: statuses(pg_url)[sid] == "done", "the session done on the second", 60)
+    there = tmp_path / "scratch-b" / sid
+    assert (there / "a.txt").read_text() == "from the first worker"  # it followed
+    assert (there / "b.txt").read_text() == "second"
+    question = sql(
+        pg_url,
+        "SELECT max(id) FROM agentctl.checkpoints WHERE session_id = %s AND event = 'needs_input'",
+        sid,
+    )[0][0]
+    back = run("rollback", sid, "--to", str(question), env=env)
+    assert back.code == 0, back.stderr
+    assert run("resume", sid, "--detach", env=env).code == 0
+    wait_for(lambda: statuses(pg_url)[sid] == "waiting", "the question again, on the second", 60)
+    assert (there / "a.txt").read_text() == "from the first worker"
+    assert not (there / "b.txt").exists()  # restored as it was at the question
+    assert drained(second)[0] == 0

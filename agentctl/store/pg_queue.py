@@ -70,6 +70,21 @@ CREATE TABLE {S}.model_servers (
 );
 """
 
+# Workspace snapshots every machine can read (issue 28 item 3): per session, each tree its
+# workers captured, as a git pack of the objects the session's earlier trees lack, with the
+# tree's recorded file permissions. Unpacked in the order they were added (each pack needs
+# only the trees before it).
+TREES_MIGRATION = f"""
+CREATE TABLE {S}.trees (
+    session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+    tree text NOT NULL,
+    seq bigserial,
+    pack bytea NOT NULL,
+    modes text NOT NULL,
+    PRIMARY KEY (session_id, tree)
+);
+"""
+
 STATUSES = ("runnable", "running", "waiting", "done", "failed")
 
 
@@ -346,3 +361,36 @@ def slow_down(conn: psycopg.Connection[Any], server: str, seconds: float) -> Non
         f"{S}.model_servers.slow_until, excluded.slow_until)",
         (server, seconds),
     )
+
+
+# -- workspace trees ---------------------------------------------------------------------------
+
+
+def known_trees(conn: psycopg.Connection[Any], session_id: str) -> list[str]:
+    """The trees of a session kept in the database, oldest first."""
+    rows = conn.execute(
+        f"SELECT tree FROM {S}.trees WHERE session_id = %s ORDER BY seq", (session_id,)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def keep_tree(
+    conn: psycopg.Connection[Any], session_id: str, tree: str, pack: bytes, modes: str
+) -> None:
+    conn.execute(
+        f"INSERT INTO {S}.trees (session_id, tree, pack, modes) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING",
+        (session_id, tree, pack, modes),
+    )
+
+
+def tree_packs(
+    conn: psycopg.Connection[Any], session_id: str, trees: list[str]
+) -> list[tuple[str, bytes, str]]:
+    """The packs of `trees` (tree, pack, modes), in the order they were added."""
+    rows = conn.execute(
+        f"SELECT tree, pack, modes FROM {S}.trees WHERE session_id = %s AND tree = ANY(%s)"
+        " ORDER BY seq",
+        (session_id, trees),
+    ).fetchall()
+    return [(r[0], bytes(r[1]), r[2]) for r in rows]

@@ -57,6 +57,7 @@ from agentctl.store.base import (
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
 from agentctl.store.pg_queue import MIGRATION as QUEUE_MIGRATION
+from agentctl.store.pg_queue import TREES_MIGRATION
 
 if TYPE_CHECKING:
     import psycopg
@@ -165,6 +166,7 @@ MIGRATIONS.append(
     )
 )
 MIGRATIONS.append(("p005_queue", QUEUE_MIGRATION))  # workers (store/pg_queue.py)
+MIGRATIONS.append(("p006_trees", TREES_MIGRATION))  # their workspace snapshots
 SCHEMA_VERSION = len(MIGRATIONS)
 # The columns of the cache tables (p003, p004), in the order their records hold them.
 _READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")

@@ -49,7 +49,7 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +153,8 @@ class Snapshots:
         private: Iterable[Path] = (),
     ) -> None:
         self.max_capture = max_capture
+        # Told each tree captured (a worker shares it: usecases/worker.py).
+        self.on_capture: Callable[[str], None] | None = None
         git, path = git_command(os.environ.get("PATH", "/usr/bin:/bin"))
         if git is None:
             raise SnapshotsUnavailable("git is not installed")
@@ -320,7 +322,10 @@ class Snapshots:
             valid_tree(previous)
         self._ensure()
         with self.locked():
-            return self._capture(previous)
+            captured = self._capture(previous)
+        if self.on_capture is not None:
+            self.on_capture(captured.tree)
+        return captured
 
     def _capture(self, previous: str | None) -> Capture:
         # One listing, tagged: H tracked, C tracked and changed, ? untracked (not ignored).
@@ -596,6 +601,55 @@ class Snapshots:
         if done.returncode != 0:
             raise StoreError(f"workspace snapshot: git {command} failed")
         return done.stdout.decode()
+
+    # -- sharing trees between machines (a worker's session: usecases/worker.py) ----------
+
+    def pack(self, tree: str, since: Iterable[str] = ()) -> tuple[bytes, str]:
+        """The objects of tree `tree` that the trees `since` lack, as one git pack, and the
+        tree's recorded permissions: what another machine that has `since` needs to have
+        `tree`. Bounded by the capture bound (one capture adds at most `max_capture` bytes
+        of new content)."""
+        lines = [valid_tree(tree), *(f"^{valid_tree(t)}" for t in since if self.has(t))]
+        with self.locked():
+            done = subprocess.run(
+                [self._git_bin, "pack-objects", "--revs", "--stdout", "-q"],
+                input="\n".join(lines).encode() + b"\n",
+                env=self._env,
+                cwd=self.git_dir,
+                capture_output=True,
+                check=False,
+                timeout=300,
+            )
+        if done.returncode != 0:
+            raise StoreError(f"workspace snapshot: cannot pack tree {tree}")
+        try:
+            modes = self._modes_file(tree).read_text(errors="surrogateescape")
+        except OSError:
+            modes = ""
+        return done.stdout, modes
+
+    def unpack(self, tree: str, pack: bytes, modes: str) -> None:
+        """Take in a pack another machine made (`pack`): its objects, and tree `tree`'s
+        recorded permissions. A pack is checked by git as it is read (store content is
+        hostile input); nothing is written to the workspace."""
+        valid_tree(tree)
+        self._ensure()
+        with self.locked():
+            done = subprocess.run(
+                [self._git_bin, "unpack-objects", "-q", "--strict"],
+                input=pack,
+                env=self._env,
+                cwd=self.git_dir,
+                capture_output=True,
+                check=False,
+                timeout=300,
+            )
+            if done.returncode != 0:
+                raise StoreError(f"workspace snapshot: the pack of tree {tree} does not read")
+            if modes:
+                path = self._modes_file(tree)
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+                path.write_text(modes, errors="surrogateescape")
 
     def borrow(self, other: Snapshots) -> None:
         """Read `other`'s objects too (git alternates): a fork's new workspace reaches every
