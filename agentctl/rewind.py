@@ -167,8 +167,11 @@ def diff_session(
 
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
-        snapshots = wiring.snapshots(
-            settings, store.info(session_id).workspace, lambda _e: None, create=False
+        recorded = store.info(session_id).workspace
+        snapshots = (
+            wiring.snapshots(settings, recorded, lambda _e: None, create=False)
+            if recorded is not None
+            else wiring.kept_snapshots(settings, store, session_id)  # a worker's
         )
         if snapshots is None:
             raise UsageError(f"session {session_id} has no workspace snapshots")

@@ -221,7 +221,12 @@ def _materialise(
         raise UsageError(f"--workspace {dest}: {exc.strerror or exc}") from None
     if taken:
         raise UsageError(f"--workspace {dest} must be a new or empty folder")
-    origin = wiring.snapshots(settings, store.info(source).workspace, lambda _e: None, False)
+    recorded = store.info(source).workspace
+    origin = (
+        wiring.snapshots(settings, recorded, lambda _e: None, False)
+        if recorded is not None
+        else wiring.kept_snapshots(settings, store, source)  # a worker's session
+    )
     tree = tree_at(store, source, store.get_checkpoint(source, at)) if origin else None
     if origin is None or tree is None or not origin.has(tree):
         raise UsageError(f"session {source} has no workspace snapshot at checkpoint {at}")

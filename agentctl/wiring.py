@@ -480,3 +480,29 @@ def compaction_strategy(settings: Settings, spec: TaskSpec) -> str:
     from agentctl.config import DEFAULT_STRATEGY
 
     return spec.context_strategy or settings.context_strategy or DEFAULT_STRATEGY
+
+
+def kept_snapshots(settings: Settings, store: Store, session_id: str) -> Snapshots | None:
+    """The snapshots of a session whose workspace is a worker's (queued: it records none),
+    from the trees its workers kept in a PostgreSQL store, taken into a private mirror under
+    agentctl's data folder: so `diff` and `fork --workspace` work on any machine. None where
+    the store keeps no trees for it."""
+    if not hasattr(store, "with_connection"):
+        return None
+    from agentctl.store import pg_queue
+
+    pg = pg_queue.on(store)
+    known: list[str] = pg.with_connection(lambda c: pg_queue.known_trees(c, session_id))
+    if not known:
+        return None
+    folder = settings.home / "mirrors" / session_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mirror = snapshots(settings, str(folder), lambda _event: None)
+    if mirror is None:
+        return None
+    missing = [t for t in known if not mirror.has(t)]
+    if missing:
+        packs = pg.with_connection(lambda c: pg_queue.tree_packs(c, session_id, missing))
+        for tree, pack, modes in packs:
+            mirror.unpack(tree, pack, modes)
+    return mirror

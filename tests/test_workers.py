@@ -382,6 +382,15 @@ def test_a_session_moves_between_workers_its_files_follow_and_a_rollback_restore
         "SELECT max(id) FROM agentctl.checkpoints WHERE session_id = %s AND event = 'needs_input'",
         sid,
     )[0][0]
+    # from a third place, which never ran it: its diff, and a fork of its files
+    diff = run("diff", sid, "--stat", env=env)
+    assert diff.code == 0, diff.stderr
+    assert "a.txt" in diff.stdout
+    assert "b.txt" in diff.stdout
+    fork = run("fork", sid, "--at", str(question), "--workspace", str(tmp_path / "f"), env=env)
+    assert fork.code == 0, fork.stderr
+    assert (tmp_path / "f" / "a.txt").read_text() == "from the first worker"
+    assert not (tmp_path / "f" / "b.txt").exists()
     back = run("rollback", sid, "--to", str(question), env=env)
     assert back.code == 0, back.stderr
     assert run("resume", sid, "--detach", env=env).code == 0
