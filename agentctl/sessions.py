@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from agentctl.config import Settings
     from agentctl.records import RunEvent, RunReport, SearchHit
     from agentctl.state import SessionInfo, Usage
-    from agentctl.store.base import SessionSummary, Store
+    from agentctl.store.base import SessionSummary, Store, UsageFact
     from agentctl.workspace.snapshots import Snapshots
 
 _AGE = re.compile(r"(\d+)\s*([smhdw])")
@@ -72,24 +72,31 @@ class Filters:
     workspace: Path | None = None
     limit: int | None = 50  # None: all
 
-    def select(self, sessions: Iterable[SessionSummary]) -> list[SessionSummary]:
+    def keep(self) -> Callable[[SessionSummary], bool] | None:
+        """Whether a session passes the filters (None: every session does)."""
         since = parse_when(self.since, "--since") if self.since else None
         until = parse_when(self.until, "--until") if self.until else None
         where = str(self.workspace.resolve()) if self.workspace else None
-        out = []
-        for s in sessions:
+        if (self.state, since, until, self.tags, where) == (None, None, None, (), None):
+            return None
+
+        def keep(s: SessionSummary) -> bool:
             updated = _time(s.updated_at)
             if self.state is not None and s.state != self.state:
-                continue
+                return False
             if since is not None and (updated is None or updated < since):
-                continue
+                return False
             if until is not None and (updated is None or updated > until):
-                continue
+                return False
             if any(tag not in s.tags for tag in self.tags):
-                continue
-            if where is not None and s.workspace != where:
-                continue
-            out.append(s)
+                return False
+            return where is None or s.workspace == where
+
+        return keep
+
+    def select(self, sessions: Iterable[SessionSummary]) -> list[SessionSummary]:
+        keep = self.keep()
+        out = [s for s in sessions if keep is None or keep(s)]
         return out if self.limit is None else out[: self.limit]
 
 
@@ -102,8 +109,8 @@ def list_sessions(settings: Settings, filters: Filters) -> list[SessionSummary]:
         raise UsageError(
             f"--state (--status) must be one of {', '.join(states)}, not {filters.state!r}"
         )
-    with opened_store(settings) as store:
-        return filters.select(store.list_sessions())
+    with opened_store(settings) as store:  # only the rows it shows, where the store can
+        return store.select_sessions(filters.keep(), filters.limit)
 
 
 def complete(settings: Settings, incomplete: str) -> list[str]:
@@ -126,7 +133,12 @@ def complete(settings: Settings, incomplete: str) -> list[str]:
 
 
 def _summary(store: Store, session_id: str) -> SessionSummary:
-    return next(s for s in store.list_sessions() if s.id == session_id)
+    from agentctl.errors import UnknownSessionError
+
+    summary = store.session_summary(session_id)
+    if summary is None:
+        raise UnknownSessionError(f"no session {session_id!r}")
+    return summary
 
 
 def rename(settings: Settings, prefix: str, name: str) -> tuple[str, str]:
@@ -258,22 +270,11 @@ def _umask() -> int:
 
 
 def forks_of(store: Store, session_id: str) -> list[str]:
-    """The sessions forked from this one, as `id (at N)`."""
-    out = []
-    for other in store.match_sessions(""):
-        origin, _, at = (store.info(other).forked_from or "").partition(":")
-        if origin == session_id:
-            out.append(f"{other} (at checkpoint {at or '?'})")
-    return out
+    """The sessions forked from this one, as `id (at N)`: from the store's index of forks."""
+    return [f"{other} (at checkpoint {at or '?'})" for other, at in store.forks_of(session_id)]
 
 
 # -- delete --------------------------------------------------------------------------------
-
-
-def _size(store: Store, session_id: str) -> int:
-    from agentctl import transfer
-
-    return sum(len(line) + 1 for line in transfer.export_lines(store, session_id))
 
 
 def _delete(store: Store, session_id: str) -> None:
@@ -409,15 +410,16 @@ def prune_candidates(
     with opened_store(settings) as store:
         sessions = store.list_sessions()  # newest first
         kept = {s.id for s in sessions[:keep_last]}
-        out = []
+        chosen = []
         for s in sessions:
             updated = _time(s.updated_at)
             if s.id in kept or updated is None or updated >= cutoff:
                 continue
             if state is not None and s.state != state:
                 continue
-            out.append(Doomed(s, _size(store, s.id)))
-        return out
+            chosen.append(s)
+        sizes = store.session_sizes([s.id for s in chosen])  # summed by the store
+        return [Doomed(s, sizes.get(s.id, 0)) for s in chosen]
 
 
 def prune(settings: Settings, doomed: list[Doomed]) -> None:
@@ -462,25 +464,33 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
     cutoff = parse_when(since, "--since") if since else None
     groups: dict[str, list[int]] = {}
     priced: dict[str, float | None] = {}
+    prices: dict[str, tuple[float, float] | None] = {}
     with opened_store(settings) as store:
-        ids = [resolve_session(store, prefix)] if prefix else store.match_sessions("")
-        for session_id in ids:
-            head = store.head(session_id)
-            info = store.info(session_id)
-            when = _time(info.created_at)
+        if prefix:
+            facts = [_usage_fact(store, resolve_session(store, prefix))]
+        else:
+            facts = store.usage_facts()  # one read of the store's index, where it has one
+        for fact in facts:
+            session_id, model, created_at = fact.session_id, fact.model, fact.created_at
+            when = _time(created_at)
             if cutoff is not None and (when is None or when < cutoff):
                 continue
-            key = {"model": info.model, "day": info.created_at[:10], "session": session_id}[by]
-            u = own_usage(store, session_id, head.usage, info.forked_from)
+            key = {"model": model, "day": created_at[:10], "session": session_id}[by]
+            calls, prompt, completion = fact.calls, fact.prompt_tokens, fact.completion_tokens
+            if fact.forked_from:  # a few: the copied checkpoints' usage is their origin's
+                u = own_usage(store, session_id, _carried(fact), fact.forked_from)
+                calls, prompt, completion = u.calls, u.prompt_tokens, u.completion_tokens
             row = groups.setdefault(key, [0, 0, 0, 0])
             row[0] += 1
-            row[1] += u.calls
-            row[2] += u.prompt_tokens
-            row[3] += u.completion_tokens
-            price = wiring_price(settings, info.model)
+            row[1] += calls
+            row[2] += prompt
+            row[3] += completion
+            if model not in prices:
+                prices[model] = wiring_price(settings, model)
+            price = prices[model]
             cost = None
             if price is not None:
-                cost = (u.prompt_tokens * price[0] + u.completion_tokens * price[1]) / 1e6
+                cost = (prompt * price[0] + completion * price[1]) / 1e6
             if key not in priced:
                 priced[key] = cost
             elif priced[key] is not None and cost is not None:
@@ -488,6 +498,33 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
             else:
                 priced[key] = None
     return [UsageRow(k, v[0], v[1], v[2], v[3], priced[k]) for k, v in sorted(groups.items())]
+
+
+def _usage_fact(store: Store, session_id: str) -> UsageFact:
+    from agentctl.store.base import UsageFact
+
+    info, u = store.info(session_id), store.head(session_id).usage
+    return UsageFact(
+        session_id,
+        info.model,
+        info.created_at,
+        info.forked_from,
+        u.calls,
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.unreported,
+    )
+
+
+def _carried(fact: UsageFact) -> Usage:
+    from agentctl.state import Usage
+
+    return Usage(
+        calls=fact.calls,
+        prompt_tokens=fact.prompt_tokens,
+        completion_tokens=fact.completion_tokens,
+        unreported=fact.unreported,
+    )
 
 
 # -- search --------------------------------------------------------------------------------

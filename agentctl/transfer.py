@@ -62,7 +62,7 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
 
     info = store.info(session_id)
     records = read_session(store, session_id)
-    labelled = next((s for s in store.list_sessions() if s.id == session_id), None)
+    labelled = store.session_summary(session_id)
     header: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

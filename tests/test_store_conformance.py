@@ -8,10 +8,11 @@ import pytest
 
 from agentctl.store import Store, open_store
 from agentctl.store.core import CAPABILITIES
+from agentctl.testing.overview_spec import OverviewSpec
 from agentctl.testing.store_spec import StoreSpec
 
 
-class TestMemoryStore(StoreSpec):
+class TestMemoryStore(StoreSpec, OverviewSpec):
     persistent = False
     overridden = frozenset()  # the core only: every capability is BaseStore's default
 
@@ -19,24 +20,33 @@ class TestMemoryStore(StoreSpec):
         return open_store("memory:")
 
 
-class TestSQLiteStore(StoreSpec):
+class TestSQLiteStore(StoreSpec, OverviewSpec):
     overridden = frozenset(CAPABILITIES)
 
     def open(self, place: Path) -> Store:
         return open_store(f"sqlite://{place / 'db' / 'agentctl.db'}")
 
 
-class TestJsonlStore(StoreSpec):
-    overridden = frozenset(CAPABILITIES) - {"search", "kept_listing"}
+class TestJsonlStore(StoreSpec, OverviewSpec):
+    overridden = frozenset(CAPABILITIES) - {
+        "search",
+        "kept_listing",
+        "overview",
+    }
 
     def open(self, place: Path) -> Store:
         return open_store(f"json://{place / 'jsonl'}")
 
 
-class TestPostgresStore(StoreSpec):
+class TestPostgresStore(StoreSpec, OverviewSpec):
     """The same contract on a real PostgreSQL (a throwaway server: tests/conftest.py)."""
 
-    overridden = frozenset(CAPABILITIES) - {"search", "reclaim"}
+    overridden = frozenset(CAPABILITIES) - {
+        "search",
+        "reclaim",
+        "overview",
+        "sizes",
+    }
 
     @pytest.fixture(autouse=True)
     def _server(self, postgres: object, pg_url: str) -> None:

@@ -352,8 +352,52 @@ class WholeCopies(Protocol):
         ...
 
 
+class UsageFact(NamedTuple):
+    """What `usage` adds up of one session: its facts and the usage its head carries."""
+
+    session_id: str
+    model: str
+    created_at: str
+    forked_from: str | None  # "SESSION:CHECKPOINT"
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    unreported: int
+
+
+class Overview(Protocol):
+    """What the store-wide commands (`list`, `show`, `usage`, `prune`) read, at the cost of
+    what they show: defaults built on the session tree (store/overview.py), overridden where a
+    backend has an index (SQLite: grouped queries, an index of forks)."""
+
+    def select_sessions(
+        self, keep: Callable[[SessionSummary], bool] | None, limit: int | None
+    ) -> list[SessionSummary]:
+        """The sessions `keep` accepts (all: None), most recently updated first, at most
+        `limit`: reading only as many as it takes to find them where the backend can."""
+        ...
+
+    def session_summary(self, session_id: str) -> SessionSummary | None:
+        """The one session's `list` row, or None when the store lists no such session."""
+        ...
+
+    def session_sizes(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """The bytes each session's stored rows (or files) hold; unknown ids are left out."""
+        ...
+
+    def usage_facts(self) -> list[UsageFact]:
+        """Every session's model, creation time, origin and head usage."""
+        ...
+
+    def forks_of(self, session_id: str) -> list[tuple[str, str]]:
+        """The sessions forked from this one and the checkpoint each started from, as
+        (id, checkpoint as recorded), by id."""
+        ...
+
+
 class Store(
     SessionTree,
+    Overview,
     WholeCopies,
     Leases,
     Labels,

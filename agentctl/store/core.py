@@ -26,6 +26,7 @@ from agentctl.store.base import (
     listed_state,
     plan_all,
 )
+from agentctl.store.overview import OverviewDefaults
 
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
@@ -47,6 +48,9 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "reclaim": ("reclaim",),
     "whole_write": ("create_whole",),
     "copy_session": ("copy_session",),
+    # store-wide reads at the cost of what they show (store/overview.py)
+    "overview": ("select_sessions", "session_summary", "usage_facts", "forks_of"),
+    "sizes": ("session_sizes",),
 }
 
 
@@ -59,7 +63,7 @@ def capabilities(store: object) -> dict[str, bool]:
     }
 
 
-class BaseStore(ABC):
+class BaseStore(OverviewDefaults, ABC):
     """The core (abstract) and the defaults. Every method is atomic; every failure is an
     AgentctlError: UnknownSessionError for an id the store does not have (a prefix is not an
     id: only the use cases resolve prefixes), UnknownCheckpointError for a checkpoint number it

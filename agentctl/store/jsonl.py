@@ -559,6 +559,17 @@ class JsonlStore(BaseStore):
             messages[entry["id"]] = (entry["parent"], body)
         return MessageLinks(messages, tips, unreadable)
 
+    def session_sizes(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """The bytes of each session's files (its log, facts and labels), from the file system."""
+        out = {}
+        for session_id in session_ids:
+            try:
+                path = self._dir(session_id)
+                out[session_id] = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+            except (UnknownSessionError, OSError):
+                continue
+        return out
+
     def match_sessions(self, prefix: str) -> list[str]:
         return sorted(
             p.name

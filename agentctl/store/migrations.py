@@ -163,4 +163,20 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        "m007_overview",
+        """
+        -- `list` reads a page of the newest sessions at a time, in the index's order.
+        DROP INDEX IF EXISTS sessions_updated;
+        CREATE INDEX sessions_recent ON sessions (updated_at, id);
+        -- The forks of a session (`show`) from an index, not from every session's facts.
+        ALTER TABLE sessions ADD COLUMN forked_from TEXT;
+        UPDATE sessions SET forked_from = json_extract(info, '$.forked_from')
+            WHERE json_valid(info);
+        CREATE INDEX sessions_forks ON sessions (forked_from) WHERE forked_from IS NOT NULL;
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -48,6 +48,7 @@ from agentctl.store.base import (
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from agentctl.store.sqlite_overview import SQLiteOverview
 
 if TYPE_CHECKING:
     from agentctl.records import SearchHit
@@ -140,7 +141,7 @@ def _create_whole(path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-class SQLiteStore(BaseStore):
+class SQLiteStore(SQLiteOverview, BaseStore):
     keeps_listings = True
 
     def __init__(
@@ -303,7 +304,7 @@ class SQLiteStore(BaseStore):
             raise SessionExistsError(f"session {info.id} exists")
         db.execute(
             "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state,"
-            " workspace) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            " workspace, forked_from) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
             (
                 info.id,
                 encode(info),
@@ -313,6 +314,7 @@ class SQLiteStore(BaseStore):
                 info.created_at,
                 state,
                 info.workspace,
+                info.forked_from,
             ),
         )
         if lease is not None:  # held from the first moment anyone can see the session

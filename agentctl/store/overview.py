@@ -1,0 +1,84 @@
+"""What the store-wide commands read (base.Overview), built on the session tree: the defaults a
+backend without an index keeps (memory; JSON lines, whose sessions are folders of logs), each
+O(sessions) reads. SQLite overrides them with grouped queries and an index of forks
+(store/sqlite_overview.py), so `show`, `list`, `usage` and `prune --dry-run` cost what they
+show however many sessions the store holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from agentctl.store.base import SessionSummary, UsageFact
+
+if TYPE_CHECKING:
+    from agentctl.store.base import Store
+
+
+class OverviewDefaults:
+    """Mixed into a backend's class: each method uses only the session tree (the `Store`
+    protocol's core), so its answer is the reference an override must give."""
+
+    def select_sessions(
+        self: Store, keep: Callable[[SessionSummary], bool] | None, limit: int | None
+    ) -> list[SessionSummary]:
+        out: list[SessionSummary] = []
+        if limit is not None and limit <= 0:
+            return out
+        for summary in self.list_sessions():
+            if keep is None or keep(summary):
+                out.append(summary)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def session_summary(self: Store, session_id: str) -> SessionSummary | None:
+        return next((s for s in self.list_sessions() if s.id == session_id), None)
+
+    def session_sizes(self: Store, session_ids: Sequence[str]) -> dict[str, int]:
+        """The bytes of each session's stored form: its facts, checkpoints and messages as the
+        codec writes them."""
+        from agentctl.errors import UnknownSessionError
+        from agentctl.store.codec import encode
+
+        out: dict[str, int] = {}
+        for session_id in session_ids:
+            try:
+                size = len(encode(self.info(session_id)).encode())
+                links = self.message_links(session_id)
+                for summary in self.history(session_id, kept=False):
+                    size += len(encode(self.get_checkpoint(session_id, summary.id)).encode())
+            except UnknownSessionError:
+                continue
+            for _parent, message in links.messages.values():
+                text = message if isinstance(message, str) else encode(message)
+                size += len(text.encode())
+            out[session_id] = size
+        return out
+
+    def usage_facts(self: Store) -> list[UsageFact]:
+        out = []
+        for session_id in self.match_sessions(""):
+            info, usage = self.info(session_id), self.head(session_id).usage
+            out.append(
+                UsageFact(
+                    session_id,
+                    info.model,
+                    info.created_at,
+                    info.forked_from,
+                    usage.calls,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.unreported,
+                )
+            )
+        return out
+
+    def forks_of(self: Store, session_id: str) -> list[tuple[str, str]]:
+        out = []
+        for other in self.match_sessions(""):
+            origin, _, at = (self.info(other).forked_from or "").partition(":")
+            if origin == session_id:
+                out.append((other, at))
+        return out

@@ -1,0 +1,120 @@
+"""SQLite's answers to the store-wide reads (base.Overview), from indexes and grouped queries:
+`list` reads a page of the recency index at a time and stops when it has what it prints,
+`show` finds forks through the index of `sessions.forked_from` (migration m007), and `usage`
+and `prune` sum columns in SQL instead of decoding sessions. Each gives what the defaults of
+store/overview.py give (the conformance spec compares them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agentctl.errors import StoreError
+from agentctl.store.base import SessionSummary, UsageFact, summary_of
+
+SUMMARY = (
+    "SELECT id, state, goal, title, head, created_at, updated_at, outcome, name, tags,"
+    " workspace, (SELECT event FROM checkpoints AS c WHERE c.session_id = s.id AND c.id = s.head)"
+    " FROM sessions AS s"
+)
+PAGE = 200  # rows of the recency index read at a time
+CHUNK = 500  # ids per IN (...) list
+
+
+class SQLiteOverview:
+    path: Path
+    _db: sqlite3.Connection
+
+    def select_sessions(
+        self, keep: Callable[[SessionSummary], bool] | None, limit: int | None
+    ) -> list[SessionSummary]:
+        from agentctl.store.sqlite import _translated
+
+        out: list[SessionSummary] = []
+        after: tuple[str, str] | None = None
+        page = PAGE if keep is not None or limit is None else min(PAGE, max(limit, 1))
+        with _translated(self.path):
+            while limit is None or len(out) < limit:
+                where = "" if after is None else " WHERE (updated_at, id) < (?, ?)"
+                rows = self._db.execute(
+                    f"{SUMMARY}{where} ORDER BY updated_at DESC, id DESC LIMIT {page}",
+                    after or (),
+                ).fetchall()
+                for row in rows:
+                    summary = summary_of(row)
+                    if keep is None or keep(summary):
+                        out.append(summary)
+                if len(rows) < page:
+                    break
+                after = (rows[-1][6], rows[-1][0])
+        return out if limit is None else out[:limit]
+
+    def session_summary(self, session_id: str) -> SessionSummary | None:
+        from agentctl.store.sqlite import _translated
+
+        with _translated(self.path, session_id):
+            row = self._db.execute(f"{SUMMARY} WHERE id = ?", (session_id,)).fetchone()
+        return None if row is None else summary_of(row)
+
+    def session_sizes(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """The bytes of each session's rows: its facts, its checkpoints' columns (8 bytes an
+        integer) and its messages, summed by the database."""
+        from agentctl.store.sqlite import _translated
+
+        out: dict[str, int] = {}
+        with _translated(self.path):
+            for start in range(0, len(session_ids), CHUNK):
+                chunk = list(session_ids[start : start + CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT s.id, length(CAST(s.info AS BLOB)),"
+                    " (SELECT sum(length(CAST(body AS BLOB)) + 24) FROM messages AS m"
+                    "  WHERE m.session_id = s.id),"
+                    " (SELECT sum(length(CAST(event || from_state || to_state || created_at"
+                    "  || detail || task || usage AS BLOB)) + 32) FROM checkpoints AS c"
+                    "  WHERE c.session_id = s.id)"
+                    f" FROM sessions AS s WHERE s.id IN ({marks})",
+                    chunk,
+                )
+                for session_id, *sizes in rows:
+                    out[session_id] = sum(int(n or 0) for n in sizes)
+        return out
+
+    def usage_facts(self) -> list[UsageFact]:
+        """One query: each session's facts and its head's usage (the newest checkpoint, as
+        `head` reads it), the JSON fields extracted by SQLite."""
+        from agentctl.store.sqlite import _translated
+
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT s.id, json_extract(s.info, '$.model'), s.created_at, s.forked_from,"
+                " coalesce(json_extract(c.usage, '$.calls'), 0),"
+                " coalesce(json_extract(c.usage, '$.prompt_tokens'), 0),"
+                " coalesce(json_extract(c.usage, '$.completion_tokens'), 0),"
+                " coalesce(json_extract(c.usage, '$.unreported'), 0), c.id"
+                " FROM sessions AS s LEFT JOIN checkpoints AS c ON c.session_id = s.id"
+                " AND c.id = (SELECT max(id) FROM checkpoints WHERE session_id = s.id)"
+                " ORDER BY s.id"
+            ).fetchall()
+        for row in rows:
+            if row[-1] is None:  # as head() says it
+                raise StoreError(f"session {row[0]} has no checkpoints", hint="agentctl verify")
+        return [UsageFact._make(row[:-1]) for row in rows]
+
+    def forks_of(self, session_id: str) -> list[tuple[str, str]]:
+        from agentctl.store.sqlite import _translated
+
+        with _translated(self.path, session_id):
+            rows = self._db.execute(
+                "SELECT id, forked_from FROM sessions"
+                " WHERE forked_from >= ?1 AND forked_from < ?1 || ';' ORDER BY id",
+                (session_id,),
+            ).fetchall()
+        out = []
+        for fork, forked_from in rows:
+            origin, _, at = forked_from.partition(":")
+            if origin == session_id:
+                out.append((fork, at))
+        return out

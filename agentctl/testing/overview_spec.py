@@ -1,0 +1,108 @@
+"""The store-wide reads (base.Overview) as an executable spec, mixed into every backend's
+conformance class beside StoreSpec: each backend's answer is checked against what the rule
+says and against the defaults of store/overview.py, built on the session tree alone (an
+override that answers from an index must answer the same)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agentctl.lifecycle import State
+from agentctl.state import Usage
+from agentctl.store import Store
+from agentctl.store.base import SessionSummary
+from agentctl.store.overview import OverviewDefaults
+from agentctl.testing.store_spec import draft, info
+
+DEFAULTS = OverviewDefaults
+
+
+def pile(store: Store) -> None:
+    """Five sessions, updated in the order e, a, c, b, d (d newest); two forks of `aa` (one
+    under an id that `aa` is a prefix of, and one of `aab`, which must not count as `aa`'s);
+    a done one; labels on one."""
+    order = {"aa": 3, "aab": 5, "ab-1": 2, "ab-2": 7, "e0": 1}
+    for sid, minute in order.items():
+        forked_from = {"aab": "aa:2", "ab-2": "aab:1", "ab-1": "aa:1"}.get(sid)
+        made = info(sid, f"goal of {sid}").model_copy(
+            update={"forked_from": forked_from, "model": "m-big" if minute > 4 else "m-small"}
+        )
+        store.create_session(made, draft(None, 1, f"{sid} starts with a message"))
+        store.append(sid, 1, draft(1, 2, "a second message " * minute))
+        usage = Usage(calls=minute, prompt_tokens=minute)
+        last = replace(draft(2, 30 + minute, "and a third"), usage=usage)
+        if sid == "aa":
+            last = draft(2, 30 + minute, "done", state=State.DONE)
+        store.append(sid, 2, last)
+    store.set_labels("ab-1", "named", ("red",))
+
+
+class OverviewSpec:
+    def test_select_sessions_is_newest_first_and_stops_at_the_limit(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("agentctl.store.sqlite_overview.PAGE", 2)  # pages on SQLite
+        pile(store)
+        every = store.list_sessions()
+        assert [s.id for s in every] == ["ab-2", "aab", "aa", "ab-1", "e0"]
+        for limit in (None, 1, 2, 3, 5, 9):
+            assert store.select_sessions(None, limit) == every[:limit]
+            assert store.select_sessions(None, limit) == DEFAULTS.select_sessions(
+                store, None, limit
+            )
+        not_done = [s for s in every if s.state != "done"]
+
+        def keep(summary: SessionSummary) -> bool:
+            return summary.state != "done"
+
+        assert store.select_sessions(keep, 3) == not_done[:3]
+        assert store.select_sessions(keep, None) == not_done
+        assert store.select_sessions(lambda s: "red" in s.tags, 5)[0].name == "named"
+        assert store.select_sessions(lambda s: False, 5) == []
+
+    def test_session_summary_is_the_listed_row(self, store: Store) -> None:
+        pile(store)
+        for listed in store.list_sessions():
+            assert store.session_summary(listed.id) == listed
+        assert store.session_summary("aa0") is None  # not a prefix match
+        assert store.session_summary("zz") is None
+
+    def test_session_sizes_count_what_a_session_holds(self, store: Store) -> None:
+        pile(store)
+        sizes = store.session_sizes(["e0", "ab-2", "nope", "aa"])
+        assert set(sizes) == {"e0", "ab-2", "aa"}
+        assert all(n > 100 for n in sizes.values())
+        assert sizes["ab-2"] > sizes["e0"]  # its second message is 7 times as long
+        assert store.session_sizes([]) == {}
+
+    def test_usage_facts_are_every_session_and_its_head_usage(self, store: Store) -> None:
+        pile(store)
+        facts = store.usage_facts()
+        assert facts == DEFAULTS.usage_facts(store)
+        by_id = {f.session_id: f for f in facts}
+        assert sorted(by_id) == store.match_sessions("")
+        assert by_id["ab-2"][1:] == ("m-big", info().created_at, "aab:1", 7, 7, 0, 0)
+        assert by_id["aa"].forked_from is None
+        assert by_id["aa"].calls == 33  # the done checkpoint's usage (draft: calls = n)
+
+    def test_forks_of_come_from_the_origin_exactly(self, store: Store) -> None:
+        pile(store)
+        assert store.forks_of("aa") == [("aab", "2"), ("ab-1", "1")]
+        assert store.forks_of("aab") == [("ab-2", "1")]
+        assert store.forks_of("ab") == []
+        assert store.forks_of("zz") == []
+        for sid in store.match_sessions(""):
+            assert store.forks_of(sid) == DEFAULTS.forks_of(store, sid)
+
+    def test_forks_are_found_after_a_reopen(self, store: Store, tmp_path: Path) -> None:
+        if not getattr(self, "persistent", True):
+            pytest.skip("the backend keeps nothing across handles")
+        pile(store)
+        again = self.open(tmp_path)  # type: ignore[attr-defined]
+        try:
+            assert again.forks_of("aa") == [("aab", "2"), ("ab-1", "1")]
+        finally:
+            again.close()

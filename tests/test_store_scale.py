@@ -1,0 +1,73 @@
+"""Store-wide commands cost what they show (issue 30 item 2), on SQLite: `list` reads the rows
+it prints, the forks of a session come from an index, and a store written before that index
+(schema 6) gets it on open. The work is counted in SQLite's virtual-machine steps (a progress
+handler), which is deterministic, not timed."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from agentctl.store import open_store
+from agentctl.store.sqlite import SQLiteStore
+from agentctl.testing.store_spec import draft, info
+
+
+def many(path: Path, count: int) -> SQLiteStore:
+    store = open_store(f"sqlite://{path}")
+    assert isinstance(store, SQLiteStore)
+    store._db.execute("PRAGMA synchronous=OFF")  # a fixture: no disk syncs needed
+    for n in range(count):
+        made = info(f"s{n:05d}").model_copy(
+            update={"forked_from": "s00007:1" if n in (11, 900) else None}
+        )
+        store.create_whole(made, [draft(None, 1, "hello"), draft(1, 2, "world")])
+    return store
+
+
+def steps(store: SQLiteStore, action: Callable[[], object]) -> int:
+    counted = [0]
+
+    def count() -> int:
+        counted[0] += 1
+        return 0
+
+    store._db.set_progress_handler(count, 100)
+    try:
+        action()
+    finally:
+        store._db.set_progress_handler(None, 0)
+    return counted[0]
+
+
+def test_list_reads_the_rows_it_prints_and_forks_come_from_an_index(tmp_path: Path) -> None:
+    store = many(tmp_path / "a.db", 2000)
+    try:
+        everything = steps(store, store.list_sessions)
+        first_50 = steps(store, lambda: store.select_sessions(None, 50))
+        assert first_50 * 20 < everything, (first_50, everything)
+        assert [s.id for s in store.select_sessions(None, 3)] == ["s01999", "s01998", "s01997"]
+        forks = steps(store, lambda: store.forks_of("s00007"))
+        assert store.forks_of("s00007") == [("s00011", "1"), ("s00900", "1")]
+        assert forks * 100 < everything, (forks, everything)
+    finally:
+        store.close()
+
+
+def test_a_schema_6_store_gets_the_index_of_forks_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    many(path, 20).close()
+    db = sqlite3.connect(path)  # as an agentctl before migration 7 left it
+    db.executescript(
+        "DROP INDEX sessions_forks; DROP INDEX sessions_recent;"
+        " ALTER TABLE sessions DROP COLUMN forked_from;"
+        " CREATE INDEX sessions_updated ON sessions (updated_at); PRAGMA user_version = 6;"
+    )
+    db.close()
+    store = open_store(f"sqlite://{path}")
+    try:
+        assert store.forks_of("s00007") == [("s00011", "1")]
+        assert [s.id for s in store.select_sessions(None, 2)] == ["s00019", "s00018"]
+    finally:
+        store.close()
