@@ -236,12 +236,17 @@ def floor_prune(db: sqlite3.Connection, cutoff: str) -> object:
 
 
 def floor_decode(db: sqlite3.Connection, session_id: str | None = None) -> int:
-    """Every checkpoint's state and every message decoded once through the codec."""
-    from agentctl.state import Message, TaskState, Usage
+    """Every session's facts, every checkpoint's state and every message decoded once through
+    the codec."""
+    from agentctl.state import Message, SessionInfo, TaskState, Usage
     from agentctl.store.codec import decode
 
     where, args = (" WHERE session_id = ?", (session_id,)) if session_id else ("", ())
     n = 0
+    facts = " WHERE id = ?" if session_id else ""
+    for (info,) in db.execute("SELECT info FROM sessions" + facts, args):
+        decode(SessionInfo, info, where="")
+        n += 1
     for task, usage in db.execute("SELECT task, usage FROM checkpoints" + where, args):
         decode(TaskState, task, where="")
         decode(Usage, usage, where="")

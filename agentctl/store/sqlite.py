@@ -570,34 +570,13 @@ class SQLiteStore(SQLiteOverview, BaseStore):
             return self._checkpoint(session_id, self._head_id(session_id))
 
     def _checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        from agentctl.state import Checkpoint, TaskState, Usage
-        from agentctl.store.codec import decode
-
         row = self._db.execute(
-            "SELECT id, parent, event, from_state, to_state, created_at, detail, task, usage,"
-            " message_tip FROM checkpoints WHERE session_id = ? AND id = ?",
+            f"SELECT {_CHECKPOINT} FROM checkpoints WHERE session_id = ? AND id = ?",
             (session_id, checkpoint_id),
         ).fetchone()
         if row is None:
             raise UnknownCheckpointError(session_id, checkpoint_id)
-        where = f"session {session_id} checkpoint {checkpoint_id}"
-        detail = json.loads(row[6])
-        if not isinstance(detail, dict):
-            raise StoreError(f"{where}: its detail is not a JSON object")
-        # A row that does not validate raises pydantic's ValidationError, a ValueError: the
-        # caller's _translated makes it a StoreError.
-        return Checkpoint(
-            id=row[0],
-            parent=row[1],
-            kind=row[2],
-            from_state=row[3],
-            to_state=row[4],
-            created_at=row[5],
-            detail=detail,
-            task=decode(TaskState, row[7], where=where),
-            usage=decode(Usage, row[8], where=where),
-            message_tip=row[9],
-        )
+        return _checkpoint_of(session_id, row)
 
     def list_sessions(self) -> list[SessionSummary]:
         with _translated(self.path):
@@ -646,26 +625,35 @@ class SQLiteStore(SQLiteOverview, BaseStore):
     def message_links(self, session_id: str) -> MessageLinks:
         from agentctl.errors import AgentctlError
         from agentctl.state import Message
-        from agentctl.store.codec import decode
+        from agentctl.store.codec import decode, decode_messages
 
         with _translated(self.path, session_id):
-            self._head_id(session_id)
-            checkpoint_ids = [
-                row[0]
-                for row in self._db.execute(
-                    "SELECT id FROM checkpoints WHERE session_id = ? ORDER BY id", (session_id,)
-                )
-            ]
+            checkpoints = self._db.execute(
+                f"SELECT {_CHECKPOINT} FROM checkpoints WHERE session_id = ? ORDER BY id",
+                (session_id,),
+            ).fetchall()
+            if not checkpoints:
+                self._head_id(session_id)  # UnknownSessionError, or StoreError: none at all
             tips: dict[int, int | None] = {}
             unreadable: dict[int, str] = {}
-            for checkpoint_id in checkpoint_ids:  # each decoded once: O(checkpoints)
+            for row in checkpoints:  # each decoded once: O(checkpoints)
                 try:
-                    tips[checkpoint_id] = self._checkpoint(session_id, checkpoint_id).message_tip
+                    tips[row[0]] = _checkpoint_of(session_id, row).message_tip
                 except (AgentctlError, ValueError, KeyError, TypeError) as exc:
-                    unreadable[checkpoint_id] = getattr(exc, "message", str(exc))[:200]
+                    unreadable[row[0]] = getattr(exc, "message", str(exc))[:200]
             rows = self._db.execute(
                 "SELECT id, parent, body FROM messages WHERE session_id = ?", (session_id,)
             ).fetchall()
+        try:  # all in one validation, as load does; one by one where that fails
+            every = decode_messages("[" + ",".join(row[2] for row in rows) + "]")
+            if len(every) == len(rows):
+                return MessageLinks(
+                    {row[0]: (row[1], m) for row, m in zip(rows, every, strict=True)},
+                    tips,
+                    unreadable,
+                )
+        except (AgentctlError, TypeError):
+            pass
         messages: dict[int, tuple[int | None, Message | str]] = {}
         for message_id, parent, body in rows:
             try:
@@ -903,3 +891,33 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("a checkpoint's detail is not a JSON object")
     return value
+
+
+_CHECKPOINT = (
+    "id, parent, event, from_state, to_state, created_at, detail, task, usage, message_tip"
+)
+
+
+def _checkpoint_of(session_id: str, row: Sequence[Any]) -> Checkpoint:
+    """A checkpoint from its row (_CHECKPOINT's columns)."""
+    from agentctl.state import Checkpoint, TaskState, Usage
+    from agentctl.store.codec import decode
+
+    where = f"session {session_id} checkpoint {row[0]}"
+    detail = json.loads(row[6])
+    if not isinstance(detail, dict):
+        raise StoreError(f"{where}: its detail is not a JSON object")
+    # A row that does not validate raises pydantic's ValidationError, a ValueError: the
+    # caller's _translated makes it a StoreError.
+    return Checkpoint(
+        id=row[0],
+        parent=row[1],
+        kind=row[2],
+        from_state=row[3],
+        to_state=row[4],
+        created_at=row[5],
+        detail=detail,
+        task=decode(TaskState, row[7], where=where),
+        usage=decode(Usage, row[8], where=where),
+        message_tip=row[9],
+    )
