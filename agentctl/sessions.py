@@ -31,8 +31,8 @@ from agentctl.wiring import price as wiring_price
 if TYPE_CHECKING:
     from agentctl.config import Settings
     from agentctl.records import RunEvent, RunReport, SearchHit
-    from agentctl.state import SessionInfo, Usage
-    from agentctl.store.base import SessionSummary, Store, UsageFact
+    from agentctl.state import SessionInfo
+    from agentctl.store.base import SessionSummary, Store
     from agentctl.workspace.snapshots import Snapshots
 
 _AGE = re.compile(r"(\d+)\s*([smhdw])")
@@ -435,29 +435,6 @@ def prune(settings: Settings, doomed: list[Doomed]) -> None:
 # -- usage ---------------------------------------------------------------------------------
 
 
-def own_usage(store: Store, session_id: str, usage: Usage, forked_from: str | None) -> Usage:
-    """What a session's own model calls used: usage is carried forward, so the head counts
-    every call of its history, and a fork's history starts with the checkpoints it copied,
-    whose calls its origin made and counts (two forks tripled a session's cost). Those are
-    taken off: the fork's copy of its starting checkpoint says how much they were."""
-    from agentctl.errors import AgentctlError
-    from agentctl.state import Usage
-
-    if not forked_from:
-        return usage
-    _origin, _, at = forked_from.rpartition(":")
-    try:
-        copied = store.get_checkpoint(session_id, int(at)).usage
-    except (ValueError, AgentctlError):  # a facts field that names no checkpoint here
-        return usage
-    return Usage(
-        calls=max(0, usage.calls - copied.calls),
-        prompt_tokens=max(0, usage.prompt_tokens - copied.prompt_tokens),
-        completion_tokens=max(0, usage.completion_tokens - copied.completion_tokens),
-        unreported=max(0, usage.unreported - copied.unreported),
-    )
-
-
 def usage(settings: Settings, prefix: str | None, since: str | None, by: str) -> list[UsageRow]:
     if by not in ("model", "day", "session"):
         raise UsageError(f"--by must be model, day or session, not {by!r}")
@@ -465,9 +442,11 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
     groups: dict[str, list[int]] = {}
     priced: dict[str, float | None] = {}
     prices: dict[str, tuple[float, float] | None] = {}
+    from agentctl.store.overview import usage_fact
+
     with opened_store(settings) as store:
         if prefix:
-            facts = [_usage_fact(store, resolve_session(store, prefix))]
+            facts = [usage_fact(store, resolve_session(store, prefix))]
         else:
             facts = store.usage_facts()  # one read of the store's index, where it has one
         for fact in facts:
@@ -477,9 +456,13 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
                 continue
             key = {"model": model, "day": created_at[:10], "session": session_id}[by]
             calls, prompt, completion = fact.calls, fact.prompt_tokens, fact.completion_tokens
-            if fact.forked_from:  # a few: the copied checkpoints' usage is their origin's
-                u = own_usage(store, session_id, _carried(fact), fact.forked_from)
-                calls, prompt, completion = u.calls, u.prompt_tokens, u.completion_tokens
+            if fact.copied is not None:
+                # Usage is carried forward, so the head counts every call of its history, and
+                # a fork's history starts with the checkpoints it copied, whose calls its
+                # origin made and counts (two forks tripled a session's cost): taken off.
+                calls = max(0, calls - fact.copied[0])
+                prompt = max(0, prompt - fact.copied[1])
+                completion = max(0, completion - fact.copied[2])
             row = groups.setdefault(key, [0, 0, 0, 0])
             row[0] += 1
             row[1] += calls
@@ -498,33 +481,6 @@ def usage(settings: Settings, prefix: str | None, since: str | None, by: str) ->
             else:
                 priced[key] = None
     return [UsageRow(k, v[0], v[1], v[2], v[3], priced[k]) for k, v in sorted(groups.items())]
-
-
-def _usage_fact(store: Store, session_id: str) -> UsageFact:
-    from agentctl.store.base import UsageFact
-
-    info, u = store.info(session_id), store.head(session_id).usage
-    return UsageFact(
-        session_id,
-        info.model,
-        info.created_at,
-        info.forked_from,
-        u.calls,
-        u.prompt_tokens,
-        u.completion_tokens,
-        u.unreported,
-    )
-
-
-def _carried(fact: UsageFact) -> Usage:
-    from agentctl.state import Usage
-
-    return Usage(
-        calls=fact.calls,
-        prompt_tokens=fact.prompt_tokens,
-        completion_tokens=fact.completion_tokens,
-        unreported=fact.unreported,
-    )
 
 
 # -- search --------------------------------------------------------------------------------

@@ -363,6 +363,16 @@ class UsageFact(NamedTuple):
     prompt_tokens: int
     completion_tokens: int
     unreported: int
+    # A fork's history starts with copies of its origin's checkpoints, whose calls the origin
+    # made: the usage of the checkpoint it started from (calls, prompt and completion tokens,
+    # unreported), or None (not a fork, or that checkpoint is not in it).
+    copied: tuple[int, int, int, int] | None = None
+
+
+def fork_point(forked_from: str | None) -> int | None:
+    """The checkpoint a fork started from, from its facts' "SESSION:CHECKPOINT"."""
+    _origin, colon, at = (forked_from or "").partition(":")
+    return int(at) if colon and at.isascii() and at.isdigit() else None
 
 
 class Overview(Protocol):

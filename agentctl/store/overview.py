@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from agentctl.store.base import SessionSummary, UsageFact
+from agentctl.store.base import SessionSummary, UsageFact, fork_point
 
 if TYPE_CHECKING:
     from agentctl.store.base import Store
@@ -58,22 +58,7 @@ class OverviewDefaults:
         return out
 
     def usage_facts(self: Store) -> list[UsageFact]:
-        out = []
-        for session_id in self.match_sessions(""):
-            info, usage = self.info(session_id), self.head(session_id).usage
-            out.append(
-                UsageFact(
-                    session_id,
-                    info.model,
-                    info.created_at,
-                    info.forked_from,
-                    usage.calls,
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    usage.unreported,
-                )
-            )
-        return out
+        return [usage_fact(self, session_id) for session_id in self.match_sessions("")]
 
     def forks_of(self: Store, session_id: str) -> list[tuple[str, str]]:
         out = []
@@ -82,3 +67,29 @@ class OverviewDefaults:
             if origin == session_id:
                 out.append((other, at))
         return out
+
+
+def usage_fact(store: Store, session_id: str) -> UsageFact:
+    """One session's UsageFact, from its facts, its head and (a fork) where it started."""
+    from agentctl.errors import UnknownCheckpointError
+
+    info, usage = store.info(session_id), store.head(session_id).usage
+    copied = None
+    at = fork_point(info.forked_from)
+    if at is not None:
+        try:
+            u = store.get_checkpoint(session_id, at).usage
+            copied = (u.calls, u.prompt_tokens, u.completion_tokens, u.unreported)
+        except UnknownCheckpointError:
+            pass
+    return UsageFact(
+        session_id,
+        info.model,
+        info.created_at,
+        info.forked_from,
+        usage.calls,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.unreported,
+        copied,
+    )

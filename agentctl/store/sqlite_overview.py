@@ -19,6 +19,11 @@ SUMMARY = (
     " workspace, (SELECT event FROM checkpoints AS c WHERE c.session_id = s.id AND c.id = s.head)"
     " FROM sessions AS s"
 )
+# A usage column of checkpoint row {}: calls, prompt and completion tokens, unreported.
+_USAGE = ", ".join(
+    f"coalesce(json_extract({{0}}.usage, '$.{name}'), 0)"
+    for name in ("calls", "prompt_tokens", "completion_tokens", "unreported")
+)
 PAGE = 200  # rows of the recency index read at a time
 CHUNK = 500  # ids per IN (...) list
 
@@ -90,18 +95,23 @@ class SQLiteOverview:
         with _translated(self.path):
             rows = self._db.execute(
                 "SELECT s.id, json_extract(s.info, '$.model'), s.created_at, s.forked_from,"
-                " coalesce(json_extract(c.usage, '$.calls'), 0),"
-                " coalesce(json_extract(c.usage, '$.prompt_tokens'), 0),"
-                " coalesce(json_extract(c.usage, '$.completion_tokens'), 0),"
-                " coalesce(json_extract(c.usage, '$.unreported'), 0), c.id"
+                f" {_USAGE.format('c')}, c.id, f.id, {_USAGE.format('f')}"
                 " FROM sessions AS s LEFT JOIN checkpoints AS c ON c.session_id = s.id"
                 " AND c.id = (SELECT max(id) FROM checkpoints WHERE session_id = s.id)"
+                " LEFT JOIN checkpoints AS f ON f.session_id = s.id AND f.id = (CASE"
+                "  WHEN instr(s.forked_from, ':') = 0 THEN NULL"
+                "  WHEN substr(s.forked_from, instr(s.forked_from, ':') + 1) GLOB '[0-9]*'"
+                "  AND NOT substr(s.forked_from, instr(s.forked_from, ':') + 1) GLOB '*[^0-9]*'"
+                "  THEN CAST(substr(s.forked_from, instr(s.forked_from, ':') + 1) AS INTEGER) END)"
                 " ORDER BY s.id"
             ).fetchall()
+        out = []
         for row in rows:
-            if row[-1] is None:  # as head() says it
+            if row[8] is None:  # as head() says it
                 raise StoreError(f"session {row[0]} has no checkpoints", hint="agentctl verify")
-        return [UsageFact._make(row[:-1]) for row in rows]
+            copied = None if row[9] is None else (row[10], row[11], row[12], row[13])
+            out.append(UsageFact._make((*row[:8], copied)))
+        return out
 
     def forks_of(self, session_id: str) -> list[tuple[str, str]]:
         from agentctl.store.sqlite import _translated

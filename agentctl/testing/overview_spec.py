@@ -84,7 +84,9 @@ class OverviewSpec:
         assert facts == DEFAULTS.usage_facts(store)
         by_id = {f.session_id: f for f in facts}
         assert sorted(by_id) == store.match_sessions("")
-        assert by_id["ab-2"][1:] == ("m-big", info().created_at, "aab:1", 7, 7, 0, 0)
+        assert by_id["ab-2"][1:] == ("m-big", info().created_at, "aab:1", 7, 7, 0, 0, (1, 0, 0, 0))
+        assert by_id["aab"].copied == (2, 0, 0, 0)  # usage of aab's own checkpoint 2
+        assert by_id["e0"].copied is None
         assert by_id["aa"].forked_from is None
         assert by_id["aa"].calls == 33  # the done checkpoint's usage (draft: calls = n)
 
@@ -106,3 +108,13 @@ class OverviewSpec:
             assert again.forks_of("aa") == [("aab", "2"), ("ab-1", "1")]
         finally:
             again.close()
+
+    def test_a_fork_point_that_is_not_there_copies_nothing(self, store: Store) -> None:
+        for sid, origin in (("x1", "aa:99"), ("x2", "aa"), ("x3", "aa:1x"), ("x4", "aa:2")):
+            made = info(sid).model_copy(update={"forked_from": origin})
+            store.create_session(made, draft(None, 1, "m"))
+            store.append(sid, 1, draft(1, 2, "n"))
+        facts = store.usage_facts()
+        assert facts == DEFAULTS.usage_facts(store)
+        assert [f.copied for f in facts] == [None, None, None, (2, 0, 0, 0)]
+        assert store.forks_of("aa") == [("x1", "99"), ("x2", ""), ("x3", "1x"), ("x4", "2")]
