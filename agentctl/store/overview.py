@@ -1,8 +1,8 @@
 """What the store-wide commands read (base.Overview), built on the session tree: the defaults a
-backend without an index keeps (memory; JSON lines, whose sessions are folders of logs), each
-O(sessions) reads. SQLite overrides them with grouped queries and an index of forks
-(store/sqlite_overview.py), so `show`, `list`, `usage` and `prune --dry-run` cost what they
-show however many sessions the store holds.
+backend without an index keeps (memory, PostgreSQL for now; JSON lines, whose sessions are
+folders of logs, sums its files' sizes), each O(sessions) reads. SQLite overrides them with
+grouped queries and an index of forks (store/sqlite_overview.py), so `show`, `list`, `usage`
+and `prune --dry-run` cost what they show however many sessions the store holds.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 
 class OverviewDefaults:
-    """Mixed into a backend's class: each method uses only the session tree (the `Store`
-    protocol's core), so its answer is the reference an override must give."""
+    """BaseStore's (store/core.py) defaults of the Overview capability: each method uses only
+    the session tree, so its answer is the reference an override must give."""
 
     def select_sessions(
         self: Store, keep: Callable[[SessionSummary], bool] | None, limit: int | None
