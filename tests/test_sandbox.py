@@ -585,3 +585,53 @@ def test_the_pids_cgroup_of_a_dead_agentctl_is_swept(bwrap: str, place: Path) ->
     finally:
         with contextlib.suppress(OSError):
             stale.rmdir()
+
+
+def _root_with_cgroups() -> Path:
+    cgroups = pids_cgroups()
+    if cgroups is None:
+        if _required() and os.geteuid() == 0:
+            pytest.fail("root here and no pids cgroup can be made")
+        pytest.skip("no pids cgroup here (not root, or none writable)")
+    return cgroups
+
+
+def test_the_next_command_waits_in_the_pids_group_before_it_is_asked(
+    bwrap: str, place: Path
+) -> None:
+    """Joining the group is done while the previous result goes back (a write to cgroup.procs
+    waits for the kernel), so a command is not slowed by it; what runs is the same: in the
+    group, stdin /dev/null, no other descriptor, the shell's own folder and environment."""
+    from agentctl.tools import sandbox
+
+    _root_with_cgroups()
+    ws, other = place / "ws", place / "other"
+    ws.mkdir()
+    other.mkdir()
+    box = Sandbox(bwrap, ws, cgroups=pids_cgroups())
+    shell = RunShell(Workspace(ws), sandbox=box, env={"PATH": os.defpath, "MARK": "one"})
+    probe_fds = "ls /proc/self/fd | wc -l; readlink /proc/self/fd/0; pwd; echo $MARK"
+    for _ in range(2):
+        shown = shell.run({"command": f"grep pids /proc/self/cgroup; {probe_fds}"})
+        assert not shown.is_error, shown.content
+        group = sandbox._GROUPS[(os.getpid(), box.cgroups, box.processes)]
+        assert group is not None
+        assert f":pids:/{group.name}\n" in shown.content
+        # ls's own folder descriptor besides 0, 1 and 2
+        assert "\n4\n/dev/null\n" + f"{ws}\none\n" in shown.content, shown.content
+        standby = sandbox._STANDBY
+        assert standby is not None  # made after the command, before the next is asked
+        assert _poll(lambda: str(standby.proc.pid) in (group / "cgroup.procs").read_text().split())
+    # Another shell (its own folder and environment) is not served by that one's standby.
+    elsewhere = RunShell(
+        Workspace(other), sandbox=Sandbox(bwrap, other, cgroups=pids_cgroups()), env={"MARK": "2"}
+    )
+    shown = elsewhere.run({"command": "pwd; echo $MARK"})
+    assert shown.content.endswith(f"{other}\n2\n"), shown.content
+    # A standby that died (killed from outside) is replaced, and the command still runs.
+    standby = sandbox._STANDBY
+    assert standby is not None
+    standby.proc.kill()
+    standby.proc.wait()
+    shown = elsewhere.run({"command": "echo still"})
+    assert shown.content == "exit 0\nstill\n", shown.content

@@ -12,17 +12,19 @@ and the caller records `unavailable`.
 
 Limits (README "Sandbox"): at most PROCESS_LIMIT processes (RLIMIT_NPROC inside the sandbox's
 own user namespace; for root, which that limit does not bind, a pids cgroup where one can be
-made), TMPFS_BYTES in each of `/tmp` and `/dev/shm`. Time is bounded by run_shell's timeout.
+made, joined by the next command's shell while the previous result goes back: see `launch`),
+TMPFS_BYTES in each of `/tmp` and `/dev/shm`. Time is bounded by run_shell's timeout.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,16 +113,121 @@ class Sandbox:
         )
         return [*args, "/bin/sh", "-c", inner, "sh", command]
 
-    @contextmanager
-    def launched(self, command: str) -> Iterator[list[str]]:
-        """The command line to start; when agentctl is root (whom RLIMIT_NPROC does not bind),
-        one that joins a pids cgroup first, so every process it makes is counted."""
+    def launch(self, command: str, popen: Popen, key: Hashable) -> subprocess.Popen[bytes]:
+        """Start `sh -c command` in the sandbox through `popen` (how the caller starts a
+        process: its folder, environment and pipes; `key` tells one such way from another).
+        When agentctl is root (whom RLIMIT_NPROC does not bind) the command joins a pids cgroup
+        first, so every process it makes is counted: through a shell that joined it ahead of
+        time, while the previous command's result went back (`prepare`), because joining waits
+        for the kernel (~10 ms: an RCU grace period) and that wait is then no command's."""
         argv = self.argv(command)
         group = _group(self.cgroups, self.processes) if self.cgroups is not None else None
         if group is None:
-            yield argv
-        else:
-            yield ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(group), *argv]
+            return popen(argv, None)
+        standby = _take_standby((group, key)) or _Standby.start(group, popen, (group, key))
+        if standby.go(argv):
+            return standby.proc
+        fresh = _Standby.start(group, popen, (group, key))  # that one had died: its error is
+        fresh.go(argv)  # said by this one, if it has the same
+        return fresh.proc
+
+    def prepare(self, popen: Popen, key: Hashable) -> None:
+        """Have the next command's shell join the pids cgroup now (root only; see `launch`)."""
+        group = _group(self.cgroups, self.processes) if self.cgroups is not None else None
+        if group is not None and (_STANDBY is None or _STANDBY.key != (group, key)):
+            _keep_standby(_Standby.start(group, popen, (group, key)))
+
+
+# How the caller starts a process: (argv, its standard input or None for /dev/null) -> it.
+Popen = Callable[[list[str], int | None], "subprocess.Popen[bytes]"]
+# The standby: it joins the group, then runs what is written to its standard input, the line
+# `exec bwrap ... </dev/null`.
+_STANDBY_SCRIPT = 'echo $$ > "$0/cgroup.procs" && . /dev/stdin'
+
+
+@dataclass
+class _Standby:
+    """A shell, already in the pids group, waiting for the command line it will become."""
+
+    proc: subprocess.Popen[bytes]
+    commands: int  # the write end of the pipe it reads its command line from
+    key: tuple[Path, Hashable]
+    pid: int  # the agentctl process that made it (a forked child must not use it)
+
+    @staticmethod
+    def start(group: Path, popen: Popen, key: tuple[Path, Hashable]) -> _Standby:
+        read, write = os.pipe()
+        try:
+            proc = popen(["/bin/sh", "-c", _STANDBY_SCRIPT, str(group)], read)
+        except BaseException:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        return _Standby(proc, write, key, os.getpid())
+
+    def go(self, argv: list[str]) -> bool:
+        """Hand it the command line; False when it is gone (its pipe broken)."""
+        line = "exec " + " ".join(shlex.quote(a) for a in argv) + " </dev/null\n"
+        data = line.encode("utf-8", "surrogateescape")
+        try:
+            while data:
+                data = data[os.write(self.commands, data) :]
+        except OSError:
+            self.close()
+            return False
+        self._end_script()  # the end of its script: it runs what it read
+        return True
+
+    def _end_script(self) -> None:
+        if self.commands >= 0:
+            with suppress(OSError):
+                os.close(self.commands)
+            self.commands = -1
+
+    def close(self) -> None:
+        """Let it go unused: its script ends, empty; it is reaped."""
+        self._end_script()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_STANDBY: _Standby | None = None  # one per agentctl process: its commands run one at a time
+
+
+def _take_standby(key: tuple[Path, Hashable]) -> _Standby | None:
+    global _STANDBY
+    standby, _STANDBY = _STANDBY, None
+    if standby is None:
+        return None
+    if standby.key == key and standby.pid == os.getpid() and standby.proc.poll() is None:
+        return standby
+    if standby.pid == os.getpid():
+        standby.close()
+    return None
+
+
+def _keep_standby(standby: _Standby) -> None:
+    global _STANDBY
+    old, _STANDBY = _STANDBY, standby
+    if old is not None and old.pid == os.getpid():
+        old.close()
+    # Last registered, first run: it leaves its group before the group is removed.
+    atexit.unregister(_drop_standby)
+    atexit.register(_drop_standby)
+
+
+def _drop_standby() -> None:
+    global _STANDBY
+    standby, _STANDBY = _STANDBY, None
+    if standby is not None and standby.pid == os.getpid():
+        standby.close()
 
 
 # One pids cgroup per agentctl process and limit, made at its first sandboxed command and

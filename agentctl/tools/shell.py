@@ -23,7 +23,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -196,12 +196,31 @@ class RunShell:
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome:
         command = str(arguments["command"])
-        if self.sandbox is None:
-            return self._run(command, ["/bin/sh", "-c", command])
-        with self.sandbox.launched(command) as argv:
-            return self._run(command, argv)
+        box = self.sandbox
+        if box is None:
+            return self._run(command, lambda: self._popen(["/bin/sh", "-c", command], None))
+        key = self._key()
+        outcome = self._run(command, lambda: box.launch(command, self._popen, key))
+        box.prepare(self._popen, key)  # the next command's start, while this result goes back
+        return outcome
 
-    def _run(self, command: str, argv: list[str]) -> ToolOutcome:
+    def _popen(self, argv: list[str], stdin: int | None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            cwd=self.workspace.root,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(self.env) if self.env is not None else None,
+            start_new_session=True,  # its own process group, so it can be stopped whole
+        )
+
+    def _key(self) -> Hashable:
+        """What `_popen` depends on: a process made ahead for one shell serves only its like."""
+        env = tuple(sorted(self.env.items())) if self.env is not None else None
+        return (str(self.workspace.root), env)
+
+    def _run(self, command: str, start: Callable[[], subprocess.Popen[bytes]]) -> ToolOutcome:
         reaping = become_subreaper()
         known = children(os.getpid())
         proc: subprocess.Popen[bytes] | None = None
@@ -210,15 +229,7 @@ class RunShell:
         try:
             # Inside the try: an interrupt that lands while Popen returns (the command already
             # running) still stops it, as a new child of this process (stop_escaped).
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.workspace.root,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(self.env) if self.env is not None else None,
-                start_new_session=True,  # its own process group, so it can be stopped whole
-            )
+            proc = start()
             assert proc.stdout is not None
             assert proc.stderr is not None
             streams = [Capture(proc.stdout), Capture(proc.stderr)]
