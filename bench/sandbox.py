@@ -1,11 +1,14 @@
 """The shell sandbox's cost: a sandboxed `run_shell` of `true` against the same unsandboxed, and
 the workspace capture after a sandboxed command against one after an unsandboxed command.
 
-Measured in one run, the two kinds alternated so the shared machine's drift falls on both:
+Measured in one run, the kinds alternated so the shared machine's drift falls on all:
 RunShell.run({"command": "true"}) through bubblewrap (tools/sandbox.py: as root, inside a pids
-cgroup too) and without; the once-per-run probe that decides whether bubblewrap works; then, in
-a workspace of 2,000 files, a command that rewrites one file and the incremental capture after
-it (workspace/snapshots.py), which must see the one file and take no longer.
+cgroup too, joined by a shell started after the previous command) and without; beside them, as
+root, a sandboxed command that joins the group on its way (as the first command of a process
+does, and every command did before that shell) and one without the group; the once-per-run
+probe that decides whether bubblewrap works; then, in a workspace of 2,000 files, a command
+that rewrites one file and the incremental capture after it (workspace/snapshots.py), which
+must see the one file and take no longer.
 
 Run: python -m bench.sandbox [--quick]
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 from agentctl.tools import effects_of
 from agentctl.tools.files import Workspace
-from agentctl.tools.sandbox import _PROBED, Sandbox, pids_cgroups, probe, secrets_of
+from agentctl.tools.sandbox import _PROBED, Sandbox, _drop_standby, pids_cgroups, probe, secrets_of
 from agentctl.tools.shell import RunShell
 from agentctl.workspace.snapshots import Snapshots
 
@@ -74,7 +77,7 @@ def measure(root: Path, runs: int, files: int) -> dict[str, Any]:
     assert effects_of(boxed).confined
     for shell in (plain, boxed, uncounted):  # warm the page cache and bubblewrap's binary
         timed(shell, "true")
-    bare, sandboxed, no_group = [], [], []
+    bare, sandboxed, no_group, joining = [], [], [], []
     cpu: dict[str, list[float]] = {"bare": [], "sandboxed": []}
     for _ in range(runs):
         bare.append(timed(plain, "true"))
@@ -82,6 +85,9 @@ def measure(root: Path, runs: int, files: int) -> dict[str, Any]:
         sandboxed.append(timed(boxed, "true"))
         cpu["sandboxed"].append(CPU[-1])
         no_group.append(timed(uncounted, "true"))
+        if box.cgroups is not None:
+            _drop_standby()  # as the first command of a process: it joins the group itself
+            joining.append(timed(boxed, "true"))
     overhead = [s - b for s, b in zip(sandboxed, bare, strict=True)]
     snaps = Snapshots(ws, root / "data")
     tree = snaps.capture().tree
@@ -112,6 +118,11 @@ def measure(root: Path, runs: int, files: int) -> dict[str, Any]:
         "overhead_without_cgroup_ms": ms(
             statistics.median(n - b for n, b in zip(no_group, bare, strict=True))
         ),
+        "overhead_joining_on_the_way_ms": ms(
+            statistics.median(j - b for j, b in zip(joining, bare, strict=True))
+        )
+        if joining
+        else None,
         "workspace_files": files,
         "capture_after_unsandboxed_ms": ms(statistics.median(captures["unsandboxed"])),
         "capture_after_sandboxed_ms": ms(statistics.median(captures["sandboxed"])),
