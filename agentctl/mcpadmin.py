@@ -158,7 +158,7 @@ def import_claude(settings: Settings, file: Path, overwrite: bool = False) -> li
 def check_server(settings: Settings, name: str) -> tuple[McpServerRow, list[McpToolRow], str]:
     """Start one server as a run would, list its tools; returns the server, its tools and the
     tail of its log. A server that does not come up is one line (exit 5) with the log's tail."""
-    from agentctl.tools.mcp_tools import McpServerDown, start_servers
+    from agentctl.tools.mcp_tools import McpServerDown, spawn_servers, start_servers
 
     server = settings.mcp_servers.get(name)
     if server is None:
@@ -167,9 +167,8 @@ def check_server(settings: Settings, name: str) -> tuple[McpServerRow, list[McpT
     log = data / "logs" / f"{name}.log"
     server = replace(server, required=True)  # down is an error here
     try:
-        source = start_servers(
-            [server], environ=settings.environ, cwd=Path.cwd(), data=data, say=lambda _t: None
-        )
+        hub = spawn_servers([server], environ=settings.environ, cwd=Path.cwd(), data=data)
+        source = start_servers(hub, say=lambda _t: None)
     except McpServerDown as exc:
         tail = _tail(log)
         raise McpServerDown(exc.message + (f"; its log ends: {tail}" if tail else "")) from None

@@ -161,10 +161,13 @@ def work_tools(
     )
     servers = mcp_servers(settings, spec)
     if servers:  # the SDK is imported only here, for a task that uses a server
-        from agentctl.tools.mcp_tools import start_servers
+        from agentctl.tools.mcp_tools import spawn_servers, start_servers
 
         say = on_event or (lambda _event: None)
-
+        # The stdio servers' processes start now; they boot while the SDK is imported.
+        hub = spawn_servers(
+            servers, environ=settings.environ, cwd=Path(root), data=settings.home / "mcp"
+        )
         loaded = threading.Event()  # the SDK is imported: the model client may load now
 
         def start() -> tuple[list[Tool], ToolSource]:
@@ -172,15 +175,12 @@ def work_tools(
 
             try:
                 require_sdk()
+            except BaseException:
+                hub.close()
+                raise
             finally:
                 loaded.set()
-            source = start_servers(
-                servers,
-                environ=settings.environ,
-                cwd=Path(root),
-                data=settings.home / "mcp",
-                say=lambda text: say(Notice(text)),
-            )
+            source = start_servers(hub, say=lambda text: say(Notice(text)))
             return list(source.tools), source
 
         # The servers start (and the SDK loads) while the run loads the model client.

@@ -2,9 +2,14 @@
 
 1. Time to the first model request (bench/ttfr.py's clock: the scripted server notes when the
    request arrived whole), `agentctl run GOAL` with no server configured and with one stdio
-   server (`mcp-server-time`), the median of N runs each; beside them the server's own
-   start-up as the SDK sees it (spawn, handshake, tools/list; the SDK already imported), the
-   median of N. Target: with <= without + server start + 150 ms.
+   server (`mcp-server-time`); beside them the server's own start-up with the SDK alone
+   (`mcp.Client` over the SDK's `stdio_client`, the SDK already imported: spawn, handshake,
+   tools/list). The three alternate round by round, so a shared machine's load falls on all
+   alike; medians of N rounds. Target: with <= without + server start + 150 ms. The model is
+   `gpt-4o`, a model whose window is known: under an unknown model's 8,192-token default the
+   byte bound of the MCP tools' schemas no longer surely fits, and the tokenizer is loaded
+   before the first request (runner.py `_send_first`), which is the context budget's cost,
+   not the server's.
 2. Cost per call: `get_current_time` through agentctl's tool (argument check against the
    schema, the call on the hub's event loop from the runner's thread, the result turned into
    text) against the same call made with the SDK directly on its own loop, the median of 200
@@ -57,16 +62,31 @@ def server_command() -> str:
     return found
 
 
+def sdk_start(command: str) -> float:
+    """Spawn to tools listed with the SDK alone (imported already): the server's own start."""
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    async def once() -> float:
+        with tempfile.TemporaryFile("w+") as log:  # its stderr to a file, as agentctl's
+            started = time.perf_counter()
+            params = StdioServerParameters(command=command)
+            async with Client(stdio_client(params, errlog=log), cache=None) as client:
+                await client.list_tools()
+                return time.perf_counter() - started
+
+    return asyncio.run(once())
+
+
 def ttfr(command: str, runs: int) -> dict[str, float]:
-    """The two subjects alternate, run by run, so a machine whose load moves (a shared one)
-    weighs on both alike."""
+    """Without a server, with one, and the server's own start, in turn, round by round."""
     from agentctl.config import write_file
     from agentctl.scripted import ScriptedServer
     from agentctl.state import ScriptTurn
 
     model = Clocked((ScriptTurn(content="hi"),))
     subjects = {"without MCP": None, "with one stdio server": {"time": {"command": command}}}
-    times: dict[str, list[float]] = {label: [] for label in subjects}
+    times: dict[str, list[float]] = {label: [] for label in [*subjects, "server start"]}
     cpu: dict[str, list[float]] = {label: [] for label in subjects}
     with (
         tempfile.TemporaryDirectory(prefix="agentctl-bench-mcp-") as tmp,
@@ -91,35 +111,23 @@ def ttfr(command: str, runs: int) -> dict[str, float]:
                 "OPENAI_API_KEY": "sk-bench",
                 "AGENTCTL_SANDBOX": "off",
             }
-        run = [*agentctl, "run", "Say hi", "--model", "m", "--workspace", str(work)]
+        run = [*agentctl, "run", "Say hi", "--model", "gpt-4o", "--workspace", str(work)]
+        sdk_start(command)  # warm: the server's bytecode and the page cache
         for _ in range(runs):
             for label in subjects:
                 wall, used = first_request(model, run, envs[label])
                 times[label].append(wall)
                 cpu[label].append(used)
+            times["server start"].append(sdk_start(command))
     out = {label: round(statistics.median(t), 4) for label, t in times.items()}
     out |= {f"{label}, CPU": round(statistics.median(t), 4) for label, t in cpu.items()}
+    rounds = zip(
+        times["with one stdio server"], times["without MCP"], times["server start"], strict=True
+    )
+    out["overhead, median of the rounds"] = round(
+        statistics.median(w - n - s for w, n, s in rounds), 4
+    )
     return out
-
-
-def server_start(command: str, runs: int) -> float:
-    """Spawn to tools listed, as agentctl's hub sees it (the SDK imported already)."""
-    from agentctl.mcpconfig import McpServer
-    from agentctl.tools.mcp_tools import start_servers
-
-    times = []
-    with tempfile.TemporaryDirectory(prefix="agentctl-bench-mcp-") as tmp:
-        for _ in range(runs):
-            source = start_servers(
-                [McpServer("time", command=command)],
-                environ={},
-                cwd=Path(tmp),
-                data=Path(tmp),
-                say=lambda _t: None,
-            )
-            times.append(source.status["time"].seconds)
-            source.close()
-    return round(statistics.median(times), 4)
 
 
 def per_call(command: str, calls: int, warm: int = 20) -> dict[str, float]:
@@ -129,7 +137,7 @@ def per_call(command: str, calls: int, warm: int = 20) -> dict[str, float]:
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     from agentctl.mcpconfig import McpServer
-    from agentctl.tools.mcp_tools import start_servers
+    from agentctl.tools.mcp_tools import spawn_servers, start_servers
 
     args = {"timezone": "Europe/Lisbon"}
 
@@ -156,13 +164,10 @@ def per_call(command: str, calls: int, warm: int = 20) -> dict[str, float]:
         return ours, sdk
 
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-mcp-") as tmp:
-        source = start_servers(
-            [McpServer("time", command=command)],
-            environ={},
-            cwd=Path(tmp),
-            data=Path(tmp),
-            say=lambda _t: None,
+        hub = spawn_servers(
+            [McpServer("time", command=command)], environ={}, cwd=Path(tmp), data=Path(tmp)
         )
+        source = start_servers(hub, say=lambda _t: None)
         try:
             tool = next(t for t in source.tools if t.remote.name == "get_current_time")
             ours, sdk = asyncio.run(measure(tool))
@@ -179,23 +184,22 @@ def per_call(command: str, calls: int, warm: int = 20) -> dict[str, float]:
 def run(quick: bool) -> dict[str, Any]:
     compiled()
     command = server_command()
-    runs = 3 if quick else 7
-    out: dict[str, Any] = {"runs": runs}
+    runs = 3 if quick else 15
+    out: dict[str, Any] = {"runs": runs, "load_average": round(os.getloadavg()[0], 1)}
     first = ttfr(command, runs)
     out["first request, without MCP (s)"] = first["without MCP"]
     out["first request, one stdio server (s)"] = first["with one stdio server"]
     out["first request CPU, without MCP (s)"] = first["without MCP, CPU"]
     out["first request CPU, one stdio server (s)"] = first["with one stdio server, CPU"]
-    out["server start, spawn to tools listed (s)"] = server_start(command, runs)
+    out["server start with the SDK alone, spawn to tools listed (s)"] = first["server start"]
     out["overhead beyond the server's start (ms)"] = round(
-        (
-            out["first request, one stdio server (s)"]
-            - out["first request, without MCP (s)"]
-            - out["server start, spawn to tools listed (s)"]
-        )
-        * 1000,
+        (first["with one stdio server"] - first["without MCP"] - first["server start"]) * 1000,
         1,
     )
+    out["overhead, median of the rounds (ms)"] = round(
+        first["overhead, median of the rounds"] * 1000, 1
+    )
+    out["within 150 ms"] = out["overhead beyond the server's start (ms)"] <= 150
     out["per call"] = per_call(command, 50 if quick else 200)
     print("MCP:", json.dumps(out))
     return out

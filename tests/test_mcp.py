@@ -180,6 +180,48 @@ def test_time_server_through_the_run_with_an_allow_rule(
 
 
 @pytest.mark.process
+def test_a_stdio_server_boots_while_the_sdk_loads_and_is_stopped_at_close(
+    tmp_path: Path,
+) -> None:
+    """The server's process is started before the SDK is imported (the two take about as long,
+    and overlap); the hub talks to that very process, and closing it leaves no child behind."""
+    program = f"""
+import json, os, sys
+from pathlib import Path
+from agentctl.mcpconfig import McpServer
+from agentctl.tools.mcp_tools import spawn_servers, start_servers
+from agentctl.tools.shell import children
+
+server = McpServer("time", command={server_command("mcp-server-time")!r})
+here = Path({str(tmp_path)!r})
+hub = spawn_servers([server], environ={{}}, cwd=here, data=here)
+spawned = children(os.getpid())
+sdk_before = "mcp" in sys.modules
+source = start_servers(hub, say=lambda _t: None)
+tools = sorted(t.remote.name for t in source.tools)
+talked_to = children(os.getpid())
+result = source.tools[0].hub.call(server, "get_current_time", {{"timezone": "UTC"}})
+source.close()
+print(json.dumps({{"spawned": sorted(spawned), "sdk_before": sdk_before, "tools": tools,
+    "talked_to": sorted(talked_to), "after": sorted(children(os.getpid())),
+    "result": result.text, "error": result.is_error}}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert not seen["sdk_before"]
+    assert len(seen["spawned"]) == 1  # the server, before the SDK was imported
+    assert seen["talked_to"] == seen["spawned"]  # and no second one was started for it
+    assert seen["tools"] == ["convert_time", "get_current_time"]
+    assert not seen["error"], seen["result"]
+    assert '"timezone": "UTC"' in seen["result"]
+    assert seen["after"] == []  # stopped and reaped
+    assert (tmp_path / "logs" / "time.log").exists()
+
+
+@pytest.mark.process
 def test_an_mcp_call_asks_first_without_a_rule(tmp_path: Path, agentctl_home: Path) -> None:
     settings_file(agentctl_home, {"time": {"command": server_command("mcp-server-time")}})
     task = task_file(

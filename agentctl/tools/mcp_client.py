@@ -4,9 +4,12 @@ the servers' tool listings, a call, and a close. (Arguments are checked against 
 before it is called, by tools/schema.py, as every tool's are.)
 
 The decisions a reader must know: servers start in parallel, each within its own start-up
-timeout, and a server that does not come up is reported, never waited for past it; a server's
-stderr goes to its own log file (0600), never to the terminal; a result's binary parts are
-written to files and referenced, never put into the context as base64.
+timeout, and a server that does not come up is reported, never waited for past it; a stdio
+server's process is started before the SDK is imported (`McpHub.spawn`: the SDK's import takes
+about as long as a Python server's start, and the two overlap), so agentctl talks to its pipes
+itself (`_piped`, the SDK's stdio transport's shape and shutdown); a server's stderr goes to its
+own log file (0600), never to the terminal; a result's binary parts are written to files and
+referenced, never put into the context as base64.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +35,13 @@ from agentctl.mcpconfig import INSTALL, McpServer
 if TYPE_CHECKING:
     from mcp import Client
 
-# What a stdio server gets of agentctl's environment besides its own `env` and `env_vars`
-# (the SDK adds its own safe list: HOME, PATH, USER, ...). Never the model's key.
+# What a stdio server gets of agentctl's environment besides its own `env` and `env_vars`: the
+# SDK's safe list (mcp.client.stdio's DEFAULT_INHERITED_ENV_VARS on POSIX). Never the model's key.
+INHERITED = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+# A stdio server's shutdown, as the SDK's transport does it (the MCP lifecycle): stdin closed,
+# then TERM to its process group, then KILL, each after a grace period.
+EXIT_GRACE_S = 2.0
+KILL_GRACE_S = 2.0
 _EXTENSIONS = {
     "image/png": ".png",
     "image/jpeg": ".jpg",
@@ -39,6 +51,16 @@ _EXTENSIONS = {
     "audio/mpeg": ".mp3",
     "application/pdf": ".pdf",
 }
+
+
+def sdk_installed() -> bool:
+    """Whether the SDK can be imported, found without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("mcp") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def require_sdk() -> None:
@@ -108,11 +130,45 @@ class McpHub:
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
         self._holders: list[asyncio.Future[None]] = []
+        # stdio servers started by `spawn` (or why they could not be), not yet connected
+        self._spawned: dict[str, subprocess.Popen[bytes] | OSError | ValueError] = {}
+        self._began: dict[str, float] = {}  # when each server's start began (monotonic)
+        self._processes: list[subprocess.Popen[bytes]] = []  # every one started: see close
 
     # -- start and stop ------------------------------------------------------------------
 
+    def spawn(self) -> None:
+        """Start the stdio servers' processes now, without the SDK (a few milliseconds each):
+        they boot while the SDK is imported; `start` connects to them."""
+        for server in self.servers:
+            if server.url is None and server.name not in self._spawned:
+                self._began[server.name] = time.monotonic()
+                try:
+                    self._spawned[server.name] = self._spawn(server)
+                except (OSError, ValueError) as exc:  # said where the server is started
+                    self._spawned[server.name] = exc
+
+    def _spawn(self, server: McpServer) -> subprocess.Popen[bytes]:
+        env = {k: v for k in INHERITED if (v := os.environ.get(k)) and not v.startswith("()")}
+        env.update({k: self._environ[k] for k in server.env_vars if k in self._environ})
+        env.update(server.env)
+        self._logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self._logs / f"{server.name}.log", "ab", opener=_private) as log:
+            proc = subprocess.Popen(
+                [server.command or "", *server.args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=server.cwd or str(self._cwd),
+                env=env,
+                start_new_session=True,  # its own process group: stopped whole, no Ctrl-C
+            )
+        self._processes.append(proc)
+        return proc
+
     def start(self) -> dict[str, ServerStatus]:
         """Start every server at once; return when each is up or past its timeout."""
+        self.spawn()
         require_sdk()
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -124,13 +180,11 @@ class McpHub:
         return self.status
 
     async def _start_all(self) -> None:
-        import time
-
         self._stop = asyncio.Event()
 
         async def one(server: McpServer) -> None:
             ready: asyncio.Future[list[RemoteTool]] = asyncio.get_running_loop().create_future()
-            began = time.monotonic()
+            began = self._began.get(server.name, time.monotonic())
             holder = asyncio.ensure_future(self._hold(server, ready))
             self._holders.append(holder)
             status = ServerStatus(server)
@@ -159,19 +213,16 @@ class McpHub:
 
         import agentctl
 
-        self._logs.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = self._logs / f"{server.name}.log"
         try:
-            with open(log_path, "a", encoding="utf-8", opener=_private) as log:
-                transport = self._transport(server, log)
-                info = Implementation(name="agentctl", version=agentctl.__version__)
-                async with Client(transport, client_info=info, cache=None) as client:
-                    self._clients[server.name] = client
-                    tools = await _list_tools(client)
-                    if not ready.done():
-                        ready.set_result(tools)
-                    assert self._stop is not None
-                    await self._stop.wait()
+            transport = self._transport(server)
+            info = Implementation(name="agentctl", version=agentctl.__version__)
+            async with Client(transport, client_info=info, cache=None) as client:
+                self._clients[server.name] = client
+                tools = await _list_tools(client)
+                if not ready.done():
+                    ready.set_result(tools)
+                assert self._stop is not None
+                await self._stop.wait()
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
@@ -180,28 +231,25 @@ class McpHub:
         finally:
             self._clients.pop(server.name, None)
 
-    def _transport(self, server: McpServer, log: Any) -> Any:
+    def _transport(self, server: McpServer) -> Any:
         if server.url:
             from mcp.client.streamable_http import streamable_http_client
             from mcp.shared._httpx_utils import create_mcp_http_client
 
             http = create_mcp_http_client(headers=dict(server.http_headers) or None)
             return streamable_http_client(server.url, http_client=http)
-        from mcp.client.stdio import StdioServerParameters, stdio_client
-
-        env = {k: self._environ[k] for k in server.env_vars if k in self._environ}
-        env.update(server.env)
-        params = StdioServerParameters(
-            command=server.command or "",
-            args=list(server.args),
-            env=env,
-            cwd=server.cwd or str(self._cwd),
-        )
-        return stdio_client(params, errlog=log)
+        if server.name not in self._spawned:
+            self._began[server.name] = time.monotonic()
+            self._spawned[server.name] = self._spawn(server)
+        proc = self._spawned.pop(server.name)
+        if isinstance(proc, Exception):
+            raise proc
+        return _piped(proc)
 
     def close(self) -> None:
         loop = self._loop
         if loop is None:
+            self._reap()
             return
         self._loop = None
 
@@ -219,6 +267,20 @@ class McpHub:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Stop what is still running: servers spawned and never connected (the SDK missing,
+        a start cut short), and any a transport left behind."""
+        for proc in self._processes:
+            if proc.poll() is None:
+                _kill_group(proc, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=KILL_GRACE_S)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -330,3 +392,115 @@ def _private(path: str, flags: int) -> int:
     import os
 
     return os.open(path, flags, 0o600)
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, sig)  # its own session: the server and what it started
+
+
+@contextlib.asynccontextmanager
+async def _piped(proc: subprocess.Popen[bytes]) -> AsyncIterator[tuple[Any, Any]]:
+    """The SDK's transport over a server process already running: one JSON-RPC message a
+    line each way, parsed and dumped as the SDK's stdio transport does; on the way out stdin
+    is closed, then the process group is stopped (TERM, then KILL) if it does not exit."""
+    import anyio
+    from mcp.shared.message import SessionMessage
+    from mcp_types import jsonrpc_message_adapter
+
+    stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None
+    assert stdout is not None
+    out, into = stdout.fileno(), stdin.fileno()
+    os.set_blocking(out, False)
+    os.set_blocking(into, False)
+    received_in, received = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    sent, sent_out = anyio.create_memory_object_stream[SessionMessage](0)
+    writer_done = anyio.Event()
+
+    def parse(line: bytes) -> SessionMessage | Exception:
+        try:
+            return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except ValueError as exc:  # the session answers the request it was for
+            return exc
+
+    async def read() -> None:
+        pending = bytearray()
+        deliver = True
+        async with received_in:
+            while True:
+                try:
+                    chunk = os.read(out, 1 << 16)
+                except BlockingIOError:
+                    try:
+                        await anyio.wait_readable(out)
+                    except anyio.ClosedResourceError:
+                        return
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                if not deliver:
+                    continue  # drained, so a server flushing its output can exit
+                start = len(pending)
+                pending += chunk
+                while (end := pending.find(b"\n", start)) >= 0:
+                    line = bytes(pending[:end])
+                    del pending[: end + 1]
+                    start = 0
+                    if not line.strip():
+                        continue
+                    try:
+                        await received_in.send(parse(line))
+                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                        deliver = False
+                        break
+
+    async def write() -> None:
+        try:
+            async with sent_out:
+                async for message in sent_out:
+                    text = message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    data = memoryview((text + "\n").encode())
+                    while data:
+                        try:
+                            data = data[os.write(into, data) :]
+                        except BlockingIOError:
+                            await anyio.wait_writable(into)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            await received_in.aclose()  # the session sees the end, not a request that hangs
+        finally:
+            writer_done.set()
+
+    async def stop() -> None:
+        received.close()
+        sent.close()
+        with anyio.move_on_after(0.5):  # the writer flushes what it accepted
+            await writer_done.wait()
+        anyio.notify_closing(into)
+        with contextlib.suppress(OSError):
+            stdin.close()
+        for sig, grace in ((None, EXIT_GRACE_S), (signal.SIGTERM, KILL_GRACE_S)):
+            if sig is not None:
+                _kill_group(proc, sig)
+            deadline = anyio.current_time() + grace
+            while proc.poll() is None and anyio.current_time() < deadline:
+                await anyio.sleep(0.01)
+            if proc.returncode is not None:
+                break
+        else:
+            _kill_group(proc, signal.SIGKILL)  # reaped by the hub's close
+        anyio.notify_closing(out)
+        with contextlib.suppress(OSError):
+            stdout.close()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(read)
+        tasks.start_soon(write)
+        try:
+            yield received, sent
+        finally:
+            with anyio.CancelScope(shield=True):  # the server must not outlive the session
+                await stop()
+            tasks.cancel_scope.cancel()

@@ -251,20 +251,24 @@ def offered_tools(status: Mapping[str, ServerStatus], hub: McpHub) -> list[McpTo
     return list(by_name.values())
 
 
-def start_servers(
-    servers: list[McpServer],
-    *,
-    environ: Mapping[str, str],
-    cwd: Path,
-    data: Path,
-    say: Callable[[str], None],
-) -> McpSource:
-    """Start the servers (in parallel, each within its timeout); a required one that does not
-    come up stops the run (exit 5) after the others are closed; an optional one is said and
-    left out."""
-    from agentctl.tools.mcp_client import McpHub
+def spawn_servers(
+    servers: list[McpServer], *, environ: Mapping[str, str], cwd: Path, data: Path
+) -> McpHub:
+    """The servers' hub, their stdio processes started already (where the SDK is installed to
+    talk to them), without importing the SDK: they boot while it loads (`start_servers`)."""
+    from agentctl.tools.mcp_client import McpHub, sdk_installed
 
     hub = McpHub(servers, environ=environ, cwd=cwd, logs=data / "logs", files=data / "files")
+    if sdk_installed():
+        hub.spawn()
+    return hub
+
+
+def start_servers(hub: McpHub, *, say: Callable[[str], None]) -> McpSource:
+    """Connect to the servers (in parallel, each within its timeout); a required one that
+    does not come up stops the run (exit 5) after the others are closed; an optional one is
+    said and left out."""
+    servers = hub.servers
     try:
         status = hub.start()
         for s in servers:
