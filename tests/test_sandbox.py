@@ -621,7 +621,9 @@ def test_the_next_command_waits_in_the_pids_group_before_it_is_asked(
         assert "\n4\n/dev/null\n" + f"{ws}\none\n" in shown.content, shown.content
         standby = sandbox._STANDBY
         assert standby is not None  # made after the command, before the next is asked
-        assert _poll(lambda: str(standby.proc.pid) in (group / "cgroup.procs").read_text().split())
+        members = group / "cgroup.procs"
+        pid = str(standby.proc.pid)
+        assert _poll(lambda pid=pid, members=members: pid in members.read_text().split())
     # Another shell (its own folder and environment) is not served by that one's standby.
     elsewhere = RunShell(
         Workspace(other), sandbox=Sandbox(bwrap, other, cgroups=pids_cgroups()), env={"MARK": "2"}
