@@ -213,24 +213,27 @@ class _Calls:
         self._calls: list[dict[str, Any]] = []
         self._newest: dict[int | None, int] = {}  # index -> position of its newest call
 
-    def add(self, part: Any) -> None:
-        key = part.index
-        name = (part.function.name if part.function is not None else None) or ""
-        arguments = (part.function.arguments if part.function is not None else None) or ""
+    def add(self, part: dict[str, Any]) -> None:
+        key = part.get("index")
+        function = part.get("function") or {}
+        name = function.get("name") or ""
+        arguments = function.get("arguments") or ""
+        part_id = part.get("id") or ""
         at = self._newest.get(key)
         if at is None and key is None and self._calls:
             at = len(self._calls) - 1  # no index at all: the newest call
         call = self._calls[at] if at is not None else None
-        if call is None or self._starts_new(call, part.id or "", name):
+        if call is None or self._starts_new(call, part_id, name):
             call = {"id": "", "name": "", "arguments": "", "extra": {}}
             self._calls.append(call)
             self._newest[key] = len(self._calls) - 1
-        call["id"] = call["id"] or part.id or ""
+        call["id"] = call["id"] or part_id
         if name and not call["name"]:
             call["name"] = name
         call["arguments"] += arguments
-        extra = {k: v for k, v in (part.model_extra or {}).items() if k not in _CALL_FIELDS}
-        call["extra"].update(extra)
+        if not part.keys() <= _CALL_FIELDS:
+            extra = {k: v for k, v in part.items() if k not in _CALL_FIELDS}
+            call["extra"].update(extra)
 
     @staticmethod
     def _starts_new(call: dict[str, Any], call_id: str, name: str) -> bool:
@@ -263,8 +266,9 @@ def _whole(arguments: str) -> bool:
 def collect(
     stream: Any, on_text: TextSink, on_chunk: Callable[[], None], where: str = "the server"
 ) -> ModelReply:
-    """Assemble streamed chunks into one assistant message (tool calls: see _Calls).
-    A reply is complete only when a finish reason arrived."""
+    """Assemble streamed chunks (each the JSON object the server sent) into one assistant
+    message (tool calls: see _Calls). A reply is complete only when a finish reason arrived.
+    A chunk of another shape is a TypeError: the adapter says the reply cannot be read."""
     text: list[str] = []
     calls = _Calls()
     usage = Usage(calls=1, unreported=1)  # until the server says otherwise
@@ -274,25 +278,30 @@ def collect(
     for chunk in stream:
         chunks += 1
         on_chunk()
-        if chunk.usage is not None:
+        if not isinstance(chunk, dict):
+            raise TypeError(f"a chunk is {type(chunk).__name__}, not an object")
+        reported = chunk.get("usage")
+        if reported is not None:
             usage = Usage(
                 calls=1,
-                prompt_tokens=chunk.usage.prompt_tokens or 0,
-                completion_tokens=chunk.usage.completion_tokens or 0,
+                prompt_tokens=reported.get("prompt_tokens") or 0,
+                completion_tokens=reported.get("completion_tokens") or 0,
             )
-            details = getattr(chunk.usage, "prompt_tokens_details", None)
-            cached = getattr(details, "cached_tokens", None) or 0
-        for choice in chunk.choices:
-            finish = choice.finish_reason or finish
-            delta = choice.delta
+            details = reported.get("prompt_tokens_details")
+            cached = (details.get("cached_tokens") if isinstance(details, dict) else None) or 0
+        for choice in chunk.get("choices") or ():
+            finish = choice.get("finish_reason") or finish
+            delta = choice.get("delta")
             if delta is None:
                 continue
             # A refusal is the model's answer too: shown and stored as its text.
-            for piece in (delta.content, getattr(delta, "refusal", None)):
+            for piece in (delta.get("content"), delta.get("refusal")):
                 if piece:
+                    if not isinstance(piece, str):
+                        raise TypeError(f"a text delta is {type(piece).__name__}")
                     text.append(piece)
                     on_text(piece)
-            for part in delta.tool_calls or ():
+            for part in delta.get("tool_calls") or ():
                 calls.add(part)
     if finish is None and not chunks:
         raise ModelError(f"{where} sent an empty reply (a stream with nothing in it)")
