@@ -98,6 +98,50 @@ def wire_message(message: Message) -> Json:
     return out
 
 
+class _Encoder:
+    """The request's messages as JSON text, built incrementally: a conversation only grows
+    from one request to the next (messages are values, shared by the sessions that hold
+    them), so what the last request sent is kept per message group and only the messages
+    after the common prefix (by identity) are encoded, with the last group before them, which
+    a new message may merge into (wire_messages). Equal, byte for byte, to encoding the whole."""
+
+    def __init__(self) -> None:
+        self._messages: list[Message] = []
+        self._wire: list[Json] = []  # wire_message of each message
+        self._starts: list[int] = []  # where each group of merged messages starts
+        self._texts: list[str] = []  # each group's JSON text
+
+    def array(self, messages: Sequence[Message]) -> str:
+        old, same, limit = self._messages, 0, min(len(self._messages), len(messages))
+        while same < limit and old[same] is messages[same]:
+            same += 1
+        groups = len(self._starts)
+        while groups and self._starts[groups - 1] >= same:
+            groups -= 1
+        if groups:
+            groups -= 1  # the group the next message may join
+        start = self._starts[groups] if groups else 0
+        wire = self._wire[:same] + [wire_message(m) for m in messages[same:]]
+        starts, texts = self._starts[:groups], self._texts[:groups]
+        merged: Json | None = None
+        for index in range(start, len(messages)):
+            message = wire[index]
+            if merged is not None and _merges(merged, message):
+                merged = {**message, "content": merged["content"] + "\n\n" + message["content"]}
+                texts[-1] = _json(merged)
+            else:
+                merged = message
+                starts.append(index)
+                texts.append(_json(message))
+        self._messages, self._wire, self._starts, self._texts = (
+            list(messages),
+            wire,
+            starts,
+            texts,
+        )
+        return "[" + ",".join(texts) + "]"
+
+
 def wire_messages(messages: Sequence[Json]) -> list[Json]:
     """The conversation as strict chat templates take it (Gemma's, Mistral's: llama-server
     refuses anything else with "Conversation roles must alternate"): adjacent user texts
@@ -279,6 +323,7 @@ class OpenAIModelClient:
         self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
         self._limit_field = output_limit_field(config.base_url, config.model)
         self._refused: set[str] = set()  # fields the server refused (REFUSABLE)
+        self._encoder = _Encoder()  # the last request's messages, encoded
 
     def send(
         self,
@@ -328,7 +373,7 @@ class OpenAIModelClient:
         elif isinstance(messages, Prepared):
             array = messages.text  # kept ready: sent as it is
         else:
-            array = _json(wire_conversation(messages))
+            array = self._encoder.array(messages)
         try:
             return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: no server could read it

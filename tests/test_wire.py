@@ -1,0 +1,75 @@
+"""The OpenAI adapter's wire form: the request's messages built incrementally are, byte for
+byte, the whole conversation encoded at once (issue 30 item 5), whatever the conversation did
+between two requests: grew, merged texts, was compacted, or cut to fit."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentctl.llm import _Encoder, wire_conversation
+from agentctl.state import Message, ToolCall
+
+TEXT = st.text(alphabet='ab \n"é🙂', max_size=6)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> Message:
+    role = draw(st.sampled_from(["system", "user", "assistant", "tool"]))
+    if role == "assistant":
+        calls = tuple(
+            ToolCall(
+                id=f"c{n}",
+                name=draw(st.sampled_from(["read_file", "", "bad name"])),
+                arguments=draw(st.sampled_from(['{"path": "a"}', "{", "[]"])),
+            )
+            for n in range(draw(st.integers(0, 2)))
+        )
+        return Message(role=role, content=draw(st.none() | TEXT), tool_calls=calls)
+    if role == "tool":
+        return Message(role=role, content=draw(TEXT), tool_call_id="c0")
+    return Message(role=role, content=draw(TEXT))
+
+
+def whole(conversation: list[Message]) -> str:
+    return json.dumps(wire_conversation(conversation), ensure_ascii=False, separators=(",", ":"))
+
+
+# Each step: append messages, or keep a prefix and go on from it (a compaction or a rollback
+# keeps the head), or replace one message by an equal copy (a cut to fit: a new object).
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["grow", "cut", "copy"]),
+        st.lists(messages(), max_size=4),
+        st.integers(0, 12),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(STEPS)
+def test_the_incremental_request_is_the_whole_conversation_encoded(steps: list) -> None:
+    encoder = _Encoder()
+    conversation: list[Message] = []
+    for kind, new, at in steps:
+        if kind == "cut":
+            conversation = conversation[: at % (len(conversation) + 1)]
+        elif kind == "copy" and conversation:
+            index = at % len(conversation)
+            conversation[index] = conversation[index].model_copy()
+        conversation = [*conversation, *new]
+        assert encoder.array(conversation) == whole(conversation)
+
+
+def test_adjacent_texts_merge_across_requests() -> None:
+    """The newest user text joins the one before it when the next request is built."""
+    encoder = _Encoder()
+    goal = [Message(role="system", content="s"), Message(role="user", content="goal")]
+    assert encoder.array(goal) == whole(goal)
+    more = [*goal, Message(role="user", content="note")]
+    sent = json.loads(encoder.array(more))
+    assert [m["content"] for m in sent] == ["s", "goal\n\nnote"]
