@@ -12,9 +12,10 @@ to its width (and coloured); piped, nothing is cut or coloured, and no spinner r
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentctl.config import DEFAULT_PREVIEW_LINES
 from agentctl.details import QuestionDetail, ToolDetail
@@ -35,26 +36,62 @@ from agentctl.render import (
 from agentctl.render_stream import output_preview, split_exit
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-    from rich.status import Status
-
     from agentctl.records import RunEvent, RunReport, SessionStarted, ToolStarted, TurnUsage
     from agentctl.state import Checkpoint, Message, PendingQuestion
 
 DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 
 
-class _Elapsed:
-    """A spinner's text that counts the seconds since it began (rich renders it each tick)."""
+class _Spinner:
+    """A line that spins and counts the seconds since it began, drawn by a thread of its own
+    that lives as long as the view. Starting and stopping it is a flag, and stopping it one
+    write that clears the line, under a lock the drawing takes too, so nothing is drawn after
+    `stop` returns: it sits between a model's last byte and the next request, where rich's
+    Status (a thread started and joined per spin, a redraw) cost about 2 ms a turn."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.began = time.monotonic()
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"  # rich's "dots"
+    TICK_S = 0.08
 
-    def __rich__(self) -> RenderableType:
-        from rich.text import Text
+    def __init__(self, write: Callable[[str], None], color: bool) -> None:
+        self._write = write
+        self._dim = ("\x1b[2m", "\x1b[0m") if color else ("", "")
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._label: str | None = None
+        self._began = 0.0
+        self._shown = False
+        self._thread: threading.Thread | None = None
 
-        return Text(f"{self.label} {time.monotonic() - self.began:.1f} s", style="dim")
+    def start(self, label: str) -> None:
+        with self._lock:
+            self._label, self._began = label, time.monotonic()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._draw, name="spinner", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._label = None
+            if self._shown:
+                self._write("\r\x1b[2K")
+                self._shown = False
+
+    def _draw(self) -> None:
+        frame = 0
+        while True:
+            self._wake.wait()
+            with self._lock:
+                if self._label is None:
+                    self._wake.clear()
+                    continue
+                seconds = time.monotonic() - self._began
+                on, off = self._dim
+                shown = f"{self.FRAMES[frame % len(self.FRAMES)]} {on}{self._label} {seconds:.1f} s"
+                self._write(f"\r\x1b[2K{shown}{off}")
+                self._shown = True
+            frame += 1
+            time.sleep(self.TICK_S)
 
 
 def diff_lines(text: str) -> list[str]:
@@ -81,7 +118,8 @@ class RunView:
         self._header: SessionStarted | None = None
         self._kept = True  # the store outlives the command: offer what continues the session
         self._notices: list[str] = []  # said while the header is held: after it
-        self._status: Status | None = None
+        self._spinner: _Spinner | None = None
+        self._spinning = False
         self._streaming = False
         self._asked: set[str] = set()  # calls whose approval question showed their diff here
         self._running: dict[str, tuple[ToolStarted, float]] = {}
@@ -331,16 +369,26 @@ class RunView:
     def _spin(self, label: str) -> None:
         self._stop_spinner()
         if err.is_terminal:
-            self._status = err.status(_Elapsed(label), spinner="dots")
-            self._status.start()
+            if self._spinner is None:
+                self._spinner = _Spinner(_writer(err.file), err.color_system is not None)
+            self._spinner.start(label)
+            self._spinning = True
 
     def _stop_spinner(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+        if self._spinning and self._spinner is not None:
+            self._spinner.stop()
+            self._spinning = False
 
     def _end_text(self) -> None:
         self._stop_spinner()
         if self._streaming:
             err.print()
             self._streaming = False
+
+
+def _writer(file: Any) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        file.write(text)
+        file.flush()
+
+    return write
