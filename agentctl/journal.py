@@ -144,4 +144,7 @@ class Journal:
         faults.hit("commit_done")
         self._emit(Checkpointed(checkpoint, new_messages))
         kept = session.messages if keep_messages is None else session.messages[:keep_messages]
-        return Session(info=session.info, checkpoint=checkpoint, messages=kept + new_messages)
+        tokens = None
+        if keep_messages is None:  # the conversation grew: its sum grows by the new messages'
+            tokens = session.context_tokens + sum(m.tokens for m in new_messages)
+        return Session(session.info, checkpoint, kept + new_messages, tokens=tokens)

@@ -459,7 +459,7 @@ class Session:
     Not a pydantic model: it is never stored, and its conversation may come ready (store/ready.py),
     as text that is decoded into messages only when something asks for them."""
 
-    __slots__ = ("_messages", "_ready", "checkpoint", "info")
+    __slots__ = ("_messages", "_ready", "_tokens", "checkpoint", "info")
 
     def __init__(
         self,
@@ -468,13 +468,17 @@ class Session:
         messages: tuple[Message, ...] | None = None,
         *,
         ready: Pending | None = None,
+        tokens: int | None = None,
     ) -> None:
+        """`tokens`: the messages' tokens summed, when the caller knows it (the journal does:
+        the last session's and the new messages'), so no turn sums the whole conversation."""
         if (messages is None) == (ready is None):
             raise TypeError("a Session takes its messages or a ready conversation")
         self.info = info
         self.checkpoint = checkpoint
         self._messages = messages
         self._ready = ready
+        self._tokens = tokens
 
     @property
     def messages(self) -> tuple[Message, ...]:
@@ -514,7 +518,9 @@ class Session:
     def context_tokens(self) -> int:
         if self._messages is None:
             return _known(self._ready).tokens
-        return sum(m.tokens for m in self._messages)
+        if self._tokens is None:
+            self._tokens = sum(m.tokens for m in self._messages)
+        return self._tokens
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Session):
