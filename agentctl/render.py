@@ -499,7 +499,13 @@ def sessions_table(sessions: list[SessionSummary], queued: dict[str, Any] | None
             f"{' ' * (state_w - len(state))}  {s.head:>{head_w}}  "
             f"{s.updated_at[:19].replace('T', ' '):19}  {escape(goal)}"
         )
-    out.print("\n".join(lines))
+    _print_lines(lines)
+
+
+def _print_lines(lines: list[str]) -> None:
+    """Lines of markup: piped, as the plain text rich would show, without rich (`list --all`
+    of 50,000 sessions spent seconds in it); on a terminal fitted to its width."""
+    stream_lines(lambda markup: lines if markup else map(plain_text, lines))
 
 
 def checkpoint_json(c: CheckpointSummary) -> dict[str, Any]:
@@ -1200,7 +1206,7 @@ def prune_list(doomed: list[Doomed], dry_run: bool) -> None:
         return
     verb = "would delete" if dry_run else "to delete"
     total = sum(d.bytes for d in doomed)
-    out.print(f"{verb} {plural(len(doomed), 'session')}, {human_bytes(total)}:")
+    lines = [f"{verb} {plural(len(doomed), 'session')}, {human_bytes(total)}:"]
     labels = [
         f"{d.summary.name} ({d.summary.id})" if d.summary.name else d.summary.id for d in doomed
     ]
@@ -1212,11 +1218,12 @@ def prune_list(doomed: list[Doomed], dry_run: bool) -> None:
     goal_w = None if width is None else max(10, width - (2 + label_w + state_w + 10 + size_w + 8))
     for d, label, size in zip(doomed, labels, sizes, strict=True):
         s = d.summary
-        out.print(
+        lines.append(
             f"  {escape(label)}{' ' * (label_w - len(visible(label)))}  {_state(s.state)}"
             f"{' ' * (state_w - len(s.state))}  {escape(s.updated_at[:10]):10}  "
             f"{size:>{size_w}}  {escape(fit(s.title or s.goal, goal_w))}"
         )
+    _print_lines(lines)
 
 
 def shared_snapshots(shared: list[SharedSnapshots], dry_run: bool) -> None:
