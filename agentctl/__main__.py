@@ -1,5 +1,5 @@
 """`python -m agentctl` is the same program as the `agentctl` script."""
 
-from agentctl.cli import main
+from agentctl.terminal.cli import main
 
 main()

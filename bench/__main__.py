@@ -97,7 +97,7 @@ def run_subject(name: str, steps: int, root: Path, probes: int = 5) -> dict[str,
 def verify_scale(root: Path, steps: int) -> dict[str, Any]:
     """`verify` of one long session (target: 10,000 checkpoints in <= 2 s on both file
     backends) and the JSON-lines head load against SQLite's (target: within 3x)."""
-    from agentctl.verify import verify_store
+    from agentctl.usecases.verify import verify_store
     from bench.subjects import SESSION, AgentctlSubject
 
     out: dict[str, Any] = {"steps": steps}

@@ -23,7 +23,7 @@ def timed(action: Any) -> tuple[float, Any]:
 
 
 def probe_agentctl(url: str) -> dict[str, float]:
-    import agentctl.state
+    import agentctl.domain.state
     import agentctl.store.codec
     import agentctl.store.listing
     import agentctl.store.ready  # noqa: F401  (imported with the runner, before any session)
@@ -49,7 +49,7 @@ def probe_agentctl(url: str) -> dict[str, float]:
 
 
 def _wire(messages: Any) -> Any:
-    from agentctl.llm import wire_conversation
+    from agentctl.llm.openai_chat import wire_conversation
 
     return wire_conversation(messages)
 
@@ -57,7 +57,7 @@ def _wire(messages: Any) -> Any:
 def agentctl_request(store: Any) -> str:
     """The conversation as the next request sends it (runner._send): kept ready by the run
     that stopped, or built from the messages."""
-    from agentctl.llm import wire_conversation
+    from agentctl.llm.openai_chat import wire_conversation
     from agentctl.store.ready import load_head
 
     session = load_head(store, SESSION)

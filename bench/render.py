@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentctl.records import RunEvent
+from agentctl.domain.records import RunEvent
 
 SCREEN = 50  # lines: a first screen
 
@@ -110,11 +110,12 @@ def _pty_console() -> tuple[Any, Callable[[], None]]:
 
 def one_session(mode: str, turns: int, root: Path) -> dict[str, Any]:
     """Run the session once with `mode`'s view: terminal, json or none."""
-    from agentctl import render, service
     from agentctl.config import Settings
-    from agentctl.render_run import RunView
-    from agentctl.render_stream import StreamView
-    from agentctl.tasks import load_task_file
+    from agentctl.domain.tasks import load_task_file
+    from agentctl.terminal import render
+    from agentctl.terminal.event_stream import StreamView
+    from agentctl.terminal.run_view import RunView
+    from agentctl.usecases import runs as service
 
     home = root / f"home-{mode}"
     work = root / f"work-{mode}"

@@ -26,8 +26,8 @@ WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lim
 
 
 def build(url: str, sessions: int, messages: int = 100) -> None:
-    from agentctl.lifecycle import CheckpointKind, State
-    from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, Usage
+    from agentctl.domain.lifecycle import CheckpointKind, State
+    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
 

@@ -72,8 +72,8 @@ class AgentctlSubject:
         self, kind: str, root: Path, url: str | None = None, session: str = SESSION
     ) -> None:
         """`url` names another store (PostgreSQL); `session` another session id."""
-        from agentctl.lifecycle import CheckpointKind, State
-        from agentctl.state import SessionInfo, TaskSpec, TaskState, Usage
+        from agentctl.domain.lifecycle import CheckpointKind, State
+        from agentctl.domain.state import SessionInfo, TaskSpec, TaskState, Usage
         from agentctl.store import open_store
         from agentctl.store.base import CheckpointDraft
 
@@ -100,8 +100,8 @@ class AgentctlSubject:
         self.head = self.store.create_session(info, first).id
 
     def commit(self, step: int) -> None:
-        from agentctl.lifecycle import CheckpointKind, State
-        from agentctl.state import Message
+        from agentctl.domain.lifecycle import CheckpointKind, State
+        from agentctl.domain.state import Message
 
         draft = self._draft(
             parent=self.head,
@@ -116,7 +116,7 @@ class AgentctlSubject:
         self.head = self.store.append(self.session, self.head, draft).id
 
     def stop(self) -> float:
-        from agentctl.llm import prepare
+        from agentctl.llm.openai_chat import prepare
         from agentctl.store.listing import keep_listing
         from agentctl.store.ready import keep_ready, owner_of
 
@@ -129,8 +129,8 @@ class AgentctlSubject:
         return time.perf_counter() - started
 
     def rollback(self, to_step: int) -> None:
-        from agentctl.details import RollbackDetail
-        from agentctl.lifecycle import CheckpointKind, State
+        from agentctl.domain.checkpoints import RollbackDetail
+        from agentctl.domain.lifecycle import CheckpointKind, State
 
         target = self.store.get_checkpoint(self.session, to_step)
         draft = self._draft(

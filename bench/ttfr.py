@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import ScriptTurn
+from agentctl.domain.state import ScriptTurn
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 from bench.startup import compiled, median_wall
 
 
@@ -47,9 +47,9 @@ class Clocked(ScriptedModel):
 def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> None:
     """A session whose next action is a model call: new_task, then pairs of a model reply
     calling a tool and the tool's result."""
-    from agentctl.lifecycle import CheckpointKind, State
-    from agentctl.llm import prepare
-    from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.domain.lifecycle import CheckpointKind, State
+    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
     from agentctl.store.listing import keep_listing
@@ -73,8 +73,8 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
     head = store.create_session(info, first).id
     # The user's own session, as `run` leaves it: its settings are granted (agentctl/trust.py),
     # so the resume measured is the everyday one, not the first resume of a foreign session.
-    from agentctl import trust
     from agentctl.config import Settings
+    from agentctl.usecases import trust
 
     settings = Settings.load({"AGENTCTL_HOME": str(home), "AGENTCTL_STORE": url})
     trust.grant(settings, info, trust.Trust(own=True, since=0))

@@ -51,8 +51,8 @@ def script(turns: int, tool: str) -> list[dict[str, Any]]:
 def serve() -> None:
     """The scripted model, in a process of its own: its turns from stdin (one JSON line), its
     URL on stdout, until stdin closes."""
-    from agentctl.scripted import ScriptedModel, ScriptedServer
-    from agentctl.state import ScriptTurn
+    from agentctl.domain.state import ScriptTurn
+    from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 
     turns = tuple(ScriptTurn.model_validate(t) for t in json.loads(sys.stdin.readline()))
     with ScriptedServer(ScriptedModel(turns)) as server:
@@ -93,7 +93,7 @@ class Clock:
 
 def instrument(clock: Clock) -> Callable[[], None]:
     """Wrap the seams; returns the undo."""
-    from agentctl import llm
+    from agentctl.llm import openai_chat
     from agentctl.tools import files
 
     undo: list[Callable[[], None]] = []
@@ -114,17 +114,18 @@ def instrument(clock: Clock) -> Callable[[], None]:
         undo.append(lambda: setattr(owner, name, original))
 
     wrap(llm, "collect", None, "reply_read")
-    wrap(llm.OpenAIModelClient, "_on_request", "request", None)
+    wrap(openai_chat.OpenAIModelClient, "_on_request", "request", None)
     wrap(files.ReadFile, "run", "tool_start", "tool_end")
     wrap(files.WriteFile, "run", "tool_start", "tool_end")
     return lambda: [u() for u in reversed(undo)] and None
 
 
 def one_session(turns: int, tool: str, root: Path) -> dict[str, Any]:
-    from agentctl import render, service
     from agentctl.config import Settings
-    from agentctl.render_run import RunView
-    from agentctl.state import TaskSpec
+    from agentctl.domain.state import TaskSpec
+    from agentctl.terminal import render
+    from agentctl.terminal.run_view import RunView
+    from agentctl.usecases import runs
     from bench.render import _pty_console
 
     server = subprocess.Popen(
@@ -157,7 +158,7 @@ def one_session(turns: int, tool: str, root: Path) -> dict[str, Any]:
     clock = Clock()
     undo = instrument(clock)
     try:
-        report = service.start_session(
+        report = runs.start_session(
             settings, spec, max_turns=turns + 5, ask=None, on_event=view, workspace=work, yes=True
         )
         view.finish(report, 0)

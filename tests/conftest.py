@@ -205,7 +205,7 @@ def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
     traceback would fail the user."""
     from typer.testing import CliRunner
 
-    from agentctl.cli import app
+    from agentctl.terminal.cli import app
 
     result = CliRunner().invoke(app, list(args), env=env, input=stdin)
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -3,7 +3,18 @@ store, a model or HTTP."""
 
 from __future__ import annotations
 
-from agentctl.actions import (
+from agentctl.domain.lifecycle import State
+from agentctl.domain.state import (
+    Checkpoint,
+    Message,
+    PendingQuestion,
+    Session,
+    SessionInfo,
+    TaskSpec,
+    TaskState,
+    ToolCall,
+)
+from agentctl.loop.decide import (
     AskInText,
     AwaitInput,
     CallModel,
@@ -13,17 +24,6 @@ from agentctl.actions import (
     RunCall,
     next_action,
     unique_call_ids,
-)
-from agentctl.lifecycle import State
-from agentctl.state import (
-    Checkpoint,
-    Message,
-    PendingQuestion,
-    Session,
-    SessionInfo,
-    TaskSpec,
-    TaskState,
-    ToolCall,
 )
 
 INFO = SessionInfo(id="s", spec=TaskSpec(goal="g"), model="m", created_at="t")

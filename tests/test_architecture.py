@@ -38,15 +38,20 @@ def all_imports(path: Path) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names if node.module == "agentctl"}
+            if is_package(node.module):  # `from agentctl.usecases import runs`: the module
+                found |= {f"{node.module}.{a.name}" for a in node.names}
     return found
+
+
+def is_package(module: str) -> bool:
+    return module.startswith("agentctl") and (PACKAGE.parent / module.replace(".", "/")).is_dir()
 
 
 def ours(imports: set[str]) -> set[str]:
     """agentctl's own modules among `imports`, as paths: agentctl.store.base -> store/base."""
     out = set()
     for name in imports:
-        if name.startswith("agentctl."):
+        if name.startswith("agentctl.") and not is_package(name):
             out.add(name.removeprefix("agentctl.").replace(".", "/"))
     return out
 
@@ -61,10 +66,10 @@ EVERY = {
 @pytest.mark.parametrize(
     ("sdk", "owner", "lazy"),
     [
-        ("openai", "llm.py", True),
-        ("tiktoken", "context.py", True),
-        ("rich", "render.py render_run.py", True),  # the run view has the spinner
-        ("mcp", "mcp_client.py", True),  # issue 26: only a run whose task uses MCP servers
+        ("openai", "llm/openai_chat.py", True),
+        ("tiktoken", "loop/context.py", True),
+        ("rich", "terminal/render.py terminal/run_view.py", True),  # the run view has the spinner
+        ("mcp", "tools/mcp_client.py", True),  # issue 26: only a run whose task uses MCP servers
     ],
 )
 def test_an_sdk_is_imported_only_by_its_adapter(sdk: str, owner: str, lazy: bool) -> None:
@@ -77,46 +82,78 @@ def test_an_sdk_is_imported_only_by_its_adapter(sdk: str, owner: str, lazy: bool
         )
     # the SDK itself, not a module of ours whose name starts like it (`import mcpadmin`)
     pattern = re.compile(rf"^\s*(?:import {sdk}\b|from {sdk}[\s.])", re.M)
-    sources = {p.name for p in PACKAGE.rglob("*.py") if pattern.search(p.read_text())}
+    sources = {
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*.py")
+        if pattern.search(p.read_text())
+    }
     assert sources <= owners, sources
 
 
 # design.md §7: who may import whom (every import node, type-only ones too). Modules not named
 # here are the middle layer; the rules below fence the top (cli), the presenter (render) and
 # the bottom (pure core, records, stores).
-BOTTOM = {"errors", "lifecycle", "details", "state", "records", "atomic", "faults"}
+BOTTOM = {
+    "errors",
+    "domain/lifecycle",
+    "domain/checkpoints",
+    "domain/state",
+    "domain/records",
+    "atomic",
+    "faults",
+}
 RULES = {
-    "cli": {
-        "render",
-        "render_run",
-        "render_stream",
-        "render_tools",
-        "render_transcript",
-        "service",
-        "preferences",
-        "rewind",
-        "sessions",
-        "transfer",
+    "terminal/cli": {
+        "terminal/render",
+        "terminal/run_view",
+        "terminal/event_stream",
+        "terminal/tools_list",
+        "terminal/transcript",
+        "usecases/runs",
+        "usecases/preferences",
+        "usecases/rollback",
+        "usecases/sessions",
+        "usecases/transfer",
         "config",
         "errors",
-        "records",
+        "domain/records",
         "__init__",
-        "completion",  # quoting of shell completions (typer's classes; nothing of ours)
-        "mcpadmin",  # agentctl mcp: the settings file's servers (issue 26)
-        "worker",  # run --detach, answer, worker: the queue's use cases (issue 28)
+        "terminal/completion",  # quoting of shell completions (typer's classes; nothing of ours)
+        "usecases/mcp_servers",  # agentctl mcp: the settings file's servers (issue 26)
+        "usecases/worker",  # run --detach, answer, worker: the queue's use cases (issue 28)
     },
-    "completion": set(),
-    "render": {"records", "state", "store/base", "lifecycle", "details", "errors", "context"},
+    "terminal/completion": set(),
+    "terminal/render": {
+        "domain/records",
+        "domain/state",
+        "store/base",
+        "domain/lifecycle",
+        "domain/checkpoints",
+        "errors",
+        "loop/context",
+    },
     # The run view and the JSON stream: the same events, drawn and written (issue 25).
-    "render_run": {"render", "render_stream", "records", "state", "details", "config"},
-    "render_stream": {"render", "records", "state", "details"},
-    "render_tools": {"render", "records"},
-    "render_transcript": {"render", "state", "prompts"},
+    "terminal/run_view": {
+        "terminal/render",
+        "terminal/event_stream",
+        "domain/records",
+        "domain/state",
+        "domain/checkpoints",
+        "config",
+    },
+    "terminal/event_stream": {
+        "terminal/render",
+        "domain/records",
+        "domain/state",
+        "domain/checkpoints",
+    },
+    "terminal/tools_list": {"terminal/render", "domain/records"},
+    "terminal/transcript": {"terminal/render", "domain/state", "loop/prompts"},
     "errors": set(),
-    "lifecycle": {"errors"},
-    "details": {"lifecycle"},
-    "state": {"errors", "lifecycle", "details"},
-    "records": {"state", "context", "store/base"},
+    "domain/lifecycle": {"errors"},
+    "domain/checkpoints": {"domain/lifecycle"},
+    "domain/state": {"errors", "domain/lifecycle", "domain/checkpoints"},
+    "domain/records": {"domain/state", "loop/context", "store/base"},
     "atomic": set(),
 }
 
@@ -126,14 +163,11 @@ def test_each_layer_imports_only_what_is_below_it(module: str) -> None:
     assert EVERY[module] <= RULES[module], (module, EVERY[module] - RULES[module])
 
 
-def test_nothing_but_the_cli_imports_the_cli_or_the_presenter() -> None:
+def test_nothing_but_the_terminal_face_imports_it() -> None:
     for module, imports in EVERY.items():
-        if module in ("cli", "__main__"):
+        if module.startswith("terminal/") or module == "__main__":
             continue
-        if module.startswith("render_"):
-            assert not imports & {"cli"}, module
-            continue
-        assert not {i for i in imports if i == "cli" or i.startswith("render")}, module
+        assert not {i for i in imports if i.startswith("terminal/")}, module
 
 
 def test_stores_import_only_the_bottom_and_each_other() -> None:
@@ -144,8 +178,11 @@ def test_stores_import_only_the_bottom_and_each_other() -> None:
 
 
 def test_the_runner_reaches_model_store_and_tools_through_their_protocols() -> None:
-    assert not EVERY["runner"] & {"service", "cli", "render", "config", "scripted", "tasks"}
-    stores = {i for i in EVERY["runner"] if i.startswith("store/")}
+    banned = {"config", "llm/scripted", "domain/tasks"}
+    assert not {
+        i for i in EVERY["loop/runner"] if i in banned or i.startswith(("usecases/", "terminal/"))
+    }
+    stores = {i for i in EVERY["loop/runner"] if i.startswith("store/")}
     # The protocol and its records (store/ready, store/listing: the caches, over the protocol).
     assert stores <= {"store/base", "store/lease", "store/ready", "store/listing"}, stores
 
@@ -191,7 +228,7 @@ def loaded_before_first_request(command: list[str], env: dict[str, str]) -> set[
     first model request went out: top-level packages, and agentctl's modules."""
     code = (
         "import json, sys, runpy\n"
-        "import agentctl.llm as llm\n"
+        "import agentctl.llm.openai_chat as llm\n"
         "seen = []\n"
         "original = llm.OpenAIModelClient._on_request\n"
         "def hook(self, request):\n"
@@ -224,8 +261,8 @@ def test_run_sends_its_first_request_before_the_tokenizer_the_terminal_ui_or_the
 ) -> None:
     """Issue 15: nothing on the way to the first request that the request does not need: the
     vocabulary (0.1-0.2 s) and rich load while the model thinks."""
-    from agentctl.scripted import ScriptedModel, ScriptedServer
-    from agentctl.state import ScriptTurn
+    from agentctl.domain.state import ScriptTurn
+    from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 
     model = ScriptedModel(tuple(ScriptTurn(content="hi") for _ in range(4)))
     with ScriptedServer(model) as server:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, UserProfile
 from agentctl.errors import InvalidStateError
-from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, UserProfile
 from agentctl.store import codec
 
 text = st.text(max_size=50)
@@ -109,7 +109,7 @@ def test_version_1_payloads_are_upgraded_nested_models_included() -> None:
 def test_every_versioned_model_has_a_complete_upgrade_chain() -> None:
     """A payload of any older version loads: an upgrade step exists for each version below the
     current one (a missing step would be a KeyError at load, found by a user first)."""
-    import agentctl.state as state
+    import agentctl.domain.state as state
 
     versioned = [
         model

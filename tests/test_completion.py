@@ -172,7 +172,7 @@ def test_fish_inserts_each_name_as_one_argument(shell_env: dict[str, str], tmp_p
 
 
 def test_a_name_with_a_control_character_is_not_offered(tmp_path: Path) -> None:
-    from agentctl import sessions
+    from agentctl.usecases import sessions
 
     store = open_store(Settings.load().store_url)
     try:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agentctl import wiring
 from agentctl.config import Settings
+from agentctl.domain.state import ScriptTurn, TaskSpec
 from agentctl.errors import ModelError, UsageError
-from agentctl.state import ScriptTurn, TaskSpec
+from agentctl.usecases import wiring
 from tests.conftest import SAMPLES, run
 
 SECRET = "sk-proj-CONFIG-FILE-TEST-KEY-98765"

@@ -16,19 +16,26 @@ import tiktoken
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentctl import prompts
-from agentctl.context import Budget, TiktokenCounter, budget_for, compaction_split
-from agentctl.details import RollbackDetail
-from agentctl.lifecycle import Outcome
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec, ToolCall
+from agentctl.domain.checkpoints import RollbackDetail
+from agentctl.domain.lifecycle import Outcome
+from agentctl.domain.state import (
+    Message,
+    ScriptToolCall,
+    ScriptTurn,
+    SessionInfo,
+    TaskSpec,
+    ToolCall,
+)
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
+from agentctl.loop import prompts
+from agentctl.loop.context import Budget, TiktokenCounter, budget_for, compaction_split
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
 from agentctl.tools import work_tools
 from agentctl.tools.approval import ApprovalPolicy
-from agentctl.verify import verify_store
+from agentctl.usecases.verify import verify_store
 from tests.conftest import run
 
 PAGES = 12

@@ -638,8 +638,8 @@ def test_agents_md_is_bounded_and_a_link_out_of_the_workspace_is_not_read(
 
 
 def model_env(tmp_path: Path, turns: int = 6) -> tuple[Any, dict[str, str]]:
-    from agentctl.scripted import ScriptedModel
-    from agentctl.state import ScriptToolCall, ScriptTurn
+    from agentctl.domain.state import ScriptToolCall, ScriptTurn
+    from agentctl.llm.scripted import ScriptedModel
 
     plan = ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments={"steps": ["x"]}),))
     done = ScriptTurn(
@@ -651,7 +651,7 @@ def model_env(tmp_path: Path, turns: int = 6) -> tuple[Any, dict[str, str]]:
 
 
 def test_at_path_attaches_a_workspace_file_to_the_goal_and_a_follow_up(tmp_path: Path) -> None:
-    from agentctl.scripted import ScriptedServer
+    from agentctl.llm.scripted import ScriptedServer
 
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -683,7 +683,7 @@ def test_at_path_attaches_a_workspace_file_to_the_goal_and_a_follow_up(tmp_path:
 
 
 def test_run_dash_reads_the_goal_from_standard_input(tmp_path: Path) -> None:
-    from agentctl.scripted import ScriptedServer
+    from agentctl.llm.scripted import ScriptedServer
 
     ws = tmp_path / "ws"
     ws.mkdir()

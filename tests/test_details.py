@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from agentctl import details
-from agentctl.details import CompactionDetail, PlanDetail, RollbackDetail, ToolDetail
-from agentctl.lifecycle import CheckpointKind
+from agentctl.domain import checkpoints
+from agentctl.domain.checkpoints import CompactionDetail, PlanDetail, RollbackDetail, ToolDetail
+from agentctl.domain.lifecycle import CheckpointKind
 
 
 def test_every_kind_a_store_holds_has_a_record() -> None:
-    assert set(details.KINDS) == set(CheckpointKind)
+    assert set(checkpoints.KINDS) == set(CheckpointKind)
 
 
 def test_a_record_round_trips_through_its_stored_form() -> None:
@@ -19,12 +19,12 @@ def test_a_record_round_trips_through_its_stored_form() -> None:
         (CheckpointKind.CONTEXT_COMPACTED, CompactionDetail("summarize", 4, 2, 900, 300)),
     ]
     for kind, record in samples:
-        assert details.parse(kind, details.payload(record)) == record
+        assert checkpoints.parse(kind, checkpoints.payload(record)) == record
 
 
 def test_the_stored_form_is_what_older_versions_wrote() -> None:
-    assert details.payload(RollbackDetail(3, 9)) == {"to": 3, "from": 9}
-    assert details.payload(ToolDetail("read_file", "c1", "read")) == {
+    assert checkpoints.payload(RollbackDetail(3, 9)) == {"to": 3, "from": 9}
+    assert checkpoints.payload(ToolDetail("read_file", "c1", "read")) == {
         "tool": "read_file",
         "tool_call_id": "c1",
         "side_effect": "read",
@@ -33,6 +33,6 @@ def test_the_stored_form_is_what_older_versions_wrote() -> None:
 
 def test_values_of_the_wrong_type_read_as_absent() -> None:
     hostile = {"tool": 5, "tool_call_id": ["x"], "error": "yes", "command": None, "junk": 1}
-    assert details.parse("tool_started", hostile) == ToolDetail()
-    assert details.parse("context_compacted", {"kept": True}).kept == 0  # type: ignore[union-attr]
-    assert details.parse("no_such_kind", {"a": 1}) == details.NoDetail()
+    assert checkpoints.parse("tool_started", hostile) == ToolDetail()
+    assert checkpoints.parse("context_compacted", {"kept": True}).kept == 0  # type: ignore[union-attr]
+    assert checkpoints.parse("no_such_kind", {"a": 1}) == checkpoints.NoDetail()

@@ -10,7 +10,7 @@ import pytest
 
 from agentctl.store import open_store
 from agentctl.store.migrations import SCHEMA_VERSION
-from agentctl.verify import verify_store
+from agentctl.usecases.verify import verify_store
 from tests.conftest import cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

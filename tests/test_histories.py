@@ -8,16 +8,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentctl.domain.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.errors import ModelError
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.runner import Runner
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
+from agentctl.loop.runner import Runner
 from agentctl.store import open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
-from agentctl.verify import path_problems, tree_problems
+from agentctl.usecases.verify import path_problems, tree_problems
 
 
 def call(name: str, **arguments: Any) -> ScriptToolCall:

@@ -6,8 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentctl.domain.lifecycle import (
+    CheckpointKind,
+    Event,
+    State,
+    allowed_events,
+    is_final,
+    transition,
+)
 from agentctl.errors import InvalidTransition
-from agentctl.lifecycle import CheckpointKind, Event, State, allowed_events, is_final, transition
 
 
 def test_the_happy_path_reaches_done() -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.state import Message, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary
 from agentctl.store.listing import KEEP_EVERY, KeptListing, covered, keep_listing, summaries
 from agentctl.store.ready import owner_of
-from agentctl.verify import verify_store
+from agentctl.usecases.verify import verify_store
 from tests.conftest import run
 from tests.test_ready import build, draft, first_request, runner
 

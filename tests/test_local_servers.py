@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from agentctl.context import (
+from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient, output_limit_field
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
+from agentctl.loop.context import (
     APPROXIMATE_MARGIN,
     SUMMARY_TOKENS,
     Budget,
     calibrated,
     fit_request,
 )
-from agentctl.llm import ModelConfig, OpenAIModelClient, output_limit_field
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
@@ -185,7 +185,7 @@ def test_show_counts_the_tool_schemas_and_says_when_usage_was_not_reported(
 
 def test_a_multi_line_server_error_is_one_clean_line_and_a_short_key_mangles_nothing() -> None:
     from agentctl.errors import ModelError
-    from agentctl.scripted import Fault
+    from agentctl.llm.scripted import Fault
 
     body = "Input validation error: maximum context exceeded\n  File /srv/app.py, line 3\nx"
     with ScriptedServer(ScriptedModel((), faults=[Fault(status=400, message=body)])) as srv:

@@ -93,8 +93,8 @@ def test_a_server_table_is_checked_key_by_key() -> None:
 
 
 def test_a_task_file_may_not_carry_a_secret(tmp_path: Path) -> None:
+    from agentctl.domain.tasks import load_task_file
     from agentctl.errors import TaskFileError
-    from agentctl.tasks import load_task_file
 
     path = tmp_path / "t.toml"
     path.write_text(

@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from agentctl.domain.lifecycle import CheckpointKind
 from agentctl.errors import HeadMovedError, SessionBusyError
-from agentctl.lifecycle import CheckpointKind
 from agentctl.store import open_store
 from agentctl.store.lease import Lease
 from agentctl.testing.postgres import PASSWORD, ThrowawayPostgres

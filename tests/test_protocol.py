@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.errors import ModelError
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry

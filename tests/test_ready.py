@@ -13,12 +13,20 @@ from typing import Any
 
 import pytest
 
-from agentctl.details import RollbackDetail
-from agentctl.lifecycle import CheckpointKind, State
-from agentctl.llm import FORMAT, ModelConfig, OpenAIModelClient, prepare
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptTurn, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+from agentctl.domain.checkpoints import RollbackDetail
+from agentctl.domain.lifecycle import CheckpointKind, State
+from agentctl.domain.state import (
+    Message,
+    ScriptTurn,
+    SessionInfo,
+    TaskSpec,
+    TaskState,
+    ToolCall,
+    Usage,
+)
+from agentctl.llm.openai_chat import FORMAT, ModelConfig, OpenAIModelClient, prepare
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
 from agentctl.store.ready import READY_MIN_MESSAGES, ReadyConversation, keep_ready, load_head
@@ -292,7 +300,7 @@ def test_a_request_that_cannot_be_encoded_is_one_model_error_and_nothing_is_sent
 
 def finish_script() -> tuple[ScriptTurn, ...]:
     """Replies by turn index: fillers for the built turns, then a plan and the finish."""
-    from agentctl.state import ScriptToolCall
+    from agentctl.domain.state import ScriptToolCall
 
     filler = (ScriptTurn(content="unused"),) * PAIRS
     plan = ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments={"steps": ["x"]}),))
@@ -334,7 +342,7 @@ def resume_in_child(url: str, base_url: str, armed: tuple[str, int] | None) -> b
 def test_a_resume_killed_anywhere_from_a_ready_conversation_ends_as_a_clean_one(
     tmp_path: Path, backend: str
 ) -> None:
-    from agentctl.verify import verify_store
+    from agentctl.usecases.verify import verify_store
 
     def place(name: str) -> str:
         return (

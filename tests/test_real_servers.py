@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from agentctl.context import Budget
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
+from agentctl.loop.context import Budget
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import ToolRegistry
@@ -125,8 +125,8 @@ def test_a_long_retry_after_is_honoured_and_one_past_the_bound_says_when_to_resu
     server: Any,
 ) -> None:
     from agentctl.errors import ModelError
-    from agentctl.llm import MAX_RETRY_AFTER_S
-    from agentctl.scripted import Fault
+    from agentctl.llm.openai_chat import MAX_RETRY_AFTER_S
+    from agentctl.llm.scripted import Fault
 
     s = server(PLAN, FINISH, faults=[Fault(status=503, retry_after=300)])
     assert s.run(retries=3) is Stop.DONE
@@ -173,7 +173,7 @@ def test_a_long_retry_after_is_honoured_and_one_past_the_bound_says_when_to_resu
 )
 def test_the_error_line_says_what_the_server_meant(fault: dict[str, Any], expected: str) -> None:
     from agentctl.errors import ModelError
-    from agentctl.scripted import Fault
+    from agentctl.llm.scripted import Fault
 
     status = 422 if "detail" in str(fault) else 400
     with ScriptedServer(ScriptedModel((), faults=[Fault(status=status, **fault)])) as srv:
@@ -198,7 +198,7 @@ def test_a_web_page_and_an_empty_stream_are_said_as_what_they_are(
     server: Any, fault: dict[str, Any], said: str
 ) -> None:
     from agentctl.errors import ModelError
-    from agentctl.scripted import Fault
+    from agentctl.llm.scripted import Fault
 
     s = server(PLAN, FINISH, faults=[Fault(**fault)])
     with pytest.raises(ModelError) as caught:
@@ -365,7 +365,7 @@ def test_counts_are_calibrated_on_schemas_and_text_apart(
     """The server's tokenizer counts the schemas as we do and text 1.35x (SmolLM2's against
     cl100k_base is 1.0x and 1.14-1.18x): a ratio learned on the earlier, schema-heavier
     requests let a later, text-heavier one overrun the window."""
-    from agentctl.scripted import prompt_tokens
+    from agentctl.llm.scripted import prompt_tokens
     from tests.test_local_servers import Local
 
     steps = [f"step {n}" for n in range(12)]
@@ -390,7 +390,7 @@ def test_counts_are_calibrated_on_schemas_and_text_apart(
 
 
 def test_the_fit_tells_the_fixed_part_from_the_text() -> None:
-    from agentctl.context import calibrated, observed, text_line
+    from agentctl.loop.context import calibrated, observed, text_line
 
     fit = None
     for text in (100, 400, 900, 1600):
@@ -483,9 +483,9 @@ def test_tools_and_goal_larger_than_the_window_are_an_error_at_start(
 
 
 def test_provider_data_is_stored_versioned_and_older_messages_still_load() -> None:
-    from agentctl.context import counted_text
-    from agentctl.llm import wire_message
-    from agentctl.state import Message, ToolCall
+    from agentctl.domain.state import Message, ToolCall
+    from agentctl.llm.openai_chat import wire_message
+    from agentctl.loop.context import counted_text
     from agentctl.store import codec
 
     old = {"schema_version": 2, "role": "assistant", "content": "", "finish_reason": "stop"}

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.markup import render as rich_render
 
-from agentctl import render
-from agentctl.details import RollbackDetail
-from agentctl.lifecycle import CheckpointKind, State
-from agentctl.state import SessionInfo, TaskSpec, TaskState, Usage
+from agentctl.domain.checkpoints import RollbackDetail
+from agentctl.domain.lifecycle import CheckpointKind, State
+from agentctl.domain.state import SessionInfo, TaskSpec, TaskState, Usage
 from agentctl.store import open_store
 from agentctl.store.base import CheckpointDraft, CheckpointSummary
+from agentctl.terminal import render
 from tests.conftest import run
 
 HOSTILE = ["[bold]x[/bold]", "list[str]", "a\\", "\\[red]", "\\\\[dim]y", "\x1b[2J", "[/]"]

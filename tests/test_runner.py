@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from agentctl.domain.lifecycle import Outcome, State
+from agentctl.domain.state import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.errors import ModelError
-from agentctl.lifecycle import Outcome, State
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
-from agentctl.state import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
 from agentctl.testing import CharCounter

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from agentctl.context import Budget
+from agentctl.domain.lifecycle import State
+from agentctl.domain.state import Message, SessionInfo, TaskSpec, ToolCall
 from agentctl.errors import StoreError
-from agentctl.lifecycle import State
-from agentctl.runner import Runner, Stop
-from agentctl.state import Message, SessionInfo, TaskSpec, ToolCall
+from agentctl.loop.context import Budget
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
 from agentctl.testing import Answer, CharCounter, ScriptedClient
 from agentctl.tools import ToolRegistry

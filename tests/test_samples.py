@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.tasks import load_task_file
+from agentctl.domain.tasks import load_task_file
 from tests.conftest import SAMPLES, cli
 
 TASKS = sorted(SAMPLES.glob("*.toml"))

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from agentctl import wiring
 from agentctl.config import Settings
-from agentctl.state import TaskSpec
+from agentctl.domain.state import TaskSpec
 from agentctl.tools import effects_of
 from agentctl.tools.files import Workspace
 from agentctl.tools.sandbox import Sandbox, pids_cgroups, probe, secrets_of
 from agentctl.tools.shell import RunShell
+from agentctl.usecases import wiring
 from tests.conftest import cli, run
 
 

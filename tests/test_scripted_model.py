@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn
 from agentctl.errors import ModelError
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptToolCall, ScriptTurn
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer
 
 SCRIPT = (
     ScriptTurn(content="Hello there, this is a longer reply to split into deltas."),

@@ -23,13 +23,12 @@ from typing import Any
 
 import pytest
 
-from agentctl import preferences, service, sessions, timetravel, wiring
 from agentctl.config import Settings, redact_url, tool_environment, write_file
+from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.errors import ModelError, UsageError
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import Fault, ScriptedModel, ScriptedServer
-from agentctl.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
 from agentctl.testing import CharCounter
 from agentctl.tools import SideEffect, ToolOutcome, ToolRegistry
@@ -44,6 +43,8 @@ from agentctl.tools.files import (
     WriteFile,
 )
 from agentctl.tools.shell import RunShell
+from agentctl.usecases import preferences, rollback_plan, sessions, wiring
+from agentctl.usecases import runs as service
 from tests.conftest import cli, run
 
 
@@ -164,9 +165,9 @@ class World:
     def run(self, answer: str | None = None) -> Stop:
         return self.runner().run("s1", answer=answer, ask=None, max_turns=20).stop
 
-    def rollback(self, to: int) -> timetravel.RollbackReport:
-        plan = timetravel.plan_rollback(self.store, "s1", to=to, steps=None)
-        return timetravel.commit_rollback(self.store, plan, "2026-01-02T00:00:00")
+    def rollback(self, to: int) -> rollback_plan.RollbackReport:
+        plan = rollback_plan.plan_rollback(self.store, "s1", to=to, steps=None)
+        return rollback_plan.commit_rollback(self.store, plan, "2026-01-02T00:00:00")
 
     def events(self) -> list[str]:
         return [c.kind for c in self.store.history("s1")]
@@ -1158,7 +1159,7 @@ def test_a_final_star_never_approves_a_path_after_bundled_short_options(
 def test_separators_and_invisible_characters_are_shown_in_what_is_printed() -> None:
     """A command for approval with U+2028 (a line break to some terminals) or a zero-width
     space hiding a word: shown as escapes. The joiners emoji need stay."""
-    from agentctl.render import visible
+    from agentctl.terminal.render import visible
 
     assert visible("ls\u2028rm -rf ../x\u200b") == "ls\\u2028rm -rf ../x\\u200b"
     assert visible("a\u2029b\u2060c\ufeff") == "a\\u2029b\\u2060c\\ufeff"

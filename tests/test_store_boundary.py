@@ -98,7 +98,7 @@ def test_json_output_is_strict_json(capsys: pytest.CaptureFixture[str]) -> None:
     and `NaN` are not JSON (jq and every strict parser refuse them)."""
     import json
 
-    from agentctl import render
+    from agentctl.terminal import render
 
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} in --json output")
@@ -240,8 +240,8 @@ def test_a_copy_a_move_has_not_released_does_not_run_and_can_be_removed(
 ) -> None:
     """What a move killed after its copy leaves in the target: one line, exit 4, saying how
     to finish it; `rm` deletes it (the move run again writes it anew)."""
-    from agentctl import transfer
     from agentctl.store.lease import arriving_lease
+    from agentctl.usecases import transfer
 
     laptop = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'laptop.db'}"}
     assert run("run", TRIP, "--no-input", env=laptop).code == 3
@@ -464,7 +464,7 @@ def test_import_of_an_endless_stream_is_refused_after_one_bounded_read(tmp_path:
 
 
 def test_an_export_is_read_line_by_line_and_the_first_bad_line_stops_it(tmp_path: Path) -> None:
-    from agentctl.transfer import stream_lines
+    from agentctl.usecases.transfer import stream_lines
 
     class Counting:
         """A stream that says how much was read of it."""
@@ -478,7 +478,7 @@ def test_an_export_is_read_line_by_line_and_the_first_bad_line_stops_it(tmp_path
 
     stream = Counting([b"not an export\n", *[b"x\n"] * 1000])
     from agentctl.errors import UsageError
-    from agentctl.transfer import read_export
+    from agentctl.usecases.transfer import read_export
 
     with pytest.raises(UsageError, match="line 1"):
         read_export(stream_lines(stream, "s"), "s")  # type: ignore[arg-type]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agentctl import prompts
-from agentctl.render_transcript import _user_heading
+from agentctl.loop import prompts
+from agentctl.terminal.transcript import _user_heading
 from tests.conftest import SAMPLES, run
 from tests.test_terminal import run_in_terminal
 

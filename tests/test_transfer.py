@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from agentctl.details import CompactionDetail, RollbackDetail
-from agentctl.lifecycle import CheckpointKind, State
-from agentctl.state import Message
+from agentctl.domain.checkpoints import CompactionDetail, RollbackDetail
+from agentctl.domain.lifecycle import CheckpointKind, State
+from agentctl.domain.state import Message
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
 from agentctl.testing.postgres import PASSWORD
 from agentctl.testing.store_spec import draft, info
-from agentctl.transfer import export_lines, import_session, read_export
+from agentctl.usecases.transfer import export_lines, import_session, read_export
 from tests.conftest import SAMPLES, run
 
 TRIP = str(SAMPLES / "plan_trip.toml")

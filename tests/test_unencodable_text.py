@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from agentctl.llm import ModelConfig, OpenAIModelClient
-from agentctl.runner import Runner, Stop
-from agentctl.scripted import ScriptedModel, ScriptedServer
-from agentctl.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec, valid_text
+from agentctl.domain.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec, valid_text
+from agentctl.domain.tasks import goal_task
+from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+from agentctl.llm.scripted import ScriptedModel, ScriptedServer
+from agentctl.loop.runner import Runner, Stop
 from agentctl.store import open_store
-from agentctl.tasks import goal_task
 from agentctl.testing import CharCounter
 from agentctl.tools import work_tools
 from agentctl.tools.approval import ApprovalPolicy

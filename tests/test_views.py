@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agentctl import render
 from agentctl.store.base import SessionSummary
+from agentctl.terminal import render
 from tests.conftest import SAMPLES, run
 
 FIX = str(SAMPLES / "fix_failing_test.toml")

@@ -9,8 +9,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentctl.llm import _Encoder, wire_conversation
-from agentctl.state import Message, ToolCall
+from agentctl.domain.state import Message, ToolCall
+from agentctl.llm.openai_chat import _Encoder, wire_conversation
 
 TEXT = st.text(alphabet='ab \n"é🙂', max_size=6)
 

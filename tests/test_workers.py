@@ -62,17 +62,17 @@ def task_file(folder: Path, kind: str, script: str | None = None) -> Path:
 
 def queue(url: str, task: Path, work: Path, **detach: Any) -> str:
     """`run TASK --detach`, in this process (a real process costs a second each)."""
-    from agentctl import service
+    from agentctl.usecases import runs
 
     settings = Settings.load(store=url)
-    report = service.start_session(
+    report = runs.start_session(
         settings,
-        service.read_task(str(task)),
+        runs.read_task(str(task)),
         max_turns=None,
         ask=None,
         on_event=lambda _event: None,
         workspace=work,
-        detach=service.Detach(**detach),
+        detach=runs.Detach(**detach),
     )
     return report.session.info.id
 
@@ -284,16 +284,16 @@ def test_detach_and_workers_need_postgres_one_line_exit_2(tmp_path: Path) -> Non
 def test_answer_refuses_a_session_not_waiting_and_a_second_answer_not_yet_taken(
     pg_url: str, tmp_path: Path
 ) -> None:
-    from agentctl import service
+    from agentctl.usecases import runs
 
     env = {"AGENTCTL_STORE": pg_url}
     sid = queue(pg_url, task_file(tmp_path, "asks"), tmp_path)
     result = run("answer", sid, "Monday", env=env)  # planning: nothing asked yet
     assert result.code == 2
     assert "not waiting for input" in result.stderr
-    paused = service.start_session(  # run here until it asks (no worker, no prompt)
+    paused = runs.start_session(  # run here until it asks (no worker, no prompt)
         Settings.load(store=pg_url),
-        service.read_task(str(task_file(tmp_path, "asks"))),
+        runs.read_task(str(task_file(tmp_path, "asks"))),
         max_turns=None,
         ask=None,
         on_event=lambda _event: None,

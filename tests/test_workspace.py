@@ -237,8 +237,8 @@ def test_the_per_capture_cap_and_the_settings_that_set_both_caps(
     second = snaps.capture(first.tree)
     assert len(second.skipped) == 1
     assert len(second.changed) == 1
-    from agentctl import wiring
     from agentctl.config import Settings
+    from agentctl.usecases import wiring
 
     settings = Settings.load(
         {"AGENTCTL_HOME": str(tmp_path / "h"), "AGENTCTL_SNAPSHOT_MAX_FILE": "123"}
@@ -249,8 +249,8 @@ def test_the_per_capture_cap_and_the_settings_that_set_both_caps(
 
 
 def test_a_workspace_that_is_home_or_root_is_never_snapshotted(tmp_path: Path) -> None:
-    from agentctl import wiring
     from agentctl.config import Settings
+    from agentctl.usecases import wiring
 
     said: list[object] = []
     settings = Settings.load({"AGENTCTL_HOME": str(tmp_path / "h"), "HOME": str(tmp_path)})

@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from agentctl.details import Detail, NoDetail
-from agentctl.lifecycle import CheckpointKind, State
+from agentctl.domain.checkpoints import Detail, NoDetail
+from agentctl.domain.lifecycle import CheckpointKind, State
 
 if TYPE_CHECKING:
-    from agentctl.records import SearchHit
-    from agentctl.state import (
+    from agentctl.domain.records import SearchHit
+    from agentctl.domain.state import (
         Checkpoint,
         Message,
         Session,
@@ -104,7 +104,7 @@ class CheckpointSummary(NamedTuple):
 
     def typed_detail(self) -> Detail:
         """The detail as the record of this checkpoint's kind (details.py)."""
-        from agentctl.details import parse
+        from agentctl.domain.checkpoints import parse
 
         return parse(self.kind, self.detail)
 
@@ -471,8 +471,8 @@ def plan_append(
     the next message id, a message's parent for the rare compaction) and writes the plan in
     one transaction; the plan is the same whichever backend made it, so a session copied
     between stores keeps its ids."""
-    from agentctl.details import payload
-    from agentctl.state import Checkpoint
+    from agentctl.domain.checkpoints import payload
+    from agentctl.domain.state import Checkpoint
 
     tip = parent_tip if draft.parent is not None else None
     if draft.keep_messages is not None:
@@ -589,7 +589,7 @@ def chain_array(rows: Iterable[tuple[int, int | None, str]], tip: int | None) ->
 
 def snippet_around(text: str, start: int, length: int, width: int = 60) -> str:
     """`text` around a match, the match marked (records.HIT_START/HIT_END), one line."""
-    from agentctl.records import HIT_END, HIT_START
+    from agentctl.domain.records import HIT_END, HIT_START
 
     # The markers are private-use characters a message may hold too: there they are text,
     # shown as the replacement character, so a snippet has exactly one pair of marks.
@@ -622,7 +622,7 @@ def scan_search(store: Store, text: str, limit: int) -> list[SearchHit]:
     do (O(all messages); SQLite's FTS5 index answers in milliseconds)."""
     import bisect
 
-    from agentctl.records import SearchHit
+    from agentctl.domain.records import SearchHit
 
     needle = text.casefold()
     hits: list[SearchHit] = []

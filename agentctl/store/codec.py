@@ -13,8 +13,8 @@ from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from agentctl.domain.state import Message
 from agentctl.errors import InvalidStateError
-from agentctl.state import Message
 
 M = TypeVar("M", bound=BaseModel)
 

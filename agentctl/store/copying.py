@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from agentctl.errors import StoreError, UnknownCheckpointError, UsageError
 
 if TYPE_CHECKING:
-    from agentctl.state import Checkpoint, Message
+    from agentctl.domain.state import Checkpoint, Message
     from agentctl.store.base import CheckpointDraft, Store
 
 # One checkpoint and the messages it added, as (id, parent id, message).
@@ -67,7 +67,7 @@ def drafts_of(records: list[Record]) -> list[CheckpointDraft]:
     """The append that produces each recorded checkpoint: its new messages, and for a
     compaction how many of the parent's messages it keeps. UsageError for records that do
     not chain (an export is checked by them)."""
-    from agentctl.details import CopiedDetail
+    from agentctl.domain.checkpoints import CopiedDetail
     from agentctl.store.base import CheckpointDraft
 
     depth: dict[int | None, int] = {None: 0}

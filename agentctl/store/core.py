@@ -29,8 +29,8 @@ from agentctl.store.base import (
 from agentctl.store.overview import OverviewDefaults
 
 if TYPE_CHECKING:
-    from agentctl.records import SearchHit
-    from agentctl.state import Checkpoint, Message, Session, SessionInfo, UserProfile
+    from agentctl.domain.records import SearchHit
+    from agentctl.domain.state import Checkpoint, Message, Session, SessionInfo, UserProfile
     from agentctl.store.base import Store
     from agentctl.store.lease import Lease
     from agentctl.store.listing import KeptListing

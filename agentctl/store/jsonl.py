@@ -47,7 +47,7 @@ from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
-    from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.domain.state import Checkpoint, Session, SessionInfo, UserProfile
     from agentctl.store.base import Store
     from agentctl.store.ready import ReadyConversation
 
@@ -424,7 +424,7 @@ class JsonlStore(BaseStore):
     # -- reads ----------------------------------------------------------------------------
 
     def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
-        from agentctl.state import Checkpoint, Session, SessionInfo
+        from agentctl.domain.state import Checkpoint, Session, SessionInfo
         from agentctl.store.codec import decode, decode_messages
 
         path = self._dir(session_id)
@@ -448,7 +448,7 @@ class JsonlStore(BaseStore):
         return Session(info=info, checkpoint=checkpoint, messages=messages)
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        from agentctl.state import Checkpoint
+        from agentctl.domain.state import Checkpoint
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -459,7 +459,7 @@ class JsonlStore(BaseStore):
             return decode(Checkpoint, records[checkpoint_id - 1]["checkpoint"], where=session_id)
 
     def info(self, session_id: str) -> SessionInfo:
-        from agentctl.state import SessionInfo
+        from agentctl.domain.state import SessionInfo
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -469,7 +469,7 @@ class JsonlStore(BaseStore):
             )
 
     def head(self, session_id: str) -> Checkpoint:
-        from agentctl.state import Checkpoint
+        from agentctl.domain.state import Checkpoint
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -534,8 +534,8 @@ class JsonlStore(BaseStore):
             ]
 
     def message_links(self, session_id: str) -> MessageLinks:
+        from agentctl.domain.state import Checkpoint, Message
         from agentctl.errors import AgentctlError
-        from agentctl.state import Checkpoint, Message
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -665,7 +665,7 @@ class JsonlStore(BaseStore):
         return problems
 
     def load_profile(self) -> UserProfile:
-        from agentctl.state import UserProfile
+        from agentctl.domain.state import UserProfile
         from agentctl.store.codec import decode
 
         path = self.root / "profile.json"

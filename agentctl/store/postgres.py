@@ -62,7 +62,7 @@ from agentctl.store.pg_queue import TREES_MIGRATION
 if TYPE_CHECKING:
     import psycopg
 
-    from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.domain.state import Checkpoint, Session, SessionInfo, UserProfile
     from agentctl.store.base import Store
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
@@ -798,7 +798,7 @@ class PostgresStore(BaseStore):
     # -- reads --------------------------------------------------------------------------------
 
     def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
-        from agentctl.state import Session, SessionInfo
+        from agentctl.domain.state import Session, SessionInfo
         from agentctl.store.codec import decode, decode_messages
 
         with self._errors(session_id):
@@ -857,7 +857,7 @@ class PostgresStore(BaseStore):
             return _checkpoint(session_id, row)
 
     def info(self, session_id: str) -> SessionInfo:
-        from agentctl.state import SessionInfo
+        from agentctl.domain.state import SessionInfo
         from agentctl.store.codec import decode
 
         with self._errors(session_id):
@@ -919,8 +919,8 @@ class PostgresStore(BaseStore):
             return out
 
     def message_links(self, session_id: str) -> MessageLinks:
+        from agentctl.domain.state import Message
         from agentctl.errors import AgentctlError
-        from agentctl.state import Message
         from agentctl.store.codec import decode
 
         with self._errors(session_id):
@@ -984,7 +984,7 @@ class PostgresStore(BaseStore):
         return self._read_profile()[1]
 
     def _read_profile(self) -> tuple[int | None, UserProfile]:
-        from agentctl.state import UserProfile
+        from agentctl.domain.state import UserProfile
         from agentctl.store.codec import decode
 
         with self._errors():
@@ -1035,7 +1035,7 @@ class PostgresStore(BaseStore):
 def _checkpoint(session_id: str, row: tuple[Any, ...]) -> Checkpoint:
     import json
 
-    from agentctl.state import Checkpoint, TaskState, Usage
+    from agentctl.domain.state import Checkpoint, TaskState, Usage
     from agentctl.store.codec import decode
 
     where = f"session {session_id} checkpoint {row[0]}"

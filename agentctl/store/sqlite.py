@@ -51,8 +51,8 @@ from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from agentctl.store.sqlite_overview import SQLiteOverview
 
 if TYPE_CHECKING:
-    from agentctl.records import SearchHit
-    from agentctl.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.domain.records import SearchHit
+    from agentctl.domain.state import Checkpoint, Session, SessionInfo, UserProfile
     from agentctl.store.base import Store
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
@@ -522,7 +522,7 @@ class SQLiteStore(SQLiteOverview, BaseStore):
     # -- reads ----------------------------------------------------------------------------
 
     def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
-        from agentctl.state import Session, SessionInfo
+        from agentctl.domain.state import Session, SessionInfo
         from agentctl.store.codec import decode, decode_messages
 
         with _translated(self.path, session_id):
@@ -554,7 +554,7 @@ class SQLiteStore(SQLiteOverview, BaseStore):
             return self._checkpoint(session_id, checkpoint_id)
 
     def info(self, session_id: str) -> SessionInfo:
-        from agentctl.state import SessionInfo
+        from agentctl.domain.state import SessionInfo
         from agentctl.store.codec import decode
 
         with _translated(self.path, session_id):
@@ -623,8 +623,8 @@ class SQLiteStore(SQLiteOverview, BaseStore):
         return summaries(from_row(row[:4]), cache_owner(session_id, row[4]), row[5])
 
     def message_links(self, session_id: str) -> MessageLinks:
+        from agentctl.domain.state import Message
         from agentctl.errors import AgentctlError
-        from agentctl.state import Message
         from agentctl.store.codec import decode, decode_messages
 
         with _translated(self.path, session_id):
@@ -779,7 +779,7 @@ class SQLiteStore(SQLiteOverview, BaseStore):
         the trigram index; fewer (which no trigram holds) by reading the indexed contents.
         The snippet is made here, as scan_search makes it, never by FTS5's snippet(): a
         message may hold the marker characters themselves."""
-        from agentctl.records import SearchHit
+        from agentctl.domain.records import SearchHit
         from agentctl.store.base import find_folded, scan_search, snippet_around
 
         if not self._fts:
@@ -833,7 +833,7 @@ class SQLiteStore(SQLiteOverview, BaseStore):
         return problems
 
     def load_profile(self) -> UserProfile:
-        from agentctl.state import UserProfile
+        from agentctl.domain.state import UserProfile
         from agentctl.store.codec import decode
 
         with _translated(self.path):
@@ -841,7 +841,7 @@ class SQLiteStore(SQLiteOverview, BaseStore):
         return UserProfile() if row is None else decode(UserProfile, row[0], where="profile")
 
     def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
-        from agentctl.state import UserProfile
+        from agentctl.domain.state import UserProfile
         from agentctl.store.codec import decode, encode
 
         try:
@@ -900,7 +900,7 @@ _CHECKPOINT = (
 
 def _checkpoint_of(session_id: str, row: Sequence[Any]) -> Checkpoint:
     """A checkpoint from its row (_CHECKPOINT's columns)."""
-    from agentctl.state import Checkpoint, TaskState, Usage
+    from agentctl.domain.state import Checkpoint, TaskState, Usage
     from agentctl.store.codec import decode
 
     where = f"session {session_id} checkpoint {row[0]}"

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from agentctl.store.base import CheckpointDraft
 
 if TYPE_CHECKING:
-    from agentctl.details import Detail
-    from agentctl.lifecycle import CheckpointKind, State
-    from agentctl.state import Checkpoint, Message, SessionInfo, TaskState, Usage
+    from agentctl.domain.checkpoints import Detail
+    from agentctl.domain.lifecycle import CheckpointKind, State
+    from agentctl.domain.state import Checkpoint, Message, SessionInfo, TaskState, Usage
     from agentctl.store.base import Store
     from agentctl.store.lease import Lease
 
@@ -49,7 +49,7 @@ def draft_on(
     """A checkpoint that follows `head`: its child (or, with `parent`, an older checkpoint's:
     a rollback), leaving the head's state unless `from_state` says the head's is damaged,
     with the head's usage unless the append spent more."""
-    from agentctl.details import NoDetail
+    from agentctl.domain.checkpoints import NoDetail
 
     return CheckpointDraft(
         parent=head.id if parent is None else parent,

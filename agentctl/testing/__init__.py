@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agentctl.context import TOKENS_PER_MESSAGE
-from agentctl.llm import FORMAT, ModelReply, prepare, wire_conversation, wire_message
-from agentctl.state import Message, Prepared, Usage
+from agentctl.domain.state import Message, Prepared, Usage
+from agentctl.llm.openai_chat import FORMAT, ModelReply, prepare, wire_conversation, wire_message
+from agentctl.loop.context import TOKENS_PER_MESSAGE
 
 
 class CharCounter:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.lifecycle import State
-from agentctl.state import Usage
+from agentctl.domain.lifecycle import State
+from agentctl.domain.state import Usage
 from agentctl.store import Store
 from agentctl.store.base import SessionSummary
 from agentctl.store.core import capabilities

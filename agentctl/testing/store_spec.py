@@ -27,7 +27,17 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.details import CompactionDetail, ReplyDetail
+from agentctl.domain.checkpoints import CompactionDetail, ReplyDetail
+from agentctl.domain.lifecycle import CheckpointKind, Outcome, State
+from agentctl.domain.state import (
+    Message,
+    Prepared,
+    SessionInfo,
+    TaskSpec,
+    TaskState,
+    Usage,
+    UserProfile,
+)
 from agentctl.errors import (
     HeadMovedError,
     InvalidDraftError,
@@ -36,16 +46,6 @@ from agentctl.errors import (
     StoreError,
     UnknownCheckpointError,
     UnknownSessionError,
-)
-from agentctl.lifecycle import CheckpointKind, Outcome, State
-from agentctl.state import (
-    Message,
-    Prepared,
-    SessionInfo,
-    TaskSpec,
-    TaskState,
-    Usage,
-    UserProfile,
 )
 from agentctl.store import Store
 from agentctl.store.base import CheckpointDraft
@@ -150,7 +150,7 @@ class SpecBase:
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
-        from agentctl.verify import verify_store
+        from agentctl.usecases.verify import verify_store
 
         self.damaged = False
         s = self.open(tmp_path)
@@ -686,7 +686,7 @@ class CopySpec(SpecBase):
 
     def branchy(self, store: Store, session_id: str = "src001") -> None:
         """Work, a rollback, a compaction, and an approval on one checkpoint."""
-        from agentctl.state import Approval
+        from agentctl.domain.state import Approval
 
         store.create_session(info(session_id), draft(None, 1, "m1", "m2"))
         for n in range(2, 6):

@@ -22,8 +22,8 @@ from agentctl.mcpconfig import PREFIX, McpServer, tool_name
 from agentctl.tools import OUTSIDE, Effects, SideEffect, ToolOutcome
 
 if TYPE_CHECKING:
-    from agentctl.details import McpToolsDetail
-    from agentctl.state import McpOffer
+    from agentctl.domain.checkpoints import McpToolsDetail
+    from agentctl.domain.state import McpOffer
     from agentctl.tools import ToolRegistry
     from agentctl.tools.mcp_client import McpHub, RemoteTool, ServerStatus
 
@@ -134,7 +134,7 @@ class McpSource:
         import hashlib
         import json
 
-        from agentctl.state import McpOffer
+        from agentctl.domain.state import McpOffer
 
         out = []
         for name, st in self.status.items():
@@ -199,7 +199,7 @@ def not_offered(offers: tuple[McpOffer, ...], name: str) -> str | None:
 
 def mcp_change(old: tuple[McpOffer, ...], new: tuple[McpOffer, ...]) -> McpToolsDetail:
     """Which offered tools were added, removed or changed, and which servers are down."""
-    from agentctl.details import McpToolsDetail
+    from agentctl.domain.checkpoints import McpToolsDetail
 
     before = {n: d for o in old for n, d in o.tools.items()}
     after = {n: d for o in new for n, d in o.tools.items()}

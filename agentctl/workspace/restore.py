@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from agentctl.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
-    from agentctl.state import Checkpoint
+    from agentctl.domain.state import Checkpoint
     from agentctl.store.base import Store
     from agentctl.workspace.snapshots import Change, Snapshots
 
@@ -75,8 +75,8 @@ def edited_outside(
     """Paths changed outside agentctl on the branch a rollback leaves: a `tool_started`
     checkpoint's tree is captured before its call ran, so where it differs from its parent's,
     someone else changed the files (while the session waited). Path → that checkpoint."""
-    from agentctl.lifecycle import CheckpointKind
-    from agentctl.timetravel import ancestors
+    from agentctl.domain.lifecycle import CheckpointKind
+    from agentctl.usecases.rollback_plan import ancestors
 
     history = store.history(session_id)
     if not 1 <= head.id <= len(history) or not 1 <= target.id <= len(history):

@@ -30,19 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentctl import faults, rewind, service, sessions
+from agentctl import faults
 from agentctl.config import Settings
+from agentctl.domain.lifecycle import State
+from agentctl.domain.state import ScriptToolCall, ScriptTurn, TaskSpec
+from agentctl.domain.tasks import load_task_file
 from agentctl.errors import NoStoreError
-from agentctl.lifecycle import State
-from agentctl.state import ScriptToolCall, ScriptTurn, TaskSpec
 from agentctl.store import open_store
-from agentctl.tasks import load_task_file
 from agentctl.tools import SideEffect, Tool, ToolOutcome, ToolRegistry
 from agentctl.tools.approval import ApprovalPolicy
 from agentctl.tools.files import Workspace
 from agentctl.tools.sandbox import Sandbox, probe
 from agentctl.tools.shell import RunShell
-from agentctl.verify import verify_store
+from agentctl.usecases import rollback, runs, sessions
+from agentctl.usecases.verify import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL_POINTS = ("tool_before_effect", "tool_after_effect")
@@ -234,7 +235,7 @@ def drive(world: World, scenario: Scenario) -> None:
     except NoStoreError:  # killed before its store was made: list makes none
         started = []
     if not started:
-        service.start_session(
+        runs.start_session(
             settings,
             scenario.spec,
             max_turns=None,
@@ -245,11 +246,11 @@ def drive(world: World, scenario: Scenario) -> None:
         )
     while True:
         [summary] = sessions.list_sessions(settings, sessions.Filters(limit=None))
-        _, history = service.session_history(settings, summary.id)
+        _, history = runs.session_history(settings, summary.id)
         rolled = any(c.kind == "rollback" for c in history)
         if summary.state == State.DONE.value:
             if scenario.rollback_steps and not rolled:
-                rewind.rollback_session(
+                rollback.rollback_session(
                     settings, summary.id, to=None, steps=scenario.rollback_steps
                 )
                 continue
@@ -257,7 +258,7 @@ def drive(world: World, scenario: Scenario) -> None:
         answer = None
         if summary.state == State.WAITING_FEEDBACK.value:
             answer = scenario.answers[1 if rolled else 0]
-        service.resume_session(
+        runs.resume_session(
             settings,
             summary.id,
             answer=answer,
@@ -370,7 +371,7 @@ def prewarm() -> None:
     """Import openai and load the vocabulary once, here: forked children inherit both."""
     import openai  # noqa: F401
 
-    from agentctl.context import TiktokenCounter
+    from agentctl.loop.context import TiktokenCounter
 
     TiktokenCounter("scripted")
 
@@ -451,7 +452,7 @@ def _store_url(root: Path, backend: str, database: Callable[[str], str] | None, 
 def _paused_session(settings: Settings) -> str:
     """plan_trip started and left at its question: the session a move carries."""
     spec = load_task_file(ROOT / "sample_tasks" / "plan_trip.toml")
-    report = service.start_session(
+    report = runs.start_session(
         settings, spec, max_turns=None, ask=None, on_event=lambda _event: None
     )
     return report.session.info.id
@@ -468,7 +469,7 @@ def runs_here(url: str, session_id: str) -> bool:
         if session_id not in store.match_sessions(""):
             return False
         try:
-            service.refuse_if_moved(store, session_id)
+            runs.refuse_if_moved(store, session_id)
             store.acquire_lease(session_id, Lease.mine("probe"))
         except (SessionBusyError, UsageError):
             return False
@@ -497,7 +498,7 @@ def fuzz_move(
     """Kill `move` at every commit it makes (the copy in the target, the mark in the source)
     and at each of its steps; after each kill at most one copy may run, and running the move
     again must finish it: the target's copy whole and running, the source marked."""
-    from agentctl import transfer
+    from agentctl.usecases import transfer
 
     prewarm()
     commits_done = False
@@ -552,7 +553,7 @@ def fuzz_import(
 ) -> None:
     """Kill `import` at every commit: the session is there whole or not at all, and the
     import run again completes it."""
-    from agentctl import transfer
+    from agentctl.usecases import transfer
 
     prewarm()
     origin = Settings.load(

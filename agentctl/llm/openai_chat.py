@@ -1,0 +1,661 @@
+"""The model adapter: Chat Completions with tools over the official `openai` client.
+
+The only module that imports openai, and only when a client is built: the import costs about
+0.3 s, which commands that do not call a model must not pay. A call is `send` then `collect`:
+`send` returns once the request is out (a thread sends it), so the caller counts tokens and
+commits while the model thinks; `collect` reads the reply on the caller's thread. Replies are
+streamed (text is passed on as it arrives) and returned only once complete — a finish reason
+arrived — so a checkpoint never holds half a reply; anything else that goes wrong while a reply
+is read is a ModelError (exit 5, resumable). `timeout` bounds each whole reply, not each read.
+Retries are ours, not the SDK's, so the user is told each one and the total stays bounded: 429,
+5xx and refused connections are retried with backoff; a timeout is not, since a server that did
+not answer in `timeout` seconds will rarely answer in the next. A server's Retry-After is
+honoured up to MAX_RETRY_AFTER_S; a longer wait is not waited out, nor the server asked again: the
+error says when to resume. A request field the server refuses (REFUSABLE: gateways, Azure) is
+left out or replaced, and the request sent again at once. Error texts never contain the API key
+or a URL's credentials, and say what the server meant: its `message`, or the line that names the
+cause (replies.py reads replies and refusals).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Protocol
+
+from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from agentctl.domain.state import (
+    Message,
+    Prepared,
+    sendable_arguments,
+    sendable_name,
+    sent_content,
+)
+from agentctl.errors import ModelError
+from agentctl.llm.replies import (
+    ALTERNATING,
+    MAX_RETRY_AFTER_S,
+    REFUSABLE,
+    WEB_PAGE,
+    ModelReply,
+    TextSink,
+    collect,
+    come_back,
+    context_exceeded,
+    error_message,
+    is_web_page,
+    refused_field,
+    retry_after,
+    window_in,
+)
+
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 8.0
+
+
+def preload_client() -> None:
+    """Import the SDK now (in a run whose MCP servers are starting: the two overlap)."""
+    import openai  # noqa: F401
+
+
+def _json(value: Any) -> str:
+    # As the openai SDK serialises a request body (and httpx a JSON one).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# -- the wire form: the conversation as Chat Completions takes it ----------------------------
+
+Json = dict[str, Any]
+
+
+def wire_call(call_id: str, name: str, arguments: str, provider_data: Json | None) -> Json:
+    """A tool call as the API takes it back: a name it accepts (a placeholder for an empty or
+    malformed one: the tool error that answered the call tells the model) and arguments that
+    parse (vLLM parses every earlier turn's); the store keeps what came. What the server
+    attached to it (provider data) goes back unchanged."""
+    return {
+        **(provider_data or {}),
+        "id": call_id,
+        "type": "function",
+        "function": {"name": sendable_name(name), "arguments": sendable_arguments(arguments)},
+    }
+
+
+def wire_message(message: Message) -> Json:
+    """The Chat Completions form of a message, as every OpenAI-compatible server takes it: an
+    assistant turn always has content (state.sent_content)."""
+    out: Json = {"role": message.role, "content": sent_content(message)}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            wire_call(c.id, c.name, c.arguments, c.provider_data) for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+class _Encoder:
+    """The request's messages as JSON text, built incrementally: a conversation only grows
+    from one request to the next (messages are values, shared by the sessions that hold
+    them), so what the last request sent is kept per message group and only the messages
+    after the common prefix (by identity) are encoded, with the last group before them, which
+    a new message may merge into (wire_messages). Equal, byte for byte, to encoding the whole."""
+
+    def __init__(self) -> None:
+        self._messages: list[Message] = []
+        self._wire: list[Json] = []  # wire_message of each message
+        self._starts: list[int] = []  # where each group of merged messages starts
+        self._texts: list[str] = []  # each group's JSON text
+
+    def array(self, messages: Sequence[Message]) -> str:
+        old, same, limit = self._messages, 0, min(len(self._messages), len(messages))
+        while same < limit and old[same] is messages[same]:
+            same += 1
+        groups = len(self._starts)
+        while groups and self._starts[groups - 1] >= same:
+            groups -= 1
+        if groups:
+            groups -= 1  # the group the next message may join
+        start = self._starts[groups] if groups else 0
+        wire = self._wire[:same] + [wire_message(m) for m in messages[same:]]
+        starts, texts = self._starts[:groups], self._texts[:groups]
+        merged: Json | None = None
+        for index in range(start, len(messages)):
+            message = wire[index]
+            if merged is not None and _merges(merged, message):
+                merged = {**message, "content": merged["content"] + "\n\n" + message["content"]}
+                texts[-1] = _json(merged)
+            else:
+                merged = message
+                starts.append(index)
+                texts.append(_json(message))
+        self._messages, self._wire, self._starts, self._texts = (
+            list(messages),
+            wire,
+            starts,
+            texts,
+        )
+        return "[" + ",".join(texts) + "]"
+
+
+def wire_messages(messages: Sequence[Json]) -> list[Json]:
+    """The conversation as strict chat templates take it (Gemma's, Mistral's: llama-server
+    refuses anything else with "Conversation roles must alternate"): adjacent user texts
+    merged into one message (after a compaction the goal, its note and a nudge stand in a
+    row), and adjacent assistant texts likewise, so user and assistant take turns. Every
+    server takes this form; only what is sent changes, the store keeps its own."""
+    out: list[Json] = []
+    for message in messages:
+        previous = out[-1] if out else None
+        if previous is not None and _merges(previous, message):
+            out[-1] = {**message, "content": previous["content"] + "\n\n" + message["content"]}
+        else:
+            out.append(message)
+    return out
+
+
+def _merges(previous: Json, message: Json) -> bool:
+    role = message.get("role")
+    return (
+        previous.get("role") == role
+        and role in ("user", "assistant")
+        and isinstance(previous.get("content"), str)
+        and isinstance(message.get("content"), str)
+        and not previous.get("tool_calls")
+    )
+
+
+def alternating(messages: Sequence[Json]) -> list[Json]:
+    """The conversation for a chat template that takes no tool role (Gemma's): llama-server's
+    templating sends each tool result to it as a user message, so two results in a row, or a
+    result and a user's text, are two user turns in a row, which it refuses ("Conversation
+    roles must alternate"). Here each result is the user's text, written as that templating
+    writes it, and merged with its neighbours (wire_messages). Sent only to a server that
+    refused the usual form: other servers want a tool message per call."""
+    out: list[Json] = []
+    for message in messages:
+        if message.get("role") == "tool":
+            result = {
+                "tool_call_id": message.get("tool_call_id"),
+                "content": message.get("content"),
+            }
+            text = json.dumps({"tool_response": result}, ensure_ascii=False, indent=2)
+            message = {"role": "user", "content": text}
+        out.append(message)
+    return wire_messages(out)
+
+
+# What this adapter's Prepared conversations are (state.Prepared): the JSON array of
+# wire_conversation, serialised as the SDK serialises. Another format is not read.
+FORMAT = "openai-chat/1"
+
+
+def wire_conversation(messages: Sequence[Message] | Prepared) -> list[Json]:
+    """The request's messages (wire_messages) of a conversation, or of one kept ready."""
+    if isinstance(messages, Prepared):
+        return list(json.loads(messages.text))
+    return wire_messages([wire_message(m) for m in messages])
+
+
+def prepare(messages: Sequence[Message]) -> Prepared:
+    """The conversation as a request sends it, kept ready for the next resume (store/ready.py)."""
+    return Prepared(FORMAT, _json(wire_conversation(messages)))
+
+
+class PendingReply(Protocol):
+    """A request on its way to the model; the reply is read by `collect`."""
+
+    def collect(self, on_text: TextSink) -> ModelReply:
+        """The complete reply (retried as the client retries), text passed on as it arrives."""
+        ...
+
+    def cancel(self) -> None:
+        """The reply will not be read: let the connection go."""
+        ...
+
+
+class ModelClient(Protocol):
+    name: str
+    format: str  # of the Prepared conversations it makes and reads
+
+    def prepare(self, messages: Sequence[Message]) -> Prepared:
+        """The conversation as this client would send it, for the store to keep ready."""
+        ...
+
+    def send(
+        self,
+        messages: Sequence[Message] | Prepared,
+        tools: Sequence[dict[str, Any]],
+        max_tokens: int | None = None,
+        refused: Sequence[str] = (),
+    ) -> PendingReply:
+        """Send one request and return while the model works on it, so the caller can do its
+        own work (count tokens, commit a checkpoint) meanwhile. `messages` may be a conversation
+        kept ready, of this client's format. `max_tokens` bounds the reply
+        (the budget's reply reserve); `refused`: fields the server refused earlier in the
+        session (ModelReply.refused), not to be sent."""
+        ...
+
+
+class ContextTooLongError(ModelError):
+    """The server refused the request as longer than the model's window."""
+
+    def __init__(self, message: str, window: int | None) -> None:
+        super().__init__(message)
+        self.window = window  # the server's figure, when its message gives one
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str
+    base_url: str | None
+    api_key: str | None
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_RETRIES
+
+
+class Pace(Protocol):
+    """The pace of one model server shared by every worker (worker.py, issue 28): asked before
+    each request is sent (it may wait), and told of each retry, with the HTTP status that
+    caused it (a 429 slows the server down for every worker)."""
+
+    def before_request(self) -> None: ...
+
+    def retrying(self, status: int | None, wait: float) -> None: ...
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, wait: float | None = None, status: int | None = None) -> None:
+        self.reason = reason
+        self.wait = wait
+        self.status = status
+
+
+class _Refused(Exception):
+    """The server refused a field of the request (REFUSABLE): sent again without it."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+
+class OpenAIModelClient:
+    def __init__(
+        self,
+        config: ModelConfig,
+        notify: Callable[[str], None] = lambda _text: None,
+        sleep: Callable[[float], None] = time.sleep,  # between retries (tests watch it)
+        pace: Pace | None = None,
+    ) -> None:
+        import openai
+
+        from agentctl.config import redact_url
+
+        if not config.api_key and not config.base_url:
+            raise ModelError(
+                "no model is configured: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
+                "server) and a model with --model or AGENTCTL_MODEL"
+            )
+        self.name = config.model
+        self.format = FORMAT
+        self._config = config
+        self._secret = config.api_key or ""
+        self._openai = openai
+        self._notify = notify
+        self._sleep = sleep
+        self._pace = pace
+        self._written: threading.Event | None = None  # set when the request in flight is out
+        http = openai.DefaultHttpxClient(
+            event_hooks={"request": [self._on_request]}, **_tls(config.base_url)
+        )
+        self._client = openai.OpenAI(
+            # Local servers (Ollama, vLLM, LM Studio) ignore the key, but the SDK insists on one.
+            api_key=config.api_key or "not-needed",
+            base_url=config.base_url,
+            timeout=config.timeout,
+            max_retries=0,  # ours: see the module docstring
+            http_client=http,
+        )
+        # Shown in errors and stored on error checkpoints: never with credentials in it.
+        self._where = redact_url(config.base_url) if config.base_url else "the OpenAI API"
+        self._limit_field = output_limit_field(config.base_url, config.model)
+        self._refused: set[str] = set()  # fields the server refused (REFUSABLE)
+        self._encoder = _Encoder()  # the last request's messages, encoded
+
+    def send(
+        self,
+        messages: Sequence[Message] | Prepared,
+        tools: Sequence[dict[str, Any]],
+        max_tokens: int | None = None,
+        refused: Sequence[str] = (),
+    ) -> PendingReply:
+        self._refused.update(f for f in refused if f in REFUSABLE)
+        if self._pace is not None:
+            self._pace.before_request()
+        return _InFlight(self, lambda: self._request(messages, tools, max_tokens))
+
+    def prepare(self, messages: Sequence[Message]) -> Prepared:
+        return prepare(messages)
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]],
+        on_text: TextSink,
+        max_tokens: int | None = None,
+    ) -> ModelReply:
+        return self.send(messages, tools, max_tokens).collect(on_text)
+
+    def _request(
+        self,
+        messages: Sequence[Message] | Prepared,
+        tools: Sequence[dict[str, Any]],
+        max_tokens: int | None,
+    ) -> bytes:
+        """The request body. Built here, not by `chat.completions.create`: the SDK would walk
+        every message through its TypedDict transform (1.3 s for 10,000 messages) and
+        serialise them again. Serialised as the SDK serialises."""
+        # An empty `tools` list is an error to the OpenAI API, and some servers
+        # (llama-cpp-python) ignore `tools` without `tool_choice`.
+        fields: dict[str, Any] = {"model": self.name, "stream": True}
+        if "stream_options" not in self._refused:  # else the server reports no usage
+            fields["stream_options"] = {"include_usage": True}
+        if tools:
+            fields.update(tools=list(tools), tool_choice="auto")
+        limit_field = self._output_field()
+        if max_tokens is not None and limit_field is not None:
+            fields[limit_field] = max_tokens
+        if ALTERNATING in self._refused:  # a strict template refused the usual form
+            array = _json(alternating(wire_conversation(messages)))
+        elif isinstance(messages, Prepared):
+            array = messages.text  # kept ready: sent as it is
+        else:
+            array = self._encoder.array(messages)
+        try:
+            return (_json(fields)[:-1] + ',"messages":' + array + "}").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no server could read it
+            raise ModelError(
+                "the request holds text that is not valid Unicode (a lone surrogate); "
+                "nothing was sent"
+            ) from None
+
+    def _output_field(self) -> str | None:
+        field = self._limit_field
+        if field in self._refused:
+            field = REFUSABLE[field]
+        return None if field in self._refused else field
+
+    def _adapt(self, field: str) -> None:
+        """Leave out (or replace) a field the server refused, for the rest of the session;
+        said once."""
+        self._refused.add(field)
+        instead = REFUSABLE[field]
+        if field == ALTERNATING:
+            self._notify(
+                f"{self._where} refused roles that do not alternate (a strict chat template); "
+                "sending tool results as the user's text from now on in this session"
+            )
+            return
+        now = f"sending {instead} instead" if instead and instead not in self._refused else None
+        self._notify(
+            f"{self._where} refused the request field `{field}`; "
+            f"{now or 'sending the request without it'} from now on in this session"
+        )
+
+    def _on_request(self, _request: Any) -> None:
+        written = self._written
+        if written is not None:
+            written.set()
+
+    def _open(self, request: bytes, written: threading.Event | None = None) -> Any:
+        """Send the request; the stream, once the server started answering."""
+        self._written = written
+        try:
+            # What `chat.completions.create` does after building its body: the SDK's own
+            # request, auth, error and event-stream code; the chunks are read as the JSON the
+            # server sent (_chunk_stream).
+            from openai.types.chat import ChatCompletion
+
+            return self._client.post(
+                "/chat/completions",
+                content=request,
+                cast_to=ChatCompletion,
+                options={"security": {"bearer_auth": True}},
+                stream=True,
+                stream_cls=_chunk_stream(),
+            )
+        except Exception as exc:
+            raise self._translated(exc, started=False) from None
+        finally:
+            self._written = None
+
+    def _finish(
+        self,
+        build: Callable[[], bytes],
+        request: bytes,
+        first: Callable[[], Any],
+        deadline: float,
+        on_text: TextSink,
+    ) -> ModelReply:
+        """Read the reply of the first attempt (opened by `first`), then of each retry. A field
+        the server refuses is left out (or replaced) and the request sent again at once: that
+        is no attempt, and happens once per field."""
+        attempts = self._config.max_retries + 1
+        attempt, opened = 1, first
+        while True:
+            try:
+                reply = self._read(opened(), on_text, deadline)
+                return replace(reply, refused=tuple(sorted(self._refused)))
+            except _Refused as refused:
+                self._adapt(refused.field)
+                request = build()
+            except _Retry as retry:
+                if attempt == attempts:
+                    raise ModelError(
+                        f"{retry.reason} (gave up after {attempts} attempts)"
+                    ) from None
+                wait = (
+                    retry.wait if retry.wait is not None else min(MAX_BACKOFF_S, 0.5 * 2**attempt)
+                )
+                if wait > MAX_RETRY_AFTER_S:
+                    raise ModelError(f"{retry.reason}; {come_back(wait)}") from None
+                self._notify(f"{retry.reason}; retrying in {wait:g} s ({attempt + 1}/{attempts})")
+                if self._pace is not None:
+                    self._pace.retrying(retry.status, wait)
+                self._sleep(wait)
+                attempt += 1
+            deadline = time.monotonic() + self._config.timeout
+            opened = partial(self._open, request)
+
+    def _read(self, stream: Any, on_text: TextSink, deadline: float) -> ModelReply:
+        started = False  # once a chunk arrived, a failure cuts the reply: it is not retried
+
+        def on_chunk() -> None:
+            nonlocal started
+            started = True
+            if time.monotonic() > deadline:
+                raise ModelError(
+                    f"{self._where} took longer than {self._config.timeout:g} s to reply "
+                    "(the timeout setting bounds each reply)"
+                )
+
+        try:
+            if is_web_page(getattr(stream, "response", None)):
+                raise ModelError(f"{self._where} {WEB_PAGE}")
+            return collect(stream, on_text, on_chunk, self._where)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise self._translated(exc, started) from None
+        finally:
+            stream.close()
+
+    def _translated(self, exc: Exception, started: bool) -> Exception:
+        """What an SDK failure means for the user: a ModelError (said once, exit 5), or a
+        _Retry for what is worth another attempt. `started`: part of the reply had arrived."""
+        openai, where = self._openai, self._where
+        if isinstance(exc, openai.AuthenticationError):
+            return ModelError(f"{where} refused the API key (authentication failed)")
+        if isinstance(exc, openai.APITimeoutError):
+            if started:
+                return ModelError(f"the reply from {where} was cut: it stalled")
+            return ModelError(f"{where} did not answer within {self._config.timeout:g} s")
+        if isinstance(exc, openai.APIConnectionError):
+            if started:
+                return ModelError(
+                    f"the reply from {where} was cut: the connection closed mid-reply"
+                )
+            return _Retry(f"cannot reach the model server at {where}")
+        if isinstance(exc, openai.APIStatusError):
+            detail = self._redact(error_message(exc))
+            message = f"{where} answered {exc.status_code}: {detail}"
+            if is_web_page(exc.response):
+                message = f"{where} {WEB_PAGE.replace('answered', f'answered {exc.status_code}')}"
+            field = refused_field(exc, detail)
+            if field is not None and field not in self._refused:
+                return _Refused(field)
+            if context_exceeded(exc.status_code, detail):
+                return ContextTooLongError(message, window_in(detail))
+            if exc.status_code in RETRY_STATUS:
+                return _Retry(message, retry_after(exc), exc.status_code)
+            return ModelError(message)
+        # A malformed chunk, a reply of the wrong shape.
+        kind = type(exc).__name__
+        detail = self._redact(str(exc).splitlines()[0] if str(exc) else kind)
+        return ModelError(f"{where} sent a reply agentctl cannot read ({kind}: {detail})")
+
+    def _redact(self, text: str) -> str:
+        from agentctl.config import redact_text
+
+        # Only a key long enough to be a secret is masked: masking "x" would mangle the text.
+        if len(self._secret) >= 8:
+            text = text.replace(self._secret, "***")
+        return redact_text(text)
+
+
+class _InFlight:
+    """The first attempt of a request, opened by a thread: it sends the request and waits for
+    the server to start answering while the caller does its own work. The reply is read, and
+    retried, on the caller's thread by `collect`."""
+
+    def __init__(self, client: OpenAIModelClient, build: Callable[[], bytes]) -> None:
+        self._client = client
+        self._build = build
+        self._request = build()
+        self._deadline = time.monotonic() + client._config.timeout
+        self._stream: Any = None
+        self._error: BaseException | None = None
+        written = threading.Event()
+        self._thread = threading.Thread(
+            target=self._open, args=(written,), name="model-request", daemon=True
+        )
+        self._thread.start()
+        # Work done now would take the interpreter from the thread still writing the request:
+        # the caller goes on once the request is out (the HTTP client's request hook), or the
+        # attempt ended (it failed before that, or the hook never ran).
+        written.wait(client._config.timeout)
+
+    def _open(self, written: threading.Event) -> None:
+        try:
+            self._stream = self._client._open(self._request, written)
+        except BaseException as exc:  # handed to the caller's thread by `collect`
+            self._error = exc
+        finally:
+            written.set()
+
+    def _first(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._stream
+
+    def collect(self, on_text: TextSink) -> ModelReply:
+        return self._client._finish(
+            self._build, self._request, self._first, self._deadline, on_text
+        )
+
+    def cancel(self) -> None:
+        # A thread still waiting for the server is left to the process's end (it is a daemon);
+        # an opened stream is closed so its connection goes back.
+        if not self._thread.is_alive() and self._stream is not None:
+            self._stream.close()
+
+
+_CHUNK_STREAM: Any = None
+
+
+def _chunk_stream() -> Any:
+    """The SDK's event stream, yielding each chunk as the JSON object the server sent: its own
+    stream builds a model of every chunk (construct_type: about 0.5 ms a chunk, most of what
+    reading a reply cost), which replies.collect does not need. The SSE decoding, the error
+    events and the timeouts are the SDK's, as before."""
+    global _CHUNK_STREAM
+    if _CHUNK_STREAM is None:
+        from openai import APIError, Stream
+
+        class ChunkStream(Stream[dict[str, Any]]):
+            def __stream__(self) -> Any:
+                try:
+                    for sse in self._iter_events():
+                        if sse.data.startswith("[DONE]"):
+                            break
+                        data = sse.json()
+                        if isinstance(data, dict) and data.get("error"):  # as the SDK says it
+                            error = data["error"]
+                            message = error.get("message") if isinstance(error, dict) else None
+                            if not message or not isinstance(message, str):
+                                message = "An error occurred during streaming"
+                            raise APIError(message, self.response.request, body=error)
+                        yield data
+                finally:
+                    self.response.close()
+
+        _CHUNK_STREAM = ChunkStream
+    return _CHUNK_STREAM
+
+
+def _tls(base_url: str | None) -> dict[str, Any]:
+    """A plain-HTTP server (Ollama, vLLM, LM Studio on this machine) needs no certificate
+    authorities: loading them is ~20 ms before the first request. Its context has none, so
+    anything that would reach TLS (a redirect to https) fails closed instead of unverified."""
+    import ssl
+    from urllib.parse import urlsplit
+
+    if base_url and urlsplit(base_url).scheme == "http":
+        return {"verify": ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)}
+    return {}
+
+
+REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")  # their hidden reasoning counts against a limit
+
+
+def output_limit_field(base_url: str | None, model: str = "") -> str | None:
+    """The request field that bounds a reply, or None for no bound. The OpenAI API takes
+    `max_completion_tokens` (`max_tokens` is refused by its reasoning models, and those get no
+    bound at all: their hidden reasoning would eat it); every other OpenAI-compatible server
+    (llama.cpp, llama-cpp-python, vLLM, Ollama, LM Studio, sglang) takes `max_tokens`."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(base_url).hostname if base_url else "api.openai.com"
+    if host != "api.openai.com":
+        return "max_tokens"
+    return None if model.startswith(REASONING_MODELS) else "max_completion_tokens"
+
+
+__all__ = [  # ModelReply, TextSink and MAX_RETRY_AFTER_S live in replies.py; a client's too
+    "MAX_RETRY_AFTER_S",
+    "REASONING_MODELS",
+    "ContextTooLongError",
+    "ModelClient",
+    "ModelConfig",
+    "ModelReply",
+    "OpenAIModelClient",
+    "PendingReply",
+    "TextSink",
+    "output_limit_field",
+    "wire_conversation",
+    "wire_message",
+]

@@ -1,0 +1,493 @@
+"""The agent loop: lifecycle + model + tools + store, each reached through its protocol.
+
+One decision shapes this module: every turn of the loop takes exactly one action, chosen only
+from the session state loaded from the store, and commits exactly one checkpoint for it before the
+next turn. So a process killed anywhere resumes from the head and does the next thing — never a
+model call whose reply is stored, never a tool whose result is stored (design.md §4).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentctl import faults
+from agentctl.domain.checkpoints import ApprovalModeDetail, InstructionsDetail, ReplyDetail
+from agentctl.domain.lifecycle import CheckpointKind, State
+from agentctl.domain.records import ModelCallStarted, RunEvent, Stop, TextDelta, TurnUsage
+from agentctl.domain.state import (
+    InstructionsFile,
+    Message,
+    PendingQuestion,
+    Prepared,
+    Session,
+    SessionInfo,
+    TaskState,
+    valid_text,
+)
+from agentctl.errors import ModelError, WindowTooSmallError
+from agentctl.llm.openai_chat import ContextTooLongError, ModelClient, ModelReply, PendingReply
+from agentctl.loop import control_tools, prompts
+from agentctl.loop.compaction import KEEP_HEAD, ContextKeeper
+from agentctl.loop.context import Budget, TokenCounter, fit_request, observed
+from agentctl.loop.decide import (
+    STALL_LIMIT,
+    AskInText,
+    AwaitInput,
+    CallModel,
+    Finish,
+    GiveUpPlanning,
+    NoProgress,
+    Nudge,
+    RunCall,
+    next_action,
+    pending_calls,
+    stall_kind,
+    unique_call_ids,
+)
+from agentctl.loop.journal import Journal
+from agentctl.loop.tool_calls import ToolCalls
+from agentctl.store.base import Store
+from agentctl.store.listing import keep_listing
+from agentctl.store.ready import keep_ready, load_head, owner_of
+from agentctl.tools import ToolRegistry
+
+if TYPE_CHECKING:
+    from agentctl.domain.state import McpOffer
+    from agentctl.store.lease import Lease
+    from agentctl.workspace.snapshots import Snapshots
+
+
+@dataclass(frozen=True)
+class RunResult:
+    stop: Stop
+    session: Session
+
+
+# Shows a question, returns the answer or None (no terminal); may raise AnsweredElsewhere.
+Ask = Callable[[PendingQuestion], str | None]
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        model: Callable[[], ModelClient],
+        counter: Callable[[], TokenCounter],
+        tools: ToolRegistry,
+        clock: Callable[[], str],
+        on_event: Callable[[RunEvent], None] = lambda _event: None,
+        budget: Budget | None = None,
+        strategy: str = "summarize",
+        snapshots: Snapshots | None = None,
+    ) -> None:
+        # The model is built on first use: resuming only to find the session waiting for
+        # input must not start a model client.
+        self._store = store
+        self._model_factory = model
+        self._model: ModelClient | None = None
+        self._tools = tools
+        self._clock = clock
+        self._emit = on_event
+        self._budget = budget  # None: no limit (tests of other things)
+        self._journal = Journal(store, counter, clock, on_event)
+        self._snapshots = snapshots
+        self._calls = ToolCalls(self._journal, store, tools, snapshots)
+        self._keeper = ContextKeeper(budget, strategy, self._schema_count, self._schema_bound)
+        self._schema_tokens: int | None = None
+        # The first request of a new session, sent before its first checkpoint was written,
+        # and the (session, checkpoint) it was built from.
+        self._early: tuple[tuple[str, int], PendingReply] | None = None
+        self._prelude: Callable[[], None] | None = None  # see `run`
+        self._attach: Callable[[str], str] | None = None
+        self._next: str | None = None  # a follow-up for a done session, given once
+        self._instructions: tuple[tuple[InstructionsFile, ...], str] | None = None
+        self._stop_when: Callable[[], bool] | None = None
+
+    # -- public -----------------------------------------------------------------------------
+
+    def start(
+        self,
+        info: SessionInfo,
+        system_prompt: str,
+        lease: Lease | None = None,
+        early: bool = False,
+        task: TaskState | None = None,
+        attached: str = "",
+    ) -> Session:
+        """Create the session (held by `lease` from its first moment): its first checkpoint is
+        `new_task` (idle → planning).
+
+        With `early`, the first model request goes out before that checkpoint is written, when
+        the conversation surely fits the budget (bytes bound tokens): the tokenizer loads, the
+        messages are counted and the checkpoint is committed while the model thinks, and
+        `run` reads the reply. A process that dies before the commit leaves no session and
+        has done nothing but ask: a model call has no side effect to repeat or lose."""
+        messages = (
+            Message(role="system", content=system_prompt),
+            Message(role="user", content=prompts.goal_message(info.spec.goal) + attached),
+        )
+        pending = self._send_first(info, messages) if early else None
+        counter = self._journal.counter()
+        info = info.model_copy(
+            update={"tokenizer": counter.encoding_name, "approximate_tokens": counter.approximate}
+        )
+        try:
+            counted = tuple(map(self._journal.counted, messages))
+            head = sum(m.tokens for m in counted)
+            task = task or TaskState(goal=info.spec.goal)
+            if (problem := self._keeper.too_small(task, counter.approximate, head)) is not None:
+                raise WindowTooSmallError(problem)  # no session: the command line holds it all
+            session = self._journal.create(info, counted, lease, task=task)
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
+        if pending is not None:
+            self._early = ((info.id, session.checkpoint.id), pending)
+        return session
+
+    def close(self) -> None:
+        """Let go of a first request whose reply was never read (the run stopped before)."""
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
+
+    def run(
+        self,
+        session_id: str,
+        *,
+        answer: str | None,
+        ask: Ask | None,
+        max_turns: int,
+        prelude: Callable[[], None] | None = None,
+        follow_up: str | None = None,
+        attach: Callable[[str], str] | None = None,
+        approval_mode: bool | None = None,
+        instructions: tuple[tuple[InstructionsFile, ...], str] | None = None,
+        mcp: tuple[McpOffer, ...] | None = None,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> RunResult:
+        """Work from the head until done, paused for input, or `max_turns` model calls.
+
+        `prelude` (a resume's: say where it starts) runs once, before anything is written or
+        done: when the first action is a model call, right after its request went out, so it
+        costs nothing the user waits for. It may still refuse, and then nothing is written (a
+        request has no effect to undo).
+
+        `answer` answers the question the session waits for; `follow_up` is the next
+        instruction for a session that is done (`attach` gives the files it names, to send
+        with it). `approval_mode` (resume --yes / --ask) is recorded first when it changes
+        whether writes and commands are asked. `instructions`: the project's instructions
+        changed (their records, and the note with the new text), told to the model before its
+        next call. `stop_when` (a worker told to stop) is asked before each action: True stops
+        the run there, between two checkpoints (Stop.DRAINED)."""
+        self._stop_when = stop_when
+        self._instructions = instructions
+        self._prelude = prelude
+        self._attach = attach
+        self._next = follow_up
+        session = load_head(self._store, session_id)
+        changes = approval_mode is not None and approval_mode != session.task.auto_approve
+        if changes and (session.state is not State.DONE or follow_up is not None):
+            self._run_prelude()
+            task = session.task.model_copy(update={"auto_approve": approval_mode})
+            detail = ApprovalModeDetail(bool(approval_mode))
+            kind = CheckpointKind.APPROVAL_MODE
+            session = self._journal.commit(session, kind, session.state, task, detail=detail)
+        moves = session.state is not State.DONE or follow_up is not None
+        if mcp is not None and mcp != session.task.mcp and moves:
+            # The servers' tools changed since the session last ran: recorded, so `show` and
+            # a rollback know what was offered from here on (the model gets the new list).
+            from agentctl.tools.mcp_tools import mcp_change
+
+            self._run_prelude()
+            change = mcp_change(session.task.mcp, mcp)
+            task = session.task.model_copy(update={"mcp": mcp})
+            kind = CheckpointKind.MCP_TOOLS
+            session = self._journal.commit(session, kind, session.state, task, detail=change)
+        result = self._run(session, answer, ask, max_turns)
+        session = result.session
+        # For the next resume's first request, in the form the model client sends.
+        keep_ready(self._store, session, self._model.prepare if self._model else None)
+        keep_listing(self._store, session.info.id, owner_of(session.info), session.checkpoint.id)
+        return result
+
+    def _run(
+        self, session: Session, answer: str | None, ask: Ask | None, max_turns: int
+    ) -> RunResult:
+        turns = 0
+        while True:
+            action = next_action(session)
+            if isinstance(action, Finish):
+                if self._next is None:
+                    return RunResult(Stop.DONE, session)
+                self._run_prelude()
+                session = self._follow_up(session, self._next)
+                self._next = None
+                continue
+            if (
+                self._stop_when is not None
+                and not isinstance(action, AwaitInput)
+                and self._stop_when()
+            ):
+                return RunResult(Stop.DRAINED, session)
+            if not isinstance(action, CallModel):
+                self._run_prelude()
+            if isinstance(action, AwaitInput):
+                text, answer = answer, None  # given input answers one question only
+                if text is None and ask is not None and action.question is not None:
+                    text = ask(action.question)
+                if text is None:
+                    return RunResult(Stop.PAUSED, session)
+                session = self._calls.receive_input(session, text)
+            elif isinstance(action, RunCall):
+                session = self._calls.handle_call(session, action.call)
+            elif isinstance(action, Nudge):
+                step = control_tools.nudge(session.state, session.task, action.reply)
+                reminder = self._journal.counted(Message(role="user", content=step.result))
+                session = self._journal.commit_step(session, step, reminder)
+            elif isinstance(action, AskInText):
+                step = control_tools.ask_in_text(session.state, session.task, action.question)
+                session = self._journal.commit_step(session, step)
+            elif isinstance(action, GiveUpPlanning):
+                # nudged=False: a resume reminds the model once more instead of stopping again.
+                session = self._journal.record_error(session, action.message, nudged=False)
+                return RunResult(Stop.NO_PLAN, session)
+            elif isinstance(action, NoProgress):
+                # Cleared: a resume nudges the model and gives it STALL_LIMIT more replies.
+                session = self._journal.record_error(
+                    session, action.message, nudged=False, stalled=()
+                )
+                return RunResult(Stop.NO_PROGRESS, session)
+            elif self._instructions is not None:
+                # Before a model call: every call of the last reply has its result, so a note
+                # may go into the conversation here.
+                session = self._new_instructions(session, *self._instructions)
+                self._instructions = None
+            elif turns >= max_turns:
+                self._run_prelude()
+                message = f"stopped after {turns} model calls (max_turns); resume to continue"
+                session = self._journal.record_error(session, message)
+                return RunResult(Stop.TURN_LIMIT, session)
+            elif (problem := self._too_small(session)) is not None:
+                self._run_prelude()
+                session = self._journal.record_error(session, problem)
+                raise WindowTooSmallError(problem, hint=f"agentctl resume {session.info.id}")
+            elif (split := self._keeper.split(session)) is not None:
+                self._run_prelude()
+                session = self._compact(session, split)
+            else:
+                session = self._call_model(session)
+                turns += 1
+
+    # -- one action each ------------------------------------------------------------------
+
+    def _new_instructions(
+        self, session: Session, records: tuple[InstructionsFile, ...], note: str
+    ) -> Session:
+        self._run_prelude()
+        now = {r.path for r in records}
+        gone = [r for r in session.task.instructions if r.path not in now]
+        first = records[0] if records else (gone[0] if gone else None)
+        detail = InstructionsDetail(
+            path=", ".join(r.path for r in records) or (first.path if first else ""),
+            chars=sum(r.chars for r in records),
+            removed=True if not records else None,
+        )
+        message = self._journal.counted(Message(role="user", content=note))
+        task = session.task.model_copy(update={"instructions": records})
+        kind = CheckpointKind.INSTRUCTIONS
+        return self._journal.commit(
+            session, kind, session.state, task, new_messages=(message,), detail=detail
+        )
+
+    def _follow_up(self, session: Session, text: str) -> Session:
+        text = valid_text(text)
+        step = control_tools.follow_up(session.state, session.task, text)
+        content = step.result + (self._attach(text) if self._attach is not None else "")
+        message = self._journal.counted(Message(role="user", content=content))
+        return self._journal.commit_step(session, step, message)
+
+    def _run_prelude(self) -> None:
+        prelude, self._prelude = self._prelude, None
+        if prelude is not None:
+            prelude()
+
+    def _model_client(self) -> ModelClient:
+        if self._model is None:
+            self._model = self._model_factory()
+        return self._model
+
+    def _send_first(self, info: SessionInfo, messages: tuple[Message, ...]) -> PendingReply | None:
+        """The first request, from uncounted messages, when their bound fits the limit with
+        counts taken as approximate (the tokenizer is not known before it loads)."""
+        counter = self._journal.counter()
+        bound = sum(map(counter.bound, messages)) + self._schema_bound()
+        if bound > self._keeper.limit(TaskState(goal=info.spec.goal), approximate=True):
+            return None  # counted first, then sent as every other request
+        return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
+
+    def _send(self, session: Session) -> PendingReply:
+        """The next request from the head. The schemas are counted first only when the
+        conversation does not surely fit without knowing their count."""
+        limit = self._keeper.prompt_limit(session)
+        tools = self._schema_bound()  # the exact count once known
+        if session.context_tokens + tools > limit:
+            tools = self._schema_count()
+        client = self._model_client()
+        kept = session.ready.prepared if session.ready is not None else None
+        fits = session.context_tokens <= limit - tools
+        if kept is not None and kept.format == client.format and fits:
+            messages: Sequence[Message] | Prepared = kept  # as it is: nothing decoded
+        else:
+            messages = fit_request(session.messages, limit - tools)
+        return client.send(
+            messages, self._tool_schemas(), self._reply_reserve(), session.task.refused_params
+        )
+
+    def _reply_reserve(self) -> int | None:
+        return self._budget.reply_reserve if self._budget else None
+
+    def _collect(
+        self, session: Session, pending: PendingReply, on_text: Callable[[str], None]
+    ) -> ModelReply:
+        """Read one reply; a failure is recorded on a checkpoint and `resume` retries it."""
+        self._emit(ModelCallStarted(session.info.id))
+        try:
+            reply = pending.collect(on_text)
+        except ContextTooLongError:
+            raise  # handled by the caller: compact, not record-and-stop
+        except ModelError as exc:
+            self._journal.record_error(session, exc.message)
+            exc.hint = exc.hint or f"agentctl resume {session.info.id}"
+            raise
+        faults.hit("model_reply_received")
+        return reply
+
+    def _call_model(self, session: Session) -> Session:
+        began = time.monotonic()
+        early, self._early = self._early, None
+        if early is not None and early[0] == (session.info.id, session.checkpoint.id):
+            pending = early[1]
+        else:
+            if early is not None:
+                early[1].cancel()
+            pending = self._send(session)
+        try:
+            self._run_prelude()
+            # Counted while the model thinks, when the request could go out without it.
+            tools = self._schema_count()
+        except BaseException:
+            pending.cancel()
+            raise
+        try:
+            reply = self._collect(session, pending, lambda text: self._emit(TextDelta(text)))
+        except ContextTooLongError as exc:
+            return self._shrink_window(session, exc)
+        u = reply.usage
+        self._emit(
+            TurnUsage(
+                u.prompt_tokens,
+                reply.cached_tokens,
+                u.completion_tokens,
+                time.monotonic() - began,
+                reported=not u.unreported,
+            )
+        )
+        task = session.task
+        # A new reply ends whatever approval was given for the previous one.
+        update: dict[str, Any] = {"last_error": None, "approval": None, "tools_tokens": tools}
+        if session.info.approximate_tokens and not reply.usage.unreported:
+            # How the server counts what we sent, against how we counted it (design: calibrate).
+            ours = session.context_tokens + tools
+            update["token_ratio"] = round(max(1.0, reply.usage.prompt_tokens / max(1, ours)), 3)
+            fit = observed(task.token_fit, session.context_tokens, reply.usage.prompt_tokens)
+            update["token_fit"] = tuple(round(x, 3) for x in fit)
+        if reply.message.tool_calls:
+            update["nudged"] = False
+        stalled = () if reply.message.tool_calls else (*task.stalled, stall_kind(reply.message))
+        if stalled != task.stalled:
+            update["stalled"] = stalled[-STALL_LIMIT:]
+        if reply.refused != task.refused_params:
+            update["refused_params"] = reply.refused
+        message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)
+        return self._journal.commit(
+            session,
+            CheckpointKind.MODEL_REPLY,
+            session.state,
+            task.model_copy(update=update),
+            new_messages=(self._journal.counted(message),),
+            detail=ReplyDetail(tuple(c.name for c in message.tool_calls)),
+            usage=session.checkpoint.usage + reply.usage,
+        )
+
+    def _schema_count(self) -> int:
+        if self._schema_tokens is None:
+            schemas = json.dumps(self._tool_schemas())
+            self._schema_tokens = self._journal.counter().count_text(schemas)
+        return self._schema_tokens
+
+    def _schema_bound(self) -> int:
+        if self._schema_tokens is not None:
+            return self._schema_tokens
+        return self._journal.counter().bound_text(json.dumps(self._tool_schemas()))
+
+    def _too_small(self, session: Session) -> str | None:
+        """The window's problem when the conversation does not fit and the part compaction
+        keeps (system prompt, goal) leaves no room with the tools; checked only then."""
+        if self._budget is None and session.task.context_limit is None:
+            return None
+        if session.context_tokens + self._schema_bound() <= self._keeper.prompt_limit(session):
+            return None
+        head = sum(m.tokens for m in session.messages[:KEEP_HEAD])
+        return self._keeper.too_small(session.task, session.info.approximate_tokens, head)
+
+    def _compact(self, session: Session, split: int) -> Session:
+        """Replace the turns before `split` by a note (with the model's summary of them, or
+        nothing when dropping). One checkpoint; the originals stay in the store, in the
+        parent's conversation, so `show --at` and rollback still reach them."""
+        usage, summary = session.checkpoint.usage, None
+        allowed = self._keeper.summary_tokens(session, split)
+        if self._keeper.strategy == "summarize" and allowed:
+            request = prompts.summary_request(self._keeper.transcript(session, split))
+            pending = self._model_client().send(request, [], allowed, session.task.refused_params)
+            reply = self._collect(session, pending, lambda _: None)
+            summary = reply.message.content or "(the model gave no summary)"
+            usage = usage + reply.usage
+        new, detail = self._keeper.compacted(
+            session, split, summary, self._journal.counted, allowed
+        )
+        return self._journal.commit(
+            session,
+            CheckpointKind.CONTEXT_COMPACTED,
+            session.state,
+            session.task,
+            new_messages=new,
+            keep_messages=KEEP_HEAD,
+            detail=detail,
+            usage=usage,
+        )
+
+    def _tool_schemas(self) -> list[dict[str, Any]]:
+        schemas = prompts.CONTROL_TOOLS + self._tools.schemas()
+        if self._budget is not None and self._budget.window <= prompts.LEAN_WINDOW:
+            return prompts.lean_schemas(schemas)
+        return schemas
+
+    def _shrink_window(self, session: Session, exc: ContextTooLongError) -> Session:
+        """The server refused the conversation as too long for its window: lower the session's
+        window and compact on the next turn; with nothing left to compact, a model error."""
+        window = self._keeper.shrunk_window(session, exc.window)
+        if window is None:
+            self._journal.record_error(session, exc.message)
+            exc.hint = exc.hint or f"agentctl resume {session.info.id}"
+            raise ModelError(f"{exc.message} — and there is nothing left to compact", hint=exc.hint)
+        message = f"{exc.message}; lowering the context window to {window} tokens and compacting"
+        return self._journal.record_error(session, message, context_limit=window)
+
+
+__all__ = ["Ask", "RunEvent", "RunResult", "Runner", "Stop", "pending_calls"]

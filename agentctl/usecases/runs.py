@@ -1,0 +1,988 @@
+"""Use cases: start, resume, rollback, list, show, history.
+
+The one place that turns Settings into concrete things — a store from the URL, a model client
+(the real `openai` one or the scripted server), a token counter — and hands them to the runner.
+It knows nothing of rich or typer: progress goes out through the `on_event` callback.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl.config import Settings
+from agentctl.domain.records import FileChange, Notice, RunReport, SessionStarted, SessionView, Stop
+from agentctl.errors import (
+    AgentctlError,
+    AmbiguousSessionError,
+    NotWaitingError,
+    StoreError,
+    UnknownSessionError,
+    UsageError,
+)
+from agentctl.store import Store, open_store
+from agentctl.store.base import CheckpointSummary
+from agentctl.usecases import wiring
+
+if TYPE_CHECKING:
+    from agentctl.domain.records import RunEvent, SessionReport, ToolArgument, ToolInfo
+    from agentctl.domain.state import McpOffer, PendingQuestion, Session, SessionInfo, TaskSpec
+    from agentctl.llm.openai_chat import Pace
+    from agentctl.loop.runner import Ask
+    from agentctl.store.lease import Lease
+    from agentctl.tools import Effects, ToolRegistry
+    from agentctl.usecases.trust import Trust
+    from agentctl.workspace.snapshots import Snapshots
+
+
+# What the terminal asks with: the question, and a check that it was answered elsewhere.
+Prompt = Callable[["PendingQuestion", Callable[[], bool]], "str | None"]
+
+
+class HeldLease:
+    """The session's lease, renewed by a heartbeat thread on its own handle to the same store,
+    and given up while a person is asked something (`release`, then `take` again): a session
+    waiting at a prompt holds nothing that would stop an answer from another terminal."""
+
+    def __init__(self, store: Store, session_id: str) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._held: Lease | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def take(self, lease: Lease | None = None) -> None:
+        """Take the lease (SessionBusyError naming the holder), unless `lease` is held already."""
+        from agentctl.store.lease import Lease
+
+        if lease is None:
+            lease = Lease.mine(secrets.token_hex(8))
+            self._store.acquire_lease(self._session_id, lease)
+        self._held = lease
+        self._stop = threading.Event()
+        self._beat = threading.Thread(
+            target=self._heartbeat, args=(lease, self._stop), name="lease-heartbeat", daemon=True
+        )
+        self._beat.start()
+
+    def release(self, give_up: bool = True) -> None:
+        """Stop renewing and give the lease up; `give_up` False: stop renewing only (a worker
+        gives it up itself, with the session's queue status, in one transaction)."""
+        if self._held is None:
+            return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+        held, self._held = self._held, None
+        if give_up:
+            self._store.release_lease(self._session_id, held.token)
+
+    def _heartbeat(self, held: Lease, stop: threading.Event) -> None:
+        from agentctl.store.lease import lease_ttl
+
+        # The handle is opened at the first beat, not at once: opening it would compete with
+        # the first model request for the interpreter.
+        other: Store | None = None
+        try:
+            while not stop.wait(lease_ttl() / 3):
+                other = other or self._store.another_handle()
+                other.acquire_lease(self._session_id, held.renewed())
+        except AgentctlError:
+            pass  # lost to a takeover: the head check on every commit stops our writes
+        finally:
+            if other is not None and other is not self._store:
+                other.close()
+
+
+@contextmanager
+def held_lease(
+    store: Store, session_id: str, lease: Lease | None = None, give_up: bool = True
+) -> Iterator[HeldLease]:
+    """Hold the session's lease while the block runs (taking it, unless `lease` is already
+    held), renewed by a heartbeat thread on its own handle to the same store; given up at the
+    end unless `give_up` is False (a worker's claim: see Claimed)."""
+    holder = HeldLease(store, session_id)
+    holder.take(lease)
+    try:
+        yield holder
+    finally:
+        holder.release(give_up)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A worker's run of a session it claimed (worker.py): the lease the claim wrote (renewed
+    while the run goes on, and kept when it ends: the worker gives it up together with the
+    queue status), the scratch folder the session works in on this worker, and when to stop
+    between two steps (SIGTERM)."""
+
+    lease: Lease
+    workspace: str
+    stop_when: Callable[[], bool]
+    pace: Callable[[str], Pace] | None = None  # the shared pace of model servers
+    share: Callable[[Snapshots], None] | None = None  # keeps its captures where all can read
+
+
+def unleased(store: Store, session_id: str, holder: HeldLease, prompt: Prompt) -> Ask:
+    """The runner's `ask`: the lease is given up while the person thinks, so an answer from
+    another terminal (`resume ID --input`) can proceed; the prompt notices the head move and
+    raises AnsweredElsewhere. An answer typed here takes the lease back and is used only if
+    the session still waits where it did: never two writers, never an answer applied to a
+    question it was not given for."""
+    from agentctl.domain.records import AnsweredElsewhere
+    from agentctl.errors import SessionBusyError
+
+    def ask(question: PendingQuestion) -> str | None:
+        waiting = store.head(session_id).id
+        holder.release()
+        try:
+            text = prompt(question, lambda: store.head(session_id).id != waiting)
+        except AnsweredElsewhere as exc:  # the prompt saw the head move: which question
+            raise AnsweredElsewhere(exc.typed, waiting) from None
+        try:
+            holder.take()
+        except SessionBusyError:
+            # another process writes: it answered (its answer may not be committed yet)
+            raise AnsweredElsewhere(text, waiting) from None
+        if store.head(session_id).id != waiting:
+            raise AnsweredElsewhere(text, waiting)
+        return text
+
+    return ask
+
+
+def follow(
+    store: Store,
+    session_id: str,
+    on_event: Callable[[RunEvent], None],
+    past: int | None = None,
+) -> RunReport:
+    """Report every checkpoint after the current head as it is committed, until the session is
+    done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing.
+
+    `past`: the question another terminal answered. Its answer may not be committed yet (that
+    process has the lease, its commit is on the way), so the session standing at that question
+    is not "waiting" yet: followed until the head moves past it, or, when nothing moves for
+    `ANSWER_WAIT_S`, the question is taken as still open (the answer never came)."""
+    import time
+
+    from agentctl.domain.lifecycle import State
+    from agentctl.domain.records import Checkpointed, Stop
+    from agentctl.domain.state import Message
+
+    seen = store.head(session_id)
+    before: tuple[Message, ...] | None = None
+    still = time.monotonic() + ANSWER_WAIT_S
+    while True:
+        head = store.head(session_id)
+        if past is not None and head.id != past:
+            past = None  # the answer, or a rollback: from here on, as `watch` follows
+        if past is not None and time.monotonic() < still:
+            time.sleep(FOLLOW_POLL_S)
+            continue
+        for number in range(seen.id + 1, head.id + 1):
+            # The messages each checkpoint added, so a view shows what a run's would.
+            if before is None:
+                before = store.load(session_id, seen.id).messages
+            now = store.load(session_id, number)
+            added = now.messages[len(before) :] if len(now.messages) > len(before) else ()
+            before = now.messages
+            on_event(Checkpointed(now.checkpoint, added))
+        seen = head
+        if head.to_state in (State.DONE, State.WAITING_FEEDBACK):
+            stop = Stop.DONE if head.to_state is State.DONE else Stop.PAUSED
+            return RunReport(stop, store.load(session_id))
+        time.sleep(FOLLOW_POLL_S)
+
+
+FOLLOW_POLL_S = 0.25
+ANSWER_WAIT_S = 10.0
+
+
+def _answered_elsewhere(
+    store: Store,
+    session_id: str,
+    exc: Exception,
+    on_event: Callable[[RunEvent], None],
+) -> RunReport:
+    """The prompt's question was answered in another terminal: say so, and follow the session
+    read-only (as `watch` does) until it is done or waits again; the exit code is `run`'s."""
+    from agentctl.domain.records import AnsweredElsewhere
+
+    typed = exc.typed if isinstance(exc, AnsweredElsewhere) else None
+    on_event(
+        Notice(
+            "answered in another terminal; following the session there (read-only)",
+            session_id=session_id,
+            elsewhere=True,
+        )
+    )
+    if typed and typed.strip():
+        on_event(Notice(f"not sent (it was answered first): {typed}"))
+    question = exc.question if isinstance(exc, AnsweredElsewhere) else None
+    return replace(follow(store, session_id, on_event, past=question), followed=True)
+
+
+@contextmanager
+def opened_store(settings: Settings, *, create: bool = False) -> Iterator[Store]:
+    """The store of the settings. Only the commands that make sessions (run, import, a move's
+    target) or the profile (profile set) pass `create`: every other command leaves a URL
+    that names no store as it is, and says so (NoStoreError, exit 2) — except the default
+    store before anything was saved in it, which reads as an empty store."""
+    from agentctl.errors import NoStoreError
+
+    try:
+        store = open_store(settings.store_url, create=create)
+    except NoStoreError:
+        if "store" in settings.sources:  # named by a flag, a variable or the settings file
+            raise
+        store = open_store("memory:")  # the default, not made yet: nothing saved so far
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def refuse_if_damaged(store: Store, session_id: str) -> None:
+    """A session is written to only while the path its head stands on is sound: damage is
+    never extended (exit 6, nothing written). Reading commands still show what they can."""
+    from agentctl.errors import StoreError
+    from agentctl.usecases.verify import path_problems
+
+    history = store.history(session_id)
+    problems = path_problems(history, history[-1].id if history else 0)
+    if problems:
+        raise StoreError(
+            f"session {session_id} is damaged ({problems[0]}); nothing was written",
+            hint=f"agentctl verify {session_id}, then agentctl rollback {session_id} --to N "
+            "(a sound checkpoint)",
+        )
+
+
+def refuse_if_moved(store: Store, session_id: str) -> None:
+    """A moved session is continued where it went; this copy stays as a record."""
+    from agentctl.domain.checkpoints import MovedDetail
+    from agentctl.domain.lifecycle import CheckpointKind
+
+    head = store.head(session_id)
+    if head.kind is CheckpointKind.MOVED:
+        detail = head.typed_detail()
+        where = detail.to if isinstance(detail, MovedDetail) else "another store"
+        raise UsageError(
+            f"session {session_id} was moved to {where}; continue it there",
+            hint=resume_elsewhere(session_id, where),
+        )
+
+
+def resume_elsewhere(session_id: str, shown_url: str) -> str:
+    """The command that continues a moved session in the store it went to, ready to paste:
+    the URL as shown (user name kept), its masked password left out for libpq to find."""
+    import shlex
+
+    from agentctl.config import pasteable_url
+
+    url = pasteable_url(shown_url)
+    if url is None:  # an older record masked the user name, or a query parameter
+        return f"agentctl resume {session_id} --store URL (the URL of {shown_url})"
+    command = f"agentctl resume {session_id} --store {shlex.quote(url)}"
+    if url != shown_url:
+        command += "  (the password from PGPASSWORD or ~/.pgpass)"
+    return command
+
+
+def resolve_session(store: Store, prefix: str) -> str:
+    """The one session an id, a unique id prefix or a name (agentctl rename) names. An id
+    wins over a name; a name two sessions share is ambiguous."""
+    matches = store.match_sessions(prefix) if prefix else []
+    if prefix in matches:
+        return prefix
+    if len(matches) == 1:
+        return matches[0]
+    if not matches and prefix:
+        listed = store.list_sessions()
+        if any(s.id == prefix for s in listed):
+            # Listed, yet not found by id: a damaged page (an index and its table disagree).
+            raise StoreError(
+                f"the store lists session {prefix!r} but cannot find it by its id: the store "
+                "is damaged",
+                hint="agentctl verify",
+            )
+        named = [s.id for s in listed if s.name == prefix]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise AmbiguousSessionError(
+                f"{len(named)} sessions are named {prefix!r}: {', '.join(named[:5])}",
+                hint="name one by its id, or rename one: agentctl rename ID NAME",
+            )
+    if not matches:
+        raise UnknownSessionError(f"no session matches {prefix!r}", hint="agentctl list")
+    shown = ", ".join(matches[:5]) + (" …" if len(matches) > 5 else "")
+    raise AmbiguousSessionError(f"{prefix!r} matches {len(matches)} sessions: {shown}")
+
+
+# -- names and tags ---------------------------------------------------------------------
+
+MAX_NAME = 80
+
+
+def valid_name(name: str) -> str:
+    """A session name as given (stripped), or UsageError saying what a name is."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise UsageError(f"a name is one line of 1 to {MAX_NAME} printable characters")
+    return name
+
+
+def valid_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    for t in tags:
+        if not t or len(t) > 40 or not t.isprintable() or " " in t:
+            raise UsageError(f"a tag is one word of up to 40 characters, not {t!r}")
+    return tuple(dict.fromkeys(tags))
+
+
+def refuse_taken_name(store: Store, name: str, session_id: str | None = None) -> None:
+    """A name names one session: one that is the start of an id (an id always wins) or that
+    another session already has is refused now, not when it is first used (exit 2)."""
+    if store.match_sessions(name):
+        raise UsageError(f"{name!r} is the start of a session id; pick another name")
+    holders = [s.id for s in store.list_sessions() if s.name == name and s.id != session_id]
+    if holders:
+        raise UsageError(
+            f"the name {name!r} is taken by session {holders[0]}; pick another name",
+            hint=f"agentctl rename {holders[0]} OTHER-NAME (to free it)",
+        )
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def read_task(argument: str, stdin: Callable[[], str] | None = None) -> TaskSpec:
+    """A task file, or a goal typed on the command line; `-`: the goal is standard input."""
+    from agentctl.domain.tasks import goal_task, load_task_file, looks_like_task_file
+
+    if argument == "-" and stdin is not None:
+        return goal_task(stdin())
+    return load_task_file(argument) if looks_like_task_file(argument) else goal_task(argument)
+
+
+def start_session(
+    settings: Settings,
+    spec: TaskSpec,
+    *,
+    max_turns: int | None,
+    ask: Prompt | None,
+    on_event: Callable[[RunEvent], None],
+    workspace: Path | None = None,
+    yes: bool = False,
+    tools: ToolRegistry | None = None,
+    context_strategy: str | None = None,
+    name: str | None = None,
+    tags: Iterable[str] = (),
+    sandbox: str | None = None,
+    network: bool | None = None,
+    detach: Detach | None = None,
+) -> RunReport:
+    """Start a session and run it here; with `detach`, record it and queue it for a worker
+    (PostgreSQL only): nothing runs here and no model is called."""
+    from agentctl.config import parse_value
+    from agentctl.domain.state import SessionInfo, TaskState
+    from agentctl.loop import prompts
+
+    if detach is not None:
+        needs_postgres(settings, "run --detach")
+    if context_strategy is not None:  # kept in the spec: a resume goes on the same way
+        parse_value("context_strategy", context_strategy, "--context-strategy")
+        spec = spec.model_copy(update={"context_strategy": context_strategy})
+    if sandbox is not None:  # kept in the spec too: a resume stays in the same sandbox
+        parse_value("sandbox", sandbox, "--sandbox")
+        spec = spec.model_copy(update={"sandbox": sandbox})
+    if network is not None:
+        spec = spec.model_copy(update={"network": network})
+
+    from agentctl.loop import instructions
+
+    name = valid_name(name) if name is not None else None
+    labels = valid_tags(tags)
+    model_name = wiring.choose_model(settings, spec, session_model=None)
+    root = str(wiring.workspace(settings, workspace))
+    if tools is None:
+        wiring.probe_sandbox_soon(settings, spec)
+    forbidden = wiring.forbidden_paths(settings)
+    attached = instructions.attachments(spec.goal, root, forbidden)  # refused before a write
+    project = instructions.read_instructions(root, forbidden, wiring.user_instructions(settings))
+    with opened_store(settings, create=True) as store, ExitStack() as stack:
+        if name is not None:
+            refuse_taken_name(store, name)  # before anything is written
+        header: list[RunEvent] = []  # said under the header, after the first request went out
+        snapshots = None if detach else wiring.snapshots(settings, root, header.append)
+        tools = tools or wiring.work_tools(
+            settings, root, spec, yes, header.append, undoable=snapshots is not None
+        )
+        stack.callback(tools.close)  # MCP servers stop with the run
+        wiring.preload(tools)  # the model client loads while MCP servers start
+        tools.settle()  # before the header: what the servers said is said under it
+        profile = store.load_profile()
+        shell = _shell_effects(tools)
+        info = SessionInfo(
+            id=_new_id(store),
+            spec=spec,
+            model=model_name,
+            created_at=wiring.now(),
+            workspace=None if detach else root,  # a worker's own folder (worker.py)
+            sandbox=shell.sandbox if shell else None,
+            network=shell.network if shell else None,
+        )
+        # Views hold the header and what is said under it until the first checkpoint: nothing
+        # is printed before the first request is out (the terminal UI loads with it).
+        on_event(_started(settings, info.id, model_name, root, shell))
+        for event in header:
+            on_event(event)
+        for found in project:
+            on_event(
+                Notice(f"project instructions: {found.path} ({found.record.chars} characters)")
+            )
+        runner = wiring.runner(settings, store, spec, model_name, stack, on_event, tools, snapshots)
+        system = prompts.system_prompt(
+            profile.preferences, spec.instructions, tools.names, instructions.prompt_text(project)
+        )
+        from agentctl.store.lease import Lease
+
+        lease = Lease.mine(secrets.token_hex(8))
+        turns = max_turns or spec.max_turns
+        stack.callback(runner.close)
+        # Theirs before it exists: a run killed at any point leaves no session of this user's
+        # that resume would take for one from elsewhere.
+        _grant_own(settings, info, on_event)
+        # The first request goes out first; the rest happens while the model thinks.
+        first = TaskState(  # --yes is remembered by the session, as are the instructions read
+            goal=spec.goal,
+            auto_approve=yes,
+            instructions=tuple(f.record for f in project),
+            mcp=_offers(tools, info.id),
+        )
+        # held from the start
+        held = None if detach else lease
+        runner.start(
+            info, system, held, early=turns > 0 and not detach, task=first, attached=attached
+        )
+        if name is not None or labels:
+            store.set_labels(info.id, name, labels)
+        store.update_profile(lambda p: p.with_goal(spec.goal))
+        if detach is not None:
+            detach.enqueue(store, info.id)
+            return RunReport(Stop.QUEUED, store.load(info.id), started_at=1)
+        from agentctl.domain.records import AnsweredElsewhere
+
+        with held_lease(store, info.id, lease) as holder:
+            asking = unleased(store, info.id, holder, ask) if ask is not None else None
+            try:
+                result = runner.run(info.id, answer=None, ask=asking, max_turns=turns)
+            except AnsweredElsewhere as exc:
+                holder.release()
+                return _answered_elsewhere(store, info.id, exc, on_event)
+        changes = _changes(store, snapshots, info.id, 1, result.session.task.workspace_tree)
+        return RunReport(result.stop, result.session, changes, started_at=1)
+
+
+@dataclass(frozen=True)
+class Detach:
+    """run --detach: the queue, the priority and the workspace's source of a queued session."""
+
+    queue: str | None = None
+    priority: int | None = None
+    repo: str | None = None
+    ref: str | None = None
+
+    def enqueue(self, store: Store, session_id: str, answer: tuple[str, int] | None = None) -> None:
+        from agentctl.store import pg_queue
+
+        source = pg_queue.Source(self.repo, self.ref) if self.repo else None
+        text, head = answer if answer is not None else (None, None)
+        pg_queue.on(store).with_connection(
+            lambda conn: pg_queue.enqueue(
+                conn,
+                session_id,
+                queue=self.queue,
+                priority=self.priority,
+                answer=text,
+                answers=head,
+                source=source,
+            ),
+            session_id,
+        )
+
+
+def needs_postgres(settings: Settings, what: str) -> None:
+    """Queues and workers live in a PostgreSQL store: any other is refused before anything."""
+    from agentctl.store.pg_queue import refuse_unless_postgres
+
+    refuse_unless_postgres(settings.store_url, what)
+
+
+def _grant_own(settings: Settings, info: SessionInfo, on_event: Callable[[RunEvent], None]) -> None:
+    """A session this user starts is theirs: its settings are the ones they gave (trust.py)."""
+    from agentctl.usecases import trust
+
+    try:
+        trust.grant(settings, info, trust.Trust(own=True, since=0))
+    except OSError as exc:
+        on_event(
+            Notice(
+                f"cannot record in {settings.home} that session {info.id} is yours "
+                f"({exc.strerror or exc}): resume will ask you to accept its settings"
+            )
+        )
+
+
+def resume_session(
+    settings: Settings,
+    prefix: str | None,
+    *,
+    answer: str | None,
+    max_turns: int | None,
+    ask: Prompt | None,
+    on_event: Callable[[RunEvent], None],
+    yes: bool = False,
+    ask_approvals: bool = False,
+    tools: ToolRegistry | None = None,
+    accept_settings: bool = False,
+    claimed: Claimed | None = None,
+) -> RunReport:
+    """Continue a session. `yes` / `ask_approvals` (resume --yes / --ask) change the session's
+    approval mode, recorded on a checkpoint; without either it keeps the one it has. A session
+    this user did not start here is taken only once its settings are accepted (trust.py), and
+    its approval mode is then theirs: asking, unless they say --yes."""
+    from agentctl.domain.lifecycle import State
+    from agentctl.usecases import trust
+
+    if yes and ask_approvals:
+        raise UsageError("--yes and --ask contradict each other: give one")
+    with opened_store(settings) as store, ExitStack() as stack:
+        session_id = (
+            resolve_session(store, prefix) if prefix is not None else _latest_unfinished(store)
+        )
+        refuse_if_moved(store, session_id)
+        # Before the lease: a damaged session gets no write at all, not even a lease row (so
+        # the walk of its history stays on the way to the first request: 30 ms at 10,000).
+        refuse_if_damaged(store, session_id)
+        head = store.head(session_id)
+        if answer is not None and head.to_state not in (State.WAITING_FEEDBACK, State.DONE):
+            raise NotWaitingError(
+                f"session {session_id} is {head.to_state.value}, not waiting for input; "
+                "resume it without --input"
+            )
+        if answer is not None and head.to_state is State.DONE and not answer.strip():
+            raise UsageError('a follow-up needs some text: --input "what to do next"')
+        pending = head.task.pending_question
+        if answer is not None and not answer.strip() and pending and pending.kind == "question":
+            raise UsageError(
+                "an empty answer is no answer: --input the answer",
+                hint=f"agentctl show {session_id}",
+            )
+        from agentctl.loop import instructions
+
+        forbidden = wiring.forbidden_paths(settings)
+        workspace = claimed.workspace if claimed else store.info(session_id).workspace
+        attached = ""
+        if answer is not None and head.to_state is State.DONE:  # a follow-up may attach files
+            attached = instructions.attachments(answer, workspace, forbidden)
+        # What the session may do here is this user's word (trust.py): a session from
+        # elsewhere runs in no home folder, picks no script itself and grants nothing until
+        # its settings are accepted. All decided before the lease: a refusal writes nothing.
+        info = store.info(session_id)
+        granted = trust.lookup(settings, info)
+        own = granted is not None and granted.own
+        if granted is None and not accept_settings and ask is None:
+            raise _not_accepted(info)  # said first: what it carries, and how to take it
+        root = (
+            claimed.workspace
+            if claimed
+            else wiring.session_workspace(settings, info.workspace, own)
+        )
+        model_name = wiring.choose_model(settings, info.spec, session_model=info.model, own=own)
+        taken_now = granted is None
+        if granted is None:
+            since = trust.counting_from(head.task, head.id)
+            granted = _accept_settings(settings, info, since, accept_settings, ask, on_event)
+        # Validated before the lease, so bad input writes nothing; the runner reloads the head
+        # under the lease, and every commit checks it.
+        if claimed is not None:  # the claim's lease, taken again here: this handle writes
+            store.acquire_lease(session_id, claimed.lease.renewed())
+        holder = stack.enter_context(
+            held_lease(store, session_id, claimed.lease if claimed else None, claimed is None)
+        )
+        if answer is not None and store.head(session_id).id != head.id:
+            # Answered (or continued) elsewhere between the read above and the lease: this
+            # input was meant for a question that is gone. Said, never applied elsewhere.
+            raise NotWaitingError(
+                f"session {session_id} moved on meanwhile (answered in another terminal?); "
+                "your --input was not used",
+                hint=f"agentctl show {session_id}",
+            )
+        info = store.info(session_id)
+        spec = info.spec
+        if tools is None:
+            wiring.probe_sandbox_soon(settings, spec)
+        header: list[RunEvent] = []  # said under the header, after the first request went out
+        snapshots = wiring.snapshots(settings, root if claimed else info.workspace, header.append)
+        if claimed is not None and claimed.share is not None and snapshots is not None:
+            claimed.share(snapshots)
+        # The approval mode is the session's (its task state), not this process's flag.
+        tools = tools or wiring.work_tools(
+            settings,
+            root,
+            spec,
+            False,
+            header.append,
+            undoable=snapshots is not None,
+            since=granted.since,
+        )
+        stack.callback(tools.close)
+        project = instructions.read_instructions(
+            workspace, forbidden, wiring.user_instructions(settings)
+        )
+        changed = None
+        if instructions.changed(head.task.instructions, project):
+            records = tuple(f.record for f in project)
+            changed = (records, instructions.change_note(head.task.instructions, project))
+            header.append(
+                Notice(
+                    "the project's instructions changed since this session read them "
+                    f"({', '.join(f.path for f in project) or 'removed'}): the new text is "
+                    "used from the next model call on"
+                )
+            )
+        wiring.preload(tools)  # the model client loads while MCP servers start
+        tools.settle()
+        offered = _offers(tools, session_id)
+        if offered != head.task.mcp and (head.task.mcp or offered):
+            from agentctl.tools.mcp_tools import mcp_change, said
+
+            change = said(mcp_change(head.task.mcp, offered))
+            header.append(Notice(f"MCP tools changed since this session last ran: {change}"))
+        if head.task.auto_approve and not (ask_approvals or taken_now or yes):
+            header.append(
+                Notice(
+                    "writes and shell commands run without asking (this session's --yes); "
+                    f"agentctl resume {session_id} --ask to be asked again"
+                )
+            )
+        from agentctl.workspace.restore import finish_interrupted
+
+        # Views hold the header and what is said under it until the first checkpoint.
+        shell = _shell_effects(tools)
+        on_event(_started(settings, session_id, model_name, info.workspace, shell, head.id))
+        for event in header:
+            on_event(event)
+        if finish_interrupted(snapshots, store, session_id):
+            on_event(Notice("finished restoring the workspace files of an interrupted rollback"))
+        runner = wiring.runner(
+            settings,
+            store,
+            spec,
+            model_name,
+            stack,
+            on_event,
+            tools,
+            snapshots,
+            pace=claimed.pace if claimed else None,
+        )
+        stack.callback(runner.close)
+        follow_up = None
+        if head.to_state is State.DONE:
+            follow_up, answer = answer, None
+        from agentctl.domain.records import AnsweredElsewhere
+
+        try:
+            result = runner.run(
+                session_id,
+                answer=answer,
+                follow_up=follow_up,
+                # A session taken from elsewhere asks, whatever mode it came with.
+                approval_mode=True if yes else (False if ask_approvals or taken_now else None),
+                mcp=offered,
+                ask=unleased(store, session_id, holder, ask) if ask is not None else None,
+                max_turns=max_turns or spec.max_turns,
+                attach=lambda _text: attached,
+                instructions=changed,
+                stop_when=claimed.stop_when if claimed else None,
+            )
+        except AnsweredElsewhere as exc:
+            holder.release()
+            return _answered_elsewhere(store, session_id, exc, on_event)
+        tree = result.session.task.workspace_tree
+        changes = _changes(store, snapshots, session_id, head.id, tree)
+        return RunReport(result.stop, result.session, changes, started_at=head.id)
+
+
+def _started(
+    settings: Settings,
+    session_id: str,
+    model: str,
+    workspace: str | None,
+    shell: Effects | None,
+    resumed_at: int | None = None,
+) -> SessionStarted:
+    from agentctl.config import redact_url
+
+    store = settings.store_url
+    return SessionStarted(
+        session_id,
+        model,
+        wiring.server(settings, model),
+        redact_url(store) if "@" in store or "?" in store else store,
+        workspace,
+        resumed_at=resumed_at,
+        price=wiring.price(settings, model),
+        sandbox=_sandbox_said(shell),
+    )
+
+
+def _changes(
+    store: Store,
+    snapshots: Snapshots | None,
+    session_id: str,
+    since: int,
+    tree: str | None,
+) -> tuple[FileChange, ...]:
+    """The workspace files changed since checkpoint `since`, with +/- line counts (for the end
+    of a run; a failure to read them loses nothing, so it is no error)."""
+    from agentctl.workspace.restore import tree_at
+
+    if snapshots is None or tree is None:
+        return ()
+    try:
+        before = tree_at(store, session_id, store.get_checkpoint(session_id, since))
+        if before is None or before == tree:
+            return ()
+        return tuple(FileChange(p, a, r) for a, r, p in snapshots.numstat(before, tree))
+    except AgentctlError:
+        return ()
+
+
+def _sandbox_said(shell: Effects | None) -> str | None:
+    """The run header's word on the shell's sandbox: `workspace-write, no network`, `off`."""
+    if shell is None or shell.sandbox is None:
+        return None
+    if shell.sandbox in ("off", "unavailable"):
+        return shell.sandbox
+    return f"{shell.sandbox}, {'network' if shell.network else 'no network'}"
+
+
+def _offers(tools: ToolRegistry, session_id: str) -> tuple[McpOffer, ...]:
+    """The MCP servers and tools a run offers, as its task state records them; their files
+    go under the session's data from here on."""
+    if not tools.sources:
+        return ()
+    from agentctl.tools.mcp_tools import bind_session, offers_of
+
+    bind_session(tools, session_id)
+    return offers_of(tools)
+
+
+def _shell_effects(tools: ToolRegistry) -> Effects | None:
+    """What the session records of its shell's sandbox: the effects of the tool that runs
+    commands (the one that says which sandbox it runs in), if there is one."""
+    from agentctl.tools import effects_of
+
+    for name in tools.names:
+        tool = tools.get(name)
+        effects = effects_of(tool) if tool is not None else None
+        if effects is not None and effects.sandbox is not None:
+            return effects
+    return None
+
+
+def _accept_settings(
+    settings: Settings,
+    info: SessionInfo,
+    head: int,
+    accept: bool,
+    ask: Prompt | None,
+    on_event: Callable[[RunEvent], None],
+) -> Trust:
+    """This user takes a session they did not start here: with --accept-settings, or a yes at
+    the terminal to its settings shown whole; else exit 2 and nothing done. Approvals recorded
+    before this point never count (trust.py)."""
+    from agentctl.tools.approval import is_yes
+    from agentctl.usecases import trust
+
+    shown = trust.describe(info)
+    if not accept:
+        question = (
+            f"session {info.id} came from elsewhere (an import, a move, or a store another "
+            f"user writes). Continue it here with its settings: {shown}? [y/N]"
+        )
+        from agentctl.domain.state import PendingQuestion
+
+        asked = PendingQuestion(question=question, tool_call_id=None)
+        answer = ask(asked, lambda: False) if ask is not None else None
+        if answer is None or not is_yes(answer):
+            raise _not_accepted(info)
+    granted = trust.Trust(own=False, since=head)
+    trust.grant(settings, info, granted)
+    on_event(Notice(f"accepted the settings of session {info.id}: {shown}", session_id=info.id))
+    return granted
+
+
+def _not_accepted(info: SessionInfo) -> UsageError:
+    from agentctl.usecases import trust
+    from agentctl.usecases.wiring import SCRIPTED
+
+    script = (
+        " (and --model NAME, or --model scripted to replay its script)"
+        if (info.model == SCRIPTED)
+        else ""
+    )
+    return UsageError(
+        f"session {info.id} came from elsewhere (an import, a move, or a store another user "
+        f"writes) and its settings are not accepted: {trust.describe(info)}; nothing ran",
+        hint=f"agentctl show {info.id}, then agentctl resume {info.id} --accept-settings{script}",
+    )
+
+
+def _latest_unfinished(store: Store) -> str:
+    for summary in store.list_sessions():
+        if summary.state not in ("done", "moved", "damaged"):
+            return summary.id
+    raise UnknownSessionError("there is no unfinished session to resume", hint="agentctl list")
+
+
+def _new_id(store: Store) -> str:
+    while True:
+        candidate = secrets.token_hex(4)
+        if not store.match_sessions(candidate):
+            return candidate
+
+
+# -- time travel ----------------------------------------------------------------------------
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionView:
+    from agentctl.errors import UnknownCheckpointError
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        try:
+            session = store.load(session_id, at)
+        except UnknownCheckpointError as exc:
+            raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+    spec = session.info.spec
+    snapshots = wiring.snapshots(settings, session.info.workspace, lambda _e: None, create=False)
+    with opened_store(settings) as store:
+        from agentctl.usecases.sessions import forks_of
+
+        forks = tuple(forks_of(store, session.info.id))
+    from agentctl.usecases import trust
+
+    granted = trust.lookup(settings, session.info)
+    return SessionView(
+        session,
+        wiring.context_budget(settings, spec, session.info.model),
+        wiring.compaction_strategy(settings, spec),
+        snapshots.size() if snapshots is not None else None,
+        forks,
+        trust=None if granted is None else ("own" if granted.own else "accepted"),
+        trust_since=granted.since if granted is not None else 0,
+    )
+
+
+def conversation(settings: Settings, prefix: str, at: int | None = None) -> Session:
+    """A session at its head or at checkpoint `at`, with its conversation (the transcript)."""
+    from agentctl.errors import UnknownCheckpointError
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        try:
+            return store.load(session_id, at)
+        except UnknownCheckpointError as exc:
+            raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+
+
+def verify(settings: Settings, prefix: str | None) -> tuple[list[str], list[SessionReport]]:
+    from agentctl.usecases.verify import verify_store
+
+    with opened_store(settings) as store:
+        ids = [resolve_session(store, prefix)] if prefix else None
+        return verify_store(store, ids)
+
+
+def session_history(settings: Settings, prefix: str) -> tuple[str, list[CheckpointSummary]]:
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        return session_id, store.history(session_id)
+
+
+def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[ToolInfo]:
+    """The tools a task would get (the control tools, then the work tools), with their
+    arguments, side-effect class and when a call asks first."""
+    from agentctl.domain.state import TaskSpec
+
+    spec = read_task(task) if task else TaskSpec(goal="(none)")
+    root = str(Path.cwd())
+    registry = wiring.work_tools(settings, root, spec, yes)
+    try:
+        return _listed(registry, spec, yes, auto=settings.approval == "auto-sandboxed")
+    finally:
+        registry.close()
+
+
+def _listed(
+    registry: ToolRegistry, spec: TaskSpec, yes: bool, auto: bool = False
+) -> list[ToolInfo]:
+    from agentctl.domain.records import ToolInfo
+    from agentctl.loop import prompts
+    from agentctl.tools import SideEffect, effects_of, named_by
+
+    listed = []
+    for schema in prompts.CONTROL_TOOLS:
+        f = schema["function"]
+        remember = f["name"] == prompts.REMEMBER
+        ask = "asks unless --yes or allow names it" if remember else "never"
+        listed.append(ToolInfo(f["name"], f["description"], "control", _arguments(f), ask))
+    for name in registry.names:
+        tool = registry.get(name)
+        assert tool is not None
+        f = {"parameters": tool.parameters}
+        if tool.side_effect is SideEffect.READ:
+            ask = "never"
+        elif yes:
+            ask = "never (--yes)"
+        else:
+            rules = [r for r in spec.allow if named_by(tool, r.partition(":")[0].strip())]
+            ask = "asks" + (f", unless allowed: {', '.join(rules)}" if rules else "")
+            if auto and effects_of(tool).confined:
+                ask = "never where the workspace is snapshotted (approval = auto-sandboxed)"
+        effects = effects_of(tool)
+        if effects.sandbox is not None:
+            reach = ", with network" if effects.network else ""
+            ask += f"; sandbox: {effects.sandbox}{reach}"
+        listed.append(ToolInfo(name, tool.description, tool.side_effect.value, _arguments(f), ask))
+    return listed
+
+
+def _arguments(function: dict[str, Any]) -> tuple[ToolArgument, ...]:
+    from agentctl.domain.records import ToolArgument
+
+    schema = function.get("parameters") or {}
+    required = set(schema.get("required") or ())
+    out = []
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = str(prop.get("type", "any"))
+        if kind == "array":
+            kind = f"array of {prop.get('items', {}).get('type', 'any')}s"
+        elif kind == "object":
+            kind = "object"
+        out.append(
+            ToolArgument(name, kind, name in required, prop.get("description"), prop.get("default"))
+        )
+    return tuple(out)

@@ -1,0 +1,311 @@
+"""`agentctl verify`: rebuild each session from its events and compare with what is stored.
+
+Replays the lifecycle through the transition table (every stored from/to state must be what the
+table gives), checks that checkpoints form a tree numbered without gaps, that every checkpoint's
+conversation extends its parent's, that every stored state decodes, that the session index agrees
+with the head, and asks the backend for its own integrity check. Read-only: it takes no lease.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Mapping
+
+from agentctl.domain.checkpoints import CompactionDetail
+from agentctl.domain.lifecycle import CheckpointKind, Event, State, transition
+from agentctl.domain.records import SessionReport
+from agentctl.errors import AgentctlError, InvalidTransition
+from agentctl.store.base import (
+    DAMAGED,
+    CheckpointSummary,
+    SessionSummary,
+    Store,
+    listed_state,
+)
+
+LIFECYCLE_EVENTS = {e.value for e in Event}
+
+
+def verify_store(
+    store: Store, session_ids: list[str] | None = None
+) -> tuple[list[str], list[SessionReport]]:
+    """Store-wide problems and a report per session: damage is reported, never raised."""
+    store_problems = store.check() if session_ids is None else []
+    ids = session_ids if session_ids is not None else store.match_sessions("")
+    reports: list[SessionReport] = []
+    heads: dict[str, CheckpointSummary] = {}
+    for sid in ids:
+        try:
+            history = store.history(sid, kept=False)
+            report = verify_session(store, sid, history)
+            report.problems.extend(_facts_problems(store, sid))
+            if store.keeps_listings and store.kept_listing(sid) is not None:
+                # Without a kept listing `history` reads the rows themselves: nothing to compare.
+                report.problems.extend(listing_problems(history, store.history(sid)))
+            if history and not report.problems:
+                heads[sid] = history[-1]
+        except AgentctlError as exc:
+            report = SessionReport(sid, 0, [f"cannot be read: {exc.message}"])
+        reports.append(report)
+    # The index (what `list` shows) is read after the histories: a session that moved on
+    # meanwhile (verify takes no lease) shows a newer head there, never an older one.
+    try:
+        index = {s.id: s for s in store.list_sessions()}
+    except AgentctlError as exc:
+        return [*store_problems, f"the session index cannot be read: {exc.message}"], reports
+    for report in reports:
+        head = heads.get(report.session_id)
+        if head is not None:
+            report.problems.extend(_index_problems(store, head, index.get(report.session_id)))
+    return store_problems, reports
+
+
+def verify_session(
+    store: Store, session_id: str, history: list[CheckpointSummary]
+) -> SessionReport:
+    report = SessionReport(session_id, len(history))
+    report.problems.extend(tree_problems(history))
+    if not report.problems:
+        report.problems.extend(_check_conversations(store, session_id, history))
+    return report
+
+
+def _facts_problems(store: Store, session_id: str) -> list[str]:
+    """The facts written when the session was created (its task, model, workspace): what
+    resume, show and export read first."""
+    try:
+        store.info(session_id)
+    except AgentctlError as exc:
+        return [f"its facts (task, model, workspace) cannot be read: {exc.message}"]
+    return []
+
+
+def _index_problems(
+    store: Store, head: CheckpointSummary, summary: SessionSummary | None
+) -> list[str]:
+    if summary is None:
+        return ["the session index does not list it"]
+    if summary.state == DAMAGED:
+        return [f"the session index cannot list it: {summary.goal}"]
+    if (summary.head, summary.state) == (head.id, listed_state(head.to_state, head.kind)):
+        return []
+    if summary.head > head.id:  # it moved on after its history was read: look again
+        newer = store.history(summary.id)[-1]
+        state = listed_state(newer.to_state, newer.kind)
+        if (summary.head, summary.state) == (newer.id, state) or summary.head < newer.id:
+            return []
+    return [
+        f"the session index says head {summary.head} ({summary.state}), the checkpoints "
+        f"say {head.id} ({head.to_state})"
+    ]
+
+
+def listing_problems(rows: list[CheckpointSummary], listed: list[CheckpointSummary]) -> list[str]:
+    """Where the history `agentctl history` reads (the kept listing, store/listing.py, and the
+    rows after it) disagrees with the rows: only an edited store has such a listing. A newer
+    checkpoint in `listed` is a run that went on meanwhile (verify takes no lease)."""
+    for ours, theirs in zip(rows, listed, strict=False):
+        if ours != theirs:
+            return [
+                f"its kept history listing disagrees with checkpoint {ours.id}: the store was "
+                "edited (history and rollback read that listing)"
+            ]
+    return []
+
+
+def tree_problems(history: list[CheckpointSummary]) -> list[str]:
+    """Everything wrong with a history's shape, pure: numbering, parents, lifecycle
+    transitions, time order."""
+    if [c.id for c in history] != list(range(1, len(history) + 1)):
+        return [f"checkpoints are not numbered 1..{len(history)} without gaps"]
+    problems = []
+    for checkpoint in history:
+        problems.extend(_check_links(history, checkpoint))
+    for before, after in itertools.pairwise(history):
+        if after.created_at < before.created_at:
+            problems.append(
+                f"checkpoint {after.id} is dated {after.created_at}, before checkpoint "
+                f"{before.id} ({before.created_at})"
+            )
+    return problems
+
+
+def path_problems(history: list[CheckpointSummary], checkpoint_id: int) -> list[str]:
+    """What is wrong on the path from `checkpoint_id` back to the first checkpoint: the part
+    of a history a session stands on. Damage on an abandoned branch is not on it, so a
+    rollback past damage makes a session writable again."""
+    if not history or [c.id for c in history] != list(range(1, len(history) + 1)):
+        return [f"checkpoints are not numbered 1..{len(history)} without gaps"]
+    problems: list[str] = []
+    current: int | None = checkpoint_id
+    for _ in range(len(history)):  # bounded: a damaged parent chain cannot loop
+        if current is None:
+            return problems
+        if not 1 <= current <= len(history):
+            return [*problems, f"a parent points to checkpoint {current}, which is not there"]
+        c = history[current - 1]
+        if not _plainly_sound(history, c):
+            problems.extend(_check_links(history, c))
+        if c.parent is not None and c.parent >= c.id:
+            return [*problems, f"checkpoint {c.id} has parent {c.parent}, not an earlier one"]
+        current = c.parent
+    return problems
+
+
+def _plainly_sound(history: list[CheckpointSummary], c: CheckpointSummary) -> bool:
+    """The common step, passed without building a message: not the first checkpoint nor a
+    rollback, its parent the one before it, starting from the state that one left, by a
+    transition already judged legal. A resume walks 10,000 of these first (10.5 ms → 4)."""
+    try:
+        return (
+            c.parent == c.id - 1
+            and c.id > 1
+            and (c.kind, c.from_state, c.to_state) in _LEGAL
+            and c.from_state == history[c.id - 2].to_state
+        )
+    except TypeError:  # a damaged JSON-lines store's value that cannot be hashed: the long way
+        return False
+
+
+def _check_links(history: list[CheckpointSummary], c: CheckpointSummary) -> list[str]:
+    where = f"checkpoint {c.id} ({c.kind})"
+    if c.id == 1:
+        if c.parent is not None or c.from_state != State.IDLE.value:
+            return [f"{where}: the first checkpoint must start from idle with no parent"]
+        return _check_transition(where, c)
+    problems = []
+    previous = history[c.id - 2]  # the head when this checkpoint was written
+    if c.from_state != previous.to_state:
+        problems.append(
+            f"{where}: starts from {c.from_state} but the head before it was {previous.to_state}"
+        )
+    if c.kind == CheckpointKind.ROLLBACK:
+        if c.parent is None or not 1 <= c.parent < c.id:
+            return [*problems, f"{where}: rolls back to {c.parent}, not an earlier checkpoint"]
+        target = history[c.parent - 1]
+        if c.to_state != target.to_state:
+            problems.append(f"{where}: lands in {c.to_state}, its target was in {target.to_state}")
+        return problems
+    if c.parent != c.id - 1:
+        problems.append(f"{where}: parent {c.parent}, expected {c.id - 1}")
+    return problems + _check_transition(where, c)
+
+
+def _check_transition(where: str, c: CheckpointSummary) -> list[str]:
+    triple = (c.kind, c.from_state, c.to_state)
+    # Only names that are text of a sane length are remembered: a damaged store's could be
+    # megabytes, or not text at all.
+    sane = all(isinstance(x, str) and len(x) <= 64 for x in triple)
+    judge = _judged if sane else _transition_problem
+    problem = judge(*triple)
+    if problem:
+        return [f"{where}: {problem}"]
+    if sane and c.kind != CheckpointKind.ROLLBACK and len(_LEGAL) < 1024:
+        _LEGAL.add(triple)
+    return []
+
+
+def _transition_problem(kind: str, from_state: str, to_state: str) -> str | None:
+    """What is wrong with a checkpoint of `kind` from `from_state` to `to_state`, if anything.
+    A session has a few dozen such triples however long it is: each is judged once (a resume
+    checks its whole path first, 10,000 checkpoints at a time)."""
+    try:
+        before = State(from_state)
+        after = State(to_state)
+    except ValueError:
+        return f"unknown state {from_state!r} or {to_state!r}"
+    if kind in LIFECYCLE_EVENTS:
+        try:
+            expected = transition(before, Event(kind))
+        except InvalidTransition as exc:
+            return str(exc)
+        if expected is not after:
+            return f"{kind} from {before.value} leads to {expected.value}, not {after.value}"
+    elif before is not after:
+        return f"a {kind} event must not change the state ({before.value} → {after.value})"
+    return None
+
+
+_judged = functools.lru_cache(maxsize=1024)(_transition_problem)
+# (kind, from, to) triples of text found legal for a checkpoint that is not a rollback (whose
+# landing state is checked against its target instead): the fast path of _plainly_sound.
+_LEGAL: set[tuple[str, str, str]] = set()
+
+
+def _check_conversations(
+    store: Store, session_id: str, history: list[CheckpointSummary]
+) -> list[str]:
+    """Every message decodes, every checkpoint's last message is there, and every
+    checkpoint's conversation extends its parent's (a compaction keeps its head and newest
+    turns). One read of the session's messages; each check walks only the messages its
+    checkpoint added, so the whole is O(checkpoints + messages)."""
+    links = store.message_links(session_id)
+    messages, tips = links.messages, links.tips
+    problems = [
+        f"message {i} does not decode: {body}"
+        for i, (_, body) in sorted(messages.items())
+        if isinstance(body, str)
+    ]
+    problems += [f"checkpoint {i} does not load: {why}" for i, why in links.unreadable.items()]
+    problems += [
+        f"message {i} has parent {parent}: a chain can only point back (a cycle, or missing)"
+        for i, (parent, _) in sorted(messages.items())
+        if parent is not None and (parent >= i or parent not in messages)
+    ]
+    for c in history:
+        tip = tips.get(c.id)
+        if tip is not None and tip not in messages:
+            problems.append(f"checkpoint {c.id} ends at message {tip}, which is not there")
+            continue
+        if c.parent is None or c.parent not in tips:
+            continue
+        if c.kind == CheckpointKind.CONTEXT_COMPACTED:
+            chain, parent = _chain(messages, tip), _chain(messages, tips[c.parent])
+            problems.extend(_check_compaction(c, messages, chain, parent))
+        elif not _reaches(messages, tip, tips[c.parent]):
+            problems.append(
+                f"checkpoint {c.id}: its conversation does not extend checkpoint {c.parent}'s"
+            )
+    return problems
+
+
+Graph = Mapping[int, tuple[int | None, object]]
+
+
+def _reaches(messages: Graph, tip: int | None, goal: int | None) -> bool:
+    """Walking back from `tip` meets `goal` (the parent's last message); ids only go down, so
+    the walk is as long as what the checkpoint added."""
+    while tip is not None and tip != goal:
+        if tip not in messages:
+            return False
+        parent = messages[tip][0]
+        if parent is not None and parent >= tip:
+            return False  # damage: a parent that is not before its child
+        if goal is not None and parent is not None and parent < goal:
+            return False  # went past the parent's last message without meeting it
+        tip = parent
+    return tip == goal
+
+
+def _chain(messages: Graph, tip: int | None) -> list[int]:
+    chain: list[int] = []
+    while tip is not None and tip in messages and len(chain) <= len(messages):
+        chain.append(tip)
+        tip = messages[tip][0]
+    return chain[::-1]
+
+
+def _check_compaction(
+    c: CheckpointSummary, messages: Graph, chain: list[int], parent: list[int]
+) -> list[str]:
+    """A compaction keeps the parent's head (system prompt, goal: the same messages) and its
+    newest turns (copies: the same content)."""
+    detail = c.typed_detail()
+    kept = detail.kept if isinstance(detail, CompactionDetail) else 0
+    head = len(chain) - 1 - kept  # the rest of the new conversation: one note, then the turns
+    if head < 0 or chain[:head] != parent[:head]:
+        return [f"checkpoint {c.id}: the compacted conversation lost checkpoint {c.parent}'s head"]
+    if kept and [messages[i][1] for i in chain[-kept:]] != [messages[i][1] for i in parent[-kept:]]:
+        return [f"checkpoint {c.id}: the compacted conversation lost the newest turns"]
+    return []

@@ -1,0 +1,439 @@
+"""Workers and the queue's use cases: `run --detach`, `resume --detach`, `answer`, `worker`.
+
+A worker is one process with N slots (threads). One dispatcher claims sessions for free slots
+(store/pg_queue.py: the claim is the session's fenced lease) and hands each to a slot, which
+runs it through the same `resume_session` a person's `resume` uses, never prompting: a
+question or an approval that would be asked pauses the session, and the worker gives up its
+lease and its slot at once (the session is `waiting` until someone runs `agentctl answer`).
+SIGTERM (or Ctrl-C) drains: no new claims, each slot stops after the step it is in (already
+checkpointed), gives its session back to the queue as runnable and releases it; then the
+worker exits. A worker killed with -9 holds leases that expire: the sessions are claimed again
+where their last checkpoints left them.
+
+Wake-ups: one connection LISTENs for `agentctl_queue`; the dispatcher also polls every
+`AGENTCTL_WORKER_POLL` seconds (default 5) and when the lease of a session another worker was
+running expires, so an idle worker costs the database one short claim transaction per poll.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl.config import Settings
+from agentctl.domain.records import Stop
+from agentctl.errors import AgentctlError, NotWaitingError, UsageError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from agentctl.store.pg_queue import Claim
+    from agentctl.store.postgres import PostgresStore
+
+DEFAULT_POLL_S = 5.0
+
+# What a slot's run ended in -> the session's queue status.
+_STATUS = {
+    Stop.DONE: "done",
+    Stop.PAUSED: "waiting",
+    Stop.DRAINED: "runnable",
+}
+
+
+def poll_interval(settings: Settings) -> float:
+    try:
+        return max(0.05, float(settings.environ.get("AGENTCTL_WORKER_POLL", DEFAULT_POLL_S)))
+    except ValueError:
+        return DEFAULT_POLL_S
+
+
+# -- queueing (any machine) ------------------------------------------------------------------
+
+
+def queue_resume(
+    settings: Settings,
+    prefix: str,
+    *,
+    answer: str | None,
+    queue: str | None = None,
+    priority: int | None = None,
+) -> str:
+    """`resume ID --detach` / `answer ID TEXT`: make a session runnable again for a worker,
+    with the answer to the question it waits for (or a follow-up for a done session). Checked
+    here as `resume --input` checks it; nothing runs here. The session id."""
+    from agentctl.domain.lifecycle import State
+    from agentctl.usecases import runs
+
+    what = "answer" if answer is not None else "resume --detach"
+    runs.needs_postgres(settings, what)
+    with runs.opened_store(settings) as store:
+        session_id = runs.resolve_session(store, prefix)
+        runs.refuse_if_moved(store, session_id)
+        runs.refuse_if_damaged(store, session_id)
+        head = store.head(session_id)
+        if answer is not None:
+            if head.to_state not in (State.WAITING_FEEDBACK, State.DONE):
+                raise NotWaitingError(
+                    f"session {session_id} is {head.to_state.value}, not waiting for input; "
+                    f"queue it without an answer: agentctl resume {session_id} --detach"
+                )
+            if not answer.strip():
+                raise UsageError("an empty answer is no answer: give the text")
+        runs.Detach(queue, priority).enqueue(
+            store, session_id, (answer, head.id) if answer is not None else None
+        )
+    return session_id
+
+
+def queue_listing(settings: Settings) -> dict[str, Any]:
+    """Each queued session's place (pg_queue.Queued) by id, for `list`; {} on other stores."""
+    from agentctl.store import pg_queue
+
+    url = settings.store_url.split(":", 1)[0].lower()
+    if url not in ("postgresql", "postgres"):
+        return {}
+    from agentctl.usecases import runs
+
+    with runs.opened_store(settings) as store:
+        listed: dict[str, Any] = pg_queue.on(store).with_connection(pg_queue.queued)
+        return listed
+
+
+# -- the worker ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    queue: str = "default"
+    concurrency: int = 1
+    queue_limit: int | None = None  # the queue's global cap, set in the database
+    rate: float | None = None  # requests per second to this worker's model server, shared
+    scratch: Path | None = None  # where sessions' folders go
+
+
+class Worker:
+    """One `agentctl worker` process: claims, runs, releases; `stop()` drains it."""
+
+    def __init__(
+        self, settings: Settings, options: WorkerOptions, say: Callable[[str], None]
+    ) -> None:
+        from agentctl.store import open_store, pg_queue
+        from agentctl.store.lease import host_name
+        from agentctl.usecases import runs
+
+        runs.needs_postgres(settings, "agentctl worker")
+        if options.concurrency < 1:
+            raise UsageError("--concurrency must be 1 or more")
+        self.settings = settings
+        self.options = options
+        self._say = say
+        self._store: PostgresStore = pg_queue.on(open_store(settings.store_url, create=True))
+        self._lock = threading.Lock()  # one transaction at a time on the dispatcher's connection
+        self._draining = threading.Event()
+        self._wake = threading.Event()
+        self._slots = threading.Semaphore(options.concurrency)
+        self._running: dict[str, threading.Thread] = {}
+        self._name = f"{host_name()}:{os.getpid()}"
+        self._poll = poll_interval(settings)
+        self.claimed = 0
+        self.scratch = options.scratch or Path(
+            settings.environ.get("AGENTCTL_WORKER_DIR")
+            or Path(os.environ.get("TMPDIR", "/tmp")) / f"agentctl-work-{os.getuid()}"
+        )
+        if options.queue_limit is not None:
+            limit = options.queue_limit
+            self._db(lambda c: pg_queue.set_limit(c, options.queue, limit))
+        if options.rate is not None:
+            from agentctl.usecases import wiring
+
+            server = wiring.server_key(settings, settings.model or "")
+            rate = options.rate
+            self._db(lambda c: pg_queue.set_rate(c, server, rate))
+
+    def _db(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        with self._lock:
+            return self._store.with_connection(work)
+
+    def stop(self) -> None:
+        """Drain: no new claims; every slot stops after its current step."""
+        self._draining.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        """Claim and run until stopped; then wait for the slots to give their sessions back.
+        The number of sessions claimed."""
+        listener = threading.Thread(target=self._listen, name="queue-listen", daemon=True)
+        listener.start()
+        self._say(
+            f"worker {self._name}: queue {self.options.queue}, "
+            f"{self.options.concurrency} slot(s), store {self._store.shown}"
+        )
+        try:
+            while not self._draining.is_set():
+                if not self._slots.acquire(timeout=self._poll):
+                    continue
+                claim = None
+                try:
+                    claim, lease = self._claim()
+                finally:
+                    if claim is None:
+                        self._slots.release()
+                if claim is not None:
+                    self._start(claim, lease)
+                    continue
+                self._idle()
+        finally:
+            for thread in list(self._running.values()):
+                thread.join()
+            self._store.close()
+        self._say(f"worker {self._name}: stopped ({self.claimed} claimed)")
+        return self.claimed
+
+    def _claim(self) -> tuple[Claim | None, Any]:
+        from agentctl.store import pg_queue
+        from agentctl.store.lease import Lease
+
+        lease = Lease.mine(secrets.token_hex(8))
+        found = self._db(lambda c: pg_queue.claim(c, self.options.queue, lease, self._name))
+        return found, lease
+
+    def _idle(self) -> None:
+        """Wait for a NOTIFY, the poll, or the expiry of another worker's lease."""
+        from agentctl.store import pg_queue
+
+        self._wake.clear()
+        wait = self._poll
+        try:
+            expiry = self._db(lambda c: pg_queue.waiting_work(c, self.options.queue))
+        except AgentctlError:
+            expiry = None
+        if expiry is not None:
+            wait = min(wait, expiry + 0.05)
+        self._wake.wait(wait)
+
+    def _listen(self) -> None:
+        """LISTEN on a connection of its own; every NOTIFY for our queue wakes the dispatcher.
+        When the connection fails, the poll carries on alone (and we try again later)."""
+        import psycopg
+
+        from agentctl.store import pg_queue
+        from agentctl.store.postgres import connection_options
+
+        dsn, options = connection_options(self.settings.store_url)
+        while not self._draining.is_set():
+            try:
+                with psycopg.connect(dsn, **options) as conn:
+                    conn.execute(f"LISTEN {pg_queue.CHANNEL}")
+                    while not self._draining.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if note.payload == self.options.queue:
+                                self._wake.set()
+            except psycopg.Error:
+                self._draining.wait(self._poll)
+
+    def _start(self, claim: Claim, lease: Any) -> None:
+        self.claimed += 1
+        thread = threading.Thread(
+            target=self._slot, args=(claim, lease), name=f"slot-{claim.session_id}", daemon=True
+        )
+        self._running[claim.session_id] = thread
+        thread.start()
+
+    def _slot(self, claim: Claim, lease: Any) -> None:
+        from agentctl.store import pg_queue
+
+        sid = claim.session_id
+        try:
+            status, error, keep = self._run_claimed(claim, lease)
+            finished = self._db(
+                lambda c: pg_queue.finish(c, sid, lease.token, status, error, keep_input=keep)
+            )
+            said = status if error is None else f"{status}: {error}"
+            if not finished:
+                said = "lost (another worker took it over)"
+            self._say(f"{sid} {said}")
+        except AgentctlError as exc:
+            self._say(f"{sid}: {exc.message}")
+        finally:
+            self._running.pop(sid, None)
+            self._slots.release()
+            self._wake.set()
+
+    def _run_claimed(self, claim: Claim, lease: Any) -> tuple[str, str | None, bool]:
+        """Run one claimed session until it is done, paused, failed or drained: its queue
+        status, the error if any, and whether an answer it carried is still to be given."""
+        from agentctl.errors import SessionBusyError
+        from agentctl.usecases import runs
+
+        sid = claim.session_id
+        self._say(f"{sid} claimed (queue {claim.queue}, claim {claim.claims})")
+        answer = None
+        try:
+            answer = self._answer(claim)
+            folder = self._workspace(claim)
+            shared = self._follow_workspace(sid, folder)
+            report = runs.resume_session(
+                self.settings,
+                sid,
+                answer=answer,
+                max_turns=None,
+                ask=None,
+                on_event=lambda _event: None,
+                accept_settings=True,
+                claimed=runs.Claimed(
+                    lease,
+                    str(folder),
+                    self._draining.is_set,
+                    lambda name: SharedPace(self, name),
+                    lambda snapshots: self._share(sid, snapshots, shared),
+                ),
+            )
+        except SessionBusyError as exc:  # the claim was lost: whoever holds it goes on
+            return "running", exc.message, True
+        except AgentctlError as exc:
+            return "failed", exc.message, False
+        except Exception as exc:  # a bug must not take the worker down with it
+            return "failed", f"{type(exc).__name__}: {exc}", False
+        status = _STATUS.get(report.stop, "failed")
+        error = None
+        if status == "failed":
+            error = report.session.task.last_error or f"stopped ({report.stop.value})"
+        keep = status == "runnable" and answer is not None and not self._taken(claim)
+        return status, error, keep
+
+    def _answer(self, claim: Claim) -> str | None:
+        """The answer the claim carries, unless it was taken already (a worker that committed
+        it and died before saying so): an answer is given once."""
+        if claim.input is None or claim.input_for is None:
+            return None
+        return None if self._taken(claim) else claim.input
+
+    def _taken(self, claim: Claim) -> bool:
+        from agentctl.domain.lifecycle import CheckpointKind
+
+        assert claim.input_for is not None
+        kinds = (CheckpointKind.INPUT_RECEIVED.value, CheckpointKind.FOLLOW_UP.value)
+        history = self._db(lambda _c: self._store.history(claim.session_id))
+        return any(c.id > claim.input_for and c.kind in kinds for c in history)
+
+    def _follow_workspace(self, session_id: str, folder: Path) -> set[str]:
+        """Make this worker's folder of the session what the session's head says it is: take
+        in the trees other workers kept in the database, then restore the head's tree (the
+        session ran elsewhere since, or was rolled back). The trees kept there."""
+        from agentctl.store import pg_queue
+        from agentctl.usecases import wiring
+
+        known = self._db(lambda c: pg_queue.known_trees(c, session_id))
+        snapshots = wiring.snapshots(self.settings, str(folder), lambda _event: None)
+        if snapshots is None:
+            return set(known)
+        missing = [t for t in known if not snapshots.has(t)]
+        if missing:
+            packs = self._db(lambda c: pg_queue.tree_packs(c, session_id, missing))
+            for tree, pack, modes in packs:
+                snapshots.unpack(tree, pack, modes)
+        head = self._db(lambda _c: self._store.head(session_id)).task.workspace_tree
+        if head is not None and snapshots.has(head):
+            current = snapshots.capture().tree
+            if current != head:
+                left = snapshots.restore(current, head)
+                if left:
+                    self._say(f"{session_id}: left as they are: {', '.join(left[:5])}")
+        return set(known)
+
+    def _share(self, session_id: str, snapshots: Any, known: set[str]) -> None:
+        """Every tree the run captures goes to the database too (only the objects the trees
+        kept there before lack), so the session's next worker, and diff from anywhere,
+        have it."""
+        from agentctl.store import pg_queue
+
+        def keep(tree: str) -> None:
+            if tree in known:
+                return
+            pack, modes = snapshots.pack(tree, since=sorted(known))
+            self._db(lambda c: pg_queue.keep_tree(c, session_id, tree, pack, modes))
+            known.add(tree)
+
+        snapshots.on_capture = keep
+
+    def _workspace(self, claim: Claim) -> Path:
+        """The session's folder on this worker: kept between its runs here; a git source is
+        cloned into it (at its ref) the first time."""
+        import subprocess
+
+        folder = self.scratch / claim.session_id
+        self.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fresh = not folder.exists()
+        folder.mkdir(exist_ok=True, mode=0o700)
+        if fresh and claim.source.repo is not None:
+            git = ["git", "-c", "advice.detachedHead=false"]
+            done = subprocess.run(
+                [*git, "clone", "--quiet", claim.source.repo, str(folder)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode == 0 and claim.source.ref:
+                done = subprocess.run(
+                    [*git, "-C", str(folder), "checkout", "--quiet", claim.source.ref],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            if done.returncode != 0:
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+                raise UsageError(
+                    f"cannot check out {claim.source.repo}"
+                    f"{'@' + claim.source.ref if claim.source.ref else ''}: "
+                    f"{(done.stderr or '').strip()[-200:]}"
+                )
+        return folder
+
+
+class SharedPace:
+    """The pace of one model server kept in the database for every worker (llm.Pace): a
+    request waits for the next free slot of its server (pg_queue.next_slot), and a 429 holds
+    the server back for every worker for as long as it asked (or 1 s)."""
+
+    def __init__(self, worker: Worker, server: str) -> None:
+        self._worker = worker
+        self._server = server
+
+    def before_request(self) -> None:
+        import time
+
+        from agentctl.store import pg_queue
+
+        wait = self._worker._db(lambda c: pg_queue.next_slot(c, self._server))
+        if wait > 0:
+            time.sleep(wait)
+
+    def retrying(self, status: int | None, wait: float) -> None:
+        from agentctl.store import pg_queue
+
+        if status == 429:
+            self._worker._db(lambda c: pg_queue.slow_down(c, self._server, max(1.0, wait)))
+            self._worker._say(f"{self._server} answered 429: slowed down for every worker")
+
+
+def run_worker(settings: Settings, options: WorkerOptions, say: Callable[[str], None]) -> int:
+    """`agentctl worker`: until SIGTERM, SIGINT or SIGHUP, which drain it. The number of
+    sessions it claimed."""
+    import signal
+
+    worker = Worker(settings, options, say)
+
+    def drain(signum: int, _frame: object) -> None:
+        say(f"worker: {signal.Signals(signum).name}: finishing the steps under way, then stopping")
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, drain)
+    return worker.run()
