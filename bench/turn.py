@@ -113,7 +113,7 @@ def instrument(clock: Clock) -> Callable[[], None]:
         setattr(owner, name, wrapped)
         undo.append(lambda: setattr(owner, name, original))
 
-    wrap(llm, "collect", None, "reply_read")
+    wrap(openai_chat, "collect", None, "reply_read")
     wrap(openai_chat.OpenAIModelClient, "_on_request", "request", None)
     wrap(files.ReadFile, "run", "tool_start", "tool_end")
     wrap(files.WriteFile, "run", "tool_start", "tool_end")
