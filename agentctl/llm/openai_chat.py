@@ -7,14 +7,14 @@ commits while the model thinks; `collect` reads the reply on the caller's thread
 streamed (text is passed on as it arrives) and returned only once complete — a finish reason
 arrived — so a checkpoint never holds half a reply; anything else that goes wrong while a reply
 is read is a ModelError (exit 5, resumable). `timeout` bounds each whole reply, not each read.
-Retries are ours, not the SDK's, so the user is told each one and the total stays bounded: 429,
-5xx and refused connections are retried with backoff; a timeout is not, since a server that did
-not answer in `timeout` seconds will rarely answer in the next. A server's Retry-After is
-honoured up to MAX_RETRY_AFTER_S; a longer wait is not waited out, nor the server asked again: the
-error says when to resume. A request field the server refuses (REFUSABLE: gateways, Azure) is
-left out or replaced, and the request sent again at once. Error texts never contain the API key
-or a URL's credentials, and say what the server meant: its `message`, or the line that names the
-cause (replies.py reads replies and refusals).
+The request in flight and the retry policy are model_client.py's, shared by every adapter; this
+one says what is worth a retry: 429, 5xx and refused connections; a timeout is not, since a
+server that did not answer in `timeout` seconds will rarely answer in the next. A request field
+the server refuses (REFUSABLE: gateways, Azure) is left out or replaced, and the request sent
+again at once. Error texts never contain the API key or a URL's credentials, and say what the
+server meant: its `message`, or the line that names the cause (replies.py reads replies and
+refusals). The conversation is neutral (state.Message) everywhere else: its Chat Completions
+form is built here and nowhere else.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any, Protocol
 
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
@@ -36,15 +35,21 @@ from agentctl.domain.state import (
     sent_content,
 )
 from agentctl.errors import ModelError
+from agentctl.model_client import (
+    MAX_RETRY_AFTER_S,
+    RETRY_STATUS,
+    InFlight,
+    Pace,
+    Refused,
+    Retry,
+)
 from agentctl.llm.replies import (
     ALTERNATING,
-    MAX_RETRY_AFTER_S,
     REFUSABLE,
     WEB_PAGE,
     ModelReply,
     TextSink,
     collect,
-    come_back,
     context_exceeded,
     error_message,
     is_web_page,
@@ -52,9 +57,6 @@ from agentctl.llm.replies import (
     retry_after,
     window_in,
 )
-
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-MAX_BACKOFF_S = 8.0
 
 
 def preload_client() -> None:
@@ -258,30 +260,6 @@ class ModelConfig:
     max_retries: int = DEFAULT_RETRIES
 
 
-class Pace(Protocol):
-    """The pace of one model server shared by every worker (worker.py, issue 28): asked before
-    each request is sent (it may wait), and told of each retry, with the HTTP status that
-    caused it (a 429 slows the server down for every worker)."""
-
-    def before_request(self) -> None: ...
-
-    def retrying(self, status: int | None, wait: float) -> None: ...
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str, wait: float | None = None, status: int | None = None) -> None:
-        self.reason = reason
-        self.wait = wait
-        self.status = status
-
-
-class _Refused(Exception):
-    """The server refused a field of the request (REFUSABLE): sent again without it."""
-
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-
 class OpenAIModelClient:
     def __init__(
         self,
@@ -304,9 +282,9 @@ class OpenAIModelClient:
         self._config = config
         self._secret = config.api_key or ""
         self._openai = openai
-        self._notify = notify
-        self._sleep = sleep
-        self._pace = pace
+        self.notify = notify
+        self.sleep = sleep
+        self.pace = pace
         self._written: threading.Event | None = None  # set when the request in flight is out
         http = openai.DefaultHttpxClient(
             event_hooks={"request": [self._on_request]}, **_tls(config.base_url)
@@ -333,9 +311,9 @@ class OpenAIModelClient:
         refused: Sequence[str] = (),
     ) -> PendingReply:
         self._refused.update(f for f in refused if f in REFUSABLE)
-        if self._pace is not None:
-            self._pace.before_request()
-        return _InFlight(self, lambda: self._request(messages, tools, max_tokens))
+        if self.pace is not None:
+            self.pace.before_request()
+        return InFlight(self, lambda: self._request(messages, tools, max_tokens))
 
     def prepare(self, messages: Sequence[Message]) -> Prepared:
         return prepare(messages)
@@ -388,19 +366,30 @@ class OpenAIModelClient:
             field = REFUSABLE[field]
         return None if field in self._refused else field
 
-    def _adapt(self, field: str) -> None:
+    # -- model_client.Wire: what the shared retry and in-flight machinery calls --------------
+
+    @property
+    def timeout(self) -> float:
+        return self._config.timeout
+
+    @property
+    def max_retries(self) -> int:
+        return self._config.max_retries
+
+    def adapt(self, refused: Refused) -> None:
         """Leave out (or replace) a field the server refused, for the rest of the session;
         said once."""
+        field = refused.field
         self._refused.add(field)
         instead = REFUSABLE[field]
         if field == ALTERNATING:
-            self._notify(
+            self.notify(
                 f"{self._where} refused roles that do not alternate (a strict chat template); "
                 "sending tool results as the user's text from now on in this session"
             )
             return
         now = f"sending {instead} instead" if instead and instead not in self._refused else None
-        self._notify(
+        self.notify(
             f"{self._where} refused the request field `{field}`; "
             f"{now or 'sending the request without it'} from now on in this session"
         )
@@ -410,7 +399,7 @@ class OpenAIModelClient:
         if written is not None:
             written.set()
 
-    def _open(self, request: bytes, written: threading.Event | None = None) -> Any:
+    def open(self, request: bytes, written: threading.Event | None = None) -> Any:
         """Send the request; the stream, once the server started answering."""
         self._written = written
         try:
@@ -432,43 +421,9 @@ class OpenAIModelClient:
         finally:
             self._written = None
 
-    def _finish(
-        self,
-        build: Callable[[], bytes],
-        request: bytes,
-        first: Callable[[], Any],
-        deadline: float,
-        on_text: TextSink,
-    ) -> ModelReply:
-        """Read the reply of the first attempt (opened by `first`), then of each retry. A field
-        the server refuses is left out (or replaced) and the request sent again at once: that
-        is no attempt, and happens once per field."""
-        attempts = self._config.max_retries + 1
-        attempt, opened = 1, first
-        while True:
-            try:
-                reply = self._read(opened(), on_text, deadline)
-                return replace(reply, refused=tuple(sorted(self._refused)))
-            except _Refused as refused:
-                self._adapt(refused.field)
-                request = build()
-            except _Retry as retry:
-                if attempt == attempts:
-                    raise ModelError(
-                        f"{retry.reason} (gave up after {attempts} attempts)"
-                    ) from None
-                wait = (
-                    retry.wait if retry.wait is not None else min(MAX_BACKOFF_S, 0.5 * 2**attempt)
-                )
-                if wait > MAX_RETRY_AFTER_S:
-                    raise ModelError(f"{retry.reason}; {come_back(wait)}") from None
-                self._notify(f"{retry.reason}; retrying in {wait:g} s ({attempt + 1}/{attempts})")
-                if self._pace is not None:
-                    self._pace.retrying(retry.status, wait)
-                self._sleep(wait)
-                attempt += 1
-            deadline = time.monotonic() + self._config.timeout
-            opened = partial(self._open, request)
+    def read(self, stream: Any, on_text: TextSink, deadline: float) -> ModelReply:
+        reply = self._read(stream, on_text, deadline)
+        return replace(reply, refused=tuple(sorted(self._refused)))
 
     def _read(self, stream: Any, on_text: TextSink, deadline: float) -> ModelReply:
         started = False  # once a chunk arrived, a failure cuts the reply: it is not retried
@@ -494,8 +449,9 @@ class OpenAIModelClient:
             stream.close()
 
     def _translated(self, exc: Exception, started: bool) -> Exception:
-        """What an SDK failure means for the user: a ModelError (said once, exit 5), or a
-        _Retry for what is worth another attempt. `started`: part of the reply had arrived."""
+        """What an SDK failure means for the user: a ModelError (said once, exit 5), a Refused
+        field, or a Retry for what is worth another attempt. `started`: part of the reply had
+        arrived."""
         openai, where = self._openai, self._where
         if isinstance(exc, openai.AuthenticationError):
             return ModelError(f"{where} refused the API key (authentication failed)")
@@ -508,7 +464,7 @@ class OpenAIModelClient:
                 return ModelError(
                     f"the reply from {where} was cut: the connection closed mid-reply"
                 )
-            return _Retry(f"cannot reach the model server at {where}")
+            return Retry(f"cannot reach the model server at {where}")
         if isinstance(exc, openai.APIStatusError):
             detail = self._redact(error_message(exc))
             message = f"{where} answered {exc.status_code}: {detail}"
@@ -516,11 +472,11 @@ class OpenAIModelClient:
                 message = f"{where} {WEB_PAGE.replace('answered', f'answered {exc.status_code}')}"
             field = refused_field(exc, detail)
             if field is not None and field not in self._refused:
-                return _Refused(field)
+                return Refused(field)
             if context_exceeded(exc.status_code, detail):
                 return ContextTooLongError(message, window_in(detail))
             if exc.status_code in RETRY_STATUS:
-                return _Retry(message, retry_after(exc), exc.status_code)
+                return Retry(message, retry_after(exc), exc.status_code)
             return ModelError(message)
         # A malformed chunk, a reply of the wrong shape.
         kind = type(exc).__name__
@@ -534,54 +490,6 @@ class OpenAIModelClient:
         if len(self._secret) >= 8:
             text = text.replace(self._secret, "***")
         return redact_text(text)
-
-
-class _InFlight:
-    """The first attempt of a request, opened by a thread: it sends the request and waits for
-    the server to start answering while the caller does its own work. The reply is read, and
-    retried, on the caller's thread by `collect`."""
-
-    def __init__(self, client: OpenAIModelClient, build: Callable[[], bytes]) -> None:
-        self._client = client
-        self._build = build
-        self._request = build()
-        self._deadline = time.monotonic() + client._config.timeout
-        self._stream: Any = None
-        self._error: BaseException | None = None
-        written = threading.Event()
-        self._thread = threading.Thread(
-            target=self._open, args=(written,), name="model-request", daemon=True
-        )
-        self._thread.start()
-        # Work done now would take the interpreter from the thread still writing the request:
-        # the caller goes on once the request is out (the HTTP client's request hook), or the
-        # attempt ended (it failed before that, or the hook never ran).
-        written.wait(client._config.timeout)
-
-    def _open(self, written: threading.Event) -> None:
-        try:
-            self._stream = self._client._open(self._request, written)
-        except BaseException as exc:  # handed to the caller's thread by `collect`
-            self._error = exc
-        finally:
-            written.set()
-
-    def _first(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._stream
-
-    def collect(self, on_text: TextSink) -> ModelReply:
-        return self._client._finish(
-            self._build, self._request, self._first, self._deadline, on_text
-        )
-
-    def cancel(self) -> None:
-        # A thread still waiting for the server is left to the process's end (it is a daemon);
-        # an opened stream is closed so its connection goes back.
-        if not self._thread.is_alive() and self._stream is not None:
-            self._stream.close()
 
 
 _CHUNK_STREAM: Any = None
@@ -645,7 +553,7 @@ def output_limit_field(base_url: str | None, model: str = "") -> str | None:
     return None if model.startswith(REASONING_MODELS) else "max_completion_tokens"
 
 
-__all__ = [  # ModelReply, TextSink and MAX_RETRY_AFTER_S live in replies.py; a client's too
+__all__ = [  # ModelReply and TextSink live in replies.py, the retry policy in model_client.py
     "MAX_RETRY_AFTER_S",
     "REASONING_MODELS",
     "ContextTooLongError",
@@ -653,6 +561,7 @@ __all__ = [  # ModelReply, TextSink and MAX_RETRY_AFTER_S live in replies.py; a 
     "ModelConfig",
     "ModelReply",
     "OpenAIModelClient",
+    "Pace",
     "PendingReply",
     "TextSink",
     "output_limit_field",

@@ -22,7 +22,6 @@ from agentctl.errors import ModelError
 
 TextSink = Callable[[str], None]
 ALTERNATING = "alternating_roles"  # REFUSABLE: the conversation as llm.alternating sends it
-MAX_RETRY_AFTER_S = 600.0  # a server's own wait is honoured up to this, then resume is said
 WEB_PAGE = "answered with a web page, not the API (a proxy or sign-in page?)"
 
 
@@ -126,15 +125,6 @@ def is_web_page(response: Any) -> bool:
     headers = getattr(response, "headers", None)
     kind = headers.get("content-type", "") if headers is not None else ""
     return "text/html" in str(kind).lower()
-
-
-def come_back(wait: float) -> str:
-    """The end of an error for a server that asks for a longer wait than agentctl waits."""
-    at = time.strftime("%H:%M %Z", time.localtime(time.time() + wait)).strip()
-    return (
-        f"it asks to wait {wait:,.0f} s, longer than agentctl waits "
-        f"({MAX_RETRY_AFTER_S:,.0f} s): resume after {at}"
-    )
 
 
 _CONTEXT_WORDS = re.compile(
