@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from agentctl.llm.catalogue import REASONING_MODELS, output_limit_field
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from agentctl.domain.state import (
     Message,
@@ -535,22 +536,6 @@ def _tls(base_url: str | None) -> dict[str, Any]:
     if base_url and urlsplit(base_url).scheme == "http":
         return {"verify": ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)}
     return {}
-
-
-REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")  # their hidden reasoning counts against a limit
-
-
-def output_limit_field(base_url: str | None, model: str = "") -> str | None:
-    """The request field that bounds a reply, or None for no bound. The OpenAI API takes
-    `max_completion_tokens` (`max_tokens` is refused by its reasoning models, and those get no
-    bound at all: their hidden reasoning would eat it); every other OpenAI-compatible server
-    (llama.cpp, llama-cpp-python, vLLM, Ollama, LM Studio, sglang) takes `max_tokens`."""
-    from urllib.parse import urlsplit
-
-    host = urlsplit(base_url).hostname if base_url else "api.openai.com"
-    if host != "api.openai.com":
-        return "max_tokens"
-    return None if model.startswith(REASONING_MODELS) else "max_completion_tokens"
 
 
 __all__ = [  # ModelReply and TextSink live in replies.py, the retry policy in model_client.py

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentctl.domain.state import sendable_arguments, sendable_name, sent_content
+from agentctl.llm import catalogue
 
 if TYPE_CHECKING:
     from agentctl.domain.state import Message
@@ -116,20 +117,6 @@ class TiktokenCounter:
 
 # -- the budget ------------------------------------------------------------------------------
 
-DEFAULT_WINDOW = 8192  # for models we do not know: local servers often run 4-8K by default
-# Published context windows, matched by the longest prefix of the model name.
-KNOWN_WINDOWS = {
-    "gpt-3.5-turbo": 16_385,
-    "gpt-4": 8_192,
-    "gpt-4-turbo": 128_000,
-    "gpt-4o": 128_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-5": 400_000,
-    "o1": 200_000,
-    "o3": 200_000,
-    "o4-mini": 200_000,
-}
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -149,10 +136,10 @@ class Budget:
 def budget_for(model: str, window: int | None = None, source: str = "") -> Budget:
     if window is not None:
         return Budget(window, source or "configured")
-    for prefix in sorted(KNOWN_WINDOWS, key=len, reverse=True):
-        if model.startswith(prefix):
-            return Budget(KNOWN_WINDOWS[prefix], f"known for {prefix}")
-    return Budget(DEFAULT_WINDOW, "default; set context_window for this model")
+    known = catalogue.window(model)
+    if known is not None:
+        return Budget(known[0], f"known for {known[1]}")
+    return Budget(catalogue.DEFAULT_WINDOW, "default; set context_window for this model")
 
 
 class Counted(Protocol):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentctl.domain.records import Doomed, SharedSnapshots, UsageRow
+from agentctl.llm.catalogue import PRICES_TAKEN as PRICES_TAKEN
 from agentctl.errors import SessionBusyError, UsageError
 from agentctl.usecases.runs import (
     opened_store,
@@ -25,7 +26,6 @@ from agentctl.usecases.runs import (
     valid_name,
     valid_tags,
 )
-from agentctl.usecases.wiring import PRICES_TAKEN as PRICES_TAKEN
 from agentctl.usecases.wiring import price as wiring_price
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentctl.llm import catalogue
 from agentctl.config import DEFAULT_SANDBOX, Settings
 from agentctl.domain.records import Notice
 from agentctl.errors import ModelError, UsageError
@@ -31,21 +32,11 @@ if TYPE_CHECKING:
 
 SCRIPTED = "scripted"
 
-# Dollars per million tokens (input, output), as OpenAI published them on the date below. A
-# model not listed is reported unpriced, never guessed.
-PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "scripted": (0.0, 0.0),
-}
-PRICES_TAKEN = "2026-11-01"
-
 
 def price(settings: Settings, model: str) -> tuple[float, float] | None:
-    """Dollars per million tokens (input, output): the settings' [prices], else the list."""
-    return {**PRICES, **settings.prices}.get(model)
+    """Dollars per million tokens (input, output): the settings' [prices], else the model
+    catalogue's."""
+    return catalogue.price(model, settings.prices)
 
 
 def server(settings: Settings, model: str) -> str:
