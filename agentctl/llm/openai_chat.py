@@ -7,7 +7,7 @@ commits while the model thinks; `collect` reads the reply on the caller's thread
 streamed (text is passed on as it arrives) and returned only once complete — a finish reason
 arrived — so a checkpoint never holds half a reply; anything else that goes wrong while a reply
 is read is a ModelError (exit 5, resumable). `timeout` bounds each whole reply, not each read.
-The request in flight and the retry policy are model_client.py's, shared by every adapter; this
+The request in flight and the retry policy are llm/client.py's, shared by every adapter; this
 one says what is worth a retry: 429, 5xx and refused connections; a timeout is not, since a
 server that did not answer in `timeout` seconds will rarely answer in the next. A request field
 the server refuses (REFUSABLE: gateways, Azure) is left out or replaced, and the request sent
@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from agentctl.llm.catalogue import REASONING_MODELS, output_limit_field
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from agentctl.domain.state import (
     Message,
@@ -36,7 +35,8 @@ from agentctl.domain.state import (
     sent_content,
 )
 from agentctl.errors import ModelError
-from agentctl.model_client import (
+from agentctl.llm.catalogue import REASONING_MODELS, output_limit_field
+from agentctl.llm.client import (
     MAX_RETRY_AFTER_S,
     RETRY_STATUS,
     InFlight,
@@ -367,7 +367,7 @@ class OpenAIModelClient:
             field = REFUSABLE[field]
         return None if field in self._refused else field
 
-    # -- model_client.Wire: what the shared retry and in-flight machinery calls --------------
+    # -- client.Wire: what the shared retry and in-flight machinery calls --------------
 
     @property
     def timeout(self) -> float:
@@ -538,7 +538,7 @@ def _tls(base_url: str | None) -> dict[str, Any]:
     return {}
 
 
-__all__ = [  # ModelReply and TextSink live in replies.py, the retry policy in model_client.py
+__all__ = [  # ModelReply and TextSink live in replies.py, the retry policy in llm/client.py
     "MAX_RETRY_AFTER_S",
     "REASONING_MODELS",
     "ContextTooLongError",

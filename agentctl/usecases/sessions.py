@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentctl.domain.records import Doomed, SharedSnapshots, UsageRow
-from agentctl.llm.catalogue import PRICES_TAKEN as PRICES_TAKEN
 from agentctl.errors import SessionBusyError, UsageError
+from agentctl.llm.catalogue import PRICES_TAKEN as PRICES_TAKEN
 from agentctl.usecases.runs import (
     opened_store,
     refuse_taken_name,

@@ -13,10 +13,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentctl.llm import catalogue
 from agentctl.config import DEFAULT_SANDBOX, Settings
 from agentctl.domain.records import Notice
 from agentctl.errors import ModelError, UsageError
+from agentctl.llm import catalogue
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent
