@@ -637,3 +637,24 @@ def test_the_next_command_waits_in_the_pids_group_before_it_is_asked(
     standby.proc.wait()
     shown = elsewhere.run({"command": "echo still"})
     assert shown.content == "exit 0\nstill\n", shown.content
+
+
+def test_a_run_readies_its_first_commands_shell(bwrap: str, place: Path) -> None:
+    """As root, the run's tools start the first command's shell, which joins the pids group
+    while the run goes on to its first request; the first command is served by it."""
+    from agentctl.tools import sandbox
+
+    _root_with_cgroups()
+    sandbox._drop_standby()
+    ws = place / "ws"
+    ws.mkdir()
+    env = {"HOME": str(place), "AGENTCTL_HOME": str(place / "data"), "PATH": os.defpath}
+    tools = wiring.work_tools(Settings.load(env), str(ws), TaskSpec(goal="g"), yes=True)
+    standby = sandbox._STANDBY
+    assert standby is not None
+    shell = tools.get("run_shell")
+    assert isinstance(shell, RunShell)
+    assert standby.key[1] == shell._key()
+    shown = shell.run({"command": "grep pids /proc/self/cgroup"})
+    assert "agentctl-" in shown.content, shown.content
+    assert sandbox._STANDBY is not standby  # used, and the next one made

@@ -204,6 +204,11 @@ class RunShell:
         box.prepare(self._popen, key)  # the next command's start, while this result goes back
         return outcome
 
+    def prepare(self) -> None:
+        """Start what the next command needs ahead of it (Sandbox.prepare), as a run starts."""
+        if self.sandbox is not None:
+            self.sandbox.prepare(self._popen, self._key())
+
     def _popen(self, argv: list[str], stdin: int | None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             argv,
