@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -43,134 +43,24 @@ from agentctl.errors import (
 from agentctl.store.base import (
     AppendPlan,
     CheckpointDraft,
-    CheckpointSummary,
-    MessageLinks,
-    SessionSummary,
-    cache_owner,
-    chain_array,
-    gc_paused,
     no_store,
     plan_all,
     plan_append,
-    summary_of,
 )
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
-from agentctl.store.pg_queue import MIGRATION as QUEUE_MIGRATION
-from agentctl.store.pg_queue import TREES_MIGRATION
+from agentctl.store.postgres_migrations import MIGRATIONS, SCHEMA_VERSION, S
+from agentctl.store.sql import SQLReads
 
 if TYPE_CHECKING:
     import psycopg
 
-    from agentctl.domain.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.domain.state import Checkpoint, SessionInfo, UserProfile
     from agentctl.store.base import Store
-    from agentctl.store.listing import KeptListing
-    from agentctl.store.ready import ReadyConversation
 
-S = "agentctl"  # the schema every table lives in
 ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
 PROFILE_RETRIES = 30
 
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "p001_initial",
-        f"""
-        CREATE TABLE {S}.sessions (
-            id text PRIMARY KEY,
-            info text NOT NULL,              -- SessionInfo JSON, written once
-            goal text NOT NULL,
-            title text,
-            created_at text NOT NULL,
-            updated_at text NOT NULL,        -- of the head checkpoint
-            head integer NOT NULL,           -- the newest checkpoint; the fence compares it
-            state text NOT NULL,
-            outcome text,
-            lease_token text,                -- one writer: who, and until when by our clock
-            lease_user text,
-            lease_host text,
-            lease_pid integer,
-            lease_expires timestamptz
-        ) WITH (fillfactor = 50);
-        -- No index on the columns an append changes, and room in each page: the head moves by
-        -- a HOT update (no index entries, no bloat), the one update per checkpoint.
-        CREATE TABLE {S}.messages (
-            session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
-            id integer NOT NULL,             -- 1, 2, 3... within the session, as everywhere
-            parent integer,
-            body text NOT NULL,
-            PRIMARY KEY (session_id, id)
-        );
-        CREATE TABLE {S}.checkpoints (
-            session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
-            id integer NOT NULL,
-            parent integer,
-            event text NOT NULL,
-            from_state text NOT NULL,
-            to_state text NOT NULL,
-            created_at text NOT NULL,
-            detail text NOT NULL,
-            task text NOT NULL,
-            usage text NOT NULL,
-            message_tip integer,
-            PRIMARY KEY (session_id, id)
-        );
-        CREATE TABLE {S}.profiles (
-            user_name text PRIMARY KEY,      -- user state is per user in a shared store
-            version bigint NOT NULL,         -- optimistic: an update names the one it read
-            body text NOT NULL
-        );
-        """,
-    ),
-]
-MIGRATIONS.append(
-    (
-        "p002_labels",
-        f"""
-        ALTER TABLE {S}.sessions ADD COLUMN name text;
-        ALTER TABLE {S}.sessions ADD COLUMN tags text NOT NULL DEFAULT '[]';
-        ALTER TABLE {S}.sessions ADD COLUMN workspace text;
-        """,
-    )
-)
-MIGRATIONS.append(
-    (
-        "p003_ready",
-        f"""
-        -- A session's conversation kept ready for its next request (store/ready.py): a cache.
-        CREATE TABLE {S}.ready (
-            session_id text PRIMARY KEY REFERENCES {S}.sessions (id) ON DELETE CASCADE,
-            owner text NOT NULL,
-            tip integer NOT NULL,
-            count integer NOT NULL,
-            tokens bigint NOT NULL,
-            turn text NOT NULL,
-            wire text NOT NULL,
-            check_sum bigint NOT NULL
-        );
-        """,
-    )
-)
-MIGRATIONS.append(
-    (
-        "p004_listing",
-        f"""
-        -- A session's history listing kept as one record (store/listing.py): a cache.
-        CREATE TABLE {S}.listing (
-            session_id text PRIMARY KEY REFERENCES {S}.sessions (id) ON DELETE CASCADE,
-            owner text NOT NULL,
-            upto integer NOT NULL,
-            body text NOT NULL,
-            check_sum bigint NOT NULL
-        );
-        """,
-    )
-)
-MIGRATIONS.append(("p005_queue", QUEUE_MIGRATION))  # workers (store/pg_queue.py)
-MIGRATIONS.append(("p006_trees", TREES_MIGRATION))  # their workspace snapshots
-SCHEMA_VERSION = len(MIGRATIONS)
-# The columns of the cache tables (p003, p004), in the order their records hold them.
-_READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")
-_LISTING_COLUMNS = ("owner", "upto", "body", "check_sum")
 
 _MOVE_HEAD = f"""
 WITH moved AS (
@@ -192,6 +82,7 @@ WITH moved AS (
 SELECT count(*) FROM moved
 """
 _APPENDS: dict[int, str] = {}
+_DIALECT: dict[str, str] = {}
 
 
 def append_sql(messages: int) -> str:
@@ -215,10 +106,6 @@ def append_sql(messages: int) -> str:
     return _APPENDS[messages]
 
 
-# The messages that hold a conversation: a range of the session read in one index scan, walked
-# by chain_array (4 ms by a recursive query at 1,000 messages).
-_CHAIN = f"SELECT id, parent, body FROM {S}.messages WHERE session_id = %s AND id <= %s"
-
 # A copy within the database (copy_session): the source's head, then its rows to `upto`.
 _COPY_FOUND = f"""SELECT (SELECT 1 FROM {S}.sessions WHERE id = %(old)s),
     (SELECT max(id) FROM {S}.checkpoints WHERE session_id = %(old)s)"""
@@ -239,10 +126,6 @@ _COPY = (
         updated_at = c.created_at, outcome = c.task::jsonb ->> 'outcome'
     FROM {S}.checkpoints AS c WHERE s.id = %(new)s AND c.session_id = %(new)s
         AND c.id = %(upto)s""",
-)
-
-_CHECKPOINT_COLUMNS = (
-    "id, parent, event, from_state, to_state, created_at, detail, task, usage, message_tip"
 )
 
 
@@ -275,7 +158,7 @@ def connection_options(url: str) -> tuple[str, dict[str, Any]]:
     return clean, options
 
 
-class PostgresStore(BaseStore):
+class PostgresStore(SQLReads, BaseStore):
     keeps_listings = True
 
     def __init__(self, url: str, create: bool = True) -> None:
@@ -326,6 +209,18 @@ class PostgresStore(BaseStore):
         if self._conn.closed or self._conn.broken:
             self._conn = self._connect()
         return self._conn
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        if sql not in _DIALECT:  # the shared reads (store/sql.py) in psycopg's terms
+            _DIALECT[sql] = sql.replace("{T}", f"{S}.").replace("?", "%s")
+        with self._errors():
+            rows: list[Any] = self._retrying(
+                lambda db: db.execute(_DIALECT[sql], params).fetchall()
+            )
+        return rows
+
+    def _reading(self, session_id: str | None = None) -> AbstractContextManager[None]:
+        return self._errors(session_id)
 
     def _retrying(self, read: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         """A read, tried once more on a new connection when the old one turned out dead."""
@@ -725,24 +620,6 @@ class PostgresStore(BaseStore):
         self._tails.pop(session_id, None)
         self._tokens.pop(session_id, None)
 
-    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
-        self._keep_cache(session_id, "ready", _READY_COLUMNS, ready.row())
-
-    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
-        from agentctl.store.ready import from_row
-
-        row = self._cached(session_id, "ready", _READY_COLUMNS)
-        return None if row is None else from_row(row)
-
-    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
-        self._keep_cache(session_id, "listing", _LISTING_COLUMNS, listing)
-
-    def kept_listing(self, session_id: str) -> KeptListing | None:
-        from agentctl.store.listing import from_row
-
-        row = self._cached(session_id, "listing", _LISTING_COLUMNS)
-        return None if row is None else from_row(row)
-
     def _keep_cache(
         self, session_id: str, table: str, columns: tuple[str, ...], values: Sequence[object]
     ) -> None:
@@ -758,14 +635,6 @@ class PostgresStore(BaseStore):
             kept = self._retrying(lambda db: db.execute(sql, (*values, session_id)).fetchone())
         if kept is None:
             raise UnknownSessionError(f"no session {session_id!r}")
-
-    def _cached(self, session_id: str, table: str, columns: tuple[str, ...]) -> Any:
-        sql = f"SELECT {', '.join(columns)} FROM {S}.{table} WHERE session_id = %s"
-        try:
-            with self._errors(session_id):
-                return self._retrying(lambda db: db.execute(sql, (session_id,)).fetchone())
-        except StoreError:  # a cache: unreadable is as good as none
-            return None
 
     def _may_take(self, session_id: str, lease: Lease) -> str | None:
         """The token that holds the session now (None: nobody), when `lease` may replace it;
@@ -796,165 +665,6 @@ class PostgresStore(BaseStore):
         self._tokens.pop(session_id, None)
 
     # -- reads --------------------------------------------------------------------------------
-
-    def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
-        from agentctl.domain.state import Session, SessionInfo
-        from agentctl.store.codec import decode, decode_messages
-
-        with self._errors(session_id):
-            checkpoint = (
-                self.head(session_id)
-                if checkpoint_id is None
-                else self.get_checkpoint(session_id, checkpoint_id)
-            )
-            info_row, chain = self._retrying(
-                lambda db: (
-                    db.execute(
-                        f"SELECT info FROM {S}.sessions WHERE id = %s", (session_id,)
-                    ).fetchone(),
-                    db.execute(_CHAIN, (session_id, checkpoint.message_tip or 0)).fetchall(),
-                )
-            )
-            if info_row is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            info = decode(SessionInfo, info_row[0], where=f"session {session_id}")
-            array = chain_array(chain, checkpoint.message_tip)
-            if array is None:
-                raise StoreError(
-                    f"session {session_id}: the conversation of checkpoint {checkpoint.id} is "
-                    "broken (a message points to one that is missing or not before it)",
-                    hint=f"agentctl verify {session_id}",
-                )
-            messages = decode_messages(array, where=f"session {session_id}")
-        return Session(info=info, checkpoint=checkpoint, messages=messages)
-
-    def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        with self._errors(session_id):
-            row = self._retrying(
-                lambda db: db.execute(
-                    f"SELECT {_CHECKPOINT_COLUMNS} FROM {S}.checkpoints"
-                    " WHERE session_id = %s AND id = %s",
-                    (session_id, checkpoint_id),
-                ).fetchone()
-            )
-            if row is None:
-                self.info(session_id)  # UnknownSessionError first
-                raise UnknownCheckpointError(session_id, checkpoint_id)
-            return _checkpoint(session_id, row)
-
-    def head(self, session_id: str) -> Checkpoint:
-        with self._errors(session_id):
-            row = self._retrying(
-                lambda db: db.execute(
-                    f"SELECT {_CHECKPOINT_COLUMNS} FROM {S}.checkpoints WHERE session_id = %(s)s"
-                    f" AND id = (SELECT max(id) FROM {S}.checkpoints WHERE session_id = %(s)s)",
-                    {"s": session_id},
-                ).fetchone()
-            )
-            if row is None:
-                self.info(session_id)
-                raise StoreError(f"session {session_id} has no checkpoints", hint="agentctl verify")
-            return _checkpoint(session_id, row)
-
-    def info(self, session_id: str) -> SessionInfo:
-        from agentctl.domain.state import SessionInfo
-        from agentctl.store.codec import decode
-
-        with self._errors(session_id):
-            row = self._retrying(
-                lambda db: db.execute(
-                    f"SELECT info FROM {S}.sessions WHERE id = %s", (session_id,)
-                ).fetchone()
-            )
-            if row is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            return decode(SessionInfo, row[0], where=f"session {session_id}")
-
-    def list_sessions(self) -> list[SessionSummary]:
-        with self._errors():
-            rows = self._retrying(
-                lambda db: db.execute(
-                    f"SELECT id, state, goal, title, head, created_at, updated_at, outcome,"
-                    f" name, tags, workspace, (SELECT event FROM {S}.checkpoints AS c"
-                    f"  WHERE c.session_id = s.id AND c.id = s.head)"
-                    f" FROM {S}.sessions AS s ORDER BY updated_at DESC, id DESC"
-                ).fetchall()
-            )
-            return [summary_of(row) for row in rows]
-
-    def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
-        import json
-
-        from agentctl.store.listing import from_row, summaries
-
-        def read(db: Any) -> tuple[list[CheckpointSummary], list[Any]]:
-            listed: list[CheckpointSummary] = []
-            if kept:
-                row = db.execute(
-                    "SELECT l.owner, l.upto, l.body, l.check_sum, s.created_at, s.head"
-                    f" FROM {S}.listing l JOIN {S}.sessions s ON s.id = l.session_id"
-                    " WHERE l.session_id = %s",
-                    (session_id,),
-                ).fetchone()
-                if row is not None:
-                    owner = cache_owner(session_id, row[4])
-                    listed = summaries(from_row(row[:4]), owner, row[5])
-            rows = db.execute(
-                "SELECT id, parent, event, from_state, to_state, created_at, detail"
-                f" FROM {S}.checkpoints WHERE session_id = %s AND id > %s ORDER BY id",
-                (session_id, listed[-1].id if listed else 0),
-            ).fetchall()
-            return listed, rows
-
-        with self._errors(session_id), gc_paused():
-            read_out: tuple[list[CheckpointSummary], list[Any]] = self._retrying(read)
-            out, rows = read_out
-            if not rows and not out:
-                self.head(session_id)
-            for r in rows:
-                detail = {} if r[6] == "{}" else json.loads(r[6])
-                if not isinstance(detail, dict):
-                    raise ValueError("a checkpoint's detail is not a JSON object")
-                out.append(CheckpointSummary(r[0], r[1], r[2], r[3], r[4], r[5], detail))
-            return out
-
-    def message_links(self, session_id: str) -> MessageLinks:
-        from agentctl.domain.state import Message
-        from agentctl.errors import AgentctlError
-        from agentctl.store.codec import decode
-
-        with self._errors(session_id):
-            self.head(session_id)
-            checkpoints, rows = self._retrying(
-                lambda db: (
-                    db.execute(
-                        f"SELECT {_CHECKPOINT_COLUMNS} FROM {S}.checkpoints"
-                        " WHERE session_id = %s ORDER BY id",
-                        (session_id,),
-                    ).fetchall(),
-                    db.execute(
-                        f"SELECT id, parent, body FROM {S}.messages WHERE session_id = %s",
-                        (session_id,),
-                    ).fetchall(),
-                )
-            )
-        tips: dict[int, int | None] = {}
-        unreadable: dict[int, str] = {}
-        for row in checkpoints:
-            try:
-                tips[row[0]] = _checkpoint(session_id, row).message_tip
-            except (AgentctlError, ValueError, KeyError, TypeError) as exc:
-                unreadable[row[0]] = getattr(exc, "message", str(exc))[:200]
-        messages: dict[int, tuple[int | None, Message | str]] = {}
-        for message_id, parent, body in rows:
-            try:
-                messages[message_id] = (
-                    parent,
-                    decode(Message, body, where=f"message {message_id}"),
-                )
-            except AgentctlError as exc:
-                messages[message_id] = (parent, exc.message)
-        return MessageLinks(messages, tips, unreadable)
 
     def match_sessions(self, prefix: str) -> list[str]:
         with self._errors():
@@ -1030,30 +740,6 @@ class PostgresStore(BaseStore):
             f"store {self.shown}: the profile of {user_name()} kept changing under this update "
             f"({PROFILE_RETRIES} tries); nothing was lost, try again"
         )
-
-
-def _checkpoint(session_id: str, row: tuple[Any, ...]) -> Checkpoint:
-    import json
-
-    from agentctl.domain.state import Checkpoint, TaskState, Usage
-    from agentctl.store.codec import decode
-
-    where = f"session {session_id} checkpoint {row[0]}"
-    detail = json.loads(row[6])
-    if not isinstance(detail, dict):
-        raise StoreError(f"{where}: its detail is not a JSON object")
-    return Checkpoint(
-        id=row[0],
-        parent=row[1],
-        kind=row[2],
-        from_state=row[3],
-        to_state=row[4],
-        created_at=row[5],
-        detail=detail,
-        task=decode(TaskState, row[7], where=where),
-        usage=decode(Usage, row[8], where=where),
-        message_tip=row[9],
-    )
 
 
 def _lease_columns(lease: Lease | None) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,28 +34,20 @@ from agentctl.errors import (
 from agentctl.store.base import (
     AppendPlan,
     CheckpointDraft,
-    CheckpointSummary,
-    MessageLinks,
-    SessionSummary,
-    cache_owner,
-    chain_array,
-    gc_paused,
     no_store,
     plan_all,
     plan_append,
-    summary_of,
 )
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from agentctl.store.sql import SQLReads
 from agentctl.store.sqlite_overview import SQLiteOverview
 
 if TYPE_CHECKING:
     from agentctl.domain.records import SearchHit
-    from agentctl.domain.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.domain.state import Checkpoint, SessionInfo, UserProfile
     from agentctl.store.base import Store
-    from agentctl.store.listing import KeptListing
-    from agentctl.store.ready import ReadyConversation
 
 BUSY_TIMEOUT_S = 10.0
 APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
@@ -86,9 +78,7 @@ CREATE TABLE IF NOT EXISTS listing (
     check_sum INTEGER NOT NULL
 )
 """
-_READY_COLUMNS = ("owner", "tip", "count", "tokens", "turn", "wire", "check_sum")
-_LISTING_COLUMNS = ("owner", "upto", "body", "check_sum")
-_CACHES = ("ready", "listing")
+_CACHE_TABLES = {"ready": _READY_TABLE, "listing": _LISTING_TABLE}
 _WITHOUT_APPROVAL = (
     "CASE WHEN instr(task, '\"approval\":') THEN json_remove(task, '$.approval') ELSE task END"
 )
@@ -141,7 +131,7 @@ def _create_whole(path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-class SQLiteStore(SQLiteOverview, BaseStore):
+class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
     keeps_listings = True
 
     def __init__(
@@ -521,150 +511,6 @@ class SQLiteStore(SQLiteOverview, BaseStore):
 
     # -- reads ----------------------------------------------------------------------------
 
-    def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
-        from agentctl.domain.state import Session, SessionInfo
-        from agentctl.store.codec import decode, decode_messages
-
-        with _translated(self.path, session_id):
-            row = self._db.execute(
-                "SELECT info FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            info = decode(SessionInfo, row[0], where=f"session {session_id}")  # as info() does
-            checkpoint = self._checkpoint(session_id, checkpoint_id or self._head_id(session_id))
-            # The chain as one JSON array, validated in one call: ~5x faster than a
-            # validation per message on a 1,000-message session.
-            rows = self._db.execute(
-                "SELECT id, parent, body FROM messages WHERE session_id = ? AND id <= ?",
-                (session_id, checkpoint.message_tip or 0),
-            ).fetchall()
-            array = chain_array(rows, checkpoint.message_tip)
-            if array is None:
-                raise StoreError(
-                    f"session {session_id}: the conversation of checkpoint {checkpoint.id} is "
-                    "broken (a message points to one that is missing or not before it)",
-                    hint=f"agentctl verify {session_id}",
-                )
-            messages = decode_messages(array, where=f"session {session_id}")
-        return Session(info=info, checkpoint=checkpoint, messages=messages)
-
-    def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        with _translated(self.path, session_id):
-            return self._checkpoint(session_id, checkpoint_id)
-
-    def info(self, session_id: str) -> SessionInfo:
-        from agentctl.domain.state import SessionInfo
-        from agentctl.store.codec import decode
-
-        with _translated(self.path, session_id):
-            row = self._db.execute(
-                "SELECT info FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
-                raise UnknownSessionError(f"no session {session_id!r}")
-            return decode(SessionInfo, row[0], where=f"session {session_id}")
-
-    def head(self, session_id: str) -> Checkpoint:
-        with _translated(self.path, session_id):
-            return self._checkpoint(session_id, self._head_id(session_id))
-
-    def _checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        row = self._db.execute(
-            f"SELECT {_CHECKPOINT} FROM checkpoints WHERE session_id = ? AND id = ?",
-            (session_id, checkpoint_id),
-        ).fetchone()
-        if row is None:
-            raise UnknownCheckpointError(session_id, checkpoint_id)
-        return _checkpoint_of(session_id, row)
-
-    def list_sessions(self) -> list[SessionSummary]:
-        with _translated(self.path):
-            rows = self._db.execute(
-                "SELECT id, state, goal, title, head, created_at, updated_at, outcome, name, tags,"
-                " workspace, (SELECT event FROM checkpoints AS c"
-                "  WHERE c.session_id = s.id AND c.id = s.head)"
-                " FROM sessions AS s ORDER BY updated_at DESC, id DESC"
-            ).fetchall()
-            return [summary_of(row) for row in rows]
-
-    def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
-        with _translated(self.path, session_id), gc_paused():
-            listed = self._listed(session_id) if kept else []
-            rows = self._db.execute(
-                "SELECT id, parent, event, from_state, to_state, created_at, detail"
-                " FROM checkpoints WHERE session_id = ? AND id > ? ORDER BY id",
-                (session_id, listed[-1].id if listed else 0),
-            ).fetchall()
-            if not rows and not listed:
-                self._head_id(session_id)  # UnknownSessionError, or StoreError: none at all
-            listed.extend(
-                CheckpointSummary(
-                    row[0], row[1], row[2], row[3], row[4], row[5], _json_object(row[6])
-                )
-                for row in rows
-            )
-            return listed
-
-    def _listed(self, session_id: str) -> list[CheckpointSummary]:
-        """The kept listing's checkpoints, when it is usable (store/listing.py)."""
-        from agentctl.store.listing import from_row, summaries
-
-        try:
-            row = self._db.execute(
-                "SELECT l.owner, l.upto, l.body, l.check_sum, s.created_at, s.head"
-                " FROM listing l JOIN sessions s ON s.id = l.session_id WHERE l.session_id = ?",
-                (session_id,),
-            ).fetchone()
-        except sqlite3.Error:  # none was ever kept (no table), or unreadable: read the rows
-            return []
-        if row is None:
-            return []
-        return summaries(from_row(row[:4]), cache_owner(session_id, row[4]), row[5])
-
-    def message_links(self, session_id: str) -> MessageLinks:
-        from agentctl.domain.state import Message
-        from agentctl.errors import AgentctlError
-        from agentctl.store.codec import decode, decode_messages
-
-        with _translated(self.path, session_id):
-            checkpoints = self._db.execute(
-                f"SELECT {_CHECKPOINT} FROM checkpoints WHERE session_id = ? ORDER BY id",
-                (session_id,),
-            ).fetchall()
-            if not checkpoints:
-                self._head_id(session_id)  # UnknownSessionError, or StoreError: none at all
-            tips: dict[int, int | None] = {}
-            unreadable: dict[int, str] = {}
-            for row in checkpoints:  # each decoded once: O(checkpoints)
-                try:
-                    tips[row[0]] = _checkpoint_of(session_id, row).message_tip
-                except (AgentctlError, ValueError, KeyError, TypeError) as exc:
-                    unreadable[row[0]] = getattr(exc, "message", str(exc))[:200]
-            rows = self._db.execute(
-                "SELECT id, parent, body FROM messages WHERE session_id = ?", (session_id,)
-            ).fetchall()
-        try:  # all in one validation, as load does; one by one where that fails
-            every = decode_messages("[" + ",".join(row[2] for row in rows) + "]")
-            if len(every) == len(rows):
-                return MessageLinks(
-                    {row[0]: (row[1], m) for row, m in zip(rows, every, strict=True)},
-                    tips,
-                    unreadable,
-                )
-        except (AgentctlError, TypeError):
-            pass
-        messages: dict[int, tuple[int | None, Message | str]] = {}
-        for message_id, parent, body in rows:
-            try:
-                messages[message_id] = (
-                    parent,
-                    decode(Message, body, where=f"message {message_id}"),
-                )
-            except AgentctlError as exc:
-                messages[message_id] = (parent, exc.message)
-        return MessageLinks(messages, tips, unreadable)
-
     def match_sessions(self, prefix: str) -> list[str]:
         with _translated(self.path):
             # A range of the primary key, not substr(): SQLite's length() stops at a NUL, so
@@ -715,37 +561,21 @@ class SQLiteStore(SQLiteOverview, BaseStore):
                 key = "id" if table == "sessions" else "session_id"
                 db.execute(f"DELETE FROM {table} WHERE {key} = ?", (session_id,))
 
-    def keep_ready(self, session_id: str, ready: ReadyConversation) -> None:
-        self._keep_cache(session_id, _READY_TABLE, "ready", _READY_COLUMNS, ready.row())
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with _translated(self.path):
+            return self._db.execute(sql.replace("{T}", ""), params).fetchall()
 
-    def ready_conversation(self, session_id: str) -> ReadyConversation | None:
-        from agentctl.store.ready import from_row
-
-        row = self._cached(session_id, "ready", _READY_COLUMNS)
-        return None if row is None else from_row(row)
-
-    def keep_listing(self, session_id: str, listing: KeptListing) -> None:
-        self._keep_cache(session_id, _LISTING_TABLE, "listing", _LISTING_COLUMNS, listing)
-
-    def kept_listing(self, session_id: str) -> KeptListing | None:
-        from agentctl.store.listing import from_row
-
-        row = self._cached(session_id, "listing", _LISTING_COLUMNS)
-        return None if row is None else from_row(row)
+    def _reading(self, session_id: str | None = None) -> AbstractContextManager[None]:
+        return _translated(self.path, session_id)
 
     def _keep_cache(
-        self,
-        session_id: str,
-        create: str,
-        table: str,
-        columns: tuple[str, ...],
-        values: Sequence[object],
+        self, session_id: str, table: str, columns: tuple[str, ...], values: Sequence[object]
     ) -> None:
         """Replace a session's row in one of the cache tables (made by its first row)."""
         with _translated(self.path, session_id), self._transaction() as db:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
-            db.execute(create)
+            db.execute(_CACHE_TABLES[table])
             db.execute(
                 f"INSERT OR REPLACE INTO {table} (session_id, {', '.join(columns)})"
                 f" VALUES (?{', ?' * len(columns)})",
@@ -753,17 +583,9 @@ class SQLiteStore(SQLiteOverview, BaseStore):
             )
             faults.hit("commit_started")  # written, not committed
 
-    def _cached(self, session_id: str, table: str, columns: tuple[str, ...]) -> Any:
-        try:
-            return self._db.execute(
-                f"SELECT {', '.join(columns)} FROM {table} WHERE session_id = ?", (session_id,)
-            ).fetchone()
-        except sqlite3.Error:  # none was ever kept (no table), or unreadable: a cache
-            return None
-
     def _drop_caches(self, db: sqlite3.Connection, session_id: str) -> None:
         """Remove the session's ready conversation and kept listing, where their tables exist."""
-        for table in _CACHES:
+        for table in _CACHE_TABLES:
             found = db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             ).fetchone()
@@ -882,42 +704,3 @@ def _statements(script: str) -> Iterator[str]:
             buffer = ""
     if buffer.strip():
         yield buffer
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    if text == "{}":  # most checkpoints: skip the parser
-        return {}
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError("a checkpoint's detail is not a JSON object")
-    return value
-
-
-_CHECKPOINT = (
-    "id, parent, event, from_state, to_state, created_at, detail, task, usage, message_tip"
-)
-
-
-def _checkpoint_of(session_id: str, row: Sequence[Any]) -> Checkpoint:
-    """A checkpoint from its row (_CHECKPOINT's columns)."""
-    from agentctl.domain.state import Checkpoint, TaskState, Usage
-    from agentctl.store.codec import decode
-
-    where = f"session {session_id} checkpoint {row[0]}"
-    detail = json.loads(row[6])
-    if not isinstance(detail, dict):
-        raise StoreError(f"{where}: its detail is not a JSON object")
-    # A row that does not validate raises pydantic's ValidationError, a ValueError: the
-    # caller's _translated makes it a StoreError.
-    return Checkpoint(
-        id=row[0],
-        parent=row[1],
-        kind=row[2],
-        from_state=row[3],
-        to_state=row[4],
-        created_at=row[5],
-        detail=detail,
-        task=decode(TaskState, row[7], where=where),
-        usage=decode(Usage, row[8], where=where),
-        message_tip=row[9],
-    )

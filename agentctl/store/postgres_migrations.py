@@ -1,0 +1,109 @@
+"""The PostgreSQL store's schema, as ordered, named migrations (run under an advisory lock by
+PostgresStore._migrate; a store newer than the code is refused). Every table lives in the
+schema `agentctl`, so a database shared with other software is safe.
+"""
+
+from __future__ import annotations
+
+from agentctl.store.pg_queue import MIGRATION as QUEUE_MIGRATION
+from agentctl.store.pg_queue import TREES_MIGRATION
+
+S = "agentctl"  # the schema every table lives in
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "p001_initial",
+        f"""
+        CREATE TABLE {S}.sessions (
+            id text PRIMARY KEY,
+            info text NOT NULL,              -- SessionInfo JSON, written once
+            goal text NOT NULL,
+            title text,
+            created_at text NOT NULL,
+            updated_at text NOT NULL,        -- of the head checkpoint
+            head integer NOT NULL,           -- the newest checkpoint; the fence compares it
+            state text NOT NULL,
+            outcome text,
+            lease_token text,                -- one writer: who, and until when by our clock
+            lease_user text,
+            lease_host text,
+            lease_pid integer,
+            lease_expires timestamptz
+        ) WITH (fillfactor = 50);
+        -- No index on the columns an append changes, and room in each page: the head moves by
+        -- a HOT update (no index entries, no bloat), the one update per checkpoint.
+        CREATE TABLE {S}.messages (
+            session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            id integer NOT NULL,             -- 1, 2, 3... within the session, as everywhere
+            parent integer,
+            body text NOT NULL,
+            PRIMARY KEY (session_id, id)
+        );
+        CREATE TABLE {S}.checkpoints (
+            session_id text NOT NULL REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            id integer NOT NULL,
+            parent integer,
+            event text NOT NULL,
+            from_state text NOT NULL,
+            to_state text NOT NULL,
+            created_at text NOT NULL,
+            detail text NOT NULL,
+            task text NOT NULL,
+            usage text NOT NULL,
+            message_tip integer,
+            PRIMARY KEY (session_id, id)
+        );
+        CREATE TABLE {S}.profiles (
+            user_name text PRIMARY KEY,      -- user state is per user in a shared store
+            version bigint NOT NULL,         -- optimistic: an update names the one it read
+            body text NOT NULL
+        );
+        """,
+    ),
+]
+MIGRATIONS.append(
+    (
+        "p002_labels",
+        f"""
+        ALTER TABLE {S}.sessions ADD COLUMN name text;
+        ALTER TABLE {S}.sessions ADD COLUMN tags text NOT NULL DEFAULT '[]';
+        ALTER TABLE {S}.sessions ADD COLUMN workspace text;
+        """,
+    )
+)
+MIGRATIONS.append(
+    (
+        "p003_ready",
+        f"""
+        -- A session's conversation kept ready for its next request (store/ready.py): a cache.
+        CREATE TABLE {S}.ready (
+            session_id text PRIMARY KEY REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            owner text NOT NULL,
+            tip integer NOT NULL,
+            count integer NOT NULL,
+            tokens bigint NOT NULL,
+            turn text NOT NULL,
+            wire text NOT NULL,
+            check_sum bigint NOT NULL
+        );
+        """,
+    )
+)
+MIGRATIONS.append(
+    (
+        "p004_listing",
+        f"""
+        -- A session's history listing kept as one record (store/listing.py): a cache.
+        CREATE TABLE {S}.listing (
+            session_id text PRIMARY KEY REFERENCES {S}.sessions (id) ON DELETE CASCADE,
+            owner text NOT NULL,
+            upto integer NOT NULL,
+            body text NOT NULL,
+            check_sum bigint NOT NULL
+        );
+        """,
+    )
+)
+MIGRATIONS.append(("p005_queue", QUEUE_MIGRATION))  # workers (store/pg_queue.py)
+MIGRATIONS.append(("p006_trees", TREES_MIGRATION))  # their workspace snapshots
+SCHEMA_VERSION = len(MIGRATIONS)
