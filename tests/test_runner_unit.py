@@ -10,7 +10,6 @@ import pytest
 
 from agentctl.domain.lifecycle import State
 from agentctl.domain.state import Message, SessionInfo, TaskSpec, ToolCall
-from agentctl.errors import StoreError
 from agentctl.loop.context import Budget
 from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store
@@ -158,34 +157,3 @@ def test_a_first_request_whose_reply_is_never_read_is_let_go() -> None:
     runner.close()
     assert isinstance(pending, Answer)
     assert pending.cancelled
-
-
-def test_the_write_check_of_a_resume_runs_after_the_request_and_a_refusal_writes_nothing() -> None:
-    runner, _client, log, store = logged_runner([FINISH])
-    runner.start(INFO, "system")
-    before = [c.id for c in store.history("s")]
-
-    def damaged() -> None:
-        log.append("check")
-        raise StoreError("session s is damaged; nothing was written")
-
-    with pytest.raises(StoreError):
-        runner.run("s", answer=None, ask=None, max_turns=1, prelude=damaged)
-    assert log.index("check") > log.index("send (session stored)")
-    assert [c.id for c in store.history("s")] == before
-
-
-def test_the_write_check_runs_before_an_answer_is_written() -> None:
-    runner, _client, _log, store = logged_runner(
-        [reply("submit_plan", '{"steps": ["ask"]}'), reply("ask_user", '{"question": "When?"}')]
-    )
-    runner.start(INFO, "system")
-    assert runner.run("s", answer=None, ask=None, max_turns=2).stop is Stop.PAUSED
-    before = [c.id for c in store.history("s")]
-
-    def damaged() -> None:
-        raise StoreError("damaged")
-
-    with pytest.raises(StoreError):
-        runner.run("s", answer="Monday", ask=None, max_turns=1, prelude=damaged)
-    assert [c.id for c in store.history("s")] == before

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from agentctl import faults
 from agentctl.domain.checkpoints import ApprovalModeDetail, InstructionsDetail, ReplyDetail
@@ -35,14 +35,25 @@ from agentctl.loop.compaction import KEEP_HEAD, ContextKeeper
 from agentctl.loop.context import Budget, TokenCounter, fit_request, observed
 from agentctl.loop.decide import (
     STALL_LIMIT,
+    AskApproval,
     AskInText,
     AwaitInput,
+    CallInterrupted,
     CallModel,
+    Compact,
+    ControlStep,
+    Drain,
+    Facts,
     Finish,
+    FollowUp,
     GiveUpPlanning,
     NoProgress,
+    NoteInstructions,
     Nudge,
-    RunCall,
+    RefuseCall,
+    RunTool,
+    TurnLimit,
+    WindowTooSmall,
     next_action,
     pending_calls,
     stall_kind,
@@ -101,7 +112,6 @@ class Runner:
         # The first request of a new session, sent before its first checkpoint was written,
         # and the (session, checkpoint) it was built from.
         self._early: tuple[tuple[str, int], PendingReply] | None = None
-        self._prelude: Callable[[], None] | None = None  # see `run`
         self._attach: Callable[[str], str] | None = None
         self._next: str | None = None  # a follow-up for a done session, given once
         self._instructions: tuple[tuple[InstructionsFile, ...], str] | None = None
@@ -163,7 +173,6 @@ class Runner:
         answer: str | None,
         ask: Ask | None,
         max_turns: int,
-        prelude: Callable[[], None] | None = None,
         follow_up: str | None = None,
         attach: Callable[[str], str] | None = None,
         approval_mode: bool | None = None,
@@ -172,11 +181,6 @@ class Runner:
         stop_when: Callable[[], bool] | None = None,
     ) -> RunResult:
         """Work from the head until done, paused for input, or `max_turns` model calls.
-
-        `prelude` (a resume's: say where it starts) runs once, before anything is written or
-        done: when the first action is a model call, right after its request went out, so it
-        costs nothing the user waits for. It may still refuse, and then nothing is written (a
-        request has no effect to undo).
 
         `answer` answers the question the session waits for; `follow_up` is the next
         instruction for a session that is done (`attach` gives the files it names, to send
@@ -187,13 +191,11 @@ class Runner:
         the run there, between two checkpoints (Stop.DRAINED)."""
         self._stop_when = stop_when
         self._instructions = instructions
-        self._prelude = prelude
         self._attach = attach
         self._next = follow_up
         session = load_head(self._store, session_id)
         changes = approval_mode is not None and approval_mode != session.task.auto_approve
         if changes and (session.state is not State.DONE or follow_up is not None):
-            self._run_prelude()
             task = session.task.model_copy(update={"auto_approve": approval_mode})
             detail = ApprovalModeDetail(bool(approval_mode))
             kind = CheckpointKind.APPROVAL_MODE
@@ -204,7 +206,6 @@ class Runner:
             # a rollback know what was offered from here on (the model gets the new list).
             from agentctl.tools.mcp_tools import mcp_change
 
-            self._run_prelude()
             change = mcp_change(session.task.mcp, mcp)
             task = session.task.model_copy(update={"mcp": mcp})
             kind = CheckpointKind.MCP_TOOLS
@@ -219,77 +220,85 @@ class Runner:
     def _run(
         self, session: Session, answer: str | None, ask: Ask | None, max_turns: int
     ) -> RunResult:
+        """Carry out what `next_action` decides, one action (one checkpoint) at a time."""
         turns = 0
         while True:
-            action = next_action(session)
-            if isinstance(action, Finish):
-                if self._next is None:
+            facts = Facts(
+                self._tools,
+                turns,
+                max_turns,
+                self._next,
+                self._instructions is not None,
+                self._too_small,
+                self._keeper.split,
+                self._stop_when or (lambda: False),
+            )
+            action = next_action(session, facts)
+            match action:
+                case Finish():
                     return RunResult(Stop.DONE, session)
-                self._run_prelude()
-                session = self._follow_up(session, self._next)
-                self._next = None
-                continue
-            if (
-                self._stop_when is not None
-                and not isinstance(action, AwaitInput)
-                and self._stop_when()
-            ):
-                return RunResult(Stop.DRAINED, session)
-            if not isinstance(action, CallModel):
-                self._run_prelude()
-            if isinstance(action, AwaitInput):
-                text, answer = answer, None  # given input answers one question only
-                if text is None and ask is not None and action.question is not None:
-                    text = ask(action.question)
-                if text is None:
-                    return RunResult(Stop.PAUSED, session)
-                session = self._calls.receive_input(session, text)
-            elif isinstance(action, RunCall):
-                session = self._calls.handle_call(session, action.call)
-            elif isinstance(action, Nudge):
-                step = control_tools.nudge(session.state, session.task, action.reply)
-                reminder = self._journal.counted(Message(role="user", content=step.result))
-                session = self._journal.commit_step(session, step, reminder)
-            elif isinstance(action, AskInText):
-                step = control_tools.ask_in_text(session.state, session.task, action.question)
-                session = self._journal.commit_step(session, step)
-            elif isinstance(action, GiveUpPlanning):
-                # nudged=False: a resume reminds the model once more instead of stopping again.
-                session = self._journal.record_error(session, action.message, nudged=False)
-                return RunResult(Stop.NO_PLAN, session)
-            elif isinstance(action, NoProgress):
-                # Cleared: a resume nudges the model and gives it STALL_LIMIT more replies.
-                session = self._journal.record_error(
-                    session, action.message, nudged=False, stalled=()
-                )
-                return RunResult(Stop.NO_PROGRESS, session)
-            elif self._instructions is not None:
-                # Before a model call: every call of the last reply has its result, so a note
-                # may go into the conversation here.
-                session = self._new_instructions(session, *self._instructions)
-                self._instructions = None
-            elif turns >= max_turns:
-                self._run_prelude()
-                message = f"stopped after {turns} model calls (max_turns); resume to continue"
-                session = self._journal.record_error(session, message)
-                return RunResult(Stop.TURN_LIMIT, session)
-            elif (problem := self._too_small(session)) is not None:
-                self._run_prelude()
-                session = self._journal.record_error(session, problem)
-                raise WindowTooSmallError(problem, hint=f"agentctl resume {session.info.id}")
-            elif (split := self._keeper.split(session)) is not None:
-                self._run_prelude()
-                session = self._compact(session, split)
-            else:
-                session = self._call_model(session)
-                turns += 1
+                case FollowUp(instruction):
+                    session = self._follow_up(session, instruction)
+                    self._next = None  # given once
+                case Drain():
+                    return RunResult(Stop.DRAINED, session)
+                case AwaitInput(question):
+                    given, answer = answer, None  # given input answers one question only
+                    if given is None and ask is not None and question is not None:
+                        given = ask(question)
+                    if given is None:
+                        return RunResult(Stop.PAUSED, session)
+                    session = self._calls.receive_input(session, given)
+                case RefuseCall(call, why):
+                    session = self._calls.refuse(session, call, why)
+                case CallInterrupted(call):
+                    session = self._calls.interrupted(session, call)
+                case AskApproval(call, question):
+                    session = self._calls.ask_approval(session, call, question)
+                case ControlStep(call, step):
+                    session = self._calls.control_step(session, call, step)
+                case RunTool(call, tool, arguments, approved):
+                    session = self._calls.run_tool(session, call, tool, arguments, approved)
+                case Nudge(reply):
+                    step = control_tools.nudge(session.state, session.task, reply)
+                    reminder = self._journal.counted(Message(role="user", content=step.result))
+                    session = self._journal.commit_step(session, step, reminder)
+                case AskInText(question_text):
+                    step = control_tools.ask_in_text(session.state, session.task, question_text)
+                    session = self._journal.commit_step(session, step)
+                case GiveUpPlanning() as stop:
+                    # nudged=False: a resume reminds the model once more instead of stopping.
+                    session = self._journal.record_error(session, stop.message, nudged=False)
+                    return RunResult(Stop.NO_PLAN, session)
+                case NoProgress() as stop:
+                    # Cleared: a resume nudges the model and gives it STALL_LIMIT more replies.
+                    session = self._journal.record_error(
+                        session, stop.message, nudged=False, stalled=()
+                    )
+                    return RunResult(Stop.NO_PROGRESS, session)
+                case NoteInstructions():
+                    assert self._instructions is not None
+                    session = self._new_instructions(session, *self._instructions)
+                    self._instructions = None
+                case TurnLimit() as stop:
+                    session = self._journal.record_error(session, stop.message)
+                    return RunResult(Stop.TURN_LIMIT, session)
+                case WindowTooSmall(problem):
+                    session = self._journal.record_error(session, problem)
+                    raise WindowTooSmallError(problem, hint=f"agentctl resume {session.info.id}")
+                case Compact(split):
+                    session = self._compact(session, split)
+                case CallModel():
+                    session = self._call_model(session)
+                    turns += 1
+                case _:
+                    assert_never(action)
 
     # -- one action each ------------------------------------------------------------------
 
     def _new_instructions(
         self, session: Session, records: tuple[InstructionsFile, ...], note: str
     ) -> Session:
-        self._run_prelude()
         now = {r.path for r in records}
         gone = [r for r in session.task.instructions if r.path not in now]
         first = records[0] if records else (gone[0] if gone else None)
@@ -311,11 +320,6 @@ class Runner:
         content = step.result + (self._attach(text) if self._attach is not None else "")
         message = self._journal.counted(Message(role="user", content=content))
         return self._journal.commit_step(session, step, message)
-
-    def _run_prelude(self) -> None:
-        prelude, self._prelude = self._prelude, None
-        if prelude is not None:
-            prelude()
 
     def _model_client(self) -> ModelClient:
         if self._model is None:
@@ -378,7 +382,6 @@ class Runner:
                 early[1].cancel()
             pending = self._send(session)
         try:
-            self._run_prelude()
             # Counted while the model thinks, when the request could go out without it.
             tools = self._schema_count()
         except BaseException:

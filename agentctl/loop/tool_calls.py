@@ -1,10 +1,10 @@
-"""Tool calls: the model's calls to control tools and work tools, and the user's answers to
-the questions they raise (approvals among them).
+"""Tool calls carried out: what `next_action` decided about a call (decide.py) committed, and
+the user's answers to the questions calls raise (approvals among them).
 
-The decisions that matter here: a control tool is a pure handler (control_tools.py) whose step is
-committed; a side-effecting work tool records `tool_started` (the call in flight on the task
-state) before it runs and its result after, so it is never run twice; an approval covers one
-call, once (tools/approval.py).
+The decisions that matter here: a control tool's step (control_tools.py) is committed; a
+side-effecting work tool records `tool_started` (the call in flight on the task state) before
+it runs and its result after, so it is never run twice; an approval covers one call, once
+(tools/approval.py). Whether a call runs, is refused or is asked about is decided in decide.py.
 """
 
 from __future__ import annotations
@@ -13,29 +13,24 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from agentctl.domain.checkpoints import ErrorDetail, InputDetail, QuestionDetail, ToolDetail
+from agentctl.domain.checkpoints import InputDetail, QuestionDetail, ToolDetail
 from agentctl.domain.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.domain.records import ToolStarted
 from agentctl.domain.state import (
     Approval,
-    FinishReason,
     Grant,
     Message,
     PendingQuestion,
     Session,
     ToolCall,
-    sendable_name,
     valid_text,
     valid_value,
 )
-from agentctl.errors import InvalidTransition
-from agentctl.loop import control_tools, prompts
-from agentctl.loop.decide import in_flight, pending_calls, reply_of
+from agentctl.loop import control_tools
+from agentctl.loop.decide import pending_calls
 from agentctl.loop.journal import Journal
 from agentctl.store.base import Store
 from agentctl.tools import (
-    NO_SUBJECT,
-    Subject,
     Tool,
     ToolOutcome,
     ToolRegistry,
@@ -44,16 +39,11 @@ from agentctl.tools import (
     call_subject,
     effects_of,
 )
-from agentctl.tools.schema import check_arguments
 
 if TYPE_CHECKING:
     from agentctl.workspace.snapshots import Snapshots
 
 
-# The control tools' argument schemas, checked as every work tool's are (tools/schema.py).
-_CONTROL_PARAMETERS: dict[str, dict[str, Any]] = {
-    t["function"]["name"]: t["function"]["parameters"] for t in prompts.CONTROL_TOOLS
-}
 PREVIEW_ARGUMENTS = 256_000  # characters of arguments past which a write's diff is not taken
 
 
@@ -154,69 +144,23 @@ class ToolCalls:
             detail=InputDetail(text, approved=answer.allowed, granted=shown),
         )
 
-    def _ask_approval(self, session: Session, call: ToolCall, question: str) -> Session:
-        try:
-            to_state = transition(session.state, Event.NEEDS_INPUT)
-        except InvalidTransition:
-            return self._refuse(
-                session, call, f"{call.name} needs the user's approval; submit a plan first"
-            )
+    def ask_approval(self, session: Session, call: ToolCall, question: str) -> Session:
+        """The session waits for the user's yes to this call (decide.AskApproval)."""
+        to_state = transition(session.state, Event.NEEDS_INPUT)
         pending = PendingQuestion(question=question, tool_call_id=call.id, kind="approval")
         task = session.task.model_copy(update={"pending_question": pending})
         detail = QuestionDetail(question, approval=call.name)
         return self._commit(session, CheckpointKind.NEEDS_INPUT, to_state, task, detail=detail)
 
-    def _approved(self, session: Session, call: ToolCall, subject: Subject = NO_SUBJECT) -> bool:
-        """The user allowed this call: once (y), by a grant of this session (a), or by the
-        session's approval mode (--yes). A yes or a grant recorded before this user took the
-        session (trust.py: an import, another user's store) does not count."""
-        task = session.task
-        head = session.checkpoint.id
-        counts = self._tools.policy.counts
-        granted = task.approval  # recorded by the answer, the checkpoint after the question
-        if (
-            granted is not None
-            and granted.call_id == call.id
-            and counts(granted.asked_at + 1, head)
-        ):
-            return True
-        if task.auto_approve:  # reset to asking when a session from elsewhere is taken
-            return True
-        grants = [g for g in task.grants if counts(g.at, head)]
-        return approval.granted(grants, session.info.id, call.name, subject) is not None
+    def refuse(self, session: Session, call: ToolCall, text: str) -> Session:
+        """The call's result is an error the model reads; nothing ran (decide.RefuseCall)."""
+        return self._refuse(session, call, text)
 
-    def handle_call(self, session: Session, call: ToolCall) -> Session:
-        try:
-            arguments = valid_value(json.loads(call.arguments or "{}"))  # `\ud800` escapes
-            if not isinstance(arguments, dict):
-                raise ValueError("arguments must be a JSON object")
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
-            if reply_of(session.newest_turn, call).finish is FinishReason.LENGTH:
-                return self._refuse(
-                    session,
-                    call,
-                    "your reply was cut off at the output limit, so these arguments are "
-                    "incomplete; call the tool again with shorter arguments",
-                )
-            return self._refuse(session, call, f"arguments are not valid JSON: {exc}")
-        handler = control_tools.HANDLERS.get(call.name)
-        if handler is None:
-            return self._work_tool(session, call, arguments)
-        if (problem := check_arguments(_CONTROL_PARAMETERS[call.name], arguments)) is not None:
-            return self._refuse(session, call, f"bad arguments for {call.name}: {problem}")
-        try:
-            step = handler(session.state, session.task, call, arguments)
-        except InvalidTransition as exc:
-            return self._refuse(session, call, f"{call.name} is not allowed while {exc.state}")
-        except (KeyError, TypeError, ValueError) as exc:
-            return self._refuse(session, call, f"bad arguments for {call.name}: {exc}")
+    def control_step(self, session: Session, call: ToolCall, step: control_tools.Step) -> Session:
+        """A control tool's step, committed; `remember` saves its preference first
+        (idempotent, set key = value, so a crash before the checkpoint only repeats it)."""
         if step.preference is not None:
             key, value = step.preference
-            if self._tools.policy.needs_approval_to_remember() and not self._approved(
-                session, call
-            ):
-                return self._ask_approval(session, call, approval.remember_question(key, value))
-            # Idempotent (set key = value), so a crash before the checkpoint only repeats it.
             self._store.update_profile(lambda p: p.remember(key, value))
         task = step.task.model_copy(update={"approval": None})
         if step.to_state is State.WAITING_FEEDBACK:  # answered later, by the user
@@ -230,61 +174,31 @@ class ToolCalls:
             detail=step.detail,
         )
 
-    def _work_tool(self, session: Session, call: ToolCall, args: dict[str, Any]) -> Session:
-        tool = self._tools.get(call.name)
-        if tool is None and not in_flight(session, call):
-            from agentctl.tools.mcp_tools import not_offered
+    def interrupted(self, session: Session, call: ToolCall) -> Session:
+        """A call that started and has no result (decide.CallInterrupted): the model is told
+        its outcome is unknown. Whatever it did to the workspace is captured now, as
+        agentctl's own doing."""
+        text = (
+            f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
+            "unknown. Check the current state before trying again."
+        )
+        update: dict[str, Any] = {"in_flight": None, "approval": None}
+        detail = ToolDetail(tool=call.name, tool_call_id=call.id, error=True, message=text)
+        update, detail = self._captured(session, update, detail)
+        return self._commit(
+            session,
+            CheckpointKind.TOOL_RESULT,
+            session.state,
+            session.task.model_copy(update=update),
+            new_messages=(self._tool_message(call, f"Error: {text}"),),
+            detail=detail,
+        )
 
-            gone = not_offered(session.task.mcp, call.name)
-            if gone is not None:
-                return self._refuse(session, call, gone)
-            known = ", ".join(sorted(prompts.CONTROL_TOOL_NAMES | set(self._tools.names)))
-            sent = sendable_name(call.name)
-            if sent != call.name:  # the API takes no such name: the model sees `sent`
-                said = "had no name" if not call.name else f"had the malformed name {call.name!r}"
-                return self._refuse(
-                    session, call, f"your tool call {said} (shown as {sent}); tools: {known}"
-                )
-            return self._refuse(session, call, f"unknown tool {call.name!r}; tools: {known}")
-        if in_flight(session, call) or tool is None:
-            # It started and we have no result: after a crash, or a rollback to this point,
-            # the effect may or may not have happened. Never run it again. Whatever it did to
-            # the workspace is captured now, as agentctl's own doing.
-            text = (
-                f"{call.name} was interrupted (agentctl stopped while it ran); its outcome is "
-                "unknown. Check the current state before trying again."
-            )
-            update: dict[str, Any] = {"in_flight": None, "approval": None}
-            detail = ToolDetail(tool=call.name, tool_call_id=call.id, error=True, message=text)
-            update, detail = self._captured(session, update, detail)
-            return self._commit(
-                session,
-                CheckpointKind.TOOL_RESULT,
-                session.state,
-                session.task.model_copy(update=update),
-                new_messages=(self._tool_message(call, f"Error: {text}"),),
-                detail=detail,
-            )
-        assert tool is not None
-        if not tool.side_effect.idempotent and session.state is State.PLANNING:
-            # One rule whatever the approval mode: nothing changes before there is a plan.
-            return self._refuse(session, call, f"{call.name} may run once a plan is submitted")
-        if (problem := check_arguments(tool.parameters, args)) is not None:
-            # Before anyone is asked and before it runs: the model hears which argument.
-            return self._refuse(session, call, f"bad arguments for {call.name}: {problem}")
-        subject = approval_subject(tool, args)
-        if not self._approved(session, call, subject) and self._tools.policy.needs_approval(
-            tool, args
-        ):
-            if isinstance(tool, approval.Checked) and (failure := tool.known_failure(args)):
-                # Nothing to ask about: the call would fail. The model hears why at once.
-                return self._refuse(session, call, failure)
-            return self._ask_approval(session, call, approval.question(tool, args))
-        return self._run_tool(session, call, tool, args)
-
-    def _run_tool(
-        self, session: Session, call: ToolCall, tool: Tool, args: dict[str, Any]
+    def run_tool(
+        self, session: Session, call: ToolCall, tool: Tool, args: dict[str, Any], approved: bool
     ) -> Session:
+        """Run a work tool (decide.RunTool): a side effect records `tool_started` (the call in
+        flight) first and the workspace around it; the result is committed after."""
         effects = effects_of(tool) if not tool.side_effect.idempotent else None
         subject = approval_subject(tool, args)
         command = subject.command
@@ -298,7 +212,6 @@ class ToolCalls:
             sandbox=effects.sandbox if effects else None,
             network=effects.network if effects else None,
         )
-        approved = self._approved(session, call, subject)
         task = session.task.model_copy(update={"approval": None})  # consumed by this call
         if not tool.side_effect.idempotent:
             before, failed = self._before(session)
@@ -378,13 +291,6 @@ class ToolCalls:
         update = {**update, "workspace_tree": captured.tree}
         files = len(captured.changed)
         return update, replace(detail, files=files, not_captured=captured.skipped or None)
-
-    def _record_error(self, session: Session, message: str, **update: Any) -> Session:
-        """An error leaves the state as it was; it is recorded so `show` and `history` tell it."""
-        task = session.task.model_copy(update={"last_error": message, **update})
-        return self._commit(
-            session, CheckpointKind.ERROR, session.state, task, detail=ErrorDetail(message)
-        )
 
 
 def _arguments(call: ToolCall) -> dict[str, Any]:
