@@ -75,9 +75,6 @@ class ThrowawayPostgres:
     def url(self) -> str:
         return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
 
-    def url_without_password(self) -> str:
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{DATABASE}"
-
     def _run(self, *args: str) -> None:
         done = subprocess.run(
             [*self._as, *args], capture_output=True, text=True, check=False, timeout=120

@@ -75,7 +75,6 @@ DEFAULT_IGNORES = (
     "target/",
     "*.egg-info/",
 )
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 # Attributes that would make the bytes written differ from the bytes captured, all unset.
 ATTRIBUTES = "* -text -eol -ident -filter -working-tree-encoding\n"
 _TREE_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
