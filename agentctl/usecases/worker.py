@@ -167,8 +167,13 @@ class Worker:
     def run(self) -> int:
         """Claim and run until stopped; then wait for the slots to give their sessions back.
         The number of sessions claimed."""
-        listener = threading.Thread(target=self._listen, name="queue-listen", daemon=True)
-        listener.start()
+        from agentctl.llm import preload_client
+
+        # The model client's import (~1 s) before the first claim, not in its latency.
+        threading.Thread(target=preload_client, name="preload", daemon=True).start()
+        if self.settings.environ.get("AGENTCTL_WORKER_LISTEN", "1") != "0":  # 0: poll only
+            listener = threading.Thread(target=self._listen, name="queue-listen", daemon=True)
+            listener.start()
         self._say(
             f"worker {self._name}: queue {self.options.queue}, "
             f"{self.options.concurrency} slot(s), store {self._store.shown}"
