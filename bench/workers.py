@@ -179,6 +179,14 @@ def latency(server: Any, root: Path, samples: int, listen: bool) -> dict[str, An
     }
 
 
+def statements_logged(log: Path) -> int:
+    """Statements in the server's log: simple ones (`statement: `) and prepared ones, which
+    psycopg uses after a few runs of the same text (`execute NAME: `)."""
+    import re
+
+    return len(re.findall(r"LOG:  (?:statement|execute [^:]*): ", log.read_text(errors="replace")))
+
+
 def idle_cost(server: Any, root: Path, workers: int, seconds: float) -> dict[str, Any]:
     url = server.database("idle")
     from agentctl.store import open_store
@@ -190,9 +198,9 @@ def idle_cost(server: Any, root: Path, workers: int, seconds: float) -> dict[str
     sql(url, "ALTER SYSTEM SET log_statement = 'all'")
     sql(url, "SELECT pg_reload_conf()")
     time.sleep(1)
-    before = log.read_text(errors="replace").count("statement: ")
+    before = statements_logged(log)
     time.sleep(seconds)
-    after = log.read_text(errors="replace").count("statement: ")
+    after = statements_logged(log)
     sql(url, "ALTER SYSTEM RESET log_statement")
     sql(url, "SELECT pg_reload_conf()")
     for proc in procs:
@@ -212,6 +220,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--only", choices=("throughput", "latency", "idle"))
     args = parser.parse_args()
     if args.quick:
         args.sessions, args.samples, args.idle = 50, 5, 20.0
@@ -223,14 +232,17 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="agentctl-bench-workers-") as tmp:
             root = Path(tmp)
-            results["throughput"] = throughput(server, root, args.sessions, [1, 4, 16])
-            print(json.dumps(results["throughput"]), flush=True)
-            results["latency"] = [
-                latency(server, root, args.samples, listen) for listen in (True, False)
-            ]
-            print(json.dumps(results["latency"]), flush=True)
-            results["idle"] = idle_cost(server, root, 10, args.idle)
-            print(json.dumps(results["idle"]), flush=True)
+            if args.only in (None, "throughput"):
+                results["throughput"] = throughput(server, root, args.sessions, [1, 4, 16])
+                print(json.dumps(results["throughput"]), flush=True)
+            if args.only in (None, "latency"):
+                results["latency"] = [
+                    latency(server, root, args.samples, listen) for listen in (True, False)
+                ]
+                print(json.dumps(results["latency"]), flush=True)
+            if args.only in (None, "idle"):
+                results["idle"] = idle_cost(server, root, 10, args.idle)
+                print(json.dumps(results["idle"]), flush=True)
     finally:
         server.stop()
     print(json.dumps(results))

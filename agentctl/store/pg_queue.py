@@ -206,51 +206,81 @@ def enqueue(
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, name))
 
 
-def claim(conn: psycopg.Connection[Any], queue: str, lease: Lease, worker: str) -> Claim | None:
+_CLAIM = f"""
+WITH picked AS (
+    SELECT q.session_id FROM {S}.queue q JOIN {S}.sessions s ON s.id = q.session_id
+    WHERE q.queue = %(q)s AND q.status IN ('runnable', 'running')
+    AND (s.lease_token IS NULL OR s.lease_expires <= clock_timestamp())
+    AND (s.lease_token IS NULL OR s.lease_token NOT LIKE 'arriving-%%')
+    ORDER BY q.priority DESC, q.enqueued_at, q.session_id
+    LIMIT 1 FOR UPDATE OF q, s SKIP LOCKED
+), leased AS (
+    UPDATE {S}.sessions s SET lease_token = %(token)s, lease_user = %(user)s,
+        lease_host = %(host)s, lease_pid = %(pid)s,
+        lease_expires = clock_timestamp() + make_interval(secs => %(ttl)s)
+    FROM picked WHERE s.id = picked.session_id RETURNING s.id
+), claimed AS (
+    UPDATE {S}.queue q SET status = 'running', worker = %(worker)s, claim = %(token)s,
+        claimed_at = clock_timestamp(), claims = q.claims + 1
+    FROM picked WHERE q.session_id = picked.session_id
+    RETURNING q.session_id, q.queue, q.input, q.input_for, q.source, q.claims
+)
+SELECT c.session_id, c.queue, c.input, c.input_for, c.source, c.claims,
+    (SELECT extract(epoch FROM min(s.lease_expires) - clock_timestamp())
+     FROM {S}.queue r JOIN {S}.sessions s ON s.id = r.session_id
+     WHERE r.queue = %(q)s AND r.status = 'running' AND s.lease_expires IS NOT NULL)
+FROM (SELECT 1) AS one LEFT JOIN claimed c ON true
+"""
+
+
+def queue_limit(conn: psycopg.Connection[Any], queue: str) -> int | None:
+    """The global cap of a queue, if it has one."""
+    row = conn.execute(
+        f"SELECT max_running FROM {S}.queue_limits WHERE queue = %s", (queue,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def claim(
+    conn: psycopg.Connection[Any], queue: str, lease: Lease, worker: str, capped: bool = False
+) -> tuple[Claim | None, float | None]:
     """Take the most urgent runnable session of `queue` (or one whose worker's lease
-    expired) under `lease`, in one transaction; None when there is none, or when the queue's
-    global cap is reached. A capped queue's claims run one at a time (its limit row is
-    locked), so the cap holds exactly; an uncapped queue's never wait for one another."""
-    ttl = max(1.0, lease.expires_at - time.time())
-    with conn.transaction():
-        limit = conn.execute(
-            f"SELECT max_running FROM {S}.queue_limits WHERE queue = %s FOR UPDATE", (queue,)
-        ).fetchone()
-        if limit is not None:
+    expired) under `lease`: one statement that picks it (`FOR UPDATE SKIP LOCKED`: claims
+    never wait for one another) and writes the lease and the queue row. None when there is
+    none, or when a `capped` queue's global cap is reached: its claims run one at a time in a
+    transaction that locks its limit row first, so the cap holds exactly. Also: seconds until
+    the first lease of a running session of the queue expires (a dead worker's session is
+    claimable then), or None."""
+    params = {
+        "q": queue,
+        "token": lease.token,
+        "user": lease.user,
+        "host": lease.host,
+        "pid": lease.pid,
+        "ttl": max(1.0, lease.expires_at - time.time()),
+        "worker": worker,
+    }
+    if not capped:
+        row = conn.execute(_CLAIM, params).fetchone()
+    else:
+        with conn.transaction():
+            limit = conn.execute(
+                f"SELECT max_running FROM {S}.queue_limits WHERE queue = %s FOR UPDATE", (queue,)
+            ).fetchone()
             running = conn.execute(
                 f"SELECT count(*) FROM {S}.queue q JOIN {S}.sessions s ON s.id = q.session_id"
                 " WHERE q.queue = %s AND q.status = 'running'"
                 " AND s.lease_token IS NOT NULL AND s.lease_expires > clock_timestamp()",
                 (queue,),
             ).fetchone()
-            if running is not None and running[0] >= limit[0]:
-                return None
-        picked = conn.execute(
-            f"SELECT q.session_id FROM {S}.queue q JOIN {S}.sessions s ON s.id = q.session_id"
-            " WHERE q.queue = %s AND q.status IN ('runnable', 'running')"
-            " AND (s.lease_token IS NULL OR s.lease_expires <= clock_timestamp())"
-            " AND (s.lease_token IS NULL OR s.lease_token NOT LIKE 'arriving-%%')"
-            " ORDER BY q.priority DESC, q.enqueued_at, q.session_id"
-            " LIMIT 1 FOR UPDATE OF q, s SKIP LOCKED",
-            (queue,),
-        ).fetchone()
-        if picked is None:
-            return None
-        session_id = picked[0]
-        conn.execute(
-            f"UPDATE {S}.sessions SET lease_token = %s, lease_user = %s, lease_host = %s,"
-            " lease_pid = %s, lease_expires = clock_timestamp() + make_interval(secs => %s)"
-            " WHERE id = %s",
-            (lease.token, lease.user, lease.host, lease.pid, ttl, session_id),
-        )
-        row = conn.execute(
-            f"UPDATE {S}.queue SET status = 'running', worker = %s, claim = %s,"
-            " claimed_at = clock_timestamp(), claims = claims + 1"
-            " WHERE session_id = %s RETURNING queue, input, input_for, source, claims",
-            (worker, lease.token, session_id),
-        ).fetchone()
+            if limit is not None and running is not None and running[0] >= limit[0]:
+                return None, None
+            row = conn.execute(_CLAIM, params).fetchone()
     assert row is not None
-    return Claim(session_id, row[0], row[1], row[2], Source.load(row[3]), row[4])
+    expiry = None if row[6] is None else max(0.0, float(row[6]))
+    if row[0] is None:
+        return None, expiry
+    return Claim(row[0], row[1], row[2], row[3], Source.load(row[4]), row[5]), expiry
 
 
 def finish(
@@ -308,19 +338,6 @@ def queued(conn: psycopg.Connection[Any]) -> dict[str, Queued]:
         f"SELECT session_id, queue, status, worker, priority, error FROM {S}.queue"
     ).fetchall()
     return {r[0]: Queued(r[1], r[2], r[3], r[4], r[5]) for r in rows}
-
-
-def waiting_work(conn: psycopg.Connection[Any], queue: str) -> float | None:
-    """Seconds until the earliest expiring lease of a `running` session of the queue (a
-    worker that died: its session is claimable then), or None when there is none. What an
-    idle worker's fallback poll waits for, besides a NOTIFY."""
-    row = conn.execute(
-        f"SELECT extract(epoch FROM min(s.lease_expires) - clock_timestamp())"
-        f" FROM {S}.queue q JOIN {S}.sessions s ON s.id = q.session_id"
-        " WHERE q.queue = %s AND q.status = 'running' AND s.lease_expires IS NOT NULL",
-        (queue,),
-    ).fetchone()
-    return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
 
 # -- the pace of model servers ------------------------------------------------------------------

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from agentctl.store.postgres import PostgresStore
 
 DEFAULT_POLL_S = 5.0
+LIMIT_READ_S = 30.0  # how often a worker reads again whether its queue is capped
 
 # What a slot's run ended in -> the session's queue status.
 _STATUS = {
@@ -140,6 +141,8 @@ class Worker:
         self._running: dict[str, threading.Thread] = {}
         self._name = f"{host_name()}:{os.getpid()}"
         self._poll = poll_interval(settings)
+        self._capped = False
+        self._limit_read_at = 0.0  # when to read again whether the queue is capped
         self.claimed = 0
         self.scratch = options.scratch or Path(
             settings.environ.get("AGENTCTL_WORKER_DIR")
@@ -183,15 +186,16 @@ class Worker:
                 if not self._slots.acquire(timeout=self._poll):
                     continue
                 claim = None
+                self._wake.clear()  # before the claim: a NOTIFY from here on is not missed
                 try:
-                    claim, lease = self._claim()
+                    claim, lease, expiry = self._claim()
                 finally:
                     if claim is None:
                         self._slots.release()
                 if claim is not None:
                     self._start(claim, lease)
                     continue
-                self._idle()
+                self._idle(expiry)
         finally:
             for thread in list(self._running.values()):
                 thread.join()
@@ -199,26 +203,27 @@ class Worker:
         self._say(f"worker {self._name}: stopped ({self.claimed} claimed)")
         return self.claimed
 
-    def _claim(self) -> tuple[Claim | None, Any]:
+    def _claim(self) -> tuple[Claim | None, Any, float | None]:
+        """One claim: the session and its lease, or None, and when the first lease of a
+        running session of the queue expires. Whether the queue is capped is read again
+        every LIMIT_READ_S: one statement per claim otherwise."""
+        import time
+
         from agentctl.store import pg_queue
         from agentctl.store.lease import Lease
 
+        queue = self.options.queue
+        if time.monotonic() >= self._limit_read_at:
+            self._capped = self._db(lambda c: pg_queue.queue_limit(c, queue)) is not None
+            self._limit_read_at = time.monotonic() + LIMIT_READ_S
         lease = Lease.mine(secrets.token_hex(8))
-        found = self._db(lambda c: pg_queue.claim(c, self.options.queue, lease, self._name))
-        return found, lease
+        capped = self._capped
+        found, expiry = self._db(lambda c: pg_queue.claim(c, queue, lease, self._name, capped))
+        return found, lease, expiry
 
-    def _idle(self) -> None:
+    def _idle(self, expiry: float | None) -> None:
         """Wait for a NOTIFY, the poll, or the expiry of another worker's lease."""
-        from agentctl.store import pg_queue
-
-        self._wake.clear()
-        wait = self._poll
-        try:
-            expiry = self._db(lambda c: pg_queue.waiting_work(c, self.options.queue))
-        except AgentctlError:
-            expiry = None
-        if expiry is not None:
-            wait = min(wait, expiry + 0.05)
+        wait = self._poll if expiry is None else min(self._poll, expiry + 0.05)
         self._wake.wait(wait)
 
     def _listen(self) -> None:
