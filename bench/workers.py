@@ -52,8 +52,8 @@ def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def queue_many(url: str, task: Path, work: Path, count: int) -> list[str]:
-    from agentctl import service
     from agentctl.config import Settings
+    from agentctl.usecases import runs as service
 
     settings = Settings.load(store=url)
     spec = service.read_task(str(task))
@@ -72,8 +72,8 @@ def queue_many(url: str, task: Path, work: Path, count: int) -> list[str]:
 
 
 def one_after_another(url: str, task: Path, work: Path, count: int) -> float:
-    from agentctl import service
     from agentctl.config import Settings
+    from agentctl.usecases import runs as service
 
     settings = Settings.load(store=url)
     spec = service.read_task(str(task))

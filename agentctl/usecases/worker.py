@@ -170,7 +170,7 @@ class Worker:
     def run(self) -> int:
         """Claim and run until stopped; then wait for the slots to give their sessions back.
         The number of sessions claimed."""
-        from agentctl.llm import preload_client
+        from agentctl.llm.openai_chat import preload_client
 
         # The model client's import (~1 s) before the first claim, not in its latency.
         threading.Thread(target=preload_client, name="preload", daemon=True).start()
