@@ -17,10 +17,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from agentctl.errors import UsageError
 from agentctl.mcpconfig import McpServer, parse_servers
+
+# Masking lives in redact.py (the stores use it too); these names stay importable from here.
+from agentctl.redact import mask as mask
+from agentctl.redact import pasteable_url as pasteable_url
+from agentctl.redact import redact_text as redact_text
+from agentctl.redact import redact_url as redact_url
 
 APP = "agentctl"
 STRATEGIES = ("summarize", "drop")
@@ -342,70 +348,10 @@ def _toml(value: object) -> str:
 
 # -- secrets ---------------------------------------------------------------------------------
 
-# Query parameters that carry credentials in the URLs of proxies and hosted endpoints.
-_SECRET_PARAM = re.compile(r"key|token|secret|passw|sig|auth|credential", re.IGNORECASE)
 # Environment variables that tools do not get unless the task passes them by name (the same
 # default as Codex's shell environment policy), besides agentctl's own.
 _SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
 _OWN_VARS = ("AGENTCTL_", "OPENAI_", "PGPASSWORD")
-
-
-def redact_url(url: str, *, keep_user: bool = False) -> str:
-    """`url` with its password and secret-looking query parameters masked, for display and
-    for anything stored: `http://user:****@host/v1?api-key=****`. Userinfo with no password
-    is masked whole (a model server's URL may carry its key there), unless `keep_user`: a
-    store's URL, whose user name is a database role the user needs to paste it back."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, host = netloc.rsplit("@", 1)
-            user = userinfo.split(":", 1)[0]
-            if ":" in userinfo:
-                netloc = f"{user}:****@{host}"
-            else:
-                netloc = f"{user}@{host}" if keep_user else f"****@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            masked = [(k, "****" if _SECRET_PARAM.search(k) else v) for k, v in pairs]
-            query = urlencode(masked, safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return "(a URL that cannot be parsed)"
-
-
-def pasteable_url(shown: str) -> str | None:
-    """A store URL as `redact_url(..., keep_user=True)` showed it, made fit to paste into a
-    command: the masked password left out (libpq then takes it from PGPASSWORD or
-    ~/.pgpass). None when more than the password was masked."""
-    try:
-        parts = urlsplit(shown)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, host = netloc.rsplit("@", 1)
-            if userinfo == "****" or userinfo.split(":", 1)[0] == "****":
-                return None
-            netloc = f"{userinfo.removesuffix(':****')}@{host}"
-        if "****" in netloc or "****" in parts.query:
-            return None
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return None
-
-
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
-_SECRET_IN_QUERY = re.compile(
-    r"([?&;][^=&\s]*(?:key|token|secret|passw|sig|auth|credential)[^=&\s]*=)[^&\s'\"]+",
-    re.IGNORECASE,
-)
-
-
-def redact_text(text: str) -> str:
-    """An error text (ours or a server's, which may echo the URL it was sent) with every URL's
-    credentials and every secret-looking query parameter masked."""
-    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
-    return _SECRET_IN_QUERY.sub(lambda m: m.group(1) + "****", text)
 
 
 def tool_environment(
@@ -433,11 +379,6 @@ def shown_value(name: str, value: str) -> str:
     if name in ("base_url", "store"):
         return redact_url(value, keep_user=name == "store")
     return value
-
-
-def mask(value: str) -> str:
-    """Enough of a secret to tell two keys apart, not enough to use one."""
-    return "****" + value[-4:] if len(value) > 12 else "****"
 
 
 def _str(value: object) -> str | None:

@@ -77,7 +77,7 @@ class McpServer:
 
     def target(self) -> str:
         """The command line or the URL, credentials masked: what is shown and stored."""
-        from agentctl.config import redact_url
+        from agentctl.redact import redact_url
 
         if self.url:
             return redact_url(self.url)
@@ -231,7 +231,7 @@ def tool_name(server: str, tool: str) -> str:
 
 def masked_env(values: Mapping[str, str]) -> dict[str, str]:
     """Env values or headers as shown: every value masked (any may be a secret)."""
-    from agentctl.config import mask
+    from agentctl.redact import mask
 
     return {k: mask(v) for k, v in values.items()}
 

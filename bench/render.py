@@ -115,7 +115,7 @@ def one_session(mode: str, turns: int, root: Path) -> dict[str, Any]:
     from agentctl.terminal import render
     from agentctl.terminal.event_stream import StreamView
     from agentctl.terminal.run_view import RunView
-    from agentctl.usecases import runs as service
+    from agentctl.usecases import runs as run_use_cases
 
     home = root / f"home-{mode}"
     work = root / f"work-{mode}"
@@ -146,7 +146,7 @@ def one_session(mode: str, turns: int, root: Path) -> dict[str, Any]:
         handler = lambda _event: None  # noqa: E731
     timed = Timed(handler)
     started = time.perf_counter()
-    report = service.start_session(
+    report = run_use_cases.start_session(
         settings,
         load_task_file(task),
         max_turns=turns + 5,

@@ -101,6 +101,7 @@ BOTTOM = {
     "domain/records",
     "atomic",
     "faults",
+    "redact",
 }
 RULES = {
     "terminal/cli": {
@@ -110,6 +111,8 @@ RULES = {
         "terminal/tools_list",
         "terminal/transcript",
         "usecases/runs",
+        "usecases/common",
+        "usecases/inspect",
         "usecases/preferences",
         "usecases/rollback",
         "usecases/sessions",
@@ -155,6 +158,7 @@ RULES = {
     "domain/state": {"errors", "domain/lifecycle", "domain/checkpoints"},
     "domain/records": {"domain/state", "loop/context", "store/base"},
     "atomic": set(),
+    "redact": set(),
 }
 
 

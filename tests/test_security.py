@@ -44,7 +44,7 @@ from agentctl.tools.files import (
 )
 from agentctl.tools.shell import RunShell
 from agentctl.usecases import preferences, rollback_plan, sessions, wiring
-from agentctl.usecases import runs as service
+from agentctl.usecases import runs as run_use_cases
 from tests.conftest import cli, run
 
 
@@ -399,7 +399,7 @@ def test_the_home_folder_is_not_a_workspace_unless_named(
     settings = Settings.load({**os.environ, "HOME": str(tmp_path)})
     spec = TaskSpec(goal="g", script=(turn(call("finish", result="x")),))
     with pytest.raises(UsageError, match="the workspace would be"):
-        service.start_session(settings, spec, max_turns=2, ask=None, on_event=lambda _: None)
+        run_use_cases.start_session(settings, spec, max_turns=2, ask=None, on_event=lambda _: None)
     assert sessions.list_sessions(settings, sessions.Filters(limit=None)) == []  # nothing written
 
 

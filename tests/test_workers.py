@@ -62,12 +62,12 @@ def task_file(folder: Path, kind: str, script: str | None = None) -> Path:
 
 def queue(url: str, task: Path, work: Path, **detach: Any) -> str:
     """`run TASK --detach`, in this process (a real process costs a second each)."""
-    from agentctl.usecases import runs
+    from agentctl.usecases import common, runs
 
     settings = Settings.load(store=url)
     report = runs.start_session(
         settings,
-        runs.read_task(str(task)),
+        common.read_task(str(task)),
         max_turns=None,
         ask=None,
         on_event=lambda _event: None,
@@ -284,7 +284,7 @@ def test_detach_and_workers_need_postgres_one_line_exit_2(tmp_path: Path) -> Non
 def test_answer_refuses_a_session_not_waiting_and_a_second_answer_not_yet_taken(
     pg_url: str, tmp_path: Path
 ) -> None:
-    from agentctl.usecases import runs
+    from agentctl.usecases import common, runs
 
     env = {"AGENTCTL_STORE": pg_url}
     sid = queue(pg_url, task_file(tmp_path, "asks"), tmp_path)
@@ -293,7 +293,7 @@ def test_answer_refuses_a_session_not_waiting_and_a_second_answer_not_yet_taken(
     assert "not waiting for input" in result.stderr
     paused = runs.start_session(  # run here until it asks (no worker, no prompt)
         Settings.load(store=pg_url),
-        runs.read_task(str(task_file(tmp_path, "asks"))),
+        common.read_task(str(task_file(tmp_path, "asks"))),
         max_turns=None,
         ask=None,
         on_event=lambda _event: None,

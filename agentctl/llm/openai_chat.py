@@ -485,7 +485,7 @@ class OpenAIModelClient:
         return ModelError(f"{where} sent a reply agentctl cannot read ({kind}: {detail})")
 
     def _redact(self, text: str) -> str:
-        from agentctl.config import redact_text
+        from agentctl.redact import redact_text
 
         # Only a key long enough to be a secret is masked: masking "x" would mangle the text.
         if len(self._secret) >= 8:

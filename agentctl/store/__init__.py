@@ -5,7 +5,7 @@
 (tests). `?mode=ro` opens a store read-only.
 A backend registers its schemes with an opener; the URL reaches it parsed but whole, so a
 network backend keeps `scheme://user:password@host/db` as it is (and its password is masked
-wherever the URL is shown: config.redact_url).
+wherever the URL is shown: redact.redact_url).
 """
 
 from __future__ import annotations

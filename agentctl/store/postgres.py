@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentctl import faults
-from agentctl.config import redact_text, redact_url
 from agentctl.errors import (
     HeadMovedError,
     SessionBusyError,
@@ -40,6 +39,7 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
+from agentctl.redact import redact_text, redact_url
 from agentctl.store.base import (
     AppendPlan,
     CheckpointDraft,

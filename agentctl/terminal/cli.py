@@ -1,4 +1,4 @@
-"""The `agentctl` command: parse, call one use case in service.py, render the result.
+"""The `agentctl` command: parse, call one use case in runs.py, render the result.
 
 The one error handler lives here: an AgentctlError becomes one red line (and the next command to
 try) and its exit code; Ctrl-C, SIGTERM and SIGHUP become exit 130 with the resume command, which
@@ -26,9 +26,8 @@ from agentctl.errors import AgentctlError, ExitCode
 from agentctl.terminal import render
 from agentctl.terminal.event_stream import StreamView
 from agentctl.terminal.run_view import RunView
-from agentctl.usecases import preferences, transfer
+from agentctl.usecases import common, inspect, preferences, runs, transfer
 from agentctl.usecases import rollback as rewind
-from agentctl.usecases import runs as service
 
 T = TypeVar("T")
 
@@ -127,7 +126,7 @@ def _read_stdin() -> str:
     return sys.stdin.buffer.read().decode("utf-8", errors="replace")
 
 
-def _asker(view: View, no_input: bool) -> service.Prompt | None:
+def _asker(view: View, no_input: bool) -> common.Prompt | None:
     """What asks the person at the terminal: the run view's prompt (with --json, a quiet one's:
     the question on stderr, the stream on stdout); None with --no-input."""
     if no_input:
@@ -224,7 +223,7 @@ def _follow_ups(
         if text is None:
             break
         follow = functools.partial(
-            service.resume_session,
+            runs.resume_session,
             settings(),
             report.session.info.id,
             answer=text,
@@ -337,9 +336,9 @@ def run(
     if detach or queue or priority is not None or repo or ref:
         _guarded(lambda: _detach_options(detach, queue, priority, repo, ref, workspace))
         queued = _guarded(
-            lambda: service.start_session(
+            lambda: runs.start_session(
                 settings,
-                service.read_task(task, stdin=_read_stdin),
+                common.read_task(task, stdin=_read_stdin),
                 max_turns=max_turns,
                 ask=None,
                 on_event=lambda _event: None,
@@ -350,7 +349,7 @@ def run(
                 tags=tags or (),
                 sandbox=sandbox,
                 network=network,
-                detach=service.Detach(queue, priority, repo, ref),
+                detach=runs.Detach(queue, priority, repo, ref),
             )
         )
         _queued(queued.session.info.id, as_json)
@@ -359,9 +358,9 @@ def run(
     _interrupt_on_hangup()
 
     def action() -> RunReport:
-        return service.start_session(
+        return runs.start_session(
             settings,
-            service.read_task(task, stdin=_read_stdin),
+            common.read_task(task, stdin=_read_stdin),
             max_turns=max_turns,
             ask=_asker(view, no_input),
             on_event=view,
@@ -454,7 +453,7 @@ def resume(
     view = _view(settings, as_json)
     _interrupt_on_hangup()
     report = _guarded(
-        lambda: service.resume_session(
+        lambda: runs.resume_session(
             settings,
             session,
             answer=input_text,
@@ -915,10 +914,10 @@ def show(
     if transcript:
         from agentctl.terminal import transcript as render_transcript
 
-        loaded = _guarded(lambda: service.conversation(_settings(store), session, at))
+        loaded = _guarded(lambda: inspect.conversation(_settings(store), session, at))
         render_transcript.show(loaded, full)
         return
-    view = _guarded(lambda: service.show_session(_settings(store), session, at))
+    view = _guarded(lambda: inspect.show_session(_settings(store), session, at))
     if as_json:
         render.print_json(render.session_json(view))
     else:
@@ -936,7 +935,7 @@ def tools(
     """The tools a task gets: each one's arguments, side-effect class and when it asks."""
     from agentctl.terminal import tools_list
 
-    listed = _guarded(lambda: service.list_tools(_settings(), task, yes))
+    listed = _guarded(lambda: inspect.list_tools(_settings(), task, yes))
     if as_json:
         render.print_json(tools_list.tools_json(listed))
     else:
@@ -965,7 +964,7 @@ def history(
     gc.disable()
     try:
         session_id, checkpoints = _guarded(
-            lambda: service.session_history(_settings(store), session)
+            lambda: inspect.session_history(_settings(store), session)
         )
         if as_json:
             shown = checkpoints[-limit:] if limit else checkpoints
@@ -1001,7 +1000,7 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check sessions against their events, the checkpoint tree and the store's integrity."""
-    store_problems, reports = _guarded(lambda: service.verify(_settings(store), session))
+    store_problems, reports = _guarded(lambda: inspect.verify(_settings(store), session))
     if as_json:
         render.print_json(
             {

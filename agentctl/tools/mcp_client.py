@@ -383,7 +383,7 @@ def _reason(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     text = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
-    from agentctl.config import redact_text
+    from agentctl.redact import redact_text
 
     return redact_text(text)[:300]
 

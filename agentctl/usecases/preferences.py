@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from agentctl.config import Settings
 from agentctl.domain.records import ConfigRow
 from agentctl.errors import UsageError
-from agentctl.usecases.runs import opened_store
+from agentctl.usecases.common import opened_store
 
 if TYPE_CHECKING:
     from agentctl.domain.state import UserProfile

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from agentctl import faults
 from agentctl.errors import AgentctlError, UsageError
 from agentctl.usecases import wiring
-from agentctl.usecases.runs import held_lease, opened_store, refuse_if_moved, resolve_session
+from agentctl.usecases.common import held_lease, opened_store, refuse_if_moved, resolve_session
 
 if TYPE_CHECKING:
     from agentctl.config import Settings

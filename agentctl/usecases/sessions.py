@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from agentctl.domain.records import Doomed, SharedSnapshots, UsageRow
 from agentctl.errors import SessionBusyError, UsageError
 from agentctl.llm.catalogue import PRICES_TAKEN as PRICES_TAKEN
-from agentctl.usecases.runs import (
+from agentctl.usecases.common import (
     opened_store,
     refuse_taken_name,
     resolve_session,
@@ -501,7 +501,7 @@ def watch(settings: Settings, prefix: str, on_event: Callable[[RunEvent], None])
     """Report every checkpoint after the current head as it is committed, until the session is
     done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing."""
     from agentctl.domain.records import Notice
-    from agentctl.usecases.runs import follow
+    from agentctl.usecases.common import follow
 
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)

@@ -157,7 +157,7 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
 
 def _labels(record: dict[str, Any], where: str) -> tuple[str | None, tuple[str, ...]]:
     """The header's name and tags, held to what `rename` and `tag` accept."""
-    from agentctl.usecases.runs import valid_name, valid_tags
+    from agentctl.usecases.common import valid_name, valid_tags
 
     labels = record.get("labels")
     if labels is None:
@@ -260,7 +260,7 @@ def _compare(session_id: str, expected: list[Checkpoint], written: list[Checkpoi
 def _free_name(store: Store, session_id: str, name: str | None) -> str | None:
     """The exported name, unless this store gives it to another session already (or it is
     the start of an id): names name one session, and the import keeps the id."""
-    from agentctl.usecases.runs import refuse_taken_name
+    from agentctl.usecases.common import refuse_taken_name
 
     if name is None:
         return None
@@ -323,7 +323,7 @@ def export_session(
 ) -> tuple[str, list[str]]:
     """The export's lines, written to `output` (private, like the store) when given."""
     from agentctl.atomic import write_private
-    from agentctl.usecases.runs import opened_store, resolve_session
+    from agentctl.usecases.common import opened_store, resolve_session
 
     if output is not None and not output.parent.is_dir():  # write_private would make it
         raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
@@ -347,7 +347,7 @@ def import_file(
     import secrets
 
     from agentctl.usecases import wiring
-    from agentctl.usecases.runs import opened_store
+    from agentctl.usecases.common import opened_store
 
     root = wiring.session_workspace(
         settings,
@@ -452,7 +452,7 @@ def move_session(settings: Settings, prefix: str, to_url: str) -> MoveReport:
     from agentctl.store import open_store, writes
     from agentctl.store.lease import arriving_lease
     from agentctl.usecases import wiring
-    from agentctl.usecases.runs import (
+    from agentctl.usecases.common import (
         held_lease,
         opened_store,
         refuse_if_damaged,

@@ -68,14 +68,14 @@ def queue_resume(
     with the answer to the question it waits for (or a follow-up for a done session). Checked
     here as `resume --input` checks it; nothing runs here. The session id."""
     from agentctl.domain.lifecycle import State
-    from agentctl.usecases import runs
+    from agentctl.usecases import common, runs
 
     what = "answer" if answer is not None else "resume --detach"
     runs.needs_postgres(settings, what)
-    with runs.opened_store(settings) as store:
-        session_id = runs.resolve_session(store, prefix)
-        runs.refuse_if_moved(store, session_id)
-        runs.refuse_if_damaged(store, session_id)
+    with common.opened_store(settings) as store:
+        session_id = common.resolve_session(store, prefix)
+        common.refuse_if_moved(store, session_id)
+        common.refuse_if_damaged(store, session_id)
         head = store.head(session_id)
         if answer is not None:
             if head.to_state not in (State.WAITING_FEEDBACK, State.DONE):
@@ -98,9 +98,9 @@ def queue_listing(settings: Settings) -> dict[str, Any]:
     url = settings.store_url.split(":", 1)[0].lower()
     if url not in ("postgresql", "postgres"):
         return {}
-    from agentctl.usecases import runs
+    from agentctl.usecases import common
 
-    with runs.opened_store(settings) as store:
+    with common.opened_store(settings) as store:
         listed: dict[str, Any] = pg_queue.on(store).with_connection(pg_queue.queued)
         return listed
 
@@ -278,7 +278,7 @@ class Worker:
         """Run one claimed session until it is done, paused, failed or drained: its queue
         status, the error if any, and whether an answer it carried is still to be given."""
         from agentctl.errors import SessionBusyError
-        from agentctl.usecases import runs
+        from agentctl.usecases import common, runs
 
         sid = claim.session_id
         self._say(f"{sid} claimed (queue {claim.queue}, claim {claim.claims})")
@@ -295,7 +295,7 @@ class Worker:
                 ask=None,
                 on_event=lambda _event: None,
                 accept_settings=True,
-                claimed=runs.Claimed(
+                claimed=common.Claimed(
                     lease,
                     str(folder),
                     self._draining.is_set,

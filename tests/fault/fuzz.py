@@ -42,7 +42,7 @@ from agentctl.tools.approval import ApprovalPolicy
 from agentctl.tools.files import Workspace
 from agentctl.tools.sandbox import Sandbox, probe
 from agentctl.tools.shell import RunShell
-from agentctl.usecases import rollback, runs, sessions
+from agentctl.usecases import common, inspect, rollback, runs, sessions
 from agentctl.usecases.verify import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,7 +246,7 @@ def drive(world: World, scenario: Scenario) -> None:
         )
     while True:
         [summary] = sessions.list_sessions(settings, sessions.Filters(limit=None))
-        _, history = runs.session_history(settings, summary.id)
+        _, history = inspect.session_history(settings, summary.id)
         rolled = any(c.kind == "rollback" for c in history)
         if summary.state == State.DONE.value:
             if scenario.rollback_steps and not rolled:
@@ -469,7 +469,7 @@ def runs_here(url: str, session_id: str) -> bool:
         if session_id not in store.match_sessions(""):
             return False
         try:
-            runs.refuse_if_moved(store, session_id)
+            common.refuse_if_moved(store, session_id)
             store.acquire_lease(session_id, Lease.mine("probe"))
         except (SessionBusyError, UsageError):
             return False

@@ -1,0 +1,149 @@
+"""Use cases that read a session and change nothing: show, the conversation at a checkpoint,
+history, verify, and the tools a task would get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl.config import Settings
+from agentctl.domain.records import SessionView
+from agentctl.errors import (
+    UsageError,
+)
+from agentctl.store.base import CheckpointSummary
+from agentctl.usecases import wiring
+
+if TYPE_CHECKING:
+    from agentctl.domain.records import SessionReport, ToolArgument, ToolInfo
+    from agentctl.domain.state import Session, TaskSpec
+    from agentctl.tools import ToolRegistry
+
+
+from agentctl.usecases.common import opened_store, read_task, resolve_session
+
+# -- time travel ----------------------------------------------------------------------------
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def show_session(settings: Settings, prefix: str, at: int | None = None) -> SessionView:
+    from agentctl.errors import UnknownCheckpointError
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        try:
+            session = store.load(session_id, at)
+        except UnknownCheckpointError as exc:
+            raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+    spec = session.info.spec
+    snapshots = wiring.snapshots(settings, session.info.workspace, lambda _e: None, create=False)
+    with opened_store(settings) as store:
+        from agentctl.usecases.sessions import forks_of
+
+        forks = tuple(forks_of(store, session.info.id))
+    from agentctl.usecases import trust
+
+    granted = trust.lookup(settings, session.info)
+    return SessionView(
+        session,
+        wiring.context_budget(settings, spec, session.info.model),
+        wiring.compaction_strategy(settings, spec),
+        snapshots.size() if snapshots is not None else None,
+        forks,
+        trust=None if granted is None else ("own" if granted.own else "accepted"),
+        trust_since=granted.since if granted is not None else 0,
+    )
+
+
+def conversation(settings: Settings, prefix: str, at: int | None = None) -> Session:
+    """A session at its head or at checkpoint `at`, with its conversation (the transcript)."""
+    from agentctl.errors import UnknownCheckpointError
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        try:
+            return store.load(session_id, at)
+        except UnknownCheckpointError as exc:
+            raise UsageError(str(exc), hint=f"agentctl history {session_id}") from None
+
+
+def verify(settings: Settings, prefix: str | None) -> tuple[list[str], list[SessionReport]]:
+    from agentctl.usecases.verify import verify_store
+
+    with opened_store(settings) as store:
+        ids = [resolve_session(store, prefix)] if prefix else None
+        return verify_store(store, ids)
+
+
+def session_history(settings: Settings, prefix: str) -> tuple[str, list[CheckpointSummary]]:
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        return session_id, store.history(session_id)
+
+
+def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[ToolInfo]:
+    """The tools a task would get (the control tools, then the work tools), with their
+    arguments, side-effect class and when a call asks first."""
+    from agentctl.domain.state import TaskSpec
+
+    spec = read_task(task) if task else TaskSpec(goal="(none)")
+    root = str(Path.cwd())
+    registry = wiring.work_tools(settings, root, spec, yes)
+    try:
+        return _listed(registry, spec, yes, auto=settings.approval == "auto-sandboxed")
+    finally:
+        registry.close()
+
+
+def _listed(
+    registry: ToolRegistry, spec: TaskSpec, yes: bool, auto: bool = False
+) -> list[ToolInfo]:
+    from agentctl.domain.records import ToolInfo
+    from agentctl.loop import prompts
+    from agentctl.tools import SideEffect, effects_of, named_by
+
+    listed = []
+    for schema in prompts.CONTROL_TOOLS:
+        f = schema["function"]
+        remember = f["name"] == prompts.REMEMBER
+        ask = "asks unless --yes or allow names it" if remember else "never"
+        listed.append(ToolInfo(f["name"], f["description"], "control", _arguments(f), ask))
+    for name in registry.names:
+        tool = registry.get(name)
+        assert tool is not None
+        f = {"parameters": tool.parameters}
+        if tool.side_effect is SideEffect.READ:
+            ask = "never"
+        elif yes:
+            ask = "never (--yes)"
+        else:
+            rules = [r for r in spec.allow if named_by(tool, r.partition(":")[0].strip())]
+            ask = "asks" + (f", unless allowed: {', '.join(rules)}" if rules else "")
+            if auto and effects_of(tool).confined:
+                ask = "never where the workspace is snapshotted (approval = auto-sandboxed)"
+        effects = effects_of(tool)
+        if effects.sandbox is not None:
+            reach = ", with network" if effects.network else ""
+            ask += f"; sandbox: {effects.sandbox}{reach}"
+        listed.append(ToolInfo(name, tool.description, tool.side_effect.value, _arguments(f), ask))
+    return listed
+
+
+def _arguments(function: dict[str, Any]) -> tuple[ToolArgument, ...]:
+    from agentctl.domain.records import ToolArgument
+
+    schema = function.get("parameters") or {}
+    required = set(schema.get("required") or ())
+    out = []
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = str(prop.get("type", "any"))
+        if kind == "array":
+            kind = f"array of {prop.get('items', {}).get('type', 'any')}s"
+        elif kind == "object":
+            kind = "object"
+        out.append(
+            ToolArgument(name, kind, name in required, prop.get("description"), prop.get("default"))
+        )
+    return tuple(out)
