@@ -299,6 +299,22 @@ def session_floors(db: sqlite3.Connection, cutoff: str) -> dict[str, float]:
     }
 
 
+def index_ratio(db: sqlite3.Connection) -> float | None:
+    """The search index's pages (FTS5 tables and the key it is kept by) over the text of the
+    messages it covers."""
+    try:
+        (index,) = db.execute(
+            "SELECT sum(pgsize) FROM dbstat"
+            " WHERE name LIKE 'message_text%' OR name LIKE 'messages_fts%' OR name = 'messages_seq'"
+        ).fetchone()
+    except sqlite3.Error:  # no dbstat in this SQLite
+        return None
+    (text,) = db.execute(
+        "SELECT sum(length(CAST(json_extract(body, '$.content') AS BLOB))) FROM messages"
+    ).fetchone()
+    return round((index or 0) / max(text or 1, 1), 2)
+
+
 def session_floor(db: sqlite3.Connection, sid: str) -> dict[str, float]:
     rows = (
         "SELECT id, parent, event, from_state, to_state, created_at, detail"
@@ -357,6 +373,7 @@ def sessions_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str, st
         row["search rare"] = cli(["search", "--limit", "20", RARE], env, runs)
         row["verify"] = cli(["verify"], env, 1)
         row["floor"] = session_floors(db, cutoff)
+        row["search index / text"] = index_ratio(db)
         db.close()
         row["bytes"] = db_path.stat().st_size
         rows.append(row)

@@ -13,7 +13,7 @@ from agentctl.errors import InvalidStateError, StoreError
 from agentctl.store.jsonl import JsonlStore
 from agentctl.store.migrations import SCHEMA_VERSION
 from agentctl.store.sqlite import SQLiteStore
-from agentctl.testing.store_spec import build, contents, draft
+from agentctl.testing.store_spec import build, contents, draft, info
 
 
 def mode(path: Path) -> int:
@@ -56,26 +56,56 @@ def test_sqlite_stores_each_message_once_and_checkpoints_stay_small(tmp_path: Pa
     assert abs(sizes[400] - sizes[10]) <= 4, sizes
 
 
-def test_the_search_index_is_built_by_the_first_search_and_kept_by_every_writer(
+def test_the_search_index_is_kept_by_every_writer_and_needs_no_first_search(
     tmp_path: Path,
 ) -> None:
-    """Issue 15's store benchmark found FTS5 doubling every store (3.1x the raw bytes at
-    1,000 steps against the 2x target): a store nobody searches carries no index. Once a
-    search built it, a writer that opened the store before still keeps it in step."""
+    """Issue 30: the first search of 50,000 sessions spent 10 s building the index. Now every
+    append keeps it, in its own transaction: a handle opened before another writer appended,
+    forked and deleted sees each of them."""
     path = tmp_path / "agentctl.db"
     writer = SQLiteStore(path)
+    searcher = SQLiteStore(path)
     build(writer, 20)
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
-    assert "messages_fts" not in tables
-    searcher = SQLiteStore(path)
+    assert "message_text" in tables
     assert [h.session_id for h in searcher.search("m7", 10)] == ["abc123"]
     writer.append("abc123", 20, draft(20, 21, "a needle in the haystack"))
     hits = searcher.search("needle", 10)
     assert [(h.session_id, h.checkpoint) for h in hits] == [("abc123", 21)]
+    writer.copy_session(writer, "abc123", info("copy01"))
+    assert sorted(h.session_id for h in searcher.search("NEEDLE", 10)) == ["abc123", "copy01"]
     writer.delete_session("abc123")
-    assert searcher.search("needle", 10) == []
+    assert [h.session_id for h in searcher.search("needle", 10)] == ["copy01"]
+    writer.reclaim()  # VACUUM renumbers a table's rowids; the index's keys stay
+    assert [h.session_id for h in searcher.search("haystack", 10)] == ["copy01"]
+    assert [h.session_id for h in searcher.search("m7", 10)] == ["copy01"]
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO message_text (message_text, rank) VALUES ('integrity-check', 0)")
+    db.close()
     writer.close()
     searcher.close()
+
+
+def test_the_search_index_is_smaller_than_the_text_it_covers(tmp_path: Path) -> None:
+    """Issue 30 item 4: the index is at most 1.3x the text (the trigram index with a copy of
+    the text and every position was about 5x): contentless FTS5, detail=none."""
+    path = tmp_path / "agentctl.db"
+    store = SQLiteStore(path)
+    words = "the quick brown fox reads a file and writes a patch to fix the failing test".split()
+    drafts = [draft(None, 1, "start")]
+    for n in range(2, 1500):
+        text = " ".join(f"{words[(n * k) % len(words)]}{(n * k) % 97}" for k in range(40))
+        drafts.append(draft(n - 1, n, text))
+    store.create_whole(info("long01"), drafts)
+    store.close()
+    db = sqlite3.connect(path)
+    (text,) = db.execute("SELECT sum(length(json_extract(body, '$.content'))) FROM messages")
+    (index,) = db.execute(
+        "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'message_text%' OR name = 'messages_seq'"
+    )
+    db.close()
+    assert text[0] > 300_000
+    assert index[0] <= 1.3 * text[0], (index[0], text[0])
 
 
 def test_a_newer_sqlite_store_is_refused_untouched(tmp_path: Path) -> None:

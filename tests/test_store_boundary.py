@@ -47,13 +47,20 @@ def test_search_prints_a_message_holding_the_snippet_marker(store_kind: str) -> 
 
 
 def test_an_existing_sqlite_search_index_is_rebuilt_for_substrings(tmp_path: Path) -> None:
-    """A store whose index an earlier agentctl built (whole words) is migrated: its next
-    search matches parts of words, as a new store's does."""
+    """A store whose index an earlier agentctl built (whole words) is migrated: the index of
+    trigrams is made from its messages, and its next search matches parts of words, as a new
+    store's does."""
     path = tmp_path / "agentctl.db"
     store = SQLiteStore(path)
     store.create_session(info("old001"), draft(None, 1, "always fly Delta"))
     store.close()
     db = sqlite3.connect(path)  # as schema 5 left it: the index of whole words, built
+    db.executescript(  # and none of what migrations 7 and 8 add
+        "DROP TABLE message_text; DROP INDEX messages_seq; ALTER TABLE messages DROP COLUMN seq;"
+        " DROP INDEX sessions_forks; DROP INDEX sessions_recent;"
+        " ALTER TABLE sessions DROP COLUMN forked_from;"
+        " CREATE INDEX sessions_updated ON sessions (updated_at);"
+    )
     db.execute(
         "CREATE VIRTUAL TABLE messages_fts USING fts5("
         "content, session_id UNINDEXED, message_id UNINDEXED)"
@@ -74,12 +81,9 @@ def test_an_existing_sqlite_search_index_is_rebuilt_for_substrings(tmp_path: Pat
     assert [h.session_id for h in store.search("delt", 10)] == ["old001"]
     assert [h.session_id for h in store.search("always fly", 10)] == ["old001"]
     store.close()
-    (sql,) = (
-        sqlite3.connect(path)
-        .execute("SELECT sql FROM sqlite_master WHERE name = 'messages_fts'")
-        .fetchone()
-    )
-    assert "trigram" in sql
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert "messages_fts" not in tables  # replaced by the index every append keeps
+    assert "message_text" in tables
 
 
 # -- settings and JSON ------------------------------------------------------------------------

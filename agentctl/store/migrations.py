@@ -179,4 +179,20 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        "m008_search_while_appending",
+        """
+        -- Each message's place in the order messages were written: the search index's rowid
+        -- (store/sqlite_search.py), kept by VACUUM where the table's own rowid is not.
+        ALTER TABLE messages ADD COLUMN seq INTEGER;
+        UPDATE messages SET seq = rowid;
+        CREATE UNIQUE INDEX messages_seq ON messages (seq);
+        -- The index the first search built, 5x the text it covered, goes; SQLiteStore._open
+        -- makes the one every append keeps (where this SQLite has FTS5).
+        DROP TABLE IF EXISTS messages_fts;
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,6 +31,7 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
+from agentctl.store import sqlite_search
 from agentctl.store.base import (
     AppendPlan,
     CheckpointDraft,
@@ -192,7 +193,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                 f"store {self.path} has schema version {version}, newer than this agentctl "
                 f"({SCHEMA_VERSION}); upgrade agentctl to use it"
             )
-        self._fts = "messages_fts" in tables
+        self._fts = sqlite_search.TABLE in tables
         if self.read_only:
             if version < SCHEMA_VERSION:
                 raise StoreError(
@@ -211,47 +212,22 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                 for _name, sql in MIGRATIONS[version:]:
                     for statement in _statements(sql):
                         self._db.execute(statement)
+                if version < 8:  # migration 8 dropped the old index: this one is kept by appends
+                    sqlite_search.create(self._db)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._fts = False  # a migration may have dropped it: asked again when written
 
     def _indexed(self, db: sqlite3.Connection) -> bool:
-        """Whether the search index exists, asked inside a write transaction until it does:
-        another process may have built it since this handle opened."""
+        """Whether the search index exists (not where this SQLite has no FTS5: a search
+        scans), asked again until it does."""
         if not self._fts:
             found = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                (sqlite_search.TABLE,),
             ).fetchone()
             self._fts = found is not None
         return self._fts
-
-    def _create_fts(self) -> bool:
-        """The full-text index of message contents, built by the first `search` (it takes as
-        much room again as the messages themselves: a store nobody searches stays within 2x
-        its raw bytes) and from then on kept in step by the transaction that appends them.
-        Optional: where this SQLite lacks FTS5 or its trigram tokenizer (3.34), or the store is
-        read-only, `search` scans."""
-        if self.read_only:
-            return False
-        try:
-            with self._transaction() as db:
-                if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone():
-                    return True
-                # trigram: every run of three characters is a term, so a phrase query finds
-                # any substring of three or more (as the other backends' scan does).
-                db.execute(
-                    "CREATE VIRTUAL TABLE messages_fts USING fts5("
-                    "content, session_id UNINDEXED, message_id UNINDEXED,"
-                    " tokenize = 'trigram case_sensitive 0')"
-                )
-                db.execute(
-                    "INSERT INTO messages_fts (content, session_id, message_id)"
-                    " SELECT json_extract(body, '$.content'), session_id, id FROM messages"
-                    " WHERE json_extract(body, '$.content') IS NOT NULL"
-                )
-            return True
-        except sqlite3.OperationalError:  # no FTS5 in this SQLite build
-            return False
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -373,9 +349,9 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         self._new_session(db, info, "", lease)
         new, old = info.id, session_id
         db.execute(
-            "INSERT INTO messages (session_id, id, parent, body) SELECT ?, id, parent, body"
-            f" FROM {schema}.messages WHERE session_id = ? AND id <= ?",
-            (new, old, tip or 0),
+            "INSERT INTO messages (session_id, id, parent, body, seq) SELECT ?, id, parent,"
+            f" body, ? + id FROM {schema}.messages WHERE session_id = ? AND id <= ?",
+            (new, sqlite_search.next_seq(db), old, tip or 0),
         )
         # A fork asks again: the approval of a call is taken out of the task state's JSON.
         task = "task" if keep_approvals else _WITHOUT_APPROVAL
@@ -387,12 +363,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             (new, old, upto),
         )
         if self._indexed(db):
-            db.execute(
-                "INSERT INTO messages_fts (content, session_id, message_id)"
-                " SELECT json_extract(body, '$.content'), session_id, id FROM messages"
-                " WHERE session_id = ? AND json_extract(body, '$.content') IS NOT NULL",
-                (new,),
-            )
+            sqlite_search.add(db, new, 1, tip or 0)
         faults.hit("commit_started")  # everything written, COMMIT not yet run
         db.execute(
             "UPDATE sessions SET (head, state, updated_at, outcome) = (SELECT id, to_state,"
@@ -435,15 +406,17 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         from agentctl.store.codec import encode
 
         checkpoint = plan.checkpoint
-        db.executemany(
-            "INSERT INTO messages (session_id, id, parent, body) VALUES (?, ?, ?, ?)",
-            [(session_id, m.id, m.parent, encode(m.message)) for m in plan.messages],
-        )
-        if self._indexed(db):  # the search index, in the same transaction
+        if plan.messages:
+            seq = sqlite_search.next_seq(db)
             db.executemany(
-                "INSERT INTO messages_fts (content, session_id, message_id) VALUES (?, ?, ?)",
-                [(m.message.content, session_id, m.id) for m in plan.messages if m.message.content],
+                "INSERT INTO messages (session_id, id, parent, body, seq) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (session_id, m.id, m.parent, encode(m.message), seq + n)
+                    for n, m in enumerate(plan.messages)
+                ],
             )
+            if self._indexed(db):  # the search index, in the same transaction
+                sqlite_search.add(db, session_id, plan.messages[0].id, plan.messages[-1].id)
         db.execute(
             "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"
             " created_at, detail, task, usage, message_tip) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -555,7 +528,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
             if self._indexed(db):
-                db.execute("DELETE FROM messages_fts WHERE session_id = ?", (session_id,))
+                sqlite_search.remove(db, session_id)
             self._drop_caches(db, session_id)
             for table in ("checkpoints", "messages", "leases", "sessions"):
                 key = "id" if table == "sessions" else "session_id"
@@ -597,45 +570,15 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             db.execute("DELETE FROM leases WHERE session_id = ? AND token = ?", (session_id, token))
 
     def search(self, text: str, limit: int) -> list[SearchHit]:
-        """Substrings, case-insensitive, as on every backend: three characters or more from
-        the trigram index; fewer (which no trigram holds) by reading the indexed contents.
-        The snippet is made here, as scan_search makes it, never by FTS5's snippet(): a
-        message may hold the marker characters themselves."""
-        from agentctl.domain.records import SearchHit
-        from agentctl.store.base import find_folded, scan_search, snippet_around
+        """From the index every append keeps (store/sqlite_search.py); by scanning every
+        session where this SQLite has no FTS5."""
+        from agentctl.store.base import scan_search
 
-        if not self._fts:
-            self._fts = self._create_fts()
-        if not self._fts:
-            return scan_search(self, text, limit)
-        needle = text.casefold()
-        select = (
-            "SELECT f.session_id, f.content,"
-            " (SELECT json_extract(body, '$.role') FROM messages AS m"
-            "  WHERE m.session_id = f.session_id AND m.id = f.message_id),"
-            " (SELECT min(c.id) FROM checkpoints AS c"
-            "  WHERE c.session_id = f.session_id AND c.message_tip >= f.message_id)"
-            " FROM messages_fts AS f"
-        )
-        hits: list[SearchHit] = []
         with _translated(self.path):
-            if len(text) >= 3:
-                phrase = '"' + text.replace('"', '""') + '"'  # the text as it is, not syntax
-                rows = self._db.execute(
-                    select + " WHERE messages_fts MATCH ? ORDER BY rank", (phrase,)
-                )
-            else:
-                rows = self._db.execute(select + " ORDER BY f.rowid")
-            for sid, content, role, cp in rows:
-                at = find_folded(str(content), needle)
-                if at < 0 and len(text) < 3:
-                    continue
-                # at < 0: the index's case folding and Python's differ here; show the start
-                snippet = snippet_around(str(content), max(at, 0), len(text) if at >= 0 else 0)
-                hits.append(SearchHit(sid, int(cp or 0), str(role), snippet))
-                if len(hits) >= limit:
-                    break
-        return hits
+            indexed = self._indexed(self._db)
+            if not indexed and len(text) >= 3:
+                return scan_search(self, text, limit)
+            return sqlite_search.search(self._db, indexed, text, limit)
 
     def reclaim(self) -> None:
         with _translated(self.path):
