@@ -91,7 +91,24 @@ def test_the_search_index_is_smaller_than_the_text_it_covers(tmp_path: Path) -> 
     the text and every position was about 5x): contentless FTS5, detail=none."""
     path = tmp_path / "agentctl.db"
     store = SQLiteStore(path)
-    words = "the quick brown fox reads a file and writes a patch to fix the failing test".split()
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "reads",
+        "a",
+        "file",
+        "and",
+        "writes",
+        "a",
+        "patch",
+        "to",
+        "fix",
+        "the",
+        "failing",
+        "test",
+    ]
     drafts = [draft(None, 1, "start")]
     for n in range(2, 1500):
         text = " ".join(f"{words[(n * k) % len(words)]}{(n * k) % 97}" for k in range(40))
