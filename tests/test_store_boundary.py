@@ -69,11 +69,6 @@ def test_an_existing_sqlite_search_index_is_rebuilt_for_substrings(tmp_path: Pat
         "INSERT INTO messages_fts (content, session_id, message_id)"
         " SELECT json_extract(body, '$.content'), session_id, id FROM messages"
     )
-    # and without what later migrations add (they run again on the way up)
-    db.executescript(
-        "DROP INDEX sessions_forks; ALTER TABLE sessions DROP COLUMN forked_from;"
-        " DROP INDEX sessions_recent; CREATE INDEX sessions_updated ON sessions (updated_at);"
-    )
     db.execute("PRAGMA user_version = 5")
     db.commit()
     db.close()

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentctl.records import SearchHit
+    from agentctl.domain.records import SearchHit
 
 TABLE = "message_text"
 # The text a message is indexed under: its content, where its body is JSON holding text there.
@@ -85,7 +85,7 @@ def terms(text: str) -> str:
 def search(db: sqlite3.Connection, indexed: bool, text: str, limit: int) -> list[SearchHit]:
     """Messages whose content holds `text`, case-insensitively, newest first, at most
     `limit`; the snippet made as every backend makes it (base.snippet_around)."""
-    from agentctl.records import SearchHit
+    from agentctl.domain.records import SearchHit
     from agentctl.store.base import find_folded, snippet_around
 
     needle = text.casefold()
