@@ -184,6 +184,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def scale_section(quick: bool) -> dict[str, Any]:
+    """bench/scale.py's figures, and the per-turn loop of a 200-turn session (bench/turn.py)."""
+    from bench import scale, turn
+
+    out = dict(scale.run(quick))
+    out["per-turn loop"] = turn.run(quick)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,9 +209,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.only == "scale":
-        from bench import scale
-
-        print("\n" + json.dumps({"quick": args.quick, "scale": scale.run(args.quick)}))
+        print("\n" + json.dumps({"quick": args.quick, "scale": scale_section(args.quick)}))
         return
     try:
         import langgraph.checkpoint.sqlite  # noqa: F401  (the peer every run compares with)
@@ -224,14 +231,14 @@ def main() -> None:
             print("\nratios:", ", ".join(f"{k} = {v}" for k, v in summary.items()))
             report["runs"].append({"steps": steps, "rows": rows, "ratios": summary})
         report["verify"] = verify_scale(Path(tmp) / "verify", 1000 if args.quick else 10_000)
-        from bench import render, sandbox, scale, sessions, snapshots, ttfr
+        from bench import render, sandbox, sessions, snapshots, ttfr
 
         report["snapshots"] = snapshots.run(args.quick)
         report["sandbox"] = sandbox.run(args.quick)
         report["sessions"] = sessions.run(args.quick)
         report["time_to_first_request"] = ttfr.run(args.quick)
         report["run_view"] = render.run(args.quick)
-        report["scale"] = scale.run(args.quick)
+        report["scale"] = scale_section(args.quick)
         if not args.no_postgres:
             from bench import postgres
 
