@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from agentctl.domain.state import Grant
-    from agentctl.tools import Subject, Tool
+    from agentctl.tools.base import Subject, Tool
 
 # Characters that make `sh -c` do more than run one program with arguments: chaining (; & |),
 # redirection (< >), substitution ($ `), subshells ( ), and a second line. Any of them, even
@@ -191,7 +191,7 @@ class Rule:
 
     def allows(self, tool: Tool, arguments: dict[str, Any], root: Path | None = None) -> bool:
         """Whether this rule approves the call; `root` is the workspace (for links out)."""
-        from agentctl.tools import SubjectKind, approval_subject, named_by
+        from agentctl.tools.base import SubjectKind, approval_subject, named_by
 
         if not named_by(tool, self.tool):
             return False
@@ -236,7 +236,7 @@ class ApprovalPolicy:
         return self.since < recorded_at <= head
 
     def needs_approval(self, tool: Tool, arguments: dict[str, Any]) -> bool:
-        from agentctl.tools import SideEffect, effects_of
+        from agentctl.tools.base import SideEffect, effects_of
 
         if tool.side_effect is SideEffect.READ or self.yes:
             return False
@@ -273,7 +273,7 @@ class Previewable(Protocol):
 def question(tool: Tool, arguments: dict[str, Any]) -> str:
     """The exact action put to the user: the whole command, or the path and what changes.
     Rendering makes control characters visible; the text itself is kept exact."""
-    from agentctl.tools import SubjectKind, approval_subject
+    from agentctl.tools.base import SubjectKind, approval_subject
 
     subject = approval_subject(tool, arguments)
     if subject.kind is SubjectKind.COMMAND:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agentctl.atomic import write_all
-from agentctl.tools import CONFINED, Effects, SideEffect, Subject, SubjectKind, ToolOutcome
+from agentctl.tools.base import CONFINED, Effects, SideEffect, Subject, SubjectKind, ToolOutcome
 
 MAX_OUTPUT = 16_000  # characters returned to the model at most
 MAX_ENTRIES = 500

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import AgentctlError, ExitCode, UsageError
 from agentctl.mcpconfig import PREFIX, McpServer, tool_name
-from agentctl.tools import OUTSIDE, Effects, SideEffect, ToolOutcome
+from agentctl.tools.base import OUTSIDE, Effects, SideEffect, ToolOutcome
 
 if TYPE_CHECKING:
     from agentctl.domain.checkpoints import McpToolsDetail

@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from agentctl.tools import Effects, SideEffect, Subject, SubjectKind, ToolOutcome
+from agentctl.tools.base import Effects, SideEffect, Subject, SubjectKind, ToolOutcome
 from agentctl.tools.files import MAX_OUTPUT, Workspace
 
 if TYPE_CHECKING:
