@@ -111,7 +111,7 @@ def test_migrations_from_several_machines_at_once_run_once(postgres: Any) -> Non
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    from agentctl.store.postgres import SCHEMA_VERSION
+    from agentctl.store.postgres_migrations import SCHEMA_VERSION
 
     assert sql(url, "SELECT version FROM agentctl.schema_version") == [(SCHEMA_VERSION,)]
 
@@ -307,7 +307,7 @@ def test_kinds_round_trip(pg_url: str) -> None:
 
 
 def test_libpq_conventions_and_agentctl_options_in_the_url(pg_url: str, tmp_path: Path) -> None:
-    from agentctl.store.postgres import connection_options
+    from agentctl.store.pg_connection import connection_options
 
     dsn, options = connection_options("postgres://u:pw@h:5/db?prepare_threshold=0&sslmode=disable")
     assert dsn == "postgresql://u:pw@h:5/db?sslmode=disable"  # libpq gets only its own

@@ -14,21 +14,17 @@ write, which is what a lock with a TTL (Redis) cannot give. To keep that one rou
 store remembers for each session it writes the head, the head's last message and the next
 message id; the fence makes a stale memory harmless (the write is refused, then re-read).
 
-One plain connection per process, autocommit; `prepare_threshold` (URL query, e.g.
-`?prepare_threshold=0` behind PgBouncer in transaction mode) is passed to psycopg. libpq reads
-PGPASSWORD, ~/.pgpass and sslmode as usual. A connection the server dropped while the model was
-thinking is opened again on the next use; a write whose answer was lost is checked, not
-repeated. psycopg is imported only here, only when a PostgreSQL URL is opened.
+The connection is pg_connection.py's, the schema postgres_migrations.py's, the reads shared
+with SQLite sql.py's. A write whose answer was lost with the connection is checked, not
+repeated.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentctl import faults
 from agentctl.errors import (
@@ -39,17 +35,11 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
-from agentctl.redact import redact_text, redact_url
-from agentctl.store.base import (
-    AppendPlan,
-    CheckpointDraft,
-    no_store,
-    plan_all,
-    plan_append,
-)
+from agentctl.store.base import AppendPlan, CheckpointDraft, plan_all, plan_append
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
-from agentctl.store.postgres_migrations import MIGRATIONS, SCHEMA_VERSION, S
+from agentctl.store.pg_connection import PgConnection
+from agentctl.store.postgres_migrations import S, migrate
 from agentctl.store.sql import SQLReads
 
 if TYPE_CHECKING:
@@ -58,7 +48,6 @@ if TYPE_CHECKING:
     from agentctl.domain.state import Checkpoint, SessionInfo, UserProfile
     from agentctl.store.base import Store
 
-ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
 PROFILE_RETRIES = 30
 
 
@@ -82,7 +71,6 @@ WITH moved AS (
 SELECT count(*) FROM moved
 """
 _APPENDS: dict[int, str] = {}
-_DIALECT: dict[str, str] = {}
 
 
 def append_sql(messages: int) -> str:
@@ -138,139 +126,19 @@ class _Tail:
     next_message_id: int
 
 
-def connection_options(url: str) -> tuple[str, dict[str, Any]]:
-    """The libpq URL (agentctl's own query parameters taken out) and psycopg's options."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in ("prepare_threshold", "connect_timeout")}
-    libpq = [(k, v) for k, v in query if k != "prepare_threshold"]
-    options: dict[str, Any] = {"autocommit": True, "connect_timeout": 10}
-    try:
-        if "prepare_threshold" in ours:
-            value = ours["prepare_threshold"].lower()
-            options["prepare_threshold"] = None if value in ("none", "off") else int(value)
-        if "connect_timeout" in ours:
-            options["connect_timeout"] = int(ours["connect_timeout"])
-    except ValueError:
-        raise StoreError(f"store {redact_url(url)}: prepare_threshold must be a number") from None
-    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
-    clean = urlunsplit((scheme, parts.netloc, parts.path, urlencode(libpq), parts.fragment))
-    return clean, options
-
-
-class PostgresStore(SQLReads, BaseStore):
+class PostgresStore(PgConnection, SQLReads, BaseStore):
     keeps_listings = True
 
     def __init__(self, url: str, create: bool = True) -> None:
-        self.url = url
-        self._may_create = create
-        self.shown = redact_url(url, keep_user=True)
-        self._dsn, self._options = connection_options(url)
         self._tails: dict[str, _Tail] = {}
         self._tokens: dict[str, str] = {}  # session id -> the lease this process holds
-        self._conn: psycopg.Connection[Any] = self._connect()
+        self._open(url)
         try:
-            self._migrate()
+            with self._errors():
+                migrate(self._conn, self.shown, create)
         except BaseException:
             self._conn.close()
             raise
-
-    # -- connection -------------------------------------------------------------------------
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        import psycopg
-
-        try:
-            return psycopg.connect(self._dsn, **self._options)
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot open PostgreSQL store {self.shown}: {_first_line(exc)}"
-            ) from None
-
-    @contextmanager
-    def _errors(self, session_id: str | None = None) -> Iterator[None]:
-        """psycopg's errors, and rows that do not decode, as one StoreError naming the place."""
-        import psycopg
-
-        where = f"store {self.shown}" + (f", session {session_id}" if session_id else "")
-        try:
-            yield
-        except psycopg.Error as exc:
-            raise StoreError(f"{where}: {_first_line(exc)}") from None
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
-            raise StoreError(
-                f"{where}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
-                hint="agentctl verify",
-            ) from None
-
-    def _db(self) -> psycopg.Connection[Any]:
-        """The connection, opened again if the server dropped it (a restart, an idle timeout
-        while the model was thinking): known only after a failure, so `_retrying` asks."""
-        if self._conn.closed or self._conn.broken:
-            self._conn = self._connect()
-        return self._conn
-
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        if sql not in _DIALECT:  # the shared reads (store/sql.py) in psycopg's terms
-            _DIALECT[sql] = sql.replace("{T}", f"{S}.").replace("?", "%s")
-        with self._errors():
-            rows: list[Any] = self._retrying(
-                lambda db: db.execute(_DIALECT[sql], params).fetchall()
-            )
-        return rows
-
-    def _reading(self, session_id: str | None = None) -> AbstractContextManager[None]:
-        return self._errors(session_id)
-
-    def _retrying(self, read: Callable[[psycopg.Connection[Any]], Any]) -> Any:
-        """A read, tried once more on a new connection when the old one turned out dead."""
-        import psycopg
-
-        try:
-            return read(self._db())
-        except psycopg.OperationalError:
-            if not self._conn.broken:
-                raise
-            return read(self._db())
-
-    def _migrate(self) -> None:
-        with self._errors():
-            version = self._version(self._conn)
-            if version > SCHEMA_VERSION:  # refused before anything is written
-                raise StoreError(
-                    f"store {self.shown} has schema version {version}, newer than this agentctl "
-                    f"({SCHEMA_VERSION}); upgrade agentctl to use it"
-                )
-            if version == SCHEMA_VERSION:
-                return
-            if version == 0 and not self._may_create:
-                raise no_store(self.shown)
-            with self._conn.transaction():
-                # Machines starting at once: one migrates, the others wait and find it done.
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
-                version = self._version(self._conn)
-                self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {S}")
-                self._conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {S}.schema_version (version integer NOT NULL)"
-                )
-                for _name, sql in MIGRATIONS[version:]:
-                    self._conn.execute(sql)  # our own constant SQL
-                self._conn.execute(f"DELETE FROM {S}.schema_version")
-                self._conn.execute(f"INSERT INTO {S}.schema_version VALUES (%s)", (SCHEMA_VERSION,))
-
-    @staticmethod
-    def _version(conn: psycopg.Connection[Any]) -> int:
-        # A catalog query, not to_regclass(): that may answer from a cache that predates the
-        # migration another machine committed while we waited for the lock.
-        row = conn.execute(
-            "SELECT count(*) FROM pg_catalog.pg_tables"
-            " WHERE schemaname = %s AND tablename = 'schema_version'",
-            (S,),
-        ).fetchone()
-        if row is None or not row[0]:
-            return 0
-        found = conn.execute(f"SELECT max(version) FROM {S}.schema_version").fetchone()
-        return int(found[0] or 0) if found else 0
 
     def another_handle(self) -> PostgresStore:
         other = PostgresStore.__new__(PostgresStore)
@@ -279,17 +147,6 @@ class PostgresStore(SQLReads, BaseStore):
         other._tails, other._tokens = {}, dict(self._tokens)
         other._conn = other._connect()  # a connection of its own, for another thread
         return other
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def with_connection(
-        self, work: Callable[[psycopg.Connection[Any]], Any], session_id: str | None = None
-    ) -> Any:
-        """Run `work` on this store's connection (opened again if the server dropped it), its
-        errors as StoreError: the hook of the work queue (store/pg_queue.py)."""
-        with self._errors(session_id):
-            return self._retrying(work)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -468,15 +325,12 @@ class PostgresStore(SQLReads, BaseStore):
         )
 
     def _read_tail(self, session_id: str) -> _Tail:
-        row = self._retrying(
-            lambda db: db.execute(
-                f"""SELECT s.head,
-                    (SELECT message_tip FROM {S}.checkpoints
-                     WHERE session_id = s.id AND id = s.head),
-                    (SELECT max(id) FROM {S}.messages WHERE session_id = s.id)
-                FROM {S}.sessions AS s WHERE s.id = %s""",
-                (session_id,),
-            ).fetchone()
+        row = self._one(
+            "SELECT s.head, (SELECT message_tip FROM {T}checkpoints"
+            " WHERE session_id = s.id AND id = s.head),"
+            " (SELECT max(id) FROM {T}messages WHERE session_id = s.id)"
+            " FROM {T}sessions AS s WHERE s.id = ?",
+            (session_id,),
         )
         if row is None:
             raise UnknownSessionError(f"no session {session_id!r}")
@@ -521,11 +375,9 @@ class PostgresStore(SQLReads, BaseStore):
     def _landed(self, session_id: str, expected_head: int, plan: AppendPlan) -> bool | None:
         """After a lost answer: True if our checkpoint is there, None if nothing was written
         (try again), False if someone else's is."""
-        row = self._retrying(
-            lambda db: db.execute(
-                f"SELECT event, created_at FROM {S}.checkpoints WHERE session_id = %s AND id = %s",
-                (session_id, expected_head + 1),
-            ).fetchone()
+        row = self._one(
+            "SELECT event, created_at FROM {T}checkpoints WHERE session_id = ? AND id = ?",
+            (session_id, expected_head + 1),
         )
         if row is None:
             return None
@@ -534,13 +386,10 @@ class PostgresStore(SQLReads, BaseStore):
     def _holder(self, session_id: str) -> tuple[Any, ...]:
         """The session's head and lease: token, user, host, pid, seconds left by the server's
         clock. Raises UnknownSessionError."""
-        row = self._retrying(
-            lambda db: db.execute(
-                f"SELECT head, lease_token, lease_user, lease_host, lease_pid,"
-                f" extract(epoch FROM lease_expires - clock_timestamp())"
-                f" FROM {S}.sessions WHERE id = %s",
-                (session_id,),
-            ).fetchone()
+        row = self._one(
+            "SELECT head, lease_token, lease_user, lease_host, lease_pid,"
+            " extract(epoch FROM lease_expires - clock_timestamp()) FROM {T}sessions WHERE id = ?",
+            (session_id,),
         )
         if row is None:
             raise UnknownSessionError(f"no session {session_id!r}")
@@ -667,24 +516,15 @@ class PostgresStore(SQLReads, BaseStore):
     # -- reads --------------------------------------------------------------------------------
 
     def match_sessions(self, prefix: str) -> list[str]:
-        with self._errors():
-            rows = self._retrying(
-                lambda db: db.execute(
-                    f"SELECT id FROM {S}.sessions WHERE left(id, length(%(p)s)) = %(p)s"
-                    " ORDER BY id",
-                    {"p": prefix},
-                ).fetchall()
-            )
+        rows = self._rows(
+            "SELECT id FROM {T}sessions WHERE left(id, length(?)) = ? ORDER BY id", (prefix, prefix)
+        )
         return [row[0] for row in rows]
 
     def check(self) -> list[str]:
-        with self._errors():
-            found = self._retrying(
-                lambda db: db.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                    (S,),
-                ).fetchall()
-            )
+        found = self._rows(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", (S,)
+        )
         missing = {"sessions", "messages", "checkpoints", "profiles"} - {r[0] for r in found}
         return [f"table {S}.{name} is missing" for name in sorted(missing)]
 
@@ -698,11 +538,8 @@ class PostgresStore(SQLReads, BaseStore):
         from agentctl.store.codec import decode
 
         with self._errors():
-            row = self._retrying(
-                lambda db: db.execute(
-                    f"SELECT version, body FROM {S}.profiles WHERE user_name = %s",
-                    (user_name(),),
-                ).fetchone()
+            row = self._one(
+                "SELECT version, body FROM {T}profiles WHERE user_name = ?", (user_name(),)
             )
             if row is None:
                 return None, UserProfile()
@@ -756,9 +593,3 @@ def _lease_columns(lease: Lease | None) -> tuple[Any, ...]:
 
 def _no_parent(message: int) -> int | None:
     raise StoreError(f"message {message}: a first checkpoint has no earlier messages")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of a driver error, any URL in it masked."""
-    lines = str(exc).strip().splitlines()
-    return redact_text(lines[0][:300]) if lines else type(exc).__name__

@@ -1,14 +1,20 @@
 """The PostgreSQL store's schema, as ordered, named migrations (run under an advisory lock by
-PostgresStore._migrate; a store newer than the code is refused). Every table lives in the
+migrate(); a store newer than the code is refused). Every table lives in the
 schema `agentctl`, so a database shared with other software is safe.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from agentctl.store.pg_queue import MIGRATION as QUEUE_MIGRATION
 from agentctl.store.pg_queue import TREES_MIGRATION
 
+if TYPE_CHECKING:
+    import psycopg
+
 S = "agentctl"  # the schema every table lives in
+ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -107,3 +113,47 @@ MIGRATIONS.append(
 MIGRATIONS.append(("p005_queue", QUEUE_MIGRATION))  # workers (store/pg_queue.py)
 MIGRATIONS.append(("p006_trees", TREES_MIGRATION))  # their workspace snapshots
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: psycopg.Connection[Any], shown: str, may_create: bool) -> None:
+    """Bring the store's schema up to date, one machine at a time (an advisory lock): a store
+    newer than this agentctl is refused before anything is written, and with `may_create`
+    False a database without agentctl's schema is NoStoreError, nothing made."""
+    from agentctl.errors import StoreError
+    from agentctl.store.base import no_store
+
+    found = version(conn)
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {shown} has schema version {found}, newer than this agentctl "
+            f"({SCHEMA_VERSION}); upgrade agentctl to use it"
+        )
+    if found == SCHEMA_VERSION:
+        return
+    if found == 0 and not may_create:
+        raise no_store(shown)
+    with conn.transaction():
+        # Machines starting at once: one migrates, the others wait and find it done.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        found = version(conn)
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {S}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {S}.schema_version (version integer NOT NULL)")
+        for _name, sql in MIGRATIONS[found:]:
+            conn.execute(sql)  # our own constant SQL
+        conn.execute(f"DELETE FROM {S}.schema_version")
+        conn.execute(f"INSERT INTO {S}.schema_version VALUES (%s)", (SCHEMA_VERSION,))
+
+
+def version(conn: psycopg.Connection[Any]) -> int:
+    """The schema version of the store (0: none). A catalog query, not to_regclass(): that may
+    answer from a cache that predates the migration another machine committed while we
+    waited for the lock."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_catalog.pg_tables"
+        " WHERE schemaname = %s AND tablename = 'schema_version'",
+        (S,),
+    ).fetchone()
+    if row is None or not row[0]:
+        return 0
+    found = conn.execute(f"SELECT max(version) FROM {S}.schema_version").fetchone()
+    return int(found[0] or 0) if found else 0

@@ -232,7 +232,7 @@ class Worker:
         import psycopg
 
         from agentctl.store import pg_queue
-        from agentctl.store.postgres import connection_options
+        from agentctl.store.pg_connection import connection_options
 
         dsn, options = connection_options(self.settings.store_url)
         while not self._draining.is_set():
