@@ -41,10 +41,12 @@ from agentctl.store.base import (
 )
 from agentctl.store.core import BaseStore
 from agentctl.store.jsonl_files import (
+    SESSION_FILES,
     append_line,
     check_record,
     empty_or_being_made,
     held_lease,
+    known_parent,
     labels_of,
     last_record,
     log_place,
@@ -322,7 +324,7 @@ class JsonlStore(BaseStore):
             checkpoint_id=tail.head + 1,
             parent_tip=tip,
             next_message_id=tail.next_message_id,
-            parent_of=lambda m: _known_parent(parents, m, path),
+            parent_of=lambda m: known_parent(parents, m, path),
         )
         checkpoint = plan.checkpoint
         new = [
@@ -561,14 +563,7 @@ class JsonlStore(BaseStore):
             if not (path / "info.json").exists():
                 problems.append(f"{path.name}: a session directory without info.json")
                 continue
-            for name in (
-                "info.json",
-                "events.jsonl",
-                "lock",
-                "lease.json",
-                "labels.json",
-                READY_FILE,
-            ):
+            for name in (*SESSION_FILES, READY_FILE):
                 if (path / name).exists() and not (path / name).is_file():
                     problems.append(f"{path.name}: {name} is not a file")
             try:
@@ -603,9 +598,3 @@ class _Tail:
     head: int  # the newest checkpoint's id (0: none yet)
     tip: int | None  # its last message
     next_message_id: int
-
-
-def _known_parent(parents: dict[int, int | None], message: int, path: Path) -> int | None:
-    if message not in parents:
-        raise StoreError(f"{log_place(path, None)}: message {message} is missing")
-    return parents[message]

@@ -23,6 +23,9 @@ from agentctl.atomic import write_all, write_private
 from agentctl.errors import StoreError, UnknownSessionError
 from agentctl.store.lease import Lease
 
+# The files of a session folder (besides the ready cache): `check` finds each a file or absent.
+SESSION_FILES = ("info.json", "events.jsonl", "lock", "lease.json", "labels.json")
+
 
 def write_private_atomic(path: Path, text: str) -> None:
     write_private(path, text.encode())
@@ -239,3 +242,9 @@ def check_record(record: dict[str, Any], number: int, next_id: int | None, path:
     if first is not None and due != first:
         raise StoreError(f"{where}: next_message_id {due!r}, not {first}")
     return first if first is not None else 0
+
+
+def known_parent(parents: dict[int, int | None], message: int, path: Path) -> int | None:
+    if message not in parents:
+        raise StoreError(f"{log_place(path, None)}: message {message} is missing")
+    return parents[message]
