@@ -15,8 +15,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from agentctl.redact import redact_text, redact_url
 from agentctl.errors import StoreError
+from agentctl.redact import redact_text, redact_url
 from agentctl.store.postgres_migrations import S
 
 if TYPE_CHECKING:
