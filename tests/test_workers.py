@@ -191,6 +191,8 @@ def test_a_worker_killed_mid_step_loses_nothing_its_session_finishes_on_another(
     slow.kill()  # kill -9: its lease stays behind until it expires
     slow.wait(timeout=30)
     assert statuses(pg_url)[sid] == "running"
+    listed = run("list", env={"AGENTCTL_STORE": pg_url})
+    assert f"running on a:{slow.pid}" in listed.stdout  # where it runs (ran: its lease says)
     head = sql(pg_url, "SELECT head FROM agentctl.sessions WHERE id = %s", sid)[0][0]
     other = workers(worker_env(pg_url, tmp_path, "b"))
     wait_for(lambda: statuses(pg_url)[sid] == "done", "the session done on the other worker", 60)
@@ -398,3 +400,29 @@ def test_a_session_moves_between_workers_its_files_follow_and_a_rollback_restore
     assert (there / "a.txt").read_text() == "from the first worker"
     assert not (there / "b.txt").exists()  # restored as it was at the question
     assert drained(second)[0] == 0
+
+
+def test_a_429_one_worker_gets_holds_the_server_back_for_every_worker(pg_url: str) -> None:
+    """The real client, a real 429 (with Retry-After) from the scripted server, through a
+    worker's shared pace: the server's slow-down is in the database, where every worker's
+    next request reserves its slot after it."""
+    import psycopg
+
+    from agentctl.domain.state import Message, ScriptTurn
+    from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
+    from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer
+    from agentctl.store import pg_queue
+    from agentctl.usecases.worker import SharedPace, Worker, WorkerOptions
+
+    worker = Worker(Settings.load(store=pg_url), WorkerOptions(), lambda _line: None)
+    model = ScriptedModel((ScriptTurn(content="hi"),), faults=[Fault(status=429, retry_after=20)])
+    with ScriptedServer(model) as srv:
+        config = ModelConfig(model="m", base_url=srv.base_url, api_key=None, max_retries=1)
+        slept: list[float] = []
+        client = OpenAIModelClient(config, sleep=slept.append, pace=SharedPace(worker, "llm"))
+        client.complete([Message(role="user", content="hi")], [], lambda _text: None)
+    worker.stop()
+    worker.run()  # stopped at once: it closes its connection
+    assert slept == [20.0]  # this worker waited as the server asked
+    with psycopg.connect(pg_url, autocommit=True) as other:  # another worker's next request
+        assert pg_queue.next_slot(other, "llm") > 10
