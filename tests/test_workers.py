@@ -393,6 +393,10 @@ def test_a_session_moves_between_workers_its_files_follow_and_a_rollback_restore
     assert fork.code == 0, fork.stderr
     assert (tmp_path / "f" / "a.txt").read_text() == "from the first worker"
     assert not (tmp_path / "f" / "b.txt").exists()
+    preview = run("rollback", sid, "--to", str(question), "--dry-run", env=env)
+    assert preview.code == 0, preview.stderr
+    assert "b.txt" in preview.stdout  # what the next worker will take away
+    assert "a.txt" not in preview.stdout
     back = run("rollback", sid, "--to", str(question), env=env)
     assert back.code == 0, back.stderr
     assert run("resume", sid, "--detach", env=env).code == 0

@@ -55,12 +55,45 @@ def rollback_session(
         # Under the snapshot store's lock: a session sharing the workspace captures before or
         # after this rollback, never between its capture and its restore.
         lock = snapshots.locked() if snapshots is not None else contextlib.nullcontext()
+        if dry_run and files and store.info(session_id).workspace is None:
+            mirror = wiring.kept_snapshots(settings, store, session_id)  # a worker's session
+            if mirror is not None:
+                return _worker_preview(store, mirror, plan)
         if dry_run:
             with lock:
                 return _rollback_preview(store, snapshots, plan, files, force)
         with held_lease(store, session_id), lock:
             faults.hit("rollback_started")
             return _rollback(store, snapshots, plan, files, conversation, force)
+
+
+def _worker_preview(store: Store, mirror: Snapshots, plan: RollbackPlan) -> RollbackReport:
+    """rollback --dry-run of a worker's session (its files are on whichever worker runs it
+    next, which restores the head's tree then): the files that differ between the head's
+    tree and the target's, from the trees kept in the database."""
+    from agentctl.domain.records import RollbackReport
+    from agentctl.workspace.restore import tree_at
+
+    sid = plan.session_id
+    head = store.get_checkpoint(sid, plan.head.id)
+    old = tree_at(store, sid, head)
+    new = tree_at(store, sid, store.get_checkpoint(sid, plan.target.id))
+    known = old is not None and new is not None and mirror.has(old) and mirror.has(new)
+    changes = mirror.changes(old, new) if known and old and new else None
+    return RollbackReport(
+        head,
+        plan.target.id,
+        [],
+        [],
+        [],
+        files=[(c.status, c.path) for c in changes] if changes is not None else None,
+        not_restored=(),
+        files_note=None
+        if changes is not None
+        else "the workspace files: no snapshot names them at that point",
+        dry_run=True,
+        forward=_forward(store, sid, plan.target.id, plan.head.id),
+    )
 
 
 def _rollback_preview(
