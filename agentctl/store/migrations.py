@@ -11,6 +11,36 @@ rewrites either must empty them.
 
 from __future__ import annotations
 
+# The ready conversations (store/ready.py): made by the first `keep_ready`, like the search index,
+# so that no schema version is spent on a cache and an older agentctl still opens the store.
+# No foreign key: that agentctl deletes sessions without knowing this table (the owner column
+# tells a later session of the same id that a leftover copy is not its own).
+READY_TABLE = """
+CREATE TABLE IF NOT EXISTS ready (
+    session_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    tip INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    turn TEXT NOT NULL,
+    wire TEXT NOT NULL,
+    check_sum INTEGER NOT NULL
+)
+"""
+# The kept history listings (store/listing.py): made, and kept out of older agentctls' way,
+# as the ready table is.
+LISTING_TABLE = """
+CREATE TABLE IF NOT EXISTS listing (
+    session_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    upto INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    check_sum INTEGER NOT NULL
+)
+"""
+CACHE_TABLES = {"ready": READY_TABLE, "listing": LISTING_TABLE}
+
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "m001_initial",

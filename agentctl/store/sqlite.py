@@ -41,7 +41,7 @@ from agentctl.store.base import (
 )
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
-from agentctl.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from agentctl.store.migrations import CACHE_TABLES, MIGRATIONS, SCHEMA_VERSION
 from agentctl.store.sql import SQLReads
 from agentctl.store.sqlite_overview import SQLiteOverview
 
@@ -52,34 +52,6 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_S = 10.0
 APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
-# The ready conversations (store/ready.py): made by the first `keep_ready`, like the search index,
-# so that no schema version is spent on a cache and an older agentctl still opens the store.
-# No foreign key: that agentctl deletes sessions without knowing this table (the owner column
-# tells a later session of the same id that a leftover copy is not its own).
-_READY_TABLE = """
-CREATE TABLE IF NOT EXISTS ready (
-    session_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    tip INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    tokens INTEGER NOT NULL,
-    turn TEXT NOT NULL,
-    wire TEXT NOT NULL,
-    check_sum INTEGER NOT NULL
-)
-"""
-# The kept history listings (store/listing.py): made, and kept out of older agentctls' way,
-# as the ready table is.
-_LISTING_TABLE = """
-CREATE TABLE IF NOT EXISTS listing (
-    session_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    upto INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    check_sum INTEGER NOT NULL
-)
-"""
-_CACHE_TABLES = {"ready": _READY_TABLE, "listing": _LISTING_TABLE}
 _WITHOUT_APPROVAL = (
     "CASE WHEN instr(task, '\"approval\":') THEN json_remove(task, '$.approval') ELSE task END"
 )
@@ -548,7 +520,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         with _translated(self.path, session_id), self._transaction() as db:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
-            db.execute(_CACHE_TABLES[table])
+            db.execute(CACHE_TABLES[table])
             db.execute(
                 f"INSERT OR REPLACE INTO {table} (session_id, {', '.join(columns)})"
                 f" VALUES (?{', ?' * len(columns)})",
@@ -558,7 +530,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
 
     def _drop_caches(self, db: sqlite3.Connection, session_id: str) -> None:
         """Remove the session's ready conversation and kept listing, where their tables exist."""
-        for table in _CACHE_TABLES:
+        for table in CACHE_TABLES:
             found = db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             ).fetchone()
