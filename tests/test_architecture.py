@@ -106,6 +106,12 @@ BOTTOM = {
 RULES = {
     "terminal/cli": {
         "terminal/render",
+        "terminal/ask",
+        "terminal/history_view",
+        "terminal/json_forms",
+        "terminal/notices",
+        "terminal/session_view",
+        "terminal/tables",
         "terminal/run_view",
         "terminal/event_stream",
         "terminal/tools_list",
@@ -126,18 +132,21 @@ RULES = {
         "usecases/worker",  # run --detach, answer, worker: the queue's use cases (issue 28)
     },
     "terminal/completion": set(),
-    "terminal/render": {
-        "domain/records",
-        "domain/state",
-        "store/base",
-        "domain/lifecycle",
-        "domain/checkpoints",
-        "errors",
-        "loop/context",
-    },
+    # What the views share: consoles, visible text, fitting. It knows no record.
+    "terminal/render": set(),
+    # The views, split by what they show (issue 23 item 5); each imports render and records.
+    "terminal/ask": {"terminal/render", "domain/records", "store/base"},
+    "terminal/describe": {"terminal/render", "domain/checkpoints"},
+    "terminal/history_view": {"terminal/render", "terminal/describe", "store/base"},
+    "terminal/json_forms": {"terminal/render", "domain/records", "domain/state", "store/base"},
+    "terminal/notices": {"terminal/render", "domain/records"},
+    "terminal/session_view": {"terminal/render", "domain/records"},
+    "terminal/tables": {"terminal/render", "domain/records", "domain/state", "store/base"},
     # The run view and the JSON stream: the same events, drawn and written (issue 25).
     "terminal/run_view": {
         "terminal/render",
+        "terminal/ask",
+        "terminal/describe",
         "terminal/event_stream",
         "domain/records",
         "domain/state",
@@ -146,6 +155,7 @@ RULES = {
     },
     "terminal/event_stream": {
         "terminal/render",
+        "terminal/json_forms",
         "domain/records",
         "domain/state",
         "domain/checkpoints",
@@ -165,6 +175,135 @@ RULES = {
 @pytest.mark.parametrize("module", sorted(RULES))
 def test_each_layer_imports_only_what_is_below_it(module: str) -> None:
     assert EVERY[module] <= RULES[module], (module, EVERY[module] - RULES[module])
+
+
+# -- cli.py formats nothing: it parses, calls one use case and hands the result to a view ------
+
+OUTPUT_CALLS = {
+    "print",
+    "pprint",
+    "echo",
+    "secho",
+    "write",
+    "writelines",
+    "dumps",
+    "dump",
+    "print_json",
+}
+FORMATTERS = {"Table", "Text", "Panel", "Console", "Syntax", "Markdown", "Tree", "Columns"}
+FORMATTING_IMPORTS = ("rich", "json", "pprint", "textwrap")
+
+
+def formatting_in(source: str) -> list[str]:
+    """Where a module formats output itself: a call to print, a stream's or console's
+    print/write, typer.echo, json.dumps, a rich renderable; an import of rich or json; or
+    text or a JSON form built for output (an f-string, `%`, `.format`, `.join`, a dict or list)
+    passed to any call of a view module (render, notices, tables, ...). An error line may stay
+    one call to render.error with its literal text."""
+    tree = ast.parse(source)
+    views = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "agentctl.terminal"
+        for alias in node.names
+    }
+
+    def built(node: ast.AST) -> bool:
+        """Text made here: an f-string, `"…" % x`, `"…".format(…)` or `"…".join(…)`; or a
+        JSON form made here: a dict or list written out, or a comprehension."""
+        for part in ast.walk(node):
+            if isinstance(part, ast.JoinedStr | ast.Dict | ast.List | ast.ListComp | ast.DictComp):
+                return True
+            if (
+                isinstance(part, ast.BinOp)
+                and isinstance(part.op, ast.Mod | ast.Add)
+                and any(
+                    isinstance(s, ast.Constant) and isinstance(s.value, str)
+                    for s in (part.left, part.right)
+                )
+            ):
+                return True
+            if (
+                isinstance(part, ast.Call)
+                and isinstance(part.func, ast.Attribute)
+                and part.func.attr in ("format", "join")
+            ):
+                return True
+        return False
+
+    found = []
+    for node in ast.walk(tree):
+        where = f"line {getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+            for name in names:
+                if name.split(".")[0] in FORMATTING_IMPORTS:
+                    found.append(f"{where}: imports {name}")
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = (
+            func.id
+            if isinstance(func, ast.Name)
+            else func.attr
+            if isinstance(func, ast.Attribute)
+            else ""
+        )
+        owner = (
+            func.value.id
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+            else None
+        )
+        if name in OUTPUT_CALLS:
+            found.append(f"{where}: calls {name}")
+        elif name in FORMATTERS:
+            found.append(f"{where}: builds a {name}")
+        elif owner in views and any(
+            built(a) for a in [*node.args, *(k.value for k in node.keywords)]
+        ):
+            found.append(f"{where}: passes text it built to {owner}.{name}")
+    return found
+
+
+def test_cli_formats_nothing() -> None:
+    """Issue 23 item 5: cli.py parses, calls one use case and hands the result to a view;
+    every line it prints is made in a view module (so the run view, tables, a session's
+    detail and the JSON forms each have a room of their own)."""
+    assert not formatting_in((PACKAGE / "terminal" / "cli.py").read_text())
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "print(session_id)",
+        "import sys\nsys.stdout.write(text)",
+        "render.out.print('x')",
+        "import json\njson.dumps(value)",
+        "from rich.table import Table\nTable()",
+        "from agentctl.terminal import render\nrender.note(f'deleted {ids}')",
+        "from agentctl.terminal import render\nrender.note('tags: ' + ', '.join(tags))",
+        "from agentctl.terminal import notices\nnotices.renamed(sid, '{}'.format(name))",
+        "typer.echo('done')",
+        "from agentctl.terminal import render\nrender.print_json(view)",
+        "from agentctl.terminal import tables\ntables.rows([{'id': s.id} for s in rows])",
+    ],
+)
+def test_the_formatting_check_sees_each_way_of_formatting(source: str) -> None:
+    assert formatting_in(source)
+
+
+def test_the_formatting_check_lets_a_view_call_and_an_error_line_pass() -> None:
+    source = (
+        "from agentctl.terminal import json_forms, render, tables\n"
+        "if as_json:\n    json_forms.sessions(rows, queued)\n"
+        "else:\n    tables.sessions_table(rows)\n"
+        "render.error('prune needs --older-than AGE')\n"
+    )
+    assert formatting_in(source) == []
 
 
 def test_nothing_but_the_terminal_face_imports_it() -> None:

@@ -15,7 +15,7 @@ from agentctl.domain.lifecycle import CheckpointKind, State
 from agentctl.domain.state import SessionInfo, TaskSpec, TaskState, Usage
 from agentctl.store import open_store
 from agentctl.store.base import CheckpointDraft, CheckpointSummary
-from agentctl.terminal import render
+from agentctl.terminal import history_view, render
 from tests.conftest import run
 
 HOSTILE = ["[bold]x[/bold]", "list[str]", "a\\", "\\[red]", "\\\\[dim]y", "\x1b[2J", "[/]"]
@@ -53,10 +53,10 @@ def hostile_history() -> list[CheckpointSummary]:
 def test_piped_history_is_what_a_terminal_shows_without_its_styles() -> None:
     rows = hostile_history()
     for lines in (
-        lambda markup: render.history_lines("s[1]\x1b", rows, None, markup),
-        lambda markup: render.history_lines("s1", rows, 5, markup),
-        lambda markup: render.graph_lines("s1", rows, None, True, markup),
-        lambda markup: render.graph_lines("s1", rows, 4, False, markup),
+        lambda markup: history_view.history_lines("s[1]\x1b", rows, None, markup),
+        lambda markup: history_view.history_lines("s1", rows, 5, markup),
+        lambda markup: history_view.graph_lines("s1", rows, None, True, markup),
+        lambda markup: history_view.graph_lines("s1", rows, 4, False, markup),
     ):
         plain = list(lines(False))
         assert plain == [rich_plain(line) for line in lines(True)]
@@ -79,10 +79,10 @@ def branchy(branches: int, run_length: int = 20) -> list[CheckpointSummary]:
 
 def test_the_graph_is_as_wide_as_the_branches_alive_at_once_and_folds_long_runs() -> None:
     rows = branchy(40)
-    lines = list(render.graph_lines("s1", rows, markup=False))[1:]
+    lines = list(history_view.graph_lines("s1", rows, markup=False))[1:]
     # Every abandoned branch ended before the next began: one column beside the trunk (it
     # was one column per branch ever made: 41).
-    assert max(render.graph_lanes(rows)) == 1
+    assert max(history_view.graph_lanes(rows)) == 1
     assert all(line[3:5] == "  " and line[1] == " " for line in lines), lines[:10]
     assert len(lines) < len(rows) // 3  # 1,641 checkpoints, a few hundred lines
     folded = [line for line in lines if line[5:].startswith("… ")]
@@ -94,7 +94,7 @@ def test_the_graph_is_as_wide_as_the_branches_alive_at_once_and_folds_long_runs(
 
 def test_the_graph_draws_the_newest_checkpoints_with_limit() -> None:
     rows = branchy(3)
-    lines = list(render.graph_lines("s1", rows, limit=10, fold=False, markup=False))
+    lines = list(history_view.graph_lines("s1", rows, limit=10, fold=False, markup=False))
     assert lines[1] == f"… {len(rows) - 10} earlier checkpoints (--limit)"
     assert len(lines) == 12
     assert lines[-1].endswith("← head")

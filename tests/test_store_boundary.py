@@ -102,12 +102,12 @@ def test_json_output_is_strict_json(capsys: pytest.CaptureFixture[str]) -> None:
     and `NaN` are not JSON (jq and every strict parser refuse them)."""
     import json
 
-    from agentctl.terminal import render
+    from agentctl.terminal import json_forms
 
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} in --json output")
 
-    render.print_json({"cost": float("inf"), "rows": [float("nan"), 1.5, {"x": -float("inf")}]})
+    json_forms.print_json({"cost": float("inf"), "rows": [float("nan"), 1.5, {"x": -float("inf")}]})
     printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert printed == {"cost": None, "rows": [None, 1.5, {"x": None}]}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.store.base import SessionSummary
-from agentctl.terminal import render
+from agentctl.terminal import ask, render
 from tests.conftest import SAMPLES, run
 
 FIX = str(SAMPLES / "fix_failing_test.toml")
@@ -91,7 +91,7 @@ def test_the_resume_picker_is_aligned(
         summary("a1b2c3d4", "trip", "waiting_feedback", "Plan a trip"),
         summary("e5f6a7b8", None, "executing", "Fix the tests"),
     ]
-    assert render.pick_session(recent) == "a1b2c3d4"
+    assert ask.pick_session(recent) == "a1b2c3d4"
     rows = [line for line in capsys.readouterr().err.splitlines() if ". " in line][:2]
     assert rows[0].index("Plan a trip") == rows[1].index("Fix the tests"), rows
     assert rows[0].index("2026") == rows[1].index("2026"), rows

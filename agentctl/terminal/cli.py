@@ -1,4 +1,8 @@
-"""The `agentctl` command: parse, call one use case in runs.py, render the result.
+"""The `agentctl` command: parse, call one use case, hand its result to a view.
+
+cli.py formats nothing (tests/test_architecture.py holds it): every line a command prints is
+made by a view module (tables, history_view, session_view, notices, json_forms, ask, run_view,
+event_stream, transcript, tools_list), and errors are one call to render.error.
 
 The one error handler lives here: an AgentctlError becomes one red line (and the next command to
 try) and its exit code; Ctrl-C, SIGTERM and SIGHUP become exit 130 with the resume command, which
@@ -23,7 +27,15 @@ import typer
 from agentctl.config import Settings
 from agentctl.domain.records import RunReport, Stop
 from agentctl.errors import AgentctlError, ExitCode
-from agentctl.terminal import render
+from agentctl.terminal import (
+    ask,
+    history_view,
+    json_forms,
+    notices,
+    render,
+    session_view,
+    tables,
+)
 from agentctl.terminal.event_stream import StreamView
 from agentctl.terminal.run_view import RunView
 from agentctl.usecases import common, inspect, preferences, runs, transfer
@@ -104,11 +116,6 @@ def _settings(store: str | None = None, model: str | None = None) -> Settings:
     return settings
 
 
-def _resume_hint(command: str) -> str | None:
-    """The command that continues a session, or None where nothing is kept to continue."""
-    return command if _kept[0] else None
-
-
 def _debug() -> bool:
     return os.environ.get("AGENTCTL_DEBUG", "") not in ("", "0", "false") or "--debug" in sys.argv
 
@@ -154,10 +161,8 @@ def _guarded(action: Callable[[], T], view: View | None = None) -> T:
         _discard_stdout()
         if view:
             view.close()
-        sid = view.session_id if view else None
-        if sid and _kept[0]:
-            with contextlib.suppress(OSError):
-                render.note(f"output closed: stopped, saved; continue with: agentctl resume {sid}")
+        with contextlib.suppress(OSError):
+            notices.output_closed(view.session_id if view else None, _kept[0])
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except KeyboardInterrupt:
         # A second Ctrl-C while we say goodbye must not turn exit 130 into death by SIGINT.
@@ -167,19 +172,8 @@ def _guarded(action: Callable[[], T], view: View | None = None) -> T:
             view.close()
             if isinstance(view, StreamView):
                 view.failed("interrupted", int(ExitCode.INTERRUPTED))
-        sid = view.session_id if view else None
-        if view is not None and getattr(view, "elsewhere", False):
-            # Following a session another process runs: nothing stopped there.
-            render.error("stopped following; the session goes on where it runs")
-            if sid:
-                render.note(f"follow it again with: agentctl watch {sid}")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        if not _kept[0]:
-            render.error("interrupted; the memory: store keeps nothing after this command")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        render.error("interrupted; everything up to the last step is saved")
-        if sid:
-            render.note(f"continue with: agentctl resume {sid}")
+        elsewhere = view is not None and getattr(view, "elsewhere", False)
+        notices.interrupted(view.session_id if view else None, _kept[0], elsewhere)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
@@ -217,9 +211,9 @@ def _follow_ups(
     interactive = interactive and _kept[0]  # a memory: store's session ends with the command
     while interactive and report.stop is Stop.DONE and not report.followed and sys.stdin.isatty():
         view.finish(report, 0, _kept[0])  # the summary, then the result, then the prompt
-        render.result(report.session.task.result or "(no result)")
+        notices.result(report.session.task.result)
         shown = True
-        text = render.ask_follow_up()
+        text = ask.ask_follow_up()
         if text is None:
             break
         follow = functools.partial(
@@ -255,7 +249,7 @@ def _finish_run(report: RunReport, view: View, shown: bool = False) -> None:
         if not shown:
             view.finish(report, code, _kept[0])  # the summary, or the stream's `result` event
         if report.stop is Stop.DONE and not as_json and not shown:
-            render.result(task.result or "(no result)")
+            notices.result(task.result)
     except BrokenPipeError:  # the run is over and saved; only its last words are not read
         _discard_stdout()
     if report.stop is Stop.DONE:
@@ -264,13 +258,9 @@ def _finish_run(report: RunReport, view: View, shown: bool = False) -> None:
         return
     if report.stop is Stop.PAUSED:
         question = task.pending_question.question if task.pending_question else ""
-        render.note(f"session {sid} is waiting for input: {question}")
-        if _kept[0]:
-            render.note(f'answer with: agentctl resume {sid} --input "…"')
-        else:
-            render.note("the memory: store keeps nothing after this command: it cannot go on")
+        notices.paused(sid, question, _kept[0])
         raise typer.Exit(int(ExitCode.PAUSED))
-    render.error(task.last_error or "stopped", _resume_hint(f"agentctl resume {sid}"))
+    notices.stopped(sid, task.last_error, _kept[0])
     raise typer.Exit(int(ExitCode.ERROR))
 
 
@@ -506,12 +496,9 @@ def _detach_options(
 def _queued(session_id: str, as_json: bool) -> None:
     """A session queued for a worker: its id on stdout, how to follow it on stderr."""
     if as_json:
-        render.print_json({"session_id": session_id, "status": "queued"})
+        json_forms.queued(session_id)
     else:
-        print(session_id)
-        render.note(
-            f"queued for a worker (agentctl worker); follow it: agentctl watch {session_id}"
-        )
+        notices.queued(session_id)
 
 
 @app.command()
@@ -600,7 +587,7 @@ def rollback(
             dry_run=dry_run,
         )
     )
-    render.rolled_back(report)
+    notices.rolled_back(report)
 
 
 @app.command("export")
@@ -614,10 +601,7 @@ def export(
     """Write a session as portable JSON lines (no API key, no store password)."""
     to = None if output in (None, "-") else Path(output)
     session_id, lines = _guarded(lambda: transfer.export_session(_settings(store), session, to))
-    if to is None:
-        sys.stdout.write("".join(line + "\n" for line in lines))
-    else:
-        render.note(f"exported session {session_id} ({len(lines) - 1} checkpoints) to {to}")
+    notices.exported(session_id, lines, to)
 
 
 @app.command("import")
@@ -637,7 +621,7 @@ def import_(
 ) -> None:
     """Import an exported session (again: nothing changes), then verify it. It grants itself
     nothing: `resume` asks you to accept its settings first."""
-    render.imported(
+    notices.imported(
         _guarded(
             lambda: transfer.import_file(_settings(store), file, new_id=new_id, workspace=workspace)
         )
@@ -651,7 +635,7 @@ def move(
     store: StoreOpt = None,
 ) -> None:
     """Copy a session to another store, verify it there, and mark this copy as moved."""
-    render.moved(_guarded(lambda: transfer.move_session(_settings(store), session, to)))
+    notices.moved(_guarded(lambda: transfer.move_session(_settings(store), session, to)))
 
 
 @app.command()
@@ -671,7 +655,10 @@ def diff(
     result = _guarded(
         lambda: rewind.diff_session(_settings(store), session, old=old, new=new, stat=stat)
     )
-    render.workspace_diff(result, as_json)
+    if as_json:
+        json_forms.diff(result)
+    else:
+        session_view.workspace_diff(result)
 
 
 @app.command("list")
@@ -712,9 +699,9 @@ def list_(
     sessions = _guarded(lambda: list_sessions(settings, filters))
     queued = _guarded(lambda: queue_listing(settings)) if sessions else {}
     if as_json:
-        render.print_json([render.summary_json(s, queued.get(s.id)) for s in sessions])
+        json_forms.sessions(sessions, queued)
     else:
-        render.sessions_table(sessions, queued)
+        tables.sessions_table(sessions, queued)
 
 
 @app.command()
@@ -728,7 +715,10 @@ def search(
     from agentctl.usecases import sessions
 
     hits = _guarded(lambda: sessions.search(_settings(store), text, limit))
-    render.search_hits(hits, as_json)
+    if as_json:
+        json_forms.search(hits)
+    else:
+        tables.search_hits(hits)
 
 
 @app.command()
@@ -741,7 +731,7 @@ def rename(
     from agentctl.usecases import sessions
 
     session_id, name = _guarded(lambda: sessions.rename(_settings(store), session, name))
-    render.note(f"session {session_id} is named {name!r}")
+    notices.renamed(session_id, name)
 
 
 @app.command()
@@ -755,7 +745,7 @@ def tag(
     from agentctl.usecases import sessions
 
     now = _guarded(lambda: sessions.tag(_settings(store), session, tags, remove))
-    render.note(f"tags: {', '.join(now) if now else '(none)'}")
+    notices.tagged(now)
 
 
 @app.command()
@@ -775,7 +765,7 @@ def fork(
     from agentctl.usecases import sessions
 
     new_id, at_ = _guarded(lambda: sessions.fork(_settings(store), session, at, name, workspace))
-    render.forked(new_id, at_)
+    notices.forked(new_id, at_)
 
 
 @app.command()
@@ -787,10 +777,10 @@ def rm(
     """Delete sessions: their checkpoints and messages are gone for good."""
     from agentctl.usecases import sessions
 
-    if not yes and not _confirm(f"delete {', '.join(session_ids)} for good?"):
+    if not yes and not ask.confirm_remove(session_ids):
         raise typer.Exit(int(ExitCode.USAGE))
     removed = _guarded(lambda: sessions.remove(_settings(store), session_ids))
-    render.note(f"deleted {', '.join(removed)}")
+    notices.deleted(removed)
 
 
 @app.command()
@@ -824,25 +814,24 @@ def prune(
         raise typer.Exit(int(ExitCode.USAGE))
     if snapshots:
         shared = _guarded(lambda: sessions.shared_snapshots(settings))
-        render.shared_snapshots(shared, dry_run)
+        tables.shared_snapshots(shared, dry_run)
         if shared and not dry_run:
-            question = "give back the snapshots no session of this store names?"
-            if not yes and not _confirm(question):
+            if not yes and not ask.confirm_give_back():
                 raise typer.Exit(int(ExitCode.USAGE))
             freed = _guarded(lambda: sessions.prune_shared_snapshots(settings, shared))
-            render.note(f"gave back {render.human_bytes(freed)} of workspace snapshots")
+            notices.snapshots_given_back(freed)
         if older_than is None:
             return
     assert older_than is not None
     cutoff = older_than
     doomed = _guarded(lambda: sessions.prune_candidates(settings, cutoff, state, keep_last))
-    render.prune_list(doomed, dry_run)
+    tables.prune_list(doomed, dry_run)
     if dry_run or not doomed:
         return
-    if not yes and not _confirm(f"delete these {len(doomed)} sessions for good?"):
+    if not yes and not ask.confirm_prune(len(doomed)):
         raise typer.Exit(int(ExitCode.USAGE))
     _guarded(lambda: sessions.prune(settings, doomed))
-    render.note(f"deleted {render.plural(len(doomed), 'session')}")
+    notices.pruned(len(doomed))
 
 
 def _pick_unfinished(store: str | None) -> str | None:
@@ -859,7 +848,7 @@ def _pick_unfinished(store: str | None) -> str | None:
     )
     if len(recent) < 2:
         return None
-    return render.pick_session(recent)
+    return ask.pick_session(recent)
 
 
 def _complete_session(incomplete: str) -> list[str]:
@@ -867,14 +856,6 @@ def _complete_session(incomplete: str) -> list[str]:
     from agentctl.usecases import sessions
 
     return sessions.complete(Settings.load(), incomplete)
-
-
-def _confirm(question: str) -> bool:
-    """Asked on a terminal only: without one, a delete needs --yes."""
-    if not sys.stdin.isatty():
-        render.error("not deleting without a terminal to ask on", hint="add --yes")
-        return False
-    return render.ask_yes(question)
 
 
 @app.command()
@@ -891,7 +872,10 @@ def usage(
     from agentctl.usecases import sessions
 
     rows = _guarded(lambda: sessions.usage(_settings(store), session, since, by))
-    render.usage_table(rows, by, sessions.PRICES_TAKEN, as_json)
+    if as_json:
+        json_forms.usage(rows, by)
+    else:
+        tables.usage_table(rows, by, sessions.PRICES_TAKEN)
 
 
 @app.command()
@@ -919,9 +903,9 @@ def show(
         return
     view = _guarded(lambda: inspect.show_session(_settings(store), session, at))
     if as_json:
-        render.print_json(render.session_json(view))
+        json_forms.session(view)
     else:
-        render.show_session(view)
+        session_view.show_session(view)
 
 
 @app.command()
@@ -937,7 +921,7 @@ def tools(
 
     listed = _guarded(lambda: inspect.list_tools(_settings(), task, yes))
     if as_json:
-        render.print_json(tools_list.tools_json(listed))
+        json_forms.tools(listed)
     else:
         tools_list.tools_list(listed)
 
@@ -967,12 +951,11 @@ def history(
             lambda: inspect.session_history(_settings(store), session)
         )
         if as_json:
-            shown = checkpoints[-limit:] if limit else checkpoints
-            render.print_json([render.checkpoint_json(c) for c in shown])
+            json_forms.history(checkpoints, limit)
         elif graph:
-            render.history_graph(session_id, checkpoints, limit)
+            history_view.history_graph(session_id, checkpoints, limit)
         else:
-            render.history_table(session_id, checkpoints, limit)
+            history_view.history_table(session_id, checkpoints, limit)
     finally:
         if collecting:
             gc.enable()
@@ -1002,17 +985,9 @@ def verify(
     """Check sessions against their events, the checkpoint tree and the store's integrity."""
     store_problems, reports = _guarded(lambda: inspect.verify(_settings(store), session))
     if as_json:
-        render.print_json(
-            {
-                "store": store_problems,
-                "sessions": [
-                    {"id": r.session_id, "checkpoints": r.checkpoints, "problems": r.problems}
-                    for r in reports
-                ],
-            }
-        )
+        json_forms.verify(store_problems, reports)
     else:
-        render.verify_report(store_problems, reports)
+        tables.verify_report(store_problems, reports)
     if store_problems or any(r.problems for r in reports):
         raise typer.Exit(int(ExitCode.STORE))
 
@@ -1029,9 +1004,9 @@ def profile_show(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Show preferences and recent goals."""
     profile = _guarded(lambda: preferences.show_profile(_settings(store)))
     if as_json:
-        render.print_json(profile.model_dump(mode="json"))
+        json_forms.profile(profile)
     else:
-        render.show_profile(profile)
+        tables.show_profile(profile)
 
 
 @profile_app.command("set")
@@ -1042,7 +1017,7 @@ def profile_set(
 ) -> None:
     """Set a preference."""
     _guarded(lambda: preferences.set_preference(_settings(store), key, value))
-    render.setting_written(key, value, None)
+    notices.setting_written(key, value, None)
 
 
 @profile_app.command("unset")
@@ -1051,7 +1026,7 @@ def profile_unset(
 ) -> None:
     """Remove a preference."""
     _guarded(lambda: preferences.set_preference(_settings(store), key, None))
-    render.setting_written(key, None, None)
+    notices.setting_written(key, None, None)
 
 
 mcp_app = typer.Typer(
@@ -1099,7 +1074,7 @@ def mcp_add(
             overwrite=overwrite,
         )
     )
-    render.note(f"added MCP server {row.name} ({row.transport}: {row.target}) to {path}")
+    notices.mcp_added(row, path)
 
 
 @mcp_app.command("list")
@@ -1110,7 +1085,7 @@ def mcp_list(as_json: JsonOpt = False) -> None:
 
     rows = _guarded(lambda: mcp_servers.list_servers(_settings()))
     if as_json:
-        render.print_json(tools_list.mcp_servers_json(rows))
+        json_forms.mcp_servers(rows)
     else:
         tools_list.mcp_servers_list(rows)
 
@@ -1121,7 +1096,7 @@ def mcp_remove(name: Annotated[str, typer.Argument(help="The server to remove.")
     from agentctl.usecases import mcp_servers
 
     path = _guarded(lambda: mcp_servers.remove_server(_settings(), name))
-    render.note(f"removed MCP server {name} from {path}")
+    notices.mcp_removed(name, path)
 
 
 @mcp_app.command("check")
@@ -1136,7 +1111,7 @@ def mcp_check(
 
     server, tools, info = _guarded(lambda: mcp_servers.check_server(_settings(), name))
     if as_json:
-        render.print_json(tools_list.mcp_check_json(server, tools, info))
+        json_forms.mcp_check(server, tools, info)
     else:
         tools_list.mcp_check(server, tools, info)
 
@@ -1152,7 +1127,7 @@ def mcp_import(
     from agentctl.usecases import mcp_servers
 
     added = _guarded(lambda: mcp_servers.import_claude(_settings(), file, overwrite))
-    render.note(f"imported {len(added)} MCP server(s): {', '.join(added) or 'none'}")
+    notices.mcp_imported(added)
 
 
 config_app = typer.Typer(
@@ -1167,9 +1142,9 @@ def config_show(as_json: JsonOpt = False) -> None:
     """Show every setting, the value in effect and where it comes from (secrets masked)."""
     path, rows = _guarded(lambda: preferences.show_config(_settings()))
     if as_json:
-        render.print_json(render.config_json(path, rows))
+        json_forms.config(path, rows)
     else:
-        render.show_config(path, rows)
+        tables.show_config(path, rows)
 
 
 @config_app.command("set")
@@ -1179,21 +1154,21 @@ def config_set(
 ) -> None:
     """Write one setting to the settings file (created private, mode 0600)."""
     path, shown = _guarded(lambda: preferences.set_config(_settings(), key, value))
-    render.setting_written(key, shown, path)
+    notices.setting_written(key, shown, path)
 
 
 @config_app.command("unset")
 def config_unset(key: Annotated[str, typer.Argument(help="The setting to remove.")]) -> None:
     """Remove one setting from the settings file."""
     path, _ = _guarded(lambda: preferences.set_config(_settings(), key, None))
-    render.setting_written(key, None, path)
+    notices.setting_written(key, None, path)
 
 
 def _version(value: bool) -> None:
     if value:
         import agentctl
 
-        sys.stdout.write(f"agentctl {agentctl.__version__}\n")
+        notices.version(agentctl.__version__)
         raise typer.Exit()
 
 
@@ -1243,11 +1218,7 @@ def main() -> None:
     except Exception as exc:
         if _debug():
             raise
-        render.error(
-            f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-            " — this is a bug in agentctl",
-            "rerun with --debug to see where, and report it",
-        )
+        notices.internal_error(exc)
         sys.exit(int(ExitCode.ERROR))
 
 

@@ -50,7 +50,7 @@ def split_exit(content: str) -> tuple[str | None, str]:
 def json_line(value: dict[str, Any]) -> str:
     """One line of strict JSON (a number that is not finite is null: render.print_json): C0
     controls escaped by json, C1 controls and bidi overrides here."""
-    from agentctl.terminal.render import finite
+    from agentctl.terminal.json_forms import finite
 
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -19,21 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl.config import DEFAULT_PREVIEW_LINES
 from agentctl.domain.checkpoints import QuestionDetail, ToolDetail
+from agentctl.terminal.ask import APPROVAL_ANSWERS, question_markup, read_line
+from agentctl.terminal.describe import describe_checkpoint, sandboxed
 from agentctl.terminal.event_stream import output_preview, split_exit
-from agentctl.terminal.render import (
-    APPROVAL_ANSWERS,
-    _sandboxed,
-    describe_checkpoint,
-    err,
-    escape,
-    fit,
-    human_bytes,
-    note,
-    plural,
-    question_markup,
-    read_line,
-    visible,
-)
+from agentctl.terminal.render import err, escape, fit, human_bytes, note, plural, visible
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent, RunReport, SessionStarted, ToolStarted, TurnUsage
@@ -301,7 +290,7 @@ class RunView:
         status, output = split_exit(content)
         if side_effect == "exec" and status is not None:
             mark = "[red]✗[/]" if detail.error else "[green]✓[/]"
-            err.print(f"  {mark} {escape(status)}{took}{files}{_sandboxed(detail)}")
+            err.print(f"  {mark} {escape(status)}{took}{files}{sandboxed(detail)}")
             self._output(output)
         elif detail.error:
             err.print(f"  [red]✗[/] {escape(detail.message or content.partition(chr(10))[0])}")

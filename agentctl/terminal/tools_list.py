@@ -3,34 +3,12 @@ call asks first; as a list for a person or one JSON document. Plain text: no ric
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentctl.terminal.render import escape, note, out
 
 if TYPE_CHECKING:
     from agentctl.domain.records import McpServerRow, McpToolRow, ToolInfo
-
-
-def tools_json(tools: list[ToolInfo]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": t.name,
-            "description": t.description,
-            "side_effect": t.side_effect,
-            "approval": t.approval,
-            "arguments": [
-                {
-                    "name": a.name,
-                    "type": a.type,
-                    "required": a.required,
-                    "description": a.description,
-                    "default": a.default,
-                }
-                for a in t.arguments
-            ],
-        }
-        for t in tools
-    ]
 
 
 def tools_list(tools: list[ToolInfo]) -> None:
@@ -53,10 +31,6 @@ def tools_list(tools: list[ToolInfo]) -> None:
     )
 
 
-def mcp_servers_json(rows: list[McpServerRow]) -> list[dict[str, Any]]:
-    return [dict(r.__dict__) for r in rows]
-
-
 def mcp_servers_list(rows: list[McpServerRow]) -> None:
     if not rows:
         note("no MCP servers configured: agentctl mcp add NAME -- COMMAND ARGS…")
@@ -77,15 +51,6 @@ def mcp_servers_list(rows: list[McpServerRow]) -> None:
                 shown = ", ".join(f"{k}={v}" for k, v in values.items())
                 lines.append(f"    {label}: {escape(shown)}")
     out.print("\n".join(lines))
-
-
-def mcp_check_json(server: McpServerRow, tools: list[McpToolRow], info: str) -> dict[str, Any]:
-    return {
-        "server": dict(server.__dict__),
-        "info": info,
-        "tools": [dict(t.__dict__) for t in tools],
-        "tokens": sum(t.tokens for t in tools),
-    }
 
 
 def mcp_check(server: McpServerRow, tools: list[McpToolRow], info: str) -> None:
