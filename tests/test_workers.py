@@ -430,3 +430,28 @@ def test_a_429_one_worker_gets_holds_the_server_back_for_every_worker(pg_url: st
     assert slept == [20.0]  # this worker waited as the server asked
     with psycopg.connect(pg_url, autocommit=True) as other:  # another worker's next request
         assert pg_queue.next_slot(other, "llm") > 10
+
+
+def test_a_worker_runs_only_what_stays_in_its_sandbox_unless_told_otherwise(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """Whoever can write the store queues work for its workers: a session asking for the
+    network and secrets for its commands is not run by a default worker (failed, saying why,
+    nothing run); `resume --detach` and a worker started with --accept-any-settings run it."""
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    asks = queue(
+        pg_url, task_file(wide, "straight", 'pass_env = ["TOKEN"]\n' + KINDS["straight"]), tmp_path
+    )
+    plain = queue(pg_url, task_file(tmp_path, "straight"), tmp_path)
+    first = workers(worker_env(pg_url, tmp_path, "a"))
+    wait_for(lambda: statuses(pg_url) == {asks: "failed", plain: "done"}, "both looked at", 60)
+    assert drained(first)[0] == 0
+    error = sql(pg_url, "SELECT error FROM agentctl.queue WHERE session_id = %s", asks)[0][0]
+    assert "pass_env" in error
+    assert "--accept-any-settings" in error
+    assert replies(pg_url, asks) == []  # nothing ran
+    assert run("resume", asks, "--detach", env={"AGENTCTL_STORE": pg_url}).code == 0
+    wider = workers(worker_env(pg_url, tmp_path, "b"), "--accept-any-settings")
+    wait_for(lambda: statuses(pg_url)[asks] == "done", "run by the worker that accepts it", 60)
+    assert drained(wider)[0] == 0

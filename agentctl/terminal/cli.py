@@ -542,6 +542,14 @@ def worker(
             "(kept in the database).",
         ),
     ] = None,
+    accept_any: Annotated[
+        bool,
+        typer.Option(
+            "--accept-any-settings",
+            help="Also run sessions with MCP servers of their own, pass_env, no sandbox or the "
+            "network (anyone who can write the store could queue them).",
+        ),
+    ] = False,
 ) -> None:
     """Run queued sessions (run --detach, answer) until SIGTERM, which drains: each session
     stops after its current step and goes back to the queue. PostgreSQL store."""
@@ -549,7 +557,11 @@ def worker(
 
     settings = _guarded(lambda: _settings(store, model))
     options = WorkerOptions(
-        queue=queue, concurrency=concurrency, queue_limit=queue_limit, rate=rate
+        queue=queue,
+        concurrency=concurrency,
+        queue_limit=queue_limit,
+        rate=rate,
+        accept_any=accept_any,
     )
     _guarded(lambda: run_worker(settings, options, render.note))
 

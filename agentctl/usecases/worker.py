@@ -115,6 +115,7 @@ class WorkerOptions:
     queue_limit: int | None = None  # the queue's global cap, set in the database
     rate: float | None = None  # requests per second to this worker's model server, shared
     scratch: Path | None = None  # where sessions' folders go
+    accept_any: bool = False  # run sessions that ask for more than the sandboxed tools
 
 
 class Worker:
@@ -284,6 +285,9 @@ class Worker:
         self._say(f"{sid} claimed (queue {claim.queue}, claim {claim.claims})")
         answer = None
         try:
+            refused = self._asks_too_much(sid)
+            if refused is not None:
+                return "failed", refused, False
             answer = self._answer(claim)
             folder = self._workspace(claim)
             shared = self._follow_workspace(sid, folder)
@@ -315,6 +319,32 @@ class Worker:
             error = report.session.task.last_error or f"stopped ({report.stop.value})"
         keep = status == "runnable" and answer is not None and not self._taken(claim)
         return status, error, keep
+
+    def _asks_too_much(self, session_id: str) -> str | None:
+        """Why this worker does not run the session, or None. Whoever can write the store
+        queues work here, so by default a worker runs only what stays in its sandbox: no MCP
+        servers of the task's own (commands it would start), no secrets handed to commands
+        (pass_env), no commands without the sandbox or with the network. `worker
+        --accept-any-settings` lifts that."""
+        if self.options.accept_any:
+            return None
+        spec = self._db(lambda _c: self._store.info(session_id)).spec
+        asks = [
+            what
+            for what, asked in (
+                ("MCP servers of its own", bool(spec.mcp_servers)),
+                ("pass_env", bool(spec.pass_env)),
+                ("no sandbox", spec.sandbox == "off"),
+                ("the network", bool(spec.network)),
+            )
+            if asked
+        ]
+        if not asks:
+            return None
+        return (
+            f"it asks for {', '.join(asks)}, which this worker does not give a queued session "
+            "(start a worker with --accept-any-settings to run it)"
+        )
 
     def _answer(self, claim: Claim) -> str | None:
         """The answer the claim carries, unless it was taken already (a worker that committed
