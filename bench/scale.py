@@ -299,6 +299,25 @@ def session_floors(db: sqlite3.Connection, cutoff: str) -> dict[str, float]:
     }
 
 
+def store_reads(url: str, cutoff: str) -> dict[str, float]:
+    """The store's own part of each command, in this process (no start-up, no printing)."""
+    from agentctl.store import open_store
+
+    store = open_store(url)
+    try:
+        old = [s.id for s in store.list_sessions() if s.updated_at < cutoff]
+        return {
+            "list 50": inproc(lambda: store.select_sessions(None, 50)),
+            "forks of one": inproc(lambda: store.forks_of(TARGET)),
+            "usage facts": inproc(lambda: store.usage_facts()),
+            "prune sizes": inproc(lambda: store.session_sizes(old)),
+            "search common, 20": inproc(lambda: store.search("fox", 20)),
+            "search rare, 20": inproc(lambda: store.search(RARE, 20)),
+        }
+    finally:
+        store.close()
+
+
 def index_ratio(db: sqlite3.Connection) -> float | None:
     """The search index's pages (FTS5 tables and the key it is kept by) over the text of the
     messages it covers."""
@@ -372,6 +391,7 @@ def sessions_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str, st
         row["search common"] = cli(["search", "--limit", "20", "fox"], env, runs)
         row["search rare"] = cli(["search", "--limit", "20", RARE], env, runs)
         row["verify"] = cli(["verify"], env, 1)
+        row["in process"] = store_reads(url, cutoff)
         row["floor"] = session_floors(db, cutoff)
         row["search index / text"] = index_ratio(db)
         db.close()
