@@ -55,11 +55,12 @@ def test_an_existing_sqlite_search_index_is_rebuilt_for_substrings(tmp_path: Pat
     store.create_session(info("old001"), draft(None, 1, "always fly Delta"))
     store.close()
     db = sqlite3.connect(path)  # as schema 5 left it: the index of whole words, built
-    db.executescript(  # and none of what migrations 7 and 8 add
+    db.executescript(  # and none of what migrations 7 to 9 add
         "DROP TABLE message_text; DROP INDEX messages_seq; ALTER TABLE messages DROP COLUMN seq;"
         " DROP INDEX sessions_forks; DROP INDEX sessions_recent;"
         " ALTER TABLE sessions DROP COLUMN forked_from;"
         " CREATE INDEX sessions_updated ON sessions (updated_at);"
+        " ALTER TABLE sessions DROP COLUMN model; ALTER TABLE sessions DROP COLUMN usage;"
     )
     db.execute(
         "CREATE VIRTUAL TABLE messages_fts USING fts5("

@@ -55,7 +55,7 @@ def test_list_reads_the_rows_it_prints_and_forks_come_from_an_index(tmp_path: Pa
         store.close()
 
 
-def test_a_schema_6_store_gets_the_indexes_of_forks_and_of_search_on_open(tmp_path: Path) -> None:
+def test_a_schema_6_store_gets_the_indexes_of_forks_search_and_usage(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     many(path, 20).close()
     db = sqlite3.connect(path)  # as an agentctl before migration 7 left it
@@ -64,7 +64,8 @@ def test_a_schema_6_store_gets_the_indexes_of_forks_and_of_search_on_open(tmp_pa
         " ALTER TABLE sessions DROP COLUMN forked_from;"
         " CREATE INDEX sessions_updated ON sessions (updated_at);"
         " DROP TABLE message_text; DROP INDEX messages_seq;"
-        " ALTER TABLE messages DROP COLUMN seq; PRAGMA user_version = 6;"
+        " ALTER TABLE messages DROP COLUMN seq; ALTER TABLE sessions DROP COLUMN model;"
+        " ALTER TABLE sessions DROP COLUMN usage; PRAGMA user_version = 6;"
     )
     db.close()
     store = open_store(f"sqlite://{path}")
@@ -74,5 +75,8 @@ def test_a_schema_6_store_gets_the_indexes_of_forks_and_of_search_on_open(tmp_pa
         # Migration 8 indexes the messages it finds, for search, in the order they were written
         assert [h.session_id for h in store.search("world", 3)] == ["s00019", "s00018", "s00017"]
         assert len(store.search("hello", 100)) == 20
+        # Migration 9 keeps each session's model and head usage in its row, for `usage`
+        assert [f.calls for f in store.usage_facts()] == [2] * 20
+        assert {f.model for f in store.usage_facts()} == {"scripted"}
     finally:
         store.close()

@@ -225,4 +225,20 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        "m009_usage_kept_by_the_append",
+        """
+        -- `usage` adds up every session from its row: the model, and the head's usage (as the
+        -- head checkpoint stores it), kept by every append.
+        ALTER TABLE sessions ADD COLUMN model TEXT;
+        ALTER TABLE sessions ADD COLUMN usage TEXT;
+        UPDATE sessions SET model = json_extract(info, '$.model') WHERE json_valid(info);
+        UPDATE sessions SET usage = (SELECT usage FROM checkpoints AS c
+            WHERE c.session_id = sessions.id
+            AND c.id = (SELECT max(id) FROM checkpoints WHERE session_id = sessions.id));
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

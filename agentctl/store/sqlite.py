@@ -242,7 +242,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             raise SessionExistsError(f"session {info.id} exists")
         db.execute(
             "INSERT INTO sessions (id, info, goal, title, created_at, updated_at, head, state,"
-            " workspace, forked_from) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            " workspace, forked_from, model) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
             (
                 info.id,
                 encode(info),
@@ -253,6 +253,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                 state,
                 info.workspace,
                 info.forked_from,
+                info.model,
             ),
         )
         if lease is not None:  # held from the first moment anyone can see the session
@@ -338,8 +339,8 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             sqlite_search.add(db, new, 1, tip or 0)
         faults.hit("commit_started")  # everything written, COMMIT not yet run
         db.execute(
-            "UPDATE sessions SET (head, state, updated_at, outcome) = (SELECT id, to_state,"
-            " created_at, json_extract(task, '$.outcome') FROM checkpoints"
+            "UPDATE sessions SET (head, state, updated_at, outcome, usage) = (SELECT id,"
+            " to_state, created_at, json_extract(task, '$.outcome'), usage FROM checkpoints"
             " WHERE session_id = ?1 AND id = ?2) WHERE id = ?1",
             (new, upto),
         )
@@ -378,6 +379,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         from agentctl.store.codec import encode
 
         checkpoint = plan.checkpoint
+        usage = encode(checkpoint.usage)  # the checkpoint's, and the session's for `usage`
         if plan.messages:
             seq = sqlite_search.next_seq(db)
             db.executemany(
@@ -402,18 +404,20 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                 checkpoint.created_at,
                 json.dumps(checkpoint.detail),
                 encode(checkpoint.task),
-                encode(checkpoint.usage),
+                usage,
                 checkpoint.message_tip,
             ),
         )
         faults.hit("commit_started")  # everything written, COMMIT not yet run
         db.execute(
-            "UPDATE sessions SET head = ?, state = ?, updated_at = ?, outcome = ? WHERE id = ?",
+            "UPDATE sessions SET head = ?, state = ?, updated_at = ?, outcome = ?, usage = ?"
+            " WHERE id = ?",
             (
                 checkpoint.id,
                 checkpoint.to_state,
                 checkpoint.created_at,
                 checkpoint.task.outcome.value if checkpoint.task.outcome else None,
+                usage,
                 session_id,
             ),
         )

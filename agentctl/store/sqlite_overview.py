@@ -19,11 +19,6 @@ SUMMARY = (
     " workspace, (SELECT event FROM checkpoints AS c WHERE c.session_id = s.id AND c.id = s.head)"
     " FROM sessions AS s"
 )
-# A usage column of checkpoint row {}: calls, prompt and completion tokens, unreported.
-_USAGE = ", ".join(
-    f"coalesce(json_extract({{0}}.usage, '$.{name}'), 0)"
-    for name in ("calls", "prompt_tokens", "completion_tokens", "unreported")
-)
 PAGE = 200  # rows of the recency index read at a time
 CHUNK = 500  # ids per IN (...) list
 
@@ -88,29 +83,31 @@ class SQLiteOverview:
         return out
 
     def usage_facts(self) -> list[UsageFact]:
-        """One query: each session's facts and its head's usage (the newest checkpoint, as
-        `head` reads it), the JSON fields extracted by SQLite."""
+        """One read of the sessions' rows: the model and the head's usage the appends keep
+        there (migration 9), and for a fork the usage of the checkpoint it started from."""
         from agentctl.store.sqlite import _translated
 
         with _translated(self.path):
             rows = self._db.execute(
-                "SELECT s.id, json_extract(s.info, '$.model'), s.created_at, s.forked_from,"
-                f" {_USAGE.format('c')}, c.id, f.id, {_USAGE.format('f')}"
-                " FROM sessions AS s LEFT JOIN checkpoints AS c ON c.session_id = s.id"
-                " AND c.id = (SELECT max(id) FROM checkpoints WHERE session_id = s.id)"
-                " LEFT JOIN checkpoints AS f ON f.session_id = s.id AND f.id = (CASE"
+                "SELECT s.id, s.model, s.created_at, s.forked_from, s.usage, f.id, f.usage"
+                " FROM sessions AS s LEFT JOIN checkpoints AS f ON s.forked_from IS NOT NULL"
+                " AND f.session_id = s.id AND f.id = (CASE"
                 "  WHEN instr(s.forked_from, ':') = 0 THEN NULL"
                 "  WHEN substr(s.forked_from, instr(s.forked_from, ':') + 1) GLOB '[0-9]*'"
                 "  AND NOT substr(s.forked_from, instr(s.forked_from, ':') + 1) GLOB '*[^0-9]*'"
                 "  THEN CAST(substr(s.forked_from, instr(s.forked_from, ':') + 1) AS INTEGER) END)"
                 " ORDER BY s.id"
             ).fetchall()
-        out = []
-        for row in rows:
-            if row[8] is None:  # as head() says it
-                raise StoreError(f"session {row[0]} has no checkpoints", hint="agentctl verify")
-            copied = None if row[9] is None else (row[10], row[11], row[12], row[13])
-            out.append(UsageFact._make((*row[:8], copied)))
+            out = []
+            for sid, model, created_at, forked_from, usage, fork_point, copied in rows:
+                if usage is None or model is None:  # as head() and info() say it
+                    raise StoreError(
+                        f"session {sid} has no checkpoints or unreadable facts",
+                        hint="agentctl verify",
+                    )
+                head = _counts(usage)
+                at = None if fork_point is None else _counts(copied)
+                out.append(UsageFact(sid, model, created_at, forked_from, *head, at))
         return out
 
     def forks_of(self, session_id: str) -> list[tuple[str, str]]:
@@ -128,3 +125,18 @@ class SQLiteOverview:
             if origin == session_id:
                 out.append((fork, at))
         return out
+
+
+def _counts(usage: str) -> tuple[int, int, int, int]:
+    """A stored Usage's counts (fields at their defaults are left out of the stored form)."""
+    import json
+
+    u = json.loads(usage)
+    if not isinstance(u, dict):
+        raise ValueError("a stored usage is not a JSON object")
+    return (
+        int(u.get("calls", 0)),
+        int(u.get("prompt_tokens", 0)),
+        int(u.get("completion_tokens", 0)),
+        int(u.get("unreported", 0)),
+    )
