@@ -132,7 +132,9 @@ def ttfr(command: str, runs: int) -> dict[str, float]:
 
 def per_call(command: str, calls: int, warm: int = 20) -> dict[str, float]:
     """Both clients open at once, called in alternating rounds of 10, so load that comes and
-    goes weighs on both alike."""
+    goes weighs on both alike. agentctl's tool is called as the runner calls it, from plain
+    synchronous code (the hub runs its loop for the call); the SDK's calls are awaited in a
+    running loop, as an asyncio program makes them, ten to a run of that loop."""
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -140,39 +142,51 @@ def per_call(command: str, calls: int, warm: int = 20) -> dict[str, float]:
     from agentctl.tools.mcp_tools import spawn_servers, start_servers
 
     args = {"timezone": "Europe/Lisbon"}
+    loop = asyncio.new_event_loop()
+    opened: asyncio.Future[Any] = loop.create_future()
+    done = asyncio.Event()
 
-    async def measure(tool: Any) -> tuple[list[float], list[float]]:
-        ours: list[float] = []
-        sdk: list[float] = []
+    async def hold() -> None:
         # the server's stderr to a file, as agentctl sends it (a terminal is slower)
         with tempfile.TemporaryFile("w+") as log:
             params = StdioServerParameters(command=command)
             async with Client(stdio_client(params, errlog=log), cache=None) as client:
-                for n in range(0, warm + calls, 10):
-                    for _ in range(10):
-                        started = time.perf_counter()
-                        outcome = tool.run(args)  # blocks this loop: the hub has its own
-                        if n >= warm:
-                            ours.append(time.perf_counter() - started)
-                        assert not outcome.is_error, outcome.content
-                    for _ in range(10):
-                        started = time.perf_counter()
-                        result = await client.call_tool("get_current_time", args)
-                        if n >= warm:
-                            sdk.append(time.perf_counter() - started)
-                        assert not result.is_error
-        return ours, sdk
+                opened.set_result(client)
+                await done.wait()
 
+    async def ten(client: Any, into: list[float]) -> None:
+        for _ in range(10):
+            started = time.perf_counter()
+            result = await client.call_tool("get_current_time", args)
+            into.append(time.perf_counter() - started)
+            assert not result.is_error
+
+    ours: list[float] = []
+    sdk: list[float] = []
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-mcp-") as tmp:
         hub = spawn_servers(
             [McpServer("time", command=command)], environ={}, cwd=Path(tmp), data=Path(tmp)
         )
         source = start_servers(hub, say=lambda _t: None)
+        holder = loop.create_task(hold())
         try:
             tool = next(t for t in source.tools if t.remote.name == "get_current_time")
-            ours, sdk = asyncio.run(measure(tool))
+            client = loop.run_until_complete(opened)
+            for n in range(0, warm + calls, 10):
+                for _ in range(10):
+                    started = time.perf_counter()
+                    outcome = tool.run(args)
+                    elapsed = time.perf_counter() - started
+                    assert not outcome.is_error, outcome.content
+                    if n >= warm:
+                        ours.append(elapsed)
+                round_ = [] if n < warm else sdk
+                loop.run_until_complete(ten(client, round_))
         finally:
             source.close()
+            done.set()
+            loop.run_until_complete(holder)
+            loop.close()
     a, b = statistics.median(ours), statistics.median(sdk)
     return {
         "agentctl tool (ms)": round(a * 1000, 3),

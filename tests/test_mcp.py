@@ -344,6 +344,70 @@ def _session_id() -> str:
     return str(cli("list", "--json").json()[0]["id"])
 
 
+def _wait_for_the_call(proc: subprocess.Popen[bytes]) -> None:
+    """Until the run's one MCP call is recorded as started and its request is out."""
+    from agentctl.config import Settings
+    from agentctl.store import open_store
+
+    deadline = time.monotonic() + 60
+    url = Settings.load().store_url
+    while True:  # poll the store until the call is recorded as started
+        assert proc.poll() is None, "the run ended before the call"
+        assert time.monotonic() < deadline
+        try:
+            store = open_store(url)
+            try:
+                sessions = store.list_sessions()
+                kinds = [c.kind for c in store.history(sessions[0].id)] if sessions else []
+            finally:
+                store.close()
+        except Exception:
+            kinds = []
+        if "tool_started" in kinds:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # the request is out, the server is counting
+
+
+@pytest.mark.process
+def test_ctrl_c_during_a_call_stops_quietly_and_stops_the_server(
+    tmp_path: Path, agentctl_home: Path
+) -> None:
+    """The call is abandoned (outcome unknown, as after a crash), the server is stopped, and
+    nothing of the abandoned call reaches the terminal (asyncio's "Task exception was never
+    retrieved" did once)."""
+    settings_file(
+        agentctl_home,
+        {"ev": {"command": server_command("mcp-server-everything"), "args": ["stdio"]}},
+    )
+    slow = {"name": "mcp__ev__trigger-long-running-operation", "arguments": {"duration": 20}}
+    task = task_file(tmp_path, [slow], extra='allow = ["mcp__ev__*"]')
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentctl", "run", str(task), "--workspace", str(work)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_the_call(proc)
+        from agentctl.tools.shell import children
+
+        servers = children(proc.pid)
+        assert servers
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    said = stderr.decode()
+    assert proc.returncode == 130, said
+    assert "interrupted" in said
+    assert "Traceback" not in said
+    assert "never retrieved" not in said
+    assert not [pid for pid in servers if Path(f"/proc/{pid}").exists()]
+
+
 @pytest.mark.process
 def test_kill_9_during_a_call_then_resume_never_sends_it_again(
     tmp_path: Path, agentctl_home: Path
@@ -363,27 +427,7 @@ def test_kill_9_during_a_call_then_resume_never_sends_it_again(
         stdin=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        from agentctl.config import Settings
-        from agentctl.store import open_store
-
-        url = Settings.load().store_url
-        while True:  # poll the store until the call is recorded as started
-            assert proc.poll() is None, "the run ended before the call"
-            assert time.monotonic() < deadline
-            try:
-                store = open_store(url)
-                try:
-                    sessions = store.list_sessions()
-                    kinds = [c.kind for c in store.history(sessions[0].id)] if sessions else []
-                finally:
-                    store.close()
-            except Exception:
-                kinds = []
-            if "tool_started" in kinds:
-                break
-            time.sleep(0.05)
-        time.sleep(0.5)  # the request is out, the server is counting
+        _wait_for_the_call(proc)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)

@@ -1,7 +1,8 @@
 """The MCP adapter: the only module that imports the `mcp` SDK. It holds a session's servers
-open on one event loop in a background thread and gives the synchronous runner three things:
-the servers' tool listings, a call, and a close. (Arguments are checked against a tool's schema
-before it is called, by tools/schema.py, as every tool's are.)
+open on one event loop, run by whichever thread starts, calls or closes them (one at a time),
+and gives the synchronous runner three things: the servers' tool listings, a call, and a
+close. (Arguments are checked against a tool's schema before it is called, by tools/schema.py,
+as every tool's are.)
 
 The decisions a reader must know: servers start in parallel, each within its own start-up
 timeout, and a server that does not come up is reported, never waited for past it; a stdio
@@ -24,10 +25,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentctl.errors import UsageError
 from agentctl.mcpconfig import INSTALL, McpServer
@@ -42,6 +43,7 @@ INHERITED = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
 # then TERM to its process group, then KILL, each after a grace period.
 EXIT_GRACE_S = 2.0
 KILL_GRACE_S = 2.0
+T = TypeVar("T")
 _EXTENSIONS = {
     "image/png": ".png",
     "image/jpeg": ".jpg",
@@ -126,8 +128,13 @@ class McpHub:
         self.files = files  # where binary parts of results are written
         self.status: dict[str, ServerStatus] = {}
         self._clients: dict[str, Client] = {}
+        # The servers' connections live on this loop, which runs only while a start, a call or
+        # the close runs it, on the caller's own thread: a call then wakes one thread when the
+        # answer comes, as the SDK called directly does, not three (a loop thread woken to send,
+        # woken by the answer, then the caller woken by it: on a loaded machine each wake is a
+        # wait for a core).
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._running = threading.Lock()  # one thread runs the loop at a time
         self._stop: asyncio.Event | None = None
         self._holders: list[asyncio.Future[None]] = []
         # stdio servers started by `spawn` (or why they could not be), not yet connected
@@ -172,12 +179,24 @@ class McpHub:
         require_sdk()
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="mcp", daemon=True)
-        self._thread.start()
         longest = max((s.startup_timeout_sec for s in self.servers), default=1.0)
-        future = asyncio.run_coroutine_threadsafe(self._start_all(), loop)
-        future.result(timeout=longest + 10)
+        self._run(loop, self._start_all(), longest + 10)
         return self.status
+
+    def _run(
+        self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T], limit: float
+    ) -> T:
+        """Run the loop on this thread until `work` is done (TimeoutError past `limit`); the
+        connections' other tasks run meanwhile, and wait between runs."""
+        with self._running:
+            task = loop.create_task(asyncio.wait_for(work, limit))
+            try:
+                return loop.run_until_complete(task)
+            except BaseException:  # an interrupt (Ctrl-C) while it waited: it ends at close
+                if not task.done():
+                    task.cancel()
+                task.add_done_callback(_retrieved)
+                raise
 
     async def _start_all(self) -> None:
         self._stop = asyncio.Event()
@@ -260,13 +279,13 @@ class McpHub:
                 await asyncio.wait(self._holders, timeout=5)
                 for h in self._holders:
                     h.cancel()
+                await asyncio.wait(self._holders, timeout=1)  # the cancellations land
 
-        # A server that will not stop is left to its closed stdin.
+        # A server that will not stop is killed (_reap).
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._run(loop, stop(), 10)
+        if not any(not t.done() for t in asyncio.all_tasks(loop)):
+            loop.close()  # else left for the collector: closing would not end them
         self._reap()
 
     def _reap(self) -> None:
@@ -289,13 +308,11 @@ class McpHub:
         if loop is None or client is None:
             return McpResult(f"the MCP server {server.name!r} is not running", is_error=True)
         timeout = server.tool_timeout_sec
-        future = asyncio.run_coroutine_threadsafe(
-            client.call_tool(tool, arguments, read_timeout_seconds=timeout), loop
-        )
         try:
-            result = future.result(timeout=timeout + 5)
+            result = self._run(
+                loop, client.call_tool(tool, arguments, read_timeout_seconds=timeout), timeout + 5
+            )
         except TimeoutError:
-            future.cancel()
             return McpResult(f"no answer within {timeout:g} s (tool_timeout_sec)", is_error=True)
         except Exception as exc:
             return McpResult(f"the call failed: {_reason(exc)}", is_error=True)
@@ -392,6 +409,12 @@ def _private(path: str, flags: int) -> int:
     import os
 
     return os.open(path, flags, 0o600)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Its outcome is nobody's any more: taken, so asyncio does not print it at exit."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
