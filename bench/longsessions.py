@@ -1,0 +1,185 @@
+"""Long sessions (issue 30 items 3 and 6): what a terminal waits for, a resume of a very long
+session, and snapshot disk in a flat folder — each beside its floor, measured in the same run.
+
+- history on a terminal: time from start to the first rows on a pseudo-terminal (the child
+  writes to a pty; a thread reads it, as a terminal does), `history` of 1,000 and 100,000
+  checkpoints, beside `python -c pass` through the same pty.
+- resume: time to the first model request of `resume` of a session of 100,000 checkpoints
+  left as a run leaves it (conversation kept ready, listing kept), beside a fresh session
+  (bench/ttfr.py's measure). Fixtures through the store API (`create_whole`), not the agent.
+- snapshots in a flat folder: 20,000 files in one folder, 100 steps each rewriting one small
+  file; the snapshot store's growth against the bytes those steps changed, compressed, and
+  the capture's time beside `git add -A && git write-tree` of the same folder.
+
+Run: python -m bench.longsessions [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> None:
+    """A session whose next action is a model call (new_task, then pairs of a model reply
+    calling a tool and its result), written whole, then left as a run that stops leaves it:
+    its conversation kept ready, its listing kept, its settings granted."""
+    from agentctl import trust
+    from agentctl.config import Settings
+    from agentctl.lifecycle import CheckpointKind, State
+    from agentctl.llm import prepare
+    from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.store import open_store
+    from agentctl.store.base import CheckpointDraft
+    from agentctl.store.listing import keep_listing
+    from agentctl.store.ready import keep_ready, owner_of
+
+    store = open_store(url)
+    info = SessionInfo(id=session_id, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
+    system = Message(role="system", content="You are a bench.", tokens=5)
+    drafts = [
+        CheckpointDraft(
+            None, CheckpointKind.NEW_TASK, State.IDLE, State.PLANNING, "2026-01-01T00:00:00",
+            TaskState(goal="bench"), Usage(),
+            new_messages=(system, Message(role="user", content="Goal: bench", tokens=3)),
+        )
+    ]  # fmt: skip
+    total = checkpoints + (checkpoints % 2 == 0)  # end on a tool result: a model call is next
+    for n in range(2, total + 1):
+        if n % 2 == 0:
+            call = ToolCall(id=f"c{n}", name="read_file", arguments='{"path": "a.txt"}')
+            message = Message(role="assistant", content=None, tool_calls=(call,), tokens=10)
+            kind = CheckpointKind.MODEL_REPLY
+        else:
+            message = Message(role="tool", tool_call_id=f"c{n - 1}", content="x" * 40, tokens=10)
+            kind = CheckpointKind.TOOL_RESULT
+        drafts.append(
+            CheckpointDraft(
+                n - 1, kind, State.PLANNING, State.PLANNING, f"2026-01-01T00:00:{n:06d}",
+                TaskState(goal="bench"), Usage(), new_messages=(message,),
+            )
+        )  # fmt: skip
+    store.create_whole(info, drafts)
+    settings = Settings.load({"AGENTCTL_HOME": str(home), "AGENTCTL_STORE": url})
+    trust.grant(settings, info, trust.Trust(own=True, since=0))
+    session = store.load(session_id)
+    keep_ready(store, session, prepare)
+    keep_listing(store, session_id, owner_of(info), session.checkpoint.id)
+    store.close()
+
+
+def first_rows(command: list[str], env: dict[str, str], rows: int = 3) -> tuple[float, float]:
+    """Seconds from start to the first `rows` lines on a pty, and to the end of the output."""
+    controller, terminal = pty.openpty()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True
+    )
+    os.close(terminal)
+    first, seen = None, 0
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(controller, 1 << 16)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                seen += data.count(b"\n")
+                if first is None and seen >= rows:
+                    first = time.perf_counter() - started
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=600)
+    finally:
+        proc.kill()
+        os.close(controller)
+    end = time.perf_counter() - started
+    return (first if first is not None else end), end
+
+
+def history_on_a_terminal(root: Path, sizes: tuple[int, ...], runs: int) -> dict[str, Any]:
+    from bench.startup import compiled
+
+    compiled()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm-256color"}
+    env["AGENTCTL_HOME"] = str(root / "home")
+    script = Path(sys.executable).parent / "agentctl"
+    agentctl = [str(script)] if script.exists() else [sys.executable, "-m", "agentctl"]
+    out: dict[str, Any] = {}
+    floor = [first_rows([sys.executable, "-c", "print('a\\nb\\nc')"], env)[0] for _ in range(5)]
+    out["floor: python prints 3 lines_s"] = round(statistics.median(floor), 3)
+    for size in sizes:
+        url = f"sqlite://{root / f'h{size}.db'}"
+        long_session(url, f"h{size}", size, root / "home")
+        times = [first_rows([*agentctl, "history", f"h{size}", "--store", url], env)
+                 for _ in range(runs)]  # fmt: skip
+        out[f"history {size:,}: first rows_s"] = round(statistics.median(t[0] for t in times), 3)
+        out[f"history {size:,}: all rows_s"] = round(statistics.median(t[1] for t in times), 2)
+    return out
+
+
+def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
+    """`resume` to its first model request: a fresh session and one of `size` checkpoints."""
+    from agentctl.scripted import ScriptedServer
+    from agentctl.state import ScriptTurn
+    from bench.startup import compiled
+    from bench.ttfr import Clocked, first_request
+
+    compiled()
+    url = f"sqlite://{root / 'resume.db'}"
+    home = root / "home-resume"
+    for n in (1, size):
+        long_session(url, f"r{n:07d}", n, home)
+    model = Clocked((ScriptTurn(content="hi"),))
+    out: dict[str, Any] = {"runs": runs}
+    with ScriptedServer(model) as server:
+        env = {
+            **os.environ,
+            "AGENTCTL_STORE": url,
+            "AGENTCTL_HOME": str(home),
+            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_API_KEY": "sk-bench",
+            "AGENTCTL_CONTEXT_WINDOW": "100000000",
+        }
+        script = Path(sys.executable).parent / "agentctl"
+        agentctl = [str(script)] if script.exists() else [sys.executable, "-m", "agentctl"]
+        for n in (1, size, 1, size):  # alternated, so the machine's load falls on both
+            command = [*agentctl, "resume", f"r{n:07d}", "--model", "m", "--no-input"]
+            key = "fresh" if n == 1 else f"{size:,} checkpoints"
+            out.setdefault(key, []).extend(
+                first_request(model, command, env) for _ in range((runs + 1) // 2)
+            )
+    for key in ("fresh", f"{size:,} checkpoints"):
+        out[f"resume, {key}_s"] = round(statistics.median(out.pop(key)), 3)
+    out["long - fresh_ms"] = round(
+        (out[f"resume, {size:,} checkpoints_s"] - out["resume, fresh_s"]) * 1000, 1
+    )
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="agentctl-bench-long-") as tmp:
+        root = Path(tmp)
+        sizes = (1000, 10_000) if quick else (1000, 100_000)
+        report["history on a terminal"] = history_on_a_terminal(root, sizes, 1 if quick else 3)
+        print("long sessions, history on a terminal:", json.dumps(report["history on a terminal"]))
+        report["resume"] = resume_long(root, 10_000 if quick else 100_000, 3 if quick else 7)
+        print("long sessions, resume to the first request:", json.dumps(report["resume"]))
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(run("--quick" in sys.argv)))
