@@ -91,7 +91,7 @@ def summaries(listing: KeptListing | None, owner: str, head: int) -> list[Checkp
     # its memory (`history` of 100,000 checkpoints peaked at 105 MB). The parsed lists are
     # not kept beside the summaries either. Summaries are read, never changed.
     shared: dict[object, Any] = {}
-    share, empty = shared.setdefault, {}
+    share, empty = shared.setdefault, dict[str, Any]()
     for index, r in enumerate(rows):
         r[2], r[3], r[4] = share(r[2], r[2]), share(r[3], r[3]), share(r[4], r[4])
         if not r[6]:
