@@ -169,6 +169,54 @@ def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
     return out
 
 
+def flat_snapshots(root: Path, files: int, steps: int) -> dict[str, Any]:
+    """`files` small files in one folder; each of `steps` steps rewrites one of them. The
+    snapshot store's growth against the bytes changed (compressed, as git stores them), and
+    the capture beside `git add -A && git write-tree` of an identical folder."""
+    import zlib
+
+    from agentctl.workspace.snapshots import Snapshots
+    from bench.snapshots import floor_capture, plain_git
+
+    def make(folder: Path) -> list[Path]:
+        folder.mkdir(parents=True)
+        paths = [folder / f"f{n:05d}.txt" for n in range(files)]
+        for path in paths:
+            path.write_bytes(os.urandom(256).hex().encode())
+        return paths
+
+    ours_dir, floor_dir = root / "flat-ours", root / "flat-floor"
+    ours_paths, floor_paths = make(ours_dir), make(floor_dir)
+    snaps = Snapshots(ours_dir, root / "flat-data")
+    env = plain_git(floor_dir)
+    tree = snaps.capture().tree
+    floor_capture(env, floor_dir)
+    before = snaps.size()
+    ours, floor, changed = [], [], 0
+    for step in range(steps):
+        body = os.urandom(256).hex().encode()
+        ours_paths[step * 7919 % files].write_bytes(body)
+        floor_paths[step * 7919 % files].write_bytes(body)
+        changed += len(zlib.compress(body))
+        started = time.perf_counter()
+        tree = snaps.capture(tree).tree
+        ours.append(time.perf_counter() - started)
+        floor.append(floor_capture(env, floor_dir))
+    added = snaps.size() - before
+    out: dict[str, Any] = {
+        "files in one folder": files,
+        "steps": steps,
+        "bytes added": added,
+        "bytes changed, compressed": changed,
+        "added / changed": round(added / changed, 2),
+        "capture_ms": round(statistics.median(ours) * 1000, 1),
+        "capture p90_ms": round(sorted(ours)[int(len(ours) * 0.9)] * 1000, 1),
+        "floor_ms": round(statistics.median(floor) * 1000, 1),
+    }
+    out["capture / floor"] = round(out["capture_ms"] / out["floor_ms"], 2)
+    return out
+
+
 def run(quick: bool) -> dict[str, Any]:
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-long-") as tmp:
@@ -176,6 +224,10 @@ def run(quick: bool) -> dict[str, Any]:
         sizes = (1000, 10_000) if quick else (1000, 100_000)
         report["history on a terminal"] = history_on_a_terminal(root, sizes, 1 if quick else 3)
         print("long sessions, history on a terminal:", json.dumps(report["history on a terminal"]))
+        report["snapshots, flat folder"] = flat_snapshots(
+            root, 2_000 if quick else 20_000, 30 if quick else 100
+        )
+        print("long sessions, snapshots:", json.dumps(report["snapshots, flat folder"]))
         report["resume"] = resume_long(root, 10_000 if quick else 100_000, 3 if quick else 7)
         print("long sessions, resume to the first request:", json.dumps(report["resume"]))
     return report

@@ -56,6 +56,7 @@ from pathlib import Path
 from agentctl import faults
 from agentctl.config import DEFAULT_SNAPSHOT_MAX_CAPTURE, DEFAULT_SNAPSHOT_MAX_FILE
 from agentctl.errors import StoreError
+from agentctl.workspace.packing import TreePack, all_trees, parse_raw
 
 MAX_FILE = DEFAULT_SNAPSHOT_MAX_FILE  # bytes: a larger file is not captured
 MAX_CAPTURE = DEFAULT_SNAPSHOT_MAX_CAPTURE  # bytes of new content one capture adds
@@ -363,16 +364,34 @@ class Snapshots:
         self._die_in_git("capture_in_git")
         self._git("add", "-A", "--", ".", *excludes)
         tree = self._git("write-tree").strip()
-        changed = self.changes(previous, tree) if previous else []
+        changed, trees = self._changes_and_trees(previous, tree)
         grown = [c.path for c in changed if c.status in "AMT" and self._too_big(c.path)]
         if grown:  # tracked before and grown since: out of the snapshot, not kept stale
             dropped = [f":(literal){name}" for name in grown]
             self._git("rm", "-q", "-f", "--cached", "--ignore-unmatch", "--", *dropped)
             tree = self._git("write-tree").strip()
-            changed = self.changes(previous, tree) if previous else []
+            changed, trees = self._changes_and_trees(previous, tree)
+        with contextlib.suppress(StoreError):  # an economy: when it fails, trees stay loose
+            TreePack(self.git_dir).add(self._stdin, trees)
         self._record_modes(tree, [*tracked, *added])
         skipped = sorted({*big, *grown}) + [f"{name}/ (a name git refuses)" for name in refused]
         return Capture(tree, tuple(skipped), tuple(changed))
+
+    def _changes_and_trees(
+        self, previous: str | None, tree: str
+    ) -> tuple[list[Change], list[tuple[str, str]]]:
+        """What changed since tree `previous` (as `changes` says it), and the trees `tree`
+        has that `previous` has not, as (id, path): one `diff-tree` for both."""
+        if previous is None:
+            return [], [(tree, ""), *all_trees(self._git, tree)]
+        if previous == tree:
+            return [], []
+        raw = self._git(
+            "diff-tree", "-r", "-t", "-z", "--no-renames", "--raw", "--end-of-options",
+            previous, tree,
+        )  # fmt: skip
+        files, trees = parse_raw(raw)
+        return [Change(status, path) for status, path in files], [(tree, ""), *trees]
 
     def _own(self, name: str) -> bool:
         return any(name == own or name.startswith(own + "/") for own in self.own)
@@ -697,7 +716,7 @@ class Snapshots:
 
     def size(self) -> int:
         """Bytes the snapshot store takes on disk (scandir: `show` pays little for it)."""
-        total = 0
+        total = TreePack(self.git_dir).size()
         stack = [str(self.git_dir / "objects")]
         while stack:
             try:
