@@ -33,15 +33,15 @@ def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> Non
     """A session whose next action is a model call (new_task, then pairs of a model reply
     calling a tool and its result), written whole, then left as a run that stops leaves it:
     its conversation kept ready, its listing kept, its settings granted."""
-    from agentctl import trust
     from agentctl.config import Settings
-    from agentctl.lifecycle import CheckpointKind, State
-    from agentctl.llm import prepare
-    from agentctl.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.domain.lifecycle import CheckpointKind, State
+    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
     from agentctl.store.listing import keep_listing
     from agentctl.store.ready import keep_ready, owner_of
+    from agentctl.usecases import trust
 
     store = open_store(url)
     info = SessionInfo(id=session_id, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
@@ -132,8 +132,8 @@ def history_on_a_terminal(root: Path, sizes: tuple[int, ...], runs: int) -> dict
 
 def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
     """`resume` to its first model request: a fresh session and one of `size` checkpoints."""
-    from agentctl.scripted import ScriptedServer
-    from agentctl.state import ScriptTurn
+    from agentctl.domain.state import ScriptTurn
+    from agentctl.llm.scripted import ScriptedServer
     from bench.startup import compiled
     from bench.ttfr import Clocked, first_request
 
