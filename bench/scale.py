@@ -403,6 +403,7 @@ def sessions_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str, st
 
 
 def checkpoints_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str, str]) -> Any:
+    from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.listing import keep_listing
     from agentctl.store.ready import keep_ready, owner_of
@@ -419,7 +420,7 @@ def checkpoints_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str,
         session = store.load(sid)
         caches_s = inproc(
             lambda: (
-                keep_ready(store, session),  # noqa: B023
+                keep_ready(store, session, prepare),  # noqa: B023
                 keep_listing(store, sid, owner_of(session.info), session.checkpoint.id),  # noqa: B023
             ),
             runs=1,
