@@ -46,9 +46,16 @@ STEP = """
 name = "write_file"
 arguments = { path = "step.txt", content = "a step" }
 """
+SHELL = """
+[[script]]
+[[script.tool_calls]]
+name = "run_shell"
+arguments = { command = "echo approved > shell.txt" }
+"""
 KINDS = {
     "straight": PLAN + FINISH,  # 2 model replies, to done
     "asks": PLAN + ASK + FINISH,  # waits for an answer, then done with it
+    "approves": PLAN + SHELL + FINISH,  # a command no rule allows: waits for its approval
     "fails": PLAN,  # its script runs out at the second request: the run fails
 }
 
@@ -130,17 +137,17 @@ def replies(url: str, sid: str) -> list[int]:
 def test_three_workers_run_thirty_sessions_each_step_once_and_take_every_answer(
     pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    kinds = ["straight", "asks", "fails"] * 10
+    kinds = ["straight", "asks", "fails"] * 8 + ["approves"] * 6
     tasks = {k: task_file(tmp_path, k) for k in set(kinds)}
     ids = {queue(pg_url, tasks[k], tmp_path): k for k in kinds}
     procs = [workers(worker_env(pg_url, tmp_path, f"w{n}"), "--concurrency", "2") for n in range(3)]
-    wanted = {
-        sid: {"straight": "done", "asks": "waiting", "fails": "failed"}[k] for sid, k in ids.items()
-    }
+    waits = {"straight": "done", "asks": "waiting", "approves": "waiting", "fails": "failed"}
+    wanted = {sid: waits[k] for sid, k in ids.items()}
     wait_for(lambda: statuses(pg_url) == wanted, "every session done, waiting or failed", 90)
-    asking = [sid for sid, k in ids.items() if k == "asks"]
-    for sid in asking:  # answered from here, as from any machine
-        result = run("answer", sid, f"day of {sid}", env={"AGENTCTL_STORE": pg_url})
+    asking = [sid for sid, k in ids.items() if k in ("asks", "approves")]
+    for sid in asking:  # answered (or approved: y) from here, as from any machine
+        text = f"day of {sid}" if ids[sid] == "asks" else "y"
+        result = run("answer", sid, text, env={"AGENTCTL_STORE": pg_url})
         assert result.code == 0, result.stderr
         assert result.stdout.strip() == sid
     wait_for(
@@ -151,7 +158,7 @@ def test_three_workers_run_thirty_sessions_each_step_once_and_take_every_answer(
         assert code == 0, err
     # Each session ran each step once: its model replies are exactly its script's, in one line
     # of checkpoints (no branch, no repeat), and the answer it got is the one given for it.
-    script_replies = {"straight": 2, "asks": 3, "fails": 1}
+    script_replies = {"straight": 2, "asks": 3, "fails": 1, "approves": 3}
     for sid, kind in ids.items():
         assert len(replies(pg_url, sid)) == script_replies[kind], (sid, kind)
         parents = sql(
@@ -162,8 +169,16 @@ def test_three_workers_run_thirty_sessions_each_step_once_and_take_every_answer(
         )
         assert parents == [(0,)], sid
     for sid in asking:
-        shown = run("show", sid, "--json", env={"AGENTCTL_STORE": pg_url})
-        assert f"finished: day of {sid}" in shown.stdout
+        result = sql(
+            pg_url,
+            "SELECT task FROM agentctl.checkpoints WHERE session_id = %s ORDER BY id DESC LIMIT 1",
+            sid,
+        )[0][0]
+        if ids[sid] == "asks":
+            assert f"finished: day of {sid}" in result
+        else:  # the command ran once, approved, in the folder of the worker that ran it
+            ran = [tmp_path / f"scratch-w{n}" / sid / "shell.txt" for n in range(3)]
+            assert [p.read_text() for p in ran if p.exists()] == ["approved\n"]
         answers = sql(
             pg_url,
             "SELECT count(*) FROM agentctl.checkpoints WHERE session_id = %s"
@@ -172,7 +187,7 @@ def test_three_workers_run_thirty_sessions_each_step_once_and_take_every_answer(
         )
         assert answers == [(1,)]
     failed = sql(pg_url, "SELECT error FROM agentctl.queue WHERE status = 'failed'")
-    assert len(failed) == 10
+    assert len(failed) == 8
     assert all("script ran out" in (e or "") for (e,) in failed), failed
     # each session worked in a folder of the worker that ran it
     folders = {p.name for n in range(3) for p in (tmp_path / f"scratch-w{n}").glob("*")}
