@@ -349,21 +349,6 @@ def test_a_model_servers_pace_is_shared_and_a_429_slows_it_for_every_worker(pg_u
         assert pg_queue.next_slot(other, "http://other-llm") > 20  # the other waits too
 
 
-def test_a_worker_with_a_rate_takes_a_slot_for_each_request(
-    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
-) -> None:
-    sid = queue(pg_url, task_file(tmp_path, "straight"), tmp_path)
-    worker = workers(worker_env(pg_url, tmp_path, "a"), "--rate", "50")
-    wait_for(lambda: statuses(pg_url).get(sid) == "done", "the session done", 60)
-    assert drained(worker)[0] == 0
-    row = sql(
-        pg_url,
-        "SELECT interval_s, next_at > now() - interval '1 hour' FROM agentctl.model_servers"
-        " WHERE server = 'scripted'",
-    )
-    assert row == [(0.02, True)]  # its two requests took slots of the shared pace
-
-
 def write(path: str, content: str) -> str:
     return f"""
 [[script]]
@@ -467,6 +452,13 @@ def test_a_worker_runs_only_what_stays_in_its_sandbox_unless_told_otherwise(
     assert "--accept-any-settings" in error
     assert replies(pg_url, asks) == []  # nothing ran
     assert run("resume", asks, "--detach", env={"AGENTCTL_STORE": pg_url}).code == 0
-    wider = workers(worker_env(pg_url, tmp_path, "b"), "--accept-any-settings")
+    wider = workers(worker_env(pg_url, tmp_path, "b"), "--accept-any-settings", "--rate", "50")
     wait_for(lambda: statuses(pg_url)[asks] == "done", "run by the worker that accepts it", 60)
     assert drained(wider)[0] == 0
+    # with --rate, each of its requests took a slot of the pace every worker keeps
+    row = sql(
+        pg_url,
+        "SELECT interval_s, next_at > now() - interval '1 hour' FROM agentctl.model_servers"
+        " WHERE server = 'scripted'",
+    )
+    assert row == [(0.02, True)]
