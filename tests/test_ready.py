@@ -17,6 +17,7 @@ from agentctl.domain.checkpoints import RollbackDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
 from agentctl.domain.state import (
     Message,
+    Prepared,
     ScriptTurn,
     SessionInfo,
     TaskSpec,
@@ -135,6 +136,25 @@ def test_a_resume_from_the_ready_conversation_sends_what_the_messages_would(
     assert headers["content-type"] == "application/json"
     # The run's reply was committed on top, from the messages decoded after the request.
     assert ready.load("s1").messages[:-1] == plain.load("s1").messages[:-1]
+
+
+def test_a_conversation_kept_by_another_adapter_is_not_sent(tmp_path: Path) -> None:
+    """The copy is the text its adapter sends (Prepared, named by its format): a client of
+    another format builds its request from the messages instead of sending that text."""
+    plain = open_store(f"sqlite://{tmp_path}/plain.db")
+    build(plain)
+    expected, _ = first_request(plain)
+    plain.close()
+    store = open_store(f"sqlite://{tmp_path}/other.db")
+    build(store)
+    session = store.load("s1")
+    foreign = Prepared("another-adapter/1", "not this adapter's text")
+    keep_ready(store, session, lambda _messages: foreign)
+    kept = load_head(store, "s1").ready
+    assert kept is not None
+    assert kept.prepared == foreign  # sound, at the head: only its format tells
+    sent, _ = first_request(store)
+    assert sent["messages"] == expected["messages"]
 
 
 def test_a_run_that_stops_leaves_its_conversation_ready_for_the_next(store: Store) -> None:

@@ -73,3 +73,21 @@ def test_adjacent_texts_merge_across_requests() -> None:
     more = [*goal, Message(role="user", content="note")]
     sent = json.loads(encoder.array(more))
     assert [m["content"] for m in sent] == ["s", "goal\n\nnote"]
+
+
+def test_a_finish_reason_is_the_loops_word_whatever_the_server_said() -> None:
+    """The adapter maps a server's reasons to FinishReason (the loop compares no provider
+    strings); a reason it does not know is OTHER, and an older store's word reads so too."""
+    from agentctl.domain.state import FinishReason
+    from agentctl.llm.replies import collect
+
+    def reply(reason: str) -> Message:
+        chunks = [{"choices": [{"delta": {"content": "hi"}, "finish_reason": reason}]}]
+        return collect(chunks, lambda _t: None, lambda: None).message
+
+    assert reply("length").finish is FinishReason.LENGTH
+    assert reply("function_call").finish is FinishReason.TOOL_CALLS
+    assert reply("eos_token").finish_reason == "other"  # TGI's word, stored as the loop's
+    stored = Message(role="assistant", content="x", finish_reason="eos_token")  # an older store
+    assert stored.finish is FinishReason.OTHER
+    assert Message(role="user", content="x").finish is None
