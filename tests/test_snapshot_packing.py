@@ -100,3 +100,24 @@ def test_a_full_tree_pack_is_left_as_it_is(tmp_path: Path, monkeypatch: object) 
     assert 2 <= len(packs) <= 3  # a new one begun each time one was full
     assert all(snaps.has(tree) for tree in trees)
     assert TreePack(snaps.git_dir).size() > 0
+
+
+def test_small_trees_wait_loose_and_go_into_the_pack_together(tmp_path: Path) -> None:
+    """A folder of a hundred files writes a few KB of trees a capture: they wait loose until
+    PACK_AFTER bytes of them are waiting, then are packed at once (a git call saved)."""
+    root = tmp_path / "work"
+    root.mkdir()
+    paths = []
+    for n in range(400):
+        folder = root / f"d{n // 100}"
+        folder.mkdir(exist_ok=True)
+        paths.append(folder / f"f{n:03d}.txt")
+        paths[-1].write_bytes(os.urandom(64).hex().encode())
+    snaps = Snapshots(root, tmp_path / "data")
+    trees, _, _ = steps(snaps, paths, 40)
+    waiting = loose_trees(snaps, trees)
+    assert 0 < len(waiting) < 20  # the newest wait; the older ones went into the pack
+    assert trees[1] not in waiting
+    assert all(snaps.has(tree) for tree in trees)
+    current = snaps.capture(trees[-1]).tree
+    snaps.restore(current, trees[1])

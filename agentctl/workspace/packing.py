@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 TREE_PACK_LIMIT = 500  # trees in one tree pack before a new one is begun
+PACK_AFTER = 32 << 10  # bytes of loose trees waiting before they are packed
 # Each capture makes the previous newest tree a delta of the new one, so a tree pack is one
 # chain, newest first; git would cut it at 50 with a whole copy.
 DEPTH = TREE_PACK_LIMIT
@@ -79,60 +80,77 @@ class TreePack:
         self.pack_dir = git_dir / "objects" / "pack"
 
     def _read(self) -> tuple[str | None, dict[str, str], list[str]]:
-        """The pack's name, the last capture's trees (id -> path), every tree in it."""
+        """The pack's name, the named trees (id -> path: the last packed capture's, and any
+        waiting loose), and every tree in the pack."""
         try:
             lines = self.state.read_text(errors="surrogateescape").split("\n")
         except OSError:
             return None, {}, []
-        head = lines[0].split(" ", 1)
-        name = head[1] if len(head) == 2 and head[0] == "pack" else ""
-        if not _PACK_NAME.fullmatch(name):
-            return None, {}, []
-        try:
-            index = (self.pack_dir / f"pack-{name}.idx").read_bytes()
-        except OSError:  # repacked by prune: begin a new one
-            return None, {}, []
-        every = _index_ids(index)
-        if every is None:
-            return None, {}, []
-        last = {}
+        named = {}
         for line in lines[1:]:
             tree, _, path = line.partition(" ")
             if _PACK_NAME.fullmatch(tree):
-                last[tree] = path
-        return name, last, every
+                named[tree] = path
+        head = lines[0].split(" ", 1)
+        name = head[1] if len(head) == 2 and head[0] == "pack" else ""
+        try:
+            every = _index_ids((self.pack_dir / f"pack-{name}.idx").read_bytes())
+        except OSError:  # none yet, or repacked by prune: begin a new one
+            every = None
+        if not _PACK_NAME.fullmatch(name) or every is None:
+            return None, {t: p for t, p in named.items() if self._loose(t).exists()}, []
+        return name, named, every
 
     def _loose(self, tree: str) -> Path:
         return self.git_dir / "objects" / tree[:2] / tree[2:]
 
+    def _write_state(self, name: str | None, named: dict[str, str]) -> None:
+        temporary = self.state.with_name(f"tree-pack.{os.getpid()}.tmp")
+        lines = "".join(f"{t} {p}\n" for t, p in named.items())
+        temporary.write_text(f"pack {name or '-'}\n{lines}", errors="surrogateescape")
+        os.replace(temporary, self.state)
+
     def add(self, stdin: GitStdin, new: list[tuple[str, str]]) -> None:
-        """Pack the `new` trees (id, path) that are loose into the tree pack, then delete their
-        loose copies. Raises what `stdin` raises (StoreError) when git fails."""
-        # The path is a hint for pairing a folder's versions: a line break in it is not.
-        loose = {t: p.replace("\n", " ") for t, p in new if self._loose(t).exists()}
-        if not loose:
+        """Pack the `new` trees (id, path) that are loose, with those still waiting, into the
+        tree pack and delete their loose copies; or, while they are fewer than PACK_AFTER
+        bytes, leave them loose for a later capture (a capture in a folder of a hundred files
+        writes a few KB of trees: packing them every time cost as much as a git call).
+        Raises what `stdin` raises (StoreError) when git fails."""
+        name, named, every = self._read()
+        sizes = {}
+        for tree, path in [*new, *named.items()]:
+            if tree not in sizes:
+                with contextlib.suppress(OSError):
+                    sizes[tree] = self._loose(tree).stat().st_size
+                    # The path pairs a folder's versions (a hint): a line break is not one.
+                    named.setdefault(tree, path.replace("\n", " "))
+        if not sizes:
             return
-        name, last, every = self._read()
+        if sum(sizes.values()) < PACK_AFTER:
+            self._write_state(name, {**{t: named[t] for t, _ in new if t in sizes}, **named})
+            return
         if len(every) >= TREE_PACK_LIMIT:  # full: left as it is, a new one begun
-            name, last, every = None, {}, []
-        # The new trees first, then the last capture's, both named by their paths: of equal
-        # size and name, git takes an earlier one as the base of a later one, so the newest
-        # version is kept whole and the one before it becomes a small delta of it; the rest
-        # keep their deltas as they are. (Listed after, a new tree could only be a delta of
-        # the pack's oldest whole tree, which grows with every capture since.)
-        named = {**loose, **{t: p for t, p in last.items() if t not in loose}}
-        rest = [t for t in every if t not in named]
-        listing = "".join(f"{t} {p}\n" for t, p in named.items()) + "".join(f"{t}\n" for t in rest)
+            name, every = None, []
+            named = {t: p for t, p in named.items() if t in sizes}
+        # The loose trees first, newest first, then the last packed capture's, all named by
+        # their paths: of equal size and name, git takes an earlier one as the base of a later
+        # one, so the newest version is kept whole and the one before it becomes a small delta
+        # of it; the rest keep their deltas as they are. (Listed after, a new tree could only
+        # be a delta of the pack's oldest whole tree, which grows with every capture since.)
+        loose = {t: named[t] for t, _ in new if t in sizes}
+        loose.update((t, p) for t, p in reversed(named.items()) if t in sizes)
+        ordered = {**loose, **named}
+        rest = [t for t in every if t not in ordered]
+        listing = "".join(f"{t} {p}\n" for t, p in ordered.items()) + "".join(
+            f"{t}\n" for t in rest
+        )
         made = stdin(
             "pack-objects", "-q", "--delta-base-offset", f"--depth={DEPTH}", "--compression=1",
             str(self.pack_dir / "pack"), listing,
         ).strip()  # fmt: skip
         if not _PACK_NAME.fullmatch(made):
             return
-        temporary = self.state.with_name(f"tree-pack.{os.getpid()}.tmp")
-        kept = "".join(f"{t} {p}\n" for t, p in loose.items())
-        temporary.write_text(f"pack {made}\n{kept}", errors="surrogateescape")
-        os.replace(temporary, self.state)
+        self._write_state(made, {t: p for t, p in new if t in loose} or loose)
         if name is not None and name != made:  # its trees are all in the new one
             for suffix in (".keep", ".rev", ".idx", ".pack"):  # .idx before .pack, as git does
                 with contextlib.suppress(FileNotFoundError):
