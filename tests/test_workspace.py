@@ -212,7 +212,8 @@ def test_a_restore_killed_midway_is_finished_by_the_next_resume(
 ) -> None:
     env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
     code = (
-        "import sys; from agentctl import faults, rewind; from agentctl.config import Settings;"
+        "import sys; from agentctl import faults; from agentctl.usecases import rollback as rewind;"
+        "from agentctl.config import Settings;"
         "faults.arm('restore_started', 1);"
         f"rewind.rollback_session(Settings.load(), {sid!r}, to=2, steps=None)"
     )
@@ -558,7 +559,8 @@ def test_a_killed_fork_leaves_no_half_written_folder(tmp_path: Path, workspace: 
     env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
     dest = tmp_path / "copy"
     code = (
-        "from pathlib import Path; from agentctl import faults, sessions;"
+        "from pathlib import Path; from agentctl import faults;"
+        "from agentctl.usecases import sessions;"
         "from agentctl.config import Settings; faults.arm('fork_written', 1);"
         f"sessions.fork(Settings.load(), {sid!r}, None, None, Path({str(dest)!r}))"
     )
@@ -663,7 +665,8 @@ def test_a_stale_index_lock_from_a_killed_capture_is_recovered(
 ) -> None:
     env, sid = a_session(tmp_path, workspace, f"sqlite://{tmp_path / 's.db'}")
     code = (
-        "from agentctl import faults, rewind; from agentctl.config import Settings;"
+        "from agentctl import faults; from agentctl.usecases import rollback as rewind;"
+        "from agentctl.config import Settings;"
         "faults.arm('restore_in_git', 1);"
         f"rewind.rollback_session(Settings.load(), {sid!r}, to=2, steps=None)"
     )
