@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -462,3 +463,37 @@ def test_a_worker_runs_only_what_stays_in_its_sandbox_unless_told_otherwise(
         " WHERE server = 'scripted'",
     )
     assert row == [(0.02, True)]
+
+
+def test_a_worker_outlives_a_restart_of_its_database(
+    tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """The database restarts under an idle worker: it says so, tries again every poll, and
+    takes the next session once the server is back (its LISTEN too)."""
+    from agentctl.testing.postgres import ThrowawayPostgres
+
+    server = ThrowawayPostgres()
+    try:
+        url = server.start()
+        from agentctl.store import open_store
+
+        open_store(url).close()
+        worker = workers(worker_env(url, tmp_path, "a"))
+        wait_for(
+            lambda: (
+                sql(url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'")
+                != [(0,)]
+            ),
+            "the worker listening",
+            60,
+        )
+        server.stop_server()
+        time.sleep(1.5)  # down for three of its polls (0.5 s): it meets the closed door
+        server.start_server()
+        sid = queue(url, task_file(tmp_path, "straight"), tmp_path)
+        wait_for(lambda: statuses(url).get(sid) == "done", "the session run after the restart", 60)
+        code, err = drained(worker)
+        assert code == 0, err
+        assert "trying again" in err
+    finally:
+        server.stop()

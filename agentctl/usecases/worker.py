@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl.config import Settings
 from agentctl.domain.records import Stop
-from agentctl.errors import AgentctlError, NotWaitingError, UsageError
+from agentctl.errors import AgentctlError, NotWaitingError, StoreError, UsageError
 
 if TYPE_CHECKING:
     import psycopg
@@ -190,6 +190,10 @@ class Worker:
                 self._wake.clear()  # before the claim: a NOTIFY from here on is not missed
                 try:
                     claim, lease, expiry = self._claim()
+                except StoreError as exc:  # the database went away: wait, and try again
+                    self._say(f"worker: {exc.message}; trying again in {self._poll:g} s")
+                    self._draining.wait(self._poll)
+                    continue
                 finally:
                     if claim is None:
                         self._slots.release()
