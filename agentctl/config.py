@@ -57,7 +57,7 @@ class Key:
     env_over: str | None = None  # beats the file
     env_under: str | None = None  # loses to the file
     secret: bool = False
-    kind: type = str
+    value_type: type = str
 
 
 KEYS: dict[str, Key] = {
@@ -67,19 +67,19 @@ KEYS: dict[str, Key] = {
         Key("base_url", env_under="OPENAI_BASE_URL"),  # an OpenAI-compatible server
         Key("api_key", env_under="OPENAI_API_KEY", secret=True),
         Key("store", env_over="AGENTCTL_STORE"),  # sqlite:///FILE, json:///DIR, postgresql://…
-        Key("timeout", kind=float),  # seconds to wait for one model reply
-        Key("retries", env_over="AGENTCTL_RETRIES", kind=int),  # after a 429/5xx/refusal
-        Key("context_window", env_over="AGENTCTL_CONTEXT_WINDOW", kind=int),  # tokens
+        Key("timeout", value_type=float),  # seconds to wait for one model reply
+        Key("retries", env_over="AGENTCTL_RETRIES", value_type=int),  # after a 429/5xx/refusal
+        Key("context_window", env_over="AGENTCTL_CONTEXT_WINDOW", value_type=int),  # tokens
         Key("context_strategy", env_over="AGENTCTL_CONTEXT_STRATEGY"),  # summarize or drop
         # workspace snapshots: a file larger is not captured; a capture stores at most this
         # many bytes of new files (bytes)
-        Key("snapshot_max_file", env_over="AGENTCTL_SNAPSHOT_MAX_FILE", kind=int),
-        Key("snapshot_max_capture", env_over="AGENTCTL_SNAPSHOT_MAX_CAPTURE", kind=int),
+        Key("snapshot_max_file", env_over="AGENTCTL_SNAPSHOT_MAX_FILE", value_type=int),
+        Key("snapshot_max_capture", env_over="AGENTCTL_SNAPSHOT_MAX_CAPTURE", value_type=int),
         # the run view: the first and last this many lines of a command's output (0: none)
-        Key("preview_lines", env_over="AGENTCTL_PREVIEW_LINES", kind=int),
+        Key("preview_lines", env_over="AGENTCTL_PREVIEW_LINES", value_type=int),
         # shell commands: the sandbox they run in, and whether it lets them reach the network
         Key("sandbox", env_over="AGENTCTL_SANDBOX"),
-        Key("network", env_over="AGENTCTL_NETWORK", kind=bool),
+        Key("network", env_over="AGENTCTL_NETWORK", value_type=bool),
         Key("approval", env_over="AGENTCTL_APPROVAL"),  # ask or auto-sandboxed
     )
 }
@@ -202,7 +202,7 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
     """A value of the right type, or a UsageError that names the key and where it came from."""
     key = KEYS[name]
     source = f" ({source})" if source else ""
-    if key.kind is bool:
+    if key.value_type is bool:
         if isinstance(value, bool):
             return value
         word = str(value).strip().lower()
@@ -212,13 +212,13 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
             return False
         raise UsageError(f"{name}{source} must be true or false, not {value!r}")
     try:
-        if key.kind is int:
+        if key.value_type is int:
             number = int(str(value))
             least = {"context_window": MIN_WINDOW, "retries": 0, "preview_lines": 0}.get(name, 1)
             if number < least:
                 raise ValueError
             return number
-        if key.kind is float:
+        if key.value_type is float:
             seconds = float(str(value))
             if not 0 < seconds < math.inf:
                 raise ValueError
@@ -230,7 +230,7 @@ def parse_value(name: str, value: object, source: str | None = None) -> object:
             else "a whole number, 0 or more"
             if name in ("retries", "preview_lines")
             else "a whole number above 0"
-            if key.kind is int
+            if key.value_type is int
             else "a number of seconds above 0"
         )
         raise UsageError(f"{name}{source} must be {noun}, not {value!r}") from None

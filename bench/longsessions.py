@@ -35,7 +35,7 @@ def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> Non
     its conversation kept ready, its listing kept, its settings granted."""
     from agentctl.config import Settings
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
     from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
@@ -49,7 +49,7 @@ def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> Non
     drafts = [
         CheckpointDraft(
             None, CheckpointKind.NEW_TASK, State.IDLE, State.PLANNING, "2026-01-01T00:00:00",
-            TaskState(goal="bench"), Usage(),
+            Task(goal="bench"), Usage(),
             new_messages=(system, Message(role="user", content="Goal: bench", tokens=3)),
         )
     ]  # fmt: skip
@@ -65,7 +65,7 @@ def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> Non
         drafts.append(
             CheckpointDraft(
                 n - 1, kind, State.PLANNING, State.PLANNING, f"2026-01-01T00:00:{n:06d}",
-                TaskState(goal="bench"), Usage(), new_messages=(message,),
+                Task(goal="bench"), Usage(), new_messages=(message,),
             )
         )  # fmt: skip
     store.create_whole(info, drafts)

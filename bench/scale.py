@@ -67,7 +67,7 @@ def fast(store: Any) -> Any:
 
 def session_drafts(n: int, when: float, steps: int = 4) -> list[Any]:
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, TaskState, Usage
+    from agentctl.domain.state import Message, Task, Usage
     from agentctl.store.base import CheckpointDraft
 
     drafts = []
@@ -85,7 +85,7 @@ def session_drafts(n: int, when: float, steps: int = 4) -> list[Any]:
                 State.IDLE if first else State.PLANNING,
                 State.PLANNING,
                 stamp(when + k),
-                TaskState(goal=f"goal {n}", data={"k": k}),
+                Task(goal=f"goal {n}", data={"k": k}),
                 Usage(calls=k, prompt_tokens=100 * k, completion_tokens=10 * k),
                 new_messages=(message,),
             )
@@ -116,14 +116,14 @@ def long_session(store: Any, session_id: str, steps: int, branch_every: int = 0)
     """One session of `steps` checkpoints (a rollback of 10 every `branch_every` steps)."""
     from agentctl.domain.checkpoints import RollbackDetail
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, Usage
+    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.store.base import CheckpointDraft
 
     info = SessionInfo(id=session_id, spec=TaskSpec(goal="long"), model="m", created_at=stamp(BASE))
     drafts = [
         CheckpointDraft(
             None, CheckpointKind.NEW_TASK, State.IDLE, State.PLANNING, stamp(BASE),
-            TaskState(goal="long"), Usage(),
+            Task(goal="long"), Usage(),
         )
     ]  # fmt: skip
     head = 1
@@ -133,7 +133,7 @@ def long_session(store: Any, session_id: str, steps: int, branch_every: int = 0)
             drafts.append(
                 CheckpointDraft(
                     head - 10, CheckpointKind.ROLLBACK, State.PLANNING, State.PLANNING, when,
-                    TaskState(goal="long"), Usage(calls=step),
+                    Task(goal="long"), Usage(calls=step),
                     detail=RollbackDetail(head - 10, head),
                 )
             )  # fmt: skip
@@ -146,7 +146,7 @@ def long_session(store: Any, session_id: str, steps: int, branch_every: int = 0)
             drafts.append(
                 CheckpointDraft(
                     head, CheckpointKind.TOOL_RESULT, State.PLANNING, State.PLANNING, when,
-                    TaskState(goal="long", data={"step": step}), Usage(calls=step),
+                    Task(goal="long", data={"step": step}), Usage(calls=step),
                     new_messages=(message,),
                 )
             )  # fmt: skip
@@ -238,7 +238,7 @@ def floor_prune(db: sqlite3.Connection, cutoff: str) -> object:
 def floor_decode(db: sqlite3.Connection, session_id: str | None = None) -> int:
     """Every session's facts, every checkpoint's state and every message decoded once through
     the codec."""
-    from agentctl.domain.state import Message, SessionInfo, TaskState, Usage
+    from agentctl.domain.state import Message, SessionInfo, Task, Usage
     from agentctl.store.codec import decode
 
     where, args = (" WHERE session_id = ?", (session_id,)) if session_id else ("", ())
@@ -248,7 +248,7 @@ def floor_decode(db: sqlite3.Connection, session_id: str | None = None) -> int:
         decode(SessionInfo, info, where="")
         n += 1
     for task, usage in db.execute("SELECT task, usage FROM checkpoints" + where, args):
-        decode(TaskState, task, where="")
+        decode(Task, task, where="")
         decode(Usage, usage, where="")
         n += 1
     for (body,) in db.execute("SELECT body FROM messages" + where, args):

@@ -27,7 +27,7 @@ WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lim
 
 def build(url: str, sessions: int, messages: int = 100) -> None:
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, Usage
+    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
 
@@ -54,7 +54,7 @@ def build(url: str, sessions: int, messages: int = 100) -> None:
             State.IDLE,
             State.PLANNING,
             stamp,
-            TaskState(goal="g"),
+            Task(goal="g"),
             Usage(),
             new_messages=batch(0),
         )
@@ -66,7 +66,7 @@ def build(url: str, sessions: int, messages: int = 100) -> None:
                 State.PLANNING,
                 State.PLANNING,
                 stamp,
-                TaskState(goal="g"),
+                Task(goal="g"),
                 Usage(),
                 new_messages=batch(k),
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 
 def build_store(root: Path) -> tuple[str, str]:
-    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, Usage
+    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
 
@@ -28,15 +28,13 @@ def build_store(root: Path) -> tuple[str, str]:
         )
         store.create_session(
             info,
-            CheckpointDraft(
-                None, "new_task", "idle", "planning", "t", TaskState(goal="g"), Usage()
-            ),
+            CheckpointDraft(None, "new_task", "idle", "planning", "t", Task(goal="g"), Usage()),
         )
     long_id = "long0001"
     info = SessionInfo(id=long_id, spec=TaskSpec(goal="a long one"), model="m", created_at="t")
     head = store.create_session(
         info,
-        CheckpointDraft(None, "new_task", "idle", "executing", "t", TaskState(goal="g"), Usage()),
+        CheckpointDraft(None, "new_task", "idle", "executing", "t", Task(goal="g"), Usage()),
     ).id
     for step in range(2, 1001):
         message = Message(role="user", content="x" * 400, tokens=100)
@@ -46,7 +44,7 @@ def build_store(root: Path) -> tuple[str, str]:
             "executing",
             "executing",
             f"t{step:05d}",
-            TaskState(goal="g", data={"n": step}),
+            Task(goal="g", data={"n": step}),
             Usage(),
             new_messages=(message,),
         )

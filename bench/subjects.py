@@ -73,7 +73,7 @@ class AgentctlSubject:
     ) -> None:
         """`url` names another store (PostgreSQL); `session` another session id."""
         from agentctl.domain.lifecycle import CheckpointKind, State
-        from agentctl.domain.state import SessionInfo, TaskSpec, TaskState, Usage
+        from agentctl.domain.state import SessionInfo, Task, TaskSpec, Usage
         from agentctl.store import open_store
         from agentctl.store.base import CheckpointDraft
 
@@ -84,7 +84,7 @@ class AgentctlSubject:
             url = f"sqlite://{self.path}" if kind == "sqlite" else f"json://{self.path}"
         self.url = url
         self.store = open_store(url)
-        self._draft, self._task, self._usage = CheckpointDraft, TaskState, Usage
+        self._draft, self._task, self._usage = CheckpointDraft, Task, Usage
         info = SessionInfo(id=session, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
         # A session `verify` finds sound: new_task (idle -> planning), then work that keeps
         # the state, dated in order.
@@ -94,7 +94,7 @@ class AgentctlSubject:
             State.IDLE,
             State.PLANNING,
             "2026-01-01",
-            TaskState(goal="bench"),
+            Task(goal="bench"),
             Usage(),
         )
         self.head = self.store.create_session(info, first).id

@@ -48,7 +48,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
     """A session whose next action is a model call: new_task, then pairs of a model reply
     calling a tool and the tool's result."""
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, Usage
+    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
     from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
@@ -63,7 +63,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
         State.IDLE,
         State.PLANNING,
         "2026-01-01T00:00:00",
-        TaskState(goal="bench"),
+        Task(goal="bench"),
         Usage(),
         new_messages=(
             Message(role="system", content="You are a bench.", tokens=5),
@@ -92,7 +92,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
             State.PLANNING,
             State.PLANNING,
             f"2026-01-01T00:00:{n:05d}",
-            TaskState(goal="bench"),
+            Task(goal="bench"),
             Usage(),
             new_messages=(message,),
         )
@@ -104,7 +104,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
             State.PLANNING,
             State.PLANNING,
             "2026-01-02",
-            TaskState(goal="bench"),
+            Task(goal="bench"),
             Usage(),
             new_messages=(Message(role="tool", tool_call_id=f"c{head}", content="x", tokens=1),),
         )

@@ -18,8 +18,8 @@ from agentctl.domain.state import (
     PendingQuestion,
     Session,
     SessionInfo,
+    Task,
     TaskSpec,
-    TaskState,
     ToolCall,
 )
 from agentctl.loop.decide import (
@@ -60,7 +60,7 @@ def session(state: State, *messages: Message, **task: object) -> Session:
         from_state=state,
         to_state=state,
         created_at="t",
-        task=TaskState(goal="g", **task),  # type: ignore[arg-type]
+        task=Task(goal="g", **task),  # type: ignore[arg-type]
     )
     return Session(info=INFO, checkpoint=checkpoint, messages=HEAD + messages)
 

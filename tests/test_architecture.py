@@ -539,3 +539,47 @@ def test_one_module_appends_checkpoints_for_every_writer() -> None:
         if call.search(p.read_text()) and p.parent.name not in ("store", "testing")
     }
     assert not writers, writers
+
+
+# -- words: one meaning each (issue 23 item 6; the glossary in README's Layout) ---------------
+
+
+def class_fields() -> dict[str, dict[str, str]]:
+    """Every class of agentctl (qualified by its module) and the names it annotates in its
+    body (a dataclass's or a pydantic model's fields, a NamedTuple's), each with its type."""
+    found: dict[str, dict[str, str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        module = path.relative_to(PACKAGE).as_posix().removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                found[f"{module}.{node.name}"] = {
+                    item.target.id: ast.unparse(item.annotation)
+                    for item in node.body
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                }
+    return found
+
+
+def test_one_record_says_how_a_run_ended() -> None:
+    """RunResult (the runner's) and RunReport (the use cases') were one thing twice."""
+    ended = sorted(
+        name for name, fields in class_fields().items() if {"stop", "session"} <= set(fields)
+    )
+    assert ended == ["domain/records.RunReport"], ended
+
+
+def test_kind_means_a_checkpoint_kind() -> None:
+    """`kind` is what a checkpoint records (CheckpointKind; a store's row holds its value as
+    text); a tool's subject has a type, a setting a value type, a scripted fault a mode.
+    PendingQuestion.kind is a stored field name (a format, kept)."""
+    classes = class_fields()
+    other = {
+        name
+        for name, fields in classes.items()
+        if "kind" in fields
+        and "CheckpointKind" not in fields["kind"]
+        and not name.split(".")[-1].startswith("Checkpoint")
+    }
+    assert other == {"domain/state.PendingQuestion"}, other
+    enums = [name for name in classes if name.endswith("Kind")]
+    assert enums == ["domain/lifecycle.CheckpointKind"], enums

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.domain.state import SessionInfo, TaskSpec, TaskState, Usage
+from agentctl.domain.state import SessionInfo, Task, TaskSpec, Usage
 from agentctl.store import open_store
 from agentctl.store.base import CheckpointDraft
 from tests.conftest import SAMPLES, Result, cli, run
@@ -115,7 +115,7 @@ def two_sessions(agentctl_home: Path) -> str:
             "idle",
             "planning",
             "2026-01-01T00:00:00",
-            TaskState(goal="g"),
+            Task(goal="g"),
             Usage(),
         )
         store.create_session(info, first)

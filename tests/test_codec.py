@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentctl.domain.state import Message, SessionInfo, TaskSpec, TaskState, ToolCall, UserProfile
+from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, ToolCall, UserProfile
 from agentctl.errors import InvalidStateError
 from agentctl.store import codec
 
@@ -22,8 +22,8 @@ text = st.text(max_size=50)
     data=st.dictionaries(text, st.integers() | text, max_size=4),
 )
 def test_task_state_round_trips(goal: str, plan: list[str], data: dict[str, Any]) -> None:
-    task = TaskState(goal=goal, plan=tuple(plan), data=data)
-    assert codec.decode(TaskState, codec.encode(task)) == task
+    task = Task(goal=goal, plan=tuple(plan), data=data)
+    assert codec.decode(Task, codec.encode(task)) == task
 
 
 def test_messages_with_tool_calls_round_trip() -> None:
@@ -37,19 +37,19 @@ def test_messages_with_tool_calls_round_trip() -> None:
 
 
 def test_a_newer_payload_is_refused_whole() -> None:
-    payload = json.loads(codec.encode(TaskState(goal="g")))
+    payload = json.loads(codec.encode(Task(goal="g")))
     payload["schema_version"] = 99
     with pytest.raises(InvalidStateError, match="schema version 99, newer than this agentctl"):
-        codec.decode(TaskState, payload, where="checkpoint 3")
+        codec.decode(Task, payload, where="checkpoint 3")
 
 
 def test_an_invalid_payload_names_the_field() -> None:
-    with pytest.raises(InvalidStateError, match=r"TaskState in x is invalid: plan: "):
-        codec.decode(TaskState, {"goal": "g", "plan": 5}, where="x")
+    with pytest.raises(InvalidStateError, match=r"Task in x is invalid: plan: "):
+        codec.decode(Task, {"goal": "g", "plan": 5}, where="x")
     with pytest.raises(InvalidStateError, match="not valid JSON"):
-        codec.decode(TaskState, "{nope")
+        codec.decode(Task, "{nope")
     with pytest.raises(InvalidStateError, match="surprise: Extra inputs"):
-        codec.decode(TaskState, {"goal": "g", "surprise": 1})
+        codec.decode(Task, {"goal": "g", "surprise": 1})
 
 
 def test_old_payloads_are_upgraded_one_version_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,8 +91,8 @@ def test_version_1_payloads_are_upgraded_nested_models_included() -> None:
         "goal": "g",
         "pending_question": {"question": "q?", "tool_call_id": "c1"},
     }
-    task = codec.decode(TaskState, task_v1)
-    assert task.schema_version == TaskState(goal="x").schema_version  # the newest
+    task = codec.decode(Task, task_v1)
+    assert task.schema_version == Task(goal="x").schema_version  # the newest
     assert task.pending_question is not None
     assert task.pending_question.kind == "question"
     info_v1 = {
@@ -118,7 +118,7 @@ def test_every_versioned_model_has_a_complete_upgrade_chain() -> None:
         and issubclass(model, state._Model)
         and "schema_version" in model.model_fields
     ]
-    assert {m.__name__ for m in versioned} >= {"TaskState", "TaskSpec", "SessionInfo", "Message"}
+    assert {m.__name__ for m in versioned} >= {"Task", "TaskSpec", "SessionInfo", "Message"}
     for model in versioned:
         current = int(model.model_fields["schema_version"].default)
         steps = codec.UPGRADES.get(model.__name__, {})
@@ -140,9 +140,9 @@ def test_the_stored_form_leaves_defaults_out_but_keeps_every_schema_version() ->
         "created_at": "t",
     }
     assert codec.decode(SessionInfo, codec.encode(info)) == info
-    task = TaskState(goal="g")
+    task = Task(goal="g")
     assert len(codec.encode(task)) < 40
-    assert codec.decode(TaskState, codec.encode(task)) == task
+    assert codec.decode(Task, codec.encode(task)) == task
     message = Message(role="user", content="hi", tokens=3)
     assert codec.decode_messages(f"[{codec.encode(message)}]") == (message,)
     # The --json views are not the stored form: no version is added to them.

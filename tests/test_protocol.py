@@ -97,7 +97,7 @@ def server(tmp_path: Path) -> Iterator[Any]:
 def test_a_stream_cut_without_a_finish_reason_is_an_error_and_nothing_is_stored(
     server: Any,
 ) -> None:
-    s = server(PLAN, FINISH, faults=[Fault(kind="cut")])
+    s = server(PLAN, FINISH, faults=[Fault(mode="cut")])
     with pytest.raises(ModelError, match="the reply was cut"):
         s.run()
     assert s.events() == ["new_task", "error"]  # no half reply
@@ -105,7 +105,7 @@ def test_a_stream_cut_without_a_finish_reason_is_an_error_and_nothing_is_stored(
 
 
 def test_an_unreadable_chunk_is_a_model_error_not_a_traceback(server: Any) -> None:
-    s = server(PLAN, FINISH, faults=[Fault(kind="garbage")])
+    s = server(PLAN, FINISH, faults=[Fault(mode="garbage")])
     with pytest.raises(ModelError, match="sent a reply agentctl cannot read"):
         s.run()
     assert s.events()[-1] == "error"

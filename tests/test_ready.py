@@ -20,8 +20,8 @@ from agentctl.domain.state import (
     Prepared,
     ScriptTurn,
     SessionInfo,
+    Task,
     TaskSpec,
-    TaskState,
     ToolCall,
     Usage,
 )
@@ -46,7 +46,7 @@ def draft(parent: int | None, n: int, *messages: Message) -> CheckpointDraft:
         State.IDLE if parent is None else State.PLANNING,
         State.PLANNING,
         f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}",
-        TaskState(goal="g"),
+        Task(goal="g"),
         Usage(),
         new_messages=messages,
     )

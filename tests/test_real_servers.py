@@ -189,9 +189,9 @@ def test_the_error_line_says_what_the_server_meant(fault: dict[str, Any], expect
 @pytest.mark.parametrize(
     ("fault", "said"),
     [
-        ({"kind": "html", "status": 200}, "answered with a web page, not the API (a proxy or"),
-        ({"kind": "html", "status": 403}, "answered 403 with a web page, not the API"),
-        ({"kind": "empty"}, "sent an empty reply"),
+        ({"mode": "html", "status": 200}, "answered with a web page, not the API (a proxy or"),
+        ({"mode": "html", "status": 403}, "answered 403 with a web page, not the API"),
+        ({"mode": "empty"}, "sent an empty reply"),
     ],
 )
 def test_a_web_page_and_an_empty_stream_are_said_as_what_they_are(

@@ -1,6 +1,7 @@
 """`history` and `history --graph` of long sessions (issue 30 item 3): piped, lines are plain
 text written as they are made, exactly the text a terminal shows without its styles; the graph
-is as wide as the branches alive at once and folds long linear runs; --limit shows the newest."""
+is as wide as the branches alive at once and folds long linear stretches; --limit shows the
+newest."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rich.markup import render as rich_render
 
 from agentctl.domain.checkpoints import RollbackDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
-from agentctl.domain.state import SessionInfo, TaskSpec, TaskState, Usage
+from agentctl.domain.state import SessionInfo, Task, TaskSpec, Usage
 from agentctl.store import open_store
 from agentctl.store.base import CheckpointDraft, CheckpointSummary
 from agentctl.terminal import history_view, render
@@ -106,7 +107,7 @@ def test_history_limit_shows_the_newest_checkpoints(tmp_path: Path) -> None:
     info = SessionInfo(id="long0001", spec=TaskSpec(goal="g"), model="m", created_at="t")
     drafts = [
         CheckpointDraft(
-            None, CheckpointKind.NEW_TASK, State.IDLE, State.PLANNING, "t", TaskState(goal="g"),
+            None, CheckpointKind.NEW_TASK, State.IDLE, State.PLANNING, "t", Task(goal="g"),
             Usage(),
         )
     ]  # fmt: skip
@@ -116,7 +117,7 @@ def test_history_limit_shows_the_newest_checkpoints(tmp_path: Path) -> None:
         drafts.append(
             CheckpointDraft(
                 100 if n == 150 else n - 1, kind, State.PLANNING, State.PLANNING,
-                f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}", TaskState(goal="g"), Usage(),
+                f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}", Task(goal="g"), Usage(),
                 **({"detail": detail} if detail else {}),
             )
         )  # fmt: skip

@@ -1,6 +1,6 @@
-"""The records render.py shows: what a run reports while it works, and what the use cases
-return. Typed, plain, and at the bottom of the import graph, so the presenter depends on
-nothing above it.
+"""The records the views show (terminal/): what a run reports while it works (run events),
+how it ended (RunReport), and what the other use cases return. Typed, plain, and at the
+bottom of the import graph, so the views depend on nothing above it.
 
 A `Notice` is a one-line remark (which session, which model, a retry); the run events follow
 the runner's loop: a model call started, a piece of streamed text, a checkpoint committed.
@@ -170,6 +170,10 @@ class FileChange:
 
 @dataclass(frozen=True)
 class RunReport:
+    """How a run ended: why it stopped, the session at its head, and (added by the use case
+    that ran it) the workspace files it changed and where it began. The runner returns one;
+    `run`, `resume`, `watch` and a worker hand it to the views."""
+
     stop: Stop
     session: Session
     changes: tuple[FileChange, ...] = ()  # the workspace files this run changed

@@ -245,7 +245,7 @@ class McpOffer(_Model):
     tools: dict[str, str] = Field(default_factory=dict)  # offered name -> digest
 
 
-class TaskState(_Model):
+class Task(_Model):
     """What the agent knows about its task: goal, plan, progress, gathered data, outcome."""
 
     # 2: pending_question.kind, approved; 3: approval (one call, once) and in_flight;
@@ -286,7 +286,7 @@ class TaskState(_Model):
     instructions: tuple[InstructionsFile, ...] = ()  # the AGENTS.md files the prompt carries
     # Request fields the server refused (llm.REFUSABLE): left out, or replaced, from then on.
     refused_params: tuple[str, ...] = ()
-    # The newest replies in a row without a tool call, by kind (actions.stall_kind: "cut",
+    # The newest replies in a row without a tool call, by reason (decide.stall_reason: "cut",
     # "empty", "text", "filtered"); a tool call or the user's input clears it.
     stalled: tuple[str, ...] = ()
     # The MCP servers and tools offered from this checkpoint on (a resume records a change).
@@ -419,7 +419,7 @@ class Checkpoint(_Model):
     to_state: State
     created_at: str
     detail: dict[str, Any] = Field(default_factory=dict)
-    task: TaskState
+    task: Task
     usage: Usage = Usage()
     message_tip: int | None = None  # id of the last message of the conversation at this point
 
@@ -511,7 +511,7 @@ class Session:
         return self.checkpoint.to_state
 
     @property
-    def task(self) -> TaskState:
+    def task(self) -> Task:
         return self.checkpoint.task
 
     @property

@@ -115,7 +115,7 @@ SHAPES: dict[str, str] = {
 }
 
 
-def _kind(value: object) -> str:
+def _toml_type(value: object) -> str:
     """What a TOML value is, in TOML's words."""
     if isinstance(value, dict):
         return "a table"
@@ -144,9 +144,9 @@ def _problem(error: Any) -> str:
         return f"{where}: {error['msg']}"
     if error["type"] == "missing":
         return f"{where} is missing: it must be {shape}"
-    kind = str(error["type"])
-    if kind.endswith(("_type", "_parsing")):  # the wrong kind of value: say which it was
-        return f"{where} must be {shape}, not {_kind(error.get('input'))}"
+    error_type = str(error["type"])
+    if error_type.endswith(("_type", "_parsing")):  # the wrong type of value: say which it was
+        return f"{where} must be {shape}, not {_toml_type(error.get('input'))}"
     return f"{where} must be {shape} ({error['msg']})"
 
 

@@ -480,9 +480,9 @@ class OpenAIModelClient:
                 return Retry(message, retry_after(exc), exc.status_code)
             return ModelError(message)
         # A malformed chunk, a reply of the wrong shape.
-        kind = type(exc).__name__
-        detail = self._redact(str(exc).splitlines()[0] if str(exc) else kind)
-        return ModelError(f"{where} sent a reply agentctl cannot read ({kind}: {detail})")
+        error_type = type(exc).__name__
+        detail = self._redact(str(exc).splitlines()[0] if str(exc) else error_type)
+        return ModelError(f"{where} sent a reply agentctl cannot read ({error_type}: {detail})")
 
     def _redact(self, text: str) -> str:
         from agentctl.redact import redact_text

@@ -123,8 +123,8 @@ def cause_line(text: str) -> str:
 def is_web_page(response: Any) -> bool:
     """An HTML page where the API should answer: a proxy's sign-in or error page."""
     headers = getattr(response, "headers", None)
-    kind = headers.get("content-type", "") if headers is not None else ""
-    return "text/html" in str(kind).lower()
+    content_type = headers.get("content-type", "") if headers is not None else ""
+    return "text/html" in str(content_type).lower()
 
 
 _CONTEXT_WORDS = re.compile(

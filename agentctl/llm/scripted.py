@@ -98,7 +98,7 @@ class Fault:
     # cleanly without a finish reason; "garbage": a chunk that is not JSON; "html": a web page
     # with `status` (a proxy's sign-in page: 200; its error page: 502); "empty": a stream with
     # nothing in it but its end (a gateway whose upstream said nothing)
-    kind: Literal["status", "cut", "garbage", "html", "empty"] = "status"
+    mode: Literal["status", "cut", "garbage", "html", "empty"] = "status"
     # The error body as it is, instead of OpenAI's {"error": {...}}: Gemini's list of errors,
     # FastAPI's {"detail": [...]} (llama-cpp-python)
     body: Json | list[Any] | None = None
@@ -302,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, problem)
             return
         fault = model.take_fault()
-        if fault is not None and fault.kind == "status":
+        if fault is not None and fault.mode == "status":
             time.sleep(fault.hang)
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after else {}
             if fault.body is not None:
@@ -311,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
                 message = fault.message or f"injected fault {fault.status}"
                 self._error(fault.status, message, headers)
             return
-        if fault is not None and fault.kind == "html":
+        if fault is not None and fault.mode == "html":
             self._page(fault.status)
             return
         if asks_summary:
@@ -380,21 +380,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
-        if fault is not None and fault.kind == "empty":
+        if fault is not None and fault.mode == "empty":
             chunks = []
-        if fault is not None and fault.kind == "cut":
+        if fault is not None and fault.mode == "cut":
             # Half the reply, then a clean end of the stream: no finish reason, no [DONE].
             chunks = [c for c in chunks[: max(1, len(chunks) // 2)] if c.get("choices")]
             for c in chunks:
                 for choice in c["choices"]:
                     choice["finish_reason"] = None
         for n, chunk in enumerate(chunks):
-            if fault is not None and fault.kind == "garbage" and n == 1:
+            if fault is not None and fault.mode == "garbage" and n == 1:
                 self.wfile.write(b'data: {"choices": [{"delta": {"content": "oops"\n\n')
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             time.sleep(pause)
-        if fault is None or fault.kind != "cut":
+        if fault is None or fault.mode != "cut":
             self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
@@ -433,8 +433,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        kind = "rate_limit_error" if status == 429 else "invalid_request_error"
-        self._json(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
+        error_type = "rate_limit_error" if status == 429 else "invalid_request_error"
+        error = {"message": message, "type": error_type, "code": None}
+        self._json(status, {"error": error}, headers)
 
 
 def request_problem(request: Json) -> str | None:

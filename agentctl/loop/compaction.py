@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from agentctl.domain.checkpoints import CompactionDetail
 from agentctl.domain.lifecycle import CheckpointKind
-from agentctl.domain.state import Message, Session, TaskState
+from agentctl.domain.state import Message, Session, Task
 from agentctl.loop import prompts
 from agentctl.loop.context import (
     MIN_ROOM,
@@ -42,7 +42,7 @@ class ContextKeeper:
         when the server taught us a smaller window), calibrated by how the server counts."""
         return self.limit(session.task, session.info.approximate_tokens, learned)
 
-    def limit(self, task: TaskState, approximate: bool | None, learned: int | None = None) -> int:
+    def limit(self, task: Task, approximate: bool | None, learned: int | None = None) -> int:
         learned = learned or task.context_limit
         reserve = self.budget.reply_reserve if self.budget else 0
         limits = [self.budget.prompt_limit] if self.budget else []
@@ -67,7 +67,7 @@ class ContextKeeper:
         return compaction_split(session.messages, limit - self.tools_tokens(), KEEP_HEAD)
 
     def too_small(
-        self, task: TaskState, approximate: bool | None, head: int, learned: int | None = None
+        self, task: Task, approximate: bool | None, head: int, learned: int | None = None
     ) -> str | None:
         """Why no request can be made, when the tool schemas and the first messages (`head`
         tokens: system prompt and goal, which are never compacted) leave less than MIN_ROOM of

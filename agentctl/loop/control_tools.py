@@ -32,7 +32,7 @@ from agentctl.domain.state import (
     Message,
     PendingQuestion,
     StepRecord,
-    TaskState,
+    Task,
     ToolCall,
 )
 from agentctl.errors import InvalidTransition
@@ -50,7 +50,7 @@ class Step:
 
     kind: CheckpointKind
     to_state: State
-    task: TaskState
+    task: Task
     result: str  # the tool result the model gets ("" when the user answers instead)
     detail: Detail
     preference: tuple[str, str] | None = field(default=None)  # remember: saved by the runner
@@ -66,7 +66,7 @@ def preference(args: dict[str, Any]) -> tuple[str, str]:
     return key, value
 
 
-def _submit_plan(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
+def _submit_plan(state: State, task: Task, call: ToolCall, args: dict[str, Any]) -> Step:
     steps = [str(s) for s in args["steps"]]
     if not steps:
         raise ValueError("steps must not be empty")
@@ -85,7 +85,7 @@ def _submit_plan(state: State, task: TaskState, call: ToolCall, args: dict[str, 
     return Step(CheckpointKind.PLAN_REVISED, state, task, f"Plan revised. {note}", detail)
 
 
-def _complete_step(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
+def _complete_step(state: State, task: Task, call: ToolCall, args: dict[str, Any]) -> Step:
     to_state = transition(state, Event.STEP_COMPLETE)
     summary = str(args["summary"])
     data = args.get("data") or {}
@@ -103,7 +103,7 @@ def _complete_step(state: State, task: TaskState, call: ToolCall, args: dict[str
     return Step(CheckpointKind.STEP_COMPLETE, to_state, task, f"Step complete. {note}", detail)
 
 
-def _ask_user(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
+def _ask_user(state: State, task: Task, call: ToolCall, args: dict[str, Any]) -> Step:
     question = str(args["question"])
     to_state = transition(state, Event.NEEDS_INPUT)
     pending = PendingQuestion(question=question, tool_call_id=call.id)
@@ -112,7 +112,7 @@ def _ask_user(state: State, task: TaskState, call: ToolCall, args: dict[str, Any
     return Step(CheckpointKind.NEEDS_INPUT, to_state, task, "", detail)
 
 
-def _finish(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
+def _finish(state: State, task: Task, call: ToolCall, args: dict[str, Any]) -> Step:
     result = str(args["result"])
     outcome = Outcome(args.get("outcome") or Outcome.SUCCEEDED.value)
     to_state = transition(state, Event.TASK_COMPLETE)
@@ -121,14 +121,14 @@ def _finish(state: State, task: TaskState, call: ToolCall, args: dict[str, Any])
     return Step(CheckpointKind.TASK_COMPLETE, to_state, task, "Task complete.", detail)
 
 
-def _remember(state: State, task: TaskState, call: ToolCall, args: dict[str, Any]) -> Step:
+def _remember(state: State, task: Task, call: ToolCall, args: dict[str, Any]) -> Step:
     key, value = preference(args)
     detail = RememberDetail(key, value, tool=call.name)
     text = f"Remembered {key} = {value}."
     return Step(CheckpointKind.REMEMBER, state, task, text, detail, preference=(key, value))
 
 
-Handler = Callable[[State, TaskState, ToolCall, dict[str, Any]], Step]
+Handler = Callable[[State, Task, ToolCall, dict[str, Any]], Step]
 
 HANDLERS: dict[str, Handler] = {
     prompts.SUBMIT_PLAN: _submit_plan,
@@ -142,7 +142,7 @@ HANDLERS: dict[str, Handler] = {
 # -- a follow-up: the user's next instruction to a finished session -------------------------
 
 
-def follow_up(state: State, task: TaskState, text: str) -> Step:
+def follow_up(state: State, task: Task, text: str) -> Step:
     """done → planning: the new instruction becomes the goal; the finished one, with its
     outcome and result, joins `earlier`; plan and progress start afresh. Gathered data, the
     workspace tree and the user's grants stay. `result` is the user message the model reads."""
@@ -169,7 +169,7 @@ def follow_up(state: State, task: TaskState, text: str) -> Step:
 # -- replies in text, without a tool call ------------------------------------------------------
 
 
-def nudge(state: State, task: TaskState, reply: Message) -> Step:
+def nudge(state: State, task: Task, reply: Message) -> Step:
     """A reply without a tool call: remind the model once (the reminder says why: cut at the
     output limit, filtered, empty, or just text). `result` is the reminder the model reads."""
     if reply.finish is FinishReason.LENGTH:
@@ -184,7 +184,7 @@ def nudge(state: State, task: TaskState, reply: Message) -> Step:
     return Step(CheckpointKind.NUDGE, state, task.model_copy(update={"nudged": True}), text, detail)
 
 
-def ask_in_text(state: State, task: TaskState, question: str) -> Step:
+def ask_in_text(state: State, task: Task, question: str) -> Step:
     """A second text reply after a nudge is a question for the user."""
     pending = PendingQuestion(question=question, tool_call_id=None)
     task = task.model_copy(update={"nudged": False, "pending_question": pending})

@@ -57,7 +57,7 @@ def pending_calls(messages: tuple[Message, ...]) -> list[ToolCall]:
 def in_flight(session: Session, call: ToolCall) -> bool:
     if session.task.in_flight == call.id:
         return True
-    # Checkpoints written before task states carried `in_flight` (schema 2) say it by kind.
+    # Checkpoints written before task records carried `in_flight` (schema 2) say it by kind.
     head = session.checkpoint
     detail = head.typed_detail()
     return (
@@ -219,7 +219,7 @@ _STALLS = {
 }
 
 
-def stall_kind(reply: Message) -> str:
+def stall_reason(reply: Message) -> str:
     """What a reply without a tool call was: a key of _STALLS."""
     if reply.finish is FinishReason.LENGTH:
         return "cut"

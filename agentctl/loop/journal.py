@@ -20,7 +20,7 @@ from agentctl.domain.state import (
     Message,
     Session,
     SessionInfo,
-    TaskState,
+    Task,
     ToolCall,
     Usage,
     valid_message,
@@ -93,7 +93,7 @@ class Journal:
         messages: tuple[Message, ...],
         lease: Lease | None,
         workspace_tree: str | None = None,
-        task: TaskState | None = None,
+        task: Task | None = None,
     ) -> Session:
         """The session's first checkpoint, `new_task` (idle -> planning), held by `lease` from
         the first moment another process can see it."""
@@ -103,7 +103,7 @@ class Journal:
             from_state=State.IDLE,
             to_state=transition(State.IDLE, Event.NEW_TASK),
             created_at=self._clock(),
-            task=task or TaskState(goal=info.spec.goal, workspace_tree=workspace_tree),
+            task=task or Task(goal=info.spec.goal, workspace_tree=workspace_tree),
             usage=Usage(),
             new_messages=messages,
         )
@@ -122,7 +122,7 @@ class Journal:
         session: Session,
         kind: CheckpointKind,
         to_state: State,
-        task: TaskState,
+        task: Task,
         *,
         new_messages: tuple[Message, ...] = (),
         detail: Detail | None = None,

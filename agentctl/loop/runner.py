@@ -11,13 +11,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, assert_never
 
 from agentctl import faults
 from agentctl.domain.checkpoints import ApprovalModeDetail, InstructionsDetail, ReplyDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
-from agentctl.domain.records import ModelCallStarted, RunEvent, Stop, TextDelta, TurnUsage
+from agentctl.domain.records import (
+    ModelCallStarted,
+    RunEvent,
+    RunReport,
+    Stop,
+    TextDelta,
+    TurnUsage,
+)
 from agentctl.domain.state import (
     InstructionsFile,
     Message,
@@ -25,7 +31,7 @@ from agentctl.domain.state import (
     Prepared,
     Session,
     SessionInfo,
-    TaskState,
+    Task,
     valid_text,
 )
 from agentctl.errors import ModelError, WindowTooSmallError
@@ -56,7 +62,7 @@ from agentctl.loop.decide import (
     WindowTooSmall,
     next_action,
     pending_calls,
-    stall_kind,
+    stall_reason,
     unique_call_ids,
 )
 from agentctl.loop.journal import Journal
@@ -70,12 +76,6 @@ if TYPE_CHECKING:
     from agentctl.domain.state import McpOffer
     from agentctl.store.lease import Lease
     from agentctl.workspace.snapshots import Snapshots
-
-
-@dataclass(frozen=True)
-class RunResult:
-    stop: Stop
-    session: Session
 
 
 # Shows a question, returns the answer or None (no terminal); may raise AnsweredElsewhere.
@@ -125,7 +125,7 @@ class Runner:
         system_prompt: str,
         lease: Lease | None = None,
         early: bool = False,
-        task: TaskState | None = None,
+        task: Task | None = None,
         attached: str = "",
     ) -> Session:
         """Create the session (held by `lease` from its first moment): its first checkpoint is
@@ -148,7 +148,7 @@ class Runner:
         try:
             counted = tuple(map(self._journal.counted, messages))
             head = sum(m.tokens for m in counted)
-            task = task or TaskState(goal=info.spec.goal)
+            task = task or Task(goal=info.spec.goal)
             if (problem := self._keeper.too_small(task, counter.approximate, head)) is not None:
                 raise WindowTooSmallError(problem)  # no session: the command line holds it all
             session = self._journal.create(info, counted, lease, task=task)
@@ -179,7 +179,7 @@ class Runner:
         instructions: tuple[tuple[InstructionsFile, ...], str] | None = None,
         mcp: tuple[McpOffer, ...] | None = None,
         stop_when: Callable[[], bool] | None = None,
-    ) -> RunResult:
+    ) -> RunReport:
         """Work from the head until done, paused for input, or `max_turns` model calls.
 
         `answer` answers the question the session waits for; `follow_up` is the next
@@ -219,7 +219,7 @@ class Runner:
 
     def _run(
         self, session: Session, answer: str | None, ask: Ask | None, max_turns: int
-    ) -> RunResult:
+    ) -> RunReport:
         """Carry out what `next_action` decides, one action (one checkpoint) at a time."""
         turns = 0
         while True:
@@ -236,18 +236,18 @@ class Runner:
             action = next_action(session, facts)
             match action:
                 case Finish():
-                    return RunResult(Stop.DONE, session)
+                    return RunReport(Stop.DONE, session)
                 case FollowUp(instruction):
                     session = self._follow_up(session, instruction)
                     self._next = None  # given once
                 case Drain():
-                    return RunResult(Stop.DRAINED, session)
+                    return RunReport(Stop.DRAINED, session)
                 case AwaitInput(question):
                     given, answer = answer, None  # given input answers one question only
                     if given is None and ask is not None and question is not None:
                         given = ask(question)
                     if given is None:
-                        return RunResult(Stop.PAUSED, session)
+                        return RunReport(Stop.PAUSED, session)
                     session = self._calls.receive_input(session, given)
                 case RefuseCall(call, why):
                     session = self._calls.refuse(session, call, why)
@@ -269,20 +269,20 @@ class Runner:
                 case GiveUpPlanning() as stop:
                     # nudged=False: a resume reminds the model once more instead of stopping.
                     session = self._journal.record_error(session, stop.message, nudged=False)
-                    return RunResult(Stop.NO_PLAN, session)
+                    return RunReport(Stop.NO_PLAN, session)
                 case NoProgress() as stop:
                     # Cleared: a resume nudges the model and gives it STALL_LIMIT more replies.
                     session = self._journal.record_error(
                         session, stop.message, nudged=False, stalled=()
                     )
-                    return RunResult(Stop.NO_PROGRESS, session)
+                    return RunReport(Stop.NO_PROGRESS, session)
                 case NoteInstructions():
                     assert self._instructions is not None
                     session = self._new_instructions(session, *self._instructions)
                     self._instructions = None
                 case TurnLimit() as stop:
                     session = self._journal.record_error(session, stop.message)
-                    return RunResult(Stop.TURN_LIMIT, session)
+                    return RunReport(Stop.TURN_LIMIT, session)
                 case WindowTooSmall(problem):
                     session = self._journal.record_error(session, problem)
                     raise WindowTooSmallError(problem, hint=f"agentctl resume {session.info.id}")
@@ -297,18 +297,18 @@ class Runner:
     # -- one action each ------------------------------------------------------------------
 
     def _new_instructions(
-        self, session: Session, records: tuple[InstructionsFile, ...], note: str
+        self, session: Session, files: tuple[InstructionsFile, ...], note: str
     ) -> Session:
-        now = {r.path for r in records}
+        now = {r.path for r in files}
         gone = [r for r in session.task.instructions if r.path not in now]
-        first = records[0] if records else (gone[0] if gone else None)
+        first = files[0] if files else (gone[0] if gone else None)
         detail = InstructionsDetail(
-            path=", ".join(r.path for r in records) or (first.path if first else ""),
-            chars=sum(r.chars for r in records),
-            removed=True if not records else None,
+            path=", ".join(r.path for r in files) or (first.path if first else ""),
+            chars=sum(r.chars for r in files),
+            removed=True if not files else None,
         )
         message = self._journal.counted(Message(role="user", content=note))
-        task = session.task.model_copy(update={"instructions": records})
+        task = session.task.model_copy(update={"instructions": files})
         kind = CheckpointKind.INSTRUCTIONS
         return self._journal.commit(
             session, kind, session.state, task, new_messages=(message,), detail=detail
@@ -331,7 +331,7 @@ class Runner:
         counts taken as approximate (the tokenizer is not known before it loads)."""
         counter = self._journal.counter()
         bound = sum(map(counter.bound, messages)) + self._schema_bound()
-        if bound > self._keeper.limit(TaskState(goal=info.spec.goal), approximate=True):
+        if bound > self._keeper.limit(Task(goal=info.spec.goal), approximate=True):
             return None  # counted first, then sent as every other request
         return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
 
@@ -412,7 +412,7 @@ class Runner:
             update["token_fit"] = tuple(round(x, 3) for x in fit)
         if reply.message.tool_calls:
             update["nudged"] = False
-        stalled = () if reply.message.tool_calls else (*task.stalled, stall_kind(reply.message))
+        stalled = () if reply.message.tool_calls else (*task.stalled, stall_reason(reply.message))
         if stalled != task.stalled:
             update["stalled"] = stalled[-STALL_LIMIT:]
         if reply.refused != task.refused_params:
@@ -493,4 +493,4 @@ class Runner:
         return self._journal.record_error(session, message, context_limit=window)
 
 
-__all__ = ["Ask", "RunEvent", "RunResult", "Runner", "Stop", "pending_calls"]
+__all__ = ["Ask", "RunEvent", "RunReport", "Runner", "Stop", "pending_calls"]

@@ -2,8 +2,8 @@
 the user's answers to the questions calls raise (approvals among them).
 
 The decisions that matter here: a control tool's step (control_tools.py) is committed; a
-side-effecting work tool records `tool_started` (the call in flight on the task state) before
-it runs and its result after, so it is never run twice; an approval covers one call, once
+side-effecting work tool records `tool_started` (the call in flight on the task record)
+before it runs and its result after, so it is never run twice; an approval covers one call, once
 (tools/approval.py). Whether a call runs, is refused or is asked about is decided in decide.py.
 """
 
@@ -114,7 +114,7 @@ class ToolCalls:
     def _receive_approval(self, session: Session, call_id: str, text: str) -> Session:
         """y: this one call may run, once (the approval names it and the question's
         checkpoint). a: that too, and the tool (run_shell: this exact command) runs unasked for
-        the rest of the session, a grant on the task state. Anything else refuses; words other
+        the rest of the session, a grant on the task record. Anything else refuses; words other
         than n reach the model as the user's."""
         answer = approval.read_answer(text)
         task = session.task.model_copy(update={"pending_question": None})

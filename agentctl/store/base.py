@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         Message,
         Session,
         SessionInfo,
-        TaskState,
+        Task,
         Usage,
         UserProfile,
     )
@@ -133,7 +133,7 @@ class CheckpointDraft:
     from_state: State
     to_state: State
     created_at: str
-    task: TaskState
+    task: Task
     usage: Usage
     detail: Detail = field(default_factory=NoDetail)
     new_messages: tuple[Message, ...] = ()

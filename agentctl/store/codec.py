@@ -37,7 +37,7 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     # 2 added pending_question.kind; 4 workspace_tree
     # 5 earlier, grants, auto_approve, instructions; 6 refused_params; 7 stalled; 8 token_fit;
     # 9 mcp
-    "TaskState": {
+    "Task": {
         1: _unchanged,
         2: _task_state_2,
         3: _unchanged,
@@ -57,7 +57,7 @@ UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
 
 def encode(model: BaseModel) -> str:
     """The stored form: fields at their defaults are left out (decoding restores them), the
-    schema version always kept (state.py). A task state of nulls and empty lists was 310
+    schema version always kept (state.py). A task record of nulls and empty lists was 310
     bytes, a quarter of a 1,000-step store."""
     return model.model_dump_json(exclude_defaults=True, by_alias=True, context={"stored": True})
 
@@ -130,7 +130,7 @@ def upgrade(cls: type[BaseModel], payload: dict[str, Any], place: str = "") -> d
         payload = steps[version](payload)
         version += 1
         payload["schema_version"] = version
-    # Versioned models inside this one (a Checkpoint's TaskState, a SessionInfo's TaskSpec)
+    # Versioned models inside this one (a Checkpoint's Task, a SessionInfo's TaskSpec)
     # carry their own schema_version: upgrade them too.
     for name, inner_cls in nested:
         inner = payload.get(name)

@@ -1,4 +1,4 @@
-"""A session as records to copy, and the appends that write them again: what `export`, `import`
+"""A session as checkpoints to copy, and the appends that write them again: what `export`, `import`
 and the default `copy_session` (store/core.py) share.
 
 A copy keeps its ids: message ids count per session in order of appending (base.plan_append),
@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     from agentctl.store.base import CheckpointDraft, Store
 
 # One checkpoint and the messages it added, as (id, parent id, message).
-Record = tuple["Checkpoint", list[tuple[int, "int | None", "Message"]]]
+CopiedCheckpoint = tuple["Checkpoint", list[tuple[int, "int | None", "Message"]]]
 
 
 def read_session(
     store: Store, session_id: str, upto: int | None = None, *, keep_approvals: bool = True
-) -> list[Record]:
+) -> list[CopiedCheckpoint]:
     """Checkpoints 1..`upto` (default: all) of a session, each with the messages it added,
     read from the rows (not a kept listing). Without `keep_approvals`, no checkpoint carries
     the approval of a call (a fork asks again, as a rollback does).
@@ -41,7 +41,7 @@ def read_session(
         if not 1 <= upto <= len(history):
             raise UnknownCheckpointError(session_id, upto)
         history = history[:upto]
-    records: list[Record] = []
+    copied: list[CopiedCheckpoint] = []
     highest = 0  # message ids grow with the checkpoints that add them
     for summary in history:
         checkpoint = store.get_checkpoint(session_id, summary.id)
@@ -59,13 +59,13 @@ def read_session(
                 )
             added.append((message_id, parent, message))
         highest = max(highest, tip)
-        records.append((checkpoint, added))
-    return records
+        copied.append((checkpoint, added))
+    return copied
 
 
-def drafts_of(records: list[Record]) -> list[CheckpointDraft]:
+def drafts_of(copied: list[CopiedCheckpoint]) -> list[CheckpointDraft]:
     """The append that produces each recorded checkpoint: its new messages, and for a
-    compaction how many of the parent's messages it keeps. UsageError for records that do
+    compaction how many of the parent's messages it keeps. UsageError for checkpoints that do
     not chain (an export is checked by them)."""
     from agentctl.domain.checkpoints import CopiedDetail
     from agentctl.store.base import CheckpointDraft
@@ -73,7 +73,7 @@ def drafts_of(records: list[Record]) -> list[CheckpointDraft]:
     depth: dict[int | None, int] = {None: 0}
     tips: dict[int, int | None] = {}
     drafts = []
-    for checkpoint, messages in records:
+    for checkpoint, messages in copied:
         for message_id, parent, _message in messages:
             if parent is not None and parent not in depth:
                 raise UsageError(f"export: message {message_id} follows a missing {parent}")

@@ -56,9 +56,9 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
 
 def capabilities(store: object) -> dict[str, bool]:
     """Which optional capabilities `store` overrides (True) rather than taking the default."""
-    kind = type(store)
+    backend = type(store)
     return {
-        name: any(getattr(kind, m, None) is not getattr(BaseStore, m) for m in methods)
+        name: any(getattr(backend, m, None) is not getattr(BaseStore, m) for m in methods)
         for name, methods in CAPABILITIES.items()
     }
 
@@ -346,5 +346,5 @@ class BaseStore(OverviewDefaults, ABC):
         """
         from agentctl.store.copying import drafts_of, read_session
 
-        records = read_session(source, session_id, upto, keep_approvals=keep_approvals)
-        return len(self.create_whole(info, drafts_of(records), lease))
+        copied = read_session(source, session_id, upto, keep_approvals=keep_approvals)
+        return len(self.create_whole(info, drafts_of(copied), lease))

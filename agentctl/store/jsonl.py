@@ -43,12 +43,12 @@ from agentctl.store.core import BaseStore
 from agentctl.store.jsonl_files import (
     SESSION_FILES,
     append_line,
-    check_record,
+    check_entry,
     empty_or_being_made,
     held_lease,
     known_parent,
     labels_of,
-    last_record,
+    last_entry,
     log_place,
     parse_line,
     read_log,
@@ -177,12 +177,12 @@ class JsonlStore(BaseStore):
                     for m in plan.messages
                 ]
                 next_id += len(new)
-                record = {
+                entry = {
                     "checkpoint": to_payload(plan.checkpoint),
                     "messages": new,
                     "next_message_id": next_id,
                 }
-                yield (json.dumps(record, separators=(",", ":")) + "\n").encode()
+                yield (json.dumps(entry, separators=(",", ":")) + "\n").encode()
 
         self._write_whole(info, lines(), lease)
         return [plan.checkpoint for plan in plans]
@@ -213,12 +213,12 @@ class JsonlStore(BaseStore):
             copied = []
             next_id = 1
             for number, line in enumerate(lines[:last], 1):
-                record = parse_line(line, number, path)
-                next_id = check_record(record, number, next_id, path)
-                task = record["checkpoint"].get("task")
+                entry = parse_line(line, number, path)
+                next_id = check_entry(entry, number, next_id, path)
+                task = entry["checkpoint"].get("task")
                 if not keep_approvals and isinstance(task, dict) and "approval" in task:
                     del task["approval"]
-                    line = json.dumps(record, separators=(",", ":")).encode()
+                    line = json.dumps(entry, separators=(",", ":")).encode()
                 copied.append(line + b"\n")
         self._write_whole(info, iter(copied), lease)
         return last
@@ -286,7 +286,7 @@ class JsonlStore(BaseStore):
     def _tail(self, path: Path) -> _Tail:
         """Where the log ends, from its last line (O(1) per append, whatever the session's
         length); logs written before lines carried `next_message_id` are read whole once."""
-        last = last_record(path)
+        last = last_entry(path)
         if last is None:
             return _Tail(0, None, 1)
         checkpoint = last["checkpoint"]
@@ -294,8 +294,8 @@ class JsonlStore(BaseStore):
         if last["messages"] and next_id != last["messages"][-1]["id"] + 1:
             raise StoreError(f"{log_place(path, None)}: next_message_id {next_id!r} is wrong")
         if not isinstance(next_id, int):
-            records = read_log(path)
-            next_id = 1 + sum(len(r["messages"]) for r in records)
+            entries = read_log(path)
+            next_id = 1 + sum(len(r["messages"]) for r in entries)
         return _Tail(checkpoint["id"], checkpoint["message_tip"], next_id)
 
     def _write(
@@ -312,10 +312,10 @@ class JsonlStore(BaseStore):
         if draft.parent == tail.head and draft.parent:
             tip = tail.tip
         elif draft.parent is not None:  # a fork from an older checkpoint: look it up
-            records = read_log(path)
-            if not 1 <= draft.parent <= len(records):
+            entries = read_log(path)
+            if not 1 <= draft.parent <= len(entries):
                 raise UnknownCheckpointError(session_id, draft.parent)
-            tip = records[draft.parent - 1]["checkpoint"]["message_tip"]
+            tip = entries[draft.parent - 1]["checkpoint"]["message_tip"]
         parents: dict[int, int | None] = {}
         if draft.keep_messages is not None:  # a compaction: rare, so reading the log is fine
             parents = {m["id"]: m["parent"] for r in read_log(path) for m in r["messages"]}
@@ -334,8 +334,8 @@ class JsonlStore(BaseStore):
         next_id = tail.next_message_id + len(new)
         if info_json is not None:  # the session's facts, before its first event
             write_private_atomic(path / "info.json", info_json)
-        record = {"checkpoint": to_payload(checkpoint), "messages": new, "next_message_id": next_id}
-        append_line(path, record)
+        entry = {"checkpoint": to_payload(checkpoint), "messages": new, "next_message_id": next_id}
+        append_line(path, entry)
         return checkpoint
 
     # -- reads ----------------------------------------------------------------------------
@@ -347,13 +347,13 @@ class JsonlStore(BaseStore):
         path = self._dir(session_id)
         where = f"session {session_id}"
         with reading(path):
-            records = read_log(path)
+            entries = read_log(path)
             info = decode(SessionInfo, (path / "info.json").read_text(), where=where)
-            number = checkpoint_id or len(records)
-            if not 1 <= number <= len(records):
+            number = checkpoint_id or len(entries)
+            if not 1 <= number <= len(entries):
                 raise UnknownCheckpointError(session_id, number)
-            checkpoint = decode(Checkpoint, records[number - 1]["checkpoint"], where=where)
-            by_id = {m["id"]: m for r in records for m in r["messages"]}
+            checkpoint = decode(Checkpoint, entries[number - 1]["checkpoint"], where=where)
+            by_id = {m["id"]: m for r in entries for m in r["messages"]}
             chain = []
             tip = checkpoint.message_tip
             while tip is not None:  # parents point backwards (checked on read): it ends
@@ -370,10 +370,10 @@ class JsonlStore(BaseStore):
 
         path = self._dir(session_id)
         with reading(path):
-            records = read_log(path)
-            if not 1 <= checkpoint_id <= len(records):
+            entries = read_log(path)
+            if not 1 <= checkpoint_id <= len(entries):
                 raise UnknownCheckpointError(session_id, checkpoint_id)
-            return decode(Checkpoint, records[checkpoint_id - 1]["checkpoint"], where=session_id)
+            return decode(Checkpoint, entries[checkpoint_id - 1]["checkpoint"], where=session_id)
 
     def info(self, session_id: str) -> SessionInfo:
         from agentctl.domain.state import SessionInfo
@@ -391,7 +391,7 @@ class JsonlStore(BaseStore):
 
         path = self._dir(session_id)
         with reading(path):
-            last = last_record(path)
+            last = last_entry(path)
             if last is None:
                 raise StoreError(f"session {session_id} has no checkpoints")
             return decode(Checkpoint, last["checkpoint"], where=session_id)
@@ -413,7 +413,7 @@ class JsonlStore(BaseStore):
         return sorted(out, key=lambda s: (s.updated_at, s.id), reverse=True)
 
     def _read_summary(self, path: Path) -> SessionSummary | None:
-        last = last_record(path)
+        last = last_entry(path)
         if last is None:
             return None
         info, checkpoint = self._info_of(path), last["checkpoint"]
@@ -436,7 +436,7 @@ class JsonlStore(BaseStore):
     def history(self, session_id: str, *, kept: bool = True) -> list[CheckpointSummary]:
         path = self._dir(session_id)  # the log is read whole anyway: no listing is kept
         with reading(path), gc_paused():
-            records = read_log(path)
+            entries = read_log(path)
             return [
                 CheckpointSummary(
                     id=c["id"],
@@ -447,7 +447,7 @@ class JsonlStore(BaseStore):
                     created_at=c["created_at"],
                     detail=c["detail"],
                 )
-                for c in (r["checkpoint"] for r in records)
+                for c in (r["checkpoint"] for r in entries)
             ]
 
     def message_links(self, session_id: str) -> MessageLinks:
@@ -457,16 +457,16 @@ class JsonlStore(BaseStore):
 
         path = self._dir(session_id)
         with reading(path):
-            records = read_log(path)
-        tips = {r["checkpoint"]["id"]: r["checkpoint"]["message_tip"] for r in records}
+            entries = read_log(path)
+        tips = {r["checkpoint"]["id"]: r["checkpoint"]["message_tip"] for r in entries}
         unreadable: dict[int, str] = {}
-        for r in records:
+        for r in entries:
             try:
                 decode(Checkpoint, r["checkpoint"], where=f"checkpoint {r['checkpoint']['id']}")
             except AgentctlError as exc:
                 unreadable[r["checkpoint"]["id"]] = exc.message
         messages: dict[int, tuple[int | None, Message | str]] = {}
-        for entry in (m for r in records for m in r["messages"]):
+        for entry in (m for r in entries for m in r["messages"]):
             try:
                 body: Message | str = decode(
                     Message, entry["message"], where=f"message {entry['id']}"

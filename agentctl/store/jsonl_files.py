@@ -54,16 +54,16 @@ def read_log(path: Path) -> list[dict[str, Any]]:
         return []
     # The part after the last newline, if any, is an append that did not finish: left out.
     complete = data.split(b"\n")[:-1]
-    records: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
     next_id = 1
     for number, line in enumerate(complete, 1):
-        record = parse_line(line, number, path)
-        next_id = check_record(record, number, next_id, path)
-        records.append(record)
-    return records
+        entry = parse_line(line, number, path)
+        next_id = check_entry(entry, number, next_id, path)
+        entries.append(entry)
+    return entries
 
 
-def last_record(path: Path) -> dict[str, Any] | None:
+def last_entry(path: Path) -> dict[str, Any] | None:
     """The log's last complete line, read backwards from the end: O(1) in the log's
     length. Checked for shape; its place in the whole log is checked by full reads."""
     try:
@@ -87,15 +87,15 @@ def last_record(path: Path) -> dict[str, Any] | None:
         line = data[data.rfind(b"\n", 0, last_nl) + 1 : last_nl]
     finally:
         os.close(fd)
-    record = parse_line(line, None, path)
-    number = record["checkpoint"]["id"] if isinstance(record.get("checkpoint"), dict) else 0
+    entry = parse_line(line, None, path)
+    number = entry["checkpoint"]["id"] if isinstance(entry.get("checkpoint"), dict) else 0
     if not isinstance(number, int) or number < 1:
         raise StoreError(f"{log_place(path, None)}: the last checkpoint has no valid number")
-    check_record(record, number, None, path)
-    return record
+    check_entry(entry, number, None, path)
+    return entry
 
 
-def append_line(path: Path, record: dict[str, Any]) -> int:
+def append_line(path: Path, entry: dict[str, Any]) -> int:
     """Append one line and fsync it; a torn line a crash left is cut off first, and a line a
     full disk cut short is taken back."""
     log = path / "events.jsonl"
@@ -108,7 +108,7 @@ def append_line(path: Path, record: dict[str, Any]) -> int:
                 data = (path / "events.jsonl").read_bytes()
                 os.ftruncate(fd, data.rfind(b"\n") + 1)
         size = os.fstat(fd).st_size
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         half = len(line) // 2
         try:
             write_all(fd, line[:half])
@@ -193,22 +193,22 @@ def reading(path: Path) -> Iterator[None]:
 
 def parse_line(line: bytes, number: int | None, path: Path) -> dict[str, Any]:
     try:
-        record = json.loads(line)
+        entry = json.loads(line)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
         raise StoreError(
             f"{log_place(path, number)} is corrupt (not a torn last line)", hint="agentctl verify"
         ) from None
-    if not isinstance(record, dict):
+    if not isinstance(entry, dict):
         raise StoreError(f"{log_place(path, number)} is not a JSON object", hint="agentctl verify")
-    return record
+    return entry
 
 
-def check_record(record: dict[str, Any], number: int, next_id: int | None, path: Path) -> int:
-    """Raise StoreError unless `record` is line `number` of a sound log: a checkpoint numbered
+def check_entry(entry: dict[str, Any], number: int, next_id: int | None, path: Path) -> int:
+    """Raise StoreError unless `entry` is line `number` of a sound log: a checkpoint numbered
     `number` whose parent is earlier, messages numbered on from `next_id` (when known) whose
     parents point backwards. Returns the next message id."""
     where = log_place(path, number)
-    checkpoint, messages = record.get("checkpoint"), record.get("messages")
+    checkpoint, messages = entry.get("checkpoint"), entry.get("messages")
     if not isinstance(checkpoint, dict) or not isinstance(messages, list):
         raise StoreError(f"{where}: no checkpoint or messages", hint="agentctl verify")
     if checkpoint.get("id") != number:
@@ -223,22 +223,22 @@ def check_record(record: dict[str, Any], number: int, next_id: int | None, path:
         raise StoreError(f"{where}: checkpoint {number} has a detail that is not an object")
     checkpoint.setdefault("detail", {})
     first = next_id if next_id is not None else None
-    for entry in messages:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("id"), int):
             raise StoreError(f"{where}: a message without a valid id")
-        if first is not None and entry["id"] != first:
-            raise StoreError(f"{where}: message {entry['id']} where {first} was due")
-        mparent = entry.get("parent")
-        if mparent is not None and not (isinstance(mparent, int) and 1 <= mparent < entry["id"]):
-            raise StoreError(f"{where}: message {entry['id']} has parent {mparent!r}")
-        if not isinstance(entry.get("message"), dict):
-            raise StoreError(f"{where}: message {entry['id']} has no body")
-        first = entry["id"] + 1 if first is not None else None
+        if first is not None and message["id"] != first:
+            raise StoreError(f"{where}: message {message['id']} where {first} was due")
+        mparent = message.get("parent")
+        if mparent is not None and not (isinstance(mparent, int) and 1 <= mparent < message["id"]):
+            raise StoreError(f"{where}: message {message['id']} has parent {mparent!r}")
+        if not isinstance(message.get("message"), dict):
+            raise StoreError(f"{where}: message {message['id']} has no body")
+        first = message["id"] + 1 if first is not None else None
     tip = checkpoint.get("message_tip")
     highest = (first - 1) if first is not None else max((m["id"] for m in messages), default=tip)
     if tip is not None and not (isinstance(tip, int) and 1 <= tip <= (highest or 0)):
         raise StoreError(f"{where}: checkpoint {number} ends at message {tip!r}, not there")
-    due = record.get("next_message_id", first)
+    due = entry.get("next_message_id", first)
     if first is not None and due != first:
         raise StoreError(f"{where}: next_message_id {due!r}, not {first}")
     return first if first is not None else 0

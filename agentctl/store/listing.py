@@ -1,4 +1,4 @@
-"""A session's history listing kept as one record.
+"""A session's history listing kept as one value.
 
 `history` is read before every resume (the damage check), by `rollback`, `verify` and
 `agentctl history`. From rows it costs a Python object per column per checkpoint: fetching the

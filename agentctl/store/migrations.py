@@ -75,7 +75,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             to_state TEXT NOT NULL,
             created_at TEXT NOT NULL,
             detail TEXT NOT NULL,        -- small JSON: tool name, summary, error, rollback target
-            task TEXT NOT NULL,          -- TaskState JSON snapshot (small, bounded by the task)
+            task TEXT NOT NULL,          -- Task JSON snapshot (small, bounded by the task)
             usage TEXT NOT NULL,
             message_tip INTEGER REFERENCES messages (id),
             PRIMARY KEY (session_id, id)

@@ -102,7 +102,7 @@ _COPY = (
     SELECT %(new)s, id, parent, body FROM {S}.messages WHERE session_id = %(old)s AND id <= (
         SELECT coalesce(max(message_tip), 0) FROM {S}.checkpoints
         WHERE session_id = %(old)s AND id <= %(upto)s)""",
-    # A fork asks again: the approval of a call is taken out of the task state's JSON.
+    # A fork asks again: the approval of a call is taken out of the task record's JSON.
     f"""INSERT INTO {S}.checkpoints (session_id, id, parent, event, from_state, to_state,
         created_at, detail, task, usage, message_tip)
     SELECT %(new)s, id, parent, event, from_state, to_state, created_at, detail,

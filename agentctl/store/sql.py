@@ -244,7 +244,7 @@ class SQLReads:
 def checkpoint_of(session_id: str, row: Sequence[Any]) -> Checkpoint:
     """A checkpoint from its row (CHECKPOINT's columns). A row that does not validate raises
     pydantic's ValidationError, a ValueError: the caller's `_reading` makes it a StoreError."""
-    from agentctl.domain.state import Checkpoint, TaskState, Usage
+    from agentctl.domain.state import Checkpoint, Task, Usage
     from agentctl.store.codec import decode
 
     where = f"session {session_id} checkpoint {row[0]}"
@@ -259,7 +259,7 @@ def checkpoint_of(session_id: str, row: Sequence[Any]) -> Checkpoint:
         to_state=row[4],
         created_at=row[5],
         detail=detail,
-        task=decode(TaskState, row[7], where=where),
+        task=decode(Task, row[7], where=where),
         usage=decode(Usage, row[8], where=where),
         message_tip=row[9],
     )

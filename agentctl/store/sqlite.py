@@ -326,7 +326,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             f" body, ? + id FROM {schema}.messages WHERE session_id = ? AND id <= ?",
             (new, sqlite_search.next_seq(db), old, tip or 0),
         )
-        # A fork asks again: the approval of a call is taken out of the task state's JSON.
+        # A fork asks again: the approval of a call is taken out of the task record's JSON.
         task = "task" if keep_approvals else _WITHOUT_APPROVAL
         db.execute(
             "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"

@@ -19,7 +19,7 @@ from agentctl.store.base import CheckpointDraft
 if TYPE_CHECKING:
     from agentctl.domain.checkpoints import Detail
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Checkpoint, Message, SessionInfo, TaskState, Usage
+    from agentctl.domain.state import Checkpoint, Message, SessionInfo, Task, Usage
     from agentctl.store.base import Store
     from agentctl.store.lease import Lease
 
@@ -36,7 +36,7 @@ def draft_on(
     head: Checkpoint,
     kind: CheckpointKind,
     to_state: State,
-    task: TaskState,
+    task: Task,
     created_at: str,
     *,
     parent: int | None = None,

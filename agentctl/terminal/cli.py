@@ -943,7 +943,7 @@ def history(
     session: SessionArg,
     graph: Annotated[
         bool,
-        typer.Option("--graph", help="Draw the tree of branches (long linear runs folded)."),
+        typer.Option("--graph", help="Draw the tree of branches (long linear stretches folded)."),
     ] = False,
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="Only the newest N checkpoints.")

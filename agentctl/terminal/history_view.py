@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 _FOLD_CONTEXT = 1  # rows kept on each side of a branch point, a branch's end or the head
 
 
-_FOLD_MIN = 3  # a linear run this long or longer between them is folded into one line
+_FOLD_MIN = 3  # a linear stretch this long or longer between them is folded into one line
 
 
 # What a graph folds: the turns of the loop. Every other event (the plan, a step done, a
@@ -163,7 +163,7 @@ def _branches(history: list[CheckpointSummary]) -> tuple[list[int], list[tuple[i
 def _graph_rows(history: list[CheckpointSummary], lanes: list[int]) -> list[bool]:
     """Which rows the graph draws: every landmark event, a branch's first and last
     checkpoints, the checkpoints branches leave from, the first and the head, each with a row
-    of context; the rest of a linear run of turns is one line saying how many it folds."""
+    of context; the rest of a linear stretch of turns is one line saying how many it folds."""
     count = len(history)
     keep = [False] * count
     seen: set[int] = set()
@@ -188,7 +188,7 @@ def history_graph(
 ) -> None:
     """The checkpoint tree, like `git log --graph` (oldest first): the head's path on the
     left, each abandoned branch in a column beside it, where it left named. Bounded: a column
-    is reused once its branch has ended, long linear runs fold into one line (`fold`), and
+    is reused once its branch has ended, long linear stretches fold into one line (`fold`), and
     `limit` draws only the newest checkpoints."""
     stream_lines(lambda markup: graph_lines(session_id, history, limit, fold, markup))
 

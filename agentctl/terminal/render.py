@@ -203,7 +203,7 @@ def print_lines(lines: list[str]) -> None:
     stream_lines(lambda markup: lines if markup else map(plain_text, lines))
 
 
-# Markup tags as rich reads them (rich.markup.RE_TAGS): a run of backslashes, then `[`, a tag
+# Markup tags as rich reads them (rich.markup.RE_TAGS): a sequence of backslashes, then `[`, a tag
 # name's first character, anything but `[`, then `]`.
 _TAG = re.compile(r"(\\*)\[([a-z#/@][^[]*?)]")
 

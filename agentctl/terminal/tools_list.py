@@ -15,8 +15,8 @@ def tools_list(tools: list[ToolInfo]) -> None:
     width = max(len(t.name) for t in tools)
     lines = []
     for t in tools:
-        name, kind = f"{escape(t.name):{width}}", f"{t.side_effect:7}"
-        lines.append(f"[bold]{name}[/]  [cyan]{kind}[/]  {escape(t.description)}")
+        name, side_effect = f"{escape(t.name):{width}}", f"{t.side_effect:7}"
+        lines.append(f"[bold]{name}[/]  [cyan]{side_effect}[/]  {escape(t.description)}")
         for a in t.arguments:
             need = "required" if a.required else "optional"
             default = f", default {a.default!r}" if a.default is not None else ""

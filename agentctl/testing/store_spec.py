@@ -33,8 +33,8 @@ from agentctl.domain.state import (
     Message,
     Prepared,
     SessionInfo,
+    Task,
     TaskSpec,
-    TaskState,
     Usage,
     UserProfile,
 )
@@ -72,7 +72,7 @@ def draft(
     n: int,
     *messages: str,
     state: State = State.EXECUTING,
-    task: TaskState | None = None,
+    task: Task | None = None,
     kind: CheckpointKind | None = None,
     from_state: State | None = None,
 ) -> CheckpointDraft:
@@ -102,7 +102,7 @@ def draft(
         from_state=before,
         to_state=after,
         created_at=f"2026-01-01T00:00:{n:02d}.000+00:00",
-        task=task or TaskState(goal="test goal", data={"n": n}),
+        task=task or Task(goal="test goal", data={"n": n}),
         usage=Usage(calls=n),
         detail=ReplyDetail((f"t{n}",)),
         new_messages=tuple(Message(role="user", content=m, tokens=len(m)) for m in messages),
@@ -177,13 +177,13 @@ class CoreSpec(SpecBase):
         from agentctl.store.core import CAPABILITIES, BaseStore, capabilities
 
         assert isinstance(store, BaseStore)
-        kind = type(store)
+        backend = type(store)
         for name, methods in CAPABILITIES.items():
-            mine = {getattr(kind, m) is not getattr(BaseStore, m) for m in methods}
-            assert len(mine) == 1, f"{kind.__name__} overrides part of {name}"
+            mine = {getattr(backend, m) is not getattr(BaseStore, m) for m in methods}
+            assert len(mine) == 1, f"{backend.__name__} overrides part of {name}"
         report = capabilities(store)
         print(
-            f"{kind.__name__}: "
+            f"{backend.__name__}: "
             + ", ".join(f"{k}={'own' if v else 'default'}" for k, v in report.items())
         )
         if self.overridden is not None:
@@ -414,7 +414,7 @@ class SessionListSpec(SpecBase):
         store.append(
             "aa11",
             2,
-            draft(2, 30, state=State.DONE, task=TaskState(goal="g", outcome=Outcome.SUCCEEDED)),
+            draft(2, 30, state=State.DONE, task=Task(goal="g", outcome=Outcome.SUCCEEDED)),
         )
         listed = store.list_sessions()
         assert [s.id for s in listed] == ["aa11", "aa22"]
@@ -698,7 +698,7 @@ class CopySpec(SpecBase):
             keep_messages=2,
         )
         store.append(session_id, 6, compacted)
-        approved = TaskState(goal="test goal", approval=Approval(call_id="c1", asked_at=7))
+        approved = Task(goal="test goal", approval=Approval(call_id="c1", asked_at=7))
         store.append(session_id, 7, draft(7, 8, "asked", task=approved))
         store.append(session_id, 8, draft(8, 9, "on"))
 

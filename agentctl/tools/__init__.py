@@ -26,7 +26,7 @@ from agentctl.tools.base import Described as Described
 from agentctl.tools.base import Effects as Effects
 from agentctl.tools.base import SideEffect as SideEffect
 from agentctl.tools.base import Subject as Subject
-from agentctl.tools.base import SubjectKind as SubjectKind
+from agentctl.tools.base import SubjectType as SubjectType
 from agentctl.tools.base import Tool as Tool
 from agentctl.tools.base import ToolOutcome as ToolOutcome
 from agentctl.tools.base import ToolSource as ToolSource

@@ -191,12 +191,12 @@ class Rule:
 
     def allows(self, tool: Tool, arguments: dict[str, Any], root: Path | None = None) -> bool:
         """Whether this rule approves the call; `root` is the workspace (for links out)."""
-        from agentctl.tools.base import SubjectKind, approval_subject, named_by
+        from agentctl.tools.base import SubjectType, approval_subject, named_by
 
         if not named_by(tool, self.tool):
             return False
         subject = approval_subject(tool, arguments)
-        if subject.kind is SubjectKind.COMMAND:
+        if subject.type is SubjectType.COMMAND:
             # A command is approved only by a rule that names it, and never when an argument
             # reaches outside the workspace.
             words = command_words(subject.text)
@@ -209,7 +209,7 @@ class Rule:
             return words_match(rule_words, words) and not names_outside(rule_words, words, root)
         if self.pattern is None:
             return True
-        if subject.kind is SubjectKind.PATH:
+        if subject.type is SubjectType.PATH:
             path = inside_path(subject.text)
             return path is not None and fnmatchcase(path, self.pattern)
         return False  # a pattern, and nothing of the call to match it against
@@ -273,10 +273,10 @@ class Previewable(Protocol):
 def question(tool: Tool, arguments: dict[str, Any]) -> str:
     """The exact action put to the user: the whole command, or the path and what changes.
     Rendering makes control characters visible; the text itself is kept exact."""
-    from agentctl.tools.base import SubjectKind, approval_subject
+    from agentctl.tools.base import SubjectType, approval_subject
 
     subject = approval_subject(tool, arguments)
-    if subject.kind is SubjectKind.COMMAND:
+    if subject.type is SubjectType.COMMAND:
         command = subject.text
         # The length where the answer is typed: the start of a long command may have scrolled
         # away, and the user is told there is more to read.
@@ -292,7 +292,7 @@ def question(tool: Tool, arguments: dict[str, Any]) -> str:
             detail = "\n" + tool.preview(arguments)
         except Exception as exc:  # a preview must never stop the question from being asked
             detail = f"\n(no preview: {exc})"
-    if subject.kind is SubjectKind.PATH:
+    if subject.type is SubjectType.PATH:
         return f"Allow {tool.name} {one_line(subject.text)}?{detail}\n[y/N]"
     return f"Allow {tool.name}?{detail}\n[y/N]"
 

@@ -44,7 +44,7 @@ def effects_of(tool: Tool) -> Effects:
     return effects if isinstance(effects, Effects) else OUTSIDE
 
 
-class SubjectKind(StrEnum):
+class SubjectType(StrEnum):
     COMMAND = "command"  # a shell command: a rule matches its argument vector, `a` grants it alone
     PATH = "path"  # a path in the workspace: a rule matches it normalised, as a glob
     NONE = "none"  # nothing to match: a rule or an `a` covers every call of the tool
@@ -54,16 +54,16 @@ class SubjectKind(StrEnum):
 class Subject:
     """What an approval of one call shows and an allow rule matches."""
 
-    kind: SubjectKind
+    type: SubjectType
     text: str = ""
 
     @property
     def command(self) -> str | None:
         """The command, for a command: what a grant names and a rollback may not undo."""
-        return self.text if self.kind is SubjectKind.COMMAND else None
+        return self.text if self.type is SubjectType.COMMAND else None
 
 
-NO_SUBJECT = Subject(SubjectKind.NONE)
+NO_SUBJECT = Subject(SubjectType.NONE)
 
 
 @runtime_checkable

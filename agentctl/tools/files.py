@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agentctl.atomic import write_all
-from agentctl.tools.base import CONFINED, Effects, SideEffect, Subject, SubjectKind, ToolOutcome
+from agentctl.tools.base import CONFINED, Effects, SideEffect, Subject, SubjectType, ToolOutcome
 
 MAX_OUTPUT = 16_000  # characters returned to the model at most
 MAX_ENTRIES = 500
@@ -216,7 +216,7 @@ class _OnAPath:
     a run view names."""
 
     def approval_subject(self, arguments: dict[str, Any]) -> Subject:
-        return Subject(SubjectKind.PATH, str(arguments.get("path") or ""))
+        return Subject(SubjectType.PATH, str(arguments.get("path") or ""))
 
     def subject(self, arguments: dict[str, Any]) -> str:
         return str(arguments.get("path") or ".")

@@ -99,45 +99,45 @@ def _name(path: Any) -> str:
     return f"'{text}'" if text else ""
 
 
-def _is(value: Any, kind: str) -> bool:
-    if kind == "string":
+def _is(value: Any, json_type: str) -> bool:
+    if json_type == "string":
         return isinstance(value, str)
-    if kind == "integer":
+    if json_type == "integer":
         return (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, float) and value.is_integer()
         )
-    if kind == "number":
+    if json_type == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "boolean":
+    if json_type == "boolean":
         return isinstance(value, bool)
-    if kind == "array":
+    if json_type == "array":
         return isinstance(value, list)
-    if kind == "object":
+    if json_type == "object":
         return isinstance(value, dict)
-    if kind == "null":
+    if json_type == "null":
         return value is None
     return True  # a type name JSON Schema does not have: nothing to check
 
 
 def _what(value: Any) -> str:
     """A value as the model should recognise it: its JSON type, and short JSON."""
-    for kind in ("boolean", "integer", "number", "string", "array", "object", "null"):
-        if _is(value, kind):
+    for json_type in ("boolean", "integer", "number", "string", "array", "object", "null"):
+        if _is(value, json_type):
             break
     text = json.dumps(value, ensure_ascii=False, default=str)
     shown = text if len(text) <= 40 else text[:39] + "…"
-    return f"{_TYPES.get(kind, kind)} ({shown})" if kind != "null" else "null"
+    return f"{_TYPES.get(json_type, json_type)} ({shown})" if json_type != "null" else "null"
 
 
 def _expected(schema: dict[str, Any]) -> str:
     if "enum" in schema and isinstance(schema["enum"], list):
         return "one of " + ", ".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
-    kinds = schema.get("type")
-    kinds = [kinds] if isinstance(kinds, str) else kinds if isinstance(kinds, list) else []
-    names = [_TYPES.get(str(k), str(k)) for k in kinds]
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else types if isinstance(types, list) else []
+    names = [_TYPES.get(str(k), str(k)) for k in types]
     if not names:
         return "any value"
-    if schema.get("items") and "array" in kinds and isinstance(schema["items"], dict):
+    if schema.get("items") and "array" in types and isinstance(schema["items"], dict):
         item = _expected(schema["items"])
         names = [f"an array of {_plural(item)}" if n == "an array" else n for n in names]
     return " or ".join(names)
@@ -157,9 +157,9 @@ def _check(schema: Any, value: Any, path: str, top: bool = False) -> str | None:
             return f"argument '{path}' is not accepted"
         return None
     name = f"'{path}'"
-    kinds = schema.get("type")
-    kinds = [kinds] if isinstance(kinds, str) else kinds if isinstance(kinds, list) else None
-    if kinds and not any(_is(value, str(k)) for k in kinds):
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else types if isinstance(types, list) else None
+    if types and not any(_is(value, str(k)) for k in types):
         if top:
             return f"the arguments are {_what(value)}; expected {_expected(schema)}"
         return f"argument {name} is {_what(value)}; expected {_expected(schema)}"

@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from agentctl.tools.base import Effects, SideEffect, Subject, SubjectKind, ToolOutcome
+from agentctl.tools.base import Effects, SideEffect, Subject, SubjectType, ToolOutcome
 from agentctl.tools.files import MAX_OUTPUT, Workspace
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ class RunShell:
     def approval_subject(self, arguments: dict[str, Any]) -> Subject:
         """The command: shown whole at approval, matched word by word by a rule, granted
         alone by `a`, and listed by a rollback when it may have reached outside."""
-        return Subject(SubjectKind.COMMAND, str(arguments.get("command", "")))
+        return Subject(SubjectType.COMMAND, str(arguments.get("command", "")))
 
     def subject(self, arguments: dict[str, Any]) -> str:
         return f"$ {arguments.get('command', '')}"

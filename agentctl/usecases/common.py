@@ -257,7 +257,7 @@ def refuse_if_damaged(store: Store, session_id: str) -> None:
 
 
 def refuse_if_moved(store: Store, session_id: str) -> None:
-    """A moved session is continued where it went; this copy stays as a record."""
+    """A moved session is continued where it went; this copy stays, read-only."""
     from agentctl.domain.checkpoints import MovedDetail
     from agentctl.domain.lifecycle import CheckpointKind
 

@@ -138,12 +138,12 @@ def _arguments(function: dict[str, Any]) -> tuple[ToolArgument, ...]:
     required = set(schema.get("required") or ())
     out = []
     for name, prop in (schema.get("properties") or {}).items():
-        kind = str(prop.get("type", "any"))
-        if kind == "array":
-            kind = f"array of {prop.get('items', {}).get('type', 'any')}s"
-        elif kind == "object":
-            kind = "object"
+        type_name = str(prop.get("type", "any"))
+        if type_name == "array":
+            type_name = f"array of {prop.get('items', {}).get('type', 'any')}s"
         out.append(
-            ToolArgument(name, kind, name in required, prop.get("description"), prop.get("default"))
+            ToolArgument(
+                name, type_name, name in required, prop.get("description"), prop.get("default")
+            )
         )
     return tuple(out)

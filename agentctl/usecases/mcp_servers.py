@@ -138,8 +138,8 @@ def import_claude(settings: Settings, file: Path, overwrite: bool = False) -> li
                 hint=f"agentctl mcp import {file} --replace",
             )
         entry: dict[str, Any] = {}
-        kind = spec.get("type", "stdio")
-        if kind in ("http", "streamable-http", "sse") or "url" in spec:
+        transport = spec.get("type", "stdio")
+        if transport in ("http", "streamable-http", "sse") or "url" in spec:
             entry["url"] = spec.get("url")
             if isinstance(spec.get("headers"), dict):
                 entry["http_headers"] = spec["headers"]

@@ -24,7 +24,7 @@ from agentctl.domain.records import RollbackReport
 from agentctl.errors import RollbackTargetError
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import TaskState, Usage
+    from agentctl.domain.state import Task, Usage
     from agentctl.store.base import CheckpointDraft, CheckpointSummary, Store
 
 
@@ -108,12 +108,12 @@ class WorkspaceMove:
 def rollback_draft(
     head: CheckpointSummary,
     target: CheckpointSummary,
-    task: TaskState,
+    task: Task,
     usage: Usage,
     now: str,
     workspace: WorkspaceMove | None = None,
 ) -> CheckpointDraft:
-    """The `rollback` checkpoint: the target's task state without an approval, and with a
+    """The `rollback` checkpoint: the target's task record without an approval, and with a
     call in flight at the target still in flight (so never re-run); the usage of the head
     (what was spent stays spent). With --files-only its parent is the head (the conversation
     stays) and only the workspace tree changes."""
@@ -127,10 +127,10 @@ def rollback_draft(
         if isinstance(detail, ToolDetail) and detail.tool_call_id:
             in_flight = detail.tool_call_id
     update: dict[str, object] = {"approval": None, "in_flight": in_flight}
-    record = RollbackDetail(target.id, head.id)
+    rollback = RollbackDetail(target.id, head.id)
     if workspace is not None:
         update["workspace_tree"] = workspace.tree
-        record = RollbackDetail(
+        rollback = RollbackDetail(
             target.id, head.id, workspace.files, workspace.before, workspace.files_only or None
         )
     parent, to_state = target.id, State(target.to_state)  # the target's path was checked
@@ -148,7 +148,7 @@ def rollback_draft(
         created_at=now,
         task=task.model_copy(update=update),
         usage=usage,
-        detail=record,
+        detail=rollback,
     )
 
 

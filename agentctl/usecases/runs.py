@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,7 +67,7 @@ def start_session(
     """Start a session and run it here; with `detach`, record it and queue it for a worker
     (PostgreSQL only): nothing runs here and no model is called."""
     from agentctl.config import parse_value
-    from agentctl.domain.state import SessionInfo, TaskState
+    from agentctl.domain.state import SessionInfo, Task
     from agentctl.loop import prompts
 
     if detach is not None:
@@ -136,7 +136,7 @@ def start_session(
         # that resume would take for one from elsewhere.
         _grant_own(settings, info, on_event)
         # The first request goes out first; the rest happens while the model thinks.
-        first = TaskState(  # --yes is remembered by the session, as are the instructions read
+        first = Task(  # --yes is remembered by the session, as are the instructions read
             goal=spec.goal,
             auto_approve=yes,
             instructions=tuple(f.record for f in project),
@@ -163,7 +163,7 @@ def start_session(
                 holder.release()
                 return _answered_elsewhere(store, info.id, exc, on_event)
         changes = _changes(store, snapshots, info.id, 1, result.session.task.workspace_tree)
-        return RunReport(result.stop, result.session, changes, started_at=1)
+        return replace(result, changes=changes, started_at=1)
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,7 @@ def resume_session(
         snapshots = wiring.snapshots(settings, root if claimed else info.workspace, header.append)
         if claimed is not None and claimed.share is not None and snapshots is not None:
             claimed.share(snapshots)
-        # The approval mode is the session's (its task state), not this process's flag.
+        # The approval mode is the session's (its task record), not this process's flag.
         tools = tools or wiring.work_tools(
             settings,
             root,
@@ -394,7 +394,7 @@ def resume_session(
             return _answered_elsewhere(store, session_id, exc, on_event)
         tree = result.session.task.workspace_tree
         changes = _changes(store, snapshots, session_id, head.id, tree)
-        return RunReport(result.stop, result.session, changes, started_at=head.id)
+        return replace(result, changes=changes, started_at=head.id)
 
 
 def _started(
@@ -452,7 +452,7 @@ def _sandbox_said(shell: Effects | None) -> str | None:
 
 
 def _offers(tools: ToolRegistry, session_id: str) -> tuple[McpOffer, ...]:
-    """The MCP servers and tools a run offers, as its task state records them; their files
+    """The MCP servers and tools a run offers, as its task record holds them; their files
     go under the session's data from here on."""
     if not tools.sources:
         return ()

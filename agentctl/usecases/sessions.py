@@ -321,7 +321,7 @@ def remove(settings: Settings, prefixes: list[str]) -> list[str]:
 
 def _gone_for_good(store: Store, ids: list[str]) -> set[str]:
     """Of sessions about to be deleted, those that live on nowhere: a session moved to another
-    store lives on there (this store keeps only its record), with the snapshots it names."""
+    store lives on there (this store keeps only its read-only copy), with the snapshots it names."""
     from agentctl.domain.lifecycle import CheckpointKind
 
     return {i for i in ids if store.head(i).kind is not CheckpointKind.MOVED}

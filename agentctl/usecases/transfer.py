@@ -61,7 +61,7 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
     from agentctl.store.copying import read_session
 
     info = store.info(session_id)
-    records = read_session(store, session_id)
+    copied = read_session(store, session_id)
     labelled = store.session_summary(session_id)
     header: dict[str, Any] = {
         "format": FORMAT,
@@ -72,7 +72,7 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
     if labelled is not None and (labelled.name or labelled.tags):
         header["labels"] = {"name": labelled.name, "tags": list(labelled.tags)}
     yield json.dumps(header, separators=(",", ":"))
-    for checkpoint, messages in records:
+    for checkpoint, messages in copied:
         added = [
             {"id": number, "parent": parent, "message": to_payload(message)}
             for number, parent, message in messages
@@ -130,17 +130,17 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
+            entry = json.loads(line)
+            if not isinstance(entry, dict):
                 raise ValueError("not a JSON object")
             if info is None:
-                info = _header(record, where)
-                labels = _labels(record, where)
+                info = _header(entry, where)
+                labels = _labels(entry, where)
                 continue
-            checkpoint = decode(Checkpoint, record["checkpoint"], where=where)
+            checkpoint = decode(Checkpoint, entry["checkpoint"], where=where)
             messages = [
                 (int(m["id"]), m["parent"], decode(Message, m["message"], where=where))
-                for m in record["messages"]
+                for m in entry["messages"]
             ]
         except UsageError:
             raise
@@ -155,11 +155,11 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
     return Exported(info, checkpoints, *labels)
 
 
-def _labels(record: dict[str, Any], where: str) -> tuple[str | None, tuple[str, ...]]:
+def _labels(entry: dict[str, Any], where: str) -> tuple[str | None, tuple[str, ...]]:
     """The header's name and tags, held to what `rename` and `tag` accept."""
     from agentctl.usecases.common import valid_name, valid_tags
 
-    labels = record.get("labels")
+    labels = entry.get("labels")
     if labels is None:
         return None, ()
     name = labels.get("name") if isinstance(labels, dict) else None
@@ -177,13 +177,13 @@ def _labels(record: dict[str, Any], where: str) -> tuple[str | None, tuple[str, 
         raise UsageError(f"{where}: {exc.message}") from None
 
 
-def _header(record: dict[str, Any], where: str) -> SessionInfo:
+def _header(entry: dict[str, Any], where: str) -> SessionInfo:
     from agentctl.domain.state import SessionInfo
     from agentctl.store.codec import decode
 
-    if record.get("format") != FORMAT:
+    if entry.get("format") != FORMAT:
         raise UsageError(f"{where}: not an agentctl session export (no {FORMAT!r} header)")
-    version = record.get("version")
+    version = entry.get("version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise UsageError(
             f"{where}: export format version {version!r} is newer than this agentctl "
@@ -193,7 +193,7 @@ def _header(record: dict[str, Any], where: str) -> SessionInfo:
 
     from agentctl.domain.state import SESSION_ID
 
-    session = record.get("session")
+    session = entry.get("session")
     if not isinstance(session, dict):
         raise UsageError(f"{where}: no session in the header; nothing was imported")
     sid = session.get("id")
@@ -283,8 +283,8 @@ def _existing(store: Store, info: SessionInfo, exported: Exported) -> int:
         and history[-1].kind == CheckpointKind.MOVED
         and _continues(store, info, history[:-1], exported)
     ):
-        # Coming back: what is here is the record left when the session moved away, and all
-        # of it but that mark is the start of what returns. The record gives way to it.
+        # Coming back: what is here is the copy left when the session moved away, and all
+        # of it but that mark is the start of what returns. The copy gives way to it.
         store.delete_session(info.id)
         return 0
     # The same session: the same facts, and one history the start of the other (an import cut
@@ -415,8 +415,8 @@ def copy_into(
     listed = next((s for s in source.list_sessions() if s.id == session_id), None)
     name, tags = (listed.name, listed.tags) if listed is not None else (None, ())
     if session_id in target.match_sessions(session_id):
-        records = read_session(source, session_id, upto)
-        return import_session(target, Exported(info, records, name, tags), lease=lease)
+        copied = read_session(source, session_id, upto)
+        return import_session(target, Exported(info, copied, name, tags), lease=lease)
     target.copy_session(source, session_id, info, upto=upto, lease=lease)
     name = _free_name(target, session_id, name)
     if name or tags:
@@ -431,7 +431,7 @@ def copy_into(
 
 
 def arrival_token(source_url: str, session_id: str, created_at: str) -> str:
-    """The token of a move's arrival lease: the same for every run of the same move (so a
+    """The token of a move's arrival lease: the same for every attempt at the same move (so a
     re-run takes the copy a killed run left), and for no other."""
     import hashlib
 

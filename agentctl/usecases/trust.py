@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentctl.config import Settings
-    from agentctl.domain.state import SessionInfo, TaskState
+    from agentctl.domain.state import SessionInfo, Task
 
 FOLDER = "trust"
 
@@ -61,7 +61,7 @@ def settings_of(info: SessionInfo) -> dict[str, Any]:
     }
 
 
-def counting_from(task: TaskState, head: int) -> int:
+def counting_from(task: Task, head: int) -> int:
     """The checkpoint after which this user's approvals count, for a session taken as it
     arrived at `head`: past the head and past every checkpoint number its state names. A grant
     or an answer dated after the checkpoint that carries it was written by hand (a real one is
@@ -115,15 +115,15 @@ def lookup(settings: Settings, info: SessionInfo) -> Trust | None:
     settings are not the ones that were accepted."""
     path = _where(settings, info.id)
     try:
-        record = json.loads(path.read_bytes())
+        entry = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):
         return None  # none, or unreadable: not accepted (asked again, which is safe)
-    if not isinstance(record, dict):
+    if not isinstance(entry, dict):
         return None
-    own, since = record.get("own"), record.get("since")
+    own, since = entry.get("own"), entry.get("since")
     if (
-        record.get("session") != info.id
-        or record.get("digest") != digest(info)
+        entry.get("session") != info.id
+        or entry.get("digest") != digest(info)
         or not isinstance(own, bool)
         or not isinstance(since, int)
         or isinstance(since, bool)
@@ -137,10 +137,10 @@ def grant(settings: Settings, info: SessionInfo, trust: Trust) -> None:
     from agentctl.atomic import write_private
 
     path = _where(settings, info.id)
-    record = {
+    entry = {
         "session": info.id,
         "digest": digest(info),
         "own": trust.own,
         "since": trust.since,
     }
-    write_private(path, json.dumps(record).encode())
+    write_private(path, json.dumps(entry).encode())

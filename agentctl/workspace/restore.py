@@ -8,7 +8,7 @@ The order of a restore makes every step undoable and every crash recoverable:
    session waited — the user, another session in the same workspace — is on record as not the
    session's own): a restore would throw that work away;
 3. write a mark naming the session, the rollback checkpoint to come and the target tree;
-4. append the rollback checkpoint (its task state names the target tree);
+4. append the rollback checkpoint (its task record names the target tree);
 5. restore the files, then remove the mark.
 A crash before 4 leaves the files untouched (the mark is dropped); a crash after 4 leaves the
 mark, and the next `resume` or `rollback` of the session finishes the restore. The whole order
