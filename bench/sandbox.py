@@ -32,6 +32,10 @@ from agentctl.tools.shell import RunShell
 from agentctl.workspace.snapshots import Snapshots
 
 TARGET_MS = 15.0  # issue 27: the median overhead of a sandboxed command
+# Before a command that uses the pids group, as a model's turn comes between two commands: a
+# cgroup join within a grace period of the last one skips the kernel's wait (rcu_sync), so back
+# to back they would hide what a join costs.
+PAUSE = 0.1
 
 
 def ms(seconds: float) -> float:
@@ -82,11 +86,13 @@ def measure(root: Path, runs: int, files: int) -> dict[str, Any]:
     for _ in range(runs):
         bare.append(timed(plain, "true"))
         cpu["bare"].append(CPU[-1])
+        time.sleep(PAUSE)
         sandboxed.append(timed(boxed, "true"))
         cpu["sandboxed"].append(CPU[-1])
         no_group.append(timed(uncounted, "true"))
         if box.cgroups is not None:
             _drop_standby()  # as the first command of a process: it joins the group itself
+            time.sleep(PAUSE)
             joining.append(timed(boxed, "true"))
     overhead = [s - b for s, b in zip(sandboxed, bare, strict=True)]
     snaps = Snapshots(ws, root / "data")
