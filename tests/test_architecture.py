@@ -486,6 +486,8 @@ def name_tests(tree: ast.AST, names: set[str], keys: set[str]) -> list[str]:
                 found.append(f"{where}: tests a tool's name by its prefix")
             if node.func.attr == "get" and arguments(node.func.value) and any(map(key, node.args)):
                 found.append(f"{where}: reads a tool's argument by its key")
+            elif node.func.attr == "get" and any(tool_name(a) for a in node.args):
+                found.append(f"{where}: looks a tool up by its name")
         elif isinstance(node, ast.Subscript) and arguments(node.value) and key(node.slice):
             found.append(f"{where}: reads a tool's argument by its key")
         elif isinstance(node, ast.MatchValue) and tool_name(node.value):
@@ -519,6 +521,7 @@ def test_nothing_outside_tools_tests_a_tools_name_or_its_argument_keys(tmp_path:
         'x = event.arguments.get("command")',
         'x = d.tool.startswith("mcp__")',
         'x = name in {"read_file", "list_files"}',
+        'shell = registry.get("run_shell")',
     ],
 )
 def test_the_name_test_sees_each_way_of_testing_a_name(source: str, tmp_path: Path) -> None:

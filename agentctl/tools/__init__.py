@@ -97,6 +97,14 @@ class ToolRegistry:
         for source in sources:
             source.close()
 
+    def prepare(self) -> None:
+        """Start what the tools here need ahead of their first call (a sandboxed shell's
+        first process), for each tool that says it can (`prepare`)."""
+        for tool in list(self._tools.values()):
+            prepare = getattr(tool, "prepare", None)
+            if callable(prepare):
+                prepare()
+
     def get(self, name: str) -> Tool | None:
         self.settle()
         return self._tools.get(name)

@@ -151,11 +151,7 @@ def work_tools(
         sandbox_off=recorded,
     )
     if sandbox is not None and sandbox.cgroups is not None:
-        from agentctl.tools.shell import RunShell
-
-        shell = registry.get("run_shell")
-        if isinstance(shell, RunShell):
-            shell.prepare()  # root: the first command's shell joins the pids cgroup meanwhile
+        registry.prepare()  # root: the first command's shell joins the pids cgroup meanwhile
     servers = mcp_servers(settings, spec)
     if servers:  # the SDK is imported only here, for a task that uses a server
         from agentctl.tools.mcp_tools import spawn_servers, start_servers
