@@ -1,6 +1,6 @@
 """Settings: built once from flags, environment, the settings file and platform directories.
 
-Nothing below service.py reads os.environ or the settings file; it receives these values. The API
+Nothing below the use cases reads os.environ or the settings file; it receives these values. The API
 key is held here only to hand to the model client: it is never written to a store, an export or
 a log (the settings file is the user's own, mode 0600).
 

@@ -1,6 +1,6 @@
 """MCP servers as configured: the `[mcp_servers.NAME]` tables of the settings file and of a task
 file (Codex's shape), the names their tools are offered under, and what a session may record of
-a server. Pure: no SDK here (tools/mcp.py owns it), so reading the settings costs nothing.
+a server. Pure: no SDK here (tools/mcp_client.py owns it), so reading the settings costs nothing.
 
 The one decision a reader must know: a server's secrets (`env` values, `http_headers`) live in
 the user's settings file only. What a store keeps is `record()`: the name, the transport, the

@@ -284,7 +284,7 @@ class Task(_Model):
     # Write and shell calls run without asking (run --yes; resume --yes / --ask change it).
     auto_approve: bool = False
     instructions: tuple[InstructionsFile, ...] = ()  # the AGENTS.md files the prompt carries
-    # Request fields the server refused (llm.REFUSABLE): left out, or replaced, from then on.
+    # Request fields the server refused (replies.REFUSABLE): left out, or replaced, from then on.
     refused_params: tuple[str, ...] = ()
     # The newest replies in a row without a tool call, by reason (decide.stall_reason: "cut",
     # "empty", "text", "filtered"); a tool call or the user's input clears it.
@@ -424,7 +424,7 @@ class Checkpoint(_Model):
     message_tip: int | None = None  # id of the last message of the conversation at this point
 
     def typed_detail(self) -> Detail:
-        """The detail as the record of this checkpoint's kind (details.py)."""
+        """The detail as the record of this checkpoint's kind (checkpoints.py)."""
         return parse_detail(self.kind, self.detail)
 
 
@@ -446,7 +446,7 @@ class Pending(Protocol):
 
 def newest_turn(messages: Sequence[Message]) -> int:
     """Where the newest turn starts: the newest assistant message, or the last message. All
-    that deciding the next action looks at (actions.py) is in it."""
+    that deciding the next action looks at (loop/decide.py) is in it."""
     for index in range(len(messages) - 1, -1, -1):
         if messages[index].role == "assistant":
             return index

@@ -1,13 +1,13 @@
 """What every model adapter shares: the request in flight and the retry policy.
 
-An adapter (llm.py: Chat Completions) knows its wire: how to open a request, read a reply and
-what a failure means. The rest is here, so another adapter reuses it whole. A request goes out
-on a thread (`InFlight`), and the caller goes on once it is written, to count and commit while
-the model thinks; the reply is read on the caller's thread, and retried there (`read_reply`).
-Retries are agentctl's, not an SDK's, so the user is told each one and the total stays bounded:
-what the adapter calls worth retrying (a `Retry`: 429, 5xx, refused connections) waits with
-backoff, or as long as the server asked up to MAX_RETRY_AFTER_S; a longer wait is not waited
-out, nor the server asked again: the error says when to resume. A part of the request the
+An adapter (openai_chat.py: Chat Completions) knows its wire: how to open a request, read a
+reply and what a failure means. The rest is here, so another adapter reuses it whole. A request
+goes out on a thread (`InFlight`), and the caller goes on once it is written, to count and
+commit while the model thinks; the reply is read on the caller's thread, and retried there
+(`read_reply`). Retries are agentctl's, not an SDK's, so the user is told each one and the total
+stays bounded: what the adapter calls worth retrying (a `Retry`: 429, 5xx, refused connections)
+waits with backoff, or as long as the server asked up to MAX_RETRY_AFTER_S; a longer wait is not
+waited out, nor the server asked again: the error says when to resume. A part of the request the
 server refused (a `Refused`) is left out by the adapter and the request sent again at once: no
 attempt, once per part.
 """

@@ -5,7 +5,7 @@ The decisions here: a reply counts only once a finish reason arrived; parallel t
 apart however a server numbers them (`_Calls`), and what a server attaches to a call is kept to
 be sent back; an error is one line that says what the server meant (its `message`, or the line
 that names the cause), a web page where the API should answer is said as such. No openai import:
-llm.py hands over the SDK's objects and exceptions.
+openai_chat.py hands over the SDK's objects and exceptions.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ class Journal:
         return Session(info=info, checkpoint=checkpoint, messages=messages)
 
     def commit_step(self, session: Session, step: Step, *messages: Message) -> Session:
-        """Commit what a control handler decided (control.py), with the messages it adds."""
+        """Commit what a control handler decided (control_tools.py), with the messages it adds."""
         return self.commit(
             session, step.kind, step.to_state, step.task, new_messages=messages, detail=step.detail
         )

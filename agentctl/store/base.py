@@ -103,7 +103,7 @@ class CheckpointSummary(NamedTuple):
     detail: dict[str, Any]  # the stored form
 
     def typed_detail(self) -> Detail:
-        """The detail as the record of this checkpoint's kind (details.py)."""
+        """The detail as the record of this checkpoint's kind (domain/checkpoints.py)."""
         from agentctl.domain.checkpoints import parse
 
         return parse(self.kind, self.detail)

@@ -1,8 +1,8 @@
 """An in-process store: the reference behaviour of the contract, and the fastest for unit tests.
 
 Also what a command that makes no store reads where the default store was not made yet
-(service.opened_store): so an empty one costs no pydantic import (agentctl.domain.state is loaded by
-the methods that build a state).
+(common.opened_store): so an empty one costs no pydantic import (agentctl.domain.state is
+loaded by the methods that build a state).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from agentctl.terminal import (
 from agentctl.terminal.event_stream import StreamView
 from agentctl.terminal.run_view import RunView
 from agentctl.usecases import common, inspect, preferences, runs, transfer
-from agentctl.usecases import rollback as rewind
+from agentctl.usecases import rollback as rollbacks
 
 T = TypeVar("T")
 
@@ -588,7 +588,7 @@ def rollback(
     """Move a session back to an earlier checkpoint, its workspace files with it. Nothing is
     deleted: the files and conversation left behind stay reachable (roll back to them)."""
     report = _guarded(
-        lambda: rewind.rollback_session(
+        lambda: rollbacks.rollback_session(
             _settings(store),
             session,
             to=to,
@@ -665,7 +665,7 @@ def diff(
 ) -> None:
     """The workspace files a session changed between two checkpoints, as a unified diff."""
     result = _guarded(
-        lambda: rewind.diff_session(_settings(store), session, old=old, new=new, stat=stat)
+        lambda: rollbacks.diff_session(_settings(store), session, old=old, new=new, stat=stat)
     )
     if as_json:
         json_forms.diff(result)
@@ -908,10 +908,10 @@ def show(
 ) -> None:
     """Show a session's task, plan, progress and conversation size; or its transcript."""
     if transcript:
-        from agentctl.terminal import transcript as render_transcript
+        from agentctl.terminal import transcript as transcript_view
 
         loaded = _guarded(lambda: inspect.conversation(_settings(store), session, at))
-        render_transcript.show(loaded, full)
+        transcript_view.show(loaded, full)
         return
     view = _guarded(lambda: inspect.show_session(_settings(store), session, at))
     if as_json:

@@ -48,7 +48,7 @@ def split_exit(content: str) -> tuple[str | None, str]:
 
 
 def json_line(value: dict[str, Any]) -> str:
-    """One line of strict JSON (a number that is not finite is null: render.print_json): C0
+    """One line of strict JSON (a number that is not finite is null: json_forms.print_json): C0
     controls escaped by json, C1 controls and bidi overrides here."""
     from agentctl.terminal.json_forms import finite
 

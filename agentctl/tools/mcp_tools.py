@@ -1,7 +1,7 @@
 """Tools from MCP servers as agentctl tools: each offered as `mcp__<server>__<tool>`, described
-by its server, approved and checkpointed like the built-in ones (calls.py does not know the
-difference). The SDK stays behind the hub (tools/mcp_client.py), imported only when a session
-uses a server.
+by its server, approved and checkpointed like the built-in ones (loop/tool_calls.py does not
+know the difference). The SDK stays behind the hub (tools/mcp_client.py), imported only when
+a session uses a server.
 
 The decisions a reader must know: an MCP tool is exec-class (asked first, `tool_started`
 recorded, never re-sent after a crash) and reaches outside the workspace (a rollback lists its

@@ -8,9 +8,10 @@ A child that leaves the group (`setsid`, a daemon's double fork) is caught too: 
 subreaper of what it starts (Linux `PR_SET_CHILD_SUBREAPER`), so an orphan becomes agentctl's
 own child instead of init's, and every such child, with everything below it, is killed.
 Output is read as it comes and only its head and tail are kept, so memory stays bounded
-whatever the command prints. The environment is agentctl's less its own secrets (service.py
-decides which), plus what the task passes explicitly. Where a sandbox is given, the command runs
-inside it (tools/sandbox.py) and the tool says its effects are confined to the workspace.
+whatever the command prints. The environment is agentctl's less its own secrets
+(config.tool_environment decides which), plus what the task passes explicitly. Where a sandbox
+is given, the command runs inside it (tools/sandbox.py) and the tool says its effects are
+confined to the workspace.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def stop_escaped(known: set[int], rounds: int = 200) -> None:
 class RunShell:
     workspace: Workspace
     timeout: float = TIMEOUT_S
-    env: Mapping[str, str] | None = None  # None: inherit (tests); service.py passes a clean one
+    env: Mapping[str, str] | None = None  # None: inherit (tests); wiring.py passes a clean one
     grace: float = GRACE_S
     name: str = "run_shell"
     side_effect: SideEffect = SideEffect.EXEC
