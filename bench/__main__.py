@@ -186,10 +186,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def scale_section(quick: bool) -> dict[str, Any]:
     """bench/scale.py's figures, and the per-turn loop of a 200-turn session (bench/turn.py)."""
-    from bench import scale, turn
+    from bench import longsessions, scale, turn
 
     out = dict(scale.run(quick))
     out["per-turn loop"] = turn.run(quick)
+    # history's first rows on a terminal, resume of a very long session, flat-folder snapshots
+    out["long sessions"] = longsessions.run(quick)
     return out
 
 

@@ -241,7 +241,11 @@ def stream_lines(lines: Callable[[bool], Iterable[str]]) -> None:
     time; `lines(False)` as plain text, which a pipe gets in chunks. Nothing waits for the
     whole view (a history of 100,000 checkpoints is 100,000 lines); a reader that closes the
     pipe early (`| head`) has what it wanted."""
-    if out.is_terminal:
+    # Asked of rich only when stdout may be a terminal: making the console imports rich (up
+    # to 0.1 s of a piped history), and rich says "not a terminal" for a pipe anyway unless
+    # told otherwise by the environment.
+    maybe = sys.stdout.isatty() or any(k in os.environ for k in ("FORCE_COLOR", "TTY_INTERACTIVE"))
+    if maybe and out.is_terminal:
         chunk: list[str] = []
         for line in lines(True):
             chunk.append(line)
