@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -134,7 +135,8 @@ class Sandbox:
     def prepare(self, popen: Popen, key: Hashable) -> None:
         """Have the next command's shell join the pids cgroup now (root only; see `launch`)."""
         group = _group(self.cgroups, self.processes) if self.cgroups is not None else None
-        if group is not None and (_STANDBY is None or _STANDBY.key != (group, key)):
+        waiting = _STANDBY
+        if group is not None and (waiting is None or waiting.key != (group, key)):
             _keep_standby(_Standby.start(group, popen, (group, key)))
 
 
@@ -198,12 +200,21 @@ class _Standby:
             self.proc.wait()
 
 
-_STANDBY: _Standby | None = None  # one per agentctl process: its commands run one at a time
+# One per agentctl process. A worker runs sessions in threads, so it is taken and kept under a
+# lock: a standby serves one command, never two.
+_STANDBY: _Standby | None = None
+_SLOT = threading.Lock()
+
+
+def _swap(new: _Standby | None) -> _Standby | None:
+    global _STANDBY
+    with _SLOT:
+        old, _STANDBY = _STANDBY, new
+    return old
 
 
 def _take_standby(key: tuple[Path, Hashable]) -> _Standby | None:
-    global _STANDBY
-    standby, _STANDBY = _STANDBY, None
+    standby = _swap(None)
     if standby is None:
         return None
     if standby.key == key and standby.pid == os.getpid() and standby.proc.poll() is None:
@@ -214,8 +225,7 @@ def _take_standby(key: tuple[Path, Hashable]) -> _Standby | None:
 
 
 def _keep_standby(standby: _Standby) -> None:
-    global _STANDBY
-    old, _STANDBY = _STANDBY, standby
+    old = _swap(standby)
     if old is not None and old.pid == os.getpid():
         old.close()
     # Last registered, first run: it leaves its group before the group is removed.
@@ -224,8 +234,7 @@ def _keep_standby(standby: _Standby) -> None:
 
 
 def _drop_standby() -> None:
-    global _STANDBY
-    standby, _STANDBY = _STANDBY, None
+    standby = _swap(None)
     if standby is not None and standby.pid == os.getpid():
         standby.close()
 
