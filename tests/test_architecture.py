@@ -586,3 +586,91 @@ def test_kind_means_a_checkpoint_kind() -> None:
     assert other == {"domain/state.PendingQuestion"}, other
     enums = [name for name in classes if name.endswith("Kind")]
     assert enums == ["domain/lifecycle.CheckpointKind"], enums
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            child = next((e for e in edges if e in graph), None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def test_no_import_cycles_anywhere_lazy_and_type_only_imports_included() -> None:
+    """Issue 23 item 5: a module's imports anywhere in it (at the top, in a function, under
+    TYPE_CHECKING) never lead back to it. A package's __init__ counts as the package."""
+    graph = {
+        m.removesuffix("/__init__"): {i for i in imports if i != m} for m, imports in EVERY.items()
+    }
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# The middle layers (issue 23 item 5): from the bottom up, the domain model; the adapters beside
+# one another (stores, tools, model adapters, the workspace's snapshots); the loop; the use
+# cases; the terminal face on top. A layer never imports one above it.
+ABOVE = {
+    "domain/": ("loop/", "usecases/", "terminal/", "llm/", "tools/", "workspace/", "store/"),
+    "store/": ("loop/", "usecases/", "terminal/", "llm/", "tools/", "workspace/"),
+    "tools/": ("loop/", "usecases/", "terminal/", "llm/", "store/", "workspace/"),
+    "llm/": ("usecases/", "terminal/", "tools/", "store/", "workspace/"),
+    "workspace/": ("loop/", "usecases/", "terminal/", "llm/", "tools/"),
+    "loop/": ("usecases/", "terminal/", "llm/scripted", "config", "domain/tasks"),
+    "usecases/": ("terminal/",),
+}
+# Known exceptions, each a type the layer above owns that a record names (type-only imports).
+EXCEPT = {
+    ("domain/records", "store/base"),  # SessionSummary: the list rows a use case returns
+    ("domain/records", "loop/context"),  # Budget: the context figures `show` reports
+    ("llm/scripted", "loop/prompts"),  # the scripted model answers the protocol's own words
+}
+
+
+@pytest.mark.parametrize("layer", sorted(ABOVE))
+def test_each_middle_layer_imports_nothing_above_it(layer: str) -> None:
+    wrong = {
+        (module, i)
+        for module, imports in EVERY.items()
+        if module.startswith(layer)
+        for i in imports
+        if i.startswith(ABOVE[layer]) and (module, i) not in EXCEPT
+    }
+    assert not wrong, sorted(wrong)

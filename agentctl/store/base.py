@@ -643,3 +643,13 @@ def scan_search(store: Store, text: str, limit: int) -> list[SearchHit]:
             if len(hits) >= limit:
                 return hits
     return hits
+
+
+def ancestors(history: list[CheckpointSummary], c: CheckpointSummary) -> list[int]:
+    """Ids from `c` up to the first checkpoint (bounded by the history's length)."""
+    chain: list[int] = []
+    current: int | None = c.id
+    while current is not None and 1 <= current <= len(history) and len(chain) <= len(history):
+        chain.append(current)
+        current = history[current - 1].parent
+    return chain

@@ -22,6 +22,7 @@ from agentctl.domain.checkpoints import RememberDetail, RollbackDetail, ToolDeta
 from agentctl.domain.lifecycle import CheckpointKind, State
 from agentctl.domain.records import RollbackReport
 from agentctl.errors import RollbackTargetError
+from agentctl.store.base import ancestors
 
 if TYPE_CHECKING:
     from agentctl.domain.state import Task, Usage
@@ -76,16 +77,6 @@ def resolve_target(
     if target.id == effective(history, history[-1]).id:
         raise RollbackTargetError(f"session {session_id} already stands on checkpoint {target.id}")
     return target
-
-
-def ancestors(history: list[CheckpointSummary], c: CheckpointSummary) -> list[int]:
-    """Ids from `c` up to the first checkpoint (bounded by the history's length)."""
-    chain: list[int] = []
-    current: int | None = c.id
-    while current is not None and 1 <= current <= len(history) and len(chain) <= len(history):
-        chain.append(current)
-        current = history[current - 1].parent
-    return chain
 
 
 def abandoned(

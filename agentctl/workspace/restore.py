@@ -76,7 +76,7 @@ def edited_outside(
     checkpoint's tree is captured before its call ran, so where it differs from its parent's,
     someone else changed the files (while the session waited). Path → that checkpoint."""
     from agentctl.domain.lifecycle import CheckpointKind
-    from agentctl.usecases.rollback_plan import ancestors
+    from agentctl.store.base import ancestors
 
     history = store.history(session_id)
     if not 1 <= head.id <= len(history) or not 1 <= target.id <= len(history):
