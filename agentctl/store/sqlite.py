@@ -43,6 +43,7 @@ from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 from agentctl.store.migrations import CACHE_TABLES, MIGRATIONS, SCHEMA_VERSION
 from agentctl.store.sql import SQLReads
+from agentctl.store.sqlite_errors import translated as _translated
 from agentctl.store.sqlite_overview import SQLiteOverview
 
 if TYPE_CHECKING:
@@ -60,24 +61,6 @@ OUR_TABLES = frozenset({"sessions", "messages", "checkpoints", "profile", "lease
 
 def ensure_private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-@contextmanager
-def _translated(path: Path, session_id: str | None = None) -> Iterator[None]:
-    """SQLite's errors, and whatever damaged rows make the decoding raise, as one StoreError."""
-    where = f"store {path}" + (f", session {session_id}" if session_id else "")
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        text = str(exc)
-        if "disk I/O error" in text or "disk is full" in text:
-            text += " (is the disk full, or the file too large for its file system?)"
-        raise StoreError(f"{where}: {text}") from None
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
-        raise StoreError(
-            f"{where}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
-            hint="agentctl verify",
-        ) from None
 
 
 def _create_whole(path: Path) -> None:

@@ -30,7 +30,7 @@ class SQLiteOverview:
     def select_sessions(
         self, keep: Callable[[SessionSummary], bool] | None, limit: int | None
     ) -> list[SessionSummary]:
-        from agentctl.store.sqlite import _translated
+        from agentctl.store.sqlite_errors import translated as _translated
 
         out: list[SessionSummary] = []
         after: tuple[str, str] | None = None
@@ -52,7 +52,7 @@ class SQLiteOverview:
         return out if limit is None else out[:limit]
 
     def session_summary(self, session_id: str) -> SessionSummary | None:
-        from agentctl.store.sqlite import _translated
+        from agentctl.store.sqlite_errors import translated as _translated
 
         with _translated(self.path, session_id):
             row = self._db.execute(f"{SUMMARY} WHERE id = ?", (session_id,)).fetchone()
@@ -61,7 +61,7 @@ class SQLiteOverview:
     def session_sizes(self, session_ids: Sequence[str]) -> dict[str, int]:
         """The bytes of each session's rows: its facts, its checkpoints' columns (8 bytes an
         integer) and its messages, summed by the database."""
-        from agentctl.store.sqlite import _translated
+        from agentctl.store.sqlite_errors import translated as _translated
 
         out: dict[str, int] = {}
         with _translated(self.path):
@@ -85,7 +85,7 @@ class SQLiteOverview:
     def usage_facts(self) -> list[UsageFact]:
         """One read of the sessions' rows: the model and the head's usage the appends keep
         there (migration 9), and for a fork the usage of the checkpoint it started from."""
-        from agentctl.store.sqlite import _translated
+        from agentctl.store.sqlite_errors import translated as _translated
 
         with _translated(self.path):
             rows = self._db.execute(
@@ -111,7 +111,7 @@ class SQLiteOverview:
         return out
 
     def forks_of(self, session_id: str) -> list[tuple[str, str]]:
-        from agentctl.store.sqlite import _translated
+        from agentctl.store.sqlite_errors import translated as _translated
 
         with _translated(self.path, session_id):
             rows = self._db.execute(
