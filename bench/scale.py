@@ -257,8 +257,9 @@ def floor_decode(db: sqlite3.Connection, session_id: str | None = None) -> int:
     return n
 
 
-def floor_copy(db: sqlite3.Connection, session_id: str) -> float:
-    """A session's rows copied under a new id in one transaction, then rolled back."""
+def floor_copy(db: sqlite3.Connection, session_id: str, commit: bool = False) -> float:
+    """A session's rows copied under a new id in one transaction, then rolled back; with
+    `commit`, committed (fsynced, as a fork's copy must be) and deleted again afterwards."""
     started = time.perf_counter()
     db.execute("BEGIN IMMEDIATE")
     db.execute(
@@ -277,8 +278,15 @@ def floor_copy(db: sqlite3.Connection, session_id: str) -> float:
         " created_at, detail, task, usage, message_tip FROM checkpoints WHERE session_id = ?",
         (session_id,),
     )
+    if commit:
+        db.execute("COMMIT")
     seconds = time.perf_counter() - started
-    db.execute("ROLLBACK")
+    if commit:
+        db.execute("BEGIN IMMEDIATE")
+        for table, key in (("checkpoints", "session_id"), ("messages", "session_id")):
+            db.execute(f"DELETE FROM {table} WHERE {key} = 'copy0001'")
+        db.execute("DELETE FROM sessions WHERE id = 'copy0001'")
+    db.execute("COMMIT" if commit else "ROLLBACK")
     return round(seconds, 4)
 
 
@@ -342,6 +350,7 @@ def session_floor(db: sqlite3.Connection, sid: str) -> dict[str, float]:
     return {
         "history (rows)": inproc(lambda: db.execute(rows, (sid,)).fetchall()),
         "row copy": floor_copy(db, sid),
+        "row copy (committed)": floor_copy(db, sid, commit=True),
         "decode (verify)": inproc(lambda: floor_decode(db, sid), runs=1),
     }
 
