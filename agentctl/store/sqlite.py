@@ -56,6 +56,22 @@ APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
 _WITHOUT_APPROVAL = (
     "CASE WHEN instr(task, '\"approval\":') THEN json_remove(task, '$.approval') ELSE task END"
 )
+# copy_session's statements; {0}: the schema the source is in ("main", or "source" attached).
+_COPY = {
+    "found": "SELECT (SELECT 1 FROM {0}.sessions WHERE id = ?1),"
+    " (SELECT max(id) FROM {0}.checkpoints WHERE session_id = ?1)",
+    "tip": "SELECT max(message_tip) FROM {0}.checkpoints WHERE session_id = ? AND id <= ?",
+    "messages": "INSERT INTO messages (session_id, id, parent, body, seq) SELECT ?, id,"
+    " parent, body, ? + id FROM {0}.messages WHERE session_id = ? AND id <= ?",
+    "checkpoints": "INSERT INTO checkpoints (session_id, id, parent, event, from_state,"
+    " to_state, created_at, detail, task, usage, message_tip) SELECT ?, id, parent, event,"
+    " from_state, to_state, created_at, detail, {1}, usage, message_tip"
+    " FROM {0}.checkpoints WHERE session_id = ? AND id <= ?",
+    "head": "UPDATE sessions SET (head, state, updated_at, outcome, usage) = (SELECT id,"
+    " to_state, created_at, json_extract(task, '$.outcome'), usage FROM checkpoints"
+    " WHERE session_id = ?1 AND id = ?2) WHERE id = ?1",
+}
+_TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
 OUR_TABLES = frozenset({"sessions", "messages", "checkpoints", "profile", "leases"})
 
 
@@ -131,10 +147,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             owner = self._db.execute("PRAGMA application_id").fetchone()[0]
-            tables = {
-                row[0]
-                for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            tables = {row[0] for row in self._db.execute(_TABLES)}
         finally:
             self._db.execute("COMMIT")
         ours = owner == APPLICATION_ID or (owner == 0 and version > 0 and "sessions" in tables)
@@ -259,75 +272,37 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             return super().copy_session(
                 source, session_id, info, upto=upto, lease=lease, keep_approvals=keep_approvals
             )
-        attach = source.path.resolve() != self.path.resolve()
+        schema = "source" if source.path.resolve() != self.path.resolve() else "main"
         with _translated(self.path, session_id):
-            if attach:  # outside a transaction, as SQLite wants it
+            if schema == "source":  # outside a transaction, as SQLite wants it
                 self._db.execute("ATTACH DATABASE ? AS source", (str(source.path),))
             try:
                 with self._transaction() as db:
-                    return self._copy_rows(
-                        db,
-                        "source" if attach else "main",
-                        session_id,
-                        info,
-                        upto,
-                        lease,
-                        keep_approvals,
+                    found = db.execute(_COPY["found"].format(schema), (session_id,)).fetchone()
+                    if found[0] is None:
+                        raise UnknownSessionError(f"no session {session_id!r}")
+                    upto = found[1] if upto is None else upto
+                    if not found[1] or not 1 <= upto <= found[1]:
+                        raise UnknownCheckpointError(session_id, upto or 0)
+                    (tip,) = db.execute(_COPY["tip"].format(schema), (session_id, upto)).fetchone()
+                    self._new_session(db, info, "", lease)
+                    seq = sqlite_search.next_seq(db)
+                    db.execute(
+                        _COPY["messages"].format(schema), (info.id, seq, session_id, tip or 0)
                     )
+                    # A fork asks again: the approval of a call is taken out of the task record.
+                    task = "task" if keep_approvals else _WITHOUT_APPROVAL
+                    db.execute(
+                        _COPY["checkpoints"].format(schema, task), (info.id, session_id, upto)
+                    )
+                    if self._indexed(db):
+                        sqlite_search.add(db, info.id, 1, tip or 0)
+                    faults.hit("commit_started")  # everything written, COMMIT not yet run
+                    db.execute(_COPY["head"], (info.id, upto))
+                    return int(upto)
             finally:
-                if attach:
+                if schema == "source":
                     self._db.execute("DETACH DATABASE source")
-
-    def _copy_rows(
-        self,
-        db: sqlite3.Connection,
-        schema: str,
-        session_id: str,
-        info: SessionInfo,
-        upto: int | None,
-        lease: Lease | None,
-        keep_approvals: bool,
-    ) -> int:
-        found = db.execute(
-            f"SELECT (SELECT 1 FROM {schema}.sessions WHERE id = ?1),"
-            f" (SELECT max(id) FROM {schema}.checkpoints WHERE session_id = ?1)",
-            (session_id,),
-        ).fetchone()
-        if found[0] is None:
-            raise UnknownSessionError(f"no session {session_id!r}")
-        upto = found[1] if upto is None else upto
-        if not found[1] or not 1 <= upto <= found[1]:
-            raise UnknownCheckpointError(session_id, upto or 0)
-        (tip,) = db.execute(
-            f"SELECT max(message_tip) FROM {schema}.checkpoints WHERE session_id = ? AND id <= ?",
-            (session_id, upto),
-        ).fetchone()
-        self._new_session(db, info, "", lease)
-        new, old = info.id, session_id
-        db.execute(
-            "INSERT INTO messages (session_id, id, parent, body, seq) SELECT ?, id, parent,"
-            f" body, ? + id FROM {schema}.messages WHERE session_id = ? AND id <= ?",
-            (new, sqlite_search.next_seq(db), old, tip or 0),
-        )
-        # A fork asks again: the approval of a call is taken out of the task record's JSON.
-        task = "task" if keep_approvals else _WITHOUT_APPROVAL
-        db.execute(
-            "INSERT INTO checkpoints (session_id, id, parent, event, from_state, to_state,"
-            f" created_at, detail, task, usage, message_tip) SELECT ?, id, parent, event,"
-            f" from_state, to_state, created_at, detail, {task}, usage, message_tip"
-            f" FROM {schema}.checkpoints WHERE session_id = ? AND id <= ?",
-            (new, old, upto),
-        )
-        if self._indexed(db):
-            sqlite_search.add(db, new, 1, tip or 0)
-        faults.hit("commit_started")  # everything written, COMMIT not yet run
-        db.execute(
-            "UPDATE sessions SET (head, state, updated_at, outcome, usage) = (SELECT id,"
-            " to_state, created_at, json_extract(task, '$.outcome'), usage FROM checkpoints"
-            " WHERE session_id = ?1 AND id = ?2) WHERE id = ?1",
-            (new, upto),
-        )
-        return int(upto)
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         with _translated(self.path, session_id), self._transaction() as db:
@@ -547,10 +522,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         with _translated(self.path):
             verdicts = [row[0] for row in self._db.execute("PRAGMA integrity_check")]
             broken = self._db.execute("PRAGMA foreign_key_check").fetchall()
-            tables = {
-                row[0]
-                for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            tables = {row[0] for row in self._db.execute(_TABLES)}
         problems = [] if verdicts == ["ok"] else [f"integrity_check: {v}" for v in verdicts]
         problems += [f"table {name} is missing" for name in sorted(OUR_TABLES - tables)]
         problems += [f"foreign key broken: {row}" for row in broken]
