@@ -61,10 +61,12 @@ def test_rollback_of_a_running_session_is_busy(sqlite_url: str) -> None:
     env = {"AGENTCTL_STORE": sqlite_url}
     sid = unfinished_session(env)
     before = len(cli("history", sid, "--json", env=env).json())
-    runner = spawn(["resume", sid], {**env, "AGENTCTL_SCRIPTED_DELAY": "1.0"})
+    runner = spawn(["resume", sid], {**env, "AGENTCTL_SCRIPTED_DELAY": "4.0"})
     try:
-        # Once the resumer has written a checkpoint it holds the lease (and its next model
-        # call takes a second): only then is the rollback sure to meet a running session.
+        # Once the resumer has written a checkpoint it holds the lease, and its next model
+        # call takes 4 s: only then is the rollback sure to meet a running session. (With 1 s,
+        # a loaded machine's two CLI start-ups, the poll's and the rollback's, outlasted the
+        # call, and the rollback met a finished session.)
         while len(cli("history", sid, "--json", env=env).json()) <= before:
             assert runner.poll() is None
         busy = cli("rollback", sid, "--to", "1", env=env)
