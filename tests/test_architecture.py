@@ -677,7 +677,14 @@ ABOVE = {
     "tools/": ("loop/", "usecases/", "terminal/", "llm/", "store/", "workspace/"),
     "llm/": ("usecases/", "terminal/", "tools/", "store/", "workspace/"),
     "workspace/": ("loop/", "usecases/", "terminal/", "llm/", "tools/"),
-    "loop/": ("usecases/", "terminal/", "llm/scripted", "config", "domain/tasks"),
+    "loop/": (
+        "usecases/",
+        "terminal/",
+        "llm/scripted",
+        "llm/openai_chat",
+        "config",
+        "domain/tasks",
+    ),
     "usecases/": ("terminal/",),
 }
 # Known exceptions, each a type the layer above owns that a record names (type-only imports).

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agentctl.errors import ModelError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from agentctl.domain.state import Message, Prepared
     from agentctl.llm.replies import ModelReply, TextSink
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})  # HTTP answers worth a retry
@@ -177,3 +180,49 @@ class InFlight:
         # an opened stream is closed so its connection goes back.
         if not self._thread.is_alive() and self._stream is not None:
             self._stream.close()
+
+
+# -- what the loop sees of any adapter ------------------------------------------------------
+
+
+class PendingReply(Protocol):
+    """A request on its way to the model; the reply is read by `collect`."""
+
+    def collect(self, on_text: TextSink) -> ModelReply:
+        """The complete reply (retried as the client retries), text passed on as it arrives."""
+        ...
+
+    def cancel(self) -> None:
+        """The reply will not be read: let the connection go."""
+        ...
+
+
+class ModelClient(Protocol):
+    name: str
+    format: str  # of the Prepared conversations it makes and reads
+
+    def prepare(self, messages: Sequence[Message]) -> Prepared:
+        """The conversation as this client would send it, for the store to keep ready."""
+        ...
+
+    def send(
+        self,
+        messages: Sequence[Message] | Prepared,
+        tools: Sequence[dict[str, Any]],
+        max_tokens: int | None = None,
+        refused: Sequence[str] = (),
+    ) -> PendingReply:
+        """Send one request and return while the model works on it, so the caller can do its
+        own work (count tokens, commit a checkpoint) meanwhile. `messages` may be a conversation
+        kept ready, of this client's format. `max_tokens` bounds the reply
+        (the budget's reply reserve); `refused`: fields the server refused earlier in the
+        session (ModelReply.refused), not to be sent."""
+        ...
+
+
+class ContextTooLongError(ModelError):
+    """The server refused the request as longer than the model's window."""
+
+    def __init__(self, message: str, window: int | None) -> None:
+        super().__init__(message)
+        self.window = window  # the server's figure, when its message gives one

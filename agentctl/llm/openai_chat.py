@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from agentctl.domain.state import (
@@ -41,9 +41,14 @@ from agentctl.llm.client import (
     RETRY_STATUS,
     InFlight,
     Pace,
+    PendingReply,
     Refused,
     Retry,
 )
+
+# What the loop sees of any adapter is llm/client.py's; still importable from here.
+from agentctl.llm.client import ContextTooLongError as ContextTooLongError
+from agentctl.llm.client import ModelClient as ModelClient
 from agentctl.llm.replies import (
     ALTERNATING,
     REFUSABLE,
@@ -207,49 +212,6 @@ def wire_conversation(messages: Sequence[Message] | Prepared) -> list[Json]:
 def prepare(messages: Sequence[Message]) -> Prepared:
     """The conversation as a request sends it, kept ready for the next resume (store/ready.py)."""
     return Prepared(FORMAT, _json(wire_conversation(messages)))
-
-
-class PendingReply(Protocol):
-    """A request on its way to the model; the reply is read by `collect`."""
-
-    def collect(self, on_text: TextSink) -> ModelReply:
-        """The complete reply (retried as the client retries), text passed on as it arrives."""
-        ...
-
-    def cancel(self) -> None:
-        """The reply will not be read: let the connection go."""
-        ...
-
-
-class ModelClient(Protocol):
-    name: str
-    format: str  # of the Prepared conversations it makes and reads
-
-    def prepare(self, messages: Sequence[Message]) -> Prepared:
-        """The conversation as this client would send it, for the store to keep ready."""
-        ...
-
-    def send(
-        self,
-        messages: Sequence[Message] | Prepared,
-        tools: Sequence[dict[str, Any]],
-        max_tokens: int | None = None,
-        refused: Sequence[str] = (),
-    ) -> PendingReply:
-        """Send one request and return while the model works on it, so the caller can do its
-        own work (count tokens, commit a checkpoint) meanwhile. `messages` may be a conversation
-        kept ready, of this client's format. `max_tokens` bounds the reply
-        (the budget's reply reserve); `refused`: fields the server refused earlier in the
-        session (ModelReply.refused), not to be sent."""
-        ...
-
-
-class ContextTooLongError(ModelError):
-    """The server refused the request as longer than the model's window."""
-
-    def __init__(self, message: str, window: int | None) -> None:
-        super().__init__(message)
-        self.window = window  # the server's figure, when its message gives one
 
 
 @dataclass(frozen=True)

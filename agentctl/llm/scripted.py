@@ -29,7 +29,8 @@ from agentctl.loop import prompts
 
 if TYPE_CHECKING:
     from agentctl.domain.state import Message, Prepared
-    from agentctl.llm.openai_chat import ModelClient, ModelReply, PendingReply, TextSink
+    from agentctl.llm.client import ModelClient, PendingReply
+    from agentctl.llm.replies import ModelReply, TextSink
 
 Json = dict[str, Any]
 

@@ -35,7 +35,8 @@ from agentctl.domain.state import (
     valid_text,
 )
 from agentctl.errors import ModelError, WindowTooSmallError
-from agentctl.llm.openai_chat import ContextTooLongError, ModelClient, ModelReply, PendingReply
+from agentctl.llm.client import ContextTooLongError, ModelClient, PendingReply
+from agentctl.llm.replies import ModelReply
 from agentctl.loop import control_tools, prompts
 from agentctl.loop.compaction import KEEP_HEAD, ContextKeeper
 from agentctl.loop.context import Budget, TokenCounter, fit_request, observed

@@ -26,7 +26,7 @@ from agentctl.store import Store, open_store
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent
     from agentctl.domain.state import PendingQuestion, TaskSpec
-    from agentctl.llm.openai_chat import Pace
+    from agentctl.llm.client import Pace
     from agentctl.loop.runner import Ask
     from agentctl.store.lease import Lease
     from agentctl.workspace.snapshots import Snapshots

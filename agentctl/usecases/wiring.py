@@ -21,7 +21,7 @@ from agentctl.llm import catalogue
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent
     from agentctl.domain.state import TaskSpec
-    from agentctl.llm.openai_chat import ModelClient, Pace
+    from agentctl.llm.client import ModelClient, Pace
     from agentctl.loop.context import Budget, TokenCounter
     from agentctl.loop.runner import Runner
     from agentctl.mcpconfig import McpServer
