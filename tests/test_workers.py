@@ -497,3 +497,64 @@ def test_a_worker_outlives_a_restart_of_its_database(
         assert "trying again" in err
     finally:
         server.stop()
+
+
+def test_what_a_store_writer_queues_cannot_turn_a_workers_git_or_folder_against_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A queued session's source and id come from whoever writes the store. A ref that is a
+    git option (`--pathspec-from-file=SECRET` printed the worker's file into the queue's error),
+    a repository that is one, a transport that is a file descriptor of the worker (fd::0 reads
+    its terminal), or a session id that is a path out of the scratch folder: each refused, one
+    line, nothing of the worker's files in it, nothing made outside the scratch folder."""
+    from agentctl.errors import UsageError
+    from agentctl.store.pg_queue import Claim, Source
+    from agentctl.usecases.worker import Worker, WorkerOptions
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "one"]):
+        subprocess.run(
+            ["git", "-c", "user.name=a", "-c", "user.email=a@b", "-C", str(repo), *args],
+            check=True,
+        )
+    secret = tmp_path / "secret"
+    secret.write_text("WORKER-SECRET-LINE\n")
+    scratch = tmp_path / "scratch"
+    worker = Worker(Settings.load(store=pg_url), WorkerOptions(scratch=scratch), lambda _l: None)
+    try:
+        hostile = [
+            ("s1", Source(str(repo), f"--pathspec-from-file={secret}")),
+            ("s2", Source(f"--upload-pack=touch {tmp_path / 'ran'}", None)),
+            ("s3", Source("fd::0", None)),
+            ("../outside", Source(None, None)),
+        ]
+        for sid, source in hostile:
+            with pytest.raises(UsageError) as refused:
+                worker._workspace(Claim(sid, "default", None, None, source, 1))
+            assert "WORKER-SECRET" not in refused.value.message
+            assert "\n" not in refused.value.message
+        assert not (tmp_path / "outside").exists()
+        assert not (tmp_path / "ran").exists()
+        fine = worker._workspace(Claim("s4", "default", None, None, Source(str(repo), "HEAD"), 1))
+        assert (fine / ".git").is_dir()
+    finally:
+        worker.stop()
+        worker.run()
+
+
+def test_a_priority_the_database_cannot_hold_is_refused_before_a_session_is_made(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`run --detach --priority 2**31` made the session, then failed to queue it (exit 6,
+    the session left behind, never queued): now one line, exit 2, nothing made."""
+    from agentctl.store import open_store
+
+    open_store(pg_url, create=True).close()
+    task = task_file(tmp_path, "straight")
+    env = {"AGENTCTL_STORE": pg_url}
+    for args in (["--priority", str(2**31)], ["--repo", "--upload-pack=x"]):
+        result = run("run", str(task), "--model", "scripted", "--detach", *args, env=env)
+        assert result.code == 2, result.stderr
+        assert "Traceback" not in result.stderr
+    assert sql(pg_url, "SELECT count(*) FROM agentctl.sessions") == [(0,)]

@@ -103,7 +103,13 @@ QueueOpt = Annotated[
     str | None, typer.Option("--queue", help="With --detach: the queue (default: default).")
 ]
 PriorityOpt = Annotated[
-    int | None, typer.Option("--priority", help="With --detach: higher runs first (default 0).")
+    int | None,
+    typer.Option(
+        "--priority",
+        min=-(2**31),
+        max=2**31 - 1,
+        help="With --detach: higher runs first (default 0).",
+    ),
 ]
 
 
@@ -486,6 +492,8 @@ def _detach_options(
         _fail("--queue, --priority, --repo and --ref go with --detach")
     if ref and not repo:
         _fail("--ref names a commit of --repo: give --repo too")
+    if any(given and given.startswith("-") for given in (repo, ref)):
+        _fail("--repo and --ref name a repository and a commit, not an option: no leading -")
     if workspace is not None:
         _fail(
             "a queued session works in a folder of its worker: --repo names what it checks "

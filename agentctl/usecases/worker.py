@@ -38,6 +38,18 @@ if TYPE_CHECKING:
 DEFAULT_POLL_S = 5.0
 LIMIT_READ_S = 30.0  # how often a worker reads again whether its queue is capped
 
+# The transports a queued session's repository may use: not ext:: or fd:: (a command, a file
+# descriptor of the worker) nor any other remote helper. Whoever writes the store names it.
+_GIT_PROTOCOLS = [
+    "-c",
+    "protocol.allow=never",
+    *(
+        a
+        for p in ("https", "http", "ssh", "git", "file")
+        for a in ("-c", f"protocol.{p}.allow=always")
+    ),
+]
+
 # What a slot's run ended in -> the session's queue status.
 _STATUS = {
     Stop.DONE: "done",
@@ -410,32 +422,41 @@ class Worker:
         cloned into it (at its ref) the first time."""
         import subprocess
 
-        folder = self.scratch / claim.session_id
+        sid = claim.session_id
+        if sid in ("", ".", "..") or Path(sid).name != sid:  # whoever writes the store names it
+            raise UsageError(f"session id {sid!r} is not a folder name: not run here")
+        repo, ref = claim.source.repo, claim.source.ref
+        for what in (repo, ref):
+            if what is not None and (what.startswith("-") or not what.strip()):
+                raise UsageError(f"cannot check out {what!r}: not a repository or ref")
+        folder = self.scratch / sid
         self.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
         fresh = not folder.exists()
         folder.mkdir(exist_ok=True, mode=0o700)
-        if fresh and claim.source.repo is not None:
-            git = ["git", "-c", "advice.detachedHead=false"]
-            done = subprocess.run(
-                [*git, "clone", "--quiet", claim.source.repo, str(folder)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode == 0 and claim.source.ref:
-                done = subprocess.run(
-                    [*git, "-C", str(folder), "checkout", "--quiet", claim.source.ref],
+        if fresh and repo is not None:
+            git = ["git", "-c", "advice.detachedHead=false", *_GIT_PROTOCOLS]
+            env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+
+            def git_run(*args: str) -> subprocess.CompletedProcess[str]:
+                # never a prompt, never the worker's terminal (fd::0 would read it)
+                return subprocess.run(
+                    [*git, *args],
+                    stdin=subprocess.DEVNULL,
                     capture_output=True,
                     text=True,
                     check=False,
+                    env=env,
                 )
+
+            done = git_run("clone", "--quiet", "--", repo, str(folder))
+            if done.returncode == 0 and ref:
+                done = git_run("-C", str(folder), "checkout", "--quiet", ref, "--")
             if done.returncode != 0:
                 import shutil
 
                 shutil.rmtree(folder, ignore_errors=True)
                 raise UsageError(
-                    f"cannot check out {claim.source.repo}"
-                    f"{'@' + claim.source.ref if claim.source.ref else ''}: "
+                    f"cannot check out {repo}{'@' + ref if ref else ''}: "
                     f"{(done.stderr or '').strip()[-200:]}"
                 )
         return folder
