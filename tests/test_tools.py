@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,44 @@ def test_run_shell_reports_exit_code_output_and_time_limit(ws: Workspace) -> Non
     slow = RunShell(ws, timeout=0.2).run({"command": "sleep 5"})
     assert slow.is_error
     assert "timed out" in slow.content
+
+
+@pytest.mark.process
+def test_one_commands_clean_up_leaves_a_command_another_thread_started_alone(
+    ws: Workspace,
+) -> None:
+    """A worker runs sessions in threads: the first command's end stops what escaped it (its
+    orphans, reparented to agentctl), never the command a second thread started meanwhile."""
+    import threading
+    import time
+
+    def wait_for(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, "waited 30 s"
+            time.sleep(0.01)
+
+    results: dict[str, ToolOutcome] = {}
+
+    def run_in_thread(name: str, command: str) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: results.__setitem__(name, RunShell(ws).run({"command": command}))
+        )
+        thread.start()
+        return thread
+
+    first = run_in_thread("first", "touch first; while [ ! -e go ]; do sleep 0.02; done")
+    wait_for(lambda: (ws.root / "first").exists())  # its clean-up knows nothing of the second
+    second = run_in_thread(
+        "second", "touch second; while [ ! -e done ]; do sleep 0.02; done; echo ok"
+    )
+    wait_for(lambda: (ws.root / "second").exists())
+    (ws.root / "go").touch()
+    first.join(30)
+    (ws.root / "done").touch()
+    second.join(30)
+    assert results["first"].content.startswith("exit 0"), results["first"].content
+    assert results["second"].content.splitlines()[:2] == ["exit 0", "ok"], results["second"]
 
 
 def test_the_approval_policy(ws: Workspace) -> None:

@@ -119,13 +119,28 @@ def children(pid: int) -> set[int]:
     return found
 
 
+# The processes this agentctl started for commands (and the shells waiting to become one), from
+# every thread: a worker runs sessions in threads, and one command's clean-up must not take a
+# command another thread started meanwhile for one of its strays.
+_OWN: set[int] = set()
+_OWN_LOCK = threading.Lock()
+
+
+def _own(pid: int, mine: bool) -> None:
+    with _OWN_LOCK:
+        (_OWN.add if mine else _OWN.discard)(pid)
+
+
 def stop_escaped(known: set[int], rounds: int = 200) -> None:
     """KILL every child of this process not in `known` (orphans of a command that left its
     process group, reparented here) and everything below them, and reap them. Killed
     processes cannot fork, and their own orphans come here too, so this ends."""
     me = os.getpid()
     for _ in range(rounds):
-        strays = children(me) - known
+        with _OWN_LOCK:
+            alive = children(me)
+            _OWN.intersection_update(alive)  # the rest were reaped (a standby let go unused)
+            strays = alive - known - _OWN
         if not strays:
             return
         tree: set[int] = set()
@@ -211,15 +226,18 @@ class RunShell:
             self.sandbox.prepare(self._popen, self._key())
 
     def _popen(self, argv: list[str], stdin: int | None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            argv,
-            cwd=self.workspace.root,
-            stdin=subprocess.DEVNULL if stdin is None else stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(self.env) if self.env is not None else None,
-            start_new_session=True,  # its own process group, so it can be stopped whole
-        )
+        with _OWN_LOCK:  # known as ours before another thread's clean-up can look
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.workspace.root,
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(self.env) if self.env is not None else None,
+                start_new_session=True,  # its own process group, so it can be stopped whole
+            )
+            _OWN.add(proc.pid)
+        return proc
 
     def _key(self) -> Hashable:
         """What `_popen` depends on: a process made ahead for one shell serves only its like."""
@@ -249,6 +267,8 @@ class RunShell:
                 stop_group(proc, self.grace)
             if reaping:  # and what left the group: setsid, a daemon's double fork
                 stop_escaped(known | ({proc.pid} if proc is not None else set()))
+            if proc is not None:
+                _own(proc.pid, False)
             # Children that ignored TERM were KILLed, so the pipes close; don't wait longer.
             for stream in streams:
                 stream.join(self.grace)
