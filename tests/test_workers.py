@@ -558,3 +558,46 @@ def test_a_priority_the_database_cannot_hold_is_refused_before_a_session_is_made
         assert result.code == 2, result.stderr
         assert "Traceback" not in result.stderr
     assert sql(pg_url, "SELECT count(*) FROM agentctl.sessions") == [(0,)]
+
+
+def test_an_answer_is_never_given_to_a_question_a_rollback_put_back_in_its_place(
+    pg_url: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """`answer` gives "red" to "Which colour?"; before a worker takes it, a rollback from
+    another machine puts the session back at "Which day?". The worker must not hand "red" to
+    that question (an interactive resume never would): the session waits for an answer
+    again, and the stale one is not taken."""
+    from agentctl.usecases import common, runs
+
+    env = {"AGENTCTL_STORE": pg_url}
+    colour = ASK.replace("Which day?", "Which colour?")
+    task = task_file(tmp_path, "asks", PLAN + ASK + colour + FINISH)
+    settings = Settings.load(store=pg_url)
+    paused = runs.start_session(
+        settings,
+        common.read_task(str(task)),
+        max_turns=None,
+        ask=None,
+        on_event=lambda _event: None,
+        workspace=tmp_path,
+    )
+    sid = paused.session.info.id
+    day = max(c[0] for c in sql(pg_url, "SELECT id FROM agentctl.checkpoints"))
+    runs.resume_session(
+        settings, sid, answer="Monday", max_turns=None, ask=None, on_event=lambda _e: None
+    )
+    asked_colour = max(c[0] for c in sql(pg_url, "SELECT id FROM agentctl.checkpoints"))
+    assert run("answer", sid, "red", env=env).code == 0
+    back = run("rollback", sid, "--to", str(day), env=env)
+    assert back.code == 0, back.stderr
+    workers(worker_env(pg_url, tmp_path, "a"))
+    wait_for(lambda: statuses(pg_url)[sid] not in ("runnable", "running"), "looked at", 60)
+    given = sql(
+        pg_url,
+        "SELECT id FROM agentctl.checkpoints WHERE session_id = %s AND event = 'input_received'"
+        " AND id > %s",
+        sid,
+        asked_colour,
+    )
+    assert given == []  # "red" was not given to "Which day?"
+    assert statuses(pg_url)[sid] == "waiting"

@@ -363,11 +363,21 @@ class Worker:
         )
 
     def _answer(self, claim: Claim) -> str | None:
-        """The answer the claim carries, unless it was taken already (a worker that committed
-        it and died before saying so): an answer is given once."""
+        """The answer the claim carries, while the session still waits where it was answered:
+        not once it was taken (a worker that committed it and died before saying so), nor
+        when the head moved meanwhile (a rollback put another question in its place): an
+        answer is given once, and only to the question it was given for."""
         if claim.input is None or claim.input_for is None:
             return None
-        return None if self._taken(claim) else claim.input
+        head = self._db(lambda _c: self._store.head(claim.session_id)).id
+        if head != claim.input_for:
+            if not self._taken(claim):
+                self._say(
+                    f"{claim.session_id}: the answer given at checkpoint {claim.input_for} is "
+                    f"not for where it is now (checkpoint {head}): not given"
+                )
+            return None
+        return claim.input
 
     def _taken(self, claim: Claim) -> bool:
         from agentctl.domain.lifecycle import CheckpointKind
