@@ -705,3 +705,41 @@ def test_each_middle_layer_imports_nothing_above_it(layer: str) -> None:
         if i.startswith(ABOVE[layer]) and (module, i) not in EXCEPT
     }
     assert not wrong, sorted(wrong)
+
+
+def wire_wrappers(tree: ast.AST) -> list[int]:
+    """Lines that build or read OpenAI's `{"type": "function", "function": {...}}` wrapper:
+    the string "function" as a dict key, a subscript, a `.get` argument or a field name."""
+    return sorted(
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and node.value == "function"
+    )
+
+
+def test_only_the_model_adapters_know_openais_function_wrapper() -> None:
+    """Tools, control tools, the registry, the runner, token counts and `agentctl tools` /
+    `mcp check` hold a neutral ToolSpec (issue 23 item 2); only llm/ (the OpenAI adapter, and
+    the scripted server that parses the wire as any server does) words or reads the wrapper."""
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("llm/"):
+            continue
+        lines = wire_wrappers(ast.parse(path.read_text()))
+        if lines:
+            offenders[relative] = lines
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'x = {"type": "function", "function": {"name": n}}',
+        'name = schema["function"]["name"]',
+        'f = call.get("function") or {}',
+        'FIELDS = ("id", "type", "function")',
+    ],
+)
+def test_the_wrapper_check_sees_each_way_of_using_it(source: str) -> None:
+    assert wire_wrappers(ast.parse(source))

@@ -90,8 +90,21 @@ class Bench:
         return Runner(store or self.store, **self.runner_args)
 
     def schema_tokens(self) -> int:
-        schemas = json.dumps(prompts.CONTROL_TOOLS + self.runner_args["tools"].schemas())
-        return TiktokenCounter("gpt-4").count_text(schemas)
+        # As the tools were counted when the runner held them in OpenAI's wire form: the
+        # neutral ToolSpec must not change a count.
+        specs = prompts.CONTROL_TOOLS + self.runner_args["tools"].specs()
+        wire = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in specs
+        ]
+        return TiktokenCounter("gpt-4").count_text(json.dumps(wire))
 
 
 @pytest.fixture(params=["sqlite", "json"])

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.toolspec import ToolSpec
 from agentctl.errors import ModelError
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
 from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer
@@ -213,6 +214,6 @@ def test_tools_are_offered_with_tool_choice_auto() -> None:
     kept: list[dict[str, Any]] = []
     with ScriptedServer(ScriptedModel((FINISH,), kept=kept)) as srv:
         config = ModelConfig(model="m", base_url=srv.base_url, api_key=None, max_retries=0)
-        tools = [{"type": "function", "function": {"name": "finish", "parameters": {}}}]
+        tools = [ToolSpec("finish", "", {})]
         OpenAIModelClient(config).complete([Message(role="user", content="hi")], tools, print)
     assert kept[0]["tool_choice"] == "auto"

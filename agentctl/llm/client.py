@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from agentctl.domain.state import Message, Prepared
+    from agentctl.domain.toolspec import ToolSpec
     from agentctl.llm.replies import ModelReply, TextSink
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})  # HTTP answers worth a retry
@@ -208,7 +209,7 @@ class ModelClient(Protocol):
     def send(
         self,
         messages: Sequence[Message] | Prepared,
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
     ) -> PendingReply:

@@ -34,8 +34,10 @@ from agentctl.domain.state import (
     sendable_name,
     sent_content,
 )
+from agentctl.domain.toolspec import ToolSpec
 from agentctl.errors import ModelError
 from agentctl.llm.catalogue import REASONING_MODELS, output_limit_field
+from agentctl.llm.chat_form import wire_tools
 from agentctl.llm.client import (
     MAX_RETRY_AFTER_S,
     RETRY_STATUS,
@@ -269,7 +271,7 @@ class OpenAIModelClient:
     def send(
         self,
         messages: Sequence[Message] | Prepared,
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
     ) -> PendingReply:
@@ -284,7 +286,7 @@ class OpenAIModelClient:
     def complete(
         self,
         messages: Sequence[Message],
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec],
         on_text: TextSink,
         max_tokens: int | None = None,
     ) -> ModelReply:
@@ -293,7 +295,7 @@ class OpenAIModelClient:
     def _request(
         self,
         messages: Sequence[Message] | Prepared,
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec],
         max_tokens: int | None,
     ) -> bytes:
         """The request body. Built here, not by `chat.completions.create`: the SDK would walk
@@ -305,7 +307,7 @@ class OpenAIModelClient:
         if "stream_options" not in self._refused:  # else the server reports no usage
             fields["stream_options"] = {"include_usage": True}
         if tools:
-            fields.update(tools=list(tools), tool_choice="auto")
+            fields.update(tools=wire_tools(tools), tool_choice="auto")
         limit_field = self._output_field()
         if max_tokens is not None and limit_field is not None:
             fields[limit_field] = max_tokens

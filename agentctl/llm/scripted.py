@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentctl.domain.state import ScriptTurn
+from agentctl.domain.toolspec import ToolSpec
 from agentctl.errors import ModelError, TaskFileError
 from agentctl.loop import prompts
 
@@ -53,7 +54,7 @@ class ScriptedClient:
     def send(
         self,
         messages: Sequence[Message] | Prepared,
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
     ) -> PendingReply:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from agentctl.domain.state import sendable_arguments, sendable_name, sent_content
 from agentctl.llm import catalogue
+from agentctl.llm.chat_form import sent_provider_data
 
 if TYPE_CHECKING:
     from agentctl.domain.state import Message
@@ -49,16 +50,13 @@ class TokenCounter(Protocol):
     def bound_text(self, text: str) -> int: ...
 
 
-_CALL_FIELDS = ("id", "type", "function")
-
-
 def counted_text(message: Message) -> str:
     """What of a message is counted: its content as sent (state.sent_content) and its tool
     calls' names and arguments as sent, and provider data."""
     text = sent_content(message) or ""
     for call in message.tool_calls:
         text += sendable_name(call.name) + sendable_arguments(call.arguments)
-        extra = {k: v for k, v in (call.provider_data or {}).items() if k not in _CALL_FIELDS}
+        extra = sent_provider_data(call.provider_data)
         if extra:  # provider data sent back with the call (a thought signature: kilobytes)
             text += json.dumps(extra)
     return text

@@ -347,7 +347,7 @@ def _before_model_call(session: Session, facts: Facts) -> Action:
 
 # The control tools' argument schemas, checked as every work tool's are (tools/schema.py).
 _CONTROL_PARAMETERS: dict[str, dict[str, Any]] = {
-    t["function"]["name"]: t["function"]["parameters"] for t in prompts.CONTROL_TOOLS
+    t.name: t.parameters for t in prompts.CONTROL_TOOLS
 }
 
 

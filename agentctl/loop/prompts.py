@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentctl.domain.state import Message, sendable_arguments, sendable_name, sent_content
+from agentctl.domain.toolspec import ToolSpec
 
 SUBMIT_PLAN = "submit_plan"
 COMPLETE_STEP = "complete_step"
@@ -23,23 +24,20 @@ REMEMBER = "remember"
 
 def _function(
     name: str, description: str, properties: dict[str, Any], required: list[str]
-) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": properties,
-                "required": required,
-                "additionalProperties": False,
-            },
+) -> ToolSpec:
+    return ToolSpec(
+        name,
+        description,
+        {
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": False,
         },
-    }
+    )
 
 
-CONTROL_TOOLS: list[dict[str, Any]] = [
+CONTROL_TOOLS: list[ToolSpec] = [
     _function(
         SUBMIT_PLAN,
         "Submit the plan: the ordered steps that will achieve the goal. While executing, call it "
@@ -82,8 +80,8 @@ LEAN_WINDOW = 4096  # at this context window or less, the tools are offered lean
 _SCHEMA_EXTRAS = frozenset({"description", "additionalProperties", "minItems"})
 
 
-def lean_schemas(schemas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The tool schemas for a small window: each description cut to its first sentence, the
+def lean_schemas(specs: Sequence[ToolSpec]) -> list[ToolSpec]:
+    """The tools for a small window: each description cut to its first sentence, the
     parameters without their descriptions and constraints. The same tools and parameters:
     about 15 % fewer tokens (931 -> 793 for the eleven tools, cl100k_base)."""
 
@@ -95,17 +93,13 @@ def lean_schemas(schemas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         return value
 
     out = []
-    for schema in schemas:
-        function = dict(schema["function"])
-        first = str(function.get("description", "")).split(". ")[0].rstrip(".")
-        function["description"] = first + "." if first else ""
-        if "parameters" in function:
-            function["parameters"] = bare(function["parameters"])
-        out.append({**schema, "function": function})
+    for spec in specs:
+        first = spec.description.split(". ")[0].rstrip(".")
+        out.append(ToolSpec(spec.name, first + "." if first else "", bare(spec.parameters)))
     return out
 
 
-CONTROL_TOOL_NAMES = frozenset(t["function"]["name"] for t in CONTROL_TOOLS)
+CONTROL_TOOL_NAMES = frozenset(t.name for t in CONTROL_TOOLS)
 
 NUDGE = (
     "Please continue by calling one of the tools: complete_step when the current step is done, "

@@ -8,7 +8,6 @@ model call whose reply is stored, never a tool whose result is stored (design.md
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, assert_never
@@ -34,7 +33,9 @@ from agentctl.domain.state import (
     Task,
     valid_text,
 )
+from agentctl.domain.toolspec import ToolSpec
 from agentctl.errors import ModelError, WindowTooSmallError
+from agentctl.llm.chat_form import tools_text
 from agentctl.llm.client import ContextTooLongError, ModelClient, PendingReply
 from agentctl.llm.replies import ModelReply
 from agentctl.loop import control_tools, prompts
@@ -334,7 +335,7 @@ class Runner:
         bound = sum(map(counter.bound, messages)) + self._schema_bound()
         if bound > self._keeper.limit(Task(goal=info.spec.goal), approximate=True):
             return None  # counted first, then sent as every other request
-        return self._model_client().send(messages, self._tool_schemas(), self._reply_reserve())
+        return self._model_client().send(messages, self._tool_specs(), self._reply_reserve())
 
     def _send(self, session: Session) -> PendingReply:
         """The next request from the head. The schemas are counted first only when the
@@ -351,7 +352,7 @@ class Runner:
         else:
             messages = fit_request(session.messages, limit - tools)
         return client.send(
-            messages, self._tool_schemas(), self._reply_reserve(), session.task.refused_params
+            messages, self._tool_specs(), self._reply_reserve(), session.task.refused_params
         )
 
     def _reply_reserve(self) -> int | None:
@@ -431,14 +432,14 @@ class Runner:
 
     def _schema_count(self) -> int:
         if self._schema_tokens is None:
-            schemas = json.dumps(self._tool_schemas())
-            self._schema_tokens = self._journal.counter().count_text(schemas)
+            text = tools_text(self._tool_specs())
+            self._schema_tokens = self._journal.counter().count_text(text)
         return self._schema_tokens
 
     def _schema_bound(self) -> int:
         if self._schema_tokens is not None:
             return self._schema_tokens
-        return self._journal.counter().bound_text(json.dumps(self._tool_schemas()))
+        return self._journal.counter().bound_text(tools_text(self._tool_specs()))
 
     def _too_small(self, session: Session) -> str | None:
         """The window's problem when the conversation does not fit and the part compaction
@@ -476,11 +477,11 @@ class Runner:
             usage=usage,
         )
 
-    def _tool_schemas(self) -> list[dict[str, Any]]:
-        schemas = prompts.CONTROL_TOOLS + self._tools.schemas()
+    def _tool_specs(self) -> list[ToolSpec]:
+        specs = prompts.CONTROL_TOOLS + self._tools.specs()
         if self._budget is not None and self._budget.window <= prompts.LEAN_WINDOW:
-            return prompts.lean_schemas(schemas)
-        return schemas
+            return prompts.lean_schemas(specs)
+        return specs
 
     def _shrink_window(self, session: Session, exc: ContextTooLongError) -> Session:
         """The server refused the conversation as too long for its window: lower the session's

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentctl.domain.state import Message, Prepared, Usage
+from agentctl.domain.toolspec import ToolSpec
 from agentctl.llm.openai_chat import FORMAT, ModelReply, prepare, wire_conversation, wire_message
 from agentctl.loop.context import TOKENS_PER_MESSAGE
 
@@ -69,7 +70,7 @@ class ScriptedClient:
     def send(
         self,
         messages: Sequence[Message] | Prepared,
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec],
         max_tokens: int | None = None,
         refused: Sequence[str] = (),
     ) -> Answer:

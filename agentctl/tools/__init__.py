@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentctl.tools.base import CONFINED as CONFINED
 from agentctl.tools.base import NO_SUBJECT as NO_SUBJECT
@@ -30,10 +30,12 @@ from agentctl.tools.base import SubjectType as SubjectType
 from agentctl.tools.base import Tool as Tool
 from agentctl.tools.base import ToolOutcome as ToolOutcome
 from agentctl.tools.base import ToolSource as ToolSource
+from agentctl.tools.base import ToolSpec as ToolSpec
 from agentctl.tools.base import approval_subject as approval_subject
 from agentctl.tools.base import call_subject as call_subject
 from agentctl.tools.base import effects_of as effects_of
 from agentctl.tools.base import named_by as named_by
+from agentctl.tools.base import spec_of as spec_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -114,19 +116,10 @@ class ToolRegistry:
         self.settle()
         return sorted(self._tools)
 
-    def schemas(self) -> list[dict[str, Any]]:
+    def specs(self) -> list[ToolSpec]:
+        """The tools as the model is offered them (provider-neutral; an adapter words them)."""
         self.settle()
-        return [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                },
-            }
-            for t in self._tools.values()
-        ]
+        return [spec_of(t) for t in self._tools.values()]
 
 
 def work_tools(

@@ -6,10 +6,9 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    pass
+from agentctl.domain.toolspec import ToolSpec as ToolSpec
 
 
 class SideEffect(StrEnum):
@@ -133,3 +132,8 @@ class Tool(Protocol):
     def side_effect(self) -> SideEffect: ...
 
     def run(self, arguments: dict[str, Any]) -> ToolOutcome: ...
+
+
+def spec_of(tool: Tool) -> ToolSpec:
+    """The tool as the model is offered it (a ToolSpec: no provider's wire form)."""
+    return ToolSpec(tool.name, tool.description, tool.parameters)

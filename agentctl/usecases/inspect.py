@@ -4,7 +4,7 @@ history, verify, and the tools a task would get."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentctl.config import Settings
 from agentctl.domain.records import SessionView
@@ -17,6 +17,7 @@ from agentctl.usecases import wiring
 if TYPE_CHECKING:
     from agentctl.domain.records import SessionReport, ToolArgument, ToolInfo
     from agentctl.domain.state import Session, TaskSpec
+    from agentctl.domain.toolspec import ToolSpec
     from agentctl.tools import ToolRegistry
 
 
@@ -102,18 +103,17 @@ def _listed(
 ) -> list[ToolInfo]:
     from agentctl.domain.records import ToolInfo
     from agentctl.loop import prompts
-    from agentctl.tools import SideEffect, effects_of, named_by
+    from agentctl.tools import SideEffect, effects_of, named_by, spec_of
 
     listed = []
-    for schema in prompts.CONTROL_TOOLS:
-        f = schema["function"]
-        remember = f["name"] == prompts.REMEMBER
+    for control in prompts.CONTROL_TOOLS:
+        remember = control.name == prompts.REMEMBER
         ask = "asks unless --yes or allow names it" if remember else "never"
-        listed.append(ToolInfo(f["name"], f["description"], "control", _arguments(f), ask))
+        args = _arguments(control)
+        listed.append(ToolInfo(control.name, control.description, "control", args, ask))
     for name in registry.names:
         tool = registry.get(name)
         assert tool is not None
-        f = {"parameters": tool.parameters}
         if tool.side_effect is SideEffect.READ:
             ask = "never"
         elif yes:
@@ -127,14 +127,15 @@ def _listed(
         if effects.sandbox is not None:
             reach = ", with network" if effects.network else ""
             ask += f"; sandbox: {effects.sandbox}{reach}"
-        listed.append(ToolInfo(name, tool.description, tool.side_effect.value, _arguments(f), ask))
+        arguments = _arguments(spec_of(tool))
+        listed.append(ToolInfo(name, tool.description, tool.side_effect.value, arguments, ask))
     return listed
 
 
-def _arguments(function: dict[str, Any]) -> tuple[ToolArgument, ...]:
+def _arguments(spec: ToolSpec) -> tuple[ToolArgument, ...]:
     from agentctl.domain.records import ToolArgument
 
-    schema = function.get("parameters") or {}
+    schema = spec.parameters or {}
     required = set(schema.get("required") or ())
     out = []
     for name, prop in (schema.get("properties") or {}).items():

@@ -174,20 +174,14 @@ def check_server(settings: Settings, name: str) -> tuple[McpServerRow, list[McpT
         raise McpServerDown(exc.message + (f"; its log ends: {tail}" if tail else "")) from None
     try:
         status = source.status[name]
+        from agentctl.llm.chat_form import tool_text
         from agentctl.loop.context import TiktokenCounter
+        from agentctl.tools import spec_of
 
         counter = TiktokenCounter("gpt-4o")
         tools = []
         for tool in source.tools:
-            schema = {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description,
-                    "parameters": tool.parameters,
-                },
-            }
-            tokens = counter.count_text(json.dumps(schema))
+            tokens = counter.count_text(tool_text(spec_of(tool)))
             tools.append(
                 McpToolRow(
                     tool.name,
