@@ -719,8 +719,9 @@ def wire_wrappers(tree: ast.AST) -> list[int]:
 
 def test_only_the_model_adapters_know_openais_function_wrapper() -> None:
     """Tools, control tools, the registry, the runner, token counts and `agentctl tools` /
-    `mcp check` hold a neutral ToolSpec (issue 23 item 2); only llm/ (the OpenAI adapter, and
-    the scripted server that parses the wire as any server does) words or reads the wrapper."""
+    `mcp check` hold a neutral ToolSpec (issue 23 item 2); only llm/ (chat_form.py, which the
+    OpenAI adapter sends and the count counts, and the scripted server that parses the wire as
+    any server does) words or reads the wrapper."""
     offenders = {}
     for path in PACKAGE.rglob("*.py"):
         relative = path.relative_to(PACKAGE).as_posix()
