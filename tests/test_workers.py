@@ -601,3 +601,51 @@ def test_an_answer_is_never_given_to_a_question_a_rollback_put_back_in_its_place
     )
     assert given == []  # "red" was not given to "Which day?"
     assert statuses(pg_url)[sid] == "waiting"
+
+
+def test_a_worker_killed_mid_clone_leaves_no_folder_taken_for_a_checkout(tmp_path: Path) -> None:
+    """The first claim of a session with a repository is killed (-9) while git clones it: the
+    next claim on this machine must clone it again, not run the session in what the killed
+    clone left (a folder with half a .git, or an empty one)."""
+    import os
+    import sys
+    import types
+
+    from agentctl.store.pg_queue import Claim, Source
+    from agentctl.usecases.worker import Worker
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.txt").write_text("from the repository\n")
+    for args in (["init", "-q"], ["add", "a.txt"], ["commit", "-q", "-m", "one"]):
+        subprocess.run(
+            ["git", "-c", "user.name=a", "-c", "user.email=a@b", "-C", str(repo), *args],
+            check=True,
+        )
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "git").write_text(
+        '#!/bin/sh\nfor a; do t="$a"; done\nmkdir -p "$t/.git"\nexec sleep 60\n'
+    )
+    (slow / "git").chmod(0o755)
+    scratch = tmp_path / "scratch"
+    claim = Claim("s1", "default", None, None, Source(str(repo), None), 1)
+    code = (
+        "import pathlib, sys, types\n"
+        "from agentctl.store.pg_queue import Claim, Source\n"
+        "from agentctl.usecases.worker import Worker\n"
+        "me = types.SimpleNamespace(scratch=pathlib.Path(sys.argv[1]))\n"
+        "Worker._workspace(me, Claim('s1', 'default', None, None, Source(sys.argv[2]), 1))\n"
+    )
+    env = {**os.environ, "PATH": f"{slow}:{os.environ['PATH']}"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(scratch), str(repo)], env=env, start_new_session=True
+    )
+    try:
+        wait_for(lambda: any(scratch.glob("*/.git")), "the clone under way", 30)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    me = types.SimpleNamespace(scratch=scratch)
+    folder = Worker._workspace(me, claim)  # type: ignore[arg-type]
+    assert (folder / "a.txt").read_text() == "from the repository\n"

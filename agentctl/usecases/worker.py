@@ -441,34 +441,42 @@ class Worker:
                 raise UsageError(f"cannot check out {what!r}: not a repository or ref")
         folder = self.scratch / sid
         self.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fresh = not folder.exists()
-        folder.mkdir(exist_ok=True, mode=0o700)
-        if fresh and repo is not None:
-            git = ["git", "-c", "advice.detachedHead=false", *_GIT_PROTOCOLS]
-            env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+        if folder.exists():
+            return folder
+        if repo is None:
+            folder.mkdir(mode=0o700)
+            return folder
+        # Cloned beside it and renamed into place: a worker killed mid-clone leaves no folder
+        # the next claim here would take for a checkout.
+        import shutil
 
-            def git_run(*args: str) -> subprocess.CompletedProcess[str]:
-                # never a prompt, never the worker's terminal (fd::0 would read it)
-                return subprocess.run(
-                    [*git, *args],
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                    env=env,
-                )
+        cloning = self.scratch / f".{sid}.cloning"
+        shutil.rmtree(cloning, ignore_errors=True)
+        cloning.mkdir(mode=0o700)
+        git = ["git", "-c", "advice.detachedHead=false", *_GIT_PROTOCOLS]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
 
-            done = git_run("clone", "--quiet", "--", repo, str(folder))
-            if done.returncode == 0 and ref:
-                done = git_run("-C", str(folder), "checkout", "--quiet", ref, "--")
-            if done.returncode != 0:
-                import shutil
+        def git_run(*args: str) -> subprocess.CompletedProcess[str]:
+            # never a prompt, never the worker's terminal (fd::0 would read it)
+            return subprocess.run(
+                [*git, *args],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env,
+            )
 
-                shutil.rmtree(folder, ignore_errors=True)
-                raise UsageError(
-                    f"cannot check out {repo}{'@' + ref if ref else ''}: "
-                    f"{(done.stderr or '').strip()[-200:]}"
-                )
+        done = git_run("clone", "--quiet", "--", repo, str(cloning))
+        if done.returncode == 0 and ref:
+            done = git_run("-C", str(cloning), "checkout", "--quiet", ref, "--")
+        if done.returncode != 0:
+            shutil.rmtree(cloning, ignore_errors=True)
+            raise UsageError(
+                f"cannot check out {repo}{'@' + ref if ref else ''}: "
+                f"{(done.stderr or '').strip()[-200:]}"
+            )
+        cloning.rename(folder)
         return folder
 
 
