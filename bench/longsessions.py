@@ -35,7 +35,7 @@ def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> Non
     its conversation kept ready, its listing kept, its settings granted."""
     from agentctl.config import Settings
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
     from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
@@ -132,7 +132,7 @@ def history_on_a_terminal(root: Path, sizes: tuple[int, ...], runs: int) -> dict
 
 def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
     """`resume` to its first model request: a fresh session and one of `size` checkpoints."""
-    from agentctl.domain.state import ScriptTurn
+    from agentctl.domain.session import ScriptTurn
     from agentctl.llm.scripted import ScriptedServer
     from bench.startup import compiled
     from bench.ttfr import Clocked, first_request

@@ -81,7 +81,7 @@ def sdk_start(command: str) -> float:
 def ttfr(command: str, runs: int) -> dict[str, float]:
     """Without a server, with one, and the server's own start, in turn, round by round."""
     from agentctl.config import write_file
-    from agentctl.domain.state import ScriptTurn
+    from agentctl.domain.session import ScriptTurn
     from agentctl.llm.scripted import ScriptedServer
 
     model = Clocked((ScriptTurn(content="hi"),))

@@ -23,7 +23,7 @@ def timed(action: Any) -> tuple[float, Any]:
 
 
 def probe_agentctl(url: str) -> dict[str, float]:
-    import agentctl.domain.state
+    import agentctl.domain.session
     import agentctl.store.codec
     import agentctl.store.listing
     import agentctl.store.ready  # noqa: F401  (imported with the runner, before any session)

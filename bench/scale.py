@@ -67,7 +67,7 @@ def fast(store: Any) -> Any:
 
 def session_drafts(n: int, when: float, steps: int = 4) -> list[Any]:
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, Task, Usage
+    from agentctl.domain.session import Message, Task, Usage
     from agentctl.store.base import CheckpointDraft
 
     drafts = []
@@ -95,7 +95,7 @@ def session_drafts(n: int, when: float, steps: int = 4) -> list[Any]:
 
 def grow_sessions(store: Any, start: int, stop: int) -> None:
     """Sessions start..stop-1 (the first build also makes the three forks of TARGET)."""
-    from agentctl.domain.state import SessionInfo, TaskSpec
+    from agentctl.domain.session import SessionInfo, TaskSpec
 
     for n in range(start, stop):
         when = BASE + 60 * n
@@ -116,7 +116,7 @@ def long_session(store: Any, session_id: str, steps: int, branch_every: int = 0)
     """One session of `steps` checkpoints (a rollback of 10 every `branch_every` steps)."""
     from agentctl.domain.checkpoints import RollbackDetail
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.store.base import CheckpointDraft
 
     info = SessionInfo(id=session_id, spec=TaskSpec(goal="long"), model="m", created_at=stamp(BASE))
@@ -238,7 +238,7 @@ def floor_prune(db: sqlite3.Connection, cutoff: str) -> object:
 def floor_decode(db: sqlite3.Connection, session_id: str | None = None) -> int:
     """Every session's facts, every checkpoint's state and every message decoded once through
     the codec."""
-    from agentctl.domain.state import Message, SessionInfo, Task, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, Usage
     from agentctl.store.codec import decode
 
     where, args = (" WHERE session_id = ?", (session_id,)) if session_id else ("", ())

@@ -27,7 +27,7 @@ WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lim
 
 def build(url: str, sessions: int, messages: int = 100) -> None:
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
 

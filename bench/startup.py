@@ -16,7 +16,7 @@ from typing import Any
 
 
 def build_store(root: Path) -> tuple[str, str]:
-    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
 

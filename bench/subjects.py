@@ -73,7 +73,7 @@ class AgentctlSubject:
     ) -> None:
         """`url` names another store (PostgreSQL); `session` another session id."""
         from agentctl.domain.lifecycle import CheckpointKind, State
-        from agentctl.domain.state import SessionInfo, Task, TaskSpec, Usage
+        from agentctl.domain.session import SessionInfo, Task, TaskSpec, Usage
         from agentctl.store import open_store
         from agentctl.store.base import CheckpointDraft
 
@@ -101,7 +101,7 @@ class AgentctlSubject:
 
     def commit(self, step: int) -> None:
         from agentctl.domain.lifecycle import CheckpointKind, State
-        from agentctl.domain.state import Message
+        from agentctl.domain.session import Message
 
         draft = self._draft(
             parent=self.head,

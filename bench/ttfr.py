@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentctl.domain.state import ScriptTurn
+from agentctl.domain.session import ScriptTurn
 from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 from bench.startup import compiled, median_wall
 
@@ -48,7 +48,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
     """A session whose next action is a model call: new_task, then pairs of a model reply
     calling a tool and the tool's result."""
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
     from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft

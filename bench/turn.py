@@ -51,7 +51,7 @@ def script(turns: int, tool: str) -> list[dict[str, Any]]:
 def serve() -> None:
     """The scripted model, in a process of its own: its turns from stdin (one JSON line), its
     URL on stdout, until stdin closes."""
-    from agentctl.domain.state import ScriptTurn
+    from agentctl.domain.session import ScriptTurn
     from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 
     turns = tuple(ScriptTurn.model_validate(t) for t in json.loads(sys.stdin.readline()))
@@ -134,7 +134,7 @@ def instrument(clock: Clock) -> Callable[[], None]:
 
 def one_session(turns: int, tool: str, root: Path) -> dict[str, Any]:
     from agentctl.config import Settings
-    from agentctl.domain.state import TaskSpec
+    from agentctl.domain.session import TaskSpec
     from agentctl.terminal import render
     from agentctl.terminal.run_view import RunView
     from agentctl.usecases import runs

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentctl.domain.lifecycle import State
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     Approval,
     Checkpoint,
     Message,

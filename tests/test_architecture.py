@@ -97,7 +97,7 @@ BOTTOM = {
     "errors",
     "domain/lifecycle",
     "domain/checkpoints",
-    "domain/state",
+    "domain/session",
     "domain/records",
     "atomic",
     "faults",
@@ -138,10 +138,10 @@ RULES = {
     "terminal/ask": {"terminal/render", "domain/records", "store/base"},
     "terminal/describe": {"terminal/render", "domain/checkpoints"},
     "terminal/history_view": {"terminal/render", "terminal/describe", "store/base"},
-    "terminal/json_forms": {"terminal/render", "domain/records", "domain/state", "store/base"},
+    "terminal/json_forms": {"terminal/render", "domain/records", "domain/session", "store/base"},
     "terminal/notices": {"terminal/render", "domain/records"},
     "terminal/session_view": {"terminal/render", "domain/records"},
-    "terminal/tables": {"terminal/render", "domain/records", "domain/state", "store/base"},
+    "terminal/tables": {"terminal/render", "domain/records", "domain/session", "store/base"},
     # The run view and the JSON stream: the same events, drawn and written (issue 25).
     "terminal/run_view": {
         "terminal/render",
@@ -149,7 +149,7 @@ RULES = {
         "terminal/describe",
         "terminal/event_stream",
         "domain/records",
-        "domain/state",
+        "domain/session",
         "domain/checkpoints",
         "config",
     },
@@ -157,16 +157,16 @@ RULES = {
         "terminal/render",
         "terminal/json_forms",
         "domain/records",
-        "domain/state",
+        "domain/session",
         "domain/checkpoints",
     },
     "terminal/tools_list": {"terminal/render", "domain/records"},
-    "terminal/transcript": {"terminal/render", "domain/state", "loop/prompts"},
+    "terminal/transcript": {"terminal/render", "domain/session", "loop/prompts"},
     "errors": set(),
     "domain/lifecycle": {"errors"},
     "domain/checkpoints": {"domain/lifecycle"},
-    "domain/state": {"errors", "domain/lifecycle", "domain/checkpoints"},
-    "domain/records": {"domain/state", "loop/context", "store/base"},
+    "domain/session": {"errors", "domain/lifecycle", "domain/checkpoints"},
+    "domain/records": {"domain/session", "loop/context", "store/base"},
     "atomic": set(),
     "redact": set(),
 }
@@ -404,7 +404,7 @@ def test_run_sends_its_first_request_before_the_tokenizer_the_terminal_ui_or_the
 ) -> None:
     """Issue 15: nothing on the way to the first request that the request does not need: the
     vocabulary (0.1-0.2 s) and rich load while the model thinks."""
-    from agentctl.domain.state import ScriptTurn
+    from agentctl.domain.session import ScriptTurn
     from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 
     model = ScriptedModel(tuple(ScriptTurn(content="hi") for _ in range(4)))
@@ -583,7 +583,7 @@ def test_kind_means_a_checkpoint_kind() -> None:
         and "CheckpointKind" not in fields["kind"]
         and not name.split(".")[-1].startswith("Checkpoint")
     }
-    assert other == {"domain/state.PendingQuestion"}, other
+    assert other == {"domain/session.PendingQuestion"}, other
     enums = [name for name in classes if name.endswith("Kind")]
     assert enums == ["domain/lifecycle.CheckpointKind"], enums
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.domain.state import SessionInfo, Task, TaskSpec, Usage
+from agentctl.domain.session import SessionInfo, Task, TaskSpec, Usage
 from agentctl.store import open_store
 from agentctl.store.base import CheckpointDraft
 from tests.conftest import SAMPLES, Result, cli, run

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentctl.domain.state import Message, SessionInfo, Task, TaskSpec, ToolCall, UserProfile
+from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, ToolCall, UserProfile
 from agentctl.errors import InvalidStateError
 from agentctl.store import codec
 
@@ -109,13 +109,13 @@ def test_version_1_payloads_are_upgraded_nested_models_included() -> None:
 def test_every_versioned_model_has_a_complete_upgrade_chain() -> None:
     """A payload of any older version loads: an upgrade step exists for each version below the
     current one (a missing step would be a KeyError at load, found by a user first)."""
-    import agentctl.domain.state as state
+    import agentctl.domain.session as session_models
 
     versioned = [
         model
-        for model in vars(state).values()
+        for model in vars(session_models).values()
         if isinstance(model, type)
-        and issubclass(model, state._Model)
+        and issubclass(model, session_models._Model)
         and "schema_version" in model.model_fields
     ]
     assert {m.__name__ for m in versioned} >= {"Task", "TaskSpec", "SessionInfo", "Message"}

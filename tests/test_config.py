@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.config import Settings
-from agentctl.domain.state import ScriptTurn, TaskSpec
+from agentctl.domain.session import ScriptTurn, TaskSpec
 from agentctl.errors import ModelError, UsageError
 from agentctl.usecases import wiring
 from tests.conftest import SAMPLES, run

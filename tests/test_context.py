@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agentctl.domain.checkpoints import RollbackDetail
 from agentctl.domain.lifecycle import Outcome
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     Message,
     ScriptToolCall,
     ScriptTurn,

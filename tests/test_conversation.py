@@ -638,7 +638,7 @@ def test_agents_md_is_bounded_and_a_link_out_of_the_workspace_is_not_read(
 
 
 def model_env(tmp_path: Path, turns: int = 6) -> tuple[Any, dict[str, str]]:
-    from agentctl.domain.state import ScriptToolCall, ScriptTurn
+    from agentctl.domain.session import ScriptToolCall, ScriptTurn
     from agentctl.llm.scripted import ScriptedModel
 
     plan = ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments={"steps": ["x"]}),))

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentctl.domain.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.session import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.errors import ModelError
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
 from agentctl.llm.scripted import ScriptedModel, ScriptedServer

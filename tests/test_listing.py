@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.domain.state import Message, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.session import Message, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointSummary

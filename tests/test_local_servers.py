@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.session import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient, output_limit_field
 from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 from agentctl.loop.context import (

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.session import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.domain.toolspec import ToolSpec
 from agentctl.errors import ModelError
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient

@@ -15,7 +15,7 @@ import pytest
 
 from agentctl.domain.checkpoints import RollbackDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     Message,
     Prepared,
     ScriptTurn,
@@ -320,7 +320,7 @@ def test_a_request_that_cannot_be_encoded_is_one_model_error_and_nothing_is_sent
 
 def finish_script() -> tuple[ScriptTurn, ...]:
     """Replies by turn index: fillers for the built turns, then a plan and the finish."""
-    from agentctl.domain.state import ScriptToolCall
+    from agentctl.domain.session import ScriptToolCall
 
     filler = (ScriptTurn(content="unused"),) * PAIRS
     plan = ScriptTurn(tool_calls=(ScriptToolCall(name="submit_plan", arguments={"steps": ["x"]}),))

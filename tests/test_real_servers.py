@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.session import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
 from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 from agentctl.loop.context import Budget
@@ -483,7 +483,7 @@ def test_tools_and_goal_larger_than_the_window_are_an_error_at_start(
 
 
 def test_provider_data_is_stored_versioned_and_older_messages_still_load() -> None:
-    from agentctl.domain.state import Message, ToolCall
+    from agentctl.domain.session import Message, ToolCall
     from agentctl.llm.openai_chat import wire_message
     from agentctl.loop.context import counted_text
     from agentctl.store import codec

@@ -13,7 +13,7 @@ from rich.markup import render as rich_render
 
 from agentctl.domain.checkpoints import RollbackDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
-from agentctl.domain.state import SessionInfo, Task, TaskSpec, Usage
+from agentctl.domain.session import SessionInfo, Task, TaskSpec, Usage
 from agentctl.store import open_store
 from agentctl.store.base import CheckpointDraft, CheckpointSummary
 from agentctl.terminal import history_view, render

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentctl.domain.lifecycle import Outcome, State
-from agentctl.domain.state import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.session import Checkpoint, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.errors import ModelError
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
 from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentctl.domain.lifecycle import State
-from agentctl.domain.state import Message, SessionInfo, TaskSpec, ToolCall
+from agentctl.domain.session import Message, SessionInfo, TaskSpec, ToolCall
 from agentctl.loop.context import Budget
 from agentctl.loop.runner import Runner, Stop
 from agentctl.store import Store, open_store

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.config import Settings
-from agentctl.domain.state import TaskSpec
+from agentctl.domain.session import TaskSpec
 from agentctl.tools import effects_of
 from agentctl.tools.files import Workspace
 from agentctl.tools.sandbox import Sandbox, pids_cgroups, probe, secrets_of

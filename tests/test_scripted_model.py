@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn
+from agentctl.domain.session import Message, ScriptToolCall, ScriptTurn
 from agentctl.errors import ModelError
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
 from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer

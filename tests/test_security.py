@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from agentctl.config import Settings, redact_url, tool_environment, write_file
-from agentctl.domain.state import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.domain.session import Message, ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec
 from agentctl.errors import ModelError, UsageError
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
 from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer

@@ -11,7 +11,7 @@ import pytest
 
 from agentctl.domain.checkpoints import CompactionDetail, RollbackDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
-from agentctl.domain.state import Message
+from agentctl.domain.session import Message
 from agentctl.store import Store, open_store
 from agentctl.store.base import CheckpointDraft
 from agentctl.testing.postgres import PASSWORD

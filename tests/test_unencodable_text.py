@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agentctl.domain.state import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec, valid_text
+from agentctl.domain.session import ScriptToolCall, ScriptTurn, SessionInfo, TaskSpec, valid_text
 from agentctl.domain.tasks import goal_task
 from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
 from agentctl.llm.scripted import ScriptedModel, ScriptedServer

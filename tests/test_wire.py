@@ -9,7 +9,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentctl.domain.state import Message, ToolCall
+from agentctl.domain.session import Message, ToolCall
 from agentctl.llm.openai_chat import _Encoder, wire_conversation
 
 TEXT = st.text(alphabet='ab \n"é🙂', max_size=6)
@@ -78,7 +78,7 @@ def test_adjacent_texts_merge_across_requests() -> None:
 def test_a_finish_reason_is_the_loops_word_whatever_the_server_said() -> None:
     """The adapter maps a server's reasons to FinishReason (the loop compares no provider
     strings); a reason it does not know is OTHER, and an older store's word reads so too."""
-    from agentctl.domain.state import FinishReason
+    from agentctl.domain.session import FinishReason
     from agentctl.llm.replies import collect
 
     def reply(reason: str) -> Message:

@@ -413,7 +413,7 @@ def test_a_429_one_worker_gets_holds_the_server_back_for_every_worker(pg_url: st
     next request reserves its slot after it."""
     import psycopg
 
-    from agentctl.domain.state import Message, ScriptTurn
+    from agentctl.domain.session import Message, ScriptTurn
     from agentctl.llm.openai_chat import ModelConfig, OpenAIModelClient
     from agentctl.llm.scripted import Fault, ScriptedModel, ScriptedServer
     from agentctl.store import pg_queue

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Checkpoint, Message, Session
+    from agentctl.domain.session import Checkpoint, Message, Session
     from agentctl.loop.context import Budget
     from agentctl.store.base import SessionSummary
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentctl.domain.state import TaskSpec, valid_text
+from agentctl.domain.session import TaskSpec, valid_text
 from agentctl.errors import TaskFileError
 
 

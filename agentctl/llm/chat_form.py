@@ -1,7 +1,7 @@
 """The Chat Completions form of the tools offered and of a tool call's fields, shared by the
 OpenAI adapter (openai_chat.py, which sends it) and the token count (loop/context.py, which
 counts what is sent: the cookbook's figure is of this form). The loop holds provider-neutral
-values (domain/toolspec.py's ToolSpec, domain/state.py's ToolCall) and does not import the
+values (domain/toolspec.py's ToolSpec, domain/session.py's ToolCall) and does not import the
 adapter; nothing outside llm/ words or reads the `"function"` wrapper (tests/test_architecture).
 """
 

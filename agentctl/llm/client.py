@@ -25,7 +25,7 @@ from agentctl.errors import ModelError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from agentctl.domain.state import Message, Prepared
+    from agentctl.domain.session import Message, Prepared
     from agentctl.domain.toolspec import ToolSpec
     from agentctl.llm.replies import ModelReply, TextSink
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     Message,
     Prepared,
     sendable_arguments,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentctl.domain.state import FinishReason, Message, ToolCall, Usage
+from agentctl.domain.session import FinishReason, Message, ToolCall, Usage
 from agentctl.errors import ModelError
 
 TextSink = Callable[[str], None]

@@ -23,13 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agentctl.domain.state import ScriptTurn
+from agentctl.domain.session import ScriptTurn
 from agentctl.domain.toolspec import ToolSpec
 from agentctl.errors import ModelError, TaskFileError
 from agentctl.loop import prompts
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Message, Prepared
+    from agentctl.domain.session import Message, Prepared
     from agentctl.llm.client import ModelClient, PendingReply
     from agentctl.llm.replies import ModelReply, TextSink
 

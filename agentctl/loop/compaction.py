@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from agentctl.domain.checkpoints import CompactionDetail
 from agentctl.domain.lifecycle import CheckpointKind
-from agentctl.domain.state import Message, Session, Task
+from agentctl.domain.session import Message, Session, Task
 from agentctl.loop import prompts
 from agentctl.loop.context import (
     MIN_ROOM,

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentctl.domain.state import sendable_arguments, sendable_name, sent_content
+from agentctl.domain.session import sendable_arguments, sendable_name, sent_content
 from agentctl.llm import catalogue
 from agentctl.llm.chat_form import sent_provider_data
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Message
+    from agentctl.domain.session import Message
 
 # Per-message framing overhead of the Chat Completions format (OpenAI cookbook figure).
 TOKENS_PER_MESSAGE = 3

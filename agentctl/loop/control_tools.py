@@ -26,7 +26,7 @@ from agentctl.domain.checkpoints import (
     StepDetail,
 )
 from agentctl.domain.lifecycle import CheckpointKind, Event, Outcome, State, transition
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     EarlierGoal,
     FinishReason,
     Message,

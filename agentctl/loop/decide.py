@@ -23,7 +23,7 @@ from typing import Any
 
 from agentctl.domain.checkpoints import ToolDetail
 from agentctl.domain.lifecycle import CheckpointKind, Event, State, transition
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     FinishReason,
     Message,
     PendingQuestion,

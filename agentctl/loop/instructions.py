@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentctl.domain.state import InstructionsFile, valid_text
+from agentctl.domain.session import InstructionsFile, valid_text
 from agentctl.errors import UsageError
 
 FILE_NAME = "AGENTS.md"

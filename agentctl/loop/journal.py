@@ -16,7 +16,7 @@ from agentctl import faults
 from agentctl.domain.checkpoints import Detail, ErrorDetail, ToolDetail
 from agentctl.domain.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.domain.records import Checkpointed, RunEvent
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     Message,
     Session,
     SessionInfo,

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agentctl.domain.state import Message, sendable_arguments, sendable_name, sent_content
+from agentctl.domain.session import Message, sendable_arguments, sendable_name, sent_content
 from agentctl.domain.toolspec import ToolSpec
 
 SUBMIT_PLAN = "submit_plan"

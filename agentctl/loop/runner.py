@@ -23,7 +23,7 @@ from agentctl.domain.records import (
     TextDelta,
     TurnUsage,
 )
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     InstructionsFile,
     Message,
     PendingQuestion,
@@ -75,7 +75,7 @@ from agentctl.store.ready import keep_ready, load_head, owner_of
 from agentctl.tools import ToolRegistry
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import McpOffer
+    from agentctl.domain.session import McpOffer
     from agentctl.store.lease import Lease
     from agentctl.workspace.snapshots import Snapshots
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from agentctl.domain.checkpoints import InputDetail, QuestionDetail, ToolDetail
 from agentctl.domain.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.domain.records import ToolStarted
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     Approval,
     Grant,
     Message,

@@ -19,7 +19,7 @@ from agentctl.domain.lifecycle import CheckpointKind, State
 
 if TYPE_CHECKING:
     from agentctl.domain.records import SearchHit
-    from agentctl.domain.state import (
+    from agentctl.domain.session import (
         Checkpoint,
         Message,
         Session,
@@ -472,7 +472,7 @@ def plan_append(
     one transaction; the plan is the same whichever backend made it, so a session copied
     between stores keeps its ids."""
     from agentctl.domain.checkpoints import payload
-    from agentctl.domain.state import Checkpoint
+    from agentctl.domain.session import Checkpoint
 
     tip = parent_tip if draft.parent is not None else None
     if draft.keep_messages is not None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from agentctl.domain.state import Message
+from agentctl.domain.session import Message
 from agentctl.errors import InvalidStateError
 
 M = TypeVar("M", bound=BaseModel)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from agentctl.errors import StoreError, UnknownCheckpointError, UsageError
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Checkpoint, Message
+    from agentctl.domain.session import Checkpoint, Message
     from agentctl.store.base import CheckpointDraft, Store
 
 # One checkpoint and the messages it added, as (id, parent id, message).

@@ -30,7 +30,7 @@ from agentctl.store.overview import OverviewDefaults
 
 if TYPE_CHECKING:
     from agentctl.domain.records import SearchHit
-    from agentctl.domain.state import Checkpoint, Message, Session, SessionInfo, UserProfile
+    from agentctl.domain.session import Checkpoint, Message, Session, SessionInfo, UserProfile
     from agentctl.store.base import Store
     from agentctl.store.lease import Lease
     from agentctl.store.listing import KeptListing

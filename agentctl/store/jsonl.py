@@ -58,7 +58,7 @@ from agentctl.store.jsonl_files import (
 from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Checkpoint, Session, SessionInfo, UserProfile
+    from agentctl.domain.session import Checkpoint, Session, SessionInfo, UserProfile
     from agentctl.store.base import Store
     from agentctl.store.ready import ReadyConversation
 
@@ -341,7 +341,7 @@ class JsonlStore(BaseStore):
     # -- reads ----------------------------------------------------------------------------
 
     def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
-        from agentctl.domain.state import Checkpoint, Session, SessionInfo
+        from agentctl.domain.session import Checkpoint, Session, SessionInfo
         from agentctl.store.codec import decode, decode_messages
 
         path = self._dir(session_id)
@@ -365,7 +365,7 @@ class JsonlStore(BaseStore):
         return Session(info=info, checkpoint=checkpoint, messages=messages)
 
     def get_checkpoint(self, session_id: str, checkpoint_id: int) -> Checkpoint:
-        from agentctl.domain.state import Checkpoint
+        from agentctl.domain.session import Checkpoint
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -376,7 +376,7 @@ class JsonlStore(BaseStore):
             return decode(Checkpoint, entries[checkpoint_id - 1]["checkpoint"], where=session_id)
 
     def info(self, session_id: str) -> SessionInfo:
-        from agentctl.domain.state import SessionInfo
+        from agentctl.domain.session import SessionInfo
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -386,7 +386,7 @@ class JsonlStore(BaseStore):
             )
 
     def head(self, session_id: str) -> Checkpoint:
-        from agentctl.domain.state import Checkpoint
+        from agentctl.domain.session import Checkpoint
         from agentctl.store.codec import decode
 
         path = self._dir(session_id)
@@ -451,7 +451,7 @@ class JsonlStore(BaseStore):
             ]
 
     def message_links(self, session_id: str) -> MessageLinks:
-        from agentctl.domain.state import Checkpoint, Message
+        from agentctl.domain.session import Checkpoint, Message
         from agentctl.errors import AgentctlError
         from agentctl.store.codec import decode
 
@@ -575,7 +575,7 @@ class JsonlStore(BaseStore):
         return problems
 
     def load_profile(self) -> UserProfile:
-        from agentctl.domain.state import UserProfile
+        from agentctl.domain.session import UserProfile
         from agentctl.store.codec import decode
 
         path = self.root / "profile.json"

@@ -1,7 +1,7 @@
 """An in-process store: the reference behaviour of the contract, and the fastest for unit tests.
 
 Also what a command that makes no store reads where the default store was not made yet
-(common.opened_store): so an empty one costs no pydantic import (agentctl.domain.state is
+(common.opened_store): so an empty one costs no pydantic import (agentctl.domain.session is
 loaded by the methods that build a state).
 """
 
@@ -22,7 +22,7 @@ from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Checkpoint, Message, Session, SessionInfo, UserProfile
+    from agentctl.domain.session import Checkpoint, Message, Session, SessionInfo, UserProfile
 
 
 class MemoryStore(BaseStore):
@@ -88,7 +88,7 @@ class MemoryStore(BaseStore):
             while tip is not None:
                 tip, message = self._messages[session_id][tip]
                 chain.append(message)
-            from agentctl.domain.state import Session
+            from agentctl.domain.session import Session
 
             return Session(
                 info=self._info[session_id], checkpoint=checkpoint, messages=tuple(reversed(chain))
@@ -151,7 +151,7 @@ class MemoryStore(BaseStore):
                 del self._leases[session_id]
 
     def load_profile(self) -> UserProfile:
-        from agentctl.domain.state import UserProfile
+        from agentctl.domain.session import UserProfile
 
         return self._profile or UserProfile()
 

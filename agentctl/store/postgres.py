@@ -45,7 +45,7 @@ from agentctl.store.sql import SQLReads
 if TYPE_CHECKING:
     import psycopg
 
-    from agentctl.domain.state import Checkpoint, SessionInfo, UserProfile
+    from agentctl.domain.session import Checkpoint, SessionInfo, UserProfile
     from agentctl.store.base import Store
 
 PROFILE_RETRIES = 30
@@ -534,7 +534,7 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
         return self._read_profile()[1]
 
     def _read_profile(self) -> tuple[int | None, UserProfile]:
-        from agentctl.domain.state import UserProfile
+        from agentctl.domain.session import UserProfile
         from agentctl.store.codec import decode
 
         with self._errors():

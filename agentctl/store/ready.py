@@ -28,11 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agentctl.domain.state import Prepared
+from agentctl.domain.session import Prepared
 from agentctl.store.base import gc_paused
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Message, Session, SessionInfo
+    from agentctl.domain.session import Message, Session, SessionInfo
     from agentctl.store.base import Store
 
 # Below this many messages a conversation loads in about a millisecond: not worth a write.
@@ -60,7 +60,7 @@ class ReadyConversation:
     def of(
         cls, info: SessionInfo, messages: Sequence[Message], tip: int, prepared: Prepared
     ) -> ReadyConversation:
-        from agentctl.domain.state import newest_turn
+        from agentctl.domain.session import newest_turn
         from agentctl.store.codec import encode_messages
 
         fields = (
@@ -188,7 +188,7 @@ def load_head(store: Store, session_id: str) -> Session:
     """The session at its head for the next request: from the ready conversation when it is
     the head's (its messages read from `store` when first asked for: while it is open), else
     from the messages."""
-    from agentctl.domain.state import Session
+    from agentctl.domain.session import Session
 
     copy = store.ready_conversation(session_id)
     if copy is not None:

@@ -27,7 +27,7 @@ from agentctl.store.base import (
 )
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Checkpoint, Message, Session, SessionInfo
+    from agentctl.domain.session import Checkpoint, Message, Session, SessionInfo
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
 
@@ -61,7 +61,7 @@ class SQLReads:
         return rows[0] if rows else None
 
     def info(self, session_id: str) -> SessionInfo:
-        from agentctl.domain.state import SessionInfo
+        from agentctl.domain.session import SessionInfo
         from agentctl.store.codec import decode
 
         with self._reading(session_id):
@@ -98,7 +98,7 @@ class SQLReads:
     def load(self, session_id: str, checkpoint_id: int | None = None) -> Session:
         """The conversation as one range of the session's messages, walked by chain_array and
         validated in one call (~5x faster than a validation per message at 1,000)."""
-        from agentctl.domain.state import Session
+        from agentctl.domain.session import Session
         from agentctl.store.codec import decode_messages
 
         with self._reading(session_id):
@@ -169,7 +169,7 @@ class SQLReads:
     def message_links(self, session_id: str) -> MessageLinks:
         """Every checkpoint and every message of the session read once, each decoded once:
         O(checkpoints + messages). What does not decode is reported, not raised."""
-        from agentctl.domain.state import Message
+        from agentctl.domain.session import Message
         from agentctl.errors import AgentctlError
         from agentctl.store.codec import decode, decode_messages
 
@@ -244,7 +244,7 @@ class SQLReads:
 def checkpoint_of(session_id: str, row: Sequence[Any]) -> Checkpoint:
     """A checkpoint from its row (CHECKPOINT's columns). A row that does not validate raises
     pydantic's ValidationError, a ValueError: the caller's `_reading` makes it a StoreError."""
-    from agentctl.domain.state import Checkpoint, Task, Usage
+    from agentctl.domain.session import Checkpoint, Task, Usage
     from agentctl.store.codec import decode
 
     where = f"session {session_id} checkpoint {row[0]}"

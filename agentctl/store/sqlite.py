@@ -48,7 +48,7 @@ from agentctl.store.sqlite_overview import SQLiteOverview
 
 if TYPE_CHECKING:
     from agentctl.domain.records import SearchHit
-    from agentctl.domain.state import Checkpoint, SessionInfo, UserProfile
+    from agentctl.domain.session import Checkpoint, SessionInfo, UserProfile
     from agentctl.store.base import Store
 
 BUSY_TIMEOUT_S = 10.0
@@ -529,7 +529,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         return problems
 
     def load_profile(self) -> UserProfile:
-        from agentctl.domain.state import UserProfile
+        from agentctl.domain.session import UserProfile
         from agentctl.store.codec import decode
 
         with _translated(self.path):
@@ -537,7 +537,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         return UserProfile() if row is None else decode(UserProfile, row[0], where="profile")
 
     def update_profile(self, change: Callable[[UserProfile], UserProfile]) -> UserProfile:
-        from agentctl.domain.state import UserProfile
+        from agentctl.domain.session import UserProfile
         from agentctl.store.codec import decode, encode
 
         try:

@@ -19,7 +19,7 @@ from agentctl.store.base import CheckpointDraft
 if TYPE_CHECKING:
     from agentctl.domain.checkpoints import Detail
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.state import Checkpoint, Message, SessionInfo, Task, Usage
+    from agentctl.domain.session import Checkpoint, Message, SessionInfo, Task, Usage
     from agentctl.store.base import Store
     from agentctl.store.lease import Lease
 

@@ -22,7 +22,7 @@ from agentctl.terminal.render import UNSAFE
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent, RunReport, SessionStarted, ToolStarted
-    from agentctl.domain.state import Checkpoint, Message
+    from agentctl.domain.session import Checkpoint, Message
 
 VERSION = 1
 OUTPUT_CHARS = 4_000  # of a tool's output in a `tool.finished` event (the store has it all)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         UsageRow,
         WorkspaceDiff,
     )
-    from agentctl.domain.state import UserProfile
+    from agentctl.domain.session import UserProfile
     from agentctl.store.base import CheckpointSummary, SessionSummary
 
 

@@ -26,7 +26,7 @@ from agentctl.terminal.render import err, escape, fit, human_bytes, note, plural
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent, RunReport, SessionStarted, ToolStarted, TurnUsage
-    from agentctl.domain.state import Checkpoint, Message, PendingQuestion
+    from agentctl.domain.session import Checkpoint, Message, PendingQuestion
 
 DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         SharedSnapshots,
         UsageRow,
     )
-    from agentctl.domain.state import UserProfile
+    from agentctl.domain.session import UserProfile
     from agentctl.store.base import SessionSummary
 
 

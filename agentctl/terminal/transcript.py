@@ -24,7 +24,7 @@ from agentctl.loop.prompts import compacted_replies
 from agentctl.terminal.render import visible
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Message, Session
+    from agentctl.domain.session import Message, Session
 
 RESULT_LINES = 12  # of a tool result or the system prompt: the first 8 and the last 4
 RESULT_CHARS = 2_000

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agentctl.domain.state import Message, Prepared, Usage
+from agentctl.domain.session import Message, Prepared, Usage
 from agentctl.domain.toolspec import ToolSpec
 from agentctl.llm.openai_chat import FORMAT, ModelReply, prepare, wire_conversation, wire_message
 from agentctl.loop.context import TOKENS_PER_MESSAGE

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.domain.lifecycle import State
-from agentctl.domain.state import Usage
+from agentctl.domain.session import Usage
 from agentctl.store import Store
 from agentctl.store.base import SessionSummary
 from agentctl.store.core import capabilities

@@ -29,7 +29,7 @@ import pytest
 
 from agentctl.domain.checkpoints import CompactionDetail, ReplyDetail
 from agentctl.domain.lifecycle import CheckpointKind, Outcome, State
-from agentctl.domain.state import (
+from agentctl.domain.session import (
     Message,
     Prepared,
     SessionInfo,
@@ -686,7 +686,7 @@ class CopySpec(SpecBase):
 
     def branchy(self, store: Store, session_id: str = "src001") -> None:
         """Work, a rollback, a compaction, and an approval on one checkpoint."""
-        from agentctl.domain.state import Approval
+        from agentctl.domain.session import Approval
 
         store.create_session(info(session_id), draft(None, 1, "m1", "m2"))
         for n in range(2, 6):

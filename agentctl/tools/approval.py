@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from agentctl.domain.state import Grant
+    from agentctl.domain.session import Grant
     from agentctl.tools.base import Subject, Tool
 
 # Characters that make `sh -c` do more than run one program with arguments: chaining (; & |),

@@ -23,7 +23,7 @@ from agentctl.tools.base import OUTSIDE, Effects, SideEffect, ToolOutcome
 
 if TYPE_CHECKING:
     from agentctl.domain.checkpoints import McpToolsDetail
-    from agentctl.domain.state import McpOffer
+    from agentctl.domain.session import McpOffer
     from agentctl.tools import ToolRegistry
     from agentctl.tools.mcp_client import McpHub, RemoteTool, ServerStatus
 
@@ -134,7 +134,7 @@ class McpSource:
         import hashlib
         import json
 
-        from agentctl.domain.state import McpOffer
+        from agentctl.domain.session import McpOffer
 
         out = []
         for name, st in self.status.items():

@@ -25,7 +25,7 @@ from agentctl.store import Store, open_store
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent
-    from agentctl.domain.state import PendingQuestion, TaskSpec
+    from agentctl.domain.session import PendingQuestion, TaskSpec
     from agentctl.llm.client import Pace
     from agentctl.loop.runner import Ask
     from agentctl.store.lease import Lease
@@ -165,7 +165,7 @@ def follow(
 
     from agentctl.domain.lifecycle import State
     from agentctl.domain.records import Checkpointed
-    from agentctl.domain.state import Message
+    from agentctl.domain.session import Message
 
     seen = store.head(session_id)
     before: tuple[Message, ...] | None = None

@@ -16,7 +16,7 @@ from agentctl.usecases import wiring
 
 if TYPE_CHECKING:
     from agentctl.domain.records import SessionReport, ToolArgument, ToolInfo
-    from agentctl.domain.state import Session, TaskSpec
+    from agentctl.domain.session import Session, TaskSpec
     from agentctl.domain.toolspec import ToolSpec
     from agentctl.tools import ToolRegistry
 
@@ -87,7 +87,7 @@ def session_history(settings: Settings, prefix: str) -> tuple[str, list[Checkpoi
 def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[ToolInfo]:
     """The tools a task would get (the control tools, then the work tools), with their
     arguments, side-effect class and when a call asks first."""
-    from agentctl.domain.state import TaskSpec
+    from agentctl.domain.session import TaskSpec
 
     spec = read_task(task) if task else TaskSpec(goal="(none)")
     root = str(Path.cwd())

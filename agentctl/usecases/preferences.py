@@ -11,7 +11,7 @@ from agentctl.errors import UsageError
 from agentctl.usecases.common import opened_store
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import UserProfile
+    from agentctl.domain.session import UserProfile
 
 
 def show_profile(settings: Settings) -> UserProfile:

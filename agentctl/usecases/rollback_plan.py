@@ -25,7 +25,7 @@ from agentctl.errors import RollbackTargetError
 from agentctl.store.base import ancestors
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Task, Usage
+    from agentctl.domain.session import Task, Usage
     from agentctl.store.base import CheckpointDraft, CheckpointSummary, Store
 
 

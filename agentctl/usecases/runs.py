@@ -41,7 +41,7 @@ from agentctl.usecases.common import (
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent
-    from agentctl.domain.state import McpOffer, SessionInfo, TaskSpec
+    from agentctl.domain.session import McpOffer, SessionInfo, TaskSpec
     from agentctl.tools import Effects, ToolRegistry
     from agentctl.usecases.trust import Trust
     from agentctl.workspace.snapshots import Snapshots
@@ -67,7 +67,7 @@ def start_session(
     """Start a session and run it here; with `detach`, record it and queue it for a worker
     (PostgreSQL only): nothing runs here and no model is called."""
     from agentctl.config import parse_value
-    from agentctl.domain.state import SessionInfo, Task
+    from agentctl.domain.session import SessionInfo, Task
     from agentctl.loop import prompts
 
     if detach is not None:
@@ -495,7 +495,7 @@ def _accept_settings(
             f"session {info.id} came from elsewhere (an import, a move, or a store another "
             f"user writes). Continue it here with its settings: {shown}? [y/N]"
         )
-        from agentctl.domain.state import PendingQuestion
+        from agentctl.domain.session import PendingQuestion
 
         asked = PendingQuestion(question=question, tool_call_id=None)
         answer = ask(asked, lambda: False) if ask is not None else None

@@ -31,7 +31,7 @@ from agentctl.usecases.wiring import price as wiring_price
 if TYPE_CHECKING:
     from agentctl.config import Settings
     from agentctl.domain.records import RunEvent, RunReport, SearchHit
-    from agentctl.domain.state import SessionInfo
+    from agentctl.domain.session import SessionInfo
     from agentctl.store.base import SessionSummary, Store
     from agentctl.workspace.snapshots import Snapshots
 

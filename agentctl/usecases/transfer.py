@@ -31,7 +31,7 @@ from agentctl.errors import StoreError, UnknownSessionError, UsageError
 
 if TYPE_CHECKING:
     from agentctl.config import Settings
-    from agentctl.domain.state import Checkpoint, Message, SessionInfo
+    from agentctl.domain.session import Checkpoint, Message, SessionInfo
     from agentctl.store.base import Store
     from agentctl.store.lease import Lease
 
@@ -117,7 +117,7 @@ def stream_lines(stream: BinaryIO, source: str) -> Iterator[str]:
 
 def read_export(lines: Iterable[str], source: str) -> Exported:
     """Parse and validate an export; UsageError naming the line for anything else."""
-    from agentctl.domain.state import Checkpoint, Message
+    from agentctl.domain.session import Checkpoint, Message
     from agentctl.store.codec import decode
 
     info: SessionInfo | None = None
@@ -178,7 +178,7 @@ def _labels(entry: dict[str, Any], where: str) -> tuple[str | None, tuple[str, .
 
 
 def _header(entry: dict[str, Any], where: str) -> SessionInfo:
-    from agentctl.domain.state import SessionInfo
+    from agentctl.domain.session import SessionInfo
     from agentctl.store.codec import decode
 
     if entry.get("format") != FORMAT:
@@ -191,7 +191,7 @@ def _header(entry: dict[str, Any], where: str) -> SessionInfo:
         )
     import re
 
-    from agentctl.domain.state import SESSION_ID
+    from agentctl.domain.session import SESSION_ID
 
     session = entry.get("session")
     if not isinstance(session, dict):

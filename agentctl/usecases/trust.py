@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentctl.config import Settings
-    from agentctl.domain.state import SessionInfo, Task
+    from agentctl.domain.session import SessionInfo, Task
 
 FOLDER = "trust"
 

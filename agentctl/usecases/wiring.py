@@ -20,7 +20,7 @@ from agentctl.llm import catalogue
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent
-    from agentctl.domain.state import TaskSpec
+    from agentctl.domain.session import TaskSpec
     from agentctl.llm.client import ModelClient, Pace
     from agentctl.loop.context import Budget, TokenCounter
     from agentctl.loop.runner import Runner

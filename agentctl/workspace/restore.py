@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from agentctl.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
-    from agentctl.domain.state import Checkpoint
+    from agentctl.domain.session import Checkpoint
     from agentctl.store.base import Store
     from agentctl.workspace.snapshots import Change, Snapshots
 

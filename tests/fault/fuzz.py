@@ -33,7 +33,7 @@ from typing import Any
 from agentctl import faults
 from agentctl.config import Settings
 from agentctl.domain.lifecycle import State
-from agentctl.domain.state import ScriptToolCall, ScriptTurn, TaskSpec
+from agentctl.domain.session import ScriptToolCall, ScriptTurn, TaskSpec
 from agentctl.domain.tasks import load_task_file
 from agentctl.errors import NoStoreError
 from agentctl.store import open_store
