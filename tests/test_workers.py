@@ -649,3 +649,13 @@ def test_a_worker_killed_mid_clone_leaves_no_folder_taken_for_a_checkout(tmp_pat
     me = types.SimpleNamespace(scratch=scratch)
     folder = Worker._workspace(me, claim)  # type: ignore[arg-type]
     assert (folder / "a.txt").read_text() == "from the repository\n"
+
+
+def test_a_poll_interval_no_wait_can_take_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AGENTCTL_WORKER_POLL=inf (or 1e400) crashed the worker at its first wait (an internal
+    error, exit 1: OverflowError); nan, words and negatives fall back or are bounded too."""
+    from agentctl.usecases.worker import poll_interval
+
+    for given, expected in (("inf", 5.0), ("1e400", 5.0), ("nan", 5.0), ("1e12", 3600.0)):
+        monkeypatch.setenv("AGENTCTL_WORKER_POLL", given)
+        assert poll_interval(Settings.load()) == expected, given

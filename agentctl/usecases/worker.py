@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from agentctl.store.postgres import PostgresStore
 
 DEFAULT_POLL_S = 5.0
+MAX_POLL_S = 3600.0
 LIMIT_READ_S = 30.0  # how often a worker reads again whether its queue is capped
 
 # The transports a queued session's repository may use: not ext:: or fd:: (a command, a file
@@ -59,10 +60,15 @@ _STATUS = {
 
 
 def poll_interval(settings: Settings) -> float:
+    """AGENTCTL_WORKER_POLL in seconds, from 0.05 to an hour (`inf` or `nan`, which no wait
+    takes, or a word: the default)."""
+    import math
+
     try:
-        return max(0.05, float(settings.environ.get("AGENTCTL_WORKER_POLL", DEFAULT_POLL_S)))
+        given = float(settings.environ.get("AGENTCTL_WORKER_POLL", DEFAULT_POLL_S))
     except ValueError:
         return DEFAULT_POLL_S
+    return min(MAX_POLL_S, max(0.05, given)) if math.isfinite(given) else DEFAULT_POLL_S
 
 
 # -- queueing (any machine) ------------------------------------------------------------------
