@@ -121,3 +121,19 @@ def test_small_trees_wait_loose_and_go_into_the_pack_together(tmp_path: Path) ->
     assert all(snaps.has(tree) for tree in trees)
     current = snaps.capture(trees[-1]).tree
     snaps.restore(current, trees[1])
+
+
+def test_a_pack_from_the_store_never_brings_setuid_setgid_or_sticky_bits(tmp_path: Path) -> None:
+    """A worker takes in the trees other machines kept in the database (store content is
+    hostile input): their permissions come with them, but never the bits that make a file run
+    as its owner (04755 from a store writer would make the worker's user's file setuid)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.sh").write_text("#!/bin/sh\n")
+    (work / "run.sh").chmod(0o750)
+    there = Snapshots(work, tmp_path / "data")
+    tree = there.capture().tree
+    pack, _ = there.pack(tree)
+    here = Snapshots(tmp_path / "elsewhere", tmp_path / "data2")
+    here.unpack(tree, pack, "4750 run.sh\0" + "7700 other.sh\0" + "x y\0")
+    assert here.modes(tree) == {"run.sh": 0o750, "other.sh": 0o700}

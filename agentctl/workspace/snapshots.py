@@ -664,6 +664,13 @@ class Snapshots:
             )
             if done.returncode != 0:
                 raise StoreError(f"workspace snapshot: the pack of tree {tree} does not read")
+            # Another machine's permissions, never its setuid, setgid or sticky bits: a store
+            # writer's pack must not make the worker's user run a file as whoever owns it.
+            modes = "".join(
+                f"{int(perm, 8) & 0o777:o} {name}\0"
+                for perm, _, name in (e.partition(" ") for e in modes.split("\0") if e)
+                if perm and all(c in "01234567" for c in perm)
+            )
             if modes:
                 path = self._modes_file(tree)
                 path.parent.mkdir(mode=0o700, exist_ok=True)
