@@ -542,6 +542,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.process  # hundreds of git or shell processes, or waits out a time limit
 def test_background_children_do_not_hold_the_call_or_outlive_it(tmp_path: Path) -> None:
     shell = RunShell(Workspace(tmp_path), timeout=30)
     started = time.monotonic()
@@ -568,6 +569,7 @@ def test_a_child_that_leaves_the_process_group_does_not_outlive_the_call(tmp_pat
         assert deadline_poll(lambda pid=pid: not _alive(pid)), name  # type: ignore[misc]
 
 
+@pytest.mark.process  # hundreds of git or shell processes, or waits out a time limit
 def test_a_timeout_stops_the_whole_pipeline(tmp_path: Path) -> None:
     shell = RunShell(Workspace(tmp_path), timeout=0.5)
     outcome = shell.run({"command": "sh -c 'echo $$ > pid; sleep 30' | cat"})

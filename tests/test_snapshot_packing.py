@@ -8,6 +8,8 @@ import os
 import zlib
 from pathlib import Path
 
+import pytest
+
 from agentctl.workspace import packing
 from agentctl.workspace.packing import TreePack
 from agentctl.workspace.snapshots import Snapshots
@@ -42,6 +44,7 @@ def loose_trees(snaps: Snapshots, trees: list[str]) -> list[str]:
     return [t for t in trees if (objects / t[:2] / t[2:]).exists()]
 
 
+@pytest.mark.process  # hundreds of git or shell processes, or waits out a time limit
 def test_one_file_steps_in_a_large_folder_add_about_the_bytes_they_changed(
     tmp_path: Path,
 ) -> None:
@@ -59,6 +62,7 @@ def test_one_file_steps_in_a_large_folder_add_about_the_bytes_they_changed(
     assert len(packs) == 1  # each capture's tree pack replaced the one before
 
 
+@pytest.mark.process  # hundreds of git or shell processes, or waits out a time limit
 def test_every_packed_snapshot_reads_and_restores(tmp_path: Path) -> None:
     paths = flat_folder(tmp_path / "work")
     snaps = Snapshots(tmp_path / "work", tmp_path / "data")
@@ -74,6 +78,7 @@ def test_every_packed_snapshot_reads_and_restores(tmp_path: Path) -> None:
     assert paths[4 * 37].read_bytes() == bodies[4]
 
 
+@pytest.mark.process  # hundreds of git or shell processes, or waits out a time limit
 def test_a_repack_by_prune_or_a_damaged_record_begins_a_new_tree_pack(tmp_path: Path) -> None:
     paths = flat_folder(tmp_path / "work")
     snaps = Snapshots(tmp_path / "work", tmp_path / "data")
@@ -88,6 +93,7 @@ def test_a_repack_by_prune_or_a_damaged_record_begins_a_new_tree_pack(tmp_path: 
     assert loose_trees(snaps, again[1:]) == []
 
 
+@pytest.mark.process  # hundreds of git or shell processes, or waits out a time limit
 def test_a_full_tree_pack_is_left_as_it_is(tmp_path: Path, monkeypatch: object) -> None:
     import pytest
 

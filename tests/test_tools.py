@@ -100,6 +100,7 @@ def test_outputs_are_bounded_and_say_so(ws: Workspace) -> None:
     assert "34000 more characters cut" in content
 
 
+@pytest.mark.process  # hundreds of git or shell processes, or waits out a time limit
 def test_run_shell_reports_exit_code_output_and_time_limit(ws: Workspace) -> None:
     ok = RunShell(ws).run({"command": "ls notes && echo done"})
     assert (ok.is_error, ok.content.splitlines()[:3]) == (False, ["exit 0", "a.md", "done"])
