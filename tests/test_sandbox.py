@@ -224,8 +224,11 @@ def test_a_server_on_127_0_0_1_outside_is_out_of_reach(
     bwrap: str, place: Path, local_server: tuple[int, type[_Counting]]
 ) -> None:
     port, handler = local_server
+    # The interpreter itself, not a venv's link to it: a checkout under /tmp (CI's clone) is
+    # not in the sandbox, whose /tmp is its own.
+    python = os.path.realpath(sys.executable)
     fetch = (
-        f'{sys.executable} -c "import urllib.request as u; '
+        f'{python} -c "import urllib.request as u; '
         f"print(u.urlopen('http://127.0.0.1:{port}/', timeout=5).read())\""
     )
     ws = place / "ws"
