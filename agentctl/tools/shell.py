@@ -126,9 +126,10 @@ _OWN: set[int] = set()
 _OWN_LOCK = threading.Lock()
 
 
-def _own(pid: int, mine: bool) -> None:
+def _disown(pid: int) -> None:
+    """A command's process is done with (its clean-up ran): no longer one of ours."""
     with _OWN_LOCK:
-        (_OWN.add if mine else _OWN.discard)(pid)
+        _OWN.discard(pid)
 
 
 def stop_escaped(known: set[int], rounds: int = 200) -> None:
@@ -268,7 +269,7 @@ class RunShell:
             if reaping:  # and what left the group: setsid, a daemon's double fork
                 stop_escaped(known | ({proc.pid} if proc is not None else set()))
             if proc is not None:
-                _own(proc.pid, False)
+                _disown(proc.pid)
             # Children that ignored TERM were KILLed, so the pipes close; don't wait longer.
             for stream in streams:
                 stream.join(self.grace)
