@@ -609,6 +609,7 @@ def test_a_worker_killed_mid_clone_leaves_no_folder_taken_for_a_checkout(tmp_pat
     clone left (a folder with half a .git, or an empty one)."""
     import os
     import sys
+    import threading
     import types
 
     from agentctl.store.pg_queue import Claim, Source
@@ -634,7 +635,9 @@ def test_a_worker_killed_mid_clone_leaves_no_folder_taken_for_a_checkout(tmp_pat
         "import pathlib, sys, types\n"
         "from agentctl.store.pg_queue import Claim, Source\n"
         "from agentctl.usecases.worker import Worker\n"
-        "me = types.SimpleNamespace(scratch=pathlib.Path(sys.argv[1]))\n"
+        "import threading\n"
+        "me = types.SimpleNamespace(scratch=pathlib.Path(sys.argv[1]),"
+        " _clone_timeout=600.0, _draining=threading.Event())\n"
         "Worker._workspace(me, Claim('s1', 'default', None, None, Source(sys.argv[2]), 1))\n"
     )
     env = {**os.environ, "PATH": f"{slow}:{os.environ['PATH']}"}
@@ -646,7 +649,7 @@ def test_a_worker_killed_mid_clone_leaves_no_folder_taken_for_a_checkout(tmp_pat
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
-    me = types.SimpleNamespace(scratch=scratch)
+    me = types.SimpleNamespace(scratch=scratch, _clone_timeout=600.0, _draining=threading.Event())
     folder = Worker._workspace(me, claim)  # type: ignore[arg-type]
     assert (folder / "a.txt").read_text() == "from the repository\n"
 
@@ -659,3 +662,96 @@ def test_a_poll_interval_no_wait_can_take_is_not_used(monkeypatch: pytest.Monkey
     for given, expected in (("inf", 5.0), ("1e400", 5.0), ("nan", 5.0), ("1e12", 3600.0)):
         monkeypatch.setenv("AGENTCTL_WORKER_POLL", given)
         assert poll_interval(Settings.load()) == expected, given
+
+
+class SilentGitServer:
+    """A TCP server that accepts every connection and never answers: a `git://` clone from it
+    hangs for as long as git is let run (git has no timeout of its own there)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"git://127.0.0.1:{self._sock.getsockname()[1]}/repo"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            conn.setblocking(False)
+            self.connections.append(conn)
+
+    def all_closed(self) -> bool:
+        """Every client went away (its git was killed): the peer's end reads EOF."""
+        for conn in self.connections:
+            while True:
+                try:
+                    if conn.recv(4096) == b"":
+                        break  # closed
+                except BlockingIOError:
+                    return False  # still open
+        return True
+
+    def close(self) -> None:
+        for conn in self.connections:
+            conn.close()
+        self._sock.close()
+
+
+@pytest.fixture
+def silent_git() -> Iterator[SilentGitServer]:
+    server = SilentGitServer()
+    yield server
+    server.close()
+
+
+def test_sigterm_mid_clone_of_a_repository_that_hangs_drains_at_once(
+    pg_url: str,
+    tmp_path: Path,
+    workers: Callable[..., subprocess.Popen[str]],
+    silent_git: SilentGitServer,
+) -> None:
+    """A session whose repository hangs (a server that accepts and never answers) held a
+    draining worker forever: SIGTERM waited on git. Now the drain kills git's process group:
+    the worker exits 0 at once, the session is back in the queue as it was (runnable,
+    released, nothing run), and no half clone is left in the worker's folder."""
+    sid = queue(pg_url, task_file(tmp_path, "straight"), tmp_path, repo=silent_git.url)
+    worker = workers(worker_env(pg_url, tmp_path, "a"))
+    wait_for(lambda: bool(silent_git.connections), "git connected to the silent server", 60)
+    assert statuses(pg_url)[sid] == "running"
+    code, err = drained(worker)  # a bounded wait (60 s): before, it never came back
+    assert code == 0, err
+    assert "stopped" in err
+    assert statuses(pg_url)[sid] == "runnable"
+    assert sql(pg_url, "SELECT lease_token FROM agentctl.sessions WHERE id = %s", sid) == [(None,)]
+    assert replies(pg_url, sid) == []
+    wait_for(silent_git.all_closed, "git killed, its connection closed", 30)
+    assert [p.name for p in (tmp_path / "scratch-a").iterdir()] == []
+
+
+def test_a_clone_that_hangs_past_the_clone_timeout_fails_its_session_with_the_reason(
+    pg_url: str,
+    tmp_path: Path,
+    workers: Callable[..., subprocess.Popen[str]],
+    silent_git: SilentGitServer,
+) -> None:
+    """AGENTCTL_WORKER_CLONE_TIMEOUT bounds a checkout: git is killed, the session is failed
+    with one line that says why (`resume --detach` retries it), and the worker goes on."""
+    sid = queue(pg_url, task_file(tmp_path, "straight"), tmp_path, repo=silent_git.url)
+    env = worker_env(pg_url, tmp_path, "a", AGENTCTL_WORKER_CLONE_TIMEOUT="1")
+    worker = workers(env)
+    wait_for(lambda: statuses(pg_url)[sid] == "failed", "the checkout given up", 60)
+    ((error,),) = sql(pg_url, "SELECT error FROM agentctl.queue WHERE session_id = %s", sid)
+    assert error.startswith(f"cannot check out {silent_git.url}: git took longer than 1 s")
+    assert "AGENTCTL_WORKER_CLONE_TIMEOUT" in error
+    assert "\n" not in error
+    assert sql(pg_url, "SELECT lease_token FROM agentctl.sessions WHERE id = %s", sid) == [(None,)]
+    wait_for(silent_git.all_closed, "git killed, its connection closed", 30)
+    assert worker.poll() is None  # the worker goes on with other sessions
+    code, err = drained(worker)
+    assert code == 0, err

@@ -13,6 +13,10 @@ where their last checkpoints left them.
 Wake-ups: one connection LISTENs for `agentctl_queue`; the dispatcher also polls every
 `AGENTCTL_WORKER_POLL` seconds (default 5) and when the lease of a session another worker was
 running expires, so an idle worker costs the database one short claim transaction per poll.
+
+A checkout of a session's repository is bounded (`AGENTCTL_WORKER_CLONE_TIMEOUT`, 600 s) and
+gives way to a drain: git runs in a process group of its own, killed whole on either, so a
+clone that hangs (a server that accepts and never answers) cannot hold the worker.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 
 DEFAULT_POLL_S = 5.0
 MAX_POLL_S = 3600.0
+DEFAULT_CLONE_TIMEOUT_S = 600.0
 LIMIT_READ_S = 30.0  # how often a worker reads again whether its queue is capped
 
 # The transports a queued session's repository may use: not ext:: or fd:: (a command, a file
@@ -69,6 +74,24 @@ def poll_interval(settings: Settings) -> float:
     except ValueError:
         return DEFAULT_POLL_S
     return min(MAX_POLL_S, max(0.05, given)) if math.isfinite(given) else DEFAULT_POLL_S
+
+
+def clone_timeout(settings: Settings) -> float:
+    """AGENTCTL_WORKER_CLONE_TIMEOUT in seconds: how long a checkout of a session's
+    repository may take (0.1 s to a day; a value no wait takes, or a word: the default)."""
+    import math
+
+    given_text = settings.environ.get("AGENTCTL_WORKER_CLONE_TIMEOUT", "")
+    try:
+        given = float(given_text) if given_text else DEFAULT_CLONE_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_CLONE_TIMEOUT_S
+    return min(86400.0, max(0.1, given)) if math.isfinite(given) else DEFAULT_CLONE_TIMEOUT_S
+
+
+class CheckoutStopped(Exception):
+    """A checkout gave way to the worker's drain: the session goes back to the queue as it was
+    (nothing of it ran here)."""
 
 
 # -- queueing (any machine) ------------------------------------------------------------------
@@ -134,6 +157,7 @@ class WorkerOptions:
     rate: float | None = None  # requests per second to this worker's model server, shared
     scratch: Path | None = None  # where sessions' folders go
     accept_any: bool = False  # run sessions that ask for more than the sandboxed tools
+    clone_timeout: float | None = None  # seconds; None: AGENTCTL_WORKER_CLONE_TIMEOUT or 600
 
 
 class Worker:
@@ -160,6 +184,7 @@ class Worker:
         self._running: dict[str, threading.Thread] = {}
         self._name = f"{host_name()}:{os.getpid()}"
         self._poll = poll_interval(settings)
+        self._clone_timeout = options.clone_timeout or clone_timeout(settings)
         self._capped = False
         self._limit_read_at = 0.0  # when to read again whether the queue is capped
         self.claimed = 0
@@ -331,6 +356,11 @@ class Worker:
             )
         except SessionBusyError as exc:  # the claim was lost: whoever holds it goes on
             return "running", exc.message, True
+        except CheckoutStopped as exc:  # drained mid-checkout: back to the queue, answer kept
+            self._say(f"{sid}: {exc}")
+            return "runnable", None, True
+        except CheckoutError as exc:  # the session did not start: its answer is still to give
+            return "failed", exc.message, True
         except AgentctlError as exc:
             return "failed", exc.message, False
         except Exception as exc:  # a bug must not take the worker down with it
@@ -435,8 +465,9 @@ class Worker:
 
     def _workspace(self, claim: Claim) -> Path:
         """The session's folder on this worker: kept between its runs here; a git source is
-        cloned into it (at its ref) the first time."""
-        import subprocess
+        cloned into it (at its ref) the first time, within the clone timeout (CheckoutError),
+        or until the worker drains (CheckoutStopped)."""
+        import time
 
         sid = claim.session_id
         if sid in ("", ".", "..") or Path(sid).name != sid:  # whoever writes the store names it
@@ -459,31 +490,75 @@ class Worker:
         cloning = self.scratch / f".{sid}.cloning"
         shutil.rmtree(cloning, ignore_errors=True)
         cloning.mkdir(mode=0o700)
-        git = ["git", "-c", "advice.detachedHead=false", *_GIT_PROTOCOLS]
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-
-        def git_run(*args: str) -> subprocess.CompletedProcess[str]:
-            # never a prompt, never the worker's terminal (fd::0 would read it)
-            return subprocess.run(
-                [*git, *args],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                check=False,
-                env=env,
-            )
-
-        done = git_run("clone", "--quiet", "--", repo, str(cloning))
-        if done.returncode == 0 and ref:
-            done = git_run("-C", str(cloning), "checkout", "--quiet", ref, "--")
-        if done.returncode != 0:
+        where = f"{repo}{'@' + ref if ref else ''}"
+        deadline = time.monotonic() + self._clone_timeout
+        try:
+            failed = _git(self, deadline, "clone", "--quiet", "--", repo, str(cloning))
+            if failed is None and ref:
+                failed = _git(self, deadline, "-C", str(cloning), "checkout", "--quiet", ref, "--")
+        except BaseException:
             shutil.rmtree(cloning, ignore_errors=True)
-            raise UsageError(
-                f"cannot check out {repo}{'@' + ref if ref else ''}: "
-                f"{(done.stderr or '').strip()[-200:]}"
-            )
+            raise
+        if failed is not None:
+            shutil.rmtree(cloning, ignore_errors=True)
+            raise CheckoutError(f"cannot check out {where}: {failed}")
         cloning.rename(folder)
         return folder
+
+
+class CheckoutError(UsageError):
+    """A session's repository could not be checked out (git failed, or took too long)."""
+
+
+def _git(worker: Worker, deadline: float, *args: str) -> str | None:
+    """Run one git command for a checkout: None when it succeeded, else why not (one line).
+    Git (and its transport helpers) run in a process group of their own, killed whole when
+    the deadline passes or the worker drains; never a prompt, never the worker's terminal
+    (fd::0 would read it)."""
+    import contextlib
+    import signal
+    import subprocess
+    import time
+
+    git = ["git", "-c", "advice.detachedHead=false", *_GIT_PROTOCOLS]
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    proc = subprocess.Popen(
+        [*git, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    stopped, err = None, ""
+    try:
+        while True:
+            try:
+                _, err = proc.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                if worker._draining.is_set():
+                    stopped = "the worker stopped (drain) while git was checking it out"
+                elif time.monotonic() >= deadline:
+                    stopped = (
+                        f"git took longer than {worker._clone_timeout:g} s "
+                        "(AGENTCTL_WORKER_CLONE_TIMEOUT)"
+                    )
+                if stopped is not None:
+                    break
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    if stopped is not None:
+        if worker._draining.is_set():
+            raise CheckoutStopped(stopped)
+        return stopped
+    if proc.returncode != 0:
+        return " ".join((err or "").split())[-200:] or f"git exited with {proc.returncode}"
+    return None
 
 
 class SharedPace:
