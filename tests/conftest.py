@@ -6,6 +6,7 @@ The autouse fixture also strips OPENAI_* variables, so a developer's key can nev
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -199,15 +200,30 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> R
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+@functools.cache
+def _runner() -> Any:
+    """typer's CliRunner, except that the click command it runs for our app is built once per
+    process: typer builds it from every command's signature at each invoke (evaluating every
+    type hint: 25-65 ms a call, about a third of the fast tier's CPU). A build per call tests
+    nothing the first does not: `agentctl` builds it once per process too."""
+    import typer.main
+    import typer.testing
+
+    from agentctl.terminal.cli import app
+
+    built = typer.main.get_command(app)
+    build = typer.testing._get_command
+    typer.testing._get_command = lambda given: built if given is app else build(given)
+    return typer.testing.CliRunner()
+
+
 def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
     """Run `agentctl` in this process (typer's CliRunner): for exit-code and output contracts
     that need no real process. A Python exception escaping the CLI fails the test, as a
     traceback would fail the user."""
-    from typer.testing import CliRunner
-
     from agentctl.terminal.cli import app
 
-    result = CliRunner().invoke(app, list(args), env=env, input=stdin)
+    result = _runner().invoke(app, list(args), env=env, input=stdin)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Result(result.exit_code, result.stdout, result.stderr)

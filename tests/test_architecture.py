@@ -4,6 +4,7 @@ start-up, and the layers import downward only."""
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -16,9 +17,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "agentctl"
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once for all the rules here (they only read it)."""
+    return ast.parse(path.read_text())
+
+
 def top_level_imports(path: Path) -> set[str]:
     """Modules imported at module level (not inside functions or TYPE_CHECKING blocks)."""
-    tree = ast.parse(path.read_text())
+    tree = parsed(path)
     found: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
@@ -33,7 +40,7 @@ def all_imports(path: Path) -> set[str]:
     agentctl's imports are, to start fast) and under TYPE_CHECKING. Layers are about all of
     them."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parsed(path)):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -506,7 +513,7 @@ def test_nothing_outside_tools_tests_a_tools_name_or_its_argument_keys(tmp_path:
         relative = path.relative_to(PACKAGE).as_posix()
         if relative.startswith("tools/"):
             continue
-        found = name_tests(ast.parse(path.read_text()), names, keys)
+        found = name_tests(parsed(path), names, keys)
         if found:
             offenders[relative] = found
     assert not offenders, offenders
@@ -553,7 +560,7 @@ def class_fields() -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for path in PACKAGE.rglob("*.py"):
         module = path.relative_to(PACKAGE).as_posix().removesuffix(".py")
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.ClassDef):
                 found[f"{module}.{node.name}"] = {
                     item.target.id: ast.unparse(item.annotation)
@@ -649,7 +656,7 @@ def run_time_imports(path: Path) -> set[str]:
         for child in ast.iter_child_nodes(node):
             visit(child)
 
-    visit(ast.parse(path.read_text()))
+    visit(parsed(path))
     return found
 
 
@@ -727,7 +734,7 @@ def test_only_the_model_adapters_know_openais_function_wrapper() -> None:
         relative = path.relative_to(PACKAGE).as_posix()
         if relative.startswith("llm/"):
             continue
-        lines = wire_wrappers(ast.parse(path.read_text()))
+        lines = wire_wrappers(parsed(path))
         if lines:
             offenders[relative] = lines
     assert not offenders, offenders
