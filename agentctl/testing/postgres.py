@@ -52,12 +52,18 @@ def free_port() -> int:
 
 class ThrowawayPostgres:
     """Start with `start()` (returns the URL, password included), stop with `stop()`.
-    `durable=False` turns fsync off: tests do not need power-loss safety, benchmarks do."""
+    `durable=False` turns fsync off: tests do not need power-loss safety, benchmarks do.
+    `parent`: the folder the cluster goes in (the system temp dir by default; a benchmark puts
+    it on tmpfs, /dev/shm, for a disk whose fsync costs nothing); `settings`: more server
+    settings (`-c name=value` each)."""
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(
+        self, durable: bool = False, parent: str | None = None, settings: tuple[str, ...] = ()
+    ) -> None:
         self.durable = durable
+        self.settings = settings
         self.bindir = find_bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="agentctl-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="agentctl-pg-", dir=parent))
         self.data = self.root / "data"
         self.port = free_port()
         self._as: list[str] = []
@@ -118,6 +124,7 @@ class ThrowawayPostgres:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options += "".join(f" -c {setting}" for setting in self.settings)
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
