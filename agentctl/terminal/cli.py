@@ -10,8 +10,9 @@ is safe because every step was checkpointed before the next began. --debug or AG
 shows tracebacks instead.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here, unlike the rest of the package: typer reads every
+# command's annotations when it builds the command line, at each start; kept as strings they were
+# evaluated one by one (20 ms of CPU a start, measured), as objects they are read (7 ms).
 import contextlib
 import functools
 import os
