@@ -311,14 +311,20 @@ def store_reads(url: str, cutoff: str) -> dict[str, float]:
     """The store's own part of each command, in this process (no start-up, no printing)."""
     from agentctl.store import open_store
 
+    from datetime import datetime
+
     store = open_store(url)
+    when = datetime.fromisoformat(cutoff)
+
+    def prune_choice() -> object:
+        return store.session_sizes([s.id for s in store.sessions_before(when)])
+
     try:
-        old = [s.id for s in store.list_sessions() if s.updated_at < cutoff]
         return {
             "list 50": inproc(lambda: store.select_sessions(None, 50)),
             "forks of one": inproc(lambda: store.forks_of(TARGET)),
-            "usage facts": inproc(lambda: store.usage_facts()),
-            "prune sizes": inproc(lambda: store.session_sizes(old)),
+            "usage totals": inproc(lambda: store.usage_totals("model", None)),
+            "prune choice and sizes": inproc(prune_choice),
             "search common, 20": inproc(lambda: store.search("fox", 20)),
             "search rare, 20": inproc(lambda: store.search(RARE, 20)),
         }

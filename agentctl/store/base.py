@@ -18,6 +18,8 @@ from agentctl.domain.checkpoints import Detail, NoDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from agentctl.domain.records import SearchHit
     from agentctl.domain.session import (
         Checkpoint,
@@ -369,6 +371,22 @@ class UsageFact(NamedTuple):
     copied: tuple[int, int, int, int] | None = None
 
 
+class UsageTotal(NamedTuple):
+    """What `usage` shows of one group of sessions of one model: `key` is what it groups by
+    (the model, the day the sessions started, or the session), the counts are summed over the
+    sessions, each counting only the calls it made itself (a fork's copied ones taken off)."""
+
+    key: str
+    model: str
+    sessions: int
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+USAGE_KEYS = ("model", "day", "session")
+
+
 def fork_point(forked_from: str | None) -> int | None:
     """The checkpoint a fork started from, from its facts' "SESSION:CHECKPOINT"."""
     _origin, colon, at = (forked_from or "").partition(":")
@@ -397,6 +415,17 @@ class Overview(Protocol):
 
     def usage_facts(self) -> list[UsageFact]:
         """Every session's model, creation time, origin and head usage."""
+        ...
+
+    def usage_totals(self, by: str, since: datetime | None) -> list[UsageTotal]:
+        """Every session's own usage (store/overview.own_usage) summed by (`by`, model), `by`
+        one of USAGE_KEYS, of the sessions started at or after `since` (a session whose start
+        does not read as a time is left out when `since` is given); sorted."""
+        ...
+
+    def sessions_before(self, cutoff: datetime) -> list[SessionSummary]:
+        """The sessions last updated before `cutoff` (one whose time does not read is not),
+        most recently updated first, as `list_sessions` lists them."""
         ...
 
     def forks_of(self, session_id: str) -> list[tuple[str, str]]:

@@ -49,7 +49,14 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "whole_write": ("create_whole",),
     "copy_session": ("copy_session",),
     # store-wide reads at the cost of what they show (store/overview.py)
-    "overview": ("select_sessions", "session_summary", "usage_facts", "forks_of"),
+    "overview": (
+        "select_sessions",
+        "session_summary",
+        "usage_facts",
+        "usage_totals",
+        "sessions_before",
+        "forks_of",
+    ),
     "sizes": ("session_sizes",),
 }
 

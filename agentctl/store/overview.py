@@ -7,10 +7,11 @@ and `prune --dry-run` cost what they show however many sessions the store holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from agentctl.store.base import SessionSummary, UsageFact, fork_point
+from agentctl.store.base import SessionSummary, UsageFact, UsageTotal, fork_point
 
 if TYPE_CHECKING:
     from agentctl.store.base import Store
@@ -60,6 +61,17 @@ class OverviewDefaults:
     def usage_facts(self: Store) -> list[UsageFact]:
         return [usage_fact(self, session_id) for session_id in self.match_sessions("")]
 
+    def usage_totals(self: Store, by: str, since: datetime | None) -> list[UsageTotal]:
+        return usage_totals_of(self.usage_facts(), by, since)
+
+    def sessions_before(self: Store, cutoff: datetime) -> list[SessionSummary]:
+        out = []
+        for summary in self.list_sessions():
+            updated = parse_stamp(summary.updated_at)
+            if updated is not None and updated < cutoff:
+                out.append(summary)
+        return out
+
     def forks_of(self: Store, session_id: str) -> list[tuple[str, str]]:
         out = []
         for other in self.match_sessions(""):
@@ -93,3 +105,46 @@ def usage_fact(store: Store, session_id: str) -> UsageFact:
         usage.unreported,
         copied,
     )
+
+
+def parse_stamp(stamp: str) -> datetime | None:
+    """A stored time (ISO 8601; without a zone: UTC), or None when it does not read as one."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def own_usage(fact: UsageFact) -> tuple[int, int, int]:
+    """The calls, prompt and completion tokens a session made itself. Usage is carried
+    forward, so the head counts every call of its history, and a fork's history starts with
+    the checkpoints it copied, whose calls its origin made and counts (two forks tripled a
+    session's cost): taken off."""
+    calls, prompt, completion = fact.calls, fact.prompt_tokens, fact.completion_tokens
+    if fact.copied is not None:
+        calls = max(0, calls - fact.copied[0])
+        prompt = max(0, prompt - fact.copied[1])
+        completion = max(0, completion - fact.copied[2])
+    return calls, prompt, completion
+
+
+def usage_key(fact: UsageFact, by: str) -> str:
+    return {"model": fact.model, "day": fact.created_at[:10], "session": fact.session_id}[by]
+
+
+def usage_totals_of(
+    facts: Iterable[UsageFact], by: str, since: datetime | None
+) -> list[UsageTotal]:
+    """`facts` summed as Overview.usage_totals says: the reference every override gives."""
+    sums: dict[tuple[str, str], list[int]] = {}
+    for fact in facts:
+        if since is not None:
+            when = parse_stamp(fact.created_at)
+            if when is None or when < since:
+                continue
+        row = sums.setdefault((usage_key(fact, by), fact.model), [0, 0, 0, 0])
+        row[0] += 1
+        for n, value in enumerate(own_usage(fact), 1):
+            row[n] += value
+    return [UsageTotal(key, model, *row) for (key, model), row in sorted(sums.items())]

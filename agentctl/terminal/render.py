@@ -81,9 +81,12 @@ def flat(text: str) -> str:
 
 def escape(text: str) -> str:
     """Outside text made safe to embed in our markup: visible, with markup escaped."""
+    shown = visible(text)
+    if "[" not in shown and not shown.endswith("\\"):  # what rich would leave as it is
+        return shown
     from rich.markup import escape as escape_markup
 
-    return escape_markup(visible(text))
+    return escape_markup(shown)
 
 
 def plain(console: Console, text: str) -> None:

@@ -6,7 +6,9 @@ override that answers from an index must answer the same)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -121,3 +123,69 @@ class OverviewSpec:
         assert facts == DEFAULTS.usage_facts(store)
         assert [f.copied for f in facts] == [None, None, None, (2, 0, 0, 0)]
         assert store.forks_of("aa") == [("x1", "99"), ("x2", ""), ("x3", "1x"), ("x4", "2")]
+
+    # Times as agentctl writes them (UTC, to the millisecond), and the other forms a store may
+    # hold (another zone, no zone, a space, the basic form, a date that is no date, not a time).
+    ODD_TIMES: ClassVar[dict[str, str]] = {
+        "t-plain": "2023-11-21T20:53:19.000+00:00",
+        "t-second": "2023-11-21T20:53:20+00:00",
+        "t-half": "2023-11-21T20:53:20.500+00:00",
+        "t-after": "2023-11-21T20:53:21.000+00:00",
+        "t-zone": "2023-11-21T21:53:20.250+01:00",
+        "t-zone-late": "2023-11-21T15:53:21-05:00",
+        "t-naive": "2023-11-21T20:53:19",
+        "t-space": "2023-11-21 20:53:20.100+00:00",
+        "t-basic": "20231121T205310+00:00",
+        "t-z": "2023-11-21T20:53:19Z",
+        "t-feb30": "2023-02-30T00:00:00+00:00",
+        "t-junk": "not a time",
+        "t-early": "2020-01-01T00:00:00.000+00:00",
+        "t-late": "2030-01-01T00:00:00.000+00:00",
+    }
+    CUTOFFS = (
+        datetime(2023, 11, 21, 20, 53, 20, tzinfo=UTC),
+        datetime(2023, 11, 21, 20, 53, 20, 400000, tzinfo=UTC),
+        datetime(2023, 11, 22, 1, 53, 21, tzinfo=timezone(timedelta(hours=5))),
+        datetime(2023, 11, 21, 20, 53, 19, 999999, tzinfo=UTC),
+        datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),  # no UTC second
+        datetime(2099, 1, 1, tzinfo=UTC),
+    )
+
+    def test_sessions_before_read_every_form_of_time_as_python_does(self, store: Store) -> None:
+        for sid, when in self.ODD_TIMES.items():
+            store.create_session(info(sid), replace(draft(None, 1, "m"), created_at=when))
+        before = store.sessions_before(self.CUTOFFS[1])
+        assert [s.id for s in before] == [  # in the order of their text, as listed
+            "t-basic",  # 20:53:10
+            "t-zone",  # 20:53:20.25 UTC
+            "t-second",
+            "t-z",
+            "t-plain",
+            "t-naive",
+            "t-space",  # 20:53:20.1
+            "t-early",
+        ]
+        for cutoff in self.CUTOFFS:
+            assert store.sessions_before(cutoff) == DEFAULTS.sessions_before(store, cutoff)
+            assert store.sessions_before(cutoff) == [
+                s for s in store.list_sessions() if s in store.sessions_before(cutoff)
+            ]  # newest first, as listed
+
+    def test_usage_totals_sum_each_group_and_read_every_form_of_time(self, store: Store) -> None:
+        for n, (sid, when) in enumerate(self.ODD_TIMES.items()):
+            made = info(sid).model_copy(update={"created_at": when, "model": ("m-a", "m-b")[n % 2]})
+            store.create_session(made, draft(None, 1, "m"))
+            usage = Usage(calls=n, prompt_tokens=10 * n, completion_tokens=n)
+            store.append(sid, 1, replace(draft(1, 2, "n"), usage=usage))
+        fork = info("t-fork").model_copy(update={"forked_from": "t-late:1", "model": "m-a"})
+        store.create_session(fork, replace(draft(None, 1, "m"), usage=Usage(calls=2)))
+        store.append("t-fork", 1, replace(draft(1, 2, "n"), usage=Usage(calls=5)))
+        every = store.usage_totals("model", None)
+        assert [t.key for t in every] == ["m-a", "m-b"]
+        assert sum(t.sessions for t in every) == len(self.ODD_TIMES) + 1
+        assert sum(t.calls for t in every) == sum(range(len(self.ODD_TIMES))) + 3  # 5 - 2 own
+        for by in ("model", "day", "session"):
+            for since in (None, *self.CUTOFFS):
+                assert store.usage_totals(by, since) == DEFAULTS.usage_totals(store, by, since)
+        later = store.usage_totals("session", self.CUTOFFS[1])
+        assert [t.key for t in later] == ["t-after", "t-fork", "t-half", "t-late", "t-zone-late"]

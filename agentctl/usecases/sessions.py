@@ -56,11 +56,9 @@ def parse_when(text: str, flag: str, now: datetime | None = None) -> datetime:
 
 
 def _time(stamp: str) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    from agentctl.store.overview import parse_stamp
+
+    return parse_stamp(stamp)
 
 
 @dataclass(frozen=True)
@@ -407,18 +405,16 @@ def _same_folder(one: str, other: str) -> bool:
 def prune_candidates(
     settings: Settings, older_than: str, state: str | None, keep_last: int
 ) -> list[Doomed]:
+    """The store picks the sessions older than the cutoff (by its index, where it has one),
+    newest first; the most recent `keep_last` of all sessions are kept whatever their age."""
     cutoff = parse_when(older_than, "--older-than")
     with opened_store(settings) as store:
-        sessions = store.list_sessions()  # newest first
-        kept = {s.id for s in sessions[:keep_last]}
-        chosen = []
-        for s in sessions:
-            updated = _time(s.updated_at)
-            if s.id in kept or updated is None or updated >= cutoff:
-                continue
-            if state is not None and s.state != state:
-                continue
-            chosen.append(s)
+        kept = {s.id for s in store.select_sessions(None, keep_last)} if keep_last else set()
+        chosen = [
+            s
+            for s in store.sessions_before(cutoff)
+            if s.id not in kept and (state is None or s.state == state)
+        ]
         sizes = store.session_sizes([s.id for s in chosen])  # summed by the store
         return [Doomed(s, sizes.get(s.id, 0)) for s in chosen]
 
@@ -437,50 +433,42 @@ def prune(settings: Settings, doomed: list[Doomed]) -> None:
 
 
 def usage(settings: Settings, prefix: str | None, since: str | None, by: str) -> list[UsageRow]:
+    """The sums are the store's (grouped by what is shown and the model, in SQL where it can);
+    each group is priced here from its token sums."""
+    from agentctl.store.overview import usage_fact, usage_totals_of
+
     if by not in ("model", "day", "session"):
         raise UsageError(f"--by must be model, day or session, not {by!r}")
     cutoff = parse_when(since, "--since") if since else None
+    with opened_store(settings) as store:
+        if prefix:
+            totals = usage_totals_of(
+                [usage_fact(store, resolve_session(store, prefix))], by, cutoff
+            )
+        else:
+            totals = store.usage_totals(by, cutoff)
     groups: dict[str, list[int]] = {}
     priced: dict[str, float | None] = {}
     prices: dict[str, tuple[float, float] | None] = {}
-    from agentctl.store.overview import usage_fact
-
-    with opened_store(settings) as store:
-        if prefix:
-            facts = [usage_fact(store, resolve_session(store, prefix))]
+    for total in totals:
+        key, model = total.key, total.model
+        row = groups.setdefault(key, [0, 0, 0, 0])
+        row[0] += total.sessions
+        row[1] += total.calls
+        row[2] += total.prompt_tokens
+        row[3] += total.completion_tokens
+        if model not in prices:
+            prices[model] = wiring_price(settings, model)
+        price = prices[model]
+        cost = None
+        if price is not None:
+            cost = (total.prompt_tokens * price[0] + total.completion_tokens * price[1]) / 1e6
+        if key not in priced:
+            priced[key] = cost
+        elif priced[key] is not None and cost is not None:
+            priced[key] = priced[key] + cost  # type: ignore[operator]
         else:
-            facts = store.usage_facts()  # one read of the store's index, where it has one
-        for fact in facts:
-            session_id, model, created_at = fact.session_id, fact.model, fact.created_at
-            when = _time(created_at)
-            if cutoff is not None and (when is None or when < cutoff):
-                continue
-            key = {"model": model, "day": created_at[:10], "session": session_id}[by]
-            calls, prompt, completion = fact.calls, fact.prompt_tokens, fact.completion_tokens
-            if fact.copied is not None:
-                # Usage is carried forward, so the head counts every call of its history, and
-                # a fork's history starts with the checkpoints it copied, whose calls its
-                # origin made and counts (two forks tripled a session's cost): taken off.
-                calls = max(0, calls - fact.copied[0])
-                prompt = max(0, prompt - fact.copied[1])
-                completion = max(0, completion - fact.copied[2])
-            row = groups.setdefault(key, [0, 0, 0, 0])
-            row[0] += 1
-            row[1] += calls
-            row[2] += prompt
-            row[3] += completion
-            if model not in prices:
-                prices[model] = wiring_price(settings, model)
-            price = prices[model]
-            cost = None
-            if price is not None:
-                cost = (prompt * price[0] + completion * price[1]) / 1e6
-            if key not in priced:
-                priced[key] = cost
-            elif priced[key] is not None and cost is not None:
-                priced[key] = priced[key] + cost  # type: ignore[operator]
-            else:
-                priced[key] = None
+            priced[key] = None
     return [UsageRow(k, v[0], v[1], v[2], v[3], priced[k]) for k, v in sorted(groups.items())]
 
 
