@@ -309,9 +309,9 @@ def session_floors(db: sqlite3.Connection, cutoff: str) -> dict[str, float]:
 
 def store_reads(url: str, cutoff: str) -> dict[str, float]:
     """The store's own part of each command, in this process (no start-up, no printing)."""
-    from agentctl.store import open_store
-
     from datetime import datetime
+
+    from agentctl.store import open_store
 
     store = open_store(url)
     when = datetime.fromisoformat(cutoff)
