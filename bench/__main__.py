@@ -245,6 +245,10 @@ def main() -> None:
             from bench import postgres
 
             report["postgres"] = postgres.run(args.quick)
+            from bench import queue_engines
+
+            print("\nagentctl's queue against procrastinate and PgQueuer (bench/queue_engines.py):")
+            report["queue_engines"] = queue_engines.run(args.quick)
         if not args.no_startup:
             startup = measure_startup(Path(tmp) / "startup", runs=5 if args.quick else 11)
             print("\nCLI start-up (median wall time, s):", json.dumps(startup))
