@@ -3,7 +3,10 @@
 Each workspace gets its own git directory under agentctl's data directory
 (`snapshots/<hash of the workspace path>`); git's work tree is the workspace. A capture is
 `git add -A` into that directory's own index, then `git write-tree`: content-addressed, so disk
-grows only with changed bytes and an unchanged workspace gives the same tree id. A restore is
+grows only with changed bytes and an unchanged workspace gives the same tree id. After the
+first, a capture does the same in process (workspace/incremental.py: the index as the stat
+cache, objects written by agentctl in git's format), so a turn spawns no git; whatever that
+path does not follow exactly is left to git, capture by capture. A restore is
 `git read-tree --reset -u TREE` from an index that holds the current capture: files the tree
 lacks are removed, the rest written, symlinks restored as symlinks. Git keeps only 644 or 755,
 so each capture also records the exact permission of every file that has another one
@@ -56,6 +59,8 @@ from pathlib import Path
 from agentctl import faults
 from agentctl.config import DEFAULT_SNAPSHOT_MAX_CAPTURE, DEFAULT_SNAPSHOT_MAX_FILE
 from agentctl.errors import StoreError
+from agentctl.workspace.ignore import Unsupported
+from agentctl.workspace.incremental import InProcess, LeftToGit
 from agentctl.workspace.packing import TreePack, all_trees, parse_raw
 
 MAX_FILE = DEFAULT_SNAPSHOT_MAX_FILE  # bytes: a larger file is not captured
@@ -143,6 +148,10 @@ def refuse_reason(workspace: Path, home: str | None) -> str | None:
 
 
 class Snapshots:
+    # Captures write their objects in process (workspace/incremental.py), git only where that
+    # path leaves a capture to it; False: every capture through git (tests compare the two).
+    in_process = True
+
     def __init__(
         self,
         workspace: Path,
@@ -194,6 +203,8 @@ class Snapshots:
             raise SnapshotsUnavailable("no snapshot of this workspace was taken")
         # Made on first use: a session that never changes a file never runs git at all.
         self._private = private_home
+        self._fast = InProcess(self.git_dir, self.workspace, self.own, ATTRIBUTES)
+        self._modes_written: tuple[str, list[str]] | None = None
 
     def _inside(self, path: Path) -> str | None:
         try:
@@ -328,33 +339,16 @@ class Snapshots:
         return captured
 
     def _capture(self, previous: str | None) -> Capture:
+        if self.in_process:
+            done = self._capture_in_process(previous)
+            if done is not None:
+                return done
         # One listing, tagged: H tracked, C tracked and changed, ? untracked (not ignored).
         listed = self._git(
             "ls-files", "-z", "-t", "--cached", "--others", "--modified", "--exclude-standard"
         )
-        big, nested, refused, dropped, new_bytes = [], [], set(), [], 0
-        tracked, added = [], []
-        for entry in filter(None, listed.split("\0")):
-            tag, name = entry[:1], entry[2:]
-            if tag != "?" and tag != "C":
-                tracked.append(name)
-                continue
-            if self._own(name):
-                continue
-            parts = name.rstrip("/").split("/")
-            bad = next((i for i, part in enumerate(parts) if refused_name(part)), None)
-            if bad is not None:
-                refused.add("/".join(parts[: bad + 1]))
-            elif name.endswith("/"):  # git does not descend into another repository
-                nested.append(name.rstrip("/"))
-            elif self._too_big(name):
-                big.append(name)
-            else:  # a capture adds at most max_capture bytes of content; the rest: named
-                new_bytes += self._size(name)
-                if new_bytes > self.max_capture:
-                    big.append(name)
-                elif tag == "?":
-                    added.append(name)
+        entries = ((entry[:1], entry[2:]) for entry in filter(None, listed.split("\0")))
+        big, nested, refused, tracked, added = self._classify(entries)
         # A nested repository is the user's: left out whole (not even as a gitlink).
         left = [*big, *nested, *sorted(refused), *self.own]
         excludes = [f":(exclude,literal){name}" for name in left]
@@ -375,6 +369,74 @@ class Snapshots:
             TreePack(self.git_dir).add(self._stdin, trees)
         self._record_modes(tree, [*tracked, *added])
         skipped = sorted({*big, *grown}) + [f"{name}/ (a name git refuses)" for name in refused]
+        return Capture(tree, tuple(skipped), tuple(changed))
+
+    def _classify(
+        self, listed: Iterable[tuple[str, str]]
+    ) -> tuple[list[str], list[str], set[str], list[str], list[str]]:
+        """Sort a listing as `git ls-files -t --cached --others --modified` gives it (tag,
+        name): files over a cap, nested repositories, refused names, the tracked files, and
+        the untracked files to add. One capture adds at most max_capture bytes of content,
+        counted in the listing's order: untracked files first, then changed tracked ones."""
+        big: list[str] = []
+        nested: list[str] = []
+        refused: set[str] = set()
+        tracked: list[str] = []
+        added: list[str] = []
+        new_bytes = 0
+        for tag, name in listed:
+            if tag != "?" and tag != "C":
+                tracked.append(name)
+                continue
+            if self._own(name):
+                continue
+            parts = name.rstrip("/").split("/")
+            bad = next((i for i, part in enumerate(parts) if refused_name(part)), None)
+            if bad is not None:
+                refused.add("/".join(parts[: bad + 1]))
+            elif name.endswith("/"):  # git does not descend into another repository
+                nested.append(name.rstrip("/"))
+            elif self._too_big(name):
+                big.append(name)
+            else:  # a capture adds at most max_capture bytes of content; the rest: named
+                new_bytes += self._size(name)
+                if new_bytes > self.max_capture:
+                    big.append(name)
+                elif tag == "?":
+                    added.append(name)
+        return big, nested, refused, tracked, added
+
+    def _capture_in_process(self, previous: str | None) -> Capture | None:
+        """The capture without spawning git (workspace/incremental.py); None when this one
+        is left to git (the first capture, or something the in-process path does not
+        follow exactly)."""
+        fast = self._fast
+        try:
+            scan = fast.scan()
+            listing = [("?", os.fsdecode(name)) for name in scan.others]
+            listing += [("C", os.fsdecode(name)) for name in scan.modified]
+            big, nested, refused, _tracked, added = self._classify(listing)
+            left = [*big, *nested, *sorted(refused), *self.own]
+            self._die_in_git("capture_in_git")
+            applied = fast.apply(scan, added, big, left, self.own)
+        except (LeftToGit, Unsupported, OSError):  # OSError: a store it cannot write: git says why
+            fast.forget()
+            return None
+        except BaseException:
+            fast.forget()
+            raise
+        tree = applied.tree
+        if previous is None or previous == tree:
+            changed = []
+        elif previous == applied.previous_tree:
+            changed = [Change(status, path) for status, path in applied.changed]
+        else:
+            changed = self._changes_and_trees(previous, tree)[0]
+        if applied.written_trees:
+            with contextlib.suppress(StoreError):  # an economy: when it fails, trees stay loose
+                TreePack(self.git_dir).add(self._stdin, applied.written_trees)
+        self._write_modes(tree, applied.odd_modes)
+        skipped = sorted(big) + [f"{name}/ (a name git refuses)" for name in refused]
         return Capture(tree, tuple(skipped), tuple(changed))
 
     def _changes_and_trees(
@@ -415,18 +477,27 @@ class Snapshots:
                 perm = stat.S_IMODE(info.st_mode)
                 if perm != _canonical(perm):
                     odd.append(f"{perm:o} {name}")
+        self._write_modes(tree, odd)
+
+    def _write_modes(self, tree: str, odd: list[str]) -> None:
+        """`modes/<tree>`: each "perm name" of `odd`; no file when there is none."""
+        if self._modes_written == (tree, odd):
+            return  # as the last capture of this process left it
         path = self._modes_file(tree)
         text = "".join(f"{line}\0" for line in odd)
         if not odd:
             path.unlink(missing_ok=True)
+            self._modes_written = (tree, odd)
             return
         with contextlib.suppress(OSError):
             if path.read_text(errors="surrogateescape") == text:
+                self._modes_written = (tree, odd)
                 return
         path.parent.mkdir(mode=0o700, exist_ok=True)
         temporary = path.with_name(f"{tree}.{os.getpid()}.tmp")
         temporary.write_text(text, errors="surrogateescape")
         os.replace(temporary, path)
+        self._modes_written = (tree, odd)
 
     def modes(self, tree: str) -> dict[str, int]:
         """The recorded permissions of tree `tree`'s files that are neither 644 nor 755."""
