@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentctl.workspace.packing import _index_ids
+from agentctl.workspace.packing import _index_ids, write_in_place
 
 REGULAR = 0o100644
 EXECUTABLE = 0o100755
@@ -32,6 +32,10 @@ _MASK = 0xFFFFFFFF
 
 class IndexUnsupported(Exception):
     """An index this module does not read (git reads it): version 4, conflicts, flags."""
+
+
+class IndexTorn(IndexUnsupported):
+    """An index whose checksum fails: a write cut short (git would not read it either)."""
 
 
 def object_id(kind: bytes, body: bytes) -> bytes:
@@ -104,6 +108,7 @@ class ObjectStore:
     _packed: set[bytes] = field(default_factory=set)
     _packs_seen: tuple[int, int] | None = None
     written: int = 0  # objects written by this store object (tests count them)
+    tree_sizes: dict[str, int] = field(default_factory=dict)  # loose trees written: bytes
 
     def _loose(self, sha: bytes) -> str:
         hexid = sha.hex()
@@ -147,6 +152,8 @@ class ObjectStore:
             os.close(fd)
         os.replace(temporary, path)
         self.written += 1
+        if kind == b"tree":
+            self.tree_sizes[sha.hex()] = len(data)
         return sha
 
 
@@ -246,7 +253,7 @@ def read_index(data: bytes) -> dict[bytes, Entry]:
     if version not in (2, 3):
         raise IndexUnsupported(f"index version {version}")
     if hashlib.sha1(data[:-20], usedforsecurity=False).digest() != data[-20:]:
-        raise IndexUnsupported("index checksum")
+        raise IndexTorn("index checksum")
     entries: dict[bytes, Entry] = {}
     at = 12
     for _ in range(count):
@@ -291,15 +298,12 @@ def index_bytes(entries: dict[bytes, Entry]) -> bytes:
 
 
 def write_index(path: Path, entries: dict[bytes, Entry]) -> os.stat_result:
-    """Replace the index at `path` (through `index.lock`, as git does; the caller holds the
-    store's lock, so a lock file found is stale) and return the new file's stat."""
-    lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        _write_all(fd, index_bytes(entries))
-    finally:
-        os.close(fd)
-    os.replace(lock, path)
+    """Write the index at `path` over the one there, in place (packing.write_in_place), and
+    return the file's stat. Not through a new file renamed over the old one as git does: a
+    capture writes the index every time something changed, and that rename costs a data flush.
+    The caller holds the store's lock, so no git reads it meanwhile; an index a crash left
+    torn fails its checksum (IndexTorn), and the capture drops it and lets git rebuild it."""
+    write_in_place(path, index_bytes(entries))
     return os.stat(path)
 
 

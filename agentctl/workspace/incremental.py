@@ -29,6 +29,7 @@ from agentctl.workspace import ignore
 from agentctl.workspace.gitobjects import (
     SYMLINK,
     Entry,
+    IndexTorn,
     IndexUnsupported,
     ObjectStore,
     Stat,
@@ -84,7 +85,9 @@ class InProcess:
         self._entries: dict[bytes, Entry] = {}
         self._trees: Trees | None = None
         self._folders: set[bytes] = set()
-        self._checksum = b""
+        # The index as this object last read or wrote it (inode, size, mtime, ctime): git
+        # writes a new file and renames it, so a git capture or restore since changes it.
+        self._identity: tuple[int, int, int, int] | None = None
         self._index_time = 0
         self._ignore_files: dict[bytes, tuple[tuple[int, ...], list[ignore.Pattern]]] = {}
         self._settled: bool | None = None
@@ -114,28 +117,32 @@ class InProcess:
         if not self._settings_allow():
             raise LeftToGit("store settings")
         try:
-            with open(self.index_path, "rb") as f:
-                f.seek(-20, os.SEEK_END)
-                checksum = f.read(20)
-                if checksum != self._checksum or self._trees is None:
-                    f.seek(0)
-                    data = f.read()
-                    self._use(read_index(data), data[-20:])
-                self._index_time = os.fstat(f.fileno()).st_mtime_ns
+            st = os.stat(self.index_path)
         except FileNotFoundError:
             raise LeftToGit("no index yet") from None
-        except IndexUnsupported as exc:
-            raise LeftToGit(str(exc)) from None
+        identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if identity != self._identity or self._trees is None:
+            data = self.index_path.read_bytes()
+            try:
+                entries = read_index(data)
+            except IndexTorn:  # a write a crash cut short: git rebuilds it from the files
+                self.index_path.unlink(missing_ok=True)
+                raise LeftToGit("a torn index") from None
+            except IndexUnsupported as exc:
+                raise LeftToGit(str(exc)) from None
+            self._use(entries)
+            st = os.stat(self.index_path)
+            self._identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        self._index_time = st.st_mtime_ns
 
-    def _use(self, entries: dict[bytes, Entry], checksum: bytes) -> None:
+    def _use(self, entries: dict[bytes, Entry]) -> None:
         self._entries = entries
         self._trees = Trees(entries)
-        self._checksum = checksum
         self._folders = _folders_of(entries)
 
     def forget(self) -> None:
         """Drop what is kept in memory: the next capture reads the index again."""
-        self._trees, self._checksum = None, b""
+        self._trees, self._identity = None, None
 
     # -- the walk ----------------------------------------------------------------------------
 
@@ -344,13 +351,11 @@ class InProcess:
         tree, written = trees.write(self.objects)
         if changed or scan.refreshed or scan.racy_bytes > RACY_REWRITE:
             ordered = dict(sorted(new.items()))
-            index = write_index(self.index_path, ordered)
+            st = write_index(self.index_path, ordered)
             self._entries = ordered
             self._folders = _folders_of(ordered) if changed else self._folders
-            with open(self.index_path, "rb") as f:
-                f.seek(-20, os.SEEK_END)
-                self._checksum = f.read(20)
-            self._index_time = index.st_mtime_ns
+            self._identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            self._index_time = st.st_mtime_ns
         odd = []
         for path in self._entries:
             st = scan.seen.get(path)

@@ -79,7 +79,7 @@ class TreePack:
         self.state = git_dir / "tree-pack"
         self.pack_dir = git_dir / "objects" / "pack"
 
-    def _read(self) -> tuple[str | None, dict[str, str], list[str]]:
+    def _read(self, known: dict[str, int]) -> tuple[str | None, dict[str, str], list[str]]:
         """The pack's name, the named trees (id -> path: the last packed capture's, and any
         waiting loose), and every tree in the pack."""
         try:
@@ -98,30 +98,37 @@ class TreePack:
         except OSError:  # none yet, or repacked by prune: begin a new one
             every = None
         if not _PACK_NAME.fullmatch(name) or every is None:
-            return None, {t: p for t, p in named.items() if self._loose(t).exists()}, []
+            loose = {t: p for t, p in named.items() if t in known or self._loose(t).exists()}
+            return None, loose, []
         return name, named, every
 
     def _loose(self, tree: str) -> Path:
         return self.git_dir / "objects" / tree[:2] / tree[2:]
 
     def _write_state(self, name: str | None, named: dict[str, str]) -> None:
-        temporary = self.state.with_name(f"tree-pack.{os.getpid()}.tmp")
+        # In place, under the store's lock: a rename over it costs a data flush on ext4
+        # (gitobjects.write_index), and a record a crash tore is only an economy lost.
         lines = "".join(f"{t} {p}\n" for t, p in named.items())
-        temporary.write_text(f"pack {name or '-'}\n{lines}", errors="surrogateescape")
-        os.replace(temporary, self.state)
+        text = f"pack {name or '-'}\n{lines}"
+        write_in_place(self.state, text.encode(errors="surrogateescape"))
 
-    def add(self, stdin: GitStdin, new: list[tuple[str, str]]) -> None:
+    def add(
+        self, stdin: GitStdin, new: list[tuple[str, str]], known: dict[str, int] | None = None
+    ) -> None:
         """Pack the `new` trees (id, path) that are loose, with those still waiting, into the
         tree pack and delete their loose copies; or, while they are fewer than PACK_AFTER
         bytes, leave them loose for a later capture (a capture in a folder of a hundred files
         writes a few KB of trees: packing them every time cost as much as a git call).
+        `known`: the sizes of loose trees this process wrote (workspace/incremental.py), so
+        they are not looked up again at every capture while they wait.
         Raises what `stdin` raises (StoreError) when git fails."""
-        name, named, every = self._read()
+        known = known or {}
+        name, named, every = self._read(known)
         sizes = {}
         for tree, path in [*new, *named.items()]:
             if tree not in sizes:
                 with contextlib.suppress(OSError):
-                    sizes[tree] = self._loose(tree).stat().st_size
+                    sizes[tree] = known.get(tree) or self._loose(tree).stat().st_size
                     # The path pairs a folder's versions (a hint): a line break is not one.
                     named.setdefault(tree, path.replace("\n", " "))
         if not sizes:
@@ -156,6 +163,7 @@ class TreePack:
                 with contextlib.suppress(FileNotFoundError):
                     (self.pack_dir / f"pack-{name}{suffix}").unlink()
         for tree in loose:
+            known.pop(tree, None)  # packed: no longer a loose tree waiting
             with contextlib.suppress(FileNotFoundError):
                 self._loose(tree).unlink()
 
@@ -174,3 +182,18 @@ def _index_ids(index: bytes) -> list[str] | None:
     if len(ids) != 20 * count:
         return None
     return [ids[n : n + 20].hex() for n in range(0, len(ids), 20)]
+
+
+def write_in_place(path: Path, data: bytes) -> None:
+    """Replace a small file's bytes in place, not by a new file renamed over it: on ext4 a
+    rename over an existing file flushes the new one's data (`auto_da_alloc`), 0.3 to 1.6 ms
+    on this machine. Only for files the store's lock guards and a torn write cannot harm."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        offset = 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)

@@ -434,7 +434,9 @@ class Snapshots:
             changed = self._changes_and_trees(previous, tree)[0]
         if applied.written_trees:
             with contextlib.suppress(StoreError):  # an economy: when it fails, trees stay loose
-                TreePack(self.git_dir).add(self._stdin, applied.written_trees)
+                TreePack(self.git_dir).add(
+                    self._stdin, applied.written_trees, fast.objects.tree_sizes
+                )
         self._write_modes(tree, applied.odd_modes)
         skipped = sorted(big) + [f"{name}/ (a name git refuses)" for name in refused]
         return Capture(tree, tuple(skipped), tuple(changed))
