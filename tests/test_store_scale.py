@@ -9,6 +9,9 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from agentctl.errors import UnknownSessionError
 from agentctl.store import open_store
 from agentctl.store.sqlite import SQLiteStore
 from agentctl.testing.store_spec import draft, info
@@ -78,5 +81,31 @@ def test_a_schema_6_store_gets_the_indexes_of_forks_search_and_usage(tmp_path: P
         # Migration 9 keeps each session's model and head usage in its row, for `usage`
         assert [f.calls for f in store.usage_facts()] == [2] * 20
         assert {f.model for f in store.usage_facts()} == {"scripted"}
+    finally:
+        store.close()
+
+
+def long_one(store: SQLiteStore, session_id: str, length: int) -> None:
+    drafts = [draft(None, 1, "m1")] + [draft(n - 1, n, f"m{n}") for n in range(2, length + 1)]
+    store.create_whole(info(session_id), drafts)
+
+
+def test_deleting_a_session_costs_what_it_holds(tmp_path: Path) -> None:
+    """`rm` of a 10,000-message session took 17 s: SQLite checked each deleted message for
+    children by scanning the session's rows (no index on `parent`), N² in all. A session's
+    keys point only within it, so its delete runs unchecked: linear in its rows. The checks
+    are on again after it, whether it deleted or refused."""
+    store = many(tmp_path / "a.db", 0)
+    try:
+        long_one(store, "short1", 500)
+        long_one(store, "long01", 2000)
+        short = steps(store, lambda: store.delete_session("short1"))
+        long = steps(store, lambda: store.delete_session("long01"))
+        assert long < 6 * short, (short, long)  # 4x the rows; N² would be 16x
+        assert store.match_sessions("") == []
+        assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with pytest.raises(UnknownSessionError):
+            store.delete_session("long01")
+        assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     finally:
         store.close()

@@ -208,6 +208,16 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         else:
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def _unchecked(self) -> Iterator[None]:
+        """Foreign keys unchecked (a pragma SQLite takes only outside a transaction)."""
+        (checked,) = self._db.execute("PRAGMA foreign_keys").fetchone()
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA foreign_keys={int(checked)}")
+
     # -- writes ---------------------------------------------------------------------------
 
     def another_handle(self) -> SQLiteStore:
@@ -458,7 +468,11 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                 raise UnknownSessionError(f"no session {session_id!r}")
 
     def delete_session(self, session_id: str) -> None:
-        with _translated(self.path, session_id), self._transaction() as db:
+        """All of a session's rows, in one transaction, without checking foreign keys: every
+        key points within the session, so nothing left behind can point at what goes, and
+        the check of each message's children (no index on `parent`) made deleting N messages
+        cost N² (17 s for 10,000)."""
+        with _translated(self.path, session_id), self._unchecked(), self._transaction() as db:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
             if self._indexed(db):
