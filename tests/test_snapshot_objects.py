@@ -310,6 +310,7 @@ def test_random_edits_give_the_tree_git_gives(
             reference.skipped,
             reference.changed,
         )
+        assert ours.modes(mine.tree) == theirs.modes(reference.tree)  # 744 after a chmod
         previous = mine.tree
     env = {"GIT_DIR": str(ours.git_dir)}
     git("fsck", "--strict", "--no-dangling", cwd=root, env=env)

@@ -236,16 +236,17 @@ class RunView:
     def _tool_started(self, event: ToolStarted) -> None:
         width = self._width()
         what = fit(visible(event.subject), None if width is None else width - 4)
-        err.print(f"[bold]●[/] {escape(event.tool)} {escape(what)}")
+        shown = [f"[bold]●[/] {escape(event.tool)} {escape(what)}"]
         if event.preview and event.call_id not in self._asked:
             for line in event.preview.splitlines()[:1]:
                 if line.startswith("("):  # (new file, N bytes) / (replaces …)
-                    err.print(f"  [dim]{escape(line)}[/]")
+                    shown.append(f"  [dim]{escape(line)}[/]")
             body = "\n".join(
                 line for line in event.preview.splitlines() if not line.startswith("(")
             )
-            for line in diff_lines(body):
-                err.print(f"  {line}")
+            shown += [f"  {line}" for line in diff_lines(body)]
+        # One print for the lines: rich's per-call work was most of a write_file turn's drawing.
+        err.print("\n".join(shown))
         self._running[event.call_id] = (event, time.monotonic())
         if event.side_effect == "exec":
             self._spin("running…")

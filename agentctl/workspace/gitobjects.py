@@ -282,28 +282,36 @@ def read_index(data: bytes) -> dict[bytes, Entry]:
     return entries
 
 
-def index_bytes(entries: dict[bytes, Entry]) -> bytes:
-    """A version-2 index of `entries`, sorted as git sorts them (by the name's bytes)."""
+def index_bytes(
+    entries: dict[bytes, Entry], records: dict[bytes, tuple[Entry, bytes]] | None = None
+) -> bytes:
+    """A version-2 index of `entries`, which are in git's order (by the name's bytes).
+    `records`: each entry's bytes as last made, reused while the entry is the same object."""
+    records = {} if records is None else records
     parts = [b"DIRC" + struct.pack(">II", 2, len(entries))]
-    for name in sorted(entries):
-        entry = entries[name]
-        s = entry.stat
-        record = _ENTRY.pack(
-            *s.ctime, *s.mtime, s.dev, s.ino, entry.mode, s.uid, s.gid, s.size,
-            entry.sha, min(len(name), 0xFFF),
-        ) + name  # fmt: skip
-        parts.append(record + b"\0" * (8 - len(record) % 8))
+    for name, entry in entries.items():
+        made = records.get(name)
+        if made is None or made[0] is not entry:
+            s = entry.stat
+            record = _ENTRY.pack(
+                *s.ctime, *s.mtime, s.dev, s.ino, entry.mode, s.uid, s.gid, s.size,
+                entry.sha, min(len(name), 0xFFF),
+            ) + name  # fmt: skip
+            made = records[name] = (entry, record + b"\0" * (8 - len(record) % 8))
+        parts.append(made[1])
     body = b"".join(parts)
     return body + hashlib.sha1(body, usedforsecurity=False).digest()
 
 
-def write_index(path: Path, entries: dict[bytes, Entry]) -> os.stat_result:
+def write_index(
+    path: Path, entries: dict[bytes, Entry], records: dict[bytes, tuple[Entry, bytes]] | None = None
+) -> os.stat_result:
     """Write the index at `path` over the one there, in place (packing.write_in_place), and
     return the file's stat. Not through a new file renamed over the old one as git does: a
     capture writes the index every time something changed, and that rename costs a data flush.
     The caller holds the store's lock, so no git reads it meanwhile; an index a crash left
     torn fails its checksum (IndexTorn), and the capture drops it and lets git rebuild it."""
-    write_in_place(path, index_bytes(entries))
+    write_in_place(path, index_bytes(entries, records))
     return os.stat(path)
 
 

@@ -90,6 +90,12 @@ class InProcess:
         self._identity: tuple[int, int, int, int] | None = None
         self._index_time = 0
         self._ignore_files: dict[bytes, tuple[tuple[int, ...], list[ignore.Pattern]]] = {}
+        # Kept while the index is the one this object read or wrote: the raw lstat of each
+        # tracked file last found unchanged, the "perm path" of those neither 644 nor 755,
+        # and each entry's bytes in the index.
+        self._clean: dict[bytes, tuple[int, int, int, int, int]] = {}
+        self._odd: dict[bytes, str] = {}
+        self._records: dict[bytes, tuple[Entry, bytes]] = {}
         self._settled: bool | None = None
 
     # -- the index as the last capture left it ---------------------------------------------
@@ -138,6 +144,9 @@ class InProcess:
     def _use(self, entries: dict[bytes, Entry]) -> None:
         self._entries = entries
         self._trees = Trees(entries)
+        self._clean = {}
+        self._odd = {}
+        self._records = {}
         self._folders = _folders_of(entries)
 
     def forget(self) -> None:
@@ -241,18 +250,27 @@ class InProcess:
     def _compare(self, found: dict[bytes, os.stat_result], others: list[bytes]) -> Scan:
         """The tracked files against their index entries (index order)."""
         scan = Scan(others, [], found, {})
+        clean, odd, index_time = self._clean, self._odd, self._index_time
         for path, entry in self._entries.items():
             st = found.get(path)
             if st is None:
                 scan.modified.append(path)  # gone, or a folder now
                 continue
+            # The raw lstat this file had when last found unchanged: same, and older than
+            # the index, it is unchanged still (its mode too: a chmod moves the ctime).
+            key = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size, st.st_mode)
+            if clean.get(path) == key and st.st_mtime_ns < index_time:
+                continue
+            clean.pop(path, None)
+            _note_mode(odd, path, st)
             mode = git_mode(st.st_mode)
             now = Stat.of(st)
             if mode != entry.mode:
                 scan.modified.append(path)
                 continue
-            racy = st.st_mtime_ns >= self._index_time
+            racy = st.st_mtime_ns >= index_time
             if now.same_file(entry.stat) and not racy:
+                clean[path] = key
                 continue
             if now.size != entry.stat.size and entry.stat.size != 0:
                 scan.modified.append(path)
@@ -306,9 +324,10 @@ class InProcess:
         def outside(path: bytes, prefixes: list[bytes]) -> bool:
             return any(path == p or path.startswith(p + b"/") for p in prefixes)
 
-        for path in [p for p in old if outside(p, mine) or p in dropped]:
-            del new[path]
-            touched.add(path)
+        if mine or dropped:
+            for path in [p for p in old if outside(p, mine) or p in dropped]:
+                del new[path]
+                touched.add(path)
         for path in scan.modified:
             if path not in new:
                 continue
@@ -330,6 +349,7 @@ class InProcess:
                 continue
             new[path] = self._blob(path, st, scan)
             touched.add(path)
+            _note_mode(self._odd, path, st)
         changed: list[tuple[str, str]] = []
         for path in sorted(touched):
             was, now = old.get(path), new.get(path)
@@ -344,30 +364,29 @@ class InProcess:
             changed.append((status, os.fsdecode(path)))
             if now is None:
                 trees.remove(path)
+                self._odd.pop(path, None)
         for status, name in changed:
             if status != "D":
                 path = os.fsencode(name)
                 trees.set(path, new[path].mode, new[path].sha)
         tree, written = trees.write(self.objects)
+        for path in touched:
+            self._clean.pop(path, None)
+            if path not in new:
+                self._odd.pop(path, None)
         if changed or scan.refreshed or scan.racy_bytes > RACY_REWRITE:
-            ordered = dict(sorted(new.items()))
-            st = write_index(self.index_path, ordered)
+            moved = any(status in "AD" for status, _ in changed)
+            ordered = dict(sorted(new.items())) if moved else new  # git's order: by name
+            st = write_index(self.index_path, ordered, self._records)
             self._entries = ordered
-            self._folders = _folders_of(ordered) if changed else self._folders
+            self._folders = _folders_of(ordered) if moved else self._folders
             self._identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             self._index_time = st.st_mtime_ns
-        odd = []
-        for path in self._entries:
-            st = scan.seen.get(path)
-            if st is not None and stat.S_ISREG(st.st_mode):
-                perm = stat.S_IMODE(st.st_mode)
-                if perm != (0o755 if perm & 0o100 else 0o644):
-                    odd.append(f"{perm:o} {os.fsdecode(path)}")
         return Applied(
             tree.hex(),
             changed,
             [(sha.hex(), os.fsdecode(path)) for sha, path in written],
-            odd,
+            [self._odd[path] for path in sorted(self._odd)],
             before.hex(),
         )
 
@@ -380,6 +399,15 @@ class InProcess:
         except OSError as exc:
             raise LeftToGit(f"cannot write an object: {exc}") from None
         return Entry(git_mode(st.st_mode), sha, Stat.of(st))
+
+
+def _note_mode(odd: dict[bytes, str], path: bytes, st: os.stat_result) -> None:
+    """Keep `path`'s "perm path" in `odd` when it is a file neither 644 nor 755."""
+    perm = stat.S_IMODE(st.st_mode)
+    if stat.S_ISREG(st.st_mode) and perm != (0o755 if perm & 0o100 else 0o644):
+        odd[path] = f"{perm:o} {os.fsdecode(path)}"
+    else:
+        odd.pop(path, None)
 
 
 def _folders_of(entries: dict[bytes, Entry]) -> set[bytes]:
