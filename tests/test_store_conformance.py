@@ -32,6 +32,7 @@ class TestJsonlStore(StoreSpec, OverviewSpec):
         "search",
         "kept_listing",
         "overview",
+        "integrity_pass",
     }
 
     def open(self, place: Path) -> Store:
@@ -46,6 +47,7 @@ class TestPostgresStore(StoreSpec, OverviewSpec):
         "reclaim",
         "overview",
         "sizes",
+        "integrity_pass",
     }
 
     @pytest.fixture(autouse=True)

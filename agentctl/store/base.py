@@ -287,6 +287,42 @@ class Integrity(Protocol):
         ...
 
 
+class SessionReads(Protocol):
+    """One session's records as `verify` reads them, each read when asked for and raising as
+    the store's own method named after it raises (a StoreError for a damaged row), so a check
+    fed by a store-wide pass finds what it finds fed by the per-session reads."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    def history(self) -> list[CheckpointSummary]:
+        """As `Store.history(session_id, kept=False)`."""
+        ...
+
+    def message_links(self) -> MessageLinks:
+        """As `Store.message_links(session_id)`."""
+        ...
+
+    def info(self) -> SessionInfo:
+        """As `Store.info(session_id)`."""
+        ...
+
+    def kept_history(self) -> list[CheckpointSummary] | None:
+        """As `Store.history(session_id)` where the store keeps a listing of the session
+        (`keeps_listings` and `kept_listing` not None); else None."""
+        ...
+
+
+class IntegrityPass(Protocol):
+    """`verify` of a whole store at the cost of reading it once."""
+
+    def session_reads(self, session_ids: Sequence[str] | None = None) -> Iterator[SessionReads]:
+        """The records of each of `session_ids` (default: every session, by id), in that
+        order. The default reads each through the per-session methods; a database reads its
+        tables in one ordered pass each, in one read transaction."""
+        ...
+
+
 class ReadyConversations(Protocol):
     """A session's conversation kept ready for its next request (store/ready.py): a cache, one per
     session, replaced whole, removed with the session, never exported."""
@@ -443,6 +479,7 @@ class Store(
     Search,
     Profiles,
     Integrity,
+    IntegrityPass,
     ReadyConversations,
     KeptListings,
     Protocol,

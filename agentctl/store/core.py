@@ -15,8 +15,8 @@ each capability where it is overridden.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from agentctl.store.base import (
     CheckpointDraft,
@@ -31,7 +31,7 @@ from agentctl.store.overview import OverviewDefaults
 if TYPE_CHECKING:
     from agentctl.domain.records import SearchHit
     from agentctl.domain.session import Checkpoint, Message, Session, SessionInfo, UserProfile
-    from agentctl.store.base import Store
+    from agentctl.store.base import SessionReads, Store
     from agentctl.store.lease import Lease
     from agentctl.store.listing import KeptListing
     from agentctl.store.ready import ReadyConversation
@@ -45,6 +45,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "ready_conversation": ("keep_ready", "ready_conversation"),
     "kept_listing": ("keep_listing", "kept_listing"),
     "integrity": ("check", "message_links"),
+    "integrity_pass": ("session_reads",),
     "reclaim": ("reclaim",),
     "whole_write": ("create_whole",),
     "copy_session": ("copy_session",),
@@ -307,6 +308,11 @@ class BaseStore(OverviewDefaults, ABC):
             highest = tip
         return MessageLinks(messages, tips, unreadable)
 
+    def session_reads(self, session_ids: Sequence[str] | None = None) -> Iterator[SessionReads]:
+        """Each session through the per-session reads (one at a time, when asked for)."""
+        for session_id in self.match_sessions("") if session_ids is None else session_ids:
+            yield PerSessionReads(self, session_id)
+
     # -- defaults: writing and copying whole sessions ---------------------------------------------
 
     def create_whole(
@@ -355,3 +361,24 @@ class BaseStore(OverviewDefaults, ABC):
 
         copied = read_session(source, session_id, upto, keep_approvals=keep_approvals)
         return len(self.create_whole(info, drafts_of(copied), lease))
+
+
+class PerSessionReads(NamedTuple):
+    """SessionReads through a store's per-session methods."""
+
+    store: Store
+    session_id: str
+
+    def history(self) -> list[CheckpointSummary]:
+        return self.store.history(self.session_id, kept=False)
+
+    def message_links(self) -> MessageLinks:
+        return self.store.message_links(self.session_id)
+
+    def info(self) -> SessionInfo:
+        return self.store.info(self.session_id)
+
+    def kept_history(self) -> list[CheckpointSummary] | None:
+        if not self.store.keeps_listings or self.store.kept_listing(self.session_id) is None:
+            return None
+        return self.store.history(self.session_id)

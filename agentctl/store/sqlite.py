@@ -31,7 +31,7 @@ from agentctl.errors import (
     UnknownCheckpointError,
     UnknownSessionError,
 )
-from agentctl.store import sqlite_search
+from agentctl.store import sqlite_search, sqlite_verify
 from agentctl.store.base import (
     AppendPlan,
     CheckpointDraft,
@@ -49,7 +49,7 @@ from agentctl.store.sqlite_overview import SQLiteOverview
 if TYPE_CHECKING:
     from agentctl.domain.records import SearchHit
     from agentctl.domain.session import Checkpoint, SessionInfo, UserProfile
-    from agentctl.store.base import Store
+    from agentctl.store.base import SessionReads, Store
 
 BUSY_TIMEOUT_S = 10.0
 APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
@@ -527,6 +527,13 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             if not indexed and len(text) >= 3:
                 return scan_search(self, text, limit)
             return sqlite_search.search(self._db, indexed, text, limit)
+
+    def session_reads(self, session_ids: Sequence[str] | None = None) -> Iterator[SessionReads]:
+        """Every session in one ordered pass of each table (store/sqlite_verify.py); named
+        sessions through the per-session reads."""
+        if session_ids is not None:
+            return super().session_reads(session_ids)
+        return sqlite_verify.session_reads(self, self.path, self._db)
 
     def reclaim(self) -> None:
         with _translated(self.path):

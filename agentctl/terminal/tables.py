@@ -16,6 +16,7 @@ from agentctl.terminal.render import (
     plural,
     print_fitted,
     print_lines,
+    print_whole,
     state_markup,
     table_width,
     visible,
@@ -87,23 +88,25 @@ def sessions_table(sessions: list[SessionSummary], queued: dict[str, Any] | None
 
 
 def verify_report(store_problems: list[str], reports: list[SessionReport]) -> None:
-    for problem in store_problems:
-        out.print(f"[red]store:[/] {escape(problem)}")
+    """A line a session, and one per problem (render.print_whole)."""
+    lines = [f"[red]store:[/] {escape(problem)}" for problem in store_problems]
     for r in reports:
         if r.problems:
-            out.print(
+            lines.append(
                 f"[red]✗[/] {escape(r.session_id)}: {plural(len(r.problems), 'problem')} "
                 f"in {plural(r.checkpoints, 'checkpoint')}"
             )
-            for problem in r.problems:
-                out.print(f"    {escape(problem)}")
+            lines.extend(f"    {escape(problem)}" for problem in r.problems)
         else:
-            out.print(f"[green]✓[/] {escape(r.session_id)}: {plural(r.checkpoints, 'checkpoint')}")
+            lines.append(
+                f"[green]✓[/] {escape(r.session_id)}: {plural(r.checkpoints, 'checkpoint')}"
+            )
     bad = sum(1 for r in reports if r.problems) + (1 if store_problems else 0)
-    out.print(
+    lines.append(
         f"{plural(len(reports), 'session')} checked, "
         + (f"[red]{bad} with problems[/]" if bad else "all sound")
     )
+    print_whole(lines)
 
 
 def show_profile(profile: UserProfile) -> None:
