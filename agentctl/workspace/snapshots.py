@@ -669,6 +669,12 @@ class Snapshots:
         self._git("reflog", "expire", "--expire=now", "--all")
         self._git("repack", "-a", "-d", "-q")
         self._git("prune", "--expire=now")
+        # The index agentctl writes names files, not folders (no cache-tree), so the trees of
+        # the last capture that no kept tree reaches are gone now, while an in-process capture
+        # (this process's or another's, kept in memory by the index's identity) would reuse
+        # them. Without an index the next capture is git's, and it writes every tree again.
+        (self.git_dir / "index").unlink(missing_ok=True)
+        self._fast.forget()
         modes = self.git_dir / "modes"
         if modes.is_dir():
             kept = set(trees)
