@@ -1,11 +1,11 @@
 """Git's ignore rules (`.gitignore`, `info/exclude`), decided in process as git decides them.
 
 A capture in process (workspace/incremental.py) must leave out exactly what `git ls-files
---others --exclude-standard` leaves out. This follows git's dir.c and wildmatch.c: a line's
-trailing spaces go unless escaped, `!` negates, a trailing `/` matches folders only, a pattern
-without a `/` matches a name at any depth and one with a `/` is anchored at its file's folder;
-`*`, `?` and brackets never match a `/`, `**` between slashes matches any folders; the last
-matching line wins, a deeper `.gitignore` over a shallower one over `info/exclude`, and nothing
+--others --exclude-standard` leaves out. This follows git's dir.c and wildmatch.c: a NUL
+ends a line, its trailing spaces go unless escaped, `!` negates, a trailing `/` matches folders
+only, a pattern without a `/` matches a name at any depth and one with a `/` is anchored at its
+file's folder; `*`, `?` and brackets never match a `/`, `**` between slashes matches any
+folders; the last matching line wins, a deeper `.gitignore` over a shallower one over `info/exclude`, and nothing
 under an ignored folder comes back. Matching is on bytes (a pattern and a name are read as
 Latin-1, one character per byte), as git's is. What this does not follow exactly (character
 classes such as `[[:space:]]`) raises `Unsupported`, and the capture is left to git.
@@ -51,7 +51,10 @@ def parse(text: bytes, base: bytes) -> list[Pattern]:
     for raw in text.split(b"\n"):
         if not raw or raw.startswith(b"#"):
             continue
-        line = _trim(raw[:-1] if raw.endswith(b"\r") else raw).decode("latin-1")
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        # Git reads each line as a C string: a NUL ends it (what follows is no pattern).
+        line = _trim(raw.split(b"\0", 1)[0]).decode("latin-1")
         pattern = _compile(line, base.decode("latin-1"))
         if pattern is not None:
             out.append(pattern)
