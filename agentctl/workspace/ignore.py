@@ -1,13 +1,13 @@
 """Git's ignore rules (`.gitignore`, `info/exclude`), decided in process as git decides them.
 
 A capture in process (workspace/incremental.py) must leave out exactly what `git ls-files
---others --exclude-standard` leaves out. This follows git's dir.c and wildmatch.c: a NUL
-ends a line, its trailing spaces go unless escaped, `!` negates, a trailing `/` matches folders
-only, a pattern without a `/` matches a name at any depth and one with a `/` is anchored at its
-file's folder; `*`, `?` and brackets never match a `/`, `**` between slashes matches any
-folders; the last matching line wins, a deeper `.gitignore` over a shallower one over `info/exclude`, and nothing
-under an ignored folder comes back. Matching is on bytes (a pattern and a name are read as
-Latin-1, one character per byte), as git's is. What this does not follow exactly (character
+--others --exclude-standard` leaves out. This follows git's dir.c and wildmatch.c: a NUL ends a
+line, its trailing spaces go unless escaped, `!` negates, a trailing `/` matches folders only, a
+pattern without a `/` matches a name at any depth and one with a `/` is anchored at its file's
+folder; `*`, `?` and brackets never match a `/`, `**` between slashes matches any folders; the
+last matching line wins, a deeper `.gitignore` over a shallower one over `info/exclude`, and
+nothing under an ignored folder comes back. Matching is on bytes (a pattern and a name are read
+as Latin-1, one character per byte), as git's is. What this does not follow exactly (character
 classes such as `[[:space:]]`) raises `Unsupported`, and the capture is left to git.
 """
 
