@@ -8,15 +8,28 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agentctl.domain.lifecycle import CheckpointKind, State
 from agentctl.domain.session import Message, ScriptTurn, SessionInfo, TaskSpec
+from agentctl.errors import StoreError
 from agentctl.llm.scripted import ScriptedModel, ScriptedServer
 from agentctl.store import Store, open_store
-from agentctl.store.base import CheckpointSummary
-from agentctl.store.listing import KEEP_EVERY, KeptListing, covered, keep_listing, summaries
+from agentctl.store.base import CheckpointDraft, CheckpointSummary
+from agentctl.store.listing import (
+    KEEP_EVERY,
+    LISTING_VERSION,
+    KeptListing,
+    covered,
+    head_path_problems,
+    header,
+    keep_listing,
+    summaries,
+)
 from agentctl.store.ready import owner_of
+from agentctl.store.soundness import path_problems
 from agentctl.usecases.verify import verify_store
 from tests.conftest import run
 from tests.test_ready import build, draft, first_request, runner
@@ -55,8 +68,11 @@ def test_a_sound_listing_gives_its_checkpoints_back_as_they_were() -> None:
     ],
 )
 def test_a_listing_whose_text_is_not_a_listing_is_not_used(body: object) -> None:
-    listing = resealed(KeptListing.of("s1 t", ROWS)._replace(body=json.dumps(body)))
-    assert summaries(listing, "s1 t", head=3) == []
+    listing = KeptListing.of("s1 t", ROWS)
+    top = json.loads(listing.body)[0]  # the header, as it is
+    for text in (json.dumps(body), json.dumps([top, *body]) if type(body) is list else None):
+        if text is not None:
+            assert summaries(resealed(listing._replace(body=text)), "s1 t", head=3) == []
 
 
 def test_a_listing_nested_deeper_than_the_parser_can_go_is_not_used() -> None:
@@ -129,7 +145,7 @@ def test_an_edited_listing_is_what_verify_reports(tmp_path: Path) -> None:
     kept = store.kept_listing("s1")
     assert kept is not None
     rows = json.loads(kept.body)
-    rows[41][2] = "finish"  # an edit that kept the listing's CRC sound
+    rows[42][2] = "finish"  # checkpoint 42 (after the header): an edit that kept the CRC sound
     edited = resealed(kept._replace(body=json.dumps(rows)))
     db = sqlite3.connect(path)
     db.execute("UPDATE listing SET body = ?, check_sum = ?", (edited.body, edited.check))
@@ -193,3 +209,210 @@ def test_a_listing_an_older_agentctl_left_behind_is_not_taken_by_a_new_session(
     store.create_session(info, draft(None, 1, Message(role="user", content="hi", tokens=1)))
     assert [c.id for c in store.history("s1")] == [1]
     assert store.kept_listing("s1") is None  # cleared when the id was taken again
+
+
+# -- a resume's damage check reads the listing's header and the rows after it (issue 30) ------
+
+
+AFTER = 4  # checkpoints appended after the kept listing
+
+
+def long_session(path: Path, damage_first: str | None = None) -> tuple[Store, int]:
+    """A SQLite session of more than KEEP_EVERY checkpoints with its listing kept (after
+    `damage_first`, SQL run on the rows before the listing is made), then AFTER more."""
+    store = open_store(f"sqlite://{path}")
+    upto = build(store)
+    if damage_first is not None:
+        sql(path, damage_first)
+    keep_listing(store, "s1", owner_of(store.info("s1")), upto)
+    kept = store.kept_listing("s1")
+    assert kept is not None
+    assert kept.upto == upto
+    result = Message(role="tool", tool_call_id="c0", content="again", tokens=1)
+    for n in range(upto, upto + AFTER):
+        store.append("s1", n, draft(n, n + 1, result))
+    return store, upto
+
+
+def sql(path: Path, statement: str) -> None:
+    db = sqlite3.connect(path)
+    db.execute(statement)
+    db.commit()
+    db.close()
+
+
+def whole_check(store: Store) -> list[str]:
+    """What the damage check found before it read the listing's header: the path through
+    every row."""
+    rows = store.history("s1", kept=False)
+    return path_problems(rows, rows[-1].id)
+
+
+def refused_on_resume(path: Path) -> str:
+    """`agentctl resume` of the session: refused (exit 6, one line), nothing written."""
+    before = open_store(f"sqlite://{path}").head("s1").id
+    result = run("resume", "s1", "--input", "go on", env={"AGENTCTL_STORE": f"sqlite://{path}"})
+    assert result.code == 6, (result.code, result.stdout, result.stderr)
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")] == [
+        result.stderr.splitlines()[0]
+    ]
+    assert "is damaged" in result.stderr or "cannot be read" in result.stderr
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM leases").fetchone() == (0,)  # not even a lease
+    db.close()
+    assert open_store(f"sqlite://{path}").head("s1").id == before
+    return result.stderr
+
+
+def test_a_resume_reads_the_rows_after_a_sound_listing_and_no_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, upto = long_session(tmp_path / "s.db")
+    head = upto + AFTER
+    read: list[int] = []
+    page = store.history_page
+
+    def counted(session_id: str, after: int = 0, limit: int | None = None) -> list[Any]:
+        rows = page(session_id, after, limit)
+        read.extend(c.id for c in rows)
+        return rows
+
+    monkeypatch.setattr(store, "history_page", counted)
+    monkeypatch.setattr(store, "history", lambda *a, **k: pytest.fail("read the whole history"))
+    assert head_path_problems(store, "s1") == []
+    assert read == list(range(upto, head + 1))  # the listing's last row, and the rows after it
+    # A rollback into the listing: its target's row is read too, and the walk stops there.
+    store.append("s1", head, rollback_to(30, head + 1))
+    read.clear()
+    assert head_path_problems(store, "s1") == []
+    assert read == [*range(upto, head + 2), 30]
+
+
+def rollback_to(target: int, n: int) -> CheckpointDraft:
+    landing = draft(target, n)
+    return CheckpointDraft(
+        target, CheckpointKind.ROLLBACK, State.PLANNING, State.PLANNING, landing.created_at,
+        landing.task, landing.usage,
+    )  # fmt: skip
+
+
+DAMAGE_AFTER = {
+    "a state that is not a state": "UPDATE checkpoints SET to_state = 'bogus' WHERE id = {n}",
+    "a start that is not the state before": "UPDATE checkpoints SET from_state = 'done'"
+    " WHERE id = {n}",
+    "a parent of 99999": "UPDATE checkpoints SET parent = 99999 WHERE id = {head}",
+    "a parent that is not earlier": "UPDATE checkpoints SET parent = {head} WHERE id = {n}",
+    "an event the lifecycle does not allow there": "UPDATE checkpoints SET event ="
+    " 'task_complete' WHERE id = {n}",
+    "a gap": "DELETE FROM checkpoints WHERE id = {n}",
+    "a detail that is not JSON": "UPDATE checkpoints SET detail = '{{nope' WHERE id = {n}",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE_AFTER))
+def test_damage_in_the_rows_after_the_listing_is_refused_on_resume(
+    tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "s.db"
+    store, upto = long_session(path)
+    sql(path, DAMAGE_AFTER[damage].format(n=upto + 2, head=upto + AFTER))
+    if damage == "a detail that is not JSON":  # a row that does not read: a StoreError
+        with pytest.raises(StoreError):
+            head_path_problems(store, "s1")
+    else:
+        assert head_path_problems(store, "s1") == whole_check(store) != []
+    refused_on_resume(path)
+
+
+def resealed_listing(path: Path, change: Any) -> None:
+    """The kept listing's body changed by `change` (its parsed JSON), its CRC made sound."""
+    db = sqlite3.connect(path)
+    owner, upto, body = db.execute("SELECT owner, upto, body FROM listing").fetchone()
+    db.close()
+    edited = resealed(KeptListing(owner, upto, json.dumps(change(json.loads(body))), 0))
+    db = sqlite3.connect(path)
+    db.execute("UPDATE listing SET body = ?, check_sum = ?", (edited.body, edited.check))
+    db.commit()
+    db.close()
+
+
+STALE = {
+    # the row the listing ends with was changed after it was kept: the listing is stale
+    "its last row edited": "UPDATE checkpoints SET to_state = 'bogus' WHERE id = {upto}",
+    "its last row's parent edited": "UPDATE checkpoints SET parent = {upto} WHERE id = {upto}",
+    # the listing is not sound, not this session's, or not of this layout: the rows are read
+    "a torn listing": "UPDATE listing SET check_sum = check_sum + 1",
+    "another session's listing": "UPDATE listing SET owner = 's1 earlier'",
+    "a listing past the head": "UPDATE listing SET upto = upto + 100",
+}
+
+
+@pytest.mark.parametrize("stale", sorted(STALE))
+def test_damage_that_makes_the_kept_listing_wrong_or_stale_is_refused_on_resume(
+    tmp_path: Path, stale: str
+) -> None:
+    path = tmp_path / "s.db"
+    store, upto = long_session(path)
+    if not stale.startswith("its last row"):  # and damage in the listing's part of the rows
+        sql(path, "UPDATE checkpoints SET from_state = 'done' WHERE id = 40")
+    sql(path, STALE[stale].format(upto=upto))
+    assert head_path_problems(store, "s1") == whole_check(store) != []
+    refused_on_resume(path)
+
+
+def test_a_listing_of_the_older_layout_is_not_trusted_and_is_rebuilt(tmp_path: Path) -> None:
+    import zlib
+
+    path = tmp_path / "s.db"
+    store, upto = long_session(path)
+    db = sqlite3.connect(path)
+    owner, body = db.execute("SELECT owner, body FROM listing").fetchone()
+    db.close()
+    # Layout 1, as the agentctl before it kept it: the rows alone, the version in the CRC.
+    old = json.dumps(json.loads(body)[1:], ensure_ascii=False, separators=(",", ":"))
+    check = zlib.crc32(old.encode(), zlib.crc32(f"1:{owner}:{upto}:".encode()))
+    db = sqlite3.connect(path)
+    db.execute("UPDATE listing SET body = ?, check_sum = ?", (old, check))
+    db.commit()
+    db.close()
+    assert store.history("s1") == store.history("s1", kept=False)  # not read: the rows are
+    sql(path, "UPDATE checkpoints SET from_state = 'done' WHERE id = 40")
+    assert head_path_problems(store, "s1") == whole_check(store) != []
+    refused_on_resume(path)
+    sql(path, "UPDATE checkpoints SET from_state = 'planning' WHERE id = 40")
+    assert head_path_problems(store, "s1") == []
+    keep_listing(store, "s1", owner, upto + AFTER)  # when the next run stops: rebuilt
+    kept = store.kept_listing("s1")
+    assert kept is not None
+    assert kept.upto == upto + AFTER
+    assert kept.body.startswith('[{"version":2')
+
+
+def test_a_listing_of_a_newer_layout_is_neither_read_nor_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store, upto = long_session(path)
+    resealed_listing(path, lambda rows: [{**rows[0], "version": 3}, *rows[1:]])
+    newer = store.kept_listing("s1")
+    assert newer is not None
+    assert summaries(newer, newer.owner, upto) == []  # history reads the rows
+    assert store.history("s1") == store.history("s1", kept=False)
+    sql(path, "UPDATE checkpoints SET from_state = 'done' WHERE id = 40")
+    assert head_path_problems(store, "s1") == whole_check(store) != []
+    keep_listing(store, "s1", newer.owner, upto + KEEP_EVERY)
+    assert store.kept_listing("s1") == newer  # a newer agentctl's: not ours to replace
+
+
+def test_damage_the_listing_found_when_it_was_kept_is_walked_into_and_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    store, upto = long_session(path, "UPDATE checkpoints SET from_state = 'done' WHERE id = 40")
+    top = header(store.kept_listing("s1"))  # type: ignore[arg-type]
+    assert top is not None
+    assert top.sound == 39
+    assert top.version == LISTING_VERSION
+    assert head_path_problems(store, "s1") == whole_check(store) != []
+    refused_on_resume(path)
+    # A rollback past the damage: the path no longer passes it, and the session is writable.
+    store.append("s1", upto + AFTER, rollback_to(30, upto + AFTER + 1))
+    assert head_path_problems(store, "s1") == whole_check(store) == []

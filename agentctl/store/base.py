@@ -356,6 +356,17 @@ class KeptListings(Protocol):
         ...
 
 
+class PagedHistory(Protocol):
+    """A part of a session's history, read from the rows: a database reads only that range."""
+
+    def history_page(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[CheckpointSummary]:
+        """The checkpoints numbered after `after`, in order, at most `limit` (None: all).
+        Raises UnknownSessionError."""
+        ...
+
+
 class WholeCopies(Protocol):
     """A session written whole, in one step: what import, move and fork write."""
 
@@ -482,6 +493,7 @@ class Store(
     IntegrityPass,
     ReadyConversations,
     KeptListings,
+    PagedHistory,
     Protocol,
 ):
     """What agentctl's use cases need of a store: the session tree and its capabilities. Every

@@ -44,6 +44,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "search": ("search",),
     "ready_conversation": ("keep_ready", "ready_conversation"),
     "kept_listing": ("keep_listing", "kept_listing"),
+    "paged_history": ("history_page",),
     "integrity": ("check", "message_links"),
     "integrity_pass": ("session_reads",),
     "reclaim": ("reclaim",),
@@ -257,6 +258,19 @@ class BaseStore(OverviewDefaults, ABC):
 
     def kept_listing(self, session_id: str) -> KeptListing | None:
         return None
+
+    # -- defaults: the history a page at a time -------------------------------------------------
+
+    def history_page(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[CheckpointSummary]:
+        """The checkpoints numbered after `after`, in order, at most `limit` (None: all), read
+        from the rows (never from a kept listing): what a reader that wants a part of a long
+        history reads (a resume's damage check, the first screen of `history`). The default
+        reads the whole history; a database reads the range from its index. Raises
+        UnknownSessionError."""
+        rows = [c for c in self.history(session_id, kept=False) if c.id > after]
+        return rows if limit is None else rows[: max(limit, 0)]
 
     # -- defaults: integrity ----------------------------------------------------------------------
 

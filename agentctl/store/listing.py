@@ -12,6 +12,14 @@ It is a cache, like the conversation kept ready (store/ready.py): a listing that
 another session's, past the session's head or of another layout is ignored, and none is no
 error. `verify` reads the rows and reports a listing that disagrees with them (only an edit that
 recomputed the CRC makes one); the listing is rebuilt from the rows each time it is renewed.
+
+Layout 2 opens with a header: how far its checkpoints were found sound when it was kept (their
+numbering and links, store/soundness.sound_prefix) and a copy of its last row. A resume's damage
+check reads the header alone, compares that last row with the row in the table, and walks only
+the path above the sound part (`head_path_problems`): at 100,000 checkpoints it
+reads a few hundred rows instead of the whole history. Layouts only go forward: a listing of an
+older layout is rebuilt when the next run stops, one of a newer layout (a newer agentctl's) is
+neither read nor replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import contextlib
 import json
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from agentctl.store.base import CheckpointSummary, gc_paused
 
@@ -30,20 +38,58 @@ if TYPE_CHECKING:
 # A listing is kept (or renewed) once this many checkpoints are not in it: shorter histories
 # read in well under a millisecond from rows, and the tail read after a listing stays as short.
 KEEP_EVERY = 200
-LISTING_VERSION = 1  # of the layout below; a listing of another version is ignored
+LISTING_VERSION = 2  # of the layout below; a listing of another version is not read
 
 
 class KeptListing(NamedTuple):  # not a dataclass: this module is imported on `history`'s path
     owner: str  # "ID CREATED_AT" (ready.owner_of): not a later session of the same id
     upto: int  # the id of its last checkpoint
-    body: str  # JSON array of [id, parent, kind, from_state, to_state, created_at, detail]
+    # JSON array: the header {"version", "sound", "last"}, then one row per checkpoint,
+    # [id, parent, kind, from_state, to_state, created_at, detail] ("last" is the last row)
+    body: str
     check: int  # CRC-32 of the above and LISTING_VERSION
 
     @classmethod
     def of(cls, owner: str, history: Sequence[CheckpointSummary]) -> KeptListing:
-        body = json.dumps([list(c) for c in history], ensure_ascii=False, separators=(",", ":"))
+        """The listing of `history`, read from the rows (never from a listing)."""
+        from agentctl.store.soundness import sound_prefix
+
+        rows = [list(c) for c in history]
+        header = {"version": LISTING_VERSION, "sound": sound_prefix(history), "last": rows[-1]}
+        body = json.dumps([header, *rows], ensure_ascii=False, separators=(",", ":"))
         upto = history[-1].id
         return cls(owner, upto, body, _check(owner, upto, body))
+
+
+class Header(NamedTuple):
+    version: int
+    sound: int  # checkpoints 1..sound were found sound when the listing was kept
+    last: CheckpointSummary  # its last row, as it was then
+
+
+def header(listing: KeptListing) -> Header | None:
+    """The listing's header, read without parsing its rows; None when it has none that reads
+    (an older layout's listing, or a damaged one). Whether the listing is sound and this
+    session's is `covered`'s to say."""
+    if not listing.body.startswith("[{"):
+        return None
+    try:
+        value, _end = json.JSONDecoder().raw_decode(listing.body, 1)
+    except (ValueError, RecursionError):
+        return None
+    if type(value) is not dict:
+        return None
+    version, sound, last = value.get("version"), value.get("sound"), value.get("last")
+    if (
+        type(version) is not int
+        or type(sound) is not int
+        or type(last) is not list
+        or len(last) != 7
+        or type(last[0]) is not int
+        or type(last[6]) is not dict
+    ):
+        return None
+    return Header(version, sound, CheckpointSummary._make(last))
 
 
 def from_row(row: Sequence[object]) -> KeptListing | None:
@@ -81,8 +127,14 @@ def summaries(listing: KeptListing | None, owner: str, head: int) -> list[Checkp
     new = tuple.__new__  # each row as it was written: one C call, not seven arguments
     if (
         type(rows) is not list
-        or not rows
-        or not all(type(r) is list and len(r) == 7 and type(r[6]) is dict for r in rows)
+        or len(rows) < 2
+        or type(rows[0]) is not dict
+        or rows[0].get("version") != LISTING_VERSION
+    ):
+        return []
+    del rows[0]  # the header: `header` reads it
+    if (
+        not all(type(r) is list and len(r) == 7 and type(r[6]) is dict for r in rows)
         or rows[-1][0] != listing.upto
     ):
         return []
@@ -112,8 +164,12 @@ def keep_listing(store: Store, session_id: str, owner: str, head: int) -> None:
         if not store.keeps_listings or head < KEEP_EVERY:  # nothing to gain: read nothing
             return
         with contextlib.suppress(StoreError):
-            if head - covered(store.kept_listing(session_id), owner, head) < KEEP_EVERY:
+            kept = store.kept_listing(session_id)
+            if head - covered(kept, owner, head) < KEEP_EVERY:
                 return
+            top = header(kept) if kept is not None else None
+            if top is not None and top.version > LISTING_VERSION:
+                return  # a newer agentctl's layout: it is not ours to replace
             history = store.history(session_id, kept=False)
             store.keep_listing(session_id, KeptListing.of(owner, history))
 
@@ -121,3 +177,86 @@ def keep_listing(store: Store, session_id: str, owner: str, head: int) -> None:
 def _check(owner: str, upto: int, body: str) -> int:
     head = f"{LISTING_VERSION}:{owner}:{upto}:"
     return zlib.crc32(body.encode("utf-8", "surrogatepass"), zlib.crc32(head.encode()))
+
+
+# -- the path a session's head stands on, read in part -----------------------------------------
+
+PAGE = 1000  # rows a walk below the sound part reads at a time
+
+
+def head_path_problems(store: Store, session_id: str) -> list[str]:
+    """What is wrong on the path from the session's newest checkpoint back to its first: what a
+    write refuses to extend. With a kept listing of this session (store/listing.py) whose last
+    row is still the row in the table, only the rows after it are read, and the walk stops
+    where it enters the part the listing found sound when it was kept; else (no listing, one
+    that is not sound, not this session's, of another layout, or one the rows no longer
+    agree with) the whole history is read, as `path_problems` always did. Raises
+    UnknownSessionError; StoreError for rows that do not read."""
+    from agentctl.store.ready import owner_of
+    from agentctl.store.soundness import path_problems
+
+    listing = store.kept_listing(session_id) if store.keeps_listings else None
+    top = header(listing) if listing is not None else None
+    if listing is None or top is None or top.version != LISTING_VERSION:
+        history = store.history(session_id)
+        return path_problems(history, history[-1].id if history else 0)
+    tail = store.history_page(session_id, after=listing.upto - 1)
+    head = tail[-1].id if tail else 0
+    if (
+        not covered(listing, owner_of(store.info(session_id)), head)
+        or tail[0] != top.last  # the row it ends with was changed since: it is not trusted
+    ):
+        history = store.history(session_id, kept=False)
+        return path_problems(history, history[-1].id if history else 0)
+    if [c.id for c in tail] != list(range(listing.upto, head + 1)):  # as path_problems says
+        return [f"checkpoints are not numbered 1..{listing.upto + len(tail) - 1} without gaps"]
+    trusted = min(top.sound, listing.upto)
+    rows = _Rows(store, session_id, tail, head, trusted)
+    try:
+        return path_problems(rows, head, trusted=trusted)
+    except _Missing as missing:
+        return [f"checkpoints are not numbered 1..{head} without gaps (no {missing.args[0]})"]
+
+
+class _Missing(LookupError):
+    pass
+
+
+class _Rows(Sequence[CheckpointSummary]):
+    """A history of `count` checkpoints as path_problems indexes it (row N at N - 1), holding
+    the rows after the kept listing and reading older ones as the walk reaches them: one row
+    in the `trusted` part (a rollback's target, where the walk ends), a page at a time below
+    the listing's sound part (the walk goes on down from there)."""
+
+    def __init__(
+        self,
+        store: Store,
+        session_id: str,
+        tail: list[CheckpointSummary],
+        count: int,
+        trusted: int,
+    ) -> None:
+        self._store, self._session_id, self._count = store, session_id, count
+        self._by_id = {c.id: c for c in tail}
+        self._trusted = trusted
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> CheckpointSummary: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[CheckpointSummary]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice) or not 0 <= index < self._count:
+            raise IndexError(index)
+        number = index + 1
+        found = self._by_id.get(number)
+        if found is None:
+            start = number if number <= self._trusted else max(1, number - PAGE + 1)
+            for c in self._store.history_page(self._session_id, start - 1, number - start + 1):
+                self._by_id.setdefault(c.id, c)
+            found = self._by_id.get(number)
+            if found is None or found.id != number:
+                raise _Missing(f"checkpoint {number}")
+        return found

@@ -149,6 +149,24 @@ class SQLReads:
             )
             return listed
 
+    def history_page(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[CheckpointSummary]:
+        """A range of the primary key: as cheap at checkpoint 100,000 as at 1."""
+        with self._reading(session_id), gc_paused():
+            bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
+            rows = self._rows(
+                f"SELECT {SUMMARY} FROM {{T}}checkpoints WHERE session_id = ? AND id > ?"
+                f" ORDER BY id{bound}",
+                (session_id, after),
+            )
+            if not rows:
+                self.head(session_id)  # UnknownSessionError, or StoreError: none at all
+            return [
+                CheckpointSummary(r[0], r[1], r[2], r[3], r[4], r[5], json_object(r[6]))
+                for r in rows
+            ]
+
     def _listed(self, session_id: str) -> list[CheckpointSummary]:
         """The kept listing's checkpoints, when it is usable (store/listing.py)."""
         from agentctl.store.listing import from_row, summaries

@@ -594,6 +594,39 @@ class KeptListingSpec(SpecBase):
         assert [c.id for c in store.history("abc123")] == [1]
 
 
+class PagedHistorySpec(SpecBase):
+    """`history_page`: a part of the history, from the rows, as `history` lists it."""
+
+    def test_a_page_is_the_part_of_the_history_after_a_checkpoint(self, store: Store) -> None:
+        build(store, 5)
+        store.append("abc123", 5, draft(2, 6, "a branch", kind=CheckpointKind.ROLLBACK))
+        rows = store.history("abc123", kept=False)
+        for after in range(0, 8):
+            for limit in (None, 0, 1, 2, 10):
+                want = rows[after:] if limit is None else rows[after : after + limit]
+                assert store.history_page("abc123", after, limit) == want, (after, limit)
+        assert store.history_page("abc123") == rows
+
+    def test_a_page_of_an_unknown_session_is_refused(self, store: Store) -> None:
+        build(store, 2)
+        with pytest.raises(UnknownSessionError):
+            store.history_page("nope")
+        with pytest.raises(UnknownSessionError):
+            store.history_page("abc", 1, 1)  # a prefix is not an id
+
+    def test_a_page_is_read_from_the_rows_not_from_a_kept_listing(self, store: Store) -> None:
+        from agentctl.store.listing import KeptListing
+        from agentctl.store.ready import owner_of
+
+        build(store, 3)
+        rows = store.history("abc123")
+        self.damaged = True  # a sound listing that disagrees with the rows
+        other = [c._replace(kind="tampered") for c in rows]
+        store.keep_listing("abc123", KeptListing.of(owner_of(store.info("abc123")), other))
+        assert store.history_page("abc123") == rows
+        assert store.history_page("abc123", 1, 1) == rows[1:2]
+
+
 class SearchSpec(SpecBase):
     """`search`: substrings, case-insensitive, alike on every backend."""
 
@@ -767,6 +800,7 @@ class StoreSpec(
     IntegritySpec,
     ReadyConversationSpec,
     KeptListingSpec,
+    PagedHistorySpec,
     SearchSpec,
     WholeWriteSpec,
     CopySpec,

@@ -242,12 +242,12 @@ def opened_store(settings: Settings, *, create: bool = False) -> Iterator[Store]
 
 def refuse_if_damaged(store: Store, session_id: str) -> None:
     """A session is written to only while the path its head stands on is sound: damage is
-    never extended (exit 6, nothing written). Reading commands still show what they can."""
+    never extended (exit 6, nothing written). Reading commands still show what they can. A
+    long session's kept listing spares reading its whole history (store/listing.py)."""
     from agentctl.errors import StoreError
-    from agentctl.usecases.verify import path_problems
+    from agentctl.store.listing import head_path_problems
 
-    history = store.history(session_id)
-    problems = path_problems(history, history[-1].id if history else 0)
+    problems = head_path_problems(store, session_id)
     if problems:
         raise StoreError(
             f"session {session_id} is damaged ({problems[0]}); nothing was written",
