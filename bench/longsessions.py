@@ -131,11 +131,14 @@ def history_on_a_terminal(root: Path, sizes: tuple[int, ...], runs: int) -> dict
 
 
 def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
-    """`resume` to its first model request: a fresh session and one of `size` checkpoints."""
+    """`resume` to its first model request: a fresh session and one of `size` checkpoints,
+    run by turns (fresh, long, fresh, long...) so the machine's load falls on both alike. The
+    wall time is the server's clock; the CPU time is the child's, to when it was stopped
+    (steadier than the wall on a loaded machine)."""
     from agentctl.domain.session import ScriptTurn
     from agentctl.llm.scripted import ScriptedServer
     from bench.startup import compiled
-    from bench.ttfr import Clocked, first_request
+    from bench.ttfr import Clocked
 
     compiled()
     url = f"sqlite://{root / 'resume.db'}"
@@ -144,6 +147,7 @@ def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
         long_session(url, f"r{n:07d}", n, home)
     model = Clocked((ScriptTurn(content="hi"),))
     out: dict[str, Any] = {"runs": runs}
+    times: dict[str, list[tuple[float, float]]] = {}
     with ScriptedServer(model) as server:
         env = {
             **os.environ,
@@ -155,18 +159,37 @@ def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
         }
         script = Path(sys.executable).parent / "agentctl"
         agentctl = [str(script)] if script.exists() else [sys.executable, "-m", "agentctl"]
-        for n in (1, size, 1, size):  # alternated, so the machine's load falls on both
-            command = [*agentctl, "resume", f"r{n:07d}", "--model", "m", "--no-input"]
-            key = "fresh" if n == 1 else f"{size:,} checkpoints"
-            out.setdefault(key, []).extend(
-                first_request(model, command, env) for _ in range((runs + 1) // 2)
-            )
-    for key in ("fresh", f"{size:,} checkpoints"):
-        out[f"resume, {key}_s"] = round(statistics.median(out.pop(key)), 3)
-    out["long - fresh_ms"] = round(
-        (out[f"resume, {size:,} checkpoints_s"] - out["resume, fresh_s"]) * 1000, 1
+        for _ in range(runs):
+            for n in (1, size):
+                command = [*agentctl, "resume", f"r{n:07d}", "--model", "m", "--no-input"]
+                key = "fresh" if n == 1 else f"{size:,} checkpoints"
+                times.setdefault(key, []).append(request_and_cpu(model, command, env))
+    for key, pairs in times.items():
+        out[f"resume, {key}_s"] = round(statistics.median(w for w, _ in pairs), 3)
+        out[f"resume, {key}: CPU_s"] = round(statistics.median(c for _, c in pairs), 3)
+    long = f"{size:,} checkpoints"
+    out["long - fresh_ms"] = round((out[f"resume, {long}_s"] - out["resume, fresh_s"]) * 1000, 1)
+    out["long - fresh: CPU_ms"] = round(
+        (out[f"resume, {long}: CPU_s"] - out["resume, fresh: CPU_s"]) * 1000, 1
     )
     return out
+
+
+def request_and_cpu(model: Any, command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from start to the first request at the server (bench/ttfr.py's clock), and the
+    child's CPU seconds to when it was stopped there."""
+    model.first = None
+    started = time.time()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while model.first is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.kill()
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = -9  # reaped here: Popen must not wait for it again
+    if model.first is None:
+        raise RuntimeError(f"{command} sent no request")
+    return model.first - started, usage.ru_utime + usage.ru_stime
 
 
 def flat_snapshots(root: Path, files: int, steps: int) -> dict[str, Any]:
