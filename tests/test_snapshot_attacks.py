@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from agentctl.workspace import gitobjects
+from agentctl.workspace.gitobjects import Entry, Stat
 from agentctl.workspace.snapshots import Snapshots
 
 
@@ -116,3 +119,86 @@ def test_a_nul_ends_an_ignore_line_as_it_does_for_git(
     (work / ".gitignore").write_bytes(ignore_file)
     (work / "a.txt").write_text("a\n")
     same_as_git_and_round_trip(tmp_path, work, lambda: (work / made).write_text("made\n"))
+
+
+def test_a_file_changed_later_in_the_index_s_second_is_read_again(tmp_path: Path) -> None:
+    """Git (built without USE_NSEC, as distributions build it) takes a file as racy when its
+    mtime is in the index's second or later. Compared in nanoseconds, a file whose mtime is
+    earlier in that second was trusted by its stat: on a file system that keeps whole seconds
+    its stat does not move when it is written again (the index lies on another one)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "f.txt"
+    target.write_text("aaaa\n")
+    snaps = Snapshots(work, tmp_path / "data")
+    first = snaps.capture().tree
+    snaps.capture(first)
+    target.write_text("bbbb\n")  # same size
+    index = snaps.git_dir / "index"
+    entries = gitobjects.read_index(index.read_bytes())
+    old = entries[b"f.txt"]
+    # As a capture leaves it when the file is written again after its stat, in that second.
+    entries[b"f.txt"] = Entry(old.mode, old.sha, Stat.of(os.lstat(target)))
+    gitobjects.write_index(index, entries)
+    mtime = os.lstat(target).st_mtime_ns
+    later = mtime // 10**9 * 10**9 + 10**9 - 1  # the end of the file's second
+    os.utime(index, ns=(later, later))
+    again = Snapshots(work, tmp_path / "data").capture(first)
+    assert [(c.status, c.path) for c in again.changed] == [("M", "f.txt")]
+    snaps.restore(again.tree, first)
+    snaps.restore(snaps.capture().tree, again.tree)
+    assert target.read_text() == "bbbb\n"
+
+
+@pytest.fixture
+def whole_seconds(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a file system that keeps whole seconds (ext4 with 128-byte inodes, on a
+    loop device): root only."""
+    image, folder = tmp_path / "seconds.img", tmp_path / "seconds"
+    folder.mkdir()
+    with image.open("wb") as f:
+        f.truncate(16 << 20)
+    made = subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-I", "128", str(image)], capture_output=True, check=False
+    )
+    if made.returncode != 0 or os.geteuid() != 0:
+        pytest.skip("no ext4 with 128-byte inodes here")
+    mounted = subprocess.run(
+        ["mount", "-o", "loop", str(image), str(folder)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a loop device: {mounted.stderr.decode(errors='replace')}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True, check=False)
+
+
+def test_a_workspace_that_keeps_whole_seconds_loses_no_write(
+    tmp_path: Path, whole_seconds: Path
+) -> None:
+    """The same on a real such file system: a file written twice in one second, captured
+    between the two writes, is read again at the next capture, and a rollback round trip
+    brings back the second write."""
+    work = whole_seconds / "work"
+    work.mkdir()
+    target = work / "f.txt"
+    target.write_text("aaaa\n")
+    snaps = Snapshots(work, tmp_path / "data")
+    first = snaps.capture().tree
+    snaps.capture(first)
+    for _attempt in range(3):  # both writes and the capture between them in one second
+        while time.time() % 1 > 0.2:  # a bounded wait: at most a second
+            time.sleep(0.01)
+        start = int(time.time())
+        target.write_text("bbbb\n")
+        second = snaps.capture(first)
+        target.write_text("cccc\n")  # same size, same second: the same stat
+        if int(time.time()) == start:
+            break
+    third = snaps.capture(second.tree)
+    assert [(c.status, c.path) for c in third.changed] == [("M", "f.txt")]
+    snaps.restore(third.tree, first)
+    assert target.read_text() == "aaaa\n"
+    snaps.restore(snaps.capture().tree, third.tree)
+    assert target.read_text() == "cccc\n"

@@ -2,9 +2,9 @@
 objects written by agentctl itself, no `git` spawned.
 
 Git's index is the stat cache: each file's lstat (size, mtime, ctime, inode, owner) and blob id
-as the last capture left it. A file whose stat is unchanged and whose mtime is older than the
-index itself is not read again; any other is hashed (racy git: a file changed within the same
-clock tick as the index was written looks unchanged by its stat, so it is read). The walk lists
+as the last capture left it. A file whose stat is unchanged and whose mtime is in a second before the
+index's is not read again; any other is hashed (racy git: a file changed within the second the
+index was written looks unchanged by its stat, so it is read). The walk lists
 what `git ls-files -t --cached --others --modified --exclude-standard` would (workspace/ignore.py
 decides what is ignored), and the capture classifies that listing with the very code the git
 path uses (caps, refused names, nested repositories, agentctl's own files). Only the folders on
@@ -250,7 +250,12 @@ class InProcess:
     def _compare(self, found: dict[bytes, os.stat_result], others: list[bytes]) -> Scan:
         """The tracked files against their index entries (index order)."""
         scan = Scan(others, [], found, {})
-        clean, odd, index_time = self._clean, self._odd, self._index_time
+        clean, odd = self._clean, self._odd
+        # Racy by git's rule as git is built (no USE_NSEC): a file whose mtime falls in the
+        # index's second or later. Nanoseconds would trust a file written later in that second
+        # on a file system that keeps whole seconds (ext3, HFS+, 128-byte ext4 inodes): its
+        # stat does not move, and the index (agentctl's data folder) is not on it.
+        index_second = self._index_time // 10**9
         for path, entry in self._entries.items():
             st = found.get(path)
             if st is None:
@@ -259,7 +264,7 @@ class InProcess:
             # The raw lstat this file had when last found unchanged: same, and older than
             # the index, it is unchanged still (its mode too: a chmod moves the ctime).
             key = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size, st.st_mode)
-            if clean.get(path) == key and st.st_mtime_ns < index_time:
+            if clean.get(path) == key and st.st_mtime_ns // 10**9 < index_second:
                 continue
             clean.pop(path, None)
             _note_mode(odd, path, st)
@@ -268,7 +273,7 @@ class InProcess:
             if mode != entry.mode:
                 scan.modified.append(path)
                 continue
-            racy = st.st_mtime_ns >= index_time
+            racy = st.st_mtime_ns // 10**9 >= index_second
             if now.same_file(entry.stat) and not racy:
                 clean[path] = key
                 continue
