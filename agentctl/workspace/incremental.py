@@ -2,10 +2,10 @@
 objects written by agentctl itself, no `git` spawned.
 
 Git's index is the stat cache: each file's lstat (size, mtime, ctime, inode, owner) and blob id
-as the last capture left it. A file whose stat is unchanged and whose mtime is in a second before the
-index's is not read again; any other is hashed (racy git: a file changed within the second the
-index was written looks unchanged by its stat, so it is read). The walk lists
-what `git ls-files -t --cached --others --modified --exclude-standard` would (workspace/ignore.py
+as the last capture left it. A file whose stat is unchanged and whose mtime is in a second before
+the index's is not read again; any other is hashed (racy git: a file changed within the second
+the index was written looks unchanged by its stat, so it is read). The walk lists what
+`git ls-files -t --cached --others --modified --exclude-standard` would (workspace/ignore.py
 decides what is ignored), and the capture classifies that listing with the very code the git
 path uses (caps, refused names, nested repositories, agentctl's own files). Only the folders on
 a changed path get new trees; the index is written back (version 2, every entry's stat data,
