@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_S = 10.0
 APPLICATION_ID = 0x41474354  # "AGCT": this file is an agentctl store
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 _WITHOUT_APPROVAL = (
     "CASE WHEN instr(task, '\"approval\":') THEN json_remove(task, '$.approval') ELSE task END"
 )
@@ -169,6 +170,10 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                     "needs an upgrade this agentctl cannot write"
                 )
             return
+        if version == 0 and not tables:
+            # A new store frees the pages of what `rm` and `prune` delete as they go
+            # (reclaim): set before anything is written, which is when SQLite takes it.
+            self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # kept in the file
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -536,8 +541,17 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         return sqlite_verify.session_reads(self, self.path, self._db)
 
     def reclaim(self) -> None:
+        """Give back the pages deleted sessions held, at the cost of what was deleted: a
+        store in auto_vacuum=INCREMENTAL mode (every store this agentctl creates) moves its
+        last pages into the free ones and cuts the file. A store made before is switched to
+        that mode by one last VACUUM of the whole file (what every `rm` and `prune` did)."""
         with _translated(self.path):
-            self._db.execute("VACUUM")
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+                # Run to its end: Python's execute() would step it once, one page.
+                self._db.executescript("PRAGMA incremental_vacuum;")
+            else:
+                self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self._db.execute("VACUUM")
 
     def check(self) -> list[str]:
         with _translated(self.path):

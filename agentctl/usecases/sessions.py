@@ -344,6 +344,8 @@ def collect_snapshots(
     from agentctl.usecases import wiring
 
     freed = 0
+    if not any(workspaces):
+        return freed  # nothing captured: the store's sessions are not read
     listed = store.list_sessions()
     here = {s.id for s in listed}
     for workspace in filter(None, workspaces):

@@ -1,0 +1,105 @@
+"""`rm` and `prune` cost what they remove (issue 30 item 2): a SQLite store is made in
+auto_vacuum=INCREMENTAL mode, so giving back a deleted session's pages moves and cuts only
+those, not a VACUUM that rewrites the whole file. A store made before is switched by one last
+VACUUM at its first reclaim. The work is counted in the pages it writes (the frames it adds to
+the write-ahead log), which is deterministic, not timed."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from agentctl.store import open_store
+from agentctl.store.sqlite import SQLiteStore
+from agentctl.testing.store_spec import draft, info
+
+
+def many(path: Path, count: int) -> SQLiteStore:
+    store = open_store(f"sqlite://{path}")
+    assert isinstance(store, SQLiteStore)
+    store._db.execute("PRAGMA synchronous=OFF")  # a fixture: no disk syncs needed
+    text = "a message of some length " * 400  # 10 KB: pages of its own
+    for n in range(count):
+        drafts = [draft(None, 1, text), *(draft(k - 1, k, f"{k} {text}") for k in range(2, 6))]
+        store.create_whole(info(f"s{n:05d}"), drafts)
+    return store
+
+
+def reclaim_pages(store: SQLiteStore) -> int:
+    """The pages `reclaim` writes: the frames it adds to the write-ahead log, emptied first."""
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.reclaim()
+    _busy, frames, _done = store._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames)
+
+
+def auto_vacuum(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA auto_vacuum").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_giving_a_sessions_pages_back_costs_what_it_held_not_the_store(tmp_path: Path) -> None:
+    steps = []
+    for count in (10, 160):
+        store = many(tmp_path / f"{count}.db", count)
+        try:
+            free_before = store._db.execute("PRAGMA freelist_count").fetchone()[0]
+            store.delete_session("s00007")
+            assert store._db.execute("PRAGMA freelist_count").fetchone()[0] > free_before
+            steps.append(reclaim_pages(store))
+            assert store._db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        finally:
+            store.close()
+    assert steps[1] < 2 * steps[0], steps  # a VACUUM writes the store: 16x as many pages
+
+
+def test_a_new_store_is_incremental_and_shrinks_after_a_delete(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    many(path, 40).close()
+    assert auto_vacuum(path) == 2
+    size = path.stat().st_size
+    store = open_store(f"sqlite://{path}")
+    try:
+        for n in range(20):
+            store.delete_session(f"s{n:05d}")
+        store.reclaim()
+    finally:
+        store.close()  # the last connection checkpoints the WAL into the file
+    assert path.stat().st_size < size * 0.75
+    again = open_store(f"sqlite://{path}")
+    try:
+        assert len(again.match_sessions("")) == 20
+        assert again.load("s00032").messages[-1].content.startswith("5 ")
+    finally:
+        again.close()
+
+
+def test_an_older_store_is_switched_by_one_vacuum_then_costs_what_it_removes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    many(path, 30).close()
+    db = sqlite3.connect(path)  # as an agentctl before this one made its stores
+    db.execute("PRAGMA auto_vacuum = NONE")
+    db.execute("VACUUM")
+    db.close()
+    assert auto_vacuum(path) == 0
+    store = open_store(f"sqlite://{path}")
+    try:
+        store.delete_session("s00001")
+        first = reclaim_pages(store)  # the one VACUUM: the whole store
+        store.delete_session("s00002")
+        second = reclaim_pages(store)  # what one session held
+    finally:
+        store.close()
+    assert auto_vacuum(path) == 2
+    assert second * 5 < first, (first, second)
+    check = open_store(f"sqlite://{path}")
+    try:
+        assert check.check() == []
+        assert len(check.match_sessions("")) == 28
+    finally:
+        check.close()
