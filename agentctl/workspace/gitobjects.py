@@ -254,6 +254,13 @@ def read_index(data: bytes) -> dict[bytes, Entry]:
         raise IndexUnsupported(f"index version {version}")
     if hashlib.sha1(data[:-20], usedforsecurity=False).digest() != data[-20:]:
         raise IndexTorn("index checksum")
+    try:
+        return _entries(data, count)
+    except (struct.error, ValueError):  # entries past its end: not an index git wrote
+        raise IndexTorn("index entries") from None
+
+
+def _entries(data: bytes, count: int) -> dict[bytes, Entry]:
     entries: dict[bytes, Entry] = {}
     at = 12
     for _ in range(count):
