@@ -232,3 +232,29 @@ def test_an_index_that_lies_under_a_good_checksum_is_rebuilt_by_git(tmp_path: Pa
     assert [(c.status, c.path) for c in again.changed] == [("A", "cc.txt")]
     assert again.tree == by_git(work, tmp_path / "ref").capture().tree
     fsck(snaps, again.tree)
+
+
+def test_an_empty_loose_object_is_written_again(tmp_path: Path) -> None:
+    """A loose object a crash left empty (written, renamed, never flushed) was taken for the
+    object: a capture of the same bytes named it, and a rollback to that capture could not
+    read the file back."""
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "f.txt"
+    target.write_text("one\n")
+    snaps = Snapshots(work, tmp_path / "data")
+    first = snaps.capture().tree
+    blob = gitobjects.object_id(b"blob", b"one\n").hex()
+    loose = snaps.git_dir / "objects" / blob[:2] / blob[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(b"")
+    target.write_text("two\n")
+    second = snaps.capture(first).tree
+    target.write_text("one\n")
+    third = snaps.capture(second).tree
+    assert third == first
+    fsck(snaps, third)
+    snaps.restore(third, second)
+    assert target.read_text() == "two\n"
+    snaps.restore(snaps.capture().tree, third)
+    assert target.read_text() == "one\n"

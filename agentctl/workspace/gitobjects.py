@@ -131,7 +131,14 @@ class ObjectStore:
         return self._packed
 
     def has(self, sha: bytes) -> bool:
-        return os.path.exists(self._loose(sha)) or sha in self._packed_ids()
+        """Whether the store holds the object. An empty loose file is no object (what a crash
+        leaves of one written but never flushed): it is written again over it."""
+        try:
+            if os.stat(self._loose(sha)).st_size > 0:
+                return True
+        except OSError:
+            pass
+        return sha in self._packed_ids()
 
     def put(self, kind: bytes, body: bytes, sha: bytes | None = None) -> bytes:
         """Store an object (unless it is there already) and return its id. Written as git
