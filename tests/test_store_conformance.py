@@ -34,6 +34,7 @@ class TestJsonlStore(StoreSpec, OverviewSpec):
         "overview",
         "integrity_pass",
         "paged_history",  # the log is read whole anyway
+        "ranged_reads",
     }
 
     def open(self, place: Path) -> Store:

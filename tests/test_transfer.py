@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agentctl.config import Settings
 from agentctl.domain.checkpoints import CompactionDetail, RollbackDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
 from agentctl.domain.session import Message
@@ -227,3 +228,159 @@ def test_an_export_naming_a_hostile_session_id_is_refused(tmp_path: Path, hostil
     assert "session id" in refused.stderr
     assert not (tmp_path / "escaped").exists()
     assert not (tmp_path / "deep" / "escaped").exists()
+
+
+# -- export streams (issue 30 item 3): the same bytes, a page at a time ------------------------
+
+
+def whole_export(store: Store, session_id: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The export as it was made before it streamed: the session read whole first
+    (copying.read_session), then written. The store is made to look like one that reads no
+    id ranges, which is what still takes that way."""
+    from agentctl.store import core
+
+    with monkeypatch.context() as patched:
+        real = core.capabilities
+        patched.setattr(core, "capabilities", lambda s: {**real(s), "ranged_reads": False})
+        return list(export_lines(store, session_id))
+
+
+def a_store_of_every_kind_of_session(tmp_path: Path, url: str) -> tuple[str, list[str]]:
+    """Through the CLI: a run that paused with tool calls and a question, it continued to done,
+    a fork of it with a label, a rollback of the fork that branched; and the branchy,
+    compacted session of the tests above, imported. Their ids."""
+    env = {"AGENTCTL_STORE": url}
+    assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    done = run("resume", sid, "--input", "next Monday", "--model", "scripted", env=env)
+    assert done.code == 0, done.stderr
+    forked = run("fork", sid, "--at", "3", "--name", "the fork", env=env)
+    assert forked.code == 0, forked.stderr
+    ids = [s["id"] for s in run("list", "--json", env=env).json()]
+    fork = next(i for i in ids if i != sid)
+    assert run("tag", fork, "red", env=env).code == 0
+    assert run("rollback", fork, "--to", "2", env=env).code == 0
+    branchy = open_store("memory:")
+    a_session_with_branches_and_a_compaction(branchy)
+    store = open_store(url)
+    import_session(store, read_export(export_lines(branchy, "abc123"), "test"))
+    store.close()
+    return url, [sid, fork, "abc123"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "json", "memory"])
+def test_a_streamed_export_is_the_export_read_whole_byte_for_byte(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    from agentctl.store import copying
+
+    if kind == "memory":  # no CLI on a memory store: the branchy session alone
+        store = open_store("memory:")
+        a_session_with_branches_and_a_compaction(store)
+        ids = ["abc123"]
+    else:
+        url = {
+            "sqlite": f"sqlite://{tmp_path / 's.db'}",
+            "json": f"json://{tmp_path / 'j'}",
+        }.get(kind) or request.getfixturevalue("pg_url")
+        url, ids = a_store_of_every_kind_of_session(tmp_path, url)
+        store = open_store(url)
+    for page in (1, 2, 3, 1000):
+        monkeypatch.setattr(copying, "PAGE", page)
+        for sid in ids:
+            streamed = list(export_lines(store, sid))
+            assert streamed == whole_export(store, sid, monkeypatch), (sid, page)
+            assert len(streamed) == len(store.history(sid)) + 1
+    store.close()
+
+
+def test_the_cli_export_streams_the_same_bytes_and_imports_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentctl.store import copying
+
+    monkeypatch.setattr(copying, "PAGE", 2)
+    url, ids = a_store_of_every_kind_of_session(tmp_path, f"sqlite://{tmp_path / 's.db'}")
+    env = {"AGENTCTL_STORE": url}
+    source = open_store(url)
+    for sid in ids:
+        printed = run("export", sid, env=env)
+        assert printed.code == 0, printed.stderr
+        written = tmp_path / f"{sid}.jsonl"
+        assert run("export", sid, "-o", str(written), env=env).code == 0
+        assert written.read_text() == printed.stdout
+        assert printed.stdout == "".join(
+            line + "\n" for line in whole_export(source, sid, monkeypatch)
+        )
+        other = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'other.db'}"}
+        assert run("import", str(written), env=other).code == 0
+        target = open_store(other["AGENTCTL_STORE"])
+        assert target.history(sid) == source.history(sid)
+        for c in source.history(sid):  # the facts differ in the folder it works in
+            there, here = target.load(sid, c.id), source.load(sid, c.id)
+            assert (there.checkpoint, there.messages) == (here.checkpoint, here.messages)
+        again = run("export", sid, env=other)
+        # ...and its own export is the same bytes, but for the folder the import chose
+        assert again.stdout.split("\n")[1:] == printed.stdout.split("\n")[1:]
+        target.close()
+    source.close()
+
+
+def test_an_export_writes_its_first_lines_before_it_reads_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentctl.store import copying
+    from agentctl.store.sqlite import SQLiteStore
+    from agentctl.usecases import transfer
+
+    monkeypatch.setattr(copying, "PAGE", 2)
+    monkeypatch.setattr(transfer, "CHUNK", 1)  # every line handed on as it is made
+    url, ids = a_store_of_every_kind_of_session(tmp_path, f"sqlite://{tmp_path / 's.db'}")
+    read: list[int] = []
+    page = SQLiteStore.checkpoints_page
+
+    def counted(
+        self: SQLiteStore, session_id: str, after: int = 0, limit: int | None = None
+    ) -> Any:
+        rows = page(self, session_id, after, limit)
+        read.extend(c.id for c in rows)
+        return rows
+
+    monkeypatch.setattr(SQLiteStore, "checkpoints_page", counted)
+    monkeypatch.setattr(SQLiteStore, "message_links", lambda *a: pytest.fail("read whole"))
+    seen: list[tuple[int, int]] = []  # (lines written, checkpoints read) at each write
+    settings = Settings.load({"AGENTCTL_STORE": url})
+    sid, count = transfer.export_session(
+        settings, ids[0], None, lambda text: seen.append((text.count("\n"), len(read)))
+    )
+    assert count == len(open_store(url).history(sid)) > 4
+    assert seen[0] == (1, 0)  # the header, before any checkpoint is read
+    written = 0
+    for lines, checkpoints in seen:
+        written += lines
+        assert checkpoints <= written - 1 + 2  # at most a page ahead of what was written
+
+
+def test_an_export_that_meets_damage_stops_there_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from agentctl.store import copying
+
+    monkeypatch.setattr(copying, "PAGE", 2)
+    url, ids = a_store_of_every_kind_of_session(tmp_path, f"sqlite://{tmp_path / 's.db'}")
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("UPDATE checkpoints SET task = '{}' WHERE session_id = ? AND id = 4", (ids[0],))
+    db.commit()
+    db.close()
+    env = {"AGENTCTL_STORE": url}
+    written = tmp_path / "out.jsonl"
+    refused = run("export", ids[0], "-o", str(written), env=env)
+    assert refused.code == 6
+    assert not written.exists()
+    assert list(tmp_path.glob(".out.jsonl*")) == []  # no temporary left either
+    printed = run("export", ids[0], env=env)
+    assert printed.code == 6
+    assert "checkpoint 4 cannot be read" in printed.stderr
+    assert len(printed.stdout.splitlines()) <= 4  # the header and what came before the damage

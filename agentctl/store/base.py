@@ -367,6 +367,25 @@ class PagedHistory(Protocol):
         ...
 
 
+class RangedReads(Protocol):
+    """Checkpoints and messages in id ranges, for a reader that goes through a whole session a
+    part at a time (a streamed export): a database reads only that range."""
+
+    def checkpoints_page(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[Checkpoint]:
+        """The checkpoints numbered after `after`, whole, in order, at most `limit`. Raises
+        UnknownSessionError; StoreError naming a checkpoint that does not read."""
+        ...
+
+    def messages_between(
+        self, session_id: str, first: int, last: int
+    ) -> dict[int, tuple[int | None, Message | str]]:
+        """The messages numbered `first`..`last`: id -> (parent, message or why it does not
+        decode). Raises UnknownSessionError."""
+        ...
+
+
 class WholeCopies(Protocol):
     """A session written whole, in one step: what import, move and fork write."""
 
@@ -494,6 +513,7 @@ class Store(
     ReadyConversations,
     KeptListings,
     PagedHistory,
+    RangedReads,
     Protocol,
 ):
     """What agentctl's use cases need of a store: the session tree and its capabilities. Every

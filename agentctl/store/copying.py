@@ -8,6 +8,7 @@ parent's messages it keeps) in another store numbers everything as it was.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from agentctl.errors import StoreError, UnknownCheckpointError, UsageError
@@ -61,6 +62,40 @@ def read_session(
         highest = max(highest, tip)
         copied.append((checkpoint, added))
     return copied
+
+
+PAGE = 1000  # checkpoints a streamed read holds at a time, with the messages they added
+
+
+def stream_session(store: Store, session_id: str) -> Iterator[CopiedCheckpoint]:
+    """Every checkpoint of a session with the messages it added, as `read_session` gives
+    them, read a page of checkpoints (and the messages they added) at a time: an export of
+    100,000 checkpoints starts at once and holds one page. For a store that reads id ranges
+    (the ranged_reads capability); on another, each page would read the session whole. The
+    checkpoints are those up to the head when it starts (a run that goes on meanwhile adds
+    none). A checkpoint or message that does not read is a StoreError when it is reached."""
+    last = store.head(session_id).id
+    highest, after = 0, 0  # the highest message id so far; the last checkpoint read
+    while after < last:
+        page = store.checkpoints_page(session_id, after, min(PAGE, last - after))
+        if not page:
+            return
+        top = max((c.message_tip or 0 for c in page), default=0)
+        messages = store.messages_between(session_id, highest + 1, top) if top > highest else {}
+        for checkpoint in page:
+            tip = checkpoint.message_tip or 0
+            added = []
+            for message_id in range(highest + 1, tip + 1):
+                parent, message = messages.get(message_id, (None, "missing"))
+                if isinstance(message, str):
+                    raise StoreError(
+                        f"session {session_id}: message {message_id} cannot be read ({message})",
+                        hint=f"agentctl verify {session_id}",
+                    )
+                added.append((message_id, parent, message))
+            highest = max(highest, tip)
+            yield checkpoint, added
+        after = page[-1].id
 
 
 def drafts_of(copied: list[CopiedCheckpoint]) -> list[CheckpointDraft]:

@@ -45,6 +45,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "ready_conversation": ("keep_ready", "ready_conversation"),
     "kept_listing": ("keep_listing", "kept_listing"),
     "paged_history": ("history_page",),
+    "ranged_reads": ("checkpoints_page", "messages_between"),
     "integrity": ("check", "message_links"),
     "integrity_pass": ("session_reads",),
     "reclaim": ("reclaim",),
@@ -271,6 +272,27 @@ class BaseStore(OverviewDefaults, ABC):
         UnknownSessionError."""
         rows = [c for c in self.history(session_id, kept=False) if c.id > after]
         return rows if limit is None else rows[: max(limit, 0)]
+
+    # -- defaults: checkpoints and messages in id ranges (a streamed export) ---------------------
+
+    def checkpoints_page(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[Checkpoint]:
+        """The checkpoints numbered after `after`, whole (task, usage, last message), in
+        order, at most `limit` (None: all). The default reads each with `get_checkpoint`; a
+        database reads the range in one query. Raises UnknownSessionError; StoreError naming
+        a checkpoint that does not read."""
+        page = self.history_page(session_id, after, limit)
+        return [self.get_checkpoint(session_id, c.id) for c in page]
+
+    def messages_between(
+        self, session_id: str, first: int, last: int
+    ) -> dict[int, tuple[int | None, Message | str]]:
+        """The messages numbered `first`..`last` that the store has: id -> (parent id, the
+        message, or why it does not decode), as `message_links` gives them. The default reads
+        `message_links` whole; a database reads the range. Raises UnknownSessionError."""
+        every = self.message_links(session_id).messages
+        return {n: every[n] for n in range(first, last + 1) if n in every}
 
     # -- defaults: integrity ----------------------------------------------------------------------
 

@@ -187,9 +187,7 @@ class SQLReads:
     def message_links(self, session_id: str) -> MessageLinks:
         """Every checkpoint and every message of the session read once, each decoded once:
         O(checkpoints + messages). What does not decode is reported, not raised."""
-        from agentctl.domain.session import Message
         from agentctl.errors import AgentctlError
-        from agentctl.store.codec import decode, decode_messages
 
         with self._reading(session_id):
             checkpoints = self._rows(
@@ -208,26 +206,35 @@ class SQLReads:
                 tips[row[0]] = checkpoint_of(session_id, row).message_tip
             except (AgentctlError, ValueError, KeyError, TypeError) as exc:
                 unreadable[row[0]] = getattr(exc, "message", str(exc))[:200]
-        try:  # all in one validation, as load does; one by one where that fails
-            every = decode_messages("[" + ",".join(row[2] for row in rows) + "]")
-            if len(every) == len(rows):
-                return MessageLinks(
-                    {row[0]: (row[1], m) for row, m in zip(rows, every, strict=True)},
-                    tips,
-                    unreadable,
-                )
-        except (AgentctlError, TypeError):
-            pass
-        messages: dict[int, tuple[int | None, Message | str]] = {}
-        for message_id, parent, body in rows:
-            try:
-                messages[message_id] = (
-                    parent,
-                    decode(Message, body, where=f"message {message_id}"),
-                )
-            except AgentctlError as exc:
-                messages[message_id] = (parent, exc.message)
-        return MessageLinks(messages, tips, unreadable)
+        return MessageLinks(decoded_messages(rows), tips, unreadable)
+
+    def checkpoints_page(
+        self, session_id: str, after: int = 0, limit: int | None = None
+    ) -> list[Checkpoint]:
+        """A range of the primary key, each row decoded as `get_checkpoint` decodes it."""
+        bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
+        with self._reading(session_id):
+            rows = self._rows(
+                f"SELECT {CHECKPOINT} FROM {{T}}checkpoints WHERE session_id = ? AND id > ?"
+                f" ORDER BY id{bound}",
+                (session_id, after),
+            )
+            if not rows:
+                self.head(session_id)  # UnknownSessionError, or StoreError: none at all
+        return [readable_checkpoint(session_id, row) for row in rows]
+
+    def messages_between(
+        self, session_id: str, first: int, last: int
+    ) -> dict[int, tuple[int | None, Message | str]]:
+        with self._reading(session_id):
+            rows = self._rows(
+                "SELECT id, parent, body FROM {T}messages"
+                " WHERE session_id = ? AND id BETWEEN ? AND ? ORDER BY id",
+                (session_id, first, last),
+            )
+            if not rows:
+                self.info(session_id)  # UnknownSessionError
+        return decoded_messages(rows)
 
     # -- the caches (store/ready.py, store/listing.py) -------------------------------------------
 
@@ -257,6 +264,43 @@ class SQLReads:
             )
         except StoreError:  # none was ever kept (no table), or unreadable: a cache
             return None
+
+
+def decoded_messages(rows: Sequence[Any]) -> dict[int, tuple[int | None, Message | str]]:
+    """Message rows (id, parent, body) decoded: id -> (parent, the message, or why it does not
+    decode). All in one validation, as `load` does; one by one where that fails."""
+    from agentctl.domain.session import Message
+    from agentctl.errors import AgentctlError
+    from agentctl.store.codec import decode, decode_messages
+
+    try:
+        every = decode_messages("[" + ",".join(row[2] for row in rows) + "]")
+        if len(every) == len(rows):
+            return {row[0]: (row[1], m) for row, m in zip(rows, every, strict=True)}
+    except (AgentctlError, TypeError):
+        pass
+    messages: dict[int, tuple[int | None, Message | str]] = {}
+    for message_id, parent, body in rows:
+        try:
+            messages[message_id] = (parent, decode(Message, body, where=f"message {message_id}"))
+        except AgentctlError as exc:
+            messages[message_id] = (parent, exc.message)
+    return messages
+
+
+def readable_checkpoint(session_id: str, row: Sequence[Any]) -> Checkpoint:
+    """`checkpoint_of`, or the StoreError an export of the session gives for a checkpoint that
+    does not read (store/copying.read_session's words)."""
+    from agentctl.errors import AgentctlError
+
+    try:
+        return checkpoint_of(session_id, row)
+    except (AgentctlError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        why = getattr(exc, "message", str(exc))[:200]
+        raise StoreError(
+            f"session {session_id}: checkpoint {row[0]} cannot be read ({why})",
+            hint=f"agentctl verify {session_id}",
+        ) from None
 
 
 def checkpoint_of(session_id: str, row: Sequence[Any]) -> Checkpoint:

@@ -621,8 +621,10 @@ def export(
 ) -> None:
     """Write a session as portable JSON lines (no API key, no store password)."""
     to = None if output in (None, "-") else Path(output)
-    session_id, lines = _guarded(lambda: transfer.export_session(_settings(store), session, to))
-    notices.exported(session_id, lines, to)
+    session_id, checkpoints = _guarded(
+        lambda: transfer.export_session(_settings(store), session, to, notices.export_text)
+    )
+    notices.exported(session_id, checkpoints, to)
 
 
 @app.command("import")

@@ -189,12 +189,15 @@ def queued(session_id: str) -> None:
     note(f"queued for a worker (agentctl worker); follow it: agentctl watch {session_id}")
 
 
-def exported(session_id: str, lines: list[str], to: Path | None) -> None:
-    """An export: its lines on stdout (no file named), or where the file was written."""
-    if to is None:
-        sys.stdout.write("".join(line + "\n" for line in lines))
-    else:
-        note(f"exported session {session_id} ({len(lines) - 1} checkpoints) to {to}")
+def export_text(text: str) -> None:
+    """A part of an export (whole lines) on stdout, as it is made."""
+    sys.stdout.write(text)
+
+
+def exported(session_id: str, checkpoints: int, to: Path | None) -> None:
+    """An export: where the file was written (on stdout, its lines were the output)."""
+    if to is not None:
+        note(f"exported session {session_id} ({checkpoints} checkpoints) to {to}")
 
 
 def renamed(session_id: str, name: str) -> None:

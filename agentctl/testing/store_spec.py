@@ -627,6 +627,40 @@ class PagedHistorySpec(SpecBase):
         assert store.history_page("abc123", 1, 1) == rows[1:2]
 
 
+class RangedReadsSpec(SpecBase):
+    """`checkpoints_page` and `messages_between`: a session read a range at a time, as it
+    reads whole (what a streamed export reads)."""
+
+    def test_checkpoints_and_messages_read_in_ranges_as_they_read_whole(self, store: Store) -> None:
+        build(store, 5)
+        compaction = replace(
+            draft(5, 6, "note", "m5"),
+            kind=CheckpointKind.CONTEXT_COMPACTED,
+            keep_messages=2,
+            detail=CompactionDetail("drop", 3, 1, 20, 10),
+        )
+        store.append("abc123", 5, compaction)
+        store.append("abc123", 6, draft(3, 7, "a branch", kind=CheckpointKind.ROLLBACK))
+        whole = [store.get_checkpoint("abc123", n) for n in range(1, 8)]
+        for after in range(0, 9):
+            for limit in (None, 0, 1, 3):
+                want = whole[after:] if limit is None else whole[after : after + limit]
+                assert store.checkpoints_page("abc123", after, limit) == want, (after, limit)
+        every = store.message_links("abc123").messages
+        assert len(every) == 8
+        for first in range(1, 10):
+            for last in range(first - 1, 10):
+                want_messages = {n: m for n, m in every.items() if first <= n <= last}
+                assert store.messages_between("abc123", first, last) == want_messages
+
+    def test_ranges_of_an_unknown_session_are_refused(self, store: Store) -> None:
+        build(store, 2)
+        with pytest.raises(UnknownSessionError):
+            store.checkpoints_page("nope")
+        with pytest.raises(UnknownSessionError):
+            store.messages_between("abc", 1, 2)  # a prefix is not an id
+
+
 class SearchSpec(SpecBase):
     """`search`: substrings, case-insensitive, alike on every backend."""
 
@@ -801,6 +835,7 @@ class StoreSpec(
     ReadyConversationSpec,
     KeptListingSpec,
     PagedHistorySpec,
+    RangedReadsSpec,
     SearchSpec,
     WholeWriteSpec,
     CopySpec,

@@ -18,7 +18,7 @@ checkpoint, after which the source refuses `resume` and `rollback`, naming the n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -56,12 +56,17 @@ class Exported:
 
 
 def export_lines(store: Store, session_id: str) -> Iterator[str]:
-    """The export of one session, line by line (each a JSON object, no newline)."""
+    """The export of one session, line by line (each a JSON object, no newline), made as the
+    checkpoints are read (store/copying.stream_session) where the store reads id ranges: the
+    first line is out before the session is read, and a page of checkpoints is held at a
+    time."""
     from agentctl.store.codec import to_payload
-    from agentctl.store.copying import read_session
+    from agentctl.store.copying import read_session, stream_session
+    from agentctl.store.core import capabilities
 
     info = store.info(session_id)
-    copied = read_session(store, session_id)
+    ranged = capabilities(store)["ranged_reads"]  # else read whole, once, as it always was
+    copied = stream_session(store, session_id) if ranged else iter(read_session(store, session_id))
     labelled = store.session_summary(session_id)
     header: dict[str, Any] = {
         "format": FORMAT,
@@ -319,23 +324,56 @@ def _continues(store: Store, info: SessionInfo, history: list[Any], exported: Ex
 
 
 def export_session(
-    settings: Settings, prefix: str, output: Path | None = None
-) -> tuple[str, list[str]]:
-    """The export's lines, written to `output` (private, like the store) when given."""
+    settings: Settings,
+    prefix: str,
+    output: Path | None = None,
+    write: Callable[[str], None] | None = None,
+) -> tuple[str, int]:
+    """Export a session: its lines written to `output` (private, like the store; whole or
+    not at all) when given, else handed to `write` a chunk of lines at a time as they are
+    made. Returns the session's id and how many checkpoints were exported. A checkpoint that
+    does not read stops the export there (StoreError, exit 6): `output` is then left as it
+    was; what `write` was given stays given (the lines before the damage), and only the exit
+    code says the export stopped short."""
     from agentctl.atomic import write_private
     from agentctl.usecases.common import opened_store, resolve_session
 
     if output is not None and not output.parent.is_dir():  # write_private would make it
         raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
+    counted = [0]
+
+    def chunks(lines: Iterator[str]) -> Iterator[str]:
+        """The lines, newline-ended, gathered into pieces of about CHUNK characters."""
+        piece: list[str] = []
+        size = 0
+        for line in lines:
+            counted[0] += 1
+            piece.append(line + "\n")
+            size += len(line) + 1
+            if size >= CHUNK:
+                yield "".join(piece)
+                piece, size = [], 0
+        if piece:
+            yield "".join(piece)
+
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
-        lines = list(export_lines(store, session_id))
-    if output is not None:
-        try:
-            write_private(output, "".join(line + "\n" for line in lines).encode())
-        except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-    return session_id, lines
+        made = chunks(export_lines(store, session_id))
+        if output is not None:
+            try:
+                write_private(output, (text.encode() for text in made))
+            except OSError as exc:
+                raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+        elif write is not None:
+            for text in made:
+                write(text)
+        else:
+            for _text in made:
+                pass
+    return session_id, counted[0] - 1
+
+
+CHUNK = 1 << 16  # characters of an export written at a time
 
 
 def import_file(
