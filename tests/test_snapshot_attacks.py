@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
 import struct
 import subprocess
@@ -258,3 +259,38 @@ def test_an_empty_loose_object_is_written_again(tmp_path: Path) -> None:
     assert target.read_text() == "two\n"
     snaps.restore(snaps.capture().tree, third)
     assert target.read_text() == "one\n"
+
+
+@pytest.mark.parametrize("kind", ["pipe", "socket"])
+def test_a_tracked_file_that_is_a_pipe_or_socket_now_is_left_out(tmp_path: Path, kind: str) -> None:
+    """`mkfifo f.txt` over a tracked file (a model's shell can) made every later capture fail
+    (git add: 'updating files failed'), the capture a rollback takes first included: no
+    snapshot and no rollback until someone removed it. The capture leaves it out and names
+    it; a rollback leaves it where it is."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "f.txt").write_text("tracked\n")
+    (work / "g.txt").write_text("g\n")
+
+    def change() -> None:
+        (work / "f.txt").unlink()
+        if kind == "pipe":
+            os.mkfifo(work / "f.txt")
+        else:
+            server = socket.socket(socket.AF_UNIX)
+            server.bind(str(work / "f.txt"))
+            server.close()
+        (work / "g.txt").write_text("g2\n")
+
+    ours, theirs = Snapshots(work, tmp_path / "ours"), by_git(work, tmp_path / "theirs")
+    first = ours.capture().tree
+    assert theirs.capture().tree == first
+    ours.capture(first)
+    change()
+    mine, reference = ours.capture(first), theirs.capture(first)
+    assert mine == reference
+    assert mine.skipped == ("f.txt (not a file)",)
+    assert sorted((c.status, c.path) for c in mine.changed) == [("D", "f.txt"), ("M", "g.txt")]
+    assert ours.restore(mine.tree, first) == ["f.txt"]  # left alone: not captured
+    assert (work / "g.txt").read_text() == "g\n"
+    assert not stat.S_ISREG(os.lstat(work / "f.txt").st_mode)

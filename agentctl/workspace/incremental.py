@@ -14,8 +14,8 @@ writes nothing.
 
 Whatever this does not follow exactly is left to git, for that capture: no index yet (the
 first capture), an index git wrote with features not read here, a nested `.git` that is not
-plainly a repository, a symlinked `.gitignore`, a character class in a pattern, a special file
-where a tracked one was, a store that cannot be written (raises `LeftToGit`).
+plainly a repository, a symlinked `.gitignore`, a character class in a pattern, a store that
+cannot be written (raises `LeftToGit`).
 """
 
 from __future__ import annotations
@@ -236,9 +236,9 @@ class InProcess:
                     except FileNotFoundError:
                         continue
                     if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                        if path in entries:
-                            raise LeftToGit("a tracked file is now a special file")
-                        continue  # git lists no socket, pipe or device
+                        # Git lists no socket, pipe or device; a tracked file that is one now
+                        # is modified, and the capture leaves it out (Snapshots._classify).
+                        continue
                     if path in entries:
                         found[path] = st
                     elif rules is not None and not rules.ignored(path, name, False):

@@ -368,14 +368,14 @@ class Snapshots:
         with contextlib.suppress(StoreError):  # an economy: when it fails, trees stay loose
             TreePack(self.git_dir).add(self._stdin, trees)
         self._record_modes(tree, [*tracked, *added])
-        skipped = sorted({*big, *grown}) + [f"{name}/ (a name git refuses)" for name in refused]
-        return Capture(tree, tuple(skipped), tuple(changed))
+        return Capture(tree, self._skipped({*big, *grown}, refused), tuple(changed))
 
     def _classify(
         self, listed: Iterable[tuple[str, str]]
     ) -> tuple[list[str], list[str], set[str], list[str], list[str]]:
         """Sort a listing as `git ls-files -t --cached --others --modified` gives it (tag,
-        name): files over a cap, nested repositories, refused names, the tracked files, and
+        name): files over a cap (and tracked files that are a pipe, socket or device now,
+        which git cannot add), nested repositories, refused names, the tracked files, and
         the untracked files to add. One capture adds at most max_capture bytes of content,
         counted in the listing's order: untracked files first, then changed tracked ones."""
         big: list[str] = []
@@ -396,7 +396,7 @@ class Snapshots:
                 refused.add("/".join(parts[: bad + 1]))
             elif name.endswith("/"):  # git does not descend into another repository
                 nested.append(name.rstrip("/"))
-            elif self._too_big(name):
+            elif self._too_big(name) or (tag == "C" and self._special(name)):
                 big.append(name)
             else:  # a capture adds at most max_capture bytes of content; the rest: named
                 new_bytes += self._size(name)
@@ -438,8 +438,7 @@ class Snapshots:
                     self._stdin, applied.written_trees, fast.objects.tree_sizes
                 )
         self._write_modes(tree, applied.odd_modes)
-        skipped = sorted(big) + [f"{name}/ (a name git refuses)" for name in refused]
-        return Capture(tree, tuple(skipped), tuple(changed))
+        return Capture(tree, self._skipped(big, refused), tuple(changed))
 
     def _changes_and_trees(
         self, previous: str | None, tree: str
@@ -529,6 +528,19 @@ class Snapshots:
             if stat.S_IMODE(info.st_mode) != want:
                 with contextlib.suppress(OSError):
                     os.chmod(path, want, follow_symlinks=False)
+
+    def _special(self, name: str) -> bool:
+        """Whether `name` is a pipe, socket or device (no file git can hold)."""
+        try:
+            kind = stat.S_IFMT(os.lstat(self.workspace / name).st_mode)
+        except OSError:
+            return False
+        return kind not in (stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR)
+
+    def _skipped(self, big: Iterable[str], refused: Iterable[str]) -> tuple[str, ...]:
+        """What a capture left out, as it names it."""
+        named = [f"{name} (not a file)" if self._special(name) else name for name in sorted(big)]
+        return (*named, *(f"{name}/ (a name git refuses)" for name in sorted(refused)))
 
     def _too_big(self, name: str) -> bool:
         return self._size(name) > self.max_file
