@@ -151,10 +151,14 @@ class TreePack:
         listing = "".join(f"{t} {p}\n" for t, p in ordered.items()) + "".join(
             f"{t}\n" for t in rest
         )
-        made = stdin(
-            "pack-objects", "-q", "--delta-base-offset", f"--depth={DEPTH}", "--compression=1",
-            str(self.pack_dir / "pack"), listing,
-        ).strip()  # fmt: skip
+        try:
+            made = stdin(
+                "pack-objects", "-q", "--delta-base-offset", f"--depth={DEPTH}", "--compression=1",
+                str(self.pack_dir / "pack"), listing,
+            ).strip()  # fmt: skip
+        except Exception:
+            known.clear()  # a tree it named may be gone (a prune since): look again next time
+            raise
         if not _PACK_NAME.fullmatch(made):
             return
         self._write_state(made, {t: p for t, p in new if t in loose} or loose)
