@@ -167,7 +167,8 @@ class InProcess:
         key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
         cached = self._ignore_files.get(folder)
         if cached is None or cached[0] != key:
-            with open(path, "rb") as f:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:  # never through a link put there since the lstat
                 cached = (key, ignore.parse(f.read(), folder))
             self._ignore_files[folder] = cached
         return cached[1]
@@ -433,6 +434,8 @@ def _is_repository(dotgit: bytes) -> bool:
         st = os.lstat(head)
         if stat.S_ISLNK(st.st_mode):
             ok = os.readlink(head).startswith(b"refs/")
+        elif not stat.S_ISREG(st.st_mode):
+            return False  # a pipe named HEAD is never opened (it would wait for a writer)
         else:
             with open(head, "rb") as f:
                 text = f.read(255)
