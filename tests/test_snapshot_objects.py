@@ -314,3 +314,25 @@ def test_random_edits_give_the_tree_git_gives(
         previous = mine.tree
     env = {"GIT_DIR": str(ours.git_dir)}
     git("fsck", "--strict", "--no-dangling", cwd=root, env=env)
+
+
+def test_links_to_folders_are_captured_as_links_and_never_walked(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not the workspace's\n")
+    work = tmp_path / "work"
+    (work / "inner").mkdir(parents=True)
+    (work / "inner" / "f.txt").write_text("f\n")
+    snaps = Snapshots(work, tmp_path / "data")
+    first = snaps.capture().tree
+    os.symlink(outside, work / "out")  # a folder outside the workspace
+    os.symlink("inner", work / "in")  # and one inside it
+    second = snaps.capture(first)
+    assert [(c.status, c.path) for c in second.changed] == [("A", "in"), ("A", "out")]
+    env = {"GIT_DIR": str(snaps.git_dir)}
+    listing = git("ls-tree", "-r", "--full-tree", second.tree, cwd=work, env=env)
+    assert "secret.txt" not in listing
+    assert {line.split()[0] for line in listing.splitlines() if line.endswith(("in", "out"))} == {
+        "120000"
+    }
+    assert second.tree == by_git(work, tmp_path / "ref").capture().tree
