@@ -5,7 +5,7 @@
   the next. Whole commands (`show`, `list`, `list --all`, `usage`, `prune --dry-run`,
   `search`, `verify`) beside `python -c pass` and, in process, the SQL floor of what each
   shows: the rows `list` prints, one grouped query for the sizes `prune` lists and the sums
-  `usage` adds, every row decoded once for `verify`.
+  `usage` adds, every row decoded once for `verify`. `rm` of one session (on a copy).
 - checkpoints: one session of 1,000 / 10,000 / 100,000 checkpoints: `history` (piped),
   `export`, `verify ID`, `fork`, the head and the end-of-run caches, beside the raw listing
   of ids, a row copy in one transaction and the decode floor. Peak memory of each command.
@@ -307,11 +307,25 @@ def session_floors(db: sqlite3.Connection, cutoff: str) -> dict[str, float]:
     }
 
 
+def rm_one(db_path: Path, env: dict[str, str], session_id: str) -> dict[str, float]:
+    """`rm` of one session, on a copy of the store (the figures after it see the same store)."""
+    import shutil
+
+    copy = db_path.with_name("rm-copy.db")
+    shutil.copyfile(db_path, copy)
+    try:
+        return cli(["rm", session_id, "--yes"], {**env, "AGENTCTL_STORE": f"sqlite://{copy}"}, 1)
+    finally:
+        for leftover in (copy, copy.with_name("rm-copy.db-wal"), copy.with_name("rm-copy.db-shm")):
+            leftover.unlink(missing_ok=True)
+
+
 def store_reads(url: str, cutoff: str) -> dict[str, float]:
     """The store's own part of each command, in this process (no start-up, no printing)."""
     from datetime import datetime
 
     from agentctl.store import open_store
+    from agentctl.usecases.verify import verify_store
 
     store = open_store(url)
     when = datetime.fromisoformat(cutoff)
@@ -325,6 +339,7 @@ def store_reads(url: str, cutoff: str) -> dict[str, float]:
             "forks of one": inproc(lambda: store.forks_of(TARGET)),
             "usage totals": inproc(lambda: store.usage_totals("model", None)),
             "prune choice and sizes": inproc(prune_choice),
+            "verify": inproc(lambda: verify_store(store), runs=1),
             "search common, 20": inproc(lambda: store.search("fox", 20)),
             "search rare, 20": inproc(lambda: store.search(RARE, 20)),
         }
@@ -406,6 +421,7 @@ def sessions_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str, st
         row["search common"] = cli(["search", "--limit", "20", "fox"], env, runs)
         row["search rare"] = cli(["search", "--limit", "20", RARE], env, runs)
         row["verify"] = cli(["verify"], env, 1)
+        row["rm one"] = rm_one(db_path, env, f"s{size // 2:07d}")
         row["in process"] = store_reads(url, cutoff)
         row["floor"] = session_floors(db, cutoff)
         row["search index / text"] = index_ratio(db)
@@ -413,7 +429,10 @@ def sessions_axis(root: Path, sizes: Sequence[int], runs: int, env: dict[str, st
         row["bytes"] = db_path.stat().st_size
         rows.append(row)
         print(f"  sessions {size}:", json.dumps(row))
-    keys = ["show", "list", "list --all", "usage", "prune --dry-run", "search common", "verify"]
+    keys = [
+        *("show", "list", "list --all", "usage", "prune --dry-run", "search common"),
+        *("verify", "rm one"),
+    ]
     return {"rows": rows, "growth": {k: growth(rows, k) for k in keys}}
 
 
