@@ -10,6 +10,7 @@ import socket
 import stat
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -294,3 +295,55 @@ def test_a_tracked_file_that_is_a_pipe_or_socket_now_is_left_out(tmp_path: Path,
     assert ours.restore(mine.tree, first) == ["f.txt"]  # left alone: not captured
     assert (work / "g.txt").read_text() == "g\n"
     assert not stat.S_ISREG(os.lstat(work / "f.txt").st_mode)
+
+
+def test_a_gitignore_that_is_a_pipe_holds_no_pattern_and_stalls_no_capture(
+    tmp_path: Path,
+) -> None:
+    """`mkfifo .gitignore`: git opens it and waits for a writer, so every capture through git
+    stalled for the git call's 300 s, then failed (and the in-process one handed it to git).
+    It holds no pattern, in process and through git alike, and no capture waits on it. A
+    watchdog opens the pipes for writing after a generous bound, so a capture that waits
+    ends."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "a.txt").write_text("a\n")
+    (work / "b.log").write_text("b\n")
+    (work / "sub" / "x.log").write_text("x\n")
+    (work / "sub" / ".gitignore").write_text("*.log\n")
+    pipes = [work / ".gitignore", work / "sub" / "deeper" / ".gitignore"]
+    (work / "sub" / "deeper").mkdir()
+    for pipe in pipes:
+        os.mkfifo(pipe)
+    released: list[Path] = []
+    done = threading.Event()
+
+    def watchdog() -> None:
+        while not done.wait(15):  # a capture waits on a pipe: open them all, briefly
+            fds = [os.open(pipe, os.O_RDWR | os.O_NONBLOCK) for pipe in pipes]
+            released.extend(pipes)
+            done.wait(1)
+            for fd in fds:
+                os.close(fd)
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
+    try:
+        first, second = same_as_git_and_round_trip(
+            tmp_path, work, lambda: (work / "c.log").write_text("c\n")
+        )
+    finally:
+        done.set()
+        guard.join()
+    assert released == []  # no capture waited on a pipe
+    ours = Snapshots(work, tmp_path / "ours")
+    names = subprocess.run(
+        ["git", "ls-tree", "-r", "-z", "--name-only", first],
+        env={**os.environ, "GIT_DIR": str(ours.git_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    assert sorted(filter(None, names)) == ["a.txt", "b.log", "sub/.gitignore"]
+    changed = ours.changes(first, second)
+    assert [(c.status, c.path) for c in changed] == [("A", "c.log")]

@@ -14,12 +14,13 @@ writes nothing.
 
 Whatever this does not follow exactly is left to git, for that capture: no index yet (the
 first capture), an index git wrote with features not read here, a nested `.git` that is not
-plainly a repository, a symlinked `.gitignore`, a character class in a pattern, a store that
-cannot be written (raises `LeftToGit`).
+plainly a repository, a character class in a pattern, a store that cannot be written (raises
+`LeftToGit`). A `.gitignore` that is not a plain file holds no pattern, as for git.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -163,15 +164,57 @@ class InProcess:
         except (FileNotFoundError, NotADirectoryError):
             return []
         if not stat.S_ISREG(st.st_mode):
-            raise LeftToGit(".gitignore is not a plain file")
+            # Git reads no pattern from it: a link it does not follow, a folder it cannot
+            # read, a device (empty); on a pipe it waits, unless a writer holds it open
+            # (Snapshots does while git runs), and then it reads it as empty.
+            return []
         key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
         cached = self._ignore_files.get(folder)
         if cached is None or cached[0] != key:
+            # Never through a link, never waiting on a pipe put there since the lstat.
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            with os.fdopen(fd, "rb") as f:  # never through a link put there since the lstat
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise LeftToGit(".gitignore changed kind while read")
                 cached = (key, ignore.parse(f.read(), folder))
             self._ignore_files[folder] = cached
         return cached[1]
+
+    def ignore_pipes(self) -> list[bytes]:
+        """The `.gitignore` files git would open that are pipes (git waits on a pipe for a
+        writer, for ever). Walked as `scan` walks, past ignored folders; under a pattern this
+        module does not decide, everywhere."""
+        try:
+            top: ignore.Rules | None = self._root_rules()
+        except (ignore.Unsupported, LeftToGit, OSError):
+            top = None
+        found = []
+        stack: list[tuple[bytes, ignore.Rules | None]] = [(b"", top)]
+        while stack:
+            rel, rules = stack.pop()
+            path = self.root + b"/" + rel + b".gitignore"
+            with contextlib.suppress(OSError):
+                if stat.S_ISFIFO(os.lstat(path).st_mode):
+                    found.append(path)
+            try:
+                listing = os.scandir(self.root + b"/" + rel if rel else self.root)
+            except OSError:
+                continue
+            with listing:
+                for item in listing:
+                    if item.name == b".git" or not item.is_dir(follow_symlinks=False):
+                        continue
+                    folder = rel + item.name
+                    below = None
+                    if rules is not None:
+                        try:
+                            if rules.ignored(folder, item.name, True):
+                                continue
+                            below = rules.below(self._patterns(folder + b"/"))
+                        except (ignore.Unsupported, LeftToGit, OSError):
+                            below = None
+                    stack.append((folder + b"/", below))
+        return found
 
     def _root_rules(self) -> ignore.Rules:
         exclude = self.git_dir / "info" / "exclude"

@@ -343,6 +343,27 @@ class Snapshots:
             done = self._capture_in_process(previous)
             if done is not None:
                 return done
+        with self._ignore_pipes_held():
+            return self._capture_by_git(previous)
+
+    @contextlib.contextmanager
+    def _ignore_pipes_held(self) -> Iterator[None]:
+        """Git opens each `.gitignore` it reads and waits on one that is a pipe until something
+        opens it for writing: a `mkfifo .gitignore` stalled every capture for the git call's
+        300 s, then failed it. Held open for writing here while git runs, each opens at once
+        and reads as empty (no pattern, as in process)."""
+        held = []
+        try:
+            for path in self._fast.ignore_pipes():
+                with contextlib.suppress(OSError):
+                    flags = os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+                    held.append(os.open(path, flags))
+            yield
+        finally:
+            for fd in held:
+                os.close(fd)
+
+    def _capture_by_git(self, previous: str | None) -> Capture:
         # One listing, tagged: H tracked, C tracked and changed, ? untracked (not ignored).
         listed = self._git(
             "ls-files", "-z", "-t", "--cached", "--others", "--modified", "--exclude-standard"
