@@ -6,11 +6,14 @@ newest."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.markup import render as rich_render
 
+from agentctl.config import Settings
 from agentctl.domain.checkpoints import RollbackDetail
 from agentctl.domain.lifecycle import CheckpointKind, State
 from agentctl.domain.session import SessionInfo, Task, TaskSpec, Usage
@@ -134,3 +137,142 @@ def test_history_limit_shows_the_newest_checkpoints(tmp_path: Path) -> None:
     assert len(graph) < 30  # 300 checkpoints, one branch: folded
     assert any("(from #100)" in line for line in graph)
     assert run("history", "long0001", "--limit", "0", env=env).code == 2
+
+
+# -- the table read a page at a time (issue 30 item 3: first rows on a terminal) ----------------
+
+
+def kept_long_session(tmp_path: Path, size: int = 700) -> str:
+    """A SQLite session of `size` checkpoints with a rollback, a question and its answer (wide
+    transitions late in it), its listing kept as a run that stops keeps it, then 30 more."""
+    from agentctl.store.listing import keep_listing
+    from agentctl.store.ready import owner_of
+
+    url = f"sqlite://{tmp_path / 'agentctl.db'}"
+    store = open_store(url)
+    info = SessionInfo(id="long0001", spec=TaskSpec(goal="g"), model="m", created_at="t")
+    k, s = CheckpointKind, State
+    plan = [(k.NEW_TASK, s.IDLE, s.PLANNING), (k.PLAN_READY, s.PLANNING, s.EXECUTING)]
+    drafts = [
+        CheckpointDraft(
+            None if n == 1 else n - 1, kind, before, after, f"2026-01-01T00:00:{n:02d}",
+            Task(goal="g"), Usage(),
+        )
+        for n, (kind, before, after) in enumerate(plan, 1)
+    ]  # fmt: skip
+
+    def add(kind: CheckpointKind, before: State, after: State, **more: object) -> None:
+        n = len(drafts) + 1
+        parent = more.pop("parent", n - 1)
+        drafts.append(
+            CheckpointDraft(
+                parent, kind, before, after,  # type: ignore[arg-type]
+                f"2026-01-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}",
+                Task(goal="g"), Usage(), **more,  # type: ignore[arg-type]
+            )
+        )  # fmt: skip
+
+    while len(drafts) < size - 3:
+        add(k.TOOL_RESULT, s.EXECUTING, s.EXECUTING)
+    add(k.ROLLBACK, s.EXECUTING, s.EXECUTING, parent=100, detail=RollbackDetail(100, len(drafts)))
+    add(k.NEEDS_INPUT, s.EXECUTING, s.WAITING_FEEDBACK)
+    add(k.INPUT_RECEIVED, s.WAITING_FEEDBACK, s.EXECUTING)
+    store.create_whole(info, drafts)
+    keep_listing(store, "long0001", owner_of(store.info("long0001")), size)
+    head = size
+    for _ in range(30):
+        store.append("long0001", head, replace_draft(drafts[-4], head))
+        head += 1
+    store.close()
+    return url
+
+
+def replace_draft(template: CheckpointDraft, head: int) -> CheckpointDraft:
+    from dataclasses import replace
+
+    return replace(template, parent=head, created_at=f"2026-01-02T00:00:{head % 60:02d}")
+
+
+def test_the_table_read_a_page_at_a_time_is_the_table_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentctl.store.listing import outline
+    from agentctl.usecases import inspect
+
+    url = kept_long_session(tmp_path)
+    store = open_store(url)
+    shape = outline(store, "long0001")
+    assert shape is not None  # the paged way is taken
+    assert shape.head == 730
+    whole = store.history("long0001")
+    monkeypatch.setattr(inspect, "FIRST_PAGE", 7)
+    monkeypatch.setattr(inspect, "PAGE", 50)
+    settings = Settings.load({"AGENTCTL_STORE": url})
+    for limit in (None, 1, 20, 729, 730, 5000):
+        for markup in (True, False):
+            made: list[str] = []
+            inspect.show_history(
+                settings,
+                "long0001",
+                limit,
+                lambda sid, table: made.extend(history_view.table_lines(sid, table, markup)),  # noqa: B023
+            )
+            assert made == list(history_view.history_lines("long0001", whole, limit, markup))
+    piped = run("history", "long0001", env={"AGENTCTL_STORE": url})
+    assert piped.stdout.splitlines() == list(
+        history_view.history_lines("long0001", whole, None, False)
+    )
+
+
+def test_the_first_screen_is_made_before_the_rest_of_the_history_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentctl.store.sqlite import SQLiteStore
+    from agentctl.usecases import inspect
+
+    url = kept_long_session(tmp_path)
+    monkeypatch.setattr(inspect, "FIRST_PAGE", 40)
+    read: list[int] = []
+    page = SQLiteStore.history_page
+
+    def counted(self: SQLiteStore, session_id: str, after: int = 0, limit: Any = None) -> Any:
+        rows = page(self, session_id, after, limit)
+        read.extend(c.id for c in rows)
+        return rows
+
+    monkeypatch.setattr(SQLiteStore, "history_page", counted)
+    monkeypatch.setattr(SQLiteStore, "history", lambda *a, **k: pytest.fail("read whole"))
+    at_row_30: list[int] = []
+
+    def show(session_id: str, table: Any) -> None:
+        for n, _line in enumerate(history_view.table_lines(session_id, table, True)):
+            if n == 32:  # the title, the header and 30 rows
+                at_row_30.append(len(read))
+
+    inspect.show_history(Settings.load({"AGENTCTL_STORE": url}), "long0001", None, show)
+    assert len(read) == 700 + 30 + 31  # every row in the end (the tail twice: it is small)
+    assert at_row_30 == [31 + 40]  # by then: the rows after the listing, and the first page
+
+
+def test_a_listing_that_does_not_record_its_transitions_is_read_whole(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    from agentctl.store.listing import _check, outline
+
+    url = kept_long_session(tmp_path)
+    db = sqlite3.connect(tmp_path / "agentctl.db")
+    owner, upto, body = db.execute("SELECT owner, upto, body FROM listing").fetchone()
+    rows = json.loads(body)
+    del rows[0]["transitions"]  # as the first listings of this layout were kept
+    body = json.dumps(rows, separators=(",", ":"))
+    db.execute("UPDATE listing SET body = ?, check_sum = ?", (body, _check(owner, upto, body)))
+    db.commit()
+    db.close()
+    store = open_store(url)
+    assert outline(store, "long0001") is None
+    shown = run("history", "long0001", env={"AGENTCTL_STORE": url})
+    whole = store.history("long0001")
+    assert shown.stdout.splitlines() == list(
+        history_view.history_lines("long0001", whole, None, False)
+    )

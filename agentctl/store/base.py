@@ -111,6 +111,26 @@ class CheckpointSummary(NamedTuple):
         return parse(self.kind, self.detail)
 
 
+class HistoryTable(NamedTuple):
+    """What `history`'s table shows: the newest checkpoint's id, how many checkpoints there
+    are, the (from_state, to_state) pairs among the rows shown (the transition column's
+    width), and those rows, which may be read as they are shown."""
+
+    head: int | None
+    total: int  # how many checkpoints the session has
+    transitions: frozenset[tuple[str, str]]
+    rows: Iterable[CheckpointSummary]
+    shown: int  # how many rows `rows` gives
+
+    @classmethod
+    def of(cls, history: list[CheckpointSummary], limit: int | None = None) -> HistoryTable:
+        """The table of a history read whole: the newest `limit` of it with --limit."""
+        shown = history[-limit:] if limit and limit < len(history) else history
+        transitions = frozenset((c.from_state, c.to_state) for c in shown)
+        head = history[-1].id if history else None
+        return cls(head, len(history), transitions, shown, len(shown))
+
+
 @dataclass(frozen=True)
 class MessageLinks:
     """A session's message graph: id -> (parent id, the message or why it does not decode),

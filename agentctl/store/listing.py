@@ -55,7 +55,13 @@ class KeptListing(NamedTuple):  # not a dataclass: this module is imported on `h
         from agentctl.store.soundness import sound_prefix
 
         rows = [list(c) for c in history]
-        header = {"version": LISTING_VERSION, "sound": sound_prefix(history), "last": rows[-1]}
+        pairs = sorted({(c.from_state, c.to_state) for c in history}, key=repr)[:MAX_PAIRS]
+        header = {
+            "version": LISTING_VERSION,
+            "sound": sound_prefix(history),
+            "last": rows[-1],
+            "transitions": [list(pair) for pair in pairs],
+        }
         body = json.dumps([header, *rows], ensure_ascii=False, separators=(",", ":"))
         upto = history[-1].id
         return cls(owner, upto, body, _check(owner, upto, body))
@@ -65,6 +71,13 @@ class Header(NamedTuple):
     version: int
     sound: int  # checkpoints 1..sound were found sound when the listing was kept
     last: CheckpointSummary  # its last row, as it was then
+    # The distinct (from_state, to_state) pairs of its rows (what `history` sizes its
+    # transition column by), or None: not recorded (an earlier listing of this layout), or
+    # more than MAX_PAIRS of them (only a damaged store has so many).
+    transitions: frozenset[tuple[str, str]] | None = None
+
+
+MAX_PAIRS = 256
 
 
 def header(listing: KeptListing) -> Header | None:
@@ -89,7 +102,18 @@ def header(listing: KeptListing) -> Header | None:
         or type(last[6]) is not dict
     ):
         return None
-    return Header(version, sound, CheckpointSummary._make(last))
+    pairs = value.get("transitions")
+    transitions = None
+    if (
+        type(pairs) is list
+        and len(pairs) < MAX_PAIRS
+        and all(
+            type(p) is list and len(p) == 2 and type(p[0]) is str and type(p[1]) is str
+            for p in pairs
+        )
+    ):
+        transitions = frozenset((p[0], p[1]) for p in pairs)
+    return Header(version, sound, CheckpointSummary._make(last), transitions)
 
 
 def from_row(row: Sequence[object]) -> KeptListing | None:
@@ -192,22 +216,17 @@ def head_path_problems(store: Store, session_id: str) -> list[str]:
     that is not sound, not this session's, of another layout, or one the rows no longer
     agree with) the whole history is read, as `path_problems` always did. Raises
     UnknownSessionError; StoreError for rows that do not read."""
-    from agentctl.store.ready import owner_of
     from agentctl.store.soundness import path_problems
 
-    listing = store.kept_listing(session_id) if store.keeps_listings else None
-    top = header(listing) if listing is not None else None
-    if listing is None or top is None or top.version != LISTING_VERSION:
+    found = _trusted(store, session_id)
+    if found is None:
         history = store.history(session_id)
         return path_problems(history, history[-1].id if history else 0)
-    tail = store.history_page(session_id, after=listing.upto - 1)
-    head = tail[-1].id if tail else 0
-    if (
-        not covered(listing, owner_of(store.info(session_id)), head)
-        or tail[0] != top.last  # the row it ends with was changed since: it is not trusted
-    ):
+    listing, top, tail = found
+    if not tail:  # its last row no longer matches the table: the listing is not trusted
         history = store.history(session_id, kept=False)
         return path_problems(history, history[-1].id if history else 0)
+    head = tail[-1].id
     if [c.id for c in tail] != list(range(listing.upto, head + 1)):  # as path_problems says
         return [f"checkpoints are not numbered 1..{listing.upto + len(tail) - 1} without gaps"]
     trusted = min(top.sound, listing.upto)
@@ -216,6 +235,53 @@ def head_path_problems(store: Store, session_id: str) -> list[str]:
         return path_problems(rows, head, trusted=trusted)
     except _Missing as missing:
         return [f"checkpoints are not numbered 1..{head} without gaps (no {missing.args[0]})"]
+
+
+def _trusted(
+    store: Store, session_id: str
+) -> tuple[KeptListing, Header, list[CheckpointSummary]] | None:
+    """The session's kept listing, its header, and the rows from its last one on (that row
+    first), when the listing is sound, this session's and of this layout; the rows are none
+    when the listing's last row is no longer the table's, or past the head (stale). None: no
+    usable listing. Read without the session's facts (pydantic's import is a tenth of a
+    second of `history`'s start): the owner from its `list` row."""
+    from agentctl.store.base import cache_owner
+
+    listing = store.kept_listing(session_id) if store.keeps_listings else None
+    top = header(listing) if listing is not None else None
+    if listing is None or top is None or top.version != LISTING_VERSION:
+        return None
+    tail = store.history_page(session_id, after=listing.upto - 1)
+    head = tail[-1].id if tail else 0
+    listed = store.session_summary(session_id) if tail else None
+    owner = cache_owner(session_id, listed.created_at) if listed is not None else ""
+    if not covered(listing, owner, head) or tail[0] != top.last:
+        return listing, top, []
+    return listing, top, tail
+
+
+class Outline(NamedTuple):
+    """What `history` needs before its first row: the newest checkpoint's id and every
+    distinct (from_state, to_state) pair of the history (its transition column's width)."""
+
+    head: int
+    transitions: frozenset[tuple[str, str]]
+
+
+def outline(store: Store, session_id: str) -> Outline | None:
+    """The history's outline from the kept listing's header and the rows after it, without
+    reading the rest; None when no sound listing of this session records it (the caller reads
+    the history whole)."""
+    found = _trusted(store, session_id)
+    if found is None:
+        return None
+    _listing, top, tail = found
+    if top.transitions is None or not tail:
+        return None
+    if [c.id for c in tail] != list(range(tail[0].id, tail[-1].id + 1)):
+        return None  # a gap: read it whole, as it is
+    pairs = top.transitions | {(c.from_state, c.to_state) for c in tail}
+    return Outline(tail[-1].id, pairs)
 
 
 class _Missing(LookupError):

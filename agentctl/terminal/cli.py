@@ -970,15 +970,20 @@ def history(
     collecting = gc.isenabled()
     gc.disable()
     try:
+        if not (as_json or graph):  # the table: its rows read as they are shown
+            _guarded(
+                lambda: inspect.show_history(
+                    _settings(store), session, limit, history_view.history_rows
+                )
+            )
+            return
         session_id, checkpoints = _guarded(
             lambda: inspect.session_history(_settings(store), session)
         )
         if as_json:
             json_forms.history(checkpoints, limit)
-        elif graph:
-            history_view.history_graph(session_id, checkpoints, limit)
         else:
-            history_view.history_table(session_id, checkpoints, limit)
+            history_view.history_graph(session_id, checkpoints, limit)
     finally:
         if collecting:
             gc.enable()

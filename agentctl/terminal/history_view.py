@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from agentctl.store.base import HistoryTable
 from agentctl.terminal.describe import describe_checkpoint
 from agentctl.terminal.render import (
     escape,
@@ -66,7 +67,13 @@ def history_table(
     """One line per checkpoint (the newest `limit` with --limit), streamed. Not a rich Table:
     measuring 1,000 rows of cells took 0.6 s, and a long history is exactly when a user wants
     it fast. Columns are padded by hand instead."""
-    stream_lines(lambda markup: history_lines(session_id, history, limit, markup))
+    history_rows(session_id, HistoryTable.of(history, limit))
+
+
+def history_rows(session_id: str, table: HistoryTable) -> None:
+    """`history_table` of rows that may still be being read: the first screen is out before
+    the rest of a long history is read."""
+    stream_lines(lambda markup: table_lines(session_id, table, markup))
 
 
 def history_lines(
@@ -76,14 +83,20 @@ def history_lines(
     markup: bool = True,
 ) -> Iterator[str]:
     """The lines of `history_table`, as markup or as the plain text rich would show for it."""
+    return table_lines(session_id, HistoryTable.of(history, limit), markup)
+
+
+def table_lines(session_id: str, table: HistoryTable, markup: bool = True) -> Iterator[str]:
+    """The lines of a history table (store/base.HistoryTable)."""
     tag = _Tagger(markup)
     shown_text, describe = tag.text, tag.describe
-    head = history[-1].id if history else None
+    head = table.head
     id_width = max(len("#"), len(str(head or 0)))
-    shown = history[-limit:] if limit and limit < len(history) else history
-    transitions = {(c.from_state, c.to_state) for c in shown}
     t_width = max(
-        [len("transition"), *(len(a) if a == b else len(a) + 3 + len(b) for a, b in transitions)]
+        [
+            len("transition"),
+            *(len(a) if a == b else len(a) + 3 + len(b) for a, b in table.transitions),
+        ]
     )
     yield tag("bold", f"session {shown_text(session_id)}")
     yield tag(
@@ -91,12 +104,13 @@ def history_lines(
         f"{'#':>{id_width}}  {'parent':>{id_width + 1}}  {'time':8}  "
         f"{'transition':{t_width}}  event",
     )
-    if len(shown) < len(history):
-        yield tag("dim", f"… {plural(len(history) - len(shown), 'earlier checkpoint')} (--limit)")
+    if table.shown < table.total:
+        earlier = plural(table.total - table.shown, "earlier checkpoint")
+        yield tag("dim", f"… {earlier} (--limit)")
     cells: dict[tuple[str, str], str] = {}
     state = state_markup if markup else visible
     marker = " " + tag("bold", "← head")
-    for c in shown:
+    for c in table.rows:
         parent_cell = f"{'' if c.parent is None else c.parent:>{id_width + 1}}"
         if c.parent is not None and c.parent != c.id - 1:  # branches off an older checkpoint
             parent_cell = tag("magenta", parent_cell)

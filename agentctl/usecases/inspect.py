@@ -3,6 +3,7 @@ history, verify, and the tools a task would get."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ from agentctl.domain.records import SessionView
 from agentctl.errors import (
     UsageError,
 )
-from agentctl.store.base import CheckpointSummary
+from agentctl.store.base import CheckpointSummary, HistoryTable, Store
 from agentctl.usecases import wiring
 
 if TYPE_CHECKING:
@@ -82,6 +83,49 @@ def session_history(settings: Settings, prefix: str) -> tuple[str, list[Checkpoi
     with opened_store(settings) as store:
         session_id = resolve_session(store, prefix)
         return session_id, store.history(session_id)
+
+
+FIRST_PAGE = 200  # rows read before the first screen is shown: a screen or two
+PAGE = 5000  # rows read at a time after it
+
+
+def show_history(
+    settings: Settings,
+    prefix: str,
+    limit: int | None,
+    show: Callable[[str, HistoryTable], None],
+) -> None:
+    """`history`'s table, handed to `show` with its rows read as they are shown: a session
+    with a kept listing (store/listing.py) gives its outline (the head, the transitions) from
+    the listing's header and the rows after it, and its rows are read a page at a time from
+    the table, so the first screen does not wait for 100,000 checkpoints. Without one, the
+    history is read whole first, as it always was."""
+    from agentctl.store.listing import outline
+
+    with opened_store(settings) as store:
+        session_id = resolve_session(store, prefix)
+        shape = outline(store, session_id)
+        if shape is None:
+            show(session_id, HistoryTable.of(store.history(session_id), limit))
+            return
+        count = shape.head  # numbered 1..head: the listing's part was sound, the rest read
+        if limit and limit < count:
+            newest = store.history_page(session_id, count - limit)
+            pairs = frozenset((c.from_state, c.to_state) for c in newest)
+            show(session_id, HistoryTable(shape.head, count, pairs, newest, len(newest)))
+            return
+        rows = _pages(store, session_id, shape.head)
+        show(session_id, HistoryTable(shape.head, count, shape.transitions, rows, count))
+
+
+def _pages(store: Store, session_id: str, head: int) -> Iterator[CheckpointSummary]:
+    after, size = 0, FIRST_PAGE
+    while after < head:
+        page = store.history_page(session_id, after, min(size, head - after))
+        if not page:
+            return
+        yield from page
+        after, size = page[-1].id, PAGE
 
 
 def list_tools(settings: Settings, task: str | None, yes: bool = False) -> list[ToolInfo]:
