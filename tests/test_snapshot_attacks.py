@@ -5,11 +5,14 @@ change the files, restore, and the files are back byte for byte, with their mode
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import socket
 import stat
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -347,3 +350,82 @@ def test_a_gitignore_that_is_a_pipe_holds_no_pattern_and_stalls_no_capture(
     assert sorted(filter(None, names)) == ["a.txt", "b.log", "sub/.gitignore"]
     changed = ours.changes(first, second)
     assert [(c.status, c.path) for c in changed] == [("A", "c.log")]
+
+
+def unreadable_round(root: Path) -> dict[str, object]:
+    """A tracked file and a new one made unreadable, one readable file changed: both captures,
+    then a rollback round trip. Run as a user that is not root."""
+    work = root / "work"
+    work.mkdir()
+    (work / "f.txt").write_text("f\n")
+    (work / "g.txt").write_text("g\n")
+    ours, theirs = Snapshots(work, root / "ours"), by_git(work, root / "theirs")
+    first = ours.capture().tree
+    assert theirs.capture().tree == first
+    ours.capture(first)
+    (work / "f.txt").write_text("f2\n")
+    os.chmod(work / "f.txt", 0)
+    (work / "new.txt").write_text("n\n")
+    os.chmod(work / "new.txt", 0)
+    (work / "g.txt").write_text("g2\n")
+    mine, reference = ours.capture(first), theirs.capture(first)
+    left = ours.restore(mine.tree, first)
+    back = (work / "g.txt").read_text()
+    ours.restore(ours.capture().tree, mine.tree)
+    return {
+        "same": mine == reference,
+        "skipped": list(mine.skipped),
+        "changed": sorted([c.status, c.path] for c in mine.changed),
+        "left": left,
+        "back": back,
+        "forth": (work / "g.txt").read_text(),
+    }
+
+
+def test_a_file_its_user_cannot_read_is_left_out_and_named(tmp_path: Path) -> None:
+    """`chmod 000` on a file (a model's shell can, as the user agentctl runs as) made every
+    later capture fail (git add: 'Permission denied'), the capture a rollback takes first
+    included. It is left out and named; a rollback leaves it as it is. As root (CI), the
+    round runs in a forked child that became `nobody` (root reads any file)."""
+    if os.geteuid() != 0:
+        result = unreadable_round(tmp_path)
+        root = tmp_path
+    else:
+        root = Path(tempfile.mkdtemp(dir="/tmp", prefix="agentctl-unreadable-"))
+        os.chmod(root, 0o777)
+        reading, writing = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: never back into pytest
+            code = 1
+            try:
+                os.close(reading)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                os.environ["HOME"] = str(root)
+                os.write(writing, json.dumps(unreadable_round(root)).encode())
+                code = 0
+            except BaseException as exc:
+                os.write(writing, repr(exc).encode())
+            finally:
+                os._exit(code)
+        os.close(writing)
+        with os.fdopen(reading, "rb") as pipe:
+            said = pipe.read().decode()
+        _, status = os.waitpid(child, 0)
+        ok = os.waitstatus_to_exitcode(status) == 0
+        result = json.loads(said) if ok else {"the child failed": said}
+    try:
+        assert result == {
+            "same": True,
+            "skipped": ["f.txt (unreadable)", "new.txt (unreadable)"],
+            "changed": [["D", "f.txt"], ["M", "g.txt"]],
+            "left": ["f.txt"],
+            "back": "g\n",
+            "forth": "g2\n",
+        }
+        if os.geteuid() == 0:
+            assert (root / "work" / "f.txt").read_text() == "f2\n"  # as it was
+    finally:
+        if root != tmp_path:
+            shutil.rmtree(root, ignore_errors=True)

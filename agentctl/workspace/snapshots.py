@@ -395,10 +395,11 @@ class Snapshots:
         self, listed: Iterable[tuple[str, str]]
     ) -> tuple[list[str], list[str], set[str], list[str], list[str]]:
         """Sort a listing as `git ls-files -t --cached --others --modified` gives it (tag,
-        name): files over a cap (and tracked files that are a pipe, socket or device now,
-        which git cannot add), nested repositories, refused names, the tracked files, and
-        the untracked files to add. One capture adds at most max_capture bytes of content,
-        counted in the listing's order: untracked files first, then changed tracked ones."""
+        name): files over a cap (and those git cannot add: a tracked file that is a pipe,
+        socket or device now, a file this user cannot read), nested repositories, refused
+        names, the tracked files, and the untracked files to add. One capture adds at most
+        max_capture bytes of content, counted in the listing's order: untracked files first,
+        then changed tracked ones."""
         big: list[str] = []
         nested: list[str] = []
         refused: set[str] = set()
@@ -417,7 +418,7 @@ class Snapshots:
                 refused.add("/".join(parts[: bad + 1]))
             elif name.endswith("/"):  # git does not descend into another repository
                 nested.append(name.rstrip("/"))
-            elif self._too_big(name) or (tag == "C" and self._special(name)):
+            elif self._too_big(name) or (tag == "C" and self._special(name)) or self._unread(name):
                 big.append(name)
             else:  # a capture adds at most max_capture bytes of content; the rest: named
                 new_bytes += self._size(name)
@@ -558,9 +559,24 @@ class Snapshots:
             return False
         return kind not in (stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR)
 
+    def _unread(self, name: str) -> bool:
+        """Whether `name` is a file this user cannot read (git add fails on it)."""
+        path = self.workspace / name
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode) and not os.access(path, os.R_OK)
+        except OSError:
+            return False
+
     def _skipped(self, big: Iterable[str], refused: Iterable[str]) -> tuple[str, ...]:
         """What a capture left out, as it names it."""
-        named = [f"{name} (not a file)" if self._special(name) else name for name in sorted(big)]
+        named = [
+            f"{name} (not a file)"
+            if self._special(name)
+            else f"{name} (unreadable)"
+            if self._unread(name)
+            else name
+            for name in sorted(big)
+        ]
         return (*named, *(f"{name}/ (a name git refuses)" for name in sorted(refused)))
 
     def _too_big(self, name: str) -> bool:
