@@ -225,6 +225,17 @@ def test_an_unchanged_or_one_file_capture_spawns_no_process(
         tree = captured.tree
     assert snaps._fast.objects.written > 0  # the objects were written in this process
 
+    def store_files() -> dict[str, tuple[int, int]]:
+        return {
+            str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in snaps.git_dir.rglob("*")
+            if p.is_file()
+        }
+
+    before_unchanged = store_files()
+    assert snaps.capture(tree).tree == tree
+    assert store_files() == before_unchanged  # a capture with no change writes nothing
+
 
 # -- random edits: the tree git itself gives -------------------------------------------------
 
