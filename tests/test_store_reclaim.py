@@ -103,3 +103,27 @@ def test_an_older_store_is_switched_by_one_vacuum_then_costs_what_it_removes(
         assert len(check.match_sessions("")) == 28
     finally:
         check.close()
+
+
+def test_a_store_cut_short_inside_a_page_is_refused_for_writing(tmp_path: Path) -> None:
+    """A commit there would have its checkpoint fill the torn page out: a write to a store
+    that verify calls damaged (seen by tests/test_store_damage.py's random damage)."""
+    import pytest
+
+    from agentctl.errors import StoreError
+    from agentctl.store.lease import Lease
+
+    path = tmp_path / "s.db"
+    many(path, 3).close()
+    path.write_bytes(path.read_bytes()[:-100])
+    torn = path.read_bytes()
+    store = open_store(f"sqlite://{path}")
+    try:
+        assert len(store.match_sessions("")) == 3  # still read
+        with pytest.raises(StoreError, match="not a whole number of its 4096-byte pages"):
+            store.acquire_lease("s00001", Lease.mine("t"))
+        with pytest.raises(StoreError, match="cut short"):
+            store.delete_session("s00002")
+    finally:
+        store.close()
+    assert path.read_bytes() == torn

@@ -106,6 +106,7 @@ def _create_whole(path: Path) -> None:
 
 class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
     keeps_listings = True
+    _page_size: int | None = None  # read at the first write
 
     def __init__(
         self, path: str | os.PathLike[str], read_only: bool = False, create: bool = True
@@ -204,6 +205,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._refuse_torn()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -212,6 +214,25 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             raise
         else:
             self._db.execute("COMMIT")
+
+    def _refuse_torn(self) -> None:
+        """A store file cut short inside a page is damaged: SQLite writes whole pages, and a
+        commit there would have its checkpoint fill the torn page out with zeros (a write to a
+        store `verify` calls damaged, before the damage is met). Refused before anything is
+        written; reading it goes on."""
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return
+        page = self._page_size
+        if page is None:
+            page = self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        if page and size % page:
+            raise StoreError(
+                f"store {self.path} is damaged: {size} bytes is not a whole number of its "
+                f"{page}-byte pages (cut short?); nothing was written",
+                hint="agentctl verify",
+            )
 
     @contextmanager
     def _unchecked(self) -> Iterator[None]:
