@@ -429,3 +429,36 @@ def test_a_file_its_user_cannot_read_is_left_out_and_named(tmp_path: Path) -> No
     finally:
         if root != tmp_path:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "[core]\n\tignoreCase=true\n",  # no spaces: what the check looked for had them
+        "[core]\n\tignorecase\n",  # a bare key is true
+        "[include]\n\tpath = {other}\n",  # another file's core.excludesFile
+    ],
+)
+def test_a_store_config_that_changes_what_git_ignores_leaves_the_capture_to_git(
+    tmp_path: Path, config: str
+) -> None:
+    """A store whose config git reads otherwise than the in-process capture (case-insensitive
+    names, an ignore file brought in by an include): each capture is git's. The check looked
+    for 'ignorecase = true' and 'excludesfile' spelled one way, in the store's file only."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".gitignore").write_text("*.LOG\n")
+    (work / "a.txt").write_text("a\n")
+    other, ignored = tmp_path / "other.config", tmp_path / "ignored"
+    other.write_text(f"[core]\n\texcludesFile = {ignored}\n")
+    ignored.write_text("*.log\n")
+    ours, theirs = Snapshots(work, tmp_path / "ours"), by_git(work, tmp_path / "theirs")
+    first = ours.capture().tree
+    assert theirs.capture().tree == first
+    for snaps in (ours, theirs):
+        with (snaps.git_dir / "config").open("a") as f:
+            f.write(config.format(other=other))
+    (work / "x.log").write_text("x\n")
+    mine, reference = Snapshots(work, tmp_path / "ours").capture(first), theirs.capture(first)
+    assert (mine.tree, mine.changed) == (reference.tree, reference.changed)
+    assert mine.tree == first  # x.log: ignored by git

@@ -112,10 +112,7 @@ class InProcess:
                 return False
             self._settled = (
                 attributes == self.attributes
-                and "ignorecase = true" not in config
-                and "objectformat" not in config
-                and "excludesfile" not in config
-                and "sparsecheckout" not in config
+                and not any(map(_unsettling, config.splitlines()))
                 and not (self.git_dir / "home" / "git" / "ignore").exists()
             )
         return self._settled
@@ -457,6 +454,25 @@ def _note_mode(odd: dict[bytes, str], path: bytes, st: os.stat_result) -> None:
         odd[path] = f"{perm:o} {os.fsdecode(path)}"
     else:
         odd.pop(path, None)
+
+
+_FALSE = ("false", "no", "off", "0")
+
+
+def _unsettling(line: str) -> bool:
+    """Whether a line of the store's config (lower case) makes git capture otherwise than
+    this module: another config read in, case-insensitive names, another ignore file or hash,
+    a sparse or split index, modes or links not taken from the files. Any spelling git reads:
+    spaces or none, a bare key (true)."""
+    line = "".join(line.split())
+    if line.startswith("[include"):
+        return True
+    key, _, value = line.partition("=")
+    if key in ("objectformat", "excludesfile", "sparsecheckout", "splitindex"):
+        return True
+    if key == "ignorecase":
+        return value not in _FALSE
+    return key in ("filemode", "symlinks") and value in _FALSE
 
 
 def _folders_of(entries: dict[bytes, Entry]) -> set[bytes]:
