@@ -86,6 +86,65 @@ def test_the_search_index_is_kept_by_every_writer_and_needs_no_first_search(
     searcher.close()
 
 
+def entries(path: Path, word: str) -> list[int]:
+    """The rowids (seqs) of the search index's entries holding every trigram of `word`."""
+    from agentctl.store import sqlite_search
+
+    db = sqlite3.connect(path)
+    try:
+        query = "SELECT rowid FROM message_text WHERE message_text MATCH ? ORDER BY rowid"
+        return [row[0] for row in db.execute(query, (sqlite_search.terms(word),))]
+    finally:
+        db.close()
+
+
+def test_a_fork_shares_its_sources_search_entries_and_outlives_it(tmp_path: Path) -> None:
+    """Issue 30 item 1: a fork's copy indexed every copied message again (half the copy's
+    time). A copy in the same file keeps its source's seq and so shares its index entry; the
+    entry goes only with the last message holding it: deleting the source leaves the fork
+    searchable, deleting both leaves nothing. A copy from another file is new text there."""
+    path = tmp_path / "agentctl.db"
+    store = SQLiteStore(path)
+    store.create_session(info("src001"), draft(None, 1, "a zanzibar note"))
+    store.append("src001", 1, draft(1, 2, "the quokka reply"))
+    store.append("src001", 2, draft(2, 3, "source only: marmoset"))
+    before = entries(path, "zanzibar")
+    assert len(before) == 1
+    store.copy_session(store, "src001", info("fork01"), upto=2)
+    store.copy_session(store, "fork01", info("fork02"))  # a fork of the fork
+    assert entries(path, "zanzibar") == before  # nothing indexed again
+    assert {h.session_id for h in store.search("zanzibar", 10)} == {"src001", "fork01", "fork02"}
+    store.append("fork01", 2, draft(2, 3, "fork only: marmoset"))  # new text is indexed
+    assert len(entries(path, "marmoset")) == 2
+    store.delete_session("src001")
+    assert entries(path, "zanzibar") == before  # still held by the forks
+    hits = store.search("zanzibar", 10)
+    assert [(h.session_id, h.checkpoint) for h in hits] == [("fork02", 1), ("fork01", 1)]
+    assert [h.session_id for h in store.search("marmoset", 10)] == ["fork01"]
+    assert len(entries(path, "marmoset")) == 1  # the source's own went with it
+    assert [m.content for m in store.load("fork01").messages] == [
+        "a zanzibar note",
+        "the quokka reply",
+        "fork only: marmoset",
+    ]
+    store.delete_session("fork01")
+    assert [h.session_id for h in store.search("quokka", 10)] == ["fork02"]
+    store.delete_session("fork02")
+    assert entries(path, "zanzibar") == entries(path, "quokka") == []
+    assert store.search("zanzibar", 10) == []
+    other = SQLiteStore(tmp_path / "other.db")
+    build(other, 2, "far001")
+    other.append("far001", 2, draft(2, 3, "zanzibar from afar"))
+    store.copy_session(other, "far001", info("far001"))  # attached: indexed here
+    assert entries(path, "zanzibar") != []
+    assert [h.session_id for h in store.search("afar", 10)] == ["far001"]
+    other.close()
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO message_text (message_text, rank) VALUES ('integrity-check', 0)")
+    db.close()
+
+
 def test_the_search_index_is_smaller_than_the_text_it_covers(tmp_path: Path) -> None:
     """Issue 30 item 4: the index is at most 1.3x the text (the trigram index with a copy of
     the text and every position was about 5x): contentless FTS5, detail=none."""

@@ -109,3 +109,29 @@ def test_deleting_a_session_costs_what_it_holds(tmp_path: Path) -> None:
         assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     finally:
         store.close()
+
+
+def test_a_schema_9_store_lets_its_forks_share_search_entries(tmp_path: Path) -> None:
+    """Migration 10: a seq was unique; now a fork's copies keep their source's (so the fork
+    indexes nothing again). A store written before keeps its sessions, and forks after it."""
+    path = tmp_path / "old.db"
+    many(path, 3).close()
+    db = sqlite3.connect(path)  # as an agentctl before migration 10 left it
+    db.executescript(
+        "DROP INDEX messages_seq; CREATE UNIQUE INDEX messages_seq ON messages (seq);"
+        " PRAGMA user_version = 9;"
+    )
+    db.close()
+    store = open_store(f"sqlite://{path}")
+    try:
+        store.copy_session(store, "s00001", info("fork01"))
+        assert [h.session_id for h in store.search("world", 10)] == [
+            "s00002",
+            "fork01",
+            "s00001",
+            "s00000",
+        ]
+        store.delete_session("s00001")
+        assert [h.session_id for h in store.search("hello", 10)] == ["s00002", "fork01", "s00000"]
+    finally:
+        store.close()

@@ -241,4 +241,17 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        "m010_copies_share_their_search_entry",
+        """
+        -- A copy of a message in the same store (a fork's) keeps its source's seq, and so
+        -- shares the source's entry in the search index instead of indexing the text again
+        -- (store/sqlite_search.py): a seq names one text, held by one or more messages.
+        DROP INDEX messages_seq;
+        CREATE INDEX messages_seq ON messages (seq);
+        """,
+    )
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -62,8 +62,10 @@ _COPY = {
     "found": "SELECT (SELECT 1 FROM {0}.sessions WHERE id = ?1),"
     " (SELECT max(id) FROM {0}.checkpoints WHERE session_id = ?1)",
     "tip": "SELECT max(message_tip) FROM {0}.checkpoints WHERE session_id = ? AND id <= ?",
-    "messages": "INSERT INTO messages (session_id, id, parent, body, seq) SELECT ?, id,"
-    " parent, body, ? + id FROM {0}.messages WHERE session_id = ? AND id <= ?",
+    # {1}: within one file a copy keeps the seq, sharing its source's search entry
+    # (sqlite_search.py); from another file, new seqs in order after this file's last one.
+    "messages": "INSERT INTO messages (session_id, id, parent, body, seq) SELECT ?1, id,"
+    " parent, body, {1} FROM {0}.messages WHERE session_id = ?2 AND id <= ?3",
     "checkpoints": "INSERT INTO checkpoints (session_id, id, parent, event, from_state,"
     " to_state, created_at, detail, task, usage, message_tip) SELECT ?, id, parent, event,"
     " from_state, to_state, created_at, detail, {1}, usage, message_tip"
@@ -322,16 +324,20 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                         raise UnknownCheckpointError(session_id, upto or 0)
                     (tip,) = db.execute(_COPY["tip"].format(schema), (session_id, upto)).fetchone()
                     self._new_session(db, info, "", lease)
-                    seq = sqlite_search.next_seq(db)
-                    db.execute(
-                        _COPY["messages"].format(schema), (info.id, seq, session_id, tip or 0)
-                    )
+                    # Within this file the copies share their sources' search entries: nothing
+                    # is indexed again. From another file they are new text here.
+                    params: tuple[object, ...] = (info.id, session_id, tip or 0)
+                    index = schema == "source" and self._indexed(db)
+                    if schema == "source":
+                        params += (sqlite_search.next_seq(db),)
+                    seq = "?4 + id" if schema == "source" else "seq"
+                    db.execute(_COPY["messages"].format(schema, seq), params)
                     # A fork asks again: the approval of a call is taken out of the task record.
                     task = "task" if keep_approvals else _WITHOUT_APPROVAL
                     db.execute(
                         _COPY["checkpoints"].format(schema, task), (info.id, session_id, upto)
                     )
-                    if self._indexed(db):
+                    if index:
                         sqlite_search.add(db, info.id, 1, tip or 0)
                     faults.hit("commit_started")  # everything written, COMMIT not yet run
                     db.execute(_COPY["head"], (info.id, upto))

@@ -10,9 +10,15 @@ newest first, and keeps those whose content holds the text itself, case-insensit
 has `limit`: the first 20 hits of a common word read about 20 rows. Text of one or two
 characters, which no trigram holds, is looked for in the messages, newest first.
 
+A seq names a text, not a row (migration 10): a copy of a message in the same store (a fork's,
+sqlite.copy_session) keeps its source's seq, so a fork indexes nothing again (that was half the
+cost of a fork's copy), and a search hit on a seq is every message holding it. The entry stays
+while any message holds its seq: deleting a session takes out only the entries no other
+session's message shares, so a fork stays searchable when its source is deleted.
+
 A row leaves the index by FTS5's 'delete' command, which must be given the text the row was
 indexed with: both come from one SQL expression (TEXT) over the same stored, never changed,
-message body.
+message body (a copy's body is its source's, byte for byte).
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ TEXT = (
     " THEN json_extract(body, '$.content') END END"
 )
 _ROWS = f"SELECT seq, t FROM (SELECT seq, {TEXT} AS t FROM messages{{}}) WHERE t IS NOT NULL"
+_UNSHARED = (
+    " AS m WHERE session_id = ?1 AND NOT EXISTS (SELECT 1 FROM messages AS other"
+    " WHERE other.seq = m.seq AND other.session_id <> ?1)"
+)
 MAX_TERMS = 12  # trigrams asked for at most (spread over the text): the rest is checked after
 
 
@@ -64,10 +74,11 @@ def add(db: sqlite3.Connection, session_id: str, first: int, last: int) -> None:
 
 
 def remove(db: sqlite3.Connection, session_id: str) -> None:
-    """Take a session's messages out of the index (before they are deleted)."""
+    """Take a session's messages out of the index (before they are deleted), except those whose
+    entry a message of another session shares (a fork's copy, or the source a fork copied)."""
     db.execute(
-        f"INSERT INTO {TABLE} ({TABLE}, rowid, content)"
-        f" SELECT 'delete', seq, t FROM ({_ROWS.format(' WHERE session_id = ?')})",
+        f"INSERT INTO {TABLE} ({TABLE}, rowid, content) SELECT 'delete', seq, t FROM"
+        f" ({_ROWS.format(_UNSHARED)})",
         (session_id,),
     )
 
@@ -89,21 +100,22 @@ def search(db: sqlite3.Connection, indexed: bool, text: str, limit: int) -> list
     from agentctl.store.base import find_folded, snippet_around
 
     needle = text.casefold()
-    rows: Iterable[tuple[str, int, str] | None]
+    rows: Iterable[tuple[str, int, str]]
     if indexed and len(text) >= 3:
         found = db.execute(
             f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? ORDER BY rowid DESC", (terms(text),)
         )
         rows = (
-            db.execute("SELECT session_id, id, body FROM messages WHERE seq = ?", seq).fetchone()
+            row
             for seq in found
+            for row in db.execute(  # the message and its copies, the newest copy first
+                "SELECT session_id, id, body FROM messages WHERE seq = ? ORDER BY rowid DESC", seq
+            ).fetchall()
         )
     else:
-        rows = db.execute("SELECT session_id, id, body FROM messages ORDER BY seq DESC")
+        rows = db.execute("SELECT session_id, id, body FROM messages ORDER BY seq DESC, rowid DESC")
     hits: list[SearchHit] = []
     for row in rows:
-        if row is None:
-            continue
         try:
             body = json.loads(row[2])
             content, role = body["content"], body["role"]

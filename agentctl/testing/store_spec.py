@@ -814,6 +814,31 @@ class CopySpec(SpecBase):
             store.acquire_lease("held01", Lease("elsewhere", 1, "other", time.time() + 60))
         store.release_lease("held01", "copier")
 
+    def test_a_copy_outlives_its_source_whole_and_searchable(self, store: Store) -> None:
+        """Deleting the source (`rm`, `prune`) takes nothing of a copy: its rows, and its
+        messages found by `search` (SQLite's copies share their source's index entries)."""
+        self.branchy(store)
+        store.copy_session(store, "src001", info("copy01"), upto=8)
+        store.copy_session(store, "copy01", info("copy02"), upto=4)  # a copy of a copy
+        kept = {
+            sid: (store.history(sid), [store.load(sid, n) for n in range(1, upto + 1)])
+            for sid, upto in (("copy01", 8), ("copy02", 4))
+        }
+        assert {h.session_id for h in store.search("m3", 50)} == {"src001", "copy01", "copy02"}
+        branch = sorted(repr(h) for h in store.search("branch", 50) if h.session_id != "src001")
+        assert branch
+        store.delete_session("src001")
+        for sid, (history, states) in kept.items():
+            assert store.history(sid) == history
+            assert [store.load(sid, n) for n in range(1, len(states) + 1)] == states
+        assert sorted(h.session_id for h in store.search("M3", 50)) == ["copy01", "copy02"]
+        assert [h.session_id for h in store.search("asked", 50)] == ["copy01"]
+        assert sorted(repr(h) for h in store.search("branch", 50)) == branch
+        store.delete_session("copy01")
+        assert [h.session_id for h in store.search("m3", 50)] == ["copy02"]
+        store.delete_session("copy02")
+        assert store.search("m3", 50) == store.search("branch", 50) == []
+
     def test_a_copy_into_another_store_keeps_the_ids(self, tmp_path: Path) -> None:
         source, target = self.open(tmp_path / "a"), self.open(tmp_path / "b")
         try:

@@ -171,7 +171,8 @@ def fork(
 ) -> tuple[str, int]:
     """A new session from checkpoint `at` (default: the head) of another: its checkpoints 1 to
     `at` are copied under a new id (a copy, not a share: message ids count per session, so a
-    session is one unit to move, export or delete), rows as they are, in one transaction
+    session is one unit to move, export or delete; on SQLite only the search index's entries
+    are shared), rows as they are, in one transaction
     (store.copy_session; bench/ measures it against the row-copy floor), the new session's
     facts naming where it came from; no approval is copied. Damage is copied as it is, never
     extended: the fork, like its source, is refused for writing until it is rolled back
