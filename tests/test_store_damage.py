@@ -327,6 +327,27 @@ def test_a_device_is_not_a_store(tmp_path: Path) -> None:
     assert "not a regular file" in result.stderr
 
 
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_damage_where_an_append_writes_refuses_the_lease_and_writes_nothing(store: Path) -> None:
+    """The search index is read by the append only: damage there (here the file cut short
+    inside the index's last page) failed the run's first append after its lease was written
+    and released, and closing the store wrote those pages back, so a refused resume had
+    changed the file. The lease now reads what the append writes through first, in its own
+    transaction."""
+    db = sqlite3.connect(store / "s.db")
+    (last,) = db.execute("SELECT name FROM dbstat ORDER BY pageno DESC LIMIT 1").fetchone()
+    db.close()
+    assert last.startswith("message_text")  # the index's pages are the newest, at the end
+    content = (store / "s.db").read_bytes()
+    (store / "s.db").write_bytes(content[:-2000])  # cut short inside its last page
+    env = {"AGENTCTL_STORE": url_of(store)}
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    before = fingerprint(store)
+    refused = run("resume", sid, "--input", "next Monday", env=env)
+    one_line(refused, 6)
+    assert fingerprint(store) == before
+
+
 @pytest.mark.parametrize("store", ["sqlite", "json"], indirect=True)
 def test_a_read_only_store_can_be_listed_shown_and_verified(store: Path) -> None:
     env = {"AGENTCTL_STORE": url_of(store) + "?mode=ro"}

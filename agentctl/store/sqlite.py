@@ -482,7 +482,18 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                 (session_id,),
             ).fetchone()
             check_takeover(session_id, Lease(*row) if row else None, lease)
+            self._probe_appends(db, session_id)
             self._put_lease(db, session_id, lease)
+
+    def _probe_appends(self, db: sqlite3.Connection, session_id: str) -> None:
+        """Read the ends of what the session's appends write through (its messages, the
+        order of all messages, the search index), so that damage there refuses the lease
+        before it is written, not the append after it: a run that fails writes nothing."""
+        db.execute("SELECT max(id) FROM messages WHERE session_id = ?", (session_id,)).fetchone()
+        db.execute("SELECT max(seq) FROM messages").fetchone()
+        db.execute("SELECT max(id) FROM checkpoints WHERE session_id = ?", (session_id,)).fetchone()
+        if self._indexed(db):
+            sqlite_search.probe(db)
 
     @staticmethod
     def _put_lease(db: sqlite3.Connection, session_id: str, lease: Lease) -> None:

@@ -60,6 +60,12 @@ def create(db: sqlite3.Connection) -> bool:
     return True
 
 
+def probe(db: sqlite3.Connection) -> None:
+    """Open the index and read its structure, as an append's insert will (store damage there
+    raises here)."""
+    db.execute(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH '\"zzz\"' LIMIT 1").fetchall()
+
+
 def next_seq(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT coalesce(max(seq), 0) + 1 FROM messages").fetchone()[0])
 
