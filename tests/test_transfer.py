@@ -96,7 +96,10 @@ def test_an_import_cut_short_is_completed_not_duplicated(target: Store) -> None:
     source = open_store("memory:")
     a_session_with_branches_and_a_compaction(source)
     lines = list(export_lines(source, "abc123"))
-    import_session(target, read_export(lines[:5], "first part"))  # header + 4 checkpoints
+    # header + 4 checkpoints, as an import cut short wrote them (the header's count, which
+    # makes import refuse an export cut short, left out)
+    header = {k: v for k, v in json.loads(lines[0]).items() if k != "checkpoints"}
+    import_session(target, read_export([json.dumps(header), *lines[1:5]], "first part"))
     report = import_session(target, read_export(lines, "whole"))
     assert report.added == 6
     assert target.load("abc123") == source.load("abc123")
@@ -384,3 +387,68 @@ def test_an_export_that_meets_damage_stops_there_and_leaves_no_file(
     assert printed.code == 6
     assert "checkpoint 4 cannot be read" in printed.stderr
     assert len(printed.stdout.splitlines()) <= 4  # the header and what came before the damage
+
+
+def test_what_standard_output_had_of_an_export_that_met_damage_is_refused_by_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export > file` with damage midway: the lines before it were written (exit 6), and an
+    import of that file must not take it for the whole session."""
+    import sqlite3
+
+    from agentctl.errors import StoreError
+    from agentctl.store import copying
+    from agentctl.usecases import transfer
+
+    monkeypatch.setattr(copying, "PAGE", 2)
+    monkeypatch.setattr(transfer, "CHUNK", 1)  # every line out as it is made, as at 50,000
+    url, ids = a_store_of_every_kind_of_session(tmp_path, f"sqlite://{tmp_path / 's.db'}")
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("UPDATE checkpoints SET task = '{}' WHERE session_id = ? AND id = 4", (ids[0],))
+    db.commit()
+    db.close()
+    given: list[str] = []
+    with pytest.raises(StoreError, match="checkpoint 4 cannot be read"):
+        transfer.export_session(Settings.load({"AGENTCTL_STORE": url}), ids[0], None, given.append)
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(given))
+    # the header and checkpoints 1-2 (the page of 3 and 4 does not read)
+    assert len(partial.read_text().splitlines()) == 3
+    other = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 'other.db'}"}
+    refused = run("import", str(partial), env=other)
+    assert refused.code == 2, (refused.stdout, refused.stderr)
+    assert "2 of the" in refused.stderr
+    assert "cut short" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    # A whole export less its last line is refused the same way; the whole one imports.
+    whole = run("export", ids[1], env={"AGENTCTL_STORE": url})
+    assert whole.code == 0, whole.stderr
+    lines = whole.stdout.splitlines()
+    partial.write_text("".join(line + "\n" for line in lines[:-1]))
+    assert run("import", str(partial), env=other).code == 2
+    partial.write_text(whole.stdout)
+    assert run("import", str(partial), env=other).code == 0
+    assert [s["id"] for s in run("list", "--json", env=other).json()] == [ids[1]]
+
+
+def test_an_export_whose_checkpoints_go_while_it_streams_fails_rather_than_ends_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from agentctl.errors import StoreError
+    from agentctl.store import copying
+
+    monkeypatch.setattr(copying, "PAGE", 2)
+    url, ids = a_store_of_every_kind_of_session(tmp_path, f"sqlite://{tmp_path / 's.db'}")
+    store = open_store(url)
+    lines = export_lines(store, ids[0])
+    assert json.loads(next(lines))["checkpoints"] == store.head(ids[0]).id
+    next(lines)  # checkpoint 1 read, with its page
+    db = sqlite3.connect(tmp_path / "s.db")  # another process deletes the rest meanwhile
+    db.execute("DELETE FROM checkpoints WHERE session_id = ? AND id > 2", (ids[0],))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="checkpoint 3 cannot be read"):
+        list(lines)
+    store.close()

@@ -67,19 +67,26 @@ def read_session(
 PAGE = 1000  # checkpoints a streamed read holds at a time, with the messages they added
 
 
-def stream_session(store: Store, session_id: str) -> Iterator[CopiedCheckpoint]:
+def stream_session(
+    store: Store, session_id: str, last: int | None = None
+) -> Iterator[CopiedCheckpoint]:
     """Every checkpoint of a session with the messages it added, as `read_session` gives
     them, read a page of checkpoints (and the messages they added) at a time: an export of
     100,000 checkpoints starts at once and holds one page. For a store that reads id ranges
     (the ranged_reads capability); on another, each page would read the session whole. The
     checkpoints are those up to the head when it starts (a run that goes on meanwhile adds
-    none). A checkpoint or message that does not read is a StoreError when it is reached."""
-    last = store.head(session_id).id
+    none; `last`, when given, is that head). A checkpoint or message that does not read, or
+    checkpoints gone before `last` is reached, is a StoreError when it is reached."""
+    if last is None:
+        last = store.head(session_id).id
     highest, after = 0, 0  # the highest message id so far; the last checkpoint read
     while after < last:
         page = store.checkpoints_page(session_id, after, min(PAGE, last - after))
-        if not page:
-            return
+        if not page:  # deleted meanwhile, or by hand: never an export that looks whole
+            raise StoreError(
+                f"session {session_id}: checkpoint {after + 1} cannot be read (it is gone)",
+                hint=f"agentctl verify {session_id}",
+            )
         top = max((c.message_tip or 0 for c in page), default=0)
         messages = store.messages_between(session_id, highest + 1, top) if top > highest else {}
         for checkpoint in page:

@@ -61,18 +61,26 @@ def export_lines(store: Store, session_id: str) -> Iterator[str]:
     first line is out before the session is read, and a page of checkpoints is held at a
     time."""
     from agentctl.store.codec import to_payload
-    from agentctl.store.copying import read_session, stream_session
+    from agentctl.store.copying import CopiedCheckpoint, read_session, stream_session
     from agentctl.store.core import capabilities
 
     info = store.info(session_id)
     ranged = capabilities(store)["ranged_reads"]  # else read whole, once, as it always was
-    copied = stream_session(store, session_id) if ranged else iter(read_session(store, session_id))
+    if ranged:
+        count = store.head(session_id).id
+        copied: Iterator[CopiedCheckpoint] = stream_session(store, session_id, count)
+    else:
+        whole = read_session(store, session_id)
+        count, copied = len(whole), iter(whole)
     labelled = store.session_summary(session_id)
     header: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "agentctl": __version__,
         "session": to_payload(info),
+        # How many checkpoint lines follow: an export cut short (damage met midway, after
+        # standard output had the lines before it) is refused by import, not taken as whole.
+        "checkpoints": count,
     }
     if labelled is not None and (labelled.name or labelled.tags):
         header["labels"] = {"name": labelled.name, "tags": list(labelled.tags)}
@@ -127,6 +135,7 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
 
     info: SessionInfo | None = None
     labels: tuple[str | None, tuple[str, ...]] = (None, ())
+    count: int | None = None  # the checkpoints the header says follow (older exports: unsaid)
     checkpoints: list[tuple[Checkpoint, list[tuple[int, int | None, Message]]]] = []
     for number, line in enumerate(lines, 1):
         where = f"{source} line {number}"
@@ -141,6 +150,9 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
             if info is None:
                 info = _header(entry, where)
                 labels = _labels(entry, where)
+                count = entry.get("checkpoints")
+                if count is not None and (type(count) is not int or count < 1):
+                    raise UsageError(f"{where}: the header's checkpoint count is not a count")
                 continue
             checkpoint = decode(Checkpoint, entry["checkpoint"], where=where)
             messages = [
@@ -157,6 +169,11 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
         checkpoints.append((checkpoint, messages))
     if info is None or not checkpoints:
         raise UsageError(f"{source} holds no agentctl session")
+    if count is not None and len(checkpoints) != count:
+        raise UsageError(
+            f"{source} holds {len(checkpoints)} of the {count} checkpoints its header names: "
+            "an export cut short (did the export fail?); nothing was imported"
+        )
     return Exported(info, checkpoints, *labels)
 
 
