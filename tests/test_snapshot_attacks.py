@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -462,3 +463,35 @@ def test_a_store_config_that_changes_what_git_ignores_leaves_the_capture_to_git(
     mine, reference = Snapshots(work, tmp_path / "ours").capture(first), theirs.capture(first)
     assert (mine.tree, mine.changed) == (reference.tree, reference.changed)
     assert mine.tree == first  # x.log: ignored by git
+
+
+def test_an_empty_file_grown_past_the_cap_is_not_read(tmp_path: Path) -> None:
+    """A tracked empty file grown to a size over the cap (`truncate -s 10G f`: instant, and
+    sparse) was read whole into memory by the next capture before the cap could leave it out:
+    an index entry of size 0 was taken for one git smudged, whose bytes must be compared. An
+    empty file's entry names the empty blob: another size is another file, left unread."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "f.txt").write_bytes(b"")
+    (work / "g.txt").write_text("g\n")
+    ours = Snapshots(work, tmp_path / "ours", max_file=1 << 20)
+    theirs = Snapshots(work, tmp_path / "theirs", max_file=1 << 20)
+    theirs.in_process = False
+    first = ours.capture().tree
+    assert theirs.capture().tree == first
+    ours.capture(first)
+    os.truncate(work / "f.txt", 48 << 20)
+    tracemalloc.start()
+    try:
+        mine = ours.capture(first)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # not the file's 48 MiB
+    reference = theirs.capture(first)
+    assert (mine.tree, mine.skipped, mine.changed) == (
+        reference.tree,
+        reference.skipped,
+        reference.changed,
+    )
+    assert mine.skipped == ("f.txt",)

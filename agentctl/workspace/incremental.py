@@ -41,6 +41,7 @@ from agentctl.workspace.gitobjects import (
     write_index,
 )
 
+_EMPTY = object_id(b"blob", b"")
 KEEP_READ = 1 << 20  # a changed file up to this size is kept in memory between hash and write
 RACY_REWRITE = 1 << 20  # bytes of racy files re-read before the index is written to clear them
 
@@ -318,7 +319,11 @@ class InProcess:
             if now.same_file(entry.stat) and not racy:
                 clean[path] = key
                 continue
-            if now.size != entry.stat.size and entry.stat.size != 0:
+            # Another size is another file, unread: the whole size (the index keeps 32 bits;
+            # 4 GiB more is not the same file), and an empty file's entry (size 0, the empty
+            # blob) is no smudged one git would have to read (a file grown from 0 to 10 GB
+            # was read whole into memory to learn that).
+            if st.st_size != entry.stat.size and (entry.stat.size != 0 or entry.sha == _EMPTY):
                 scan.modified.append(path)
                 continue
             body = self._read(path, st)
@@ -343,7 +348,9 @@ class InProcess:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise LeftToGit("a file changed kind while read")
                 with os.fdopen(fd, "rb", closefd=False) as f:
-                    return f.read()
+                    # No more than its size at the lstat, which the caps saw: a file that
+                    # grows while read is not followed (git reads that many bytes too).
+                    return f.read(st.st_size)
             finally:
                 os.close(fd)
         except OSError as exc:
