@@ -495,3 +495,76 @@ def test_an_empty_file_grown_past_the_cap_is_not_read(tmp_path: Path) -> None:
         reference.changed,
     )
     assert mine.skipped == ("f.txt",)
+
+
+def test_hostile_names_kinds_and_ignore_files_give_git_s_tree_and_round_trip(
+    tmp_path: Path,
+) -> None:
+    """What held, kept: one workspace with names that sort differently as bytes and as text
+    (newline, tab, backslash, a leading dash, bytes that are not UTF-8, NFC and NFD, 255
+    bytes), git's own folder under other spellings, a nested repository and a tracked folder
+    that becomes one, links (out of the workspace, dangling, a loop, to a folder), a file
+    that becomes a folder and back, a folder that becomes a link out of it, odd permissions
+    (setuid, 0600), a hard link, a pipe, an empty file and folder, an ignore file with a
+    byte-order mark, CRLF, escaped spaces, '\\#' and '\\!', a deeper one that re-includes,
+    and a file rewritten with the same size and its old mtime put back (`touch -d`)."""
+    work = tmp_path / "work"
+    for name in ("sub", "tracked", "dir2file", "etc"):
+        (work / name).mkdir(parents=True)
+    (work / "f.txt").write_text("AAAA\n")
+    (work / "sub" / "a.txt").write_text("a\n")
+    (work / "tracked" / "t.txt").write_text("t\n")
+    (work / "dir2file" / "b").write_text("b\n")
+    (work / "file2dir").write_text("x\n")
+    (work / "etc" / "passwd").write_text("mine\n")
+    (work / ".gitignore").write_bytes(b"\xef\xbb\xbf*.log\r\na\\ \r\nb  \r\n\\#d\r\n\\!e\r\n")
+    (work / "sub" / ".gitignore").write_text("!*.log\n")
+    root = os.fsencode(work)
+    outside = tmp_path / "outside"  # stands for /etc: a restore must never write through
+    outside.mkdir()
+    (outside / "passwd").write_text("theirs\n")
+
+    def change() -> None:
+        for name in (b"nl\nx", b"tab\tx", b"back\\x", b"-dash", b"\xff\xfe", b"caf\xc3\xa9",
+                     b"cafe\xcc\x81", b"A", b"a-b", b"a.b", b"a0", b"x" * 255, b"a ", b"a",
+                     b"b", b"#d", b"!e", b"e", b"top.log"):  # fmt: skip
+            Path(os.fsdecode(root + b"/" + name)).write_bytes(name + b"\n")
+        (work / "sub" / "kept.log").write_text("re-included\n")
+        for name in (".GIT/x", "sub/.Git/y", "git~1/z"):
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_text("refused\n")
+        subprocess.run(["git", "init", "-q", str(work / "nest")], check=True)
+        (work / "nest" / "inner.txt").write_text("inner\n")
+        subprocess.run(["git", "init", "-q", str(work / "tracked")], check=True)
+        (work / "tracked" / "new.txt").write_text("new\n")
+        os.symlink("/etc", work / "out")
+        os.symlink("nowhere", work / "dangling")
+        os.symlink("loop", work / "loop")
+        os.symlink("sub", work / "tosub")
+        (work / "file2dir").unlink()
+        (work / "file2dir" / "inside").parent.mkdir()
+        (work / "file2dir" / "inside").write_text("now a folder\n")
+        shutil.rmtree(work / "dir2file")
+        (work / "dir2file").write_text("now a file\n")
+        shutil.rmtree(work / "etc")
+        os.symlink(outside, work / "etc")
+        (work / "setuid").write_text("#!/bin/sh\n")
+        os.chmod(work / "setuid", 0o4755)
+        (work / "secret").write_text("key\n")
+        os.chmod(work / "secret", 0o600)
+        os.link(work / "sub" / "a.txt", work / "hard")
+        os.mkfifo(work / "pipe")
+        (work / "empty").write_bytes(b"")
+        (work / "emptydir").mkdir()
+        before = os.lstat(work / "f.txt")
+        (work / "f.txt").write_text("BBBB\n")
+        os.utime(work / "f.txt", ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    first, captured = same_as_git_and_round_trip(tmp_path, work, change)
+    ours = Snapshots(work, tmp_path / "ours")
+    paths = {c.path for c in ours.changes(first, captured)}
+    assert {"f.txt", "sub/kept.log", "setuid", "secret", "etc"} <= paths
+    assert not {"top.log", ".GIT/x", "nest/inner.txt"} & paths
+    assert ours.modes(captured) == {"setuid": 0o4755, "secret": 0o600}
+    assert [p.name for p in outside.iterdir()] == ["passwd"]
+    assert (outside / "passwd").read_text() == "theirs\n"
