@@ -416,3 +416,22 @@ def test_damage_the_listing_found_when_it_was_kept_is_walked_into_and_refused(
     # A rollback past the damage: the path no longer passes it, and the session is writable.
     store.append("s1", upto + AFTER, rollback_to(30, upto + AFTER + 1))
     assert head_path_problems(store, "s1") == whole_check(store) == []
+
+
+def test_postgresql_trusts_its_kept_listing_for_resume_and_history(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same reads on PostgreSQL, whose `list` row of one session is not an index read:
+    the owner comes from the session's facts, and every session is not listed to find it."""
+    from agentctl.store.listing import outline
+
+    store = open_store(pg_url)
+    upto = build(store)
+    keep_listing(store, "s1", owner_of(store.info("s1")), upto)
+    monkeypatch.setattr(store, "history", lambda *a, **k: pytest.fail("read the whole history"))
+    monkeypatch.setattr(store, "list_sessions", lambda *a, **k: pytest.fail("listed them all"))
+    assert head_path_problems(store, "s1") == []
+    shape = outline(store, "s1")
+    assert shape is not None
+    assert shape.head == upto
+    store.close()

@@ -243,21 +243,32 @@ def _trusted(
     """The session's kept listing, its header, and the rows from its last one on (that row
     first), when the listing is sound, this session's and of this layout; the rows are none
     when the listing's last row is no longer the table's, or past the head (stale). None: no
-    usable listing. Read without the session's facts (pydantic's import is a tenth of a
-    second of `history`'s start): the owner from its `list` row."""
-    from agentctl.store.base import cache_owner
-
+    usable listing."""
     listing = store.kept_listing(session_id) if store.keeps_listings else None
     top = header(listing) if listing is not None else None
     if listing is None or top is None or top.version != LISTING_VERSION:
         return None
     tail = store.history_page(session_id, after=listing.upto - 1)
     head = tail[-1].id if tail else 0
-    listed = store.session_summary(session_id) if tail else None
-    owner = cache_owner(session_id, listed.created_at) if listed is not None else ""
-    if not covered(listing, owner, head) or tail[0] != top.last:
+    if not covered(listing, _owner(store, session_id) if tail else "", head) or (
+        tail[0] != top.last
+    ):
         return listing, top, []
     return listing, top, tail
+
+
+def _owner(store: Store, session_id: str) -> str:
+    """Whose a cache beside the session must be (ready.owner_of): from the session's `list`
+    row where the store reads one row from an index (pydantic's import, which the session's
+    facts need, is a tenth of a second of `history`'s start), else from its facts (the
+    default `session_summary` lists every session)."""
+    from agentctl.store.base import cache_owner
+    from agentctl.store.overview import OverviewDefaults
+
+    if type(store).session_summary is not OverviewDefaults.session_summary:
+        listed = store.session_summary(session_id)
+        return cache_owner(session_id, listed.created_at) if listed is not None else ""
+    return cache_owner(session_id, store.info(session_id).created_at)
 
 
 class Outline(NamedTuple):
