@@ -196,7 +196,9 @@ def test_a_listing_an_older_agentctl_left_behind_is_not_taken_by_a_new_session(
     build(store)
     keep_listing(store, "s1", owner_of(store.info("s1")), store.head("s1").id)
     store.close()
-    # An older agentctl deletes the session without knowing the listing table.
+    # An older agentctl deletes the session without knowing the listing table (nor the
+    # triggers that drop a listing with its rows: a listing kept before they were made).
+    sql(path, "DROP TRIGGER listing_dropped_by_delete")
     db = sqlite3.connect(path)
     for table in ("checkpoints", "messages", "leases"):
         db.execute(f"DELETE FROM {table} WHERE session_id = 's1'")
@@ -396,10 +398,10 @@ def test_a_listing_of_a_newer_layout_is_neither_read_nor_replaced(tmp_path: Path
     assert newer is not None
     assert summaries(newer, newer.owner, upto) == []  # history reads the rows
     assert store.history("s1") == store.history("s1", kept=False)
-    sql(path, "UPDATE checkpoints SET from_state = 'done' WHERE id = 40")
-    assert head_path_problems(store, "s1") == whole_check(store) != []
     keep_listing(store, "s1", newer.owner, upto + KEEP_EVERY)
     assert store.kept_listing("s1") == newer  # a newer agentctl's: not ours to replace
+    sql(path, "UPDATE checkpoints SET from_state = 'done' WHERE id = 40")
+    assert head_path_problems(store, "s1") == whole_check(store) != []
 
 
 def test_damage_the_listing_found_when_it_was_kept_is_walked_into_and_refused(
@@ -435,3 +437,46 @@ def test_postgresql_trusts_its_kept_listing_for_resume_and_history(
     assert shape is not None
     assert shape.head == upto
     store.close()
+
+
+# -- damage in the rows a kept listing covers (store attacks) -----------------------------------
+
+COVERED = {
+    "a parent that is not there": "UPDATE checkpoints SET parent = 99999 WHERE id = 50",
+    "a parent that is not earlier": "UPDATE checkpoints SET parent = 60 WHERE id = 50",
+    "a state that is not a state": "UPDATE checkpoints SET to_state = 'bogus' WHERE id = 50",
+    "a start that is not the state before": "UPDATE checkpoints SET from_state = 'done'"
+    " WHERE id = 50",
+    "a gap": "DELETE FROM checkpoints WHERE id = 50",
+    "a detail that is not JSON": "UPDATE checkpoints SET detail = '{nope' WHERE id = 50",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(COVERED))
+def test_damage_in_the_rows_the_listing_covers_is_refused_on_resume(
+    tmp_path: Path, damage: str
+) -> None:
+    """A row the kept listing stands for, changed after it was kept: the resume's damage
+    check walked only the rows after the listing and wrote on top of it."""
+    path = tmp_path / "s.db"
+    store, _upto = long_session(path)
+    sql(path, COVERED[damage])
+    assert store.kept_listing("s1") is None  # dropped by the change: the rows are read
+    refused_on_resume(path)
+
+
+def test_listings_kept_before_their_guard_was_there_or_without_it_are_not_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    store, upto = long_session(path)
+    build(store, "s2")
+    sql(path, "DROP TRIGGER listing_dropped_by_delete")  # as an older agentctl kept it
+    assert store.kept_listing("s1") is None  # a listing without its guard is not read
+    sql(path, "DELETE FROM checkpoints WHERE id = 41")  # unseen by any trigger
+    # Keeping another session's listing puts the guard back, and drops the listings kept
+    # while it was not there.
+    keep_listing(store, "s2", owner_of(store.info("s2")), upto)
+    assert store.kept_listing("s2") is not None
+    assert store.kept_listing("s1") is None
+    refused_on_resume(path)

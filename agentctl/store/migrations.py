@@ -39,6 +39,21 @@ CREATE TABLE IF NOT EXISTS listing (
 )
 """
 CACHE_TABLES = {"ready": READY_TABLE, "listing": LISTING_TABLE}
+# A kept listing stands for rows it does not read again (a resume's damage check walks only the
+# rows after it): any change to a checkpoint row that is not an append (a hand edit, another
+# tool) drops the session's listing, so the rows are read. Made with the first listing kept
+# (all listings kept before then are dropped: no trigger saw the edits made meanwhile), and a
+# listing is read only while both triggers are there (SQLiteStore.LISTING_GUARD).
+LISTING_TRIGGERS = {
+    "listing_dropped_by_update": """
+CREATE TRIGGER IF NOT EXISTS listing_dropped_by_update AFTER UPDATE ON checkpoints
+BEGIN DELETE FROM listing WHERE session_id IN (old.session_id, new.session_id); END
+""",
+    "listing_dropped_by_delete": """
+CREATE TRIGGER IF NOT EXISTS listing_dropped_by_delete AFTER DELETE ON checkpoints
+BEGIN DELETE FROM listing WHERE session_id = old.session_id; END
+""",
+}
 
 
 MIGRATIONS: list[tuple[str, str]] = [

@@ -40,6 +40,10 @@ LISTING_COLUMNS = ("owner", "upto", "body", "check_sum")
 class SQLReads:
     """The shared reads, over a backend's `_rows` and `_reading`."""
 
+    # A condition a kept listing's row is read under: that what keeps it from going stale
+    # (a checkpoint row changed after it was kept drops it) is in place.
+    LISTING_GUARD = ""
+
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         """The rows of one read (`?` placeholders, `{T}` before table names); StoreError when
         the database fails."""
@@ -175,7 +179,7 @@ class SQLReads:
             row = self._one(
                 "SELECT l.owner, l.upto, l.body, l.check_sum, s.created_at, s.head"
                 " FROM {T}listing l JOIN {T}sessions s ON s.id = l.session_id"
-                " WHERE l.session_id = ?",
+                " WHERE l.session_id = ?" + self.LISTING_GUARD,
                 (session_id,),
             )
         except StoreError:  # none was ever kept (no table), or unreadable: read the rows
@@ -253,13 +257,15 @@ class SQLReads:
     def kept_listing(self, session_id: str) -> KeptListing | None:
         from agentctl.store.listing import from_row
 
-        row = self._cached(session_id, "listing", LISTING_COLUMNS)
+        row = self._cached(session_id, "listing", LISTING_COLUMNS, self.LISTING_GUARD)
         return None if row is None else from_row(row)
 
-    def _cached(self, session_id: str, table: str, columns: tuple[str, ...]) -> Any:
+    def _cached(
+        self, session_id: str, table: str, columns: tuple[str, ...], guard: str = ""
+    ) -> Any:
         try:
             return self._one(
-                f"SELECT {', '.join(columns)} FROM {{T}}{table} WHERE session_id = ?",
+                f"SELECT {', '.join(columns)} FROM {{T}}{table} WHERE session_id = ?{guard}",
                 (session_id,),
             )
         except StoreError:  # none was ever kept (no table), or unreadable: a cache

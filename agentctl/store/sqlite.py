@@ -41,7 +41,7 @@ from agentctl.store.base import (
 )
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import Lease, check_takeover
-from agentctl.store.migrations import CACHE_TABLES, MIGRATIONS, SCHEMA_VERSION
+from agentctl.store.migrations import CACHE_TABLES, LISTING_TRIGGERS, MIGRATIONS, SCHEMA_VERSION
 from agentctl.store.sql import SQLReads
 from agentctl.store.sqlite_errors import translated as _translated
 from agentctl.store.sqlite_overview import SQLiteOverview
@@ -108,6 +108,10 @@ def _create_whole(path: Path) -> None:
 
 class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
     keeps_listings = True
+    LISTING_GUARD = (
+        " AND (SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+        f" AND name IN {tuple(LISTING_TRIGGERS)}) = {len(LISTING_TRIGGERS)}"
+    )
     _page_size: int | None = None  # read at the first write
 
     def __init__(
@@ -543,6 +547,8 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise UnknownSessionError(f"no session {session_id!r}")
             db.execute(CACHE_TABLES[table])
+            if table == "listing":
+                self._guard_listings(db)
             db.execute(
                 f"INSERT OR REPLACE INTO {table} (session_id, {', '.join(columns)})"
                 f" VALUES (?{', ?' * len(columns)})",
@@ -550,14 +556,33 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             )
             faults.hit("commit_started")  # written, not committed
 
+    def _guard_listings(self, db: sqlite3.Connection) -> None:
+        """The triggers that drop a session's kept listing when one of its checkpoint rows is
+        changed or deleted (migrations.LISTING_TRIGGERS), made where they are missing; the
+        listings kept without them are dropped then (edits may have gone unseen)."""
+        names = tuple(LISTING_TRIGGERS)
+        found = db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?)", names
+        ).fetchone()[0]
+        if found != len(names):
+            db.execute("DELETE FROM listing")
+            for name, statement in LISTING_TRIGGERS.items():
+                db.execute(f"DROP TRIGGER IF EXISTS {name}")
+                db.execute(statement)
+
     def _drop_caches(self, db: sqlite3.Connection, session_id: str) -> None:
-        """Remove the session's ready conversation and kept listing, where their tables exist."""
+        """Remove the session's ready conversation and kept listing, where their tables exist
+        (the triggers that name a listing table dropped by hand go with it: they would fail
+        the delete)."""
         for table in CACHE_TABLES:
             found = db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             ).fetchone()
             if found is not None:
                 db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+            elif table == "listing":
+                for name in LISTING_TRIGGERS:
+                    db.execute(f"DROP TRIGGER IF EXISTS {name}")
 
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:
