@@ -568,3 +568,64 @@ def test_hostile_names_kinds_and_ignore_files_give_git_s_tree_and_round_trip(
     assert ours.modes(captured) == {"setuid": 0o4755, "secret": 0o600}
     assert [p.name for p in outside.iterdir()] == ["passwd"]
     assert (outside / "passwd").read_text() == "theirs\n"
+
+
+def test_a_nested_git_head_that_is_a_pipe_stalls_no_capture(tmp_path: Path) -> None:
+    """`mkdir -p x/.git && mkfifo x/.git/HEAD`: git's test of whether an untracked folder is
+    another repository opens that HEAD and waits for a writer, so every capture through git
+    stalled for 300 s and failed, and the in-process capture handed it to git. The folder is
+    left out whole (as a repository is), in process and through git alike; a tracked folder
+    git never tests, and it stays captured. A watchdog opens the pipes for writing after a
+    generous bound, so a capture that waits ends."""
+    work = tmp_path / "work"
+    (work / "tracked").mkdir(parents=True)
+    (work / "a.txt").write_text("a\n")
+    (work / "tracked" / "t.txt").write_text("t\n")
+    pipes: list[Path] = []
+
+    def planted(folder: str) -> None:
+        (work / folder / ".git").mkdir(parents=True, exist_ok=True)
+        os.mkfifo(work / folder / ".git" / "HEAD")
+        (work / folder / "inside.txt").write_text("inside\n")
+        pipes.append(work / folder / ".git" / "HEAD")
+
+    planted("x")
+    planted("odd [name]!")
+    released: list[Path] = []
+    done = threading.Event()
+
+    def watchdog() -> None:
+        while not done.wait(15):  # a capture waits on a pipe: open them all, briefly
+            fds = [os.open(pipe, os.O_RDWR | os.O_NONBLOCK) for pipe in pipes]
+            released.extend(pipes)
+            done.wait(1)
+            for fd in fds:
+                os.close(fd)
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
+    try:
+        ours, theirs = Snapshots(work, tmp_path / "ours"), by_git(work, tmp_path / "theirs")
+        first = ours.capture().tree
+        assert theirs.capture().tree == first
+        (work / "b.txt").write_text("b\n")
+        planted("tracked")
+        mine, reference = ours.capture(first), theirs.capture(first)
+    finally:
+        done.set()
+        guard.join()
+    assert released == []  # no capture waited on a pipe
+    assert (mine.tree, mine.changed) == (reference.tree, reference.changed)
+    names = subprocess.run(
+        ["git", "ls-tree", "-r", "-z", "--name-only", mine.tree],
+        env={**os.environ, "GIT_DIR": str(ours.git_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    assert sorted(filter(None, names)) == [
+        "a.txt",
+        "b.txt",
+        "tracked/inside.txt",
+        "tracked/t.txt",
+    ]

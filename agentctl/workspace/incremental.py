@@ -178,22 +178,24 @@ class InProcess:
             self._ignore_files[folder] = cached
         return cached[1]
 
-    def ignore_pipes(self) -> list[bytes]:
-        """The `.gitignore` files git would open that are pipes (git waits on a pipe for a
-        writer, for ever). Walked as `scan` walks, past ignored folders; under a pattern this
-        module does not decide, everywhere."""
+    def git_pipes(self) -> tuple[list[bytes], list[bytes]]:
+        """What git would open and wait on for ever, being pipes: `.gitignore` files (full
+        paths), and untracked folders whose `.git/HEAD` is one (relative, git's test of a
+        nested repository reads it). Walked as `scan` walks, past ignored folders; under a
+        pattern this module does not decide, everywhere."""
         try:
             top: ignore.Rules | None = self._root_rules()
         except (ignore.Unsupported, LeftToGit, OSError):
             top = None
-        found = []
+        tracked = self._folders if self._trees is not None else _index_folders(self.index_path)
+        ignores, heads = [], []
         stack: list[tuple[bytes, ignore.Rules | None]] = [(b"", top)]
         while stack:
             rel, rules = stack.pop()
             path = self.root + b"/" + rel + b".gitignore"
             with contextlib.suppress(OSError):
                 if stat.S_ISFIFO(os.lstat(path).st_mode):
-                    found.append(path)
+                    ignores.append(path)
             try:
                 listing = os.scandir(self.root + b"/" + rel if rel else self.root)
             except OSError:
@@ -211,8 +213,11 @@ class InProcess:
                             below = rules.below(self._patterns(folder + b"/"))
                         except (ignore.Unsupported, LeftToGit, OSError):
                             below = None
+                    if folder not in tracked and _head_is_special(item.path + b"/.git"):
+                        heads.append(folder)
+                        continue
                     stack.append((folder + b"/", below))
-        return found
+        return ignores, heads
 
     def _root_rules(self) -> ignore.Rules:
         exclude = self.git_dir / "info" / "exclude"
@@ -235,8 +240,8 @@ class InProcess:
             st = os.lstat(dotgit)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        if stat.S_ISDIR(st.st_mode) and _is_repository(dotgit):
-            return True
+        if stat.S_ISDIR(st.st_mode) and (_head_is_special(dotgit) or _is_repository(dotgit)):
+            return True  # (a HEAD git can only wait on: left out whole, git's too)
         raise LeftToGit("a .git that is not plainly a repository")
 
     def scan(self) -> Scan:
@@ -490,6 +495,23 @@ def _folders_of(entries: dict[bytes, Entry]) -> set[bytes]:
             folders.add(name[:at])
             at = name.rfind(b"/", 0, at)
     return folders
+
+
+def _head_is_special(dotgit: bytes) -> bool:
+    """Whether `dotgit/HEAD` is a pipe, socket or device (git opens it and may wait)."""
+    try:
+        kind = stat.S_IFMT(os.lstat(dotgit + b"/HEAD").st_mode)
+    except OSError:
+        return False
+    return kind not in (stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR)
+
+
+def _index_folders(index: Path) -> set[bytes]:
+    """The folders the index at `index` tracks (none when it cannot be read)."""
+    try:
+        return _folders_of(read_index(index.read_bytes()))
+    except (OSError, IndexUnsupported):
+        return set()
 
 
 def _is_repository(dotgit: bytes) -> bool:

@@ -137,6 +137,11 @@ class Capture:
     changed: tuple[Change, ...] = ()  # since the tree the capture was asked to compare with
 
 
+def _literal(name: bytes) -> bytes:
+    """`name` as an ignore pattern that matches it alone (every special byte escaped)."""
+    return b"".join(b"\\" + bytes([c]) if c in b"\\*?[]!# " else bytes([c]) for c in name)
+
+
 def refuse_reason(workspace: Path, home: str | None) -> str | None:
     """Why a workspace must not be captured (its whole home folder or the whole disk)."""
     resolved = workspace.resolve()
@@ -292,6 +297,7 @@ class Snapshots:
         os.replace(temporary, self.git_dir / "info" / "attributes")
 
     def _git(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+        command = next((a for a in args if not a.startswith("-") and "=" not in a), args[0])
         where = Path((env or {}).get("GIT_WORK_TREE", self.workspace))
         if not where.is_dir():  # a fork's folder, not made yet
             where = self.git_dir.parent
@@ -305,11 +311,11 @@ class Snapshots:
                 timeout=300,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise StoreError(f"workspace snapshot: git {args[0]} failed: {exc}") from None
+            raise StoreError(f"workspace snapshot: git {command} failed: {exc}") from None
         if check and done.returncode != 0:
             text = done.stderr.decode(errors="replace").strip().splitlines()
             raise StoreError(
-                f"workspace snapshot: git {args[0]} failed: {text[-1] if text else done.returncode}"
+                f"workspace snapshot: git {command} failed: {text[-1] if text else done.returncode}"
             )
         return done.stdout.decode(errors="surrogateescape")
 
@@ -343,31 +349,44 @@ class Snapshots:
             done = self._capture_in_process(previous)
             if done is not None:
                 return done
-        with self._ignore_pipes_held():
-            return self._capture_by_git(previous)
+        with self._pipes_held() as options:
+            return self._capture_by_git(previous, options)
 
     @contextlib.contextmanager
-    def _ignore_pipes_held(self) -> Iterator[None]:
-        """Git opens each `.gitignore` it reads and waits on one that is a pipe until something
-        opens it for writing: a `mkfifo .gitignore` stalled every capture for the git call's
-        300 s, then failed it. Held open for writing here while git runs, each opens at once
-        and reads as empty (no pattern, as in process)."""
+    def _pipes_held(self) -> Iterator[tuple[str, ...]]:
+        """Git opens each `.gitignore` it reads, and the `.git/HEAD` of each untracked folder
+        that may be a repository, and waits on one that is a pipe until something opens it
+        for writing: a `mkfifo .gitignore` stalled every capture for the git call's 300 s,
+        then failed it. Each such `.gitignore` is held open for writing while git runs, so it
+        opens at once and reads as empty (no pattern, as in process); each such folder is
+        excluded (`core.excludesFile`, for these git calls only), so git never opens its
+        HEAD: left out whole, as in process. Yields the options git is run with."""
+        ignores, heads = self._fast.git_pipes()
+        options: tuple[str, ...] = ()
+        if heads:
+            if any(b"\n" in folder for folder in heads):
+                raise StoreError("workspace snapshot: a folder named with a line break holds "
+                                 "a .git/HEAD that is a pipe; git would wait on it")  # fmt: skip
+            excluded = self.git_dir / "pipes.exclude"
+            excluded.write_bytes(b"".join(b"/%s/\n" % _literal(folder) for folder in heads))
+            options = ("-c", f"core.excludesFile={excluded}")
         held = []
         try:
-            for path in self._fast.ignore_pipes():
+            for path in ignores:
                 with contextlib.suppress(OSError):
                     flags = os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
                     held.append(os.open(path, flags))
-            yield
+            yield options
         finally:
             for fd in held:
                 os.close(fd)
 
-    def _capture_by_git(self, previous: str | None) -> Capture:
+    def _capture_by_git(self, previous: str | None, options: tuple[str, ...] = ()) -> Capture:
         # One listing, tagged: H tracked, C tracked and changed, ? untracked (not ignored).
         listed = self._git(
-            "ls-files", "-z", "-t", "--cached", "--others", "--modified", "--exclude-standard"
-        )
+            *options, "ls-files", "-z", "-t", "--cached", "--others", "--modified",
+            "--exclude-standard",
+        )  # fmt: skip
         entries = ((entry[:1], entry[2:]) for entry in filter(None, listed.split("\0")))
         big, nested, refused, tracked, added = self._classify(entries)
         # A nested repository is the user's: left out whole (not even as a gitlink).
@@ -377,7 +396,7 @@ class Snapshots:
             gone = [f":(literal){name}" for name in [*self.own, *big]]
             self._git("rm", "-r", "-q", "-f", "--cached", "--ignore-unmatch", "--", *gone)
         self._die_in_git("capture_in_git")
-        self._git("add", "-A", "--", ".", *excludes)
+        self._git(*options, "add", "-A", "--", ".", *excludes)
         tree = self._git("write-tree").strip()
         changed, trees = self._changes_and_trees(previous, tree)
         grown = [c.path for c in changed if c.status in "AMT" and self._too_big(c.path)]
