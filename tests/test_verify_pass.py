@@ -153,6 +153,17 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
         "UPDATE sessions SET info = 'garbage' WHERE id = 's02'",
     ),
     "a kept listing that disagrees with the rows": relisted,
+    # Text or bytes where a number or a time belongs: verify stopped on an internal error
+    # (a TypeError comparing them), exit 1, and named no damage.
+    "a session index head that is text": sql("UPDATE sessions SET head = 'x' WHERE id = 's00'"),
+    "a message parent that is text": sql(
+        "UPDATE messages SET parent = 'x' WHERE session_id = 's01' AND id = 3"
+    ),
+    "a message id that is text": sql(
+        "UPDATE messages SET id = 'x' WHERE session_id = 's01' AND id = 3"
+    ),
+    "a checkpoint dated by bytes": sql(CP.format("created_at = X'00ff'", "s01", 3)),
+    "a checkpoint dated by a number": sql(CP.format("created_at = 5", "s01", 3)),
 }  # fmt: skip
 
 # Damage that is no damage: older versions are upgraded on load, as by the per-session reads.

@@ -27,6 +27,9 @@ def tree_problems(history: Sequence[CheckpointSummary]) -> list[str]:
     for checkpoint in history:
         if not _plainly_sound(history, checkpoint):  # the common step passes without a word
             problems.extend(_check_links(history, checkpoint))
+    undated = [c.id for c in history if not isinstance(c.created_at, str)]
+    if undated:  # a hand edit's number or bytes: no order to compare
+        return [*problems, f"checkpoint {undated[0]} is dated by something that is not a time"]
     for before, after in itertools.pairwise(history):
         if after.created_at < before.created_at:
             problems.append(

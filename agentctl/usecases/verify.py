@@ -95,6 +95,8 @@ def _index_problems(
         return ["the session index does not list it"]
     if summary.state == DAMAGED:
         return [f"the session index cannot list it: {summary.goal}"]
+    if type(summary.head) is not int:
+        return [f"the session index says head {summary.head!r}, not a checkpoint number"]
     if (summary.head, summary.state) == (head.id, listed_state(head.to_state, head.kind)):
         return []
     if summary.head > head.id:  # it moved on after its history was read: look again
@@ -127,6 +129,13 @@ def conversation_problems(history: list[CheckpointSummary], links: MessageLinks)
     turns). One read of the session's messages; each check walks only the messages its
     checkpoint added, so the whole is O(checkpoints + messages)."""
     messages, tips = links.messages, links.tips
+    odd = [
+        f"message {i!r} has an id or a parent ({parent!r}) that is not a message number"
+        for i, (parent, _) in messages.items()
+        if type(i) is not int or not (parent is None or type(parent) is int)
+    ]
+    if odd:  # a hand edit's text where a number belongs: nothing below can order them
+        return odd
     problems = [
         f"message {i} does not decode: {body}"
         for i, (_, body) in sorted(messages.items())
