@@ -50,18 +50,29 @@ def read_session(
             task = checkpoint.task.model_copy(update={"approval": None})
             checkpoint = checkpoint.model_copy(update={"task": task})
         tip = checkpoint.message_tip or 0
-        added = []
-        for message_id in range(highest + 1, tip + 1):
-            parent, message = links.messages.get(message_id, (None, "missing"))
-            if isinstance(message, str):
-                raise StoreError(
-                    f"session {session_id}: message {message_id} cannot be read ({message})",
-                    hint=f"agentctl verify {session_id}",
-                )
-            added.append((message_id, parent, message))
+        copied.append((checkpoint, _added(session_id, links.messages, highest, tip)))
         highest = max(highest, tip)
-        copied.append((checkpoint, added))
     return copied
+
+
+def _added(
+    session_id: str,
+    messages: dict[int, tuple[int | None, Message | str]],
+    highest: int,
+    tip: int,
+) -> list[tuple[int, int | None, Message]]:
+    """The messages a checkpoint added (ids after `highest` up to its `tip`), as (id, parent,
+    message); a StoreError names the first that is missing or does not read."""
+    added = []
+    for message_id in range(highest + 1, tip + 1):
+        parent, message = messages.get(message_id, (None, "missing"))
+        if isinstance(message, str):
+            raise StoreError(
+                f"session {session_id}: message {message_id} cannot be read ({message})",
+                hint=f"agentctl verify {session_id}",
+            )
+        added.append((message_id, parent, message))
+    return added
 
 
 PAGE = 1000  # checkpoints a streamed read holds at a time, with the messages they added
@@ -91,17 +102,8 @@ def stream_session(
         messages = store.messages_between(session_id, highest + 1, top) if top > highest else {}
         for checkpoint in page:
             tip = checkpoint.message_tip or 0
-            added = []
-            for message_id in range(highest + 1, tip + 1):
-                parent, message = messages.get(message_id, (None, "missing"))
-                if isinstance(message, str):
-                    raise StoreError(
-                        f"session {session_id}: message {message_id} cannot be read ({message})",
-                        hint=f"agentctl verify {session_id}",
-                    )
-                added.append((message_id, parent, message))
+            yield checkpoint, _added(session_id, messages, highest, tip)
             highest = max(highest, tip)
-            yield checkpoint, added
         after = page[-1].id
 
 
