@@ -138,7 +138,7 @@ def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
     from agentctl.domain.session import ScriptTurn
     from agentctl.llm.scripted import ScriptedServer
     from bench.startup import compiled
-    from bench.ttfr import Clocked
+    from bench.ttfr import Clocked, request_and_cpu
 
     compiled()
     url = f"sqlite://{root / 'resume.db'}"
@@ -173,23 +173,6 @@ def resume_long(root: Path, size: int, runs: int) -> dict[str, Any]:
         (out[f"resume, {long}: CPU_s"] - out["resume, fresh: CPU_s"]) * 1000, 1
     )
     return out
-
-
-def request_and_cpu(model: Any, command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Seconds from start to the first request at the server (bench/ttfr.py's clock), and the
-    child's CPU seconds to when it was stopped there."""
-    model.first = None
-    started = time.time()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while model.first is None and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.kill()
-    _pid, _status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = -9  # reaped here: Popen must not wait for it again
-    if model.first is None:
-        raise RuntimeError(f"{command} sent no request")
-    return model.first - started, usage.ru_utime + usage.ru_stime
 
 
 def flat_snapshots(root: Path, files: int, steps: int) -> dict[str, Any]:

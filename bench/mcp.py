@@ -33,25 +33,7 @@ from typing import Any
 
 from bench.startup import compiled
 from bench.ttfr import Clocked
-
-
-def first_request(model: Clocked, command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall time to the first request, and agentctl's own CPU time (user + system) to it:
-    the figure a queued machine stretches least. The process is killed at the request."""
-    import subprocess
-
-    model.first = None
-    started = time.time()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while model.first is None and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.kill()
-    _, _, usage = os.wait4(proc.pid, 0)
-    proc.returncode = -9
-    if model.first is None:
-        raise RuntimeError(f"{command} sent no request")
-    return model.first - started, usage.ru_utime + usage.ru_stime
+from bench.ttfr import request_and_cpu as first_request
 
 
 def server_command() -> str:
