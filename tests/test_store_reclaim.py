@@ -6,8 +6,11 @@ the write-ahead log), which is deterministic, not timed."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from agentctl.store import open_store
 from agentctl.store.sqlite import SQLiteStore
@@ -127,3 +130,61 @@ def test_a_store_cut_short_inside_a_page_is_refused_for_writing(tmp_path: Path) 
     finally:
         store.close()
     assert path.read_bytes() == torn
+
+
+def test_an_rm_whose_space_cannot_be_given_back_deleted_and_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giving space back fails after the delete committed (an older store's VACUUM on a
+    nearly full disk: 'database or disk is full'): rm and prune succeed, for they deleted."""
+    from agentctl.errors import StoreError
+    from tests.conftest import run
+
+    path = tmp_path / "s.db"
+    many(path, 3).close()
+
+    def full(self: SQLiteStore) -> None:
+        raise StoreError(f"store {self.path}: database or disk is full")
+
+    monkeypatch.setattr(SQLiteStore, "reclaim", full)
+    env = {"AGENTCTL_STORE": f"sqlite://{path}"}
+    removed = run("rm", "s00000", "--yes", env=env)
+    assert removed.code == 0, removed.stderr
+    pruned = run("prune", "--older-than", "0d", "--yes", env=env)
+    assert pruned.code == 0, pruned.stderr
+    assert run("list", "--json", env=env).json() == []
+
+
+@pytest.mark.process
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (root)")
+def test_an_rm_on_a_nearly_full_disk_deletes_and_succeeds(tmp_path: Path) -> None:
+    """The same for real: an older store (no auto_vacuum) on a file system with less room
+    than its one VACUUM writes."""
+    import subprocess
+
+    from tests.conftest import run
+
+    made = tmp_path / "made.db"
+    many(made, 30).close()
+    db = sqlite3.connect(made)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("PRAGMA auto_vacuum=NONE")
+    db.execute("VACUUM")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    assert auto_vacuum(made) == 0
+    small = tmp_path / "small"
+    small.mkdir()
+    room = made.stat().st_size // 1024 + 200  # KiB: the file and a little, not its copy
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={room}k", "tmpfs", small], check=True)
+    try:
+        path = small / "s.db"
+        path.write_bytes(made.read_bytes())
+        path.chmod(0o600)
+        env = {"AGENTCTL_STORE": f"sqlite://{path}"}
+        removed = run("rm", "s00000", "--yes", env=env)
+        assert removed.code == 0, removed.stderr
+        assert "s00000" not in [s["id"] for s in run("list", "--json", env=env).json()]
+        assert run("verify", env=env).code == 0
+    finally:
+        subprocess.run(["umount", small], check=True)

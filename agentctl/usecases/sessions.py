@@ -313,9 +313,23 @@ def remove(settings: Settings, prefixes: list[str]) -> list[str]:
         gone = _gone_for_good(store, ids)
         for session_id in ids:
             _delete(store, session_id)
-        store.reclaim()
+        _reclaim(store)
         collect_snapshots(settings, store, workspaces, gone)
     return ids
+
+
+def _reclaim(store: Store) -> None:
+    """Give the deleted sessions' space back. A failure here is not the delete's: the sessions
+    are gone (committed), their pages stay free inside the file for the next writes, and the
+    next rm or prune tries again. On a nearly full disk an older store's one VACUUM (it writes
+    the whole file again) failed with 'database or disk is full', exit 6, for an rm that had
+    deleted: the user was told it failed, and every later rm said the same."""
+    import contextlib
+
+    from agentctl.errors import StoreError
+
+    with contextlib.suppress(StoreError):
+        store.reclaim()
 
 
 def _gone_for_good(store: Store, ids: list[str]) -> set[str]:
@@ -428,7 +442,7 @@ def prune(settings: Settings, doomed: list[Doomed]) -> None:
         gone = _gone_for_good(store, [d.summary.id for d in doomed])
         for d in doomed:
             _delete(store, d.summary.id)
-        store.reclaim()
+        _reclaim(store)
         collect_snapshots(settings, store, workspaces, gone)
 
 
