@@ -18,6 +18,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -629,3 +630,39 @@ def test_a_nested_git_head_that_is_a_pipe_stalls_no_capture(tmp_path: Path) -> N
         "tracked/inside.txt",
         "tracked/t.txt",
     ]
+
+
+def test_a_folder_swapped_for_a_link_mid_capture_is_never_read_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file the walk found under `sub/` is read later, when the capture is written; a
+    command that swaps `sub` for a link to a folder outside meanwhile (`~/.ssh`, which the
+    sandbox hides from it) had that folder's file of the same name read into the snapshot,
+    whence a rollback writes it into the workspace. The read never follows a link on the
+    way: the capture is left to git, which finds `sub` a link."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "a.txt").write_text("a\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "id_rsa").write_text("SECRET\n")
+    snaps = Snapshots(work, tmp_path / "data")
+    first = snaps.capture().tree
+    (work / "sub" / "id_rsa").write_text("decoy!\n")  # as long as the secret
+    classify = Snapshots._classify
+
+    def swapped(self: Snapshots, listed: Any) -> Any:
+        sorted_out = classify(self, listed)
+        if (work / "sub").is_dir() and not (work / "sub").is_symlink():
+            (work / "sub").rename(work / "sub.real")
+            os.symlink(outside, work / "sub")
+        return sorted_out
+
+    monkeypatch.setattr(Snapshots, "_classify", swapped)
+    captured = snaps.capture(first)
+    monkeypatch.undo()
+    secret = gitobjects.object_id(b"blob", b"SECRET\n").hex()
+    env = {**os.environ, "GIT_DIR": str(snaps.git_dir)}
+    found = subprocess.run(["git", "cat-file", "-e", secret], env=env, capture_output=True)
+    assert found.returncode != 0  # never read into the store
+    assert captured.tree == by_git(work, tmp_path / "ref").capture().tree

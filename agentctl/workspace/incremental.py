@@ -343,12 +343,24 @@ class InProcess:
         return scan
 
     def _read(self, path: bytes, st: os.stat_result) -> bytes:
-        """A file's bytes (a link's target), never through a link. Raises LeftToGit."""
-        full = self.root + b"/" + path
+        """A file's bytes (a link's target), never through a link: not the last name, nor a
+        folder on the way (a folder swapped for a link to `~/.ssh` since the walk would have
+        a sandboxed command's hidden files read into the snapshot). Raises LeftToGit."""
+        *folders, name = path.split(b"/")
         try:
-            if stat.S_ISLNK(st.st_mode):
-                return os.readlink(full)
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            parent = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                for folder in folders:
+                    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                    below = os.open(folder, flags, dir_fd=parent)
+                    os.close(parent)
+                    parent = below
+                if stat.S_ISLNK(st.st_mode):
+                    return os.readlink(name, dir_fd=parent)
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                fd = os.open(name, flags, dir_fd=parent)
+            finally:
+                os.close(parent)
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise LeftToGit("a file changed kind while read")
