@@ -434,3 +434,32 @@ def test_damaged_labels_are_one_line_and_do_not_stop_a_resume(store: Path, label
             one_line(result, 0, 6)
     assert results["verify"].code == 6, results["verify"].stdout
     assert results["resume"].code == 0, results["resume"].stderr
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE sessions SET model = X'ff'",
+        "UPDATE sessions SET created_at = X'ff'",
+        "UPDATE sessions SET updated_at = X'ff'",
+        "UPDATE sessions SET usage = 'garbage'",
+        "UPDATE sessions SET usage = X'00ff'",
+    ],
+)
+def test_usage_and_prune_on_an_edited_session_row_say_one_line_not_an_internal_error(
+    tmp_path: Path, edit: str
+) -> None:
+    """`usage` and `prune --dry-run` read the session rows in SQL (81c8560): bytes where text
+    belongs made them stop on a TypeError (exit 1, 'a bug in agentctl'), and usage that is not
+    JSON on SQLite's 'malformed JSON', naming no session."""
+    env = {"AGENTCTL_STORE": f"sqlite://{tmp_path / 's.db'}"}
+    for _ in range(2):  # one edited, one sound: compared when grouped
+        assert run("run", TRIP, "--no-input", env=env).code == 3
+    sid = run("list", "--json", env=env).json()[0]["id"]
+    sql(tmp_path, f"{edit} WHERE id = '{sid}'")
+    for args in (["usage"], ["usage", "--by", "day"], ["usage", "--since", "2020-01-01"]):
+        result = run(*args, env=env)
+        one_line(result, 0, 6)
+        if result.code == 6:
+            assert sid in result.stderr
+    one_line(run("prune", "--dry-run", "--older-than", "0d", env=env), 0)

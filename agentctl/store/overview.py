@@ -108,10 +108,11 @@ def usage_fact(store: Store, session_id: str) -> UsageFact:
 
 
 def parse_stamp(stamp: str) -> datetime | None:
-    """A stored time (ISO 8601; without a zone: UTC), or None when it does not read as one."""
+    """A stored time (ISO 8601; without a zone: UTC), or None when it does not read as one
+    (an edited row's text, or its bytes or number: not text at all)."""
     try:
         when = datetime.fromisoformat(stamp)
-    except ValueError:
+    except (ValueError, TypeError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 

@@ -132,7 +132,7 @@ class SQLiteOverview:
             ).fetchall()
             out = []
             for sid, model, created_at, forked_from, usage, fork_point, copied in rows:
-                if usage is None or model is None:  # as head() and info() say it
+                if usage is None or type(model) is not str:  # as head() and info() say it
                     raise StoreError(
                         f"session {sid} has no checkpoints or unreadable facts",
                         hint="agentctl verify",
@@ -154,7 +154,11 @@ class SQLiteOverview:
         sums = ", ".join(f"sum({_OWN.format(n)})" for n in _COUNTED)
         with _translated(self.path):
             broken = self._db.execute(
-                "SELECT id FROM sessions WHERE usage IS NULL OR model IS NULL ORDER BY id LIMIT 1"
+                # Text where text belongs, and usage that is JSON: an edited row is named,
+                # not a bare 'malformed JSON' or a comparison of bytes with text.
+                "SELECT id FROM sessions WHERE usage IS NULL OR NOT json_valid(usage)"
+                " OR typeof(model) != 'text' OR typeof(created_at) != 'text'"
+                " ORDER BY id LIMIT 1"
             ).fetchone()
             if broken is not None:  # as head() and info() say it
                 raise StoreError(
