@@ -463,3 +463,5 @@ def test_usage_and_prune_on_an_edited_session_row_say_one_line_not_an_internal_e
         if result.code == 6:
             assert sid in result.stderr
     one_line(run("prune", "--dry-run", "--older-than", "0d", env=env), 0)
+    for args in (["list"], ["list", "--json"]):  # the row listed as damaged, not a TypeError
+        one_line(run(*args, env=env), 0)

@@ -81,6 +81,16 @@ def summary_of(row: Sequence[Any]) -> SessionSummary:
             str(row[5]),
             str(row[6]),
         )
+    if not isinstance(row[5], str) or not isinstance(row[6], str):  # an edit's bytes
+        return SessionSummary(
+            str(row[0]),
+            DAMAGED,
+            "its times in the session index are not text: see agentctl verify",
+            None,
+            row[4] if isinstance(row[4], int) else 0,
+            str(row[5]),
+            str(row[6]),
+        )
     return SessionSummary._make(
         (row[0], listed_state(row[1], row[11]), *row[2:9], tuple(tags), row[10])
     )
