@@ -480,3 +480,25 @@ def test_listings_kept_before_their_guard_was_there_or_without_it_are_not_read(
     assert store.kept_listing("s2") is not None
     assert store.kept_listing("s1") is None
     refused_on_resume(path)
+
+
+@pytest.mark.parametrize("damage", sorted(COVERED))
+def test_damage_in_the_rows_the_listing_covers_is_found_on_postgresql(
+    pg_url: str, damage: str
+) -> None:
+    import psycopg
+
+    store = open_store(pg_url)
+    upto = build(store)
+    keep_listing(store, "s1", owner_of(store.info("s1")), upto)
+    assert store.kept_listing("s1") is not None
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SET search_path TO agentctl")
+        conn.execute(COVERED[damage].replace("WHERE id", "WHERE session_id = 's1' AND id"))
+    assert store.kept_listing("s1") is None  # dropped by the change: the rows are read
+    if damage == "a detail that is not JSON":
+        with pytest.raises(StoreError):
+            head_path_problems(store, "s1")
+    else:
+        assert head_path_problems(store, "s1") == whole_check(store) != []
+    store.close()

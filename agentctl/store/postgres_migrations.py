@@ -112,6 +112,29 @@ MIGRATIONS.append(
 )
 MIGRATIONS.append(("p005_queue", QUEUE_MIGRATION))  # workers (store/pg_queue.py)
 MIGRATIONS.append(("p006_trees", TREES_MIGRATION))  # their workspace snapshots
+MIGRATIONS.append(
+    (
+        "p007_listing_dropped_with_its_rows",
+        f"""
+        -- A kept listing stands for rows a resume's damage check does not read again: a change
+        -- to a checkpoint row that is not an append (an edit, a delete) drops its session's
+        -- listing in the same statement, so the rows are read (store/listing.py). Once a
+        -- statement; the listings kept before, when no trigger saw the edits, are dropped.
+        CREATE FUNCTION {S}.listing_dropped() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM {S}.listing WHERE session_id IN (SELECT session_id FROM changed);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER listing_dropped_by_update AFTER UPDATE ON {S}.checkpoints
+            REFERENCING OLD TABLE AS changed
+            FOR EACH STATEMENT EXECUTE FUNCTION {S}.listing_dropped();
+        CREATE TRIGGER listing_dropped_by_delete AFTER DELETE ON {S}.checkpoints
+            REFERENCING OLD TABLE AS changed
+            FOR EACH STATEMENT EXECUTE FUNCTION {S}.listing_dropped();
+        DELETE FROM {S}.listing;
+        """,
+    )
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
