@@ -355,40 +355,54 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
 
     def append(self, session_id: str, expected_head: int, draft: CheckpointDraft) -> Checkpoint:
         with _translated(self.path, session_id), self._transaction() as db:
-            head = self._head_id(session_id)
-            if head != expected_head:
-                raise HeadMovedError(
-                    f"session {session_id} moved on to checkpoint {head} "
-                    f"(expected {expected_head}): another process is writing to it"
-                )
-            return self._insert(db, session_id, expected_head + 1, draft)
+            # What the fence and the planner need, in one statement (each was one of its own):
+            # the session, its head, the parent's tip, the last message id and the next seq.
+            parent = -1 if draft.parent is None else draft.parent
+            known, head, parent_found, tip, last_message, seq = db.execute(
+                "SELECT (SELECT 1 FROM sessions WHERE id = ?1),"
+                " (SELECT max(id) FROM checkpoints WHERE session_id = ?1),"
+                " (SELECT 1 FROM checkpoints WHERE session_id = ?1 AND id = ?2),"
+                " (SELECT message_tip FROM checkpoints WHERE session_id = ?1 AND id = ?2),"
+                " (SELECT max(id) FROM messages WHERE session_id = ?1),"
+                " (SELECT coalesce(max(seq), 0) + 1 FROM messages)",
+                (session_id, parent),
+            ).fetchone()
+            self._check_head(session_id, known, head, expected_head)
+            if draft.parent is not None and parent_found is None:
+                raise UnknownCheckpointError(session_id, draft.parent)
+            plan = self._plan_from(db, session_id, expected_head + 1, draft, tip, last_message)
+            return self._put(db, session_id, plan, int(seq))
 
-    def _head_id(self, session_id: str) -> int:
-        """The newest checkpoint, from the checkpoints themselves (primary key: O(log n))."""
-        row = self._db.execute(
-            "SELECT (SELECT 1 FROM sessions WHERE id = ?1),"
-            " (SELECT max(id) FROM checkpoints WHERE session_id = ?1)",
-            (session_id,),
-        ).fetchone()
-        if row[0] is None:
+    @staticmethod
+    def _check_head(session_id: str, known: object, head: object, expected_head: int) -> None:
+        """The fence: the session's newest checkpoint is the one the writer last wrote."""
+        if known is None:
             raise UnknownSessionError(f"no session {session_id!r}")
-        if row[1] is None:
+        if head is None:
             raise StoreError(f"session {session_id} has no checkpoints", hint="agentctl verify")
-        return int(row[1])
+        if head != expected_head:
+            raise HeadMovedError(
+                f"session {session_id} moved on to checkpoint {head} "
+                f"(expected {expected_head}): another process is writing to it"
+            )
 
     def _insert(
         self, db: sqlite3.Connection, session_id: str, checkpoint_id: int, draft: CheckpointDraft
     ) -> Checkpoint:
         return self._put(db, session_id, self._plan(db, session_id, checkpoint_id, draft))
 
-    def _put(self, db: sqlite3.Connection, session_id: str, plan: AppendPlan) -> Checkpoint:
-        """Write one planned append (inside the caller's transaction) and move the head."""
+    def _put(
+        self, db: sqlite3.Connection, session_id: str, plan: AppendPlan, seq: int | None = None
+    ) -> Checkpoint:
+        """Write one planned append (inside the caller's transaction) and move the head; `seq`
+        is the store's next message seq where the caller read it already."""
         from agentctl.store.codec import encode
 
         checkpoint = plan.checkpoint
         usage = encode(checkpoint.usage)  # the checkpoint's, and the session's for `usage`
         if plan.messages:
-            seq = sqlite_search.next_seq(db)
+            if seq is None:
+                seq = sqlite_search.next_seq(db)
             db.executemany(
                 "INSERT INTO messages (session_id, id, parent, body, seq) VALUES (?, ?, ?, ?, ?)",
                 [
@@ -430,9 +444,9 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         )
         return checkpoint
 
-    @staticmethod
+    @classmethod
     def _plan(
-        db: sqlite3.Connection, session_id: str, checkpoint_id: int, draft: CheckpointDraft
+        cls, db: sqlite3.Connection, session_id: str, checkpoint_id: int, draft: CheckpointDraft
     ) -> AppendPlan:
         """Read what the append planner needs: the parent's tip and the next message id."""
         tip: int | None = None
@@ -447,6 +461,18 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
         (last_message,) = db.execute(
             "SELECT max(id) FROM messages WHERE session_id = ?", (session_id,)
         ).fetchone()
+        return cls._plan_from(db, session_id, checkpoint_id, draft, tip, last_message)
+
+    @staticmethod
+    def _plan_from(
+        db: sqlite3.Connection,
+        session_id: str,
+        checkpoint_id: int,
+        draft: CheckpointDraft,
+        tip: int | None,
+        last_message: int | None,
+    ) -> AppendPlan:
+        """The append planned from what was read: the parent's tip and the last message id."""
 
         def parent_of(message: int) -> int | None:  # a compaction only: rare
             row = db.execute(
