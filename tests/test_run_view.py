@@ -4,8 +4,13 @@ header naming model and server (never the key), and a summary at the end."""
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES, run
 from tests.test_terminal import run_in_terminal
@@ -154,3 +159,35 @@ def test_on_a_terminal_a_spinner_counts_seconds_and_a_diff_is_coloured(tmp_path:
     assert "thinking… 0." in screen.text  # while the model thinks, with the seconds
     assert "running… 0." in screen.text  # while the command runs
     assert "\x1b[32m+waited" in screen.text  # the write's diff, in green
+
+
+def consoles() -> list[Any]:
+    """A colour terminal, a terminal without colour, and a pipe: each a rich console on a
+    string."""
+    from rich.console import Console
+
+    kinds = [{"force_terminal": True, "color_system": "truecolor"}, {"force_terminal": True}]
+    kinds += [{"force_terminal": False}]
+    return [
+        Console(file=io.StringIO(), highlight=False, soft_wrap=True, emoji=False, width=20, **k)
+        for k in kinds
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="[]\\/ab#@=:\x1b\u202e\n ", max_size=30), min_size=1, max_size=3))
+def test_a_run_view_line_is_the_bytes_rich_prints(pieces: list[str]) -> None:
+    # render.line writes through the console's buffer instead of `print`: the same bytes for our
+    # markup around hostile text (escaped, wider than the console, a line break), on a colour
+    # terminal, a plain one and a pipe, and inside a capture.
+    from agentctl.terminal import render
+
+    markup = "  ".join(f"[dim]#{n}[/] [bold]{render.escape(p)}[/] ok" for n, p in enumerate(pieces))
+    for printed, written in zip(consoles(), consoles(), strict=True):
+        printed.print(markup)
+        render.line(markup, written)
+        assert written.file.getvalue() == printed.file.getvalue()
+        with printed.capture() as want, written.capture() as got:
+            printed.print(markup)
+            render.line(markup, written)
+        assert got.get() == want.get()

@@ -23,6 +23,7 @@ from agentctl.terminal.ask import APPROVAL_ANSWERS, question_markup, read_line
 from agentctl.terminal.describe import describe_checkpoint, sandboxed
 from agentctl.terminal.event_stream import output_preview, split_exit
 from agentctl.terminal.render import err, escape, fit, human_bytes, note, plural, visible
+from agentctl.terminal.render import line as print_line
 
 if TYPE_CHECKING:
     from agentctl.domain.records import RunEvent, RunReport, SessionStarted, ToolStarted, TurnUsage
@@ -231,7 +232,7 @@ class RunView:
         else:
             cached = f" ({t.cached_input_tokens:,} cached)" if t.cached_input_tokens else ""
             tokens = f"{t.input_tokens:,} in{cached} / {t.output_tokens:,} out tokens"
-        err.print(f"  [dim]turn {self._turns}: {tokens} · {t.seconds:.1f} s[/]")
+        print_line(f"  [dim]turn {self._turns}: {tokens} · {t.seconds:.1f} s[/]")
 
     def _tool_started(self, event: ToolStarted) -> None:
         width = self._width()
@@ -246,7 +247,7 @@ class RunView:
             )
             shown += [f"  {line}" for line in diff_lines(body)]
         # One print for the lines: rich's per-call work was most of a write_file turn's drawing.
-        err.print("\n".join(shown))
+        print_line("\n".join(shown))
         self._running[event.call_id] = (event, time.monotonic())
         if event.side_effect == "exec":
             self._spin("running…")
@@ -273,7 +274,7 @@ class RunView:
         if kind == "error":
             self._held_error = f"[dim]#{c.id}[/] {line}"
         elif line:
-            err.print(f"[dim]#{c.id}[/] {line}")
+            print_line(f"[dim]#{c.id}[/] {line}")
 
     def _tool_finished(
         self, c: Checkpoint, detail: ToolDetail, messages: tuple[Message, ...]
@@ -286,21 +287,21 @@ class RunView:
         if detail.files:
             files = f" · [yellow]{plural(detail.files, 'file')} changed[/]"
         if started is None:  # refused before it ran: the tool's name was not said yet
-            err.print(f"[bold]●[/] {escape(detail.tool)}")
+            print_line(f"[bold]●[/] {escape(detail.tool)}")
         side_effect = started[0].side_effect if started else detail.side_effect
         status, output = split_exit(content)
         if side_effect == "exec" and status is not None:
             mark = "[red]✗[/]" if detail.error else "[green]✓[/]"
-            err.print(f"  {mark} {escape(status)}{took}{files}{sandboxed(detail)}")
+            print_line(f"  {mark} {escape(status)}{took}{files}{sandboxed(detail)}")
             self._output(output)
         elif detail.error:
-            err.print(f"  [red]✗[/] {escape(detail.message or content.partition(chr(10))[0])}")
+            print_line(f"  [red]✗[/] {escape(detail.message or content.partition(chr(10))[0])}")
         elif side_effect == "read" or side_effect is None:
             lines = content.count("\n") + 1 if content else 0
             size = human_bytes(len(content.encode("utf-8", "replace")))
-            err.print(f"  [dim]read {plural(lines, 'line')} ({size}){took}[/]")
+            print_line(f"  [dim]read {plural(lines, 'line')} ({size}){took}[/]")
         else:
-            err.print(f"  [green]✓[/] {escape(content.partition(chr(10))[0])}{files}")
+            print_line(f"  [green]✓[/] {escape(content.partition(chr(10))[0])}{files}")
 
     def _output(self, text: str) -> None:
         if not text.strip() or self.preview_lines <= 0:
@@ -309,7 +310,7 @@ class RunView:
         shown, _ = output_preview(text.strip("\n"), self.preview_lines)
         for line in shown:
             cut = fit(visible(line), None if width is None else width - 4)
-            err.print(f"  [dim]│ {escape(cut)}[/]")
+            print_line(f"  [dim]│ {escape(cut)}[/]")
 
     # -- the end -----------------------------------------------------------------------------
 
