@@ -254,9 +254,9 @@ class RunView:
 
     def _checkpoint(self, c: Checkpoint, messages: tuple[Message, ...]) -> None:
         kind = c.kind.value
-        detail = c.typed_detail()
         if kind in ("model_reply", "tool_started"):
-            return  # said by the turn's line and the tool's own line
+            return  # said by the turn's line and the tool's own line (its detail not parsed)
+        detail = c.typed_detail()
         if kind == "tool_result" and isinstance(detail, ToolDetail):
             self._stop_spinner()
             self._tool_finished(c, detail, messages)
