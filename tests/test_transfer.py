@@ -426,6 +426,13 @@ def test_what_standard_output_had_of_an_export_that_met_damage_is_refused_by_imp
     lines = whole.stdout.splitlines()
     partial.write_text("".join(line + "\n" for line in lines[:-1]))
     assert run("import", str(partial), env=other).code == 2
+    # Lines added after the header was written (its count left as it was) are refused too.
+    header = json.loads(lines[0])
+    fewer = json.dumps(dict(header, checkpoints=header["checkpoints"] - 1))
+    partial.write_text("".join(line + "\n" for line in [fewer, *lines[1:]]))
+    added = run("import", str(partial), env=other)
+    assert added.code == 2, added.stderr
+    assert "more than the" in added.stderr
     partial.write_text(whole.stdout)
     assert run("import", str(partial), env=other).code == 0
     assert [s["id"] for s in run("list", "--json", env=other).json()] == [ids[1]]

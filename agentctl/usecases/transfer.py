@@ -169,10 +169,15 @@ def read_export(lines: Iterable[str], source: str) -> Exported:
         checkpoints.append((checkpoint, messages))
     if info is None or not checkpoints:
         raise UsageError(f"{source} holds no agentctl session")
-    if count is not None and len(checkpoints) != count:
+    if count is not None and len(checkpoints) < count:
         raise UsageError(
             f"{source} holds {len(checkpoints)} of the {count} checkpoints its header names: "
             "an export cut short (did the export fail?); nothing was imported"
+        )
+    if count is not None and len(checkpoints) > count:
+        raise UsageError(
+            f"{source} holds {len(checkpoints)} checkpoints, more than the {count} its header "
+            "names: lines were added after the export; nothing was imported"
         )
     return Exported(info, checkpoints, *labels)
 
