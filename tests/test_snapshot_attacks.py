@@ -4,6 +4,7 @@ change the files, restore, and the files are back byte for byte, with their mode
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -302,6 +303,32 @@ def test_a_tracked_file_that_is_a_pipe_or_socket_now_is_left_out(tmp_path: Path,
     assert not stat.S_ISREG(os.lstat(work / "f.txt").st_mode)
 
 
+@contextlib.contextmanager
+def no_capture_waits_on(pipes: list[Path]) -> Iterator[None]:
+    """Fails the test if code inside waited on one of `pipes` (a capture that opened it for
+    reading): a watchdog opens them all for writing, briefly, every 15 s, so the test is
+    bounded and the wait is seen."""
+    released: list[Path] = []
+    done = threading.Event()
+
+    def watchdog() -> None:
+        while not done.wait(15):
+            fds = [os.open(pipe, os.O_RDWR | os.O_NONBLOCK) for pipe in pipes]
+            released.extend(pipes)
+            done.wait(1)
+            for fd in fds:
+                os.close(fd)
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
+    try:
+        yield
+    finally:
+        done.set()
+        guard.join()
+    assert released == []  # no capture waited on a pipe
+
+
 def test_a_gitignore_that_is_a_pipe_holds_no_pattern_and_stalls_no_capture(
     tmp_path: Path,
 ) -> None:
@@ -320,27 +347,10 @@ def test_a_gitignore_that_is_a_pipe_holds_no_pattern_and_stalls_no_capture(
     (work / "sub" / "deeper").mkdir()
     for pipe in pipes:
         os.mkfifo(pipe)
-    released: list[Path] = []
-    done = threading.Event()
-
-    def watchdog() -> None:
-        while not done.wait(15):  # a capture waits on a pipe: open them all, briefly
-            fds = [os.open(pipe, os.O_RDWR | os.O_NONBLOCK) for pipe in pipes]
-            released.extend(pipes)
-            done.wait(1)
-            for fd in fds:
-                os.close(fd)
-
-    guard = threading.Thread(target=watchdog, daemon=True)
-    guard.start()
-    try:
+    with no_capture_waits_on(pipes):
         first, second = same_as_git_and_round_trip(
             tmp_path, work, lambda: (work / "c.log").write_text("c\n")
         )
-    finally:
-        done.set()
-        guard.join()
-    assert released == []  # no capture waited on a pipe
     ours = Snapshots(work, tmp_path / "ours")
     names = subprocess.run(
         ["git", "ls-tree", "-r", "-z", "--name-only", first],
@@ -592,30 +602,13 @@ def test_a_nested_git_head_that_is_a_pipe_stalls_no_capture(tmp_path: Path) -> N
 
     planted("x")
     planted("odd [name]!")
-    released: list[Path] = []
-    done = threading.Event()
-
-    def watchdog() -> None:
-        while not done.wait(15):  # a capture waits on a pipe: open them all, briefly
-            fds = [os.open(pipe, os.O_RDWR | os.O_NONBLOCK) for pipe in pipes]
-            released.extend(pipes)
-            done.wait(1)
-            for fd in fds:
-                os.close(fd)
-
-    guard = threading.Thread(target=watchdog, daemon=True)
-    guard.start()
-    try:
+    with no_capture_waits_on(pipes):
         ours, theirs = Snapshots(work, tmp_path / "ours"), by_git(work, tmp_path / "theirs")
         first = ours.capture().tree
         assert theirs.capture().tree == first
         (work / "b.txt").write_text("b\n")
         planted("tracked")
         mine, reference = ours.capture(first), theirs.capture(first)
-    finally:
-        done.set()
-        guard.join()
-    assert released == []  # no capture waited on a pipe
     assert (mine.tree, mine.changed) == (reference.tree, reference.changed)
     names = subprocess.run(
         ["git", "ls-tree", "-r", "-z", "--name-only", mine.tree],
