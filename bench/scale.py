@@ -10,8 +10,8 @@
   `export`, `verify ID`, `fork`, the head and the end-of-run caches, beside the raw listing
   of ids, a row copy in one transaction and the decode floor. Peak memory of each command.
 - branchy: one session with a rollback every 25 steps: `history`, `history --graph`, `verify`.
-- turn: the per-turn loop on a 200-turn scripted session is the conversation round's
-  (issue 30 item 5): its figures go in the slot `turn` of this report.
+- the per-turn loop (issue 30 item 5) is bench/turn.py's: `python -m bench` prints it beside
+  these figures, as "per-turn loop".
 
 Fixtures are built through the store API (`create_whole`, one transaction per session) with
 the fixture connection's fsync off: the bench measures reads and copies, not how fast a disk
@@ -539,7 +539,6 @@ def run(quick: bool, axes: Sequence[str] = AXES) -> dict[str, Any]:
             )
         if "branchy" in axes:
             report["branchy"] = branchy_axis(root, 1_000 if quick else 10_000, runs, env)
-        report["turn"] = "the conversation round's per-turn loop (issue 30 item 5) goes here"
         grown = {k: report[k]["growth"] for k in ("sessions", "checkpoints") if k in report}
         print("scale growth (largest / smallest):", json.dumps(grown))
     return report
