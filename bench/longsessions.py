@@ -35,13 +35,14 @@ def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> Non
     its conversation kept ready, its listing kept, its settings granted."""
     from agentctl.config import Settings
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
     from agentctl.store.listing import keep_listing
     from agentctl.store.ready import keep_ready, owner_of
     from agentctl.usecases import trust
+    from bench.ttfr import step
 
     store = open_store(url)
     info = SessionInfo(id=session_id, spec=TaskSpec(goal="bench"), model="bench", created_at="t")
@@ -55,13 +56,7 @@ def long_session(url: str, session_id: str, checkpoints: int, home: Path) -> Non
     ]  # fmt: skip
     total = checkpoints + (checkpoints % 2 == 0)  # end on a tool result: a model call is next
     for n in range(2, total + 1):
-        if n % 2 == 0:
-            call = ToolCall(id=f"c{n}", name="read_file", arguments='{"path": "a.txt"}')
-            message = Message(role="assistant", content=None, tool_calls=(call,), tokens=10)
-            kind = CheckpointKind.MODEL_REPLY
-        else:
-            message = Message(role="tool", tool_call_id=f"c{n - 1}", content="x" * 40, tokens=10)
-            kind = CheckpointKind.TOOL_RESULT
+        message, kind = step(n)
         drafts.append(
             CheckpointDraft(
                 n - 1, kind, State.PLANNING, State.PLANNING, f"2026-01-01T00:00:{n:06d}",

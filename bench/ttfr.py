@@ -48,7 +48,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
     """A session whose next action is a model call: new_task, then pairs of a model reply
     calling a tool and the tool's result."""
     from agentctl.domain.lifecycle import CheckpointKind, State
-    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, ToolCall, Usage
+    from agentctl.domain.session import Message, SessionInfo, Task, TaskSpec, Usage
     from agentctl.llm.openai_chat import prepare
     from agentctl.store import open_store
     from agentctl.store.base import CheckpointDraft
@@ -79,13 +79,7 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
     settings = Settings.load({"AGENTCTL_HOME": str(home), "AGENTCTL_STORE": url})
     trust.grant(settings, info, trust.Trust(own=True, since=0))
     for n in range(2, checkpoints + 1):
-        if n % 2 == 0:
-            call = ToolCall(id=f"c{n}", name="read_file", arguments='{"path": "a.txt"}')
-            message = Message(role="assistant", content=None, tool_calls=(call,), tokens=10)
-            kind = CheckpointKind.MODEL_REPLY
-        else:
-            message = Message(role="tool", tool_call_id=f"c{n - 1}", content="x" * 40, tokens=10)
-            kind = CheckpointKind.TOOL_RESULT
+        message, kind = step(n)
         draft = CheckpointDraft(
             head,
             kind,
@@ -114,6 +108,20 @@ def build_session(url: str, session_id: str, checkpoints: int, home: Path) -> No
     keep_ready(store, session, prepare)
     keep_listing(store, session_id, owner_of(info), session.checkpoint.id)
     store.close()
+
+
+def step(n: int) -> tuple[Any, Any]:
+    """Checkpoint `n` (2, 3, ...) of a benchmark session: an even one a model reply calling
+    read_file, an odd one that call's result. Its message and checkpoint kind."""
+    from agentctl.domain.lifecycle import CheckpointKind
+    from agentctl.domain.session import Message, ToolCall
+
+    if n % 2 == 0:
+        call = ToolCall(id=f"c{n}", name="read_file", arguments='{"path": "a.txt"}')
+        reply = Message(role="assistant", content=None, tool_calls=(call,), tokens=10)
+        return reply, CheckpointKind.MODEL_REPLY
+    result = Message(role="tool", tool_call_id=f"c{n - 1}", content="x" * 40, tokens=10)
+    return result, CheckpointKind.TOOL_RESULT
 
 
 def request_and_cpu(model: Clocked, command: list[str], env: dict[str, str]) -> tuple[float, float]:
