@@ -157,3 +157,78 @@ def test_a_first_request_whose_reply_is_never_read_is_let_go() -> None:
     runner.close()
     assert isinstance(pending, Answer)
     assert pending.cancelled
+
+
+# -- issue 30 item 5: after a read-only result, the request goes out before the commit -------
+
+
+class HeadLogged(ScriptedClient):
+    """Notes, at each request, the kind of the session's newest stored checkpoint."""
+
+    def __init__(self, replies: list[Message], store: Store) -> None:
+        super().__init__(replies)
+        self.store = store
+        self.heads: list[str] = []
+
+    def send(self, *args: Any, **kwargs: Any) -> Answer:
+        self.heads.append(str(self.store.history("s")[-1].kind))
+        return super().send(*args, **kwargs)
+
+
+def tools_runner(
+    tmp_path: Any, replies: list[Message], stop_after: int | None = None
+) -> tuple[Runner, HeadLogged, Store]:
+    from agentctl.tools import work_tools
+
+    (tmp_path / "notes.txt").write_text("a note\n")
+    store = open_store("memory:")
+    client = HeadLogged(replies, store)
+    clock = iter(f"2026-01-01T00:00:{n:02d}" for n in range(60))
+    runner = Runner(
+        store,
+        lambda: client,
+        CharCounter,
+        work_tools(tmp_path, ApprovalPolicy(yes=True)),
+        lambda: next(clock),
+    )
+    runner.start(INFO, "system")
+    return runner, client, store
+
+
+PLAN = reply("submit_plan", '{"steps": ["read", "write"]}')
+
+
+def test_a_read_only_result_is_committed_while_the_next_request_goes_out(tmp_path: Any) -> None:
+    read = reply("read_file", '{"path": "notes.txt"}', "r1")
+    write = reply("write_file", '{"path": "out.txt", "content": "x"}', "w1")
+    runner, client, store = tools_runner(tmp_path, [PLAN, read, write, FINISH])
+    result = runner.run("s", answer=None, ask=None, max_turns=10)
+    assert result.stop is Stop.DONE
+    client.assert_consumed()  # each reply asked for once: the early request was the one read
+    # The request after read_file went out with the result not yet stored (it is written while
+    # the model reads it); after write_file, a side effect, the result is stored first.
+    assert client.heads == ["new_task", "plan_ready", "model_reply", "tool_result"]
+    kinds = [c.kind for c in store.history("s")]
+    assert kinds.count("tool_result") == 2
+    assert client.requests[2][-1]["content"].endswith("a note\n")  # the result was sent
+
+
+def test_a_request_sent_ahead_is_let_go_when_the_run_stops_before_it(tmp_path: Any) -> None:
+    read = reply("read_file", '{"path": "notes.txt"}', "r1")
+    runner, client, store = tools_runner(tmp_path, [PLAN, read, FINISH])
+    sent: list[Answer] = []
+    send = client.send
+
+    def keep(*args: Any, **kwargs: Any) -> Answer:
+        sent.append(send(*args, **kwargs))
+        return sent[-1]
+
+    client.send = keep  # type: ignore[method-assign]
+    # Told to stop once the request after read_file went out: while its result is written.
+    result = runner.run("s", answer=None, ask=None, max_turns=10, stop_when=lambda: len(sent) == 3)
+    assert result.stop is Stop.DRAINED
+    assert store.history("s")[-1].kind == "tool_result"  # the result is stored all the same
+    runner.close()
+    assert len(sent) == 3
+    assert sent[-1].cancelled
+    assert not sent[0].cancelled

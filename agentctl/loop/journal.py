@@ -5,6 +5,12 @@ A commit appends one checkpoint (with the messages it adds) through store/writes
 module every writer appends with, fenced by the head it extends (the store raises
 HeadMovedError when another writer won), and reports it; the session returned is the state
 right after it.
+
+A commit may look ahead (`ahead`): the session it will make is shown to the runner before it
+is written, so the next request goes out while the checkpoint is made durable (runner.py
+`_look_ahead`). Only for a result that costs nothing to make again (a read-only tool's): a
+process that dies before the commit has sent a request and read a file, and its resume reads
+the file again.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from agentctl.domain.session import (
 )
 from agentctl.loop.context import TokenCounter
 from agentctl.store import writes
-from agentctl.store.base import CheckpointDraft, Store
+from agentctl.store.base import CheckpointDraft, Store, plan_append
 
 if TYPE_CHECKING:
     from agentctl.loop.control_tools import Step
@@ -48,6 +54,8 @@ class Journal:
         self._counter: TokenCounter | None = None  # built on first use: a resume that only
         self._clock = clock  # finds the session waiting must not load a vocabulary
         self._emit = emit
+        # Shown the session a commit with `ahead` will make, before it is written.
+        self.look_ahead: Callable[[Session], None] | None = None
 
     def emit(self, event: RunEvent) -> None:
         """Report something that is not a checkpoint (a tool about to run)."""
@@ -128,6 +136,7 @@ class Journal:
         detail: Detail | None = None,
         usage: Usage | None = None,
         keep_messages: int | None = None,
+        ahead: bool = False,
     ) -> Session:
         draft = writes.draft_on(
             session.checkpoint,
@@ -140,6 +149,8 @@ class Journal:
             new_messages=new_messages,
             keep_messages=keep_messages,
         )
+        if ahead and keep_messages is None and self.look_ahead is not None:
+            self.look_ahead(self._after(session, draft))
         checkpoint = writes.commit(self._store, session.info.id, session.checkpoint.id, draft)
         faults.hit("commit_done")
         self._emit(Checkpointed(checkpoint, new_messages))
@@ -148,3 +159,24 @@ class Journal:
         if keep_messages is None:  # the conversation grew: its sum grows by the new messages'
             tokens = session.context_tokens + sum(m.tokens for m in new_messages)
         return Session(session.info, checkpoint, kept + new_messages, tokens=tokens)
+
+    @staticmethod
+    def _after(session: Session, draft: CheckpointDraft) -> Session:
+        """The session `draft` will make, before the store numbers its messages: the same
+        checkpoint (the fence makes its id the head's next) but for its message tip, which
+        only the store knows (messages of abandoned branches hold ids) and no decision reads."""
+
+        def no_parent(_message: int) -> int | None:  # only a compaction asks: never ahead
+            raise AssertionError("a compaction does not look ahead")
+
+        plan = plan_append(
+            draft,
+            checkpoint_id=session.checkpoint.id + 1,
+            parent_tip=session.checkpoint.message_tip,
+            next_message_id=(session.checkpoint.message_tip or 0) + 1,
+            parent_of=no_parent,
+        )
+        tokens = session.context_tokens + sum(m.tokens for m in draft.new_messages)
+        return Session(
+            session.info, plan.checkpoint, session.messages + draft.new_messages, tokens=tokens
+        )

@@ -34,7 +34,7 @@ from agentctl.domain.session import (
     valid_text,
 )
 from agentctl.domain.toolspec import ToolSpec
-from agentctl.errors import ModelError, WindowTooSmallError
+from agentctl.errors import AgentctlError, ModelError, WindowTooSmallError
 from agentctl.llm.chat_form import tools_text
 from agentctl.llm.client import ContextTooLongError, ModelClient, PendingReply
 from agentctl.llm.replies import ModelReply
@@ -118,6 +118,8 @@ class Runner:
         self._next: str | None = None  # a follow-up for a done session, given once
         self._instructions: tuple[tuple[InstructionsFile, ...], str] | None = None
         self._stop_when: Callable[[], bool] | None = None
+        self._turns, self._max_turns = 0, 0  # model calls in this run, and its limit
+        self._journal.look_ahead = self._look_ahead
 
     # -- public -----------------------------------------------------------------------------
 
@@ -223,19 +225,9 @@ class Runner:
         self, session: Session, answer: str | None, ask: Ask | None, max_turns: int
     ) -> RunReport:
         """Carry out what `next_action` decides, one action (one checkpoint) at a time."""
-        turns = 0
+        self._turns, self._max_turns = 0, max_turns
         while True:
-            facts = Facts(
-                self._tools,
-                turns,
-                max_turns,
-                self._next,
-                self._instructions is not None,
-                self._too_small,
-                self._keeper.split,
-                self._stop_when or (lambda: False),
-            )
-            action = next_action(session, facts)
+            action = next_action(session, self._facts())
             match action:
                 case Finish():
                     return RunReport(Stop.DONE, session)
@@ -292,9 +284,37 @@ class Runner:
                     session = self._compact(session, split)
                 case CallModel():
                     session = self._call_model(session)
-                    turns += 1
+                    self._turns += 1
                 case _:
                     assert_never(action)
+
+    def _facts(self) -> Facts:
+        return Facts(
+            self._tools,
+            self._turns,
+            self._max_turns,
+            self._next,
+            self._instructions is not None,
+            self._too_small,
+            self._keeper.split,
+            self._stop_when or (lambda: False),
+        )
+
+    def _look_ahead(self, session: Session) -> None:
+        """The journal is about to write `session`'s checkpoint (a read-only tool's result):
+        when the model is called next, its request goes out now and the commit is made while
+        the model reads it (the request that `start` sends early, for every turn after). The
+        decision is asked again after the commit; where it differs (a worker told to stop in
+        between), the request is let go."""
+        if self._early is not None or not isinstance(
+            next_action(session, self._facts()), CallModel
+        ):
+            return
+        try:
+            pending = self._send(session)
+        except AgentctlError:
+            return  # said where the request is made again, after the commit
+        self._early = ((session.info.id, session.checkpoint.id), pending)
 
     # -- one action each ------------------------------------------------------------------
 

@@ -254,6 +254,8 @@ class ToolCalls:
             task.model_copy(update=update),
             new_messages=(self._tool_message(call, outcome.content),),
             detail=detail,
+            # A read-only result may be written while the next request goes out (journal.py).
+            ahead=tool.side_effect.idempotent,
         )
 
     def _before(self, session: Session) -> tuple[dict[str, Any], tuple[str, ...] | None]:
