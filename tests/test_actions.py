@@ -27,6 +27,7 @@ from agentctl.loop.decide import (
     AskApproval,
     AskInText,
     AwaitInput,
+    CallIds,
     CallInterrupted,
     CallModel,
     Compact,
@@ -164,8 +165,20 @@ def test_call_ids_are_made_unique_within_the_session() -> None:
     fresh = reply(
         ToolCall(id="call_0", name="x", arguments="{}"), ToolCall(id="", name="y", arguments="{}")
     )
-    ids = [c.id for c in unique_call_ids(fresh, earlier, 7).tool_calls]
+    ids = [c.id for c in unique_call_ids(fresh, CallIds().of(earlier), 7).tool_calls]
     assert ids == ["agentctl_7_0", "agentctl_7_1"]
+
+
+def test_call_ids_kept_as_the_conversation_grows_are_collected_again_after_a_compaction() -> None:
+    ids = CallIds()
+    first = (reply(ToolCall(id="a", name="x", arguments="{}")),)
+    assert ids.of(first) == {"a"}
+    grown = (*first, reply(ToolCall(id="b", name="x", arguments="{}")))
+    assert ids.of(grown) == {"a", "b"}
+    # A compaction: the same length, other messages. Nothing of the old conversation stays.
+    compacted = (reply(ToolCall(id="c", name="x", arguments="{}")), grown[1])
+    assert ids.of(compacted) == {"b", "c"}
+    assert ids.of(compacted[:1]) == {"c"}
 
 
 # -- properties: what the decision never does, whatever the session and the run's facts -------

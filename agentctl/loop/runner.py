@@ -46,6 +46,7 @@ from agentctl.loop.decide import (
     AskApproval,
     AskInText,
     AwaitInput,
+    CallIds,
     CallInterrupted,
     CallModel,
     Compact,
@@ -120,6 +121,7 @@ class Runner:
         self._stop_when: Callable[[], bool] | None = None
         self._turns, self._max_turns = 0, 0  # model calls in this run, and its limit
         self._journal.look_ahead = self._look_ahead
+        self._call_ids = CallIds()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -439,7 +441,8 @@ class Runner:
             update["stalled"] = stalled[-STALL_LIMIT:]
         if reply.refused != task.refused_params:
             update["refused_params"] = reply.refused
-        message = unique_call_ids(reply.message, session.messages, session.checkpoint.id + 1)
+        taken = self._call_ids.of(session.messages)
+        message = unique_call_ids(reply.message, taken, session.checkpoint.id + 1)
         return self._journal.commit(
             session,
             CheckpointKind.MODEL_REPLY,
