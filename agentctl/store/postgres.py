@@ -21,6 +21,7 @@ repeated.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,36 +52,37 @@ if TYPE_CHECKING:
 PROFILE_RETRIES = 30
 
 
+# The append: $1 session, $2 expected head, $3 new checkpoint id, $4 lease token, $5 parent,
+# $6 event, $7 from state, $8 to state, $9 time, $10 outcome, $11 detail, $12 task, $13 usage,
+# $14 message tip; then id, parent and body of each message ($15, $16, $17, ...). The statement
+# is the checkpoint's INSERT, so its answer is a command tag (rows written: 1, or 0 when the
+# fence refused it), not a result set to describe, send and read.
 _MOVE_HEAD = f"""
 WITH moved AS (
-    UPDATE {S}.sessions
-    SET head = %(new)s, state = %(to_state)s, updated_at = %(at)s, outcome = %(outcome)s
-    WHERE id = %(sid)s AND head = %(expected)s AND CASE
-        WHEN %(token)s::text IS NULL
-            THEN lease_token IS NULL OR lease_expires <= clock_timestamp()
-        ELSE lease_token = %(token)s AND lease_expires > clock_timestamp()
+    UPDATE {S}.sessions SET head = $3, state = $8, updated_at = $9, outcome = $10
+    WHERE id = $1 AND head = $2 AND CASE
+        WHEN $4::text IS NULL THEN lease_token IS NULL OR lease_expires <= clock_timestamp()
+        ELSE lease_token = $4 AND lease_expires > clock_timestamp()
     END
     RETURNING id
-){{messages}}, new_checkpoint AS (
-    INSERT INTO {S}.checkpoints (session_id, id, parent, event, from_state, to_state,
-        created_at, detail, task, usage, message_tip)
-    SELECT moved.id, %(new)s, %(parent)s, %(event)s, %(from_state)s, %(to_state)s, %(at)s,
-        %(detail)s, %(task)s, %(usage)s, %(tip)s
-    FROM moved
-)
-SELECT count(*) FROM moved
+){{messages}}
+INSERT INTO {S}.checkpoints (session_id, id, parent, event, from_state, to_state, created_at,
+    detail, task, usage, message_tip)
+SELECT moved.id, $3, $5, $6, $7, $8, $9, $11, $12, $13, $14 FROM moved
 """
 _APPENDS: dict[int, str] = {}
+_FIRST_MESSAGE = 15  # the placeholder of the first message's id
 
 
 def append_sql(messages: int) -> str:
-    """The one fenced statement of an append adding `messages` messages. The messages are
-    rows of a VALUES list (one statement text per count, each prepared once by psycopg):
-    cheaper to send than arrays, which psycopg adapts element by element in Python."""
+    """The one fenced statement of an append adding `messages` messages, with PostgreSQL's own
+    $n placeholders (psycopg's RawCursor sends it as it is: nothing to rewrite per call). The
+    messages are rows of a VALUES list (one statement text per count, each prepared once by
+    psycopg): cheaper to send than arrays, which psycopg adapts element by element in Python."""
     if messages not in _APPENDS:
         rows = ", ".join(
-            f"(%(m{n}_id)s::integer, %(m{n}_parent)s::integer, %(m{n}_body)s::text)"
-            for n in range(messages)
+            f"(${n}::integer, ${n + 1}::integer, ${n + 2}::text)"
+            for n in range(_FIRST_MESSAGE, _FIRST_MESSAGE + 3 * messages, 3)
         )
         part = (
             f""", new_messages AS (
@@ -132,6 +134,7 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
     def __init__(self, url: str, create: bool = True) -> None:
         self._tails: dict[str, _Tail] = {}
         self._tokens: dict[str, str] = {}  # session id -> the lease this process holds
+        self._cursor: psycopg.RawCursor[Any] | None = None  # the appends', kept with its connection
         self._open(url)
         try:
             with self._errors():
@@ -145,6 +148,7 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
         other.url, other.shown = self.url, self.shown
         other._dsn, other._options = self._dsn, self._options
         other._tails, other._tokens = {}, dict(self._tokens)
+        other._cursor = None
         other._conn = other._connect()  # a connection of its own, for another thread
         return other
 
@@ -344,33 +348,34 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
         plan: AppendPlan,
         token: str | None,
     ) -> bool:
-        import json
-
+        """The plan's one fenced statement: True if it wrote, False if the fence refused it."""
         from agentctl.store.codec import encode
 
         c = plan.checkpoint
         faults.hit("commit_started")  # the statement not yet sent
-        params: dict[str, Any] = {
-            "sid": session_id,
-            "expected": expected_head,
-            "new": c.id,
-            "token": token,
-            "parent": c.parent,
-            "event": c.kind.value,
-            "from_state": c.from_state.value,
-            "to_state": c.to_state.value,
-            "at": c.created_at,
-            "outcome": c.task.outcome.value if c.task.outcome else None,
-            "detail": json.dumps(c.detail),
-            "task": encode(c.task),
-            "usage": encode(c.usage),
-            "tip": c.message_tip,
-        }
-        for n, m in enumerate(plan.messages):
-            params[f"m{n}_id"], params[f"m{n}_parent"] = m.id, m.parent
-            params[f"m{n}_body"] = encode(m.message)
-        row = conn.execute(append_sql(len(plan.messages)), params).fetchone()
-        return bool(row and row[0])
+        params: list[Any] = [
+            session_id,
+            expected_head,
+            c.id,
+            token,
+            c.parent,
+            c.kind.value,
+            c.from_state.value,
+            c.to_state.value,
+            c.created_at,
+            c.task.outcome.value if c.task.outcome else None,
+            json.dumps(c.detail) if c.detail else "{}",
+            encode(c.task),
+            encode(c.usage),
+            c.message_tip,
+        ]
+        for m in plan.messages:
+            params += (m.id, m.parent, encode(m.message))
+        cursor = self._cursor
+        if cursor is None or cursor.connection is not conn:
+            cursor = self._cursor = _raw_cursor(conn)
+        cursor.execute(append_sql(len(plan.messages)), params)
+        return cursor.rowcount == 1
 
     def _landed(self, session_id: str, expected_head: int, plan: AppendPlan) -> bool | None:
         """After a lost answer: True if our checkpoint is there, None if nothing was written
@@ -445,8 +450,6 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
         self._tokens[session_id] = lease.token
 
     def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
-        import json
-
         with self._errors(session_id):
             found = self._retrying(
                 lambda db: db.execute(
@@ -589,6 +592,12 @@ def _lease_columns(lease: Lease | None) -> tuple[Any, ...]:
         lease.pid,
         max(1.0, lease.expires_at - time.time()),
     )
+
+
+def _raw_cursor(conn: psycopg.Connection[Any]) -> psycopg.RawCursor[Any]:
+    import psycopg
+
+    return psycopg.RawCursor(conn)
 
 
 def _no_parent(message: int) -> int | None:
