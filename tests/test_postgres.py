@@ -306,6 +306,42 @@ def test_kinds_round_trip(pg_url: str) -> None:
         store.close()
 
 
+def test_a_deleted_session_takes_its_rows_and_only_its_rows_with_it(pg_url: str) -> None:
+    """The messages and checkpoints of a session go with its row (a trigger since p008, where
+    foreign keys did it before), in the same statement; another session's stay."""
+    store = open_store(pg_url)
+    try:
+        build(store, 3)
+        build(store, 2, "def456")
+        store.delete_session("abc123")
+        for table in ("messages", "checkpoints"):
+            rows = f"SELECT session_id, count(*) FROM agentctl.{table} GROUP BY 1"
+            assert sql(pg_url, rows) == [("def456", 2)]
+        assert store.check() == []
+    finally:
+        store.close()
+
+
+def test_rows_whose_session_is_gone_are_what_verify_reports(pg_url: str) -> None:
+    """No foreign key checks each insert (an append's rows come from the session row its fenced
+    update holds), so a row written past agentctl without its session is found by check()."""
+    store = open_store(pg_url)
+    try:
+        build(store, 2)
+        sql(pg_url, "INSERT INTO agentctl.messages VALUES ('gone01', 1, NULL, '{}')")
+        sql(
+            pg_url,
+            "INSERT INTO agentctl.checkpoints SELECT 'gone01', id, parent, event, from_state,"
+            " to_state, created_at, detail, task, usage, message_tip FROM agentctl.checkpoints",
+        )
+        assert store.check() == [
+            "table agentctl.checkpoints: 2 rows of sessions that are not there",
+            "table agentctl.messages: 1 rows of sessions that are not there",
+        ]
+    finally:
+        store.close()
+
+
 def test_libpq_conventions_and_agentctl_options_in_the_url(pg_url: str, tmp_path: Path) -> None:
     from agentctl.store.pg_connection import connection_options
 

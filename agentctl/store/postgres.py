@@ -529,7 +529,18 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
             "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", (S,)
         )
         missing = {"sessions", "messages", "checkpoints", "profiles"} - {r[0] for r in found}
-        return [f"table {S}.{name} is missing" for name in sorted(missing)]
+        if missing:
+            return [f"table {S}.{name} is missing" for name in sorted(missing)]
+        # No foreign key guards these two (postgres_migrations.py p008): rows whose session is
+        # gone are found here.
+        orphans = self._rows(
+            "SELECT t.name, count(*) FROM (SELECT 'messages' AS name, session_id"
+            " FROM {T}messages UNION ALL SELECT 'checkpoints', session_id FROM {T}checkpoints)"
+            " AS t WHERE NOT EXISTS (SELECT 1 FROM {T}sessions AS s WHERE s.id = t.session_id)"
+            " GROUP BY t.name ORDER BY t.name",
+            (),
+        )
+        return [f"table {S}.{name}: {n} rows of sessions that are not there" for name, n in orphans]
 
     # -- user state ---------------------------------------------------------------------------
 
