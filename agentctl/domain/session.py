@@ -41,9 +41,21 @@ class _Model(BaseModel):
         never `schema_version`: a payload without one reads as version 1."""
         data = handler(self)
         stored = isinstance(info.context, dict) and info.context.get("stored")
-        if stored and isinstance(data, dict) and "schema_version" in type(self).model_fields:
+        if stored and isinstance(data, dict) and _versioned(type(self)):
             data = {"schema_version": getattr(self, "schema_version"), **data}  # noqa: B009
         return data
+
+
+_VERSIONED: dict[type[BaseModel], bool] = {}
+
+
+def _versioned(cls: type[BaseModel]) -> bool:
+    """Whether `cls` has a schema_version, asked of pydantic once per class: its
+    `model_fields` is a property that costs more than the rest of a small model's encoding."""
+    versioned = _VERSIONED.get(cls)
+    if versioned is None:
+        versioned = _VERSIONED[cls] = "schema_version" in cls.model_fields
+    return versioned
 
 
 class FinishReason(StrEnum):
