@@ -116,13 +116,15 @@ class _Encoder:
     a new message may merge into (wire_messages). Equal, byte for byte, to encoding the whole."""
 
     def __init__(self) -> None:
-        self._messages: list[Message] = []
+        self._messages: tuple[Message, ...] = ()
         self._wire: list[Json] = []  # wire_message of each message
         self._starts: list[int] = []  # where each group of merged messages starts
         self._texts: list[str] = []  # each group's JSON text
 
     def array(self, messages: Sequence[Message]) -> str:
         old, same, limit = self._messages, 0, min(len(self._messages), len(messages))
+        if tuple(messages[:limit]) == old[:limit]:  # the usual growth: by identity, in C
+            same = limit
         while same < limit and old[same] is messages[same]:
             same += 1
         groups = len(self._starts)
@@ -144,7 +146,7 @@ class _Encoder:
                 starts.append(index)
                 texts.append(_json(message))
         self._messages, self._wire, self._starts, self._texts = (
-            list(messages),
+            tuple(messages),
             wire,
             starts,
             texts,

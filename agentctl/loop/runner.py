@@ -371,6 +371,8 @@ class Runner:
         fits = session.context_tokens <= limit - tools
         if kept is not None and kept.format == client.format and fits:
             messages: Sequence[Message] | Prepared = kept  # as it is: nothing decoded
+        elif fits:
+            messages = session.messages  # nothing to cut (and the tokens not summed again)
         else:
             messages = fit_request(session.messages, limit - tools)
         return client.send(
