@@ -502,3 +502,78 @@ def test_damage_in_the_rows_the_listing_covers_is_found_on_postgresql(
     else:
         assert head_path_problems(store, "s1") == whole_check(store) != []
     store.close()
+
+
+# -- a listing kept a page of rows at a time (issue 30 item 3) ----------------------------------
+
+
+def c(n: int, parent: int | None, kind: str, frm: str, to: str) -> CheckpointSummary:
+    return CheckpointSummary(n, parent, kind, frm, to, f"t{n:03d}", {"n": n} if n % 7 else {})
+
+
+def histories() -> list[list[CheckpointSummary]]:
+    """Sound, and damaged at several places in the ways the links check tells apart."""
+    sound = [c(1, None, "new_task", "idle", "planning")]
+    sound += [c(n, n - 1, "model_reply", "planning", "planning") for n in range(2, 30)]
+    sound += [c(30, 20, "rollback", "planning", "planning")]
+    sound += [c(n, n - 1, "model_reply", "planning", "planning") for n in range(31, 41)]
+    out = [sound]
+    for at, row in [
+        (1, c(1, 5, "new_task", "idle", "planning")),  # the first with a parent
+        (12, c(12, 11, "model_reply", "executing", "planning")),  # not from the head's state
+        (17, c(17, 3, "model_reply", "planning", "planning")),  # a parent not the one before
+        (25, c(25, 24, "model_reply", "planning", "no_state")),  # not a transition
+        (30, c(30, 40, "rollback", "planning", "planning")),  # rolls back forward
+        (30, c(30, 20, "rollback", "planning", "done")),  # lands where its target was not
+        (33, c(34, 33, "model_reply", "planning", "planning")),  # a gap in the numbering
+    ]:
+        out.append([*sound[: at - 1], row, *sound[at:]])
+    return out
+
+
+def test_a_listing_made_a_page_at_a_time_is_the_listing_of_the_whole_history() -> None:
+    from agentctl.store.listing import _Builder
+    from agentctl.store.soundness import SoundPrefix, sound_prefix
+
+    expected_sound = [40, 0, 11, 16, 24, 29, 29, 32]
+    for history, sound in zip(histories(), expected_sound, strict=True):
+        assert sound_prefix(history) == sound
+        rows = [list(r) for r in history]
+        pairs = sorted({(r.from_state, r.to_state) for r in history}, key=repr)
+        top = {"version": LISTING_VERSION, "sound": sound, "last": rows[-1]}
+        top["transitions"] = [list(p) for p in pairs]
+        text = json.dumps([top, *rows], ensure_ascii=False, separators=(",", ":"))
+        assert KeptListing.of("o", history).body == text
+        for size in (1, 2, 3, 7, 16, 40, 41):
+            built, prefix = _Builder(), SoundPrefix()
+            for start in range(0, len(history), size):
+                built.add(history[start : start + size])
+                prefix.feed(history[start : start + size])
+            assert built.made("o") == KeptListing.of("o", history)
+            assert prefix.value == sound
+
+
+def test_a_listing_is_kept_from_pages_of_rows_not_the_whole_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end of a run the rows are read a page at a time (never all of them at once),
+    and what is kept is the listing of all of them."""
+    import agentctl.store.listing as listing
+
+    store = open_store(f"sqlite://{tmp_path}/s.db")
+    head = build(store)
+    rows = store.history("s1", kept=False)
+    monkeypatch.setattr(listing, "KEEP_PAGE", 7)
+    monkeypatch.setattr(store, "history", lambda *a, **k: pytest.fail("read whole"))
+    pages: list[int] = []
+    read_page = store.history_page
+
+    def page(session_id: str, after: int = 0, limit: int | None = None) -> Any:
+        assert limit == 7
+        pages.append(after)
+        return read_page(session_id, after, limit)
+
+    monkeypatch.setattr(store, "history_page", page)
+    keep_listing(store, "s1", owner_of(store.info("s1")), head)
+    assert pages == list(range(0, head + 1, 7))
+    assert store.kept_listing("s1") == KeptListing.of(owner_of(store.info("s1")), rows)

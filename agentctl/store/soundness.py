@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol, overload
 
 from agentctl.domain.lifecycle import CheckpointKind, Event, State, transition
 from agentctl.errors import InvalidTransition
@@ -70,17 +71,84 @@ def sound_prefix(history: Sequence[CheckpointSummary]) -> int:
     """The highest K such that checkpoints 1..K are numbered without gaps and each is linked
     soundly to its parent (what path_problems checks of each checkpoint on a path): every
     path that enters them at K or below is sound. A history with no damage gives its length."""
-    for index, c in enumerate(history):
-        if c.id != index + 1:
-            return index
-        if not _plainly_sound(history, c) and (
-            _check_links(history, c) or (c.parent is not None and c.parent >= c.id)
-        ):
-            return index
-    return len(history)
+    prefix = SoundPrefix()
+    prefix.feed(history)
+    return prefix.value
 
 
-def _plainly_sound(history: Sequence[CheckpointSummary], c: CheckpointSummary) -> bool:
+class SoundPrefix:
+    """`sound_prefix` of a history read a page at a time (a listing kept at the end of a run,
+    store/listing.py): each page fed in order, oldest first. What the links check reads of
+    an earlier checkpoint is its to_state (the one before, a rollback's target), so that is
+    all that is held of it, one shared object per distinct state, not the rows."""
+
+    def __init__(self) -> None:
+        self._ends = _Ends()
+        self._found: int | None = None  # the first checkpoint found not sound, at its index
+
+    @property
+    def value(self) -> int:
+        return len(self._ends.states) if self._found is None else self._found
+
+    def feed(self, page: Sequence[CheckpointSummary]) -> None:
+        if self._found is not None:
+            return
+        ends = self._ends
+        states, share, legal = ends.states, ends.shared.setdefault, _LEGAL
+        for c in page:
+            index = len(states)
+            number, parent, kind, from_state, to_state, _at, _detail = c
+            try:  # _plainly_sound, inline: the common step
+                plain = (
+                    parent == index
+                    and index > 0
+                    and (kind, from_state, to_state) in legal
+                    and from_state == states[-1]
+                )
+            except TypeError:  # a damaged JSON-lines store's value that cannot be hashed
+                plain = False
+            if number != index + 1 or (
+                not plain and (_check_links(ends, c) or (parent is not None and parent >= number))
+            ):
+                self._found = index
+                return
+            # Shared when text (a damaged store's may not even hash).
+            states.append(share(to_state, to_state) if type(to_state) is str else to_state)
+
+
+class _Ended(Protocol):
+    """What the links check reads of an earlier checkpoint."""
+
+    @property
+    def to_state(self) -> str: ...
+
+
+class _End(NamedTuple):
+    to_state: str
+
+
+class _Ends(Sequence[_End]):
+    """A history as the links check indexes it (checkpoint N at N - 1), each checkpoint only
+    its to_state."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+        self.shared: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    @overload
+    def __getitem__(self, index: int) -> _End: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[_End]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [_End(s) for s in self.states[index]]
+        return _End(self.states[index])
+
+
+def _plainly_sound(history: Sequence[_Ended], c: CheckpointSummary) -> bool:
     """The common step, passed without building a message: not the first checkpoint nor a
     rollback, its parent the one before it, starting from the state that one left, by a
     transition already judged legal. A resume walks 10,000 of these first (10.5 ms → 4)."""
@@ -95,7 +163,7 @@ def _plainly_sound(history: Sequence[CheckpointSummary], c: CheckpointSummary) -
         return False
 
 
-def _check_links(history: Sequence[CheckpointSummary], c: CheckpointSummary) -> list[str]:
+def _check_links(history: Sequence[_Ended], c: CheckpointSummary) -> list[str]:
     where = f"checkpoint {c.id} ({c.kind})"
     if c.id == 1:
         if c.parent is not None or c.from_state != State.IDLE.value:
