@@ -454,3 +454,47 @@ def test_the_end_of_run_caches_are_built_with_the_collector_paused(tmp_path: Pat
     assert store.kept_listing("s1") is not None
     assert len(collections) <= 4, collections
     store.close()
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 1 << 18])
+def test_the_check_of_a_copy_read_a_piece_at_a_time_is_the_check_of_its_bytes(
+    piece: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRC is taken a piece of the text at a time (no copy of the whole conversation),
+    and is the CRC of the whole text's UTF-8, lone surrogates and all (issue 30 item 3)."""
+    import zlib
+
+    import agentctl.store.ready as ready
+
+    turn, prepared = 'é🙂"a\ud800', "openai-chat/1\n" + "ab🙂\udfffé" * 5
+    head = f"{ready.READY_VERSION}:o:3:4:5:{len(turn)}:".encode()
+    whole = (turn + prepared).encode("utf-8", "surrogatepass")
+    monkeypatch.setattr(ready, "CHECK_PIECE", piece)
+    assert ready._check("o", 3, 4, 5, turn, prepared) == zlib.crc32(head + whole)
+
+
+def test_the_end_of_a_run_encodes_only_the_messages_after_its_last_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client keeps the conversation ready from what its requests encoded: the same text
+    as `prepare`, and only the messages after the last request are encoded again."""
+    import agentctl.llm.openai_chat as chat
+
+    sent = [Message(role="system", content="sys"), Message(role="user", content="goal")]
+    for n in range(50):
+        call = ToolCall(id=f"c{n}", name="read_file", arguments="{}")
+        sent += [
+            Message(role="assistant", tool_calls=(call,)),
+            Message(role="tool", tool_call_id=f"c{n}", content=f'"{n}" naïve'),
+        ]
+    with ScriptedServer(ScriptedModel((ScriptTurn(content="done"),) * 60)) as server:
+        config = ModelConfig(model="m", base_url=server.base_url, api_key="k", max_retries=0)
+        client = OpenAIModelClient(config)
+        reply = client.complete(sent, [], lambda _text: None).message
+    encoded: list[Message] = []
+    wire_message = chat.wire_message
+    monkeypatch.setattr(chat, "wire_message", lambda m: encoded.append(m) or wire_message(m))
+    conversation = [*sent, reply]
+    kept = client.prepare(conversation)
+    assert encoded == [reply]
+    assert kept == prepare(conversation)

@@ -91,3 +91,31 @@ def test_a_finish_reason_is_the_loops_word_whatever_the_server_said() -> None:
     stored = Message(role="assistant", content="x", finish_reason="eos_token")  # an older store
     assert stored.finish is FinishReason.OTHER
     assert Message(role="user", content="x").finish is None
+
+
+@st.composite
+def any_messages(draw: st.DrawFn) -> Message:
+    """messages(), and text that is not there, or a call's id where none belongs."""
+    message = draw(messages())
+    if draw(st.booleans()):
+        return message
+    return message.model_copy(
+        update={
+            "content": draw(st.none() | TEXT),
+            "tool_call_id": draw(st.none() | st.sampled_from(["c1", 'c"é'])),
+        }
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(any_messages(), max_size=12))
+def test_the_conversation_kept_ready_is_the_whole_conversation_encoded(
+    conversation: list[Message],
+) -> None:
+    """`prepare` writes each message of text as its text, not as a dict encoded: the same
+    bytes (issue 30 item 3)."""
+    from agentctl.llm.openai_chat import FORMAT, _array, prepare
+
+    assert _array(conversation) == whole(conversation)
+    assert prepare(conversation).text == whole(conversation)
+    assert prepare(conversation).format == FORMAT

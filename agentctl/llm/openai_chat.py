@@ -215,7 +215,55 @@ def wire_conversation(messages: Sequence[Message] | Prepared) -> list[Json]:
 
 def prepare(messages: Sequence[Message]) -> Prepared:
     """The conversation as a request sends it, kept ready for the next resume (store/ready.py)."""
-    return Prepared(FORMAT, _json(wire_conversation(messages)))
+    return Prepared(FORMAT, _array(messages))
+
+
+_string = json.encoder.encode_basestring  # a string as _json writes it (ensure_ascii=False)
+_MERGING = ("user", "assistant")  # the roles whose adjacent texts merge (_merges)
+
+
+def _array(messages: Sequence[Message]) -> str:
+    """_json(wire_conversation(messages)), byte for byte (tests/test_wire.py), written without
+    a dict per message: a message that is role and text (and the call it answers) is written
+    as its text, merged with its neighbours as wire_messages merges them; any other (tool
+    calls, no text) through wire_message. The end of a run keeps the conversation ready this
+    way: at 100,000 messages the dicts and their encoding were 0.15 s, a third of it."""
+    texts: list[str] = []
+    group: tuple[str, str, str | None] | None = None  # the newest text, still open to a merge
+    for m in messages:
+        content = sent_content(m)
+        if not m.tool_calls and type(content) is str:
+            if group is not None and group[0] == m.role and m.role in _MERGING:
+                group = (m.role, group[1] + "\n\n" + content, m.tool_call_id)
+            else:
+                if group is not None:
+                    texts.append(_text(*group))
+                group = (m.role, content, m.tool_call_id)
+            continue
+        wire = wire_message(m)
+        if group is not None:
+            role, text, call_id = group
+            before: Json = {"role": role, "content": text}
+            if call_id is not None:
+                before["tool_call_id"] = call_id
+            if _merges(before, wire):
+                wire = {**wire, "content": text + "\n\n" + wire["content"]}
+            else:
+                texts.append(_text(*group))
+            group = None
+        texts.append(_json(wire))
+    if group is not None:
+        texts.append(_text(*group))
+    if len(texts) < 2:
+        return "[" + "".join(texts) + "]"
+    texts[0], texts[-1] = "[" + texts[0], texts[-1] + "]"  # not a copy of the whole to add them
+    return ",".join(texts)
+
+
+def _text(role: str, content: str, call_id: str | None) -> str:
+    """_json(wire_message(m)) of a message of text without tool calls."""
+    text = '{"role":' + _string(role) + ',"content":' + _string(content)
+    return text + ("}" if call_id is None else ',"tool_call_id":' + _string(call_id) + "}")
 
 
 @dataclass(frozen=True)
@@ -283,7 +331,10 @@ class OpenAIModelClient:
         return InFlight(self, lambda: self._request(messages, tools, max_tokens))
 
     def prepare(self, messages: Sequence[Message]) -> Prepared:
-        return prepare(messages)
+        """As `prepare`, from what the requests of this run already encoded: at the end of a
+        run only the messages after its last request are encoded (the same bytes: the
+        encoder's)."""
+        return Prepared(FORMAT, self._encoder.array(messages))
 
     def complete(
         self,
