@@ -7,12 +7,13 @@ row an append updates.
 
 An append is one statement, one round trip: a data-modifying CTE moves the session's head only
 if it is still the expected head *and* this writer's lease is still valid by the server's
-clock, and inserts the messages and the checkpoint only from that moved row. Zero rows back
-means the write did not happen, whoever won. So a writer paused past its lease (a closed lid,
-SIGSTOP) writes nothing after a takeover: the fence is checked in the same statement as the
-write, which is what a lock with a TTL (Redis) cannot give. To keep that one round trip, the
-store remembers for each session it writes the head, the head's last message and the next
-message id; the fence makes a stale memory harmless (the write is refused, then re-read).
+clock, and inserts the messages and the checkpoint only from that moved row (pg_append.py).
+Zero rows written means the write did not happen, whoever won. So a writer paused past its
+lease (a closed lid, SIGSTOP) writes nothing after a takeover: the fence is checked in the same
+statement as the write, which is what a lock with a TTL (Redis) cannot give. To keep that one
+round trip, the store remembers for each session it writes the head, the head's last message
+and the next message id; the fence makes a stale memory harmless (the write is refused, then
+re-read).
 
 The connection is pg_connection.py's, the schema postgres_migrations.py's, the reads shared
 with SQLite sql.py's. A write whose answer was lost with the connection is checked, not
@@ -39,6 +40,7 @@ from agentctl.errors import (
 from agentctl.store.base import AppendPlan, CheckpointDraft, plan_all, plan_append
 from agentctl.store.core import BaseStore
 from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
+from agentctl.store.pg_append import append_params, append_sql
 from agentctl.store.pg_connection import PgConnection
 from agentctl.store.postgres_migrations import S, migrate
 from agentctl.store.sql import SQLReads
@@ -50,50 +52,6 @@ if TYPE_CHECKING:
     from agentctl.store.base import Store
 
 PROFILE_RETRIES = 30
-
-
-# The append: $1 session, $2 expected head, $3 new checkpoint id, $4 lease token, $5 parent,
-# $6 event, $7 from state, $8 to state, $9 time, $10 outcome, $11 detail, $12 task, $13 usage,
-# $14 message tip; then id, parent and body of each message ($15, $16, $17, ...). The statement
-# is the checkpoint's INSERT, so its answer is a command tag (rows written: 1, or 0 when the
-# fence refused it), not a result set to describe, send and read.
-_MOVE_HEAD = f"""
-WITH moved AS (
-    UPDATE {S}.sessions SET head = $3, state = $8, updated_at = $9, outcome = $10
-    WHERE id = $1 AND head = $2 AND CASE
-        WHEN $4::text IS NULL THEN lease_token IS NULL OR lease_expires <= clock_timestamp()
-        ELSE lease_token = $4 AND lease_expires > clock_timestamp()
-    END
-    RETURNING id
-){{messages}}
-INSERT INTO {S}.checkpoints (session_id, id, parent, event, from_state, to_state, created_at,
-    detail, task, usage, message_tip)
-SELECT moved.id, $3, $5, $6, $7, $8, $9, $11, $12, $13, $14 FROM moved
-"""
-_APPENDS: dict[int, str] = {}
-_FIRST_MESSAGE = 15  # the placeholder of the first message's id
-
-
-def append_sql(messages: int) -> str:
-    """The one fenced statement of an append adding `messages` messages, with PostgreSQL's own
-    $n placeholders (psycopg's RawCursor sends it as it is: nothing to rewrite per call). The
-    messages are rows of a VALUES list (one statement text per count, each prepared once by
-    psycopg): cheaper to send than arrays, which psycopg adapts element by element in Python."""
-    if messages not in _APPENDS:
-        rows = ", ".join(
-            f"(${n}::integer, ${n + 1}::integer, ${n + 2}::text)"
-            for n in range(_FIRST_MESSAGE, _FIRST_MESSAGE + 3 * messages, 3)
-        )
-        part = (
-            f""", new_messages AS (
-    INSERT INTO {S}.messages (session_id, id, parent, body)
-    SELECT moved.id, m.id, m.parent, m.body FROM moved, (VALUES {rows}) AS m (id, parent, body)
-)"""
-            if messages
-            else ""
-        )
-        _APPENDS[messages] = _MOVE_HEAD.replace("{messages}", part)
-    return _APPENDS[messages]
 
 
 # A copy within the database (copy_session): the source's head, then its rows to `upto`.
@@ -349,28 +307,8 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
         token: str | None,
     ) -> bool:
         """The plan's one fenced statement: True if it wrote, False if the fence refused it."""
-        from agentctl.store.codec import encode
-
-        c = plan.checkpoint
         faults.hit("commit_started")  # the statement not yet sent
-        params: list[Any] = [
-            session_id,
-            expected_head,
-            c.id,
-            token,
-            c.parent,
-            c.kind.value,
-            c.from_state.value,
-            c.to_state.value,
-            c.created_at,
-            c.task.outcome.value if c.task.outcome else None,
-            json.dumps(c.detail) if c.detail else "{}",
-            encode(c.task),
-            encode(c.usage),
-            c.message_tip,
-        ]
-        for m in plan.messages:
-            params += (m.id, m.parent, encode(m.message))
+        params = append_params(session_id, expected_head, plan, token)
         cursor = self._cursor
         if cursor is None or cursor.connection is not conn:
             cursor = self._cursor = _raw_cursor(conn)
