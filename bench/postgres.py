@@ -13,11 +13,7 @@ Then the scale figure: aggregate checkpoints per second with 1, 4 and 16 session
 once from separate processes, on PostgreSQL and on SQLite; and `agentctl list` start-up against
 PostgreSQL beside one round trip.
 
-And the commit on a fast disk (issue 30 item 6: "PostgreSQL commit <= 1.5x the INSERT floor on
-a fast disk"): a second durable cluster (fsync on) whose data folder is on tmpfs (/dev/shm),
-where an fsync costs nothing, so what is left is each commit's own work. The floor, agentctl's
-append, and agentctl's append with its two foreign-key checks dropped, interleaved in rounds;
-with the server's own time of each statement (pg_stat_statements) beside them.
+And the commit on a fast disk (issue 30 item 6), beside its INSERT floor: bench/pg_commit.py.
 """
 
 from __future__ import annotations
@@ -287,127 +283,6 @@ def list_startup(url: str, runs: int) -> dict[str, float]:
     }
 
 
-class AgentctlPostgresNoForeignKeys(AgentctlPostgres):
-    """agentctl's append with the foreign keys of messages and checkpoints dropped: what
-    those checks cost (only to measure; the store keeps them)."""
-
-    name = "agentctl-postgres-no-fk"
-
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        from agentctl.store import open_store
-
-        open_store(url, create=True).close()
-        with psycopg.connect(url, autocommit=True) as conn:
-            for table in ("messages", "checkpoints"):
-                conn.execute(
-                    f"ALTER TABLE agentctl.{table} DROP CONSTRAINT {table}_session_id_fkey"
-                )
-        super().__init__(url)
-        self.name = "agentctl-postgres-no-fk"
-
-
-def timed(call: Any, into: list[float]) -> Any:
-    """`call`, its every duration appended to `into`."""
-
-    def timing(*args: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return call(*args)
-        finally:
-            into.append(time.perf_counter() - started)
-
-    return timing
-
-
-def tmpfs_folder() -> str | None:
-    """/dev/shm when it is a tmpfs (Linux): a disk whose fsync costs nothing."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return None
-    for line in mounts:
-        fields = line.split()
-        if len(fields) > 2 and fields[1] == "/dev/shm" and fields[2] == "tmpfs":
-            return "/dev/shm"
-    return None
-
-
-def fast_disk(quick: bool) -> dict[str, Any]:
-    """Commit against the INSERT floor with the cluster on tmpfs, fsync on: median commit of
-    each subject per round (rounds interleaved, order alternating), the median over rounds,
-    and the server's mean execution time of each statement (pg_stat_statements)."""
-    from agentctl.testing.postgres import ThrowawayPostgres, Unavailable
-
-    folder = tmpfs_folder()
-    if folder is None:
-        return {"skipped": "no tmpfs at /dev/shm"}
-    try:
-        server = ThrowawayPostgres(
-            durable=True,
-            parent=folder,
-            settings=("shared_preload_libraries=pg_stat_statements",),
-        )
-        server.start()
-    except Unavailable as exc:
-        return {"skipped": f"no PostgreSQL: {exc}"}
-    import psycopg
-
-    steps, rounds = (200, 3) if quick else (1000, 5)
-    kinds: list[type] = [RawPostgres, AgentctlPostgres, AgentctlPostgresNoForeignKeys]
-    medians: dict[str, list[float]] = {}
-    try:
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        for n in range(rounds):
-            for kind in kinds if n % 2 == 0 else reversed(kinds):
-                subject = kind(server.database(f"fast_{kind.__name__.lower()}_{n}"))
-                writes: list[float] = []
-                if kind is AgentctlPostgres:  # the statement with its encoding, timed alone
-                    subject.store._write = timed(subject.store._write, writes)
-                times = []
-                for step in range(1, steps + 1):
-                    started = time.perf_counter()
-                    subject.commit(step)
-                    times.append(time.perf_counter() - started)
-                subject.close()
-                medians.setdefault(subject.name, []).append(statistics.median(times))
-                if writes:
-                    medians.setdefault("agentctl: encode + statement", []).append(
-                        statistics.median(writes)
-                    )
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            server_ms = {
-                what: conn.execute(
-                    "SELECT sum(s.total_exec_time) / sum(s.calls) FROM pg_stat_statements s"
-                    " JOIN pg_database d ON d.oid = s.dbid"
-                    " WHERE d.datname LIKE %s AND s.query LIKE %s AND s.calls >= %s",
-                    (f"fast_{kind.__name__.lower()}_%", like, steps - 1),
-                ).fetchone()
-                for what, kind, like in (
-                    ("floor INSERT", RawPostgres, "INSERT INTO log%"),
-                    ("append", AgentctlPostgres, "%WITH moved AS%"),
-                    ("append without FK", AgentctlPostgresNoForeignKeys, "%WITH moved AS%"),
-                )
-            }
-    finally:
-        server.stop()
-    commit = {name: round(statistics.median(v) * 1000, 4) for name, v in medians.items()}
-    floor = commit["raw-postgres"]
-    out: dict[str, Any] = {
-        "disk": f"tmpfs ({folder}), fsync on",
-        "steps": steps,
-        "rounds": rounds,
-        "commit_median_ms": commit,
-        "server_exec_ms": {k: round(float(v[0] or 0), 4) for k, v in server_ms.items() if v},
-        "commit_vs_floor": round(commit["agentctl-postgres"] / floor, 2),
-        "commit_without_fk_vs_floor": round(commit["agentctl-postgres-no-fk"] / floor, 2),
-    }
-    print("\nPostgreSQL commit on a fast disk:", json.dumps(out))
-    return out
-
-
 def run(quick: bool) -> dict[str, Any]:
     from agentctl.testing.postgres import ThrowawayPostgres, Unavailable
 
@@ -465,6 +340,8 @@ def run(quick: bool) -> dict[str, Any]:
         print("agentctl list against PostgreSQL (s):", json.dumps(report["list_startup"]))
     finally:
         server.stop()
+    from bench.pg_commit import fast_disk
+
     report["fast_disk"] = fast_disk(quick)
     return report
 
@@ -473,6 +350,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["write"]:
         writer(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif "--fast-disk" in sys.argv:
+        from bench.pg_commit import fast_disk
+
         fast_disk("--quick" in sys.argv)
     else:
         print(json.dumps(run("--quick" in sys.argv)))

@@ -100,10 +100,14 @@ class AgentctlSubject:
         self.head = self.store.create_session(info, first).id
 
     def commit(self, step: int) -> None:
+        self.append(self.draft(step))
+
+    def draft(self, step: int) -> Any:
+        """The step's checkpoint as the runner hands it to the store (a CheckpointDraft)."""
         from agentctl.domain.lifecycle import CheckpointKind, State
         from agentctl.domain.session import Message
 
-        draft = self._draft(
+        return self._draft(
             parent=self.head,
             kind=CheckpointKind.TOOL_RESULT,
             from_state=State.PLANNING,
@@ -113,6 +117,8 @@ class AgentctlSubject:
             usage=self._usage(),
             new_messages=(Message.model_validate({**message(step), "tokens": 100}),),
         )
+
+    def append(self, draft: Any) -> None:
         self.head = self.store.append(self.session, self.head, draft).id
 
     def stop(self) -> float:
