@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -22,9 +25,23 @@ class TestMemoryStore(StoreSpec, OverviewSpec):
 
 class TestSQLiteStore(StoreSpec, OverviewSpec):
     overridden = frozenset(CAPABILITIES)
+    damage_lease_ways = ("text pid", "blob host", "no expiry", "empty token", "huge host")
 
     def open(self, place: Path) -> Store:
         return open_store(f"sqlite://{place / 'db' / 'agentctl.db'}")
+
+    def damage_lease(self, store: Store, session_id: str, way: str) -> None:
+        change = {
+            "text pid": "pid = 'not a pid'",
+            "blob host": "host = x'00ff'",
+            "no expiry": "expires_at = 'soon'",
+            "empty token": "token = ''",
+            "huge host": "host = printf('%.10000c', 'x')",
+        }[way]
+        db = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+        with db:
+            db.execute(f"UPDATE leases SET {change} WHERE session_id = ?", (session_id,))
+        db.close()
 
 
 class TestJsonlStore(StoreSpec, OverviewSpec):
@@ -37,8 +54,31 @@ class TestJsonlStore(StoreSpec, OverviewSpec):
         "ranged_reads",
     }
 
+    damage_lease_ways = ("not json", "a list", "text pid", "huge", "a fifo", "a link")
+
     def open(self, place: Path) -> Store:
         return open_store(f"json://{place / 'jsonl'}")
+
+    def damage_lease(self, store: Store, session_id: str, way: str) -> None:
+        path = store.sessions_dir / session_id / "lease.json"  # type: ignore[attr-defined]
+        path.unlink()
+        if way == "a fifo":
+            os.mkfifo(path)  # read without O_NONBLOCK, it would never return
+        elif way == "a link":
+            path.symlink_to(path.parent / "info.json")
+        else:
+            path.write_text(
+                {
+                    "not json": "{",
+                    "a list": "[1, 2]",
+                    "text pid": json.dumps(
+                        {"host": "h", "pid": "1", "token": "t", "expires_at": 9e9}
+                    ),
+                    "huge": json.dumps(
+                        {"host": "h" * 100_000, "pid": 1, "token": "t", "expires_at": 9e9}
+                    ),
+                }[way]
+            )
 
 
 class TestPostgresStore(StoreSpec, OverviewSpec):
@@ -51,6 +91,20 @@ class TestPostgresStore(StoreSpec, OverviewSpec):
         "sizes",
         "integrity_pass",
     }
+
+    damage_lease_ways = ("no expiry", "huge host", "negative pid")
+
+    def damage_lease(self, store: Store, session_id: str, way: str) -> None:
+        change = {
+            "no expiry": "lease_expires = NULL",
+            "huge host": "lease_host = repeat('x', 10000)",
+            "negative pid": "lease_pid = -5",
+        }[way]
+        store.with_connection(  # type: ignore[attr-defined]
+            lambda conn: conn.execute(
+                f"UPDATE agentctl.sessions SET {change} WHERE id = %s", (session_id,)
+            )
+        )
 
     @pytest.fixture(autouse=True)
     def _server(self, postgres: object, pg_url: str) -> None:

@@ -257,6 +257,11 @@ class Leases(Protocol):
         """Give the lease up if `token` still holds it (else nothing)."""
         ...
 
+    def lease_of(self, session_id: str) -> Lease | None:
+        """The session's lease as stored, expired or not; None when nobody holds it or it
+        does not read as one. Raises UnknownSessionError."""
+        ...
+
     def another_handle(self) -> Store:
         """A handle to the same store for another thread (the lease heartbeat)."""
         ...

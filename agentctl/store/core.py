@@ -154,6 +154,12 @@ class BaseStore(OverviewDefaults, ABC):
         """Give the lease up if `token` still holds it (else nothing)."""
 
     @abstractmethod
+    def lease_of(self, session_id: str) -> Lease | None:
+        """The session's lease as stored, expired or not (None: nobody holds it, or what is
+        stored does not read as a lease: lease.lease_from). One small read; it takes nothing.
+        Raises UnknownSessionError."""
+
+    @abstractmethod
     def load_profile(self) -> UserProfile:
         """The profile (empty when none was saved). Raises StoreError when it is damaged."""
 

@@ -531,6 +531,9 @@ class JsonlStore(BaseStore):
         shutil.rmtree(trash, ignore_errors=True)
         self._infos.pop(session_id, None)
 
+    def lease_of(self, session_id: str) -> Lease | None:
+        return held_lease(self._dir(session_id))
+
     def release_lease(self, session_id: str, token: str) -> None:
         path = self._dir(session_id)
         with reading(path), self._locked(path):

@@ -21,7 +21,7 @@ from typing import Any
 from agentctl import faults
 from agentctl.atomic import write_all, write_private
 from agentctl.errors import StoreError, UnknownSessionError
-from agentctl.store.lease import Lease
+from agentctl.store.lease import Lease, lease_from
 
 # The files of a session folder (besides the ready cache): `check` finds each a file or absent.
 SESSION_FILES = ("info.json", "events.jsonl", "lock", "lease.json", "labels.json")
@@ -126,28 +126,44 @@ def append_line(path: Path, entry: dict[str, Any]) -> int:
         os.close(fd)
 
 
+MAX_LEASE_BYTES = 4096  # a lease.json agentctl writes is ~150 bytes
+
+
 def held_lease(path: Path) -> Lease | None:
     """The session's lease.json as a Lease; None when there is none or it does not read as
-    one (a lease is advisory, the head check is the guard: a damaged one holds nothing)."""
+    one (a lease is advisory, the head check is the guard: a damaged one holds nothing).
+    Bounded: a regular file of at most MAX_LEASE_BYTES, never a link or a FIFO."""
+    import stat
+
     try:
-        data = json.loads((path / "lease.json").read_text())
-    except (OSError, ValueError, RecursionError):
+        fd = os.open(
+            path / "lease.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        raw = os.read(fd, MAX_LEASE_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_LEASE_BYTES:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict):
         return None
-    host, pid, token = data.get("host"), data.get("pid"), data.get("token")
-    expires, user = data.get("expires_at"), data.get("user", "")
-    if not (
-        isinstance(host, str)
-        and isinstance(pid, int)
-        and not isinstance(pid, bool)
-        and isinstance(token, str)
-        and isinstance(expires, int | float)
-        and not isinstance(expires, bool)
-        and isinstance(user, str)
-    ):
-        return None
-    return Lease(host, pid, token, float(expires), user)
+    return lease_from(
+        data.get("host"),
+        data.get("pid"),
+        data.get("token"),
+        data.get("expires_at"),
+        data.get("user", ""),
+    )
 
 
 def labels_of(path: Path) -> tuple[str | None, tuple[str, ...]]:

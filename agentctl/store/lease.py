@@ -87,6 +87,29 @@ def arriving_error(session_id: str) -> SessionBusyError:
     )
 
 
+MAX_FIELD = 255  # a host, token or user name longer than this is not one agentctl wrote
+
+
+def lease_from(
+    host: object, pid: object, token: object, expires_at: object, user: object = ""
+) -> Lease | None:
+    """A lease read back from a store, validated: None when a field is not what agentctl
+    writes (a damaged row or file). A lease is advisory (the head check on every commit is the
+    guard), so a damaged one holds nothing, and reading one never raises."""
+    import math
+
+    texts = (host, token, user)
+    if not all(isinstance(t, str) and len(t) <= MAX_FIELD for t in texts):
+        return None
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < 2**31:
+        return None
+    if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+        return None
+    if not math.isfinite(expires_at) or not token:
+        return None
+    return Lease(str(host), pid, str(token), float(expires_at), str(user))
+
+
 def holder_is_gone(held: Lease, now: float | None = None) -> bool:
     """True when a held lease may be taken over."""
     if held.token.startswith(ARRIVING):

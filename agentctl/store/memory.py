@@ -144,6 +144,11 @@ class MemoryStore(BaseStore):
             for table in (self._info, self._checkpoints, self._messages, self._leases):
                 table.pop(session_id, None)
 
+    def lease_of(self, session_id: str) -> Lease | None:
+        with self._lock:
+            self._rows(session_id)
+            return self._leases.get(session_id)
+
     def release_lease(self, session_id: str, token: str) -> None:
         with self._lock:
             held = self._leases.get(session_id)

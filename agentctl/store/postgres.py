@@ -39,7 +39,14 @@ from agentctl.errors import (
 )
 from agentctl.store.base import AppendPlan, CheckpointDraft, plan_all, plan_append
 from agentctl.store.core import BaseStore
-from agentctl.store.lease import ARRIVING, Lease, arriving_error, holder_is_gone, user_name
+from agentctl.store.lease import (
+    ARRIVING,
+    Lease,
+    arriving_error,
+    holder_is_gone,
+    lease_from,
+    user_name,
+)
 from agentctl.store.pg_append import append_params, append_sql
 from agentctl.store.pg_connection import PgConnection
 from agentctl.store.postgres_migrations import S, migrate
@@ -433,14 +440,27 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
         if seen is not None and seen != lease.token and str(seen).startswith(ARRIVING):
             raise arriving_error(session_id)
         if seen is not None and seen != lease.token and (left or 0) > 0:
-            held = Lease(host or "?", pid or 0, seen, time.time() + float(left), user or "")
-            if not holder_is_gone(held):
+            # a lease that does not read as one (lease_from) holds nothing, as on every backend
+            held = lease_from(host, pid, seen, time.time() + float(left), user or "")
+            if held is not None and not holder_is_gone(held):
                 raise SessionBusyError(
                     f"session {session_id} is running in {held.holder()} "
                     f"(lease expires in {max(0, round(left))}s unless renewed)",
                     hint="wait for it to finish, or stop that process",
                 )
         return str(seen) if seen is not None else None
+
+    def lease_of(self, session_id: str) -> Lease | None:
+        """By the server's clock: what is left of it, added to this machine's time."""
+        with self._errors(session_id):
+            _head, token, user, host, pid, left = self._holder(session_id)
+        try:
+            remaining = float(left)  # NULL (no expiry written) holds nothing
+        except (TypeError, ValueError):
+            return None
+        if token is None:
+            return None
+        return lease_from(host, pid, token, time.time() + remaining, user or "")
 
     def release_lease(self, session_id: str, token: str) -> None:
         with self._errors(session_id):

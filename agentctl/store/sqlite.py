@@ -40,7 +40,7 @@ from agentctl.store.base import (
     plan_append,
 )
 from agentctl.store.core import BaseStore
-from agentctl.store.lease import Lease, check_takeover
+from agentctl.store.lease import Lease, check_takeover, lease_from
 from agentctl.store.migrations import CACHE_TABLES, LISTING_TRIGGERS, MIGRATIONS, SCHEMA_VERSION
 from agentctl.store.sql import SQLReads
 from agentctl.store.sqlite_errors import translated as _translated
@@ -511,7 +511,7 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
                 "SELECT host, pid, token, expires_at FROM leases WHERE session_id = ?",
                 (session_id,),
             ).fetchone()
-            check_takeover(session_id, Lease(*row) if row else None, lease)
+            check_takeover(session_id, lease_from(*row) if row else None, lease)
             self._probe_appends(db, session_id)
             self._put_lease(db, session_id, lease)
 
@@ -609,6 +609,17 @@ class SQLiteStore(SQLiteOverview, SQLReads, BaseStore):
             elif table == "listing":
                 for name in LISTING_TRIGGERS:
                     db.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+    def lease_of(self, session_id: str) -> Lease | None:
+        with _translated(self.path, session_id):
+            row = self._db.execute(
+                "SELECT s.id, l.host, l.pid, l.token, l.expires_at FROM sessions s"
+                " LEFT JOIN leases l ON l.session_id = s.id WHERE s.id = ?",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            raise UnknownSessionError(f"no session {session_id!r}")
+        return None if row[3] is None else lease_from(*row[1:])
 
     def release_lease(self, session_id: str, token: str) -> None:
         with _translated(self.path), self._transaction() as db:

@@ -349,6 +349,61 @@ class CoreSpec(SpecBase):
         store.acquire_lease("abc123", Lease("some-other-host", 1, "token-remote", time.time() - 1))
         store.acquire_lease("abc123", Lease.mine("token-local"))  # expired: taken over
 
+    def test_a_lease_reads_back_as_it_is_held_and_none_when_free(self, store: Store) -> None:
+        """`lease_of` is what `watch` asks when a session stands still: who holds it, until
+        when (a network store's clock is its own: seconds of slack), expired ones included."""
+        from agentctl.store.lease import ARRIVING, arriving_lease, holder_is_gone
+
+        build(store, 1)
+        assert store.lease_of("abc123") is None
+        mine = Lease.mine("token-a", ttl=60)
+        store.acquire_lease("abc123", mine)
+        held = store.lease_of("abc123")
+        assert held is not None
+        assert (held.host, held.pid, held.token) == (mine.host, mine.pid, mine.token)
+        assert abs(held.expires_at - mine.expires_at) < 10
+        assert not holder_is_gone(held)
+        store.acquire_lease("abc123", mine.renewed(600))
+        renewed = store.lease_of("abc123")
+        assert renewed is not None
+        assert renewed.expires_at > held.expires_at + 300
+        store.release_lease("abc123", "token-a")
+        assert store.lease_of("abc123") is None
+        store.acquire_lease("abc123", Lease("some-other-host", 7, "remote", time.time() - 5))
+        expired = store.lease_of("abc123")
+        assert expired is not None
+        assert (expired.host, expired.pid) == ("some-other-host", 7)
+        assert holder_is_gone(expired)  # read back expired, not dropped
+        store.acquire_lease("abc123", arriving_lease("m0ve"))
+        arriving = store.lease_of("abc123")
+        assert arriving is not None
+        assert arriving.token == ARRIVING + "m0ve"
+        assert not holder_is_gone(arriving)
+        store.release_lease("abc123", ARRIVING + "m0ve")
+        with pytest.raises(UnknownSessionError):
+            store.lease_of("nope")
+
+    #: write a lease of `session_id` that agentctl would never write (a backend's own damage);
+    #: None where the backend cannot hold one (the test skips)
+    damage_lease_ways: tuple[str, ...] = ()
+
+    def damage_lease(self, store: Store, session_id: str, way: str) -> None:
+        raise NotImplementedError
+
+    def test_a_damaged_lease_reads_as_none_and_holds_nothing(self, store: Store) -> None:
+        """A lease is advisory (the head check is the guard): one that does not read as a
+        lease is none, read without an error, and taken over like none."""
+        if not self.damage_lease_ways:
+            pytest.skip("the backend keeps no lease that could be damaged")
+        self.damaged = True
+        build(store, 1)
+        for way in self.damage_lease_ways:
+            store.acquire_lease("abc123", Lease("some-other-host", 1, "remote", time.time() + 600))
+            self.damage_lease(store, "abc123", way)
+            assert store.lease_of("abc123") is None, way
+            store.acquire_lease("abc123", Lease.mine(f"after-{way}"))
+            store.release_lease("abc123", f"after-{way}")
+
     def test_a_lease_for_an_unknown_session_is_refused(self, store: Store) -> None:
         with pytest.raises(UnknownSessionError):
             store.acquire_lease("nope", Lease.mine("t"))
@@ -369,6 +424,9 @@ class CoreSpec(SpecBase):
 
         mine = Lease.mine("creator")
         store.create_session(info(), draft(None, 1, "m1"), mine)
+        seen = store.lease_of("abc123")
+        assert seen is not None
+        assert seen.token == "creator"
         with pytest.raises(SessionBusyError):
             store.acquire_lease("abc123", Lease.mine("another"))
         store.acquire_lease("abc123", mine.renewed())  # the creator renews it
