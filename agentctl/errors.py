@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     BUSY = 4  # the session is running elsewhere
     MODEL = 5  # model unreachable, auth failed, retries exhausted
     STORE = 6  # store corrupt, newer schema, unwritable
+    NOT_RUNNING = 7  # watch: nothing runs the session any more (its process stopped); resume
     INTERRUPTED = 130  # Ctrl-C; state saved
 
 

@@ -111,6 +111,9 @@ class Stop(StrEnum):
     NO_PROGRESS = "no_progress"  # replies in a row without a tool call (actions.NoProgress)
     QUEUED = "queued"  # run --detach: recorded for a worker (PostgreSQL), not run here
     DRAINED = "drained"  # a worker stopping (SIGTERM) between two steps: runnable again
+    # followed (watch, a question answered elsewhere): no process runs the session any more
+    # and it is neither done nor waiting (its process was killed, or stopped on an error)
+    NOT_RUNNING = "not_running"
 
 
 @dataclass(frozen=True)

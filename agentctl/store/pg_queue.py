@@ -332,6 +332,14 @@ def set_limit(conn: psycopg.Connection[Any], queue: str, max_running: int | None
     )
 
 
+def status_of(conn: psycopg.Connection[Any], session_id: str) -> str | None:
+    """A session's queue status (None: never queued), for `watch`: one primary-key read."""
+    row = conn.execute(
+        f"SELECT status FROM {S}.queue WHERE session_id = %s", (session_id,)
+    ).fetchone()
+    return str(row[0]) if row is not None and isinstance(row[0], str) else None
+
+
 def queued(conn: psycopg.Connection[Any]) -> dict[str, Queued]:
     """Every session's place in the queue, for `list`."""
     rows = conn.execute(

@@ -243,6 +243,8 @@ def _exit_code(report: RunReport) -> int:
     outcome = report.session.task.outcome
     if report.stop is Stop.DONE:
         return 0 if outcome is None or outcome.value == "succeeded" else int(ExitCode.ERROR)
+    if report.stop is Stop.NOT_RUNNING:  # followed, and its driver stopped: said by a notice
+        return int(ExitCode.NOT_RUNNING)
     return int(ExitCode.PAUSED if report.stop is Stop.PAUSED else ExitCode.ERROR)
 
 
@@ -267,6 +269,8 @@ def _finish_run(report: RunReport, view: View, shown: bool = False) -> None:
         question = task.pending_question.question if task.pending_question else ""
         notices.paused(sid, question, _kept[0])
         raise typer.Exit(int(ExitCode.PAUSED))
+    if report.stop is Stop.NOT_RUNNING:
+        raise typer.Exit(code)
     notices.stopped(sid, task.last_error, _kept[0])
     raise typer.Exit(int(ExitCode.ERROR))
 
@@ -992,7 +996,8 @@ def history(
 @app.command()
 def watch(session: SessionArg, store: StoreOpt = None, as_json: StreamOpt = False) -> None:
     """Follow a session running elsewhere: its checkpoints as they are committed, until it is
-    done or waiting for input (exit codes as run's). Read-only: it takes no lease."""
+    done or waiting for input (exit codes as run's), or nothing runs it any more (exit 7:
+    `agentctl resume` continues it). Read-only: it takes no lease."""
     from agentctl.usecases import sessions
 
     settings = _guarded(lambda: _settings(store))

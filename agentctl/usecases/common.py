@@ -155,7 +155,16 @@ def follow(
     past: int | None = None,
 ) -> RunReport:
     """Report every checkpoint after the current head as it is committed, until the session is
-    done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing.
+    done or waiting for input, or nothing runs it any more. One O(1) head read per poll, and
+    no lease: it writes nothing.
+
+    Who runs it is asked only when the head stands still (`Driver`): a lease read about once
+    a second. A session nobody holds (a driver killed with -9, or stopped on an error), or
+    held by a process gone from this host, or by a lease left to expire, ends the following
+    with Stop.NOT_RUNNING and one notice saying so and how to continue — once a second look,
+    a poll later, finds the head where it was and the same holder gone (a driver that just
+    finished commits before it lets go). A session queued for a worker (PostgreSQL) is
+    followed on, saying once that it waits for one.
 
     `past`: the question another terminal answered. Its answer may not be committed yet (that
     process has the lease, its commit is on the way), so the session standing at that question
@@ -170,6 +179,7 @@ def follow(
     seen = store.head(session_id)
     before: tuple[Message, ...] | None = None
     still = time.monotonic() + ANSWER_WAIT_S
+    driver = Driver(store, session_id)
     while True:
         head = store.head(session_id)
         if past is not None and head.id != past:
@@ -185,15 +195,101 @@ def follow(
             added = now.messages[len(before) :] if len(now.messages) > len(before) else ()
             before = now.messages
             on_event(Checkpointed(now.checkpoint, added))
-        seen = head
+        moved, seen = head.id != seen.id, head
         if head.to_state in (State.DONE, State.WAITING_FEEDBACK):
             stop = Stop.DONE if head.to_state is State.DONE else Stop.PAUSED
             return RunReport(stop, store.load(session_id))
+        gone = driver.gone(moved)
+        if gone is not None:
+            on_event(Notice(gone, session_id=session_id, elsewhere=True))
+            return RunReport(Stop.NOT_RUNNING, store.load(session_id))
+        if driver.queued is not None:
+            on_event(Notice(driver.queued, session_id=session_id, elsewhere=True))
+            driver.queued = None
         time.sleep(FOLLOW_POLL_S)
 
 
 FOLLOW_POLL_S = 0.25
 ANSWER_WAIT_S = 10.0
+STILL_POLLS = 2  # polls the head stands still before the lease is read
+LEASE_EVERY = 4  # then read again every this many polls (about a second)
+QUEUED = ("runnable", "running")  # queue statuses a worker takes (store/pg_queue.py)
+
+
+class Driver:
+    """Whether a process still drives a followed session, from its lease (lease.py's
+    `holder_is_gone`: none, a dead pid on this host, or expired), read only while the head
+    stands still. `gone` answers after each poll: None (driven, or not sure yet), or the line
+    that says nobody drives it. A session queued for a worker is never gone: `queued` is then
+    the line to say once."""
+
+    def __init__(self, store: Store, session_id: str) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._still = 0  # polls the head has stood still
+        self._suspect: tuple[str | None] | None = None  # the gone holder's token, seen once
+        self._waits = False  # said that it waits for a worker
+        self.queued: str | None = None
+
+    def gone(self, moved: bool) -> str | None:
+        from agentctl.store.lease import holder_is_gone
+
+        if moved:
+            self._still, self._suspect = 0, None
+            return None
+        self._still += 1
+        due = self._still >= STILL_POLLS and (self._still - STILL_POLLS) % LEASE_EVERY == 0
+        if self._suspect is None and not due:
+            return None
+        held = self._store.lease_of(self._session_id)
+        if held is not None and not holder_is_gone(held):
+            self._suspect = None
+            return None
+        token = (held.token if held is not None else None,)
+        if self._suspect != token:  # first seen gone: look again a poll later
+            self._suspect = token
+            return None
+        self._suspect = None
+        status = queue_status(self._store, self._session_id)
+        if status in QUEUED:
+            if not self._waits:
+                self._waits = True
+                self.queued = (
+                    f"session {self._session_id} is queued ({status}): it waits for a worker "
+                    "(agentctl worker) to take it; following it"
+                )
+            return None
+        return not_running(self._session_id, held)
+
+
+def not_running(session_id: str, held: Lease | None) -> str:
+    """The line that says nothing runs the session any more: what is known of why, and the
+    command that continues it."""
+    import time
+
+    if held is None:
+        why = "no process holds it (its run stopped before it was done or waiting for input)"
+    elif held.expires_at <= time.time():
+        ago = round(time.time() - held.expires_at)
+        why = f"{held.holder()} stopped renewing its lease {ago} s ago"
+    else:
+        why = f"the process that ran it ({held.holder()}) is gone"
+    return (
+        f"session {session_id} is not running: {why}; continue with: agentctl resume {session_id}"
+    )
+
+
+def queue_status(store: Store, session_id: str) -> str | None:
+    """The session's place in a worker queue (runnable, running, waiting, done, failed), or
+    None: never queued, or a store without queues (only PostgreSQL has them)."""
+    if not hasattr(store, "with_connection"):
+        return None
+    from agentctl.store import pg_queue
+
+    status: str | None = pg_queue.on(store).with_connection(
+        lambda conn: pg_queue.status_of(conn, session_id), session_id
+    )
+    return status
 
 
 def _answered_elsewhere(
