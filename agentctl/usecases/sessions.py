@@ -504,7 +504,8 @@ def search(settings: Settings, text: str, limit: int) -> list[SearchHit]:
 
 def watch(settings: Settings, prefix: str, on_event: Callable[[RunEvent], None]) -> RunReport:
     """Report every checkpoint after the current head as it is committed, until the session is
-    done or waiting for input. One O(1) head read per poll, and no lease: it writes nothing."""
+    done or waiting for input, or nothing runs it any more (Stop.NOT_RUNNING: common.follow).
+    One O(1) head read per poll, and no lease: it writes nothing."""
     from agentctl.domain.records import Notice
     from agentctl.usecases.common import follow
 
