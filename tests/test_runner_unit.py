@@ -232,3 +232,55 @@ def test_a_request_sent_ahead_is_let_go_when_the_run_stops_before_it(tmp_path: A
     assert len(sent) == 3
     assert sent[-1].cancelled
     assert not sent[0].cancelled
+
+
+# -- the request sent ahead of a read's commit, when its sending fails --------------------------
+
+
+@pytest.mark.parametrize("error", [RuntimeError("the connection pool is gone"), OSError(24)])
+def test_a_request_ahead_that_fails_to_go_out_is_made_again_after_the_result_is_stored(
+    tmp_path: Any, error: Exception
+) -> None:
+    """Any error sending the request ahead, not only agentctl's own: the result is stored
+    first and the request is made again after it, as it was before the look-ahead (the read
+    result was lost, and the run died with the error)."""
+    read = reply("read_file", '{"path": "notes.txt"}', "r1")
+    runner, client, store = tools_runner(tmp_path, [PLAN, read, FINISH])
+    send, failed = client.send, []
+
+    def once(*args: Any, **kwargs: Any) -> Answer:
+        if len(client.heads) == 2 and not failed:  # the request after read_file, ahead
+            failed.append(store.history("s")[-1].kind)
+            raise error
+        return send(*args, **kwargs)
+
+    client.send = once  # type: ignore[method-assign]
+    result = runner.run("s", answer=None, ask=None, max_turns=10)
+    assert failed == ["model_reply"]  # it failed ahead of the result's commit
+    assert result.stop is Stop.DONE
+    client.assert_consumed()
+    assert [c.kind for c in store.history("s")].count("tool_result") == 1
+
+
+@pytest.mark.parametrize("signal", [KeyboardInterrupt, SystemExit])
+def test_ctrl_c_while_the_request_goes_out_ahead_keeps_the_read_result(
+    tmp_path: Any, signal: type[BaseException]
+) -> None:
+    """Ctrl-C or SIGTERM (both KeyboardInterrupt in the CLI) while the request after a read
+    goes out (a server slow to take it, a worker's pace): the result is stored, then the run
+    stops as asked."""
+    read = reply("read_file", '{"path": "notes.txt"}', "r1")
+    runner, client, store = tools_runner(tmp_path, [PLAN, read, FINISH])
+    send = client.send
+
+    def interrupted(*args: Any, **kwargs: Any) -> Answer:
+        if len(client.heads) == 2:
+            raise signal
+        return send(*args, **kwargs)
+
+    client.send = interrupted  # type: ignore[method-assign]
+    with pytest.raises(signal):
+        runner.run("s", answer=None, ask=None, max_turns=10)
+    runner.close()
+    assert store.history("s")[-1].kind == "tool_result"
+    assert store.load("s").messages[-1].content.endswith("a note\n")

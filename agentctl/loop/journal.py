@@ -149,11 +149,17 @@ class Journal:
             new_messages=new_messages,
             keep_messages=keep_messages,
         )
+        stopped: BaseException | None = None
         if ahead and keep_messages is None and self.look_ahead is not None:
-            self.look_ahead(self._after(session, draft))
+            try:
+                self.look_ahead(self._after(session, draft))
+            except BaseException as exc:  # Ctrl-C, SIGTERM while the request went out (a
+                stopped = exc  # server slow to accept it, a pace): the result is kept first
         checkpoint = writes.commit(self._store, session.info.id, session.checkpoint.id, draft)
         faults.hit("commit_done")
         self._emit(Checkpointed(checkpoint, new_messages))
+        if stopped is not None:
+            raise stopped
         kept = session.messages if keep_messages is None else session.messages[:keep_messages]
         tokens = None
         if keep_messages is None:  # the conversation grew: its sum grows by the new messages'

@@ -34,7 +34,7 @@ from agentctl.domain.session import (
     valid_text,
 )
 from agentctl.domain.toolspec import ToolSpec
-from agentctl.errors import AgentctlError, ModelError, WindowTooSmallError
+from agentctl.errors import ModelError, WindowTooSmallError
 from agentctl.llm.chat_form import tools_text
 from agentctl.llm.client import ContextTooLongError, ModelClient, PendingReply
 from agentctl.llm.replies import ModelReply
@@ -314,8 +314,8 @@ class Runner:
             return
         try:
             pending = self._send(session)
-        except AgentctlError:
-            return  # said where the request is made again, after the commit
+        except Exception:  # whatever it is: said where the request is made again, after the
+            return  # commit, as if none went out ahead (the result is stored first)
         self._early = ((session.info.id, session.checkpoint.id), pending)
 
     # -- one action each ------------------------------------------------------------------
