@@ -169,6 +169,42 @@ def test_call_ids_are_made_unique_within_the_session() -> None:
     assert ids == ["agentctl_7_0", "agentctl_7_1"]
 
 
+def test_call_ids_a_hostile_model_sends_in_agentctls_own_form_never_make_a_duplicate() -> None:
+    """A model that sends an id agentctl would make (agentctl_<checkpoint>_<n>) in the same
+    reply or an earlier one: the id made for a call without one was the same, and two calls
+    shared an id (a result or an approval attached to the other)."""
+    within = reply(
+        ToolCall(id="agentctl_7_1", name="x", arguments="{}"),
+        ToolCall(id="", name="y", arguments="{}"),
+    )
+    ids = [c.id for c in unique_call_ids(within, CallIds().of(()), 7).tool_calls]
+    assert len(set(ids)) == 2
+    earlier = (reply(ToolCall(id="agentctl_7_0", name="x", arguments="{}")),)
+    [made] = unique_call_ids(
+        reply(ToolCall(id="", name="y", arguments="{}")), {"agentctl_7_0"}, 7
+    ).tool_calls
+    assert made.id not in CallIds().of(earlier)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["", "a", "agentctl_3_0", "agentctl_3_1", "agentctl_3_1_1"]), max_size=5
+    ),
+    st.sets(
+        st.sampled_from(["a", "agentctl_3_0", "agentctl_3_1", "agentctl_3_0_1", "agentctl_3_1_1"])
+    ),
+)
+def test_call_ids_made_unique_are_unique_whatever_the_model_sent(
+    sent: list[str], taken: set[str]
+) -> None:
+    fresh = reply(*(ToolCall(id=i, name="x", arguments="{}") for i in sent))
+    ids = [c.id for c in unique_call_ids(fresh, taken, 3).tool_calls]
+    assert len(set(ids)) == len(ids) and not set(ids) & taken and "" not in ids
+    if sent and sent[0] and sent[0] not in taken:
+        assert ids[0] == sent[0]  # a good id stays the model's
+
+
 def test_call_ids_kept_as_the_conversation_grows_are_collected_again_after_a_compaction() -> None:
     ids = CallIds()
     first = (reply(ToolCall(id="a", name="x", arguments="{}")),)

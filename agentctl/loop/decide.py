@@ -82,7 +82,13 @@ def unique_call_ids(reply: Message, taken: AbstractSet[str], checkpoint: int) ->
     calls = []
     for n, c in enumerate(reply.tool_calls):
         if not c.id or c.id in taken or c.id in seen:
-            c = c.model_copy(update={"id": f"agentctl_{checkpoint}_{n}"})
+            # A model may have sent an id of this form itself (in this reply or an earlier
+            # one): the made one is checked too, and a suffix added until it is free.
+            made, again = f"agentctl_{checkpoint}_{n}", 0
+            while made in taken or made in seen:
+                again += 1
+                made = f"agentctl_{checkpoint}_{n}_{again}"
+            c = c.model_copy(update={"id": made})
         seen.add(c.id)
         calls.append(c)
     return reply.model_copy(update={"tool_calls": tuple(calls)})
