@@ -24,6 +24,7 @@ def messages(draw: st.DrawFn) -> Message:
                 id=f"c{n}",
                 name=draw(st.sampled_from(["read_file", "", "bad name"])),
                 arguments=draw(st.sampled_from(['{"path": "a"}', "{", "[]"])),
+                provider_data=draw(st.none() | st.just({"a": 1, "b": True})),
             )
             for n in range(draw(st.integers(0, 2)))
         )
@@ -37,11 +38,26 @@ def whole(conversation: list[Message]) -> str:
     return json.dumps(wire_conversation(conversation), ensure_ascii=False, separators=(",", ":"))
 
 
+def equal_elsewise(message: Message) -> Message:
+    """An equal message (==) that encodes otherwise: its calls' provider data with the keys
+    in the other order and 1 as 1.0 (as a store that keeps JSON its own way may give back)."""
+    calls = tuple(
+        c.model_copy(
+            update={"provider_data": {k: float(v) for k, v in reversed(c.provider_data.items())}}
+        )
+        if c.provider_data
+        else c
+        for c in message.tool_calls
+    )
+    return message.model_copy(update={"tool_calls": calls})
+
+
 # Each step: append messages, or keep a prefix and go on from it (a compaction or a rollback
-# keeps the head), or replace one message by an equal copy (a cut to fit: a new object).
+# keeps the head), or replace one message by an equal copy (a cut to fit: a new object), or by
+# one equal to it that encodes otherwise.
 STEPS = st.lists(
     st.tuples(
-        st.sampled_from(["grow", "cut", "copy"]),
+        st.sampled_from(["grow", "cut", "copy", "equal"]),
         st.lists(messages(), max_size=4),
         st.integers(0, 12),
     ),
@@ -61,8 +77,23 @@ def test_the_incremental_request_is_the_whole_conversation_encoded(steps: list) 
         elif kind == "copy" and conversation:
             index = at % len(conversation)
             conversation[index] = conversation[index].model_copy()
+        elif kind == "equal" and conversation:
+            index = at % len(conversation)
+            conversation[index] = equal_elsewise(conversation[index])
         conversation = [*conversation, *new]
         assert encoder.array(conversation) == whole(conversation)
+
+
+def test_a_message_equal_to_the_one_sent_but_encoded_otherwise_is_encoded_again() -> None:
+    """The incremental encoder compared the conversation with == (pydantic's: field values,
+    so {"a": 1, "b": True} equals {"b": 1.0, "a": 1.0}) and sent the old bytes."""
+    call = ToolCall(id="c0", name="x", arguments="{}", provider_data={"a": 1, "b": True})
+    first = [Message(role="user", content="u"), Message(role="assistant", tool_calls=(call,))]
+    encoder = _Encoder()
+    assert encoder.array(first) == whole(first)
+    second = [first[0], equal_elsewise(first[1])]
+    assert second == first
+    assert encoder.array(second) == whole(second) != whole(first)
 
 
 def test_adjacent_texts_merge_across_requests() -> None:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from operator import is_
 from typing import Any
 
 from agentctl.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT
@@ -123,7 +124,9 @@ class _Encoder:
 
     def array(self, messages: Sequence[Message]) -> str:
         old, same, limit = self._messages, 0, min(len(self._messages), len(messages))
-        if tuple(messages[:limit]) == old[:limit]:  # the usual growth: by identity, in C
+        # The usual growth: by identity, in C (not ==: an equal message may encode otherwise,
+        # its provider_data's keys in another order, or 1.0 where it had 1).
+        if all(map(is_, messages[:limit], old[:limit])):
             same = limit
         while same < limit and old[same] is messages[same]:
             same += 1
