@@ -200,7 +200,9 @@ def test_call_ids_made_unique_are_unique_whatever_the_model_sent(
 ) -> None:
     fresh = reply(*(ToolCall(id=i, name="x", arguments="{}") for i in sent))
     ids = [c.id for c in unique_call_ids(fresh, taken, 3).tool_calls]
-    assert len(set(ids)) == len(ids) and not set(ids) & taken and "" not in ids
+    assert len(set(ids)) == len(ids)
+    assert not set(ids) & taken
+    assert "" not in ids
     if sent and sent[0] and sent[0] not in taken:
         assert ids[0] == sent[0]  # a good id stays the model's
 

@@ -169,6 +169,10 @@ class Scenario:
     rollback_steps: int | None = None  # after the first done: roll back, answer again, finish
     answers: tuple[str, str] = ("June", "July")
     sandboxed_shell: bool = False  # run_shell among the tools, in the sandbox (bubblewrap)
+    # agentctl's file tools on a copy of sample_tasks/notes: read-only calls (list_files,
+    # read_file) whose next request goes out before their result is stored, mixed in one reply
+    # with a write.
+    notes: bool = False
 
 
 SCENARIOS = [
@@ -181,6 +185,12 @@ SCENARIOS = [
     Scenario("compact", COMPACT),
     Scenario("edit", EDIT, rollback_steps=6),
     Scenario("shell", SHELL, rollback_steps=10, sandboxed_shell=True),
+    Scenario(
+        "summarize_notes",
+        load_task_file(ROOT / "sample_tasks" / "summarize_notes.toml"),
+        rollback_steps=4,
+        notes=True,
+    ),
 ]
 
 
@@ -228,6 +238,14 @@ def drive(world: World, scenario: Scenario) -> None:
     kit: list[Tool] = [ChargeCard(world.ledger), LookUp(), WriteNote(work)]
     if scenario.sandboxed_shell:
         kit.append(sandboxed_shell(work))
+    if scenario.notes:
+        from agentctl.tools import work_tools
+
+        for note in sorted((ROOT / "sample_tasks" / "notes").glob("*.md")):
+            if not (work / note.name).exists():  # a kill may come before the session does
+                (work / note.name).write_text(note.read_text())
+        files = work_tools(work, ApprovalPolicy(yes=True))
+        kit += [t for name in ("list_files", "read_file", "write_file") if (t := files.get(name))]
     tools = ToolRegistry(kit, ApprovalPolicy(yes=True))
     quiet: Callable[[Any], None] = lambda _event: None  # noqa: E731
     try:
