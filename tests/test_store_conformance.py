@@ -52,6 +52,7 @@ class TestJsonlStore(StoreSpec, OverviewSpec):
         "integrity_pass",
         "paged_history",  # the log is read whole anyway
         "ranged_reads",
+        "paged_graph",
     }
 
     damage_lease_ways = ("not json", "a list", "text pid", "huge", "a fifo", "a link")

@@ -209,8 +209,13 @@ def test_the_pass_finds_each_damage_as_the_per_session_reads_do(
     store_file: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     DAMAGE[name](store_file)
-    for batch in (200, 2):  # one batch for all, and batches that split the damaged ones
+    # One batch for all, and batches that split the damaged ones; the per-session reads a
+    # page of rows at a time (sql.GRAPH_PAGE, core.HISTORY_PAGE), pages that split a
+    # session's rows too.
+    for batch, page in ((200, 2000), (2, 2), (200, 3)):
         monkeypatch.setattr("agentctl.store.sqlite_verify.BATCH", batch)
+        monkeypatch.setattr("agentctl.store.sql.GRAPH_PAGE", page)
+        monkeypatch.setattr("agentctl.store.core.HISTORY_PAGE", page)
         _, by_pass, one_by_one = both(store_file)
         assert by_pass == one_by_one
         assert any(r.problems for r in by_pass), by_pass
@@ -251,3 +256,50 @@ def test_a_rollback_fixture_is_what_it_says(store_file: Path) -> None:
         assert store.head("s05").usage == Usage(calls=6)
     finally:
         store.close()
+
+
+# -- verify of one session holds its message graph, not its messages (issue 30 item 3) --------
+
+
+@pytest.mark.parametrize("page", [2, 3, 2000])
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        (None, []),
+        # The copy of the turn a compaction kept says something else.
+        (
+            "UPDATE messages SET body = replace(body, '\"m6\"', '\"m7\"') WHERE id = 8",
+            ["checkpoint 7: the compacted conversation lost the newest turns"],
+        ),
+        # The copy does not decode: read when compared, it is the reason, not the message.
+        (
+            "UPDATE messages SET body = '{nope' WHERE id = 8",
+            ["message 8 does not decode", "checkpoint 7: the compacted conversation lost the"],
+        ),
+    ],
+)
+def test_one_session_is_verified_from_pages_of_its_rows_as_the_pass_verifies_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int, damage: str | None, found: list
+) -> None:
+    """`verify ID` reads a session's messages a page at a time and keeps only their graph
+    (sql.message_graph): the messages are never all held (message_links is not read), a
+    compaction's kept turns are read when compared, and what it finds is what the
+    store-wide pass finds."""
+    from tests.test_transfer import a_session_with_branches_and_a_compaction
+
+    path = tmp_path / "s.db"
+    a_session_with_branches_and_a_compaction(open_store(f"sqlite://{path}"))
+    if damage is not None:
+        sql(damage)(path)
+    monkeypatch.setattr("agentctl.store.sql.GRAPH_PAGE", page)
+    monkeypatch.setattr("agentctl.store.core.HISTORY_PAGE", page)
+    store = open_store(f"sqlite://{path}")
+    try:
+        _, by_pass = verify_store(store)
+        monkeypatch.setattr(SQLiteStore, "message_links", lambda *a: pytest.fail("read whole"))
+        _, one = verify_store(store, ["abc123"])
+    finally:
+        store.close()
+    assert one == by_pass
+    assert len(one[0].problems) == len(found)
+    assert all(p.startswith(f) for p, f in zip(one[0].problems, found, strict=True))

@@ -151,6 +151,29 @@ class MessageLinks:
     unreadable: dict[int, str]  # checkpoint id -> why its stored state does not decode
 
 
+class MessageGraph(NamedTuple):
+    """A session's message graph as `verify` checks it: every message's parent and which do
+    not decode, without the messages themselves (a session of 100,000 messages held them all:
+    100 MB); `message` reads one when a check compares it (a compaction's kept turns)."""
+
+    parents: dict[int, int | None]  # message id -> its parent's id
+    undecodable: dict[int, str]  # message id -> why it does not decode
+    tips: dict[int, int | None]  # checkpoint id -> the id of its last message
+    unreadable: dict[int, str]  # checkpoint id -> why its stored state does not decode
+    message: Callable[[int], Message | str]  # one message of `parents`, or why it does not decode
+
+    @classmethod
+    def of(cls, links: MessageLinks) -> MessageGraph:
+        messages = links.messages
+        return cls(
+            {i: parent for i, (parent, _) in messages.items()},
+            {i: body for i, (_, body) in messages.items() if isinstance(body, str)},
+            links.tips,
+            links.unreadable,
+            lambda i: messages[i][1],
+        )
+
+
 @dataclass(frozen=True)
 class CheckpointDraft:
     """A checkpoint before the store numbers it.
@@ -321,6 +344,16 @@ class Integrity(Protocol):
         """
         ...
 
+    def message_graph(self, session_id: str) -> MessageGraph:
+        """`message_links` as `verify` checks it (MessageGraph): each message read and
+        decoded once, but not kept. The default is message_links'; a database reads the rows a
+        page at a time, so the memory is the graph's, not the messages'.
+
+        Raises UnknownSessionError; a message or checkpoint that does not decode is reported
+        in the result, not raised.
+        """
+        ...
+
 
 class SessionReads(Protocol):
     """One session's records as `verify` reads them, each read when asked for and raising as
@@ -338,6 +371,10 @@ class SessionReads(Protocol):
         """As `Store.message_links(session_id)`."""
         ...
 
+    def message_graph(self) -> MessageGraph:
+        """As `Store.message_graph(session_id)`."""
+        ...
+
     def info(self) -> SessionInfo:
         """As `Store.info(session_id)`."""
         ...
@@ -345,6 +382,10 @@ class SessionReads(Protocol):
     def kept_history(self) -> list[CheckpointSummary] | None:
         """As `Store.history(session_id)` where the store keeps a listing of the session
         (`keeps_listings` and `kept_listing` not None); else None."""
+        ...
+
+    def kept_listing(self) -> KeptListing | None:
+        """As `Store.kept_listing(session_id)` where the store keeps listings; else None."""
         ...
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from agentctl.store.base import (
     CheckpointDraft,
     CheckpointSummary,
+    MessageGraph,
     MessageLinks,
     SessionSummary,
     listed_state,
@@ -47,6 +48,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "paged_history": ("history_page",),
     "ranged_reads": ("checkpoints_page", "messages_between"),
     "integrity": ("check", "message_links"),
+    "paged_graph": ("message_graph",),
     "integrity_pass": ("session_reads",),
     "reclaim": ("reclaim",),
     "whole_write": ("create_whole",),
@@ -350,6 +352,10 @@ class BaseStore(OverviewDefaults, ABC):
             highest = tip
         return MessageLinks(messages, tips, unreadable)
 
+    def message_graph(self, session_id: str) -> MessageGraph:
+        """`message_links` as `verify` checks it: the default is message_links'."""
+        return MessageGraph.of(self.message_links(session_id))
+
     def session_reads(self, session_ids: Sequence[str] | None = None) -> Iterator[SessionReads]:
         """Each session through the per-session reads (one at a time, when asked for)."""
         for session_id in self.match_sessions("") if session_ids is None else session_ids:
@@ -405,6 +411,9 @@ class BaseStore(OverviewDefaults, ABC):
         return len(self.create_whole(info, drafts_of(copied), lease))
 
 
+HISTORY_PAGE = 5000  # rows PerSessionReads.history reads at a time
+
+
 class PerSessionReads(NamedTuple):
     """SessionReads through a store's per-session methods."""
 
@@ -412,10 +421,27 @@ class PerSessionReads(NamedTuple):
     session_id: str
 
     def history(self) -> list[CheckpointSummary]:
-        return self.store.history(self.session_id, kept=False)
+        """The rows, a page at a time where the store reads a page from its index (the rows of
+        a page let go as it is read: `verify` of 100,000 checkpoints held them all at once)."""
+        if not capabilities(self.store)["paged_history"]:
+            return self.store.history(self.session_id, kept=False)
+        rows: list[CheckpointSummary] = []
+        after = 0
+        while True:
+            page = self.store.history_page(self.session_id, after, HISTORY_PAGE)
+            rows += page
+            if len(page) < HISTORY_PAGE:
+                break
+            after = page[-1].id
+            if type(after) is not int:  # numbered by something that is not an order
+                return self.store.history(self.session_id, kept=False)
+        return rows
 
     def message_links(self) -> MessageLinks:
         return self.store.message_links(self.session_id)
+
+    def message_graph(self) -> MessageGraph:
+        return self.store.message_graph(self.session_id)
 
     def info(self) -> SessionInfo:
         return self.store.info(self.session_id)
@@ -424,3 +450,6 @@ class PerSessionReads(NamedTuple):
         if not self.store.keeps_listings or self.store.kept_listing(self.session_id) is None:
             return None
         return self.store.history(self.session_id)
+
+    def kept_listing(self) -> KeptListing | None:
+        return self.store.kept_listing(self.session_id) if self.store.keeps_listings else None

@@ -157,6 +157,22 @@ def header(listing: KeptListing) -> Header | None:
     return Header(version, sound, CheckpointSummary._make(last), transitions)
 
 
+def agrees(listing: KeptListing, rows: Sequence[CheckpointSummary]) -> bool:
+    """The kept listing's rows are the first of `rows` (read from the table), byte for byte
+    as a listing of them is written: what `verify` need not parse the listing to know (at
+    100,000 checkpoints its rows parsed are 35 MB on top of the table's). False says nothing:
+    the listing is then parsed and compared row by row."""
+    body, upto = listing.body, listing.upto
+    if not body.startswith("[{") or not 0 < upto <= len(rows) or rows[upto - 1].id != upto:
+        return False
+    try:
+        _value, end = json.JSONDecoder().raw_decode(body, 1)  # past the header
+    except (ValueError, RecursionError):
+        return False
+    written = _encode(rows[:upto])  # "[row,row...]": in the listing, after "[header,"
+    return len(body) == end + len(written) and body[end] == "," and body.endswith(written[1:])
+
+
 def from_row(row: Sequence[object]) -> KeptListing | None:
     """A stored listing, or None when its fields are not of their types (it is then not used)."""
     kinds = (str, int, str, int)

@@ -22,13 +22,20 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentctl.store.base import CheckpointSummary, MessageLinks, cache_owner, gc_paused
+from agentctl.store.base import (
+    CheckpointSummary,
+    MessageGraph,
+    MessageLinks,
+    cache_owner,
+    gc_paused,
+)
 from agentctl.store.sql import CHECKPOINT, checkpoint_of, json_object
 from agentctl.store.sqlite_errors import translated
 
 if TYPE_CHECKING:
     from agentctl.domain.session import Checkpoint, SessionInfo
     from agentctl.store.base import SessionReads, Store
+    from agentctl.store.listing import KeptListing
 
 # Whether every column of a checkpoint row is of its kind (text where text belongs, JSON that
 # is sound JSON on its own, so its text cannot reach into the next row's when they are joined):
@@ -274,6 +281,10 @@ class PassReads:
         with translated(self.path, self.session_id):
             return decode(SessionInfo, self.info_text, where=f"session {self.session_id}")
 
+    def message_graph(self) -> MessageGraph:
+        """As message_links (the pass holds the session's rows already)."""
+        return MessageGraph.of(self.message_links())
+
     def message_links(self) -> MessageLinks:
         """As SQLReads.message_links, from the pass's rows."""
         from agentctl.domain.session import Message
@@ -332,6 +343,12 @@ class PassReads:
             except (AgentctlError, ValueError, KeyError, TypeError) as exc:
                 unreadable[row[1]] = getattr(exc, "message", str(exc))[:200]
         return tips, unreadable
+
+    def kept_listing(self) -> KeptListing | None:
+        """As SQLReads.kept_listing, from the pass's row."""
+        from agentctl.store.listing import from_row
+
+        return None if self.listing_row is None else from_row(self.listing_row[1:])
 
     def kept_history(self) -> list[CheckpointSummary] | None:
         """As SQLReads.history (kept): the kept listing's checkpoints and the rows after it,

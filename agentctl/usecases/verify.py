@@ -17,12 +17,13 @@ from agentctl.errors import AgentctlError
 from agentctl.store.base import (
     DAMAGED,
     CheckpointSummary,
-    MessageLinks,
+    MessageGraph,
     SessionReads,
     SessionSummary,
     Store,
     listed_state,
 )
+from agentctl.store.listing import agrees
 from agentctl.store.soundness import path_problems, tree_problems
 
 __all__ = ["path_problems", "tree_problems", "verify_session", "verify_store"]
@@ -44,12 +45,15 @@ def verify_store(
             report = SessionReport(sid, len(history))
             report.problems.extend(tree_problems(history))
             if not report.problems:
-                report.problems.extend(conversation_problems(history, reads.message_links()))
+                report.problems.extend(conversation_problems(history, reads.message_graph()))
             report.problems.extend(_facts_problems(reads))
             # Without a kept listing `history` reads the rows themselves: nothing to compare.
-            listed = reads.kept_history()
-            if listed is not None:
-                report.problems.extend(listing_problems(history, listed))
+            # One that is, byte for byte, the rows' listing agrees without being parsed.
+            listing = reads.kept_listing()
+            if listing is not None and not agrees(listing, history):
+                listed = reads.kept_history()
+                if listed is not None:
+                    report.problems.extend(listing_problems(history, listed))
             if history and not report.problems:
                 heads[sid] = history[-1]
         except AgentctlError as exc:
@@ -74,7 +78,7 @@ def verify_session(
     report = SessionReport(session_id, len(history))
     report.problems.extend(tree_problems(history))
     if not report.problems:
-        report.problems.extend(conversation_problems(history, store.message_links(session_id)))
+        report.problems.extend(conversation_problems(history, store.message_graph(session_id)))
     return report
 
 
@@ -123,57 +127,55 @@ def listing_problems(rows: list[CheckpointSummary], listed: list[CheckpointSumma
     return []
 
 
-def conversation_problems(history: list[CheckpointSummary], links: MessageLinks) -> list[str]:
+def conversation_problems(history: list[CheckpointSummary], links: MessageGraph) -> list[str]:
     """Every message decodes, every checkpoint's last message is there, and every
     checkpoint's conversation extends its parent's (a compaction keeps its head and newest
     turns). One read of the session's messages; each check walks only the messages its
     checkpoint added, so the whole is O(checkpoints + messages)."""
-    messages, tips = links.messages, links.tips
+    parents, tips = links.parents, links.tips
     odd = [
         f"message {i!r} has an id or a parent ({parent!r}) that is not a message number"
-        for i, (parent, _) in messages.items()
+        for i, parent in parents.items()
         if type(i) is not int or not (parent is None or type(parent) is int)
     ]
     if odd:  # a hand edit's text where a number belongs: nothing below can order them
         return odd
     problems = [
-        f"message {i} does not decode: {body}"
-        for i, (_, body) in sorted(messages.items())
-        if isinstance(body, str)
+        f"message {i} does not decode: {why}" for i, why in sorted(links.undecodable.items())
     ]
     problems += [f"checkpoint {i} does not load: {why}" for i, why in links.unreadable.items()]
     problems += [
         f"message {i} has parent {parent}: a chain can only point back (a cycle, or missing)"
-        for i, (parent, _) in sorted(messages.items())
-        if parent is not None and (parent >= i or parent not in messages)
+        for i, parent in sorted(parents.items())
+        if parent is not None and (parent >= i or parent not in parents)
     ]
     for c in history:
         tip = tips.get(c.id)
-        if tip is not None and tip not in messages:
+        if tip is not None and tip not in parents:
             problems.append(f"checkpoint {c.id} ends at message {tip}, which is not there")
             continue
         if c.parent is None or c.parent not in tips:
             continue
         if c.kind == CheckpointKind.CONTEXT_COMPACTED:
-            chain, parent = _chain(messages, tip), _chain(messages, tips[c.parent])
-            problems.extend(_check_compaction(c, messages, chain, parent))
-        elif not _reaches(messages, tip, tips[c.parent]):
+            chain, parent = _chain(parents, tip), _chain(parents, tips[c.parent])
+            problems.extend(_check_compaction(c, links, chain, parent))
+        elif not _reaches(parents, tip, tips[c.parent]):
             problems.append(
                 f"checkpoint {c.id}: its conversation does not extend checkpoint {c.parent}'s"
             )
     return problems
 
 
-Graph = Mapping[int, tuple[int | None, object]]
+Parents = Mapping[int, int | None]
 
 
-def _reaches(messages: Graph, tip: int | None, goal: int | None) -> bool:
+def _reaches(parents: Parents, tip: int | None, goal: int | None) -> bool:
     """Walking back from `tip` meets `goal` (the parent's last message); ids only go down, so
     the walk is as long as what the checkpoint added."""
     while tip is not None and tip != goal:
-        if tip not in messages:
+        if tip not in parents:
             return False
-        parent = messages[tip][0]
+        parent = parents[tip]
         if parent is not None and parent >= tip:
             return False  # damage: a parent that is not before its child
         if goal is not None and parent is not None and parent < goal:
@@ -182,16 +184,16 @@ def _reaches(messages: Graph, tip: int | None, goal: int | None) -> bool:
     return tip == goal
 
 
-def _chain(messages: Graph, tip: int | None) -> list[int]:
+def _chain(parents: Parents, tip: int | None) -> list[int]:
     chain: list[int] = []
-    while tip is not None and tip in messages and len(chain) <= len(messages):
+    while tip is not None and tip in parents and len(chain) <= len(parents):
         chain.append(tip)
-        tip = messages[tip][0]
+        tip = parents[tip]
     return chain[::-1]
 
 
 def _check_compaction(
-    c: CheckpointSummary, messages: Graph, chain: list[int], parent: list[int]
+    c: CheckpointSummary, links: MessageGraph, chain: list[int], parent: list[int]
 ) -> list[str]:
     """A compaction keeps the parent's head (system prompt, goal: the same messages) and its
     newest turns (copies: the same content)."""
@@ -200,6 +202,7 @@ def _check_compaction(
     head = len(chain) - 1 - kept  # the rest of the new conversation: one note, then the turns
     if head < 0 or chain[:head] != parent[:head]:
         return [f"checkpoint {c.id}: the compacted conversation lost checkpoint {c.parent}'s head"]
-    if kept and [messages[i][1] for i in chain[-kept:]] != [messages[i][1] for i in parent[-kept:]]:
+    read = links.message
+    if kept and [read(i) for i in chain[-kept:]] != [read(i) for i in parent[-kept:]]:
         return [f"checkpoint {c.id}: the compacted conversation lost the newest turns"]
     return []
