@@ -342,6 +342,55 @@ def test_rows_whose_session_is_gone_are_what_verify_reports(pg_url: str) -> None
         store.close()
 
 
+def test_a_session_removed_while_it_is_forked_never_leaves_a_fork_without_checkpoints(
+    pg_url: str,
+) -> None:
+    """`rm` of a session between two statements of its fork (each reads anew): the fork had
+    its messages and no checkpoint (head 0) and was said to have worked. The copy holds the
+    source's row now, so the removal waits for it. The fork is made to stop between its two
+    statements by a message row of the same key another transaction is writing: its first
+    statement waits for it, the second reads after the removal."""
+    from agentctl.errors import UnknownSessionError
+    from agentctl.testing.store_spec import info
+
+    store, other = open_store(pg_url), open_store(pg_url)
+    blocker = psycopg.connect(pg_url)  # a transaction, left open until the removal was tried
+    done: dict[str, Any] = {}
+
+    def waiting() -> int:
+        return int(sql(pg_url, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0])
+
+    def fork() -> None:
+        try:
+            done["fork"] = store.copy_session(store, "abc123", info("fork01"))
+        except UnknownSessionError as exc:
+            done["fork"] = exc
+
+    def remove() -> None:
+        other.delete_session("abc123")
+        done["rm"] = True
+
+    try:
+        build(store, 3)
+        blocker.execute("INSERT INTO agentctl.messages VALUES ('fork01', 1, NULL, '{}')")
+        forking = threading.Thread(target=fork)
+        forking.start()
+        wait_for(lambda: waiting() == 1, "the fork to wait between its statements")
+        removing = threading.Thread(target=remove)
+        removing.start()
+        wait_for(lambda: "rm" in done or waiting() == 2, "the removal to end or wait")
+        blocker.rollback()
+        forking.join(30)
+        removing.join(30)
+        assert done == {"fork": 3, "rm": True}  # the fork, whole, then the removal
+        assert [c.id for c in store.history("fork01")] == [1, 2, 3]
+        assert store.check() == []
+    finally:
+        blocker.close()
+        store.close()
+        other.close()
+
+
 def test_libpq_conventions_and_agentctl_options_in_the_url(pg_url: str, tmp_path: Path) -> None:
     from agentctl.store.pg_connection import connection_options
 

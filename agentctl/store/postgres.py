@@ -61,9 +61,12 @@ if TYPE_CHECKING:
 PROFILE_RETRIES = 30
 
 
-# A copy within the database (copy_session): the source's head, then its rows to `upto`.
-_COPY_FOUND = f"""SELECT (SELECT 1 FROM {S}.sessions WHERE id = %(old)s),
-    (SELECT max(id) FROM {S}.checkpoints WHERE session_id = %(old)s)"""
+# A copy within the database (copy_session): the source's head, then its rows to `upto`. The
+# source's row is held (FOR KEY SHARE: appends to it go on) until the copy commits: a `rm` of
+# it between two of the copy's statements, each reading anew, made a fork with the messages
+# and no checkpoints (head 0), said to have worked.
+_COPY_FOUND = f"""SELECT 1, (SELECT max(id) FROM {S}.checkpoints WHERE session_id = %(old)s)
+    FROM {S}.sessions WHERE id = %(old)s FOR KEY SHARE"""
 _COPY = (
     f"""INSERT INTO {S}.messages (session_id, id, parent, body)
     SELECT %(new)s, id, parent, body FROM {S}.messages WHERE session_id = %(old)s AND id <= (
