@@ -391,6 +391,56 @@ def test_a_session_removed_while_it_is_forked_never_leaves_a_fork_without_checkp
         other.close()
 
 
+def test_a_store_upgraded_while_sessions_are_written_fails_neither(
+    postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """p007 -> p008 while other processes append (an older agentctl, already open): the
+    migration took the tables one statement at a time, in the other order from an append's
+    one statement, and the server broke the deadlock by failing the upgrade (the command that
+    opened the store) or an append (a running session's step): both, in most rounds."""
+    from agentctl.store import postgres_migrations as pm
+
+    full = list(pm.MIGRATIONS)
+    failures: list[str] = []
+    for round_ in range(4):
+        url = postgres.database(f"upgrade_{round_}_{time.monotonic_ns()}")
+        monkeypatch.setattr(pm, "MIGRATIONS", full[:7])
+        monkeypatch.setattr(pm, "SCHEMA_VERSION", 7)
+        writers = [open_store(url) for _ in range(3)]  # an older agentctl's, open before
+        monkeypatch.setattr(pm, "MIGRATIONS", full)
+        monkeypatch.setattr(pm, "SCHEMA_VERSION", len(full))
+        stop = threading.Event()
+
+        def write(store: Any, session_id: str, stop: threading.Event = stop) -> None:
+            build(store, 1, session_id)
+            n = 2
+            while not stop.is_set():
+                try:
+                    store.append(session_id, n - 1, draft(n - 1, n, f"m{n}"))
+                except Exception as exc:
+                    failures.append(f"append: {exc}")
+                    return
+                n += 1
+
+        threads = [threading.Thread(target=write, args=(w, f"w{k}")) for k, w in enumerate(writers)]
+        for thread in threads:
+            thread.start()
+        heads = "SELECT count(*), min(head) FROM agentctl.sessions"
+        wait_for(lambda u=url, q=heads: sql(u, q)[0] >= (3, 20), "each session to be written")
+        try:
+            open_store(url).close()  # the upgrade
+        except Exception as exc:
+            failures.append(f"upgrade: {exc}")
+        time.sleep(0.2)  # appends after it too
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        for writer in writers:
+            writer.close()
+        assert sql(url, "SELECT version FROM agentctl.schema_version") == [(len(full),)] or failures
+    assert failures == []
+
+
 def test_libpq_conventions_and_agentctl_options_in_the_url(pg_url: str, tmp_path: Path) -> None:
     from agentctl.store.pg_connection import connection_options
 

@@ -5,6 +5,8 @@ schema `agentctl`, so a database shared with other software is safe.
 
 from __future__ import annotations
 
+import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from agentctl.store.pg_queue import MIGRATION as QUEUE_MIGRATION
@@ -15,6 +17,10 @@ if TYPE_CHECKING:
 
 S = "agentctl"  # the schema every table lives in
 ADVISORY_LOCK = 0x41474354  # "AGCT": migrations run one machine at a time
+# A migration holds every table before it changes one; it waits this long for each (under the
+# server's deadlock_timeout, 1 s by default) and, refused, lets go and tries again.
+LOCK_WAIT = "200ms"
+LOCK_ATTEMPTS = 100
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -179,10 +185,40 @@ def migrate(conn: psycopg.Connection[Any], shown: str, may_create: bool) -> None
         return
     if found == 0 and not may_create:
         raise no_store(shown)
+    import psycopg
+
+    for _attempt in range(LOCK_ATTEMPTS):
+        try:
+            _migrate(conn)
+            return
+        except psycopg.errors.LockNotAvailable:  # rolled back: writers go on, then again
+            time.sleep(random.uniform(0.05, 0.25))
+    raise StoreError(
+        f"store {shown} is being written too busily to upgrade its schema "
+        f"(version {found} to {SCHEMA_VERSION}): the tables could not be held",
+        hint="try again, or stop the processes that write to it first",
+    )
+
+
+def _migrate(conn: psycopg.Connection[Any]) -> None:
+    """The migrations not yet run, in one transaction. Every table is held first, all at once
+    and waiting at most LOCK_WAIT for each: a migration that took them one statement at a time
+    while other processes wrote (an append holds sessions, messages and checkpoints in its
+    one statement) met them in the other order, and the server broke the deadlock by failing
+    the migration or an append of a running session."""
     with conn.transaction():
         # Machines starting at once: one migrates, the others wait and find it done.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
         found = version(conn)
+        if found == SCHEMA_VERSION:
+            return
+        tables = conn.execute(
+            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = %s ORDER BY 1", (S,)
+        ).fetchall()
+        conn.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+        if tables:
+            held = ", ".join(f'{S}."{t}"' for (t,) in tables)
+            conn.execute(f"LOCK TABLE {held} IN ACCESS EXCLUSIVE MODE")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {S}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {S}.schema_version (version integer NOT NULL)")
         for _name, sql in MIGRATIONS[found:]:
