@@ -441,6 +441,37 @@ def test_a_store_upgraded_while_sessions_are_written_fails_neither(
     assert failures == []
 
 
+def test_a_lease_row_that_expires_at_infinity_is_a_refusal_or_nothing_never_an_error(
+    pg_url: str,
+) -> None:
+    """'infinity' and '-infinity' are timestamps PostgreSQL keeps, and subtracting one is an
+    error: the lease's seconds left were read so, and an append refused by such a lease, a
+    lease read (watch) and every worker's claim of the queue failed with it."""
+    from agentctl.store import pg_queue
+    from agentctl.store.lease import Lease
+
+    store = open_store(pg_url)
+    try:
+        build(store, 1)
+        build(store, 1, "def456")
+        pg_queue.on(store).with_connection(lambda conn: pg_queue.enqueue(conn, "def456"))
+        held = "UPDATE agentctl.sessions SET lease_token = 'remote', lease_host = 'h',"
+        sql(pg_url, held + " lease_pid = 7, lease_expires = 'infinity' WHERE id = 'abc123'")
+        assert store.lease_of("abc123") is None  # no lease agentctl writes
+        with pytest.raises(SessionBusyError):
+            store.append("abc123", 1, draft(1, 2, "m2"))
+        sql(pg_url, "UPDATE agentctl.queue SET status = 'running' WHERE session_id = 'def456'")
+        sql(pg_url, held + " lease_pid = 7, lease_expires = '-infinity' WHERE id = 'def456'")
+        lease = Lease.mine("worker")
+        claimed, _expiry = pg_queue.on(store).with_connection(
+            lambda conn: pg_queue.claim(conn, "default", lease, "w")
+        )
+        assert claimed is not None  # its lease is long expired: the session is taken
+        assert claimed.session_id == "def456"
+    finally:
+        store.close()
+
+
 def test_libpq_conventions_and_agentctl_options_in_the_url(pg_url: str, tmp_path: Path) -> None:
     from agentctl.store.pg_connection import connection_options
 

@@ -117,3 +117,31 @@ def test_a_live_driver_is_followed_through_its_heartbeats_to_the_end(tmp_path: P
                 proc.wait()
     assert len(renewals) >= 3, renewals  # the first lease and at least two heartbeats
     assert "not running" not in err.read_text()
+
+
+def test_watch_of_a_session_whose_lease_file_is_hostile_is_one_line_and_exit_7(
+    tmp_path: Path,
+) -> None:
+    """A lease.json agentctl never writes (an expiry of 400 digits: JSON reads it as an int
+    that no float holds; one before the epoch; terminal control in the host): the watch said
+    "internal error (OverflowError ...)" with exit 1; now it reads as no lease, one line."""
+    import json
+
+    env = {"AGENTCTL_STORE": f"json://{tmp_path / 'store'}"}
+    driver = slow_run(env, delay=120, until=1)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    sid = newest(env)
+    lease = tmp_path / "store" / "sessions" / sid / "lease.json"
+    hostile = {"host": "h\x1b[2J", "pid": 1, "token": "t", "user": "u"}
+    for expiry in ("1" + "0" * 400, "-1e308"):
+        lease.write_text(json.dumps({**hostile, "expires_at": 0}).replace(" 0}", f" {expiry}}}"))
+        shown = cli("watch", sid, env=env, timeout=60)
+        assert shown.code == 7, shown.stderr
+        assert "internal error" not in shown.stderr
+        assert "\x1b" not in shown.stderr
+        lines = [line for line in shown.stderr.splitlines() if "is not running" in line]
+        assert lines == [
+            f"session {sid} is not running: no process holds it (its run stopped before it "
+            f"was done or waiting for input); continue with: agentctl resume {sid}"
+        ]

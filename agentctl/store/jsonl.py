@@ -44,6 +44,7 @@ from agentctl.store.jsonl_files import (
     SESSION_FILES,
     append_line,
     check_entry,
+    drop_unreadable_lease,
     empty_or_being_made,
     held_lease,
     known_parent,
@@ -498,6 +499,7 @@ class JsonlStore(BaseStore):
         path = self._dir(session_id)
         with reading(path), self._locked(path):
             check_takeover(session_id, held_lease(path), lease)
+            drop_unreadable_lease(path)
             write_private_atomic(path / "lease.json", json.dumps(lease.__dict__))
 
     def set_labels(self, session_id: str, name: str | None, tags: tuple[str, ...]) -> None:
@@ -537,11 +539,11 @@ class JsonlStore(BaseStore):
     def release_lease(self, session_id: str, token: str) -> None:
         path = self._dir(session_id)
         with reading(path), self._locked(path):
-            try:
-                if json.loads((path / "lease.json").read_text()).get("token") == token:
-                    (path / "lease.json").unlink()
-            except (OSError, ValueError, AttributeError, RecursionError):  # not ours to remove
-                pass
+            # Read as every lease is (bounded, never a FIFO, which would block forever):
+            # anything else is not ours to remove.
+            held = held_lease(path)
+            if held is not None and held.token == token:
+                (path / "lease.json").unlink(missing_ok=True)
 
     def reclaim(self) -> None:
         import shutil

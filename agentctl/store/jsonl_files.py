@@ -166,6 +166,21 @@ def held_lease(path: Path) -> Lease | None:
     )
 
 
+def drop_unreadable_lease(path: Path) -> None:
+    """Remove a lease.json that is a directory, before a lease is written over it: a rename
+    replaces a file, a link or a FIFO, but not a directory (the session could not be taken
+    over). The name is agentctl's own, within the session's folder."""
+    import shutil
+    import stat
+
+    try:
+        mode = os.lstat(path / "lease.json").st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path / "lease.json", ignore_errors=True)
+
+
 def labels_of(path: Path) -> tuple[str | None, tuple[str, ...]]:
     """A session's name and tags (labels.json, replaced whole when they change)."""
     try:

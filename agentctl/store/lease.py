@@ -96,18 +96,22 @@ def lease_from(
     """A lease read back from a store, validated: None when a field is not what agentctl
     writes (a damaged row or file). A lease is advisory (the head check on every commit is the
     guard), so a damaged one holds nothing, and reading one never raises."""
-    import math
-
     texts = (host, token, user)
     if not all(isinstance(t, str) and len(t) <= MAX_FIELD for t in texts):
         return None
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < 2**31:
+    # pid 0 is no process (kill(0, 0) asks about this process's group: always "alive")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
         return None
     if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
         return None
-    if not math.isfinite(expires_at) or not token:
+    # Compared, not converted first: an integer of 400 digits (a JSON file may hold one) does
+    # not convert to a float; NaN compares false; before the epoch is no time agentctl writes.
+    if not 0 <= expires_at <= MAX_EXPIRES or not token:
         return None
     return Lease(str(host), pid, str(token), float(expires_at), str(user))
+
+
+MAX_EXPIRES = 253402300799.0  # 9999-12-31T23:59:59Z: an arriving lease's 100 years fit
 
 
 def holder_is_gone(held: Lease, now: float | None = None) -> bool:

@@ -226,7 +226,7 @@ WITH picked AS (
     RETURNING q.session_id, q.queue, q.input, q.input_for, q.source, q.claims
 )
 SELECT c.session_id, c.queue, c.input, c.input_for, c.source, c.claims,
-    (SELECT extract(epoch FROM min(s.lease_expires) - clock_timestamp())
+    (SELECT extract(epoch FROM min(s.lease_expires)) - extract(epoch FROM clock_timestamp())
      FROM {S}.queue r JOIN {S}.sessions s ON s.id = r.session_id
      WHERE r.queue = %(q)s AND r.status = 'running' AND s.lease_expires IS NOT NULL)
 FROM (SELECT 1) AS one LEFT JOIN claimed c ON true

@@ -87,6 +87,12 @@ _COPY = (
 )
 
 
+def _seconds(left: Any) -> int:
+    """A lease's seconds left, for a message: a damaged row's infinity is no number to round."""
+    seconds = float(left)
+    return 0 if seconds != seconds else round(min(max(seconds, 0.0), 1e9))
+
+
 @dataclass
 class _Tail:
     """What this process knows of a session it writes: enough to plan the next append."""
@@ -341,7 +347,9 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
         clock. Raises UnknownSessionError."""
         row = self._one(
             "SELECT head, lease_token, lease_user, lease_host, lease_pid,"
-            " extract(epoch FROM lease_expires - clock_timestamp()) FROM {T}sessions WHERE id = ?",
+            # each time apart: 'infinity' (a damaged row) cannot be subtracted, its epoch can
+            " extract(epoch FROM lease_expires) - extract(epoch FROM clock_timestamp())"
+            " FROM {T}sessions WHERE id = ?",
             (session_id,),
         )
         if row is None:
@@ -360,7 +368,7 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
             holder = Lease(host or "?", pid or 0, holder_token, 0.0, user or "")
             raise SessionBusyError(
                 f"session {session_id} is running in {holder.holder()} (lease expires in "
-                f"{max(0, round(left))}s unless renewed); this process's lease was taken over",
+                f"{_seconds(left)}s unless renewed); this process's lease was taken over",
                 hint="wait for it to finish, or stop that process",
             )
         raise SessionBusyError(
@@ -448,7 +456,7 @@ class PostgresStore(PgConnection, SQLReads, BaseStore):
             if held is not None and not holder_is_gone(held):
                 raise SessionBusyError(
                     f"session {session_id} is running in {held.holder()} "
-                    f"(lease expires in {max(0, round(left))}s unless renewed)",
+                    f"(lease expires in {_seconds(left)}s unless renewed)",
                     hint="wait for it to finish, or stop that process",
                 )
         return str(seen) if seen is not None else None
