@@ -194,3 +194,38 @@ def test_a_session_queued_for_a_worker_is_followed_saying_so(pg_url: str) -> Non
         assert sum("waits for a worker" in n for n in following.notices()) == 1
     finally:
         driver.close()
+
+
+def test_a_heartbeat_that_fails_once_goes_on_renewing_the_lease(
+    url: str, driver: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One renewal the store refused (SQLite busy under load, a PostgreSQL connection lost)
+    stopped the heartbeat for good: the lease of a run still going expired, the watch said
+    it was not running, and a resume could take it over. Now the next beat renews it."""
+    from agentctl.errors import StoreError
+
+    monkeypatch.setenv("AGENTCTL_LEASE_TTL", "1")  # a beat every third of a second
+    failed: list[bool] = []
+    opened = driver.another_handle
+
+    def flaky() -> Store:
+        other = opened()
+        if not failed:
+
+            def busy(*_args: object) -> None:
+                failed.append(True)
+                raise StoreError("database is locked")
+
+            other.acquire_lease = busy  # type: ignore[method-assign]
+        return other
+
+    monkeypatch.setattr(driver, "another_handle", flaky)
+    with common.held_lease(driver, SID):
+        held = driver.lease_of(SID)
+        assert held is not None
+
+        def renewed_after_the_failure() -> bool:
+            now = driver.lease_of(SID)
+            return bool(failed) and now is not None and now.expires_at > held.expires_at + 0.5
+
+        wait_for(renewed_after_the_failure, "a renewal after the failed one", within=10)

@@ -5,6 +5,7 @@ it imports none of them."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from agentctl.domain.records import Notice, RunReport, Stop
 from agentctl.errors import (
     AgentctlError,
     AmbiguousSessionError,
+    SessionBusyError,
     StoreError,
     UnknownSessionError,
     UsageError,
@@ -82,12 +84,24 @@ class HeldLease:
         other: Store | None = None
         try:
             while not stop.wait(lease_ttl() / 3):
-                other = other or self._store.another_handle()
-                other.acquire_lease(self._session_id, held.renewed())
-        except AgentctlError:
-            pass  # lost to a takeover: the head check on every commit stops our writes
+                try:
+                    other = other or self._store.another_handle()
+                    other.acquire_lease(self._session_id, held.renewed())
+                except (SessionBusyError, UsageError):
+                    return  # lost to a takeover (or gone): the head check stops our writes
+                except AgentctlError:
+                    # A store that failed this once (busy under load, a connection lost):
+                    # renewed at the next beat, on a handle opened again. Stopping here let
+                    # the lease of a run still going expire (watch: "not running"; a resume
+                    # could take it over).
+                    self._let_go(other)
+                    other = None
         finally:
-            if other is not None and other is not self._store:
+            self._let_go(other)
+
+    def _let_go(self, other: Store | None) -> None:
+        if other is not None and other is not self._store:
+            with contextlib.suppress(Exception):
                 other.close()
 
 
