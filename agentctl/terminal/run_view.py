@@ -22,7 +22,16 @@ from agentctl.domain.checkpoints import QuestionDetail, ToolDetail
 from agentctl.terminal.ask import APPROVAL_ANSWERS, question_markup, read_line
 from agentctl.terminal.describe import describe_checkpoint, sandboxed
 from agentctl.terminal.event_stream import output_preview, split_exit
-from agentctl.terminal.render import err, escape, fit, human_bytes, note, plural, visible
+from agentctl.terminal.render import (
+    err,
+    escape,
+    fit,
+    human_bytes,
+    note,
+    plural,
+    styled,
+    visible,
+)
 from agentctl.terminal.render import line as print_line
 
 if TYPE_CHECKING:
@@ -232,7 +241,7 @@ class RunView:
         else:
             cached = f" ({t.cached_input_tokens:,} cached)" if t.cached_input_tokens else ""
             tokens = f"{t.input_tokens:,} in{cached} / {t.output_tokens:,} out tokens"
-        print_line(f"  [dim]turn {self._turns}: {tokens} · {t.seconds:.1f} s[/]")
+        styled((("  ", None), (f"turn {self._turns}: {tokens} · {t.seconds:.1f} s", "dim")))
 
     def _tool_started(self, event: ToolStarted) -> None:
         width = self._width()
@@ -247,7 +256,10 @@ class RunView:
             )
             shown += [f"  {line}" for line in diff_lines(body)]
         # One print for the lines: rich's per-call work was most of a write_file turn's drawing.
-        print_line("\n".join(shown))
+        if len(shown) == 1:  # a read's, a command's: the line without its markup parsed
+            styled((("●", "bold"), (f" {event.tool} {what}", None)))
+        else:
+            print_line("\n".join(shown))
         self._running[event.call_id] = (event, time.monotonic())
         if event.side_effect == "exec":
             self._spin("running…")
