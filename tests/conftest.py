@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# A shell that starts the suite in the background (`.ci/run &`, nohup) leaves SIGINT ignored,
+# and an ignored signal stays ignored across exec: every agentctl the tests start would then
+# shrug off the Ctrl-C the interrupt tests send it. A handler of our own is reset at exec, so
+# the processes the tests start take SIGINT as a terminal's Ctrl-C gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_tasks"
