@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,14 +184,19 @@ def test_a_run_view_line_is_the_bytes_rich_prints(pieces: list[str]) -> None:
     from agentctl.terminal import render
 
     markup = "  ".join(f"[dim]#{n}[/] [bold]{render.escape(p)}[/] ok" for n, p in enumerate(pieces))
+    assert_same_bytes(lambda c: c.print(markup), lambda c: render.line(markup, c))
+
+
+def assert_same_bytes(want: Callable[[Any], None], got: Callable[[Any], None]) -> None:
+    """`got` writes what `want` writes, on each kind of console and inside a capture."""
     for printed, written in zip(consoles(), consoles(), strict=True):
-        printed.print(markup)
-        render.line(markup, written)
+        want(printed)
+        got(written)
         assert written.file.getvalue() == printed.file.getvalue()
-        with printed.capture() as want, written.capture() as got:
-            printed.print(markup)
-            render.line(markup, written)
-        assert got.get() == want.get()
+        with printed.capture() as wanted, written.capture() as gotten:
+            want(printed)
+            got(written)
+        assert gotten.get() == wanted.get()
 
 
 @settings(max_examples=300, deadline=None)
@@ -216,11 +222,4 @@ def test_styled_pieces_are_the_bytes_rich_prints_for_them(
     from agentctl.terminal import render
 
     shown = Text.assemble(*((render.visible(t), s or "") for t, s in pieces))
-    for printed, written in zip(consoles(), consoles(), strict=True):
-        printed.print(shown)
-        render.styled(pieces, written)
-        assert written.file.getvalue() == printed.file.getvalue()
-        with printed.capture() as want, written.capture() as got:
-            printed.print(shown)
-            render.styled(pieces, written)
-        assert got.get() == want.get()
+    assert_same_bytes(lambda c: c.print(shown), lambda c: render.styled(pieces, c))

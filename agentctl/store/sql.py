@@ -157,15 +157,19 @@ class SQLReads:
     ) -> list[CheckpointSummary]:
         """A range of the primary key: as cheap at checkpoint 100,000 as at 1."""
         with self._reading(session_id), gc_paused():
-            bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
-            rows = self._rows(
-                f"SELECT {SUMMARY} FROM {{T}}checkpoints WHERE session_id = ? AND id > ?"
-                f" ORDER BY id{bound}",
-                (session_id, after),
-            )
-            if not rows:
-                self.head(session_id)  # UnknownSessionError, or StoreError: none at all
-            return summaries_of(rows)
+            return summaries_of(self._page(SUMMARY, session_id, after, limit))
+
+    def _page(self, columns: str, session_id: str, after: int, limit: int | None) -> list[Any]:
+        """`columns` of the session's checkpoints after `after`, at most `limit`, in order."""
+        bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
+        rows = self._rows(
+            f"SELECT {columns} FROM {{T}}checkpoints WHERE session_id = ? AND id > ?"
+            f" ORDER BY id{bound}",
+            (session_id, after),
+        )
+        if not rows:
+            self.head(session_id)  # UnknownSessionError, or StoreError: none at all
+        return rows
 
     def _listed(self, session_id: str) -> list[CheckpointSummary]:
         """The kept listing's checkpoints, when it is usable (store/listing.py)."""
@@ -266,15 +270,8 @@ class SQLReads:
         self, session_id: str, after: int = 0, limit: int | None = None
     ) -> list[Checkpoint]:
         """A range of the primary key, each row decoded as `get_checkpoint` decodes it."""
-        bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
         with self._reading(session_id):
-            rows = self._rows(
-                f"SELECT {CHECKPOINT} FROM {{T}}checkpoints WHERE session_id = ? AND id > ?"
-                f" ORDER BY id{bound}",
-                (session_id, after),
-            )
-            if not rows:
-                self.head(session_id)  # UnknownSessionError, or StoreError: none at all
+            rows = self._page(CHECKPOINT, session_id, after, limit)
         return [readable_checkpoint(session_id, row) for row in rows]
 
     def messages_between(
